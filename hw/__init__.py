@@ -1,0 +1,1 @@
+"""Rill gateware: the accelerator core, described in Amaranth."""

@@ -1,0 +1,250 @@
+"""The Rill instruction set: opcodes, field layouts, responses and exact cycle costs.
+
+Imported by the gateware decoder (``hw/sequencer.py``), the golden model (``sw/golden.py``) and the
+driver's encoder. Nothing here is restated anywhere else.
+
+Wire form
+---------
+Every instruction is a fixed :data:`HEADER_BYTES`-byte header: one opcode byte followed by the
+opcode's operand fields, little-endian, unsigned, zero-padded. ``LOAD_*`` headers are followed by
+``count`` words of data. A fixed header keeps the decoder a byte counter and a register; it costs a
+few bytes on the wire per instruction, against kilobytes of data per tile.
+
+Responses (device → host) start with a 4-byte header ``status, opcode, index_lo, index_hi``
+where ``index`` is the instruction's number (instructions decoded before it, mod 2**16). Only
+``STORE``, ``READ_COUNTERS``, ``SYNC``, ``INFO`` and failed instructions respond.
+
+Cycle costs
+-----------
+The core runs in lockstep under one clock enable: a cycle in which it waits for an input byte or for
+the host to take an output byte is a *stall* and freezes everything (array included). Every other
+cycle of an instruction is a *working* cycle, and the number of working cycles of every instruction is
+the exact function given by :func:`cycle_cost`. The ``cycles`` counter counts working cycles, so a
+compiler can predict it exactly; stalls are counted apart.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from amaranth.lib import enum
+
+from .params import RillParams
+
+__all__ = [
+    "ISA_VERSION", "HEADER_BYTES", "RESPONSE_HEADER_BYTES", "QPARAM_BYTES", "COUNTER_NAMES",
+    "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
+    "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
+    "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
+    "MATMUL_DRAIN_EXTRA", "STORE_FLUSH_CYCLES", "REQUANT_STAGES", "waits_for_quiet",
+    "matmul_drain_cycles", "pack_qparam", "QPARAM_FORMAT",
+]
+
+ISA_VERSION = 1
+HEADER_BYTES = 12
+RESPONSE_HEADER_BYTES = 4
+#: One requantization entry on the wire: bias i32, multiplier i32, shift (u8 in ONNX mode, i8 in
+#: TFLITE mode), one pad byte, zero point i16. See sw/requant.py for the arithmetic.
+QPARAM_BYTES = 12
+QPARAM_FORMAT = "<iiBxh"
+#: ``READ_COUNTERS`` payload: four little-endian u32 in this order.
+COUNTER_NAMES = ("cycles", "busy", "stalls", "instructions")
+
+#: Register stages of the requantization pipeline (hw/requant.py builds exactly this many).
+REQUANT_STAGES = 5
+#: Working cycles a STORE spends after issuing its last element: one for the SRAM read, then the
+#: requant stages, then the output register.
+STORE_FLUSH_CYCLES = 1 + REQUANT_STAGES
+#: Working cycles after a MATMUL retires until its last accumulator write lands is
+#: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator read-modify-write).
+MATMUL_DRAIN_EXTRA = 1
+
+
+class Opcode(enum.Enum, shape=8):
+    CONFIG = 0x01         #: set precision, rounding mode, ReLU, output type
+    LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) into weight SRAM at ``addr``
+    LOAD_ACTS = 0x03      #: ``count`` activation words (``k_per_tile`` bytes each) at ``addr``
+    LOAD_QPARAMS = 0x04   #: ``count`` requant entries (:data:`QPARAM_BYTES` each) at ``addr``
+    MATMUL = 0x05         #: activation tiles x weight tiles -> accumulator rows
+    STORE = 0x06          #: accumulators -> (requant | raw int32) -> output stream
+    READ_COUNTERS = 0x07  #: the four performance counters
+    SYNC = 0x08           #: waits for the array to drain, then echoes ``tag``
+    INFO = 0x09           #: the device's params (``RillParams.to_info_bytes``)
+
+
+class Status(enum.Enum, shape=8):
+    OK = 0x00
+    UNKNOWN_OPCODE = 0x01   #: the header's opcode byte names no instruction; header skipped
+    BAD_MODE = 0x02         #: a mode or flag field holds a value that does not exist
+    OUT_OF_RANGE = 0x03     #: address + length runs past the end of an SRAM; data is drained unwritten
+    BAD_LENGTH = 0x04       #: a zero length (or a last-tile width of 0 or above ``cols``)
+
+
+class Precision(enum.Enum, shape=2):
+    INT8 = 0   #: W8A8: one 8x8 product per PE per cycle
+    INT4 = 1   #: W4A8: two 4-bit-weight x 8-bit-activation products per PE per cycle
+
+
+class Rounding(enum.Enum, shape=2):
+    ONNX = 0     #: bit-exact integer emulation of onnxruntime's float32 requantization
+    TFLITE = 1   #: TFLite's MultiplyByQuantizedMultiplier (Q31 multiplier, double rounding)
+
+
+class OutType(enum.Enum, shape=2):
+    INT8 = 0
+    UINT8 = 1
+    INT4 = 2   #: clamped to [-8, 7], sent one value per byte (sign-extended)
+
+
+class MatmulFlags(enum.Flag, shape=8):
+    ACCUMULATE = 0x01   #: add into the accumulators even for the first K tile
+
+
+class StoreFlags(enum.Flag, shape=8):
+    RAW = 0x01   #: send acc + bias as little-endian int32, skipping requantization
+
+
+#: Operand fields of each opcode, in wire order after the opcode byte: ``(name, bytes)``.
+FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
+    Opcode.CONFIG: (("precision", 1), ("rounding", 1), ("relu", 1), ("out_type", 1)),
+    Opcode.LOAD_WEIGHTS: (("addr", 2), ("count", 2)),
+    Opcode.LOAD_ACTS: (("addr", 2), ("count", 2)),
+    Opcode.LOAD_QPARAMS: (("addr", 2), ("count", 2)),
+    Opcode.MATMUL: (("act_addr", 2), ("weight_addr", 2), ("acc_addr", 2), ("m", 2),
+                    ("k_tiles", 1), ("n_tiles", 1), ("flags", 1)),
+    Opcode.STORE: (("acc_addr", 2), ("m", 2), ("n_tiles", 1), ("last_cols", 1), ("q_addr", 2),
+                   ("flags", 1)),
+    Opcode.READ_COUNTERS: (),
+    Opcode.SYNC: (("tag", 2),),
+    Opcode.INFO: (),
+}
+
+
+def field_offsets(opcode: Opcode) -> dict[str, tuple[int, int]]:
+    """``{name: (byte offset within the operand bytes, size in bytes)}`` for one opcode."""
+    offsets, at = {}, 0
+    for name, size in FIELDS[opcode]:
+        offsets[name] = (at, size)
+        at += size
+    assert at <= HEADER_BYTES - 1, opcode
+    return offsets
+
+
+def encode(opcode: Opcode, **fields: int) -> bytes:
+    """One instruction header. Every field of the opcode must be given; values must fit."""
+    opcode = Opcode(opcode)
+    names = {name for name, _ in FIELDS[opcode]}
+    if set(fields) != names:
+        raise TypeError(f"{opcode.name} takes fields {sorted(names)}, got {sorted(fields)}")
+    header = bytearray(HEADER_BYTES)
+    header[0] = opcode.value
+    for name, (offset, size) in field_offsets(opcode).items():
+        value = int(fields[name])
+        if not 0 <= value < (1 << (8 * size)):
+            raise ValueError(f"{opcode.name}.{name}={value} does not fit in {size} byte(s)")
+        header[1 + offset:1 + offset + size] = value.to_bytes(size, "little")
+    return bytes(header)
+
+
+def decode_fields(opcode: Opcode, operands: bytes) -> dict[str, int]:
+    """The operand fields of a header (``operands`` is the header without its opcode byte)."""
+    return {name: int.from_bytes(operands[offset:offset + size], "little")
+            for name, (offset, size) in field_offsets(opcode).items()}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The state ``CONFIG`` sets. The reset value is the default instance."""
+    precision: Precision = Precision.INT8
+    rounding: Rounding = Rounding.ONNX
+    relu: bool = False
+    out_type: OutType = OutType.INT8
+
+    @property
+    def int4(self) -> bool:
+        return self.precision == Precision.INT4
+
+
+def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
+    """One requantization entry as ``LOAD_QPARAMS`` sends it."""
+    return struct.pack(QPARAM_FORMAT, bias, multiplier, shift & 0xFF, zero_point)
+
+
+# -- cycle costs ---------------------------------------------------------------------------------
+
+def load_word_bytes(params: RillParams, opcode: Opcode, config: Config) -> int:
+    """Bytes per word of a ``LOAD_*`` instruction under the current configuration."""
+    if opcode == Opcode.LOAD_WEIGHTS:
+        return params.cols
+    if opcode == Opcode.LOAD_ACTS:
+        return params.k_per_tile(config.int4)
+    if opcode == Opcode.LOAD_QPARAMS:
+        return QPARAM_BYTES
+    raise ValueError(f"{opcode} is not a load")
+
+
+def matmul_tile_cycles(params: RillParams, m: int) -> int:
+    """Cycles between the starts of consecutive weight tiles.
+
+    A tile streams ``m`` activation rows; the next tile's weights are written into the shadow
+    buffer one array row per cycle, trailing the activation wavefront, so a tile must also last at
+    least ``rows`` cycles (one weight row per cycle) and ``cols`` cycles (the previous-but-one tile
+    must have left the last column before its buffer is overwritten).
+    """
+    return max(m, params.rows, params.cols)
+
+
+def store_payload_bytes(m: int, n_tiles: int, last_cols: int, cols: int, raw: bool) -> int:
+    n = (n_tiles - 1) * cols + last_cols
+    return m * n * (4 if raw else 1)
+
+
+def waits_for_quiet(opcode: Opcode) -> bool:
+    """Instructions that wait, in their decode cycle, for a previous MATMUL to finish draining.
+
+    STORE reads the accumulators, CONFIG may change the precision under PEs still computing, SYNC
+    promises that everything before it is done. Loads and MATMUL overlap the drain safely: the
+    drain only reads the array's own pipeline and writes accumulators in order.
+    """
+    return opcode in (Opcode.CONFIG, Opcode.STORE, Opcode.SYNC)
+
+
+def matmul_drain_cycles(params: RillParams) -> int:
+    return params.rows + params.cols + MATMUL_DRAIN_EXTRA
+
+
+def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str, int] | None,
+               status: Status, quiet_wait: int = 0) -> int:
+    """Working cycles of one instruction: header fetch, one decode cycle, then its work.
+
+    ``quiet_wait`` is the number of cycles spent in decode waiting for a MATMUL's drain (only for
+    :func:`waits_for_quiet` opcodes; the golden model tracks it).
+    """
+    fetch_decode = HEADER_BYTES + 1 + quiet_wait
+    respond = RESPONSE_HEADER_BYTES
+    if status != Status.OK:
+        drained = 0
+        if status == Status.OUT_OF_RANGE and Opcode(opcode) in (
+                Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+            drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config)
+        return fetch_decode + respond + drained
+    opcode = Opcode(opcode)
+    if opcode == Opcode.CONFIG:
+        return fetch_decode
+    if opcode in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+        return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config)
+    if opcode == Opcode.MATMUL:
+        tiles = fields["k_tiles"] * fields["n_tiles"]
+        return fetch_decode + tiles * matmul_tile_cycles(params, fields["m"])
+    if opcode == Opcode.STORE:
+        payload = store_payload_bytes(fields["m"], fields["n_tiles"], fields["last_cols"],
+                                      params.cols, bool(fields["flags"] & StoreFlags.RAW.value))
+        return fetch_decode + respond + payload + STORE_FLUSH_CYCLES
+    if opcode == Opcode.READ_COUNTERS:
+        return fetch_decode + respond + 4 * len(COUNTER_NAMES)
+    if opcode == Opcode.SYNC:
+        return fetch_decode + respond + 2
+    if opcode == Opcode.INFO:
+        return fetch_decode + respond + 16
+    raise AssertionError(opcode)

@@ -1,0 +1,125 @@
+"""The one description of a Rill core's shape, shared by gateware, golden model and driver.
+
+Every width, depth and derived figure is computed here; nothing else restates them. A device reports
+its params (``INFO``) and the driver refuses to talk to a device whose params differ from its own.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = ["RillParams", "ParamsError"]
+
+
+class ParamsError(ValueError):
+    """An impossible core shape (too small an array, an SRAM too deep for the ISA's address fields)."""
+
+
+# Addresses and counts travel in 16-bit ISA fields (see hw/isa.py).
+_MAX_DEPTH = 1 << 16
+
+
+@dataclass(frozen=True)
+class RillParams:
+    """Shape of one Rill core.
+
+    Parameters
+    ----------
+    rows : int
+        Array rows: the K depth of one weight tile in INT8 mode (twice that in INT4 mode).
+    cols : int
+        Array columns: the N width of one weight tile (output channels per tile).
+    act_depth : int
+        Activation SRAM words. One word holds ``2 * rows`` int8 lanes (one K chunk of one row of A).
+    weight_depth : int
+        Weight SRAM words. One word is one array row of weights: ``cols`` bytes.
+    acc_depth : int
+        Accumulator rows. One row holds ``cols`` int32 accumulators (one bank per column).
+    qparam_depth : int
+        Requantization parameter entries, one per output channel.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    act_depth: int = 1024
+    weight_depth: int = 1024
+    acc_depth: int = 1024
+    qparam_depth: int = 256
+
+    def __post_init__(self):
+        if self.rows < 2 or self.cols < 2:
+            raise ParamsError(f"the array must be at least 2x2, not {self.rows}x{self.cols}")
+        if self.rows > 255 or self.cols > 255:
+            raise ParamsError("rows and cols must fit in a byte (INFO reports them as u8)")
+        for name in ("act_depth", "weight_depth", "acc_depth", "qparam_depth"):
+            depth = getattr(self, name)
+            if not 1 <= depth <= _MAX_DEPTH:
+                raise ParamsError(f"{name}={depth} must be between 1 and {_MAX_DEPTH} "
+                                  f"(ISA address fields are 16 bits)")
+        if self.weight_depth < self.rows:
+            raise ParamsError("weight_depth must hold at least one weight tile (rows words)")
+
+    # -- derived widths ------------------------------------------------------------------------
+
+    @property
+    def act_lanes(self) -> int:
+        """int8 lanes per activation word: ``rows`` in INT8 mode, all ``2 * rows`` in INT4 mode."""
+        return 2 * self.rows
+
+    @property
+    def product_width(self) -> int:
+        """Signed width of one PE's contribution (INT8: a*w; INT4: a0*w0 + a1*w1, smaller)."""
+        return (128 * 128).bit_length() + 1
+
+    @property
+    def psum_width(self) -> int:
+        """Signed width of a column's partial sum at the bottom of the array (never overflows)."""
+        return (self.rows * 128 * 128).bit_length() + 1
+
+    @property
+    def acc_width(self) -> int:
+        return 32
+
+    # -- derived figures -----------------------------------------------------------------------
+
+    def k_per_tile(self, int4: bool) -> int:
+        """K elements one weight tile covers: each PE takes two 4-bit weights per cycle in INT4."""
+        return 2 * self.rows if int4 else self.rows
+
+    def peak_macs_per_cycle(self, int4: bool) -> int:
+        return self.k_per_tile(int4) * self.cols
+
+    @property
+    def peak_macs_int8(self) -> int:
+        return self.peak_macs_per_cycle(False)
+
+    @property
+    def peak_macs_int4(self) -> int:
+        return self.peak_macs_per_cycle(True)
+
+    # -- wire form (the INFO payload) ----------------------------------------------------------
+
+    _INFO_FORMAT = "<4sBBBBHHHH"
+    _INFO_MAGIC = b"RILL"
+
+    def to_info_bytes(self, isa_version: int) -> bytes:
+        """The 16-byte ``INFO`` payload: magic, ISA version, rows, cols, feature bits, depths."""
+        features = 0b1  # bit 0: INT4 (W4A8) mode present
+        return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
+                           features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
+                           self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
+
+    @classmethod
+    def from_info_bytes(cls, payload: bytes) -> tuple["RillParams", int]:
+        """Parse an ``INFO`` payload; returns ``(params, isa_version)``."""
+        if len(payload) != struct.calcsize(cls._INFO_FORMAT):
+            raise ParamsError(f"INFO payload is {len(payload)} bytes, expected "
+                              f"{struct.calcsize(cls._INFO_FORMAT)}")
+        magic, version, rows, cols, _features, act, weight, acc, qparam = struct.unpack(
+            cls._INFO_FORMAT, payload)
+        if magic != cls._INFO_MAGIC:
+            raise ParamsError(f"INFO payload does not start with {cls._INFO_MAGIC!r}: {magic!r}")
+        # A depth of 65536 is reported as 0 (it does not fit in u16).
+        depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
+        return cls(rows, cols, *depth), version
