@@ -1,0 +1,132 @@
+"""The weight-stationary systolic array: skewed activation rows in, a sum stream per column out."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, ShapeLike, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import RillParams
+from .pe import PE_ACT_LAYOUT, ProcessingElement
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows`` x ``cols`` grid of :class:`~hw.pe.ProcessingElement`, input skew, shadow weights.
+
+    Timing contract (clock cycles; the sequencer's schedule and the ISA's cycle costs rely on it):
+
+    - An activation row presented (``valid``) on :attr:`acts` in cycle ``t`` meets ``PE[r][c]`` in
+      cycle ``t + r + c``: row ``r``'s pair passes ``r`` skew registers before column 0, then
+      moves one PE right per cycle, carrying the row's ``buf`` bit with it.
+    - ``PE[r][c]`` therefore uses weight buffer ``buf`` as it stands in cycle ``t + r + c``. A
+      weight write for array row ``r`` presented on :attr:`weights` in cycle ``w`` takes effect
+      from cycle ``w + 1``, so every column of that row sees it iff ``w <= t + r - 1`` (and the
+      buffer is not rewritten before ``t + r + c``). This lets the next tile's weights be written
+      one row per cycle, trailing the activation wavefront (see :func:`hw.isa.matmul_tile_cycles`).
+    - Column ``c``'s sum for that row is on ``sums[c]`` (``valid = 1``, the row's ``tag``) in cycle
+      ``t + rows + c``, straight from the bottom PE's register; bubbles (``valid = 0``) give
+      ``valid = 0`` there. There is no deskew: column ``c`` lags column 0 by ``c`` cycles.
+
+    ``valid`` and ``tag`` do not pass through the PEs; one shift register of ``rows + cols - 1``
+    stages carries them and is tapped at depth ``rows + c`` for column ``c``.
+
+    The array holds no stall logic: the core freezes it with an ``EnableInserter``.
+
+    Parameters
+    ----------
+    params : RillParams
+        Array shape and partial-sum width.
+    tag_shape : shape-castable
+        Opaque value carried beside each activation row and returned with its column sums.
+
+    Members
+    -------
+    int4 : ``In(1)``
+        Precision mode; must not change while rows are in flight.
+    acts : ``In(stream.Signature({lanes, buf, tag}, always_ready=True))``
+        One activation row per cycle. ``lanes`` is ``2 * rows`` int8 values; array row ``r`` takes
+        ``(lanes[r], 0)`` in INT8 mode and ``(lanes[2r], lanes[2r+1])`` in INT4 mode. ``buf``
+        names the weight buffer the row is computed against.
+    weights : ``In(stream.Signature({row, buf, data}, always_ready=True))``
+        Broadcast write of one array row of one weight buffer: ``PE[row][c].weights[buf]`` takes
+        ``data[c]`` for every ``c`` at the end of the cycle.
+    sums : ``Out(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
+        Column ``c``'s partial sums (``signed(params.psum_width)``), one per activation row.
+    """
+
+    def __init__(self, params: RillParams, tag_shape: ShapeLike):
+        self._params = params
+        self._tag_shape = tag_shape
+        act_layout = data.StructLayout({
+            "lanes": data.ArrayLayout(signed(8), params.act_lanes), "buf": 1, "tag": tag_shape})
+        weight_layout = data.StructLayout({
+            "row": range(params.rows), "buf": 1,
+            "data": data.ArrayLayout(unsigned(8), params.cols)})
+        sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag_shape})
+        super().__init__({
+            "int4": In(1),
+            "acts": In(stream.Signature(act_layout, always_ready=True)),
+            "weights": In(stream.Signature(weight_layout, always_ready=True)),
+            "sums": Out(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes = self.acts.payload.lanes
+
+        pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
+        for r in range(p.rows):
+            for c in range(p.cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and
+        # delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
+        for r in range(p.rows):
+            entry = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_0")
+            m.d.comb += [
+                entry.a0.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
+                entry.a1.eq(Mux(self.int4, lanes[2 * r + 1], 0)),   # quiet in INT8: less toggling
+                entry.buf.eq(self.acts.payload.buf),
+            ]
+            for stage in range(1, r + 1):
+                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_{stage}")
+                m.d.sync += delayed.eq(entry)
+                entry = delayed
+            m.d.comb += pes[r][0].act_in.eq(entry)
+
+        weight_port = self.weights
+        for r in range(p.rows):
+            write_row = Signal(name=f"weight_we_{r}")
+            m.d.comb += write_row.eq(weight_port.valid & (weight_port.payload.row == r))
+            for c in range(p.cols):
+                pe = pes[r][c]
+                m.d.comb += [
+                    pe.int4.eq(self.int4),
+                    pe.w_we.eq(write_row),
+                    pe.w_buf.eq(weight_port.payload.buf),
+                    pe.w_data.eq(weight_port.payload.data[c]),
+                    pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
+                ]
+                if c > 0:
+                    m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
+
+        # valid + tag delay line: stage d holds what was presented d cycles ago.
+        meta_layout = data.StructLayout({"valid": 1, "tag": self._tag_shape})
+        meta = Signal(meta_layout, name="meta_0")
+        m.d.comb += [meta.valid.eq(self.acts.valid), meta.tag.eq(self.acts.payload.tag)]
+        taps = [meta]
+        for d in range(1, p.rows + p.cols):
+            stage = Signal(meta_layout, name=f"meta_{d}")
+            m.d.sync += stage.eq(taps[-1])
+            taps.append(stage)
+
+        for c in range(p.cols):
+            m.d.comb += [
+                self.sums[c].valid.eq(taps[p.rows + c].valid),
+                self.sums[c].payload.tag.eq(taps[p.rows + c].tag),
+                self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
+            ]
+        return m

@@ -1,0 +1,104 @@
+"""One processing element of the weight-stationary systolic array."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import RillParams
+
+__all__ = ["PE_ACT_LAYOUT", "ProcessingElement"]
+
+#: What moves one PE to the right each cycle: the activation pair and the weight buffer it uses.
+PE_ACT_LAYOUT = data.StructLayout({"a0": signed(8), "a1": signed(8), "buf": 1})
+
+
+class ProcessingElement(wiring.Component):
+    """A multiply-accumulate cell holding two weight bytes (the active tile and its shadow).
+
+    Each cycle the PE multiplies the activation pair on :attr:`act_in` by the weight byte
+    ``w = weights[act_in.buf]`` and adds the result to :attr:`psum_in`:
+
+    - INT8 (``int4 = 0``): ``a0 * int8(w)``;
+    - INT4 (``int4 = 1``): ``a0 * sext(w[0:4]) + a1 * sext(w[4:8])`` (element 0 in the low nibble).
+
+    Both modes share two 8 x 5-bit signed multipliers. INT8 splits the weight as
+    ``int8(w) = 16 * sext(w[4:8]) + zext(w[0:4])``, so it is ``(a0 * hi) << 4 + a0 * lo``; INT4
+    feeds the same two multipliers ``(a0, sext(lo))`` and ``(a1, sext(hi))``. Only the low
+    multiplier's fifth weight bit (sign- or zero-extension) and the high multiplier's activation
+    operand change with the mode.
+
+    Every output is a register (:attr:`act_out` and :attr:`psum_out` change one cycle after their
+    inputs), so the PE has no combinational path from input to output and freezes correctly under an
+    ``EnableInserter``; it has no stall logic of its own.
+
+    Parameters
+    ----------
+    params : RillParams
+        Gives the partial-sum width (``params.psum_width``).
+
+    Members
+    -------
+    int4 : ``In(1)``
+        Precision mode.
+    act_in : ``In(PE_ACT_LAYOUT)``
+        Activation pair ``a0``, ``a1`` and the weight buffer ``buf`` this row was issued against.
+    act_out : ``Out(PE_ACT_LAYOUT)``
+        :attr:`act_in`, registered: the input of the PE to the right.
+    psum_in : ``In(signed(params.psum_width))``
+        Partial sum from the PE above (0 in the top row).
+    psum_out : ``Out(signed(params.psum_width))``
+        ``psum_in + contribution``, registered: the input of the PE below.
+    w_we : ``In(1)``, w_buf : ``In(1)``, w_data : ``In(unsigned(8))``
+        Weight write: when ``w_we``, ``weights[w_buf]`` takes ``w_data`` at the end of the cycle.
+    """
+
+    def __init__(self, params: RillParams):
+        self._params = params
+        super().__init__({
+            "int4": In(1),
+            "act_in": In(PE_ACT_LAYOUT),
+            "act_out": Out(PE_ACT_LAYOUT),
+            "psum_in": In(signed(params.psum_width)),
+            "psum_out": Out(signed(params.psum_width)),
+            "w_we": In(1),
+            "w_buf": In(1),
+            "w_data": In(unsigned(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        weights = [Signal(8, name=f"weight{b}") for b in range(2)]
+        with m.If(self.w_we):
+            with m.If(self.w_buf):
+                m.d.sync += weights[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += weights[0].eq(self.w_data)
+
+        w = Signal(8)
+        m.d.comb += w.eq(Mux(self.act_in.buf, weights[1], weights[0]))
+
+        # The two shared multipliers: activation (8-bit signed) x weight nibble (5-bit signed).
+        lo_w = Signal(signed(5))
+        hi_w = Signal(signed(5))
+        hi_a = Signal(signed(8))
+        m.d.comb += [
+            lo_w.eq(Cat(w[0:4], self.int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
+            hi_w.eq(w[4:8].as_signed()),
+            hi_a.eq(Mux(self.int4, self.act_in.a1, self.act_in.a0)),
+        ]
+        lo_product = Signal(signed(13))
+        hi_product = Signal(signed(13))
+        m.d.comb += [lo_product.eq(self.act_in.a0 * lo_w), hi_product.eq(hi_a * hi_w)]
+
+        contribution = Signal(signed(self._params.product_width))
+        m.d.comb += contribution.eq(
+            Mux(self.int4, hi_product, hi_product << 4) + lo_product)
+
+        m.d.sync += [
+            self.act_out.eq(self.act_in),
+            self.psum_out.eq(self.psum_in + contribution),
+        ]
+        return m
