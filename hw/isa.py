@@ -38,7 +38,7 @@ __all__ = [
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "STORE_FLUSH_CYCLES", "REQUANT_STAGES", "waits_for_quiet",
-    "matmul_drain_cycles", "pack_qparam", "QPARAM_FORMAT",
+    "matmul_drain_cycles", "pack_qparam", "QPARAM_FORMAT", "CycleClock",
 ]
 
 ISA_VERSION = 1
@@ -248,3 +248,32 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     if opcode == Opcode.INFO:
         return fetch_decode + respond + 16
     raise AssertionError(opcode)
+
+
+class CycleClock:
+    """Working-cycle accounting for a stream of instructions, drain overlap included.
+
+    The golden model and the compiler's prediction both run instructions through one of these,
+    so the rule for when an instruction waits for a MATMUL's drain exists once.
+    """
+
+    def __init__(self, params: RillParams):
+        self.params = params
+        self.cycles = 0
+        self.drain = 0   # working cycles until the last MATMUL's accumulator writes have landed
+
+    def step(self, config: Config, opcode: int, fields: dict[str, int] | None,
+             status: Status) -> int:
+        """Account one instruction; returns its cost in working cycles."""
+        quiet_wait = 0
+        if opcode in _OPCODE_VALUES and waits_for_quiet(Opcode(opcode)):
+            quiet_wait = max(0, self.drain - HEADER_BYTES)
+        cost = cycle_cost(self.params, config, opcode, fields, status, quiet_wait)
+        self.cycles += cost
+        self.drain = max(0, self.drain - cost)
+        if status == Status.OK and opcode == Opcode.MATMUL.value:
+            self.drain = matmul_drain_cycles(self.params)
+        return cost
+
+
+_OPCODE_VALUES = {op.value for op in Opcode}

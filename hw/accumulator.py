@@ -1,0 +1,75 @@
+"""Accumulator SRAM: one int32 bank per array column, accumulating across K tiles in place."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In
+
+from .params import RillParams
+
+__all__ = ["AccumulatorBanks", "acc_tag_layout"]
+
+
+def acc_tag_layout(params: RillParams) -> data.StructLayout:
+    """What travels through the array beside each activation row: where its sums go."""
+    return data.StructLayout({
+        "addr": unsigned(max(1, (params.acc_depth - 1).bit_length())),
+        "accumulate": 1,   # 0: the first K tile overwrites; 1: add to what the row holds
+    })
+
+
+class AccumulatorBanks(wiring.Component):
+    """``cols`` banks of ``acc_depth`` int32 words, one bank per array column.
+
+    Column ``c``'s sums arrive ``c`` cycles after column 0's (the array's deskew is left to the
+    banks: each bank does its read-modify-write at its own time, so no deskew registers are
+    needed). A sum arriving in cycle ``t`` reads its row in ``t`` and writes ``old + psum`` (or
+    ``psum``) in ``t + 1``. Two sums for the same row are at least a weight tile (>= 2 cycles)
+    apart, so the read in ``t + 2`` already sees the write of ``t + 1``.
+
+    The store path reads all banks at one row through :attr:`read`; it never runs while sums are
+    in flight (STORE waits for the array to drain), so the banks' single read port is shared.
+
+    Members
+    -------
+    sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
+        Column sums from the array.
+    read : ``In(memory.ReadPort.Signature(...))``, flipped
+        Row read for STORE: ``addr``, ``en``; ``data`` holds the row's ``cols`` int32 values one
+        cycle later.
+    """
+
+    def __init__(self, params: RillParams):
+        self._params = params
+        tag = acc_tag_layout(params)
+        sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag})
+        super().__init__({
+            "sums": In(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
+            "read": In(memory.ReadPort.Signature(
+                addr_width=tag["addr"].shape.width,
+                shape=data.ArrayLayout(signed(32), params.cols))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        for c in range(p.cols):
+            bank = m.submodules[f"bank{c}"] = memory.Memory(
+                shape=signed(32), depth=p.acc_depth, init=[])
+            rd = bank.read_port()
+            wr = bank.write_port()
+            incoming = self.sums[c]
+            pending = data.Signal(incoming.payload.shape())
+            valid = Signal(name=f"rmw_valid{c}")
+            m.d.sync += [valid.eq(incoming.valid), pending.eq(incoming.payload)]
+            m.d.comb += [
+                rd.addr.eq(Mux(incoming.valid, incoming.payload.tag.addr, self.read.addr)),
+                rd.en.eq(incoming.valid | self.read.en),
+                self.read.data[c].eq(rd.data),
+                wr.addr.eq(pending.tag.addr),
+                wr.en.eq(valid),
+                wr.data.eq(Mux(pending.tag.accumulate, rd.data, 0) + pending.psum),
+            ]
+        return m
+

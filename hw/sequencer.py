@@ -1,0 +1,513 @@
+"""The sequencer: fetches and decodes instructions, drives loads, the array and stores, in lockstep.
+
+Everything the core does advances under one enable, :attr:`Sequencer.advance`: a cycle in which the
+sequencer needs a command byte that has not arrived, or holds a response byte the host has not
+taken, freezes the whole core (array, accumulators, requant pipeline, SRAM ports). Every other
+cycle is a working cycle, and the number of working cycles of each instruction is the exact
+function ``hw.isa.cycle_cost`` — the schedule is static and the compiler can predict it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .accumulator import acc_tag_layout
+from .isa import (HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, STORE_FLUSH_CYCLES, Opcode,
+                  OutType, Precision, Rounding, Status)
+from .params import RillParams
+
+__all__ = ["Sequencer"]
+
+_COUNTER_WIDTH = 32
+_LOADS = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS)
+
+
+def _width(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
+
+
+class Sequencer(wiring.Component):
+    """Instruction fetch, decode and the per-instruction engines.
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(8))``
+        Command bytes (instruction headers and load data).
+    rsp : ``Out(stream.Signature(8))``
+        Response bytes.
+    advance : ``Out(1)``
+        The core-wide enable: 0 in stall and idle cycles.
+    int4, rounding, relu, out_type, raw : ``Out``
+        Configuration for the array and the requant unit.
+    act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
+        SRAM tile ports (flipped port signatures: the sequencer drives address, enable and data).
+    array_acts, array_weights : ``Out(stream.Signature(...))``
+        Activation rows and weight rows into the systolic array.
+    acc_read : flipped ``memory.ReadPort.Signature``
+        Accumulator row read for STORE.
+    requant_in : ``Out(stream.Signature(RequantRequest))``, requant_out : ``In(...)``
+        The requantization pipeline.
+    """
+
+    def __init__(self, params: RillParams, requant_request_layout):
+        self._params = p = params
+        tag = acc_tag_layout(p)
+        act_shape = data.ArrayLayout(signed(8), p.act_lanes)
+        weight_shape = data.ArrayLayout(unsigned(8), p.cols)
+        super().__init__({
+            "cmd": In(stream.Signature(8)),
+            "rsp": Out(stream.Signature(8)),
+            "advance": Out(1),
+            "int4": Out(1),
+            "rounding": Out(Rounding),
+            "relu": Out(1),
+            "out_type": Out(OutType),
+            "raw": Out(1),
+            "act_write": In(memory.WritePort.Signature(
+                addr_width=_width(p.act_depth), shape=act_shape)),
+            "weight_write": In(memory.WritePort.Signature(
+                addr_width=_width(p.weight_depth), shape=weight_shape)),
+            "qparam_write": In(memory.WritePort.Signature(
+                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+            "act_read": In(memory.ReadPort.Signature(
+                addr_width=_width(p.act_depth), shape=act_shape)),
+            "weight_read": In(memory.ReadPort.Signature(
+                addr_width=_width(p.weight_depth), shape=weight_shape)),
+            "qparam_read": In(memory.ReadPort.Signature(
+                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+            "array_acts": Out(stream.Signature(data.StructLayout({
+                "lanes": act_shape, "buf": 1, "tag": tag}),
+                always_ready=True)),
+            "array_weights": Out(stream.Signature(data.StructLayout({
+                "row": range(p.rows), "buf": 1, "data": weight_shape}), always_ready=True)),
+            "acc_read": In(memory.ReadPort.Signature(
+                addr_width=_width(p.acc_depth), shape=data.ArrayLayout(32, p.cols))),
+            "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
+            "requant_out": In(stream.Signature(8, always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+
+        # -- stall / advance ----------------------------------------------------------------
+        wants_input = Signal()
+        out_valid = Signal()
+        out_byte = Signal(8)
+        stall_out = out_valid & ~self.rsp.ready
+        stall_in = wants_input & ~self.cmd.valid
+        advance = self.advance
+        m.d.comb += [
+            advance.eq(~stall_out & ~stall_in),
+            self.cmd.ready.eq(wants_input & ~stall_out),
+            self.rsp.valid.eq(out_valid),
+            self.rsp.payload.eq(out_byte),
+        ]
+        byte_in = self.cmd.payload
+
+        # -- state ------------------------------------------------------------------------
+        opcode = Signal(8)
+        operands = Signal(8 * (HEADER_BYTES - 1))
+        fetch_count = Signal(range(HEADER_BYTES))
+        idle = Signal()
+
+        counters = {name: Signal(_COUNTER_WIDTH, name=f"count_{name}")
+                    for name in isa.COUNTER_NAMES}
+
+        int4 = Signal()
+        rounding = Signal(Rounding)
+        relu = Signal()
+        out_type = Signal(OutType)
+        raw = Signal()
+        m.d.comb += [self.int4.eq(int4), self.rounding.eq(rounding), self.relu.eq(relu),
+                     self.out_type.eq(out_type), self.raw.eq(raw)]
+
+        drain = Signal(range(isa.matmul_drain_cycles(p) + 1))
+        with m.If(advance & (drain != 0)):
+            m.d.sync += drain.eq(drain - 1)
+
+        def field(op, name):
+            offset, size = isa.field_offsets(op)[name]
+            return operands[8 * offset:8 * (offset + size)]
+
+        # -- responses: a byte shift register in front of the output register -----------------
+        resp_bytes = RESPONSE_HEADER_BYTES + 16
+        resp_shift = Signal(8 * resp_bytes)
+        resp_left = Signal(range(resp_bytes + 1))
+
+        # -- load engine --------------------------------------------------------------------
+        word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
+                      Opcode.LOAD_QPARAMS: QPARAM_BYTES}
+        asm_bytes = max(word_bytes.values())
+        assembler = Signal(8 * asm_bytes)
+        next_assembler = Cat(assembler[8:], byte_in)
+        load_target = Signal(Opcode)
+        load_addr = Signal(16)
+        load_words_left = Signal(16)
+        load_byte = Signal(range(asm_bytes))
+        load_word_len = Signal(range(asm_bytes + 1))
+        discard_left = Signal(16 + asm_bytes.bit_length())
+
+        def top_bytes(n):
+            return next_assembler[8 * (asm_bytes - n):]
+
+        act_word = Mux(int4, top_bytes(p.act_lanes), Cat(top_bytes(p.rows), Const(0, 8 * p.rows)))
+        word_done = (load_byte == load_word_len - 1)
+        m.d.comb += [
+            self.act_write.addr.eq(load_addr), self.act_write.data.eq(act_word),
+            self.weight_write.addr.eq(load_addr), self.weight_write.data.eq(top_bytes(p.cols)),
+            self.qparam_write.addr.eq(load_addr),
+            self.qparam_write.data.eq(top_bytes(QPARAM_BYTES)),
+        ]
+
+        # -- matmul engine -------------------------------------------------------------------
+        mm_m = Signal(16)
+        mm_d = Signal(16)            # cycles per tile: max(m, rows, cols)
+        mm_k_tiles = Signal(8)
+        mm_n_tiles = Signal(8)
+        mm_accumulate = Signal()
+        mm_act_addr = Signal(16)
+        mm_i = Signal(16)            # activation side: row within the tile
+        mm_kt = Signal(8)
+        mm_nt = Signal(8)
+        mm_act_base = Signal(16)     # act_addr + kt * m
+        mm_acc_base = Signal(16)     # acc_addr + nt * m
+        tile_buf = Signal()          # weight buffer of the tile being streamed; persists
+        w_i = Signal(16)             # weight side: one position ahead of the activation side
+        w_tile = Signal(16)          # tiles the weight side has finished
+        w_base = Signal(16)
+        w_buf = Signal()
+        mm_tiles = Signal(16)
+        issue_act = Signal()
+        issue_weight = Signal()
+        weight_row = Signal(range(p.rows))
+        weight_buf_now = Signal()
+        m.d.comb += weight_buf_now.eq(w_buf)
+
+        # Registers aligning row metadata with the SRAM read data (one cycle of read latency).
+        act_valid_q = Signal()
+        act_buf_q = Signal()
+        act_tag_q = Signal(self.array_acts.payload.tag.shape())
+        wt_valid_q = Signal()
+        wt_row_q = Signal(range(p.rows))
+        wt_buf_q = Signal()
+        with m.If(advance):
+            m.d.sync += [act_valid_q.eq(issue_act), wt_valid_q.eq(issue_weight),
+                         wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now), act_buf_q.eq(tile_buf),
+                         act_tag_q.addr.eq(mm_acc_base + mm_i),
+                         act_tag_q.accumulate.eq(mm_accumulate | (mm_kt != 0))]
+        m.d.comb += [
+            self.array_acts.valid.eq(act_valid_q),
+            self.array_acts.payload.lanes.eq(self.act_read.data),
+            self.array_acts.payload.buf.eq(act_buf_q),
+            self.array_acts.payload.tag.eq(act_tag_q),
+            self.array_weights.valid.eq(wt_valid_q),
+            self.array_weights.payload.row.eq(wt_row_q),
+            self.array_weights.payload.buf.eq(wt_buf_q),
+            self.array_weights.payload.data.eq(self.weight_read.data),
+            self.act_read.addr.eq(mm_act_base + mm_i),
+            self.weight_read.addr.eq(w_base + w_i),
+        ]
+
+        # -- store engine -------------------------------------------------------------------
+        st_m = Signal(16)
+        st_n_tiles = Signal(8)
+        st_last_cols = Signal(range(p.cols + 1))
+        st_q_addr = Signal(16)
+        st_mi = Signal(16)
+        st_nt = Signal(8)
+        st_c = Signal(range(p.cols))
+        st_b = Signal(2)
+        st_row = Signal(16)          # acc_addr + nt * m + mi
+        st_row_base = Signal(16)     # acc_addr + mi
+        st_q = Signal(16)
+        st_flush = Signal(range(STORE_FLUSH_CYCLES + 1))
+        st_issue = Signal()
+        st_valid_q = Signal()
+        st_c_q = Signal(range(p.cols))
+        st_b_q = Signal(2)
+        with m.If(advance):
+            m.d.sync += [st_valid_q.eq(st_issue), st_c_q.eq(st_c), st_b_q.eq(st_b)]
+        qparam = self.qparam_read.data
+        m.d.comb += [
+            self.acc_read.addr.eq(st_row),
+            self.acc_read.en.eq(1),
+            self.qparam_read.addr.eq(st_q),
+            self.requant_in.valid.eq(st_valid_q),
+            self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
+            self.requant_in.payload.bias.eq(qparam[0:32]),
+            self.requant_in.payload.multiplier.eq(qparam[32:64]),
+            self.requant_in.payload.shift.eq(qparam[64:72]),
+            self.requant_in.payload.zero_point.eq(qparam[80:96]),
+            self.requant_in.payload.byte_index.eq(st_b_q),
+        ]
+
+        # -- output register ------------------------------------------------------------------
+        responding = Signal()
+        with m.If(advance):
+            with m.If(responding):
+                m.d.sync += [out_valid.eq(1), out_byte.eq(resp_shift[:8])]
+            with m.Else():
+                m.d.sync += [out_valid.eq(self.requant_out.valid),
+                             out_byte.eq(self.requant_out.payload)]
+        with m.Elif(self.rsp.valid & self.rsp.ready):
+            m.d.sync += out_valid.eq(0)
+
+        # -- decode: checks on the operand register ------------------------------------------
+        status = Signal(Status)
+        decode_wait = Signal()
+
+        def load_depth(op):
+            return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
+                    Opcode.LOAD_QPARAMS: p.qparam_depth}[op]
+
+        with m.Switch(opcode):
+            with m.Case(Opcode.CONFIG):
+                modes_ok = ((field(Opcode.CONFIG, "precision") <= max(x.value for x in Precision))
+                            & (field(Opcode.CONFIG, "rounding") <= max(x.value for x in Rounding))
+                            & (field(Opcode.CONFIG, "relu") <= 1)
+                            & (field(Opcode.CONFIG, "out_type") <= max(x.value for x in OutType)))
+                m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
+            for op in _LOADS:
+                with m.Case(op):
+                    count = field(op, "count")
+                    with m.If(count == 0):
+                        m.d.comb += status.eq(Status.BAD_LENGTH)
+                    with m.Elif(field(op, "addr") + count > load_depth(op)):
+                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.MATMUL):
+                f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
+                with m.If(f["flags"] & ~isa.MatmulFlags.ACCUMULATE.value):
+                    m.d.comb += status.eq(Status.BAD_MODE)
+                with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)
+                with m.Elif((f["act_addr"] + f["k_tiles"] * f["m"] > p.act_depth)
+                            | (f["weight_addr"] + f["k_tiles"] * f["n_tiles"] * p.rows
+                               > p.weight_depth)
+                            | (f["acc_addr"] + f["n_tiles"] * f["m"] > p.acc_depth)):
+                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.STORE):
+                f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
+                with m.If(f["flags"] & ~isa.StoreFlags.RAW.value):
+                    m.d.comb += status.eq(Status.BAD_MODE)
+                with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
+                            | (f["last_cols"] > p.cols)):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)
+                with m.Elif((f["acc_addr"] + f["n_tiles"] * f["m"] > p.acc_depth)
+                            | (f["q_addr"] + (f["n_tiles"] - 1) * p.cols + f["last_cols"]
+                               > p.qparam_depth)):
+                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
+                pass
+            with m.Default():
+                m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
+        quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
+        m.d.comb += decode_wait.eq((drain != 0) & Cat(opcode == op for op in quiet_ops).any())
+
+        header = Cat(status, opcode, counters["instructions"][:16])
+
+        after_respond = Signal(range(3))   # 0: FETCH, 1: DISCARD, 2: STORE
+        _after = {"FETCH": 0, "DISCARD": 1, "STORE": 2}
+
+        def respond_then(payload=None, then="FETCH"):
+            value, length = header, RESPONSE_HEADER_BYTES
+            if payload is not None:
+                value = Cat(header, payload)
+                length += len(payload) // 8
+            m.d.sync += [resp_shift.eq(value), resp_left.eq(length),
+                         after_respond.eq(_after[then])]
+            m.next = "RESPOND"
+
+        # -- counters (free-running: they count stalls too) -------------------------------
+        m.d.sync += counters["cycles"].eq(counters["cycles"] + advance)
+        with m.If(~advance & ~idle):
+            m.d.sync += counters["stalls"].eq(counters["stalls"] + 1)
+        with m.If(advance & issue_act):
+            m.d.sync += counters["busy"].eq(counters["busy"] + 1)
+
+        # -- the machine ----------------------------------------------------------------------
+        with m.FSM(name="sequencer"):
+            with m.State("FETCH"):
+                m.d.comb += [wants_input.eq(1), idle.eq((fetch_count == 0) & ~self.cmd.valid)]
+                with m.If(advance):
+                    m.d.sync += fetch_count.eq(fetch_count + 1)
+                    with m.If(fetch_count == 0):
+                        m.d.sync += opcode.eq(byte_in)
+                    with m.Else():
+                        m.d.sync += operands.eq(Cat(operands[8:], byte_in))
+                    with m.If(fetch_count == HEADER_BYTES - 1):
+                        m.d.sync += fetch_count.eq(0)
+                        m.next = "DECODE"
+
+            with m.State("DECODE"):
+                # A MATMUL reads row 0 of its first weight tile now, a cycle ahead of activations.
+                m.d.comb += self.weight_read.addr.eq(field(Opcode.MATMUL, "weight_addr"))
+                with m.If(advance & ~decode_wait):
+                    m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
+                    with m.If(status != Status.OK):
+                        with m.If((status == Status.OUT_OF_RANGE)
+                                  & Cat(opcode == op for op in _LOADS).any()):
+                            words = field(Opcode.LOAD_WEIGHTS, "count")
+                            length = Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
+                                         Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
+                                             Mux(int4, p.act_lanes, p.rows)))
+                            m.d.sync += discard_left.eq(words * length)
+                            respond_then(then="DISCARD")
+                        with m.Else():
+                            respond_then()
+                    with m.Else():
+                        with m.Switch(opcode):
+                            with m.Case(Opcode.CONFIG):
+                                m.d.sync += [
+                                    int4.eq(field(Opcode.CONFIG, "precision")),
+                                    rounding.eq(field(Opcode.CONFIG, "rounding")),
+                                    relu.eq(field(Opcode.CONFIG, "relu")),
+                                    out_type.eq(field(Opcode.CONFIG, "out_type")),
+                                ]
+                                m.next = "FETCH"
+                            for op in _LOADS:
+                                with m.Case(op):
+                                    length = word_bytes[op]
+                                    if op == Opcode.LOAD_ACTS:
+                                        length = Mux(int4, p.act_lanes, p.rows)
+                                    m.d.sync += [load_target.eq(op),
+                                                 load_addr.eq(field(op, "addr")),
+                                                 load_words_left.eq(field(op, "count")),
+                                                 load_byte.eq(0), load_word_len.eq(length)]
+                                    m.next = "LOAD"
+                            with m.Case(Opcode.MATMUL):
+                                f = {name: field(Opcode.MATMUL, name)
+                                     for name, _ in isa.FIELDS[Opcode.MATMUL]}
+                                d = Mux(f["m"] > max(p.rows, p.cols), f["m"], max(p.rows, p.cols))
+                                m.d.sync += [
+                                    mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
+                                    mm_n_tiles.eq(f["n_tiles"]),
+                                    mm_tiles.eq(f["k_tiles"] * f["n_tiles"]),
+                                    mm_accumulate.eq(f["flags"][0]),
+                                    mm_act_addr.eq(f["act_addr"]),
+                                    mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),
+                                    mm_act_base.eq(f["act_addr"]), mm_acc_base.eq(f["acc_addr"]),
+                                    w_i.eq(1), w_tile.eq(0), w_base.eq(f["weight_addr"]),
+                                    w_buf.eq(tile_buf),
+                                ]
+                                # Row 0 of the first weight tile is read in this cycle.
+                                m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
+                                             weight_buf_now.eq(tile_buf)]
+                                m.next = "MATMUL"
+                            with m.Case(Opcode.STORE):
+                                f = {name: field(Opcode.STORE, name)
+                                     for name, _ in isa.FIELDS[Opcode.STORE]}
+                                m.d.sync += [
+                                    st_m.eq(f["m"]), st_n_tiles.eq(f["n_tiles"]),
+                                    st_last_cols.eq(f["last_cols"]), st_q_addr.eq(f["q_addr"]),
+                                    st_mi.eq(0), st_nt.eq(0), st_c.eq(0), st_b.eq(0),
+                                    st_row.eq(f["acc_addr"]), st_row_base.eq(f["acc_addr"]),
+                                    st_q.eq(f["q_addr"]), raw.eq(f["flags"][0]),
+                                ]
+                                respond_then(then="STORE")
+                            with m.Case(Opcode.READ_COUNTERS):
+                                snapshot = [counters["cycles"] - HEADER_BYTES, counters["busy"],
+                                            counters["stalls"], counters["instructions"]]
+                                respond_then(Cat(*snapshot))
+                            with m.Case(Opcode.SYNC):
+                                respond_then(field(Opcode.SYNC, "tag"))
+                            with m.Case(Opcode.INFO):
+                                info = p.to_info_bytes(isa.ISA_VERSION)
+                                respond_then(Const(int.from_bytes(info, "little"), 8 * len(info)))
+
+            with m.State("RESPOND"):
+                m.d.comb += responding.eq(1)
+                with m.If(advance):
+                    m.d.sync += [resp_shift.eq(resp_shift >> 8), resp_left.eq(resp_left - 1)]
+                    with m.If(resp_left == 1):
+                        with m.Switch(after_respond):
+                            with m.Case(_after["FETCH"]):
+                                m.next = "FETCH"
+                            with m.Case(_after["DISCARD"]):
+                                m.next = "DISCARD"
+                            with m.Case(_after["STORE"]):
+                                m.next = "STORE"
+
+            with m.State("LOAD"):
+                m.d.comb += wants_input.eq(1)
+                write = advance & word_done
+                m.d.comb += [
+                    self.weight_write.en.eq(write & (load_target == Opcode.LOAD_WEIGHTS)),
+                    self.act_write.en.eq(write & (load_target == Opcode.LOAD_ACTS)),
+                    self.qparam_write.en.eq(write & (load_target == Opcode.LOAD_QPARAMS)),
+                ]
+                with m.If(advance):
+                    m.d.sync += [assembler.eq(next_assembler), load_byte.eq(load_byte + 1)]
+                    with m.If(word_done):
+                        m.d.sync += [load_byte.eq(0), load_addr.eq(load_addr + 1),
+                                     load_words_left.eq(load_words_left - 1)]
+                        with m.If(load_words_left == 1):
+                            m.next = "FETCH"
+
+            with m.State("DISCARD"):
+                # Data of a load that failed its bounds check: consumed, never written.
+                m.d.comb += wants_input.eq(1)
+                with m.If(advance):
+                    m.d.sync += discard_left.eq(discard_left - 1)
+                    with m.If(discard_left == 1):
+                        m.next = "FETCH"
+
+            with m.State("MATMUL"):
+                last_row = mm_i == mm_d - 1
+                last_kt = mm_kt == mm_k_tiles - 1
+                last_nt = mm_nt == mm_n_tiles - 1
+                m.d.comb += [
+                    issue_act.eq(mm_i < mm_m),
+                    issue_weight.eq((w_i < p.rows) & (w_tile < mm_tiles)),
+                    weight_row.eq(w_i),
+                ]
+                with m.If(advance):
+                    # Weight side, one position ahead.
+                    m.d.sync += w_i.eq(w_i + 1)
+                    with m.If(w_i == mm_d - 1):
+                        m.d.sync += [w_i.eq(0), w_tile.eq(w_tile + 1), w_base.eq(w_base + p.rows),
+                                     w_buf.eq(~w_buf)]
+                    # Activation side.
+                    m.d.sync += mm_i.eq(mm_i + 1)
+                    with m.If(last_row):
+                        m.d.sync += [mm_i.eq(0), mm_kt.eq(mm_kt + 1), tile_buf.eq(~tile_buf),
+                                     mm_act_base.eq(mm_act_base + mm_m)]
+                        with m.If(last_kt):
+                            m.d.sync += [mm_kt.eq(0), mm_nt.eq(mm_nt + 1),
+                                         mm_act_base.eq(mm_act_addr),
+                                         mm_acc_base.eq(mm_acc_base + mm_m)]
+                            with m.If(last_nt):
+                                m.d.sync += drain.eq(isa.matmul_drain_cycles(p))
+                                m.next = "FETCH"
+
+            with m.State("STORE"):
+                m.d.comb += st_issue.eq(1)
+                bytes_per_value = Mux(raw, 3, 0)
+                last_tile = st_nt == st_n_tiles - 1
+                last_col = Mux(last_tile, st_c == st_last_cols - 1, st_c == p.cols - 1)
+                with m.If(advance):
+                    m.d.sync += st_b.eq(st_b + 1)
+                    with m.If(st_b == bytes_per_value):
+                        m.d.sync += [st_b.eq(0), st_c.eq(st_c + 1), st_q.eq(st_q + 1)]
+                        with m.If(last_col):
+                            m.d.sync += [st_c.eq(0), st_nt.eq(st_nt + 1),
+                                         st_row.eq(st_row + st_m)]
+                            with m.If(last_tile):
+                                m.d.sync += [st_nt.eq(0), st_mi.eq(st_mi + 1),
+                                             st_row.eq(st_row_base + 1),
+                                             st_row_base.eq(st_row_base + 1),
+                                             st_q.eq(st_q_addr)]
+                                with m.If(st_mi == st_m - 1):
+                                    m.d.sync += st_flush.eq(STORE_FLUSH_CYCLES)
+                                    m.next = "FLUSH"
+
+            with m.State("FLUSH"):
+                with m.If(advance):
+                    m.d.sync += st_flush.eq(st_flush - 1)
+                    with m.If(st_flush == 1):
+                        m.next = "FETCH"
+
+        return m

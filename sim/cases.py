@@ -1,0 +1,154 @@
+"""Test programs for the core and the files the cocotb testbench (``core_tb.py``) reads.
+
+The expected bytes always come from the golden model running the same programs in the same order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Config, Opcode, OutType, Precision, Rounding
+from hw.params import RillParams
+from sw.golden import GoldenCore
+from sw.program import GemmLayout, Program, gemm_program
+from sw.requant import encode_onnx_scale, encode_tflite_scale
+
+__all__ = ["Expectation", "random_qparams", "random_gemm_program", "bad_input_program",
+           "write_cases", "counters_in", "expectations"]
+
+
+@dataclass
+class Expectation:
+    name: str
+    program: Program
+    expected: bytes
+    counter_offsets: list[int]     # where READ_COUNTERS payloads start in ``expected``
+
+
+def random_qparams(rng: np.random.Generator, n: int, rounding: Rounding, k: int):
+    """Plausible per-channel requantization: scales that map the accumulator range onto int8."""
+    bias = rng.integers(-4000, 4000, n)
+    real = np.float32(rng.uniform(0.2, 4.0) / (np.sqrt(max(k, 1)) * 128 * 16)) * \
+        rng.uniform(0.5, 2.0, n).astype(np.float32)
+    if rounding == Rounding.ONNX:
+        multiplier, shift = zip(*(encode_onnx_scale(np.float32(s)) for s in real))
+    else:
+        multiplier, shift = zip(*(encode_tflite_scale(float(s)) for s in real))
+    zero_point = rng.integers(-20, 20, n)
+    return bias, list(multiplier), list(shift), zero_point
+
+
+def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: int = 40,
+                        max_k: int = 40, max_n: int = 20) -> Program:
+    """One GEMM of a random shape (often not a multiple of the array), mode and layout."""
+    precision = Precision(int(rng.integers(0, 2)))
+    rounding = Rounding(int(rng.integers(0, 2)))
+    out_type = OutType(int(rng.integers(0, 3)))
+    relu, raw = bool(rng.integers(0, 2)), bool(rng.random() < 0.25)
+    kc = params.k_per_tile(precision == Precision.INT4)
+    m, k, n = (int(rng.integers(1, x + 1)) for x in (max_m, max_k, max_n))
+    k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
+    # Random placement inside the SRAMs, still in range.
+    layout = GemmLayout(
+        act_addr=int(rng.integers(0, params.act_depth - k_tiles * m + 1)),
+        weight_addr=int(rng.integers(0, params.weight_depth - k_tiles * n_tiles * params.rows + 1)),
+        acc_addr=int(rng.integers(0, params.acc_depth - n_tiles * m + 1)),
+        q_addr=int(rng.integers(0, params.qparam_depth - n + 1)))
+    acts = rng.integers(-128, 128, (m, k))
+    lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
+    weights = rng.integers(lo, hi, (k, n))
+    return gemm_program(params, acts, weights, precision=precision, rounding=rounding, relu=relu,
+                        out_type=out_type, raw=raw, layout=layout,
+                        qparams=random_qparams(rng, n, rounding, k))
+
+
+def bad_input_program(params: RillParams) -> Program:
+    """Every error the decoder reports, each followed by proof that the core still answers."""
+    prog = Program(params)
+    prog.configure(Config())   # load word sizes depend on the precision
+    bad = [
+        bytes([0x7F]) + bytes(isa.HEADER_BYTES - 1),
+        isa.encode(Opcode.CONFIG, precision=3, rounding=0, relu=0, out_type=0),
+        isa.encode(Opcode.CONFIG, precision=0, rounding=2, relu=0, out_type=0),
+        isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=0, out_type=3),
+        isa.encode(Opcode.LOAD_WEIGHTS, addr=params.weight_depth - 1, count=2)
+        + bytes(range(2 * params.cols)),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0),
+        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1) + bytes(params.rows),
+        isa.encode(Opcode.LOAD_QPARAMS, addr=params.qparam_depth - 1, count=3)
+        + bytes(3 * isa.QPARAM_BYTES),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=1,
+                   n_tiles=1, flags=0x10),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=0,
+                   n_tiles=1, flags=0),
+        isa.encode(Opcode.MATMUL, act_addr=params.act_depth - 3, weight_addr=0, acc_addr=0,
+                   m=2, k_tiles=2, n_tiles=1, flags=0),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=params.weight_depth - params.rows,
+                   acc_addr=0, m=1, k_tiles=1, n_tiles=2, flags=0),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=params.acc_depth - 1,
+                   m=2, k_tiles=1, n_tiles=1, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=params.cols + 1,
+                   q_addr=0, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=0, n_tiles=1, last_cols=1, q_addr=0, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=params.acc_depth - 1, m=1, n_tiles=2, last_cols=1,
+                   q_addr=0, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
+                   q_addr=params.qparam_depth, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=6),
+    ]
+    for command in bad:
+        prog.chunks.append(command)
+        prog.response_bytes += isa.RESPONSE_HEADER_BYTES
+        prog.sync(tag=len(prog.chunks))
+    prog.info()
+    prog.read_counters()
+    return prog
+
+
+def counters_in(expected: bytes, offset: int) -> dict[str, int]:
+    values = np.frombuffer(expected[offset:offset + 16], dtype="<u4")
+    return dict(zip(isa.COUNTER_NAMES, (int(v) for v in values)))
+
+
+def expectations(params: RillParams, named_programs: list[tuple[str, Program]]) -> list[Expectation]:
+    """Run the programs through one golden model, in order, as the device will."""
+    golden = GoldenCore(params)
+    result = []
+    for name, prog in named_programs:
+        expected, offsets = bytearray(), []
+        for chunk in prog.chunks:
+            out = golden.feed(chunk)
+            if chunk[0] == Opcode.READ_COUNTERS.value and out[:1] == b"\x00":
+                offsets.append(len(expected) + isa.RESPONSE_HEADER_BYTES)
+            expected += out
+        assert len(expected) == prog.response_bytes, name
+        result.append(Expectation(name, prog, bytes(expected), offsets))
+    return result
+
+
+def write_cases(directory: Path, exps: list[Expectation], *, seed: int, idle_in: float = 0.0,
+                busy_out: float = 0.0) -> Path:
+    """The JSON case list for ``core_tb``; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stalls_at = 4 * isa.COUNTER_NAMES.index("stalls")
+    cases = []
+    for i, exp in enumerate(exps):
+        stem = directory / f"{i:03d}"
+        stem.with_suffix(".prog").write_bytes(exp.program.to_bytes())
+        stem.with_suffix(".expected").write_bytes(exp.expected)
+        cases.append({
+            "name": exp.name, "program": str(stem.with_suffix(".prog")),
+            "expected": str(stem.with_suffix(".expected")),
+            "received": str(stem.with_suffix(".received")),
+            "response_bytes": len(exp.expected),
+            "ignore": [o + stalls_at + j for o in exp.counter_offsets for j in range(4)],
+            "idle_in": idle_in, "busy_out": busy_out,
+        })
+    path = directory / "cases.json"
+    path.write_text(json.dumps({"seed": seed, "cases": cases}, indent=1))
+    return path

@@ -1,0 +1,1 @@
+"""Rill host software: golden model, quantization, compiler, driver and CLI."""

@@ -1,0 +1,195 @@
+"""The golden model: a bit-exact numpy interpreter of Rill's command byte stream.
+
+It consumes the same bytes as the core and returns the same bytes, counters included (the
+``cycles`` counter follows from the ISA's cycle costs; ``stalls`` is always 0 here because the model
+never waits for a link). It is the project's oracle: RTL tests compare byte for byte with it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from hw.isa import (COUNTER_NAMES, HEADER_BYTES, ISA_VERSION, QPARAM_BYTES, QPARAM_FORMAT, Config,
+                    CycleClock, MatmulFlags, Opcode, OutType, Precision, Rounding, Status,
+                    StoreFlags, decode_fields, load_word_bytes)
+from hw.params import RillParams
+
+from .requant import output_bytes, raw_bytes, requantize
+from .tile_math import tile_psums
+
+__all__ = ["GoldenCore", "response_header"]
+
+_OPCODES = {op.value: op for op in Opcode}
+
+
+def response_header(status: Status, opcode: int, index: int) -> bytes:
+    return bytes([Status(status).value, opcode & 0xFF]) + (index & 0xFFFF).to_bytes(2, "little")
+
+
+class GoldenCore:
+    """Executes Rill instructions on numpy state.
+
+    Feed it bytes in any split with :meth:`feed`; each instruction runs once all its bytes (header
+    and load data) have arrived, and :meth:`feed` returns the response bytes produced.
+    """
+
+    def __init__(self, params: RillParams = RillParams()):
+        self.params = params
+        p = params
+        self.config = Config()
+        self.act = np.zeros((p.act_depth, p.act_lanes), dtype=np.int8)
+        self.weights = np.zeros((p.weight_depth, p.cols), dtype=np.uint8)
+        self.acc = np.zeros((p.acc_depth, p.cols), dtype=np.int32)
+        self.q_bias = np.zeros(p.qparam_depth, dtype=np.int64)
+        self.q_multiplier = np.zeros(p.qparam_depth, dtype=np.int64)
+        self.q_shift = np.zeros(p.qparam_depth, dtype=np.int64)   # raw byte 0..255
+        self.q_zero_point = np.zeros(p.qparam_depth, dtype=np.int64)
+        self.counters = dict.fromkeys(COUNTER_NAMES, 0)
+        self._clock = CycleClock(params)
+        self._pending = bytearray()
+
+    # -- byte stream ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        self._pending += data
+        out = bytearray()
+        while len(self._pending) >= HEADER_BYTES:
+            needed = HEADER_BYTES + self._data_bytes(self._pending[:HEADER_BYTES])
+            if len(self._pending) < needed:
+                break
+            instruction = bytes(self._pending[:needed])
+            del self._pending[:needed]
+            out += self._execute(instruction[:HEADER_BYTES], instruction[HEADER_BYTES:])
+        return bytes(out)
+
+    def _data_bytes(self, header: bytes) -> int:
+        opcode = _OPCODES.get(header[0])
+        if opcode not in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+            return 0
+        count = decode_fields(opcode, header[1:])["count"]
+        return count * load_word_bytes(self.params, opcode, self.config)
+
+    # -- one instruction ---------------------------------------------------------------------------
+
+    def _execute(self, header: bytes, data: bytes) -> bytes:
+        opcode = _OPCODES.get(header[0])
+        index = self.counters["instructions"]
+        fields = decode_fields(opcode, header[1:]) if opcode is not None else None
+        status = Status.UNKNOWN_OPCODE if opcode is None else self._check(opcode, fields)
+        # The cost depends on the configuration in force when the instruction started.
+        self._clock.step(self.config, header[0], fields, status)
+        payload = b""
+        if status == Status.OK:
+            payload = self._run(opcode, fields, data)
+        self.counters["instructions"] += 1
+        self.counters["cycles"] = self._clock.cycles
+        if status != Status.OK:
+            return response_header(status, header[0], index)
+        if payload is None:
+            return b""
+        return response_header(Status.OK, header[0], index) + payload
+
+    def _check(self, opcode: Opcode, f: dict[str, int]) -> Status:
+        p = self.params
+        if opcode == Opcode.CONFIG:
+            if (f["precision"] not in {x.value for x in Precision}
+                    or f["rounding"] not in {x.value for x in Rounding}
+                    or f["relu"] > 1 or f["out_type"] not in {x.value for x in OutType}):
+                return Status.BAD_MODE
+            return Status.OK
+        if opcode in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+            depth = {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
+                     Opcode.LOAD_QPARAMS: p.qparam_depth}[opcode]
+            if f["count"] == 0:
+                return Status.BAD_LENGTH
+            return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
+        if opcode == Opcode.MATMUL:
+            if f["flags"] & ~MatmulFlags.ACCUMULATE.value:
+                return Status.BAD_MODE
+            m, kt, nt = f["m"], f["k_tiles"], f["n_tiles"]
+            if m == 0 or kt == 0 or nt == 0:
+                return Status.BAD_LENGTH
+            if (f["act_addr"] + kt * m > p.act_depth
+                    or f["weight_addr"] + kt * nt * p.rows > p.weight_depth
+                    or f["acc_addr"] + nt * m > p.acc_depth):
+                return Status.OUT_OF_RANGE
+            return Status.OK
+        if opcode == Opcode.STORE:
+            if f["flags"] & ~StoreFlags.RAW.value:
+                return Status.BAD_MODE
+            m, nt, last = f["m"], f["n_tiles"], f["last_cols"]
+            if m == 0 or nt == 0 or last == 0 or last > p.cols:
+                return Status.BAD_LENGTH
+            if (f["acc_addr"] + nt * m > p.acc_depth
+                    or f["q_addr"] + (nt - 1) * p.cols + last > p.qparam_depth):
+                return Status.OUT_OF_RANGE
+            return Status.OK
+        return Status.OK
+
+    def _run(self, opcode: Opcode, f: dict[str, int], data: bytes) -> bytes | None:
+        """Apply an instruction that passed its checks; returns its payload (None: no response)."""
+        p = self.params
+        if opcode == Opcode.CONFIG:
+            self.config = Config(Precision(f["precision"]), Rounding(f["rounding"]),
+                                 bool(f["relu"]), OutType(f["out_type"]))
+            return None
+        if opcode == Opcode.LOAD_WEIGHTS:
+            words = np.frombuffer(data, dtype=np.uint8).reshape(f["count"], p.cols)
+            self.weights[f["addr"]:f["addr"] + f["count"]] = words
+            return None
+        if opcode == Opcode.LOAD_ACTS:
+            lanes = p.k_per_tile(self.config.int4)
+            words = np.zeros((f["count"], p.act_lanes), dtype=np.int8)
+            words[:, :lanes] = np.frombuffer(data, dtype=np.int8).reshape(f["count"], lanes)
+            self.act[f["addr"]:f["addr"] + f["count"]] = words
+            return None
+        if opcode == Opcode.LOAD_QPARAMS:
+            for i in range(f["count"]):
+                bias, mult, shift, zp = struct.unpack_from(QPARAM_FORMAT, data, i * QPARAM_BYTES)
+                ch = f["addr"] + i
+                self.q_bias[ch], self.q_multiplier[ch] = bias, mult
+                self.q_shift[ch], self.q_zero_point[ch] = shift, zp
+            return None
+        if opcode == Opcode.MATMUL:
+            self._matmul(**f)
+            return None
+        if opcode == Opcode.STORE:
+            return self._store(**f)
+        if opcode == Opcode.READ_COUNTERS:
+            return b"".join((self.counters[name] & 0xFFFFFFFF).to_bytes(4, "little")
+                            for name in COUNTER_NAMES)
+        if opcode == Opcode.SYNC:
+            return f["tag"].to_bytes(2, "little")
+        if opcode == Opcode.INFO:
+            return p.to_info_bytes(ISA_VERSION)
+        raise AssertionError(opcode)
+
+    def _matmul(self, act_addr, weight_addr, acc_addr, m, k_tiles, n_tiles, flags):
+        p, int4 = self.params, self.config.int4
+        accumulate = bool(flags & MatmulFlags.ACCUMULATE.value)
+        for nt in range(n_tiles):
+            rows = slice(acc_addr + nt * m, acc_addr + (nt + 1) * m)
+            total = self.acc[rows].astype(np.int64) if accumulate else np.zeros((m, p.cols), np.int64)
+            for kt in range(k_tiles):
+                tile = weight_addr + (nt * k_tiles + kt) * p.rows
+                acts = self.act[act_addr + kt * m:act_addr + (kt + 1) * m]
+                total += tile_psums(p, acts, self.weights[tile:tile + p.rows], int4)
+            # The accumulators are int32 registers: sums wrap, as they do in the RTL.
+            self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+            self.counters["busy"] += k_tiles * m
+
+    def _store(self, acc_addr, m, n_tiles, last_cols, q_addr, flags) -> bytes:
+        p = self.params
+        n = (n_tiles - 1) * p.cols + last_cols
+        cols = np.arange(n)
+        rows = acc_addr + (cols // p.cols)[None, :] * m + np.arange(m)[:, None]
+        acc = self.acc[rows, (cols % p.cols)[None, :]]
+        ch = q_addr + cols
+        if flags & StoreFlags.RAW.value:
+            return raw_bytes(acc, self.q_bias[ch][None, :]).tobytes()
+        values = requantize(acc, self.q_bias[ch], self.q_multiplier[ch], self.q_shift[ch],
+                            self.q_zero_point[ch], rounding=self.config.rounding,
+                            relu=self.config.relu, out_type=self.config.out_type)
+        return output_bytes(values, self.config.out_type).tobytes()

@@ -1,0 +1,159 @@
+"""Building Rill command streams: one instruction at a time, or a whole on-chip GEMM.
+
+The compiler (tiling whole models, scheduling) builds on this; tests and the benchmark use
+:func:`gemm_program` directly for GEMMs that fit in the SRAM tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Config, MatmulFlags, Opcode, OutType, Precision, Rounding, StoreFlags
+from hw.params import RillParams
+
+__all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words"]
+
+
+@dataclass
+class Program:
+    """A command byte stream under construction, with what it will send back when all goes well."""
+    params: RillParams
+    config: Config = field(default_factory=Config)
+    chunks: list[bytes] = field(default_factory=list)
+    response_bytes: int = 0
+
+    def __post_init__(self):
+        self.clock = isa.CycleClock(self.params)
+
+    @property
+    def predicted_cycles(self) -> int:
+        """Working cycles the program takes (the device's ``cycles`` counter delta)."""
+        return self.clock.cycles
+
+    def _add(self, opcode: Opcode, data: bytes = b"", response: int = 0, **fields):
+        header = isa.encode(opcode, **fields)
+        self.chunks.append(header + data)
+        self.response_bytes += response
+        self.clock.step(self.config, opcode.value, isa.decode_fields(opcode, header[1:]),
+                        isa.Status.OK)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.chunks)
+
+    # -- instructions -----------------------------------------------------------------------------
+
+    def configure(self, config: Config):
+        self._add(Opcode.CONFIG, precision=config.precision.value,
+                  rounding=config.rounding.value, relu=int(config.relu),
+                  out_type=config.out_type.value)
+        self.config = config
+
+    def load_weights(self, addr: int, words: np.ndarray):
+        words = np.ascontiguousarray(words, dtype=np.uint8).reshape(-1, self.params.cols)
+        self._add(Opcode.LOAD_WEIGHTS, words.tobytes(), addr=addr, count=len(words))
+
+    def load_acts(self, addr: int, words: np.ndarray):
+        lanes = self.params.k_per_tile(self.config.int4)
+        words = np.ascontiguousarray(words, dtype=np.int8).reshape(-1, lanes)
+        self._add(Opcode.LOAD_ACTS, words.tobytes(), addr=addr, count=len(words))
+
+    def load_qparams(self, addr: int, bias, multiplier, shift, zero_point):
+        entries = [isa.pack_qparam(int(b), int(mu), int(s), int(z))
+                   for b, mu, s, z in zip(bias, multiplier, shift, zero_point, strict=True)]
+        self._add(Opcode.LOAD_QPARAMS, b"".join(entries), addr=addr, count=len(entries))
+
+    def matmul(self, act_addr: int, weight_addr: int, acc_addr: int, m: int, k_tiles: int,
+               n_tiles: int, accumulate: bool = False):
+        self._add(Opcode.MATMUL, act_addr=act_addr, weight_addr=weight_addr, acc_addr=acc_addr,
+                  m=m, k_tiles=k_tiles, n_tiles=n_tiles,
+                  flags=MatmulFlags.ACCUMULATE.value if accumulate else 0)
+
+    def store(self, acc_addr: int, m: int, n: int, q_addr: int, raw: bool = False):
+        cols = self.params.cols
+        n_tiles = -(-n // cols)
+        self._add(Opcode.STORE, acc_addr=acc_addr, m=m, n_tiles=n_tiles,
+                  last_cols=n - (n_tiles - 1) * cols, q_addr=q_addr,
+                  flags=StoreFlags.RAW.value if raw else 0,
+                  response=isa.RESPONSE_HEADER_BYTES + m * n * (4 if raw else 1))
+
+    def read_counters(self):
+        self._add(Opcode.READ_COUNTERS, response=isa.RESPONSE_HEADER_BYTES + 16)
+
+    def sync(self, tag: int = 0):
+        self._add(Opcode.SYNC, tag=tag, response=isa.RESPONSE_HEADER_BYTES + 2)
+
+    def info(self):
+        self._add(Opcode.INFO, response=isa.RESPONSE_HEADER_BYTES + 16)
+
+
+def pack_weight_tiles(params: RillParams, weights: np.ndarray, int4: bool) -> np.ndarray:
+    """K x N integer weights -> weight SRAM words, tile ``j = nt * k_tiles + kt`` after tile j-1.
+
+    Zero padding fills K and N up to whole tiles (a zero weight adds nothing). INT4 packs
+    ``W[2r]`` in the low nibble and ``W[2r + 1]`` in the high nibble of row ``r``'s byte.
+    """
+    k, n = weights.shape
+    kc, cols = params.k_per_tile(int4), params.cols
+    k_tiles, n_tiles = -(-k // kc), -(-n // cols)
+    padded = np.zeros((k_tiles * kc, n_tiles * cols), dtype=np.int64)
+    padded[:k, :n] = weights
+    if int4:
+        if padded.min() < -8 or padded.max() > 7:
+            raise ValueError("INT4 weights must lie in [-8, 7]")
+        nibbles = padded & 0xF
+        padded = nibbles[0::2] | (nibbles[1::2] << 4)
+    elif padded.min() < -128 or padded.max() > 127:
+        raise ValueError("INT8 weights must lie in [-128, 127]")
+    rows = padded.astype(np.int64) & 0xFF
+    # (k_tiles * rows, n_tiles * cols) -> tiles ordered nt-major, kt-minor.
+    tiles = rows.reshape(k_tiles, params.rows, n_tiles, cols).transpose(2, 0, 1, 3)
+    return tiles.reshape(-1, cols).astype(np.uint8)
+
+
+def pack_act_words(params: RillParams, acts: np.ndarray, int4: bool) -> np.ndarray:
+    """M x K int8 activations -> activation words: K chunk ``kt`` of row ``m`` at ``kt * M + m``."""
+    m, k = acts.shape
+    kc = params.k_per_tile(int4)
+    k_tiles = -(-k // kc)
+    padded = np.zeros((m, k_tiles * kc), dtype=np.int8)
+    padded[:, :k] = acts
+    return padded.reshape(m, k_tiles, kc).transpose(1, 0, 2).reshape(-1, kc)
+
+
+@dataclass(frozen=True)
+class GemmLayout:
+    """Where an on-chip GEMM's operands live in the SRAM tiles."""
+    act_addr: int = 0
+    weight_addr: int = 0
+    acc_addr: int = 0
+    q_addr: int = 0
+
+
+def gemm_program(params: RillParams, acts: np.ndarray, weights: np.ndarray, *,
+                 precision: Precision = Precision.INT8, rounding: Rounding = Rounding.ONNX,
+                 relu: bool = False, out_type: OutType = OutType.INT8, qparams=None,
+                 raw: bool = False, layout: GemmLayout = GemmLayout(),
+                 counters: bool = True) -> Program:
+    """``acts`` (M x K int8) x ``weights`` (K x N) with the whole problem resident on chip.
+
+    ``qparams`` is ``(bias, multiplier, shift, zero_point)``, each of length N.
+    """
+    config = Config(precision, rounding, relu, out_type)
+    m, k = acts.shape
+    n = weights.shape[1]
+    prog = Program(params)
+    prog.configure(config)
+    if qparams is not None:
+        prog.load_qparams(layout.q_addr, *qparams)
+    prog.load_weights(layout.weight_addr, pack_weight_tiles(params, weights, config.int4))
+    prog.load_acts(layout.act_addr, pack_act_words(params, acts, config.int4))
+    kc = params.k_per_tile(config.int4)
+    prog.matmul(layout.act_addr, layout.weight_addr, layout.acc_addr, m, -(-k // kc),
+                -(-n // params.cols))
+    prog.store(layout.acc_addr, m, n, layout.q_addr, raw=raw)
+    if counters:
+        prog.read_counters()
+    return prog

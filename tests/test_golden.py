@@ -1,0 +1,135 @@
+"""The golden model against numpy (an outside oracle) and the ISA's error contract."""
+
+import numpy as np
+import pytest
+
+from hw import isa
+from hw.isa import Opcode, Precision, Status
+from hw.params import RillParams
+from sw.golden import GoldenCore
+from sw.program import GemmLayout, Program, gemm_program
+
+PARAMS = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
+                    qparam_depth=64)
+
+
+def _raw_result(response: bytes, m: int, n: int) -> np.ndarray:
+    assert response[0] == Status.OK.value and response[1] == Opcode.STORE.value
+    return np.frombuffer(response[4:4 + 4 * m * n], dtype="<i4").reshape(m, n)
+
+
+@pytest.mark.parametrize("precision", [Precision.INT8, Precision.INT4])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (9, 16, 8), (16, 33, 10)])
+def test_raw_gemm_matches_numpy(precision, shape):
+    rng = np.random.default_rng(sum(shape) + precision.value)
+    m, k, n = shape
+    acts = rng.integers(-128, 128, (m, k))
+    lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
+    weights = rng.integers(lo, hi, (k, n))
+    bias = rng.integers(-1000, 1000, n)
+    prog = gemm_program(PARAMS, acts, weights, precision=precision, raw=True,
+                        qparams=(bias, [0] * n, [0] * n, [0] * n), counters=False)
+    out = GoldenCore(PARAMS).feed(prog.to_bytes())
+    assert len(out) == prog.response_bytes
+    assert np.array_equal(_raw_result(out, m, n), acts @ weights + bias)
+
+
+def test_accumulate_flag_adds_into_existing_rows():
+    rng = np.random.default_rng(1)
+    a1, a2 = rng.integers(-128, 128, (2, 6, 4))
+    w1, w2 = rng.integers(-128, 128, (2, 4, 4))
+    prog = Program(PARAMS)
+    prog.load_qparams(0, [0] * 4, [0] * 4, [0] * 4, [0] * 4)
+    prog.load_weights(0, (w1 & 0xFF).astype(np.uint8))
+    prog.load_weights(4, (w2 & 0xFF).astype(np.uint8))
+    prog.load_acts(0, a1)
+    prog.load_acts(6, a2)
+    prog.matmul(0, 0, 0, m=6, k_tiles=1, n_tiles=1)
+    prog.matmul(6, 4, 0, m=6, k_tiles=1, n_tiles=1, accumulate=True)
+    prog.store(0, 6, 4, 0, raw=True)
+    out = GoldenCore(PARAMS).feed(prog.to_bytes())
+    assert np.array_equal(_raw_result(out, 6, 4), a1 @ w1 + a2 @ w2)
+
+
+def test_counters_follow_the_isa_cycle_costs():
+    rng = np.random.default_rng(2)
+    acts, weights = rng.integers(-128, 128, (12, 9)), rng.integers(-128, 128, (9, 6))
+    prog = gemm_program(PARAMS, acts, weights, qparams=([0] * 6, [1 << 23] * 6, [30] * 6,
+                                                        [0] * 6))
+    out = GoldenCore(PARAMS).feed(prog.to_bytes())
+    counters = np.frombuffer(out[-16:], dtype="<u4")
+    # READ_COUNTERS reports the cycles of everything before it.
+    cycles, busy, stalls, instructions = counters
+    assert instructions == len(prog.chunks) - 1
+    assert busy == 12 * 3 * 2   # rows issued: m x k_tiles x n_tiles
+    assert stalls == 0
+    expected = prog.predicted_cycles - isa.cycle_cost(
+        PARAMS, prog.config, Opcode.READ_COUNTERS.value, {}, Status.OK)
+    assert cycles == expected
+
+
+def test_info_reports_params():
+    out = GoldenCore(PARAMS).feed(isa.encode(Opcode.INFO))
+    params, version = RillParams.from_info_bytes(out[4:])
+    assert params == PARAMS and version == isa.ISA_VERSION
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+def _state(core: GoldenCore):
+    return (core.act.copy(), core.weights.copy(), core.acc.copy(), core.q_bias.copy(),
+            core.config)
+
+
+BAD = [
+    ("unknown opcode", bytes([0x7F]) + bytes(11), Status.UNKNOWN_OPCODE),
+    ("config precision 3", isa.encode(Opcode.CONFIG, precision=3, rounding=0, relu=0,
+                                      out_type=0), Status.BAD_MODE),
+    ("config out_type 3", isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=0,
+                                     out_type=3), Status.BAD_MODE),
+    ("config relu 2", isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=2, out_type=0),
+     Status.BAD_MODE),
+    ("weights past the end", isa.encode(Opcode.LOAD_WEIGHTS, addr=250, count=7) + bytes(28),
+     Status.OUT_OF_RANGE),
+    ("acts zero count", isa.encode(Opcode.LOAD_ACTS, addr=0, count=0), Status.BAD_LENGTH),
+    ("qparams past the end", isa.encode(Opcode.LOAD_QPARAMS, addr=64, count=1) + bytes(12),
+     Status.OUT_OF_RANGE),
+    ("matmul bad flags", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1,
+                                    k_tiles=1, n_tiles=1, flags=2), Status.BAD_MODE),
+    ("matmul m=0", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0,
+                              k_tiles=1, n_tiles=1, flags=0), Status.BAD_LENGTH),
+    ("matmul acts past the end", isa.encode(Opcode.MATMUL, act_addr=200, weight_addr=0,
+                                            acc_addr=0, m=30, k_tiles=2, n_tiles=1, flags=0),
+     Status.OUT_OF_RANGE),
+    ("matmul weights past the end", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0,
+                                               acc_addr=0, m=1, k_tiles=8, n_tiles=9, flags=0),
+     Status.OUT_OF_RANGE),
+    ("matmul acc past the end", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0,
+                                           acc_addr=255, m=1, k_tiles=1, n_tiles=2, flags=0),
+     Status.OUT_OF_RANGE),
+    ("store last_cols 5", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=5,
+                                     q_addr=0, flags=0), Status.BAD_LENGTH),
+    ("store q past the end", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=2, last_cols=1,
+                                        q_addr=60, flags=0), Status.OUT_OF_RANGE),
+    ("store bad flags", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
+                                   q_addr=0, flags=0x80), Status.BAD_MODE),
+]
+
+
+@pytest.mark.parametrize("name,command,status", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_answers_with_a_code_and_changes_nothing(name, command, status):
+    core = GoldenCore(PARAMS)
+    rng = np.random.default_rng(3)
+    setup = gemm_program(PARAMS, rng.integers(-128, 128, (4, 4)), rng.integers(-128, 128, (4, 4)),
+                         raw=True, qparams=([1] * 4, [0] * 4, [0] * 4, [0] * 4), counters=False,
+                         layout=GemmLayout(act_addr=100, weight_addr=248, acc_addr=10, q_addr=60))
+    first = core.feed(setup.to_bytes())
+    before = _state(core)
+    out = core.feed(command)
+    assert out == bytes([status.value, command[0]]) + len(setup.chunks).to_bytes(2, "little")
+    for old, new in zip(before, _state(core)):
+        assert np.array_equal(old, new) if isinstance(old, np.ndarray) else old == new
+    # The device keeps answering: the same store gives the same bytes.
+    again = Program(PARAMS)
+    again.store(10, 4, 4, 60, raw=True)
+    assert core.feed(again.to_bytes())[4:] == first[4:]
