@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
 
@@ -35,8 +35,8 @@ class AccumulatorBanks(wiring.Component):
     -------
     sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column sums from the array.
-    read : ``In(memory.ReadPort.Signature(...))``, flipped
-        Row read for STORE: ``addr``, ``en``; ``data`` holds the row's ``cols`` int32 values one
+    read : ``Out(memory.ReadPort.Signature(...))``
+        Row read for STORE (the banks look like one memory of ``cols``-wide rows): ``addr``, ``en``; ``data`` holds the row's ``cols`` int32 values one
         cycle later.
     """
 
@@ -46,7 +46,7 @@ class AccumulatorBanks(wiring.Component):
         sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag})
         super().__init__({
             "sums": In(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
-            "read": In(memory.ReadPort.Signature(
+            "read": Out(memory.ReadPort.Signature(
                 addr_width=tag["addr"].shape.width,
                 shape=data.ArrayLayout(signed(32), params.cols))),
         })

@@ -1,7 +1,5 @@
 """The board-agnostic Rill core: one command byte stream in, one response byte stream out."""
 
-from __future__ import annotations
-
 from amaranth.hdl import EnableInserter, Module, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -14,7 +12,6 @@ from .requant import RequantRequest, RequantUnit
 from .sequencer import Sequencer
 
 __all__ = ["RillCore"]
-
 
 class RillCore(wiring.Component):
     """Sequencer, SRAM tiles, systolic array, accumulators and requantization.
@@ -53,8 +50,8 @@ class RillCore(wiring.Component):
         for name, mem, write, read in (("act", act_mem, seq.act_write, seq.act_read),
                                        ("weight", weight_mem, seq.weight_write, seq.weight_read),
                                        ("qparam", qparam_mem, seq.qparam_write, seq.qparam_read)):
-            wiring.connect(m, wiring.flipped(write), mem.write_port())
-            wiring.connect(m, wiring.flipped(read), mem.read_port())
+            wiring.connect(m, write, mem.write_port())
+            wiring.connect(m, read, mem.read_port())
             m.submodules[f"{name}_sram"] = frozen(mem)
 
         array = SystolicArray(p, acc_tag_layout(p))
@@ -78,7 +75,7 @@ class RillCore(wiring.Component):
         for c in range(p.cols):
             m.d.comb += [acc.sums[c].valid.eq(array.sums[c].valid),
                          acc.sums[c].payload.eq(array.sums[c].payload)]
-        wiring.connect(m, wiring.flipped(seq.acc_read), acc.read)
+        wiring.connect(m, seq.acc_read, acc.read)
         wiring.connect(m, seq.requant_in, requant.i)
         wiring.connect(m, requant.o, seq.requant_out)
         wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)

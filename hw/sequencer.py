@@ -144,7 +144,7 @@ class Sequencer(wiring.Component):
         asm_bytes = max(word_bytes.values())
         assembler = Signal(8 * asm_bytes)
         next_assembler = Cat(assembler[8:], byte_in)
-        load_target = Signal(Opcode)
+        load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
         load_addr = Signal(16)
         load_words_left = Signal(16)
         load_byte = Signal(range(asm_bytes))
@@ -280,7 +280,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.MATMUL):
                 f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                with m.If(f["flags"] & ~isa.MatmulFlags.ACCUMULATE.value):
+                with m.If((f["flags"] & (0xFF ^ isa.MatmulFlags.ACCUMULATE.value)) != 0):
                     m.d.comb += status.eq(Status.BAD_MODE)
                 with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
                     m.d.comb += status.eq(Status.BAD_LENGTH)
@@ -291,7 +291,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.STORE):
                 f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
-                with m.If(f["flags"] & ~isa.StoreFlags.RAW.value):
+                with m.If((f["flags"] & (0xFF ^ isa.StoreFlags.RAW.value)) != 0):
                     m.d.comb += status.eq(Status.BAD_MODE)
                 with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
                             | (f["last_cols"] > p.cols)):
@@ -409,7 +409,8 @@ class Sequencer(wiring.Component):
                                 ]
                                 respond_then(then="STORE")
                             with m.Case(Opcode.READ_COUNTERS):
-                                snapshot = [counters["cycles"] - HEADER_BYTES, counters["busy"],
+                                snapshot = [(counters["cycles"] - HEADER_BYTES)[:_COUNTER_WIDTH],
+                                            counters["busy"],
                                             counters["stalls"], counters["instructions"]]
                                 respond_then(Cat(*snapshot))
                             with m.Case(Opcode.SYNC):
