@@ -1,0 +1,163 @@
+"""``python -m sw bench``: measured array utilization and wire traffic for on-chip GEMMs.
+
+Each workload is one program: load everything, read the counters, one MATMUL, read the counters,
+STORE, read the counters. The counter deltas are the device's own cycle counts; the prediction
+comes from the ISA's cycle costs. Utilization is MACs / (MATMUL cycles x peak MACs per cycle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Opcode, Precision
+from hw.params import RillParams
+
+from .program import Program, pack_act_words, pack_weight_tiles
+
+__all__ = ["Workload", "BenchRow", "default_workloads", "bench_programs", "measure", "format_table"]
+
+Executor = Callable[[list[tuple[str, bytes, int]]], list[bytes]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    m: int
+    k: int
+    n: int
+    precision: Precision
+
+    @property
+    def name(self) -> str:
+        return f"{self.precision.name.lower()} {self.m}x{self.k}x{self.n}"
+
+
+@dataclass
+class BenchRow:
+    workload: str
+    macs: int
+    matmul_cycles: int
+    predicted_matmul_cycles: int
+    utilization: float            # MACs / (MATMUL cycles x peak)
+    utilization_with_drain: float  # the array's pipeline drain counted too
+    program_cycles: int
+    predicted_program_cycles: int
+    wire_bytes: int
+    compulsory_bytes: int
+
+
+def default_workloads(params: RillParams) -> list[Workload]:
+    """Square GEMMs from one array tile up to what the SRAM tiles hold, both precisions."""
+    out = []
+    for precision in (Precision.INT8, Precision.INT4):
+        kc = params.k_per_tile(precision == Precision.INT4)
+        for scale in (1, 2, 4, 8):
+            m, k, n = scale * params.rows, scale * kc, scale * params.cols
+            if _fits(params, m, k, n, precision):
+                out.append(Workload(m, k, n, precision))
+        for m, k, n in ((32, 32, 32), (64, 64, 64)):
+            if _fits(params, m, k, n, precision) and Workload(m, k, n, precision) not in out:
+                out.append(Workload(m, k, n, precision))
+    return out
+
+
+def _fits(params, m, k, n, precision) -> bool:
+    kc = params.k_per_tile(precision == Precision.INT4)
+    k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
+    return (k_tiles * m <= params.act_depth and k_tiles * n_tiles * params.rows
+            <= params.weight_depth and n_tiles * m <= params.acc_depth
+            and n <= params.qparam_depth)
+
+
+def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0):
+    """One program per workload, with random operands (the values do not change the timing)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in workloads:
+        int4 = w.precision == Precision.INT4
+        acts = rng.integers(-128, 128, (w.m, w.k))
+        weights = rng.integers(-8, 8, (w.k, w.n)) if int4 else rng.integers(-128, 128, (w.k, w.n))
+        prog = Program(params)
+        prog.configure(isa.Config(precision=w.precision))
+        prog.load_qparams(0, [0] * w.n, [1 << 23] * w.n, [40] * w.n, [0] * w.n)
+        prog.load_weights(0, pack_weight_tiles(params, weights, int4))
+        prog.load_acts(0, pack_act_words(params, acts, int4))
+        prog.read_counters()
+        before_matmul = prog.predicted_cycles
+        kc = params.k_per_tile(int4)
+        prog.matmul(0, 0, 0, w.m, -(-w.k // kc), -(-w.n // params.cols))
+        prog.read_counters()
+        predicted_matmul = prog.predicted_cycles - before_matmul - _counter_read_cost(prog)
+        prog.store(0, w.m, w.n, 0)
+        prog.read_counters()
+        out.append((w, prog, predicted_matmul))
+    return out
+
+
+def _counter_read_cost(prog: Program) -> int:
+    return isa.cycle_cost(prog.params, prog.config, Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
+
+
+def _counter_cycles(response: bytes) -> list[int]:
+    """The ``cycles`` value of every READ_COUNTERS response in a response stream."""
+    values, at = [], 0
+    while at < len(response):
+        status, opcode = response[at], response[at + 1]
+        at += isa.RESPONSE_HEADER_BYTES
+        if status != 0:
+            raise RuntimeError(f"device reported status {status} for opcode {opcode}")
+        if opcode == Opcode.READ_COUNTERS.value:
+            values.append(int.from_bytes(response[at:at + 4], "little"))
+            at += 16
+        else:
+            raise RuntimeError(f"expected only READ_COUNTERS responses, got opcode {opcode}")
+    return values
+
+
+def measure(params: RillParams, workloads: list[Workload], execute: Executor) -> list[BenchRow]:
+    runs = bench_programs(params, workloads)
+    responses = execute([(w.name, prog.to_bytes(), prog.response_bytes) for w, prog, _ in runs])
+    rows = []
+    for (w, prog, predicted_matmul), response in zip(runs, responses, strict=True):
+        # Responses: counters, counters, store (header + m*n bytes), counters.
+        store_len = isa.RESPONSE_HEADER_BYTES + w.m * w.n
+        counters_len = isa.RESPONSE_HEADER_BYTES + 16
+        first = response[:2 * counters_len]
+        last = response[2 * counters_len + store_len:]
+        c0, c1 = _counter_cycles(first)
+        (c2,) = _counter_cycles(last)
+        matmul = c1 - c0 - _counter_read_cost(prog)
+        peak = params.peak_macs_per_cycle(w.precision == Precision.INT4)
+        macs = w.m * w.k * w.n
+        weight_bytes = (w.k * w.n + 1) // 2 if w.precision == Precision.INT4 else w.k * w.n
+        rows.append(BenchRow(
+            workload=w.name, macs=macs, matmul_cycles=matmul,
+            predicted_matmul_cycles=predicted_matmul,
+            utilization=macs / (matmul * peak),
+            utilization_with_drain=macs / ((matmul + isa.matmul_drain_cycles(params)) * peak),
+            program_cycles=c2,
+            predicted_program_cycles=prog.predicted_cycles - _counter_read_cost(prog),
+            wire_bytes=len(prog.to_bytes()) + len(response),
+            compulsory_bytes=w.m * w.k + weight_bytes + w.m * w.n))
+    return rows
+
+
+def format_table(params: RillParams, rows: list[BenchRow]) -> str:
+    head = (f"{'workload':<20}{'MACs':>10}{'cycles':>9}{'predicted':>11}{'util':>8}"
+            f"{'util+drain':>12}{'wire B':>9}{'compulsory B':>14}")
+    lines = [f"Rill {params.rows}x{params.cols}: peak {params.peak_macs_int8} INT8 / "
+             f"{params.peak_macs_int4} INT4 MACs per cycle", head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.workload:<20}{r.macs:>10}{r.matmul_cycles:>9}"
+                     f"{r.predicted_matmul_cycles:>11}{r.utilization:>8.1%}"
+                     f"{r.utilization_with_drain:>12.1%}{r.wire_bytes:>9}{r.compulsory_bytes:>14}")
+    return "\n".join(lines)
+
+
+def write_json(path, params: RillParams, rows: list[BenchRow]):
+    with open(path, "w") as f:
+        json.dump({"params": asdict(params), "rows": [asdict(r) for r in rows]}, f, indent=1)

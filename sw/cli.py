@@ -1,0 +1,99 @@
+"""The ``python -m sw`` command line: demo, bench, info."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hw.params import RillParams
+
+__all__ = ["main"]
+
+DEVICES = ("golden", "sim")
+
+
+def _params_from(args) -> RillParams:
+    return RillParams(rows=args.rows, cols=args.cols)
+
+
+def _executor(device: str, params: RillParams):
+    """A function running a batch of programs on ``device`` and returning their response bytes."""
+    if device == "golden":
+        from .golden import GoldenCore
+
+        def run(programs):
+            return [GoldenCore(params).feed(program) for _name, program, _n in programs]
+        return run
+    if device == "sim":
+        from sim.core_rtl import run_programs
+
+        def run(programs):
+            return run_programs(params, programs)
+        return run
+    raise SystemExit(f"error: unknown device {device!r}; choose one of {', '.join(DEVICES)} "
+                     "(serial:// and socket:// devices come with the host link)")
+
+
+def cmd_bench(args) -> int:
+    from .bench import default_workloads, format_table, measure, write_json
+    params = _params_from(args)
+    rows = measure(params, default_workloads(params), _executor(args.device, params))
+    print(format_table(params, rows))
+    mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
+                  or r.program_cycles != r.predicted_program_cycles]
+    if args.json:
+        write_json(args.json, params, rows)
+        print(f"wrote {args.json}")
+    if mismatched:
+        print(f"error: measured cycles differ from the prediction for {mismatched}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(_params_from(args), device=args.device)
+
+
+def cmd_info(args) -> int:
+    from hw import isa
+    from hw.isa import Opcode
+    params = _params_from(args)
+    program = isa.encode(Opcode.INFO) + isa.encode(Opcode.READ_COUNTERS)
+    (response,) = _executor(args.device, params)([("info", program, 4 + 16 + 4 + 16)])
+    device_params, version = RillParams.from_info_bytes(response[4:20])
+    print(f"device: {args.device}  ISA v{version}")
+    for name, value in vars(device_params).items():
+        print(f"  {name:<14}{value}")
+    print(f"  peak MACs/cycle: {device_params.peak_macs_int8} INT8, "
+          f"{device_params.peak_macs_int4} INT4")
+    counters = [int.from_bytes(response[24 + 4 * i:28 + 4 * i], "little") for i in range(4)]
+    for name, value in zip(isa.COUNTER_NAMES, counters):
+        print(f"  counter {name:<13}{value}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sw", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=RillParams.rows,
+                        help="array rows of the device to build/simulate (default %(default)s)")
+    parser.add_argument("--cols", type=int, default=RillParams.cols,
+                        help="array columns (default %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
+    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
+    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON (for plotting)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("info", help="print the device's params and counters")
+    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.set_defaults(func=cmd_info)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
