@@ -73,6 +73,30 @@ def _fits(params, m, k, n, precision) -> bool:
             and n <= params.qparam_depth)
 
 
+def timed_gemm_program(params: RillParams, acts: np.ndarray, weights: np.ndarray,
+                       config: isa.Config, qparams) -> tuple[Program, int]:
+    """An on-chip GEMM with the counters read around its MATMUL; returns it and the MATMUL's
+    predicted working cycles."""
+    int4 = config.int4
+    m, k = acts.shape
+    n = weights.shape[1]
+    prog = Program(params)
+    prog.read_counters()
+    prog.configure(config)
+    prog.load_qparams(0, *qparams)
+    prog.load_weights(0, pack_weight_tiles(params, weights, int4))
+    prog.load_acts(0, pack_act_words(params, acts, int4))
+    prog.read_counters()
+    before_matmul = prog.predicted_cycles
+    kc = params.k_per_tile(int4)
+    prog.matmul(0, 0, 0, m, -(-k // kc), -(-n // params.cols))
+    prog.read_counters()
+    predicted_matmul = prog.predicted_cycles - before_matmul - _counter_read_cost(prog)
+    prog.store(0, m, n, 0)
+    prog.read_counters()
+    return prog, predicted_matmul
+
+
 def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0):
     """One program per workload, with random operands (the values do not change the timing)."""
     rng = np.random.default_rng(seed)
@@ -81,19 +105,9 @@ def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0)
         int4 = w.precision == Precision.INT4
         acts = rng.integers(-128, 128, (w.m, w.k))
         weights = rng.integers(-8, 8, (w.k, w.n)) if int4 else rng.integers(-128, 128, (w.k, w.n))
-        prog = Program(params)
-        prog.configure(isa.Config(precision=w.precision))
-        prog.load_qparams(0, [0] * w.n, [1 << 23] * w.n, [40] * w.n, [0] * w.n)
-        prog.load_weights(0, pack_weight_tiles(params, weights, int4))
-        prog.load_acts(0, pack_act_words(params, acts, int4))
-        prog.read_counters()
-        before_matmul = prog.predicted_cycles
-        kc = params.k_per_tile(int4)
-        prog.matmul(0, 0, 0, w.m, -(-w.k // kc), -(-w.n // params.cols))
-        prog.read_counters()
-        predicted_matmul = prog.predicted_cycles - before_matmul - _counter_read_cost(prog)
-        prog.store(0, w.m, w.n, 0)
-        prog.read_counters()
+        qparams = ([0] * w.n, [1 << 23] * w.n, [40] * w.n, [0] * w.n)
+        prog, predicted_matmul = timed_gemm_program(params, acts, weights,
+                                                    isa.Config(precision=w.precision), qparams)
         out.append((w, prog, predicted_matmul))
     return out
 
@@ -118,19 +132,27 @@ def _counter_cycles(response: bytes) -> list[int]:
     return values
 
 
+def split_timed_response(prog: Program, response: bytes, m: int, n: int):
+    """``(MATMUL cycles, program cycles, STORE payload)`` from the response of
+    :func:`timed_gemm_program`: counters x 3, store (header + m*n bytes), counters.
+
+    Program cycles run from the first counter read to the last, both excluded.
+    """
+    store_len = isa.RESPONSE_HEADER_BYTES + m * n
+    counters_len = isa.RESPONSE_HEADER_BYTES + 16
+    start, before, after = _counter_cycles(response[:3 * counters_len])
+    (end,) = _counter_cycles(response[3 * counters_len + store_len:])
+    store = response[3 * counters_len:3 * counters_len + store_len]
+    read = _counter_read_cost(prog)
+    return after - before - read, end - start - read, store[isa.RESPONSE_HEADER_BYTES:]
+
+
 def measure(params: RillParams, workloads: list[Workload], execute: Executor) -> list[BenchRow]:
     runs = bench_programs(params, workloads)
     responses = execute([(w.name, prog.to_bytes(), prog.response_bytes) for w, prog, _ in runs])
     rows = []
     for (w, prog, predicted_matmul), response in zip(runs, responses, strict=True):
-        # Responses: counters, counters, store (header + m*n bytes), counters.
-        store_len = isa.RESPONSE_HEADER_BYTES + w.m * w.n
-        counters_len = isa.RESPONSE_HEADER_BYTES + 16
-        first = response[:2 * counters_len]
-        last = response[2 * counters_len + store_len:]
-        c0, c1 = _counter_cycles(first)
-        (c2,) = _counter_cycles(last)
-        matmul = c1 - c0 - _counter_read_cost(prog)
+        matmul, program_cycles, _ = split_timed_response(prog, response, w.m, w.n)
         peak = params.peak_macs_per_cycle(w.precision == Precision.INT4)
         macs = w.m * w.k * w.n
         weight_bytes = (w.k * w.n + 1) // 2 if w.precision == Precision.INT4 else w.k * w.n
@@ -139,8 +161,8 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
             predicted_matmul_cycles=predicted_matmul,
             utilization=macs / (matmul * peak),
             utilization_with_drain=macs / ((matmul + isa.matmul_drain_cycles(params)) * peak),
-            program_cycles=c2,
-            predicted_program_cycles=prog.predicted_cycles - _counter_read_cost(prog),
+            program_cycles=program_cycles,
+            predicted_program_cycles=prog.predicted_cycles - 2 * _counter_read_cost(prog),
             wire_bytes=len(prog.to_bytes()) + len(response),
             compulsory_bytes=w.m * w.k + weight_bytes + w.m * w.n))
     return rows

@@ -6,50 +6,50 @@ import time
 
 import numpy as np
 
-from hw.isa import OutType, Precision, Rounding
+from hw.isa import Config, OutType, Precision, Rounding
 from hw.params import RillParams
 
+from .bench import split_timed_response, timed_gemm_program
 from .golden import GoldenCore
-from .program import gemm_program
 
 __all__ = ["run_demo"]
 
-
-def _demo_programs(params: RillParams):
-    rng = np.random.default_rng(2026)
-    from sim.cases import random_qparams
-    for precision, (m, k, n), rounding in ((Precision.INT8, (64, 64, 64), Rounding.ONNX),
-                                           (Precision.INT4, (64, 64, 64), Rounding.TFLITE),
-                                           (Precision.INT8, (37, 50, 29), Rounding.ONNX)):
-        lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
-        acts, weights = rng.integers(-128, 128, (m, k)), rng.integers(lo, hi, (k, n))
-        prog = gemm_program(params, acts, weights, precision=precision, rounding=rounding,
-                            out_type=OutType.INT8, relu=True,
-                            qparams=random_qparams(rng, n, rounding, k))
-        yield f"{precision.name} {m}x{k}x{n} {rounding.name.lower()} rounding + ReLU", (m, k, n), \
-            precision, prog
+_GEMMS = ((Precision.INT8, (64, 64, 64), Rounding.ONNX),
+          (Precision.INT4, (64, 64, 64), Rounding.TFLITE),
+          (Precision.INT8, (37, 50, 29), Rounding.ONNX))
 
 
 def run_demo(params: RillParams, device: str = "sim") -> int:
+    from sim.cases import random_qparams
+
     from .cli import _executor
-    demos = list(_demo_programs(params))
-    print(f"Rill {params.rows}x{params.cols} core on device '{device}': "
-          f"{len(demos)} GEMMs, results checked against the golden model")
+    rng = np.random.default_rng(2026)
+    demos = []
+    for precision, (m, k, n), rounding in _GEMMS:
+        lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
+        acts, weights = rng.integers(-128, 128, (m, k)), rng.integers(lo, hi, (k, n))
+        config = Config(precision, rounding, relu=True, out_type=OutType.INT8)
+        prog, predicted = timed_gemm_program(params, acts, weights, config,
+                                             random_qparams(rng, n, rounding, k))
+        name = f"{precision.name} {m}x{k}x{n}, {rounding.name.lower()} rounding, ReLU"
+        demos.append((name, (m, k, n), precision, prog, predicted))
+    print(f"Rill {params.rows}x{params.cols} core on device '{device}': {len(demos)} GEMMs, "
+          f"each result compared byte for byte with the golden model")
     start = time.monotonic()
     responses = _executor(device, params)(
-        [(name, prog.to_bytes(), prog.response_bytes) for name, _, _, prog in demos])
+        [(d[0], d[3].to_bytes(), d[3].response_bytes) for d in demos])
     elapsed = time.monotonic() - start
+    golden = GoldenCore(params)   # one device, programs in order: state carries over
     failures = 0
-    for (name, (m, k, n), precision, prog), got in zip(demos, responses, strict=True):
-        expected = GoldenCore(params).feed(prog.to_bytes())
-        # The stall counter (bytes 8..12 of the counters payload) depends on the link, not the ISA.
-        same = got[:-8] == expected[:-8] and got[-4:] == expected[-4:]
-        cycles = int.from_bytes(got[-16:-12], "little")
+    print(f"  {'GEMM':<38}{'result':<11}{'MATMUL cycles':>14}{'predicted':>11}{'utilization':>13}")
+    for (name, (m, k, n), precision, prog, predicted), got in zip(demos, responses, strict=True):
+        expected = golden.feed(prog.to_bytes())
+        cycles, _, result = split_timed_response(prog, got, m, n)
+        _, _, expected_result = split_timed_response(prog, expected, m, n)
+        same = result == expected_result
         peak = params.peak_macs_per_cycle(precision == Precision.INT4)
-        matmul = m * k * n
-        print(f"  {name:<42} {'bit-exact' if same else 'MISMATCH':<10} "
-              f"cycles {cycles:>6} (predicted {prog.predicted_cycles - 13 - 20:>6})  "
-              f"MACs {matmul:>7}  array peak {peak}/cycle")
-        failures += not same
-    print(f"simulated in {elapsed:.1f} s; utilization per GEMM size: python -m sw bench")
+        print(f"  {name:<38}{'bit-exact' if same else 'MISMATCH':<11}{cycles:>14}{predicted:>11}"
+              f"{m * k * n / (cycles * peak):>13.1%}")
+        failures += (not same) + (cycles != predicted)
+    print(f"done in {elapsed:.1f} s. Utilization across GEMM sizes: python -m sw bench")
     return 1 if failures else 0

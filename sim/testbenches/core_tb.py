@@ -11,6 +11,7 @@ Cases run in order on one device, so state carries over exactly as it does in th
 import json
 import os
 import random
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
@@ -18,7 +19,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 
 async def run_case(dut, case, rng):
-    program = open(case["program"], "rb").read()
+    program = Path(case["program"]).read_bytes()
     expected_len = case["response_bytes"]
     p_idle_in = case.get("idle_in", 0.0)
     p_busy_out = case.get("busy_out", 0.0)
@@ -47,9 +48,9 @@ async def run_case(dut, case, rng):
                              f"received {len(received)}/{expected_len} after {timeout} cycles")
     await RisingEdge(dut.clk)
     dut.cmd__valid.value = 0
-    open(case["received"], "wb").write(received)
+    Path(case["received"]).write_bytes(received)
     if "expected" in case:
-        expected = open(case["expected"], "rb").read()
+        expected = Path(case["expected"]).read_bytes()
         ignore = set(case.get("ignore", ()))
         mismatches = [i for i in range(max(len(expected), len(received)))
                       if i not in ignore and (i >= len(expected) or i >= len(received)
@@ -62,7 +63,7 @@ async def run_case(dut, case, rng):
 
 @cocotb.test()
 async def run_cases(dut):
-    cases = json.load(open(os.environ["RILL_TB_CASES"]))
+    cases = json.loads(Path(os.environ["RILL_TB_CASES"]).read_text())
     rng = random.Random(cases["seed"])
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
