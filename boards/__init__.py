@@ -1,0 +1,1 @@
+"""Board support: one small module per FPGA board (platform, clock, reset, UART pins)."""

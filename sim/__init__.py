@@ -1,0 +1,1 @@
+"""Simulation: Verilog conversion, the cocotb runner, testbenches, the co-simulation bridge."""

@@ -1,0 +1,1 @@
+"""cocotb testbench modules, launched through ``sim.runner`` (not collected by pytest)."""

