@@ -62,6 +62,12 @@ def default_workloads(params: RillParams) -> list[Workload]:
         for m, k, n in ((32, 32, 32), (64, 64, 64)):
             if _fits(params, m, k, n, precision) and Workload(m, k, n, precision) not in out:
                 out.append(Workload(m, k, n, precision))
+    # The small-M curve: a tile lasts max(m, rows, cols) cycles, so short tiles idle the array.
+    k, n = 8 * params.rows, 8 * params.cols
+    for m in (1, 2, 4, params.rows // 2, params.rows, 2 * params.rows):
+        w = Workload(m, k, n, Precision.INT8)
+        if m >= 1 and _fits(params, m, k, n, Precision.INT8) and w not in out:
+            out.append(w)
     return out
 
 
