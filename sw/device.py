@@ -1,0 +1,116 @@
+"""Opening a Rill device by URL and running command streams on it.
+
+The same :class:`Device` API fronts every kind of device: ``golden`` (the numpy model in this
+process), ``sim`` (the RTL in Verilator behind a co-simulation bridge) and, with the host link,
+``serial://`` and ``socket://`` boards. Compiler and CLI code is written against it only.
+"""
+
+from __future__ import annotations
+
+from hw import isa
+from hw.isa import Opcode
+from hw.params import RillParams
+
+__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device"]
+
+
+class DeviceError(RuntimeError):
+    """The device answered with an error status, or did not answer as the protocol requires."""
+
+    def __init__(self, message: str, *, status: int | None = None, opcode: int | None = None):
+        super().__init__(message)
+        self.status, self.opcode = status, opcode
+
+
+class ParamsMismatch(DeviceError):
+    """The device's params differ from the ones the program was compiled for."""
+
+
+class Device:
+    """A connection to one Rill core. Use as a context manager.
+
+    Subclasses implement :meth:`_exchange` (send command bytes, return exactly ``n`` response
+    bytes) and :meth:`close`.
+    """
+
+    params: RillParams
+
+    def __init__(self, params: RillParams):
+        self.params = params
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def _exchange(self, commands: bytes, response_bytes: int) -> bytes:
+        raise NotImplementedError
+
+    def execute(self, commands: bytes, response_bytes: int) -> bytes:
+        """Send a command stream and return its ``response_bytes`` response bytes."""
+        return self._exchange(commands, response_bytes)
+
+    def read_info(self) -> RillParams:
+        response = self.execute(isa.encode(Opcode.INFO), isa.RESPONSE_HEADER_BYTES + 16)
+        if response[0] != isa.Status.OK.value:
+            raise DeviceError(f"INFO failed with status {response[0]}", status=response[0])
+        params, version = RillParams.from_info_bytes(response[isa.RESPONSE_HEADER_BYTES:])
+        if version != isa.ISA_VERSION:
+            raise ParamsMismatch(f"device speaks ISA v{version}, this driver v{isa.ISA_VERSION}")
+        return params
+
+    def check_params(self):
+        """Refuse a device whose shape differs from the driver's params (call on connect)."""
+        reported = self.read_info()
+        if reported != self.params:
+            raise ParamsMismatch(
+                f"device reports {reported}, but the driver was set up for {self.params}; "
+                f"rebuild the bitstream or pass matching --rows/--cols")
+
+    def read_counters(self) -> dict[str, int]:
+        response = self.execute(isa.encode(Opcode.READ_COUNTERS),
+                                isa.RESPONSE_HEADER_BYTES + 4 * len(isa.COUNTER_NAMES))
+        payload = response[isa.RESPONSE_HEADER_BYTES:]
+        return {name: int.from_bytes(payload[4 * i:4 * i + 4], "little")
+                for i, name in enumerate(isa.COUNTER_NAMES)}
+
+
+class GoldenDevice(Device):
+    """The golden model in this process."""
+
+    def __init__(self, params: RillParams):
+        super().__init__(params)
+        from .golden import GoldenCore
+        self.core = GoldenCore(params)
+        self._pending = b""
+
+    def _exchange(self, commands, response_bytes):
+        out = self._pending + self.core.feed(commands)
+        if len(out) < response_bytes:
+            raise DeviceError(f"device sent {len(out)} of {response_bytes} expected bytes")
+        self._pending = out[response_bytes:]
+        return out[:response_bytes]
+
+
+def open_device(url: str = "sim", params: RillParams | None = None) -> Device:
+    """Open a device: ``golden``, ``sim``, ``serial:///dev/ttyUSB1?baud=3000000``,
+    ``socket://HOST:PORT``."""
+    params = params or RillParams()
+    if url == "golden":
+        device = GoldenDevice(params)
+    elif url == "sim":
+        from sim.bridge import SimDevice
+        device = SimDevice(params)
+    else:
+        raise DeviceError(f"unknown device URL {url!r}: use golden, sim, "
+                          "serial:///dev/ttyUSB1?baud=3000000 or socket://HOST:PORT")
+    try:
+        device.check_params()
+    except Exception:
+        device.close()
+        raise
+    return device
