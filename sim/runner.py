@@ -202,6 +202,19 @@ def _design_text(design, toplevel: str) -> str:
                     f"not {design!r}")
 
 
+# Yosys' Verilog gives every combinational ``always @*`` block a dummy trigger register declared
+# ``reg \$auto$verilog_backend...$N = 0;`` so that simulators evaluate the block at time 0. Icarus
+# applies declaration initializers before any process starts waiting, so no event reaches the
+# blocks and outputs that depend only on constant-at-reset state (an FSM's decoded outputs) stay X.
+# Flipping the triggers one time unit in wakes every such block once.
+_TRIGGER_DECL = re.compile(r"reg (\\\$auto\$verilog_backend\S*) += 0;")
+
+
+def _icarus_time_zero_fix(text: str) -> str:
+    return _TRIGGER_DECL.sub(lambda m: f"reg {m.group(1)} = 0;\n  initial #1 {m.group(1)} = 1;",
+                             text)
+
+
 # -- build cache -------------------------------------------------------------------------------
 
 def _tool_identity(simulator: str) -> list:
@@ -375,6 +388,8 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
     if simulator == "icarus" and not icarus_available():
         raise SimulationError(ICARUS_MISSING)
     text = _design_text(design, toplevel)
+    if simulator == "icarus":
+        text = _icarus_time_zero_fix(text)
     args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *build_args]
     key = _build_key(text, toplevel, simulator, args, waves)
     root = Path(build_root).resolve() if build_root is not None else cache_root()
