@@ -9,7 +9,6 @@ from hw.params import RillParams
 
 __all__ = ["main"]
 
-DEVICES = ("golden", "sim")
 
 
 def _params_from(args) -> RillParams:
@@ -17,21 +16,14 @@ def _params_from(args) -> RillParams:
 
 
 def _executor(device: str, params: RillParams):
-    """A function running a batch of programs on ``device`` and returning their response bytes."""
-    if device == "golden":
-        from .golden import GoldenCore
+    """A function running a batch of programs, in order, on one device opened by URL."""
+    from .device import open_device
 
-        def run(programs):
-            return [GoldenCore(params).feed(program) for _name, program, _n in programs]
-        return run
-    if device == "sim":
-        from sim.core_rtl import run_programs
-
-        def run(programs):
-            return run_programs(params, programs)
-        return run
-    raise SystemExit(f"error: unknown device {device!r}; choose one of {', '.join(DEVICES)} "
-                     "(serial:// and socket:// devices come with the host link)")
+    def run(programs):
+        with open_device(device, params) as dev:
+            return [dev.execute(program, response_bytes)
+                    for _name, program, response_bytes in programs]
+    return run
 
 
 def cmd_bench(args) -> int:
@@ -83,16 +75,19 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
-    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.add_argument("--device", default="sim", metavar="URL",
+                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
-    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.add_argument("--device", default="sim", metavar="URL",
+                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON (for plotting)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the device's params and counters")
-    p.add_argument("--device", default="sim", choices=DEVICES)
+    p.add_argument("--device", default="sim", metavar="URL",
+                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)
