@@ -36,8 +36,8 @@ class AccumulatorBanks(wiring.Component):
     sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column sums from the array.
     read : ``Out(memory.ReadPort.Signature(...))``
-        Row read for STORE (the banks look like one memory of ``cols``-wide rows): ``addr``, ``en``; ``data`` holds the row's ``cols`` int32 values one
-        cycle later.
+        Row read for STORE (the banks look like one memory of ``cols``-wide rows): ``addr``,
+        ``en``; ``data`` holds the row's ``cols`` int32 values one cycle later.
     """
 
     def __init__(self, params: RillParams):

@@ -18,8 +18,8 @@ Cycle costs
 -----------
 The core runs in lockstep under one clock enable: a cycle in which it waits for an input byte or for
 the host to take an output byte is a *stall* and freezes everything (array included). Every other
-cycle of an instruction is a *working* cycle, and the number of working cycles of every instruction is
-the exact function given by :func:`cycle_cost`. The ``cycles`` counter counts working cycles, so a
+cycle of an instruction is a *working* cycle, and the number of working cycles of every
+instruction is the exact function given by :func:`cycle_cost`. The ``cycles`` counter counts working cycles, so a
 compiler can predict it exactly; stalls are counted apart.
 """
 
@@ -63,7 +63,7 @@ MATMUL_DRAIN_EXTRA = 1
 
 class Opcode(enum.Enum, shape=8):
     CONFIG = 0x01         #: set precision, rounding mode, ReLU, output type
-    LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) into weight SRAM at ``addr``
+    LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) at ``addr``
     LOAD_ACTS = 0x03      #: ``count`` activation words (``k_per_tile`` bytes each) at ``addr``
     LOAD_QPARAMS = 0x04   #: ``count`` requant entries (:data:`QPARAM_BYTES` each) at ``addr``
     MATMUL = 0x05         #: activation tiles x weight tiles -> accumulator rows
@@ -77,7 +77,7 @@ class Status(enum.Enum, shape=8):
     OK = 0x00
     UNKNOWN_OPCODE = 0x01   #: the header's opcode byte names no instruction; header skipped
     BAD_MODE = 0x02         #: a mode or flag field holds a value that does not exist
-    OUT_OF_RANGE = 0x03     #: address + length runs past the end of an SRAM; data is drained unwritten
+    OUT_OF_RANGE = 0x03     #: address + length past the end of an SRAM; load data is drained
     BAD_LENGTH = 0x04       #: a zero length (or a last-tile width of 0 or above ``cols``)
 
 

@@ -13,7 +13,7 @@ __all__ = ["RillParams", "ParamsError"]
 
 
 class ParamsError(ValueError):
-    """An impossible core shape (too small an array, an SRAM too deep for the ISA's address fields)."""
+    """An impossible core shape (an array below 2x2, an SRAM deeper than 16-bit addresses)."""
 
 
 # Addresses and counts travel in 16-bit ISA fields (see hw/isa.py).
@@ -111,7 +111,7 @@ class RillParams:
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
 
     @classmethod
-    def from_info_bytes(cls, payload: bytes) -> tuple["RillParams", int]:
+    def from_info_bytes(cls, payload: bytes) -> tuple[RillParams, int]:
         """Parse an ``INFO`` payload; returns ``(params, isa_version)``."""
         if len(payload) != struct.calcsize(cls._INFO_FORMAT):
             raise ParamsError(f"INFO payload is {len(payload)} bytes, expected "

@@ -15,8 +15,17 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .accumulator import acc_tag_layout
-from .isa import (HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, STORE_FLUSH_CYCLES, Opcode,
-                  OutType, Precision, Rounding, Status)
+from .isa import (
+    HEADER_BYTES,
+    QPARAM_BYTES,
+    RESPONSE_HEADER_BYTES,
+    STORE_FLUSH_CYCLES,
+    Opcode,
+    OutType,
+    Precision,
+    Rounding,
+    Status,
+)
 from .params import RillParams
 
 __all__ = ["Sequencer"]
@@ -196,7 +205,8 @@ class Sequencer(wiring.Component):
         wt_buf_q = Signal()
         with m.If(advance):
             m.d.sync += [act_valid_q.eq(issue_act), wt_valid_q.eq(issue_weight),
-                         wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now), act_buf_q.eq(tile_buf),
+                         wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
+                         act_buf_q.eq(tile_buf),
                          act_tag_q.addr.eq(mm_acc_base + mm_i),
                          act_tag_q.accumulate.eq(mm_accumulate | (mm_kt != 0))]
         m.d.comb += [

@@ -115,7 +115,8 @@ def counters_in(expected: bytes, offset: int) -> dict[str, int]:
     return dict(zip(isa.COUNTER_NAMES, (int(v) for v in values)))
 
 
-def expectations(params: RillParams, named_programs: list[tuple[str, Program]]) -> list[Expectation]:
+def expectations(params: RillParams,
+                 named_programs: list[tuple[str, Program]]) -> list[Expectation]:
     """Run the programs through one golden model, in order, as the device will."""
     golden = GoldenCore(params)
     result = []

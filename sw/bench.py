@@ -8,8 +8,8 @@ comes from the ISA's cycle costs. Utilization is MACs / (MATMUL cycles x peak MA
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 

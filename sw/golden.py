@@ -11,9 +11,24 @@ import struct
 
 import numpy as np
 
-from hw.isa import (COUNTER_NAMES, HEADER_BYTES, ISA_VERSION, QPARAM_BYTES, QPARAM_FORMAT, Config,
-                    CycleClock, MatmulFlags, Opcode, OutType, Precision, Rounding, Status,
-                    StoreFlags, decode_fields, load_word_bytes)
+from hw.isa import (
+    COUNTER_NAMES,
+    HEADER_BYTES,
+    ISA_VERSION,
+    QPARAM_BYTES,
+    QPARAM_FORMAT,
+    Config,
+    CycleClock,
+    MatmulFlags,
+    Opcode,
+    OutType,
+    Precision,
+    Rounding,
+    Status,
+    StoreFlags,
+    decode_fields,
+    load_word_bytes,
+)
 from hw.params import RillParams
 
 from .requant import output_bytes, raw_bytes, requantize
@@ -171,7 +186,8 @@ class GoldenCore:
         accumulate = bool(flags & MatmulFlags.ACCUMULATE.value)
         for nt in range(n_tiles):
             rows = slice(acc_addr + nt * m, acc_addr + (nt + 1) * m)
-            total = self.acc[rows].astype(np.int64) if accumulate else np.zeros((m, p.cols), np.int64)
+            total = (self.acc[rows].astype(np.int64) if accumulate
+                     else np.zeros((m, p.cols), np.int64))
             for kt in range(k_tiles):
                 tile = weight_addr + (nt * k_tiles + kt) * p.rows
                 acts = self.act[act_addr + kt * m:act_addr + (kt + 1) * m]

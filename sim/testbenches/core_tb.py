@@ -27,7 +27,7 @@ async def run_case(dut, case, rng):
     received = bytearray()
     sent = 0
     offering = False
-    for cycle in range(timeout):
+    for _ in range(timeout):
         await RisingEdge(dut.clk)
         # Drive for this cycle. A producer never withdraws an offered byte before it is taken.
         if not offering and sent < len(program) and rng.random() >= p_idle_in:
