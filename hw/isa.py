@@ -19,8 +19,8 @@ Cycle costs
 The core runs in lockstep under one clock enable: a cycle in which it waits for an input byte or for
 the host to take an output byte is a *stall* and freezes everything (array included). Every other
 cycle of an instruction is a *working* cycle, and the number of working cycles of every
-instruction is the exact function given by :func:`cycle_cost`. The ``cycles`` counter counts working cycles, so a
-compiler can predict it exactly; stalls are counted apart.
+instruction is the exact function given by :func:`cycle_cost`. The ``cycles`` counter counts
+working cycles, so a compiler can predict it exactly; stalls are counted apart.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""``python -m sw demo``: GEMMs on the simulated RTL, checked byte for byte with the golden model."""
+"""``python -m sw demo``: GEMMs on the simulated RTL, checked byte for byte with the golden model.
+"""
 
 from __future__ import annotations
 
