@@ -1,0 +1,509 @@
+"""Compiling quantized matmul and conv layers of any size onto a Rill core.
+
+A :class:`QuantizedLinear` describes one ONNX-style quantized matmul; :func:`compile_linear` checks
+it, folds the activation zero point into the int32 bias and encodes onnxruntime's float32 scales
+(:mod:`sw.requant`). For each batch size the compiler picks a :class:`TilePlan` and emits one
+:class:`~sw.program.Program` per layer call.
+
+Tiling and loop order
+---------------------
+``N`` is split into groups of ``cols``-wide tiles, ``K`` into groups of K tiles (a MATMUL's
+``k_tiles``), ``M`` into chunks of rows (a MATMUL's ``m``)::
+
+    for each N group:
+        load its qparams (all of them once, up front, when qparam SRAM holds all N)
+        load the group's weights if they all fit in weight SRAM        # weight-stationary
+        for each pass (one chunk, or as many chunks as the accumulators hold):
+            for each K group:
+                load this K group's weights if they did not all fit
+                for each chunk of the pass:
+                    load its activations (unless all of A is resident)
+                    MATMUL, ACCUMULATE for every K group after the first
+            STORE each chunk of the pass (requantized, or RAW int32)
+
+Weights are sent once per layer whenever one N group's weights fit in weight SRAM; activations are
+sent once per N group (once in all when A fits in activation SRAM). The planner tries a handful of
+group sizes and keeps the plan with the fewest wire bytes, then the fewest cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Config, Opcode, OutType, Precision, Rounding
+from hw.params import RillParams
+
+from .device import Device, DeviceError, ParamsMismatch
+from .program import Program, pack_act_words, pack_weight_tiles
+from .requant import encode_onnx_scale, onnx_scale, wrap_int32
+
+__all__ = ["CompileError", "QuantizedLinear", "QuantizedConv", "CompiledLinear", "TilePlan",
+           "LayerProgram", "compile_linear", "run_linear", "run_conv", "im2col"]
+
+_OUT_TYPES = {np.dtype(np.int8): OutType.INT8, np.dtype(np.uint8): OutType.UINT8}
+_U16 = 0xFFFF
+
+
+class CompileError(ValueError):
+    """A layer the compiler cannot map onto the device; the message says what to change."""
+
+
+@dataclass(eq=False)
+class QuantizedLinear:
+    """One quantized matmul ``y = requant((x - a_zp) @ weights + bias)``, ONNX semantics.
+
+    Parameters
+    ----------
+    weights : (K, N) integer array
+        int8 range, or int4 range ``[-8, 7]`` with ``precision=INT4``. Symmetric: ``w_zp`` is 0.
+    a_scale, w_scale, y_scale : float32
+        Activation, weight (scalar or ``(N,)`` per channel) and output scales. Unused for RAW.
+    a_zp, y_zp : int
+        Activation and output zero points, in the activation / output dtype's range.
+    bias : (N,) int32 array, optional
+        Bias in units of ``a_scale * w_scale`` (as ONNX quantizes it).
+    act_dtype : int8 or uint8
+        Dtype of the activations ``x`` handed to :meth:`CompiledLinear.program`.
+    out_dtype : int8, uint8 or int32
+        int32 returns ``(x - a_zp) @ weights + bias`` unrequantized (``STORE RAW``; MatMulInteger).
+    relu : bool
+        Clamp the output below at ``y_zp`` (a fused ReLU).
+    """
+
+    weights: np.ndarray
+    a_scale: float | None = None
+    a_zp: int = 0
+    w_scale: np.ndarray | float | None = None
+    y_scale: float | None = None
+    y_zp: int = 0
+    bias: np.ndarray | None = None
+    w_zp: np.ndarray | int = 0
+    act_dtype: type = np.int8
+    out_dtype: type = np.int8
+    relu: bool = False
+    precision: Precision = Precision.INT8
+    name: str = "linear"
+
+
+class TilePlan(NamedTuple):
+    """How one layer call of ``m`` rows is cut up (see the module docstring)."""
+    m: int
+    n_groups: tuple[tuple[int, int], ...]   # (first N tile, tiles)
+    k_groups: tuple[tuple[int, int], ...]   # (first K tile, tiles)
+    chunks: tuple[tuple[int, int], ...]     # (first row, rows)
+    chunks_per_pass: int                    # chunks sharing the accumulators when weights stream
+    acts_resident: bool                     # all of A loaded once, up front
+
+
+@dataclass
+class LayerProgram:
+    """One layer call's command stream and how to rebuild ``(M, N)`` from its STORE payloads."""
+    name: str
+    program: Program
+    plan: TilePlan
+    stores: list[tuple[int, int, int, int]]   # (row0, rows, col0, cols) per STORE, in order
+    out_dtype: np.dtype
+    n: int
+    compulsory_bytes: int
+
+    def __post_init__(self):
+        self.command_bytes = self.program.to_bytes()
+
+    @property
+    def response_bytes(self) -> int:
+        return self.program.response_bytes
+
+    @property
+    def predicted_cycles(self) -> int:
+        return self.program.predicted_cycles
+
+    @property
+    def wire_bytes(self) -> int:
+        return len(self.command_bytes) + self.response_bytes
+
+    def assemble(self, response: bytes) -> np.ndarray:
+        """Check every response header and place each STORE's payload in the output."""
+        if len(response) != self.response_bytes:
+            raise DeviceError(f"layer {self.name!r}: expected {self.response_bytes} response "
+                              f"bytes, got {len(response)}")
+        out = np.empty((self.plan.m, self.n), dtype=self.out_dtype)
+        width, at = self.out_dtype.itemsize, 0
+        for row0, rows, col0, cols in self.stores:
+            status, opcode = response[at], response[at + 1]
+            index = int.from_bytes(response[at + 2:at + 4], "little")
+            if status != isa.Status.OK.value or opcode != Opcode.STORE.value:
+                name = isa.Status(status).name if status in {s.value for s in isa.Status} \
+                    else status
+                raise DeviceError(
+                    f"layer {self.name!r}: instruction #{index} (opcode {opcode:#04x}) failed "
+                    f"with status {name}; the device state is undefined, reopen it",
+                    status=status, opcode=opcode)
+            at += isa.RESPONSE_HEADER_BYTES
+            size = rows * cols * width
+            block = np.frombuffer(response[at:at + size], dtype=self.out_dtype.newbyteorder("<"))
+            out[row0:row0 + rows, col0:col0 + cols] = block.reshape(rows, cols)
+            at += size
+        return out
+
+
+def _scalar_int(value, what: str) -> int:
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise CompileError(f"{what} must be a single value, got shape {arr.shape}")
+    return int(arr.reshape(()))
+
+
+def _balanced(total: int, cap: int) -> tuple[tuple[int, int], ...]:
+    """``total`` split into ``ceil(total / cap)`` near-equal ``(start, size)`` pieces."""
+    pieces = -(-total // cap)
+    base, extra = divmod(total, pieces)
+    out, at = [], 0
+    for i in range(pieces):
+        size = base + (i < extra)
+        out.append((at, size))
+        at += size
+    return tuple(out)
+
+
+class CompiledLinear:
+    """A checked :class:`QuantizedLinear` with its device-side qparams; builds layer programs."""
+
+    def __init__(self, params: RillParams, layer: QuantizedLinear):
+        self.params, self.layer, self.name = params, layer, layer.name
+        w = np.asarray(layer.weights)
+        if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
+            raise CompileError(f"{layer.name}: weights must be a 2-D integer (K, N) array, "
+                               f"got {w.dtype} {w.shape}")
+        self.k, self.n = w.shape
+        if self.k == 0 or self.n == 0:
+            raise CompileError(f"{layer.name}: empty weights {w.shape}")
+        if np.any(np.asarray(layer.w_zp) != 0):
+            raise CompileError(f"{layer.name}: weight zero point must be 0 (symmetric weights); "
+                               "re-quantize the weights symmetrically (quantize_static does)")
+        self.int4 = Precision(layer.precision) == Precision.INT4
+        lo, hi = (-8, 7) if self.int4 else (-128, 127)
+        if w.min() < lo or w.max() > hi:
+            raise CompileError(f"{layer.name}: weights span [{w.min()}, {w.max()}], outside the "
+                               f"{'INT4' if self.int4 else 'INT8'} range [{lo}, {hi}]")
+        self.weights = w.astype(np.int64)
+        self.act_dtype = np.dtype(layer.act_dtype)
+        if self.act_dtype not in _OUT_TYPES:
+            raise CompileError(f"{layer.name}: activations must be int8 or uint8, "
+                               f"not {self.act_dtype}")
+        a_zp = _scalar_int(layer.a_zp, "activation zero point")
+        info = np.iinfo(self.act_dtype)
+        if not info.min <= a_zp <= info.max:
+            raise CompileError(f"{layer.name}: activation zero point {a_zp} is not {info.dtype}")
+        if self.act_dtype == np.uint8:
+            a_zp -= 128   # x - 128 flips uint8 to int8 (DESIGN.md section 5)
+        self.out_dtype = np.dtype(layer.out_dtype)
+        self.raw = self.out_dtype == np.int32
+        if not self.raw and self.out_dtype not in _OUT_TYPES:
+            raise CompileError(f"{layer.name}: output must be int8, uint8 or int32 (raw), "
+                               f"not {self.out_dtype}")
+        bias = np.zeros(self.n, np.int64) if layer.bias is None else \
+            np.broadcast_to(np.asarray(layer.bias, dtype=np.int64).reshape(-1), (self.n,))
+        # Exact: the device adds bias' in int32 with wrap-around, so the result is right whenever
+        # onnxruntime's own int32 result is.
+        folded = wrap_int32(bias - a_zp * self.weights.sum(axis=0))
+        zeros = np.zeros(self.n, np.int64)
+        if self.raw:
+            self.qparams = (folded, zeros, zeros, zeros)
+        else:
+            if layer.a_scale is None or layer.w_scale is None or layer.y_scale is None:
+                raise CompileError(f"{layer.name}: a requantized output needs a_scale, w_scale "
+                                   "and y_scale (or out_dtype=int32 for raw accumulators)")
+            w_scale = np.asarray(layer.w_scale, dtype=np.float32).reshape(-1)
+            if w_scale.size not in (1, self.n):
+                raise CompileError(f"{layer.name}: w_scale has {w_scale.size} entries; "
+                                   f"give 1 (per tensor) or N={self.n} (per channel)")
+            scale = np.broadcast_to(onnx_scale(layer.a_scale, w_scale, layer.y_scale), (self.n,))
+            multiplier, shift = encode_onnx_scale(np.asarray(scale, dtype=np.float32))
+            y_zp = _scalar_int(layer.y_zp, "output zero point")
+            info = np.iinfo(self.out_dtype)
+            if not info.min <= y_zp <= info.max:
+                raise CompileError(f"{layer.name}: output zero point {y_zp} is not {info.dtype}")
+            self.qparams = (folded, multiplier, shift, np.full(self.n, y_zp))
+        self.config = Config(Precision(layer.precision), Rounding.ONNX, bool(layer.relu),
+                             OutType.INT8 if self.raw else _OUT_TYPES[self.out_dtype])
+        p = params
+        if p.qparam_depth < p.cols:
+            raise CompileError(f"qparam_depth={p.qparam_depth} is below cols={p.cols}: a STORE "
+                               "cannot cover one weight tile's columns")
+        self.kc = p.k_per_tile(self.int4)
+        self.k_tiles, self.n_tiles = -(-self.k // self.kc), -(-self.n // p.cols)
+        self._plans: dict[int, TilePlan] = {}
+        self._weight_blocks: dict[tuple[int, int, int, int], np.ndarray] = {}
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def plan(self, m: int) -> TilePlan:
+        if m not in self._plans:
+            candidates = list(self._candidates(m))
+            self._plans[m] = min(candidates, key=self._cost)
+        return self._plans[m]
+
+    def _candidates(self, m: int):
+        p, kt_all, nt_all = self.params, self.k_tiles, self.n_tiles
+        weight_cap, act_cap = min(p.weight_depth, _U16), min(p.act_depth, _U16)
+        ng_cap = min(255, nt_all, p.acc_depth, weight_cap // p.rows)
+        if self.n > p.qparam_depth:
+            ng_cap = min(ng_cap, p.qparam_depth // p.cols)
+        # The widest groups; the widest whose weights stay resident; and a geometric ladder
+        # between, where re-sending weights per pass trades against re-sending activations.
+        ng_options = {ng_cap, weight_cap // (kt_all * p.rows)} | {1 << i for i in range(8)}
+        edge = max(p.rows, p.cols)
+        for ng in sorted(x for x in ng_options if 1 <= x <= ng_cap):
+            n_groups = _balanced(nt_all, ng)
+            ng = max(size for _, size in n_groups)
+            kg_cap = min(255, kt_all, weight_cap // (ng * p.rows), act_cap)
+            kg_options = {kg_cap} | {act_cap // (edge << i) for i in range(6)}
+            for kg in sorted(x for x in kg_options if 1 <= x <= kg_cap):
+                k_groups = _balanced(kt_all, kg)
+                kg = max(size for _, size in k_groups)
+                resident = kt_all * ng * p.rows <= weight_cap
+                for acts_resident in {False, m * kt_all <= act_cap}:
+                    mc = min(_U16, p.acc_depth // ng, m)
+                    if not acts_resident:
+                        mc = min(mc, act_cap // kg)
+                    chunks = _balanced(m, mc)
+                    mc = max(size for _, size in chunks)
+                    per_pass = 1 if resident else max(1, (p.acc_depth // ng) // mc)
+                    yield TilePlan(m, n_groups, k_groups, chunks, per_pass, acts_resident)
+
+    def _steps(self, plan: TilePlan):
+        """The layer's instructions as ``(kind, args)``; data is resolved only when emitting."""
+        p, cols = self.params, self.params.cols
+        q_all = self.n <= p.qparam_depth
+        yield "config", ()
+        if q_all:
+            yield "qparams", (0, self.n)
+        act_addr = {}
+        if plan.acts_resident:
+            at = 0
+            for c in range(len(plan.chunks)):
+                for h, (_, kt) in enumerate(plan.k_groups):
+                    act_addr[c, h] = at
+                    at += kt * plan.chunks[c][1]
+            yield "acts_all", (at,)
+        mc = max(rows for _, rows in plan.chunks)
+        for t0, nt in plan.n_groups:
+            col0 = t0 * cols
+            width = min(self.n, (t0 + nt) * cols) - col0
+            if not q_all:
+                yield "qparams", (col0, width)
+            resident = self.k_tiles * nt * p.rows <= min(p.weight_depth, _U16)
+            w_addr, at = [], 0
+            for _, kt in plan.k_groups:
+                w_addr.append(at if resident else 0)
+                at += kt * nt * p.rows
+            if resident:
+                yield "weights", (t0, nt, 0, len(plan.k_groups))
+            per_pass = 1 if resident else plan.chunks_per_pass
+            for first in range(0, len(plan.chunks), per_pass):
+                chunk_ids = range(first, min(first + per_pass, len(plan.chunks)))
+                for h, (_, kt) in enumerate(plan.k_groups):
+                    if not resident:
+                        yield "weights", (t0, nt, h, h + 1)
+                    for i, c in enumerate(chunk_ids):
+                        rows = plan.chunks[c][1]
+                        if not plan.acts_resident:
+                            yield "acts", (c, h)
+                        yield "matmul", (act_addr.get((c, h), 0), w_addr[h], i * nt * mc, rows,
+                                         kt, nt, h > 0)
+                for i, c in enumerate(chunk_ids):
+                    row0, rows = plan.chunks[c]
+                    yield "store", (i * nt * mc, rows, width, col0 if q_all else 0, row0, col0)
+
+    def _cost(self, plan: TilePlan) -> tuple[int, int]:
+        """(wire bytes, working cycles without quiet waits) of a plan, counted in closed form.
+
+        Mirrors :meth:`_steps` group by group; ``tests/test_compiler.py`` checks it against the
+        emitted programs.
+        """
+        p, hdr = self.params, isa.HEADER_BYTES
+        m, kt_all, chunks = plan.m, self.k_tiles, len(plan.chunks)
+        h = len(plan.k_groups)
+        out_width = 4 if self.raw else 1
+        edge = max(p.rows, p.cols)
+        tile_cycles = sum(max(rows, edge) for _, rows in plan.chunks)
+        q_all = self.n <= p.qparam_depth
+        instructions = 1 + q_all + plan.acts_resident
+        data = self.n * isa.QPARAM_BYTES + plan.acts_resident * m * kt_all * self.kc
+        matmul_cycles = 0
+        for t0, nt in plan.n_groups:
+            width = min(self.n, (t0 + nt) * p.cols) - t0 * p.cols
+            tile_words = kt_all * nt * p.rows
+            if tile_words <= min(p.weight_depth, _U16):
+                instructions += 1
+                data += tile_words * p.cols
+            else:
+                passes = -(-chunks // plan.chunks_per_pass)
+                instructions += passes * h
+                data += passes * tile_words * p.cols
+            if not plan.acts_resident:
+                instructions += chunks * h
+                data += m * kt_all * self.kc
+            instructions += chunks * h + chunks + (not q_all)
+            data += chunks * isa.RESPONSE_HEADER_BYTES + m * width * out_width
+            matmul_cycles += nt * kt_all * tile_cycles
+        wire = instructions * hdr + data
+        return wire, wire + instructions + matmul_cycles
+
+    # -- emitting -------------------------------------------------------------------------------
+
+    def _weight_block(self, t0: int, nt: int, h0: int, h1: int, plan: TilePlan) -> np.ndarray:
+        key = (t0, nt, plan.k_groups[h0][0], sum(kt for _, kt in plan.k_groups[h0:h1]))
+        if key not in self._weight_blocks:
+            cols, blocks = self.params.cols, []
+            n_slice = slice(t0 * cols, min(self.n, (t0 + nt) * cols))
+            for k0, kt in plan.k_groups[h0:h1]:
+                sub = np.zeros((kt * self.kc, nt * cols), np.int64)
+                part = self.weights[k0 * self.kc:(k0 + kt) * self.kc, n_slice]
+                sub[:part.shape[0], :part.shape[1]] = part
+                blocks.append(pack_weight_tiles(self.params, sub, self.int4))
+            self._weight_blocks[key] = np.concatenate(blocks)
+        return self._weight_blocks[key]
+
+    def _act_words(self, x: np.ndarray, plan: TilePlan, c: int, h: int) -> np.ndarray:
+        row0, rows = plan.chunks[c]
+        k0, kt = plan.k_groups[h]
+        sub = np.zeros((rows, kt * self.kc), np.int8)
+        part = x[row0:row0 + rows, k0 * self.kc:(k0 + kt) * self.kc]
+        sub[:, :part.shape[1]] = part
+        return pack_act_words(self.params, sub, self.int4)
+
+    def predicted_cycles(self, m: int) -> int:
+        """Working cycles of a call with ``m`` rows: the schedule depends on shapes, not values."""
+        return self.program(np.zeros((m, self.k), self.act_dtype)).predicted_cycles
+
+    def to_device_acts(self, x: np.ndarray) -> np.ndarray:
+        """Check ``x`` (M x K of ``act_dtype``) and return it as int8 (uint8 flipped by -128)."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.k:
+            raise CompileError(f"{self.name}: activations must be (M, {self.k}), got {x.shape}")
+        if x.dtype != self.act_dtype:
+            raise CompileError(f"{self.name}: activations must be {self.act_dtype}, "
+                               f"got {x.dtype}")
+        if self.act_dtype == np.uint8:
+            return (x ^ np.uint8(0x80)).view(np.int8)
+        return x
+
+    def program(self, x: np.ndarray) -> LayerProgram:
+        """The command stream computing this layer for activations ``x`` (M x K)."""
+        x = self.to_device_acts(x)
+        m = x.shape[0]
+        if m == 0:
+            raise CompileError(f"{self.name}: no activation rows")
+        plan = self.plan(m)
+        prog, stores = Program(self.params), []
+        for kind, args in self._steps(plan):
+            if kind == "config":
+                prog.configure(self.config)
+            elif kind == "qparams":
+                col0, width = args
+                cols = slice(col0, col0 + width)
+                prog.load_qparams(0, *(q[cols] for q in self.qparams))
+            elif kind == "acts_all":
+                words = [self._act_words(x, plan, c, h) for c in range(len(plan.chunks))
+                         for h in range(len(plan.k_groups))]
+                prog.load_acts(0, np.concatenate(words))
+            elif kind == "acts":
+                prog.load_acts(0, self._act_words(x, plan, *args))
+            elif kind == "weights":
+                prog.load_weights(0, self._weight_block(*args, plan))
+            elif kind == "matmul":
+                act, wt, acc, rows, kt, nt, accumulate = args
+                prog.matmul(act, wt, acc, rows, kt, nt, accumulate=accumulate)
+            elif kind == "store":
+                acc, rows, width, q_addr, row0, col0 = args
+                prog.store(acc, rows, width, q_addr, raw=self.raw)
+                stores.append((row0, rows, col0, width))
+        weight_bytes = (self.k * self.n + 1) // 2 if self.int4 else self.k * self.n
+        compulsory = m * self.k + weight_bytes + m * self.n * self.out_dtype.itemsize
+        return LayerProgram(self.name, prog, plan, stores, self.out_dtype, self.n, compulsory)
+
+
+def compile_linear(params: RillParams, layer: QuantizedLinear) -> CompiledLinear:
+    return CompiledLinear(params, layer)
+
+
+def _compiled_for(device: Device, layer) -> CompiledLinear:
+    if isinstance(layer, CompiledLinear):
+        if layer.params != device.params:
+            raise ParamsMismatch(f"{layer.name} was compiled for {layer.params}, but the device "
+                                 f"is {device.params}; compile it for the device's params")
+        return layer
+    return compile_linear(device.params, layer)
+
+
+def run_linear(device: Device, layer: QuantizedLinear | CompiledLinear,
+               x: np.ndarray) -> np.ndarray:
+    """Run one quantized matmul on ``device``: ``x`` (M x K) -> ``y`` (M x N)."""
+    compiled = _compiled_for(device, layer)
+    lp = compiled.program(x)
+    return lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
+
+
+# -- convolution (im2col on the host) -----------------------------------------------------------
+
+@dataclass(eq=False)
+class QuantizedConv:
+    """A 2-D quantized convolution (NCHW, group 1, dilation 1) as a matmul over im2col patches.
+
+    ``linear.weights`` is ``(C * kh * kw, C_out)``: build it with :meth:`from_filters`.
+    """
+    linear: QuantizedLinear
+    kernel: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right (ONNX order)
+    strides: tuple[int, int] = (1, 1)
+
+    @staticmethod
+    def filters_to_weights(filters: np.ndarray) -> np.ndarray:
+        """ONNX ``(C_out, C, kh, kw)`` filters -> ``(C * kh * kw, C_out)`` matmul weights."""
+        filters = np.asarray(filters)
+        return filters.reshape(filters.shape[0], -1).T
+
+
+def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int],
+           strides: tuple[int, int], pad_value: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """NCHW ``x`` -> ``(N * OH * OW, C * kh * kw)`` patches and ``(N, OH, OW)``.
+
+    Padding takes ``pad_value`` (the input zero point: a padded zero *real* value is the zero
+    point, not 0, in quantized units).
+    """
+    n, c, _, _ = x.shape
+    kh, kw = kernel
+    top, left, bottom, right = pads
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
+    if padded.shape[2] < kh or padded.shape[3] < kw:
+        raise CompileError(f"kernel {kernel} is larger than the padded input {padded.shape[2:]}")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::strides[0], ::strides[1]]
+    oh, ow = windows.shape[2:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    return np.ascontiguousarray(cols), (n, oh, ow)
+
+
+def conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.ndarray):
+    """``(LayerProgram, (N, OH, OW))`` for a conv on NCHW ``x`` (``compiled`` from conv.linear)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise CompileError(f"{compiled.name}: conv input must be NCHW, got shape {x.shape}")
+    pad_value = _scalar_int(conv.linear.a_zp, "activation zero point")
+    cols, shape = im2col(x, conv.kernel, conv.pads, conv.strides, pad_value)
+    return compiled.program(cols.astype(x.dtype, copy=False)), shape
+
+
+def run_conv(device: Device, conv: QuantizedConv, x: np.ndarray,
+             compiled: CompiledLinear | None = None) -> np.ndarray:
+    """Run a quantized conv on ``device``: NCHW ``x`` -> NCHW ``y``."""
+    compiled = _compiled_for(device, compiled or conv.linear)
+    lp, (n, oh, ow) = conv_program(compiled, conv, x)
+    y = lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
+    return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
+

@@ -1,0 +1,531 @@
+"""Running quantized ONNX models on Rill, with outputs bit-identical to onnxruntime.
+
+:meth:`RillModel.load` reads a model quantized by ``onnxruntime.quantization.quantize_static``
+(QDQ or QOperator format) or built by hand from the ONNX quantized operators, and splits it into
+device layers and host steps:
+
+- **Device** (every matmul-like node): ``DQ(x), DQ(W)[, DQ(bias)] -> MatMul | Gemm | Conv
+  [-> Relu] -> Q`` exactly where onnxruntime (``ORT_ENABLE_ALL``) fuses the same nodes into
+  ``QLinearMatMul`` / ``QGemm`` / ``QLinearConv``; the QOperator nodes ``QLinearMatMul``,
+  ``QLinearConv``, ``com.microsoft.QGemm``; and ``MatMulInteger`` (raw int32 accumulators).
+- **Host**: ``QuantizeLinear``, ``DequantizeLinear`` (float32 arithmetic exactly as onnxruntime
+  does it: ``x / scale``, round half to even, saturate; ``(q - zp) * scale``) and the data
+  movement operators ``Reshape``, ``Flatten``, ``Transpose``, ``Squeeze``, ``Unsqueeze``,
+  ``Identity``, ``Constant``.
+
+Anything else raises :class:`UnsupportedOperator` at load time, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from hw.params import RillParams
+
+from .compiler import (
+    CompiledLinear,
+    CompileError,
+    LayerProgram,
+    QuantizedConv,
+    QuantizedLinear,
+    compile_linear,
+    conv_program,
+)
+from .device import Device
+
+__all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
+           "quantize_linear", "dequantize_linear", "DEVICE_OPS", "HOST_OPS"]
+
+DEVICE_OPS = ("MatMul", "Gemm", "Conv", "QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger")
+HOST_OPS = ("QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Transpose", "Squeeze",
+            "Unsqueeze", "Identity", "Constant")
+_SUPPORTED = (f"device: {', '.join(DEVICE_OPS)} (quantized); host: {', '.join(HOST_OPS)}; "
+              "Relu only between a quantized MatMul/Gemm/Conv and a QuantizeLinear whose zero "
+              "point is the type's minimum")
+_Q_TYPES = {np.dtype(np.int8), np.dtype(np.uint8)}
+
+
+class ModelImportError(ValueError):
+    """Base of the errors :class:`RillModel` raises for a model or input it cannot take."""
+
+
+class UnsupportedOperator(ModelImportError):
+    """A node Rill cannot run (or cannot run bit-exactly as onnxruntime does)."""
+
+    def __init__(self, node: onnx.NodeProto, index: int, why: str = ""):
+        name = node.name or f"#{index}"
+        domain = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
+        why = why or "this operator is not supported"
+        super().__init__(f"node {name!r} ({domain}{node.op_type}): {why}. Supported: {_SUPPORTED}")
+        self.node_name, self.op_type = name, node.op_type
+
+
+class InvalidModel(ModelImportError):
+    """The file or bytes are not a valid ONNX model."""
+
+
+class InputMismatch(ModelImportError):
+    """An input is missing, unexpected, or of the wrong dtype or shape."""
+
+
+# -- host arithmetic (onnxruntime's, to the bit) ---------------------------------------------------
+
+def _per_axis(value: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    value = np.asarray(value)
+    if value.size == 1 or ndim == 0:
+        return value.reshape(())
+    shape = [1] * ndim
+    shape[axis % ndim] = value.size
+    return value.reshape(shape)
+
+
+def quantize_linear(x: np.ndarray, scale, zero_point=None, axis: int = 1) -> np.ndarray:
+    """ONNX QuantizeLinear as onnxruntime computes it: float32 ``x / scale``, round half to even,
+    add the zero point, saturate. The output dtype is the zero point's (uint8 when absent)."""
+    dtype = np.dtype(np.uint8) if zero_point is None else np.asarray(zero_point).dtype
+    x = np.asarray(x, dtype=np.float32)
+    scale = _per_axis(np.asarray(scale, dtype=np.float32), x.ndim, axis)
+    zp = 0 if zero_point is None else _per_axis(zero_point, x.ndim, axis).astype(np.float32)
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def dequantize_linear(q: np.ndarray, scale, zero_point=None, axis: int = 1) -> np.ndarray:
+    """ONNX DequantizeLinear as onnxruntime computes it: ``float32(q - zp) * scale``."""
+    q = np.asarray(q)
+    zp = 0 if zero_point is None else _per_axis(zero_point, q.ndim, axis).astype(np.int64)
+    scale = _per_axis(np.asarray(scale, dtype=np.float32), q.ndim, axis)
+    return ((q.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
+
+
+# -- device layers --------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class DeviceLayer:
+    """One node (or fused node group) that runs on the device."""
+    name: str
+    kind: str                       # "matmul", "gemm" or "conv"
+    input: str
+    output: str
+    linear: QuantizedLinear
+    conv: QuantizedConv | None = None
+    trans_a: bool = False
+    _compiled: dict = field(default_factory=dict)
+
+    def compiled(self, params: RillParams) -> CompiledLinear:
+        if params not in self._compiled:
+            self._compiled[params] = compile_linear(params, self.linear)
+        return self._compiled[params]
+
+    def program(self, params: RillParams, x: np.ndarray):
+        """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output."""
+        compiled = self.compiled(params)
+        if self.kind == "conv":
+            lp, (n, oh, ow) = conv_program(compiled, self.conv, x)
+            return lp, lambda y: np.ascontiguousarray(
+                y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
+        if self.kind == "gemm":
+            if x.ndim != 2:
+                raise InputMismatch(f"Gemm {self.name!r} needs a 2-D input, got shape {x.shape}")
+            lp = compiled.program(np.ascontiguousarray(x.T) if self.trans_a else x)
+            return lp, lambda y: y
+        lead = x.shape[:-1]
+        lp = compiled.program(x.reshape(-1, x.shape[-1]))
+        return lp, lambda y: y.reshape(*lead, y.shape[-1])
+
+
+class _Graph:
+    """Name lookups over a model's graph: constants, producers, consumers, topological order."""
+
+    def __init__(self, model: onnx.ModelProto):
+        g = model.graph
+        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i)
+                                              for i in g.initializer}
+        self.inputs = [i for i in g.input if i.name not in self.consts]
+        self.outputs = [o.name for o in g.output]
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = {}
+        for idx, node in enumerate(g.node):
+            for name in node.output:
+                self.producer[name] = idx
+            for name in node.input:
+                if name:
+                    self.consumers.setdefault(name, []).append(idx)
+        self.nodes = list(g.node)
+        self.order = self._topological()
+        self.types: dict[str, int] = {}
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model).graph
+            for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
+                self.types[info.name] = info.type.tensor_type.elem_type
+        except Exception:   # types are a convenience: matching says what is missing
+            pass
+
+    def dtype(self, name: str, idx: int, matcher: _Matcher) -> np.dtype:
+        if not self.types.get(name):
+            matcher.fail(idx, f"the element type of {name!r} is unknown; give its zero point")
+        return helper.tensor_dtype_to_np_dtype(self.types[name])
+
+    def _topological(self) -> list[int]:
+        known = set(self.consts) | {i.name for i in self.inputs} | {""}
+        order, pending = [], list(range(len(self.nodes)))
+        while pending:
+            ready = [i for i in pending if all(n in known for n in self.nodes[i].input)]
+            if not ready:
+                names = sorted({n for i in pending for n in self.nodes[i].input} - known)
+                raise InvalidModel(f"the graph has a cycle or undefined tensors: {names[:5]}")
+            for i in ready:
+                order.append(i)
+                known.update(self.nodes[i].output)
+            pending = [i for i in pending if i not in set(ready)]
+        return order
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(name) if name else None
+
+    def made_by(self, name: str, op_type: str) -> int | None:
+        idx = self.producer.get(name)
+        return idx if idx is not None and self.nodes[idx].op_type == op_type else None
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+class _Matcher:
+    """Turns matmul-like nodes into :class:`DeviceLayer` s, refusing what it cannot match."""
+
+    def __init__(self, graph: _Graph):
+        self.g = graph
+        self.fused: set[int] = set()    # nodes a device layer replaces
+        self.folded: set[int] = set()   # DequantizeLinear nodes read by device layers
+
+    def fail(self, idx: int, why: str):
+        raise UnsupportedOperator(self.g.nodes[idx], idx, why)
+
+    def _qparam(self, idx: int, name: str, what: str, scalar: bool = True) -> np.ndarray:
+        value = self.g.const(name)
+        if value is None:
+            self.fail(idx, f"{what} ({name!r}) must be a constant initializer")
+        if scalar and value.size != 1:
+            self.fail(idx, f"{what} must be a single value (per-tensor), got shape {value.shape}")
+        return value
+
+    def _dq_input(self, idx: int, name: str, const: bool):
+        """``(tensor, scale, zero_point, axis, DQ node)`` of the DQ that makes ``name``."""
+        dq = self.g.made_by(name, "DequantizeLinear")
+        if dq is None:
+            what = "weight" if const else "input"
+            self.fail(idx, f"its {what} {name!r} is float, not DequantizeLinear of a quantized "
+                      "tensor: onnxruntime runs it in float")
+        node = self.g.nodes[dq]
+        src = node.input[0]
+        if (self.g.const(src) is not None) != const:
+            self.fail(idx, f"{'weights' if const else 'activations'} {src!r} must be "
+                      f"{'constant' if const else 'computed'}")
+        scale = self._qparam(dq, node.input[1], "scale", scalar=not const)
+        zp = self._qparam(dq, node.input[2], "zero point", scalar=not const) \
+            if len(node.input) > 2 and node.input[2] else None
+        if zp is None and not const:   # no zero point: 0 of the quantized tensor's type
+            zp = np.zeros((), self.g.dtype(src, dq, self))
+        return src, scale, zp, _attrs(node).get("axis", 1), dq
+
+    def _output(self, idx: int):
+        """The QuantizeLinear (with an optional fused Relu) consuming a node's float output."""
+        out = self.g.nodes[idx].output[0]
+        users = self.g.consumers.get(out, [])
+        if out in self.g.outputs or len(users) != 1:
+            self.fail(idx, "its float output must feed exactly one QuantizeLinear (onnxruntime "
+                      "fuses only that pattern)")
+        relu = False
+        if self.g.nodes[users[0]].op_type == "Relu":
+            relu_idx = users[0]
+            r_out = self.g.nodes[relu_idx].output[0]
+            users = self.g.consumers.get(r_out, [])
+            if r_out in self.g.outputs or len(users) != 1:
+                self.fail(relu_idx, "Relu must feed exactly one QuantizeLinear")
+            relu = True
+            self.fused.add(relu_idx)
+        q_idx = users[0]
+        q = self.g.nodes[q_idx]
+        if q.op_type != "QuantizeLinear":
+            self.fail(idx, f"its output feeds {q.op_type}, not QuantizeLinear: onnxruntime runs "
+                      "it in float")
+        scale = self._qparam(q_idx, q.input[1], "output scale")
+        zp = self._qparam(q_idx, q.input[2], "output zero point") \
+            if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+        if relu and int(zp.reshape(())) != np.iinfo(zp.dtype).min:
+            self.fail(relu_idx, "Relu before a QuantizeLinear whose zero point is not the type "
+                      "minimum is not fused by onnxruntime (it runs in float)")
+        self.fused.add(q_idx)
+        return q.output[0], scale, zp, relu
+
+    def _weights(self, idx: int, w: np.ndarray, w_scale, w_zp, axis: int, n_axis: int, trans: bool):
+        """Check weight quantization and return ``(K x N weights, per-channel or scalar scale)``."""
+        if w.dtype != np.int8:
+            self.fail(idx, f"weights are {w.dtype}; Rill takes int8 weights with zero point 0 "
+                      "(quantize_static's default QInt8 weights)")
+        if w_zp is not None and np.any(np.asarray(w_zp) != 0):
+            self.fail(idx, "weight zero point must be 0 (symmetric weights)")
+        w_scale = np.asarray(w_scale, dtype=np.float32)
+        if w_scale.size > 1 and axis % w.ndim != n_axis:
+            self.fail(idx, f"per-channel weight scales along axis {axis}; only the output-channel "
+                      f"axis {n_axis} can be requantized per channel")
+        return (w.T if trans else w), w_scale.reshape(-1)
+
+    def _bias(self, idx: int, name: str | None, n: int):
+        if not name:
+            return None
+        dq = self.g.made_by(name, "DequantizeLinear")
+        bias = self.g.const(self.g.nodes[dq].input[0]) if dq is not None else self.g.const(name)
+        if bias is None or bias.dtype != np.int32:
+            self.fail(idx, f"bias {name!r} must be a constant int32 tensor (DequantizeLinear of "
+                      "int32, as quantize_static writes it)")
+        if dq is not None:
+            self.folded.add(dq)
+        if bias.size not in (1, n):
+            self.fail(idx, f"bias of shape {bias.shape} is not per output channel")
+        return bias.reshape(-1)
+
+    def match(self, idx: int) -> DeviceLayer:
+        node = self.g.nodes[idx]
+        op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
+        inputs = list(node.input) + [""] * 9
+        if op in ("MatMul", "Gemm", "Conv"):
+            x, a_scale, a_zp, _, x_dq = self._dq_input(idx, inputs[0], const=False)
+            w_name, w_scale, w_zp, w_axis, w_dq = self._dq_input(idx, inputs[1], const=True)
+            w = self.g.const(w_name)
+            y, y_scale, y_zp, relu = self._output(idx)
+            self.fused.add(idx)
+            self.folded |= {x_dq, w_dq}
+            bias_name = inputs[2] if op != "MatMul" else ""
+        elif op in ("QLinearMatMul", "QLinearConv", "QGemm"):
+            spec = {"QLinearMatMul": (0, 1, 2, 3, 4, 5, 6, 7, None),
+                    "QLinearConv": (0, 1, 2, 3, 4, 5, 6, 7, 8),
+                    "QGemm": (0, 1, 2, 3, 4, 5, 7, 8, 6)}[op]
+            x, s_a, z_a, w_name, s_w, z_w, s_y, z_y, b = spec
+            if op == "QGemm" and not inputs[s_y]:
+                self.fail(idx, "QGemm with a float output (no y_scale) is not supported")
+            x = inputs[x]
+            a_scale, a_zp = self._qparam(idx, inputs[s_a], "a_scale"), self._zp(idx, inputs[z_a])
+            w_name = inputs[w_name]
+            w = self.g.const(w_name)
+            if w is None:
+                self.fail(idx, "weights must be a constant initializer")
+            w_scale = self._qparam(idx, inputs[s_w], "weight scale", scalar=False)
+            w_zp = self._zp(idx, inputs[z_w], scalar=False)
+            y_scale, y_zp = self._qparam(idx, inputs[s_y], "y_scale"), self._zp(idx, inputs[z_y])
+            y, relu, w_axis = node.output[0], False, None
+            bias_name = inputs[b] if b is not None else ""
+            self.fused.add(idx)
+        elif op == "MatMulInteger":
+            x, w_name = inputs[0], inputs[1]
+            w = self.g.const(w_name)
+            if w is None:
+                self.fail(idx, "weights (input B) must be a constant initializer")
+            a_zp = self._zp(idx, inputs[2]) if inputs[2] else \
+                np.zeros((), self.g.dtype(x, idx, self))
+            w_zp = self._zp(idx, inputs[3], scalar=False) if inputs[3] else None
+            a_scale = w_scale = y_scale = None
+            y, y_zp, relu, w_axis = node.output[0], np.zeros((), np.int32), False, None
+            bias_name = ""
+            self.fused.add(idx)
+        else:
+            raise AssertionError(op)
+        return self._layer(idx, op, name, attrs, x, w, w_scale, w_zp, w_axis, a_scale, a_zp,
+                           y, y_scale, y_zp, relu, bias_name)
+
+    def _zp(self, idx: int, name: str, scalar: bool = True) -> np.ndarray:
+        if not name:
+            self.fail(idx, "zero points must be given")
+        return self._qparam(idx, name, "zero point", scalar=scalar)
+
+    def _layer(self, idx, op, name, attrs, x, w, w_scale, w_zp, w_axis, a_scale, a_zp, y,
+               y_scale, y_zp, relu, bias_name) -> DeviceLayer:
+        if a_zp.dtype not in _Q_TYPES:
+            self.fail(idx, f"activations are {a_zp.dtype}; Rill takes int8 or uint8")
+        conv = None
+        kind = {"Conv": "conv", "QLinearConv": "conv", "Gemm": "gemm", "QGemm": "gemm"}.get(op,
+                                                                                           "matmul")
+        if kind == "conv":
+            if w.ndim != 4:
+                self.fail(idx, f"only 2-D convolutions (4-D weights) are supported, got {w.shape}")
+            if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+                self.fail(idx, "only group=1, dilation=1 convolutions are supported")
+            if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+                self.fail(idx, "auto_pad SAME_* is not supported; give explicit pads")
+            weights, scale = self._weights(idx, QuantizedConv.filters_to_weights(w).T, w_scale,
+                                           w_zp, 0 if w_axis is None else w_axis, 0, trans=True)
+            pads = tuple(attrs.get("pads", [0, 0, 0, 0]))
+            conv = QuantizedConv(None, tuple(w.shape[2:]), (pads[0], pads[1], pads[2], pads[3]),
+                                 tuple(attrs.get("strides", [1, 1])))
+        elif kind == "gemm":
+            if (op == "Gemm" and attrs.get("alpha", 1.0) != 1.0) or attrs.get("beta", 1.0) != 1.0:
+                self.fail(idx, "Gemm with alpha or beta other than 1 is not supported")
+            if w.ndim != 2:
+                self.fail(idx, f"weights must be 2-D, got {w.shape}")
+            trans_b = bool(attrs.get("transB", 0))
+            axis = (0 if trans_b else 1) if w_axis is None else w_axis
+            weights, scale = self._weights(idx, w, w_scale, w_zp, axis, 0 if trans_b else 1,
+                                           trans=trans_b)
+            alpha = np.float32(attrs.get("alpha", 1.0))
+            if alpha != 1.0:   # QGemm: onnxruntime's scale is (alpha * a_scale * b_scale) / y_scale
+                a_scale = alpha * np.float32(a_scale.reshape(()))
+        else:
+            if w.ndim != 2:
+                self.fail(idx, f"weights must be 2-D (K, N), got {w.shape}")
+            weights, scale = self._weights(idx, w, w_scale if w_scale is not None else 1.0, w_zp,
+                                           1 if w_axis is None else w_axis, 1, trans=False)
+        n = weights.shape[1]
+        if scale.size not in (1, n):
+            self.fail(idx, f"{scale.size} weight scales for {n} output channels")
+        linear = QuantizedLinear(
+            np.ascontiguousarray(weights), a_scale=None if a_scale is None else
+            np.float32(np.asarray(a_scale).reshape(())),
+            a_zp=int(a_zp.reshape(())), w_scale=None if w_scale is None else scale,
+            y_scale=None if y_scale is None else np.float32(y_scale.reshape(())),
+            y_zp=int(y_zp.reshape(())), bias=self._bias(idx, bias_name, n),
+            act_dtype=a_zp.dtype.type, out_dtype=y_zp.dtype.type, relu=relu, name=name)
+        if conv is not None:
+            conv.linear = linear
+        layer = DeviceLayer(name, kind, x, y, linear, conv, bool(attrs.get("transA", 0)))
+        try:
+            compile_linear(RillParams(), linear)   # refuse now what no device could run
+        except CompileError as e:
+            self.fail(idx, str(e))
+        return layer
+
+
+class RillModel:
+    """A quantized ONNX model split into device layers and host steps. See the module docstring."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.proto = model
+        self.graph = g = _Graph(model)
+        for idx in g.order:   # every operator is checked before any pattern
+            node = g.nodes[idx]
+            known = node.op_type in DEVICE_OPS + HOST_OPS + ("Relu",)
+            domain_ok = node.domain in ("", "ai.onnx") or (node.domain == "com.microsoft"
+                                                           and node.op_type == "QGemm")
+            if not known or not domain_ok:
+                raise UnsupportedOperator(node, idx)
+        matcher = _Matcher(g)
+        layers = {idx: matcher.match(idx) for idx in g.order if g.nodes[idx].op_type in DEVICE_OPS}
+        for idx in g.order:
+            if g.nodes[idx].op_type == "Relu" and idx not in matcher.fused:
+                raise UnsupportedOperator(g.nodes[idx], idx, "a standalone Relu runs in float in "
+                                          "onnxruntime; only Relu -> QuantizeLinear after a "
+                                          "quantized MatMul/Gemm/Conv is supported")
+        skip = set(matcher.fused)
+        for dq in matcher.folded:   # a DQ read only by device layers is not computed at all
+            if all(c in matcher.fused for c in g.consumers.get(g.nodes[dq].output[0], [])) \
+                    and g.nodes[dq].output[0] not in g.outputs:
+                skip.add(dq)
+        self.layers: list[DeviceLayer] = [layers[i] for i in g.order if i in layers]
+        self._steps = [layers[i] if i in layers else g.nodes[i] for i in g.order
+                       if i in layers or i not in skip]
+        self.programs: list[LayerProgram] = []
+
+    @classmethod
+    def load(cls, model: str | Path | bytes | onnx.ModelProto) -> RillModel:
+        """Load and check a model from a path, serialized bytes or a ``ModelProto``."""
+        if not isinstance(model, onnx.ModelProto):
+            try:
+                model = onnx.load_model_from_string(model) if isinstance(model, bytes) \
+                    else onnx.load(str(model))
+            except FileNotFoundError:
+                raise
+            except Exception as e:
+                raise InvalidModel(f"{model!s:.200} is not an ONNX model ({type(e).__name__}: "
+                                   f"{e}); pass a .onnx file written by onnx.save") from None
+        # Structural checks only: onnx.checker is stricter than onnxruntime (it refuses, say,
+        # outputs declared without a shape), and a model onnxruntime runs should run here too.
+        if model.ir_version <= 0 or not model.opset_import or not model.graph.node \
+                or not model.graph.output:
+            raise InvalidModel("this is not an ONNX model: no IR version, opset, nodes or "
+                               "outputs; pass a .onnx file written by onnx.save")
+        return cls(model)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.graph.outputs)
+
+    def predicted_cycles(self) -> dict[str, int]:
+        """Predicted working cycles of each device layer program of the last :meth:`run`."""
+        return {lp.name: lp.predicted_cycles for lp in self.programs}
+
+    def _check_inputs(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        expected = {i.name: i for i in self.graph.inputs}
+        if set(feeds) != set(expected):
+            raise InputMismatch(f"inputs {sorted(feeds)} given; the model takes "
+                                f"{sorted(expected)}")
+        env = {}
+        for name, info in expected.items():
+            value = np.asarray(feeds[name])
+            t = info.type.tensor_type
+            dtype = helper.tensor_dtype_to_np_dtype(t.elem_type)
+            if value.dtype != dtype:
+                raise InputMismatch(f"input {name!r} must be {dtype}, got {value.dtype}")
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+            if t.HasField("shape") and (value.ndim != len(dims) or any(
+                    d is not None and d != s for d, s in zip(dims, value.shape))):
+                shown = ["?" if d is None else d for d in dims]
+                raise InputMismatch(f"input {name!r} must have shape {shown}, "
+                                    f"got {list(value.shape)}")
+            env[name] = value
+        return env
+
+    def run(self, device: Device, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run the model; returns ``{output name: array}`` exactly as onnxruntime would."""
+        env = dict(self.graph.consts)
+        env.update(self._check_inputs(feeds))
+        self.programs = []
+        for step in self._steps:
+            if isinstance(step, DeviceLayer):
+                lp, shape = step.program(device.params, env[step.input])
+                self.programs.append(lp)
+                env[step.output] = shape(lp.assemble(device.execute(lp.command_bytes,
+                                                                    lp.response_bytes)))
+            else:
+                for name, value in zip(step.output, _host_op(step, env)):
+                    env[name] = value
+        return {name: env[name] for name in self.graph.outputs}
+
+
+def _host_op(node: onnx.NodeProto, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    op, a = node.op_type, _attrs(node)
+    args = [env[n] if n else None for n in node.input] + [None] * 3
+    if op == "QuantizeLinear":
+        return [quantize_linear(args[0], args[1], args[2], a.get("axis", 1))]
+    if op == "DequantizeLinear":
+        return [dequantize_linear(args[0], args[1], args[2], a.get("axis", 1))]
+    if op == "Identity":
+        return [args[0]]
+    if op == "Constant":
+        return [numpy_helper.to_array(a["value"])]
+    if op == "Reshape":
+        shape = [int(s) for s in args[1]]
+        if not a.get("allowzero", 0):
+            shape = [args[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return [args[0].reshape(shape)]
+    if op == "Flatten":
+        axis = a.get("axis", 1) % max(args[0].ndim, 1) if args[0].ndim else 0
+        return [args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)]
+    if op == "Transpose":
+        return [np.ascontiguousarray(np.transpose(args[0], a.get("perm")))]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = a.get("axes") if args[1] is None else [int(v) for v in args[1]]
+        if op == "Squeeze":
+            return [np.squeeze(args[0], axis=None if axes is None else tuple(axes))]
+        return [np.expand_dims(args[0], tuple(axes))]
+    raise AssertionError(op)
