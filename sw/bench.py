@@ -19,7 +19,8 @@ from hw.params import RillParams
 
 from .program import Program, pack_act_words, pack_weight_tiles
 
-__all__ = ["Workload", "BenchRow", "default_workloads", "bench_programs", "measure", "format_table"]
+__all__ = ["Workload", "BenchRow", "default_workloads", "bench_programs", "measure", "format_table",
+           "plot", "write_json"]
 
 Executor = Callable[[list[tuple[str, bytes, int]]], list[bytes]]
 
@@ -30,6 +31,7 @@ class Workload:
     k: int
     n: int
     precision: Precision
+    series: str = "size"   # "size": growing GEMMs; "small-m": few activation rows
 
     @property
     def name(self) -> str:
@@ -39,6 +41,7 @@ class Workload:
 @dataclass
 class BenchRow:
     workload: str
+    series: str
     macs: int
     matmul_cycles: int
     predicted_matmul_cycles: int
@@ -65,7 +68,7 @@ def default_workloads(params: RillParams) -> list[Workload]:
     # The small-M curve: a tile lasts max(m, rows, cols) cycles, so short tiles idle the array.
     k, n = 8 * params.rows, 8 * params.cols
     for m in (1, 2, 4, params.rows // 2, params.rows, 2 * params.rows):
-        w = Workload(m, k, n, Precision.INT8)
+        w = Workload(m, k, n, Precision.INT8, "small-m")
         if m >= 1 and _fits(params, m, k, n, Precision.INT8) and w not in out:
             out.append(w)
     return out
@@ -163,7 +166,7 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
         macs = w.m * w.k * w.n
         weight_bytes = (w.k * w.n + 1) // 2 if w.precision == Precision.INT4 else w.k * w.n
         rows.append(BenchRow(
-            workload=w.name, macs=macs, matmul_cycles=matmul,
+            workload=w.name, series=w.series, macs=macs, matmul_cycles=matmul,
             predicted_matmul_cycles=predicted_matmul,
             utilization=macs / (matmul * peak),
             utilization_with_drain=macs / ((matmul + isa.matmul_drain_cycles(params)) * peak),
@@ -189,3 +192,32 @@ def format_table(params: RillParams, rows: list[BenchRow]) -> str:
 def write_json(path, params: RillParams, rows: list[BenchRow]):
     with open(path, "w") as f:
         json.dump({"params": asdict(params), "rows": [asdict(r) for r in rows]}, f, indent=1)
+
+
+def plot(path, params: RillParams, rows: list[BenchRow]):
+    """Utilization against GEMM size, one line per precision (PNG or anything matplotlib writes)."""
+    import matplotlib
+    matplotlib.use("Agg")   # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for precision in ("int8", "int4"):
+        cubes = [r for r in rows if r.workload.startswith(precision) and r.series == "size"]
+        cubes.sort(key=lambda r: r.macs)
+        ax.plot([r.macs for r in cubes], [100 * r.utilization for r in cubes], "o-",
+                label=f"{precision.upper()} MATMUL")
+        ax.plot([r.macs for r in cubes], [100 * r.utilization_with_drain for r in cubes], "x--",
+                label=f"{precision.upper()} incl. drain")
+    small = [r for r in rows if r.series == "small-m"]
+    ax.plot([r.macs for r in small], [100 * r.utilization for r in small], "s:",
+            label="INT8 M=1..16, K=N=64")
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs per GEMM")
+    ax.set_ylabel("array utilization (%)")
+    ax.set_ylim(0, 105)
+    ax.axhline(95, color="grey", linewidth=0.5)
+    ax.set_title(f"Rill {params.rows}x{params.cols}: measured utilization of on-chip GEMMs")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

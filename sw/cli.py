@@ -27,7 +27,7 @@ def _executor(device: str, params: RillParams):
 
 
 def cmd_bench(args) -> int:
-    from .bench import default_workloads, format_table, measure, write_json
+    from .bench import default_workloads, format_table, measure, plot, write_json
     params = _params_from(args)
     rows = measure(params, default_workloads(params), _executor(args.device, params))
     print(format_table(params, rows))
@@ -36,6 +36,9 @@ def cmd_bench(args) -> int:
     if args.json:
         write_json(args.json, params, rows)
         print(f"wrote {args.json}")
+    if args.plot:
+        plot(args.plot, params, rows)
+        print(f"wrote {args.plot}")
     if mismatched:
         print(f"error: measured cycles differ from the prediction for {mismatched}",
               file=sys.stderr)
@@ -82,7 +85,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
     p.add_argument("--device", default="sim", metavar="URL",
                    help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON (for plotting)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="also plot utilization against GEMM size")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the device's params and counters")
@@ -91,4 +95,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from .device import DeviceError
+    try:
+        return args.func(args)
+    except DeviceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
