@@ -46,6 +46,56 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str, str]:
+    """``--input x.npy`` (single-input models) or ``--input name=x.npy`` (any model)."""
+    pairs = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            if len(names) != 1 or len(values) != 1:
+                raise SystemExit(f"error: the model has {what}s {names}; give each as "
+                                 f"--{what} NAME=PATH")
+            name, path = names[0], value
+        if name not in names:
+            raise SystemExit(f"error: the model has no {what} {name!r}; its {what}s: {names}")
+        pairs[name] = path
+    return pairs
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from .device import open_device
+    from .onnx_import import ModelImportError, RillModel
+    try:
+        model = RillModel.load(args.model)
+    except (ModelImportError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    inputs = _name_path_pairs(args.input, model.input_names, "input")
+    missing = set(model.input_names) - set(inputs)
+    if missing:
+        raise SystemExit(f"error: missing --input for {sorted(missing)}")
+    outputs = _name_path_pairs(args.output, model.output_names, "output")
+    feeds = {name: np.load(path) for name, path in inputs.items()}
+
+    def progress(layer, index, total):
+        print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)
+
+    with open_device(args.device, _params_from(args)) as device:
+        try:
+            results = model.run(device, feeds, progress=progress)
+        except ModelImportError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    for name, path in outputs.items():
+        np.save(path, results[name])
+        print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
+    predicted = sum(model.predicted_cycles().values())
+    print(f"{len(model.programs)} device layer program(s), {predicted} predicted cycles")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(_params_from(args), device=args.device)
@@ -76,6 +126,20 @@ def main(argv=None) -> int:
     parser.add_argument("--cols", type=int, default=RillParams.cols,
                         help="array columns (default %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a quantized ONNX model and save its output as .npy",
+                       description="Run a quantized ONNX model (from onnxruntime's "
+                       "quantize_static, QDQ or QOperator) on a Rill device. The output is "
+                       "exactly what onnxruntime produces: same values, dtype and shape.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="input tensor; NAME= is needed when the model has several inputs")
+    p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
+                   help="where to write the output tensor")
+    p.add_argument("--device", default="sim", metavar="URL",
+                   help="golden, sim (default), serial:///dev/ttyUSB1?baud=3000000, "
+                   "socket://HOST:PORT")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
     p.add_argument("--device", default="sim", metavar="URL",

@@ -18,6 +18,7 @@ Anything else raises :class:`UnsupportedOperator` at load time, before anything 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,13 +486,19 @@ class RillModel:
             env[name] = value
         return env
 
-    def run(self, device: Device, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Run the model; returns ``{output name: array}`` exactly as onnxruntime would."""
+    def run(self, device: Device, feeds: dict[str, Any], *,
+            progress: Callable[[str, int, int], None] | None = None) -> dict[str, np.ndarray]:
+        """Run the model; returns ``{output name: array}`` exactly as onnxruntime would.
+
+        ``progress(layer name, index, layer count)`` is called before each device layer.
+        """
         env = dict(self.graph.consts)
         env.update(self._check_inputs(feeds))
         self.programs = []
         for step in self._steps:
             if isinstance(step, DeviceLayer):
+                if progress is not None:
+                    progress(step.name, len(self.programs), len(self.layers))
                 lp, shape = step.program(device.params, env[step.input])
                 self.programs.append(lp)
                 env[step.output] = shape(lp.assemble(device.execute(lp.command_bytes,

@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 
 def _sw(*args):
     return subprocess.run([sys.executable, "-m", "sw", *args], capture_output=True, text=True,
@@ -30,3 +33,42 @@ def test_unknown_device_is_a_clear_error():
     result = _sw("info", "--device", "tcp:/nowhere")
     assert result.returncode != 0
     assert result.stderr.startswith("error: unknown device URL"), result.stderr
+
+
+@pytest.fixture(scope="module")
+def quantized_mlp(tmp_path_factory):
+    from sw.models import quantize, train_mlp
+    folder = tmp_path_factory.mktemp("mlp")
+    model = train_mlp()
+    path = quantize(model, folder, per_channel=True)
+    np.save(folder / "x.npy", model.test_inputs[:40])
+    return path, folder / "x.npy"
+
+
+def _onnxruntime(path, x):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options)
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("device", ["golden", "sim"])
+def test_run_writes_what_onnxruntime_gives(quantized_mlp, tmp_path, device):
+    model, x = quantized_mlp
+    y = tmp_path / "y.npy"
+    result = _sw("run", str(model), "--input", str(x), "--output", str(y), "--device", device)
+    assert result.returncode == 0, result.stderr
+    expected, got = _onnxruntime(model, np.load(x)), np.load(y)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+
+
+def test_run_refuses_a_file_that_is_not_onnx(tmp_path):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not a model")
+    np.save(tmp_path / "x.npy", np.zeros((1, 64), np.float32))
+    result = _sw("run", str(bogus), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy"), "--device", "golden")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and "not an ONNX model" in result.stderr
