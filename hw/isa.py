@@ -38,7 +38,7 @@ __all__ = [
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "STORE_FLUSH_CYCLES", "REQUANT_STAGES", "waits_for_quiet",
-    "matmul_drain_cycles", "pack_qparam", "QPARAM_FORMAT", "CycleClock",
+    "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
 ISA_VERSION = 1
@@ -71,6 +71,9 @@ class Opcode(enum.Enum, shape=8):
     READ_COUNTERS = 0x07  #: the four performance counters
     SYNC = 0x08           #: waits for the array to drain, then echoes ``tag``
     INFO = 0x09           #: the device's params (``RillParams.to_info_bytes``)
+    #: ``count`` int32 biases (4 bytes each) at ``addr``; multiplier, shift and zero point come
+    #: once in the header and go to every entry (per-tensor requantization at a third of the bytes)
+    LOAD_BIASES = 0x0A
 
 
 class Status(enum.Enum, shape=8):
@@ -118,7 +121,12 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.READ_COUNTERS: (),
     Opcode.SYNC: (("tag", 2),),
     Opcode.INFO: (),
+    Opcode.LOAD_BIASES: (("addr", 2), ("count", 2), ("multiplier", 4), ("shift", 1),
+                         ("zero_point", 2)),
 }
+
+#: Instructions followed by ``count`` words of data.
+LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES)
 
 
 def field_offsets(opcode: Opcode) -> dict[str, tuple[int, int]]:
@@ -181,6 +189,8 @@ def load_word_bytes(params: RillParams, opcode: Opcode, config: Config) -> int:
         return params.k_per_tile(config.int4)
     if opcode == Opcode.LOAD_QPARAMS:
         return QPARAM_BYTES
+    if opcode == Opcode.LOAD_BIASES:
+        return 4
     raise ValueError(f"{opcode} is not a load")
 
 
@@ -225,14 +235,13 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     respond = RESPONSE_HEADER_BYTES
     if status != Status.OK:
         drained = 0
-        if status == Status.OUT_OF_RANGE and Opcode(opcode) in (
-                Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+        if status == Status.OUT_OF_RANGE and Opcode(opcode) in LOAD_OPCODES:
             drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config)
         return fetch_decode + respond + drained
     opcode = Opcode(opcode)
     if opcode == Opcode.CONFIG:
         return fetch_decode
-    if opcode in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+    if opcode in LOAD_OPCODES:
         return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config)
     if opcode == Opcode.MATMUL:
         tiles = fields["k_tiles"] * fields["n_tiles"]

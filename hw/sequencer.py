@@ -31,7 +31,7 @@ from .params import RillParams
 __all__ = ["Sequencer"]
 
 _COUNTER_WIDTH = 32
-_LOADS = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS)
+_LOADS = isa.LOAD_OPCODES
 
 
 def _width(depth: int) -> int:
@@ -149,7 +149,7 @@ class Sequencer(wiring.Component):
 
         # -- load engine --------------------------------------------------------------------
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
-                      Opcode.LOAD_QPARAMS: QPARAM_BYTES}
+                      Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
         asm_bytes = max(word_bytes.values())
         assembler = Signal(8 * asm_bytes)
         next_assembler = Cat(assembler[8:], byte_in)
@@ -169,7 +169,13 @@ class Sequencer(wiring.Component):
             self.act_write.addr.eq(load_addr), self.act_write.data.eq(act_word),
             self.weight_write.addr.eq(load_addr), self.weight_write.data.eq(top_bytes(p.cols)),
             self.qparam_write.addr.eq(load_addr),
-            self.qparam_write.data.eq(top_bytes(QPARAM_BYTES)),
+            self.qparam_write.data.eq(Mux(
+                load_target == Opcode.LOAD_BIASES,
+                # bias from the data, the rest of the entry from the header (see QPARAM_FORMAT)
+                Cat(top_bytes(4), field(Opcode.LOAD_BIASES, "multiplier"),
+                    field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
+                    field(Opcode.LOAD_BIASES, "zero_point")),
+                top_bytes(QPARAM_BYTES))),
         ]
 
         # -- matmul engine -------------------------------------------------------------------
@@ -272,7 +278,8 @@ class Sequencer(wiring.Component):
 
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
-                    Opcode.LOAD_QPARAMS: p.qparam_depth}[op]
+                    Opcode.LOAD_QPARAMS: p.qparam_depth,
+                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
 
         with m.Switch(opcode):
             with m.Case(Opcode.CONFIG):
@@ -363,7 +370,8 @@ class Sequencer(wiring.Component):
                             words = field(Opcode.LOAD_WEIGHTS, "count")
                             length = Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
                                          Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
-                                             Mux(int4, p.act_lanes, p.rows)))
+                                             Mux(opcode == Opcode.LOAD_BIASES, 4,
+                                                 Mux(int4, p.act_lanes, p.rows))))
                             m.d.sync += discard_left.eq(words * length)
                             respond_then(then="DISCARD")
                         with m.Else():
@@ -448,7 +456,8 @@ class Sequencer(wiring.Component):
                 m.d.comb += [
                     self.weight_write.en.eq(write & (load_target == Opcode.LOAD_WEIGHTS)),
                     self.act_write.en.eq(write & (load_target == Opcode.LOAD_ACTS)),
-                    self.qparam_write.en.eq(write & (load_target == Opcode.LOAD_QPARAMS)),
+                    self.qparam_write.en.eq(write & ((load_target == Opcode.LOAD_QPARAMS)
+                                                     | (load_target == Opcode.LOAD_BIASES))),
                 ]
                 with m.If(advance):
                     m.d.sync += [assembler.eq(next_assembler), load_byte.eq(load_byte + 1)]

@@ -30,16 +30,19 @@ class Expectation:
     counter_offsets: list[int]     # where READ_COUNTERS payloads start in ``expected``
 
 
-def random_qparams(rng: np.random.Generator, n: int, rounding: Rounding, k: int):
-    """Plausible per-channel requantization: scales that map the accumulator range onto int8."""
+def random_qparams(rng: np.random.Generator, n: int, rounding: Rounding, k: int,
+                   per_channel: bool = True):
+    """Plausible requantization: scales that map the accumulator range onto int8. Per-tensor
+    parameters share multiplier, shift and zero point (and go out as LOAD_BIASES)."""
     bias = rng.integers(-4000, 4000, n)
+    spread = rng.uniform(0.5, 2.0, n if per_channel else 1).astype(np.float32)
     real = np.float32(rng.uniform(0.2, 4.0) / (np.sqrt(max(k, 1)) * 128 * 16)) * \
-        rng.uniform(0.5, 2.0, n).astype(np.float32)
+        np.broadcast_to(spread, (n,))
     if rounding == Rounding.ONNX:
         multiplier, shift = zip(*(encode_onnx_scale(np.float32(s)) for s in real))
     else:
         multiplier, shift = zip(*(encode_tflite_scale(float(s)) for s in real))
-    zero_point = rng.integers(-20, 20, n)
+    zero_point = np.broadcast_to(rng.integers(-20, 20, n if per_channel else 1), (n,))
     return bias, list(multiplier), list(shift), zero_point
 
 
@@ -64,7 +67,8 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
     weights = rng.integers(lo, hi, (k, n))
     return gemm_program(params, acts, weights, precision=precision, rounding=rounding, relu=relu,
                         out_type=out_type, raw=raw, layout=layout,
-                        qparams=random_qparams(rng, n, rounding, k))
+                        qparams=random_qparams(rng, n, rounding, k,
+                                               per_channel=bool(rng.integers(0, 2))))
 
 
 def bad_input_program(params: RillParams) -> Program:
@@ -82,6 +86,9 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1) + bytes(params.rows),
         isa.encode(Opcode.LOAD_QPARAMS, addr=params.qparam_depth - 1, count=3)
         + bytes(3 * isa.QPARAM_BYTES),
+        isa.encode(Opcode.LOAD_BIASES, addr=params.qparam_depth - 2, count=5, multiplier=1,
+                   shift=2, zero_point=3) + bytes(5 * 4),
+        isa.encode(Opcode.LOAD_BIASES, addr=0, count=0, multiplier=1, shift=2, zero_point=3),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=1,
                    n_tiles=1, flags=0x10),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=0,

@@ -38,7 +38,7 @@ from hw.isa import Config, Opcode, OutType, Precision, Rounding
 from hw.params import RillParams
 
 from .device import Device, DeviceError, ParamsMismatch
-from .program import Program, pack_act_words, pack_weight_tiles
+from .program import Program, pack_act_words, pack_weight_tiles, qparam_wire_bytes
 from .requant import encode_onnx_scale, onnx_scale, wrap_int32
 
 __all__ = ["CompileError", "QuantizedLinear", "QuantizedConv", "CompiledLinear", "TilePlan",
@@ -333,10 +333,15 @@ class CompiledLinear:
         tile_cycles = sum(max(rows, edge) for _, rows in plan.chunks)
         q_all = self.n <= p.qparam_depth
         instructions = 1 + q_all + plan.acts_resident
-        data = self.n * isa.QPARAM_BYTES + plan.acts_resident * m * kt_all * self.kc
+        data = plan.acts_resident * m * kt_all * self.kc
+        if q_all:
+            data += qparam_wire_bytes(self.n, *self.qparams[1:])
         matmul_cycles = 0
         for t0, nt in plan.n_groups:
             width = min(self.n, (t0 + nt) * p.cols) - t0 * p.cols
+            if not q_all:
+                group = slice(t0 * p.cols, t0 * p.cols + width)
+                data += qparam_wire_bytes(width, *(q[group] for q in self.qparams[1:]))
             tile_words = kt_all * nt * p.rows
             if tile_words <= min(p.weight_depth, _U16):
                 instructions += 1

@@ -15,6 +15,7 @@ from hw.isa import (
     COUNTER_NAMES,
     HEADER_BYTES,
     ISA_VERSION,
+    LOAD_OPCODES,
     QPARAM_BYTES,
     QPARAM_FORMAT,
     Config,
@@ -81,7 +82,7 @@ class GoldenCore:
 
     def _data_bytes(self, header: bytes) -> int:
         opcode = _OPCODES.get(header[0])
-        if opcode not in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+        if opcode not in LOAD_OPCODES:
             return 0
         count = decode_fields(opcode, header[1:])["count"]
         return count * load_word_bytes(self.params, opcode, self.config)
@@ -114,9 +115,10 @@ class GoldenCore:
                     or f["relu"] > 1 or f["out_type"] not in {x.value for x in OutType}):
                 return Status.BAD_MODE
             return Status.OK
-        if opcode in (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS):
+        if opcode in LOAD_OPCODES:
             depth = {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
-                     Opcode.LOAD_QPARAMS: p.qparam_depth}[opcode]
+                     Opcode.LOAD_QPARAMS: p.qparam_depth,
+                     Opcode.LOAD_BIASES: p.qparam_depth}[opcode]
             if f["count"] == 0:
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
@@ -166,6 +168,15 @@ class GoldenCore:
                 ch = f["addr"] + i
                 self.q_bias[ch], self.q_multiplier[ch] = bias, mult
                 self.q_shift[ch], self.q_zero_point[ch] = shift, zp
+            return None
+        if opcode == Opcode.LOAD_BIASES:
+            channels = slice(f["addr"], f["addr"] + f["count"])
+            self.q_bias[channels] = np.frombuffer(data, dtype="<i4")
+            self.q_multiplier[channels] = int.from_bytes(
+                f["multiplier"].to_bytes(4, "little"), "little", signed=True)
+            self.q_shift[channels] = f["shift"]
+            self.q_zero_point[channels] = int.from_bytes(
+                f["zero_point"].to_bytes(2, "little"), "little", signed=True)
             return None
         if opcode == Opcode.MATMUL:
             self._matmul(**f)

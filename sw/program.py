@@ -14,7 +14,8 @@ from hw import isa
 from hw.isa import Config, MatmulFlags, Opcode, OutType, Precision, Rounding, StoreFlags
 from hw.params import RillParams
 
-__all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words"]
+__all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words",
+           "qparams_shared", "qparam_wire_bytes"]
 
 
 @dataclass
@@ -61,6 +62,15 @@ class Program:
         self._add(Opcode.LOAD_ACTS, words.tobytes(), addr=addr, count=len(words))
 
     def load_qparams(self, addr: int, bias, multiplier, shift, zero_point):
+        """Per-channel requantization entries; sent as ``LOAD_BIASES`` (4 bytes a channel instead
+        of 12) when multiplier, shift and zero point are the same for every channel."""
+        bias, multiplier, shift, zero_point = (np.asarray(v, dtype=np.int64).reshape(-1)
+                                               for v in (bias, multiplier, shift, zero_point))
+        if qparams_shared(multiplier, shift, zero_point):
+            self._add(Opcode.LOAD_BIASES, bias.astype("<i4").tobytes(), addr=addr,
+                      count=len(bias), multiplier=int(multiplier[0]) & 0xFFFFFFFF,
+                      shift=int(shift[0]) & 0xFF, zero_point=int(zero_point[0]) & 0xFFFF)
+            return
         entries = [isa.pack_qparam(int(b), int(mu), int(s), int(z))
                    for b, mu, s, z in zip(bias, multiplier, shift, zero_point, strict=True)]
         self._add(Opcode.LOAD_QPARAMS, b"".join(entries), addr=addr, count=len(entries))
@@ -87,6 +97,16 @@ class Program:
 
     def info(self):
         self._add(Opcode.INFO, response=isa.RESPONSE_HEADER_BYTES + 16)
+
+
+def qparams_shared(multiplier, shift, zero_point) -> bool:
+    """Whether one multiplier/shift/zero point serves every channel (so LOAD_BIASES applies)."""
+    return all(len(np.unique(np.asarray(v))) == 1 for v in (multiplier, shift, zero_point))
+
+
+def qparam_wire_bytes(n: int, multiplier, shift, zero_point) -> int:
+    """Data bytes :meth:`Program.load_qparams` sends for ``n`` channels."""
+    return n * (4 if qparams_shared(multiplier, shift, zero_point) else isa.QPARAM_BYTES)
 
 
 def pack_weight_tiles(params: RillParams, weights: np.ndarray, int4: bool) -> np.ndarray:

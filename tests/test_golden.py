@@ -68,6 +68,21 @@ def test_counters_follow_the_isa_cycle_costs():
     assert cycles == expected
 
 
+def test_shared_qparams_go_out_as_load_biases_with_the_same_effect():
+    rng = np.random.default_rng(5)
+    acts, weights = rng.integers(-128, 128, (6, 8)), rng.integers(-128, 128, (8, 7))
+    shared = (rng.integers(-500, 500, 7), [9_000_000] * 7, [35] * 7, [-3] * 7)
+    compact = gemm_program(PARAMS, acts, weights, qparams=shared, counters=False)
+    assert any(chunk[0] == Opcode.LOAD_BIASES.value for chunk in compact.chunks)
+    # The same entries sent in full, 12 bytes a channel, must have the same effect.
+    full_entries = isa.encode(Opcode.LOAD_QPARAMS, addr=0, count=7) + b"".join(
+        isa.pack_qparam(int(b), 9_000_000, 35, -3) for b in shared[0])
+    full = Program(PARAMS)
+    full.chunks = [full_entries if c[0] == Opcode.LOAD_BIASES.value else c
+                   for c in compact.chunks]
+    assert GoldenCore(PARAMS).feed(compact.to_bytes()) == GoldenCore(PARAMS).feed(full.to_bytes())
+
+
 def test_info_reports_params():
     out = GoldenCore(PARAMS).feed(isa.encode(Opcode.INFO))
     params, version = RillParams.from_info_bytes(out[4:])
