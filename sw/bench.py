@@ -51,6 +51,10 @@ class BenchRow:
     predicted_program_cycles: int
     wire_bytes: int
     compulsory_bytes: int
+    #: end to end: the bound the whole program could reach, max(compute, link) cycles, over the
+    #: cycles it took. The link is the core's byte streams (one byte per cycle each way).
+    roofline_cycles: int
+    end_to_end_efficiency: float
 
 
 def default_workloads(params: RillParams) -> list[Workload]:
@@ -164,6 +168,9 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
         matmul, program_cycles, _ = split_timed_response(prog, response, w.m, w.n)
         peak = params.peak_macs_per_cycle(w.precision == Precision.INT4)
         macs = w.m * w.k * w.n
+        link_cycles = max(len(prog.to_bytes()), len(response))
+        roofline = max(link_cycles, -(-macs // params.peak_macs_per_cycle(
+            w.precision == Precision.INT4)))
         weight_bytes = (w.k * w.n + 1) // 2 if w.precision == Precision.INT4 else w.k * w.n
         rows.append(BenchRow(
             workload=w.name, series=w.series, macs=macs, matmul_cycles=matmul,
@@ -173,19 +180,21 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
             program_cycles=program_cycles,
             predicted_program_cycles=prog.predicted_cycles - 2 * _counter_read_cost(prog),
             wire_bytes=len(prog.to_bytes()) + len(response),
-            compulsory_bytes=w.m * w.k + weight_bytes + w.m * w.n))
+            compulsory_bytes=w.m * w.k + weight_bytes + w.m * w.n,
+            roofline_cycles=roofline, end_to_end_efficiency=roofline / program_cycles))
     return rows
 
 
 def format_table(params: RillParams, rows: list[BenchRow]) -> str:
     head = (f"{'workload':<20}{'MACs':>10}{'cycles':>9}{'predicted':>11}{'util':>8}"
-            f"{'util+drain':>12}{'wire B':>9}{'compulsory B':>14}")
+            f"{'util+drain':>12}{'wire B':>9}{'compulsory B':>14}{'e2e':>7}")
     lines = [f"Rill {params.rows}x{params.cols}: peak {params.peak_macs_int8} INT8 / "
              f"{params.peak_macs_int4} INT4 MACs per cycle", head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.workload:<20}{r.macs:>10}{r.matmul_cycles:>9}"
                      f"{r.predicted_matmul_cycles:>11}{r.utilization:>8.1%}"
-                     f"{r.utilization_with_drain:>12.1%}{r.wire_bytes:>9}{r.compulsory_bytes:>14}")
+                     f"{r.utilization_with_drain:>12.1%}{r.wire_bytes:>9}{r.compulsory_bytes:>14}"
+                     f"{r.end_to_end_efficiency:>7.0%}")
     return "\n".join(lines)
 
 
