@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the demo: GEMMs on the simulated RTL, checked against the golden model.
+# Run the demo: digits models and GEMMs on the simulated RTL, checked against onnxruntime and the golden model.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
