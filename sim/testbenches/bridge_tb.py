@@ -15,8 +15,9 @@ import socket
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.testbenches.common import reset_core
 
 
 @cocotb.test()
@@ -32,12 +33,7 @@ async def serve(dut):
     conn.setblocking(False)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.cmd__valid.value = 0
-    dut.rsp__ready.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_core(dut, rsp_ready=1)
 
     inbox = bytearray()
     outbox = bytearray()

@@ -14,8 +14,9 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.testbenches.common import reset_core
 
 
 async def run_case(dut, case, rng):
@@ -65,11 +66,6 @@ async def run_case(dut, case, rng):
 async def run_cases(dut):
     cases = json.loads(Path(os.environ["RILL_TB_CASES"]).read_text())
     rng = random.Random(cases["seed"])
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.cmd__valid.value = 0
-    dut.rsp__ready.value = 0
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_core(dut, rsp_ready=0)
     for case in cases["cases"]:
         await run_case(dut, case, rng)
