@@ -1,1 +1,41 @@
-"""Board support: one small module per FPGA board (platform, clock, reset, UART pins)."""
+"""Board support: one small module per FPGA board (platform, clock, reset, UART pins).
+
+Adding a board is one module that defines a :class:`~boards.board.Board` and one line in
+:data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .board import Board
+
+__all__ = ["REGISTRY", "UnknownBoard", "board_names", "get_board"]
+
+#: Board name -> ``"module:attribute"`` of its :class:`Board` (imported on first use).
+REGISTRY = {
+    "icebreaker": "boards.icebreaker:BOARD",
+    "ulx3s-12f": "boards.ulx3s:ULX3S_12F",
+    "ulx3s-25f": "boards.ulx3s:ULX3S_25F",
+    "ulx3s-45f": "boards.ulx3s:ULX3S_45F",
+    "ulx3s-85f": "boards.ulx3s:ULX3S_85F",
+}
+
+
+class UnknownBoard(KeyError):
+    def __str__(self):
+        return f"no board named {self.args[0]!r}; boards: {', '.join(REGISTRY)}"
+
+
+def board_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_board(name: str) -> Board:
+    try:
+        module, attribute = REGISTRY[name].split(":")
+    except KeyError:
+        raise UnknownBoard(name) from None
+    board = getattr(importlib.import_module(module), attribute)
+    assert board.name == name, (name, board.name)
+    return board

@@ -1,0 +1,176 @@
+"""What every board has: a description (:class:`Board`), and the top it builds (:class:`BoardTop`).
+
+A board top is the board's clock generator (PLL and reset), the UART pins, and a
+:class:`SerialDevice`: the UART PHY in front of "the thing behind the UART", any component with
+byte-stream ports ``rx`` (host to device) and ``tx`` (device to host). The simulation uses
+:class:`SerialDevice` alone, clocked directly, so the board-level testbench runs the same gateware
+as the bitstream minus the PLL.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.lib import fifo, io, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.core import RillCore
+from hw.params import RillParams
+from hw.uart import Uart, baud_divisor
+
+__all__ = ["Board", "SerialDevice", "BoardTop", "CoreOverBytes", "serial_device"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One FPGA board Rill builds for.
+
+    Parameters
+    ----------
+    name : str
+        What ``python -m hw.build --board`` takes.
+    platform : type
+        The amaranth-boards platform class.
+    params : RillParams
+        The default core shape: chosen to fit the device.
+    clock_hz : float
+        Target core clock, made by the PLL from the board's oscillator.
+    baud : int
+        UART baud rate; ``clock_hz`` should be a multiple of it.
+    clock : callable
+        ``clock(clock_hz)`` returns the elaboratable that makes the ``sync`` domain (a PLL and its
+        reset, from :mod:`boards.clocking`).
+    summary : str
+        One line for ``--list``.
+    """
+
+    name: str
+    platform: type
+    params: RillParams
+    clock_hz: float
+    baud: int
+    clock: Callable[[float], Elaboratable]
+    summary: str
+    uart: str = "uart"
+
+    def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
+        """This board with another array shape (SRAM depths unchanged)."""
+        params = replace(self.params, rows=rows or self.params.rows,
+                         cols=cols or self.params.cols)
+        return replace(self, params=params)
+
+
+class CoreOverBytes(wiring.Component):
+    """:class:`~hw.core.RillCore` behind plain byte streams, with no framing.
+
+    The stand-in for the link layer: a command byte the core cannot take yet waits in a FIFO
+    (the UART cannot push back). A host must pace itself so that the FIFO never overflows.
+
+    Members
+    -------
+    rx : ``In(stream.Signature(8))``
+    tx : ``Out(stream.Signature(8))``
+    """
+
+    rx: In(stream.Signature(8))
+    tx: Out(stream.Signature(8))
+
+    fifo_depth = 64
+
+    def __init__(self, params: RillParams):
+        self.params = params
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = RillCore(self.params)
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self.fifo_depth)
+        m.d.comb += [rx_fifo.w_data.eq(self.rx.payload), rx_fifo.w_en.eq(self.rx.valid),
+                     self.rx.ready.eq(rx_fifo.w_rdy)]
+        m.d.comb += [core.cmd.payload.eq(rx_fifo.r_data), core.cmd.valid.eq(rx_fifo.r_rdy),
+                     rx_fifo.r_en.eq(core.cmd.ready)]
+        wiring.connect(m, core.rsp, wiring.flipped(self.tx))
+        return m
+
+
+def serial_device(params: RillParams) -> wiring.Component:
+    """The component behind the UART: the framed, credit-paced link when it exists."""
+    try:
+        from hw.link import LinkedCore
+    except ImportError:
+        return CoreOverBytes(params)
+    return LinkedCore(params)
+
+
+class SerialDevice(wiring.Component):
+    """A UART PHY and the device behind it. Clocked by ``sync``; no platform, no PLL.
+
+    Members
+    -------
+    rx_line : ``In(1)``
+        UART input pin (host to device), idle high.
+    tx_line : ``Out(1)``
+        UART output pin (device to host).
+    framing_errors, overruns : ``Out(8)``
+        The receiver's saturating error counters.
+    """
+
+    rx_line: In(1, init=1)
+    tx_line: Out(1, init=1)
+    framing_errors: Out(8)
+    overruns: Out(8)
+
+    def __init__(self, device: wiring.Component, divisor: int):
+        self.device = device
+        self.divisor = divisor
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.uart = uart = Uart(self.divisor)
+        m.submodules.device = self.device
+        m.d.comb += [
+            uart.rx_line.eq(self.rx_line),
+            self.tx_line.eq(uart.tx_line),
+            self.framing_errors.eq(uart.framing_errors),
+            self.overruns.eq(uart.overruns),
+        ]
+        wiring.connect(m, uart.rx, self.device.rx)
+        wiring.connect(m, self.device.tx, uart.tx)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """Everything in a board's bitstream: PLL and reset, UART pins, UART PHY, device.
+
+    The first two LEDs (where the board has them) show a heartbeat (about 1 Hz: the PLL runs and
+    reset is released) and that the UART receiver has seen a framing error or an overrun.
+    """
+
+    def __init__(self, board: Board, device: wiring.Component | None = None):
+        self.board = board
+        self.device = device if device is not None else serial_device(board.params)
+
+    def elaborate(self, platform):
+        m = Module()
+        board = self.board
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.clock = board.clock(board.clock_hz)
+        divisor = baud_divisor(board.clock_hz, board.baud)
+        m.submodules.serial = serial = SerialDevice(self.device, divisor)
+        # Raw ports for every line the resource has (RTS, DTR on some boards; unused here).
+        lines = {sub.name: "-" for sub in platform.lookup(board.uart, 0).ios}
+        uart = platform.request(board.uart, 0, dir=lines)
+        m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
+        m.submodules.tx_pin = tx_pin = io.Buffer("o", uart.tx)
+        m.d.comb += [serial.rx_line.eq(rx_pin.i), tx_pin.o.eq(serial.tx_line)]
+
+        leds = [res.number for res in platform.resources.values() if res.name == "led"]
+        if len(leds) >= 2:
+            m.submodules.alive = alive = io.Buffer("o", platform.request("led", 0, dir="-"))
+            m.submodules.trouble = trouble = io.Buffer("o", platform.request("led", 1, dir="-"))
+            heartbeat = Signal(int(board.clock_hz).bit_length())
+            m.d.sync += heartbeat.eq(heartbeat + 1)
+            m.d.comb += [alive.o.eq(heartbeat[-1]),
+                         trouble.o.eq((serial.framing_errors != 0) | (serial.overruns != 0))]
+        return m

@@ -1,0 +1,40 @@
+"""Radiona ULX3S: ECP5 (12F, 25F, 45F or 85F), 25 MHz oscillator, FT231X UART (<= 3 Mbaud).
+
+The array's PEs are built from LUTs (see ``hw.build``: the open ECP5 flow has no 9x9 DSP mode, so
+two 8x5 multipliers per PE would take two whole MULT18X18D each). 105 MHz is 35 clocks per bit at
+3 Mbaud and a PLL setting with no error (25 MHz / 5 * 21).
+"""
+
+from amaranth_boards.ulx3s import (
+    ULX3S_12F_Platform,
+    ULX3S_25F_Platform,
+    ULX3S_45F_Platform,
+    ULX3S_85F_Platform,
+)
+
+from hw.params import RillParams
+
+from .board import Board
+from .clocking import Ecp5Pll
+
+
+def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
+    return Board(
+        name=f"ulx3s-{part}",
+        platform=platform,
+        params=RillParams(rows=rows, cols=cols, **depths),
+        clock_hz=105e6,
+        baud=3_000_000,
+        clock=lambda f: Ecp5Pll("clk25", f),
+        summary=f"Radiona ULX3S (LFE5U-{part.upper()}), FT231X UART",
+    )
+
+
+ULX3S_12F = _ulx3s("12f", ULX3S_12F_Platform, 8, 8, act_depth=512, weight_depth=512,
+                   acc_depth=512, qparam_depth=256)
+ULX3S_25F = _ulx3s("25f", ULX3S_25F_Platform, 12, 12, act_depth=1024, weight_depth=1024,
+                   acc_depth=1024, qparam_depth=256)
+ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 16, 16, act_depth=1024, weight_depth=1024,
+                   acc_depth=1024, qparam_depth=512)
+ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2048, weight_depth=2048,
+                   acc_depth=1024, qparam_depth=512)

