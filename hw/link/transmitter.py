@@ -1,0 +1,203 @@
+"""The sending half of the link controller: replies, response frames and the response buffer."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .cobs import FrameByte
+from .crc import Crc32
+from .protocol import (
+    CRC_BYTES,
+    DEVICE_HEADER_BYTES,
+    MAX_RESPONSE_PAYLOAD,
+    OFFSET_MODULUS,
+    QUIET_CYCLES,
+    DeviceFlags,
+    DeviceKind,
+    LinkStatus,
+)
+from .receiver import FrameEvent
+
+__all__ = ["DeviceHeader", "LinkTransmitter"]
+
+
+#: The device frame header as the gateware holds it (``DEVICE_HEADER_FORMAT``, little-endian).
+DeviceHeader = data.StructLayout({"kind": 8, "status": 8, "seq": 8, "tag": 8, "next_seq": 8,
+                                  "flags": 8, "credit": 16, "roff": 16})
+assert DeviceHeader.size == 8 * DEVICE_HEADER_BYTES
+
+
+class _Source(enum.Enum, shape=2):
+    HEADER = 0
+    BUFFER = 1
+    CRC = 2
+
+
+class LinkTransmitter(wiring.Component):
+    """Keeps the core's responses until the host acknowledges them and sends device frames.
+
+    Every response byte goes into a ring (``rsp_depth`` bytes) at stream offset ``wr`` and stays
+    until the host's ``rack`` passes it, so any of it can be sent again; the core waits while the
+    ring is full. ``sent`` is the offset of the next byte to send; a RESEND moves it back to
+    ``rack``. A frame goes out when a reply is owed (a host frame ended), when a full payload is
+    waiting or the core has been quiet for :data:`~.protocol.QUIET_CYCLES` with some waiting, or
+    when the credit has grown by a quarter of the command buffer since it was last reported (the
+    host may be waiting for it). Replies owed while a frame is being sent are merged into one,
+    which answers the latest host frame; an error status is kept over a later OK so a NAK is not
+    lost.
+
+    Parameters
+    ----------
+    rsp_depth : int
+        Response ring bytes, a power of two up to 2**15.
+    cmd_depth : int
+        Command buffer bytes (the largest credit).
+
+    Members
+    -------
+    event : ``In(stream.Signature(FrameEvent, always_ready=True))``
+        Frame outcomes from :class:`~.receiver.LinkReceiver`.
+    rsp : ``In(stream.Signature(8))``
+        The core's response bytes.
+    next_seq : ``In(8)``, credit : ``In(range(cmd_depth + 1))``, core_idle : ``In(1)``
+        State reported in every frame.
+    o : ``Out(stream.Signature(FrameByte))``
+        Device frames, CRC appended, before COBS.
+    """
+
+    def __init__(self, *, rsp_depth: int, cmd_depth: int):
+        if rsp_depth < 2 or rsp_depth & (rsp_depth - 1) or rsp_depth > OFFSET_MODULUS // 2:
+            raise ValueError(f"rsp_depth must be a power of two up to {OFFSET_MODULUS // 2}, "
+                             f"not {rsp_depth}")
+        self.rsp_depth, self.cmd_depth = rsp_depth, cmd_depth
+        super().__init__({
+            "event": In(stream.Signature(FrameEvent, always_ready=True)),
+            "rsp": In(stream.Signature(8)),
+            "next_seq": In(8),
+            "credit": In(range(cmd_depth + 1)),
+            "core_idle": In(1),
+            "o": Out(stream.Signature(FrameByte)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ring = memory.Memory(shape=8, depth=self.rsp_depth, init=[])
+        m.submodules.ring = ring
+        wp = ring.write_port()
+        rp = ring.read_port()
+        m.submodules.crc = crc = Crc32()
+
+        wr, sent, acked = Signal(16), Signal(16), Signal(16)
+
+        # -- responses in --------------------------------------------------------------------
+        quiet = Signal(range(QUIET_CYCLES + 1))
+        m.d.comb += [
+            self.rsp.ready.eq((wr - acked)[:16] < self.rsp_depth),
+            wp.addr.eq(wr), wp.data.eq(self.rsp.payload),
+            wp.en.eq(self.rsp.valid & self.rsp.ready),
+        ]
+        with m.If(wp.en):
+            m.d.sync += [wr.eq(wr + 1), quiet.eq(QUIET_CYCLES)]
+        with m.Elif(quiet != 0):
+            m.d.sync += quiet.eq(quiet - 1)
+
+        # -- host frames' outcomes -----------------------------------------------------------
+        owed = Signal()
+        owed_status = Signal(LinkStatus)
+        owed_seq = Signal(8)
+        last_tag = Signal(8)
+        ev = self.event.payload
+
+        def is_error(status):
+            return (status != LinkStatus.OK) & (status != LinkStatus.DUPLICATE)
+
+        with m.If(self.event.valid):
+            m.d.sync += [owed.eq(1), owed_seq.eq(ev.seq)]
+            with m.If(~owed | ~is_error(owed_status)):
+                m.d.sync += owed_status.eq(ev.status)
+            with m.If(ev.trusted):
+                m.d.sync += last_tag.eq(ev.tag)
+                ahead = (ev.rack - acked)[:16]
+                rack_ok = ahead <= (wr - acked)[:16]
+                new_acked = Mux(rack_ok, ev.rack, acked)
+                with m.If(ev.sync):
+                    m.d.sync += [acked.eq(wr), sent.eq(wr)]
+                with m.Else():
+                    m.d.sync += acked.eq(new_acked)
+                    with m.If(ev.resend):
+                        m.d.sync += sent.eq(new_acked)
+                    with m.Elif(rack_ok & (ahead > (sent - acked)[:16])):
+                        m.d.sync += sent.eq(ev.rack)
+
+        # -- when to send ------------------------------------------------------------------
+        unsent = Signal(16)
+        m.d.comb += unsent.eq(wr - sent)
+        full_payload = unsent >= MAX_RESPONSE_PAYLOAD
+        data_ready = (unsent != 0) & (full_payload | (quiet == 0))
+        last_credit = Signal(range(self.cmd_depth + 1), init=self.cmd_depth)
+        credit_news = self.credit >= last_credit + max(1, self.cmd_depth // 4)
+        busy = Signal()
+        start = ~busy & ~self.event.valid & (owed | data_ready | credit_news)
+
+        # -- the frame being sent ---------------------------------------------------------
+        header = Signal(DeviceHeader)
+        roff = Signal(16)
+        take = Signal(range(MAX_RESPONSE_PAYLOAD + 1))
+        pos = Signal(range(DEVICE_HEADER_BYTES + MAX_RESPONSE_PAYLOAD + CRC_BYTES + 1))
+        total = DEVICE_HEADER_BYTES + take + CRC_BYTES
+
+        with m.If(start):
+            take_now = Mux(full_payload, MAX_RESPONSE_PAYLOAD, unsent)
+            m.d.sync += [
+                busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent),
+                sent.eq(sent + take_now), owed.eq(0), last_credit.eq(self.credit),
+                header.kind.eq(Mux(owed, DeviceKind.REPLY.value, DeviceKind.RESPONSE.value)),
+                header.status.eq(Mux(owed, owed_status.as_value(), LinkStatus.OK.value)),
+                header.seq.eq(owed_seq),
+                header.tag.eq(last_tag),
+                header.next_seq.eq(self.next_seq),
+                # Idle only when this frame empties the ring: then nothing more is coming.
+                header.flags.eq(Mux(self.core_idle & ~full_payload, DeviceFlags.IDLE.value, 0)),
+                header.credit.eq(Mux(self.credit > 0xFFFF, 0xFFFF, self.credit)),
+                header.roff.eq(sent),
+            ]
+
+        # Output register; buffer bytes come straight from the read port.
+        source = Signal(_Source)
+        header_byte = Signal(8)
+        crc_index = Signal(2)
+        load = ~self.o.valid | self.o.ready
+        m.d.comb += [
+            rp.en.eq(load),
+            rp.addr.eq(roff + pos - DEVICE_HEADER_BYTES),
+            crc.clear.eq(start),
+            crc.data.valid.eq(self.o.valid & self.o.ready & (source != _Source.CRC)),
+            crc.data.payload.eq(self.o.payload.data),
+        ]
+        with m.Switch(source):
+            with m.Case(_Source.HEADER):
+                m.d.comb += self.o.payload.data.eq(header_byte)
+            with m.Case(_Source.BUFFER):
+                m.d.comb += self.o.payload.data.eq(rp.data)
+            with m.Case(_Source.CRC):
+                m.d.comb += self.o.payload.data.eq(crc.value.word_select(crc_index, 8))
+
+        with m.If(load):
+            m.d.sync += self.o.valid.eq(0)
+            with m.If(busy):
+                with m.If(pos < total):
+                    m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(pos == total - 1),
+                                 pos.eq(pos + 1)]
+                    with m.If(pos < DEVICE_HEADER_BYTES):
+                        m.d.sync += [source.eq(_Source.HEADER),
+                                     header_byte.eq(header.as_value().word_select(pos, 8))]
+                    with m.Elif(pos < DEVICE_HEADER_BYTES + take):
+                        m.d.sync += source.eq(_Source.BUFFER)
+                    with m.Else():
+                        m.d.sync += [source.eq(_Source.CRC),
+                                     crc_index.eq(pos - DEVICE_HEADER_BYTES - take)]
+                with m.Else():
+                    m.d.sync += busy.eq(0)
+        return m

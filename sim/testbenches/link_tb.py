@@ -1,0 +1,288 @@
+"""cocotb testbench for ``LinkedCore``: the real :class:`~sw.link.LinkHost` drives the RTL.
+
+Not collected by pytest: ``tests/test_link_rtl.py`` launches it through ``sim.runner``, one cocotb
+test per simulator run (the SRAMs must start from zero, as the golden model does). The host code
+runs in a thread started with ``cocotb.task.bridge``; :class:`SimTransport` is its byte pipe: a
+write queues bytes for ``rx``, a read runs the clock (``cocotb.task.resume``) until ``tx`` has
+produced a byte or the line has been idle for the read's timeout, converted to cycles. Simulated
+time stands still while the host computes, as a real host's time does not matter to the device.
+
+Configuration: JSON in ``RILL_LINK_TB``: ``params`` (``RillParams`` fields), ``seed``, ``report``
+(a JSON file the test writes its numbers to) and per-test settings (see each test).
+"""
+
+import json
+import os
+import random
+from collections import deque
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+from hw import isa
+from hw.isa import Opcode
+from hw.params import RillParams
+from sim.cases import bad_input_program, random_gemm_program
+from sw.golden import GoldenCore
+from sw.link import Fault, FaultInjector, LinkHost, LossyTransport
+from sw.program import Program, gemm_program
+
+CONFIG = json.loads(os.environ.get("RILL_LINK_TB", "{}"))
+#: Simulated cycles per second of host timeout (the host's timeouts are in seconds).
+CYCLES_PER_SECOND = 1_000_000
+#: A read returns once the device has sent nothing for this many cycles (or ``n`` bytes came);
+#: longer than the pauses inside a device frame (its encoder works in blocks), so a read is a frame.
+BURST_QUIET_CYCLES = 64
+
+
+class SimTransport:
+    """The DUT's ``rx``/``tx`` streams as a :class:`~sw.link.Transport`, for a bridged thread.
+
+    ``rx_gap`` idle cycles follow every byte into ``rx`` (a UART's pace: 10 bit times per byte);
+    ``p_tx_busy`` is the probability that ``tx.ready`` is low in a cycle.
+    """
+
+    def __init__(self, dut, rng: random.Random, *, rx_gap: int = 0, p_tx_busy: float = 0.0):
+        self.dut, self.rng = dut, rng
+        self.rx_gap, self.p_tx_busy = rx_gap, p_tx_busy
+        self.to_dut = bytearray()
+        self.from_dut = bytearray()
+        self.cycles = 0
+        self._offering = False
+        self._gap = 0
+
+        self.trace = [] if CONFIG.get("trace") else None
+
+    def write(self, data: bytes) -> None:
+        self.to_dut += data
+        if self.trace is not None:
+            self.trace.append((self.cycles, "w", bytes(data).hex()))
+
+    def read(self, n: int, timeout: float) -> bytes:
+        data = resume(self._read)(n, max(1, int(timeout * CYCLES_PER_SECOND)))
+        if self.trace is not None:
+            self.trace.append((self.cycles, "r", data.hex()))
+        return data
+
+    async def _read(self, n: int, idle_budget: int) -> bytes:
+        idle = 0
+        while not self.from_dut and idle < idle_budget:
+            await self._cycle()
+            if not self.to_dut:
+                idle += 1
+        # Then take the rest of the burst, as an OS read after a serial port's latency timer
+        # returns what arrived together (so damage applies per burst, not per byte).
+        quiet = 0
+        while self.from_dut and len(self.from_dut) < n and quiet < BURST_QUIET_CYCLES:
+            before = len(self.from_dut)
+            await self._cycle()
+            quiet = 0 if len(self.from_dut) > before else quiet + 1
+        data = bytes(self.from_dut[:n])
+        del self.from_dut[:n]
+        return data
+
+    async def _cycle(self):
+        dut = self.dut
+        await RisingEdge(dut.clk)
+        self.cycles += 1
+        if not self._offering and self.to_dut:
+            if self._gap:
+                self._gap -= 1
+            else:
+                self._offering = True
+        dut.rx__valid.value = int(self._offering)
+        dut.rx__payload.value = self.to_dut[0] if self._offering else 0
+        dut.tx__ready.value = int(self.p_tx_busy == 0 or self.rng.random() >= self.p_tx_busy)
+        await ReadOnly()
+        if self._offering and dut.rx__ready.value:
+            del self.to_dut[0]
+            self._offering = False
+            self._gap = self.rx_gap
+        if dut.tx__valid.value and dut.tx__ready.value:
+            self.from_dut.append(int(dut.tx__payload.value))
+
+
+def fault_strategy():
+    """One fuzzed host frame: garbage, truncated, corrupted, a byte dropped, an old DATA frame
+    replayed (its seq long done), or a frame lost."""
+    return st.one_of(
+        st.builds(Fault, st.just("garbage"), st.just(0), st.binary(min_size=1, max_size=40)),
+        st.builds(Fault, st.just("truncate"), st.integers(0, 300)),
+        st.builds(Fault, st.just("corrupt"), st.integers(0, 300),
+                  st.integers(1, 255).map(lambda x: bytes([x]))),
+        st.builds(Fault, st.just("drop"), st.integers(0, 300)),
+        st.builds(Fault, st.just("replay"), st.integers(0, 40)),
+        st.builds(Fault, st.just("lose")),
+        st.just(Fault("none")),
+    )
+
+
+# -- programs and their golden answers ------------------------------------------------------------
+
+def accumulate_program(params: RillParams, rng: np.random.Generator) -> Program:
+    """A GEMM, then the same MATMUL again accumulating: any repeated MATMUL or lost LOAD changes
+    the raw accumulators it stores, any repeated instruction the instruction counter."""
+    m, k, n = (int(rng.integers(1, x)) for x in (12, 3 * params.rows, 3 * params.cols))
+    acts = rng.integers(-128, 128, (m, k))
+    weights = rng.integers(-128, 128, (k, n))
+    prog = gemm_program(params, acts, weights, raw=True, counters=False)
+    prog.matmul(0, 0, 0, m, -(-k // params.rows), -(-n // params.cols), accumulate=True)
+    prog.store(0, m, n, 0, raw=True)
+    prog.read_counters()
+    return prog
+
+
+def random_program(params: RillParams, rng: np.random.Generator) -> Program:
+    choice = rng.random()
+    if choice < 0.1:
+        return bad_input_program(params)
+    if choice < 0.4:
+        return accumulate_program(params, rng)
+    return random_gemm_program(params, rng, max_m=24, max_k=3 * params.rows + 3,
+                               max_n=3 * params.cols + 1)
+
+
+def state_probe(params: RillParams) -> Program:
+    """Every accumulator (raw, through channel 0's bias) and the counters: a device that wrote
+    anywhere it should not have, or ran anything twice, differs here."""
+    prog = Program(params)
+    prog.store(0, params.acc_depth, params.cols, 0, raw=True)
+    prog.info()
+    prog.read_counters()
+    return prog
+
+
+def golden_answer(golden: GoldenCore, prog: Program) -> tuple[bytes, set[int]]:
+    """The golden model's response to ``prog`` and the offsets of its ``stalls`` counter bytes
+    (the one value that depends on the link's pace)."""
+    out, ignore = bytearray(), set()
+    stalls_at = 4 * isa.COUNTER_NAMES.index("stalls")
+    for chunk in prog.chunks:
+        response = golden.feed(chunk)
+        if chunk[0] == Opcode.READ_COUNTERS.value and response[:1] == b"\x00":
+            base = len(out) + isa.RESPONSE_HEADER_BYTES + stalls_at
+            ignore.update(range(base, base + 4))
+        out += response
+    return bytes(out), ignore
+
+
+def assert_same(name: str, got: bytes, expected: bytes, ignore: set[int]):
+    assert len(got) == len(expected), f"{name}: {len(got)} bytes, expected {len(expected)}"
+    bad = [i for i in range(len(expected)) if i not in ignore and got[i] != expected[i]]
+    assert not bad, (f"{name}: {len(bad)} byte(s) differ from the golden model, first at "
+                     f"{bad[0]}: got {got[bad[0]:bad[0] + 8].hex()}, expected "
+                     f"{expected[bad[0]:bad[0] + 8].hex()}")
+
+
+# -- harness ------------------------------------------------------------------------------------
+
+def params_from_config() -> RillParams:
+    return RillParams(**CONFIG.get("params", {}))
+
+
+async def reset(dut):
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    dut.rx__valid.value = 0
+    dut.rx__payload.value = 0
+    dut.tx__ready.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+
+
+def write_report(**numbers):
+    if "report" in CONFIG:
+        Path(CONFIG["report"]).write_text(json.dumps(numbers, indent=1))
+
+
+def host_for(transport) -> LinkHost:
+    return LinkHost(transport, timeout=CONFIG.get("timeout", 0.002),
+                    retries=CONFIG.get("retries", 12))
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+@cocotb.test()
+async def end_to_end(dut):
+    """Random programs through the host, optionally over a lossy pipe; byte-exact vs golden.
+
+    Settings: ``programs``, ``rx_gap``, ``p_tx_busy``, ``lossy`` (LossyTransport keywords or
+    null)."""
+    await reset(dut)
+    params = params_from_config()
+    rng = random.Random(CONFIG.get("seed", 1))
+    sim = SimTransport(dut, rng, rx_gap=CONFIG.get("rx_gap", 0),
+                       p_tx_busy=CONFIG.get("p_tx_busy", 0.0))
+    lossy = CONFIG.get("lossy")
+    transport = LossyTransport(sim, random.Random(rng.random()), **lossy) if lossy else sim
+
+    def body():
+        golden = GoldenCore(params)
+        prog_rng = np.random.default_rng(CONFIG.get("seed", 1))
+        host = host_for(transport)
+        programs = [random_program(params, prog_rng) for _ in range(CONFIG.get("programs", 6))]
+        programs.append(state_probe(params))
+        for i, prog in enumerate(programs):
+            expected, ignore = golden_answer(golden, prog)
+            got = host.exchange(prog.to_bytes(), len(expected))
+            assert_same(f"program {i}", got, expected, ignore)
+        return host.stats
+
+    try:
+        stats = await bridge(body)()
+    finally:
+        if sim.trace is not None:
+            Path(CONFIG["trace"]).write_text(json.dumps(sim.trace))
+    write_report(cycles=sim.cycles, damaged=getattr(transport, "damaged", 0), **vars(stats))
+
+
+@cocotb.test()
+async def fuzz(dut):
+    """Hypothesis fuzzes the host's frames (see :func:`fault_strategy`) while random programs
+    run; every exchange must return the golden bytes, the device must answer afterwards, and the
+    final state probe must match. Settings: ``examples``, ``faults_per_example``."""
+    await reset(dut)
+    params = params_from_config()
+    rng = random.Random(CONFIG.get("seed", 1))
+    sim = SimTransport(dut, rng, p_tx_busy=CONFIG.get("p_tx_busy", 0.0))
+    injector = FaultInjector(sim, [])
+    reply_loss = LossyTransport(injector, random.Random(rng.random()), p_lose=0.03,
+                                p_duplicate=0.03, p_byte=0.0005, writes=False)
+    golden = GoldenCore(params)
+    host = None
+    lo, hi = CONFIG.get("faults_per_example", (5, 25))
+
+    @seed(CONFIG.get("seed", 1))
+    @settings(max_examples=CONFIG.get("examples", 40), phases=[Phase.generate], database=None,
+              deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=lo, max_size=hi))
+    def example(program_seed, faults):
+        prog = random_program(params, np.random.default_rng(program_seed))
+        expected, ignore = golden_answer(golden, prog)
+        injector.faults = deque(faults)
+        got = host.exchange(prog.to_bytes(), len(expected))
+        injector.faults.clear()
+        assert_same(f"program seed {program_seed}", got, expected, ignore)
+
+    def body():
+        nonlocal host
+        host = host_for(reply_loss)
+        example()
+        # No hang: garbage with no delimiter, then a new session must be answered, and the
+        # device's whole state must be the golden model's.
+        sim.write(bytes(rng.randrange(1, 256) for _ in range(700)))
+        fresh = host_for(sim)
+        prog = state_probe(params)
+        expected, ignore = golden_answer(golden, prog)
+        assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected,
+                    ignore)
+        return host.stats
+
+    stats = await bridge(body)()
+    write_report(cycles=sim.cycles, faults=injector.applied, **vars(stats))

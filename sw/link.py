@@ -1,0 +1,603 @@
+"""The host's half of the link, a pure-Python device half, and byte transports.
+
+:class:`LinkHost` turns ``exchange(commands, response_bytes)`` into DATA frames over any byte
+transport (a serial port, a socket, a simulation), paced by the device's credits, retried on
+timeouts and error replies, and never applied twice (the device drops repeated sequence numbers).
+:class:`LinkModel` is the device's half around :class:`~sw.golden.GoldenCore`, answering the same
+bytes the gateware answers, so the ``golden`` device runs through the same driver code as a board.
+The protocol is described in :mod:`hw.link`; every constant comes from :mod:`hw.link.protocol`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+from cobs import cobs
+
+from hw.link.protocol import (
+    CMD_BUFFER_BYTES,
+    ERROR_STATUSES,
+    MAX_DEVICE_FRAME,
+    MAX_HOST_FRAME,
+    MAX_PAYLOAD,
+    MAX_RESPONSE_PAYLOAD,
+    OFFSET_MODULUS,
+    RSP_BUFFER_BYTES,
+    SEQ_MODULUS,
+    DeviceFlags,
+    DeviceFrame,
+    DeviceKind,
+    HostFrame,
+    HostKind,
+    LinkStatus,
+    classify_seq,
+    offset_delta,
+    pack_device_frame,
+    pack_host_frame,
+    parse_device_frame,
+    parse_host_frame,
+)
+from hw.params import RillParams
+
+from .device import Device, DeviceError
+
+__all__ = [
+    "LinkError", "LinkTimeout", "LinkStalled", "Transport", "LinkStats", "LinkHost", "LinkModel",
+    "LoopbackTransport", "LossyTransport", "Fault", "FaultInjector", "LinkedDevice",
+    "encode_frame", "golden_link_device",
+]
+
+
+class LinkError(DeviceError):
+    """The link could not deliver: the device is silent, or keeps refusing what we send."""
+
+
+class LinkTimeout(LinkError):
+    """No valid frame came back within the retries."""
+
+
+class LinkStalled(LinkError):
+    """The device answers but refuses to take our frames."""
+
+
+class Transport(Protocol):
+    """A byte pipe. ``read`` returns at least one byte, or ``b""`` once ``timeout`` seconds
+    passed with nothing to read."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, n: int, timeout: float) -> bytes: ...
+
+
+def encode_frame(frame: bytes) -> bytes:
+    """A sealed frame as it goes on the wire: COBS, then the 0x00 delimiter."""
+    return cobs.encode(frame) + b"\x00"
+
+
+# An encoded frame is at most one byte per 254 longer, plus the delimiter.
+_MAX_WIRE = {name: size + size // 254 + 2 for name, size in
+             (("host", MAX_HOST_FRAME), ("device", MAX_DEVICE_FRAME))}
+#: Rewinds in a row without progress before the host gives up on a device that keeps refusing.
+_FUTILE_REWINDS = 32
+#: The host acknowledges responses (with a POLL when it has nothing else to send) at least this
+#: often, so the device's response buffer drains.
+_ACK_EVERY = MAX_RESPONSE_PAYLOAD
+#: The host does not cut a frame smaller than this to fit a small credit (it waits instead).
+_MIN_CHUNK = 64
+
+
+def _frames_in(buffer: bytearray, limit: int):
+    """Pop the delimited chunks in ``buffer``; yields each chunk's decoded bytes, or None when it
+    is not valid COBS (or longer than any frame)."""
+    while True:
+        end = buffer.find(0)
+        if end < 0:
+            if len(buffer) > limit:        # no delimiter for too long: garbage
+                del buffer[:]
+                yield None
+            return
+        chunk = bytes(buffer[:end])
+        del buffer[:end + 1]
+        if not chunk:
+            continue
+        if len(chunk) > limit:
+            yield None
+            continue
+        try:
+            yield cobs.decode(chunk)
+        except cobs.DecodeError:
+            yield None
+
+
+@dataclass
+class LinkStats:
+    """What one :class:`LinkHost` sent and received: for link efficiency and fault counts."""
+    frames_sent: int = 0
+    data_frames_sent: int = 0
+    retransmissions: int = 0
+    command_bytes: int = 0          #: payload bytes, counted once per frame
+    wire_bytes_sent: int = 0
+    frames_received: int = 0
+    bad_frames_received: int = 0
+    response_bytes: int = 0         #: new response bytes, in order
+    wire_bytes_received: int = 0
+    timeouts: int = 0
+    error_replies: int = 0
+    rewinds: int = 0
+    resend_requests: int = 0
+
+
+@dataclass
+class _Pending:
+    seq: int
+    payload: bytes
+
+
+class LinkHost:
+    """The host end of a link.
+
+    Parameters
+    ----------
+    transport : Transport
+        Any byte pipe (``write``, ``read(n, timeout)``).
+    timeout : float
+        Seconds without a byte from the device before the host retries.
+    retries : int
+        Timeouts in a row before :class:`LinkTimeout`.
+    window : int
+        DATA frames in flight at most (besides the credit limit).
+    sync : bool
+        Start a session at once (``SYNC``): learn the device's sequence number and response
+        offset, dropping response bytes an earlier session left unread.
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float = 0.5, retries: int = 8,
+                 window: int = 16, sync: bool = True):
+        if not 1 <= window < SEQ_MODULUS // 4:
+            raise ValueError(f"window must be between 1 and {SEQ_MODULUS // 4 - 1}")
+        self.transport = transport
+        self.timeout, self.retries, self.window = timeout, retries, window
+        self.stats = LinkStats()
+        self._wire_in = bytearray()
+        self._tag = 0                  # tag of the next transmission
+        self._base = 0                 # the device's next_seq as far as we know
+        self._next_seq = 0
+        self._pending: deque[_Pending] = deque()   # unacknowledged, seq base, base + 1, ...
+        self._resend_from = 0          # _pending[_resend_from:] must go out again
+        self._credit = 0
+        self._held = bytearray()       # response bytes received, not yet returned
+        self._received = 0             # response stream offset after _held (unbounded)
+        self._acked = 0                # the last rack we sent
+        self._data_rewind_tag: int | None = None
+        self._rsp_rewind_tag: int | None = None
+        if sync:
+            self.sync()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Start a session; raises :class:`LinkTimeout` when the device does not answer."""
+        for _ in range(self.retries + 1):
+            tag = self._send(HostKind.SYNC)
+            while (frame := self._receive()) is not None:
+                if (frame.kind == DeviceKind.REPLY.value and frame.tag == tag
+                        and frame.status == LinkStatus.OK.value):
+                    self._base = self._next_seq = frame.next_seq
+                    self._pending.clear()
+                    self._resend_from = 0
+                    self._credit = frame.credit
+                    self._held.clear()
+                    self._received = self._acked = frame.roff
+                    self._take_responses(frame)
+                    return
+            self.stats.timeouts += 1
+        raise self._timeout_error()
+
+    def exchange(self, commands: bytes, response_bytes: int) -> bytes:
+        """Deliver ``commands`` (each byte exactly once) and return the next ``response_bytes``
+        bytes of the core's response stream (later ones are kept for the next call)."""
+        commands = bytes(commands)
+        cursor = silent = futile = 0
+        while True:
+            cursor = self._pump(commands, cursor)
+            delivered = cursor == len(commands) and not self._pending
+            if delivered and len(self._held) >= response_bytes:
+                break
+            if self._received - self._acked >= _ACK_EVERY and not self._resendable():
+                self._send(HostKind.POLL)
+            frame = self._receive()
+            if frame is None:
+                silent += 1
+                self.stats.timeouts += 1
+                if silent > self.retries:
+                    raise self._timeout_error()
+                self._rewind_after_timeout()
+                continue
+            silent = 0
+            progress, rewound = self._absorb(frame)
+            futile = 0 if progress else futile + rewound
+            if futile > _FUTILE_REWINDS:
+                raise LinkStalled(f"the device answered {futile} retransmissions in a row "
+                                  f"without taking a frame (last status "
+                                  f"{LinkStatus(frame.status).name}); reset it and reconnect")
+            delivered = cursor == len(commands) and not self._pending
+            if (delivered and frame.idle and frame.next_seq == self._base
+                    and offset_delta(frame.roff + len(frame.payload), self._received) == 0
+                    and len(self._held) < response_bytes):
+                raise DeviceError(f"the device ran every command and sent {len(self._held)} of "
+                                  f"the {response_bytes} response bytes expected; the command "
+                                  f"stream asks for fewer responses than the caller expects")
+        result = bytes(self._held[:response_bytes])
+        del self._held[:response_bytes]
+        return result
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send(self, kind: HostKind, seq: int = 0, payload: bytes = b"") -> int:
+        tag = self._tag
+        self._tag = (self._tag + 1) % SEQ_MODULUS
+        wire = encode_frame(pack_host_frame(HostFrame(kind.value, seq, tag, self._received,
+                                                      payload)))
+        self._acked = self._received
+        self.transport.write(wire)
+        self.stats.frames_sent += 1
+        self.stats.wire_bytes_sent += len(wire)
+        return tag
+
+    def _resendable(self) -> bool:
+        return self._resend_from < len(self._pending)
+
+    def _pump(self, commands: bytes, cursor: int) -> int:
+        """Send what may be sent: retransmissions first (their bytes are already counted against
+        the credit), then new frames while the credit and the window allow."""
+        while self._resendable():
+            frame = self._pending[self._resend_from]
+            self._send(HostKind.DATA, frame.seq, frame.payload)
+            self.stats.data_frames_sent += 1
+            self.stats.retransmissions += 1
+            self._resend_from += 1
+        in_flight = sum(len(p.payload) for p in self._pending)
+        while cursor < len(commands) and len(self._pending) < self.window:
+            size = min(MAX_PAYLOAD, len(commands) - cursor)
+            room = self._credit - in_flight
+            if room < size:
+                if room < _MIN_CHUNK:
+                    break
+                size = room
+            payload = commands[cursor:cursor + size]
+            frame = _Pending(self._next_seq, payload)
+            self._next_seq = (self._next_seq + 1) % SEQ_MODULUS
+            self._pending.append(frame)
+            self._resend_from = len(self._pending)
+            self._send(HostKind.DATA, frame.seq, payload)
+            self.stats.data_frames_sent += 1
+            self.stats.command_bytes += size
+            cursor += size
+            in_flight += size
+        return cursor
+
+    def _after(self, tag: int, since: int | None) -> bool:
+        """Whether the device had processed a transmission made at or after tag ``since``."""
+        if since is None:
+            return True
+        return (tag - since) % SEQ_MODULUS < (self._tag - since) % SEQ_MODULUS
+
+    def _rewind_after_timeout(self) -> None:
+        # RESEND first: its reply brings the device's state; then every unacknowledged frame.
+        self._rsp_rewind_tag = self._data_rewind_tag = self._send(HostKind.RESEND)
+        self.stats.resend_requests += 1
+        if self._pending:
+            self._resend_from = 0
+            self.stats.rewinds += 1
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _receive(self) -> DeviceFrame | None:
+        """The next valid device frame, or None after ``timeout`` with nothing (or only noise)."""
+        noise = 0
+        while True:
+            for raw in _frames_in(self._wire_in, _MAX_WIRE["device"]):
+                frame = parse_device_frame(raw) if raw is not None else None
+                if frame is None:
+                    self.stats.bad_frames_received += 1
+                    continue
+                self.stats.frames_received += 1
+                return frame
+            data = self.transport.read(4 * _MAX_WIRE["device"], self.timeout)
+            if not data:
+                return None
+            self.stats.wire_bytes_received += len(data)
+            self._wire_in += data
+            noise += len(data)
+            if noise > 8 * _MAX_WIRE["device"]:   # a line full of noise is as good as silence
+                return None
+
+    def _absorb(self, frame: DeviceFrame) -> tuple[bool, bool]:
+        """Update from one device frame; returns ``(progress, rewound)``."""
+        progress = rewound = False
+        acked = (frame.next_seq - self._base) % SEQ_MODULUS
+        if acked <= len(self._pending):     # otherwise an old frame (or a replayed one)
+            if acked:
+                for _ in range(acked):
+                    self._pending.popleft()
+                self._base = frame.next_seq
+                self._resend_from = max(0, self._resend_from - acked)
+                progress = True
+            self._credit = frame.credit
+        if frame.kind == DeviceKind.REPLY.value and LinkStatus(frame.status) in ERROR_STATUSES:
+            self.stats.error_replies += 1
+            # Act once per loss: answers to frames sent before the last rewind are echoes of it.
+            if self._pending and self._after(frame.tag, self._data_rewind_tag):
+                self._resend_from = 0
+                self._data_rewind_tag = self._tag
+                self.stats.rewinds += 1
+                rewound = True
+        progress |= self._take_responses(frame)
+        return progress, rewound
+
+    def _take_responses(self, frame: DeviceFrame) -> bool:
+        behind = -offset_delta(frame.roff, self._received)
+        if behind >= 0:
+            fresh = frame.payload[behind:]
+            self._held += fresh
+            self._received += len(fresh)
+            self.stats.response_bytes += len(fresh)
+            return bool(fresh)
+        # A gap: a response frame was lost. Ask once; frames sent before the device saw the
+        # request show the same gap.
+        if self._after(frame.tag, self._rsp_rewind_tag):
+            self._rsp_rewind_tag = self._send(HostKind.RESEND)
+            self.stats.resend_requests += 1
+        return False
+
+    def _timeout_error(self) -> LinkTimeout:
+        return LinkTimeout(f"device did not answer after {self.retries} retries of "
+                           f"{self.timeout:g} s: is it powered and configured, is the baud rate "
+                           f"right, is this the right port?")
+
+
+# -- the device's half, in Python ---------------------------------------------------------------
+
+class LinkModel:
+    """The device end of a link around a core model (default: :class:`~sw.golden.GoldenCore`).
+
+    Same frames and rules as the gateware (``hw/link``): tentative commands executed only when
+    whole, checked and in sequence; responses kept until acknowledged. It answers every frame at
+    once (no merged replies) and runs its core as soon as commands arrive, holding them back only
+    while the response buffer is full, as the real core stalls.
+
+    ``receive(wire bytes)`` returns the wire bytes the device sends in answer.
+    """
+
+    def __init__(self, core=None, *, params: RillParams | None = None,
+                 cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES):
+        if core is None:
+            from .golden import GoldenCore
+            core = GoldenCore(params or RillParams())
+        self.core = core
+        self.cmd_buffer, self.rsp_buffer = cmd_buffer, rsp_buffer
+        self.expected = 0
+        self.executed_frames = 0
+        self.statuses: dict[LinkStatus, int] = dict.fromkeys(LinkStatus, 0)
+        self._last_seq = self._last_tag = 0
+        self._wire_in = bytearray()
+        self._commands = bytearray()   # committed, not yet run (only while responses back up)
+        self._ring = bytearray()       # response bytes from offset _acked on
+        self._acked = self._sent = 0   # unbounded stream offsets
+        self._backlog = bytearray()    # core output waiting for ring space
+
+    def receive(self, data: bytes) -> bytes:
+        self._wire_in += data
+        out = bytearray()
+        for raw in _frames_in(self._wire_in, _MAX_WIRE["host"]):
+            out += self._frame(raw)
+        return bytes(out)
+
+    @property
+    def _written(self) -> int:
+        return self._acked + len(self._ring)
+
+    def _frame(self, raw: bytes | None) -> bytes:
+        parsed = parse_host_frame(raw) if raw is not None else LinkStatus.BAD_FRAME
+        if isinstance(parsed, LinkStatus):
+            status = parsed
+            self._last_seq = raw[1] if raw is not None and len(raw) > 1 else 0
+        else:
+            status = self._apply(parsed)
+        self.statuses[status] += 1
+        self._run()
+        out = self._device_frame(DeviceKind.REPLY, status)
+        while self._sent < self._written:
+            out += self._device_frame(DeviceKind.RESPONSE, LinkStatus.OK)
+        return out
+
+    def _apply(self, frame: HostFrame) -> LinkStatus:
+        self._last_seq, self._last_tag = frame.seq, frame.tag
+        if frame.kind == HostKind.SYNC.value:
+            self._acked = self._sent = self._written
+            self._ring.clear()
+        else:
+            ahead = (frame.rack - self._acked) % OFFSET_MODULUS
+            if ahead <= len(self._ring):
+                del self._ring[:ahead]
+                self._acked += ahead
+                self._sent = max(self._sent, self._acked)
+            if frame.kind == HostKind.RESEND.value:
+                self._sent = self._acked
+        if frame.kind != HostKind.DATA.value:
+            return LinkStatus.OK
+        status = classify_seq(frame.seq, self.expected)
+        if status == LinkStatus.OK:
+            if len(frame.payload) > self._credit():
+                return LinkStatus.NO_SPACE
+            self._commands += frame.payload
+            self.expected = (self.expected + 1) % SEQ_MODULUS
+            self.executed_frames += 1
+        return status
+
+    def _credit(self) -> int:
+        return self.cmd_buffer - len(self._commands)
+
+    def _run(self):
+        self._fill_ring()
+        if self._commands and not self._backlog:
+            self._backlog += self.core.feed(bytes(self._commands))
+            self._commands.clear()
+            self._fill_ring()
+
+    def _fill_ring(self):
+        room = self.rsp_buffer - len(self._ring)
+        self._ring += self._backlog[:room]
+        del self._backlog[:room]
+
+    def _device_frame(self, kind: DeviceKind, status: LinkStatus) -> bytes:
+        start = self._sent - self._acked
+        payload = bytes(self._ring[start:start + MAX_RESPONSE_PAYLOAD])
+        roff = self._sent
+        self._sent += len(payload)
+        idle = not self._commands and not self._backlog and self._sent == self._written
+        frame = DeviceFrame(kind.value, status.value, self._last_seq, self._last_tag,
+                            self.expected, DeviceFlags.IDLE.value if idle else 0,
+                            min(self._credit(), 0xFFFF), roff % OFFSET_MODULUS, payload)
+        return encode_frame(pack_device_frame(frame))
+
+
+# -- transports ---------------------------------------------------------------------------------
+
+class LoopbackTransport:
+    """A :class:`LinkModel` as a transport: it answers every write at once, so a read with
+    nothing waiting times out at once (no real waiting)."""
+
+    def __init__(self, model: LinkModel):
+        self.model = model
+        self._inbox = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._inbox += self.model.receive(bytes(data))
+
+    def read(self, n: int, timeout: float) -> bytes:
+        data = bytes(self._inbox[:n])
+        del self._inbox[:n]
+        return data
+
+
+class LossyTransport:
+    """Wraps a transport and damages what passes, both ways, at random: whole writes or reads
+    lost or duplicated, bytes dropped, flipped or inserted. For tests and demonstrations."""
+
+    def __init__(self, inner: Transport, rng: random.Random, *, p_lose: float = 0.02,
+                 p_duplicate: float = 0.02, p_byte: float = 0.002, writes: bool = True,
+                 reads: bool = True):
+        self.inner, self.rng = inner, rng
+        self.p_lose, self.p_duplicate, self.p_byte = p_lose, p_duplicate, p_byte
+        self.writes, self.reads = writes, reads
+        self.damaged = 0
+
+    def _damage(self, data: bytes) -> bytes:
+        rng = self.rng
+        if data and rng.random() < self.p_lose:
+            self.damaged += 1
+            return b""
+        if data and rng.random() < self.p_duplicate:
+            self.damaged += 1
+            data = data + data
+        out = bytearray()
+        for byte in data:
+            r = rng.random()
+            if r < self.p_byte:                       # dropped
+                self.damaged += 1
+                continue
+            if r < 2 * self.p_byte:                   # flipped
+                self.damaged += 1
+                byte ^= 1 << rng.randrange(8)
+            elif r < 3 * self.p_byte:                 # a byte of noise before it
+                self.damaged += 1
+                out.append(rng.randrange(256))
+            out.append(byte)
+        return bytes(out)
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(self._damage(data) if self.writes else data)
+
+    def read(self, n: int, timeout: float) -> bytes:
+        data = self.inner.read(n, timeout)
+        return self._damage(data) if data and self.reads else data
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fuzzed frame, applied to the host's next write by :class:`FaultInjector`.
+
+    ``kind``: ``garbage`` (send ``data``, then a delimiter, before the write), ``truncate``
+    (the write cut after ``at`` bytes, delimited), ``corrupt`` (byte ``at`` xor ``data[0]``),
+    ``drop`` (byte ``at`` removed), ``replay`` (a copy of an earlier DATA write, ``at`` back, sent
+    before the write), ``lose`` (the write lost), ``none``.
+    """
+    kind: str
+    at: int = 0
+    data: bytes = b"\x01"
+
+
+class FaultInjector:
+    """Applies a script of :class:`Fault` s to the host's writes, one per write."""
+
+    def __init__(self, inner: Transport, faults):
+        self.inner = inner
+        self.faults = deque(faults)
+        self.applied: dict[str, int] = {}
+        self._history: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        data = bytes(data)
+        fault = self.faults.popleft() if self.faults else Fault("none")
+        if fault.kind != "none":
+            self.applied[fault.kind] = self.applied.get(fault.kind, 0) + 1
+        at = fault.at % max(1, len(data) - 1)   # never the delimiter itself
+        if fault.kind == "garbage":
+            self.inner.write(fault.data.replace(b"\x00", b"") + b"\x00")
+        elif fault.kind == "replay" and self._history:
+            self.inner.write(self._history[-1 - fault.at % len(self._history)])
+        is_data = data and cobs.decode(data[:-1])[:1] == bytes([HostKind.DATA.value])
+        if is_data:
+            self._history = (self._history + [data])[-64:]
+        if fault.kind == "truncate":
+            data = data[:at] + b"\x00"
+        elif fault.kind == "corrupt":
+            data = data[:at] + bytes([data[at] ^ (fault.data[0] or 1)]) + data[at + 1:]
+        elif fault.kind == "drop":
+            data = data[:at] + data[at + 1:]
+        elif fault.kind == "lose":
+            data = b""
+        if data:
+            self.inner.write(data)
+
+    def read(self, n: int, timeout: float) -> bytes:
+        return self.inner.read(n, timeout)
+
+
+# -- a Device over a link -----------------------------------------------------------------------
+
+class LinkedDevice(Device):
+    """A :class:`~sw.device.Device` whose command and response streams go through a
+    :class:`LinkHost`: the same driver path for the golden model, the simulation and boards."""
+
+    def __init__(self, params: RillParams, transport: Transport, **host_options):
+        super().__init__(params)
+        self.transport = transport
+        self.host = LinkHost(transport, **host_options)
+
+    def _exchange(self, commands: bytes, response_bytes: int) -> bytes:
+        return self.host.exchange(commands, response_bytes)
+
+    def close(self):
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
+
+def golden_link_device(params: RillParams, **host_options) -> LinkedDevice:
+    """The golden model behind a :class:`LinkModel`, reached through a :class:`LinkHost`."""
+    return LinkedDevice(params, LoopbackTransport(LinkModel(params=params)), **host_options)
