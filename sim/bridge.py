@@ -1,15 +1,15 @@
-"""The ``sim`` device: the core's RTL in Verilator, served on a local socket, driven by the host.
+"""The ``sim`` device: the core and link RTL in Verilator, served on a local socket.
 
 :class:`SimDevice` starts ``python -m sim.bridge`` (which builds the design through the cached
-runner and runs ``sim/testbenches/bridge_tb.py``), connects to the port it reports and exchanges
-bytes with it. Closing the device closes the socket, which ends the simulation.
+runner and runs ``sim/testbenches/bridge_tb.py``), connects to the port it reports with pyserial's
+``socket://`` handler and speaks the link protocol to it, exactly as to a board. Closing the
+device closes the socket, which ends the simulation.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,20 +18,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hw.params import RillParams
-from sw.device import Device, DeviceError
+from sw.device import DeviceError
+from sw.link import LinkedDevice
+from sw.transport import open_transport
 
 __all__ = ["SimDevice"]
 
 _START_TIMEOUT = 900   # a first Verilator build of a large array takes minutes on 2 cores
 
 
-class SimDevice(Device):
-    """The RTL in a simulator subprocess, over a socket on 127.0.0.1."""
+class SimDevice(LinkedDevice):
+    """The core and link RTL in a simulator subprocess, reached over ``socket://127.0.0.1``."""
 
     def __init__(self, params: RillParams, *, simulator: str = "verilator",
-                 timeout: float = 600.0):
-        super().__init__(params)
-        self.timeout = timeout
+                 timeout: float = 5.0):
+        self._proc = None
         self._dir = tempfile.TemporaryDirectory(prefix="rill-sim-")
         port_file = Path(self._dir.name) / "port"
         log = open(Path(self._dir.name) / "bridge.log", "wb")
@@ -45,41 +46,30 @@ class SimDevice(Device):
         # The build's progress lines go to our stderr; the simulator's chatter to a log file.
         self._proc = subprocess.Popen(args, stdout=log, stderr=None, env=env, cwd=root)
         log.close()
-        self._sock = None
         deadline = time.monotonic() + _START_TIMEOUT
         while not port_file.exists() or not port_file.read_text():
             if self._proc.poll() is not None:
+                self._cleanup()
                 raise DeviceError(f"the simulation exited before serving (code "
-                                  f"{self._proc.returncode}); see "
-                                  f"{Path(self._dir.name) / 'bridge.log'}")
+                                  f"{self._proc.returncode}); see the log above")
             if time.monotonic() > deadline:
-                self.close()
-                raise DeviceError("the simulation did not start within "
-                                  f"{_START_TIMEOUT} s")
+                self._cleanup()
+                raise DeviceError(f"the simulation did not start within {_START_TIMEOUT} s")
             time.sleep(0.05)
-        self._sock = socket.create_connection(("127.0.0.1", int(port_file.read_text())))
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.settimeout(timeout)
-
-    def _exchange(self, commands: bytes, response_bytes: int) -> bytes:
-        self._sock.sendall(commands)
-        received = bytearray()
         try:
-            while len(received) < response_bytes:
-                chunk = self._sock.recv(response_bytes - len(received))
-                if not chunk:
-                    raise DeviceError("the simulation closed the connection")
-                received += chunk
-        except TimeoutError:
-            raise DeviceError(f"the simulated device sent {len(received)} of {response_bytes} "
-                              f"bytes within {self.timeout} s") from None
-        return bytes(received)
+            transport = open_transport(f"socket://127.0.0.1:{port_file.read_text()}")
+            # A timeout is wall-clock time without a byte: the simulation runs ~25k cycles/s.
+            super().__init__(params, transport, timeout=timeout)
+        except BaseException:
+            self._cleanup()
+            raise
 
     def close(self):
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._proc.poll() is None:
+        super().close()
+        self._cleanup()
+
+    def _cleanup(self):
+        if self._proc is not None and self._proc.poll() is None:
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -89,19 +79,20 @@ class SimDevice(Device):
 
 
 def _serve(argv=None):
-    parser = argparse.ArgumentParser(description="serve the Rill core RTL on a local socket")
+    parser = argparse.ArgumentParser(
+        description="serve the Rill core and link RTL on a local socket")
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--simulator", default="verilator")
     for name, value in asdict(RillParams()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     args = parser.parse_args(argv)
     params = RillParams(**{name: getattr(args, name) for name in asdict(RillParams())})
-    from hw.core import RillCore
+    from hw.link import LinkedCore
 
     from .runner import run_cocotb
     run_dir = Path(args.port_file).parent / "run"
     run_dir.mkdir(exist_ok=True)
-    run_cocotb(lambda: RillCore(params), "rill_core", "sim.testbenches.bridge_tb",
+    run_cocotb(lambda: LinkedCore(params), "rill_linked_core", "sim.testbenches.bridge_tb",
                simulator=args.simulator, test_dir=run_dir, log_file=run_dir / "sim.log",
                extra_env={"RILL_BRIDGE_PORT_FILE": args.port_file})
 

@@ -97,20 +97,35 @@ class GoldenDevice(Device):
 
 
 def open_device(url: str = "sim", params: RillParams | None = None) -> Device:
-    """Open a device: ``golden``, ``sim``, ``serial:///dev/ttyUSB1?baud=3000000``,
-    ``socket://HOST:PORT``."""
+    """Open a device and check that its params match ``params`` (default :class:`RillParams`).
+
+    ``golden``: the numpy model behind the link protocol's device half, in this process;
+    ``sim``: the core and link RTL in Verilator (started here, stopped on close);
+    ``serial:///dev/ttyUSB1?baud=3000000``: a board's UART; ``socket://HOST:PORT``: a device
+    served over TCP. Every one of them speaks the same framed link protocol.
+    """
     params = params or RillParams()
     if url == "golden":
-        device = GoldenDevice(params)
+        from .link import golden_link_device
+        device = golden_link_device(params)
     elif url == "sim":
         from sim.bridge import SimDevice
         device = SimDevice(params)
+    elif url.startswith(("serial://", "socket://")):
+        from .link import LinkedDevice
+        from .transport import open_transport
+        transport = open_transport(url)
+        try:
+            device = LinkedDevice(params, transport)
+        except BaseException:
+            transport.close()
+            raise
     else:
         raise DeviceError(f"unknown device URL {url!r}: use golden, sim, "
                           "serial:///dev/ttyUSB1?baud=3000000 or socket://HOST:PORT")
     try:
         device.check_params()
-    except Exception:
+    except BaseException:
         device.close()
         raise
     return device

@@ -59,7 +59,8 @@ async def collect(ctx, port, count, rng, p_busy, out):
 # -- CRC-32 -------------------------------------------------------------------------------------
 
 @SIM_SETTINGS
-@given(st.lists(st.binary(max_size=40), min_size=1, max_size=4), st.integers(0, 2**32).map(random.Random))
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=4),
+       st.integers(0, 2**32).map(random.Random))
 def test_crc32_matches_zlib(messages, rng):
     dut = Crc32()
     results = []
@@ -136,7 +137,8 @@ def test_cobs_encoder_matches_the_package(frames, rng, p_idle, p_busy):
 @given(st.lists(st.one_of(frame_bytes.map(lambda f: cobs.encode(f) + b"\x00"),
                           st.binary(min_size=1, max_size=30)),   # garbage, broken frames
                 min_size=1, max_size=4),
-       st.integers(0, 2**32).map(random.Random), st.sampled_from([0.0, 0.3]), st.sampled_from([0.0, 0.5]))
+       st.integers(0, 2**32).map(random.Random), st.sampled_from([0.0, 0.3]),
+       st.sampled_from([0.0, 0.5]))
 def test_cobs_decoder_matches_the_package(chunks, rng, p_idle, p_busy):
     wire = b"".join(chunks) + b"\x00"
     expected = []   # (decoded bytes, broken) per non-empty frame

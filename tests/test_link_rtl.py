@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from hw.link import LinkedCore
 from hw.params import RillParams
 from sim.runner import run_cocotb

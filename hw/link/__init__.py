@@ -8,8 +8,8 @@ pure-Python device model; both take every constant from :mod:`hw.link.protocol`.
 Wire format
 -----------
 Each frame is COBS-encoded and followed by one 0x00 byte, so a receiver that lost its place (noise,
-a byte dropped) is back in step at the next 0x00. Before encoding, a frame is a little-endian header,
-a payload and a CRC-32 (``zlib.crc32`` of everything before it, little-endian)::
+a byte dropped) is back in step at the next 0x00. Before encoding, a frame is a little-endian
+header, a payload and a CRC-32 (``zlib.crc32`` of everything before it, little-endian)::
 
     host -> device   kind u8 | seq u8 | tag u8 | rack u16 | payload (0..256) | crc32
     device -> host   kind u8 | status u8 | seq u8 | tag u8 | next_seq u8 | flags u8 |

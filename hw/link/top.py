@@ -1,4 +1,5 @@
-"""The link in front of a core: byte streams to a PHY on one side, the core's streams on the other."""
+"""The link in front of a core: byte streams to a PHY on one side, the core's streams on the
+other."""
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
@@ -38,12 +39,16 @@ class Link(wiring.Component):
         Command bytes for the core: only from whole, checked, in-sequence DATA frames.
     rsp : ``In(stream.Signature(8))``
         The core's response bytes.
+    idle : ``Out(1)``
+        The core waits for commands the buffer does not hold and the link has nothing to send.
+        A co-simulation may stop the clock while this holds and no byte arrives.
     """
 
     rx: In(stream.Signature(8))
     tx: Out(stream.Signature(8))
     cmd: Out(stream.Signature(8))
     rsp: In(stream.Signature(8))
+    idle: Out(1)
 
     def __init__(self, *, cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES):
         self.cmd_buffer, self.rsp_buffer = cmd_buffer, rsp_buffer
@@ -66,13 +71,15 @@ class Link(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rsp), transmitter.rsp)
         wiring.connect(m, transmitter.o, encoder.i)
         wiring.connect(m, encoder.o, wiring.flipped(self.tx))
+        core_idle = fifo.empty & self.cmd.ready & ~self.rsp.valid
         m.d.comb += [
             fifo.commit.eq(receiver.commit),
             fifo.rollback.eq(receiver.rollback),
             transmitter.next_seq.eq(receiver.next_seq),
             transmitter.credit.eq(fifo.free),
             # The core asks for a byte the buffer does not have and has nothing to say.
-            transmitter.core_idle.eq(fifo.empty & self.cmd.ready & ~self.rsp.valid),
+            transmitter.core_idle.eq(core_idle),
+            self.idle.eq(core_idle & transmitter.idle),
         ]
         return m
 
@@ -87,10 +94,13 @@ class LinkedCore(wiring.Component):
         Bytes from the host.
     tx : ``Out(stream.Signature(8))``
         Bytes to the host.
+    idle : ``Out(1)``
+        See :class:`Link`.
     """
 
     rx: In(stream.Signature(8))
     tx: Out(stream.Signature(8))
+    idle: Out(1)
 
     def __init__(self, params: RillParams = RillParams(), *, cmd_buffer: int = CMD_BUFFER_BYTES,
                  rsp_buffer: int = RSP_BUFFER_BYTES):
@@ -106,4 +116,5 @@ class LinkedCore(wiring.Component):
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.cmd, core.cmd)
         wiring.connect(m, core.rsp, link.rsp)
+        m.d.comb += self.idle.eq(link.idle)
         return m

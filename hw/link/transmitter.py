@@ -65,6 +65,9 @@ class LinkTransmitter(wiring.Component):
         State reported in every frame.
     o : ``Out(stream.Signature(FrameByte))``
         Device frames, CRC appended, before COBS.
+    idle : ``Out(1)``
+        Nothing owed, nothing unsent, no frame on the way out: with the core idle too, the device
+        will stay silent until the host sends something (a simulation may stop the clock then).
     """
 
     def __init__(self, *, rsp_depth: int, cmd_depth: int):
@@ -79,6 +82,7 @@ class LinkTransmitter(wiring.Component):
             "credit": In(range(cmd_depth + 1)),
             "core_idle": In(1),
             "o": Out(stream.Signature(FrameByte)),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -140,6 +144,7 @@ class LinkTransmitter(wiring.Component):
         credit_news = self.credit >= last_credit + max(1, self.cmd_depth // 4)
         busy = Signal()
         start = ~busy & ~self.event.valid & (owed | data_ready | credit_news)
+        m.d.comb += self.idle.eq(~busy & ~owed & (unsent == 0) & ~credit_news & ~self.o.valid)
 
         # -- the frame being sent ---------------------------------------------------------
         header = Signal(DeviceHeader)

@@ -1,12 +1,14 @@
-"""cocotb testbench serving the DUT's byte streams on a TCP socket (the co-simulation bridge).
+"""cocotb testbench serving the device's wire on a TCP socket (the co-simulation bridge).
 
-``sim/bridge.py`` starts it and the host driver connects to it like to a board behind
-``socket://``. The DUT is anything with ``cmd``/``rsp`` byte streams (``RillCore``). Environment:
-``RILL_BRIDGE_PORT_FILE`` — where to write the port it listens on (127.0.0.1, chosen by the OS).
+``sim/bridge.py`` starts it; the host driver connects to it exactly as to a board behind
+``socket://`` and speaks the link protocol to it. The DUT is a :class:`~hw.link.LinkedCore`:
+``rx``/``tx`` byte streams (the wire, framed) and ``idle``. Environment: ``RILL_BRIDGE_PORT_FILE``
+— where to write the port it listens on (127.0.0.1, chosen by the OS).
 
-Simulated time only advances while there is work: when the DUT waits for a command byte
-(``cmd.ready``), has no response byte to give and the host has sent nothing more, the testbench
-blocks on the socket. The core is frozen in exactly that state, so no cycle is lost or invented.
+Simulated time only advances while there is work: when the device is ``idle`` (the core waits
+for commands, the link has nothing to send), its wire has been silent for a few cycles and the
+host has sent nothing more, the testbench blocks on the socket. The core is frozen in exactly
+that state (it counts no cycles while it waits for commands), so no cycle is lost or invented.
 """
 
 import os
@@ -15,9 +17,14 @@ import socket
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim.testbenches.common import reset_core
+#: Cycles of ``idle`` with the wire silent before the testbench waits for the host: the COBS
+#: encoder may still be two cycles from presenting a frame's first byte when ``idle`` rises.
+SETTLE_CYCLES = 8
+#: Cycles simulated between looks at the socket while the device works.
+BATCH_CYCLES = 4096
 
 
 @cocotb.test()
@@ -33,21 +40,27 @@ async def serve(dut):
     conn.setblocking(False)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    await reset_core(dut, rsp_ready=1)
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    dut.rx__valid.value = 0
+    dut.rx__payload.value = 0
+    dut.tx__ready.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
 
     inbox = bytearray()
     outbox = bytearray()
     offering = False
-    waiting_for_input = False
+    settled = 0      # consecutive cycles idle, wire silent, nothing offered
     closed = False
     while not closed:
-        # Socket I/O: non-blocking while the DUT is busy, blocking when it can only wait for us.
+        # Socket I/O: non-blocking while the device works, blocking when it can only wait for us.
         if outbox:
             conn.setblocking(True)
             conn.sendall(outbox)
             conn.setblocking(False)
             outbox.clear()
-        if not inbox and not offering and waiting_for_input:
+        if not inbox and not offering and settled >= SETTLE_CYCLES:
             select.select([conn], [], [])
         try:
             chunk = conn.recv(65536)
@@ -56,24 +69,23 @@ async def serve(dut):
             inbox += chunk
         except BlockingIOError:
             pass
-        # Run cycles until the input is used up or the DUT has something to say.
-        for _ in range(4096):
+        # Run cycles until the input is used up and the device is quiet, or it has spoken.
+        for _ in range(BATCH_CYCLES):
             await RisingEdge(dut.clk)
             if not offering and inbox:
                 offering = True
-            dut.cmd__valid.value = int(offering)
-            dut.cmd__payload.value = inbox[0] if offering else 0
+            dut.rx__valid.value = int(offering)
+            dut.rx__payload.value = inbox[0] if offering else 0
             await ReadOnly()
-            ready = bool(dut.cmd__ready.value)
             offered = offering
-            if offering and ready:
+            if offering and dut.rx__ready.value:
                 del inbox[0]
                 offering = False
-            rsp_valid = bool(dut.rsp__valid.value)
-            if rsp_valid:
-                outbox.append(int(dut.rsp__payload.value))
-            # Only a cycle in which nothing was offered shows the core really waiting for input.
-            waiting_for_input = ready and not offered and not rsp_valid and not inbox
-            if waiting_for_input or (outbox and not inbox):
+            sending = bool(dut.tx__valid.value)
+            if sending:
+                outbox.append(int(dut.tx__payload.value))
+            quiet = bool(dut.idle.value) and not sending and not offered and not inbox
+            settled = settled + 1 if quiet else 0
+            if settled >= SETTLE_CYCLES or (outbox and not inbox and not sending):
                 break
     conn.close()

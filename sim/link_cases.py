@@ -1,0 +1,90 @@
+"""Programs, faults and checks for the link tests, shared by the RTL testbench
+(``sim/testbenches/link_tb.py``) and the golden-model tests (``tests/test_link.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from hw import isa
+from hw.isa import Opcode
+from hw.params import RillParams
+from sim.cases import bad_input_program, random_gemm_program
+from sw.golden import GoldenCore
+from sw.link import Fault
+from sw.program import Program, gemm_program
+
+__all__ = ["fault_strategy", "accumulate_program", "random_program", "state_probe",
+           "golden_answer", "assert_same"]
+
+
+def fault_strategy():
+    """One fuzzed host frame: garbage, truncated, corrupted, a byte dropped, an old DATA frame
+    replayed (its seq long done), or a frame lost."""
+    return st.one_of(
+        st.builds(Fault, st.just("garbage"), st.just(0), st.binary(min_size=1, max_size=40)),
+        st.builds(Fault, st.just("truncate"), st.integers(0, 300)),
+        st.builds(Fault, st.just("corrupt"), st.integers(0, 300),
+                  st.integers(1, 255).map(lambda x: bytes([x]))),
+        st.builds(Fault, st.just("drop"), st.integers(0, 300)),
+        st.builds(Fault, st.just("replay"), st.integers(0, 40)),
+        st.builds(Fault, st.just("lose")),
+        st.just(Fault("none")),
+    )
+
+
+# -- programs and their golden answers ------------------------------------------------------------
+
+def accumulate_program(params: RillParams, rng: np.random.Generator) -> Program:
+    """A GEMM, then the same MATMUL again accumulating: any repeated MATMUL or lost LOAD changes
+    the raw accumulators it stores, any repeated instruction the instruction counter."""
+    m, k, n = (int(rng.integers(1, x)) for x in (12, 3 * params.rows, 3 * params.cols))
+    acts = rng.integers(-128, 128, (m, k))
+    weights = rng.integers(-128, 128, (k, n))
+    prog = gemm_program(params, acts, weights, raw=True, counters=False)
+    prog.matmul(0, 0, 0, m, -(-k // params.rows), -(-n // params.cols), accumulate=True)
+    prog.store(0, m, n, 0, raw=True)
+    prog.read_counters()
+    return prog
+
+
+def random_program(params: RillParams, rng: np.random.Generator) -> Program:
+    choice = rng.random()
+    if choice < 0.1:
+        return bad_input_program(params)
+    if choice < 0.4:
+        return accumulate_program(params, rng)
+    return random_gemm_program(params, rng, max_m=24, max_k=3 * params.rows + 3,
+                               max_n=3 * params.cols + 1)
+
+
+def state_probe(params: RillParams) -> Program:
+    """Every accumulator (raw, through channel 0's bias) and the counters: a device that wrote
+    anywhere it should not have, or ran anything twice, differs here."""
+    prog = Program(params)
+    prog.store(0, params.acc_depth, params.cols, 0, raw=True)
+    prog.info()
+    prog.read_counters()
+    return prog
+
+
+def golden_answer(golden: GoldenCore, prog: Program) -> tuple[bytes, set[int]]:
+    """The golden model's response to ``prog`` and the offsets of its ``stalls`` counter bytes
+    (the one value that depends on the link's pace)."""
+    out, ignore = bytearray(), set()
+    stalls_at = 4 * isa.COUNTER_NAMES.index("stalls")
+    for chunk in prog.chunks:
+        response = golden.feed(chunk)
+        if chunk[0] == Opcode.READ_COUNTERS.value and response[:1] == b"\x00":
+            base = len(out) + isa.RESPONSE_HEADER_BYTES + stalls_at
+            ignore.update(range(base, base + 4))
+        out += response
+    return bytes(out), ignore
+
+
+def assert_same(name: str, got: bytes, expected: bytes, ignore: set[int]):
+    assert len(got) == len(expected), f"{name}: {len(got)} bytes, expected {len(expected)}"
+    bad = [i for i in range(len(expected)) if i not in ignore and got[i] != expected[i]]
+    assert not bad, (f"{name}: {len(bad)} byte(s) differ from the golden model, first at "
+                     f"{bad[0]}: got {got[bad[0]:bad[0] + 8].hex()}, expected "
+                     f"{expected[bad[0]:bad[0] + 8].hex()}")
