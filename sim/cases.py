@@ -54,8 +54,11 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
     out_type = OutType(int(rng.integers(0, 3)))
     relu, raw = bool(rng.integers(0, 2)), bool(rng.random() < 0.25)
     kc = params.k_per_tile(precision == Precision.INT4)
-    m, k, n = (int(rng.integers(1, x + 1)) for x in (max_m, max_k, max_n))
+    k, n = (int(rng.integers(1, x + 1)) for x in (max_k, max_n))
     k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
+    # As many activation rows as asked for, but no more than the SRAMs hold.
+    m = int(rng.integers(1, min(max_m, params.act_depth // k_tiles,
+                                params.acc_depth // n_tiles) + 1))
     # Random placement inside the SRAMs, still in range.
     layout = GemmLayout(
         act_addr=int(rng.integers(0, params.act_depth - k_tiles * m + 1)),

@@ -9,6 +9,8 @@ must equal the ISA's prediction exactly (the only byte not compared is the ``sta
 which depends on the backpressure).
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -51,7 +53,7 @@ def _run(tmp_path, params, exps, *, seed, idle_in, busy_out, simulator="verilato
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_random_programs_with_backpressure(tmp_path, shape):
     params = SHAPES[shape]
-    exps = _regression(params, seed=hash(shape) % 1000, programs=12)
+    exps = _regression(params, seed=zlib.crc32(shape.encode()), programs=12)
     _run(tmp_path, params, exps, seed=1, idle_in=0.2, busy_out=0.3)
 
 
