@@ -82,9 +82,6 @@ _MAX_WIRE = {name: size + size // 254 + 2 for name, size in
              (("host", MAX_HOST_FRAME), ("device", MAX_DEVICE_FRAME))}
 #: Rewinds in a row without progress before the host gives up on a device that keeps refusing.
 _FUTILE_REWINDS = 32
-#: The host acknowledges responses (with a POLL when it has nothing else to send) at least this
-#: often, so the device's response buffer drains.
-_ACK_EVERY = MAX_RESPONSE_PAYLOAD
 #: The host does not cut a frame smaller than this to fit a small credit (it waits instead).
 _MIN_CHUNK = 64
 
@@ -152,14 +149,19 @@ class LinkHost:
     sync : bool
         Start a session at once (``SYNC``): learn the device's sequence number and response
         offset, dropping response bytes an earlier session left unread.
+    ack_every : int
+        Acknowledge responses (with a POLL when there is nothing else to send) at least every
+        this many bytes, so the device's response buffer drains before it fills: at most half
+        the buffer it was built with (:data:`~hw.link.protocol.RSP_BUFFER_BYTES` by default).
     """
 
     def __init__(self, transport: Transport, *, timeout: float = 0.5, retries: int = 8,
-                 window: int = 16, sync: bool = True):
+                 window: int = 16, sync: bool = True, ack_every: int = RSP_BUFFER_BYTES // 2):
         if not 1 <= window < SEQ_MODULUS // 4:
             raise ValueError(f"window must be between 1 and {SEQ_MODULUS // 4 - 1}")
         self.transport = transport
         self.timeout, self.retries, self.window = timeout, retries, window
+        self.ack_every = ack_every
         self.stats = LinkStats()
         self._wire_in = bytearray()
         self._tag = 0                  # tag of the next transmission
@@ -206,7 +208,7 @@ class LinkHost:
             delivered = cursor == len(commands) and not self._pending
             if delivered and len(self._held) >= response_bytes:
                 break
-            if self._received - self._acked >= _ACK_EVERY and not self._resendable():
+            if self._received - self._acked >= self.ack_every and not self._resendable():
                 self._send(HostKind.POLL)
             frame = self._receive()
             if frame is None:

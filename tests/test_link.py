@@ -64,7 +64,7 @@ def _run_all(host: LinkHost, programs: list[Program]):
 
 def test_clean_loopback_needs_no_retries():
     model = LinkModel(params=PARAMS, rsp_buffer=256)
-    host = LinkHost(LoopbackTransport(model))
+    host = LinkHost(LoopbackTransport(model), ack_every=128)
     _run_all(host, _programs(10, seed=1))
     assert host.stats.retransmissions == host.stats.timeouts == host.stats.error_replies == 0
     assert model.statuses[LinkStatus.OK] == host.stats.frames_sent
@@ -75,7 +75,7 @@ def test_lossy_pipe_still_gives_exact_answers(seed):
     model = LinkModel(params=PARAMS, rsp_buffer=256)
     lossy = LossyTransport(LoopbackTransport(model), random.Random(seed), p_lose=0.05,
                            p_duplicate=0.05, p_byte=0.0005)
-    host = LinkHost(lossy, timeout=0, retries=30)
+    host = LinkHost(lossy, timeout=0, retries=30, ack_every=128)
     _run_all(host, _programs(10, seed=seed))
     assert lossy.damaged > 5
     assert host.stats.retransmissions + host.stats.resend_requests > 0
@@ -115,9 +115,9 @@ def test_fuzzed_frames_never_hang_or_apply_twice():
     injector = FaultInjector(LoopbackTransport(model), [])
     replies = LossyTransport(injector, random.Random(9), p_lose=0.03, p_duplicate=0.03,
                              p_byte=0.0005, writes=False)
-    host, golden = LinkHost(replies, timeout=0, retries=30), GoldenCore(PARAMS)
+    host, golden = LinkHost(replies, timeout=0, retries=30, ack_every=128), GoldenCore(PARAMS)
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck),
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck),
               database=None)
     @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=15, max_size=25))
     def example(program_seed, faults):
@@ -130,7 +130,7 @@ def test_fuzzed_frames_never_hang_or_apply_twice():
 
     example()
     injector.inner.write(bytes(random.Random(1).randrange(1, 256) for _ in range(700)))
-    fresh = LinkHost(injector.inner, timeout=0)
+    fresh = LinkHost(injector.inner, timeout=0, ack_every=128)
     prog = state_probe(PARAMS)
     expected, ignore = golden_answer(golden, prog)
     assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected, ignore)

@@ -24,7 +24,7 @@ RSP_BUFFER = 256
 def _run(tmp_path, testcase: str, **settings) -> dict:
     report = tmp_path / "report.json"
     config = {"params": {f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__},
-              "report": str(report), **settings}
+              "report": str(report), "ack_every": RSP_BUFFER // 2, **settings}
     run_cocotb(lambda: LinkedCore(PARAMS, rsp_buffer=RSP_BUFFER), "rill_linked_core",
                "sim.testbenches.link_tb", testcase=testcase,
                extra_env={"RILL_LINK_TB": json.dumps(config)}, test_dir=tmp_path / "run",
@@ -53,7 +53,7 @@ def test_lossy_link_recovers(tmp_path):
 def test_fuzzed_frames_never_hang_or_apply_twice(tmp_path):
     """≥ 1,000 fuzzed host frames over random programs, then garbage with no delimiter and a new
     session whose state probe must equal the golden model's."""
-    stats = _run(tmp_path, "fuzz", seed=13, examples=150, faults_per_example=(15, 25))
+    stats = _run(tmp_path, "fuzz", seed=13, examples=230, faults_per_example=(15, 25))
     faults = sum(stats["faults"].values())
     assert faults >= 1000, stats["faults"]
     assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(stats["faults"])

@@ -11,9 +11,9 @@ Each frame is COBS-encoded and followed by one 0x00 byte, so a receiver that los
 a byte dropped) is back in step at the next 0x00. Before encoding, a frame is a little-endian
 header, a payload and a CRC-32 (``zlib.crc32`` of everything before it, little-endian)::
 
-    host -> device   kind u8 | seq u8 | tag u8 | rack u16 | payload (0..256) | crc32
+    host -> device   kind u8 | seq u8 | tag u8 | rack u16 | payload (0..1024) | crc32
     device -> host   kind u8 | status u8 | seq u8 | tag u8 | next_seq u8 | flags u8 |
-                     credit u16 | roff u16 | payload (0..256) | crc32
+                     credit u16 | roff u16 | payload (0..1024) | crc32
 
 Host kinds: ``DATA`` (payload: command bytes), ``POLL`` (report state), ``RESEND`` (POLL, and send
 the responses again from ``rack``), ``SYNC`` (start of a session). Device kinds: ``REPLY``
@@ -43,14 +43,14 @@ Pacing
 ------
 Credits, not RTS/CTS: the device reports its free command-buffer bytes in every frame, and sends
 an unsolicited frame when the credit has grown by a quarter of the buffer since it last said.
-With the default 1 KiB buffer four full frames can be in flight, so the link streams instead of
+With the default 4 KiB buffer four full frames can be in flight, so the link streams instead of
 waiting a round trip per frame.
 
 Responses: go-back-N from a retransmit buffer
 ---------------------------------------------
 The core's response bytes go into a ring and stay there until the host acknowledges them
 (``rack``: response bytes the host holds, in every host frame). The device sends them in frames
-of up to 256 bytes, tagged with their stream offset ``roff``, as soon as a frame is full or the
+of up to 1 KiB, tagged with their stream offset ``roff``, as soon as a frame is full or the
 core has been quiet for :data:`~.protocol.QUIET_CYCLES`, and with every reply. The host keeps
 bytes that continue its stream, drops repeats by offset, and on a gap (a lost frame) sends
 ``RESEND``, which moves the device's send pointer back to ``rack``. Offsets instead of frame

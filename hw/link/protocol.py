@@ -71,10 +71,11 @@ CRC_BYTES = 4
 #: frame without knowing where its payload ends.
 CRC_RESIDUE = 0x2144DF1C
 
-#: Largest DATA payload; a bigger host frame is BAD_FRAME.
-MAX_PAYLOAD = 256
+#: Largest DATA payload; a bigger host frame is BAD_FRAME. A frame costs 15 bytes besides its
+#: payload (header, CRC, COBS, delimiter) and a reply of about 16: at 1 KiB, ~3% on the wire.
+MAX_PAYLOAD = 1024
 #: Largest response payload in one device frame.
-MAX_RESPONSE_PAYLOAD = 256
+MAX_RESPONSE_PAYLOAD = 1024
 MAX_HOST_FRAME = HOST_HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
 MAX_DEVICE_FRAME = DEVICE_HEADER_BYTES + MAX_RESPONSE_PAYLOAD + CRC_BYTES
 #: COBS code blocks hold at most this many data bytes.
@@ -82,8 +83,9 @@ COBS_BLOCK = 254
 
 #: Default sizes of the device's buffers (powers of two). The command buffer's free space is the
 #: credit; the response buffer keeps every response byte until the host acknowledges it.
-CMD_BUFFER_BYTES = 1024
-RSP_BUFFER_BYTES = 1024
+#: Four full DATA frames fit, so the host streams instead of waiting a round trip per frame.
+CMD_BUFFER_BYTES = 4096
+RSP_BUFFER_BYTES = 2048
 #: A partial response frame goes out once the core has produced nothing for this many cycles.
 QUIET_CYCLES = 16
 

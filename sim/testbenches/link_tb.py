@@ -128,7 +128,7 @@ def write_report(**numbers):
 
 def host_for(transport) -> LinkHost:
     return LinkHost(transport, timeout=CONFIG.get("timeout", 0.002),
-                    retries=CONFIG.get("retries", 12))
+                    retries=CONFIG.get("retries", 12), ack_every=CONFIG["ack_every"])
 
 
 # -- tests --------------------------------------------------------------------------------------
