@@ -33,12 +33,26 @@ def cmd_bench(args) -> int:
     print(format_table(params, rows))
     mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
                   or r.program_cycles != r.predicted_program_cycles]
-    if args.json:
-        write_json(args.json, params, rows)
-        print(f"wrote {args.json}")
     if args.plot:
         plot(args.plot, params, rows)
         print(f"wrote {args.plot}")
+    stream_rows = []
+    if args.stream and args.device == "sim":
+        from sim.paced import run_paced
+
+        from .bench_stream import UART_CYCLES_PER_BYTE, format_streaming, measure_streaming
+        cycles_per_byte = args.cycles_per_byte or UART_CYCLES_PER_BYTE
+        print(f"\nstreaming layers through the link RTL at {cycles_per_byte} cycles per byte "
+              f"(a few minutes)...", flush=True)
+        stream_rows = measure_streaming(params, run_paced, cycles_per_byte)
+        print(format_streaming(stream_rows, cycles_per_byte))
+        mismatched += [r.workload for r in stream_rows
+                       if r.device_cycles != r.predicted_device_cycles]
+    elif args.stream:
+        print("\n(end-to-end streaming needs the RTL: --device sim)")
+    if args.json:
+        write_json(args.json, params, rows, stream_rows)
+        print(f"wrote {args.json}")
     if mismatched:
         print(f"error: measured cycles differ from the prediction for {mismatched}",
               file=sys.stderr)
@@ -151,6 +165,13 @@ def main(argv=None) -> int:
                    help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also plot utilization against GEMM size")
+    p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                   help="also stream a layer through the core and link RTL over a UART-paced "
+                        "wire and report end-to-end throughput and wire bytes (sim only; "
+                        "a few minutes); default on")
+    p.add_argument("--cycles-per-byte", type=int, default=None, metavar="N",
+                   help="the paced wire's cycles per byte each way (default 120: 3 Mbaud at "
+                        "36 MHz)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the device's params and counters")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 
+from hw.isa import Precision
 from hw.link import LinkedCore
 from hw.params import RillParams
+from sim.paced import run_paced
 from sim.runner import run_cocotb
+from sw.bench_stream import StreamWorkload, measure_streaming
 
 PARAMS = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
                    qparam_depth=16)
@@ -57,3 +60,17 @@ def test_fuzzed_frames_never_hang_or_apply_twice(tmp_path):
     faults = sum(stats["faults"].values())
     assert faults >= 1000, stats["faults"]
     assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(stats["faults"])
+
+
+def test_paced_stream_is_exact_and_paced():
+    """``python -m sw bench``'s end-to-end measurement, small: two batches through the RTL over a
+    wire of 16 cycles per byte. The testbench checks every response byte against the golden
+    model; here the device's cycle count must equal the prediction and no byte may have come
+    faster than the wire allows."""
+    rows = measure_streaming(PARAMS, run_paced, cycles_per_byte=16,
+                             workloads=[StreamWorkload(8, 16, 12, 2, Precision.INT8)])
+    (row,) = rows
+    assert row.device_cycles == row.predicted_device_cycles
+    assert row.cycles >= (row.wire_bytes_received - 1) * 16
+    assert row.compulsory_bytes == 16 * 12 + 2 * (8 * 16 + 8 * 12)
+    assert 1 < row.wire_ratio < 3 and 0 < row.end_to_end_efficiency <= 1

@@ -85,7 +85,7 @@ COBS_BLOCK = 254
 #: credit; the response buffer keeps every response byte until the host acknowledges it.
 #: Four full DATA frames fit, so the host streams instead of waiting a round trip per frame.
 CMD_BUFFER_BYTES = 4096
-RSP_BUFFER_BYTES = 2048
+RSP_BUFFER_BYTES = 4096
 #: A partial response frame goes out once the core has produced nothing for this many cycles.
 QUIET_CYCLES = 16
 

@@ -21,7 +21,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
@@ -36,23 +36,31 @@ CYCLES_PER_SECOND = 1_000_000
 #: A read returns once the device has sent nothing for this many cycles (or ``n`` bytes came);
 #: longer than the pauses inside a device frame (its encoder works in blocks), so a read is a frame.
 BURST_QUIET_CYCLES = 64
+#: ... and at most this many cycles after its first byte (a serial port's latency timer).
+READ_WINDOW_CYCLES = 4096
+CLOCK_NS = 10
 
 
 class SimTransport:
     """The DUT's ``rx``/``tx`` streams as a :class:`~sw.link.Transport`, for a bridged thread.
 
     ``rx_gap`` idle cycles follow every byte into ``rx`` (a UART's pace: 10 bit times per byte);
-    ``p_tx_busy`` is the probability that ``tx.ready`` is low in a cycle.
+    ``tx_gap`` > 0 makes ``tx.ready`` a slot every ``tx_gap + 1`` cycles (the same pace the
+    other way, at a byte's granularity);
+    ``p_tx_busy`` is the probability that ``tx.ready`` is low in a cycle. Stretches in which both
+    directions are waiting out a gap are simulated in one step, without Python in every cycle.
     """
 
-    def __init__(self, dut, rng: random.Random, *, rx_gap: int = 0, p_tx_busy: float = 0.0):
+    def __init__(self, dut, rng: random.Random, *, rx_gap: int = 0, tx_gap: int = 0,
+                 p_tx_busy: float = 0.0):
         self.dut, self.rng = dut, rng
-        self.rx_gap, self.p_tx_busy = rx_gap, p_tx_busy
+        self.rx_gap, self.tx_gap, self.p_tx_busy = rx_gap, tx_gap, p_tx_busy
         self.to_dut = bytearray()
         self.from_dut = bytearray()
         self.cycles = 0
         self._offering = False
         self._gap = 0
+        self._tx_wait = 0
 
         self.trace = [] if CONFIG.get("trace") else None
 
@@ -70,22 +78,40 @@ class SimTransport:
     async def _read(self, n: int, idle_budget: int) -> bytes:
         idle = 0
         while not self.from_dut and idle < idle_budget:
-            await self._cycle()
-            if not self.to_dut:
-                idle += 1
+            sending = bool(self.to_dut)
+            cycles = await self._cycle()
+            if not sending:
+                idle += cycles
         # Then take the rest of the burst, as an OS read after a serial port's latency timer
-        # returns what arrived together (so damage applies per burst, not per byte).
-        quiet = 0
-        while self.from_dut and len(self.from_dut) < n and quiet < BURST_QUIET_CYCLES:
+        # returns what arrived together (so damage applies per burst, not per byte), but no
+        # longer than the latency window: the host answers while a long frame still arrives.
+        quiet = window = 0
+        while (self.from_dut and len(self.from_dut) < n and window < READ_WINDOW_CYCLES
+               and quiet < max(BURST_QUIET_CYCLES, 2 * self.tx_gap)):
             before = len(self.from_dut)
-            await self._cycle()
-            quiet = 0 if len(self.from_dut) > before else quiet + 1
+            cycles = await self._cycle()
+            window += cycles
+            quiet = 0 if len(self.from_dut) > before else quiet + cycles
         data = bytes(self.from_dut[:n])
         del self.from_dut[:n]
         return data
 
-    async def _cycle(self):
+    async def _cycle(self) -> int:
+        """Run one cycle, or a stretch in which neither direction can move; returns how many."""
         dut = self.dut
+        rx_wait = self._gap if (self.to_dut and not self._offering) else (
+            0 if self._offering else 1 << 30)
+        skip = min(rx_wait, self._tx_wait) - 1
+        if skip > 0:
+            await RisingEdge(dut.clk)   # out of the last cycle's read-only phase
+            dut.rx__valid.value = 0
+            dut.tx__ready.value = 0
+            # One timer instead of a Python wake-up per cycle; it ends half a clock before the
+            # edge that the normal cycle below waits for, so exactly ``skip`` cycles pass.
+            await Timer(skip * CLOCK_NS - CLOCK_NS // 2, unit="ns")
+            self.cycles += skip
+            self._gap = max(0, self._gap - skip) if self.to_dut else self._gap
+            self._tx_wait -= skip
         await RisingEdge(dut.clk)
         self.cycles += 1
         if not self._offering and self.to_dut:
@@ -95,14 +121,21 @@ class SimTransport:
                 self._offering = True
         dut.rx__valid.value = int(self._offering)
         dut.rx__payload.value = self.to_dut[0] if self._offering else 0
-        dut.tx__ready.value = int(self.p_tx_busy == 0 or self.rng.random() >= self.p_tx_busy)
+        if self._tx_wait:
+            self._tx_wait -= 1
+            tx_ready = False
+        else:
+            tx_ready = self.p_tx_busy == 0 or self.rng.random() >= self.p_tx_busy
+            self._tx_wait = self.tx_gap
+        dut.tx__ready.value = int(tx_ready)
         await ReadOnly()
         if self._offering and dut.rx__ready.value:
             del self.to_dut[0]
             self._offering = False
             self._gap = self.rx_gap
-        if dut.tx__valid.value and dut.tx__ready.value:
+        if dut.tx__valid.value and tx_ready:
             self.from_dut.append(int(dut.tx__payload.value))
+        return max(skip, 0) + 1
 
 
 # -- harness ------------------------------------------------------------------------------------
@@ -112,7 +145,7 @@ def params_from_config() -> RillParams:
 
 
 async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     dut.rx__valid.value = 0
     dut.rx__payload.value = 0
@@ -211,3 +244,33 @@ async def fuzz(dut):
 
     stats = await bridge(body)()
     write_report(cycles=sim.cycles, faults=injector.applied, **vars(stats))
+
+
+@cocotb.test()
+async def paced(dut):
+    """Programs through the host over a link paced like a UART: a byte each way at most every
+    ``cycles_per_byte`` cycles. Each response must equal ``expected`` (but the ``ignore`` byte
+    offsets: the stall counter, which depends on the pace); the report gives, per job, the cycles
+    from its first byte sent to its last response byte received and the wire bytes each way.
+    Settings: ``cycles_per_byte``, ``jobs`` (a JSON file: ``[{"name", "program", "expected",
+    "ignore"}]``, bytes as hex)."""
+    await reset(dut)
+    gap = CONFIG["cycles_per_byte"] - 1
+    sim = SimTransport(dut, random.Random(0), rx_gap=gap, tx_gap=gap)
+    jobs = json.loads(Path(CONFIG["jobs"]).read_text())
+
+    def body():
+        host = host_for(sim)
+        results = []
+        for job in jobs:
+            expected = bytes.fromhex(job["expected"])
+            start, before = sim.cycles, dict(vars(host.stats))
+            got = host.exchange(bytes.fromhex(job["program"]), len(expected))
+            assert_same(job["name"], got, expected, set(job["ignore"]))
+            stats = vars(host.stats)
+            results.append({"name": job["name"], "cycles": sim.cycles - start,
+                            "response": got.hex(),
+                            **{k: stats[k] - before[k] for k in stats}})
+        return results
+
+    write_report(jobs=await bridge(body)())

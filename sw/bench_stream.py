@@ -1,0 +1,152 @@
+"""End-to-end throughput of a layer streamed through the link, as a board runs inference.
+
+A streamed layer loads its weights and biases once, then for each batch of activation rows sends
+the rows, multiplies and stores the outputs: while batch *i*'s outputs travel back, batch *i+1*'s
+rows travel in. One batch is a single GEMM. It runs on the core and link RTL with the wire paced
+like a UART (see :mod:`sim.paced`), and is compared with these bounds:
+
+- compute: MACs / peak MACs per cycle;
+- link, full duplex: the busier direction's wire bytes (framing, replies and acknowledgements
+  included) times the cycles a byte takes. A single GEMM cannot reach it: no output exists
+  before its last input has arrived, so its inputs and outputs cannot share the wire's time;
+- link, serialized: both directions' wire bytes one after the other, the bound for a single GEMM.
+
+``e2e`` = max(compute, link) / measured cycles for each link bound; ``wire / compulsory`` = wire
+bytes both ways over weights + activations + outputs, each once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Precision
+from hw.params import RillParams
+
+from .program import Program, pack_act_words, pack_weight_tiles
+
+__all__ = ["StreamRow", "stream_workloads", "streaming_program", "measure_streaming",
+           "format_streaming", "UART_CYCLES_PER_BYTE"]
+
+#: A 3 Mbaud UART (the iCEBreaker's FT2232H) at the iCEBreaker's 36 MHz: 10 bits x 12 cycles.
+UART_CYCLES_PER_BYTE = 120
+
+#: ``run(params, [(name, program)], cycles_per_byte) -> [per-job stats dicts]``
+PacedRunner = Callable[[RillParams, list[tuple[str, Program]], int], list[dict]]
+
+
+@dataclass(frozen=True)
+class StreamWorkload:
+    m: int            # activation rows per batch
+    k: int
+    n: int
+    batches: int
+    precision: Precision
+
+    @property
+    def name(self) -> str:
+        return f"{self.precision.name.lower()} {self.batches}x({self.m}x{self.k}x{self.n})"
+
+
+@dataclass
+class StreamRow:
+    workload: str
+    macs: int
+    cycles: int                  # first byte sent to last response byte received
+    device_cycles: int           # the core's own cycle counter (working cycles)
+    predicted_device_cycles: int
+    compute_cycles: int          # MACs / peak
+    link_cycles: int             # busier direction's wire bytes x cycles per byte
+    serial_link_cycles: int      # both directions' wire bytes x cycles per byte
+    wire_bytes_sent: int
+    wire_bytes_received: int
+    compulsory_bytes: int
+    retransmissions: int
+    end_to_end_efficiency: float          # against max(compute, link full duplex)
+    serial_end_to_end_efficiency: float   # against max(compute, link serialized)
+    wire_ratio: float
+
+
+def stream_workloads(params: RillParams) -> list[StreamWorkload]:
+    """A single 64x64x64 GEMM, and 64x64 layers (INT8; INT4 with K = 128) streaming eight
+    batches of 32 rows."""
+    return [StreamWorkload(64, 64, 64, 1, Precision.INT8),
+            StreamWorkload(32, 64, 64, 8, Precision.INT8),
+            StreamWorkload(32, 128, 64, 8, Precision.INT4)]
+
+
+def streaming_program(params: RillParams, w: StreamWorkload,
+                      rng: np.random.Generator) -> Program:
+    int4 = w.precision == Precision.INT4
+    kc = params.k_per_tile(int4)
+    k_tiles, n_tiles = -(-w.k // kc), -(-w.n // params.cols)
+    prog = Program(params)
+    prog.read_counters()
+    prog.configure(isa.Config(precision=w.precision))
+    # Per-channel biases, one multiplier/shift/zero point: what a quantized layer needs.
+    prog.load_qparams(0, rng.integers(-5000, 5000, w.n), [1 << 23] * w.n, [40] * w.n, [0] * w.n)
+    lo, hi = (-8, 8) if int4 else (-128, 128)
+    prog.load_weights(0, pack_weight_tiles(params, rng.integers(lo, hi, (w.k, w.n)), int4))
+    for _ in range(w.batches):
+        prog.load_acts(0, pack_act_words(params, rng.integers(-128, 128, (w.m, w.k)), int4))
+        prog.matmul(0, 0, 0, w.m, k_tiles, n_tiles)
+        prog.store(0, w.m, w.n, 0)
+    prog.read_counters()
+    return prog
+
+
+def measure_streaming(params: RillParams, run: PacedRunner,
+                      cycles_per_byte: int = UART_CYCLES_PER_BYTE, seed: int = 0,
+                      workloads: list[StreamWorkload] | None = None) -> list[StreamRow]:
+    rng = np.random.default_rng(seed)
+    workloads = workloads or stream_workloads(params)
+    programs = [(w.name, streaming_program(params, w, rng)) for w in workloads]
+    results = run(params, programs, cycles_per_byte)
+    rows = []
+    read_cost = isa.cycle_cost(params, isa.Config(), isa.Opcode.READ_COUNTERS.value, {},
+                               isa.Status.OK)
+    counters = isa.RESPONSE_HEADER_BYTES + 4 * len(isa.COUNTER_NAMES)
+    for w, (_, prog), stats in zip(workloads, programs, results, strict=True):
+        response = bytes.fromhex(stats["response"])
+        first, last = response[:counters], response[-counters:]
+        # cycles is the first counter; the later read's own cost is not in it.
+        device_cycles = (int.from_bytes(last[4:8], "little")
+                         - int.from_bytes(first[4:8], "little") - read_cost)
+        int4 = w.precision == Precision.INT4
+        macs = w.batches * w.m * w.k * w.n
+        compute = -(-macs // params.peak_macs_per_cycle(int4))
+        link = max(stats["wire_bytes_sent"], stats["wire_bytes_received"]) * cycles_per_byte
+        weight_bytes = (w.k * w.n + 1) // 2 if int4 else w.k * w.n
+        compulsory = weight_bytes + w.batches * (w.m * w.k + w.m * w.n)
+        wire = stats["wire_bytes_sent"] + stats["wire_bytes_received"]
+        serial = wire * cycles_per_byte
+        rows.append(StreamRow(
+            workload=w.name, macs=macs, cycles=stats["cycles"],
+            device_cycles=device_cycles,
+            predicted_device_cycles=prog.predicted_cycles - 2 * read_cost,
+            compute_cycles=compute, link_cycles=link, serial_link_cycles=serial,
+            wire_bytes_sent=stats["wire_bytes_sent"],
+            wire_bytes_received=stats["wire_bytes_received"], compulsory_bytes=compulsory,
+            retransmissions=stats["retransmissions"],
+            end_to_end_efficiency=max(compute, link) / stats["cycles"],
+            serial_end_to_end_efficiency=max(compute, serial) / stats["cycles"],
+            wire_ratio=wire / compulsory))
+    return rows
+
+
+def format_streaming(rows: list[StreamRow], cycles_per_byte: int) -> str:
+    head = (f"{'batches x GEMM':<24}{'cycles':>10}{'compute':>9}{'link fd':>10}{'e2e':>6}"
+            f"{'link ser':>10}{'e2e':>6}{'wire B':>9}{'compulsory B':>14}{'ratio':>7}"
+            f"{'device cyc':>12}{'predicted':>11}")
+    lines = [f"End to end over a link of {cycles_per_byte} cycles per byte each way "
+             f"(core + link RTL):", head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.workload:<24}{r.cycles:>10}{r.compute_cycles:>9}{r.link_cycles:>10}"
+                     f"{r.end_to_end_efficiency:>6.0%}{r.serial_link_cycles:>10}"
+                     f"{r.serial_end_to_end_efficiency:>6.0%}"
+                     f"{r.wire_bytes_sent + r.wire_bytes_received:>9}{r.compulsory_bytes:>14}"
+                     f"{r.wire_ratio:>7.3f}{r.device_cycles:>12}{r.predicted_device_cycles:>11}")
+    return "\n".join(lines)
