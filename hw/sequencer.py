@@ -272,6 +272,33 @@ class Sequencer(wiring.Component):
         with m.Elif(self.rsp.valid & self.rsp.ready):
             m.d.sync += out_valid.eq(0)
 
+        # -- early products: the multiplications decode needs, registered a cycle ahead ------
+        # In the header's last FETCH cycle every operand byte but the last (operand byte 10) is
+        # already in ``operands``, one byte higher than at DECODE. The products of the fields
+        # that lie in those bytes are computed then and registered, so that DECODE only adds and
+        # compares: a multiplier chain in the DECODE cycle limited the clock to ~26 MHz on ECP5.
+        def early_field(op, name):
+            offset, size = isa.field_offsets(op)[name]
+            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
+            return operands[8 * (offset + 1):8 * (offset + 1 + size)]
+
+        def load_word_bytes():
+            return Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
+                       Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
+                           Mux(opcode == Opcode.LOAD_BIASES, 4, Mux(int4, p.act_lanes, p.rows))))
+
+        mm = {name: early_field(Opcode.MATMUL, name) for name in ("m", "k_tiles", "n_tiles")}
+        st = {name: early_field(Opcode.STORE, name) for name in ("m", "n_tiles")}
+        early_values = {
+            "mm_km": mm["k_tiles"] * mm["m"],
+            "mm_kn": mm["k_tiles"] * mm["n_tiles"],
+            "mm_nm": mm["n_tiles"] * mm["m"],
+            "st_nm": st["n_tiles"] * st["m"],
+            "load_bytes": early_field(Opcode.LOAD_WEIGHTS, "count") * load_word_bytes(),
+        }
+        early = {name: Signal(value.shape(), name=f"early_{name}")
+                 for name, value in early_values.items()}
+
         # -- decode: checks on the operand register ------------------------------------------
         status = Signal(Status)
         decode_wait = Signal()
@@ -301,10 +328,9 @@ class Sequencer(wiring.Component):
                     m.d.comb += status.eq(Status.BAD_MODE)
                 with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
                     m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif((f["act_addr"] + f["k_tiles"] * f["m"] > p.act_depth)
-                            | (f["weight_addr"] + f["k_tiles"] * f["n_tiles"] * p.rows
-                               > p.weight_depth)
-                            | (f["acc_addr"] + f["n_tiles"] * f["m"] > p.acc_depth)):
+                with m.Elif((f["act_addr"] + early["mm_km"] > p.act_depth)
+                            | (f["weight_addr"] + early["mm_kn"] * p.rows > p.weight_depth)
+                            | (f["acc_addr"] + early["mm_nm"] > p.acc_depth)):
                     m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.STORE):
                 f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
@@ -313,7 +339,7 @@ class Sequencer(wiring.Component):
                 with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
                             | (f["last_cols"] > p.cols)):
                     m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif((f["acc_addr"] + f["n_tiles"] * f["m"] > p.acc_depth)
+                with m.Elif((f["acc_addr"] + early["st_nm"] > p.acc_depth)
                             | (f["q_addr"] + (f["n_tiles"] - 1) * p.cols + f["last_cols"]
                                > p.qparam_depth)):
                     m.d.comb += status.eq(Status.OUT_OF_RANGE)
@@ -357,6 +383,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += operands.eq(Cat(operands[8:], byte_in))
                     with m.If(fetch_count == HEADER_BYTES - 1):
                         m.d.sync += fetch_count.eq(0)
+                        m.d.sync += [early[name].eq(early_values[name]) for name in early]
                         m.next = "DECODE"
 
             with m.State("DECODE"):
@@ -367,12 +394,7 @@ class Sequencer(wiring.Component):
                     with m.If(status != Status.OK):
                         with m.If((status == Status.OUT_OF_RANGE)
                                   & Cat(opcode == op for op in _LOADS).any()):
-                            words = field(Opcode.LOAD_WEIGHTS, "count")
-                            length = Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
-                                         Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
-                                             Mux(opcode == Opcode.LOAD_BIASES, 4,
-                                                 Mux(int4, p.act_lanes, p.rows))))
-                            m.d.sync += discard_left.eq(words * length)
+                            m.d.sync += discard_left.eq(early["load_bytes"])
                             respond_then(then="DISCARD")
                         with m.Else():
                             respond_then()
@@ -403,7 +425,7 @@ class Sequencer(wiring.Component):
                                 m.d.sync += [
                                     mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
                                     mm_n_tiles.eq(f["n_tiles"]),
-                                    mm_tiles.eq(f["k_tiles"] * f["n_tiles"]),
+                                    mm_tiles.eq(early["mm_kn"]),
                                     mm_accumulate.eq(f["flags"][0]),
                                     mm_act_addr.eq(f["act_addr"]),
                                     mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),

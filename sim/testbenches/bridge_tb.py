@@ -17,8 +17,9 @@ import socket
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from sim.testbenches.common import reset_wire
 
 #: Cycles of ``idle`` with the wire silent before the testbench waits for the host: the COBS
 #: encoder may still be two cycles from presenting a frame's first byte when ``idle`` rises.
@@ -40,13 +41,7 @@ async def serve(dut):
     conn.setblocking(False)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.rx__valid.value = 0
-    dut.rx__payload.value = 0
-    dut.tx__ready.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
+    await reset_wire(dut)
 
     inbox = bytearray()
     outbox = bytearray()

@@ -1,14 +1,28 @@
-"""What every core testbench does first."""
+"""What every testbench does first: start the clock and reset the DUT with its streams quiet."""
 
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
+#: The testbenches' clock period: 100 MHz.
+CLOCK_NS = 10
+
 
 async def reset_core(dut, *, rsp_ready: int):
     """Start the 100 MHz clock and hold reset for two cycles with both byte streams quiet."""
-    Clock(dut.clk, 10, unit="ns").start()
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
     dut.cmd__valid.value = 0
     dut.rsp__ready.value = rsp_ready
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+
+
+async def reset_wire(dut):
+    """The same for a device with ``rx``/``tx`` wire streams (``LinkedCore``)."""
+    Clock(dut.clk, CLOCK_NS, unit="ns").start()
+    dut.rst.value = 1
+    dut.rx__valid.value = 0
+    dut.rx__payload.value = 0
+    dut.tx__ready.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0

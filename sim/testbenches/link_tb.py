@@ -19,14 +19,14 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from hw.params import RillParams
 from sim.link_cases import assert_same, fault_strategy, golden_answer, random_program, state_probe
+from sim.testbenches.common import CLOCK_NS, reset_wire
 from sw.golden import GoldenCore
 from sw.link import FaultInjector, LinkHost, LossyTransport
 
@@ -38,7 +38,6 @@ CYCLES_PER_SECOND = 1_000_000
 BURST_QUIET_CYCLES = 64
 #: ... and at most this many cycles after its first byte (a serial port's latency timer).
 READ_WINDOW_CYCLES = 4096
-CLOCK_NS = 10
 
 
 class SimTransport:
@@ -144,16 +143,6 @@ def params_from_config() -> RillParams:
     return RillParams(**CONFIG.get("params", {}))
 
 
-async def reset(dut):
-    Clock(dut.clk, CLOCK_NS, unit="ns").start()
-    dut.rst.value = 1
-    dut.rx__valid.value = 0
-    dut.rx__payload.value = 0
-    dut.tx__ready.value = 1
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-
-
 def write_report(**numbers):
     if "report" in CONFIG:
         Path(CONFIG["report"]).write_text(json.dumps(numbers, indent=1))
@@ -172,7 +161,7 @@ async def end_to_end(dut):
 
     Settings: ``programs``, ``rx_gap``, ``p_tx_busy``, ``lossy`` (LossyTransport keywords or
     null)."""
-    await reset(dut)
+    await reset_wire(dut)
     params = params_from_config()
     rng = random.Random(CONFIG.get("seed", 1))
     sim = SimTransport(dut, rng, rx_gap=CONFIG.get("rx_gap", 0),
@@ -205,7 +194,7 @@ async def fuzz(dut):
     """Hypothesis fuzzes the host's frames (see :func:`fault_strategy`) while random programs
     run; every exchange must return the golden bytes, the device must answer afterwards, and the
     final state probe must match. Settings: ``examples``, ``faults_per_example``."""
-    await reset(dut)
+    await reset_wire(dut)
     params = params_from_config()
     rng = random.Random(CONFIG.get("seed", 1))
     sim = SimTransport(dut, rng, p_tx_busy=CONFIG.get("p_tx_busy", 0.0))
@@ -254,7 +243,7 @@ async def paced(dut):
     from its first byte sent to its last response byte received and the wire bytes each way.
     Settings: ``cycles_per_byte``, ``jobs`` (a JSON file: ``[{"name", "program", "expected",
     "ignore"}]``, bytes as hex)."""
-    await reset(dut)
+    await reset_wire(dut)
     gap = CONFIG["cycles_per_byte"] - 1
     sim = SimTransport(dut, random.Random(0), rx_gap=gap, tx_gap=gap)
     jobs = json.loads(Path(CONFIG["jobs"]).read_text())
