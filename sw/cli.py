@@ -9,6 +9,9 @@ from hw.params import RillParams
 
 __all__ = ["main"]
 
+DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilator; default), "
+               "serial:///dev/ttyUSB1?baud=3000000 (a board) or socket://HOST:PORT")
+
 
 
 def _params_from(args) -> RillParams:
@@ -151,18 +154,17 @@ def main(argv=None) -> int:
     p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
                    help="where to write the output tensor")
     p.add_argument("--device", default="sim", metavar="URL",
-                   help="golden, sim (default), serial:///dev/ttyUSB1?baud=3000000, "
-                   "socket://HOST:PORT")
+                   help=DEVICE_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
     p.add_argument("--device", default="sim", metavar="URL",
-                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
+                   help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
     p.add_argument("--device", default="sim", metavar="URL",
-                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
+                   help=DEVICE_HELP)
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also plot utilization against GEMM size")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("info", help="print the device's params and counters")
     p.add_argument("--device", default="sim", metavar="URL",
-                   help="golden (numpy model) or sim (the RTL in Verilator); default %(default)s")
+                   help=DEVICE_HELP)
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)
