@@ -71,11 +71,12 @@ class StreamRow:
 
 
 def stream_workloads(params: RillParams) -> list[StreamWorkload]:
-    """A single 64x64x64 GEMM, and 64x64 layers (INT8; INT4 with K = 128) streaming eight
-    batches of 32 rows."""
+    """A single 64x64x64 GEMM, and 64x64 layers (INT8; INT4 with K = 128) streaming sixteen
+    batches of 32 rows (512 activation rows: the weights going in alone and the last outputs
+    coming out alone weigh less the longer the stream)."""
     return [StreamWorkload(64, 64, 64, 1, Precision.INT8),
-            StreamWorkload(32, 64, 64, 8, Precision.INT8),
-            StreamWorkload(32, 128, 64, 8, Precision.INT4)]
+            StreamWorkload(32, 64, 64, 16, Precision.INT8),
+            StreamWorkload(32, 128, 64, 16, Precision.INT4)]
 
 
 def streaming_program(params: RillParams, w: StreamWorkload,
