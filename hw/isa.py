@@ -52,7 +52,7 @@ QPARAM_FORMAT = "<iiBxh"
 COUNTER_NAMES = ("cycles", "busy", "stalls", "instructions")
 
 #: Register stages of the requantization pipeline (hw/requant.py builds exactly this many).
-REQUANT_STAGES = 5
+REQUANT_STAGES = 9
 #: Working cycles a STORE spends after issuing its last element: one for the SRAM read, then the
 #: requant stages, then the output register.
 STORE_FLUSH_CYCLES = 1 + REQUANT_STAGES

@@ -98,14 +98,21 @@ class RequantUnit(wiring.Component):
     stage ONNX (float32 emulation)                  TFLITE (MultiplyByQuantizedMultiplier)
     ===== ========================================= ========================================
     1     ``x = acc + bias`` and ``-x``; ``|M|``    (same)
-    2     ``ma = float32(|x|)``: 24 significant     ``|x << left|``, sign of ``x << left``
-          bits, half even, exponent ``ta``          and of ``M``
-    3     ``P = ma * (M & 0xFFFFFF)``               ``P = |x << left| * |M|``
-    4     ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
-          half even, exponent ``t2``                toward +inf (the Q31 nudge)
-    5     ``y / 2**(s - ta - t2)`` half even,       ``y / 2**right``, halves away from zero,
-          saturate, sign, ``+ zp``, clamp           saturate, sign, ``+ zp``, clamp
+    2     ``|x|`` and its exponent ``ta``           ``|x << left|``, signs, ``right``
+    3     ``ma = float32(|x|)``: 24 significant     (operands chosen)
+          bits, half even
+    4-5   ``P = ma * (M & 0xFFFFFF)``               ``P = |x << left| * |M|``
+          (four 16 x 16 products, then their sum)
+    6     exponent ``t2`` of ``float32(P)``         (amount 31)
+    7     ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
+          half even                                 toward +inf (the Q31 nudge)
+    8     ``y / 2**(s - ta - t2)`` half even,       ``y / 2**right``, halves away from zero,
+          saturate                                  saturate
+    9     sign, ``+ zp``, clamp                     (same)
     ===== ========================================= ========================================
+
+    Nine stages rather than five so that no stage holds more than one shifter, one carry chain
+    or one multiplier: the five-stage version ran at ~30 MHz on ECP5.
 
     The configuration inputs are sampled with each request and travel with it, so a change only
     affects requests accepted afterwards. The unit has no stall logic: the core freezes it with
@@ -169,15 +176,12 @@ class RequantUnit(wiring.Component):
         ]
         stages += 1
 
-        # -- stage 2: the multiplicand, as a magnitude and a sign --------------------------------
+        # -- stage 2: magnitudes and shift amounts -------------------------------------------
         # ONNX: float32(|x|) is |x| rounded to 24 significant bits; its exponent ta = the bit
         # length of |x| >> 24 (0..8) moves into the final shift, so the multiplicand stays 25 bits.
-        abs_x = Mux(x1 < 0, neg_x1, x1.as_unsigned())
-        abs_x = _named(m, abs_x, "abs_x")
-        ta = _bit_length(m, abs_x[24:], "ta")
-        mantissa_x = _rounding_shift(m, abs_x, ta, half_even=1, tie_up=0, name="mantissa_x")
         # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does, and
         # -(x << left) = (-x) << left modulo 2**32 gives its magnitude without another adder.
+        abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
         sh = shift1.as_signed()
         left = _named(m, Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0)), "left")
         right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
@@ -186,84 +190,151 @@ class RequantUnit(wiring.Component):
 
         valid2 = Signal()
         mode2 = Signal(_Mode)
-        op_a2 = Signal(unsigned(32))
-        op_b2 = Signal(unsigned(32))
-        sign2 = Signal()                  # sign of the result (of x, or of x << left times M)
-        k2 = Signal(signed(10))           # right shift still to apply, before stage 4's exponent
+        abs_x2 = Signal(unsigned(32))
+        ta2 = Signal(range(9))
+        abs_xl2 = Signal(unsigned(32))
+        x_neg2 = Signal()
+        xl_neg2 = Signal()
+        abs_mult2 = Signal(unsigned(32))
+        mult_neg2 = Signal()
+        mantissa2 = Signal(unsigned(24))
+        shift2 = Signal(unsigned(8))
+        right2 = Signal(5)
         zp2 = Signal(signed(16))
         raw_byte2 = Signal(8)
-        m.d.sync += [valid2.eq(valid1), mode2.eq(mode1), zp2.eq(zp1),
-                     raw_byte2.eq(x1.word_select(byte_index1, 8))]
-        with m.If(mode1.onnx):
-            m.d.sync += [op_a2.eq(mantissa_x), op_b2.eq(mantissa1), sign2.eq(x1 < 0),
-                         k2.eq(shift1 - ta)]
-        with m.Else():
-            m.d.sync += [op_a2.eq(Mux(xl[31], neg_xl, xl)), op_b2.eq(abs_mult1),
-                         sign2.eq(xl[31] ^ mult_neg1), k2.eq(right)]
+        m.d.sync += [
+            valid2.eq(valid1), mode2.eq(mode1), abs_x2.eq(abs_x),
+            ta2.eq(_bit_length(m, abs_x[24:], "ta")),
+            abs_xl2.eq(Mux(xl[31], neg_xl, xl)), x_neg2.eq(x1 < 0), xl_neg2.eq(xl[31]),
+            abs_mult2.eq(abs_mult1), mult_neg2.eq(mult_neg1), mantissa2.eq(mantissa1),
+            shift2.eq(shift1), right2.eq(right), zp2.eq(zp1),
+            raw_byte2.eq(x1.word_select(byte_index1, 8)),
+        ]
         stages += 1
 
-        # -- stage 3: the one wide multiplier --------------------------------------------------
+        # -- stage 3: the multiplicand, as a magnitude and a sign --------------------------------
+        mantissa_x = _rounding_shift(m, abs_x2, ta2, half_even=1, tie_up=0, name="mantissa_x")
         valid3 = Signal()
         mode3 = Signal(_Mode)
-        product3 = Signal(unsigned(64))   # ONNX: < 2**48; TFLITE: <= 2**62
-        sign3 = Signal()
-        k3 = Signal(signed(10))
+        op_a3 = Signal(unsigned(32))
+        op_b3 = Signal(unsigned(32))
+        sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
+        k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
         zp3 = Signal(signed(16))
         raw_byte3 = Signal(8)
-        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), product3.eq(op_a2 * op_b2),
-                     sign3.eq(sign2), k3.eq(k2), zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
+        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
+        with m.If(mode2.onnx):
+            m.d.sync += [op_a3.eq(mantissa_x), op_b3.eq(mantissa2), sign3.eq(x_neg2),
+                         k3.eq(shift2 - ta2)]
+        with m.Else():
+            m.d.sync += [op_a3.eq(abs_xl2), op_b3.eq(abs_mult2), sign3.eq(xl_neg2 ^ mult_neg2),
+                         k3.eq(right2)]
         stages += 1
 
-        # -- stage 4: first rounding -----------------------------------------------------------
+        # -- stages 4 and 5: the one wide multiplier, as four 16 x 16 products, then their sum ---
+        # Split so that each product fits one DSP block and the sum gets a cycle of its own.
+        a_lo, a_hi = op_a3[:16], op_a3[16:]
+        b_lo, b_hi = op_b3[:16], op_b3[16:]
+        valid4 = Signal()
+        mode4 = Signal(_Mode)
+        partial4 = [Signal(unsigned(32), name=f"partial4_{i}") for i in range(4)]
+        sign4 = Signal()
+        k4 = Signal(signed(10))
+        zp4 = Signal(signed(16))
+        raw_byte4 = Signal(8)
+        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3), zp4.eq(zp3),
+                     raw_byte4.eq(raw_byte3),
+                     partial4[0].eq(a_lo * b_lo), partial4[1].eq(a_lo * b_hi),
+                     partial4[2].eq(a_hi * b_lo), partial4[3].eq(a_hi * b_hi)]
+        stages += 1
+
+        valid5 = Signal()
+        mode5 = Signal(_Mode)
+        product5 = Signal(unsigned(64))   # ONNX: < 2**48; TFLITE: <= 2**62
+        sign5 = Signal()
+        k5 = Signal(signed(10))
+        zp5 = Signal(signed(16))
+        raw_byte5 = Signal(8)
+        m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4), zp5.eq(zp4),
+                     raw_byte5.eq(raw_byte4),
+                     product5.eq(partial4[0] + ((partial4[1] + partial4[2]) << 16)
+                                 + (partial4[3] << 32))]
+        stages += 1
+
+        # -- stage 6: the first rounding's exponent --------------------------------------------
         # ONNX: the float32 product keeps 24 significant bits of P, half even; its exponent t2
         # (0..24) joins the final shift. TFLITE: the doubling high multiply's nudge rounds
         # |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for ab < 0.
+        t2 = _bit_length(m, product5[24:48], "t2")
+        valid6 = Signal()
+        mode6 = Signal(_Mode)
+        product6 = Signal(unsigned(63))
+        first_amount6 = Signal(range(32))
+        sign6 = Signal()
+        k6 = Signal(signed(10))           # ONNX: s - ta - t2 in -32..255; TFLITE: right
+        zp6 = Signal(signed(16))
+        raw_byte6 = Signal(8)
+        m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
+                     first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
+                     k6.eq(Mux(mode5.onnx, k5 - t2, k5)), zp6.eq(zp5), raw_byte6.eq(raw_byte5)]
+        stages += 1
+
+        # -- stage 7: first rounding -----------------------------------------------------------
         # TFLITE's one overflow, (-2**31) * (-2**31), yields 2**31 here where C saturates to
         # 2**31 - 1. Both then give the same final value: for right = 0 both saturate, and for
         # 1 <= right <= 31, 2**31 + 2**(right-1) is never a multiple of 2**right, so rounding
         # 2**31 and 2**31 - 1 by 2**right agree.
-        t2 = _bit_length(m, product3[24:48], "t2")
-        first = _rounding_shift(m, product3[:63], Mux(mode3.onnx, t2, 31),
-                                half_even=mode3.onnx, tie_up=~sign3, name="first")
-        valid4 = Signal()
-        mode4 = Signal(_Mode)
-        mag4 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
-        sign4 = Signal()
-        k4 = Signal(signed(10))           # ONNX: s - ta - t2 in -32..255; TFLITE: right
-        zp4 = Signal(signed(16))
-        raw_byte4 = Signal(8)
-        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), mag4.eq(first), sign4.eq(sign3),
-                     k4.eq(Mux(mode3.onnx, k3 - t2, k3)), zp4.eq(zp3), raw_byte4.eq(raw_byte3)]
+        first = _rounding_shift(m, product6, first_amount6, half_even=mode6.onnx,
+                                tie_up=~sign6, name="first")
+        valid7 = Signal()
+        mode7 = Signal(_Mode)
+        mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
+        sign7 = Signal()
+        amount7 = Signal(range(64))
+        zp7 = Signal(signed(16))
+        raw_byte7 = Signal(8)
+        # A negative k (ONNX: s < ta + t2) would shift left. It needs ta + t2 >= 1, and then a
+        # nonzero mag7 is >= 2**23: with t2 >= 1, P >= 2**24 and mag7 is its 24-bit mantissa;
+        # with t2 = 0 and ta >= 1, mag7 = P = ma * m with ma >= 2**23. Shifted or not, it
+        # saturates, so shifting by 0 instead gives the same byte.
+        m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
+                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
+                     zp7.eq(zp6), raw_byte7.eq(raw_byte6)]
         stages += 1
 
-        # -- stage 5: second rounding, zero point, clamp ---------------------------------------
-        # A negative k (ONNX: s < ta + t2) would shift left. It needs ta + t2 >= 1, and then a
-        # nonzero mag4 is >= 2**23: with t2 >= 1, P >= 2**24 and mag4 is its 24-bit mantissa;
-        # with t2 = 0 and ta >= 1, mag4 = P = ma * m with ma >= 2**23. Shifted or not, it
-        # saturates, so shifting by 0 instead gives the same byte.
-        amount = Mux(k4 < 0, 0, Mux(k4 > 63, 63, k4.as_unsigned()[:6]))
-        mag = _rounding_shift(m, mag4, amount, half_even=mode4.onnx, tie_up=1, name="second")
+        # -- stage 8: second rounding ----------------------------------------------------------
+        mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second")
+        valid8 = Signal()
+        mode8 = Signal(_Mode)
+        mag8 = Signal(range(_SATURATION + 1))
+        sign8 = Signal()
+        zp8 = Signal(signed(16))
+        raw_byte8 = Signal(8)
         # Saturating |v| at 2**17 cannot change the clamped result: with |zp| <= 2**15,
         # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
         # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
-        mag_sat = _named(m, Mux(mag > _SATURATION, _SATURATION, mag)[:_SATURATION.bit_length()],
-                         "mag_sat")
-        value = _named(m, Mux(sign4, -mag_sat, mag_sat) + zp4, "value")
+        m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
+                     mag8.eq(Mux(mag > _SATURATION, _SATURATION, mag)),
+                     sign8.eq(sign7), zp8.eq(zp7), raw_byte8.eq(raw_byte7)]
+        stages += 1
+
+        # -- stage 9: sign, zero point, clamp --------------------------------------------------
+        value = _named(m, Mux(sign8, -mag8, mag8) + zp8, "value")
         lo = Signal(signed(17))
         hi = Signal(signed(17))
-        with m.Switch(mode4.out_type):
+        with m.Switch(mode8.out_type):
             with m.Case(OutType.UINT8):
                 m.d.comb += [lo.eq(0), hi.eq(255)]
             with m.Case(OutType.INT4):
                 m.d.comb += [lo.eq(-8), hi.eq(7)]
             with m.Default():
                 m.d.comb += [lo.eq(-128), hi.eq(127)]
-        floor = _named(m, Mux(mode4.relu & (zp4 > lo), zp4, lo), "floor")
+        floor = _named(m, Mux(mode8.relu & (zp8 > lo), zp8, lo), "floor")
         # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
         raised = _named(m, Mux(value < floor, floor, value), "raised")
         clamped = Mux(raised > hi, hi, raised)
-        m.d.sync += [self.o.valid.eq(valid4),
-                     self.o.payload.eq(Mux(mode4.raw, raw_byte4, clamped[:8]))]
+        m.d.sync += [self.o.valid.eq(valid8),
+                     self.o.payload.eq(Mux(mode8.raw, raw_byte8, clamped[:8]))]
         stages += 1
 
         assert stages == REQUANT_STAGES, "hw/isa.py promises the store path this latency"
