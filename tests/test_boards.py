@@ -25,7 +25,7 @@ import pytest
 from boards import REGISTRY, UnknownBoard, board_names, get_board
 from boards.board import Board, CoreOverBytes, SerialDevice
 from boards.clocking import ClockError, ecp5_pll_config, ice40_pll_config
-from hw.build import build
+from hw.build import DoesNotFit, MissesTiming, build
 from hw.params import RillParams
 from hw.uart import baud_divisor
 from sim.cases import expectations, write_cases
@@ -203,6 +203,9 @@ def test_design_that_does_not_fit_exits_3_saying_by_how_much(tmp_path, one_build
 
 @pytest.mark.board
 @pytest.mark.slow
+@pytest.mark.xfail(raises=(MissesTiming, DoesNotFit), strict=True,
+                   reason="the 16x16 target misses 105 MHz (24.5 MHz at the last full build) "
+                          "and may no longer fit; see the Boards section of README")
 @pytest.mark.parametrize("name", ["ulx3s-85f"])
 def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
     board = get_board(name)
