@@ -272,11 +272,12 @@ class Sequencer(wiring.Component):
         with m.Elif(self.rsp.valid & self.rsp.ready):
             m.d.sync += out_valid.eq(0)
 
-        # -- early products: the multiplications decode needs, registered a cycle ahead ------
+        # -- early checks: decode's range checks and products, registered a cycle ahead -------
         # In the header's last FETCH cycle every operand byte but the last (operand byte 10) is
-        # already in ``operands``, one byte higher than at DECODE. The products of the fields
-        # that lie in those bytes are computed then and registered, so that DECODE only adds and
-        # compares: a multiplier chain in the DECODE cycle limited the clock to ~26 MHz on ECP5.
+        # already in ``operands``, one byte higher than at DECODE. Every range check and product
+        # uses fields in those bytes, so they are computed then and registered, and DECODE only
+        # tests registered bits and small fields: multiply-add-compare chains in the DECODE
+        # cycle limited the clock to ~26 MHz on ECP5.
         def early_field(op, name):
             offset, size = isa.field_offsets(op)[name]
             assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
@@ -287,13 +288,36 @@ class Sequencer(wiring.Component):
                        Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
                            Mux(opcode == Opcode.LOAD_BIASES, 4, Mux(int4, p.act_lanes, p.rows))))
 
-        mm = {name: early_field(Opcode.MATMUL, name) for name in ("m", "k_tiles", "n_tiles")}
-        st = {name: early_field(Opcode.STORE, name) for name in ("m", "n_tiles")}
+        def load_depth(op):
+            return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
+                    Opcode.LOAD_QPARAMS: p.qparam_depth,
+                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
+
+        mm = {name: early_field(Opcode.MATMUL, name) for name in
+              ("act_addr", "weight_addr", "acc_addr", "m", "k_tiles", "n_tiles")}
+        st = {name: early_field(Opcode.STORE, name) for name in
+              ("acc_addr", "m", "n_tiles", "last_cols", "q_addr")}
+        mm_kn = mm["k_tiles"] * mm["n_tiles"]
+        out_of_range = Signal()
+        m.d.comb += out_of_range.eq(0)
+        with m.Switch(opcode):
+            for op in _LOADS:
+                with m.Case(op):
+                    m.d.comb += out_of_range.eq(early_field(op, "addr") + early_field(op, "count")
+                                                > load_depth(op))
+            with m.Case(Opcode.MATMUL):
+                m.d.comb += out_of_range.eq(
+                    (mm["act_addr"] + mm["k_tiles"] * mm["m"] > p.act_depth)
+                    | (mm["weight_addr"] + mm_kn * p.rows > p.weight_depth)
+                    | (mm["acc_addr"] + mm["n_tiles"] * mm["m"] > p.acc_depth))
+            with m.Case(Opcode.STORE):
+                m.d.comb += out_of_range.eq(
+                    (st["acc_addr"] + st["n_tiles"] * st["m"] > p.acc_depth)
+                    | (st["q_addr"] + (st["n_tiles"] - 1) * p.cols + st["last_cols"]
+                       > p.qparam_depth))
         early_values = {
-            "mm_km": mm["k_tiles"] * mm["m"],
-            "mm_kn": mm["k_tiles"] * mm["n_tiles"],
-            "mm_nm": mm["n_tiles"] * mm["m"],
-            "st_nm": st["n_tiles"] * st["m"],
+            "out_of_range": out_of_range,
+            "mm_kn": mm_kn,
             "load_bytes": early_field(Opcode.LOAD_WEIGHTS, "count") * load_word_bytes(),
         }
         early = {name: Signal(value.shape(), name=f"early_{name}")
@@ -302,11 +326,6 @@ class Sequencer(wiring.Component):
         # -- decode: checks on the operand register ------------------------------------------
         status = Signal(Status)
         decode_wait = Signal()
-
-        def load_depth(op):
-            return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
-                    Opcode.LOAD_QPARAMS: p.qparam_depth,
-                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
 
         with m.Switch(opcode):
             with m.Case(Opcode.CONFIG):
@@ -320,7 +339,7 @@ class Sequencer(wiring.Component):
                     count = field(op, "count")
                     with m.If(count == 0):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(field(op, "addr") + count > load_depth(op)):
+                    with m.Elif(early["out_of_range"]):
                         m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.MATMUL):
                 f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
@@ -328,9 +347,7 @@ class Sequencer(wiring.Component):
                     m.d.comb += status.eq(Status.BAD_MODE)
                 with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
                     m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif((f["act_addr"] + early["mm_km"] > p.act_depth)
-                            | (f["weight_addr"] + early["mm_kn"] * p.rows > p.weight_depth)
-                            | (f["acc_addr"] + early["mm_nm"] > p.acc_depth)):
+                with m.Elif(early["out_of_range"]):
                     m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.STORE):
                 f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
@@ -339,9 +356,7 @@ class Sequencer(wiring.Component):
                 with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
                             | (f["last_cols"] > p.cols)):
                     m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif((f["acc_addr"] + early["st_nm"] > p.acc_depth)
-                            | (f["q_addr"] + (f["n_tiles"] - 1) * p.cols + f["last_cols"]
-                               > p.qparam_depth)):
+                with m.Elif(early["out_of_range"]):
                     m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass
