@@ -41,7 +41,10 @@ class ProcessingElement(wiring.Component):
     Members
     -------
     int4 : ``In(1)``
-        Precision mode.
+        Precision mode, taken a cycle late: a copy in every PE keeps the mode's fan-out across
+        the array off the multiplier paths (it was the ECP5 critical path). The mode only
+        changes at CONFIG, with the array drained, and rows reach a PE at least a cycle after
+        they enter the array.
     act_in : ``In(PE_ACT_LAYOUT)``
         Activation pair ``a0``, ``a1`` and the weight buffer ``buf`` this row was issued against.
     act_out : ``Out(PE_ACT_LAYOUT)``
@@ -70,6 +73,9 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
+        int4 = Signal()
+        m.d.sync += int4.eq(self.int4)
+
         weights = [Signal(8, name=f"weight{b}") for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_buf):
@@ -85,9 +91,9 @@ class ProcessingElement(wiring.Component):
         hi_w = Signal(signed(5))
         hi_a = Signal(signed(8))
         m.d.comb += [
-            lo_w.eq(Cat(w[0:4], self.int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
+            lo_w.eq(Cat(w[0:4], int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
             hi_w.eq(w[4:8].as_signed()),
-            hi_a.eq(Mux(self.int4, self.act_in.a1, self.act_in.a0)),
+            hi_a.eq(Mux(int4, self.act_in.a1, self.act_in.a0)),
         ]
         lo_product = Signal(signed(13))
         hi_product = Signal(signed(13))
@@ -95,7 +101,7 @@ class ProcessingElement(wiring.Component):
 
         contribution = Signal(signed(self._params.product_width))
         m.d.comb += contribution.eq(
-            Mux(self.int4, hi_product, hi_product << 4) + lo_product)
+            Mux(int4, hi_product, hi_product << 4) + lo_product)
 
         m.d.sync += [
             self.act_out.eq(self.act_in),
