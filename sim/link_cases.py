@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -11,11 +13,11 @@ from hw.isa import Opcode
 from hw.params import RillParams
 from sim.cases import bad_input_program, random_gemm_program
 from sw.golden import GoldenCore
-from sw.link import Fault
+from sw.link_faults import Fault
 from sw.program import Program, gemm_program
 
 __all__ = ["fault_strategy", "accumulate_program", "random_program", "state_probe",
-           "golden_answer", "assert_same"]
+           "golden_answer", "assert_same", "fuzzed_exchange"]
 
 
 def fault_strategy():
@@ -88,3 +90,16 @@ def assert_same(name: str, got: bytes, expected: bytes, ignore: set[int]):
     assert not bad, (f"{name}: {len(bad)} byte(s) differ from the golden model, first at "
                      f"{bad[0]}: got {got[bad[0]:bad[0] + 8].hex()}, expected "
                      f"{expected[bad[0]:bad[0] + 8].hex()}")
+
+
+def fuzzed_exchange(host, injector, golden: GoldenCore, params: RillParams, program_seed: int,
+                    faults) -> None:
+    """One random program through ``host`` while ``injector`` (a
+    :class:`~sw.link_faults.FaultInjector` under it) damages its frames by ``faults``; the answer
+    must be the golden model's."""
+    prog = random_program(params, np.random.default_rng(program_seed))
+    expected, ignore = golden_answer(golden, prog)
+    injector.faults = deque(faults)
+    got = host.exchange(prog.to_bytes(), len(expected))
+    injector.faults.clear()
+    assert_same(f"program seed {program_seed}", got, expected, ignore)

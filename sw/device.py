@@ -106,7 +106,7 @@ def open_device(url: str = "sim", params: RillParams | None = None) -> Device:
     """
     params = params or RillParams()
     if url == "golden":
-        from .link import golden_link_device
+        from .link_model import golden_link_device
         device = golden_link_device(params)
     elif url == "sim":
         from sim.bridge import SimDevice

@@ -1,16 +1,15 @@
-"""The host's half of the link, a pure-Python device half, and byte transports.
+"""The host's half of the link, and a :class:`~sw.device.Device` that talks through it.
 
 :class:`LinkHost` turns ``exchange(commands, response_bytes)`` into DATA frames over any byte
 transport (a serial port, a socket, a simulation), paced by the device's credits, retried on
 timeouts and error replies, and never applied twice (the device drops repeated sequence numbers).
-:class:`LinkModel` is the device's half around :class:`~sw.golden.GoldenCore`, answering the same
-bytes the gateware answers, so the ``golden`` device runs through the same driver code as a board.
-The protocol is described in :mod:`hw.link`; every constant comes from :mod:`hw.link.protocol`.
+The device's half in Python is :mod:`sw.link_model`; transports that damage what passes, for
+tests, are in :mod:`sw.link_faults`. The protocol is described in :mod:`hw.link`; every constant
+comes from :mod:`hw.link.protocol`.
 """
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -18,36 +17,28 @@ from typing import Protocol
 from cobs import cobs
 
 from hw.link.protocol import (
-    CMD_BUFFER_BYTES,
     ERROR_STATUSES,
     MAX_DEVICE_FRAME,
     MAX_HOST_FRAME,
     MAX_PAYLOAD,
-    MAX_RESPONSE_PAYLOAD,
-    OFFSET_MODULUS,
     RSP_BUFFER_BYTES,
     SEQ_MODULUS,
-    DeviceFlags,
     DeviceFrame,
     DeviceKind,
     HostFrame,
     HostKind,
     LinkStatus,
-    classify_seq,
     offset_delta,
-    pack_device_frame,
     pack_host_frame,
     parse_device_frame,
-    parse_host_frame,
 )
 from hw.params import RillParams
 
 from .device import Device, DeviceError
 
 __all__ = [
-    "LinkError", "LinkTimeout", "LinkStalled", "Transport", "LinkStats", "LinkHost", "LinkModel",
-    "LoopbackTransport", "LossyTransport", "Fault", "FaultInjector", "LinkedDevice",
-    "encode_frame", "golden_link_device",
+    "LinkError", "LinkTimeout", "LinkStalled", "Transport", "LinkStats", "LinkHost",
+    "LinkedDevice", "encode_frame", "frames_in", "MAX_WIRE",
 ]
 
 
@@ -77,8 +68,8 @@ def encode_frame(frame: bytes) -> bytes:
     return cobs.encode(frame) + b"\x00"
 
 
-# An encoded frame is at most one byte per 254 longer, plus the delimiter.
-_MAX_WIRE = {name: size + size // 254 + 2 for name, size in
+#: An encoded frame is at most one byte per 254 longer, plus the delimiter.
+MAX_WIRE = {name: size + size // 254 + 2 for name, size in
              (("host", MAX_HOST_FRAME), ("device", MAX_DEVICE_FRAME))}
 #: Rewinds in a row without progress before the host gives up on a device that keeps refusing.
 _FUTILE_REWINDS = 32
@@ -86,7 +77,7 @@ _FUTILE_REWINDS = 32
 _MIN_CHUNK = 64
 
 
-def _frames_in(buffer: bytearray, limit: int):
+def frames_in(buffer: bytearray, limit: int):
     """Pop the delimited chunks in ``buffer``; yields each chunk's decoded bytes, or None when it
     is not valid COBS (or longer than any frame)."""
     while True:
@@ -301,20 +292,20 @@ class LinkHost:
         """The next valid device frame, or None after ``timeout`` with nothing (or only noise)."""
         noise = 0
         while True:
-            for raw in _frames_in(self._wire_in, _MAX_WIRE["device"]):
+            for raw in frames_in(self._wire_in, MAX_WIRE["device"]):
                 frame = parse_device_frame(raw) if raw is not None else None
                 if frame is None:
                     self.stats.bad_frames_received += 1
                     continue
                 self.stats.frames_received += 1
                 return frame
-            data = self.transport.read(4 * _MAX_WIRE["device"], self.timeout)
+            data = self.transport.read(4 * MAX_WIRE["device"], self.timeout)
             if not data:
                 return None
             self.stats.wire_bytes_received += len(data)
             self._wire_in += data
             noise += len(data)
-            if noise > 8 * _MAX_WIRE["device"]:   # a line full of noise is as good as silence
+            if noise > 8 * MAX_WIRE["device"]:   # a line full of noise is as good as silence
                 return None
 
     def _absorb(self, frame: DeviceFrame) -> tuple[bool, bool]:
@@ -361,225 +352,6 @@ class LinkHost:
                            f"right, is this the right port?")
 
 
-# -- the device's half, in Python ---------------------------------------------------------------
-
-class LinkModel:
-    """The device end of a link around a core model (default: :class:`~sw.golden.GoldenCore`).
-
-    Same frames and rules as the gateware (``hw/link``): tentative commands executed only when
-    whole, checked and in sequence; responses kept until acknowledged. It answers every frame at
-    once (no merged replies) and runs its core as soon as commands arrive, holding them back only
-    while the response buffer is full, as the real core stalls.
-
-    ``receive(wire bytes)`` returns the wire bytes the device sends in answer.
-    """
-
-    def __init__(self, core=None, *, params: RillParams | None = None,
-                 cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES):
-        if core is None:
-            from .golden import GoldenCore
-            core = GoldenCore(params or RillParams())
-        self.core = core
-        self.cmd_buffer, self.rsp_buffer = cmd_buffer, rsp_buffer
-        self.expected = 0
-        self.executed_frames = 0
-        self.statuses: dict[LinkStatus, int] = dict.fromkeys(LinkStatus, 0)
-        self._last_seq = self._last_tag = 0
-        self._wire_in = bytearray()
-        self._commands = bytearray()   # committed, not yet run (only while responses back up)
-        self._ring = bytearray()       # response bytes from offset _acked on
-        self._acked = self._sent = 0   # unbounded stream offsets
-        self._backlog = bytearray()    # core output waiting for ring space
-
-    def receive(self, data: bytes) -> bytes:
-        self._wire_in += data
-        out = bytearray()
-        for raw in _frames_in(self._wire_in, _MAX_WIRE["host"]):
-            out += self._frame(raw)
-        return bytes(out)
-
-    @property
-    def _written(self) -> int:
-        return self._acked + len(self._ring)
-
-    def _frame(self, raw: bytes | None) -> bytes:
-        parsed = parse_host_frame(raw) if raw is not None else LinkStatus.BAD_FRAME
-        if isinstance(parsed, LinkStatus):
-            status = parsed
-            self._last_seq = raw[1] if raw is not None and len(raw) > 1 else 0
-        else:
-            status = self._apply(parsed)
-        self.statuses[status] += 1
-        self._run()
-        out = self._device_frame(DeviceKind.REPLY, status)
-        while self._sent < self._written:
-            out += self._device_frame(DeviceKind.RESPONSE, LinkStatus.OK)
-        return out
-
-    def _apply(self, frame: HostFrame) -> LinkStatus:
-        self._last_seq, self._last_tag = frame.seq, frame.tag
-        if frame.kind == HostKind.SYNC.value:
-            self._acked = self._sent = self._written
-            self._ring.clear()
-        else:
-            ahead = (frame.rack - self._acked) % OFFSET_MODULUS
-            if ahead <= len(self._ring):
-                del self._ring[:ahead]
-                self._acked += ahead
-                self._sent = max(self._sent, self._acked)
-            if frame.kind == HostKind.RESEND.value:
-                self._sent = self._acked
-        if frame.kind != HostKind.DATA.value:
-            return LinkStatus.OK
-        status = classify_seq(frame.seq, self.expected)
-        if status == LinkStatus.OK:
-            if len(frame.payload) > self._credit():
-                return LinkStatus.NO_SPACE
-            self._commands += frame.payload
-            self.expected = (self.expected + 1) % SEQ_MODULUS
-            self.executed_frames += 1
-        return status
-
-    def _credit(self) -> int:
-        return self.cmd_buffer - len(self._commands)
-
-    def _run(self):
-        self._fill_ring()
-        if self._commands and not self._backlog:
-            self._backlog += self.core.feed(bytes(self._commands))
-            self._commands.clear()
-            self._fill_ring()
-
-    def _fill_ring(self):
-        room = self.rsp_buffer - len(self._ring)
-        self._ring += self._backlog[:room]
-        del self._backlog[:room]
-
-    def _device_frame(self, kind: DeviceKind, status: LinkStatus) -> bytes:
-        start = self._sent - self._acked
-        payload = bytes(self._ring[start:start + MAX_RESPONSE_PAYLOAD])
-        roff = self._sent
-        self._sent += len(payload)
-        idle = not self._commands and not self._backlog and self._sent == self._written
-        frame = DeviceFrame(kind.value, status.value, self._last_seq, self._last_tag,
-                            self.expected, DeviceFlags.IDLE.value if idle else 0,
-                            min(self._credit(), 0xFFFF), roff % OFFSET_MODULUS, payload)
-        return encode_frame(pack_device_frame(frame))
-
-
-# -- transports ---------------------------------------------------------------------------------
-
-class LoopbackTransport:
-    """A :class:`LinkModel` as a transport: it answers every write at once, so a read with
-    nothing waiting times out at once (no real waiting)."""
-
-    def __init__(self, model: LinkModel):
-        self.model = model
-        self._inbox = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self._inbox += self.model.receive(bytes(data))
-
-    def read(self, n: int, timeout: float) -> bytes:
-        data = bytes(self._inbox[:n])
-        del self._inbox[:n]
-        return data
-
-
-class LossyTransport:
-    """Wraps a transport and damages what passes, both ways, at random: whole writes or reads
-    lost or duplicated, bytes dropped, flipped or inserted. For tests and demonstrations."""
-
-    def __init__(self, inner: Transport, rng: random.Random, *, p_lose: float = 0.02,
-                 p_duplicate: float = 0.02, p_byte: float = 0.002, writes: bool = True,
-                 reads: bool = True):
-        self.inner, self.rng = inner, rng
-        self.p_lose, self.p_duplicate, self.p_byte = p_lose, p_duplicate, p_byte
-        self.writes, self.reads = writes, reads
-        self.damaged = 0
-
-    def _damage(self, data: bytes) -> bytes:
-        rng = self.rng
-        if data and rng.random() < self.p_lose:
-            self.damaged += 1
-            return b""
-        if data and rng.random() < self.p_duplicate:
-            self.damaged += 1
-            data = data + data
-        out = bytearray()
-        for byte in data:
-            r = rng.random()
-            if r < self.p_byte:                       # dropped
-                self.damaged += 1
-                continue
-            if r < 2 * self.p_byte:                   # flipped
-                self.damaged += 1
-                byte ^= 1 << rng.randrange(8)
-            elif r < 3 * self.p_byte:                 # a byte of noise before it
-                self.damaged += 1
-                out.append(rng.randrange(256))
-            out.append(byte)
-        return bytes(out)
-
-    def write(self, data: bytes) -> None:
-        self.inner.write(self._damage(data) if self.writes else data)
-
-    def read(self, n: int, timeout: float) -> bytes:
-        data = self.inner.read(n, timeout)
-        return self._damage(data) if data and self.reads else data
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One fuzzed frame, applied to the host's next write by :class:`FaultInjector`.
-
-    ``kind``: ``garbage`` (send ``data``, then a delimiter, before the write), ``truncate``
-    (the write cut after ``at`` bytes, delimited), ``corrupt`` (byte ``at`` xor ``data[0]``),
-    ``drop`` (byte ``at`` removed), ``replay`` (a copy of an earlier DATA write, ``at`` back, sent
-    before the write), ``lose`` (the write lost), ``none``.
-    """
-    kind: str
-    at: int = 0
-    data: bytes = b"\x01"
-
-
-class FaultInjector:
-    """Applies a script of :class:`Fault` s to the host's writes, one per write."""
-
-    def __init__(self, inner: Transport, faults):
-        self.inner = inner
-        self.faults = deque(faults)
-        self.applied: dict[str, int] = {}
-        self._history: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        data = bytes(data)
-        fault = self.faults.popleft() if self.faults else Fault("none")
-        if fault.kind != "none":
-            self.applied[fault.kind] = self.applied.get(fault.kind, 0) + 1
-        at = fault.at % max(1, len(data) - 1)   # never the delimiter itself
-        if fault.kind == "garbage":
-            self.inner.write(fault.data.replace(b"\x00", b"") + b"\x00")
-        elif fault.kind == "replay" and self._history:
-            self.inner.write(self._history[-1 - fault.at % len(self._history)])
-        is_data = data and cobs.decode(data[:-1])[:1] == bytes([HostKind.DATA.value])
-        if is_data:
-            self._history = (self._history + [data])[-64:]
-        if fault.kind == "truncate":
-            data = data[:at] + b"\x00"
-        elif fault.kind == "corrupt":
-            data = data[:at] + bytes([data[at] ^ (fault.data[0] or 1)]) + data[at + 1:]
-        elif fault.kind == "drop":
-            data = data[:at] + data[at + 1:]
-        elif fault.kind == "lose":
-            data = b""
-        if data:
-            self.inner.write(data)
-
-    def read(self, n: int, timeout: float) -> bytes:
-        return self.inner.read(n, timeout)
-
-
 # -- a Device over a link -----------------------------------------------------------------------
 
 class LinkedDevice(Device):
@@ -598,8 +370,3 @@ class LinkedDevice(Device):
         close = getattr(self.transport, "close", None)
         if close is not None:
             close()
-
-
-def golden_link_device(params: RillParams, **host_options) -> LinkedDevice:
-    """The golden model behind a :class:`LinkModel`, reached through a :class:`LinkHost`."""
-    return LinkedDevice(params, LoopbackTransport(LinkModel(params=params)), **host_options)

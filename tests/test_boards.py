@@ -27,6 +27,7 @@ from boards import REGISTRY, UnknownBoard, board_names, get_board
 from boards.board import Board, CoreOverBytes, SerialDevice
 from boards.clocking import ClockError, ecp5_pll_config, ice40_pll_config
 from hw.build import MissesTiming, build
+from hw.link import LinkedCore
 from hw.params import RillParams
 from hw.uart import baud_divisor
 from sim.cases import expectations, write_cases
@@ -134,10 +135,6 @@ def test_board_gemm_over_uart(tmp_path):
 def test_board_gemm_over_link(tmp_path):
     """The board's real device (the link in front of the core) through its UART pins, driven by
     the host's link driver, with a burst of line noise in the middle of the first program."""
-    pytest.importorskip("hw.link", reason="the link layer (hw/link) is not there yet")
-    pytest.importorskip("sw.link", reason="the host's link driver (sw/link.py) is not there yet")
-    from hw.link import LinkedCore
-
     exps = expectations(SIM_PARAMS, [("gemm 6x9x5", _gemm(SIM_PARAMS, 3, 6, 9, 5)),
                                      ("gemm 4x4x4", _gemm(SIM_PARAMS, 4, 4, 4, 4))])
     write_cases(tmp_path, exps, seed=0)

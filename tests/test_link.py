@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import socket
 import threading
-from collections import deque
 
 import numpy as np
 import pytest
@@ -28,21 +27,16 @@ from hw.params import RillParams
 from sim.link_cases import (
     assert_same,
     fault_strategy,
+    fuzzed_exchange,
     golden_answer,
     random_program,
     state_probe,
 )
 from sw.device import DeviceError, open_device
 from sw.golden import GoldenCore
-from sw.link import (
-    FaultInjector,
-    LinkHost,
-    LinkModel,
-    LinkTimeout,
-    LoopbackTransport,
-    LossyTransport,
-    encode_frame,
-)
+from sw.link import LinkHost, LinkTimeout, encode_frame
+from sw.link_faults import FaultInjector, LossyTransport
+from sw.link_model import LinkModel, LoopbackTransport
 from sw.program import Program
 
 PARAMS = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
@@ -121,12 +115,7 @@ def test_fuzzed_frames_never_hang_or_apply_twice():
               database=None)
     @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=15, max_size=25))
     def example(program_seed, faults):
-        prog = random_program(PARAMS, np.random.default_rng(program_seed))
-        expected, ignore = golden_answer(golden, prog)
-        injector.faults = deque(faults)
-        got = host.exchange(prog.to_bytes(), len(expected))
-        injector.faults.clear()
-        assert_same(f"program seed {program_seed}", got, expected, ignore)
+        fuzzed_exchange(host, injector, golden, PARAMS, program_seed, faults)
 
     example()
     injector.inner.write(bytes(random.Random(1).randrange(1, 256) for _ in range(700)))

@@ -14,7 +14,6 @@ Configuration: JSON in ``RILL_LINK_TB``: ``params`` (``RillParams`` fields), ``s
 import json
 import os
 import random
-from collections import deque
 from pathlib import Path
 
 import cocotb
@@ -25,10 +24,18 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from hw.params import RillParams
-from sim.link_cases import assert_same, fault_strategy, golden_answer, random_program, state_probe
+from sim.link_cases import (
+    assert_same,
+    fault_strategy,
+    fuzzed_exchange,
+    golden_answer,
+    random_program,
+    state_probe,
+)
 from sim.testbenches.common import CLOCK_NS, reset_wire
 from sw.golden import GoldenCore
-from sw.link import FaultInjector, LinkHost, LossyTransport
+from sw.link import LinkHost
+from sw.link_faults import FaultInjector, LossyTransport
 
 CONFIG = json.loads(os.environ.get("RILL_LINK_TB", "{}"))
 #: Simulated cycles per second of host timeout (the host's timeouts are in seconds).
@@ -210,12 +217,7 @@ async def fuzz(dut):
               deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=lo, max_size=hi))
     def example(program_seed, faults):
-        prog = random_program(params, np.random.default_rng(program_seed))
-        expected, ignore = golden_answer(golden, prog)
-        injector.faults = deque(faults)
-        got = host.exchange(prog.to_bytes(), len(expected))
-        injector.faults.clear()
-        assert_same(f"program seed {program_seed}", got, expected, ignore)
+        fuzzed_exchange(host, injector, golden, params, program_seed, faults)
 
     def body():
         nonlocal host
