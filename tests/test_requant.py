@@ -1,9 +1,7 @@
-"""Requantization: the golden arithmetic against onnxruntime, and the gateware against the golden.
-
-Outside oracles check ``sw.requant``: onnxruntime itself (``QLinearMatMul`` models), numpy's
-float32 arithmetic (for the ONNX mode's float emulation), exact rational arithmetic (for TFLite's
-definition) and hand-worked TFLite cases. ``hw.requant.RequantUnit`` is then
-checked byte for byte and cycle for cycle against ``sw.requant`` alone.
+"""Requantization's golden arithmetic (``sw.requant``) against outside oracles: onnxruntime itself
+(``QLinearMatMul`` models), numpy's float32 arithmetic (for the ONNX mode's float emulation), exact
+rational arithmetic (for TFLite's definition) and hand-worked TFLite cases. The gateware is checked
+against ``sw.requant`` in ``tests/test_requant_rtl.py``.
 """
 
 import math
@@ -13,14 +11,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from amaranth.hdl import EnableInserter, Module, Signal
-from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from hw.isa import REQUANT_STAGES, OutType, Rounding
-from hw.requant import RequantUnit
+from hw.isa import OutType, Rounding
+from sim.requant_cases import INT32_MAX, INT32_MIN, interesting_accs, product_ties
 from sw.requant import (
     OUT_RANGES,
     encode_onnx_scale,
@@ -30,8 +26,6 @@ from sw.requant import (
     raw_bytes,
     requantize,
 )
-
-INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # -- onnxruntime ---------------------------------------------------------------------------------
 
@@ -204,44 +198,6 @@ def float32_oracle(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, out_type: O
     return np.clip(np.rint(product.astype(np.float64)) + zp, lo, hi).astype(np.int64)
 
 
-def interesting_accs(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Accumulators of every magnitude, many around 2**24 and at the int32 edges."""
-    bits = rng.integers(0, 32, size)
-    acc = rng.integers(0, 1 << 32, size, dtype=np.int64) >> (32 - bits)
-    near = rng.random(size) < 0.3
-    acc[near] = (1 << 24) + rng.integers(-64, 64, near.sum()) * rng.integers(1, 9, near.sum())
-    acc = np.where(rng.random(size) < 0.5, -acc, acc)
-    edges = np.array([0, 1, -1, INT32_MAX, INT32_MIN, INT32_MIN + 1, (1 << 24) - 1, 1 << 24,
-                      (1 << 24) + 1, (1 << 24) + 3, -(1 << 24) - 1, (1 << 25) + 2, (1 << 25) + 6])
-    acc[rng.choice(size, min(size, edges.size), replace=False)] = edges[:size]
-    return np.clip(acc, INT32_MIN, INT32_MAX)
-
-
-def product_ties(rng: np.random.Generator, size: int):
-    """``(x, multiplier, shift)`` where the float32 product ``x * scale`` is an exact tie.
-
-    With ``m = c * 2**(23 - b)`` (``c`` odd, ``b`` bits) and ``c * x`` odd in ``[2**24, 2**25)``,
-    the product ``c * x * 2**(23 - b)`` sits exactly halfway between two float32 values. ``x`` is
-    also chosen so that one of the two neighbours lies exactly on a half of the final shift by
-    ``k``, which makes the tie-break visible in the output.
-    """
-    b = rng.integers(1, 5, size)
-    c = 2 * rng.integers(1 << (b - 1), 1 << b) + 1
-    k = rng.integers(15, 19, size)
-    x = np.zeros(size, dtype=np.int64)
-    for n in range(size):
-        modulus = 1 << (int(k[n]) + 1)
-        base = ((1 << int(k[n])) - 1) * pow(int(c[n]), -1, modulus) % modulus
-        lo = -(-(1 << 24) // int(c[n]))
-        first = lo + (base - lo) % modulus
-        steps = ((1 << 25) // int(c[n]) - first) // modulus
-        x[n] = first + modulus * int(rng.integers(0, steps + 1))
-    multiplier = c << (23 - b)
-    shift = 24 - b + k
-    sign = rng.choice([-1, 1], size)
-    return sign * x, multiplier, shift
-
-
 @pytest.mark.parametrize("out_type", list(OutType))
 def test_onnx_mode_matches_float32_arithmetic(out_type):
     rng = np.random.default_rng(100 + out_type.value)
@@ -393,191 +349,3 @@ def test_raw_bytes():
     bias = np.array([0, -1])
     assert raw_bytes(acc, bias).tobytes() == np.array(
         [1, -3, INT32_MAX, INT32_MAX], dtype="<i4").tobytes()
-
-
-# -- the gateware against the golden -------------------------------------------------------------
-
-MODES = [(rounding, relu, out_type) for rounding in Rounding for relu in (False, True)
-         for out_type in OutType]
-
-
-def random_requests(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
-    """Requests that hit the edges on purpose: int32 extremes, every shift regime, all modes."""
-    acc = interesting_accs(rng, size)
-    bias = np.where(rng.random(size) < 0.7, rng.integers(-5000, 5000, size),
-                    rng.integers(INT32_MIN, INT32_MAX + 1, size))
-    rounding = rng.integers(0, 2, size)
-    onnx_mode = rounding == Rounding.ONNX.value
-    # ONNX: float32 mantissas, plus values a float never has (the low 24 bits are used).
-    multiplier = np.where(onnx_mode, rng.integers(1 << 23, 1 << 24, size),
-                          rng.integers(1 << 30, 1 << 31, size))
-    odd = rng.random(size) < 0.15
-    multiplier[odd] = rng.choice([0, 1, -1, (1 << 24) - 1, 1 << 23, INT32_MIN, INT32_MAX,
-                                  -(1 << 30)], odd.sum())
-    wild = rng.random(size) < 0.1
-    multiplier[wild] = rng.integers(INT32_MIN, INT32_MAX + 1, wild.sum())
-    # Shifts that keep outputs in range for this accumulator, plus edge and random values.
-    bits = np.floor(np.log2(np.maximum(np.abs(acc + bias), 1))).astype(np.int64)
-    fitting = np.where(onnx_mode, bits + 24 - rng.integers(0, 8, size),
-                       -(bits - rng.integers(0, 8, size)))
-    shift = np.where(onnx_mode, np.clip(fitting, 0, 255), np.clip(fitting, -128, 127))
-    edge = rng.random(size) < 0.25
-    shift[edge] = np.where(onnx_mode[edge],
-                           rng.choice([0, 23, 31, 40, 63, 200, 255], edge.sum()),
-                           rng.choice([0, 1, 31, 32, 127, -1, -31, -32, -128], edge.sum()))
-    wild = rng.random(size) < 0.1
-    shift[wild] = rng.integers(0, 256, wild.sum())
-    zero_point = np.where(rng.random(size) < 0.8, rng.integers(-10, 10, size),
-                          rng.integers(-(1 << 15), 1 << 15, size))
-
-    # Unit scale (ONNX 2**23 * 2**-23; TFLITE 2**30 * 2**(1 - 31)): v = x, so acc = -zp + a bit
-    # puts every zero point, however far out, right at the clamp, and v up to 2**15 and beyond
-    # tests the saturation before the zero point is added.
-    unit = rng.random(size) < 0.1
-    n = unit.sum()
-    zero_point[unit] = np.where(rng.random(n) < 0.5, rng.integers(-(1 << 15), 1 << 15, n),
-                                rng.choice([-1, 1], n) * ((1 << 15) - rng.integers(0, 300, n)))
-    acc[unit] = -zero_point[unit] + rng.integers(-300, 300, n)
-    bias[unit] = 0
-    multiplier[unit] = np.where(onnx_mode[unit], 1 << 23, 1 << 30)
-    shift[unit] = np.where(onnx_mode[unit], 23, 1)
-
-    # Near ties. ONNX: x a few units from (j + 1/2) * 2**s / m, where float32(x), the float32
-    # product and the final rounding each decide the output. TFLITE: multipliers with few bits
-    # set and small x, so both roundings meet exact halves.
-    tie = (rng.random(size) < 0.25) & ~unit
-    onnx_tie, tflite_tie = tie & onnx_mode, tie & ~onnx_mode
-    n = onnx_tie.sum()
-    mantissa = np.where(rng.random(n) < 0.3, 1 << 23, rng.integers(1 << 23, 1 << 24, n))
-    exponent = rng.integers(20, 47, n)
-    x = np.rint(np.ldexp((rng.integers(-130, 130, n) + 0.5) / mantissa, exponent))
-    acc[onnx_tie] = np.clip(x + rng.integers(-3, 4, n), INT32_MIN, INT32_MAX).astype(np.int64)
-    multiplier[onnx_tie] = mantissa
-    shift[onnx_tie] = exponent
-    product_tie = onnx_tie & (rng.random(size) < 0.4)
-    acc[product_tie], multiplier[product_tie], shift[product_tie] = product_ties(
-        rng, product_tie.sum())
-    n = tflite_tie.sum()
-    acc[tflite_tie] = rng.integers(-4096, 4096, n)
-    multiplier[tflite_tie] = rng.choice([1 << 30, 3 << 29, 5 << 28, 7 << 28, -(1 << 30)], n)
-    shift[tflite_tie] = rng.integers(-6, 2, n)
-    bias[tie] = 0
-    zero_point[tie] = rng.integers(-10, 10, tie.sum())
-    return {
-        "acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift & 0xFF,
-        "zero_point": zero_point, "byte_index": rng.integers(0, 4, size),
-        "rounding": rounding, "relu": rng.integers(0, 2, size),
-        "out_type": rng.integers(0, len(OutType), size), "raw": rng.random(size) < 0.15,
-    }
-
-
-def expected_bytes(req: dict[str, np.ndarray]) -> np.ndarray:
-    """The golden byte of every request, each under its own mode."""
-    out = np.zeros(req["acc"].size, dtype=np.uint8)
-    for rounding, relu, out_type in MODES:
-        sel = ((req["rounding"] == rounding.value) & (req["relu"] == relu)
-               & (req["out_type"] == out_type.value))
-        values = requantize(req["acc"][sel], req["bias"][sel], req["multiplier"][sel],
-                            req["shift"][sel], req["zero_point"][sel], rounding=rounding,
-                            relu=relu, out_type=out_type)
-        out[sel] = output_bytes(values, out_type)
-    raw = raw_bytes(req["acc"], req["bias"]).reshape(-1, 4)
-    index = np.arange(out.size)
-    return np.where(req["raw"], raw[index, req["byte_index"]], out)
-
-
-def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: float = 0.1,
-             stall: float = 0.0) -> tuple[list[tuple[int, int]], list[int]]:
-    """Stream the requests; returns ``(working cycle, byte)`` of every valid output, and the
-    working cycle each request went in.
-
-    Requests go in back to back with random idle cycles (``valid = 0`` over random payloads).
-    With ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled
-    cycles carry random garbage on every input.
-    """
-    dut = RequantUnit()
-    top, enable = dut, None
-    if stall:
-        enable = Signal(init=1)
-        top = Module()
-        top.submodules.requant = EnableInserter(enable)(dut)
-    size = req["acc"].size
-    schedule = []   # per real cycle: request index, -1 for idle, None for a stall
-    issued = 0
-    while issued < size:
-        if stall and rng.random() < stall:
-            schedule.append(None)
-        elif rng.random() < idle:
-            schedule.append(-1)
-        else:
-            schedule.append(issued)
-            issued += 1
-    schedule += [-1] * (REQUANT_STAGES + 2)
-    outputs = []
-
-    def garbage():
-        return {"acc": int(rng.integers(INT32_MIN, INT32_MAX + 1)),
-                "bias": int(rng.integers(INT32_MIN, INT32_MAX + 1)),
-                "multiplier": int(rng.integers(INT32_MIN, INT32_MAX + 1)),
-                "shift": int(rng.integers(256)),
-                "zero_point": int(rng.integers(-(1 << 15), 1 << 15)),
-                "byte_index": int(rng.integers(4)), "rounding": int(rng.integers(2)),
-                "relu": int(rng.integers(2)), "out_type": int(rng.integers(len(OutType))),
-                "raw": int(rng.integers(2))}
-
-    async def producer(ctx):
-        for index in schedule:
-            if enable is not None:
-                ctx.set(enable, index is not None)
-            # A stalled cycle may show anything, valid included; an idle one is valid = 0.
-            valid = int(rng.integers(2)) if index is None else int(index >= 0)
-            fields = garbage() if index is None or index < 0 else \
-                {name: int(values[index]) for name, values in req.items()}
-            ctx.set(dut.i.valid, valid)
-            ctx.set(dut.i.payload, {name: fields[name] for name in (
-                "acc", "bias", "multiplier", "shift", "zero_point", "byte_index")})
-            ctx.set(dut.rounding, Rounding(fields["rounding"]))
-            ctx.set(dut.relu, fields["relu"])
-            ctx.set(dut.out_type, OutType(fields["out_type"]))
-            ctx.set(dut.raw, fields["raw"])
-            await ctx.tick()
-
-    async def monitor(ctx):
-        working = 0
-        for index in schedule:
-            if index is not None:
-                if ctx.get(dut.o.valid):
-                    outputs.append((working, ctx.get(dut.o.payload)))
-                working += 1
-            await ctx.tick()
-
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(monitor)
-    sim.run()
-    # Working cycle of each request: its position among the non-stalled cycles.
-    issue_cycles = [c for c, index in enumerate(i for i in schedule if i is not None) if index >= 0]
-    return outputs, issue_cycles
-
-
-def check(req, outputs, issue_cycles):
-    expected = expected_bytes(req)
-    want = [(cycle + REQUANT_STAGES, int(byte)) for cycle, byte in
-            zip(issue_cycles, expected, strict=True)]
-    assert len(outputs) == len(want), "one output per request, none for idle cycles"
-    for n, (got, exp) in enumerate(zip(outputs, want, strict=True)):
-        assert got == exp, (f"request {n}: got (cycle, byte) {got}, expected {exp}; "
-                            + ", ".join(f"{k}={int(v[n])}" for k, v in req.items()))
-
-
-def test_rtl_matches_golden_back_to_back():
-    rng = np.random.default_rng(2024)
-    req = random_requests(rng, 5000)
-    check(req, *simulate(req, rng))
-
-
-def test_rtl_freezes_under_enable_inserter():
-    rng = np.random.default_rng(99)
-    req = random_requests(rng, 300)
-    check(req, *simulate(req, rng, idle=0.2, stall=0.3))

@@ -1,0 +1,46 @@
+"""Accumulators and scales that hit requantization's edges, for the golden model's tests and the
+gateware's (``tests/test_requant.py``, ``tests/test_requant_rtl.py``)."""
+
+import numpy as np
+
+__all__ = ["INT32_MIN", "INT32_MAX", "interesting_accs", "product_ties"]
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def interesting_accs(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Accumulators of every magnitude, many around 2**24 and at the int32 edges."""
+    bits = rng.integers(0, 32, size)
+    acc = rng.integers(0, 1 << 32, size, dtype=np.int64) >> (32 - bits)
+    near = rng.random(size) < 0.3
+    acc[near] = (1 << 24) + rng.integers(-64, 64, near.sum()) * rng.integers(1, 9, near.sum())
+    acc = np.where(rng.random(size) < 0.5, -acc, acc)
+    edges = np.array([0, 1, -1, INT32_MAX, INT32_MIN, INT32_MIN + 1, (1 << 24) - 1, 1 << 24,
+                      (1 << 24) + 1, (1 << 24) + 3, -(1 << 24) - 1, (1 << 25) + 2, (1 << 25) + 6])
+    acc[rng.choice(size, min(size, edges.size), replace=False)] = edges[:size]
+    return np.clip(acc, INT32_MIN, INT32_MAX)
+
+
+def product_ties(rng: np.random.Generator, size: int):
+    """``(x, multiplier, shift)`` where the float32 product ``x * scale`` is an exact tie.
+
+    With ``m = c * 2**(23 - b)`` (``c`` odd, ``b`` bits) and ``c * x`` odd in ``[2**24, 2**25)``,
+    the product ``c * x * 2**(23 - b)`` sits exactly halfway between two float32 values. ``x`` is
+    also chosen so that one of the two neighbours lies exactly on a half of the final shift by
+    ``k``, which makes the tie-break visible in the output.
+    """
+    b = rng.integers(1, 5, size)
+    c = 2 * rng.integers(1 << (b - 1), 1 << b) + 1
+    k = rng.integers(15, 19, size)
+    x = np.zeros(size, dtype=np.int64)
+    for n in range(size):
+        modulus = 1 << (int(k[n]) + 1)
+        base = ((1 << int(k[n])) - 1) * pow(int(c[n]), -1, modulus) % modulus
+        lo = -(-(1 << 24) // int(c[n]))
+        first = lo + (base - lo) % modulus
+        steps = ((1 << 25) // int(c[n]) - first) // modulus
+        x[n] = first + modulus * int(rng.integers(0, steps + 1))
+    multiplier = c << (23 - b)
+    shift = 24 - b + k
+    sign = rng.choice([-1, 1], size)
+    return sign * x, multiplier, shift
