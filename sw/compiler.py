@@ -41,8 +41,8 @@ from .device import Device, DeviceError, ParamsMismatch
 from .program import Program, pack_act_words, pack_weight_tiles, qparam_wire_bytes
 from .requant import encode_onnx_scale, onnx_scale, wrap_int32
 
-__all__ = ["CompileError", "QuantizedLinear", "QuantizedConv", "CompiledLinear", "TilePlan",
-           "LayerProgram", "compile_linear", "run_linear", "run_conv", "im2col"]
+__all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
+           "compile_linear", "compiled_for", "run_linear", "scalar_int"]
 
 _OUT_TYPES = {np.dtype(np.int8): OutType.INT8, np.dtype(np.uint8): OutType.UINT8}
 _U16 = 0xFFFF
@@ -150,7 +150,7 @@ class LayerProgram:
         return out
 
 
-def _scalar_int(value, what: str) -> int:
+def scalar_int(value, what: str) -> int:
     arr = np.asarray(value)
     if arr.size != 1:
         raise CompileError(f"{what} must be a single value, got shape {arr.shape}")
@@ -194,7 +194,7 @@ class CompiledLinear:
         if self.act_dtype not in _OUT_TYPES:
             raise CompileError(f"{layer.name}: activations must be int8 or uint8, "
                                f"not {self.act_dtype}")
-        a_zp = _scalar_int(layer.a_zp, "activation zero point")
+        a_zp = scalar_int(layer.a_zp, "activation zero point")
         info = np.iinfo(self.act_dtype)
         if not info.min <= a_zp <= info.max:
             raise CompileError(f"{layer.name}: activation zero point {a_zp} is not {info.dtype}")
@@ -223,7 +223,7 @@ class CompiledLinear:
                                    f"give 1 (per tensor) or N={self.n} (per channel)")
             scale = np.broadcast_to(onnx_scale(layer.a_scale, w_scale, layer.y_scale), (self.n,))
             multiplier, shift = encode_onnx_scale(np.asarray(scale, dtype=np.float32))
-            y_zp = _scalar_int(layer.y_zp, "output zero point")
+            y_zp = scalar_int(layer.y_zp, "output zero point")
             info = np.iinfo(self.out_dtype)
             if not info.min <= y_zp <= info.max:
                 raise CompileError(f"{layer.name}: output zero point {y_zp} is not {info.dtype}")
@@ -437,7 +437,7 @@ def compile_linear(params: RillParams, layer: QuantizedLinear) -> CompiledLinear
     return CompiledLinear(params, layer)
 
 
-def _compiled_for(device: Device, layer) -> CompiledLinear:
+def compiled_for(device: Device, layer) -> CompiledLinear:
     if isinstance(layer, CompiledLinear):
         if layer.params != device.params:
             raise ParamsMismatch(f"{layer.name} was compiled for {layer.params}, but the device "
@@ -449,66 +449,6 @@ def _compiled_for(device: Device, layer) -> CompiledLinear:
 def run_linear(device: Device, layer: QuantizedLinear | CompiledLinear,
                x: np.ndarray) -> np.ndarray:
     """Run one quantized matmul on ``device``: ``x`` (M x K) -> ``y`` (M x N)."""
-    compiled = _compiled_for(device, layer)
+    compiled = compiled_for(device, layer)
     lp = compiled.program(x)
     return lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
-
-
-# -- convolution (im2col on the host) -----------------------------------------------------------
-
-@dataclass(eq=False)
-class QuantizedConv:
-    """A 2-D quantized convolution (NCHW, group 1, dilation 1) as a matmul over im2col patches.
-
-    ``linear.weights`` is ``(C * kh * kw, C_out)``: build it with :meth:`from_filters`.
-    """
-    linear: QuantizedLinear
-    kernel: tuple[int, int]
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right (ONNX order)
-    strides: tuple[int, int] = (1, 1)
-
-    @staticmethod
-    def filters_to_weights(filters: np.ndarray) -> np.ndarray:
-        """ONNX ``(C_out, C, kh, kw)`` filters -> ``(C * kh * kw, C_out)`` matmul weights."""
-        filters = np.asarray(filters)
-        return filters.reshape(filters.shape[0], -1).T
-
-
-def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int],
-           strides: tuple[int, int], pad_value: int) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """NCHW ``x`` -> ``(N * OH * OW, C * kh * kw)`` patches and ``(N, OH, OW)``.
-
-    Padding takes ``pad_value`` (the input zero point: a padded zero *real* value is the zero
-    point, not 0, in quantized units).
-    """
-    n, c, _, _ = x.shape
-    kh, kw = kernel
-    top, left, bottom, right = pads
-    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
-    if padded.shape[2] < kh or padded.shape[3] < kw:
-        raise CompileError(f"kernel {kernel} is larger than the padded input {padded.shape[2:]}")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
-    windows = windows[:, :, ::strides[0], ::strides[1]]
-    oh, ow = windows.shape[2:4]
-    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    return np.ascontiguousarray(cols), (n, oh, ow)
-
-
-def conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.ndarray):
-    """``(LayerProgram, (N, OH, OW))`` for a conv on NCHW ``x`` (``compiled`` from conv.linear)."""
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise CompileError(f"{compiled.name}: conv input must be NCHW, got shape {x.shape}")
-    pad_value = _scalar_int(conv.linear.a_zp, "activation zero point")
-    cols, shape = im2col(x, conv.kernel, conv.pads, conv.strides, pad_value)
-    return compiled.program(cols.astype(x.dtype, copy=False)), shape
-
-
-def run_conv(device: Device, conv: QuantizedConv, x: np.ndarray,
-             compiled: CompiledLinear | None = None) -> np.ndarray:
-    """Run a quantized conv on ``device``: NCHW ``x`` -> NCHW ``y``."""
-    compiled = _compiled_for(device, compiled or conv.linear)
-    lp, (n, oh, ow) = conv_program(compiled, conv, x)
-    y = lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
-    return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
-

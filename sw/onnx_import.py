@@ -33,11 +33,10 @@ from .compiler import (
     CompiledLinear,
     CompileError,
     LayerProgram,
-    QuantizedConv,
     QuantizedLinear,
     compile_linear,
-    conv_program,
 )
+from .conv import QuantizedConv, conv_program
 from .device import Device
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",

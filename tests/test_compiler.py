@@ -14,15 +14,8 @@ from onnx import helper, numpy_helper
 from hw import isa
 from hw.isa import Opcode, Precision
 from hw.params import RillParams
-from sw.compiler import (
-    CompileError,
-    QuantizedConv,
-    QuantizedLinear,
-    compile_linear,
-    conv_program,
-    run_conv,
-    run_linear,
-)
+from sw.compiler import CompileError, QuantizedLinear, compile_linear, run_linear
+from sw.conv import QuantizedConv, conv_program, run_conv
 from sw.device import DeviceError, ParamsMismatch, open_device
 from sw.golden import GoldenCore
 

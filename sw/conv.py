@@ -1,0 +1,71 @@
+"""Quantized 2-D convolution on the device: im2col on the host, the patches through a compiled
+linear layer (:mod:`sw.compiler`), padding with the input zero point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compiler import CompiledLinear, CompileError, QuantizedLinear, compiled_for, scalar_int
+from .device import Device
+
+__all__ = ["QuantizedConv", "im2col", "conv_program", "run_conv"]
+
+
+@dataclass(eq=False)
+class QuantizedConv:
+    """A 2-D quantized convolution (NCHW, group 1, dilation 1) as a matmul over im2col patches.
+
+    ``linear.weights`` is ``(C * kh * kw, C_out)``: build it with :meth:`from_filters`.
+    """
+    linear: QuantizedLinear
+    kernel: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right (ONNX order)
+    strides: tuple[int, int] = (1, 1)
+
+    @staticmethod
+    def filters_to_weights(filters: np.ndarray) -> np.ndarray:
+        """ONNX ``(C_out, C, kh, kw)`` filters -> ``(C * kh * kw, C_out)`` matmul weights."""
+        filters = np.asarray(filters)
+        return filters.reshape(filters.shape[0], -1).T
+
+
+def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int],
+           strides: tuple[int, int], pad_value: int) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """NCHW ``x`` -> ``(N * OH * OW, C * kh * kw)`` patches and ``(N, OH, OW)``.
+
+    Padding takes ``pad_value`` (the input zero point: a padded zero *real* value is the zero
+    point, not 0, in quantized units).
+    """
+    n, c, _, _ = x.shape
+    kh, kw = kernel
+    top, left, bottom, right = pads
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=pad_value)
+    if padded.shape[2] < kh or padded.shape[3] < kw:
+        raise CompileError(f"kernel {kernel} is larger than the padded input {padded.shape[2:]}")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::strides[0], ::strides[1]]
+    oh, ow = windows.shape[2:4]
+    cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    return np.ascontiguousarray(cols), (n, oh, ow)
+
+
+def conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.ndarray):
+    """``(LayerProgram, (N, OH, OW))`` for a conv on NCHW ``x`` (``compiled`` from conv.linear)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise CompileError(f"{compiled.name}: conv input must be NCHW, got shape {x.shape}")
+    pad_value = scalar_int(conv.linear.a_zp, "activation zero point")
+    cols, shape = im2col(x, conv.kernel, conv.pads, conv.strides, pad_value)
+    return compiled.program(cols.astype(x.dtype, copy=False)), shape
+
+
+def run_conv(device: Device, conv: QuantizedConv, x: np.ndarray,
+             compiled: CompiledLinear | None = None) -> np.ndarray:
+    """Run a quantized conv on ``device``: NCHW ``x`` -> NCHW ``y``."""
+    compiled = compiled_for(device, compiled or conv.linear)
+    lp, (n, oh, ow) = conv_program(compiled, conv, x)
+    y = lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
+    return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
+
