@@ -38,13 +38,12 @@ from .compiler import (
 )
 from .conv import QuantizedConv, conv_program
 from .device import Device
+from .host_ops import HOST_OPS, node_attrs, run_host_op
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
-           "quantize_linear", "dequantize_linear", "DEVICE_OPS", "HOST_OPS"]
+           "DEVICE_OPS"]
 
 DEVICE_OPS = ("MatMul", "Gemm", "Conv", "QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger")
-HOST_OPS = ("QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Transpose", "Squeeze",
-            "Unsqueeze", "Identity", "Constant")
 _SUPPORTED = (f"device: {', '.join(DEVICE_OPS)} (quantized); host: {', '.join(HOST_OPS)}; "
               "Relu only between a quantized MatMul/Gemm/Conv and a QuantizeLinear whose zero "
               "point is the type's minimum")
@@ -72,36 +71,6 @@ class InvalidModel(ModelImportError):
 
 class InputMismatch(ModelImportError):
     """An input is missing, unexpected, or of the wrong dtype or shape."""
-
-
-# -- host arithmetic (onnxruntime's, to the bit) ---------------------------------------------------
-
-def _per_axis(value: np.ndarray, ndim: int, axis: int) -> np.ndarray:
-    value = np.asarray(value)
-    if value.size == 1 or ndim == 0:
-        return value.reshape(())
-    shape = [1] * ndim
-    shape[axis % ndim] = value.size
-    return value.reshape(shape)
-
-
-def quantize_linear(x: np.ndarray, scale, zero_point=None, axis: int = 1) -> np.ndarray:
-    """ONNX QuantizeLinear as onnxruntime computes it: float32 ``x / scale``, round half to even,
-    add the zero point, saturate. The output dtype is the zero point's (uint8 when absent)."""
-    dtype = np.dtype(np.uint8) if zero_point is None else np.asarray(zero_point).dtype
-    x = np.asarray(x, dtype=np.float32)
-    scale = _per_axis(np.asarray(scale, dtype=np.float32), x.ndim, axis)
-    zp = 0 if zero_point is None else _per_axis(zero_point, x.ndim, axis).astype(np.float32)
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(x / scale) + zp, info.min, info.max).astype(dtype)
-
-
-def dequantize_linear(q: np.ndarray, scale, zero_point=None, axis: int = 1) -> np.ndarray:
-    """ONNX DequantizeLinear as onnxruntime computes it: ``float32(q - zp) * scale``."""
-    q = np.asarray(q)
-    zp = 0 if zero_point is None else _per_axis(zero_point, q.ndim, axis).astype(np.int64)
-    scale = _per_axis(np.asarray(scale, dtype=np.float32), q.ndim, axis)
-    return ((q.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
 
 
 # -- device layers --------------------------------------------------------------------------------
@@ -194,10 +163,6 @@ class _Graph:
         return idx if idx is not None and self.nodes[idx].op_type == op_type else None
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 class _Matcher:
     """Turns matmul-like nodes into :class:`DeviceLayer` s, refusing what it cannot match."""
 
@@ -234,7 +199,7 @@ class _Matcher:
             if len(node.input) > 2 and node.input[2] else None
         if zp is None and not const:   # no zero point: 0 of the quantized tensor's type
             zp = np.zeros((), self.g.dtype(src, dq, self))
-        return src, scale, zp, _attrs(node).get("axis", 1), dq
+        return src, scale, zp, node_attrs(node).get("axis", 1), dq
 
     def _output(self, idx: int):
         """The QuantizeLinear (with an optional fused Relu) consuming a node's float output."""
@@ -295,7 +260,7 @@ class _Matcher:
 
     def match(self, idx: int) -> DeviceLayer:
         node = self.g.nodes[idx]
-        op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
+        op, attrs, name = node.op_type, node_attrs(node), node.name or f"#{idx}"
         inputs = list(node.input) + [""] * 9
         if op in ("MatMul", "Gemm", "Conv"):
             x, a_scale, a_zp, _, x_dq = self._dq_input(idx, inputs[0], const=False)
@@ -503,35 +468,6 @@ class RillModel:
                 env[step.output] = shape(lp.assemble(device.execute(lp.command_bytes,
                                                                     lp.response_bytes)))
             else:
-                for name, value in zip(step.output, _host_op(step, env)):
+                for name, value in zip(step.output, run_host_op(step, env)):
                     env[name] = value
         return {name: env[name] for name in self.graph.outputs}
-
-
-def _host_op(node: onnx.NodeProto, env: dict[str, np.ndarray]) -> list[np.ndarray]:
-    op, a = node.op_type, _attrs(node)
-    args = [env[n] if n else None for n in node.input] + [None] * 3
-    if op == "QuantizeLinear":
-        return [quantize_linear(args[0], args[1], args[2], a.get("axis", 1))]
-    if op == "DequantizeLinear":
-        return [dequantize_linear(args[0], args[1], args[2], a.get("axis", 1))]
-    if op == "Identity":
-        return [args[0]]
-    if op == "Constant":
-        return [numpy_helper.to_array(a["value"])]
-    if op == "Reshape":
-        shape = [int(s) for s in args[1]]
-        if not a.get("allowzero", 0):
-            shape = [args[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
-        return [args[0].reshape(shape)]
-    if op == "Flatten":
-        axis = a.get("axis", 1) % max(args[0].ndim, 1) if args[0].ndim else 0
-        return [args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)]
-    if op == "Transpose":
-        return [np.ascontiguousarray(np.transpose(args[0], a.get("perm")))]
-    if op in ("Squeeze", "Unsqueeze"):
-        axes = a.get("axes") if args[1] is None else [int(v) for v in args[1]]
-        if op == "Squeeze":
-            return [np.squeeze(args[0], axis=None if axes is None else tuple(axes))]
-        return [np.expand_dims(args[0], tuple(axes))]
-    raise AssertionError(op)

@@ -15,13 +15,8 @@ from hw import isa
 from hw.isa import Opcode
 from sw import models
 from sw.device import Device, open_device
-from sw.onnx_import import (
-    InputMismatch,
-    InvalidModel,
-    RillModel,
-    UnsupportedOperator,
-    quantize_linear,
-)
+from sw.host_ops import quantize_linear
+from sw.onnx_import import InputMismatch, InvalidModel, RillModel, UnsupportedOperator
 
 READ_COUNTERS_CYCLES = isa.cycle_cost(open_device("golden").params, isa.Config(),
                                       Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
