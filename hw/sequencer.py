@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .accumulator import acc_tag_layout
+from .checks import InstructionChecks
 from .isa import (
     HEADER_BYTES,
     QPARAM_BYTES,
@@ -22,7 +23,6 @@ from .isa import (
     STORE_FLUSH_CYCLES,
     Opcode,
     OutType,
-    Precision,
     Rounding,
     Status,
 )
@@ -272,96 +272,12 @@ class Sequencer(wiring.Component):
         with m.Elif(self.rsp.valid & self.rsp.ready):
             m.d.sync += out_valid.eq(0)
 
-        # -- early checks: decode's range checks and products, registered a cycle ahead -------
-        # In the header's last FETCH cycle every operand byte but the last (operand byte 10) is
-        # already in ``operands``, one byte higher than at DECODE. Every range check and product
-        # uses fields in those bytes, so they are computed then and registered, and DECODE only
-        # tests registered bits and small fields: multiply-add-compare chains in the DECODE
-        # cycle limited the clock to ~26 MHz on ECP5.
-        def early_field(op, name):
-            offset, size = isa.field_offsets(op)[name]
-            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
-            return operands[8 * (offset + 1):8 * (offset + 1 + size)]
-
-        def load_word_bytes():
-            return Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
-                       Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
-                           Mux(opcode == Opcode.LOAD_BIASES, 4, Mux(int4, p.act_lanes, p.rows))))
-
-        def load_depth(op):
-            return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
-                    Opcode.LOAD_QPARAMS: p.qparam_depth,
-                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
-
-        mm = {name: early_field(Opcode.MATMUL, name) for name in
-              ("act_addr", "weight_addr", "acc_addr", "m", "k_tiles", "n_tiles")}
-        st = {name: early_field(Opcode.STORE, name) for name in
-              ("acc_addr", "m", "n_tiles", "last_cols", "q_addr")}
-        mm_kn = mm["k_tiles"] * mm["n_tiles"]
-        out_of_range = Signal()
-        m.d.comb += out_of_range.eq(0)
-        with m.Switch(opcode):
-            for op in _LOADS:
-                with m.Case(op):
-                    m.d.comb += out_of_range.eq(early_field(op, "addr") + early_field(op, "count")
-                                                > load_depth(op))
-            with m.Case(Opcode.MATMUL):
-                m.d.comb += out_of_range.eq(
-                    (mm["act_addr"] + mm["k_tiles"] * mm["m"] > p.act_depth)
-                    | (mm["weight_addr"] + mm_kn * p.rows > p.weight_depth)
-                    | (mm["acc_addr"] + mm["n_tiles"] * mm["m"] > p.acc_depth))
-            with m.Case(Opcode.STORE):
-                m.d.comb += out_of_range.eq(
-                    (st["acc_addr"] + st["n_tiles"] * st["m"] > p.acc_depth)
-                    | (st["q_addr"] + (st["n_tiles"] - 1) * p.cols + st["last_cols"]
-                       > p.qparam_depth))
-        early_values = {
-            "out_of_range": out_of_range,
-            "mm_kn": mm_kn,
-            "load_bytes": early_field(Opcode.LOAD_WEIGHTS, "count") * load_word_bytes(),
-        }
-        early = {name: Signal(value.shape(), name=f"early_{name}")
-                 for name, value in early_values.items()}
-
-        # -- decode: checks on the operand register ------------------------------------------
-        status = Signal(Status)
+        # -- decode's checks (their range checks computed during the header's last fetch) ------
+        m.submodules.checks = checks = InstructionChecks(p)
+        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
+                     checks.int4.eq(int4)]
+        status = checks.status
         decode_wait = Signal()
-
-        with m.Switch(opcode):
-            with m.Case(Opcode.CONFIG):
-                modes_ok = ((field(Opcode.CONFIG, "precision") <= max(x.value for x in Precision))
-                            & (field(Opcode.CONFIG, "rounding") <= max(x.value for x in Rounding))
-                            & (field(Opcode.CONFIG, "relu") <= 1)
-                            & (field(Opcode.CONFIG, "out_type") <= max(x.value for x in OutType)))
-                m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
-            for op in _LOADS:
-                with m.Case(op):
-                    count = field(op, "count")
-                    with m.If(count == 0):
-                        m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(early["out_of_range"]):
-                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
-            with m.Case(Opcode.MATMUL):
-                f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                with m.If((f["flags"] & (0xFF ^ isa.MatmulFlags.ACCUMULATE.value)) != 0):
-                    m.d.comb += status.eq(Status.BAD_MODE)
-                with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
-                    m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif(early["out_of_range"]):
-                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
-            with m.Case(Opcode.STORE):
-                f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
-                with m.If((f["flags"] & (0xFF ^ isa.StoreFlags.RAW.value)) != 0):
-                    m.d.comb += status.eq(Status.BAD_MODE)
-                with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
-                            | (f["last_cols"] > p.cols)):
-                    m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif(early["out_of_range"]):
-                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
-            with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
-                pass
-            with m.Default():
-                m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
         quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
         m.d.comb += decode_wait.eq((drain != 0) & Cat(opcode == op for op in quiet_ops).any())
 
@@ -398,7 +314,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += operands.eq(Cat(operands[8:], byte_in))
                     with m.If(fetch_count == HEADER_BYTES - 1):
                         m.d.sync += fetch_count.eq(0)
-                        m.d.sync += [early[name].eq(early_values[name]) for name in early]
+                        m.d.comb += checks.latch.eq(1)
                         m.next = "DECODE"
 
             with m.State("DECODE"):
@@ -409,7 +325,7 @@ class Sequencer(wiring.Component):
                     with m.If(status != Status.OK):
                         with m.If((status == Status.OUT_OF_RANGE)
                                   & Cat(opcode == op for op in _LOADS).any()):
-                            m.d.sync += discard_left.eq(early["load_bytes"])
+                            m.d.sync += discard_left.eq(checks.load_bytes)
                             respond_then(then="DISCARD")
                         with m.Else():
                             respond_then()
@@ -440,7 +356,7 @@ class Sequencer(wiring.Component):
                                 m.d.sync += [
                                     mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
                                     mm_n_tiles.eq(f["n_tiles"]),
-                                    mm_tiles.eq(early["mm_kn"]),
+                                    mm_tiles.eq(checks.tiles),
                                     mm_accumulate.eq(f["flags"][0]),
                                     mm_act_addr.eq(f["act_addr"]),
                                     mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),

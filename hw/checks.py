@@ -1,0 +1,157 @@
+"""The checks an instruction header passes before the sequencer executes it.
+
+Decode refuses, with a status, unknown opcodes, mode values that do not exist, zero lengths and
+anything that would touch memory past the end of a tile. The range checks multiply fields; they
+are computed in the header's last fetch cycle and registered, so the decode cycle itself only
+tests registered bits and small fields.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import HEADER_BYTES, QPARAM_BYTES, Opcode, OutType, Precision, Rounding, Status
+from .params import RillParams
+
+__all__ = ["InstructionChecks"]
+
+_LOADS = isa.LOAD_OPCODES
+
+
+class InstructionChecks(wiring.Component):
+    """Status of the header in the sequencer's registers, and two products its execution needs.
+
+    Members
+    -------
+    opcode : ``In(8)``, operands : ``In(8 * (HEADER_BYTES - 1))``
+        The sequencer's header registers (operand byte ``i`` at bits ``8 i``), filled one byte a
+        cycle by shifting in at the top.
+    int4 : ``In(1)``
+        The configured precision (the activation word size of ``LOAD_ACTS``).
+    latch : ``In(1)``
+        Asserted in the cycle the header's last byte is taken: everything but that byte is in
+        ``operands``, one byte higher than at decode.
+    status : ``Out(Status)``
+        In the decode cycle: ``OK`` or why the instruction is refused.
+    tiles : ``Out(16)``
+        ``MATMUL``'s ``k_tiles * n_tiles``.
+    load_bytes : ``Out(...)``
+        A load's data bytes (``count`` x word bytes): what to discard when it is refused.
+    """
+
+    def __init__(self, params: RillParams):
+        self._params = params
+        word_bytes = max(params.cols, QPARAM_BYTES, 4, params.act_lanes, params.rows)
+        super().__init__({
+            "opcode": In(8),
+            "operands": In(8 * (HEADER_BYTES - 1)),
+            "int4": In(1),
+            "latch": In(1),
+            "status": Out(Status),
+            "tiles": Out(16),
+            "load_bytes": Out(range(0xFFFF * word_bytes + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+
+        def field(op, name):
+            offset, size = isa.field_offsets(op)[name]
+            return self.operands[8 * offset:8 * (offset + size)]
+
+        # -- early checks: decode's range checks and products, registered a cycle ahead -------
+        # In the header's last FETCH cycle every operand byte but the last (operand byte 10) is
+        # already in ``operands``, one byte higher than at DECODE. Every range check and product
+        # uses fields in those bytes, so they are computed then and registered, and DECODE only
+        # tests registered bits and small fields: multiply-add-compare chains in the DECODE
+        # cycle limited the clock to ~26 MHz on ECP5.
+        def early_field(op, name):
+            offset, size = isa.field_offsets(op)[name]
+            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
+            return self.operands[8 * (offset + 1):8 * (offset + 1 + size)]
+
+        def load_word_bytes():
+            op = self.opcode
+            return Mux(op == Opcode.LOAD_WEIGHTS, p.cols,
+                       Mux(op == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
+                           Mux(op == Opcode.LOAD_BIASES, 4, Mux(self.int4, p.act_lanes, p.rows))))
+
+        def load_depth(op):
+            return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
+                    Opcode.LOAD_QPARAMS: p.qparam_depth,
+                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
+
+        mm = {name: early_field(Opcode.MATMUL, name) for name in
+              ("act_addr", "weight_addr", "acc_addr", "m", "k_tiles", "n_tiles")}
+        st = {name: early_field(Opcode.STORE, name) for name in
+              ("acc_addr", "m", "n_tiles", "last_cols", "q_addr")}
+        mm_kn = mm["k_tiles"] * mm["n_tiles"]
+        out_of_range = Signal()
+        m.d.comb += out_of_range.eq(0)
+        with m.Switch(self.opcode):
+            for op in _LOADS:
+                with m.Case(op):
+                    m.d.comb += out_of_range.eq(early_field(op, "addr") + early_field(op, "count")
+                                                > load_depth(op))
+            with m.Case(Opcode.MATMUL):
+                m.d.comb += out_of_range.eq(
+                    (mm["act_addr"] + mm["k_tiles"] * mm["m"] > p.act_depth)
+                    | (mm["weight_addr"] + mm_kn * p.rows > p.weight_depth)
+                    | (mm["acc_addr"] + mm["n_tiles"] * mm["m"] > p.acc_depth))
+            with m.Case(Opcode.STORE):
+                m.d.comb += out_of_range.eq(
+                    (st["acc_addr"] + st["n_tiles"] * st["m"] > p.acc_depth)
+                    | (st["q_addr"] + (st["n_tiles"] - 1) * p.cols + st["last_cols"]
+                       > p.qparam_depth))
+        early_out_of_range = Signal()
+        with m.If(self.latch):
+            m.d.sync += [
+                early_out_of_range.eq(out_of_range),
+                self.tiles.eq(mm_kn),
+                self.load_bytes.eq(early_field(Opcode.LOAD_WEIGHTS, "count")
+                                   * load_word_bytes()),
+            ]
+
+        # -- decode: checks on the operand register ------------------------------------------
+        status = self.status
+
+        with m.Switch(self.opcode):
+            with m.Case(Opcode.CONFIG):
+                modes_ok = ((field(Opcode.CONFIG, "precision") <= max(x.value for x in Precision))
+                            & (field(Opcode.CONFIG, "rounding") <= max(x.value for x in Rounding))
+                            & (field(Opcode.CONFIG, "relu") <= 1)
+                            & (field(Opcode.CONFIG, "out_type") <= max(x.value for x in OutType)))
+                m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
+            for op in _LOADS:
+                with m.Case(op):
+                    count = field(op, "count")
+                    with m.If(count == 0):
+                        m.d.comb += status.eq(Status.BAD_LENGTH)
+                    with m.Elif(early_out_of_range):
+                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.MATMUL):
+                f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
+                with m.If((f["flags"] & (0xFF ^ isa.MatmulFlags.ACCUMULATE.value)) != 0):
+                    m.d.comb += status.eq(Status.BAD_MODE)
+                with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)
+                with m.Elif(early_out_of_range):
+                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.STORE):
+                f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
+                with m.If((f["flags"] & (0xFF ^ isa.StoreFlags.RAW.value)) != 0):
+                    m.d.comb += status.eq(Status.BAD_MODE)
+                with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
+                            | (f["last_cols"] > p.cols)):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)
+                with m.Elif(early_out_of_range):
+                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
+                pass
+            with m.Default():
+                m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
+        return m
