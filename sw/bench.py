@@ -20,7 +20,7 @@ from hw.params import RillParams
 from .program import Program, pack_act_words, pack_weight_tiles
 
 __all__ = ["Workload", "BenchRow", "default_workloads", "bench_programs", "measure", "format_table",
-           "plot", "write_json"]
+           "plot", "write_json", "counter_read_cost", "counter_cycles", "compulsory_bytes"]
 
 Executor = Callable[[list[tuple[str, bytes, int]]], list[bytes]]
 
@@ -106,7 +106,7 @@ def timed_gemm_program(params: RillParams, acts: np.ndarray, weights: np.ndarray
     kc = params.k_per_tile(int4)
     prog.matmul(0, 0, 0, m, -(-k // kc), -(-n // params.cols))
     prog.read_counters()
-    predicted_matmul = prog.predicted_cycles - before_matmul - _counter_read_cost(prog)
+    predicted_matmul = prog.predicted_cycles - before_matmul - counter_read_cost(prog.params)
     prog.store(0, m, n, 0)
     prog.read_counters()
     return prog, predicted_matmul
@@ -127,11 +127,18 @@ def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0)
     return out
 
 
-def _counter_read_cost(prog: Program) -> int:
-    return isa.cycle_cost(prog.params, prog.config, Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
+def counter_read_cost(params: RillParams) -> int:
+    """Working cycles of a READ_COUNTERS (not in the cycles value it reads)."""
+    return isa.cycle_cost(params, isa.Config(), Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
 
 
-def _counter_cycles(response: bytes) -> list[int]:
+def compulsory_bytes(m: int, k: int, n: int, int4: bool, batches: int = 1) -> int:
+    """Weights once (INT4: two a byte), activations and outputs once per batch of ``m`` rows."""
+    weight_bytes = (k * n + 1) // 2 if int4 else k * n
+    return weight_bytes + batches * (m * k + m * n)
+
+
+def counter_cycles(response: bytes) -> list[int]:
     """The ``cycles`` value of every READ_COUNTERS response in a response stream."""
     values, at = [], 0
     while at < len(response):
@@ -155,10 +162,10 @@ def split_timed_response(prog: Program, response: bytes, m: int, n: int):
     """
     store_len = isa.RESPONSE_HEADER_BYTES + m * n
     counters_len = isa.RESPONSE_HEADER_BYTES + 16
-    start, before, after = _counter_cycles(response[:3 * counters_len])
-    (end,) = _counter_cycles(response[3 * counters_len + store_len:])
+    start, before, after = counter_cycles(response[:3 * counters_len])
+    (end,) = counter_cycles(response[3 * counters_len + store_len:])
     store = response[3 * counters_len:3 * counters_len + store_len]
-    read = _counter_read_cost(prog)
+    read = counter_read_cost(prog.params)
     return after - before - read, end - start - read, store[isa.RESPONSE_HEADER_BYTES:]
 
 
@@ -173,16 +180,15 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
         link_cycles = max(len(prog.to_bytes()), len(response))
         roofline = max(link_cycles, -(-macs // params.peak_macs_per_cycle(
             w.precision == Precision.INT4)))
-        weight_bytes = (w.k * w.n + 1) // 2 if w.precision == Precision.INT4 else w.k * w.n
         rows.append(BenchRow(
             workload=w.name, series=w.series, macs=macs, matmul_cycles=matmul,
             predicted_matmul_cycles=predicted_matmul,
             utilization=macs / (matmul * peak),
             utilization_with_drain=macs / ((matmul + isa.matmul_drain_cycles(params)) * peak),
             program_cycles=program_cycles,
-            predicted_program_cycles=prog.predicted_cycles - 2 * _counter_read_cost(prog),
+            predicted_program_cycles=prog.predicted_cycles - 2 * counter_read_cost(prog.params),
             wire_bytes=len(prog.to_bytes()) + len(response),
-            compulsory_bytes=w.m * w.k + weight_bytes + w.m * w.n,
+            compulsory_bytes=compulsory_bytes(w.m, w.k, w.n, w.precision == Precision.INT4),
             roofline_cycles=roofline, end_to_end_efficiency=roofline / program_cycles))
     return rows
 

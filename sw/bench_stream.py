@@ -26,6 +26,7 @@ from hw import isa
 from hw.isa import Precision
 from hw.params import RillParams
 
+from .bench import compulsory_bytes, counter_cycles, counter_read_cost
 from .program import Program, pack_act_words, pack_weight_tiles
 
 __all__ = ["StreamRow", "stream_workloads", "streaming_program", "measure_streaming",
@@ -107,21 +108,18 @@ def measure_streaming(params: RillParams, run: PacedRunner,
     programs = [(w.name, streaming_program(params, w, rng)) for w in workloads]
     results = run(params, programs, cycles_per_byte)
     rows = []
-    read_cost = isa.cycle_cost(params, isa.Config(), isa.Opcode.READ_COUNTERS.value, {},
-                               isa.Status.OK)
+    read_cost = counter_read_cost(params)
     counters = isa.RESPONSE_HEADER_BYTES + 4 * len(isa.COUNTER_NAMES)
     for w, (_, prog), stats in zip(workloads, programs, results, strict=True):
         response = bytes.fromhex(stats["response"])
-        first, last = response[:counters], response[-counters:]
-        # cycles is the first counter; the later read's own cost is not in it.
-        device_cycles = (int.from_bytes(last[4:8], "little")
-                         - int.from_bytes(first[4:8], "little") - read_cost)
+        (first,), (last,) = counter_cycles(response[:counters]), counter_cycles(
+            response[-counters:])
+        device_cycles = last - first - read_cost
         int4 = w.precision == Precision.INT4
         macs = w.batches * w.m * w.k * w.n
         compute = -(-macs // params.peak_macs_per_cycle(int4))
         link = max(stats["wire_bytes_sent"], stats["wire_bytes_received"]) * cycles_per_byte
-        weight_bytes = (w.k * w.n + 1) // 2 if int4 else w.k * w.n
-        compulsory = weight_bytes + w.batches * (w.m * w.k + w.m * w.n)
+        compulsory = compulsory_bytes(w.m, w.k, w.n, int4, w.batches)
         wire = stats["wire_bytes_sent"] + stats["wire_bytes_received"]
         serial = wire * cycles_per_byte
         rows.append(StreamRow(
