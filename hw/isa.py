@@ -176,6 +176,12 @@ class Config:
     def int4(self) -> bool:
         return self.precision == Precision.INT4
 
+    @classmethod
+    def from_fields(cls, fields: dict[str, int]) -> Config:
+        """The state a decoded ``CONFIG`` instruction sets."""
+        return cls(Precision(fields["precision"]), Rounding(fields["rounding"]),
+                   bool(fields["relu"]), OutType(fields["out_type"]))
+
 
 def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
     """One requantization entry as ``LOAD_QPARAMS`` sends it."""

@@ -17,10 +17,10 @@ from hw import isa
 from hw.isa import Opcode, Precision
 from hw.params import RillParams
 
-from .program import Program, pack_act_words, pack_weight_tiles
+from .program import Program, compulsory_bytes, pack_act_words, pack_weight_tiles
 
 __all__ = ["Workload", "BenchRow", "default_workloads", "bench_programs", "measure", "format_table",
-           "plot", "write_json", "counter_read_cost", "counter_cycles", "compulsory_bytes"]
+           "plot", "write_json", "counter_read_cost", "counter_cycles"]
 
 Executor = Callable[[list[tuple[str, bytes, int]]], list[bytes]]
 
@@ -130,12 +130,6 @@ def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0)
 def counter_read_cost(params: RillParams) -> int:
     """Working cycles of a READ_COUNTERS (not in the cycles value it reads)."""
     return isa.cycle_cost(params, isa.Config(), Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
-
-
-def compulsory_bytes(m: int, k: int, n: int, int4: bool, batches: int = 1) -> int:
-    """Weights once (INT4: two a byte), activations and outputs once per batch of ``m`` rows."""
-    weight_bytes = (k * n + 1) // 2 if int4 else k * n
-    return weight_bytes + batches * (m * k + m * n)
 
 
 def counter_cycles(response: bytes) -> list[int]:

@@ -1,18 +1,18 @@
 """End-to-end throughput of a layer streamed through the link, as a board runs inference.
 
-A streamed layer loads its weights and biases once, then for each batch of activation rows sends
-the rows, multiplies and stores the outputs: while batch *i*'s outputs travel back, batch *i+1*'s
-rows travel in. One batch is a single GEMM. It runs on the core and link RTL with the wire paced
-like a UART (see :mod:`sim.paced`), and is compared with these bounds:
+Each workload is one quantized layer call compiled by :mod:`sw.compiler`, whose schedule streams:
+weights and biases go in once, then rows in chunks, so that while one chunk's outputs travel back
+the next chunk's rows travel in. It runs on the core and link RTL with the wire paced like a UART
+(see :mod:`sim.paced`), and is compared with these bounds:
 
 - compute: MACs / peak MACs per cycle;
-- link, full duplex: the busier direction's wire bytes (framing, replies and acknowledgements
-  included) times the cycles a byte takes. A single GEMM cannot reach it: no output exists
-  before its last input has arrived, so its inputs and outputs cannot share the wire's time;
-- link, serialized: both directions' wire bytes one after the other, the bound for a single GEMM.
+- link, full duplex: the busier direction's wire bytes (framing, acknowledgements and the bench's
+  two counter reads included) times the cycles a byte takes;
+- link, serialized: both directions' wire bytes one after the other.
 
 ``e2e`` = max(compute, link) / measured cycles for each link bound; ``wire / compulsory`` = wire
-bytes both ways over weights + activations + outputs, each once.
+bytes both ways over :func:`~sw.program.compulsory_bytes` (weights with their biases, activations
+and outputs, each once).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from hw import isa
 from hw.isa import Precision
 from hw.params import RillParams
 
-from .bench import compulsory_bytes, counter_cycles, counter_read_cost
-from .program import Program, pack_act_words, pack_weight_tiles
+from .bench import counter_cycles, counter_read_cost
+from .compiler import QuantizedLinear, compile_linear
+from .program import Program, compulsory_bytes
 
-__all__ = ["StreamRow", "stream_workloads", "streaming_program", "measure_streaming",
-           "format_streaming", "UART_CYCLES_PER_BYTE"]
+__all__ = ["StreamRow", "StreamWorkload", "stream_workloads", "streaming_program",
+           "measure_streaming", "format_streaming", "UART_CYCLES_PER_BYTE"]
 
 #: A 3 Mbaud UART (the iCEBreaker's FT2232H) at the iCEBreaker's 36 MHz: 10 bits x 12 cycles.
 UART_CYCLES_PER_BYTE = 120
@@ -41,15 +42,14 @@ PacedRunner = Callable[[RillParams, list[tuple[str, Program]], int], list[dict]]
 
 @dataclass(frozen=True)
 class StreamWorkload:
-    m: int            # activation rows per batch
+    m: int            # activation rows of the layer call
     k: int
     n: int
-    batches: int
     precision: Precision
 
     @property
     def name(self) -> str:
-        return f"{self.precision.name.lower()} {self.batches}x({self.m}x{self.k}x{self.n})"
+        return f"{self.precision.name.lower()} {self.m}x{self.k}x{self.n}"
 
 
 @dataclass
@@ -72,30 +72,27 @@ class StreamRow:
 
 
 def stream_workloads(params: RillParams) -> list[StreamWorkload]:
-    """A single 64x64x64 GEMM, and 64x64 layers (INT8; INT4 with K = 128) streaming sixteen
-    batches of 32 rows (512 activation rows: the weights going in alone and the last outputs
-    coming out alone weigh less the longer the stream)."""
-    return [StreamWorkload(64, 64, 64, 1, Precision.INT8),
-            StreamWorkload(32, 64, 64, 16, Precision.INT8),
-            StreamWorkload(32, 128, 64, 16, Precision.INT4)]
+    """A 64x64x64 GEMM, and 64x64 layers (INT8; INT4 with K = 128) over 512 activation rows
+    (the weights going in alone and the last outputs coming out alone weigh less the more rows
+    stream)."""
+    return [StreamWorkload(64, 64, 64, Precision.INT8),
+            StreamWorkload(512, 64, 64, Precision.INT8),
+            StreamWorkload(512, 128, 64, Precision.INT4)]
 
 
 def streaming_program(params: RillParams, w: StreamWorkload,
                       rng: np.random.Generator) -> Program:
+    """The compiled layer call between two counter reads."""
     int4 = w.precision == Precision.INT4
-    kc = params.k_per_tile(int4)
-    k_tiles, n_tiles = -(-w.k // kc), -(-w.n // params.cols)
+    lo, hi = (-8, 8) if int4 else (-128, 128)
+    layer = QuantizedLinear(rng.integers(lo, hi, (w.k, w.n)), a_scale=np.float32(0.05),
+                            w_scale=np.float32(0.01), y_scale=np.float32(4.0), y_zp=3,
+                            bias=rng.integers(-5000, 5000, w.n), precision=w.precision,
+                            name=w.name)
+    x = rng.integers(-128, 128, (w.m, w.k)).astype(np.int8)
     prog = Program(params)
     prog.read_counters()
-    prog.configure(isa.Config(precision=w.precision))
-    # Per-channel biases, one multiplier/shift/zero point: what a quantized layer needs.
-    prog.load_qparams(0, rng.integers(-5000, 5000, w.n), [1 << 23] * w.n, [40] * w.n, [0] * w.n)
-    lo, hi = (-8, 8) if int4 else (-128, 128)
-    prog.load_weights(0, pack_weight_tiles(params, rng.integers(lo, hi, (w.k, w.n)), int4))
-    for _ in range(w.batches):
-        prog.load_acts(0, pack_act_words(params, rng.integers(-128, 128, (w.m, w.k)), int4))
-        prog.matmul(0, 0, 0, w.m, k_tiles, n_tiles)
-        prog.store(0, w.m, w.n, 0)
+    prog.extend(compile_linear(params, layer).program(x).program)
     prog.read_counters()
     return prog
 
@@ -116,10 +113,10 @@ def measure_streaming(params: RillParams, run: PacedRunner,
             response[-counters:])
         device_cycles = last - first - read_cost
         int4 = w.precision == Precision.INT4
-        macs = w.batches * w.m * w.k * w.n
+        macs = w.m * w.k * w.n
         compute = -(-macs // params.peak_macs_per_cycle(int4))
         link = max(stats["wire_bytes_sent"], stats["wire_bytes_received"]) * cycles_per_byte
-        compulsory = compulsory_bytes(w.m, w.k, w.n, int4, w.batches)
+        compulsory = compulsory_bytes(w.m, w.k, w.n, int4)
         wire = stats["wire_bytes_sent"] + stats["wire_bytes_received"]
         serial = wire * cycles_per_byte
         rows.append(StreamRow(
@@ -137,7 +134,7 @@ def measure_streaming(params: RillParams, run: PacedRunner,
 
 
 def format_streaming(rows: list[StreamRow], cycles_per_byte: int) -> str:
-    head = (f"{'batches x GEMM':<24}{'cycles':>10}{'compute':>9}{'link fd':>10}{'e2e':>6}"
+    head = (f"{'layer (M x K x N)':<24}{'cycles':>10}{'compute':>9}{'link fd':>10}{'e2e':>6}"
             f"{'link ser':>10}{'e2e':>6}{'wire B':>9}{'compulsory B':>14}{'ratio':>7}"
             f"{'device cyc':>12}{'predicted':>11}")
     lines = [f"End to end over a link of {cycles_per_byte} cycles per byte each way "

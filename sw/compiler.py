@@ -23,7 +23,10 @@ Tiling and loop order
 
 Weights are sent once per layer whenever one N group's weights fit in weight SRAM; activations are
 sent once per N group (once in all when A fits in activation SRAM). The planner tries a handful of
-group sizes and keeps the plan with the fewest wire bytes, then the fewest cycles.
+group and chunk sizes; of those within :data:`OVERLAP_WIRE_SLACK` of the fewest wire bytes it
+keeps the one a full-duplex link finishes soonest (outputs of early chunks travel back while
+later rows travel in; see :meth:`CompiledLinear._link_bytes`), then the fewest wire bytes, then
+the fewest cycles.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from hw.isa import Config, Opcode, OutType, Precision, Rounding
 from hw.params import RillParams
 
 from .device import Device, DeviceError, ParamsMismatch
-from .program import Program, pack_act_words, pack_weight_tiles, qparam_wire_bytes
+from .program import (
+    Program,
+    compulsory_bytes,
+    pack_act_words,
+    pack_weight_tiles,
+    qparam_wire_bytes,
+)
 from .requant import encode_onnx_scale, onnx_scale, wrap_int32
 
 __all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
@@ -46,6 +55,8 @@ __all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "Lay
 
 _OUT_TYPES = {np.dtype(np.int8): OutType.INT8, np.dtype(np.uint8): OutType.UINT8}
 _U16 = 0xFFFF
+#: How much more than the fewest wire bytes the planner spends to overlap outputs with inputs.
+OVERLAP_WIRE_SLACK = 0.03
 
 
 class CompileError(ValueError):
@@ -243,8 +254,13 @@ class CompiledLinear:
 
     def plan(self, m: int) -> TilePlan:
         if m not in self._plans:
-            candidates = list(self._candidates(m))
-            self._plans[m] = min(candidates, key=self._cost)
+            costs = {plan: self._cost(plan) for plan in self._candidates(m)}
+            fewest = min(wire for wire, _ in costs.values())
+            # Overlap may cost instruction headers, never more than OVERLAP_WIRE_SLACK of wire.
+            affordable = [plan for plan, (wire, _) in costs.items()
+                          if wire <= fewest * (1 + OVERLAP_WIRE_SLACK)]
+            self._plans[m] = min(affordable, key=lambda plan: (self._link_bytes(plan),
+                                                               *costs[plan]))
         return self._plans[m]
 
     def _candidates(self, m: int):
@@ -267,13 +283,17 @@ class CompiledLinear:
                 kg = max(size for _, size in k_groups)
                 resident = kt_all * ng * p.rows <= weight_cap
                 for acts_resident in {False, m * kt_all <= act_cap}:
-                    mc = min(_U16, p.acc_depth // ng, m)
+                    mc_cap = min(_U16, p.acc_depth // ng, m)
                     if not acts_resident:
-                        mc = min(mc, act_cap // kg)
-                    chunks = _balanced(m, mc)
-                    mc = max(size for _, size in chunks)
-                    per_pass = 1 if resident else max(1, (p.acc_depth // ng) // mc)
-                    yield TilePlan(m, n_groups, k_groups, chunks, per_pass, acts_resident)
+                        mc_cap = min(mc_cap, act_cap // kg)
+                    # Smaller chunks (still filling the array) let outputs stream back while
+                    # later rows stream in; _link_bytes weighs that against their headers.
+                    for mc in {mc_cap} | {mc_cap >> i for i in range(1, 9)
+                                          if mc_cap >> i >= edge}:
+                        chunks = _balanced(m, mc)
+                        mc = max(size for _, size in chunks)
+                        per_pass = 1 if resident else max(1, (p.acc_depth // ng) // mc)
+                        yield TilePlan(m, n_groups, k_groups, chunks, per_pass, acts_resident)
 
     def _steps(self, plan: TilePlan):
         """The layer's instructions as ``(kind, args)``; data is resolved only when emitting."""
@@ -359,6 +379,43 @@ class CompiledLinear:
         wire = instructions * hdr + data
         return wire, wire + instructions + matmul_cycles
 
+    def _link_bytes(self, plan: TilePlan) -> int:
+        """The bytes' worth of time a full-duplex link needs for a plan (framing aside).
+
+        Commands stream in while responses stream out, so the link is busy for the longer of:
+        every command byte, then the responses of the STOREs after the last input (nothing can
+        overlap those); or the command bytes before the first STORE, then every response byte.
+        Cut M finer and more outputs overlap inputs, at the price of more instruction headers.
+        """
+        p, hdr = self.params, isa.HEADER_BYTES
+        out_width = 4 if self.raw else 1
+        cmd = rsp = tail = 0
+        head = None
+        for kind, args in self._steps(plan):
+            if kind == "store":
+                if head is None:
+                    head = cmd
+                cmd += hdr
+                size = isa.RESPONSE_HEADER_BYTES + args[1] * args[2] * out_width
+                rsp += size
+                tail += size
+                continue
+            tail = 0
+            cmd += hdr
+            if kind == "qparams":
+                col0, width = args
+                cmd += qparam_wire_bytes(width, *(q[col0:col0 + width]
+                                                  for q in self.qparams[1:]))
+            elif kind == "acts_all":
+                cmd += args[0] * self.kc
+            elif kind == "acts":
+                c, h = args
+                cmd += plan.chunks[c][1] * plan.k_groups[h][1] * self.kc
+            elif kind == "weights":
+                _, nt, h0, h1 = args
+                cmd += sum(kt for _, kt in plan.k_groups[h0:h1]) * nt * p.rows * p.cols
+        return max(cmd + tail, (head or 0) + rsp)
+
     # -- emitting -------------------------------------------------------------------------------
 
     def _weight_block(self, t0: int, nt: int, h0: int, h1: int, plan: TilePlan) -> np.ndarray:
@@ -428,8 +485,7 @@ class CompiledLinear:
                 acc, rows, width, q_addr, row0, col0 = args
                 prog.store(acc, rows, width, q_addr, raw=self.raw)
                 stores.append((row0, rows, col0, width))
-        weight_bytes = (self.k * self.n + 1) // 2 if self.int4 else self.k * self.n
-        compulsory = m * self.k + weight_bytes + m * self.n * self.out_dtype.itemsize
+        compulsory = compulsory_bytes(m, self.k, self.n, self.int4, self.out_dtype.itemsize)
         return LayerProgram(self.name, prog, plan, stores, self.out_dtype, self.n, compulsory)
 
 

@@ -149,8 +149,7 @@ class GoldenCore:
         """Apply an instruction that passed its checks; returns its payload (None: no response)."""
         p = self.params
         if opcode == Opcode.CONFIG:
-            self.config = Config(Precision(f["precision"]), Rounding(f["rounding"]),
-                                 bool(f["relu"]), OutType(f["out_type"]))
+            self.config = Config.from_fields(f)
             return None
         if opcode == Opcode.LOAD_WEIGHTS:
             words = np.frombuffer(data, dtype=np.uint8).reshape(f["count"], p.cols)

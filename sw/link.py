@@ -248,7 +248,8 @@ class LinkHost:
         the credit), then new frames while the credit and the window allow."""
         while self._resendable():
             frame = self._pending[self._resend_from]
-            self._send(HostKind.DATA, frame.seq, frame.payload)
+            last = self._resend_from == len(self._pending) - 1 and cursor == len(commands)
+            self._send(self._data_kind(last), frame.seq, frame.payload)
             self.stats.data_frames_sent += 1
             self.stats.retransmissions += 1
             self._resend_from += 1
@@ -265,12 +266,19 @@ class LinkHost:
             self._next_seq = (self._next_seq + 1) % SEQ_MODULUS
             self._pending.append(frame)
             self._resend_from = len(self._pending)
-            self._send(HostKind.DATA, frame.seq, payload)
+            last = cursor + size == len(commands) or len(self._pending) == self.window
+            self._send(self._data_kind(last), frame.seq, payload)
             self.stats.data_frames_sent += 1
             self.stats.command_bytes += size
             cursor += size
             in_flight += size
         return cursor
+
+    @staticmethod
+    def _data_kind(last: bool) -> HostKind:
+        """DATA (answered at once) for the last frame the host can send for now, STREAM (taken
+        silently; the device's credit news and responses acknowledge it) for the others."""
+        return HostKind.DATA if last else HostKind.STREAM
 
     def _after(self, tag: int, since: int | None) -> bool:
         """Whether the device had processed a transmission made at or after tag ``since``."""

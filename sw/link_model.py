@@ -15,7 +15,9 @@ from hw.link.protocol import (
     HostFrame,
     HostKind,
     LinkStatus,
+    carries_commands,
     classify_seq,
+    credit_news_threshold,
     pack_device_frame,
     parse_host_frame,
 )
@@ -30,9 +32,10 @@ class LinkModel:
     """The device end of a link around a core model (default: :class:`~sw.golden.GoldenCore`).
 
     Same frames and rules as the gateware (``hw/link``): tentative commands executed only when
-    whole, checked and in sequence; responses kept until acknowledged. It answers every frame at
-    once (no merged replies) and runs its core as soon as commands arrive, holding them back only
-    while the response buffer is full, as the real core stalls.
+    whole, checked and in sequence; responses kept until acknowledged; STREAM frames taken
+    without a reply, credit news once the host's unreported credit reaches the threshold. It
+    answers every frame at once (no merged replies) and runs its core as soon as commands
+    arrive, holding them back only while the response buffer is full, as the real core stalls.
 
     ``receive(wire bytes)`` returns the wire bytes the device sends in answer.
     """
@@ -53,6 +56,7 @@ class LinkModel:
         self._ring = bytearray()       # response bytes from offset _acked on
         self._acked = self._sent = 0   # unbounded stream offsets
         self._backlog = bytearray()    # core output waiting for ring space
+        self._host_room = cmd_buffer   # the credit last reported, less DATA bytes taken since
 
     def receive(self, data: bytes) -> bytes:
         self._wire_in += data
@@ -74,8 +78,11 @@ class LinkModel:
             status = self._apply(parsed)
         self.statuses[status] += 1
         self._run()
-        out = self._device_frame(DeviceKind.REPLY, status)
-        while self._sent < self._written:
+        quiet = (not isinstance(parsed, LinkStatus) and parsed.kind == HostKind.STREAM.value
+                 and status == LinkStatus.OK)
+        out = b"" if quiet else self._device_frame(DeviceKind.REPLY, status)
+        while (self._sent < self._written
+               or self._credit() >= self._host_room + credit_news_threshold(self.cmd_buffer)):
             out += self._device_frame(DeviceKind.RESPONSE, LinkStatus.OK)
         return out
 
@@ -92,13 +99,14 @@ class LinkModel:
                 self._sent = max(self._sent, self._acked)
             if frame.kind == HostKind.RESEND.value:
                 self._sent = self._acked
-        if frame.kind != HostKind.DATA.value:
+        if not carries_commands(frame.kind):
             return LinkStatus.OK
         status = classify_seq(frame.seq, self.expected)
         if status == LinkStatus.OK:
             if len(frame.payload) > self._credit():
                 return LinkStatus.NO_SPACE
             self._commands += frame.payload
+            self._host_room = max(0, self._host_room - len(frame.payload))
             self.expected = (self.expected + 1) % SEQ_MODULUS
             self.executed_frames += 1
         return status
@@ -124,6 +132,7 @@ class LinkModel:
         roff = self._sent
         self._sent += len(payload)
         idle = not self._commands and not self._backlog and self._sent == self._written
+        self._host_room = self._credit()
         frame = DeviceFrame(kind.value, status.value, self._last_seq, self._last_tag,
                             self.expected, DeviceFlags.IDLE.value if idle else 0,
                             min(self._credit(), 0xFFFF), roff % OFFSET_MODULUS, payload)

@@ -15,7 +15,7 @@ from hw.isa import Config, MatmulFlags, Opcode, OutType, Precision, Rounding, St
 from hw.params import RillParams
 
 __all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words",
-           "qparams_shared", "qparam_wire_bytes"]
+           "qparams_shared", "qparam_wire_bytes", "compulsory_bytes"]
 
 
 @dataclass
@@ -43,6 +43,17 @@ class Program:
 
     def to_bytes(self) -> bytes:
         return b"".join(self.chunks)
+
+    def extend(self, other: Program):
+        """Append ``other``'s instructions (built from the reset state), timed after these."""
+        for chunk in other.chunks:
+            opcode = isa.Opcode(chunk[0])
+            fields = isa.decode_fields(opcode, chunk[1:isa.HEADER_BYTES])
+            self.chunks.append(chunk)
+            self.clock.step(self.config, opcode.value, fields, isa.Status.OK)
+            if opcode == Opcode.CONFIG:
+                self.config = isa.Config.from_fields(fields)
+        self.response_bytes += other.response_bytes
 
     # -- instructions -----------------------------------------------------------------------------
 
@@ -102,6 +113,13 @@ class Program:
 def qparams_shared(multiplier, shift, zero_point) -> bool:
     """Whether one multiplier/shift/zero point serves every channel (so LOAD_BIASES applies)."""
     return all(len(np.unique(np.asarray(v))) == 1 for v in (multiplier, shift, zero_point))
+
+
+def compulsory_bytes(m: int, k: int, n: int, int4: bool, out_width: int = 1) -> int:
+    """What an ``m x k x n`` layer must move at least: its weights once (INT4: two a byte) with
+    each output channel's int32 bias, its activations once and its outputs once."""
+    weight_bytes = (k * n + 1) // 2 if int4 else k * n
+    return weight_bytes + 4 * n + m * k + m * n * out_width
 
 
 def qparam_wire_bytes(n: int, multiplier, shift, zero_point) -> int:

@@ -264,7 +264,9 @@ def test_wire_bytes_near_compulsory_on_default_params(shape):
     lp = compile_linear(DEFAULT, layer).program(x)
     assert load_bytes(lp, Opcode.LOAD_WEIGHTS) == k * n   # weights once
     assert load_bytes(lp, Opcode.LOAD_ACTS) == m * k      # activations once
-    qparams = n * isa.QPARAM_BYTES   # 12 bytes per channel: the ISA's floor for a layer
+    # 12 bytes per channel (bias, multiplier, shift, zero point): the ISA's floor for a layer;
+    # compulsory bytes count the 4-byte bias.
+    qparams = n * (isa.QPARAM_BYTES - 4)
     assert lp.wire_bytes <= 1.05 * (lp.compulsory_bytes + qparams)
     if m >= 200:   # the qparams amortized over enough rows
         assert lp.wire_bytes <= 1.05 * lp.compulsory_bytes

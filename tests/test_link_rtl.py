@@ -63,14 +63,14 @@ def test_fuzzed_frames_never_hang_or_apply_twice(tmp_path):
 
 
 def test_paced_stream_is_exact_and_paced():
-    """``python -m sw bench``'s end-to-end measurement, small: two batches through the RTL over a
-    wire of 16 cycles per byte. The testbench checks every response byte against the golden
+    """``python -m sw bench``'s end-to-end measurement, small: a compiled 16-row layer through the
+    RTL over a wire of 16 cycles per byte. The testbench checks every response byte against the golden
     model; here the device's cycle count must equal the prediction and no byte may have come
     faster than the wire allows."""
     rows = measure_streaming(PARAMS, run_paced, cycles_per_byte=16,
-                             workloads=[StreamWorkload(8, 16, 12, 2, Precision.INT8)])
+                             workloads=[StreamWorkload(16, 16, 12, Precision.INT8)])
     (row,) = rows
     assert row.device_cycles == row.predicted_device_cycles
     assert row.cycles >= (row.wire_bytes_received - 1) * 16
-    assert row.compulsory_bytes == 16 * 12 + 2 * (8 * 16 + 8 * 12)
+    assert row.compulsory_bytes == 16 * 12 + 4 * 12 + 16 * 16 + 16 * 12   # W, bias, A, Y
     assert 1 < row.wire_ratio < 3 and 0 < row.end_to_end_efficiency <= 1

@@ -15,8 +15,9 @@ header, a payload and a CRC-32 (``zlib.crc32`` of everything before it, little-e
     device -> host   kind u8 | status u8 | seq u8 | tag u8 | next_seq u8 | flags u8 |
                      credit u16 | roff u16 | payload (0..1024) | crc32
 
-Host kinds: ``DATA`` (payload: command bytes), ``POLL`` (report state), ``RESEND`` (POLL, and send
-the responses again from ``rack``), ``SYNC`` (start of a session). Device kinds: ``REPLY``
+Host kinds: ``DATA`` (payload: command bytes), ``STREAM`` (as DATA, not answered when taken),
+``POLL`` (report state), ``RESEND`` (POLL, and send the responses again from ``rack``), ``SYNC``
+(start of a session). Device kinds: ``REPLY``
 (answers a host frame: ``status`` and ``seq`` echo what happened to it) and ``RESPONSE``
 (unsolicited: response bytes or news of credit). Every device frame carries the device's whole
 state, so any frame that gets through brings the host up to date:
@@ -41,10 +42,14 @@ from ``next_seq`` (go-back-N) on an error status or a timeout.
 
 Pacing
 ------
-Credits, not RTS/CTS: the device reports its free command-buffer bytes in every frame, and sends
-an unsolicited frame when the credit has grown by a quarter of the buffer since it last said.
-With the default 4 KiB buffer four full frames can be in flight, so the link streams instead of
-waiting a round trip per frame.
+Credits, not RTS/CTS: the device reports its free command-buffer bytes in every frame. It also
+sends a frame of its own once the credit the host does not know of (free bytes, less the room
+the host was last told of minus the DATA bytes taken since) reaches half the buffer. So the host
+can stream its commands as STREAM frames, which the device takes without a reply (that credit
+news, or any other device frame, acknowledges them through ``next_seq``), and send only the last
+frame it has for now as DATA, answered at once. With the default 4 KiB buffer four full frames can
+be in flight and news comes every 2 KiB, so the link streams at one 16-byte device frame per
+2 KiB of commands instead of a reply per frame.
 
 Responses: go-back-N from a retransmit buffer
 ---------------------------------------------

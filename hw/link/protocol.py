@@ -17,9 +17,10 @@ __all__ = [
     "HOST_HEADER_FORMAT", "HOST_HEADER_BYTES", "DEVICE_HEADER_FORMAT", "DEVICE_HEADER_BYTES",
     "CRC_BYTES", "CRC_RESIDUE", "MAX_PAYLOAD", "MAX_RESPONSE_PAYLOAD", "MAX_HOST_FRAME",
     "MAX_DEVICE_FRAME", "CMD_BUFFER_BYTES", "RSP_BUFFER_BYTES", "QUIET_CYCLES",
-    "SEQ_MODULUS", "DUPLICATE_WINDOW", "OFFSET_MODULUS", "COBS_BLOCK",
+    "SEQ_MODULUS", "DUPLICATE_WINDOW", "credit_news_threshold", "OFFSET_MODULUS", "COBS_BLOCK",
     "HostFrame", "DeviceFrame", "crc32", "seal", "unseal", "pack_host_frame",
-    "parse_host_frame", "pack_device_frame", "parse_device_frame", "classify_seq",
+    "parse_host_frame", "pack_device_frame", "carries_commands", "parse_device_frame",
+    "classify_seq",
     "offset_delta",
 ]
 
@@ -30,6 +31,10 @@ class HostKind(enum.Enum, shape=8):
     POLL = 0x02     #: no payload: "tell me your state" (and take my ``rack``)
     RESEND = 0x03   #: as POLL, and send the response stream again from ``rack``
     SYNC = 0x04     #: start of a session: drop unacknowledged response bytes, report state
+    #: as DATA, but taken without a reply: the device's next frame (credit news, responses)
+    #: acknowledges it. Refusals (errors, DUPLICATE) are answered as for DATA. The host sends
+    #: the last frame it has for now as DATA, so that one is answered at once.
+    STREAM = 0x05
 
 
 class DeviceKind(enum.Enum, shape=8):
@@ -72,7 +77,7 @@ CRC_BYTES = 4
 CRC_RESIDUE = 0x2144DF1C
 
 #: Largest DATA payload; a bigger host frame is BAD_FRAME. A frame costs 15 bytes besides its
-#: payload (header, CRC, COBS, delimiter) and a reply of about 16: at 1 KiB, ~3% on the wire.
+#: payload (header, CRC, COBS, delimiter); STREAM frames need no reply of their own.
 MAX_PAYLOAD = 1024
 #: Largest response payload in one device frame.
 MAX_RESPONSE_PAYLOAD = 1024
@@ -88,6 +93,16 @@ CMD_BUFFER_BYTES = 4096
 RSP_BUFFER_BYTES = 4096
 #: A partial response frame goes out once the core has produced nothing for this many cycles.
 QUIET_CYCLES = 16
+
+
+def credit_news_threshold(cmd_buffer: int) -> int:
+    """Unreported credit that makes the device send a frame of its own: half the command buffer.
+
+    Unreported credit is the device's free command-buffer bytes minus the room the host believes
+    it has (the last credit reported, less the DATA bytes taken since). Half the buffer keeps the
+    host streaming (the news leaves while the host still has the other half to send) at one
+    16-byte frame per half buffer of commands."""
+    return max(1, cmd_buffer // 2)
 
 SEQ_MODULUS = 256
 #: A DATA seq up to this many behind the expected one is a duplicate; further ones and any ahead
@@ -173,6 +188,11 @@ def parse_device_frame(raw: bytes) -> DeviceFrame | None:
     if fields[0] not in {k.value for k in DeviceKind}:
         return None
     return DeviceFrame(*fields, payload=body[DEVICE_HEADER_BYTES:])
+
+
+def carries_commands(kind: int) -> bool:
+    """DATA and STREAM frames carry command bytes."""
+    return kind in (HostKind.DATA.value, HostKind.STREAM.value)
 
 
 def classify_seq(seq: int, expected: int) -> LinkStatus:

@@ -26,6 +26,7 @@ FrameEvent = data.StructLayout({
     "trusted": 1,   # CRC and layout good: ``tag``, ``rack``, ``resend`` and ``sync`` may be used
     "resend": 1,
     "sync": 1,
+    "quiet": 1,     # a STREAM frame: no reply when it is taken (OK)
 })
 
 
@@ -34,9 +35,9 @@ class LinkReceiver(wiring.Component):
 
     Header bytes go to registers; the bytes after the header go towards the command buffer
     through a :data:`~.protocol.CRC_BYTES`-byte delay line, so a frame's CRC (its last four bytes)
-    never enters it. They are written tentatively, and only if the header says DATA with the
-    expected ``seq``; at the frame's end the receiver commits them (CRC good, all fits) or rolls
-    them back, advances the expected ``seq`` on a commit, and reports the outcome as one
+    never enters it. They are written tentatively, and only if the header says DATA (or STREAM)
+    with the expected ``seq``; at the frame's end the receiver commits them (CRC good, all fits)
+    or rolls them back, advances the expected ``seq`` on a commit, and reports the outcome as one
     :data:`FrameEvent`. It never stalls its input: a UART cannot be paused.
 
     Members
@@ -92,7 +93,8 @@ class LinkReceiver(wiring.Component):
 
         # A byte leaves the delay line when CRC_BYTES more have followed it; the header is
         # complete by then.
-        executing = (kind == HostKind.DATA.value) & (seq == expected)
+        carries_commands = (kind == HostKind.DATA.value) | (kind == HostKind.STREAM.value)
+        executing = carries_commands & (seq == expected)
         m.d.comb += [
             self.cmd.payload.eq(delay[:8]),
             self.cmd.valid.eq(byte_in & executing & ~overflow
@@ -104,7 +106,8 @@ class LinkReceiver(wiring.Component):
 
         # -- the frame's end ---------------------------------------------------------------------
         known_kind = ((kind == HostKind.DATA.value) | (kind == HostKind.POLL.value)
-                      | (kind == HostKind.RESEND.value) | (kind == HostKind.SYNC.value))
+                      | (kind == HostKind.RESEND.value) | (kind == HostKind.SYNC.value)
+                      | (kind == HostKind.STREAM.value))
         malformed = (token.error | (length < HOST_HEADER_BYTES + CRC_BYTES)
                      | (length > MAX_HOST_FRAME))
         behind = Signal(8)
@@ -116,7 +119,7 @@ class LinkReceiver(wiring.Component):
             m.d.comb += status.eq(LinkStatus.BAD_CRC)
         with m.Elif(~known_kind):
             m.d.comb += status.eq(LinkStatus.BAD_FRAME)
-        with m.Elif(kind != HostKind.DATA.value):
+        with m.Elif(~carries_commands):
             m.d.comb += status.eq(LinkStatus.OK)
         with m.Elif(behind == 0):
             m.d.comb += status.eq(LinkStatus.OK)
@@ -140,6 +143,7 @@ class LinkReceiver(wiring.Component):
             self.event.payload.trusted.eq(trusted),
             self.event.payload.resend.eq(kind == HostKind.RESEND.value),
             self.event.payload.sync.eq(kind == HostKind.SYNC.value),
+            self.event.payload.quiet.eq(kind == HostKind.STREAM.value),
             self.commit.eq(end_in & commit),
             self.rollback.eq(end_in & ~commit),
             crc.clear.eq(end_in),

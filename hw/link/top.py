@@ -77,6 +77,7 @@ class Link(wiring.Component):
             fifo.rollback.eq(receiver.rollback),
             transmitter.next_seq.eq(receiver.next_seq),
             transmitter.credit.eq(fifo.free),
+            transmitter.cmd_taken.eq(receiver.cmd.valid & receiver.cmd.ready),
             # The core asks for a byte the buffer does not have and has nothing to say.
             transmitter.core_idle.eq(core_idle),
             self.idle.eq(core_idle & transmitter.idle),

@@ -17,6 +17,7 @@ from .protocol import (
     DeviceFlags,
     DeviceKind,
     LinkStatus,
+    credit_news_threshold,
 )
 from .receiver import FrameEvent
 
@@ -43,10 +44,11 @@ class LinkTransmitter(wiring.Component):
     ring is full. ``sent`` is the offset of the next byte to send; a RESEND moves it back to
     ``rack``. A frame goes out when a reply is owed (a host frame ended), when a full payload is
     waiting or the core has been quiet for :data:`~.protocol.QUIET_CYCLES` with some waiting, or
-    when the credit has grown by a quarter of the command buffer since it was last reported (the
-    host may be waiting for it). Replies owed while a frame is being sent are merged into one,
-    which answers the latest host frame; an error status is kept over a later OK so a NAK is not
-    lost.
+    when the credit the host does not know of reaches :func:`~.protocol.credit_news_threshold`
+    (the host may be waiting for it). A STREAM frame taken in sequence is owed no reply: that
+    news, or any other frame, acknowledges it. Replies owed while a frame is being sent are
+    merged into one, which answers the latest host frame; an error status is kept over a later
+    OK so a NAK is not lost.
 
     Parameters
     ----------
@@ -63,6 +65,8 @@ class LinkTransmitter(wiring.Component):
         The core's response bytes.
     next_seq : ``In(8)``, credit : ``In(range(cmd_depth + 1))``, core_idle : ``In(1)``
         State reported in every frame.
+    cmd_taken : ``In(1)``
+        A command byte went into the buffer (tentatively): the host's room shrinks by one.
     o : ``Out(stream.Signature(FrameByte))``
         Device frames, CRC appended, before COBS.
     idle : ``Out(1)``
@@ -81,6 +85,7 @@ class LinkTransmitter(wiring.Component):
             "next_seq": In(8),
             "credit": In(range(cmd_depth + 1)),
             "core_idle": In(1),
+            "cmd_taken": In(1),
             "o": Out(stream.Signature(FrameByte)),
             "idle": Out(1),
         })
@@ -117,10 +122,13 @@ class LinkTransmitter(wiring.Component):
         def is_error(status):
             return (status != LinkStatus.OK) & (status != LinkStatus.DUPLICATE)
 
-        with m.If(self.event.valid):
+        # A STREAM frame taken in order is acknowledged by whatever frame goes out next.
+        unanswered = ev.quiet & ev.trusted & (ev.status == LinkStatus.OK)
+        with m.If(self.event.valid & ~unanswered):
             m.d.sync += [owed.eq(1), owed_seq.eq(ev.seq)]
             with m.If(~owed | ~is_error(owed_status)):
                 m.d.sync += owed_status.eq(ev.status)
+        with m.If(self.event.valid):
             with m.If(ev.trusted):
                 m.d.sync += last_tag.eq(ev.tag)
                 ahead = (ev.rack - acked)[:16]
@@ -140,8 +148,17 @@ class LinkTransmitter(wiring.Component):
         m.d.comb += unsent.eq(wr - sent)
         full_payload = unsent >= MAX_RESPONSE_PAYLOAD
         data_ready = (unsent != 0) & (full_payload | (quiet == 0))
-        last_credit = Signal(range(self.cmd_depth + 1), init=self.cmd_depth)
-        credit_news = self.credit >= last_credit + max(1, self.cmd_depth // 4)
+        # The room the host believes it has: the credit last reported, less what came since.
+        host_room = Signal(range(self.cmd_depth + 1), init=self.cmd_depth)
+        credit_news = self.credit >= host_room + credit_news_threshold(self.cmd_depth)
+        # Bytes of the host frame still arriving: not in the credit yet, but in the host's sums.
+        arriving = Signal(range(self.cmd_depth + 1))
+        with m.If(self.event.valid):
+            m.d.sync += arriving.eq(0)
+        with m.Elif(self.cmd_taken & (arriving != self.cmd_depth)):
+            m.d.sync += arriving.eq(arriving + 1)
+        with m.If(self.cmd_taken & (host_room != 0)):
+            m.d.sync += host_room.eq(host_room - 1)   # a frame's start below overrides this
         busy = Signal()
         start = ~busy & ~self.event.valid & (owed | data_ready | credit_news)
         m.d.comb += self.idle.eq(~busy & ~owed & (unsent == 0) & ~credit_news & ~self.o.valid)
@@ -157,7 +174,8 @@ class LinkTransmitter(wiring.Component):
             take_now = Mux(full_payload, MAX_RESPONSE_PAYLOAD, unsent)
             m.d.sync += [
                 busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent),
-                sent.eq(sent + take_now), owed.eq(0), last_credit.eq(self.credit),
+                sent.eq(sent + take_now), owed.eq(0),
+                host_room.eq(Mux(self.credit > arriving, self.credit - arriving, 0)),
                 header.kind.eq(Mux(owed, DeviceKind.REPLY.value, DeviceKind.RESPONSE.value)),
                 header.status.eq(Mux(owed, owed_status.as_value(), LinkStatus.OK.value)),
                 header.seq.eq(owed_seq),
