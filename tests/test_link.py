@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hw.link.protocol import (
+    DeviceKind,
     HostFrame,
     HostKind,
     LinkStatus,
@@ -86,6 +87,48 @@ def test_replayed_frame_is_acknowledged_not_applied():
     assert [LinkStatus(r.status) for r in replies] == \
         [LinkStatus.OK, LinkStatus.DUPLICATE, LinkStatus.DUPLICATE]
     assert model.executed_frames == 1 and all(r.next_seq == 1 for r in replies)
+
+
+def _frames(wire: bytes) -> list:
+    from cobs import cobs
+    return [parse_device_frame(cobs.decode(chunk)) for chunk in wire.split(b"\x00") if chunk]
+
+
+def test_stream_frames_are_taken_silently_and_acknowledged_by_credit_news():
+    """STREAM frames run without a reply; once the host's unreported credit reaches half the
+    command buffer the device says so, and that frame's ``next_seq`` acknowledges them. A
+    replayed STREAM frame is still answered DUPLICATE (its acknowledgement may have been lost)."""
+    model = LinkModel(params=PARAMS, cmd_buffer=1024)
+    prog = Program(PARAMS)
+    prog.configure(prog.config)            # 12 bytes that answer nothing
+    payload = prog.to_bytes() * 20         # 240 bytes
+    answers = []
+    for seq in range(4):
+        frame = HostFrame(HostKind.STREAM.value, seq, seq, 0, payload)
+        answers.append(_frames(model.receive(encode_frame(pack_host_frame(frame)))))
+    assert model.executed_frames == 4
+    assert answers[0] == []                              # 240 B unreported: quiet
+    (news,) = answers[2] or answers[1]                   # >= 512 B unreported: news
+    assert news.kind == DeviceKind.RESPONSE.value and news.credit == 1024
+    assert news.next_seq in (2, 3)
+    replay = HostFrame(HostKind.STREAM.value, 0, 9, 0, payload)
+    (dup,) = _frames(model.receive(encode_frame(pack_host_frame(replay))))
+    assert LinkStatus(dup.status) == LinkStatus.DUPLICATE and model.executed_frames == 4
+
+
+def test_streaming_host_gets_one_device_frame_per_half_buffer():
+    """A long command stream with no responses: the host sends all but its last frame as STREAM
+    and hears back about once per half command buffer, not once per frame."""
+    model = LinkModel(params=PARAMS)
+    host = LinkHost(LoopbackTransport(model))
+    before = host.stats.frames_received
+    prog = Program(PARAMS)
+    prog.load_weights(0, np.zeros((PARAMS.weight_depth, PARAMS.cols), np.uint8))
+    commands = prog.to_bytes() * 40                       # ~20 KiB, no responses
+    host.exchange(commands, 0)
+    frames = host.stats.data_frames_sent
+    assert frames >= 20 and model.statuses[LinkStatus.OK] >= frames
+    assert host.stats.frames_received - before <= frames // 2 + 2
 
 
 def test_frame_ahead_of_sequence_is_refused():
