@@ -63,10 +63,10 @@ def test_fuzzed_frames_never_hang_or_apply_twice(tmp_path):
 
 
 def test_paced_stream_is_exact_and_paced():
-    """``python -m sw bench``'s end-to-end measurement, small: a compiled 16-row layer through the
-    RTL over a wire of 16 cycles per byte. The testbench checks every response byte against the golden
-    model; here the device's cycle count must equal the prediction and no byte may have come
-    faster than the wire allows."""
+    """``python -m sw bench``'s end-to-end measurement, small: a compiled 16-row layer through
+    the RTL over a wire of 16 cycles per byte. The testbench checks every response byte against
+    the golden model; here the device's cycle count must equal the prediction and no byte may
+    have come faster than the wire allows."""
     rows = measure_streaming(PARAMS, run_paced, cycles_per_byte=16,
                              workloads=[StreamWorkload(16, 16, 12, Precision.INT8)])
     (row,) = rows
