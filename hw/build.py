@@ -135,13 +135,18 @@ def _core_clock(fmax: dict) -> tuple[str, float, float]:
 
 
 def _overflow(text: str) -> list[str]:
-    """The resources nextpnr's utilisation table shows above 100%, described."""
-    over = []
+    """The resources nextpnr's utilisation table shows above 100%, described; or, when the
+    placer gave up for want of room (a table just under 100%), the fullest one."""
+    over, fullest = [], (0.0, "")
     for cell, used, available in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text):
         used, available = int(used), int(available)
+        described = f"{cell} {used}/{available} ({100 * used / available:.0f}%"
         if used > available and f"{cell} " not in " ".join(over):
-            over.append(f"{cell} {used}/{available} ({100 * used / available:.0f}%, "
-                        f"{used - available} over)")
+            over.append(f"{described}, {used - available} over)")
+        if available and used / available > fullest[0]:
+            fullest = (used / available, f"{described}: no legal placement left)")
+    if not over and "Unable to find legal placement" in text and fullest[1]:
+        over.append(fullest[1])
     return over
 
 

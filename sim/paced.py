@@ -36,6 +36,7 @@ def run_paced(params: RillParams, jobs: list[tuple[str, Program]], cycles_per_by
     for name, prog in jobs:
         expected, ignore = golden_answer(golden, prog)
         records.append({"name": name, "program": prog.to_bytes().hex(),
+                        "cuts": list(prog.frame_cuts()),
                         "expected": expected.hex(), "ignore": sorted(ignore)})
     with tempfile.TemporaryDirectory(prefix="rill-paced-") as folder:
         folder = Path(folder)
@@ -45,7 +46,7 @@ def run_paced(params: RillParams, jobs: list[tuple[str, Program]], cycles_per_by
                   "ack_every": RSP_BUFFER_BYTES // 2,
                   # Timeouts in the host's seconds at 1 M cycles per second: longer than any
                   # MATMUL here, so a long computation is not mistaken for a lost frame.
-                  "timeout": 0.2}
+                  "timeout": 0.2, "trace": "/tmp/trace.json"}
         run_cocotb(lambda: LinkedCore(params), "rill_linked_core", "sim.testbenches.link_tb",
                    testcase="paced", extra_env={"RILL_LINK_TB": json.dumps(config)},
                    test_dir=folder / "run", log_file=folder / "run" / "sim.log",

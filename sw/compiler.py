@@ -133,6 +133,10 @@ class LayerProgram:
         return self.program.predicted_cycles
 
     @property
+    def frame_cuts(self) -> tuple[int, ...]:
+        return self.program.frame_cuts()
+
+    @property
     def wire_bytes(self) -> int:
         return len(self.command_bytes) + self.response_bytes
 
@@ -507,4 +511,4 @@ def run_linear(device: Device, layer: QuantizedLinear | CompiledLinear,
     """Run one quantized matmul on ``device``: ``x`` (M x K) -> ``y`` (M x N)."""
     compiled = compiled_for(device, layer)
     lp = compiled.program(x)
-    return lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
+    return lp.assemble(device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts))

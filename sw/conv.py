@@ -66,6 +66,6 @@ def run_conv(device: Device, conv: QuantizedConv, x: np.ndarray,
     """Run a quantized conv on ``device``: NCHW ``x`` -> NCHW ``y``."""
     compiled = compiled_for(device, compiled or conv.linear)
     lp, (n, oh, ow) = conv_program(compiled, conv, x)
-    y = lp.assemble(device.execute(lp.command_bytes, lp.response_bytes))
+    y = lp.assemble(device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts))
     return np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
 

@@ -30,7 +30,8 @@ class Device:
     """A connection to one Rill core. Use as a context manager.
 
     Subclasses implement :meth:`_exchange` (send command bytes, return exactly ``n`` response
-    bytes) and :meth:`close`.
+    bytes; ``cuts`` are offsets where a framed link should end a frame, a hint) and
+    :meth:`close`.
     """
 
     params: RillParams
@@ -47,12 +48,13 @@ class Device:
     def close(self):
         pass
 
-    def _exchange(self, commands: bytes, response_bytes: int) -> bytes:
+    def _exchange(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
         raise NotImplementedError
 
-    def execute(self, commands: bytes, response_bytes: int) -> bytes:
-        """Send a command stream and return its ``response_bytes`` response bytes."""
-        return self._exchange(commands, response_bytes)
+    def execute(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
+        """Send a command stream and return its ``response_bytes`` response bytes. ``cuts``:
+        offsets to end link frames at (:meth:`sw.program.Program.frame_cuts`), for speed."""
+        return self._exchange(commands, response_bytes, cuts)
 
     def read_info(self) -> RillParams:
         response = self.execute(isa.encode(Opcode.INFO), isa.RESPONSE_HEADER_BYTES + 16)
@@ -88,7 +90,7 @@ class GoldenDevice(Device):
         self.core = GoldenCore(params)
         self._pending = b""
 
-    def _exchange(self, commands, response_bytes):
+    def _exchange(self, commands, response_bytes, cuts=()):
         out = self._pending + self.core.feed(commands)
         if len(out) < response_bytes:
             raise DeviceError(f"device sent {len(out)} of {response_bytes} expected bytes")

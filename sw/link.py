@@ -73,8 +73,8 @@ MAX_WIRE = {name: size + size // 254 + 2 for name, size in
              (("host", MAX_HOST_FRAME), ("device", MAX_DEVICE_FRAME))}
 #: Rewinds in a row without progress before the host gives up on a device that keeps refusing.
 _FUTILE_REWINDS = 32
-#: The host does not cut a frame smaller than this to fit a small credit (it waits instead).
-_MIN_CHUNK = 64
+#: A frame ends at a cut (:meth:`LinkHost.exchange`) only this far in or more: cuts cost framing.
+_MIN_CUT = 256
 
 
 def frames_in(buffer: bytearray, limit: int):
@@ -161,6 +161,7 @@ class LinkHost:
         self._pending: deque[_Pending] = deque()   # unacknowledged, seq base, base + 1, ...
         self._resend_from = 0          # _pending[_resend_from:] must go out again
         self._credit = 0
+        self._largest_credit = 0       # the command buffer's size, as far as we have seen
         self._held = bytearray()       # response bytes received, not yet returned
         self._received = 0             # response stream offset after _held (unbounded)
         self._acked = 0                # the last rack we sent
@@ -182,6 +183,7 @@ class LinkHost:
                     self._pending.clear()
                     self._resend_from = 0
                     self._credit = frame.credit
+                    self._largest_credit = max(self._largest_credit, frame.credit)
                     self._held.clear()
                     self._received = self._acked = frame.roff
                     self._take_responses(frame)
@@ -189,13 +191,16 @@ class LinkHost:
             self.stats.timeouts += 1
         raise self._timeout_error()
 
-    def exchange(self, commands: bytes, response_bytes: int) -> bytes:
+    def exchange(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
         """Deliver ``commands`` (each byte exactly once) and return the next ``response_bytes``
-        bytes of the core's response stream (later ones are kept for the next call)."""
+        bytes of the core's response stream (later ones are kept for the next call). ``cuts``:
+        offsets where ending a frame lets the device start on its outputs sooner (it runs a frame
+        only once all of it has arrived); see :meth:`_frame_size`."""
         commands = bytes(commands)
+        cuts = sorted(c for c in cuts if 0 < c < len(commands))
         cursor = silent = futile = 0
         while True:
-            cursor = self._pump(commands, cursor)
+            cursor = self._pump(commands, cursor, cuts)
             delivered = cursor == len(commands) and not self._pending
             if delivered and len(self._held) >= response_bytes:
                 break
@@ -243,7 +248,7 @@ class LinkHost:
     def _resendable(self) -> bool:
         return self._resend_from < len(self._pending)
 
-    def _pump(self, commands: bytes, cursor: int) -> int:
+    def _pump(self, commands: bytes, cursor: int, cuts: list[int]) -> int:
         """Send what may be sent: retransmissions first (their bytes are already counted against
         the credit), then new frames while the credit and the window allow."""
         while self._resendable():
@@ -255,12 +260,14 @@ class LinkHost:
             self._resend_from += 1
         in_flight = sum(len(p.payload) for p in self._pending)
         while cursor < len(commands) and len(self._pending) < self.window:
-            size = min(MAX_PAYLOAD, len(commands) - cursor)
             room = self._credit - in_flight
-            if room < size:
-                if room < _MIN_CHUNK:
-                    break
-                size = room
+            want = min(MAX_PAYLOAD, len(commands) - cursor)
+            # Short of credit, send a shorter frame only when the room is worth it; else wait
+            # for the credit news that is sure to come (the device sends it once half its buffer
+            # is free that we do not know of, and our room is then under half the buffer).
+            if room < want and room < max(1, min(MAX_PAYLOAD, self._largest_credit) // 2):
+                break
+            size = self._frame_size(cursor, cuts, min(want, room))
             payload = commands[cursor:cursor + size]
             frame = _Pending(self._next_seq, payload)
             self._next_seq = (self._next_seq + 1) % SEQ_MODULUS
@@ -273,6 +280,13 @@ class LinkHost:
             cursor += size
             in_flight += size
         return cursor
+
+    @staticmethod
+    def _frame_size(cursor: int, cuts: list[int], limit: int) -> int:
+        """``limit`` bytes, or fewer to end at the first cut at least :data:`_MIN_CUT` bytes in:
+        then the device starts sending that STORE's outputs while the next frame arrives."""
+        return next((c - cursor for c in cuts if cursor + _MIN_CUT <= c <= cursor + limit),
+                    limit)
 
     @staticmethod
     def _data_kind(last: bool) -> HostKind:
@@ -328,6 +342,7 @@ class LinkHost:
                 self._resend_from = max(0, self._resend_from - acked)
                 progress = True
             self._credit = frame.credit
+            self._largest_credit = max(self._largest_credit, frame.credit)
         if frame.kind == DeviceKind.REPLY.value and LinkStatus(frame.status) in ERROR_STATUSES:
             self.stats.error_replies += 1
             # Act once per loss: answers to frames sent before the last rewind are echoes of it.
@@ -371,8 +386,8 @@ class LinkedDevice(Device):
         self.transport = transport
         self.host = LinkHost(transport, **host_options)
 
-    def _exchange(self, commands: bytes, response_bytes: int) -> bytes:
-        return self.host.exchange(commands, response_bytes)
+    def _exchange(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
+        return self.host.exchange(commands, response_bytes, cuts)
 
     def close(self):
         close = getattr(self.transport, "close", None)

@@ -465,8 +465,8 @@ class RillModel:
                     progress(step.name, len(self.programs), len(self.layers))
                 lp, shape = step.program(device.params, env[step.input])
                 self.programs.append(lp)
-                env[step.output] = shape(lp.assemble(device.execute(lp.command_bytes,
-                                                                    lp.response_bytes)))
+                response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts)
+                env[step.output] = shape(lp.assemble(response))
             else:
                 for name, value in zip(step.output, run_host_op(step, env)):
                     env[name] = value

@@ -25,6 +25,9 @@ class Program:
     config: Config = field(default_factory=Config)
     chunks: list[bytes] = field(default_factory=list)
     response_bytes: int = 0
+    #: Byte offset just past each STORE: where the device can start sending outputs.
+    store_ends: list[int] = field(default_factory=list)
+    size: int = 0
 
     def __post_init__(self):
         self.clock = isa.CycleClock(self.params)
@@ -36,20 +39,32 @@ class Program:
 
     def _add(self, opcode: Opcode, data: bytes = b"", response: int = 0, **fields):
         header = isa.encode(opcode, **fields)
-        self.chunks.append(header + data)
+        self._append(header + data)
         self.response_bytes += response
         self.clock.step(self.config, opcode.value, isa.decode_fields(opcode, header[1:]),
                         isa.Status.OK)
 
+    def _append(self, chunk: bytes):
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        if chunk[0] == Opcode.STORE.value:
+            self.store_ends.append(self.size)
+
     def to_bytes(self) -> bytes:
         return b"".join(self.chunks)
+
+    def frame_cuts(self) -> tuple[int, ...]:
+        """Offsets a link may end a frame at: just past each STORE. A device runs a frame's
+        commands only once all of it has arrived, so a frame that ends there lets the STORE's
+        outputs start travelling back while the next frame travels in."""
+        return tuple(self.store_ends)
 
     def extend(self, other: Program):
         """Append ``other``'s instructions (built from the reset state), timed after these."""
         for chunk in other.chunks:
             opcode = isa.Opcode(chunk[0])
             fields = isa.decode_fields(opcode, chunk[1:isa.HEADER_BYTES])
-            self.chunks.append(chunk)
+            self._append(chunk)
             self.clock.step(self.config, opcode.value, fields, isa.Status.OK)
             if opcode == Opcode.CONFIG:
                 self.config = isa.Config.from_fields(fields)

@@ -109,6 +109,21 @@ def _gemm(params: RillParams, seed: int, m: int, k: int, n: int):
     return gemm_program(params, acts, weights, raw=True)
 
 
+def test_placer_giving_up_is_reported_as_does_not_fit():
+    """nextpnr's table can show 99% and the placer still find no room: that is "does not fit"
+    (exit 3) with the fullest resource, not a toolchain failure."""
+    from hw.build import _overflow
+    table = ("Info: Device utilisation:\n"
+             "Info: \t          TRELLIS_FF:   20424/  83640    24%\n"
+             "Info: \t        TRELLIS_COMB:   83180/  83640    99%\n")
+    assert _overflow(table) == []
+    placer = "ERROR: Unable to find legal placement for all cells, design is probably at " \
+             "utilisation limit.\n"
+    assert _overflow(table + placer) == ["TRELLIS_COMB 83180/83640 (99%: no legal placement left)"]
+    over = table.replace("83180/  83640    99%", "90000/  83640   107%")
+    assert _overflow(over + placer) == ["TRELLIS_COMB 90000/83640 (108%, 6360 over)"]
+
+
 def test_board_gemm_over_uart(tmp_path):
     """Two GEMMs through the UART pins of the plain path (the bare core behind a FIFO), bit-exact,
     with one-clock spikes on the line between them that the receiver must reject (the bare core has

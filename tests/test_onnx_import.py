@@ -29,9 +29,9 @@ class MeasuringDevice(Device):
         super().__init__(inner.params)
         self.inner, self.cycles = inner, []
 
-    def execute(self, commands, response_bytes):
+    def execute(self, commands, response_bytes, cuts=()):
         before = self.inner.read_counters()["cycles"]
-        out = self.inner.execute(commands, response_bytes)
+        out = self.inner.execute(commands, response_bytes, cuts)
         self.cycles.append(self.inner.read_counters()["cycles"] - before - READ_COUNTERS_CYCLES)
         return out
 

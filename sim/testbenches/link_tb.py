@@ -243,8 +243,8 @@ async def paced(dut):
     ``cycles_per_byte`` cycles. Each response must equal ``expected`` (but the ``ignore`` byte
     offsets: the stall counter, which depends on the pace); the report gives, per job, the cycles
     from its first byte sent to its last response byte received and the wire bytes each way.
-    Settings: ``cycles_per_byte``, ``jobs`` (a JSON file: ``[{"name", "program", "expected",
-    "ignore"}]``, bytes as hex)."""
+    Settings: ``cycles_per_byte``, ``jobs`` (a JSON file: ``[{"name", "program", "cuts",
+    "expected", "ignore"}]``, bytes as hex)."""
     await reset_wire(dut)
     gap = CONFIG["cycles_per_byte"] - 1
     sim = SimTransport(dut, random.Random(0), rx_gap=gap, tx_gap=gap)
@@ -256,7 +256,7 @@ async def paced(dut):
         for job in jobs:
             expected = bytes.fromhex(job["expected"])
             start, before = sim.cycles, dict(vars(host.stats))
-            got = host.exchange(bytes.fromhex(job["program"]), len(expected))
+            got = host.exchange(bytes.fromhex(job["program"]), len(expected), job["cuts"])
             assert_same(job["name"], got, expected, set(job["ignore"]))
             stats = vars(host.stats)
             results.append({"name": job["name"], "cycles": sim.cycles - start,
