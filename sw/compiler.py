@@ -31,6 +31,7 @@ the fewest cycles.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from hw import isa
 from hw.isa import Config, Opcode, OutType, Precision, Rounding
+from hw.link.protocol import RSP_BUFFER_BYTES
 from hw.params import RillParams
 
 from .device import Device, DeviceError, ParamsMismatch
@@ -184,6 +186,16 @@ def _balanced(total: int, cap: int) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+def _tapered(total: int, cap: int, end: int) -> tuple[tuple[int, int], ...]:
+    """As :func:`_balanced`, but the first and the last piece are ``end`` long: on a link, the
+    first outputs leave sooner and fewer wait for the last inputs, at the cost of the pieces
+    between being fewer and larger."""
+    if cap <= end or total <= 2 * end:
+        return _balanced(total, cap)
+    middle = tuple((start + end, size) for start, size in _balanced(total - 2 * end, cap))
+    return ((0, end),) + middle + ((total - end, end),)
+
+
 class CompiledLinear:
     """A checked :class:`QuantizedLinear` with its device-side qparams; builds layer programs."""
 
@@ -277,8 +289,9 @@ class CompiledLinear:
         # between, where re-sending weights per pass trades against re-sending activations.
         ng_options = {ng_cap, weight_cap // (kt_all * p.rows)} | {1 << i for i in range(8)}
         edge = max(p.rows, p.cols)
-        for ng in sorted(x for x in ng_options if 1 <= x <= ng_cap):
-            n_groups = _balanced(nt_all, ng)
+        for ng, taper in itertools.product(sorted(x for x in ng_options if 1 <= x <= ng_cap),
+                                           (False, True)):
+            n_groups = (_tapered(nt_all, ng, 1) if taper else _balanced(nt_all, ng))
             ng = max(size for _, size in n_groups)
             kg_cap = min(255, kt_all, weight_cap // (ng * p.rows), act_cap)
             kg_options = {kg_cap} | {act_cap // (edge << i) for i in range(6)}
@@ -292,9 +305,10 @@ class CompiledLinear:
                         mc_cap = min(mc_cap, act_cap // kg)
                     # Smaller chunks (still filling the array) let outputs stream back while
                     # later rows stream in; _link_bytes weighs that against their headers.
-                    for mc in {mc_cap} | {mc_cap >> i for i in range(1, 9)
-                                          if mc_cap >> i >= edge}:
-                        chunks = _balanced(m, mc)
+                    for mc, taper in itertools.product(
+                            {mc_cap} | {mc_cap >> i for i in range(1, 9) if mc_cap >> i >= edge},
+                            (False, True)):
+                        chunks = _tapered(m, mc, edge) if taper else _balanced(m, mc)
                         mc = max(size for _, size in chunks)
                         per_pass = 1 if resident else max(1, (p.acc_depth // ng) // mc)
                         yield TilePlan(m, n_groups, k_groups, chunks, per_pass, acts_resident)
@@ -384,41 +398,36 @@ class CompiledLinear:
         return wire, wire + instructions + matmul_cycles
 
     def _link_bytes(self, plan: TilePlan) -> int:
-        """The bytes' worth of time a full-duplex link needs for a plan (framing aside).
+        """How long a full-duplex link is busy with a plan, in byte times (framing aside).
 
-        Commands stream in while responses stream out, so the link is busy for the longer of:
-        every command byte, then the responses of the STOREs after the last input (nothing can
-        overlap those); or the command bytes before the first STORE, then every response byte.
-        Cut M finer and more outputs overlap inputs, at the price of more instruction headers.
+        Commands go in one after the other; a STORE's outputs can go out once its instruction is
+        in, after the outputs before them. Cut M or N finer and more outputs travel while later
+        inputs do, at the price of more instruction headers. A STORE with more outputs than a
+        quarter of the device's response ring (the rest holds bytes still travelling or not yet
+        acknowledged) may stall the core, and with it the inputs: the excess counts on top.
         """
         p, hdr = self.params, isa.HEADER_BYTES
         out_width = 4 if self.raw else 1
-        cmd = rsp = tail = 0
-        head = None
+        t_in = t_out = stalls = 0
         for kind, args in self._steps(plan):
+            t_in += hdr
             if kind == "store":
-                if head is None:
-                    head = cmd
-                cmd += hdr
                 size = isa.RESPONSE_HEADER_BYTES + args[1] * args[2] * out_width
-                rsp += size
-                tail += size
-                continue
-            tail = 0
-            cmd += hdr
-            if kind == "qparams":
+                t_out = max(t_out, t_in) + size
+                stalls += max(0, size - RSP_BUFFER_BYTES // 4)
+            elif kind == "qparams":
                 col0, width = args
-                cmd += qparam_wire_bytes(width, *(q[col0:col0 + width]
-                                                  for q in self.qparams[1:]))
+                t_in += qparam_wire_bytes(width, *(q[col0:col0 + width]
+                                                   for q in self.qparams[1:]))
             elif kind == "acts_all":
-                cmd += args[0] * self.kc
+                t_in += args[0] * self.kc
             elif kind == "acts":
                 c, h = args
-                cmd += plan.chunks[c][1] * plan.k_groups[h][1] * self.kc
+                t_in += plan.chunks[c][1] * plan.k_groups[h][1] * self.kc
             elif kind == "weights":
                 _, nt, h0, h1 = args
-                cmd += sum(kt for _, kt in plan.k_groups[h0:h1]) * nt * p.rows * p.cols
-        return max(cmd + tail, (head or 0) + rsp)
+                t_in += sum(kt for _, kt in plan.k_groups[h0:h1]) * nt * p.rows * p.cols
+        return max(t_in, t_out) + stalls
 
     # -- emitting -------------------------------------------------------------------------------
 
