@@ -2,7 +2,7 @@
 other."""
 
 from amaranth.hdl import Module
-from amaranth.lib import stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..core import RillCore
@@ -39,6 +39,9 @@ class Link(wiring.Component):
         Command bytes for the core: only from whole, checked, in-sequence DATA frames.
     rsp : ``In(stream.Signature(8))``
         The core's response bytes.
+    core_waiting : ``In(1)``
+        The core waits for a command byte and holds no response byte (or any between): with
+        the command buffer empty, it will do nothing more until commands come.
     idle : ``Out(1)``
         The core waits for commands the buffer does not hold and the link has nothing to send.
         A co-simulation may stop the clock while this holds and no byte arrives.
@@ -48,6 +51,7 @@ class Link(wiring.Component):
     tx: Out(stream.Signature(8))
     cmd: Out(stream.Signature(8))
     rsp: In(stream.Signature(8))
+    core_waiting: In(1)
     idle: Out(1)
 
     def __init__(self, *, cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES):
@@ -58,25 +62,25 @@ class Link(wiring.Component):
         m = Module()
         m.submodules.decoder = decoder = CobsDecoder()
         m.submodules.receiver = receiver = LinkReceiver()
-        m.submodules.cmd_buffer = fifo = CommitFifo(self.cmd_buffer)
+        m.submodules.cmd_buffer = commit_fifo = CommitFifo(self.cmd_buffer)
         m.submodules.transmitter = transmitter = LinkTransmitter(
             rsp_depth=self.rsp_buffer, cmd_depth=self.cmd_buffer)
         m.submodules.encoder = encoder = CobsEncoder()
 
         wiring.connect(m, wiring.flipped(self.rx), decoder.i)
         wiring.connect(m, decoder.o, receiver.i)
-        wiring.connect(m, receiver.cmd, fifo.w)
-        wiring.connect(m, fifo.r, wiring.flipped(self.cmd))
+        wiring.connect(m, receiver.cmd, commit_fifo.w)
+        wiring.connect(m, commit_fifo.r, wiring.flipped(self.cmd))
         wiring.connect(m, receiver.event, transmitter.event)
         wiring.connect(m, wiring.flipped(self.rsp), transmitter.rsp)
         wiring.connect(m, transmitter.o, encoder.i)
         wiring.connect(m, encoder.o, wiring.flipped(self.tx))
-        core_idle = fifo.empty & self.cmd.ready & ~self.rsp.valid
+        core_idle = commit_fifo.empty & self.core_waiting & ~self.rsp.valid
         m.d.comb += [
-            fifo.commit.eq(receiver.commit),
-            fifo.rollback.eq(receiver.rollback),
+            commit_fifo.commit.eq(receiver.commit),
+            commit_fifo.rollback.eq(receiver.rollback),
             transmitter.next_seq.eq(receiver.next_seq),
-            transmitter.credit.eq(fifo.free),
+            transmitter.credit.eq(commit_fifo.free),
             transmitter.cmd_taken.eq(receiver.cmd.valid & receiver.cmd.ready),
             # The core asks for a byte the buffer does not have and has nothing to say.
             transmitter.core_idle.eq(core_idle),
@@ -113,9 +117,24 @@ class LinkedCore(wiring.Component):
         m = Module()
         m.submodules.link = link = Link(cmd_buffer=self.cmd_buffer, rsp_buffer=self.rsp_buffer)
         m.submodules.core = core = RillCore(self.params)
+        # Registered handshakes both ways between link and core: on a big part the two sit far
+        # apart, and the core's stall logic fans out across the whole array (this path set the
+        # ULX3S-85F's clock). A FIFO of 4 keeps a byte per cycle flowing.
+        m.submodules.cmd_slice = cmd_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
+        m.submodules.rsp_slice = rsp_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
-        wiring.connect(m, link.cmd, core.cmd)
-        wiring.connect(m, core.rsp, link.rsp)
-        m.d.comb += self.idle.eq(link.idle)
+        m.d.comb += [
+            cmd_slice.w_data.eq(link.cmd.payload), cmd_slice.w_en.eq(link.cmd.valid),
+            link.cmd.ready.eq(cmd_slice.w_rdy),
+            core.cmd.payload.eq(cmd_slice.r_data), core.cmd.valid.eq(cmd_slice.r_rdy),
+            cmd_slice.r_en.eq(core.cmd.ready),
+            rsp_slice.w_data.eq(core.rsp.payload), rsp_slice.w_en.eq(core.rsp.valid),
+            core.rsp.ready.eq(rsp_slice.w_rdy),
+            link.rsp.payload.eq(rsp_slice.r_data), link.rsp.valid.eq(rsp_slice.r_rdy),
+            rsp_slice.r_en.eq(link.rsp.ready),
+            link.core_waiting.eq(core.cmd.ready & ~cmd_slice.r_rdy & (cmd_slice.r_level == 0)
+                                 & ~core.rsp.valid & (rsp_slice.r_level == 0)),
+            self.idle.eq(link.idle),
+        ]
         return m
