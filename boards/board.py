@@ -15,6 +15,8 @@ from amaranth.lib import fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.core import RillCore
+from hw.link import LinkedCore
+from hw.link.protocol import CMD_BUFFER_BYTES
 from hw.params import RillParams
 from hw.uart import Uart, baud_divisor
 
@@ -42,6 +44,9 @@ class Board:
         reset, from :mod:`boards.clocking`).
     summary : str
         One line for ``--list``.
+    link_buffer : int
+        Bytes of the link's command buffer and of its response ring, each (a power of two of at
+        least one frame, 1 KiB): fewer block RAMs on small parts, less streaming slack.
     """
 
     name: str
@@ -52,6 +57,7 @@ class Board:
     clock: Callable[[float], Elaboratable]
     summary: str
     uart: str = "uart"
+    link_buffer: int = CMD_BUFFER_BYTES
 
     def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
         """This board with another array shape (SRAM depths unchanged)."""
@@ -93,13 +99,9 @@ class CoreOverBytes(wiring.Component):
         return m
 
 
-def serial_device(params: RillParams) -> wiring.Component:
-    """The component behind the UART: the framed, credit-paced link when it exists."""
-    try:
-        from hw.link import LinkedCore
-    except ImportError:
-        return CoreOverBytes(params)
-    return LinkedCore(params)
+def serial_device(params: RillParams, link_buffer: int = CMD_BUFFER_BYTES) -> wiring.Component:
+    """The component behind the UART: the core behind the framed, credit-paced link."""
+    return LinkedCore(params, cmd_buffer=link_buffer, rsp_buffer=link_buffer)
 
 
 class SerialDevice(wiring.Component):
@@ -149,7 +151,8 @@ class BoardTop(Elaboratable):
 
     def __init__(self, board: Board, device: wiring.Component | None = None):
         self.board = board
-        self.device = device if device is not None else serial_device(board.params)
+        self.device = device if device is not None else serial_device(board.params,
+                                                                       board.link_buffer)
 
     def elaborate(self, platform):
         m = Module()

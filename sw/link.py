@@ -140,19 +140,20 @@ class LinkHost:
     sync : bool
         Start a session at once (``SYNC``): learn the device's sequence number and response
         offset, dropping response bytes an earlier session left unread.
-    ack_every : int
+    ack_every : int, optional
         Acknowledge responses (with a POLL when there is nothing else to send) at least every
-        this many bytes, so the device's response buffer drains before it fills: at most half
-        the buffer it was built with (:data:`~hw.link.protocol.RSP_BUFFER_BYTES` by default).
+        this many bytes, so the device's response ring drains before it fills: at most half
+        the ring. By default half the command buffer the device reported (the credit of its
+        SYNC reply): a device's ring is as large as its command buffer (``hw/link``).
     """
 
     def __init__(self, transport: Transport, *, timeout: float = 0.5, retries: int = 8,
-                 window: int = 16, sync: bool = True, ack_every: int = RSP_BUFFER_BYTES // 2):
+                 window: int = 16, sync: bool = True, ack_every: int | None = None):
         if not 1 <= window < SEQ_MODULUS // 4:
             raise ValueError(f"window must be between 1 and {SEQ_MODULUS // 4 - 1}")
         self.transport = transport
         self.timeout, self.retries, self.window = timeout, retries, window
-        self.ack_every = ack_every
+        self._ack_every = ack_every
         self.stats = LinkStats()
         self._wire_in = bytearray()
         self._tag = 0                  # tag of the next transmission
@@ -171,6 +172,12 @@ class LinkHost:
             self.sync()
 
     # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def ack_every(self) -> int:
+        if self._ack_every is not None:
+            return self._ack_every
+        return max(1, (self._largest_credit or RSP_BUFFER_BYTES) // 2)
 
     def sync(self) -> None:
         """Start a session; raises :class:`LinkTimeout` when the device does not answer."""

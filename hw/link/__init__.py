@@ -49,7 +49,9 @@ can stream its commands as STREAM frames, which the device takes without a reply
 news, or any other device frame, acknowledges them through ``next_seq``), and send only the last
 frame it has for now as DATA, answered at once. With the default 4 KiB buffer four full frames can
 be in flight and news comes every 2 KiB, so the link streams at one 16-byte device frame per
-2 KiB of commands instead of a reply per frame.
+2 KiB of commands instead of a reply per frame. A device's response ring is as large as its
+command buffer (boards with few block RAMs build both smaller); the host takes the size from the
+credit of its SYNC reply and acknowledges responses at least every half of it.
 
 Responses: go-back-N from a retransmit buffer
 ---------------------------------------------

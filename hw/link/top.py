@@ -91,7 +91,8 @@ class Link(wiring.Component):
 
 class LinkedCore(wiring.Component):
     """A :class:`~hw.core.RillCore` behind a :class:`Link`: what a board puts behind its UART and
-    the simulation behind a socket.
+    the simulation behind a socket. A host assumes the response ring is as large as the command
+    buffer (it learns that size from the credit); give it ``ack_every`` when they differ.
 
     Members
     -------

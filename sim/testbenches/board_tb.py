@@ -195,6 +195,7 @@ async def board_over_link(dut):
                                                   job["response_bytes"])
                                     for job in config["jobs"]]
             results["stats"] = link.stats
+            results["ack_every"] = link.ack_every
         except BaseException as error:   # reported in the simulator's thread
             results["error"] = error
 
@@ -224,5 +225,7 @@ async def board_over_link(dut):
         compare(job["name"], Path(job["expected"]).read_bytes(), got, set(job["ignore"]))
     stats = results["stats"]
     dut._log.info(f"link statistics: {stats}")
+    if "link_buffer" in config:   # the host acknowledges at half the size it learned
+        assert results["ack_every"] == config["link_buffer"] // 2, results["ack_every"]
     assert stats.retransmissions + stats.error_replies + stats.timeouts > 0, \
         f"the noise burst cost the link nothing: did it hit the line? {stats}"
