@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
+from .sram import sram_tile
 
 __all__ = ["AccumulatorBanks", "acc_tag_layout"]
 
@@ -55,8 +56,7 @@ class AccumulatorBanks(wiring.Component):
         m = Module()
         p = self._params
         for c in range(p.cols):
-            bank = m.submodules[f"bank{c}"] = memory.Memory(
-                shape=signed(32), depth=p.acc_depth, init=[])
+            bank = m.submodules[f"bank{c}"] = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()
             incoming = self.sums[c]

@@ -256,6 +256,7 @@ def build(board, out_dir: Path | str, *, seed: int = 1, pe_multipliers: str = "l
     :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
     """
     from boards.board import BoardTop
+    from hw.sram import apply_no_rw_check
 
     out_dir = Path(out_dir).resolve()
     platform = board.platform()
@@ -267,6 +268,8 @@ def build(board, out_dir: Path | str, *, seed: int = 1, pe_multipliers: str = "l
     for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)
     plan.extract(str(out_dir))
+    rtlil = out_dir / f"{NAME}.il"
+    rtlil.write_text(apply_no_rw_check(rtlil.read_text())[0])
     started = time.monotonic()
     log_path = out_dir / "build.log"
     with open(log_path, "w") as log, _Progress(out_dir) if progress else _nullcontext():

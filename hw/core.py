@@ -1,7 +1,7 @@
 """The board-agnostic Rill core: one command byte stream in, one response byte stream out."""
 
 from amaranth.hdl import EnableInserter, Module, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorBanks, acc_tag_layout
@@ -10,6 +10,7 @@ from .isa import QPARAM_BYTES
 from .params import RillParams
 from .requant import RequantRequest, RequantUnit
 from .sequencer import Sequencer
+from .sram import sram_tile
 
 __all__ = ["RillCore"]
 
@@ -41,12 +42,9 @@ class RillCore(wiring.Component):
         seq = m.submodules.sequencer = Sequencer(p, RequantRequest)
         frozen = EnableInserter(seq.advance)
 
-        act_mem = memory.Memory(shape=data.ArrayLayout(signed(8), p.act_lanes),
-                                depth=p.act_depth, init=[])
-        weight_mem = memory.Memory(shape=data.ArrayLayout(unsigned(8), p.cols),
-                                   depth=p.weight_depth, init=[])
-        qparam_mem = memory.Memory(shape=unsigned(8 * QPARAM_BYTES), depth=p.qparam_depth,
-                                   init=[])
+        act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
+        weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
+        qparam_mem = sram_tile(unsigned(8 * QPARAM_BYTES), p.qparam_depth)
         for name, mem, write, read in (("act", act_mem, seq.act_write, seq.act_read),
                                        ("weight", weight_mem, seq.weight_write, seq.weight_read),
                                        ("qparam", qparam_mem, seq.qparam_write, seq.qparam_read)):
