@@ -147,73 +147,85 @@ class RequantUnit(wiring.Component):
 
         # -- stage 1: x = acc + bias, and the negations the magnitudes need -------------------
         # The request comes straight from the SRAM read ports, so this stage only adds, in
-        # parallel; everything that depends on x starts in stage 2.
+        # parallel; everything that depends on x starts in stage 2. The multiplier operand is
+        # chosen here, by the mode the request is issued under: the float32 mantissa
+        # ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE).
         req = self.i.payload
+        onnx = self.rounding == Rounding.ONNX
         valid1 = Signal()
         mode1 = Signal(_Mode)
         x1 = Signal(signed(32))
         neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
-        abs_mult1 = Signal(unsigned(32))  # |M| <= 2**31 (TFLITE)
+        op_b1 = Signal(unsigned(32))
         mult_neg1 = Signal()
-        mantissa1 = Signal(unsigned(24))  # M & 0xFFFFFF (ONNX)
         shift1 = Signal(unsigned(8))
         zp1 = Signal(signed(16))
         byte_index1 = Signal(2)
+        abs_mult = Mux(req.multiplier < 0, -req.multiplier, req.multiplier)
         m.d.sync += [
             valid1.eq(self.i.valid),
-            mode1.onnx.eq(self.rounding == Rounding.ONNX),
+            mode1.onnx.eq(onnx),
             mode1.relu.eq(self.relu),
             mode1.out_type.eq(self.out_type),
             mode1.raw.eq(self.raw),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            abs_mult1.eq(Mux(req.multiplier < 0, -req.multiplier, req.multiplier)),
+            op_b1.eq(Mux(onnx, req.multiplier[:24], abs_mult)),
             mult_neg1.eq(req.multiplier < 0),
-            mantissa1.eq(req.multiplier[:24]),
             shift1.eq(req.shift),
             zp1.eq(req.zero_point),
             byte_index1.eq(req.byte_index),
         ]
         stages += 1
 
-        # -- stage 2: magnitudes and shift amounts -------------------------------------------
-        # ONNX: float32(|x|) is |x| rounded to 24 significant bits; its exponent ta = the bit
-        # length of |x| >> 24 (0..8) moves into the final shift, so the multiplicand stays 25 bits.
-        # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does, and
-        # -(x << left) = (-x) << left modulo 2**32 gives its magnitude without another adder.
+        # -- stage 2: |x|, shifted left (TFLITE), and the shift amounts ------------------------
+        # ONNX: float32(|x|) rounds |x| to 24 significant bits, at bit ta = the bit length of
+        # |x| >> 24 (0..8); stage 3 rounds it in place, so that no right shifter is needed.
+        # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does. As
+        # -(v << left) = (-v) << left modulo 2**32, u = |x| << left is x << left or its negation,
+        # and one shifter serves both signs: |x << left| = |int32(u)|.
         abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
         sh = shift1.as_signed()
-        left = _named(m, Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0)), "left")
+        left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
         right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
-        xl = _named(m, (x1.as_unsigned() << left)[:32], "xl")
-        neg_xl = (neg_x1 << left)[:32]
+        left = _named(m, Mux(mode1.onnx, 0, left), "left")
 
         valid2 = Signal()
         mode2 = Signal(_Mode)
-        abs_x2 = Signal(unsigned(32))
+        u2 = Signal(unsigned(32))         # ONNX: |x|; TFLITE: |x| << left, mod 2**32
         ta2 = Signal(range(9))
-        abs_xl2 = Signal(unsigned(32))
         x_neg2 = Signal()
-        xl_neg2 = Signal()
-        abs_mult2 = Signal(unsigned(32))
+        op_b2 = Signal(unsigned(32))
         mult_neg2 = Signal()
-        mantissa2 = Signal(unsigned(24))
-        shift2 = Signal(unsigned(8))
-        right2 = Signal(5)
+        k2 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
         zp2 = Signal(signed(16))
         raw_byte2 = Signal(8)
         m.d.sync += [
-            valid2.eq(valid1), mode2.eq(mode1), abs_x2.eq(abs_x),
+            valid2.eq(valid1), mode2.eq(mode1),
+            u2.eq((abs_x << left)[:32]),
             ta2.eq(_bit_length(m, abs_x[24:], "ta")),
-            abs_xl2.eq(Mux(xl[31], neg_xl, xl)), x_neg2.eq(x1 < 0), xl_neg2.eq(xl[31]),
-            abs_mult2.eq(abs_mult1), mult_neg2.eq(mult_neg1), mantissa2.eq(mantissa1),
-            shift2.eq(shift1), right2.eq(right), zp2.eq(zp1),
+            x_neg2.eq(x1 < 0),
+            op_b2.eq(op_b1), mult_neg2.eq(mult_neg1),
+            k2.eq(Mux(mode1.onnx, shift1, right)), zp2.eq(zp1),
             raw_byte2.eq(x1.word_select(byte_index1, 8)),
         ]
         stages += 1
 
         # -- stage 3: the multiplicand, as a magnitude and a sign --------------------------------
-        mantissa_x = _rounding_shift(m, abs_x2, ta2, half_even=1, tie_up=0, name="mantissa_x")
+        # ONNX: float32(|x|) in place, its low ta bits cleared: P = float32(|x|) * M is then the
+        # float32 product's exact value, and its first rounding (stage 6-7) sees the exponent
+        # ta in P's bit length, so the final shift stays s.
+        # TFLITE: |int32(u)|; x << left is negative when u and x differ in sign, and when
+        # u = 2**31 (-2**31 either way). A zero product's sign does not matter.
+        low = Cat(*(ta2 > i for i in range(8)))            # the bits float32(|x|) drops
+        guard = (ta2 != 0) & u2.bit_select((ta2 - 1)[:4], 1)
+        sticky = (u2[:8] & (low >> 1)).any()
+        round_up = guard & (sticky | u2.bit_select(ta2, 1))
+        float_x = _named(m, Cat(u2[:8] & ~low, u2[8:]) + (round_up << ta2)[:32], "float_x")
+        int32_u = _named(m, Mux(u2[31], -u2, u2)[:32], "int32_u")
+        u_is_min = u2[31] & ~u2[:31].any()
+        xl_neg = (x_neg2 ^ u2[31]) | u_is_min
+
         valid3 = Signal()
         mode3 = Signal(_Mode)
         op_a3 = Signal(unsigned(32))
@@ -222,13 +234,12 @@ class RequantUnit(wiring.Component):
         k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
         zp3 = Signal(signed(16))
         raw_byte3 = Signal(8)
-        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
+        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), op_b3.eq(op_b2), k3.eq(k2),
+                     zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
         with m.If(mode2.onnx):
-            m.d.sync += [op_a3.eq(mantissa_x), op_b3.eq(mantissa2), sign3.eq(x_neg2),
-                         k3.eq(shift2 - ta2)]
+            m.d.sync += [op_a3.eq(float_x), sign3.eq(x_neg2)]
         with m.Else():
-            m.d.sync += [op_a3.eq(abs_xl2), op_b3.eq(abs_mult2), sign3.eq(xl_neg2 ^ mult_neg2),
-                         k3.eq(right2)]
+            m.d.sync += [op_a3.eq(int32_u), sign3.eq(xl_neg ^ mult_neg2)]
         stages += 1
 
         # -- stages 4 and 5: the one wide multiplier, as four 16 x 16 products, then their sum ---
@@ -250,7 +261,7 @@ class RequantUnit(wiring.Component):
 
         valid5 = Signal()
         mode5 = Signal(_Mode)
-        product5 = Signal(unsigned(64))   # ONNX: < 2**48; TFLITE: <= 2**62
+        product5 = Signal(unsigned(64))   # ONNX: < 2**55; TFLITE: <= 2**62
         sign5 = Signal()
         k5 = Signal(signed(10))
         zp5 = Signal(signed(16))
@@ -263,15 +274,16 @@ class RequantUnit(wiring.Component):
 
         # -- stage 6: the first rounding's exponent --------------------------------------------
         # ONNX: the float32 product keeps 24 significant bits of P, half even; its exponent t2
-        # (0..24) joins the final shift. TFLITE: the doubling high multiply's nudge rounds
-        # |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for ab < 0.
-        t2 = _bit_length(m, product5[24:48], "t2")
+        # (0..31: P < 2**31 * 2**24) joins the final shift. TFLITE: the doubling high multiply's
+        # nudge rounds |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for
+        # ab < 0.
+        t2 = _bit_length(m, product5[24:56], "t2")
         valid6 = Signal()
         mode6 = Signal(_Mode)
         product6 = Signal(unsigned(63))
         first_amount6 = Signal(range(32))
         sign6 = Signal()
-        k6 = Signal(signed(10))           # ONNX: s - ta - t2 in -32..255; TFLITE: right
+        k6 = Signal(signed(10))           # ONNX: s - t2 in -31..255; TFLITE: right
         zp6 = Signal(signed(16))
         raw_byte6 = Signal(8)
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
@@ -293,10 +305,9 @@ class RequantUnit(wiring.Component):
         amount7 = Signal(range(64))
         zp7 = Signal(signed(16))
         raw_byte7 = Signal(8)
-        # A negative k (ONNX: s < ta + t2) would shift left. It needs ta + t2 >= 1, and then a
-        # nonzero mag7 is >= 2**23: with t2 >= 1, P >= 2**24 and mag7 is its 24-bit mantissa;
-        # with t2 = 0 and ta >= 1, mag7 = P = ma * m with ma >= 2**23. Shifted or not, it
-        # saturates, so shifting by 0 instead gives the same byte.
+        # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
+        # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
+        # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
                      amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
                      zp7.eq(zp6), raw_byte7.eq(raw_byte6)]

@@ -8,7 +8,13 @@ from amaranth.sim import Simulator
 
 from hw.isa import REQUANT_STAGES, OutType, Rounding
 from hw.requant import RequantUnit
-from sim.requant_cases import INT32_MAX, INT32_MIN, interesting_accs, product_ties
+from sim.requant_cases import (
+    INT32_MAX,
+    INT32_MIN,
+    conversion_ties,
+    interesting_accs,
+    product_ties,
+)
 from sw.requant import (
     output_bytes,
     raw_bytes,
@@ -83,6 +89,10 @@ def random_requests(rng: np.random.Generator, size: int) -> dict[str, np.ndarray
     shift[tflite_tie] = rng.integers(-6, 2, n)
     bias[tie] = 0
     zero_point[tie] = rng.integers(-10, 10, tie.sum())
+    # float32(x) itself a tie that decides the output.
+    conversion = onnx_tie & (rng.random(size) < 0.3) & ~product_tie
+    acc[conversion], multiplier[conversion], shift[conversion], zero_point[conversion] = \
+        conversion_ties(rng, conversion.sum())
     return {
         "acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift & 0xFF,
         "zero_point": zero_point, "byte_index": rng.integers(0, 4, size),
