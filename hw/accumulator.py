@@ -15,7 +15,7 @@ __all__ = ["AccumulatorBanks", "acc_tag_layout"]
 def acc_tag_layout(params: RillParams) -> data.StructLayout:
     """What travels through the array beside each activation row: where its sums go."""
     return data.StructLayout({
-        "addr": unsigned(max(1, (params.acc_depth - 1).bit_length())),
+        "addr": unsigned(params.acc_addr_width),
         "accumulate": 1,   # 0: the first K tile overwrites; 1: add to what the row holds
     })
 

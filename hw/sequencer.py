@@ -34,10 +34,6 @@ _COUNTER_WIDTH = 32
 _LOADS = isa.LOAD_OPCODES
 
 
-def _width(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
-
-
 class Sequencer(wiring.Component):
     """Instruction fetch, decode and the per-instruction engines.
 
@@ -76,24 +72,24 @@ class Sequencer(wiring.Component):
             "out_type": Out(OutType),
             "raw": Out(1),
             "act_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.act_depth), shape=act_shape)),
+                addr_width=p.act_addr_width, shape=act_shape)),
             "weight_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.weight_depth), shape=weight_shape)),
+                addr_width=p.weight_addr_width, shape=weight_shape)),
             "qparam_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES))),
             "act_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.act_depth), shape=act_shape)),
+                addr_width=p.act_addr_width, shape=act_shape)),
             "weight_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.weight_depth), shape=weight_shape)),
+                addr_width=p.weight_addr_width, shape=weight_shape)),
             "qparam_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES))),
             "array_acts": Out(stream.Signature(data.StructLayout({
                 "lanes": act_shape, "buf": 1, "tag": tag}),
                 always_ready=True)),
             "array_weights": Out(stream.Signature(data.StructLayout({
                 "row": range(p.rows), "buf": 1, "data": weight_shape}), always_ready=True)),
             "acc_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.acc_depth), shape=data.ArrayLayout(32, p.cols))),
+                addr_width=p.acc_addr_width, shape=data.ArrayLayout(32, p.cols))),
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
             "requant_out": In(stream.Signature(8, always_ready=True)),
         })
@@ -154,8 +150,8 @@ class Sequencer(wiring.Component):
         assembler = Signal(8 * asm_bytes)
         next_assembler = Cat(assembler[8:], byte_in)
         load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
-        load_addr = Signal(16)
-        load_words_left = Signal(16)
+        load_addr = Signal(p.load_addr_width)
+        load_words_left = Signal(p.load_count_width)
         load_byte = Signal(range(asm_bytes))
         load_word_len = Signal(range(asm_bytes + 1))
         discard_left = Signal(16 + asm_bytes.bit_length())
@@ -179,23 +175,23 @@ class Sequencer(wiring.Component):
         ]
 
         # -- matmul engine -------------------------------------------------------------------
-        mm_m = Signal(16)
-        mm_d = Signal(16)            # cycles per tile: max(m, rows, cols)
+        mm_m = Signal(p.matmul_m_width)
+        mm_d = Signal(p.tile_cycles_width)   # cycles per tile: max(m, rows, cols)
         mm_k_tiles = Signal(8)
         mm_n_tiles = Signal(8)
         mm_accumulate = Signal()
-        mm_act_addr = Signal(16)
-        mm_i = Signal(16)            # activation side: row within the tile
+        mm_act_addr = Signal(p.act_addr_width)
+        mm_i = Signal(p.tile_cycles_width)   # activation side: row within the tile
         mm_kt = Signal(8)
         mm_nt = Signal(8)
-        mm_act_base = Signal(16)     # act_addr + kt * m
-        mm_acc_base = Signal(16)     # acc_addr + nt * m
+        mm_act_base = Signal(p.act_addr_width)   # act_addr + kt * m
+        mm_acc_base = Signal(p.acc_addr_width)   # acc_addr + nt * m
         tile_buf = Signal()          # weight buffer of the tile being streamed; persists
-        w_i = Signal(16)             # weight side: one position ahead of the activation side
-        w_tile = Signal(16)          # tiles the weight side has finished
-        w_base = Signal(16)
+        w_i = Signal(p.tile_cycles_width)    # weight side: one position ahead of the activations
+        w_tile = Signal(p.matmul_tiles_width)   # tiles the weight side has finished
+        w_base = Signal(p.weight_addr_width)
         w_buf = Signal()
-        mm_tiles = Signal(16)
+        mm_tiles = Signal(p.matmul_tiles_width)
         issue_act = Signal()
         issue_weight = Signal()
         weight_row = Signal(range(p.rows))
@@ -229,17 +225,17 @@ class Sequencer(wiring.Component):
         ]
 
         # -- store engine -------------------------------------------------------------------
-        st_m = Signal(16)
+        st_m = Signal(p.store_m_width)
         st_n_tiles = Signal(8)
         st_last_cols = Signal(range(p.cols + 1))
-        st_q_addr = Signal(16)
-        st_mi = Signal(16)
+        st_q_addr = Signal(p.qparam_addr_width)
+        st_mi = Signal(p.store_m_width)
         st_nt = Signal(8)
         st_c = Signal(range(p.cols))
         st_b = Signal(2)
-        st_row = Signal(16)          # acc_addr + nt * m + mi
-        st_row_base = Signal(16)     # acc_addr + mi
-        st_q = Signal(16)
+        st_row = Signal(p.acc_addr_width)        # acc_addr + nt * m + mi
+        st_row_base = Signal(p.acc_addr_width)   # acc_addr + mi
+        st_q = Signal(p.qparam_addr_width)
         st_flush = Signal(range(STORE_FLUSH_CYCLES + 1))
         st_issue = Signal()
         st_valid_q = Signal()
