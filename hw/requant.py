@@ -149,9 +149,10 @@ class RequantUnit(wiring.Component):
         # The request comes straight from the SRAM read ports, so this stage only adds, in
         # parallel; everything that depends on x starts in stage 2. The multiplier operand is
         # chosen here, by the mode the request is issued under: the float32 mantissa
-        # ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE).
+        # ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE). A raw request travels the ONNX
+        # path as ``byte * 1 / 2**0``, so that its byte needs no registers of its own.
         req = self.i.payload
-        onnx = self.rounding == Rounding.ONNX
+        onnx = (self.rounding == Rounding.ONNX) | self.raw
         valid1 = Signal()
         mode1 = Signal(_Mode)
         x1 = Signal(signed(32))
@@ -170,9 +171,9 @@ class RequantUnit(wiring.Component):
             mode1.raw.eq(self.raw),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            op_b1.eq(Mux(onnx, req.multiplier[:24], abs_mult)),
+            op_b1.eq(Mux(self.raw, 1, Mux(onnx, req.multiplier[:24], abs_mult))),
             mult_neg1.eq(req.multiplier < 0),
-            shift1.eq(req.shift),
+            shift1.eq(Mux(self.raw, 0, req.shift)),
             zp1.eq(req.zero_point),
             byte_index1.eq(req.byte_index),
         ]
@@ -199,15 +200,14 @@ class RequantUnit(wiring.Component):
         mult_neg2 = Signal()
         k2 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
         zp2 = Signal(signed(16))
-        raw_byte2 = Signal(8)
+        raw_byte = x1.word_select(byte_index1, 8)
         m.d.sync += [
             valid2.eq(valid1), mode2.eq(mode1),
-            u2.eq((abs_x << left)[:32]),
-            ta2.eq(_bit_length(m, abs_x[24:], "ta")),
-            x_neg2.eq(x1 < 0),
+            u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left)[:32])),
+            ta2.eq(Mux(mode1.raw, 0, _bit_length(m, abs_x[24:], "ta"))),
+            x_neg2.eq(~mode1.raw & (x1 < 0)),
             op_b2.eq(op_b1), mult_neg2.eq(mult_neg1),
             k2.eq(Mux(mode1.onnx, shift1, right)), zp2.eq(zp1),
-            raw_byte2.eq(x1.word_select(byte_index1, 8)),
         ]
         stages += 1
 
@@ -233,9 +233,8 @@ class RequantUnit(wiring.Component):
         sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
         k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
         zp3 = Signal(signed(16))
-        raw_byte3 = Signal(8)
         m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), op_b3.eq(op_b2), k3.eq(k2),
-                     zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
+                     zp3.eq(zp2)]
         with m.If(mode2.onnx):
             m.d.sync += [op_a3.eq(float_x), sign3.eq(x_neg2)]
         with m.Else():
@@ -252,9 +251,7 @@ class RequantUnit(wiring.Component):
         sign4 = Signal()
         k4 = Signal(signed(10))
         zp4 = Signal(signed(16))
-        raw_byte4 = Signal(8)
         m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3), zp4.eq(zp3),
-                     raw_byte4.eq(raw_byte3),
                      partial4[0].eq(a_lo * b_lo), partial4[1].eq(a_lo * b_hi),
                      partial4[2].eq(a_hi * b_lo), partial4[3].eq(a_hi * b_hi)]
         stages += 1
@@ -265,9 +262,7 @@ class RequantUnit(wiring.Component):
         sign5 = Signal()
         k5 = Signal(signed(10))
         zp5 = Signal(signed(16))
-        raw_byte5 = Signal(8)
         m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4), zp5.eq(zp4),
-                     raw_byte5.eq(raw_byte4),
                      product5.eq(partial4[0] + ((partial4[1] + partial4[2]) << 16)
                                  + (partial4[3] << 32))]
         stages += 1
@@ -285,10 +280,9 @@ class RequantUnit(wiring.Component):
         sign6 = Signal()
         k6 = Signal(signed(10))           # ONNX: s - t2 in -31..255; TFLITE: right
         zp6 = Signal(signed(16))
-        raw_byte6 = Signal(8)
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
-                     k6.eq(Mux(mode5.onnx, k5 - t2, k5)), zp6.eq(zp5), raw_byte6.eq(raw_byte5)]
+                     k6.eq(Mux(mode5.onnx, k5 - t2, k5)), zp6.eq(zp5)]
         stages += 1
 
         # -- stage 7: first rounding -----------------------------------------------------------
@@ -304,13 +298,12 @@ class RequantUnit(wiring.Component):
         sign7 = Signal()
         amount7 = Signal(range(64))
         zp7 = Signal(signed(16))
-        raw_byte7 = Signal(8)
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
                      amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
-                     zp7.eq(zp6), raw_byte7.eq(raw_byte6)]
+                     zp7.eq(zp6)]
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
@@ -320,13 +313,12 @@ class RequantUnit(wiring.Component):
         mag8 = Signal(range(_SATURATION + 1))
         sign8 = Signal()
         zp8 = Signal(signed(16))
-        raw_byte8 = Signal(8)
         # Saturating |v| at 2**17 cannot change the clamped result: with |zp| <= 2**15,
         # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
         # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
                      mag8.eq(Mux(mag > _SATURATION, _SATURATION, mag)),
-                     sign8.eq(sign7), zp8.eq(zp7), raw_byte8.eq(raw_byte7)]
+                     sign8.eq(sign7), zp8.eq(zp7)]
         stages += 1
 
         # -- stage 9: sign, zero point, clamp --------------------------------------------------
@@ -345,7 +337,7 @@ class RequantUnit(wiring.Component):
         raised = _named(m, Mux(value < floor, floor, value), "raised")
         clamped = Mux(raised > hi, hi, raised)
         m.d.sync += [self.o.valid.eq(valid8),
-                     self.o.payload.eq(Mux(mode8.raw, raw_byte8, clamped[:8]))]
+                     self.o.payload.eq(Mux(mode8.raw, mag8[:8], clamped[:8]))]
         stages += 1
 
         assert stages == REQUANT_STAGES, "hw/isa.py promises the store path this latency"
