@@ -9,19 +9,24 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import REQUANT_STAGES, OutType, Rounding
 
-__all__ = ["RequantRequest", "RequantUnit"]
+__all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
 _SATURATION = 1 << 17
 
 
+#: Cycles after its request that the unit takes a request's multiplier (stage 3 starts the
+#: product) and its zero point (stage 9): they come late, straight from their own block RAMs
+#: (:class:`hw.qparams.QparamTile`), rather than down the pipeline's registers.
+MULTIPLIER_DELAY = 2
+ZERO_POINT_DELAY = 8
+
+
 class RequantRequest(data.Struct):
-    """One accumulator and the requantization entry of its output channel."""
+    """One accumulator and the early part of its output channel's requantization entry."""
     acc: signed(32)
     bias: signed(32)
-    multiplier: signed(32)
     shift: unsigned(8)
-    zero_point: signed(16)
     byte_index: unsigned(2)   #: in raw mode, which byte of ``acc + bias`` to send
 
 
@@ -121,7 +126,11 @@ class RequantUnit(wiring.Component):
     Members
     -------
     i : ``In(stream.Signature(RequantRequest, always_ready=True))``
-        One accumulator and its channel's requantization entry per cycle.
+        One accumulator, its channel's bias and shift per cycle.
+    multiplier : ``In(signed(32))``
+        The multiplier of the request accepted :data:`MULTIPLIER_DELAY` cycles earlier.
+    zero_point : ``In(signed(16))``
+        The zero point of the request accepted :data:`ZERO_POINT_DELAY` cycles earlier.
     o : ``Out(stream.Signature(unsigned(8), always_ready=True))``
         The output byte, :data:`~hw.isa.REQUANT_STAGES` cycles after its request.
     rounding : ``In(Rounding)``
@@ -135,6 +144,8 @@ class RequantUnit(wiring.Component):
     """
 
     i: In(stream.Signature(RequantRequest, always_ready=True))
+    multiplier: In(signed(32))
+    zero_point: In(signed(16))
     o: Out(stream.Signature(unsigned(8), always_ready=True))
     rounding: In(Rounding)
     relu: In(1)
@@ -147,22 +158,16 @@ class RequantUnit(wiring.Component):
 
         # -- stage 1: x = acc + bias, and the negations the magnitudes need -------------------
         # The request comes straight from the SRAM read ports, so this stage only adds, in
-        # parallel; everything that depends on x starts in stage 2. The multiplier operand is
-        # chosen here, by the mode the request is issued under: the float32 mantissa
-        # ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE). A raw request travels the ONNX
-        # path as ``byte * 1 / 2**0``, so that its byte needs no registers of its own.
+        # parallel; everything that depends on x starts in stage 2. A raw request travels the
+        # ONNX path as ``byte * 1 / 2**0``, so that its byte needs no registers of its own.
         req = self.i.payload
         onnx = (self.rounding == Rounding.ONNX) | self.raw
         valid1 = Signal()
         mode1 = Signal(_Mode)
         x1 = Signal(signed(32))
         neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
-        op_b1 = Signal(unsigned(32))
-        mult_neg1 = Signal()
         shift1 = Signal(unsigned(8))
-        zp1 = Signal(signed(16))
         byte_index1 = Signal(2)
-        abs_mult = Mux(req.multiplier < 0, -req.multiplier, req.multiplier)
         m.d.sync += [
             valid1.eq(self.i.valid),
             mode1.onnx.eq(onnx),
@@ -171,10 +176,7 @@ class RequantUnit(wiring.Component):
             mode1.raw.eq(self.raw),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            op_b1.eq(Mux(self.raw, 1, Mux(onnx, req.multiplier[:24], abs_mult))),
-            mult_neg1.eq(req.multiplier < 0),
             shift1.eq(Mux(self.raw, 0, req.shift)),
-            zp1.eq(req.zero_point),
             byte_index1.eq(req.byte_index),
         ]
         stages += 1
@@ -196,18 +198,14 @@ class RequantUnit(wiring.Component):
         u2 = Signal(unsigned(32))         # ONNX: |x|; TFLITE: |x| << left, mod 2**32
         ta2 = Signal(range(9))
         x_neg2 = Signal()
-        op_b2 = Signal(unsigned(32))
-        mult_neg2 = Signal()
         k2 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
-        zp2 = Signal(signed(16))
         raw_byte = x1.word_select(byte_index1, 8)
         m.d.sync += [
             valid2.eq(valid1), mode2.eq(mode1),
             u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left)[:32])),
             ta2.eq(Mux(mode1.raw, 0, _bit_length(m, abs_x[24:], "ta"))),
             x_neg2.eq(~mode1.raw & (x1 < 0)),
-            op_b2.eq(op_b1), mult_neg2.eq(mult_neg1),
-            k2.eq(Mux(mode1.onnx, shift1, right)), zp2.eq(zp1),
+            k2.eq(Mux(mode1.onnx, shift1, right)),
         ]
         stages += 1
 
@@ -217,6 +215,8 @@ class RequantUnit(wiring.Component):
         # ta in P's bit length, so the final shift stays s.
         # TFLITE: |int32(u)|; x << left is negative when u and x differ in sign, and when
         # u = 2**31 (-2**31 either way). A zero product's sign does not matter.
+        # The multiplier arrives now (MULTIPLIER_DELAY), as the other operand: the float32
+        # mantissa ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE); 1 for a raw request.
         low = Cat(*(ta2 > i for i in range(8)))            # the bits float32(|x|) drops
         guard = (ta2 != 0) & u2.bit_select((ta2 - 1)[:4], 1)
         sticky = (u2[:8] & (low >> 1)).any()
@@ -232,13 +232,15 @@ class RequantUnit(wiring.Component):
         op_b3 = Signal(unsigned(32))
         sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
         k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
-        zp3 = Signal(signed(16))
-        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), op_b3.eq(op_b2), k3.eq(k2),
-                     zp3.eq(zp2)]
+        mult = self.multiplier
+        abs_mult = Mux(mult < 0, -mult, mult)
+        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), k3.eq(k2),
+                     op_b3.eq(Mux(mode2.raw, 1, Mux(mode2.onnx, mult[:24], abs_mult)))]
         with m.If(mode2.onnx):
             m.d.sync += [op_a3.eq(float_x), sign3.eq(x_neg2)]
         with m.Else():
-            m.d.sync += [op_a3.eq(int32_u), sign3.eq(xl_neg ^ mult_neg2)]
+            m.d.sync += [op_a3.eq(int32_u), sign3.eq(xl_neg ^ (mult < 0))]
+        assert stages == MULTIPLIER_DELAY, "stage 3's registers take the multiplier"
         stages += 1
 
         # -- stages 4 and 5: the one wide multiplier, as four 16 x 16 products, then their sum ---
@@ -250,8 +252,7 @@ class RequantUnit(wiring.Component):
         partial4 = [Signal(unsigned(32), name=f"partial4_{i}") for i in range(4)]
         sign4 = Signal()
         k4 = Signal(signed(10))
-        zp4 = Signal(signed(16))
-        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3), zp4.eq(zp3),
+        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3),
                      partial4[0].eq(a_lo * b_lo), partial4[1].eq(a_lo * b_hi),
                      partial4[2].eq(a_hi * b_lo), partial4[3].eq(a_hi * b_hi)]
         stages += 1
@@ -261,8 +262,7 @@ class RequantUnit(wiring.Component):
         product5 = Signal(unsigned(64))   # ONNX: < 2**55; TFLITE: <= 2**62
         sign5 = Signal()
         k5 = Signal(signed(10))
-        zp5 = Signal(signed(16))
-        m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4), zp5.eq(zp4),
+        m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4),
                      product5.eq(partial4[0] + ((partial4[1] + partial4[2]) << 16)
                                  + (partial4[3] << 32))]
         stages += 1
@@ -279,10 +279,9 @@ class RequantUnit(wiring.Component):
         first_amount6 = Signal(range(32))
         sign6 = Signal()
         k6 = Signal(signed(10))           # ONNX: s - t2 in -31..255; TFLITE: right
-        zp6 = Signal(signed(16))
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
-                     k6.eq(Mux(mode5.onnx, k5 - t2, k5)), zp6.eq(zp5)]
+                     k6.eq(Mux(mode5.onnx, k5 - t2, k5))]
         stages += 1
 
         # -- stage 7: first rounding -----------------------------------------------------------
@@ -297,13 +296,11 @@ class RequantUnit(wiring.Component):
         mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
         sign7 = Signal()
         amount7 = Signal(range(64))
-        zp7 = Signal(signed(16))
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
-                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
-                     zp7.eq(zp6)]
+                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6])))]
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
@@ -312,17 +309,18 @@ class RequantUnit(wiring.Component):
         mode8 = Signal(_Mode)
         mag8 = Signal(range(_SATURATION + 1))
         sign8 = Signal()
-        zp8 = Signal(signed(16))
         # Saturating |v| at 2**17 cannot change the clamped result: with |zp| <= 2**15,
         # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
         # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
                      mag8.eq(Mux(mag > _SATURATION, _SATURATION, mag)),
-                     sign8.eq(sign7), zp8.eq(zp7)]
+                     sign8.eq(sign7)]
         stages += 1
 
         # -- stage 9: sign, zero point, clamp --------------------------------------------------
-        value = _named(m, Mux(sign8, -mag8, mag8) + zp8, "value")
+        assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
+        zp = self.zero_point
+        value = _named(m, Mux(sign8, -mag8, mag8) + zp, "value")
         lo = Signal(signed(17))
         hi = Signal(signed(17))
         with m.Switch(mode8.out_type):
@@ -332,7 +330,7 @@ class RequantUnit(wiring.Component):
                 m.d.comb += [lo.eq(-8), hi.eq(7)]
             with m.Default():
                 m.d.comb += [lo.eq(-128), hi.eq(127)]
-        floor = _named(m, Mux(mode8.relu & (zp8 > lo), zp8, lo), "floor")
+        floor = _named(m, Mux(mode8.relu & (zp > lo), zp, lo), "floor")
         # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
         raised = _named(m, Mux(value < floor, floor, value), "raised")
         clamped = Mux(raised > hi, hi, raised)

@@ -27,6 +27,7 @@ from .isa import (
     Status,
 )
 from .params import RillParams
+from .qparams import QPARAM_EARLY
 
 __all__ = ["Sequencer"]
 
@@ -82,7 +83,7 @@ class Sequencer(wiring.Component):
             "weight_read": In(memory.ReadPort.Signature(
                 addr_width=p.weight_addr_width, shape=weight_shape)),
             "qparam_read": In(memory.ReadPort.Signature(
-                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=QPARAM_EARLY)),
             "array_acts": Out(stream.Signature(data.StructLayout({
                 "lanes": act_shape, "buf": 1, "tag": tag}),
                 always_ready=True)),
@@ -250,10 +251,8 @@ class Sequencer(wiring.Component):
             self.qparam_read.addr.eq(st_q),
             self.requant_in.valid.eq(st_valid_q),
             self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
-            self.requant_in.payload.bias.eq(qparam[0:32]),
-            self.requant_in.payload.multiplier.eq(qparam[32:64]),
-            self.requant_in.payload.shift.eq(qparam[64:72]),
-            self.requant_in.payload.zero_point.eq(qparam[80:96]),
+            self.requant_in.payload.bias.eq(qparam.bias),
+            self.requant_in.payload.shift.eq(qparam.shift),
             self.requant_in.payload.byte_index.eq(st_b_q),
         ]
 
