@@ -46,7 +46,7 @@ class RillCore(wiring.Component):
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
         for name, mem, write, read in (("act", act_mem, seq.act_write, seq.act_read),
                                        ("weight", weight_mem, seq.weight_write, seq.weight_read)):
-            wiring.connect(m, write, mem.write_port())
+            wiring.connect(m, write, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
             m.submodules[f"{name}_sram"] = frozen(mem)
         qparams = QparamTile(p)

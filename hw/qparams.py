@@ -10,7 +10,7 @@ as the one 96-bit memory did.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -30,9 +30,10 @@ class QparamTile(wiring.Component):
 
     Members
     -------
-    write : ``Out(memory.WritePort.Signature(...))``
-        One entry per write, as :data:`~hw.isa.QPARAM_FORMAT` lays it out (bias i32, multiplier
-        i32, shift u8, a pad byte, zero point i16; little-endian, bit ``8 i`` is byte ``i``).
+    write : ``Out(memory.WritePort.Signature(..., granularity=8))``
+        An entry, or some of its bytes (``en`` has one bit per byte), as
+        :data:`~hw.isa.QPARAM_FORMAT` lays it out: bias i32, multiplier i32, shift u8, a pad
+        byte, zero point i16; little-endian, bit ``8 i`` is byte ``i``.
     read : ``Out(memory.ReadPort.Signature(..., shape=QPARAM_EARLY))``
         Bias and shift of the entry at ``addr``, one cycle later (``en`` is ignored: the tile
         reads every cycle).
@@ -46,7 +47,7 @@ class QparamTile(wiring.Component):
         self._params = params
         width = params.qparam_addr_width
         super().__init__({
-            "write": Out(memory.WritePort.Signature(addr_width=width,
+            "write": Out(memory.WritePort.Signature(addr_width=width, granularity=8,
                                                     shape=unsigned(8 * QPARAM_BYTES))),
             "read": Out(memory.ReadPort.Signature(addr_width=width, shape=QPARAM_EARLY)),
             "multiplier": Out(signed(32)),
@@ -56,18 +57,17 @@ class QparamTile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self._params.qparam_depth
-        early = m.submodules.early = sram_tile(QPARAM_EARLY, depth)
-        late_multiplier = m.submodules.multiplier = sram_tile(signed(32), depth)
-        late_zero_point = m.submodules.zero_point = sram_tile(signed(16), depth)
-
-        entry = self.write.data
-        parts = ((early, entry.bit_select(0, 32), entry.bit_select(64, 8)),
-                 (late_multiplier, entry.bit_select(32, 32)),
-                 (late_zero_point, entry.bit_select(80, 16)))
-        for mem, *fields in parts:
-            port = mem.write_port()
-            m.d.comb += [port.addr.eq(self.write.addr), port.en.eq(self.write.en),
-                         Value.cast(port.data).eq(Cat(*fields))]
+        # Each part: its memory and the entry's bytes it holds.
+        early = (sram_tile(unsigned(40), depth), (0, 1, 2, 3, 8))      # bias, shift
+        late_multiplier = (sram_tile(unsigned(32), depth), (4, 5, 6, 7))
+        late_zero_point = (sram_tile(unsigned(16), depth), (10, 11))
+        for name, (mem, lanes) in (("early", early), ("multiplier", late_multiplier),
+                                   ("zero_point", late_zero_point)):
+            m.submodules[name] = mem
+            port = mem.write_port(granularity=8)
+            m.d.comb += [port.addr.eq(self.write.addr),
+                         port.en.eq(Cat(self.write.en[lane] for lane in lanes)),
+                         port.data.eq(Cat(self.write.data.word_select(lane, 8) for lane in lanes))]
 
         # addresses[d] is the read address of d cycles ago.
         addresses = [self.read.addr]
@@ -75,9 +75,9 @@ class QparamTile(wiring.Component):
             delayed = Signal.like(self.read.addr, name=f"addr_{d}")
             m.d.sync += delayed.eq(addresses[-1])
             addresses.append(delayed)
-        for mem, delay, out in ((early, 0, self.read.data), (late_multiplier, MULTIPLIER_DELAY,
-                                                             self.multiplier),
-                                (late_zero_point, ZERO_POINT_DELAY, self.zero_point)):
+        for (mem, _), delay, out in ((early, 0, self.read.data),
+                                     (late_multiplier, MULTIPLIER_DELAY, self.multiplier),
+                                     (late_zero_point, ZERO_POINT_DELAY, self.zero_point)):
             port = mem.read_port()
             m.d.comb += [port.addr.eq(addresses[delay]), out.eq(port.data)]
         return m

@@ -50,6 +50,7 @@ class Sequencer(wiring.Component):
         Configuration for the array and the requant unit.
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
         SRAM tile ports (flipped port signatures: the sequencer drives address, enable and data).
+        The write ports have byte enables: a load writes each byte as it arrives.
     array_acts, array_weights : ``Out(stream.Signature(...))``
         Activation rows and weight rows into the systolic array.
     acc_read : flipped ``memory.ReadPort.Signature``
@@ -73,11 +74,11 @@ class Sequencer(wiring.Component):
             "out_type": Out(OutType),
             "raw": Out(1),
             "act_write": In(memory.WritePort.Signature(
-                addr_width=p.act_addr_width, shape=act_shape)),
+                addr_width=p.act_addr_width, shape=act_shape, granularity=1)),
             "weight_write": In(memory.WritePort.Signature(
-                addr_width=p.weight_addr_width, shape=weight_shape)),
+                addr_width=p.weight_addr_width, shape=weight_shape, granularity=1)),
             "qparam_write": In(memory.WritePort.Signature(
-                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES), granularity=8)),
             "act_read": In(memory.ReadPort.Signature(
                 addr_width=p.act_addr_width, shape=act_shape)),
             "weight_read": In(memory.ReadPort.Signature(
@@ -148,8 +149,6 @@ class Sequencer(wiring.Component):
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
                       Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
         asm_bytes = max(word_bytes.values())
-        assembler = Signal(8 * asm_bytes)
-        next_assembler = Cat(assembler[8:], byte_in)
         load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
         load_addr = Signal(p.load_addr_width)
         load_words_left = Signal(p.load_count_width)
@@ -157,23 +156,30 @@ class Sequencer(wiring.Component):
         load_word_len = Signal(range(asm_bytes + 1))
         discard_left = Signal(16 + asm_bytes.bit_length())
 
-        def top_bytes(n):
-            return next_assembler[8 * (asm_bytes - n):]
-
-        act_word = Mux(int4, top_bytes(p.act_lanes), Cat(top_bytes(p.rows), Const(0, 8 * p.rows)))
+        # Each data byte is written to its lane of the word as it arrives (the SRAMs have byte
+        # enables), rather than assembled in a shift register first: nothing reads a tile while a
+        # load runs. Lanes that take no data byte are written with the first one: the zero
+        # upper half of an INT8 activation word, the header's part of a LOAD_BIASES entry.
         word_done = (load_byte == load_word_len - 1)
+        first_byte = load_byte == 0
+        lane = Cat(load_byte == i for i in range(asm_bytes))
+        biases = load_target == Opcode.LOAD_BIASES
+        header_part = Cat(field(Opcode.LOAD_BIASES, "multiplier"),
+                          field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
+                          field(Opcode.LOAD_BIASES, "zero_point"))
         m.d.comb += [
-            self.act_write.addr.eq(load_addr), self.act_write.data.eq(act_word),
-            self.weight_write.addr.eq(load_addr), self.weight_write.data.eq(top_bytes(p.cols)),
+            self.act_write.addr.eq(load_addr),
+            self.act_write.data.eq(Cat(byte_in.replicate(p.rows),
+                                       (byte_in & int4.replicate(8)).replicate(p.rows))),
+            self.weight_write.addr.eq(load_addr),
+            self.weight_write.data.eq(byte_in.replicate(p.cols)),
             self.qparam_write.addr.eq(load_addr),
-            self.qparam_write.data.eq(Mux(
-                load_target == Opcode.LOAD_BIASES,
-                # bias from the data, the rest of the entry from the header (see QPARAM_FORMAT)
-                Cat(top_bytes(4), field(Opcode.LOAD_BIASES, "multiplier"),
-                    field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
-                    field(Opcode.LOAD_BIASES, "zero_point")),
-                top_bytes(QPARAM_BYTES))),
+            self.qparam_write.data.eq(Cat(byte_in.replicate(4),
+                                          Mux(biases, header_part, byte_in.replicate(8)))),
         ]
+        act_lanes = Cat(lane[:p.rows], Mux(int4, lane[p.rows:p.act_lanes],
+                                           first_byte.replicate(p.rows)))
+        qparam_lanes = Cat(lane[:4], Mux(biases, first_byte.replicate(8), lane[4:QPARAM_BYTES]))
 
         # -- matmul engine -------------------------------------------------------------------
         mm_m = Signal(p.matmul_m_width)
@@ -400,15 +406,15 @@ class Sequencer(wiring.Component):
 
             with m.State("LOAD"):
                 m.d.comb += wants_input.eq(1)
-                write = advance & word_done
-                m.d.comb += [
-                    self.weight_write.en.eq(write & (load_target == Opcode.LOAD_WEIGHTS)),
-                    self.act_write.en.eq(write & (load_target == Opcode.LOAD_ACTS)),
-                    self.qparam_write.en.eq(write & ((load_target == Opcode.LOAD_QPARAMS)
-                                                     | (load_target == Opcode.LOAD_BIASES))),
-                ]
                 with m.If(advance):
-                    m.d.sync += [assembler.eq(next_assembler), load_byte.eq(load_byte + 1)]
+                    with m.Switch(load_target):
+                        with m.Case(Opcode.LOAD_WEIGHTS):
+                            m.d.comb += self.weight_write.en.eq(lane[:p.cols])
+                        with m.Case(Opcode.LOAD_ACTS):
+                            m.d.comb += self.act_write.en.eq(act_lanes)
+                        with m.Case(Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES):
+                            m.d.comb += self.qparam_write.en.eq(qparam_lanes)
+                    m.d.sync += load_byte.eq(load_byte + 1)
                     with m.If(word_done):
                         m.d.sync += [load_byte.eq(0), load_addr.eq(load_addr + 1),
                                      load_words_left.eq(load_words_left - 1)]
