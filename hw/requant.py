@@ -69,11 +69,14 @@ def _bit_length(m: Module, value: Value, name: str) -> Signal:
 
 
 def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
-                    tie_up: Value, name: str) -> Signal:
+                    tie_up: Value, name: str, saturate_bits: int | None = None) -> Signal:
     """``value / 2**amount`` rounded to nearest, for unsigned ``value`` and ``amount``.
 
     An exact half rounds up when the quotient is odd (``half_even``) or, otherwise, when
-    ``tie_up``. Amounts past the width give 0. The result is one bit wider than ``value``.
+    ``tie_up``. Amounts past the width give 0. The result is one bit wider than ``value``, or,
+    with ``saturate_bits = L``, saturated at ``2**L``: then the shifter only builds the
+    quotient's low ``L`` bits, and a quotient of ``2**L`` or more is found by testing the bits
+    of ``value`` at ``amount + L`` and above.
     """
     value = _named(m, value, f"{name}_in")
     amount = _named(m, amount, f"{name}_amount")
@@ -83,8 +86,15 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     below_guard = Cat(*(amount > i + 1 for i in range(len(value))))
     sticky = (value & below_guard).any()
     tie = Mux(half_even, quotient[0], tie_up)
-    result = Signal(len(value) + 1, name=name)
-    m.d.comb += result.eq(quotient + (guard & (sticky | tie)))
+    round_up = guard & (sticky | tie)
+    if saturate_bits is None:
+        result = Signal(len(value) + 1, name=name)
+        m.d.comb += result.eq(quotient + round_up)
+        return result
+    limit = saturate_bits
+    over = Cat(value[i] & (amount <= i - limit) for i in range(limit, len(value))).any()
+    result = Signal(range((1 << limit) + 1), name=name)
+    m.d.comb += result.eq(Mux(over, 1 << limit, quotient[:limit] + round_up))
     return result
 
 
@@ -304,7 +314,8 @@ class RequantUnit(wiring.Component):
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
-        mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second")
+        mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second",
+                              saturate_bits=_SATURATION.bit_length() - 1)
         valid8 = Signal()
         mode8 = Signal(_Mode)
         mag8 = Signal(range(_SATURATION + 1))
@@ -313,7 +324,7 @@ class RequantUnit(wiring.Component):
         # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
         # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
-                     mag8.eq(Mux(mag > _SATURATION, _SATURATION, mag)),
+                     mag8.eq(mag),
                      sign8.eq(sign7)]
         stages += 1
 
