@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BuildError", "DoesNotFit", "MissesTiming", "Utilization", "BuildResult",
-           "toolchain_env", "build", "program", "main"]
+           "toolchain_env", "extract", "build", "program", "main"]
 
 NAME = "rill"
 
@@ -240,16 +240,12 @@ def _toolchain_options(family: str, seed: int) -> dict:
     return options
 
 
-def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -> BuildResult:
-    """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
-
-    Returns the result when the design fits and meets the target clock; raises
-    :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
-    """
+def extract(board, out_dir: Path, *, seed: int = 1) -> tuple[object, str, dict[str, str]]:
+    """Write ``board``'s design (``NAME.il``) and build script into ``out_dir``; returns the
+    platform, its family and the toolchain environment."""
     from boards.board import BoardTop
     from hw.sram import apply_no_rw_check
 
-    out_dir = Path(out_dir).resolve()
     platform = board.platform()
     family = _family(platform)
     env = toolchain_env()
@@ -261,6 +257,17 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -
     plan.extract(str(out_dir))
     rtlil = out_dir / f"{NAME}.il"
     rtlil.write_text(apply_no_rw_check(rtlil.read_text())[0])
+    return platform, family, env
+
+
+def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -> BuildResult:
+    """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
+
+    Returns the result when the design fits and meets the target clock; raises
+    :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
+    """
+    out_dir = Path(out_dir).resolve()
+    platform, family, env = extract(board, out_dir, seed=seed)
     started = time.monotonic()
     log_path = out_dir / "build.log"
     with open(log_path, "w") as log, _Progress(out_dir) if progress else _nullcontext():
