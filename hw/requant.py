@@ -255,16 +255,19 @@ class RequantUnit(wiring.Component):
 
         # -- stages 4 and 5: the one wide multiplier, as four 16 x 16 products, then their sum ---
         # Split so that each product fits one DSP block and the sum gets a cycle of its own.
+        # a_lo * b_lo and a_hi * b_hi do not overlap: they are registered side by side, and the
+        # two middle products summed first, so the pipeline holds 97 bits here rather than 128.
         a_lo, a_hi = op_a3[:16], op_a3[16:]
         b_lo, b_hi = op_b3[:16], op_b3[16:]
         valid4 = Signal()
         mode4 = Signal(_Mode)
-        partial4 = [Signal(unsigned(32), name=f"partial4_{i}") for i in range(4)]
+        outer4 = Signal(unsigned(64))     # a_lo * b_lo + 2**32 * a_hi * b_hi
+        middle4 = Signal(unsigned(33))    # a_lo * b_hi + a_hi * b_lo
         sign4 = Signal()
         k4 = Signal(signed(10))
         m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3),
-                     partial4[0].eq(a_lo * b_lo), partial4[1].eq(a_lo * b_hi),
-                     partial4[2].eq(a_hi * b_lo), partial4[3].eq(a_hi * b_hi)]
+                     outer4.eq(Cat(a_lo * b_lo, a_hi * b_hi)),
+                     middle4.eq(a_lo * b_hi + a_hi * b_lo)]
         stages += 1
 
         valid5 = Signal()
@@ -273,8 +276,7 @@ class RequantUnit(wiring.Component):
         sign5 = Signal()
         k5 = Signal(signed(10))
         m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4),
-                     product5.eq(partial4[0] + ((partial4[1] + partial4[2]) << 16)
-                                 + (partial4[3] << 32))]
+                     product5.eq(outer4 + (middle4 << 16))]
         stages += 1
 
         # -- stage 6: the first rounding's exponent --------------------------------------------
