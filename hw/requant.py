@@ -112,18 +112,19 @@ class RequantUnit(wiring.Component):
     ===== ========================================= ========================================
     stage ONNX (float32 emulation)                  TFLITE (MultiplyByQuantizedMultiplier)
     ===== ========================================= ========================================
-    1     ``x = acc + bias`` and ``-x``; ``|M|``    (same)
-    2     ``|x|`` and its exponent ``ta``           ``|x << left|``, signs, ``right``
-    3     ``ma = float32(|x|)``: 24 significant     (operands chosen)
-          bits, half even
+    1     ``x = acc + bias`` and ``-x``             (same)
+    2     ``|x|`` and its exponent ``ta``           ``u = |x| << left``, ``right``
+    3     ``ma = float32(|x|)`` in place: 24        ``|int32(u)| = |x << left|`` and its
+          significant bits, half even; ``M``        sign; ``|M|`` (M arrives)
+          arrives
     4-5   ``P = ma * (M & 0xFFFFFF)``               ``P = |x << left| * |M|``
           (four 16 x 16 products, then their sum)
     6     exponent ``t2`` of ``float32(P)``         (amount 31)
     7     ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
           half even                                 toward +inf (the Q31 nudge)
-    8     ``y / 2**(s - ta - t2)`` half even,       ``y / 2**right``, halves away from zero,
+    8     ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
           saturate                                  saturate
-    9     sign, ``+ zp``, clamp                     (same)
+    9     sign, ``+ zp`` (zp arrives), clamp        (same)
     ===== ========================================= ========================================
 
     Nine stages rather than five so that no stage holds more than one shifter, one carry chain
