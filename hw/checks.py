@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .isa import HEADER_BYTES, QPARAM_BYTES, Opcode, OutType, Precision, Rounding, Status
+from .isa import HEADER_BYTES, Opcode, OutType, Precision, Rounding, Status
 from .params import RillParams
 
 __all__ = ["InstructionChecks"]
@@ -40,15 +40,13 @@ def _times(value: Value, factor: int) -> Value:
 
 
 class InstructionChecks(wiring.Component):
-    """Status of the header in the sequencer's registers, and two products its execution needs.
+    """Status of the header in the sequencer's registers, and the product MATMUL's execution needs.
 
     Members
     -------
     opcode : ``In(8)``, operands : ``In(8 * (HEADER_BYTES - 1))``
         The sequencer's header registers (operand byte ``i`` at bits ``8 i``), filled one byte a
         cycle by shifting in at the top.
-    int4 : ``In(1)``
-        The configured precision (the activation word size of ``LOAD_ACTS``).
     latch : ``In(1)``
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
@@ -56,21 +54,16 @@ class InstructionChecks(wiring.Component):
         In the decode cycle: ``OK`` or why the instruction is refused.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
-    load_bytes : ``Out(...)``
-        A load's data bytes (``count`` x word bytes): what to discard when it is refused.
     """
 
     def __init__(self, params: RillParams):
         self._params = params
-        word_bytes = max(params.cols, QPARAM_BYTES, 4, params.act_lanes, params.rows)
         super().__init__({
             "opcode": In(8),
             "operands": In(8 * (HEADER_BYTES - 1)),
-            "int4": In(1),
             "latch": In(1),
             "status": Out(Status),
             "tiles": Out(16),
-            "load_bytes": Out(range(0xFFFF * word_bytes + 1)),
         })
 
     def elaborate(self, platform):
@@ -91,13 +84,6 @@ class InstructionChecks(wiring.Component):
             offset, size = isa.field_offsets(op)[name]
             assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
             return self.operands[8 * (offset + 1):8 * (offset + 1 + size)]
-
-        def load_bytes(count):
-            op = self.opcode
-            return Mux(op == Opcode.LOAD_WEIGHTS, _times(count, p.cols),
-                       Mux(op == Opcode.LOAD_QPARAMS, _times(count, QPARAM_BYTES),
-                           Mux(op == Opcode.LOAD_BIASES, _times(count, 4),
-                               Mux(self.int4, _times(count, p.act_lanes), _times(count, p.rows)))))
 
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
@@ -136,7 +122,6 @@ class InstructionChecks(wiring.Component):
             m.d.sync += [
                 early_out_of_range.eq(out_of_range),
                 self.tiles.eq(mm_kn),
-                self.load_bytes.eq(load_bytes(early_field(Opcode.LOAD_WEIGHTS, "count"))),
             ]
 
         # -- decode: checks on the operand register ------------------------------------------

@@ -112,11 +112,6 @@ class RillParams:
         return max(self.act_addr_width, self.weight_addr_width, self.qparam_addr_width)
 
     @property
-    def load_count_width(self) -> int:
-        """A load's word count: ``addr + count <= depth``."""
-        return max(self.act_depth, self.weight_depth, self.qparam_depth).bit_length()
-
-    @property
     def matmul_m_width(self) -> int:
         """MATMUL's rows per tile: ``act_addr + k_tiles * m <= act_depth`` and
         ``acc_addr + n_tiles * m <= acc_depth`` with ``k_tiles, n_tiles >= 1``."""

@@ -149,12 +149,15 @@ class Sequencer(wiring.Component):
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
                       Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
         asm_bytes = max(word_bytes.values())
+        decoded_word_len = Mux(opcode == Opcode.LOAD_ACTS, Mux(int4, p.act_lanes, p.rows),
+                               Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
+                                   Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES, 4)))
         load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
         load_addr = Signal(p.load_addr_width)
-        load_words_left = Signal(p.load_count_width)
+        # Any count: a load refused for its range still drains its data, word by word.
+        load_words_left = Signal(8 * dict(isa.FIELDS[Opcode.LOAD_WEIGHTS])["count"])
         load_byte = Signal(range(asm_bytes))
         load_word_len = Signal(range(asm_bytes + 1))
-        discard_left = Signal(16 + asm_bytes.bit_length())
 
         # Each data byte is written to its lane of the word as it arrives (the SRAMs have byte
         # enables), rather than assembled in a shift register first: nothing reads a tile while a
@@ -275,8 +278,7 @@ class Sequencer(wiring.Component):
 
         # -- decode's checks (their range checks computed during the header's last fetch) ------
         m.submodules.checks = checks = InstructionChecks(p)
-        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
-                     checks.int4.eq(int4)]
+        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands)]
         status = checks.status
         decode_wait = Signal()
         quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
@@ -326,7 +328,8 @@ class Sequencer(wiring.Component):
                     with m.If(status != Status.OK):
                         with m.If((status == Status.OUT_OF_RANGE)
                                   & Cat(opcode == op for op in _LOADS).any()):
-                            m.d.sync += discard_left.eq(checks.load_bytes)
+                            m.d.sync += [load_words_left.eq(field(Opcode.LOAD_WEIGHTS, "count")),
+                                         load_byte.eq(0), load_word_len.eq(decoded_word_len)]
                             respond_then(then="DISCARD")
                         with m.Else():
                             respond_then()
@@ -342,13 +345,11 @@ class Sequencer(wiring.Component):
                                 m.next = "FETCH"
                             for op in _LOADS:
                                 with m.Case(op):
-                                    length = word_bytes[op]
-                                    if op == Opcode.LOAD_ACTS:
-                                        length = Mux(int4, p.act_lanes, p.rows)
                                     m.d.sync += [load_target.eq(op),
                                                  load_addr.eq(field(op, "addr")),
                                                  load_words_left.eq(field(op, "count")),
-                                                 load_byte.eq(0), load_word_len.eq(length)]
+                                                 load_byte.eq(0),
+                                                 load_word_len.eq(decoded_word_len)]
                                     m.next = "LOAD"
                             with m.Case(Opcode.MATMUL):
                                 f = {name: field(Opcode.MATMUL, name)
@@ -425,9 +426,11 @@ class Sequencer(wiring.Component):
                 # Data of a load that failed its bounds check: consumed, never written.
                 m.d.comb += wants_input.eq(1)
                 with m.If(advance):
-                    m.d.sync += discard_left.eq(discard_left - 1)
-                    with m.If(discard_left == 1):
-                        m.next = "FETCH"
+                    m.d.sync += load_byte.eq(load_byte + 1)
+                    with m.If(word_done):
+                        m.d.sync += [load_byte.eq(0), load_words_left.eq(load_words_left - 1)]
+                        with m.If(load_words_left == 1):
+                            m.next = "FETCH"
 
             with m.State("MATMUL"):
                 last_row = mm_i == mm_d - 1
