@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
+from .sram import sram_tile
 
 __all__ = ["AccumulatorBanks", "acc_tag_layout"]
 
@@ -14,7 +15,7 @@ __all__ = ["AccumulatorBanks", "acc_tag_layout"]
 def acc_tag_layout(params: RillParams) -> data.StructLayout:
     """What travels through the array beside each activation row: where its sums go."""
     return data.StructLayout({
-        "addr": unsigned(max(1, (params.acc_depth - 1).bit_length())),
+        "addr": unsigned(params.acc_addr_width),
         "accumulate": 1,   # 0: the first K tile overwrites; 1: add to what the row holds
     })
 
@@ -55,8 +56,7 @@ class AccumulatorBanks(wiring.Component):
         m = Module()
         p = self._params
         for c in range(p.cols):
-            bank = m.submodules[f"bank{c}"] = memory.Memory(
-                shape=signed(32), depth=p.acc_depth, init=[])
+            bank = m.submodules[f"bank{c}"] = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()
             incoming = self.sums[c]

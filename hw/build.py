@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BuildError", "DoesNotFit", "MissesTiming", "Utilization", "BuildResult",
-           "toolchain_env", "build", "program", "main"]
+           "toolchain_env", "extract", "build", "program", "main"]
 
 NAME = "rill"
 
@@ -44,15 +44,9 @@ _RESOURCES = {
     "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
 }
 
-#: Map the PEs' small (8 x 5-bit) multipliers to LUTs with Booth encoding before synthesis, so
-#: that the DSPs go to the wide multiplier of the requantizer. Both families have too few DSPs for
-#: two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in the open flow).
-_PE_MULTIPLIERS_TO_LUTS = "\n".join([
-    f"hierarchy -top {NAME}",
-    "proc",
-    "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i",
-    "booth @small_mul",
-])
+#: The PEs build their products from Booth partial products in logic (hw/pe.py): both families
+#: have too few DSPs for a PE each (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in
+#: the open flow), so the DSPs go to the requantizer's and the range checks' wide multipliers.
 
 
 class BuildError(RuntimeError):
@@ -239,7 +233,7 @@ def _family(platform) -> str:
     raise BuildError(f"{type(platform).__name__}: only iCE40 and ECP5 boards are supported")
 
 
-def _toolchain_options(family: str, pe_multipliers: str, seed: int) -> dict:
+def _toolchain_options(family: str, seed: int) -> dict:
     nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed)]
     options = {"nextpnr_opts": nextpnr}
     if family == "ice40":
@@ -248,30 +242,37 @@ def _toolchain_options(family: str, pe_multipliers: str, seed: int) -> dict:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
-    if pe_multipliers == "lut":
-        options["script_after_read"] = _PE_MULTIPLIERS_TO_LUTS
     return options
 
 
-def build(board, out_dir: Path | str, *, seed: int = 1, pe_multipliers: str = "lut",
-          progress: bool = True) -> BuildResult:
-    """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
-
-    Returns the result when the design fits and meets the target clock; raises
-    :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
-    """
+def extract(board, out_dir: Path, *, seed: int = 1) -> tuple[object, str, dict[str, str]]:
+    """Write ``board``'s design (``NAME.il``) and build script into ``out_dir``; returns the
+    platform, its family and the toolchain environment."""
     from boards.board import BoardTop
+    from hw.sram import apply_no_rw_check
 
-    out_dir = Path(out_dir).resolve()
     platform = board.platform()
     family = _family(platform)
     env = toolchain_env()
     _check_tools(env, family)
     plan = platform.build(BoardTop(board), name=NAME, build_dir=str(out_dir), do_build=False,
-                          **_toolchain_options(family, pe_multipliers, seed))
+                          **_toolchain_options(family, seed))
     for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)
     plan.extract(str(out_dir))
+    rtlil = out_dir / f"{NAME}.il"
+    rtlil.write_text(apply_no_rw_check(rtlil.read_text())[0])
+    return platform, family, env
+
+
+def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -> BuildResult:
+    """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
+
+    Returns the result when the design fits and meets the target clock; raises
+    :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
+    """
+    out_dir = Path(out_dir).resolve()
+    platform, family, env = extract(board, out_dir, seed=seed)
     started = time.monotonic()
     log_path = out_dir / "build.log"
     with open(log_path, "w") as log, _Progress(out_dir) if progress else _nullcontext():
@@ -298,7 +299,7 @@ def build(board, out_dir: Path | str, *, seed: int = 1, pe_multipliers: str = "l
         flops = sum(n for cell, n in cells.items() if cell.startswith("SB_DFF"))
         resources["ff"] = Utilization(flops, resources["lut"].available)
     net, achieved, constraint = _core_clock(fmax)
-    report = _report(board, platform, resources, achieved, seconds, seed, pe_multipliers,
+    report = _report(board, platform, resources, achieved, seconds, seed,
                      clocks={k: {"achieved_mhz": v["achieved"], "constraint_mhz": v["constraint"]}
                              for k, v in fmax.items()})
     bitstream = out_dir / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
@@ -324,7 +325,7 @@ class _nullcontext:
 
 
 def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
-            seconds: float, seed: int, pe_multipliers: str, clocks: dict) -> dict:
+            seconds: float, seed: int, clocks: dict) -> dict:
     p = board.params
     target_mhz = board.clock_hz / 1e6
     report = {
@@ -352,7 +353,6 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
         "peak_gops_int4_at_fmax": round(2 * p.peak_macs_int4 * fmax_mhz / 1e3, 2),
         "baud": board.baud,
         "clocks": clocks,
-        "pe_multipliers": pe_multipliers,
         "seed": seed,
         "build_seconds": round(seconds, 1),
     })
@@ -446,9 +446,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output directory (default: build/BOARD-RxC)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    parser.add_argument("--pe-multipliers", choices=("lut", "dsp"), default="lut",
-                        help="map the PEs' 8x5 multipliers to LUTs (default; Booth-encoded) or "
-                             "leave them to yosys, which puts each in a DSP block")
     parser.add_argument("--program", action="store_true",
                         help="load the bitstream onto an attached board with openFPGALoader")
     parser.add_argument("--list", action="store_true", help="list the boards and exit")
@@ -478,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{board.clock_hz / 1e6:g} MHz into {out}", file=sys.stderr)
     code = 0
     try:
-        result = build(board, out, seed=args.seed, pe_multipliers=args.pe_multipliers)
+        result = build(board, out, seed=args.seed)
     except (DoesNotFit, MissesTiming, BuildError, ValueError) as error:
         report = Path(out) / "report.json"
         if isinstance(error, MissesTiming) and report.exists():

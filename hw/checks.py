@@ -8,12 +8,12 @@ tests registered bits and small fields.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .isa import HEADER_BYTES, QPARAM_BYTES, Opcode, OutType, Precision, Rounding, Status
+from .isa import HEADER_BYTES, Opcode, OutType, Precision, Rounding, Status
 from .params import RillParams
 
 __all__ = ["InstructionChecks"]
@@ -21,16 +21,32 @@ __all__ = ["InstructionChecks"]
 _LOADS = isa.LOAD_OPCODES
 
 
+def _past(base: Value, length: Value, depth: int) -> Value:
+    """``base + length > depth``, for unsigned fields and a length that is negative only when
+    decode refuses the instruction for its length anyway.
+
+    Either operand at or above ``2**w > depth`` is past the end on its own, so the sum needs only
+    ``w`` bits of each: on a small part that is half the width of the 16-bit fields and their
+    products.
+    """
+    w = depth.bit_length()
+    return base[w:].any() | length[w:].any() | (base[:w] + length[:w] > depth)
+
+
+def _times(value: Value, factor: int) -> Value:
+    """``value * factor`` for a constant ``factor``, as shifts and adds (no multiplier)."""
+    terms = [value << bit for bit in range(factor.bit_length()) if factor >> bit & 1]
+    return sum(terms[1:], terms[0])
+
+
 class InstructionChecks(wiring.Component):
-    """Status of the header in the sequencer's registers, and two products its execution needs.
+    """Status of the header in the sequencer's registers, and the product MATMUL's execution needs.
 
     Members
     -------
     opcode : ``In(8)``, operands : ``In(8 * (HEADER_BYTES - 1))``
         The sequencer's header registers (operand byte ``i`` at bits ``8 i``), filled one byte a
         cycle by shifting in at the top.
-    int4 : ``In(1)``
-        The configured precision (the activation word size of ``LOAD_ACTS``).
     latch : ``In(1)``
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
@@ -38,21 +54,16 @@ class InstructionChecks(wiring.Component):
         In the decode cycle: ``OK`` or why the instruction is refused.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
-    load_bytes : ``Out(...)``
-        A load's data bytes (``count`` x word bytes): what to discard when it is refused.
     """
 
     def __init__(self, params: RillParams):
         self._params = params
-        word_bytes = max(params.cols, QPARAM_BYTES, 4, params.act_lanes, params.rows)
         super().__init__({
             "opcode": In(8),
             "operands": In(8 * (HEADER_BYTES - 1)),
-            "int4": In(1),
             "latch": In(1),
             "status": Out(Status),
             "tiles": Out(16),
-            "load_bytes": Out(range(0xFFFF * word_bytes + 1)),
         })
 
     def elaborate(self, platform):
@@ -74,12 +85,6 @@ class InstructionChecks(wiring.Component):
             assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
             return self.operands[8 * (offset + 1):8 * (offset + 1 + size)]
 
-        def load_word_bytes():
-            op = self.opcode
-            return Mux(op == Opcode.LOAD_WEIGHTS, p.cols,
-                       Mux(op == Opcode.LOAD_QPARAMS, QPARAM_BYTES,
-                           Mux(op == Opcode.LOAD_BIASES, 4, Mux(self.int4, p.act_lanes, p.rows))))
-
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
                     Opcode.LOAD_QPARAMS: p.qparam_depth,
@@ -90,30 +95,33 @@ class InstructionChecks(wiring.Component):
         st = {name: early_field(Opcode.STORE, name) for name in
               ("acc_addr", "m", "n_tiles", "last_cols", "q_addr")}
         mm_kn = mm["k_tiles"] * mm["n_tiles"]
+        # MATMUL and STORE both check acc_addr + n_tiles * m: one multiplier serves both.
+        store = self.opcode == Opcode.STORE
+        acc_over = _past(Mux(store, st["acc_addr"], mm["acc_addr"]),
+                         Mux(store, st["n_tiles"], mm["n_tiles"]) * Mux(store, st["m"], mm["m"]),
+                         p.acc_depth)
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
             for op in _LOADS:
                 with m.Case(op):
-                    m.d.comb += out_of_range.eq(early_field(op, "addr") + early_field(op, "count")
-                                                > load_depth(op))
+                    m.d.comb += out_of_range.eq(
+                        _past(early_field(op, "addr"), early_field(op, "count"), load_depth(op)))
             with m.Case(Opcode.MATMUL):
                 m.d.comb += out_of_range.eq(
-                    (mm["act_addr"] + mm["k_tiles"] * mm["m"] > p.act_depth)
-                    | (mm["weight_addr"] + mm_kn * p.rows > p.weight_depth)
-                    | (mm["acc_addr"] + mm["n_tiles"] * mm["m"] > p.acc_depth))
+                    _past(mm["act_addr"], mm["k_tiles"] * mm["m"], p.act_depth)
+                    | _past(mm["weight_addr"], _times(mm_kn, p.rows), p.weight_depth)
+                    | acc_over)
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
-                    (st["acc_addr"] + st["n_tiles"] * st["m"] > p.acc_depth)
-                    | (st["q_addr"] + (st["n_tiles"] - 1) * p.cols + st["last_cols"]
-                       > p.qparam_depth))
+                    acc_over
+                    | _past(st["q_addr"], _times(st["n_tiles"] - 1, p.cols) + st["last_cols"],
+                            p.qparam_depth))
         early_out_of_range = Signal()
         with m.If(self.latch):
             m.d.sync += [
                 early_out_of_range.eq(out_of_range),
                 self.tiles.eq(mm_kn),
-                self.load_bytes.eq(early_field(Opcode.LOAD_WEIGHTS, "count")
-                                   * load_word_bytes()),
             ]
 
         # -- decode: checks on the operand register ------------------------------------------

@@ -1,15 +1,16 @@
 """The board-agnostic Rill core: one command byte stream in, one response byte stream out."""
 
 from amaranth.hdl import EnableInserter, Module, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorBanks, acc_tag_layout
 from .array import SystolicArray
-from .isa import QPARAM_BYTES
 from .params import RillParams
+from .qparams import QparamTile
 from .requant import RequantRequest, RequantUnit
 from .sequencer import Sequencer
+from .sram import sram_tile
 
 __all__ = ["RillCore"]
 
@@ -41,18 +42,17 @@ class RillCore(wiring.Component):
         seq = m.submodules.sequencer = Sequencer(p, RequantRequest)
         frozen = EnableInserter(seq.advance)
 
-        act_mem = memory.Memory(shape=data.ArrayLayout(signed(8), p.act_lanes),
-                                depth=p.act_depth, init=[])
-        weight_mem = memory.Memory(shape=data.ArrayLayout(unsigned(8), p.cols),
-                                   depth=p.weight_depth, init=[])
-        qparam_mem = memory.Memory(shape=unsigned(8 * QPARAM_BYTES), depth=p.qparam_depth,
-                                   init=[])
+        act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
+        weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
         for name, mem, write, read in (("act", act_mem, seq.act_write, seq.act_read),
-                                       ("weight", weight_mem, seq.weight_write, seq.weight_read),
-                                       ("qparam", qparam_mem, seq.qparam_write, seq.qparam_read)):
-            wiring.connect(m, write, mem.write_port())
+                                       ("weight", weight_mem, seq.weight_write, seq.weight_read)):
+            wiring.connect(m, write, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
             m.submodules[f"{name}_sram"] = frozen(mem)
+        qparams = QparamTile(p)
+        m.submodules.qparam_sram = frozen(qparams)
+        wiring.connect(m, seq.qparam_write, qparams.write)
+        wiring.connect(m, seq.qparam_read, qparams.read)
 
         array = SystolicArray(p, acc_tag_layout(p))
         acc = AccumulatorBanks(p)
@@ -77,6 +77,8 @@ class RillCore(wiring.Component):
                          acc.sums[c].payload.eq(array.sums[c].payload)]
         wiring.connect(m, seq.acc_read, acc.read)
         wiring.connect(m, seq.requant_in, requant.i)
+        m.d.comb += [requant.multiplier.eq(qparams.multiplier),
+                     requant.zero_point.eq(qparams.zero_point)]
         wiring.connect(m, requant.o, seq.requant_out)
         wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)
         wiring.connect(m, seq.rsp, wiring.flipped(self.rsp))

@@ -20,6 +20,10 @@ class ParamsError(ValueError):
 _MAX_DEPTH = 1 << 16
 
 
+def _addr_width(depth: int) -> int:
+    return max(1, (depth - 1).bit_length())
+
+
 @dataclass(frozen=True)
 class RillParams:
     """Shape of one Rill core.
@@ -80,6 +84,53 @@ class RillParams:
     @property
     def acc_width(self) -> int:
         return 32
+
+    # -- register widths ---------------------------------------------------------------------
+    # The ISA's fields are 16 bits, but an instruction only executes once it passed its range
+    # checks (hw/checks.py), so the registers that execute it need only hold what fits the SRAMs.
+    # On a small part that is most of the sequencer's flip-flops and adders.
+
+    @property
+    def act_addr_width(self) -> int:
+        return _addr_width(self.act_depth)
+
+    @property
+    def weight_addr_width(self) -> int:
+        return _addr_width(self.weight_depth)
+
+    @property
+    def acc_addr_width(self) -> int:
+        return _addr_width(self.acc_depth)
+
+    @property
+    def qparam_addr_width(self) -> int:
+        return _addr_width(self.qparam_depth)
+
+    @property
+    def load_addr_width(self) -> int:
+        """A load's word address, in whichever SRAM it fills."""
+        return max(self.act_addr_width, self.weight_addr_width, self.qparam_addr_width)
+
+    @property
+    def matmul_m_width(self) -> int:
+        """MATMUL's rows per tile: ``act_addr + k_tiles * m <= act_depth`` and
+        ``acc_addr + n_tiles * m <= acc_depth`` with ``k_tiles, n_tiles >= 1``."""
+        return min(self.act_depth, self.acc_depth).bit_length()
+
+    @property
+    def tile_cycles_width(self) -> int:
+        """Cycles per weight tile, ``max(m, rows, cols)`` (``hw.isa.matmul_tile_cycles``)."""
+        return max(min(self.act_depth, self.acc_depth), self.rows, self.cols).bit_length()
+
+    @property
+    def matmul_tiles_width(self) -> int:
+        """MATMUL's weight tiles, ``k_tiles * n_tiles``: ``rows`` words each, in the weight SRAM."""
+        return (self.weight_depth // self.rows).bit_length()
+
+    @property
+    def store_m_width(self) -> int:
+        """STORE's rows: ``acc_addr + n_tiles * m <= acc_depth`` with ``n_tiles >= 1``."""
+        return self.acc_depth.bit_length()
 
     # -- derived figures -----------------------------------------------------------------------
 

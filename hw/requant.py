@@ -9,19 +9,24 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import REQUANT_STAGES, OutType, Rounding
 
-__all__ = ["RequantRequest", "RequantUnit"]
+__all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
 _SATURATION = 1 << 17
 
 
+#: Cycles after its request that the unit takes a request's multiplier (stage 3 starts the
+#: product) and its zero point (stage 9): they come late, straight from their own block RAMs
+#: (:class:`hw.qparams.QparamTile`), rather than down the pipeline's registers.
+MULTIPLIER_DELAY = 2
+ZERO_POINT_DELAY = 8
+
+
 class RequantRequest(data.Struct):
-    """One accumulator and the requantization entry of its output channel."""
+    """One accumulator and the early part of its output channel's requantization entry."""
     acc: signed(32)
     bias: signed(32)
-    multiplier: signed(32)
     shift: unsigned(8)
-    zero_point: signed(16)
     byte_index: unsigned(2)   #: in raw mode, which byte of ``acc + bias`` to send
 
 
@@ -64,11 +69,14 @@ def _bit_length(m: Module, value: Value, name: str) -> Signal:
 
 
 def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
-                    tie_up: Value, name: str) -> Signal:
+                    tie_up: Value, name: str, saturate_bits: int | None = None) -> Signal:
     """``value / 2**amount`` rounded to nearest, for unsigned ``value`` and ``amount``.
 
     An exact half rounds up when the quotient is odd (``half_even``) or, otherwise, when
-    ``tie_up``. Amounts past the width give 0. The result is one bit wider than ``value``.
+    ``tie_up``. Amounts past the width give 0. The result is one bit wider than ``value``, or,
+    with ``saturate_bits = L``, saturated at ``2**L``: then the shifter only builds the
+    quotient's low ``L`` bits, and a quotient of ``2**L`` or more is found by testing the bits
+    of ``value`` at ``amount + L`` and above.
     """
     value = _named(m, value, f"{name}_in")
     amount = _named(m, amount, f"{name}_amount")
@@ -78,8 +86,15 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     below_guard = Cat(*(amount > i + 1 for i in range(len(value))))
     sticky = (value & below_guard).any()
     tie = Mux(half_even, quotient[0], tie_up)
-    result = Signal(len(value) + 1, name=name)
-    m.d.comb += result.eq(quotient + (guard & (sticky | tie)))
+    round_up = guard & (sticky | tie)
+    if saturate_bits is None:
+        result = Signal(len(value) + 1, name=name)
+        m.d.comb += result.eq(quotient + round_up)
+        return result
+    limit = saturate_bits
+    over = Cat(value[i] & (amount <= i - limit) for i in range(limit, len(value))).any()
+    result = Signal(range((1 << limit) + 1), name=name)
+    m.d.comb += result.eq(Mux(over, 1 << limit, quotient[:limit] + round_up))
     return result
 
 
@@ -97,18 +112,19 @@ class RequantUnit(wiring.Component):
     ===== ========================================= ========================================
     stage ONNX (float32 emulation)                  TFLITE (MultiplyByQuantizedMultiplier)
     ===== ========================================= ========================================
-    1     ``x = acc + bias`` and ``-x``; ``|M|``    (same)
-    2     ``|x|`` and its exponent ``ta``           ``|x << left|``, signs, ``right``
-    3     ``ma = float32(|x|)``: 24 significant     (operands chosen)
-          bits, half even
+    1     ``x = acc + bias`` and ``-x``             (same)
+    2     ``|x|`` and its exponent ``ta``           ``u = |x| << left``, ``right``
+    3     ``ma = float32(|x|)`` in place: 24        ``|int32(u)| = |x << left|`` and its
+          significant bits, half even; ``M``        sign; ``|M|`` (M arrives)
+          arrives
     4-5   ``P = ma * (M & 0xFFFFFF)``               ``P = |x << left| * |M|``
           (four 16 x 16 products, then their sum)
     6     exponent ``t2`` of ``float32(P)``         (amount 31)
     7     ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
           half even                                 toward +inf (the Q31 nudge)
-    8     ``y / 2**(s - ta - t2)`` half even,       ``y / 2**right``, halves away from zero,
+    8     ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
           saturate                                  saturate
-    9     sign, ``+ zp``, clamp                     (same)
+    9     sign, ``+ zp`` (zp arrives), clamp        (same)
     ===== ========================================= ========================================
 
     Nine stages rather than five so that no stage holds more than one shifter, one carry chain
@@ -121,7 +137,11 @@ class RequantUnit(wiring.Component):
     Members
     -------
     i : ``In(stream.Signature(RequantRequest, always_ready=True))``
-        One accumulator and its channel's requantization entry per cycle.
+        One accumulator, its channel's bias and shift per cycle.
+    multiplier : ``In(signed(32))``
+        The multiplier of the request accepted :data:`MULTIPLIER_DELAY` cycles earlier.
+    zero_point : ``In(signed(16))``
+        The zero point of the request accepted :data:`ZERO_POINT_DELAY` cycles earlier.
     o : ``Out(stream.Signature(unsigned(8), always_ready=True))``
         The output byte, :data:`~hw.isa.REQUANT_STAGES` cycles after its request.
     rounding : ``In(Rounding)``
@@ -135,6 +155,8 @@ class RequantUnit(wiring.Component):
     """
 
     i: In(stream.Signature(RequantRequest, always_ready=True))
+    multiplier: In(signed(32))
+    zero_point: In(signed(16))
     o: Out(stream.Signature(unsigned(8), always_ready=True))
     rounding: In(Rounding)
     relu: In(1)
@@ -147,136 +169,132 @@ class RequantUnit(wiring.Component):
 
         # -- stage 1: x = acc + bias, and the negations the magnitudes need -------------------
         # The request comes straight from the SRAM read ports, so this stage only adds, in
-        # parallel; everything that depends on x starts in stage 2.
+        # parallel; everything that depends on x starts in stage 2. A raw request travels the
+        # ONNX path as ``byte * 1 / 2**0``, so that its byte needs no registers of its own.
         req = self.i.payload
+        onnx = (self.rounding == Rounding.ONNX) | self.raw
         valid1 = Signal()
         mode1 = Signal(_Mode)
         x1 = Signal(signed(32))
         neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
-        abs_mult1 = Signal(unsigned(32))  # |M| <= 2**31 (TFLITE)
-        mult_neg1 = Signal()
-        mantissa1 = Signal(unsigned(24))  # M & 0xFFFFFF (ONNX)
         shift1 = Signal(unsigned(8))
-        zp1 = Signal(signed(16))
         byte_index1 = Signal(2)
         m.d.sync += [
             valid1.eq(self.i.valid),
-            mode1.onnx.eq(self.rounding == Rounding.ONNX),
+            mode1.onnx.eq(onnx),
             mode1.relu.eq(self.relu),
             mode1.out_type.eq(self.out_type),
             mode1.raw.eq(self.raw),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            abs_mult1.eq(Mux(req.multiplier < 0, -req.multiplier, req.multiplier)),
-            mult_neg1.eq(req.multiplier < 0),
-            mantissa1.eq(req.multiplier[:24]),
-            shift1.eq(req.shift),
-            zp1.eq(req.zero_point),
+            shift1.eq(Mux(self.raw, 0, req.shift)),
             byte_index1.eq(req.byte_index),
         ]
         stages += 1
 
-        # -- stage 2: magnitudes and shift amounts -------------------------------------------
-        # ONNX: float32(|x|) is |x| rounded to 24 significant bits; its exponent ta = the bit
-        # length of |x| >> 24 (0..8) moves into the final shift, so the multiplicand stays 25 bits.
-        # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does, and
-        # -(x << left) = (-x) << left modulo 2**32 gives its magnitude without another adder.
+        # -- stage 2: |x|, shifted left (TFLITE), and the shift amounts ------------------------
+        # ONNX: float32(|x|) rounds |x| to 24 significant bits, at bit ta = the bit length of
+        # |x| >> 24 (0..8); stage 3 rounds it in place, so that no right shifter is needed.
+        # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does. As
+        # -(v << left) = (-v) << left modulo 2**32, u = |x| << left is x << left or its negation,
+        # and one shifter serves both signs: |x << left| = |int32(u)|.
         abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
         sh = shift1.as_signed()
-        left = _named(m, Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0)), "left")
+        left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
         right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
-        xl = _named(m, (x1.as_unsigned() << left)[:32], "xl")
-        neg_xl = (neg_x1 << left)[:32]
+        left = _named(m, Mux(mode1.onnx, 0, left), "left")
 
         valid2 = Signal()
         mode2 = Signal(_Mode)
-        abs_x2 = Signal(unsigned(32))
+        u2 = Signal(unsigned(32))         # ONNX: |x|; TFLITE: |x| << left, mod 2**32
         ta2 = Signal(range(9))
-        abs_xl2 = Signal(unsigned(32))
         x_neg2 = Signal()
-        xl_neg2 = Signal()
-        abs_mult2 = Signal(unsigned(32))
-        mult_neg2 = Signal()
-        mantissa2 = Signal(unsigned(24))
-        shift2 = Signal(unsigned(8))
-        right2 = Signal(5)
-        zp2 = Signal(signed(16))
-        raw_byte2 = Signal(8)
+        k2 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
+        raw_byte = x1.word_select(byte_index1, 8)
         m.d.sync += [
-            valid2.eq(valid1), mode2.eq(mode1), abs_x2.eq(abs_x),
-            ta2.eq(_bit_length(m, abs_x[24:], "ta")),
-            abs_xl2.eq(Mux(xl[31], neg_xl, xl)), x_neg2.eq(x1 < 0), xl_neg2.eq(xl[31]),
-            abs_mult2.eq(abs_mult1), mult_neg2.eq(mult_neg1), mantissa2.eq(mantissa1),
-            shift2.eq(shift1), right2.eq(right), zp2.eq(zp1),
-            raw_byte2.eq(x1.word_select(byte_index1, 8)),
+            valid2.eq(valid1), mode2.eq(mode1),
+            u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left)[:32])),
+            ta2.eq(Mux(mode1.raw, 0, _bit_length(m, abs_x[24:], "ta"))),
+            x_neg2.eq(~mode1.raw & (x1 < 0)),
+            k2.eq(Mux(mode1.onnx, shift1, right)),
         ]
         stages += 1
 
         # -- stage 3: the multiplicand, as a magnitude and a sign --------------------------------
-        mantissa_x = _rounding_shift(m, abs_x2, ta2, half_even=1, tie_up=0, name="mantissa_x")
+        # ONNX: float32(|x|) in place, its low ta bits cleared: P = float32(|x|) * M is then the
+        # float32 product's exact value, and its first rounding (stage 6-7) sees the exponent
+        # ta in P's bit length, so the final shift stays s.
+        # TFLITE: |int32(u)|; x << left is negative when u and x differ in sign, and when
+        # u = 2**31 (-2**31 either way). A zero product's sign does not matter.
+        # The multiplier arrives now (MULTIPLIER_DELAY), as the other operand: the float32
+        # mantissa ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE); 1 for a raw request.
+        low = Cat(*(ta2 > i for i in range(8)))            # the bits float32(|x|) drops
+        guard = (ta2 != 0) & u2.bit_select((ta2 - 1)[:4], 1)
+        sticky = (u2[:8] & (low >> 1)).any()
+        round_up = guard & (sticky | u2.bit_select(ta2, 1))
+        float_x = _named(m, Cat(u2[:8] & ~low, u2[8:]) + (round_up << ta2)[:32], "float_x")
+        int32_u = _named(m, Mux(u2[31], -u2, u2)[:32], "int32_u")
+        u_is_min = u2[31] & ~u2[:31].any()
+        xl_neg = (x_neg2 ^ u2[31]) | u_is_min
+
         valid3 = Signal()
         mode3 = Signal(_Mode)
         op_a3 = Signal(unsigned(32))
         op_b3 = Signal(unsigned(32))
         sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
         k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
-        zp3 = Signal(signed(16))
-        raw_byte3 = Signal(8)
-        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), zp3.eq(zp2), raw_byte3.eq(raw_byte2)]
+        mult = self.multiplier
+        abs_mult = Mux(mult < 0, -mult, mult)
+        m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), k3.eq(k2),
+                     op_b3.eq(Mux(mode2.raw, 1, Mux(mode2.onnx, mult[:24], abs_mult)))]
         with m.If(mode2.onnx):
-            m.d.sync += [op_a3.eq(mantissa_x), op_b3.eq(mantissa2), sign3.eq(x_neg2),
-                         k3.eq(shift2 - ta2)]
+            m.d.sync += [op_a3.eq(float_x), sign3.eq(x_neg2)]
         with m.Else():
-            m.d.sync += [op_a3.eq(abs_xl2), op_b3.eq(abs_mult2), sign3.eq(xl_neg2 ^ mult_neg2),
-                         k3.eq(right2)]
+            m.d.sync += [op_a3.eq(int32_u), sign3.eq(xl_neg ^ (mult < 0))]
+        assert stages == MULTIPLIER_DELAY, "stage 3's registers take the multiplier"
         stages += 1
 
         # -- stages 4 and 5: the one wide multiplier, as four 16 x 16 products, then their sum ---
         # Split so that each product fits one DSP block and the sum gets a cycle of its own.
+        # a_lo * b_lo and a_hi * b_hi do not overlap: they are registered side by side, and the
+        # two middle products summed first, so the pipeline holds 97 bits here rather than 128.
         a_lo, a_hi = op_a3[:16], op_a3[16:]
         b_lo, b_hi = op_b3[:16], op_b3[16:]
         valid4 = Signal()
         mode4 = Signal(_Mode)
-        partial4 = [Signal(unsigned(32), name=f"partial4_{i}") for i in range(4)]
+        outer4 = Signal(unsigned(64))     # a_lo * b_lo + 2**32 * a_hi * b_hi
+        middle4 = Signal(unsigned(33))    # a_lo * b_hi + a_hi * b_lo
         sign4 = Signal()
         k4 = Signal(signed(10))
-        zp4 = Signal(signed(16))
-        raw_byte4 = Signal(8)
-        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3), zp4.eq(zp3),
-                     raw_byte4.eq(raw_byte3),
-                     partial4[0].eq(a_lo * b_lo), partial4[1].eq(a_lo * b_hi),
-                     partial4[2].eq(a_hi * b_lo), partial4[3].eq(a_hi * b_hi)]
+        m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3),
+                     outer4.eq(Cat(a_lo * b_lo, a_hi * b_hi)),
+                     middle4.eq(a_lo * b_hi + a_hi * b_lo)]
         stages += 1
 
         valid5 = Signal()
         mode5 = Signal(_Mode)
-        product5 = Signal(unsigned(64))   # ONNX: < 2**48; TFLITE: <= 2**62
+        product5 = Signal(unsigned(64))   # ONNX: < 2**55; TFLITE: <= 2**62
         sign5 = Signal()
         k5 = Signal(signed(10))
-        zp5 = Signal(signed(16))
-        raw_byte5 = Signal(8)
-        m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4), zp5.eq(zp4),
-                     raw_byte5.eq(raw_byte4),
-                     product5.eq(partial4[0] + ((partial4[1] + partial4[2]) << 16)
-                                 + (partial4[3] << 32))]
+        m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4),
+                     product5.eq(outer4 + (middle4 << 16))]
         stages += 1
 
         # -- stage 6: the first rounding's exponent --------------------------------------------
         # ONNX: the float32 product keeps 24 significant bits of P, half even; its exponent t2
-        # (0..24) joins the final shift. TFLITE: the doubling high multiply's nudge rounds
-        # |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for ab < 0.
-        t2 = _bit_length(m, product5[24:48], "t2")
+        # (0..31: P < 2**31 * 2**24) joins the final shift. TFLITE: the doubling high multiply's
+        # nudge rounds |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for
+        # ab < 0.
+        t2 = _bit_length(m, product5[24:56], "t2")
         valid6 = Signal()
         mode6 = Signal(_Mode)
         product6 = Signal(unsigned(63))
         first_amount6 = Signal(range(32))
         sign6 = Signal()
-        k6 = Signal(signed(10))           # ONNX: s - ta - t2 in -32..255; TFLITE: right
-        zp6 = Signal(signed(16))
-        raw_byte6 = Signal(8)
+        k6 = Signal(signed(10))           # ONNX: s - t2 in -31..255; TFLITE: right
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
-                     k6.eq(Mux(mode5.onnx, k5 - t2, k5)), zp6.eq(zp5), raw_byte6.eq(raw_byte5)]
+                     k6.eq(Mux(mode5.onnx, k5 - t2, k5))]
         stages += 1
 
         # -- stage 7: first rounding -----------------------------------------------------------
@@ -291,35 +309,32 @@ class RequantUnit(wiring.Component):
         mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
         sign7 = Signal()
         amount7 = Signal(range(64))
-        zp7 = Signal(signed(16))
-        raw_byte7 = Signal(8)
-        # A negative k (ONNX: s < ta + t2) would shift left. It needs ta + t2 >= 1, and then a
-        # nonzero mag7 is >= 2**23: with t2 >= 1, P >= 2**24 and mag7 is its 24-bit mantissa;
-        # with t2 = 0 and ta >= 1, mag7 = P = ma * m with ma >= 2**23. Shifted or not, it
-        # saturates, so shifting by 0 instead gives the same byte.
+        # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
+        # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
+        # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
-                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
-                     zp7.eq(zp6), raw_byte7.eq(raw_byte6)]
+                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6])))]
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
-        mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second")
+        mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second",
+                              saturate_bits=_SATURATION.bit_length() - 1)
         valid8 = Signal()
         mode8 = Signal(_Mode)
         mag8 = Signal(range(_SATURATION + 1))
         sign8 = Signal()
-        zp8 = Signal(signed(16))
-        raw_byte8 = Signal(8)
         # Saturating |v| at 2**17 cannot change the clamped result: with |zp| <= 2**15,
         # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
         # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
-                     mag8.eq(Mux(mag > _SATURATION, _SATURATION, mag)),
-                     sign8.eq(sign7), zp8.eq(zp7), raw_byte8.eq(raw_byte7)]
+                     mag8.eq(mag),
+                     sign8.eq(sign7)]
         stages += 1
 
         # -- stage 9: sign, zero point, clamp --------------------------------------------------
-        value = _named(m, Mux(sign8, -mag8, mag8) + zp8, "value")
+        assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
+        zp = self.zero_point
+        value = _named(m, Mux(sign8, -mag8, mag8) + zp, "value")
         lo = Signal(signed(17))
         hi = Signal(signed(17))
         with m.Switch(mode8.out_type):
@@ -329,12 +344,12 @@ class RequantUnit(wiring.Component):
                 m.d.comb += [lo.eq(-8), hi.eq(7)]
             with m.Default():
                 m.d.comb += [lo.eq(-128), hi.eq(127)]
-        floor = _named(m, Mux(mode8.relu & (zp8 > lo), zp8, lo), "floor")
+        floor = _named(m, Mux(mode8.relu & (zp > lo), zp, lo), "floor")
         # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
         raised = _named(m, Mux(value < floor, floor, value), "raised")
         clamped = Mux(raised > hi, hi, raised)
         m.d.sync += [self.o.valid.eq(valid8),
-                     self.o.payload.eq(Mux(mode8.raw, raw_byte8, clamped[:8]))]
+                     self.o.payload.eq(Mux(mode8.raw, mag8[:8], clamped[:8]))]
         stages += 1
 
         assert stages == REQUANT_STAGES, "hw/isa.py promises the store path this latency"

@@ -27,15 +27,12 @@ from .isa import (
     Status,
 )
 from .params import RillParams
+from .qparams import QPARAM_EARLY
 
 __all__ = ["Sequencer"]
 
 _COUNTER_WIDTH = 32
 _LOADS = isa.LOAD_OPCODES
-
-
-def _width(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
 
 
 class Sequencer(wiring.Component):
@@ -53,6 +50,7 @@ class Sequencer(wiring.Component):
         Configuration for the array and the requant unit.
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
         SRAM tile ports (flipped port signatures: the sequencer drives address, enable and data).
+        The write ports have byte enables: a load writes each byte as it arrives.
     array_acts, array_weights : ``Out(stream.Signature(...))``
         Activation rows and weight rows into the systolic array.
     acc_read : flipped ``memory.ReadPort.Signature``
@@ -76,24 +74,24 @@ class Sequencer(wiring.Component):
             "out_type": Out(OutType),
             "raw": Out(1),
             "act_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.act_depth), shape=act_shape)),
+                addr_width=p.act_addr_width, shape=act_shape, granularity=1)),
             "weight_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.weight_depth), shape=weight_shape)),
+                addr_width=p.weight_addr_width, shape=weight_shape, granularity=1)),
             "qparam_write": In(memory.WritePort.Signature(
-                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=unsigned(8 * QPARAM_BYTES), granularity=8)),
             "act_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.act_depth), shape=act_shape)),
+                addr_width=p.act_addr_width, shape=act_shape)),
             "weight_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.weight_depth), shape=weight_shape)),
+                addr_width=p.weight_addr_width, shape=weight_shape)),
             "qparam_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.qparam_depth), shape=unsigned(8 * QPARAM_BYTES))),
+                addr_width=p.qparam_addr_width, shape=QPARAM_EARLY)),
             "array_acts": Out(stream.Signature(data.StructLayout({
                 "lanes": act_shape, "buf": 1, "tag": tag}),
                 always_ready=True)),
             "array_weights": Out(stream.Signature(data.StructLayout({
                 "row": range(p.rows), "buf": 1, "data": weight_shape}), always_ready=True)),
             "acc_read": In(memory.ReadPort.Signature(
-                addr_width=_width(p.acc_depth), shape=data.ArrayLayout(32, p.cols))),
+                addr_width=p.acc_addr_width, shape=data.ArrayLayout(32, p.cols))),
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
             "requant_out": In(stream.Signature(8, always_ready=True)),
         })
@@ -151,51 +149,59 @@ class Sequencer(wiring.Component):
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
                       Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
         asm_bytes = max(word_bytes.values())
-        assembler = Signal(8 * asm_bytes)
-        next_assembler = Cat(assembler[8:], byte_in)
+        decoded_word_len = Mux(opcode == Opcode.LOAD_ACTS, Mux(int4, p.act_lanes, p.rows),
+                               Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
+                                   Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES, 4)))
         load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
-        load_addr = Signal(16)
-        load_words_left = Signal(16)
+        load_addr = Signal(p.load_addr_width)
+        # Any count: a load refused for its range still drains its data, word by word.
+        load_words_left = Signal(8 * dict(isa.FIELDS[Opcode.LOAD_WEIGHTS])["count"])
         load_byte = Signal(range(asm_bytes))
         load_word_len = Signal(range(asm_bytes + 1))
-        discard_left = Signal(16 + asm_bytes.bit_length())
 
-        def top_bytes(n):
-            return next_assembler[8 * (asm_bytes - n):]
-
-        act_word = Mux(int4, top_bytes(p.act_lanes), Cat(top_bytes(p.rows), Const(0, 8 * p.rows)))
+        # Each data byte is written to its lane of the word as it arrives (the SRAMs have byte
+        # enables), rather than assembled in a shift register first: nothing reads a tile while a
+        # load runs. Lanes that take no data byte are written with the first one: the zero
+        # upper half of an INT8 activation word, the header's part of a LOAD_BIASES entry.
         word_done = (load_byte == load_word_len - 1)
+        first_byte = load_byte == 0
+        lane = Cat(load_byte == i for i in range(asm_bytes))
+        biases = load_target == Opcode.LOAD_BIASES
+        header_part = Cat(field(Opcode.LOAD_BIASES, "multiplier"),
+                          field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
+                          field(Opcode.LOAD_BIASES, "zero_point"))
         m.d.comb += [
-            self.act_write.addr.eq(load_addr), self.act_write.data.eq(act_word),
-            self.weight_write.addr.eq(load_addr), self.weight_write.data.eq(top_bytes(p.cols)),
+            self.act_write.addr.eq(load_addr),
+            self.act_write.data.eq(Cat(byte_in.replicate(p.rows),
+                                       (byte_in & int4.replicate(8)).replicate(p.rows))),
+            self.weight_write.addr.eq(load_addr),
+            self.weight_write.data.eq(byte_in.replicate(p.cols)),
             self.qparam_write.addr.eq(load_addr),
-            self.qparam_write.data.eq(Mux(
-                load_target == Opcode.LOAD_BIASES,
-                # bias from the data, the rest of the entry from the header (see QPARAM_FORMAT)
-                Cat(top_bytes(4), field(Opcode.LOAD_BIASES, "multiplier"),
-                    field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
-                    field(Opcode.LOAD_BIASES, "zero_point")),
-                top_bytes(QPARAM_BYTES))),
+            self.qparam_write.data.eq(Cat(byte_in.replicate(4),
+                                          Mux(biases, header_part, byte_in.replicate(8)))),
         ]
+        act_lanes = Cat(lane[:p.rows], Mux(int4, lane[p.rows:p.act_lanes],
+                                           first_byte.replicate(p.rows)))
+        qparam_lanes = Cat(lane[:4], Mux(biases, first_byte.replicate(8), lane[4:QPARAM_BYTES]))
 
         # -- matmul engine -------------------------------------------------------------------
-        mm_m = Signal(16)
-        mm_d = Signal(16)            # cycles per tile: max(m, rows, cols)
+        mm_m = Signal(p.matmul_m_width)
+        mm_d = Signal(p.tile_cycles_width)   # cycles per tile: max(m, rows, cols)
         mm_k_tiles = Signal(8)
         mm_n_tiles = Signal(8)
         mm_accumulate = Signal()
-        mm_act_addr = Signal(16)
-        mm_i = Signal(16)            # activation side: row within the tile
+        mm_act_addr = Signal(p.act_addr_width)
+        mm_i = Signal(p.tile_cycles_width)   # activation side: row within the tile
         mm_kt = Signal(8)
         mm_nt = Signal(8)
-        mm_act_base = Signal(16)     # act_addr + kt * m
-        mm_acc_base = Signal(16)     # acc_addr + nt * m
+        mm_act_base = Signal(p.act_addr_width)   # act_addr + kt * m
+        mm_acc_base = Signal(p.acc_addr_width)   # acc_addr + nt * m
         tile_buf = Signal()          # weight buffer of the tile being streamed; persists
-        w_i = Signal(16)             # weight side: one position ahead of the activation side
-        w_tile = Signal(16)          # tiles the weight side has finished
-        w_base = Signal(16)
+        w_i = Signal(p.tile_cycles_width)    # weight side: one position ahead of the activations
+        w_tile = Signal(p.matmul_tiles_width)   # tiles the weight side has finished
+        w_base = Signal(p.weight_addr_width)
         w_buf = Signal()
-        mm_tiles = Signal(16)
+        mm_tiles = Signal(p.matmul_tiles_width)
         issue_act = Signal()
         issue_weight = Signal()
         weight_row = Signal(range(p.rows))
@@ -229,17 +235,17 @@ class Sequencer(wiring.Component):
         ]
 
         # -- store engine -------------------------------------------------------------------
-        st_m = Signal(16)
+        st_m = Signal(p.store_m_width)
         st_n_tiles = Signal(8)
         st_last_cols = Signal(range(p.cols + 1))
-        st_q_addr = Signal(16)
-        st_mi = Signal(16)
+        st_q_addr = Signal(p.qparam_addr_width)
+        st_mi = Signal(p.store_m_width)
         st_nt = Signal(8)
         st_c = Signal(range(p.cols))
         st_b = Signal(2)
-        st_row = Signal(16)          # acc_addr + nt * m + mi
-        st_row_base = Signal(16)     # acc_addr + mi
-        st_q = Signal(16)
+        st_row = Signal(p.acc_addr_width)        # acc_addr + nt * m + mi
+        st_row_base = Signal(p.acc_addr_width)   # acc_addr + mi
+        st_q = Signal(p.qparam_addr_width)
         st_flush = Signal(range(STORE_FLUSH_CYCLES + 1))
         st_issue = Signal()
         st_valid_q = Signal()
@@ -254,10 +260,8 @@ class Sequencer(wiring.Component):
             self.qparam_read.addr.eq(st_q),
             self.requant_in.valid.eq(st_valid_q),
             self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
-            self.requant_in.payload.bias.eq(qparam[0:32]),
-            self.requant_in.payload.multiplier.eq(qparam[32:64]),
-            self.requant_in.payload.shift.eq(qparam[64:72]),
-            self.requant_in.payload.zero_point.eq(qparam[80:96]),
+            self.requant_in.payload.bias.eq(qparam.bias),
+            self.requant_in.payload.shift.eq(qparam.shift),
             self.requant_in.payload.byte_index.eq(st_b_q),
         ]
 
@@ -274,8 +278,7 @@ class Sequencer(wiring.Component):
 
         # -- decode's checks (their range checks computed during the header's last fetch) ------
         m.submodules.checks = checks = InstructionChecks(p)
-        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
-                     checks.int4.eq(int4)]
+        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands)]
         status = checks.status
         decode_wait = Signal()
         quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
@@ -325,7 +328,8 @@ class Sequencer(wiring.Component):
                     with m.If(status != Status.OK):
                         with m.If((status == Status.OUT_OF_RANGE)
                                   & Cat(opcode == op for op in _LOADS).any()):
-                            m.d.sync += discard_left.eq(checks.load_bytes)
+                            m.d.sync += [load_words_left.eq(field(Opcode.LOAD_WEIGHTS, "count")),
+                                         load_byte.eq(0), load_word_len.eq(decoded_word_len)]
                             respond_then(then="DISCARD")
                         with m.Else():
                             respond_then()
@@ -341,13 +345,11 @@ class Sequencer(wiring.Component):
                                 m.next = "FETCH"
                             for op in _LOADS:
                                 with m.Case(op):
-                                    length = word_bytes[op]
-                                    if op == Opcode.LOAD_ACTS:
-                                        length = Mux(int4, p.act_lanes, p.rows)
                                     m.d.sync += [load_target.eq(op),
                                                  load_addr.eq(field(op, "addr")),
                                                  load_words_left.eq(field(op, "count")),
-                                                 load_byte.eq(0), load_word_len.eq(length)]
+                                                 load_byte.eq(0),
+                                                 load_word_len.eq(decoded_word_len)]
                                     m.next = "LOAD"
                             with m.Case(Opcode.MATMUL):
                                 f = {name: field(Opcode.MATMUL, name)
@@ -405,15 +407,15 @@ class Sequencer(wiring.Component):
 
             with m.State("LOAD"):
                 m.d.comb += wants_input.eq(1)
-                write = advance & word_done
-                m.d.comb += [
-                    self.weight_write.en.eq(write & (load_target == Opcode.LOAD_WEIGHTS)),
-                    self.act_write.en.eq(write & (load_target == Opcode.LOAD_ACTS)),
-                    self.qparam_write.en.eq(write & ((load_target == Opcode.LOAD_QPARAMS)
-                                                     | (load_target == Opcode.LOAD_BIASES))),
-                ]
                 with m.If(advance):
-                    m.d.sync += [assembler.eq(next_assembler), load_byte.eq(load_byte + 1)]
+                    with m.Switch(load_target):
+                        with m.Case(Opcode.LOAD_WEIGHTS):
+                            m.d.comb += self.weight_write.en.eq(lane[:p.cols])
+                        with m.Case(Opcode.LOAD_ACTS):
+                            m.d.comb += self.act_write.en.eq(act_lanes)
+                        with m.Case(Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES):
+                            m.d.comb += self.qparam_write.en.eq(qparam_lanes)
+                    m.d.sync += load_byte.eq(load_byte + 1)
                     with m.If(word_done):
                         m.d.sync += [load_byte.eq(0), load_addr.eq(load_addr + 1),
                                      load_words_left.eq(load_words_left - 1)]
@@ -424,9 +426,11 @@ class Sequencer(wiring.Component):
                 # Data of a load that failed its bounds check: consumed, never written.
                 m.d.comb += wants_input.eq(1)
                 with m.If(advance):
-                    m.d.sync += discard_left.eq(discard_left - 1)
-                    with m.If(discard_left == 1):
-                        m.next = "FETCH"
+                    m.d.sync += load_byte.eq(load_byte + 1)
+                    with m.If(word_done):
+                        m.d.sync += [load_byte.eq(0), load_words_left.eq(load_words_left - 1)]
+                        with m.If(load_words_left == 1):
+                            m.next = "FETCH"
 
             with m.State("MATMUL"):
                 last_row = mm_i == mm_d - 1

@@ -110,6 +110,19 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
                    q_addr=params.qparam_depth, flags=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=6),
+        # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
+        isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001) + bytes(0x8001 * params.rows),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0xFFFF, k_tiles=255,
+                   n_tiles=255, flags=0),
+        isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=1,
+                   n_tiles=255, flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=0x8000, n_tiles=2, last_cols=1, q_addr=0,
+                   flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0x8000, m=1, n_tiles=1, last_cols=1, q_addr=0,
+                   flags=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=255, last_cols=1, q_addr=0xFF00,
+                   flags=0),
     ]
     for command in bad:
         prog.chunks.append(command)

@@ -3,7 +3,7 @@ gateware's (``tests/test_requant.py``, ``tests/test_requant_rtl.py``)."""
 
 import numpy as np
 
-__all__ = ["INT32_MIN", "INT32_MAX", "interesting_accs", "product_ties"]
+__all__ = ["INT32_MIN", "INT32_MAX", "interesting_accs", "product_ties", "conversion_ties"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -44,3 +44,27 @@ def product_ties(rng: np.random.Generator, size: int):
     shift = 24 - b + k
     sign = rng.choice([-1, 1], size)
     return sign * x, multiplier, shift
+
+
+def conversion_ties(rng: np.random.Generator, size: int):
+    """``(x, multiplier, shift, zero_point)`` where ``float32(x)`` is an exact tie that decides
+    the output.
+
+    ``x = F +- 2**(ta - 1)`` with ``2**(23 + ta) <= x < 2**(24 + ta)`` lies halfway between two
+    float32 values, ``F`` and ``F +- 2**ta``; ``F = c * 2**n + 2**(n - 1)`` is the even one. The
+    scale ``2**-n`` (mantissa ``2**23``, shift ``23 + n``) puts ``F`` exactly on a half of the
+    final rounding and its neighbour on one side of it, so only the right float32 rounding
+    gives ``c + (c odd)``; the zero point brings that back into the output range.
+    """
+    ta = rng.integers(1, 8, size)
+    n = ta + rng.integers(9, 12, size)
+    up = rng.random(size) < 0.5
+    lo, hi = np.int64(1) << (23 + ta - n), np.int64(1) << (24 + ta - n)
+    c = rng.integers(lo + 1, hi - 1)
+    c = np.where(up, c & ~1, c | 1)     # the wrong neighbour would round to c + 1, resp. c
+    f = (c << n) + (np.int64(1) << (n - 1))
+    x = f + np.where(up, 1, -1) * (np.int64(1) << (ta - 1))
+    v = c + (c & 1)
+    sign = rng.choice([-1, 1], size)
+    multiplier = np.full(size, 1 << 23)
+    return sign * x, multiplier, 23 + n, -sign * v + rng.integers(-5, 6, size)

@@ -7,8 +7,14 @@ from amaranth.hdl import EnableInserter, Module, Signal
 from amaranth.sim import Simulator
 
 from hw.isa import REQUANT_STAGES, OutType, Rounding
-from hw.requant import RequantUnit
-from sim.requant_cases import INT32_MAX, INT32_MIN, interesting_accs, product_ties
+from hw.requant import MULTIPLIER_DELAY, ZERO_POINT_DELAY, RequantUnit
+from sim.requant_cases import (
+    INT32_MAX,
+    INT32_MIN,
+    conversion_ties,
+    interesting_accs,
+    product_ties,
+)
 from sw.requant import (
     output_bytes,
     raw_bytes,
@@ -83,6 +89,10 @@ def random_requests(rng: np.random.Generator, size: int) -> dict[str, np.ndarray
     shift[tflite_tie] = rng.integers(-6, 2, n)
     bias[tie] = 0
     zero_point[tie] = rng.integers(-10, 10, tie.sum())
+    # float32(x) itself a tie that decides the output.
+    conversion = onnx_tie & (rng.random(size) < 0.3) & ~product_tie
+    acc[conversion], multiplier[conversion], shift[conversion], zero_point[conversion] = \
+        conversion_ties(rng, conversion.sum())
     return {
         "acc": acc, "bias": bias, "multiplier": multiplier, "shift": shift & 0xFF,
         "zero_point": zero_point, "byte_index": rng.integers(0, 4, size),
@@ -112,8 +122,10 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     working cycle each request went in.
 
     Requests go in back to back with random idle cycles (``valid = 0`` over random payloads).
-    With ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled
-    cycles carry random garbage on every input.
+    Each request's multiplier and zero point follow it ``MULTIPLIER_DELAY`` and
+    ``ZERO_POINT_DELAY`` working cycles later, as the core's qparam tile delivers them. With
+    ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled cycles
+    carry random garbage on every input.
     """
     dut = RequantUnit()
     top, enable = dut, None
@@ -133,6 +145,7 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
             schedule.append(issued)
             issued += 1
     schedule += [-1] * (REQUANT_STAGES + 2)
+    working = [index for index in schedule if index is not None]
     outputs = []
 
     def garbage():
@@ -145,7 +158,13 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
                 "relu": int(rng.integers(2)), "out_type": int(rng.integers(len(OutType))),
                 "raw": int(rng.integers(2))}
 
+    def late(field, w, delay):
+        """``field`` of the request issued ``delay`` working cycles before working cycle ``w``."""
+        earlier = working[w - delay] if w >= delay else -1
+        return int(req[field][earlier]) if earlier >= 0 else garbage()[field]
+
     async def producer(ctx):
+        w = 0
         for index in schedule:
             if enable is not None:
                 ctx.set(enable, index is not None)
@@ -155,7 +174,14 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
                 {name: int(values[index]) for name, values in req.items()}
             ctx.set(dut.i.valid, valid)
             ctx.set(dut.i.payload, {name: fields[name] for name in (
-                "acc", "bias", "multiplier", "shift", "zero_point", "byte_index")})
+                "acc", "bias", "shift", "byte_index")})
+            if index is None:
+                ctx.set(dut.multiplier, fields["multiplier"])
+                ctx.set(dut.zero_point, fields["zero_point"])
+            else:
+                ctx.set(dut.multiplier, late("multiplier", w, MULTIPLIER_DELAY))
+                ctx.set(dut.zero_point, late("zero_point", w, ZERO_POINT_DELAY))
+                w += 1
             ctx.set(dut.rounding, Rounding(fields["rounding"]))
             ctx.set(dut.relu, fields["relu"])
             ctx.set(dut.out_type, OutType(fields["out_type"]))
