@@ -2,9 +2,9 @@
 
 The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of 4 Kb, 4 SPRAM of
 256 Kb and 8 DSPs. The default array is the target, 4x4 (16 INT8 / 32 INT4 MACs per cycle), and it
-does not fit yet: measured with ``python -m hw.build --board icebreaker``, it needs 9,336 of the
+does not fit yet: measured with ``python -m hw.build --board icebreaker``, it needs 9,174 of the
 5,280 logic cells and 39 of the 30 EBRs (the link's 4 KiB command and response buffers take 16);
-even a 2x2 array needs 6,420 cells and 31 EBRs. ``python -m hw.breakdown --board icebreaker``
+even a 2x2 array needs 6,289 cells and 31 EBRs. ``python -m hw.breakdown --board icebreaker``
 shows where the cells go (the README's Boards section has the figures and the plan).
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,9 +25,10 @@ class AccumulatorBanks(wiring.Component):
 
     Column ``c``'s sums arrive ``c`` cycles after column 0's (the array's deskew is left to the
     banks: each bank does its read-modify-write at its own time, so no deskew registers are
-    needed). A sum arriving in cycle ``t`` reads its row in ``t`` and writes ``old + psum`` (or
-    ``psum``) in ``t + 1``. Two sums for the same row are at least a weight tile (>= 2 cycles)
-    apart, so the read in ``t + 2`` already sees the write of ``t + 1``.
+    needed). A sum arriving in cycle ``t`` was announced on :attr:`upcoming` in ``t - 1``, when
+    its row is read, and writes ``old + psum`` (or ``psum``) in ``t``, straight from the array's
+    register. Two sums for the same row are at least a weight tile (>= 2 cycles) apart, so the
+    read for the second (``t + 1`` or later) already sees the write of ``t``.
 
     The store path reads all banks at one row through :attr:`read`; it never runs while sums are
     in flight (STORE waits for the array to drain), so the banks' single read port is shared.
@@ -36,6 +37,8 @@ class AccumulatorBanks(wiring.Component):
     -------
     sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column sums from the array.
+    upcoming : ``In(stream.Signature(tag, always_ready=True)).array(cols)``
+        ``valid`` and ``tag`` of what :attr:`sums` carries in the next cycle.
     read : ``Out(memory.ReadPort.Signature(...))``
         Row read for STORE (the banks look like one memory of ``cols``-wide rows): ``addr``,
         ``en``; ``data`` holds the row's ``cols`` int32 values one cycle later.
@@ -47,6 +50,7 @@ class AccumulatorBanks(wiring.Component):
         sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag})
         super().__init__({
             "sums": In(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
+            "upcoming": In(stream.Signature(tag, always_ready=True)).array(params.cols),
             "read": Out(memory.ReadPort.Signature(
                 addr_width=tag["addr"].shape.width,
                 shape=data.ArrayLayout(signed(32), params.cols))),
@@ -59,17 +63,16 @@ class AccumulatorBanks(wiring.Component):
             bank = m.submodules[f"bank{c}"] = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()
+            upcoming = self.upcoming[c]
             incoming = self.sums[c]
-            pending = data.Signal(incoming.payload.shape())
-            valid = Signal(name=f"rmw_valid{c}")
-            m.d.sync += [valid.eq(incoming.valid), pending.eq(incoming.payload)]
             m.d.comb += [
-                rd.addr.eq(Mux(incoming.valid, incoming.payload.tag.addr, self.read.addr)),
-                rd.en.eq(incoming.valid | self.read.en),
+                rd.addr.eq(Mux(upcoming.valid, upcoming.payload.addr, self.read.addr)),
+                rd.en.eq(upcoming.valid | self.read.en),
                 self.read.data[c].eq(rd.data),
-                wr.addr.eq(pending.tag.addr),
-                wr.en.eq(valid),
-                wr.data.eq(Mux(pending.tag.accumulate, rd.data, 0) + pending.psum),
+                wr.addr.eq(incoming.payload.tag.addr),
+                wr.en.eq(incoming.valid),
+                wr.data.eq(Mux(incoming.payload.tag.accumulate, rd.data, 0)
+                           + incoming.payload.psum),
             ]
         return m
 

@@ -54,6 +54,10 @@ class SystolicArray(wiring.Component):
         ``data[c]`` for every ``c`` at the end of the cycle.
     sums : ``Out(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column ``c``'s partial sums (``signed(params.psum_width)``), one per activation row.
+    upcoming : ``Out(stream.Signature(tag_shape, always_ready=True)).array(cols)``
+        What ``sums[c]`` will carry in the next cycle, ``valid`` and ``tag``, without the sum: the
+        accumulator reads the row a sum goes to a cycle ahead, so the sum needs no register to
+        wait for the read.
     """
 
     def __init__(self, params: RillParams, tag_shape: ShapeLike):
@@ -70,6 +74,7 @@ class SystolicArray(wiring.Component):
             "acts": In(stream.Signature(act_layout, always_ready=True)),
             "weights": In(stream.Signature(weight_layout, always_ready=True)),
             "sums": Out(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
+            "upcoming": Out(stream.Signature(tag_shape, always_ready=True)).array(params.cols),
         })
 
     def elaborate(self, platform):
@@ -128,5 +133,7 @@ class SystolicArray(wiring.Component):
                 self.sums[c].valid.eq(taps[p.rows + c].valid),
                 self.sums[c].payload.tag.eq(taps[p.rows + c].tag),
                 self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
+                self.upcoming[c].valid.eq(taps[p.rows + c - 1].valid),
+                self.upcoming[c].payload.eq(taps[p.rows + c - 1].tag),
             ]
         return m

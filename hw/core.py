@@ -74,7 +74,9 @@ class RillCore(wiring.Component):
         ]
         for c in range(p.cols):
             m.d.comb += [acc.sums[c].valid.eq(array.sums[c].valid),
-                         acc.sums[c].payload.eq(array.sums[c].payload)]
+                         acc.sums[c].payload.eq(array.sums[c].payload),
+                         acc.upcoming[c].valid.eq(array.upcoming[c].valid),
+                         acc.upcoming[c].payload.eq(array.upcoming[c].payload)]
         wiring.connect(m, seq.acc_read, acc.read)
         wiring.connect(m, seq.requant_in, requant.i)
         m.d.comb += [requant.multiplier.eq(qparams.multiplier),

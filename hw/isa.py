@@ -56,8 +56,10 @@ REQUANT_STAGES = 9
 #: Working cycles a STORE spends after issuing its last element: one for the SRAM read, then the
 #: requant stages, then the output register.
 STORE_FLUSH_CYCLES = 1 + REQUANT_STAGES
-#: Working cycles after a MATMUL retires until its last accumulator write lands is
+#: Working cycles after a MATMUL retires until its last accumulator write has landed:
 #: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator read-modify-write).
+#: The accumulators now write a sum in the cycle it arrives, a cycle inside this bound; the
+#: bound stays, as it is part of every cycle prediction.
 MATMUL_DRAIN_EXTRA = 1
 
 
