@@ -3,8 +3,8 @@
 The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of 4 Kb, 4 SPRAM of
 256 Kb and 8 DSPs. The default array is the target, 4x4 (16 INT8 / 32 INT4 MACs per cycle), and it
 does not fit yet: measured with ``python -m hw.build --board icebreaker``, it needs 9,174 of the
-5,280 logic cells and 39 of the 30 EBRs (the link's 4 KiB command and response buffers take 16);
-even a 2x2 array needs 6,289 cells and 31 EBRs. ``python -m hw.breakdown --board icebreaker``
+5,280 logic cells and 39 of the 30 EBRs with 4 KiB link buffers (they take 16; the 1 KiB buffers
+below take 4); even a 2x2 array needs 6,289 cells. ``python -m hw.breakdown --board icebreaker``
 shows where the cells go (the README's Boards section has the figures and the plan).
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,
@@ -28,4 +28,7 @@ BOARD = Board(
     baud=3_000_000,
     clock=lambda f: Ice40Pll("clk12", f),
     summary="1BitSquared iCEBreaker (iCE40UP5K-SG48), FT2232H UART",
+    # One full frame of commands and 1 KiB of responses in flight: EBRs are scarce here; the
+    # host learns the size from the link and paces itself to it.
+    link_buffer=1024,
 )
