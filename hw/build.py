@@ -44,9 +44,17 @@ _RESOURCES = {
     "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
 }
 
-#: The PEs build their products from Booth partial products in logic (hw/pe.py): both families
-#: have too few DSPs for a PE each (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in
-#: the open flow), so the DSPs go to the requantizer's and the range checks' wide multipliers.
+#: Map the PEs' small (8 x 5-bit) multipliers to LUTs with Booth encoding before synthesis, so
+#: that the DSPs go to the wide multipliers of the requantizer and the range checks. Both families
+#: have too few DSPs for two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in
+#: the open flow). (Booth partial products written out in hw/pe.py took ~25 LUTs fewer per PE but
+#: made the Verilator model 2.8x slower; the simulation is what every test and demo runs.)
+_PE_MULTIPLIERS_TO_LUTS = "\n".join([
+    f"hierarchy -top {NAME}",
+    "proc",
+    "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i",
+    "booth @small_mul",
+])
 
 
 class BuildError(RuntimeError):
@@ -242,6 +250,7 @@ def _toolchain_options(family: str, seed: int) -> dict:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
+    options["script_after_read"] = _PE_MULTIPLIERS_TO_LUTS
     return options
 
 

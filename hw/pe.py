@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,19 +14,6 @@ __all__ = ["PE_ACT_LAYOUT", "ProcessingElement"]
 PE_ACT_LAYOUT = data.StructLayout({"a0": signed(8), "a1": signed(8), "buf": 1})
 
 
-def _booth_row(m: Module, x: Value, b1: Value, b0: Value, below: Value,
-               name: str) -> tuple[Signal, Value]:
-    """One radix-4 Booth partial product of signed ``x`` for the digit ``-2 b1 + b0 + below``
-    (-2..2): ``|digit| * x``, inverted when the digit is negative; and that sign, which the
-    caller adds to complete the negation."""
-    negative = b1 & ~(b0 & below)
-    double = (b1 & ~b0 & ~below) | (~b1 & b0 & below)
-    single = b0 ^ below
-    row = Signal(signed(10), name=name)
-    m.d.comb += row.eq(Mux(double, x << 1, Mux(single, x, 0)) ^ negative.replicate(10))
-    return row, negative
-
-
 class ProcessingElement(wiring.Component):
     """A multiply-accumulate cell holding two weight bytes (the active tile and its shadow).
 
@@ -36,14 +23,11 @@ class ProcessingElement(wiring.Component):
     - INT8 (``int4 = 0``): ``a0 * int8(w)``;
     - INT4 (``int4 = 1``): ``a0 * sext(w[0:4]) + a1 * sext(w[4:8])`` (element 0 in the low nibble).
 
-    Both modes share four radix-4 Booth partial products. The Booth digits of ``int8(w)`` are
-    ``d0..d3`` (``w = d0 + 4 d1 + 16 d2 + 64 d3``); those of ``sext(w[0:4])`` are ``d0, d1`` and
-    those of ``sext(w[4:8])`` are ``d2, d3`` but for the bit ``d2`` borrows from below (``w[3]``
-    in INT8, 0 in INT4). So INT8 is ``a0 (d0 + 4 d1) + 16 a0 (d2 + 4 d3)`` and INT4 is
-    ``a0 (d0 + 4 d1) + a1 (d2 + 4 d3)``: only that bit, the upper digits' activation and their
-    weight (16 or 1) change with the mode. Four partial products, not the five of two 8 x 5-bit
-    Booth multipliers, and one sum for their negation corrections: ~30 logic cells fewer per PE
-    on iCE40.
+    Both modes share two 8 x 5-bit signed multipliers. INT8 splits the weight as
+    ``int8(w) = 16 * sext(w[4:8]) + zext(w[0:4])``, so it is ``(a0 * hi) << 4 + a0 * lo``; INT4
+    feeds the same two multipliers ``(a0, sext(lo))`` and ``(a1, sext(hi))``. Only the low
+    multiplier's fifth weight bit (sign- or zero-extension) and the high multiplier's activation
+    operand change with the mode.
 
     Every output is a register (:attr:`act_out` and :attr:`psum_out` change one cycle after their
     inputs), so the PE has no combinational path from input to output and freezes correctly under an
@@ -102,27 +86,22 @@ class ProcessingElement(wiring.Component):
         w = Signal(8)
         m.d.comb += w.eq(Mux(self.act_in.buf, weights[1], weights[0]))
 
-        # Each partial product is ``digit * x`` as ``|digit| * x``, inverted when the digit is
-        # negative; the +1 that completes each negation goes into a free bit under the next
-        # partial product (rows 0 and 2) or into one small correction term (rows 1 and 3).
-        upper_x = Signal(signed(8))
-        m.d.comb += upper_x.eq(Mux(int4, self.act_in.a1, self.act_in.a0))
-        a0 = self.act_in.a0
-        p0, neg0 = _booth_row(m, a0, w[1], w[0], Const(0), "p0")
-        p1, neg1 = _booth_row(m, a0, w[3], w[2], w[1], "p1")
-        p2, neg2 = _booth_row(m, upper_x, w[5], w[4], w[3] & ~int4, "p2")
-        p3, neg3 = _booth_row(m, upper_x, w[7], w[6], w[5], "p3")
-        lower = Signal(signed(13))
-        upper = Signal(signed(13))
-        correction = Signal(7)
+        # The two shared multipliers: activation (8-bit signed) x weight nibble (5-bit signed).
+        lo_w = Signal(signed(5))
+        hi_w = Signal(signed(5))
+        hi_a = Signal(signed(8))
         m.d.comb += [
-            lower.eq(p0 + Cat(neg0, Const(0, 1), p1).as_signed()),
-            upper.eq(p2 + Cat(neg2, Const(0, 1), p3).as_signed()),
-            correction.eq(Mux(int4, (neg1 << 2) + (neg3 << 2), (neg1 << 2) + (neg3 << 6))),
+            lo_w.eq(Cat(w[0:4], int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
+            hi_w.eq(w[4:8].as_signed()),
+            hi_a.eq(Mux(int4, self.act_in.a1, self.act_in.a0)),
         ]
+        lo_product = Signal(signed(13))
+        hi_product = Signal(signed(13))
+        m.d.comb += [lo_product.eq(self.act_in.a0 * lo_w), hi_product.eq(hi_a * hi_w)]
 
         contribution = Signal(signed(self._params.product_width))
-        m.d.comb += contribution.eq(Mux(int4, upper, upper << 4) + lower + correction)
+        m.d.comb += contribution.eq(
+            Mux(int4, hi_product, hi_product << 4) + lo_product)
 
         m.d.sync += [
             self.act_out.eq(self.act_in),

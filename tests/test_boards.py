@@ -213,8 +213,8 @@ def _check_report(report: dict, board: Board):
 
 @pytest.mark.board
 def test_design_that_does_not_fit_exits_3_saying_by_how_much(tmp_path, one_build_at_a_time):
-    """The iCEBreaker's default 4x4 design does not fit the UP5K yet (9,174 of 5,280 logic
-    cells and 39 of 30 EBRs; see the Boards section of README): nextpnr's packer says so before
+    """The iCEBreaker's default 4x4 design does not fit the UP5K yet (10,127 of 5,280 logic
+    cells, 27 of 30 EBRs; see the Boards section of README): nextpnr's packer says so before
     placement, and the build exits 3 naming the resource and the overflow. When the default fits,
     this test fails: then it should build a larger array here and the default as a real
     bitstream, checking its report (bitstream present, utilisation within the device, timing
