@@ -5,7 +5,8 @@ The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of
 does not fit yet: measured with ``python -m hw.build --board icebreaker``, it needs 10,127 of
 the 5,280 logic cells, and 27 of the 30 EBRs with the 1 KiB link buffers below (39 with 4 KiB
 ones); even a 2x2 array needed 6,289 cells (with a Booth-form PE since taken back).
-``python -m hw.breakdown --board icebreaker`` shows where the cells go (the README's Boards section has the figures and the plan).
+``python -m hw.breakdown --board icebreaker`` shows where the cells go (the README's Boards
+section has the figures and the plan).
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,
 half that width per EBR at 512. 36 MHz is 12 clocks per bit at 3 Mbaud, which the FT2232H makes
