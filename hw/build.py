@@ -17,10 +17,12 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+from hw.build_progress import ToolProgress
 
 __all__ = ["BuildError", "DoesNotFit", "MissesTiming", "Utilization", "BuildResult",
            "toolchain_env", "extract", "build", "program", "main"]
@@ -152,84 +154,6 @@ def _overflow(text: str) -> list[str]:
     return over
 
 
-# -- progress ------------------------------------------------------------------------------------
-
-class _Progress:
-    """One status line while the tools run: the step, the tool's latest interesting line, the
-    elapsed time. On a terminal it rewrites itself; elsewhere it prints each new step once."""
-
-    _INTERESTING = re.compile(
-        r"^(\d+(\.\d+)*\. Executing [A-Z0-9_]+|Info: (Packing|Placed|Running|Routing|Program "
-        r"finished|Max frequency|\s*Iter|Device utilisation|Checksum|Critical path|\s+at "
-        r"(initial placer )?iter|Setting up routing|Starting router|Router1 time)|"
-        r"Info: +\d+ \| +\d+|ERROR|Warning: .*(timing|frequency))")
-    #: Without a terminal (CI logs) a line is printed on each new step and then this often.
-    _LOG_EVERY = 30.0
-
-    def __init__(self, out_dir: Path, stream=sys.stderr):
-        self.out_dir = out_dir
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.start = time.monotonic()
-        self.step = ""
-        self.detail = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._last_step, self._last_print = "", 0.0
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._show(final=True)
-
-    def _latest_log(self) -> tuple[str, Path] | None:
-        logs = [("yosys: synthesis", self.out_dir / f"{NAME}.rpt"),
-                ("nextpnr: place and route", self.out_dir / f"{NAME}.tim")]
-        present = [(step, path) for step, path in logs if path.exists()]
-        return max(present, key=lambda sp: sp[1].stat().st_mtime) if present else None
-
-    def _poll(self):
-        latest = self._latest_log()
-        if latest is None:
-            self.step = "starting the tools (first use compiles them: a minute)"
-            return
-        step, path = latest
-        if step != self.step:
-            self.step, self.detail = step, ""
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - 8192))
-                lines = f.read().decode(errors="replace").splitlines()
-        except OSError:
-            return
-        for line in reversed(lines):
-            if self._INTERESTING.search(line):
-                self.detail = re.sub(r"\s+", " ", line.strip())[:70]
-                break
-
-    def _show(self, final=False):
-        elapsed = time.monotonic() - self.start
-        text = f"[{elapsed:5.0f} s] {self.step}: {self.detail}" if self.detail else \
-            f"[{elapsed:5.0f} s] {self.step}"
-        if self.tty:
-            width = shutil.get_terminal_size().columns - 1
-            self.stream.write("\r" + text[:width].ljust(width) + ("\n" if final else ""))
-            self.stream.flush()
-        elif self.step != self._last_step or final or \
-                time.monotonic() - self._last_print >= self._LOG_EVERY:
-            self._last_step, self._last_print = self.step, time.monotonic()
-            print(text, file=self.stream, flush=True)
-
-    def _run(self):
-        while not self._stop.wait(0.5 if self.tty else 2.0):
-            self._poll()
-            self._show()
-
-
 # -- the build -----------------------------------------------------------------------------------
 
 def _family(platform) -> str:
@@ -284,7 +208,7 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -
     platform, family, env = extract(board, out_dir, seed=seed)
     started = time.monotonic()
     log_path = out_dir / "build.log"
-    with open(log_path, "w") as log, _Progress(out_dir) if progress else _nullcontext():
+    with open(log_path, "w") as log, ToolProgress(out_dir, NAME) if progress else nullcontext():
         status = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=out_dir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     seconds = time.monotonic() - started
@@ -323,14 +247,6 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -
             f"{100 * (1 - achieved / report['target_mhz']):.1f}%); see {pnr_log}. Try another "
             f"--seed, a lower --clock, or a smaller array")
     return result
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
