@@ -141,23 +141,24 @@ class InstructionChecks(wiring.Component):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
                     with m.Elif(early_out_of_range):
                         m.d.comb += status.eq(Status.OUT_OF_RANGE)
-            with m.Case(Opcode.MATMUL):
-                f = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                with m.If((f["flags"] & (0xFF ^ isa.MatmulFlags.ACCUMULATE.value)) != 0):
-                    m.d.comb += status.eq(Status.BAD_MODE)
-                with m.Elif((f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)):
-                    m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif(early_out_of_range):
-                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
-            with m.Case(Opcode.STORE):
-                f = {name: field(Opcode.STORE, name) for name, _ in isa.FIELDS[Opcode.STORE]}
-                with m.If((f["flags"] & (0xFF ^ isa.StoreFlags.RAW.value)) != 0):
-                    m.d.comb += status.eq(Status.BAD_MODE)
-                with m.Elif((f["m"] == 0) | (f["n_tiles"] == 0) | (f["last_cols"] == 0)
-                            | (f["last_cols"] > p.cols)):
-                    m.d.comb += status.eq(Status.BAD_LENGTH)
-                with m.Elif(early_out_of_range):
-                    m.d.comb += status.eq(Status.OUT_OF_RANGE)
+            # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
+            shapes = {
+                Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value,
+                                lambda f: (f["m"] == 0) | (f["k_tiles"] == 0)
+                                | (f["n_tiles"] == 0)),
+                Opcode.STORE: (isa.StoreFlags.RAW.value,
+                               lambda f: (f["m"] == 0) | (f["n_tiles"] == 0)
+                               | (f["last_cols"] == 0) | (f["last_cols"] > p.cols)),
+            }
+            for op, (known_flags, empty) in shapes.items():
+                with m.Case(op):
+                    f = {name: field(op, name) for name, _ in isa.FIELDS[op]}
+                    with m.If((f["flags"] & (0xFF ^ known_flags)) != 0):
+                        m.d.comb += status.eq(Status.BAD_MODE)
+                    with m.Elif(empty(f)):
+                        m.d.comb += status.eq(Status.BAD_LENGTH)
+                    with m.Elif(early_out_of_range):
+                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass
             with m.Default():
