@@ -10,6 +10,7 @@ comes from :mod:`hw.link.protocol`.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
@@ -292,8 +293,10 @@ class LinkHost:
     def _frame_size(cursor: int, cuts: list[int], limit: int) -> int:
         """``limit`` bytes, or fewer to end at the first cut at least :data:`_MIN_CUT` bytes in:
         then the device starts sending that STORE's outputs while the next frame arrives."""
-        return next((c - cursor for c in cuts if cursor + _MIN_CUT <= c <= cursor + limit),
-                    limit)
+        first = bisect.bisect_left(cuts, cursor + _MIN_CUT)
+        if first < len(cuts) and cuts[first] <= cursor + limit:
+            return cuts[first] - cursor
+        return limit
 
     @staticmethod
     def _data_kind(last: bool) -> HostKind:
