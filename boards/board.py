@@ -47,6 +47,9 @@ class Board:
     link_buffer : int
         Bytes of the link's command buffer and of its response ring, each (a power of two of at
         least one frame, 1 KiB): fewer block RAMs on small parts, less streaming slack.
+    dsp_pes : int
+        How many PEs (the first, row by row) keep their two small multipliers for the DSP blocks
+        instead of LUTs: what the device's DSPs hold beside the wide multipliers elsewhere.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Board:
     summary: str
     uart: str = "uart"
     link_buffer: int = CMD_BUFFER_BYTES
+    dsp_pes: int = 0
 
     def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
         """This board with another array shape (SRAM depths unchanged)."""

@@ -24,7 +24,7 @@ BOARD = Board(
     name="icebreaker",
     platform=ICEBreakerPlatform,
     params=RillParams(rows=4, cols=4, act_depth=256, weight_depth=512, acc_depth=256,
-                      qparam_depth=64),
+                      qparam_depth=64, serial_requant=True),
     clock_hz=36e6,
     baud=3_000_000,
     clock=lambda f: Ice40Pll("clk12", f),
@@ -32,4 +32,6 @@ BOARD = Board(
     # One full frame of commands and 1 KiB of responses in flight: EBRs are scarce here; the
     # host learns the size from the link and paces itself to it.
     link_buffer=1024,
+    # Of the 8 SB_MAC16, the range checks take 2 (the serial requantizer needs none).
+    dsp_pes=3,
 )

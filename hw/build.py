@@ -46,17 +46,25 @@ _RESOURCES = {
     "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
 }
 
-#: Map the PEs' small (8 x 5-bit) multipliers to LUTs with Booth encoding before synthesis, so
-#: that the DSPs go to the wide multipliers of the requantizer and the range checks. Both families
-#: have too few DSPs for two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode in
-#: the open flow). (Booth partial products written out in hw/pe.py took ~25 LUTs fewer per PE but
-#: made the Verilator model 2.8x slower; the simulation is what every test and demo runs.)
-_PE_MULTIPLIERS_TO_LUTS = "\n".join([
-    f"hierarchy -top {NAME}",
-    "proc",
-    "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i",
-    "booth @small_mul",
-])
+def _pe_multipliers_to_luts(board) -> str:
+    """Yosys commands mapping the PEs' small (8 x 5-bit) multipliers to LUTs with Booth
+    encoding, all but those of the first ``board.dsp_pes`` PEs.
+
+    The DSPs go first to the wide multipliers (the requantizer's, the range checks'). Both
+    families have too few for two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode
+    in the open flow); on the UP5K, with the serial requantizer, a few PEs get the rest. (Booth
+    partial products written out in hw/pe.py took ~25 LUTs fewer per PE but made the Verilator
+    model 2.8x slower; the simulation is what every test and demo runs.)
+    """
+    cols = board.params.cols
+    # (A selection stack: the PEs' multipliers united, then taken from the small ones.)
+    in_dsps = " %u ".join(f"*.array.pe_{i // cols}_{i % cols}/t:$mul"
+                          for i in range(board.dsp_pes))
+    commands = [f"hierarchy -top {NAME}", "proc",
+                "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i"]
+    if in_dsps:
+        commands.append(f"select -set small_mul @small_mul {in_dsps} %d")
+    return "\n".join(commands + ["booth @small_mul"])
 
 
 class BuildError(RuntimeError):
@@ -165,16 +173,16 @@ def _family(platform) -> str:
     raise BuildError(f"{type(platform).__name__}: only iCE40 and ECP5 boards are supported")
 
 
-def _toolchain_options(family: str, seed: int) -> dict:
+def _toolchain_options(board, family: str, seed: int) -> dict:
     nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed)]
     options = {"nextpnr_opts": nextpnr}
     if family == "ice40":
-        options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the requantizer's multiplier
+        options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the multipliers left after Booth
     else:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
-    options["script_after_read"] = _PE_MULTIPLIERS_TO_LUTS
+    options["script_after_read"] = _pe_multipliers_to_luts(board)
     return options
 
 
@@ -189,7 +197,7 @@ def extract(board, out_dir: Path, *, seed: int = 1) -> tuple[object, str, dict[s
     env = toolchain_env()
     _check_tools(env, family)
     plan = platform.build(BoardTop(board), name=NAME, build_dir=str(out_dir), do_build=False,
-                          **_toolchain_options(family, seed))
+                          **_toolchain_options(board, family, seed))
     for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)
     plan.extract(str(out_dir))

@@ -9,6 +9,7 @@ from .array import SystolicArray
 from .params import RillParams
 from .qparams import QparamTile
 from .requant import RequantRequest, RequantUnit
+from .requant_serial import SerialRequantUnit
 from .sequencer import Sequencer
 from .sram import sram_tile
 
@@ -56,7 +57,7 @@ class RillCore(wiring.Component):
 
         array = SystolicArray(p, acc_tag_layout(p))
         acc = AccumulatorBanks(p)
-        requant = RequantUnit()
+        requant = SerialRequantUnit() if p.serial_requant else RequantUnit()
         m.submodules.array = frozen(array)
         m.submodules.accumulators = frozen(acc)
         m.submodules.requant = frozen(requant)

@@ -37,7 +37,8 @@ __all__ = [
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
-    "MATMUL_DRAIN_EXTRA", "STORE_FLUSH_CYCLES", "REQUANT_STAGES", "waits_for_quiet",
+    "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
+    "requant_interval", "requant_latency", "store_flush_cycles", "store_cycles", "waits_for_quiet",
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
@@ -53,9 +54,9 @@ COUNTER_NAMES = ("cycles", "busy", "stalls", "instructions")
 
 #: Register stages of the requantization pipeline (hw/requant.py builds exactly this many).
 REQUANT_STAGES = 9
-#: Working cycles a STORE spends after issuing its last element: one for the SRAM read, then the
-#: requant stages, then the output register.
-STORE_FLUSH_CYCLES = 1 + REQUANT_STAGES
+#: Cycles per output of the serial requantizer (``RillParams.serial_requant``), which is also
+#: its latency: hw/requant_serial.py builds exactly this schedule.
+SERIAL_REQUANT_CYCLES = 135
 #: Working cycles after a MATMUL retires until its last accumulator write has landed:
 #: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator read-modify-write).
 #: The accumulators now write a sum in the cycle it arrives, a cycle inside this bound; the
@@ -221,6 +222,28 @@ def store_payload_bytes(m: int, n_tiles: int, last_cols: int, cols: int, raw: bo
     return m * n * (4 if raw else 1)
 
 
+def requant_interval(params: RillParams) -> int:
+    """Working cycles between a STORE's requantization requests (1: back to back)."""
+    return SERIAL_REQUANT_CYCLES if params.serial_requant else 1
+
+
+def requant_latency(params: RillParams) -> int:
+    """Working cycles from a requantization request to its output byte."""
+    return SERIAL_REQUANT_CYCLES if params.serial_requant else REQUANT_STAGES
+
+
+def store_flush_cycles(params: RillParams) -> int:
+    """Working cycles a STORE spends after issuing its last element: one for the SRAM read, then
+    the requantizer's latency."""
+    return 1 + requant_latency(params)
+
+
+def store_cycles(params: RillParams, payload: int) -> int:
+    """Working cycles of a STORE's ``payload`` bytes (at least one), from its first request to
+    its last byte: one request per :func:`requant_interval`, then the flush."""
+    return 1 + (payload - 1) * requant_interval(params) + store_flush_cycles(params)
+
+
 def waits_for_quiet(opcode: Opcode) -> bool:
     """Instructions that wait, in their decode cycle, for a previous MATMUL to finish draining.
 
@@ -260,7 +283,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     if opcode == Opcode.STORE:
         payload = store_payload_bytes(fields["m"], fields["n_tiles"], fields["last_cols"],
                                       params.cols, bool(fields["flags"] & StoreFlags.RAW.value))
-        return fetch_decode + respond + payload + STORE_FLUSH_CYCLES
+        return fetch_decode + respond + store_cycles(params, payload)
     if opcode == Opcode.READ_COUNTERS:
         return fetch_decode + respond + 4 * len(COUNTER_NAMES)
     if opcode == Opcode.SYNC:

@@ -42,6 +42,12 @@ class RillParams:
         Accumulator rows. One row holds ``cols`` int32 accumulators (one bank per column).
     qparam_depth : int
         Requantization parameter entries, one per output channel.
+    serial_requant : bool
+        Requantize with :class:`hw.requant_serial.SerialRequantUnit`, one output every
+        :data:`hw.isa.SERIAL_REQUANT_CYCLES` cycles in about a quarter of the pipelined unit's
+        logic, instead of the pipelined :class:`hw.requant.RequantUnit` (one per cycle). For parts
+        where logic is scarcer than time: a serial link takes ~100 cycles per byte anyway.
+        Cycle costs follow (``hw.isa.cycle_cost``); the device reports it in ``INFO``.
     """
 
     rows: int = 8
@@ -50,6 +56,7 @@ class RillParams:
     weight_depth: int = 1024
     acc_depth: int = 1024
     qparam_depth: int = 256
+    serial_requant: bool = False
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -156,7 +163,8 @@ class RillParams:
 
     def to_info_bytes(self, isa_version: int) -> bytes:
         """The 16-byte ``INFO`` payload: magic, ISA version, rows, cols, feature bits, depths."""
-        features = 0b1  # bit 0: INT4 (W4A8) mode present
+        # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer
+        features = 0b1 | self.serial_requant << 1
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
@@ -167,10 +175,10 @@ class RillParams:
         if len(payload) != struct.calcsize(cls._INFO_FORMAT):
             raise ParamsError(f"INFO payload is {len(payload)} bytes, expected "
                               f"{struct.calcsize(cls._INFO_FORMAT)}")
-        magic, version, rows, cols, _features, act, weight, acc, qparam = struct.unpack(
+        magic, version, rows, cols, features, act, weight, acc, qparam = struct.unpack(
             cls._INFO_FORMAT, payload)
         if magic != cls._INFO_MAGIC:
             raise ParamsError(f"INFO payload does not start with {cls._INFO_MAGIC!r}: {magic!r}")
         # A depth of 65536 is reported as 0 (it does not fit in u16).
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
-        return cls(rows, cols, *depth), version
+        return cls(rows, cols, *depth, serial_requant=bool(features & 0b10)), version

@@ -9,10 +9,11 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import REQUANT_STAGES, OutType, Rounding
 
-__all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY"]
+__all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
+           "RequantMode", "signed_value", "clamp_value", "SATURATION"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
-_SATURATION = 1 << 17
+SATURATION = 1 << 17
 
 
 #: Cycles after its request that the unit takes a request's multiplier (stage 3 starts the
@@ -30,7 +31,7 @@ class RequantRequest(data.Struct):
     byte_index: unsigned(2)   #: in raw mode, which byte of ``acc + bias`` to send
 
 
-class _Mode(data.Struct):
+class RequantMode(data.Struct):
     """The configuration a request was issued under; it travels down the pipeline with it."""
     onnx: 1
     relu: 1
@@ -96,6 +97,35 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     result = Signal(range((1 << limit) + 1), name=name)
     m.d.comb += result.eq(Mux(over, 1 << limit, quotient[:limit] + round_up))
     return result
+
+
+def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signal:
+    """``sign * mag + zp``, the value :func:`clamp_value` clamps.
+
+    ``mag`` is already saturated at :data:`SATURATION`. That cannot change the clamped result:
+    with ``|zp| <= 2**15``, ``v >= 2**17`` gives ``v + zp > 2**16 > max(lo, hi)``, and
+    ``v <= -2**17`` gives ``v + zp < -2**16 < min(lo, hi)``, so the clamp yields ``hi`` (resp.
+    ``min(lo, hi)``) either way.
+    """
+    return _named(m, Mux(sign, -mag, mag) + zero_point, "value")
+
+
+def clamp_value(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
+    """``value`` clamped to the output type's range, whose low end ReLU raises to the zero
+    point: the last step of both units."""
+    lo = Signal(signed(17))
+    hi = Signal(signed(17))
+    with m.Switch(mode.out_type):
+        with m.Case(OutType.UINT8):
+            m.d.comb += [lo.eq(0), hi.eq(255)]
+        with m.Case(OutType.INT4):
+            m.d.comb += [lo.eq(-8), hi.eq(7)]
+        with m.Default():
+            m.d.comb += [lo.eq(-128), hi.eq(127)]
+    floor = _named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
+    # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
+    raised = _named(m, Mux(value < floor, floor, value), "raised")
+    return Mux(raised > hi, hi, raised)
 
 
 class RequantUnit(wiring.Component):
@@ -174,7 +204,7 @@ class RequantUnit(wiring.Component):
         req = self.i.payload
         onnx = (self.rounding == Rounding.ONNX) | self.raw
         valid1 = Signal()
-        mode1 = Signal(_Mode)
+        mode1 = Signal(RequantMode)
         x1 = Signal(signed(32))
         neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
         shift1 = Signal(unsigned(8))
@@ -205,7 +235,7 @@ class RequantUnit(wiring.Component):
         left = _named(m, Mux(mode1.onnx, 0, left), "left")
 
         valid2 = Signal()
-        mode2 = Signal(_Mode)
+        mode2 = Signal(RequantMode)
         u2 = Signal(unsigned(32))         # ONNX: |x|; TFLITE: |x| << left, mod 2**32
         ta2 = Signal(range(9))
         x_neg2 = Signal()
@@ -238,7 +268,7 @@ class RequantUnit(wiring.Component):
         xl_neg = (x_neg2 ^ u2[31]) | u_is_min
 
         valid3 = Signal()
-        mode3 = Signal(_Mode)
+        mode3 = Signal(RequantMode)
         op_a3 = Signal(unsigned(32))
         op_b3 = Signal(unsigned(32))
         sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
@@ -261,7 +291,7 @@ class RequantUnit(wiring.Component):
         a_lo, a_hi = op_a3[:16], op_a3[16:]
         b_lo, b_hi = op_b3[:16], op_b3[16:]
         valid4 = Signal()
-        mode4 = Signal(_Mode)
+        mode4 = Signal(RequantMode)
         outer4 = Signal(unsigned(64))     # a_lo * b_lo + 2**32 * a_hi * b_hi
         middle4 = Signal(unsigned(33))    # a_lo * b_hi + a_hi * b_lo
         sign4 = Signal()
@@ -272,7 +302,7 @@ class RequantUnit(wiring.Component):
         stages += 1
 
         valid5 = Signal()
-        mode5 = Signal(_Mode)
+        mode5 = Signal(RequantMode)
         product5 = Signal(unsigned(64))   # ONNX: < 2**55; TFLITE: <= 2**62
         sign5 = Signal()
         k5 = Signal(signed(10))
@@ -287,7 +317,7 @@ class RequantUnit(wiring.Component):
         # ab < 0.
         t2 = _bit_length(m, product5[24:56], "t2")
         valid6 = Signal()
-        mode6 = Signal(_Mode)
+        mode6 = Signal(RequantMode)
         product6 = Signal(unsigned(63))
         first_amount6 = Signal(range(32))
         sign6 = Signal()
@@ -305,7 +335,7 @@ class RequantUnit(wiring.Component):
         first = _rounding_shift(m, product6, first_amount6, half_even=mode6.onnx,
                                 tie_up=~sign6, name="first")
         valid7 = Signal()
-        mode7 = Signal(_Mode)
+        mode7 = Signal(RequantMode)
         mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
         sign7 = Signal()
         amount7 = Signal(range(64))
@@ -318,14 +348,12 @@ class RequantUnit(wiring.Component):
 
         # -- stage 8: second rounding ----------------------------------------------------------
         mag = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1, name="second",
-                              saturate_bits=_SATURATION.bit_length() - 1)
+                              saturate_bits=SATURATION.bit_length() - 1)
         valid8 = Signal()
-        mode8 = Signal(_Mode)
-        mag8 = Signal(range(_SATURATION + 1))
+        mode8 = Signal(RequantMode)
+        mag8 = Signal(range(SATURATION + 1))
         sign8 = Signal()
-        # Saturating |v| at 2**17 cannot change the clamped result: with |zp| <= 2**15,
-        # v >= 2**17 gives v + zp > 2**16 > max(lo, hi), and v <= -2**17 gives
-        # v + zp < -2**16 < min(lo, hi), so clamp(v + zp) is hi (resp. min(lo, hi)) either way.
+        # Saturating |v| at 2**17 cannot change the clamped result (see signed_value).
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
                      mag8.eq(mag),
                      sign8.eq(sign7)]
@@ -333,21 +361,8 @@ class RequantUnit(wiring.Component):
 
         # -- stage 9: sign, zero point, clamp --------------------------------------------------
         assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
-        zp = self.zero_point
-        value = _named(m, Mux(sign8, -mag8, mag8) + zp, "value")
-        lo = Signal(signed(17))
-        hi = Signal(signed(17))
-        with m.Switch(mode8.out_type):
-            with m.Case(OutType.UINT8):
-                m.d.comb += [lo.eq(0), hi.eq(255)]
-            with m.Case(OutType.INT4):
-                m.d.comb += [lo.eq(-8), hi.eq(7)]
-            with m.Default():
-                m.d.comb += [lo.eq(-128), hi.eq(127)]
-        floor = _named(m, Mux(mode8.relu & (zp > lo), zp, lo), "floor")
-        # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
-        raised = _named(m, Mux(value < floor, floor, value), "raised")
-        clamped = Mux(raised > hi, hi, raised)
+        value = signed_value(m, mag8, sign8, self.zero_point)
+        clamped = clamp_value(m, value, self.zero_point, mode8)
         m.d.sync += [self.o.valid.eq(valid8),
                      self.o.payload.eq(Mux(mode8.raw, mag8[:8], clamped[:8]))]
         stages += 1

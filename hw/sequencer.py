@@ -20,7 +20,6 @@ from .isa import (
     HEADER_BYTES,
     QPARAM_BYTES,
     RESPONSE_HEADER_BYTES,
-    STORE_FLUSH_CYCLES,
     Opcode,
     OutType,
     Rounding,
@@ -246,8 +245,11 @@ class Sequencer(wiring.Component):
         st_row = Signal(p.acc_addr_width)        # acc_addr + nt * m + mi
         st_row_base = Signal(p.acc_addr_width)   # acc_addr + mi
         st_q = Signal(p.qparam_addr_width)
-        st_flush = Signal(range(STORE_FLUSH_CYCLES + 1))
+        st_flush = Signal(range(isa.store_flush_cycles(p) + 1))
         st_issue = Signal()
+        # A serial requantizer takes one request per interval: STORE issues on pace == 0.
+        interval = isa.requant_interval(p)
+        st_pace = Signal(range(interval))
         st_valid_q = Signal()
         st_c_q = Signal(range(p.cols))
         st_b_q = Signal(2)
@@ -461,11 +463,14 @@ class Sequencer(wiring.Component):
                                 m.next = "FETCH"
 
             with m.State("STORE"):
-                m.d.comb += st_issue.eq(1)
+                m.d.comb += st_issue.eq(st_pace == 0)
                 bytes_per_value = Mux(raw, 3, 0)
                 last_tile = st_nt == st_n_tiles - 1
                 last_col = Mux(last_tile, st_c == st_last_cols - 1, st_c == p.cols - 1)
-                with m.If(advance):
+                if interval > 1:
+                    with m.If(advance):
+                        m.d.sync += st_pace.eq(Mux(st_pace == 0, interval - 1, st_pace - 1))
+                with m.If(advance & st_issue):
                     m.d.sync += st_b.eq(st_b + 1)
                     with m.If(st_b == bytes_per_value):
                         m.d.sync += [st_b.eq(0), st_c.eq(st_c + 1), st_q.eq(st_q + 1)]
@@ -478,11 +483,12 @@ class Sequencer(wiring.Component):
                                              st_row_base.eq(st_row_base + 1),
                                              st_q.eq(st_q_addr)]
                                 with m.If(st_mi == st_m - 1):
-                                    m.d.sync += st_flush.eq(STORE_FLUSH_CYCLES)
+                                    m.d.sync += st_flush.eq(isa.store_flush_cycles(p))
                                     m.next = "FLUSH"
 
             with m.State("FLUSH"):
                 with m.If(advance):
+                    m.d.sync += st_pace.eq(0)
                     m.d.sync += st_flush.eq(st_flush - 1)
                     with m.If(st_flush == 1):
                         m.next = "FETCH"

@@ -205,7 +205,9 @@ class TilePlanner:
             data += chunks * isa.RESPONSE_HEADER_BYTES + m * width * out_width
             matmul_cycles += nt * kt_all * tile_cycles
         wire = instructions * hdr + data
-        return wire, wire + instructions + matmul_cycles
+        # A serial requantizer spends its interval on every output byte (hw.isa.store_cycles).
+        requant_waits = (isa.requant_interval(p) - 1) * m * self.n * out_width
+        return wire, wire + instructions + matmul_cycles + requant_waits
 
     def _link_bytes(self, plan: TilePlan) -> int:
         """How long a full-duplex link is busy with a plan, in byte times (framing aside).

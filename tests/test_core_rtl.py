@@ -27,6 +27,9 @@ SHAPES = {
                       qparam_depth=64),
     "3x5": RillParams(rows=3, cols=5, act_depth=256, weight_depth=256, acc_depth=256,
                       qparam_depth=64),
+    # The small parts' requantizer (iCEBreaker), paced by the sequencer.
+    "2x2-serial": RillParams(rows=2, cols=2, act_depth=256, weight_depth=256, acc_depth=256,
+                             qparam_depth=64, serial_requant=True),
 }
 
 

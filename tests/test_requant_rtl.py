@@ -1,13 +1,15 @@
-"""``hw.requant.RequantUnit`` against the golden arithmetic (``sw.requant``, itself checked against
-onnxruntime in ``tests/test_requant.py``), byte for byte and cycle for cycle, in Amaranth's
-simulator."""
+"""``hw.requant.RequantUnit`` and ``hw.requant_serial.SerialRequantUnit`` against the golden
+arithmetic (``sw.requant``, itself checked against onnxruntime in ``tests/test_requant.py``), byte
+for byte and cycle for cycle, in Amaranth's simulator."""
 
 import numpy as np
 from amaranth.hdl import EnableInserter, Module, Signal
 from amaranth.sim import Simulator
 
-from hw.isa import REQUANT_STAGES, OutType, Rounding
+from hw.isa import SERIAL_REQUANT_CYCLES, OutType, Rounding, requant_interval, requant_latency
+from hw.params import RillParams
 from hw.requant import MULTIPLIER_DELAY, ZERO_POINT_DELAY, RequantUnit
+from hw.requant_serial import SerialRequantUnit
 from sim.requant_cases import (
     INT32_MAX,
     INT32_MIN,
@@ -116,8 +118,13 @@ def expected_bytes(req: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(req["raw"], raw[index, req["byte_index"]], out)
 
 
+PIPELINED = RillParams()
+SERIAL = RillParams(serial_requant=True)
+
+
 def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: float = 0.1,
-             stall: float = 0.0) -> tuple[list[tuple[int, int]], list[int]]:
+             stall: float = 0.0, params: RillParams = PIPELINED
+             ) -> tuple[list[tuple[int, int]], list[int]]:
     """Stream the requests; returns ``(working cycle, byte)`` of every valid output, and the
     working cycle each request went in.
 
@@ -125,9 +132,11 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     Each request's multiplier and zero point follow it ``MULTIPLIER_DELAY`` and
     ``ZERO_POINT_DELAY`` working cycles later, as the core's qparam tile delivers them. With
     ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled cycles
-    carry random garbage on every input.
+    carry random garbage on every input. ``params`` picks the unit; the serial one gets its
+    requests no closer than its interval, as the sequencer paces them.
     """
-    dut = RequantUnit()
+    dut = SerialRequantUnit() if params.serial_requant else RequantUnit()
+    gap = requant_interval(params) - 1
     top, enable = dut, None
     if stall:
         enable = Signal(init=1)
@@ -144,7 +153,8 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
         else:
             schedule.append(issued)
             issued += 1
-    schedule += [-1] * (REQUANT_STAGES + 2)
+            schedule += [-1] * gap
+    schedule += [-1] * (requant_latency(params) + 2)
     working = [index for index in schedule if index is not None]
     outputs = []
 
@@ -207,9 +217,9 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     return outputs, issue_cycles
 
 
-def check(req, outputs, issue_cycles):
+def check(req, outputs, issue_cycles, params=PIPELINED):
     expected = expected_bytes(req)
-    want = [(cycle + REQUANT_STAGES, int(byte)) for cycle, byte in
+    want = [(cycle + requant_latency(params), int(byte)) for cycle, byte in
             zip(issue_cycles, expected, strict=True)]
     assert len(outputs) == len(want), "one output per request, none for idle cycles"
     for n, (got, exp) in enumerate(zip(outputs, want, strict=True)):
@@ -227,3 +237,17 @@ def test_rtl_freezes_under_enable_inserter():
     rng = np.random.default_rng(99)
     req = random_requests(rng, 300)
     check(req, *simulate(req, rng, idle=0.2, stall=0.3))
+
+
+def test_serial_rtl_matches_golden():
+    """The serial unit: every request a full schedule apart, some with idle cycles between."""
+    assert requant_latency(SERIAL) == requant_interval(SERIAL) == SERIAL_REQUANT_CYCLES
+    rng = np.random.default_rng(7)
+    req = random_requests(rng, 1500)
+    check(req, *simulate(req, rng, params=SERIAL), params=SERIAL)
+
+
+def test_serial_rtl_freezes_under_enable_inserter():
+    rng = np.random.default_rng(8)
+    req = random_requests(rng, 60)
+    check(req, *simulate(req, rng, idle=0.2, stall=0.3, params=SERIAL), params=SERIAL)

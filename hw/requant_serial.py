@@ -1,0 +1,228 @@
+"""The serial requantizer: the pipelined unit's arithmetic, one bit per cycle, for small parts.
+
+Bit-exact with :mod:`sw.requant`, like :class:`hw.requant.RequantUnit`, whose members it shares.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import SERIAL_REQUANT_CYCLES, OutType, Rounding
+from .requant import (
+    MULTIPLIER_DELAY,
+    SATURATION,
+    ZERO_POINT_DELAY,
+    RequantMode,
+    RequantRequest,
+    clamp_value,
+    signed_value,
+)
+
+__all__ = ["SerialRequantUnit"]
+
+# The schedule, in cycles after the request's (each phase's length is fixed, so the latency is
+# too: a phase whose work is done early idles to its end).
+_ADD_CYCLES = 1       # x = acc + bias
+_ABS_CYCLES = 1       # |x|, and the multiplier arrives
+_PRE_CYCLES = 31      # ONNX: float32(|x|), up to 8 right shifts; TFLITE: |x| << left, up to 31
+_PRE_FIX_CYCLES = 1   # ONNX: round the mantissa; TFLITE: |int32(u)|
+_MUL_CYCLES = 32      # shift-and-add: one multiplier bit per cycle
+_FIRST_CYCLES = 31    # ONNX: float32(P), up to 25 right shifts; TFLITE: P / 2**31, 31 shifts
+_SECOND_CYCLES = 32   # the final right shift: ONNX s - exponent (capped at 32); TFLITE right
+_ROUND_CYCLES = 1     # after each of the last two shifts
+_OUT_CYCLES = 3       # saturate; sign and zero point; clamp, into the output register
+_LATENCY = (1 + _ADD_CYCLES + _ABS_CYCLES + _PRE_CYCLES + _PRE_FIX_CYCLES + _MUL_CYCLES
+            + _FIRST_CYCLES + _ROUND_CYCLES + _SECOND_CYCLES + _ROUND_CYCLES + _OUT_CYCLES)
+assert _LATENCY == SERIAL_REQUANT_CYCLES, "hw/isa.py promises the store path this schedule"
+#: PRE's cycle in which the zero point arrives (the request's cycle, ADD and ABS come first).
+_ZERO_POINT_PRE_CYCLE = ZERO_POINT_DELAY - 1 - _ADD_CYCLES - _ABS_CYCLES
+assert 1 + _ADD_CYCLES == MULTIPLIER_DELAY, "ABS takes the multiplier"
+assert 0 <= _ZERO_POINT_PRE_CYCLE < _PRE_CYCLES
+
+
+class SerialRequantUnit(wiring.Component):
+    """Turns ``acc + bias`` into the output byte in :data:`~hw.isa.SERIAL_REQUANT_CYCLES` cycles.
+
+    The same arithmetic as :class:`hw.requant.RequantUnit` (see its table), in sign and
+    magnitude, on one 64-bit register that shifts one bit per cycle: no barrel shifter, no wide
+    multiplier, one adder on each half. Every data-dependent loop runs in a phase of fixed length,
+    so a request accepted in cycle ``t`` leaves on :attr:`o` in cycle ``t + SERIAL_REQUANT_CYCLES``
+    whatever its values; the next request may come in that same cycle, not earlier (requests that
+    come while the unit is busy are ignored; the sequencer paces them, ``hw.isa.requant_interval``).
+
+    Where the pipelined unit keeps a float32 in place, this one shifts the mantissa down and
+    counts the exponent (``exponent``), as rounding to 24 significant bits does not depend on
+    where the value sits; the final shift is then ``s - exponent``.
+
+    The members, their timing (:data:`~hw.requant.MULTIPLIER_DELAY`,
+    :data:`~hw.requant.ZERO_POINT_DELAY`) and the configuration sampled with each request are
+    those of :class:`hw.requant.RequantUnit`. It has no stall logic either: the core freezes it
+    with an ``EnableInserter``.
+    """
+
+    i: In(stream.Signature(RequantRequest, always_ready=True))
+    multiplier: In(signed(32))
+    zero_point: In(signed(16))
+    o: Out(stream.Signature(unsigned(8), always_ready=True))
+    rounding: In(Rounding)
+    relu: In(1)
+    out_type: In(OutType)
+    raw: In(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        req = self.i.payload
+
+        lo = Signal(32)       # the value's low half: the multiplicand, then the result
+        hi = Signal(32)       # its high half: acc, then the product's high half
+        b = Signal(32)        # the other operand: bias, then |multiplier|
+        guard = Signal()      # the last bit shifted out
+        sticky = Signal()     # any bit shifted out before it
+        sign = Signal()       # the result's sign (until PRE_FIX in TFLITE mode: x's)
+        mult_neg = Signal()   # TFLITE: the multiplier's sign
+        exponent = Signal(range(64))   # ONNX: right shifts so far (float32 exponents, <= 33)
+        count = Signal(range(33))      # cycle within the phase
+        shift = Signal(8)
+        byte_index = Signal(2)
+        mode = Signal(RequantMode)
+        zero_point = Signal(signed(16))
+        raw_byte = Signal(8)
+        m.d.sync += self.o.valid.eq(0)
+
+        # One adder per half: hi + b (x = acc + bias; the multiply's partial sums), and
+        # (lo ^ invert) + carry_in (|x| and |int32(u)| as ~lo + 1; the rounding increments).
+        add_b = Signal()
+        hi_sum = Signal(33)
+        m.d.comb += hi_sum.eq(hi + Mux(add_b, b, 0))
+        invert = Signal()
+        carry_in = Signal()
+        lo_sum = Signal(32)
+        m.d.comb += lo_sum.eq((lo ^ invert.replicate(32)) + carry_in)
+
+        def negate_if_negative():
+            m.d.comb += [invert.eq(lo[31]), carry_in.eq(lo[31])]
+            m.d.sync += lo.eq(lo_sum)
+
+        def shift_right():
+            m.d.sync += [Cat(lo, hi).eq(Cat(lo, hi) >> 1), guard.eq(lo[0]),
+                         sticky.eq(sticky | guard)]
+
+        def round_to_nearest(tie_up):
+            m.d.comb += carry_in.eq(guard & (sticky | tie_up))
+            m.d.sync += [lo.eq(lo_sum), guard.eq(0), sticky.eq(0)]
+
+        def next_phase_after(cycles, phase):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == cycles - 1):
+                m.d.sync += count.eq(0)
+                m.next = phase
+
+        # TFLITE's shifts: shift is a signed left shift, clipped to 31 either way.
+        sh = shift.as_signed()
+        left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
+        right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
+        # ONNX's final shift, s - exponent: negative only when the value saturates anyway (as in
+        # the pipelined unit, stage 7), and past 32 the mantissa (<= 2**24) rounds to 0.
+        onnx_right = Signal(signed(10))
+        m.d.comb += onnx_right.eq(shift - exponent)
+        second = Mux(mode.onnx, Mux(onnx_right < 0, 0, Mux(onnx_right > 32, 32, onnx_right)),
+                     right)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.i.valid):
+                    m.d.sync += [
+                        hi.eq(req.acc), b.eq(req.bias), shift.eq(Mux(self.raw, 0, req.shift)),
+                        byte_index.eq(req.byte_index),
+                        mode.onnx.eq((self.rounding == Rounding.ONNX) | self.raw),
+                        mode.relu.eq(self.relu), mode.out_type.eq(self.out_type),
+                        mode.raw.eq(self.raw),
+                    ]
+                    m.next = "ADD"
+
+            with m.State("ADD"):
+                m.d.comb += add_b.eq(1)
+                x = hi_sum[:32]
+                m.d.sync += [lo.eq(x), raw_byte.eq(x.word_select(byte_index, 8))]
+                m.next = "ABS"
+
+            with m.State("ABS"):
+                # |x| (2**31 for -2**31, as unsigned), and the multiplier: the float32 mantissa
+                # (ONNX) or |M| <= 2**31 (TFLITE), its sign kept apart for PRE_FIX.
+                negate_if_negative()
+                mult = self.multiplier
+                m.d.sync += [sign.eq(lo[31]), mult_neg.eq(mult < 0), hi.eq(0), guard.eq(0),
+                             sticky.eq(0), exponent.eq(0),
+                             b.eq(Mux(mode.onnx, mult[:24], Mux(mult < 0, -mult, mult)))]
+                m.next = "PRE"
+
+            with m.State("PRE"):
+                with m.If(count == _ZERO_POINT_PRE_CYCLE):
+                    m.d.sync += zero_point.eq(self.zero_point)
+                with m.If(mode.onnx):
+                    with m.If(lo[24:].any()):     # float32(|x|): 24 significant bits
+                        shift_right()
+                        m.d.sync += exponent.eq(exponent + 1)
+                with m.Elif(count < left):        # u = |x| << left, mod 2**32
+                    m.d.sync += lo.eq(lo << 1)
+                next_phase_after(_PRE_CYCLES, "PRE_FIX")
+
+            with m.State("PRE_FIX"):
+                with m.If(mode.onnx):
+                    round_to_nearest(tie_up=lo[0])   # half to even
+                with m.Else():
+                    # |int32(u)|; x << left is negative when u and x differ in sign, and when
+                    # u = 2**31 (-2**31 either way); the product's sign is that xor M's.
+                    negate_if_negative()
+                    is_min = lo[31] & ~lo[:31].any()
+                    m.d.sync += sign.eq(((sign ^ lo[31]) | is_min) ^ mult_neg)
+                m.next = "MUL"
+
+            with m.State("MUL"):
+                # {hi, lo} = lo * b: add b to the high half when the multiplicand's next bit is
+                # set, then shift the sum and the multiplicand down together.
+                m.d.comb += add_b.eq(lo[0])
+                m.d.sync += Cat(lo, hi).eq(Cat(lo, hi_sum) >> 1)
+                next_phase_after(_MUL_CYCLES, "FIRST")
+
+            with m.State("FIRST"):
+                with m.If(mode.onnx):
+                    with m.If(Cat(lo, hi)[24:].any()):   # float32(P): 24 significant bits
+                        shift_right()
+                        m.d.sync += exponent.eq(exponent + 1)
+                with m.Else():                              # P / 2**31
+                    shift_right()
+                next_phase_after(_FIRST_CYCLES, "FIRST_ROUND")
+
+            with m.State("FIRST_ROUND"):
+                # ONNX: half to even. TFLITE: the doubling high multiply's nudge rounds halves
+                # toward +inf: up in magnitude for a positive product, down for a negative one.
+                round_to_nearest(tie_up=Mux(mode.onnx, lo[0], ~sign))
+                m.next = "SECOND"
+
+            with m.State("SECOND"):
+                with m.If(count < second):
+                    shift_right()
+                next_phase_after(_SECOND_CYCLES, "SECOND_ROUND")
+
+            with m.State("SECOND_ROUND"):
+                # ONNX: half to even. TFLITE: RoundingDivideByPOT, halves away from zero.
+                round_to_nearest(tie_up=Mux(mode.onnx, lo[0], 1))
+                m.next = "SATURATE"
+
+            with m.State("SATURATE"):
+                m.d.sync += lo.eq(Mux(lo[SATURATION.bit_length() - 1:].any(), SATURATION, lo))
+                m.next = "ADD_ZERO_POINT"
+
+            with m.State("ADD_ZERO_POINT"):
+                # The value, saturated (see hw.requant.signed_value), lands in lo as well.
+                value = signed_value(m, lo[:SATURATION.bit_length()], sign, zero_point)
+                m.d.sync += lo.eq(value.as_signed())
+                m.next = "OUT"
+
+            with m.State("OUT"):
+                clamped = clamp_value(m, lo[:20].as_signed(), zero_point, mode)   # |value| < 2**18
+                m.d.sync += [self.o.valid.eq(1),
+                             self.o.payload.eq(Mux(mode.raw, raw_byte, clamped[:8]))]
+                m.next = "IDLE"
+        return m
