@@ -1,16 +1,17 @@
 """1BitSquared iCEBreaker: iCE40UP5K, 12 MHz oscillator, FT2232H UART (no flow control).
 
 The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of 4 Kb, 4 SPRAM of
-256 Kb and 8 DSPs. The default array is the target, 4x4 (16 INT8 / 32 INT4 MACs per cycle), and it
-does not fit yet: measured with ``python -m hw.build --board icebreaker``, it needs 10,127 of
-the 5,280 logic cells, and 27 of the 30 EBRs with the 1 KiB link buffers below (39 with 4 KiB
-ones); even a 2x2 array needed 6,289 cells (with a Booth-form PE since taken back).
-``python -m hw.breakdown --board icebreaker`` shows where the cells go (the README's Boards
-section has the figures and the plan).
+256 Kb and 8 DSPs. What fits today is a 2x2 array (4 INT8 / 8 INT4 MACs per cycle) at 18 MHz,
+measured with ``python -m hw.build --board icebreaker``: 5,006 of the 5,280 logic cells, 8 of 8
+DSPs, 19 of 30 EBRs, Fmax 18.9 MHz. It takes the serial requantizer (one output per 135 cycles; a
+byte on the wire takes 60 at 3 Mbaud and 18 MHz) and gives the spare DSPs to three PEs. The target,
+4x4 at 30 MHz or more, does not fit yet (``--rows 4 --cols 4``: ~8,800 cells);
+``python -m hw.breakdown --board icebreaker`` shows where the cells go, and the README's Boards
+section has the figures and the plan.
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,
-half that width per EBR at 512. 36 MHz is 12 clocks per bit at 3 Mbaud, which the FT2232H makes
-exactly (12 MHz / 4).
+half that width per EBR at 512. 18 MHz is 6 clocks per bit at 3 Mbaud, which the FT2232H makes
+exactly (12 MHz / 4); the sequencer's decode limits the clock (~19 MHz here).
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -23,9 +24,9 @@ from .clocking import Ice40Pll
 BOARD = Board(
     name="icebreaker",
     platform=ICEBreakerPlatform,
-    params=RillParams(rows=4, cols=4, act_depth=256, weight_depth=512, acc_depth=256,
+    params=RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
                       qparam_depth=64, serial_requant=True),
-    clock_hz=36e6,
+    clock_hz=18e6,
     baud=3_000_000,
     clock=lambda f: Ice40Pll("clk12", f),
     summary="1BitSquared iCEBreaker (iCE40UP5K-SG48), FT2232H UART",

@@ -57,9 +57,9 @@ def _pe_multipliers_to_luts(board) -> str:
     model 2.8x slower; the simulation is what every test and demo runs.)
     """
     cols = board.params.cols
-    # (A selection stack: the PEs' multipliers united, then taken from the small ones.)
-    in_dsps = " %u ".join(f"*.array.pe_{i // cols}_{i % cols}/t:$mul"
-                          for i in range(board.dsp_pes))
+    # A selection stack: push the PEs' multipliers, uniting each with those before it.
+    pes = [f"*.array.pe_{i // cols}_{i % cols}/t:$mul" for i in range(board.dsp_pes)]
+    in_dsps = " ".join(pes[:1] + [f"{pe} %u" for pe in pes[1:]])
     commands = [f"hierarchy -top {NAME}", "proc",
                 "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i"]
     if in_dsps:

@@ -75,9 +75,18 @@ class QparamTile(wiring.Component):
             delayed = Signal.like(self.read.addr, name=f"addr_{d}")
             m.d.sync += delayed.eq(addresses[-1])
             addresses.append(delayed)
+        # The late parts come through a register, read a cycle earlier: the block RAM's
+        # clock-to-out then ends there instead of starting the requantizer's stages (the zero
+        # point's began the 45F's critical path). The serial requantizer samples both into
+        # registers of its own, so it takes them straight from the memories.
+        registered = not self._params.serial_requant
         for (mem, _), delay, out in ((early, 0, self.read.data),
                                      (late_multiplier, MULTIPLIER_DELAY, self.multiplier),
                                      (late_zero_point, ZERO_POINT_DELAY, self.zero_point)):
             port = mem.read_port()
-            m.d.comb += [port.addr.eq(addresses[delay]), out.eq(port.data)]
+            if delay and registered:
+                m.d.comb += port.addr.eq(addresses[delay - 1])
+                m.d.sync += out.eq(port.data)
+            else:
+                m.d.comb += [port.addr.eq(addresses[delay]), out.eq(port.data)]
         return m

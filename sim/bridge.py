@@ -39,7 +39,7 @@ class SimDevice(LinkedDevice):
         args = [sys.executable, "-m", "sim.bridge", "--port-file", str(port_file),
                 "--simulator", simulator]
         for name, value in asdict(params).items():
-            args += [f"--{name.replace('_', '-')}", str(value)]
+            args += [f"--{name.replace('_', '-')}", str(int(value))]
         root = Path(__file__).resolve().parent.parent
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -84,9 +84,11 @@ def _serve(argv=None):
     parser.add_argument("--port-file", required=True)
     parser.add_argument("--simulator", default="verilator")
     for name, value in asdict(RillParams()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
+        # Every field is an int or a bool (passed as 0 or 1).
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=int(value))
     args = parser.parse_args(argv)
-    params = RillParams(**{name: getattr(args, name) for name in asdict(RillParams())})
+    params = RillParams(**{name: type(default)(getattr(args, name))
+                           for name, default in asdict(RillParams()).items()})
     from hw.link import LinkedCore
 
     from .runner import run_cocotb

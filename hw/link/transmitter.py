@@ -102,8 +102,13 @@ class LinkTransmitter(wiring.Component):
 
         # -- responses in --------------------------------------------------------------------
         quiet = Signal(range(QUIET_CYCLES + 1))
+        # Ready from a register, a cycle behind: room for two bytes last cycle is room for one
+        # now, as the ring takes one byte per cycle. (Combinational, the subtraction and the
+        # compare led the iCE40's critical path, into the core's stall logic.)
+        room_for_two = Signal()
+        m.d.sync += room_for_two.eq((wr - acked)[:16] < self.rsp_depth - 1)
         m.d.comb += [
-            self.rsp.ready.eq((wr - acked)[:16] < self.rsp_depth),
+            self.rsp.ready.eq(room_for_two),
             wp.addr.eq(wr), wp.data.eq(self.rsp.payload),
             wp.en.eq(self.rsp.valid & self.rsp.ready),
         ]
@@ -117,22 +122,33 @@ class LinkTransmitter(wiring.Component):
         owed_status = Signal(LinkStatus)
         owed_seq = Signal(8)
         last_tag = Signal(8)
-        ev = self.event.payload
+        # The outcome is taken a cycle late, from registers holding the event and the ring's
+        # distances from ``acked`` at its arrival (16-bit subtractions, then compares of their
+        # results, were the iCE40's critical path). Events are a frame apart; ``wr`` may move
+        # on by a byte meanwhile, which only makes ``rack_ok`` stricter about a byte no frame
+        # can yet acknowledge.
+        ev = Signal.like(self.event.payload)
+        ev_valid = Signal()
+        ahead = Signal(16)       # rack - acked
+        written = Signal(16)     # wr - acked
+        in_flight = Signal(16)   # sent - acked
+        m.d.sync += [ev_valid.eq(self.event.valid), ev.eq(self.event.payload),
+                     ahead.eq(self.event.payload.rack - acked), written.eq(wr - acked),
+                     in_flight.eq(sent - acked)]
 
         def is_error(status):
             return (status != LinkStatus.OK) & (status != LinkStatus.DUPLICATE)
 
         # A STREAM frame taken in order is acknowledged by whatever frame goes out next.
         unanswered = ev.quiet & ev.trusted & (ev.status == LinkStatus.OK)
-        with m.If(self.event.valid & ~unanswered):
+        with m.If(ev_valid & ~unanswered):
             m.d.sync += [owed.eq(1), owed_seq.eq(ev.seq)]
             with m.If(~owed | ~is_error(owed_status)):
                 m.d.sync += owed_status.eq(ev.status)
-        with m.If(self.event.valid):
+        with m.If(ev_valid):
             with m.If(ev.trusted):
                 m.d.sync += last_tag.eq(ev.tag)
-                ahead = (ev.rack - acked)[:16]
-                rack_ok = ahead <= (wr - acked)[:16]
+                rack_ok = ahead <= written
                 new_acked = Mux(rack_ok, ev.rack, acked)
                 with m.If(ev.sync):
                     m.d.sync += [acked.eq(wr), sent.eq(wr)]
@@ -140,7 +156,7 @@ class LinkTransmitter(wiring.Component):
                     m.d.sync += acked.eq(new_acked)
                     with m.If(ev.resend):
                         m.d.sync += sent.eq(new_acked)
-                    with m.Elif(rack_ok & (ahead > (sent - acked)[:16])):
+                    with m.Elif(rack_ok & (ahead > in_flight)):
                         m.d.sync += sent.eq(ev.rack)
 
         # -- when to send ------------------------------------------------------------------
@@ -160,7 +176,7 @@ class LinkTransmitter(wiring.Component):
         with m.If(self.cmd_taken & (host_room != 0)):
             m.d.sync += host_room.eq(host_room - 1)   # a frame's start below overrides this
         busy = Signal()
-        start = ~busy & ~self.event.valid & (owed | data_ready | credit_news)
+        start = ~busy & ~self.event.valid & ~ev_valid & (owed | data_ready | credit_news)
         m.d.comb += self.idle.eq(~busy & ~owed & (unsent == 0) & ~credit_news & ~self.o.valid)
 
         # -- the frame being sent ---------------------------------------------------------
