@@ -1,14 +1,15 @@
 """The checks an instruction header passes before the sequencer executes it.
 
 Decode refuses, with a status, unknown opcodes, mode values that do not exist, zero lengths and
-anything that would touch memory past the end of a tile. The range checks multiply fields; they
-are computed in the header's last fetch cycle and registered, so the decode cycle itself only
-tests registered bits and small fields.
+anything that would touch memory past the end of a tile. The range checks multiply fields: the
+products are taken as the header's second-to-last byte comes in, the sums and compares in its last
+fetch cycle, each registered, so the decode cycle itself only tests registered bits and small
+fields.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,6 +48,11 @@ class InstructionChecks(wiring.Component):
     opcode : ``In(8)``, operands : ``In(8 * (HEADER_BYTES - 1))``
         The sequencer's header registers (operand byte ``i`` at bits ``8 i``), filled one byte a
         cycle by shifting in at the top.
+    next_byte : ``In(8)``
+        The header byte being taken (the sequencer's command input).
+    latch_products : ``In(1)``
+        Asserted in the cycle the header's second-to-last byte is taken (``next_byte``): every
+        byte before it is in ``operands``, two bytes higher than at decode.
     latch : ``In(1)``
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
@@ -61,6 +67,8 @@ class InstructionChecks(wiring.Component):
         super().__init__({
             "opcode": In(8),
             "operands": In(8 * (HEADER_BYTES - 1)),
+            "next_byte": In(8),
+            "latch_products": In(1),
             "latch": In(1),
             "status": Out(Status),
             "tiles": Out(16),
@@ -90,16 +98,36 @@ class InstructionChecks(wiring.Component):
                     Opcode.LOAD_QPARAMS: p.qparam_depth,
                     Opcode.LOAD_BIASES: p.qparam_depth}[op]
 
-        mm = {name: early_field(Opcode.MATMUL, name) for name in
-              ("act_addr", "weight_addr", "acc_addr", "m", "k_tiles", "n_tiles")}
-        st = {name: early_field(Opcode.STORE, name) for name in
-              ("acc_addr", "m", "n_tiles", "last_cols", "q_addr")}
-        mm_kn = mm["k_tiles"] * mm["n_tiles"]
-        # MATMUL and STORE both check acc_addr + n_tiles * m: one multiplier serves both.
+        # The products, registered a cycle earlier still (a multiplier, then an adder and a
+        # compare, in one cycle set the ECP5 clock): MATMUL's n_tiles is the byte coming in.
+        def product_field(op, name):
+            offset, size = isa.field_offsets(op)[name]
+            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
+            header = Cat(self.operands, self.next_byte)
+            return header[8 * (offset + 2):8 * (offset + 2 + size)]
+
         store = self.opcode == Opcode.STORE
-        acc_over = _past(Mux(store, st["acc_addr"], mm["acc_addr"]),
-                         Mux(store, st["n_tiles"], mm["n_tiles"]) * Mux(store, st["m"], mm["m"]),
-                         p.acc_depth)
+        mm_kn = Signal(16)         # k_tiles * n_tiles
+        mm_kn_rows = Signal(16 + p.rows.bit_length())
+        mm_km = Signal(24)         # k_tiles * m
+        acc_rows = Signal(24)      # n_tiles * m, of MATMUL or STORE: one multiplier serves both
+        with m.If(self.latch_products):
+            k_tiles = product_field(Opcode.MATMUL, "k_tiles")
+            n_tiles = product_field(Opcode.MATMUL, "n_tiles")
+            kn = k_tiles * n_tiles
+            m.d.sync += [
+                mm_kn.eq(kn), mm_kn_rows.eq(_times(kn, p.rows)),
+                mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
+                acc_rows.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)
+                            * Mux(store, product_field(Opcode.STORE, "m"),
+                                  product_field(Opcode.MATMUL, "m"))),
+            ]
+
+        mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
+                                                                  "acc_addr")}
+        st = {name: early_field(Opcode.STORE, name) for name in
+              ("acc_addr", "n_tiles", "last_cols", "q_addr")}
+        acc_over = _past(Mux(store, st["acc_addr"], mm["acc_addr"]), acc_rows, p.acc_depth)
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -109,8 +137,8 @@ class InstructionChecks(wiring.Component):
                         _past(early_field(op, "addr"), early_field(op, "count"), load_depth(op)))
             with m.Case(Opcode.MATMUL):
                 m.d.comb += out_of_range.eq(
-                    _past(mm["act_addr"], mm["k_tiles"] * mm["m"], p.act_depth)
-                    | _past(mm["weight_addr"], _times(mm_kn, p.rows), p.weight_depth)
+                    _past(mm["act_addr"], mm_km, p.act_depth)
+                    | _past(mm["weight_addr"], mm_kn_rows, p.weight_depth)
                     | acc_over)
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(

@@ -280,7 +280,8 @@ class Sequencer(wiring.Component):
 
         # -- decode's checks (their range checks computed during the header's last fetch) ------
         m.submodules.checks = checks = InstructionChecks(p)
-        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands)]
+        m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
+                     checks.next_byte.eq(byte_in)]
         status = checks.status
         decode_wait = Signal()
         quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
@@ -317,6 +318,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += opcode.eq(byte_in)
                     with m.Else():
                         m.d.sync += operands.eq(Cat(operands[8:], byte_in))
+                    with m.If(fetch_count == HEADER_BYTES - 2):
+                        m.d.comb += checks.latch_products.eq(1)
                     with m.If(fetch_count == HEADER_BYTES - 1):
                         m.d.sync += fetch_count.eq(0)
                         m.d.comb += checks.latch.eq(1)
