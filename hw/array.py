@@ -95,6 +95,7 @@ class SystolicArray(wiring.Component):
                 entry.a0.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
                 entry.a1.eq(Mux(self.int4, lanes[2 * r + 1], 0)),   # quiet in INT8: less toggling
                 entry.buf.eq(self.acts.payload.buf),
+                entry.int4.eq(self.int4),
             ]
             for stage in range(1, r + 1):
                 delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_{stage}")
@@ -109,7 +110,6 @@ class SystolicArray(wiring.Component):
             for c in range(p.cols):
                 pe = pes[r][c]
                 m.d.comb += [
-                    pe.int4.eq(self.int4),
                     pe.w_we.eq(write_row),
                     pe.w_buf.eq(weight_port.payload.buf),
                     pe.w_data.eq(weight_port.payload.data[c]),

@@ -57,7 +57,7 @@ class InstructionChecks(wiring.Component):
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
     status : ``Out(Status)``
-        In the decode cycle: ``OK`` or why the instruction is refused.
+        From the decode cycle on (a register): ``OK`` or why the instruction is refused.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     """
@@ -78,20 +78,19 @@ class InstructionChecks(wiring.Component):
         m = Module()
         p = self._params
 
-        def field(op, name):
-            offset, size = isa.field_offsets(op)[name]
-            return self.operands[8 * offset:8 * (offset + size)]
+        header = Cat(self.operands, self.next_byte)
 
-        # -- early checks: decode's range checks and products, registered a cycle ahead -------
-        # In the header's last FETCH cycle every operand byte but the last (operand byte 10) is
-        # already in ``operands``, one byte higher than at DECODE. Every range check and product
-        # uses fields in those bytes, so they are computed then and registered, and DECODE only
-        # tests registered bits and small fields: multiply-add-compare chains in the DECODE
-        # cycle limited the clock to ~26 MHz on ECP5.
-        def early_field(op, name):
+        def header_field(op, name, to_come):
+            """A field where it sits while the header's last ``to_come`` bytes are still to come,
+            the first of them on ``next_byte`` (the operand register fills from the top)."""
             offset, size = isa.field_offsets(op)[name]
-            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
-            return self.operands[8 * (offset + 1):8 * (offset + 1 + size)]
+            assert offset + size <= HEADER_BYTES - to_come, (op, name, "not in yet")
+            return header[8 * (offset + to_come):8 * (offset + to_come + size)]
+
+        # The range checks, in the header's last fetch cycle, registered: multiply-add-compare
+        # chains in the DECODE cycle limited the clock to ~26 MHz on ECP5.
+        def early_field(op, name):
+            return header_field(op, name, 1)
 
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
@@ -101,10 +100,7 @@ class InstructionChecks(wiring.Component):
         # The products, registered a cycle earlier still (a multiplier, then an adder and a
         # compare, in one cycle set the ECP5 clock): MATMUL's n_tiles is the byte coming in.
         def product_field(op, name):
-            offset, size = isa.field_offsets(op)[name]
-            assert offset + size <= HEADER_BYTES - 2, (op, name, "arrives in the last cycle")
-            header = Cat(self.operands, self.next_byte)
-            return header[8 * (offset + 2):8 * (offset + 2 + size)]
+            return header_field(op, name, 2)
 
         store = self.opcode == Opcode.STORE
         mm_kn = Signal(16)         # k_tiles * n_tiles
@@ -145,29 +141,31 @@ class InstructionChecks(wiring.Component):
                     acc_over
                     | _past(st["q_addr"], _times(st["n_tiles"] - 1, p.cols) + st["last_cols"],
                             p.qparam_depth))
-        early_out_of_range = Signal()
         with m.If(self.latch):
-            m.d.sync += [
-                early_out_of_range.eq(out_of_range),
-                self.tiles.eq(mm_kn),
-            ]
+            m.d.sync += self.tiles.eq(mm_kn)
 
-        # -- decode: checks on the operand register ------------------------------------------
-        status = self.status
+        # -- the status, also taken in the last fetch cycle (with the byte coming in) ---------
+        # DECODE then starts from a register: the checks' compares and the priority among them
+        # no longer sit in front of the sequencer's decode logic (the iCE40's critical path).
+        status = Signal(Status)
+        with m.If(self.latch):
+            m.d.sync += self.status.eq(status)
 
         with m.Switch(self.opcode):
             with m.Case(Opcode.CONFIG):
-                modes_ok = ((field(Opcode.CONFIG, "precision") <= max(x.value for x in Precision))
-                            & (field(Opcode.CONFIG, "rounding") <= max(x.value for x in Rounding))
-                            & (field(Opcode.CONFIG, "relu") <= 1)
-                            & (field(Opcode.CONFIG, "out_type") <= max(x.value for x in OutType)))
+                mode = {name: early_field(Opcode.CONFIG, name) for name in
+                        ("precision", "rounding", "relu", "out_type")}
+                modes_ok = ((mode["precision"] <= max(x.value for x in Precision))
+                            & (mode["rounding"] <= max(x.value for x in Rounding))
+                            & (mode["relu"] <= 1)
+                            & (mode["out_type"] <= max(x.value for x in OutType)))
                 m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
             for op in _LOADS:
                 with m.Case(op):
-                    count = field(op, "count")
+                    count = early_field(op, "count")
                     with m.If(count == 0):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(early_out_of_range):
+                    with m.Elif(out_of_range):
                         m.d.comb += status.eq(Status.OUT_OF_RANGE)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
             shapes = {
@@ -180,12 +178,12 @@ class InstructionChecks(wiring.Component):
             }
             for op, (known_flags, empty) in shapes.items():
                 with m.Case(op):
-                    f = {name: field(op, name) for name, _ in isa.FIELDS[op]}
+                    f = {name: early_field(op, name) for name, _ in isa.FIELDS[op]}
                     with m.If((f["flags"] & (0xFF ^ known_flags)) != 0):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(early_out_of_range):
+                    with m.Elif(out_of_range):
                         m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass

@@ -56,7 +56,7 @@ COUNTER_NAMES = ("cycles", "busy", "stalls", "instructions")
 REQUANT_STAGES = 9
 #: Cycles per output of the serial requantizer (``RillParams.serial_requant``), which is also
 #: its latency: hw/requant_serial.py builds exactly this schedule.
-SERIAL_REQUANT_CYCLES = 135
+SERIAL_REQUANT_CYCLES = 136
 #: Working cycles after a MATMUL retires until its last accumulator write has landed:
 #: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator read-modify-write).
 #: The accumulators now write a sum in the cycle it arrives, a cycle inside this bound; the

@@ -10,8 +10,9 @@ from .params import RillParams
 
 __all__ = ["PE_ACT_LAYOUT", "ProcessingElement"]
 
-#: What moves one PE to the right each cycle: the activation pair and the weight buffer it uses.
-PE_ACT_LAYOUT = data.StructLayout({"a0": signed(8), "a1": signed(8), "buf": 1})
+#: What moves one PE to the right each cycle: the activation pair, the weight buffer it uses and
+#: the precision it was issued in.
+PE_ACT_LAYOUT = data.StructLayout({"a0": signed(8), "a1": signed(8), "buf": 1, "int4": 1})
 
 
 class ProcessingElement(wiring.Component):
@@ -40,13 +41,11 @@ class ProcessingElement(wiring.Component):
 
     Members
     -------
-    int4 : ``In(1)``
-        Precision mode, taken a cycle late: a copy in every PE keeps the mode's fan-out across
-        the array off the multiplier paths (it was the ECP5 critical path). The mode only
-        changes at CONFIG, with the array drained, and rows reach a PE at least a cycle after
-        they enter the array.
     act_in : ``In(PE_ACT_LAYOUT)``
-        Activation pair ``a0``, ``a1`` and the weight buffer ``buf`` this row was issued against.
+        Activation pair ``a0``, ``a1``, the weight buffer ``buf`` this row was issued against, and
+        its precision ``int4``. The mode travels with the data, PE to PE, like ``buf``: no net
+        spans the array (a per-PE copy of a global mode register is one register to Yosys, and
+        its fan-out across the array set the ECP5 clock).
     act_out : ``Out(PE_ACT_LAYOUT)``
         :attr:`act_in`, registered: the input of the PE to the right.
     psum_in : ``In(signed(params.psum_width))``
@@ -60,7 +59,6 @@ class ProcessingElement(wiring.Component):
     def __init__(self, params: RillParams):
         self._params = params
         super().__init__({
-            "int4": In(1),
             "act_in": In(PE_ACT_LAYOUT),
             "act_out": Out(PE_ACT_LAYOUT),
             "psum_in": In(signed(params.psum_width)),
@@ -73,8 +71,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        int4 = Signal()
-        m.d.sync += int4.eq(self.int4)
+        int4 = self.act_in.int4
 
         weights = [Signal(8, name=f"weight{b}") for b in range(2)]
         with m.If(self.w_we):

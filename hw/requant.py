@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .isa import REQUANT_STAGES, OutType, Rounding
 
 __all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
-           "RequantMode", "signed_value", "clamp_value", "SATURATION"]
+           "RequantMode", "signed_value", "raise_to_floor", "cap", "SATURATION"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
 SATURATION = 1 << 17
@@ -100,7 +100,7 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
 
 
 def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signal:
-    """``sign * mag + zp``, the value :func:`clamp_value` clamps.
+    """``sign * mag + zp``, the value :func:`raise_to_floor` and :func:`cap` clamp.
 
     ``mag`` is already saturated at :data:`SATURATION`. That cannot change the clamped result:
     with ``|zp| <= 2**15``, ``v >= 2**17`` gives ``v + zp > 2**16 > max(lo, hi)``, and
@@ -110,21 +110,30 @@ def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signa
     return _named(m, Mux(sign, -mag, mag) + zero_point, "value")
 
 
-def clamp_value(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
-    """``value`` clamped to the output type's range, whose low end ReLU raises to the zero
-    point: the last step of both units."""
+def _output_range(m: Module, out_type: Value) -> tuple[Signal, Signal]:
     lo = Signal(signed(17))
     hi = Signal(signed(17))
-    with m.Switch(mode.out_type):
+    with m.Switch(out_type):
         with m.Case(OutType.UINT8):
             m.d.comb += [lo.eq(0), hi.eq(255)]
         with m.Case(OutType.INT4):
             m.d.comb += [lo.eq(-8), hi.eq(7)]
         with m.Default():
             m.d.comb += [lo.eq(-128), hi.eq(127)]
+    return lo, hi
+
+
+def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
+    """``max(value, floor)``: the output range's low end, which ReLU raises to the zero point."""
+    lo, _ = _output_range(m, mode.out_type)
     floor = _named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
-    # Max, then min, as sw.requant does: a ReLU zero point above hi yields hi.
-    raised = _named(m, Mux(value < floor, floor, value), "raised")
+    return _named(m, Mux(value < floor, floor, value), "raised")
+
+
+def cap(m: Module, raised: Value, mode: RequantMode) -> Value:
+    """``min(raised, hi)``, after :func:`raise_to_floor`: max, then min, as sw.requant does, so
+    a ReLU zero point above ``hi`` yields ``hi``."""
+    _, hi = _output_range(m, mode.out_type)
     return Mux(raised > hi, hi, raised)
 
 
@@ -362,7 +371,7 @@ class RequantUnit(wiring.Component):
         # -- stage 9: sign, zero point, clamp --------------------------------------------------
         assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
         value = signed_value(m, mag8, sign8, self.zero_point)
-        clamped = clamp_value(m, value, self.zero_point, mode8)
+        clamped = cap(m, raise_to_floor(m, value, self.zero_point, mode8), mode8)
         m.d.sync += [self.o.valid.eq(valid8),
                      self.o.payload.eq(Mux(mode8.raw, mag8[:8], clamped[:8]))]
         stages += 1

@@ -14,7 +14,8 @@ from .requant import (
     ZERO_POINT_DELAY,
     RequantMode,
     RequantRequest,
-    clamp_value,
+    cap,
+    raise_to_floor,
     signed_value,
 )
 
@@ -30,7 +31,7 @@ _MUL_CYCLES = 32      # shift-and-add: one multiplier bit per cycle
 _FIRST_CYCLES = 31    # ONNX: float32(P), up to 25 right shifts; TFLITE: P / 2**31, 31 shifts
 _SECOND_CYCLES = 32   # the final right shift: ONNX s - exponent (capped at 32); TFLITE right
 _ROUND_CYCLES = 1     # after each of the last two shifts
-_OUT_CYCLES = 3       # saturate; sign and zero point; clamp, into the output register
+_OUT_CYCLES = 4       # saturate; sign and zero point; floor; cap, into the output register
 _LATENCY = (1 + _ADD_CYCLES + _ABS_CYCLES + _PRE_CYCLES + _PRE_FIX_CYCLES + _MUL_CYCLES
             + _FIRST_CYCLES + _ROUND_CYCLES + _SECOND_CYCLES + _ROUND_CYCLES + _OUT_CYCLES)
 assert _LATENCY == SERIAL_REQUANT_CYCLES, "hw/isa.py promises the store path this schedule"
@@ -218,10 +219,15 @@ class SerialRequantUnit(wiring.Component):
                 # The value, saturated (see hw.requant.signed_value), lands in lo as well.
                 value = signed_value(m, lo[:SATURATION.bit_length()], sign, zero_point)
                 m.d.sync += lo.eq(value.as_signed())
+                m.next = "FLOOR"
+
+            with m.State("FLOOR"):
+                # |value| < 2**18: 20 bits hold it and the floor.
+                m.d.sync += lo.eq(raise_to_floor(m, lo[:20].as_signed(), zero_point, mode))
                 m.next = "OUT"
 
             with m.State("OUT"):
-                clamped = clamp_value(m, lo[:20].as_signed(), zero_point, mode)   # |value| < 2**18
+                clamped = cap(m, lo[:20].as_signed(), mode)
                 m.d.sync += [self.o.valid.eq(1),
                              self.o.payload.eq(Mux(mode.raw, raw_byte, clamped[:8]))]
                 m.next = "IDLE"
