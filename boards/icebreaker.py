@@ -1,17 +1,17 @@
 """1BitSquared iCEBreaker: iCE40UP5K, 12 MHz oscillator, FT2232H UART (no flow control).
 
 The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of 4 Kb, 4 SPRAM of
-256 Kb and 8 DSPs. What fits today is a 2x2 array (4 INT8 / 8 INT4 MACs per cycle) at 18 MHz,
-measured with ``python -m hw.build --board icebreaker``: 5,006 of the 5,280 logic cells, 8 of 8
-DSPs, 19 of 30 EBRs, Fmax 18.9 MHz. It takes the serial requantizer (one output per 136 cycles; a
-byte on the wire takes 60 at 3 Mbaud and 18 MHz) and gives the spare DSPs to three PEs. The target,
+256 Kb and 8 DSPs. What fits today is a 2x2 array (4 INT8 / 8 INT4 MACs per cycle) at 21 MHz,
+measured with ``python -m hw.build --board icebreaker``: 5,061 of the 5,280 logic cells, 8 of 8
+DSPs, 19 of 30 EBRs, Fmax 24.3 MHz. It takes the serial requantizer (one output per 136 cycles; a
+byte on the wire takes 70 at 3 Mbaud and 21 MHz) and gives the spare DSPs to three PEs. The target,
 4x4 at 30 MHz or more, does not fit yet (``--rows 4 --cols 4``: ~8,800 cells);
 ``python -m hw.breakdown --board icebreaker`` shows where the cells go, and the README's Boards
 section has the figures and the plan.
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,
-half that width per EBR at 512. 18 MHz is 6 clocks per bit at 3 Mbaud, which the FT2232H makes
-exactly (12 MHz / 4); the sequencer's decode limits the clock (~19 MHz here).
+half that width per EBR at 512. 21 MHz is 7 clocks per bit at 3 Mbaud, which the FT2232H makes
+exactly (12 MHz / 4); the PLL makes it from 12 MHz exactly (x56 / 32).
 """
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -26,7 +26,7 @@ BOARD = Board(
     platform=ICEBreakerPlatform,
     params=RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
                       qparam_depth=64, serial_requant=True),
-    clock_hz=18e6,
+    clock_hz=21e6,
     baud=3_000_000,
     clock=lambda f: Ice40Pll("clk12", f),
     summary="1BitSquared iCEBreaker (iCE40UP5K-SG48), FT2232H UART",

@@ -83,6 +83,7 @@ class SerialRequantUnit(wiring.Component):
         mult_neg = Signal()   # TFLITE: the multiplier's sign
         exponent = Signal(range(64))   # ONNX: right shifts so far (float32 exponents, <= 33)
         count = Signal(range(33))      # cycle within the phase
+        amount = Signal(range(33))     # the shift PRE (TFLITE) or SECOND makes, from a register
         shift = Signal(8)
         byte_index = Signal(2)
         mode = Signal(RequantMode)
@@ -128,6 +129,8 @@ class SerialRequantUnit(wiring.Component):
         m.d.comb += onnx_right.eq(shift - exponent)
         second = Mux(mode.onnx, Mux(onnx_right < 0, 0, Mux(onnx_right > 32, 32, onnx_right)),
                      right)
+        # Each amount is worked out the phase before it is used: a subtract and its clamps in
+        # front of the count compare led the iCE40's critical path.
 
         with m.FSM():
             with m.State("IDLE"):
@@ -153,7 +156,7 @@ class SerialRequantUnit(wiring.Component):
                 negate_if_negative()
                 mult = self.multiplier
                 m.d.sync += [sign.eq(lo[31]), mult_neg.eq(mult < 0), hi.eq(0), guard.eq(0),
-                             sticky.eq(0), exponent.eq(0),
+                             sticky.eq(0), exponent.eq(0), amount.eq(left),
                              b.eq(Mux(mode.onnx, mult[:24], Mux(mult < 0, -mult, mult)))]
                 m.next = "PRE"
 
@@ -164,7 +167,7 @@ class SerialRequantUnit(wiring.Component):
                     with m.If(lo[24:].any()):     # float32(|x|): 24 significant bits
                         shift_right()
                         m.d.sync += exponent.eq(exponent + 1)
-                with m.Elif(count < left):        # u = |x| << left, mod 2**32
+                with m.Elif(count < amount):      # u = |x| << left, mod 2**32
                     m.d.sync += lo.eq(lo << 1)
                 next_phase_after(_PRE_CYCLES, "PRE_FIX")
 
@@ -199,10 +202,11 @@ class SerialRequantUnit(wiring.Component):
                 # ONNX: half to even. TFLITE: the doubling high multiply's nudge rounds halves
                 # toward +inf: up in magnitude for a positive product, down for a negative one.
                 round_to_nearest(tie_up=Mux(mode.onnx, lo[0], ~sign))
+                m.d.sync += amount.eq(second)
                 m.next = "SECOND"
 
             with m.State("SECOND"):
-                with m.If(count < second):
+                with m.If(count < amount):
                     shift_right()
                 next_phase_after(_SECOND_CYCLES, "SECOND_ROUND")
 
