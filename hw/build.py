@@ -67,6 +67,16 @@ def _pe_multipliers_to_luts(board) -> str:
     return "\n".join(commands + ["booth @small_mul"])
 
 
+#: Keep every flip-flop of the array and its PEs: Yosys merges flip-flops with the same input,
+#: and the buffer and precision bits that travel with the activations are the same in every row,
+#: so each anti-diagonal of PEs would share one register (the 45F's critical path ran from one
+#: such ``buf`` register into a PE five rows away). With ``keep`` each PE has its own.
+_KEEP_ARRAY_REGISTERS = "\n".join([
+    "select -set array_ffs *.array/t:$*dff* *.array.pe_*/t:$*dff* %u",
+    "setattr -set keep 1 @array_ffs",
+])
+
+
 class BuildError(RuntimeError):
     """The build failed; the message says at which step and what to do."""
 
@@ -182,7 +192,8 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
-    options["script_after_read"] = _pe_multipliers_to_luts(board)
+    options["script_after_read"] = "\n".join([_pe_multipliers_to_luts(board),
+                                                _KEEP_ARRAY_REGISTERS])
     return options
 
 
