@@ -12,21 +12,29 @@ from .pe import PE_ACT_LAYOUT, ProcessingElement
 __all__ = ["SystolicArray"]
 
 
+#: Registers every input stream passes before the skew: the streams come straight from block RAM
+#: read ports, whose clock-to-out then started the path into the first PEs (the 45F's critical
+#: path). The ISA's drain bound covers it (``hw.isa.MATMUL_DRAIN_EXTRA``).
+INPUT_STAGES = 1
+
+
 class SystolicArray(wiring.Component):
     """A ``rows`` x ``cols`` grid of :class:`~hw.pe.ProcessingElement`, input skew, shadow weights.
 
     Timing contract (clock cycles; the sequencer's schedule and the ISA's cycle costs rely on it):
 
+    - Both input streams pass :data:`INPUT_STAGES` registers first (``i = INPUT_STAGES``).
     - An activation row presented (``valid``) on :attr:`acts` in cycle ``t`` meets ``PE[r][c]`` in
-      cycle ``t + r + c``: row ``r``'s pair passes ``r`` skew registers before column 0, then
+      cycle ``t + i + r + c``: row ``r``'s pair passes ``r`` skew registers before column 0, then
       moves one PE right per cycle, carrying the row's ``buf`` bit with it.
-    - ``PE[r][c]`` therefore uses weight buffer ``buf`` as it stands in cycle ``t + r + c``. A
+    - ``PE[r][c]`` therefore uses weight buffer ``buf`` as it stands in cycle ``t + i + r + c``. A
       weight write for array row ``r`` presented on :attr:`weights` in cycle ``w`` takes effect
-      from cycle ``w + 1``, so every column of that row sees it iff ``w <= t + r - 1`` (and the
-      buffer is not rewritten before ``t + r + c``). This lets the next tile's weights be written
-      one row per cycle, trailing the activation wavefront (see :func:`hw.isa.matmul_tile_cycles`).
+      from cycle ``w + i + 1``, so every column of that row sees it iff ``w <= t + r - 1`` (and
+      the buffer is not rewritten before ``t + r + c``). This lets the next tile's weights be
+      written one row per cycle, trailing the activation wavefront (see
+      :func:`hw.isa.matmul_tile_cycles`).
     - Column ``c``'s sum for that row is on ``sums[c]`` (``valid = 1``, the row's ``tag``) in cycle
-      ``t + rows + c``, straight from the bottom PE's register; bubbles (``valid = 0``) give
+      ``t + i + rows + c``, straight from the bottom PE's register; bubbles (``valid = 0``) give
       ``valid = 0`` there. There is no deskew: column ``c`` lags column 0 by ``c`` cycles.
 
     ``valid`` and ``tag`` do not pass through the PEs; one shift register of ``rows + cols - 1``
@@ -80,7 +88,16 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._params
-        lanes = self.acts.payload.lanes
+        # Both input streams through a register (INPUT_STAGES): delaying both alike keeps every
+        # relation between them.
+        assert INPUT_STAGES == 1
+        acts_valid = Signal()
+        acts = Signal.like(self.acts.payload, name="acts_in")
+        weights_valid = Signal()
+        weights = Signal.like(self.weights.payload, name="weights_in")
+        m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload),
+                     weights_valid.eq(self.weights.valid), weights.eq(self.weights.payload)]
+        lanes = acts.lanes
 
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
@@ -94,7 +111,7 @@ class SystolicArray(wiring.Component):
             m.d.comb += [
                 entry.a0.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
                 entry.a1.eq(Mux(self.int4, lanes[2 * r + 1], 0)),   # quiet in INT8: less toggling
-                entry.buf.eq(self.acts.payload.buf),
+                entry.buf.eq(acts.buf),
                 entry.int4.eq(self.int4),
             ]
             for stage in range(1, r + 1):
@@ -103,16 +120,15 @@ class SystolicArray(wiring.Component):
                 entry = delayed
             m.d.comb += pes[r][0].act_in.eq(entry)
 
-        weight_port = self.weights
         for r in range(p.rows):
             write_row = Signal(name=f"weight_we_{r}")
-            m.d.comb += write_row.eq(weight_port.valid & (weight_port.payload.row == r))
+            m.d.comb += write_row.eq(weights_valid & (weights.row == r))
             for c in range(p.cols):
                 pe = pes[r][c]
                 m.d.comb += [
                     pe.w_we.eq(write_row),
-                    pe.w_buf.eq(weight_port.payload.buf),
-                    pe.w_data.eq(weight_port.payload.data[c]),
+                    pe.w_buf.eq(weights.buf),
+                    pe.w_data.eq(weights.data[c]),
                     pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
                 ]
                 if c > 0:
@@ -121,7 +137,7 @@ class SystolicArray(wiring.Component):
         # valid + tag delay line: stage d holds what was presented d cycles ago.
         meta_layout = data.StructLayout({"valid": 1, "tag": self._tag_shape})
         meta = Signal(meta_layout, name="meta_0")
-        m.d.comb += [meta.valid.eq(self.acts.valid), meta.tag.eq(self.acts.payload.tag)]
+        m.d.comb += [meta.valid.eq(acts_valid), meta.tag.eq(acts.tag)]
         taps = [meta]
         for d in range(1, p.rows + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")

@@ -14,10 +14,12 @@ import zlib
 import numpy as np
 import pytest
 
+from hw.isa import Config
 from hw.params import RillParams
 from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program, write_cases
 from sim.core_rtl import run_case_file
 from sim.runner import icarus_available
+from sw.program import Program, pack_act_words, pack_weight_tiles
 
 SHAPES = {
     "8x8": RillParams(),
@@ -70,6 +72,28 @@ def test_random_programs_full_rate(tmp_path):
         received = (tmp_path / f"{i:03d}.received").read_bytes()
         assert received == exp.expected, exp.name
         assert all(counters_in(received, o)["stalls"] == 0 for o in exp.counter_offsets)
+
+
+def test_store_of_the_last_row_right_after_matmul(tmp_path):
+    """A STORE that first reads the row the MATMUL wrote last, with nothing between them, waits
+    long enough (``hw.isa.matmul_drain_cycles``, and the STORE's response header). Ordinary
+    programs store from the first row, long written by the time the last one is read."""
+    params = SHAPES["8x8"]
+    rng = np.random.default_rng(11)
+    m = 20
+    acts = rng.integers(-128, 128, (m, params.rows))
+    weights = rng.integers(-128, 128, (params.rows, params.cols))
+    prog = Program(params)
+    prog.configure(Config())
+    prog.load_weights(0, pack_weight_tiles(params, weights, False))
+    prog.load_acts(0, pack_act_words(params, acts, False))
+    prog.matmul(0, 0, 0, m, 1, 1)
+    prog.store(m - 1, 1, params.cols, 0, raw=True)
+    prog.read_counters()
+    exps = expectations(params, [("last row first", prog)])
+    got = (acts[-1].astype(np.int64) @ weights).astype("<i4").tobytes()
+    assert got in exps[0].expected   # the golden model's STORE is the product itself
+    _run(tmp_path, params, exps, seed=4, idle_in=0.0, busy_out=0.0)
 
 
 @pytest.mark.skipif(not icarus_available(), reason="Icarus Verilog not installed "
