@@ -14,8 +14,17 @@ DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilato
 
 
 
+_BOARD_URLS = ("serial://", "socket://")
+
+
 def _params_from(args) -> RillParams:
-    return RillParams(rows=args.rows, cols=args.cols)
+    """The params to compile for: a board's own (asked over the link) unless ``--rows``/``--cols``
+    say otherwise; the defaults, with those overrides, for ``golden`` and ``sim``."""
+    if args.rows is None and args.cols is None and args.device.startswith(_BOARD_URLS):
+        from .device import ask_params
+        return ask_params(args.device)
+    defaults = RillParams()
+    return RillParams(rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)
 
 
 def _executor(device: str, params: RillParams):
@@ -127,7 +136,7 @@ def cmd_info(args) -> int:
     device_params, version = RillParams.from_info_bytes(response[4:20])
     print(f"device: {args.device}  ISA v{version}")
     for name, value in vars(device_params).items():
-        print(f"  {name:<14}{value}")
+        print(f"  {name:<16}{value}")
     print(f"  peak MACs/cycle: {device_params.peak_macs_int8} INT8, "
           f"{device_params.peak_macs_int4} INT4")
     counters = [int.from_bytes(response[24 + 4 * i:28 + 4 * i], "little") for i in range(4)]
@@ -138,10 +147,11 @@ def cmd_info(args) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sw", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=RillParams.rows,
-                        help="array rows of the device to build/simulate (default %(default)s)")
-    parser.add_argument("--cols", type=int, default=RillParams.cols,
-                        help="array columns (default %(default)s)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help=f"array rows of the device to simulate (default {RillParams.rows}; "
+                        "a board's own, which it reports)")
+    parser.add_argument("--cols", type=int, default=None,
+                        help=f"array columns (default {RillParams.cols}; a board's own)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a quantized ONNX model and save its output as .npy",

@@ -11,7 +11,7 @@ from hw import isa
 from hw.isa import Opcode
 from hw.params import RillParams
 
-__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device"]
+__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device", "ask_params"]
 
 
 class DeviceError(RuntimeError):
@@ -96,6 +96,20 @@ class GoldenDevice(Device):
             raise DeviceError(f"device sent {len(out)} of {response_bytes} expected bytes")
         self._pending = out[response_bytes:]
         return out[:response_bytes]
+
+
+def ask_params(url: str) -> RillParams:
+    """A board's params, as it reports them (``INFO``): its array, SRAM depths, requantizer."""
+    from .link import LinkedDevice
+    from .transport import open_transport
+    transport = open_transport(url)
+    try:
+        device = LinkedDevice(RillParams(), transport)
+    except BaseException:
+        transport.close()
+        raise
+    with device:
+        return device.read_info()
 
 
 def open_device(url: str = "sim", params: RillParams | None = None) -> Device:

@@ -33,7 +33,8 @@ from sim.link_cases import (
     random_program,
     state_probe,
 )
-from sw.device import DeviceError, open_device
+from sw.cli import main as cli_main
+from sw.device import DeviceError, ask_params, open_device
 from sw.golden import GoldenCore
 from sw.link import LinkHost, LinkTimeout, encode_frame
 from sw.link_faults import FaultInjector, LossyTransport
@@ -212,6 +213,33 @@ def test_socket_url_talks_to_a_device_on_tcp():
         golden.feed(info.to_bytes())
         expected, ignore = golden_answer(golden, prog)
         assert_same("socket", device.execute(prog.to_bytes(), len(expected)), expected, ignore)
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_a_board_tells_the_driver_its_params(capsys):
+    """Without --rows/--cols the driver compiles for the board's own params (INFO): its array,
+    depths and serial requantizer, as the iCEBreaker's bitstream has them."""
+    board = RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
+                       qparam_depth=64, serial_requant=True)
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+
+    def serve():   # a board: one connection after another, the core's state kept
+        model = LinkModel(params=board)
+        for _ in range(3):
+            conn, _ = server.accept()
+            with conn:
+                while data := conn.recv(4096):
+                    conn.sendall(model.receive(data))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ask_params(url) == board
+    assert cli_main(["info", "--device", url]) == 0
+    printed = capsys.readouterr().out
+    assert "serial_requant True" in " ".join(printed.split())
+    assert "rows            2" in printed and "act_depth       256" in printed
     thread.join(timeout=5)
     server.close()
 
