@@ -74,6 +74,9 @@ def _pe_multipliers_to_luts(board) -> str:
 _KEEP_ARRAY_REGISTERS = "\n".join([
     "select -set array_ffs *.array/t:$*dff* *.array.pe_*/t:$*dff* %u",
     "setattr -set keep 1 @array_ffs",
+    # Likewise the core's per-block copies of its enable register (hw/core.py).
+    "select -set enable_ffs *.core/w:enable_* %ci1 *.core/t:$*dff* %i",
+    "setattr -set keep 1 @enable_ffs",
 ])
 
 

@@ -1,7 +1,7 @@
 """The board-agnostic Rill core: one command byte stream in, one response byte stream out."""
 
-from amaranth.hdl import EnableInserter, Module, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import EnableInserter, Module, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorBanks, acc_tag_layout
@@ -15,12 +15,20 @@ from .sram import sram_tile
 
 __all__ = ["RillCore"]
 
+#: Blocks that run under their own copy of the core's enable register (the sequencer has one too).
+_ENABLED_BLOCKS = ("act_sram", "weight_sram", "qparam_sram", "array", "accumulators", "requant")
+
+
 class RillCore(wiring.Component):
     """Sequencer, SRAM tiles, systolic array, accumulators and requantization.
 
-    Every block but the sequencer runs under the sequencer's ``advance`` enable, so the whole
-    core freezes together when a stream stalls and the cycle count of a program never depends on
-    the link.
+    The whole core freezes together when a response byte cannot leave, so the cycle count of a
+    program never depends on the link. That enable is a register, one copy per block: it is
+    computed a cycle ahead, exactly, from the sequencer's next ``rsp.valid`` and the level of a
+    small response FIFO the core owns (a combinational enable reaching every register of a large
+    array set the ECP5 clock). While the sequencer waits for a command byte only the sequencer
+    stops (:attr:`~hw.sequencer.Sequencer.advance`); the array may drain meanwhile, which only
+    makes the ISA's drain bound more conservative.
 
     Members
     -------
@@ -41,7 +49,25 @@ class RillCore(wiring.Component):
         m = Module()
         p = self.params
         seq = m.submodules.sequencer = Sequencer(p, RequantRequest)
-        frozen = EnableInserter(seq.advance)
+
+        # -- the enable, a cycle ahead ----------------------------------------------------------
+        # Exactly today's rule, "not (a byte waits and the FIFO is full)", for the next cycle.
+        out = m.submodules.rsp_fifo = fifo.SyncFIFO(width=8, depth=2)
+        m.d.comb += [out.w_data.eq(seq.rsp.payload), out.w_en.eq(seq.rsp.valid),
+                     seq.rsp.ready.eq(out.w_rdy),
+                     self.rsp.payload.eq(out.r_data), self.rsp.valid.eq(out.r_rdy),
+                     out.r_en.eq(self.rsp.ready)]
+        level_next = (out.w_level + (out.w_en & out.w_rdy) - (out.r_en & out.r_rdy))
+        enable_next = ~(seq.rsp_valid_next & (level_next == out.depth))
+        # One register per block, kept apart in synthesis (hw/build.py), each driving fewer
+        # enables than one would.
+        enables = {name: Signal(init=1, name=f"enable_{name}")
+                   for name in ("sequencer", *_ENABLED_BLOCKS)}
+        m.d.sync += [enable.eq(enable_next) for enable in enables.values()]
+        m.d.comb += seq.enable.eq(enables["sequencer"])
+
+        def frozen(name, block):
+            return EnableInserter(enables[name])(block)
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
@@ -49,18 +75,18 @@ class RillCore(wiring.Component):
                                        ("weight", weight_mem, seq.weight_write, seq.weight_read)):
             wiring.connect(m, write, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
-            m.submodules[f"{name}_sram"] = frozen(mem)
+            m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
         qparams = QparamTile(p)
-        m.submodules.qparam_sram = frozen(qparams)
+        m.submodules.qparam_sram = frozen("qparam_sram", qparams)
         wiring.connect(m, seq.qparam_write, qparams.write)
         wiring.connect(m, seq.qparam_read, qparams.read)
 
         array = SystolicArray(p, acc_tag_layout(p))
         acc = AccumulatorBanks(p)
         requant = SerialRequantUnit() if p.serial_requant else RequantUnit()
-        m.submodules.array = frozen(array)
-        m.submodules.accumulators = frozen(acc)
-        m.submodules.requant = frozen(requant)
+        m.submodules.array = frozen("array", array)
+        m.submodules.accumulators = frozen("accumulators", acc)
+        m.submodules.requant = frozen("requant", requant)
 
         m.d.comb += [
             array.int4.eq(seq.int4),
@@ -84,5 +110,4 @@ class RillCore(wiring.Component):
                      requant.zero_point.eq(qparams.zero_point)]
         wiring.connect(m, requant.o, seq.requant_out)
         wiring.connect(m, wiring.flipped(self.cmd), seq.cmd)
-        wiring.connect(m, seq.rsp, wiring.flipped(self.rsp))
         return m

@@ -43,8 +43,16 @@ class Sequencer(wiring.Component):
         Command bytes (instruction headers and load data).
     rsp : ``Out(stream.Signature(8))``
         Response bytes.
+    enable : ``In(1)``
+        The rest of the core's enable, from the core's registers: 0 exactly when the response
+        path is full and a byte waits to go out (computed a cycle ahead from
+        :attr:`rsp_valid_next`, so that the enable of every register in the core is a register).
+    rsp_valid_next : ``Out(1)``
+        What ``rsp.valid`` will be in the next cycle.
     advance : ``Out(1)``
-        The core-wide enable: 0 in stall and idle cycles.
+        The sequencer's own enable: :attr:`enable`, and 0 while it waits for a command byte.
+        Only the sequencer's registers stop then: the rest of the core keeps running (it only
+        drains a MATMUL then), and what the sequencer feeds it is qualified with ``advance``.
     int4, rounding, relu, out_type, raw : ``Out``
         Configuration for the array and the requant unit.
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
@@ -66,6 +74,8 @@ class Sequencer(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(8)),
             "rsp": Out(stream.Signature(8)),
+            "enable": In(1),
+            "rsp_valid_next": Out(1),
             "advance": Out(1),
             "int4": Out(1),
             "rounding": Out(Rounding),
@@ -103,12 +113,11 @@ class Sequencer(wiring.Component):
         wants_input = Signal()
         out_valid = Signal()
         out_byte = Signal(8)
-        stall_out = out_valid & ~self.rsp.ready
         stall_in = wants_input & ~self.cmd.valid
         advance = self.advance
         m.d.comb += [
-            advance.eq(~stall_out & ~stall_in),
-            self.cmd.ready.eq(wants_input & ~stall_out),
+            advance.eq(self.enable & ~stall_in),
+            self.cmd.ready.eq(wants_input & self.enable),
             self.rsp.valid.eq(out_valid),
             self.rsp.payload.eq(out_byte),
         ]
@@ -220,12 +229,13 @@ class Sequencer(wiring.Component):
                          act_buf_q.eq(tile_buf),
                          act_tag_q.addr.eq(mm_acc_base + mm_i),
                          act_tag_q.accumulate.eq(mm_accumulate | (mm_kt != 0))]
+        # Qualified with advance: the array runs on while the sequencer waits for a byte.
         m.d.comb += [
-            self.array_acts.valid.eq(act_valid_q),
+            self.array_acts.valid.eq(act_valid_q & advance),
             self.array_acts.payload.lanes.eq(self.act_read.data),
             self.array_acts.payload.buf.eq(act_buf_q),
             self.array_acts.payload.tag.eq(act_tag_q),
-            self.array_weights.valid.eq(wt_valid_q),
+            self.array_weights.valid.eq(wt_valid_q & advance),
             self.array_weights.payload.row.eq(wt_row_q),
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),
@@ -260,7 +270,7 @@ class Sequencer(wiring.Component):
             self.acc_read.addr.eq(st_row),
             self.acc_read.en.eq(1),
             self.qparam_read.addr.eq(st_q),
-            self.requant_in.valid.eq(st_valid_q),
+            self.requant_in.valid.eq(st_valid_q & advance),
             self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
             self.requant_in.payload.bias.eq(qparam.bias),
             self.requant_in.payload.shift.eq(qparam.shift),
@@ -269,14 +279,12 @@ class Sequencer(wiring.Component):
 
         # -- output register ------------------------------------------------------------------
         responding = Signal()
+        m.d.comb += self.rsp_valid_next.eq(
+            Mux(advance, responding | self.requant_out.valid,
+                out_valid & ~(self.rsp.valid & self.rsp.ready)))
+        m.d.sync += out_valid.eq(self.rsp_valid_next)
         with m.If(advance):
-            with m.If(responding):
-                m.d.sync += [out_valid.eq(1), out_byte.eq(resp_shift[:8])]
-            with m.Else():
-                m.d.sync += [out_valid.eq(self.requant_out.valid),
-                             out_byte.eq(self.requant_out.payload)]
-        with m.Elif(self.rsp.valid & self.rsp.ready):
-            m.d.sync += out_valid.eq(0)
+            m.d.sync += out_byte.eq(Mux(responding, resp_shift[:8], self.requant_out.payload))
 
         # -- decode's checks (their range checks computed during the header's last fetch) ------
         m.submodules.checks = checks = InstructionChecks(p)
