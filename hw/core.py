@@ -16,7 +16,9 @@ from .sram import sram_tile
 __all__ = ["RillCore"]
 
 #: Blocks that run under their own copy of the core's enable register (the sequencer has one too).
-_ENABLED_BLOCKS = ("act_sram", "weight_sram", "qparam_sram", "array", "accumulators", "requant")
+#: The SRAM tiles stop with the sequencer instead: it drives their addresses, and a row it hands
+#: the array late (its ``valid`` is qualified with ``advance``) must still carry its data.
+_ENABLED_BLOCKS = ("array", "accumulators", "requant")
 
 
 class RillCore(wiring.Component):
@@ -67,7 +69,7 @@ class RillCore(wiring.Component):
         m.d.comb += seq.enable.eq(enables["sequencer"])
 
         def frozen(name, block):
-            return EnableInserter(enables[name])(block)
+            return EnableInserter(enables.get(name, seq.advance))(block)
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
