@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
-from .pe import PE_ACT_LAYOUT, ProcessingElement
+from .pe import PE_ACT_LAYOUT, PRODUCT_STAGES, ProcessingElement
 
 __all__ = ["SystolicArray"]
 
@@ -16,6 +16,11 @@ __all__ = ["SystolicArray"]
 #: read ports, whose clock-to-out then started the path into the first PEs (the 45F's critical
 #: path). The ISA's drain bound covers it (``hw.isa.MATMUL_DRAIN_EXTRA``).
 INPUT_STAGES = 1
+
+
+def sum_latency(rows: int) -> int:
+    """Cycles from an activation row on :attr:`SystolicArray.acts` to its column-0 sum."""
+    return INPUT_STAGES + PRODUCT_STAGES + rows
 
 
 class SystolicArray(wiring.Component):
@@ -34,8 +39,10 @@ class SystolicArray(wiring.Component):
       written one row per cycle, trailing the activation wavefront (see
       :func:`hw.isa.matmul_tile_cycles`).
     - Column ``c``'s sum for that row is on ``sums[c]`` (``valid = 1``, the row's ``tag``) in cycle
-      ``t + i + rows + c``, straight from the bottom PE's register; bubbles (``valid = 0``) give
-      ``valid = 0`` there. There is no deskew: column ``c`` lags column 0 by ``c`` cycles.
+      ``t + i + p + rows + c`` (``p = PRODUCT_STAGES``, each PE's product register), straight
+      from the bottom PE's register; bubbles (``valid = 0``) give ``valid = 0`` there. There is
+      no deskew: column ``c`` lags column 0 by ``c`` cycles. :func:`sum_latency` is
+      ``i + p + rows``.
 
     ``valid`` and ``tag`` do not pass through the PEs; one shift register of ``rows + cols - 1``
     stages carries them and is tapped at depth ``rows + c`` for column ``c``.
@@ -139,17 +146,18 @@ class SystolicArray(wiring.Component):
         meta = Signal(meta_layout, name="meta_0")
         m.d.comb += [meta.valid.eq(acts_valid), meta.tag.eq(acts.tag)]
         taps = [meta]
-        for d in range(1, p.rows + p.cols):
+        first_sum = PRODUCT_STAGES + p.rows   # the meta line starts after the input register
+        for d in range(1, first_sum + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")
             m.d.sync += stage.eq(taps[-1])
             taps.append(stage)
 
         for c in range(p.cols):
             m.d.comb += [
-                self.sums[c].valid.eq(taps[p.rows + c].valid),
-                self.sums[c].payload.tag.eq(taps[p.rows + c].tag),
+                self.sums[c].valid.eq(taps[first_sum + c].valid),
+                self.sums[c].payload.tag.eq(taps[first_sum + c].tag),
                 self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
-                self.upcoming[c].valid.eq(taps[p.rows + c - 1].valid),
-                self.upcoming[c].payload.eq(taps[p.rows + c - 1].tag),
+                self.upcoming[c].valid.eq(taps[first_sum + c - 1].valid),
+                self.upcoming[c].payload.eq(taps[first_sum + c - 1].tag),
             ]
         return m

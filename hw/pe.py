@@ -8,7 +8,10 @@ from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
 
-__all__ = ["PE_ACT_LAYOUT", "ProcessingElement"]
+__all__ = ["PE_ACT_LAYOUT", "PRODUCT_STAGES", "ProcessingElement"]
+
+#: Registers between a PE's multipliers and its partial-sum adder.
+PRODUCT_STAGES = 1
 
 #: What moves one PE to the right each cycle: the activation pair, the weight buffer it uses and
 #: the precision it was issued in.
@@ -30,9 +33,10 @@ class ProcessingElement(wiring.Component):
     multiplier's fifth weight bit (sign- or zero-extension) and the high multiplier's activation
     operand change with the mode.
 
-    Every output is a register (:attr:`act_out` and :attr:`psum_out` change one cycle after their
-    inputs), so the PE has no combinational path from input to output and freezes correctly under an
-    ``EnableInserter``; it has no stall logic of its own.
+    Every output is a register, so the PE has no combinational path from input to output and
+    freezes correctly under an ``EnableInserter``; it has no stall logic of its own. :attr:`act_out`
+    follows :attr:`act_in` by a cycle; the contribution of the activation in ``act_in`` in cycle
+    ``t`` is added to the ``psum_in`` of cycle ``t + PRODUCT_STAGES``.
 
     Parameters
     ----------
@@ -51,7 +55,8 @@ class ProcessingElement(wiring.Component):
     psum_in : ``In(signed(params.psum_width))``
         Partial sum from the PE above (0 in the top row).
     psum_out : ``Out(signed(params.psum_width))``
-        ``psum_in + contribution``, registered: the input of the PE below.
+        ``psum_in + contribution`` (the contribution :data:`PRODUCT_STAGES` cycles old),
+        registered: the input of the PE below.
     w_we : ``In(1)``, w_buf : ``In(1)``, w_data : ``In(unsigned(8))``
         Weight write: when ``w_we``, ``weights[w_buf]`` takes ``w_data`` at the end of the cycle.
     """
@@ -96,9 +101,11 @@ class ProcessingElement(wiring.Component):
         hi_product = Signal(signed(13))
         m.d.comb += [lo_product.eq(self.act_in.a0 * lo_w), hi_product.eq(hi_a * hi_w)]
 
+        # The contribution is registered before it joins the partial sum (PRODUCT_STAGES): the
+        # multiply and the two adds in one cycle set the ECP5 clock. Every PE adds the same
+        # cycle, so a row's partial sum still meets its next contribution in the PE below.
         contribution = Signal(signed(self._params.product_width))
-        m.d.comb += contribution.eq(
-            Mux(int4, hi_product, hi_product << 4) + lo_product)
+        m.d.sync += contribution.eq(Mux(int4, hi_product, hi_product << 4) + lo_product)
 
         m.d.sync += [
             self.act_out.eq(self.act_in),

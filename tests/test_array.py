@@ -4,7 +4,7 @@ Tiles are streamed exactly as the sequencer streams them: tile ``j`` starts in c
 ``T_j = T_{j-1} + matmul_tile_cycles(m)``, uses weight buffer ``j % 2``, and its weight row ``r`` is
 written in cycle ``T_j + r - 1`` (trailing the activation wavefront, into the buffer the previous
 tile is not using). Every column sum must equal the oracle and appear in exactly cycle
-``t + INPUT_STAGES + rows + c``.
+``t + sum_latency(rows) + c``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from amaranth.hdl import EnableInserter, Module, Signal
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.array import INPUT_STAGES, SystolicArray
+from hw.array import SystolicArray, sum_latency
 from hw.isa import matmul_tile_cycles
 from hw.params import RillParams
 from sw.tile_math import tile_psums
@@ -46,16 +46,16 @@ class Schedule:
 
     def expect(self, tile: int, first_cycle: int, psums: np.ndarray):
         """``psums[i, c]`` from the row issued in ``first_cycle + i``, out in
-        ``+ INPUT_STAGES + rows + c``."""
+        ``+ sum_latency(rows) + c``."""
         m, cols = psums.shape
-        cycles = (first_cycle + INPUT_STAGES + self.params.rows
+        cycles = (first_cycle + sum_latency(self.params.rows)
                   + np.add.outer(np.arange(m), np.arange(cols)))
         self.expected[tile] = (psums, cycles)
 
     @property
     def length(self) -> int:
         last_in = max([*self.acts, *self.weights])
-        return last_in + INPUT_STAGES + self.params.rows + self.params.cols + 2
+        return last_in + sum_latency(self.params.rows) + self.params.cols + 2
 
 
 def random_acts(rng: np.random.Generator, m: int, lanes: int) -> np.ndarray:
