@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import REQUANT_STAGES, OutType, Rounding
 
-__all__ = ["RequantRequest", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
+__all__ = ["RequantRequest", "RequantPorts", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
            "RequantMode", "signed_value", "raise_to_floor", "cap", "SATURATION"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
@@ -137,7 +137,21 @@ def cap(m: Module, raised: Value, mode: RequantMode) -> Value:
     return Mux(raised > hi, hi, raised)
 
 
-class RequantUnit(wiring.Component):
+class RequantPorts(wiring.Component):
+    """The members both requantizers have (:class:`RequantUnit`, documented there, and
+    :class:`hw.requant_serial.SerialRequantUnit`)."""
+
+    i: In(stream.Signature(RequantRequest, always_ready=True))
+    multiplier: In(signed(32))
+    zero_point: In(signed(16))
+    o: Out(stream.Signature(unsigned(8), always_ready=True))
+    rounding: In(Rounding)
+    relu: In(1)
+    out_type: In(OutType)
+    raw: In(1)
+
+
+class RequantUnit(RequantPorts):
     """Turns ``acc + bias`` into the output byte, in either rounding mode, at one request per cycle.
 
     The arithmetic is :func:`sw.requant.requantize` (its Notes are the specification), followed
@@ -193,14 +207,6 @@ class RequantUnit(wiring.Component):
         Send byte ``byte_index`` of ``acc + bias`` instead of the requantized value.
     """
 
-    i: In(stream.Signature(RequantRequest, always_ready=True))
-    multiplier: In(signed(32))
-    zero_point: In(signed(16))
-    o: Out(stream.Signature(unsigned(8), always_ready=True))
-    rounding: In(Rounding)
-    relu: In(1)
-    out_type: In(OutType)
-    raw: In(1)
 
     def elaborate(self, platform):
         m = Module()

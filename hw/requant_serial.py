@@ -3,17 +3,15 @@
 Bit-exact with :mod:`sw.requant`, like :class:`hw.requant.RequantUnit`, whose members it shares.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 
-from .isa import SERIAL_REQUANT_CYCLES, OutType, Rounding
+from .isa import SERIAL_REQUANT_CYCLES, Rounding
 from .requant import (
     MULTIPLIER_DELAY,
     SATURATION,
     ZERO_POINT_DELAY,
     RequantMode,
-    RequantRequest,
+    RequantPorts,
     cap,
     raise_to_floor,
     signed_value,
@@ -41,7 +39,7 @@ assert 1 + _ADD_CYCLES == MULTIPLIER_DELAY, "ABS takes the multiplier"
 assert 0 <= _ZERO_POINT_PRE_CYCLE < _PRE_CYCLES
 
 
-class SerialRequantUnit(wiring.Component):
+class SerialRequantUnit(RequantPorts):
     """Turns ``acc + bias`` into the output byte in :data:`~hw.isa.SERIAL_REQUANT_CYCLES` cycles.
 
     The same arithmetic as :class:`hw.requant.RequantUnit` (see its table), in sign and
@@ -60,15 +58,6 @@ class SerialRequantUnit(wiring.Component):
     those of :class:`hw.requant.RequantUnit`. It has no stall logic either: the core freezes it
     with an ``EnableInserter``.
     """
-
-    i: In(stream.Signature(RequantRequest, always_ready=True))
-    multiplier: In(signed(32))
-    zero_point: In(signed(16))
-    o: Out(stream.Signature(unsigned(8), always_ready=True))
-    rounding: In(Rounding)
-    relu: In(1)
-    out_type: In(OutType)
-    raw: In(1)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,10 +1,9 @@
 """The sequencer: fetches and decodes instructions, drives loads, the array and stores, in lockstep.
 
-Everything the core does advances under one enable, :attr:`Sequencer.advance`: a cycle in which the
-sequencer needs a command byte that has not arrived, or holds a response byte the host has not
-taken, freezes the whole core (array, accumulators, requant pipeline, SRAM ports). Every other
-cycle is a working cycle, and the number of working cycles of each instruction is the exact
-function ``hw.isa.cycle_cost`` — the schedule is static and the compiler can predict it.
+A cycle in which the sequencer needs a command byte that has not arrived, or holds a response byte
+that cannot leave, is not a working cycle (:attr:`Sequencer.advance` is 0; the latter freezes the
+whole core). The working cycles of each instruction are the exact function ``hw.isa.cycle_cost``:
+the schedule is static and the compiler predicts it.
 """
 
 from __future__ import annotations
@@ -43,16 +42,12 @@ class Sequencer(wiring.Component):
         Command bytes (instruction headers and load data).
     rsp : ``Out(stream.Signature(8))``
         Response bytes.
-    enable : ``In(1)``
-        The rest of the core's enable, from the core's registers: 0 exactly when the response
-        path is full and a byte waits to go out (computed a cycle ahead from
-        :attr:`rsp_valid_next`, so that the enable of every register in the core is a register).
-    rsp_valid_next : ``Out(1)``
-        What ``rsp.valid`` will be in the next cycle.
+    enable : ``In(1)``, rsp_valid_next : ``Out(1)``
+        The core's enable, a register: 0 when a byte waits and the response path is full, worked
+        out a cycle ahead (``hw.core``) from ``rsp_valid_next``, the next cycle's ``rsp.valid``.
     advance : ``Out(1)``
-        The sequencer's own enable: :attr:`enable`, and 0 while it waits for a command byte.
-        Only the sequencer's registers stop then: the rest of the core keeps running (it only
-        drains a MATMUL then), and what the sequencer feeds it is qualified with ``advance``.
+        The sequencer's own enable: ``enable``, and 0 while it waits for a command byte (then the
+        rest of the core runs on; what the sequencer feeds it is qualified with ``advance``).
     int4, rounding, relu, out_type, raw : ``Out``
         Configuration for the array and the requant unit.
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
@@ -113,10 +108,9 @@ class Sequencer(wiring.Component):
         wants_input = Signal()
         out_valid = Signal()
         out_byte = Signal(8)
-        stall_in = wants_input & ~self.cmd.valid
         advance = self.advance
         m.d.comb += [
-            advance.eq(self.enable & ~stall_in),
+            advance.eq(self.enable & ~(wants_input & ~self.cmd.valid)),
             self.cmd.ready.eq(wants_input & self.enable),
             self.rsp.valid.eq(out_valid),
             self.rsp.payload.eq(out_byte),
@@ -291,14 +285,13 @@ class Sequencer(wiring.Component):
         m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
                      checks.next_byte.eq(byte_in)]
         status = checks.status
-        decode_wait = Signal()
-        quiet_ops = [op for op in Opcode if isa.waits_for_quiet(op)]
-        m.d.comb += decode_wait.eq((drain != 0) & Cat(opcode == op for op in quiet_ops).any())
+        decode_wait = (drain != 0) & Cat(opcode == op for op in Opcode
+                                         if isa.waits_for_quiet(op)).any()
 
         header = Cat(status, opcode, counters["instructions"][:16])
 
-        after_respond = Signal(range(3))   # 0: FETCH, 1: DISCARD, 2: STORE
         _after = {"FETCH": 0, "DISCARD": 1, "STORE": 2}
+        after_respond = Signal(range(len(_after)))
 
         def respond_then(payload=None, then="FETCH"):
             value, length = header, RESPONSE_HEADER_BYTES
