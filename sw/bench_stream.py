@@ -32,7 +32,8 @@ from .program import Program, compulsory_bytes
 __all__ = ["StreamRow", "StreamWorkload", "stream_workloads", "streaming_program",
            "measure_streaming", "format_streaming", "UART_CYCLES_PER_BYTE"]
 
-#: A 3 Mbaud UART (the iCEBreaker's FT2232H) at the iCEBreaker's 36 MHz: 10 bits x 12 cycles.
+#: A 3 Mbaud UART (an FT2232H or FT231X) at a 36 MHz core clock: 10 bits x 12 cycles. (The
+#: iCEBreaker runs at 21 MHz today, 70 cycles per byte; the bench core is the 8x8 default.)
 UART_CYCLES_PER_BYTE = 120
 
 #: ``run(params, [(name, program)], cycles_per_byte) -> [per-job stats dicts]``
