@@ -69,7 +69,10 @@ class RillCore(wiring.Component):
         m.d.comb += seq.enable.eq(enables["sequencer"])
 
         def frozen(name, block):
-            return EnableInserter(enables.get(name, seq.advance))(block)
+            return EnableInserter(enables[name])(block)
+
+        # The SRAM tiles stop with the sequencer, which drives their addresses (see above).
+        with_sequencer = EnableInserter(seq.advance)
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
@@ -77,9 +80,9 @@ class RillCore(wiring.Component):
                                        ("weight", weight_mem, seq.weight_write, seq.weight_read)):
             wiring.connect(m, write, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
-            m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
+            m.submodules[f"{name}_sram"] = with_sequencer(mem)
         qparams = QparamTile(p)
-        m.submodules.qparam_sram = frozen("qparam_sram", qparams)
+        m.submodules.qparam_sram = with_sequencer(qparams)
         wiring.connect(m, seq.qparam_write, qparams.write)
         wiring.connect(m, seq.qparam_read, qparams.read)
 

@@ -14,14 +14,11 @@ DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilato
 
 
 
-_BOARD_URLS = ("serial://", "socket://")
-
-
 def _params_from(args) -> RillParams:
     """The params to compile for: a board's own (asked over the link) unless ``--rows``/``--cols``
     say otherwise; the defaults, with those overrides, for ``golden`` and ``sim``."""
-    if args.rows is None and args.cols is None and args.device.startswith(_BOARD_URLS):
-        from .device import ask_params
+    from .device import BOARD_URLS, ask_params
+    if args.rows is None and args.cols is None and args.device.startswith(BOARD_URLS):
         return ask_params(args.device)
     defaults = RillParams()
     return RillParams(rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)

@@ -11,7 +11,7 @@ from hw import isa
 from hw.isa import Opcode
 from hw.params import RillParams
 
-__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device", "ask_params"]
+__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device", "ask_params", "BOARD_URLS"]
 
 
 class DeviceError(RuntimeError):
@@ -98,17 +98,24 @@ class GoldenDevice(Device):
         return out[:response_bytes]
 
 
-def ask_params(url: str) -> RillParams:
-    """A board's params, as it reports them (``INFO``): its array, SRAM depths, requantizer."""
+#: Device URLs that reach a board (or anything serving the link), rather than a model.
+BOARD_URLS = ("serial://", "socket://")
+
+
+def _link_device(url: str, params: RillParams) -> Device:
     from .link import LinkedDevice
     from .transport import open_transport
     transport = open_transport(url)
     try:
-        device = LinkedDevice(RillParams(), transport)
+        return LinkedDevice(params, transport)
     except BaseException:
         transport.close()
         raise
-    with device:
+
+
+def ask_params(url: str) -> RillParams:
+    """A board's params, as it reports them (``INFO``): its array, SRAM depths, requantizer."""
+    with _link_device(url, RillParams()) as device:
         return device.read_info()
 
 
@@ -127,15 +134,8 @@ def open_device(url: str = "sim", params: RillParams | None = None) -> Device:
     elif url == "sim":
         from sim.bridge import SimDevice
         device = SimDevice(params)
-    elif url.startswith(("serial://", "socket://")):
-        from .link import LinkedDevice
-        from .transport import open_transport
-        transport = open_transport(url)
-        try:
-            device = LinkedDevice(params, transport)
-        except BaseException:
-            transport.close()
-            raise
+    elif url.startswith(BOARD_URLS):
+        device = _link_device(url, params)
     else:
         raise DeviceError(f"unknown device URL {url!r}: use golden, sim, "
                           "serial:///dev/ttyUSB1?baud=3000000 or socket://HOST:PORT")
