@@ -279,7 +279,9 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
         "board": board.name, "device": platform.device,
         "rows": p.rows, "cols": p.cols,
         "params": {"act_depth": p.act_depth, "weight_depth": p.weight_depth,
-                   "acc_depth": p.acc_depth, "qparam_depth": p.qparam_depth},
+                   "acc_depth": p.acc_depth, "qparam_depth": p.qparam_depth,
+                   "serial_requant": p.serial_requant},
+        "dsp_pes": board.dsp_pes,
     }
     for name in ("lut", "ff", "dsp", "bram", "spram"):
         if name in resources:
@@ -390,6 +392,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--clock", type=float, metavar="MHZ",
                         help="target core clock in MHz (default: the board's); must divide into "
                              "the UART baud rate")
+    parser.add_argument("--dsp-pes", type=int, metavar="N",
+                        help="how many PEs (the first, row by row) get DSP blocks for their two "
+                             "multipliers instead of LUTs (default: the board's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output directory (default: build/BOARD-RxC)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
@@ -415,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         board = get_board(args.board).with_array(args.rows, args.cols)
         if args.clock:
             board = replace(board, clock_hz=args.clock * 1e6)
+        if args.dsp_pes is not None:
+            if not 0 <= args.dsp_pes <= board.params.rows * board.params.cols:
+                parser.error(f"--dsp-pes {args.dsp_pes}: the array has "
+                             f"{board.params.rows * board.params.cols} PEs")
+            board = replace(board, dsp_pes=args.dsp_pes)
     except (UnknownBoard, ParamsError) as error:
         parser.error(str(error))
     out = args.out or Path("build") / f"{board.name}-{board.params.rows}x{board.params.cols}"

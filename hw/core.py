@@ -8,8 +8,8 @@ from .accumulator import AccumulatorBanks, acc_tag_layout
 from .array import SystolicArray
 from .params import RillParams
 from .qparams import QparamTile
-from .requant import RequantRequest, RequantUnit
-from .requant_serial import SerialRequantUnit
+from .requant import RequantRequest
+from .requant_serial import requantizer_class
 from .sequencer import Sequencer
 from .sram import sram_tile
 
@@ -88,7 +88,7 @@ class RillCore(wiring.Component):
 
         array = SystolicArray(p, acc_tag_layout(p))
         acc = AccumulatorBanks(p)
-        requant = SerialRequantUnit() if p.serial_requant else RequantUnit()
+        requant = requantizer_class(p)()
         m.submodules.array = frozen("array", array)
         m.submodules.accumulators = frozen("accumulators", acc)
         m.submodules.requant = frozen("requant", requant)

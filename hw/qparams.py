@@ -1,7 +1,8 @@
 """The requantization parameter tile: one entry per output channel, read in three staggered parts.
 
-The requantizer needs an entry's bias and shift with the accumulator, its multiplier two cycles
-later (the product starts in stage 3) and its zero point eight cycles later (stage 9). Reading each
+The requantizer needs an entry's bias and shift with the accumulator, its multiplier a few cycles
+later (when its product starts) and its zero point later still (when it is added); each unit says
+when (``multiplier_delay``, ``zero_point_delay``). Reading each
 part when it is needed, from its own block RAM at a delayed address, costs an address-wide delay
 line instead of carrying 48 bits of multiplier and zero point down the pipeline: on the UP5K that
 is ~150 logic cells, and the three memories fill the same 6 block RAMs (40 + 32 + 16 bits wide)
@@ -16,7 +17,7 @@ from amaranth.lib.wiring import Out
 
 from .isa import QPARAM_BYTES
 from .params import RillParams
-from .requant import MULTIPLIER_DELAY, ZERO_POINT_DELAY
+from .requant_serial import requantizer_class
 from .sram import sram_tile
 
 __all__ = ["QPARAM_EARLY", "QparamTile"]
@@ -38,9 +39,9 @@ class QparamTile(wiring.Component):
         Bias and shift of the entry at ``addr``, one cycle later (``en`` is ignored: the tile
         reads every cycle).
     multiplier : ``Out(signed(32))``, zero_point : ``Out(signed(16))``
-        The same entry's multiplier :data:`~hw.requant.MULTIPLIER_DELAY` cycles after its
-        ``read.data``, and its zero point :data:`~hw.requant.ZERO_POINT_DELAY` cycles after:
-        what :class:`~hw.requant.RequantUnit` takes.
+        The same entry's multiplier ``multiplier_delay`` cycles after its ``read.data``, and its
+        zero point ``zero_point_delay`` cycles after: what the requantizer ``params`` asks for
+        (:func:`hw.requant_serial.requantizer_class`) takes.
     """
 
     def __init__(self, params: RillParams):
@@ -57,6 +58,7 @@ class QparamTile(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self._params.qparam_depth
+        unit = requantizer_class(self._params)
         # Each part: its memory and the entry's bytes it holds.
         early = (sram_tile(unsigned(40), depth), (0, 1, 2, 3, 8))      # bias, shift
         late_multiplier = (sram_tile(unsigned(32), depth), (4, 5, 6, 7))
@@ -71,7 +73,7 @@ class QparamTile(wiring.Component):
 
         # addresses[d] is the read address of d cycles ago.
         addresses = [self.read.addr]
-        for d in range(1, ZERO_POINT_DELAY + 1):
+        for d in range(1, unit.zero_point_delay + 1):
             delayed = Signal.like(self.read.addr, name=f"addr_{d}")
             m.d.sync += delayed.eq(addresses[-1])
             addresses.append(delayed)
@@ -81,8 +83,8 @@ class QparamTile(wiring.Component):
         # registers of its own, so it takes them straight from the memories.
         registered = not self._params.serial_requant
         for (mem, _), delay, out in ((early, 0, self.read.data),
-                                     (late_multiplier, MULTIPLIER_DELAY, self.multiplier),
-                                     (late_zero_point, ZERO_POINT_DELAY, self.zero_point)):
+                                     (late_multiplier, unit.multiplier_delay, self.multiplier),
+                                     (late_zero_point, unit.zero_point_delay, self.zero_point)):
             port = mem.read_port()
             if delay and registered:
                 m.d.comb += port.addr.eq(addresses[delay - 1])

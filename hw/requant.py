@@ -19,8 +19,8 @@ SATURATION = 1 << 17
 #: Cycles after its request that the unit takes a request's multiplier (stage 3 starts the
 #: product) and its zero point (stage 9): they come late, straight from their own block RAMs
 #: (:class:`hw.qparams.QparamTile`), rather than down the pipeline's registers.
-MULTIPLIER_DELAY = 2
-ZERO_POINT_DELAY = 8
+MULTIPLIER_DELAY = 3
+ZERO_POINT_DELAY = 9
 
 
 class RequantRequest(data.Struct):
@@ -139,7 +139,11 @@ def cap(m: Module, raised: Value, mode: RequantMode) -> Value:
 
 class RequantPorts(wiring.Component):
     """The members both requantizers have (:class:`RequantUnit`, documented there, and
-    :class:`hw.requant_serial.SerialRequantUnit`)."""
+    :class:`hw.requant_serial.SerialRequantUnit`).
+
+    Each says, as class attributes, when it takes a request's late parameters (the qparam tile
+    delivers them then): ``multiplier_delay`` and ``zero_point_delay`` cycles after the request.
+    """
 
     i: In(stream.Signature(RequantRequest, always_ready=True))
     multiplier: In(signed(32))
@@ -165,6 +169,7 @@ class RequantUnit(RequantPorts):
     ===== ========================================= ========================================
     stage ONNX (float32 emulation)                  TFLITE (MultiplyByQuantizedMultiplier)
     ===== ========================================= ========================================
+    0     the request, registered                   (same)
     1     ``x = acc + bias`` and ``-x``             (same)
     2     ``|x|`` and its exponent ``ta``           ``u = |x| << left``, ``right``
     3     ``ma = float32(|x|)`` in place: 24        ``|int32(u)| = |x << left|`` and its
@@ -181,7 +186,10 @@ class RequantUnit(RequantPorts):
     ===== ========================================= ========================================
 
     Nine stages rather than five so that no stage holds more than one shifter, one carry chain
-    or one multiplier: the five-stage version ran at ~30 MHz on ECP5.
+    or one multiplier: the five-stage version ran at ~30 MHz on ECP5. Stage 0 only registers the
+    request: it comes from the accumulator banks' read ports through a ``cols``-way column
+    select, and that block RAM's clock-to-out, the select and stage 1's adder in one cycle were
+    the ECP5 builds' critical path.
 
     The configuration inputs are sampled with each request and travel with it, so a change only
     affects requests accepted afterwards. The unit has no stall logic: the core freezes it with
@@ -207,17 +215,31 @@ class RequantUnit(RequantPorts):
         Send byte ``byte_index`` of ``acc + bias`` instead of the requantized value.
     """
 
+    multiplier_delay = MULTIPLIER_DELAY
+    zero_point_delay = ZERO_POINT_DELAY
 
     def elaborate(self, platform):
         m = Module()
         stages = 0
 
+        # -- stage 0: the request and the configuration it was issued under, registered --------
+        valid0 = Signal()
+        req = Signal.like(self.i.payload, name="req0")
+        mode0 = Signal(RequantMode)
+        m.d.sync += [
+            valid0.eq(self.i.valid),
+            req.eq(self.i.payload),
+            # A raw request travels the ONNX path as ``byte * 1 / 2**0``, so that its byte needs
+            # no registers of its own.
+            mode0.onnx.eq((self.rounding == Rounding.ONNX) | self.raw),
+            mode0.relu.eq(self.relu),
+            mode0.out_type.eq(self.out_type),
+            mode0.raw.eq(self.raw),
+        ]
+        stages += 1
+
         # -- stage 1: x = acc + bias, and the negations the magnitudes need -------------------
-        # The request comes straight from the SRAM read ports, so this stage only adds, in
-        # parallel; everything that depends on x starts in stage 2. A raw request travels the
-        # ONNX path as ``byte * 1 / 2**0``, so that its byte needs no registers of its own.
-        req = self.i.payload
-        onnx = (self.rounding == Rounding.ONNX) | self.raw
+        # Only adds, in parallel; everything that depends on x starts in stage 2.
         valid1 = Signal()
         mode1 = Signal(RequantMode)
         x1 = Signal(signed(32))
@@ -225,14 +247,11 @@ class RequantUnit(RequantPorts):
         shift1 = Signal(unsigned(8))
         byte_index1 = Signal(2)
         m.d.sync += [
-            valid1.eq(self.i.valid),
-            mode1.onnx.eq(onnx),
-            mode1.relu.eq(self.relu),
-            mode1.out_type.eq(self.out_type),
-            mode1.raw.eq(self.raw),
+            valid1.eq(valid0),
+            mode1.eq(mode0),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            shift1.eq(Mux(self.raw, 0, req.shift)),
+            shift1.eq(Mux(mode0.raw, 0, req.shift)),
             byte_index1.eq(req.byte_index),
         ]
         stages += 1

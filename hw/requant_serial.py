@@ -6,18 +6,18 @@ Bit-exact with :mod:`sw.requant`, like :class:`hw.requant.RequantUnit`, whose me
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 
 from .isa import SERIAL_REQUANT_CYCLES, Rounding
+from .params import RillParams
 from .requant import (
-    MULTIPLIER_DELAY,
     SATURATION,
-    ZERO_POINT_DELAY,
     RequantMode,
     RequantPorts,
+    RequantUnit,
     cap,
     raise_to_floor,
     signed_value,
 )
 
-__all__ = ["SerialRequantUnit"]
+__all__ = ["SerialRequantUnit", "requantizer_class"]
 
 # The schedule, in cycles after the request's (each phase's length is fixed, so the latency is
 # too: a phase whose work is done early idles to its end).
@@ -33,10 +33,17 @@ _OUT_CYCLES = 4       # saturate; sign and zero point; floor; cap, into the outp
 _LATENCY = (1 + _ADD_CYCLES + _ABS_CYCLES + _PRE_CYCLES + _PRE_FIX_CYCLES + _MUL_CYCLES
             + _FIRST_CYCLES + _ROUND_CYCLES + _SECOND_CYCLES + _ROUND_CYCLES + _OUT_CYCLES)
 assert _LATENCY == SERIAL_REQUANT_CYCLES, "hw/isa.py promises the store path this schedule"
+#: When the late parameters arrive: the multiplier in ABS, the zero point during PRE.
+_MULTIPLIER_DELAY = 1 + _ADD_CYCLES
+_ZERO_POINT_DELAY = 8
 #: PRE's cycle in which the zero point arrives (the request's cycle, ADD and ABS come first).
-_ZERO_POINT_PRE_CYCLE = ZERO_POINT_DELAY - 1 - _ADD_CYCLES - _ABS_CYCLES
-assert 1 + _ADD_CYCLES == MULTIPLIER_DELAY, "ABS takes the multiplier"
+_ZERO_POINT_PRE_CYCLE = _ZERO_POINT_DELAY - 1 - _ADD_CYCLES - _ABS_CYCLES
 assert 0 <= _ZERO_POINT_PRE_CYCLE < _PRE_CYCLES
+
+
+def requantizer_class(params: RillParams) -> type[RequantPorts]:
+    """The requantizer ``params`` asks for: serial (``params.serial_requant``) or pipelined."""
+    return SerialRequantUnit if params.serial_requant else RequantUnit
 
 
 class SerialRequantUnit(RequantPorts):
@@ -53,11 +60,14 @@ class SerialRequantUnit(RequantPorts):
     counts the exponent (``exponent``), as rounding to 24 significant bits does not depend on
     where the value sits; the final shift is then ``s - exponent``.
 
-    The members, their timing (:data:`~hw.requant.MULTIPLIER_DELAY`,
-    :data:`~hw.requant.ZERO_POINT_DELAY`) and the configuration sampled with each request are
-    those of :class:`hw.requant.RequantUnit`. It has no stall logic either: the core freezes it
-    with an ``EnableInserter``.
+    The members and the configuration sampled with each request are those of
+    :class:`hw.requant.RequantUnit`; the late parameters arrive earlier, as the unit takes its
+    request without a register first (``multiplier_delay``, ``zero_point_delay``). It has no
+    stall logic either: the core freezes it with an ``EnableInserter``.
     """
+
+    multiplier_delay = _MULTIPLIER_DELAY
+    zero_point_delay = _ZERO_POINT_DELAY
 
     def elaborate(self, platform):
         m = Module()

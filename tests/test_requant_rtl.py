@@ -8,8 +8,7 @@ from amaranth.sim import Simulator
 
 from hw.isa import SERIAL_REQUANT_CYCLES, OutType, Rounding, requant_interval, requant_latency
 from hw.params import RillParams
-from hw.requant import MULTIPLIER_DELAY, ZERO_POINT_DELAY, RequantUnit
-from hw.requant_serial import SerialRequantUnit
+from hw.requant_serial import requantizer_class
 from sim.requant_cases import (
     INT32_MAX,
     INT32_MIN,
@@ -129,13 +128,13 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     working cycle each request went in.
 
     Requests go in back to back with random idle cycles (``valid = 0`` over random payloads).
-    Each request's multiplier and zero point follow it ``MULTIPLIER_DELAY`` and
-    ``ZERO_POINT_DELAY`` working cycles later, as the core's qparam tile delivers them. With
+    Each request's multiplier and zero point follow it the unit's ``multiplier_delay`` and
+    ``zero_point_delay`` working cycles later, as the core's qparam tile delivers them. With
     ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled cycles
     carry random garbage on every input. ``params`` picks the unit; the serial one gets its
     requests no closer than its interval, as the sequencer paces them.
     """
-    dut = SerialRequantUnit() if params.serial_requant else RequantUnit()
+    dut = requantizer_class(params)()
     gap = requant_interval(params) - 1
     top, enable = dut, None
     if stall:
@@ -189,8 +188,8 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
                 ctx.set(dut.multiplier, fields["multiplier"])
                 ctx.set(dut.zero_point, fields["zero_point"])
             else:
-                ctx.set(dut.multiplier, late("multiplier", w, MULTIPLIER_DELAY))
-                ctx.set(dut.zero_point, late("zero_point", w, ZERO_POINT_DELAY))
+                ctx.set(dut.multiplier, late("multiplier", w, dut.multiplier_delay))
+                ctx.set(dut.zero_point, late("zero_point", w, dut.zero_point_delay))
                 w += 1
             ctx.set(dut.rounding, Rounding(fields["rounding"]))
             ctx.set(dut.relu, fields["relu"])
