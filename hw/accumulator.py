@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .isa import acc_read_latency
 from .params import RillParams
 from .sram import sram_tile
 
@@ -25,10 +26,17 @@ class AccumulatorBanks(wiring.Component):
 
     Column ``c``'s sums arrive ``c`` cycles after column 0's (the array's deskew is left to the
     banks: each bank does its read-modify-write at its own time, so no deskew registers are
-    needed). A sum arriving in cycle ``t`` was announced on :attr:`upcoming` in ``t - 1``, when
-    its row is read, and writes ``old + psum`` (or ``psum``) in ``t``, straight from the array's
-    register. Two sums for the same row are at least a weight tile (>= 2 cycles) apart, so the
-    read for the second (``t + 1`` or later) already sees the write of ``t``.
+    needed). A sum arriving in cycle ``t`` writes ``old + psum`` (or ``psum``) in ``t``, straight
+    from the array's register; its row is read ``L = hw.isa.acc_read_latency(params)`` cycles
+    ahead, when :attr:`upcoming` announces it.
+
+    - ``L = 1``: the row is read in ``t - 1``, and ``old`` is the read port's data. Two sums for
+      the same row are at least a weight tile (>= 2 cycles) apart, so the read for the second
+      (``t + 1`` or later) already sees the write of ``t``.
+    - ``L = 2`` (``params.registered_accumulators``): the row is read in ``t - 2`` and its data
+      registered in ``t - 1``, so the block RAM's clock-to-out ends in a flip-flop and the adder
+      starts from one. The read of ``t - 2`` cannot see a write to the same row in ``t - 2``
+      (a sum two cycles before: the closest two can be); that write's value is forwarded instead.
 
     The store path reads all banks at one row through :attr:`read`; it never runs while sums are
     in flight (STORE waits for the array to drain), so the banks' single read port is shared.
@@ -38,10 +46,10 @@ class AccumulatorBanks(wiring.Component):
     sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column sums from the array.
     upcoming : ``In(stream.Signature(tag, always_ready=True)).array(cols)``
-        ``valid`` and ``tag`` of what :attr:`sums` carries in the next cycle.
+        ``valid`` and ``tag`` of what :attr:`sums` carries ``L`` cycles later.
     read : ``Out(memory.ReadPort.Signature(...))``
         Row read for STORE (the banks look like one memory of ``cols``-wide rows): ``addr``,
-        ``en``; ``data`` holds the row's ``cols`` int32 values one cycle later.
+        ``en``; ``data`` holds the row's ``cols`` int32 values ``L`` cycles later.
     """
 
     def __init__(self, params: RillParams):
@@ -59,6 +67,7 @@ class AccumulatorBanks(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self._params
+        registered = acc_read_latency(p) == 2
         for c in range(p.cols):
             bank = m.submodules[f"bank{c}"] = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
@@ -68,11 +77,26 @@ class AccumulatorBanks(wiring.Component):
             m.d.comb += [
                 rd.addr.eq(Mux(upcoming.valid, upcoming.payload.addr, self.read.addr)),
                 rd.en.eq(upcoming.valid | self.read.en),
-                self.read.data[c].eq(rd.data),
                 wr.addr.eq(incoming.payload.tag.addr),
                 wr.en.eq(incoming.valid),
-                wr.data.eq(Mux(incoming.payload.tag.accumulate, rd.data, 0)
-                           + incoming.payload.psum),
+            ]
+            if registered:
+                old = Signal(signed(32), name=f"old{c}")
+                m.d.sync += old.eq(rd.data)
+                # The write in the cycle of this row's read, when to the same row, two cycles on.
+                hit = [Signal(name=f"hit{c}_{d}") for d in (1, 2)]
+                written = [Signal(signed(32), name=f"written{c}_{d}") for d in (1, 2)]
+                m.d.sync += [
+                    hit[0].eq(upcoming.valid & wr.en & (wr.addr == rd.addr)),
+                    written[0].eq(wr.data),
+                    hit[1].eq(hit[0]),
+                    written[1].eq(written[0]),
+                ]
+                old = Mux(hit[1], written[1], old)
+            else:
+                old = rd.data
+            m.d.comb += [
+                self.read.data[c].eq(old),
+                wr.data.eq(Mux(incoming.payload.tag.accumulate, old, 0) + incoming.payload.psum),
             ]
         return m
-

@@ -6,6 +6,7 @@ from amaranth.hdl import Module, Mux, ShapeLike, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .isa import acc_read_latency
 from .params import RillParams
 from .pe import PE_ACT_LAYOUT, PRODUCT_STAGES, ProcessingElement
 
@@ -70,9 +71,9 @@ class SystolicArray(wiring.Component):
     sums : ``Out(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column ``c``'s partial sums (``signed(params.psum_width)``), one per activation row.
     upcoming : ``Out(stream.Signature(tag_shape, always_ready=True)).array(cols)``
-        What ``sums[c]`` will carry in the next cycle, ``valid`` and ``tag``, without the sum: the
-        accumulator reads the row a sum goes to a cycle ahead, so the sum needs no register to
-        wait for the read.
+        What ``sums[c]`` will carry :func:`hw.isa.acc_read_latency` cycles later, ``valid`` and
+        ``tag``, without the sum: the accumulator reads the row a sum goes to that far ahead, so
+        the sum needs no register to wait for the read.
     """
 
     def __init__(self, params: RillParams, tag_shape: ShapeLike):
@@ -152,12 +153,14 @@ class SystolicArray(wiring.Component):
             m.d.sync += stage.eq(taps[-1])
             taps.append(stage)
 
+        ahead = acc_read_latency(p)
+        assert first_sum >= ahead, "upcoming is a tap of the meta line"
         for c in range(p.cols):
             m.d.comb += [
                 self.sums[c].valid.eq(taps[first_sum + c].valid),
                 self.sums[c].payload.tag.eq(taps[first_sum + c].tag),
                 self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
-                self.upcoming[c].valid.eq(taps[first_sum + c - 1].valid),
-                self.upcoming[c].payload.eq(taps[first_sum + c - 1].tag),
+                self.upcoming[c].valid.eq(taps[first_sum + c - ahead].valid),
+                self.upcoming[c].payload.eq(taps[first_sum + c - ahead].tag),
             ]
         return m

@@ -38,7 +38,8 @@ __all__ = [
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
-    "requant_interval", "requant_latency", "store_flush_cycles", "store_cycles", "waits_for_quiet",
+    "requant_interval", "requant_latency", "acc_read_latency", "store_flush_cycles", "store_cycles",
+    "waits_for_quiet",
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
@@ -236,10 +237,15 @@ def requant_latency(params: RillParams) -> int:
     return SERIAL_REQUANT_CYCLES if params.serial_requant else REQUANT_STAGES
 
 
+def acc_read_latency(params: RillParams) -> int:
+    """Working cycles from an accumulator row's read address to its data (hw/accumulator.py)."""
+    return 2 if params.registered_accumulators else 1
+
+
 def store_flush_cycles(params: RillParams) -> int:
-    """Working cycles a STORE spends after issuing its last element: one for the SRAM read, then
+    """Working cycles a STORE spends after issuing its last element: the accumulator read, then
     the requantizer's latency."""
-    return 1 + requant_latency(params)
+    return acc_read_latency(params) + requant_latency(params)
 
 
 def store_cycles(params: RillParams, payload: int) -> int:

@@ -15,15 +15,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .accumulator import acc_tag_layout
 from .checks import InstructionChecks
-from .isa import (
-    HEADER_BYTES,
-    QPARAM_BYTES,
-    RESPONSE_HEADER_BYTES,
-    Opcode,
-    OutType,
-    Rounding,
-    Status,
-)
+from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
 from .params import RillParams
 from .qparams import QPARAM_EARLY
 
@@ -254,16 +246,20 @@ class Sequencer(wiring.Component):
         # A serial requantizer takes one request per interval: STORE issues on pace == 0.
         interval = isa.requant_interval(p)
         st_pace = Signal(range(interval))
-        st_valid_q = Signal()
-        st_c_q = Signal(range(p.cols))
-        st_b_q = Signal(2)
-        with m.If(advance):
-            m.d.sync += [st_valid_q.eq(st_issue), st_c_q.eq(st_c), st_b_q.eq(st_b)]
+        # A request leaves when its row's accumulators arrive, acc_read_latency cycles after the
+        # read; its qparam entry is read (one cycle) to arrive with them.
+        issued, entry = [Cat(st_issue, st_b, st_c)], [st_q]
+        for stage in range(1, isa.acc_read_latency(p) + 1):
+            issued.append(Signal(len(issued[0]), name=f"st_issued_{stage}"))
+            entry.append(Signal(len(entry[0]), name=f"st_entry_{stage}"))
+            with m.If(advance):
+                m.d.sync += [issued[-1].eq(issued[-2]), entry[-1].eq(entry[-2])]
+        st_valid_q, st_b_q, st_c_q = issued[-1][0], issued[-1][1:3], issued[-1][3:]
         qparam = self.qparam_read.data
         m.d.comb += [
             self.acc_read.addr.eq(st_row),
             self.acc_read.en.eq(1),
-            self.qparam_read.addr.eq(st_q),
+            self.qparam_read.addr.eq(entry[-2]),
             self.requant_in.valid.eq(st_valid_q & advance),
             self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
             self.requant_in.payload.bias.eq(qparam.bias),
@@ -331,8 +327,8 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.weight_read.addr.eq(field(Opcode.MATMUL, "weight_addr"))
                 with m.If(advance & ~decode_wait):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
-                    with m.If(status != Status.OK):
-                        with m.If((status == Status.OUT_OF_RANGE)
+                    with m.If(status != isa.Status.OK):
+                        with m.If((status == isa.Status.OUT_OF_RANGE)
                                   & Cat(opcode == op for op in _LOADS).any()):
                             m.d.sync += [load_words_left.eq(field(Opcode.LOAD_WEIGHTS, "count")),
                                          load_byte.eq(0), load_word_len.eq(decoded_word_len)]
@@ -389,8 +385,8 @@ class Sequencer(wiring.Component):
                                 respond_then(then="STORE")
                             with m.Case(Opcode.READ_COUNTERS):
                                 snapshot = [(counters["cycles"] - HEADER_BYTES)[:_COUNTER_WIDTH],
-                                            counters["busy"],
-                                            counters["stalls"], counters["instructions"]]
+                                            counters["busy"], counters["stalls"],
+                                            counters["instructions"]]
                                 respond_then(Cat(*snapshot))
                             with m.Case(Opcode.SYNC):
                                 respond_then(field(Opcode.SYNC, "tag"))
@@ -492,8 +488,7 @@ class Sequencer(wiring.Component):
 
             with m.State("FLUSH"):
                 with m.If(advance):
-                    m.d.sync += st_pace.eq(0)
-                    m.d.sync += st_flush.eq(st_flush - 1)
+                    m.d.sync += [st_pace.eq(0), st_flush.eq(st_flush - 1)]
                     with m.If(st_flush == 1):
                         m.next = "FETCH"
 

@@ -132,8 +132,10 @@ def cmd_info(args) -> int:
     (response,) = _executor(args.device, params)([("info", program, 4 + 16 + 4 + 16)])
     device_params, version = RillParams.from_info_bytes(response[4:20])
     print(f"device: {args.device}  ISA v{version}")
-    for name, value in vars(device_params).items():
-        print(f"  {name:<16}{value}")
+    fields = vars(device_params)
+    width = max(map(len, fields)) + 2
+    for name, value in fields.items():
+        print(f"  {name:<{width}}{value}")
     print(f"  peak MACs/cycle: {device_params.peak_macs_int8} INT8, "
           f"{device_params.peak_macs_int4} INT4")
     counters = [int.from_bytes(response[24 + 4 * i:28 + 4 * i], "little") for i in range(4)]

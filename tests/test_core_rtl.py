@@ -29,9 +29,11 @@ SHAPES = {
                       qparam_depth=64),
     "3x5": RillParams(rows=3, cols=5, act_depth=256, weight_depth=256, acc_depth=256,
                       qparam_depth=64),
-    # The small parts' requantizer (iCEBreaker), paced by the sequencer.
+    # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
+    # accumulator reads without the register.
     "2x2-serial": RillParams(rows=2, cols=2, act_depth=256, weight_depth=256, acc_depth=256,
-                             qparam_depth=64, serial_requant=True),
+                             qparam_depth=64, serial_requant=True,
+                             registered_accumulators=False),
 }
 
 
@@ -96,6 +98,30 @@ def test_store_of_the_last_row_right_after_matmul(tmp_path):
     got = (acts[-1].astype(np.int64) @ weights).astype("<i4").tobytes()
     assert got in exps[0].expected   # the golden model's STORE is the product itself
     _run(tmp_path, params, exps, seed=4, idle_in=0.0, busy_out=0.0)
+
+
+def test_k_tiles_two_cycles_apart(tmp_path):
+    """One- and two-row GEMMs on a 2x2 array: a row's sums for consecutive K tiles reach its
+    accumulator two cycles apart, the closest they can be. With ``registered_accumulators`` the
+    second sum's row is read before the first one's write lands, so the banks must forward it."""
+    params = SHAPES["2x2"]
+    assert params.registered_accumulators
+    rng = np.random.default_rng(12)
+    named = []
+    for m in (1, 2):
+        acts = rng.integers(-128, 128, (m, 4 * params.rows))
+        weights = rng.integers(-128, 128, (4 * params.rows, 2 * params.cols))
+        prog = Program(params)
+        prog.configure(Config())
+        prog.load_weights(0, pack_weight_tiles(params, weights, False))
+        prog.load_acts(0, pack_act_words(params, acts, False))
+        prog.matmul(0, 0, 0, m, 4, 2)
+        prog.store(0, m, 2 * params.cols, 0, raw=True)
+        named.append((f"m={m}", prog))
+        expected = (acts.astype(np.int64) @ weights).astype("<i4").tobytes()
+    exps = expectations(params, named)
+    assert expected in exps[-1].expected   # the golden model's STORE is the product itself
+    _run(tmp_path, params, exps, seed=5, idle_in=0.0, busy_out=0.0)
 
 
 @pytest.mark.skipif(not icarus_available(), reason="Icarus Verilog not installed "

@@ -219,9 +219,10 @@ def test_socket_url_talks_to_a_device_on_tcp():
 
 def test_a_board_tells_the_driver_its_params(capsys):
     """Without --rows/--cols the driver compiles for the board's own params (INFO): its array,
-    depths and serial requantizer, as the iCEBreaker's bitstream has them."""
+    depths, serial requantizer and unregistered accumulators, as the iCEBreaker's bitstream has
+    them."""
     board = RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
-                       qparam_depth=64, serial_requant=True)
+                       qparam_depth=64, serial_requant=True, registered_accumulators=False)
     server = socket.create_server(("127.0.0.1", 0))
     url = f"socket://127.0.0.1:{server.getsockname()[1]}"
 
@@ -238,8 +239,10 @@ def test_a_board_tells_the_driver_its_params(capsys):
     assert ask_params(url) == board
     assert cli_main(["info", "--device", url]) == 0
     printed = capsys.readouterr().out
-    assert "serial_requant True" in " ".join(printed.split())
-    assert "rows            2" in printed and "act_depth       256" in printed
+    words = " ".join(printed.split())
+    for shown in ("serial_requant True", "registered_accumulators False", "rows 2",
+                  "act_depth 256"):
+        assert shown in words
     thread.join(timeout=5)
     server.close()
 
