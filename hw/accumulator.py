@@ -33,7 +33,7 @@ class AccumulatorBanks(wiring.Component):
     - ``L = 1``: the row is read in ``t - 1``, and ``old`` is the read port's data. Two sums for
       the same row are at least a weight tile (>= 2 cycles) apart, so the read for the second
       (``t + 1`` or later) already sees the write of ``t``.
-    - ``L = 2`` (``params.registered_accumulators``): the row is read in ``t - 2`` and its data
+    - ``L = 2`` (``params.deep_pipeline``): the row is read in ``t - 2`` and its data
       registered in ``t - 1``, so the block RAM's clock-to-out ends in a flip-flop and the adder
       starts from one. The read of ``t - 2`` cannot see a write to the same row in ``t - 2``
       (a sum two cycles before: the closest two can be); that write's value is forwarded instead.

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import acc_read_latency
 from .params import RillParams
-from .pe import PE_ACT_LAYOUT, PRODUCT_STAGES, ProcessingElement
+from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
 
 __all__ = ["SystolicArray"]
 
@@ -19,9 +19,9 @@ __all__ = ["SystolicArray"]
 INPUT_STAGES = 1
 
 
-def sum_latency(rows: int) -> int:
+def sum_latency(params: RillParams) -> int:
     """Cycles from an activation row on :attr:`SystolicArray.acts` to its column-0 sum."""
-    return INPUT_STAGES + PRODUCT_STAGES + rows
+    return INPUT_STAGES + product_stages(params) + params.rows
 
 
 class SystolicArray(wiring.Component):
@@ -40,7 +40,7 @@ class SystolicArray(wiring.Component):
       written one row per cycle, trailing the activation wavefront (see
       :func:`hw.isa.matmul_tile_cycles`).
     - Column ``c``'s sum for that row is on ``sums[c]`` (``valid = 1``, the row's ``tag``) in cycle
-      ``t + i + p + rows + c`` (``p = PRODUCT_STAGES``, each PE's product register), straight
+      ``t + i + p + rows + c`` (``p = hw.pe.product_stages(params)``, each PE's pipeline), straight
       from the bottom PE's register; bubbles (``valid = 0``) give ``valid = 0`` there. There is
       no deskew: column ``c`` lags column 0 by ``c`` cycles. :func:`sum_latency` is
       ``i + p + rows``.
@@ -147,7 +147,7 @@ class SystolicArray(wiring.Component):
         meta = Signal(meta_layout, name="meta_0")
         m.d.comb += [meta.valid.eq(acts_valid), meta.tag.eq(acts.tag)]
         taps = [meta]
-        first_sum = PRODUCT_STAGES + p.rows   # the meta line starts after the input register
+        first_sum = product_stages(p) + p.rows   # the meta line starts after the input register
         for d in range(1, first_sum + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")
             m.d.sync += stage.eq(taps[-1])

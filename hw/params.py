@@ -48,12 +48,13 @@ class RillParams:
         logic, instead of the pipelined :class:`hw.requant.RequantUnit` (one per cycle). For parts
         where logic is scarcer than time: a serial link takes ~100 cycles per byte anyway.
         Cycle costs follow (``hw.isa.cycle_cost``); the device reports it in ``INFO``.
-    registered_accumulators : bool
-        Register the accumulator banks' read data before anything uses it (reads are issued a
-        cycle earlier to match): an ECP5 block RAM's clock-to-out (~5.8 ns) then ends in a
-        flip-flop instead of starting the accumulate adder or the store path. A STORE takes a
-        cycle longer (``hw.isa.acc_read_latency``). Off for the iCE40 UP5K, where its ~100
-        flip-flops per column would each take a logic cell. Reported in ``INFO``.
+    deep_pipeline : bool
+        Pipeline registers for fast parts (ECP5), at the cost of flip-flops, which on the iCE40
+        UP5K each take a logic cell (off there): the accumulator banks' read data registered
+        before anything uses it (rows are read a cycle earlier to match), so a block RAM's
+        clock-to-out (~5.8 ns on ECP5) ends in a flip-flop, at one more cycle per STORE
+        (``hw.isa.acc_read_latency``); and three pipeline stages in each PE instead of one
+        (``hw.pe.product_stages``). Reported in ``INFO``.
     """
 
     rows: int = 8
@@ -63,7 +64,7 @@ class RillParams:
     acc_depth: int = 1024
     qparam_depth: int = 256
     serial_requant: bool = False
-    registered_accumulators: bool = True
+    deep_pipeline: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -170,9 +171,8 @@ class RillParams:
 
     def to_info_bytes(self, isa_version: int) -> bytes:
         """The 16-byte ``INFO`` payload: magic, ISA version, rows, cols, feature bits, depths."""
-        # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: registered
-        # accumulator reads
-        features = 0b1 | self.serial_requant << 1 | self.registered_accumulators << 2
+        # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline
+        features = 0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
@@ -190,4 +190,4 @@ class RillParams:
         # A depth of 65536 is reported as 0 (it does not fit in u16).
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),
-                   registered_accumulators=bool(features & 0b100)), version
+                   deep_pipeline=bool(features & 0b100)), version

@@ -8,10 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from .params import RillParams
 
-__all__ = ["PE_ACT_LAYOUT", "PRODUCT_STAGES", "ProcessingElement"]
+__all__ = ["PE_ACT_LAYOUT", "product_stages", "ProcessingElement"]
 
-#: Registers between a PE's multipliers and its partial-sum adder.
-PRODUCT_STAGES = 1
+
+def product_stages(params: RillParams) -> int:
+    """Registers between a PE's input and its partial-sum adder: with ``params.deep_pipeline``
+    the selected weight (beside ``act_out``, the activation's register), the two products and the
+    contribution; otherwise the contribution only."""
+    return 3 if params.deep_pipeline else 1
 
 #: What moves one PE to the right each cycle: the activation pair, the weight buffer it uses and
 #: the precision it was issued in.
@@ -36,7 +40,7 @@ class ProcessingElement(wiring.Component):
     Every output is a register, so the PE has no combinational path from input to output and
     freezes correctly under an ``EnableInserter``; it has no stall logic of its own. :attr:`act_out`
     follows :attr:`act_in` by a cycle; the contribution of the activation in ``act_in`` in cycle
-    ``t`` is added to the ``psum_in`` of cycle ``t + PRODUCT_STAGES``.
+    ``t`` is added to the ``psum_in`` of cycle ``t + product_stages(params)``.
 
     Parameters
     ----------
@@ -55,7 +59,7 @@ class ProcessingElement(wiring.Component):
     psum_in : ``In(signed(params.psum_width))``
         Partial sum from the PE above (0 in the top row).
     psum_out : ``Out(signed(params.psum_width))``
-        ``psum_in + contribution`` (the contribution :data:`PRODUCT_STAGES` cycles old),
+        ``psum_in + contribution`` (the contribution :func:`product_stages` cycles old),
         registered: the input of the PE below.
     w_we : ``In(1)``, w_buf : ``In(1)``, w_data : ``In(unsigned(8))``
         Weight write: when ``w_we``, ``weights[w_buf]`` takes ``w_data`` at the end of the cycle.
@@ -76,8 +80,6 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        int4 = self.act_in.int4
-
         weights = [Signal(8, name=f"weight{b}") for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_buf):
@@ -85,8 +87,15 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.sync += weights[0].eq(self.w_data)
 
+        # Deep: the weight this activation uses, registered beside it (act_out), so that the
+        # multipliers start from registers (the buffer select began the 45F's critical path);
+        # then each product registered. Otherwise both are combinational.
+        deep = self._params.deep_pipeline
+        stage = m.d.sync if deep else m.d.comb
         w = Signal(8)
-        m.d.comb += w.eq(Mux(self.act_in.buf, weights[1], weights[0]))
+        stage += w.eq(Mux(self.act_in.buf, weights[1], weights[0]))
+        act = self.act_out if deep else self.act_in
+        int4 = act.int4
 
         # The two shared multipliers: activation (8-bit signed) x weight nibble (5-bit signed).
         lo_w = Signal(signed(5))
@@ -95,17 +104,20 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             lo_w.eq(Cat(w[0:4], int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
             hi_w.eq(w[4:8].as_signed()),
-            hi_a.eq(Mux(int4, self.act_in.a1, self.act_in.a0)),
+            hi_a.eq(Mux(int4, act.a1, act.a0)),
         ]
         lo_product = Signal(signed(13))
         hi_product = Signal(signed(13))
-        m.d.comb += [lo_product.eq(self.act_in.a0 * lo_w), hi_product.eq(hi_a * hi_w)]
+        product_int4 = Signal()
+        stage += [lo_product.eq(act.a0 * lo_w), hi_product.eq(hi_a * hi_w),
+                  product_int4.eq(int4)]
 
-        # The contribution is registered before it joins the partial sum (PRODUCT_STAGES): the
-        # multiply and the two adds in one cycle set the ECP5 clock. Every PE adds the same
+        # The contribution, registered before it joins the partial sum: multiply, the
+        # two adds and the partial sum in one cycle set the ECP5 clock. Every PE adds the same
         # cycle, so a row's partial sum still meets its next contribution in the PE below.
         contribution = Signal(signed(self._params.product_width))
-        m.d.sync += contribution.eq(Mux(int4, hi_product, hi_product << 4) + lo_product)
+        m.d.sync += contribution.eq(
+            Mux(product_int4, hi_product, hi_product << 4) + lo_product)
 
         m.d.sync += [
             self.act_out.eq(self.act_in),

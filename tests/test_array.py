@@ -4,7 +4,7 @@ Tiles are streamed exactly as the sequencer streams them: tile ``j`` starts in c
 ``T_j = T_{j-1} + matmul_tile_cycles(m)``, uses weight buffer ``j % 2``, and its weight row ``r`` is
 written in cycle ``T_j + r - 1`` (trailing the activation wavefront, into the buffer the previous
 tile is not using). Every column sum must equal the oracle and appear in exactly cycle
-``t + sum_latency(rows) + c``.
+``t + sum_latency(params) + c``.
 """
 
 from __future__ import annotations
@@ -46,16 +46,16 @@ class Schedule:
 
     def expect(self, tile: int, first_cycle: int, psums: np.ndarray):
         """``psums[i, c]`` from the row issued in ``first_cycle + i``, out in
-        ``+ sum_latency(rows) + c``."""
+        ``+ sum_latency(params) + c``."""
         m, cols = psums.shape
-        cycles = (first_cycle + sum_latency(self.params.rows)
+        cycles = (first_cycle + sum_latency(self.params)
                   + np.add.outer(np.arange(m), np.arange(cols)))
         self.expected[tile] = (psums, cycles)
 
     @property
     def length(self) -> int:
         last_in = max([*self.acts, *self.weights])
-        return last_in + sum_latency(self.params.rows) + self.params.cols + 2
+        return last_in + sum_latency(self.params) + self.params.cols + 2
 
 
 def random_acts(rng: np.random.Generator, m: int, lanes: int) -> np.ndarray:
@@ -198,10 +198,12 @@ def test_back_to_back_tiles_match_oracle(shape, int4):
     check(sched, simulate(params, int4, sched))
 
 
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("int4", [False, True], ids=["int8", "int4"])
-def test_every_weight_byte(int4):
-    """All 256 weight bytes, each met by the int8 extremes, in 64 back-to-back 2x2 tiles."""
-    params = RillParams(rows=2, cols=2)
+def test_every_weight_byte(int4, deep):
+    """All 256 weight bytes, each met by the int8 extremes, in 64 back-to-back 2x2 tiles, with
+    the PEs' pipelines of either depth (``RillParams.deep_pipeline``)."""
+    params = RillParams(rows=2, cols=2, deep_pipeline=deep)
     rng = np.random.default_rng(256 + int4)
     weight_bytes = rng.permutation(256).reshape(64, params.rows, params.cols)
     sched = back_to_back(params, int4, [3] * 64, rng, weight_bytes=weight_bytes)
@@ -218,15 +220,16 @@ def test_frozen_cycles_change_nothing(shape):
     check(sched, simulate(params, True, sched, stalls=stalls))
 
 
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("int4", [False, True], ids=["int8", "int4"])
-def test_weight_write_deadline_is_tight(int4):
+def test_weight_write_deadline_is_tight(int4, deep):
     """A write to row r in cycle w reaches column c of a row issued in t iff w <= t + r + c - 1.
 
     So ``w = t + r - 1`` is the last cycle that updates the whole row (the sequencer's schedule),
     and ``w = t + r`` is too late: column 0 still computes with the old weight while the others
     already use the new one.
     """
-    params = RillParams(rows=3, cols=5)
+    params = RillParams(rows=3, cols=5, deep_pipeline=deep)
     rng = np.random.default_rng(99 + int4)
     sched = Schedule(params)
     base = 1

@@ -33,7 +33,7 @@ SHAPES = {
     # accumulator reads without the register.
     "2x2-serial": RillParams(rows=2, cols=2, act_depth=256, weight_depth=256, acc_depth=256,
                              qparam_depth=64, serial_requant=True,
-                             registered_accumulators=False),
+                             deep_pipeline=False),
 }
 
 
@@ -102,10 +102,10 @@ def test_store_of_the_last_row_right_after_matmul(tmp_path):
 
 def test_k_tiles_two_cycles_apart(tmp_path):
     """One- and two-row GEMMs on a 2x2 array: a row's sums for consecutive K tiles reach its
-    accumulator two cycles apart, the closest they can be. With ``registered_accumulators`` the
+    accumulator two cycles apart, the closest they can be. With ``deep_pipeline`` the
     second sum's row is read before the first one's write lands, so the banks must forward it."""
     params = SHAPES["2x2"]
-    assert params.registered_accumulators
+    assert params.deep_pipeline
     rng = np.random.default_rng(12)
     named = []
     for m in (1, 2):

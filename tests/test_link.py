@@ -222,7 +222,7 @@ def test_a_board_tells_the_driver_its_params(capsys):
     depths, serial requantizer and unregistered accumulators, as the iCEBreaker's bitstream has
     them."""
     board = RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
-                       qparam_depth=64, serial_requant=True, registered_accumulators=False)
+                       qparam_depth=64, serial_requant=True, deep_pipeline=False)
     server = socket.create_server(("127.0.0.1", 0))
     url = f"socket://127.0.0.1:{server.getsockname()[1]}"
 
@@ -240,7 +240,7 @@ def test_a_board_tells_the_driver_its_params(capsys):
     assert cli_main(["info", "--device", url]) == 0
     printed = capsys.readouterr().out
     words = " ".join(printed.split())
-    for shown in ("serial_requant True", "registered_accumulators False", "rows 2",
+    for shown in ("serial_requant True", "deep_pipeline False", "rows 2",
                   "act_depth 256"):
         assert shown in words
     thread.join(timeout=5)
