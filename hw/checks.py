@@ -3,7 +3,8 @@
 Decode refuses, with a status, unknown opcodes, mode values that do not exist, zero lengths and
 anything that would touch memory past the end of a tile. The range checks multiply fields: the
 products are taken as the header's second-to-last byte comes in, the sums and compares in its last
-fetch cycle, each registered, so the decode cycle itself only tests registered bits and small
+fetch cycle, the status from those and the other checks in the cycle after
+(``hw.isa.CHECK_CYCLES``), each registered, so decode itself only tests registered bits and small
 fields.
 """
 
@@ -57,7 +58,8 @@ class InstructionChecks(wiring.Component):
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
     status : ``Out(Status)``
-        From the decode cycle on (a register): ``OK`` or why the instruction is refused.
+        :data:`~hw.isa.CHECK_CYCLES` cycles after ``latch`` (a register, and so from the decode
+        cycle on): ``OK`` or why the instruction is refused.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     """
@@ -144,12 +146,18 @@ class InstructionChecks(wiring.Component):
         with m.If(self.latch):
             m.d.sync += self.tiles.eq(mm_kn)
 
-        # -- the status, also taken in the last fetch cycle (with the byte coming in) ---------
-        # DECODE then starts from a register: the checks' compares and the priority among them
-        # no longer sit in front of the sequencer's decode logic (the iCE40's critical path).
-        status = Signal(Status)
+        # -- the status: its parts taken in the last fetch cycle, combined in the next ---------
+        # (isa.CHECK_CYCLES): DECODE starts from a register (the checks in front of the
+        # sequencer's decode logic were the iCE40's critical path), and the range checks' adds
+        # and compares no longer share a cycle with the priority among the checks (the 45F's).
+        status = Signal(Status)   # every check but the range checks, in priority order
+        first_status = Signal(Status)
+        range_bad = Signal()
         with m.If(self.latch):
-            m.d.sync += self.status.eq(status)
+            m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
+        # Out of range comes last: any other refusal takes precedence.
+        m.d.sync += self.status.eq(Mux((first_status == Status.OK) & range_bad,
+                                       Status.OUT_OF_RANGE, first_status))
 
         with m.Switch(self.opcode):
             with m.Case(Opcode.CONFIG):
@@ -165,8 +173,6 @@ class InstructionChecks(wiring.Component):
                     count = early_field(op, "count")
                     with m.If(count == 0):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(out_of_range):
-                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
             shapes = {
                 Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value,
@@ -183,8 +189,6 @@ class InstructionChecks(wiring.Component):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
-                    with m.Elif(out_of_range):
-                        m.d.comb += status.eq(Status.OUT_OF_RANGE)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass
             with m.Default():

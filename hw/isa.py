@@ -33,7 +33,8 @@ from amaranth.lib import enum
 from .params import RillParams
 
 __all__ = [
-    "ISA_VERSION", "HEADER_BYTES", "RESPONSE_HEADER_BYTES", "QPARAM_BYTES", "COUNTER_NAMES",
+    "ISA_VERSION", "HEADER_BYTES", "CHECK_CYCLES", "RESPONSE_HEADER_BYTES", "QPARAM_BYTES",
+    "COUNTER_NAMES",
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
@@ -45,6 +46,9 @@ __all__ = [
 
 ISA_VERSION = 1
 HEADER_BYTES = 12
+#: Working cycles between an instruction header's last byte and its decode: the decode checks'
+#: status settles (hw/checks.py).
+CHECK_CYCLES = 1
 RESPONSE_HEADER_BYTES = 4
 #: One requantization entry on the wire: bias i32, multiplier i32, shift (u8 in ONNX mode, i8 in
 #: TFLITE mode), one pad byte, zero point i16. See sw/requant.py for the arithmetic.
@@ -270,12 +274,12 @@ def matmul_drain_cycles(params: RillParams) -> int:
 
 def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str, int] | None,
                status: Status, quiet_wait: int = 0) -> int:
-    """Working cycles of one instruction: header fetch, one decode cycle, then its work.
+    """Working cycles of one instruction: header fetch, the checks, one decode cycle, its work.
 
     ``quiet_wait`` is the number of cycles spent in decode waiting for a MATMUL's drain (only for
     :func:`waits_for_quiet` opcodes; the golden model tracks it).
     """
-    fetch_decode = HEADER_BYTES + 1 + quiet_wait
+    fetch_decode = HEADER_BYTES + CHECK_CYCLES + 1 + quiet_wait
     respond = RESPONSE_HEADER_BYTES
     if status != Status.OK:
         drained = 0
@@ -320,7 +324,7 @@ class CycleClock:
         """Account one instruction; returns its cost in working cycles."""
         quiet_wait = 0
         if opcode in _OPCODE_VALUES and waits_for_quiet(Opcode(opcode)):
-            quiet_wait = max(0, self.drain - HEADER_BYTES)
+            quiet_wait = max(0, self.drain - HEADER_BYTES - CHECK_CYCLES)
         cost = cycle_cost(self.params, config, opcode, fields, status, quiet_wait)
         self.cycles += cost
         self.drain = max(0, self.drain - cost)

@@ -320,7 +320,11 @@ class Sequencer(wiring.Component):
                     with m.If(fetch_count == HEADER_BYTES - 1):
                         m.d.sync += fetch_count.eq(0)
                         m.d.comb += checks.latch.eq(1)
-                        m.next = "DECODE"
+                        m.next = "CHECK"
+
+            with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
+                with m.If(advance):
+                    m.next = "DECODE"
 
             with m.State("DECODE"):
                 # A MATMUL reads row 0 of its first weight tile now, a cycle ahead of activations.
@@ -384,7 +388,8 @@ class Sequencer(wiring.Component):
                                 ]
                                 respond_then(then="STORE")
                             with m.Case(Opcode.READ_COUNTERS):
-                                snapshot = [(counters["cycles"] - HEADER_BYTES)[:_COUNTER_WIDTH],
+                                snapshot = [(counters["cycles"] - HEADER_BYTES
+                                             - isa.CHECK_CYCLES)[:_COUNTER_WIDTH],
                                             counters["busy"], counters["stalls"],
                                             counters["instructions"]]
                                 respond_then(Cat(*snapshot))
