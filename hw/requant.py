@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .isa import REQUANT_STAGES, OutType, Rounding
 
 __all__ = ["RequantRequest", "RequantPorts", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
-           "RequantMode", "signed_value", "raise_to_floor", "cap", "SATURATION"]
+           "RequantMode", "signed_value", "floor_of", "raise_to_floor", "cap", "SATURATION"]
 
 #: |v| is saturated to this before the zero point is added (stage 5 says why that is safe).
 SATURATION = 1 << 17
@@ -123,10 +123,15 @@ def _output_range(m: Module, out_type: Value) -> tuple[Signal, Signal]:
     return lo, hi
 
 
-def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
-    """``max(value, floor)``: the output range's low end, which ReLU raises to the zero point."""
+def floor_of(m: Module, zero_point: Value, mode: RequantMode) -> Value:
+    """The output range's low end, which ReLU raises to the zero point."""
     lo, _ = _output_range(m, mode.out_type)
-    floor = _named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
+    return _named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
+
+
+def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
+    """``max(value, floor)`` (:func:`floor_of`)."""
+    floor = floor_of(m, zero_point, mode)
     return _named(m, Mux(value < floor, floor, value), "raised")
 
 
@@ -182,11 +187,14 @@ class RequantUnit(RequantPorts):
           half even                                 toward +inf (the Q31 nudge)
     8     ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
           saturate                                  saturate
-    9     sign, ``+ zp`` (zp arrives), clamp        (same)
+    9     sign, ``+ zp`` (zp arrives); the floor    (same)
+    10    raise to the floor                        (same)
+    11    cap at the range's top                    (same)
     ===== ========================================= ========================================
 
-    Nine stages rather than five so that no stage holds more than one shifter, one carry chain
-    or one multiplier: the five-stage version ran at ~30 MHz on ECP5. Stage 0 only registers the
+    Eleven stages rather than five so that no stage holds more than one shifter, one or two carry
+    chains or one multiplier: the five-stage version ran at ~30 MHz on ECP5 (and the clamp in
+    one stage, four carry chains, set the 45F's clock at 67 MHz). Stage 0 only registers the
     request: it comes from the accumulator banks' read ports through a ``cols``-way column
     select, and that block RAM's clock-to-out, the select and stage 1's adder in one cycle were
     the ECP5 builds' critical path.
@@ -393,12 +401,31 @@ class RequantUnit(RequantPorts):
                      sign8.eq(sign7)]
         stages += 1
 
-        # -- stage 9: sign, zero point, clamp --------------------------------------------------
+        # -- stage 9: sign and zero point; the floor ------------------------------------------
         assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
-        value = signed_value(m, mag8, sign8, self.zero_point)
-        clamped = cap(m, raise_to_floor(m, value, self.zero_point, mode8), mode8)
-        m.d.sync += [self.o.valid.eq(valid8),
-                     self.o.payload.eq(Mux(mode8.raw, mag8[:8], clamped[:8]))]
+        valid9 = Signal()
+        mode9 = Signal(RequantMode)
+        value9 = Signal(signed(19))       # |v| <= 2**17 (stage 8) plus a 16-bit zero point
+        floor9 = Signal(signed(17))
+        raw_byte9 = Signal(8)
+        m.d.sync += [valid9.eq(valid8), mode9.eq(mode8), raw_byte9.eq(mag8[:8]),
+                     value9.eq(signed_value(m, mag8, sign8, self.zero_point)),
+                     floor9.eq(floor_of(m, self.zero_point, mode8))]
+        stages += 1
+
+        # -- stage 10: raise to the floor -------------------------------------------------------
+        valid10 = Signal()
+        mode10 = Signal(RequantMode)
+        raised10 = Signal(signed(19))
+        raw_byte10 = Signal(8)
+        m.d.sync += [valid10.eq(valid9), mode10.eq(mode9), raw_byte10.eq(raw_byte9),
+                     raised10.eq(Mux(value9 < floor9, floor9, value9))]
+        stages += 1
+
+        # -- stage 11: cap, into the output register --------------------------------------------
+        clamped = cap(m, raised10, mode10)
+        m.d.sync += [self.o.valid.eq(valid10),
+                     self.o.payload.eq(Mux(mode10.raw, raw_byte10, clamped[:8]))]
         stages += 1
 
         assert stages == REQUANT_STAGES, "hw/isa.py promises the store path this latency"
