@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter, Module, Mux, ShapeLike, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,7 +48,9 @@ class SystolicArray(wiring.Component):
     ``valid`` and ``tag`` do not pass through the PEs; one shift register of ``rows + cols - 1``
     stages carries them and is tapped at depth ``rows + c`` for column ``c``.
 
-    The array holds no stall logic: the core freezes it with an ``EnableInserter``.
+    The array freezes when the core's enable is low, from registered copies of
+    :attr:`enable_next` (it must not be wrapped in an ``EnableInserter`` itself); the timing
+    above counts working cycles.
 
     Parameters
     ----------
@@ -61,6 +63,8 @@ class SystolicArray(wiring.Component):
     -------
     int4 : ``In(1)``
         Precision mode; must not change while rows are in flight.
+    enable_next : ``In(1, init=1)``
+        The core's enable for the next cycle: 0 freezes every register of the array then.
     acts : ``In(stream.Signature({lanes, buf, tag}, always_ready=True))``
         One activation row per cycle. ``lanes`` is ``2 * rows`` int8 values; array row ``r`` takes
         ``(lanes[r], 0)`` in INT8 mode and ``(lanes[2r], lanes[2r+1])`` in INT4 mode. ``buf``
@@ -87,6 +91,7 @@ class SystolicArray(wiring.Component):
         sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag_shape})
         super().__init__({
             "int4": In(1),
+            "enable_next": In(1, init=1),
             "acts": In(stream.Signature(act_layout, always_ready=True)),
             "weights": In(stream.Signature(weight_layout, always_ready=True)),
             "sums": Out(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
@@ -94,8 +99,17 @@ class SystolicArray(wiring.Component):
         })
 
     def elaborate(self, platform):
+        # The array freezes under its own registered copies of the core's enable, one for its
+        # own registers and one per PE, rather than under one register driving the clock enable
+        # of every flip-flop in the array (with the PEs' pipeline registers, that one net set
+        # the 45F's clock at 52 MHz).
+        top = Module()
         m = Module()
         p = self._params
+        enable_own = Signal(init=1, name="enable_own")
+        top.d.sync += enable_own.eq(self.enable_next)
+        top.submodules.pipeline = EnableInserter(enable_own)(m)
+
         # Both input streams through a register (INPUT_STAGES): delaying both alike keeps every
         # relation between them.
         assert INPUT_STAGES == 1
@@ -110,7 +124,9 @@ class SystolicArray(wiring.Component):
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
             for c in range(p.cols):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                enable = Signal(init=1, name=f"enable_pe_{r}_{c}")
+                top.d.sync += enable.eq(self.enable_next)
+                top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
 
         # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and
         # delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
@@ -163,4 +179,4 @@ class SystolicArray(wiring.Component):
                 self.upcoming[c].valid.eq(taps[first_sum + c - ahead].valid),
                 self.upcoming[c].payload.eq(taps[first_sum + c - ahead].tag),
             ]
-        return m
+        return top

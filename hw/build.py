@@ -72,7 +72,7 @@ def _pe_multipliers_to_luts(board) -> str:
 #: so each anti-diagonal of PEs would share one register (the 45F's critical path ran from one
 #: such ``buf`` register into a PE five rows away). With ``keep`` each PE has its own.
 _KEEP_ARRAY_REGISTERS = "\n".join([
-    "select -set array_ffs *.array/t:$*dff* *.array.pe_*/t:$*dff* %u",
+    "select -set array_ffs *.array/t:$*dff* *.array.*/t:$*dff* %u",
     "setattr -set keep 1 @array_ffs",
     # Likewise the core's per-block copies of its enable register (hw/core.py).
     "select -set enable_ffs *.core/w:enable_* %ci1 *.core/t:$*dff* %i",

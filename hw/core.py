@@ -15,10 +15,11 @@ from .sram import sram_tile
 
 __all__ = ["RillCore"]
 
-#: Blocks that run under their own copy of the core's enable register (the sequencer has one too).
-#: The SRAM tiles stop with the sequencer instead: it drives their addresses, and a row it hands
-#: the array late (its ``valid`` is qualified with ``advance``) must still carry its data.
-_ENABLED_BLOCKS = ("array", "accumulators", "requant")
+#: Blocks that run under their own copy of the core's enable register (the sequencer has one too;
+#: the array keeps copies of its own). The SRAM tiles stop with the sequencer instead: it drives
+#: their addresses, and a row it hands the array late (its ``valid`` is qualified with
+#: ``advance``) must still carry its data.
+_ENABLED_BLOCKS = ("accumulators", "requant")
 
 
 class RillCore(wiring.Component):
@@ -89,7 +90,8 @@ class RillCore(wiring.Component):
         array = SystolicArray(p, acc_tag_layout(p))
         acc = AccumulatorBanks(p)
         requant = requantizer_class(p)()
-        m.submodules.array = frozen("array", array)
+        m.submodules.array = array
+        m.d.comb += array.enable_next.eq(enable_next)
         m.submodules.accumulators = frozen("accumulators", acc)
         m.submodules.requant = frozen("requant", requant)
 

@@ -28,6 +28,9 @@ class Link(wiring.Component):
         Command and response buffer bytes (powers of two). The command buffer bounds the credit,
         so the bytes in flight from the host; the response buffer bounds the response bytes in
         flight to it.
+    output_register : bool
+        A registered FIFO between the transmitter and the COBS encoder (fast parts:
+        ``RillParams.deep_pipeline``).
 
     Members
     -------
@@ -54,8 +57,10 @@ class Link(wiring.Component):
     core_waiting: In(1)
     idle: Out(1)
 
-    def __init__(self, *, cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES):
+    def __init__(self, *, cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES,
+                 output_register: bool = False):
         self.cmd_buffer, self.rsp_buffer = cmd_buffer, rsp_buffer
+        self.output_register = output_register
         super().__init__()
 
     def elaborate(self, platform):
@@ -73,8 +78,23 @@ class Link(wiring.Component):
         wiring.connect(m, commit_fifo.r, wiring.flipped(self.cmd))
         wiring.connect(m, receiver.event, transmitter.event)
         wiring.connect(m, wiring.flipped(self.rsp), transmitter.rsp)
-        wiring.connect(m, transmitter.o, encoder.i)
         wiring.connect(m, encoder.o, wiring.flipped(self.tx))
+        in_between = 0
+        if self.output_register:
+            # The transmitter's bytes come straight from the response ring's block RAM: through
+            # a registered FIFO, its clock-to-out no longer starts the COBS encoder's logic (an
+            # ECP5 critical path). Three entries keep a byte per cycle flowing.
+            m.submodules.tx_slice = tx_slice = fifo.SyncFIFOBuffered(
+                width=len(transmitter.o.payload.as_value()), depth=3)
+            m.d.comb += [
+                tx_slice.w_data.eq(transmitter.o.payload), tx_slice.w_en.eq(transmitter.o.valid),
+                transmitter.o.ready.eq(tx_slice.w_rdy),
+                encoder.i.payload.eq(tx_slice.r_data), encoder.i.valid.eq(tx_slice.r_rdy),
+                tx_slice.r_en.eq(encoder.i.ready),
+            ]
+            in_between = tx_slice.level != 0
+        else:
+            wiring.connect(m, transmitter.o, encoder.i)
         core_idle = commit_fifo.empty & self.core_waiting & ~self.rsp.valid
         m.d.comb += [
             commit_fifo.commit.eq(receiver.commit),
@@ -84,7 +104,7 @@ class Link(wiring.Component):
             transmitter.cmd_taken.eq(receiver.cmd.valid & receiver.cmd.ready),
             # The core asks for a byte the buffer does not have and has nothing to say.
             transmitter.core_idle.eq(core_idle),
-            self.idle.eq(core_idle & transmitter.idle),
+            self.idle.eq(core_idle & transmitter.idle & ~in_between),
         ]
         return m
 
@@ -116,7 +136,8 @@ class LinkedCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.link = link = Link(cmd_buffer=self.cmd_buffer, rsp_buffer=self.rsp_buffer)
+        m.submodules.link = link = Link(cmd_buffer=self.cmd_buffer, rsp_buffer=self.rsp_buffer,
+                                        output_register=self.params.deep_pipeline)
         m.submodules.core = core = RillCore(self.params)
         # Registered handshakes both ways between link and core: on a big part the two sit far
         # apart, and the core's stall logic fans out across the whole array (this path set the
