@@ -180,6 +180,7 @@ class LinkTransmitter(wiring.Component):
         m.d.comb += self.idle.eq(~busy & ~owed & (unsent == 0) & ~credit_news & ~self.o.valid)
 
         # -- the frame being sent ---------------------------------------------------------
+        crc_waited = Signal()   # the cycle before the CRC has passed (see crc_byte below)
         header = Signal(DeviceHeader)
         roff = Signal(16)
         take = Signal(range(MAX_RESPONSE_PAYLOAD + 1))
@@ -189,7 +190,7 @@ class LinkTransmitter(wiring.Component):
         with m.If(start):
             take_now = Mux(full_payload, MAX_RESPONSE_PAYLOAD, unsent)
             m.d.sync += [
-                busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent),
+                busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent), crc_waited.eq(0),
                 sent.eq(sent + take_now), owed.eq(0),
                 host_room.eq(Mux(self.credit > arriving, self.credit - arriving, 0)),
                 header.kind.eq(Mux(owed, DeviceKind.REPLY.value, DeviceKind.RESPONSE.value)),
@@ -208,12 +209,19 @@ class LinkTransmitter(wiring.Component):
         header_byte = Signal(8)
         crc_index = Signal(2)
         load = ~self.o.valid | self.o.ready
+        # The CRC takes each byte a cycle after it leaves, from a register: the block RAM's
+        # clock-to-out then ends there instead of starting the CRC's logic (an ECP5 critical
+        # path). So the CRC's first byte waits a cycle (crc_waited) for the last byte's update.
+        crc_byte = Signal(8)
+        crc_take = Signal()
+        m.d.sync += [crc_byte.eq(self.o.payload.data),
+                     crc_take.eq(self.o.valid & self.o.ready & (source != _Source.CRC))]
         m.d.comb += [
             rp.en.eq(load),
             rp.addr.eq(roff + pos - DEVICE_HEADER_BYTES),
             crc.clear.eq(start),
-            crc.data.valid.eq(self.o.valid & self.o.ready & (source != _Source.CRC)),
-            crc.data.payload.eq(self.o.payload.data),
+            crc.data.valid.eq(crc_take),
+            crc.data.payload.eq(crc_byte),
         ]
         with m.Switch(source):
             with m.Case(_Source.HEADER):
@@ -226,7 +234,9 @@ class LinkTransmitter(wiring.Component):
         with m.If(load):
             m.d.sync += self.o.valid.eq(0)
             with m.If(busy):
-                with m.If(pos < total):
+                with m.If((pos == DEVICE_HEADER_BYTES + take) & ~crc_waited):
+                    m.d.sync += crc_waited.eq(1)   # a cycle with nothing to send
+                with m.Elif(pos < total):
                     m.d.sync += [self.o.valid.eq(1), self.o.payload.last.eq(pos == total - 1),
                                  pos.eq(pos + 1)]
                     with m.If(pos < DEVICE_HEADER_BYTES):
