@@ -280,7 +280,7 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
         "rows": p.rows, "cols": p.cols,
         "params": {"act_depth": p.act_depth, "weight_depth": p.weight_depth,
                    "acc_depth": p.acc_depth, "qparam_depth": p.qparam_depth,
-                   "serial_requant": p.serial_requant},
+                   "serial_requant": p.serial_requant, "deep_pipeline": p.deep_pipeline},
         "dsp_pes": board.dsp_pes,
     }
     for name in ("lut", "ff", "dsp", "bram", "spram"):

@@ -98,6 +98,12 @@ def test_unknown_board_is_a_usage_error():
     assert run.returncode == 2 and "no board named 'nonesuch'" in run.stderr
 
 
+def test_more_dsp_pes_than_pes_is_a_usage_error():
+    run = subprocess.run([sys.executable, "-m", "hw.build", "--board", "icebreaker",
+                          "--dsp-pes", "5"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert run.returncode == 2 and "--dsp-pes 5: the array has 4 PEs" in run.stderr
+
+
 # -- the board's gateware over its UART pins ------------------------------------------------------
 
 def _gemm(params: RillParams, seed: int, m: int, k: int, n: int):
@@ -200,6 +206,9 @@ def _check_report(report: dict, board: Board):
     assert REPORT_FIELDS <= set(report)
     assert (report["board"], report["rows"], report["cols"]) == \
         (board.name, board.params.rows, board.params.cols)
+    assert report["dsp_pes"] == board.dsp_pes
+    assert report["params"]["serial_requant"] == board.params.serial_requant
+    assert report["params"]["deep_pipeline"] == board.params.deep_pipeline
     for name in ("lut", "ff", "dsp", "bram"):
         assert 0 <= report[name] <= report[f"{name}_available"]
     assert report["lut"] > 100 and report["ff"] > 100
