@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from hw.params import RillParams
 
@@ -16,12 +17,17 @@ DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilato
 
 def _params_from(args) -> RillParams:
     """The params to compile for: a board's own (asked over the link) unless ``--rows``/``--cols``
-    say otherwise; the defaults, with those overrides, for ``golden`` and ``sim``."""
+    or ``--board-params`` say otherwise; the defaults, or the named board's, with those overrides,
+    for ``golden`` and ``sim``."""
     from .device import BOARD_URLS, ask_params
-    if args.rows is None and args.cols is None and args.device.startswith(BOARD_URLS):
+    if args.board_params is None and args.rows is None and args.cols is None \
+            and args.device.startswith(BOARD_URLS):
         return ask_params(args.device)
     defaults = RillParams()
-    return RillParams(rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)
+    if args.board_params is not None:
+        from boards import get_board
+        defaults = get_board(args.board_params).params
+    return replace(defaults, rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)
 
 
 def _executor(device: str, params: RillParams):
@@ -151,6 +157,10 @@ def main(argv=None) -> int:
                         "a board's own, which it reports)")
     parser.add_argument("--cols", type=int, default=None,
                         help=f"array columns (default {RillParams.cols}; a board's own)")
+    parser.add_argument("--board-params", metavar="BOARD", default=None,
+                        help="the core BOARD's bitstream carries (array, SRAM depths, "
+                        "requantizer, pipeline; see python -m hw.build --list), e.g. to simulate "
+                        "it: --board-params icebreaker ... --device sim")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a quantized ONNX model and save its output as .npy",
@@ -191,6 +201,10 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)
+    if args.board_params is not None:
+        from boards import REGISTRY, UnknownBoard
+        if args.board_params not in REGISTRY:
+            parser.error(str(UnknownBoard(args.board_params)))
     from .device import DeviceError
     try:
         return args.func(args)

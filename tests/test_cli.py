@@ -31,6 +31,17 @@ def test_info_prints_the_params():
     assert "peak MACs/cycle: 64 INT8, 128 INT4" in result.stdout
 
 
+def test_a_boards_params_without_the_board():
+    """``--board-params`` compiles for (and would simulate) the core a board's bitstream has."""
+    result = _sw("--board-params", "icebreaker", "info", "--device", "golden")
+    assert result.returncode == 0, result.stderr
+    words = " ".join(result.stdout.split())
+    for shown in ("rows 2", "weight_depth 512", "serial_requant True", "deep_pipeline False"):
+        assert shown in words
+    result = _sw("--board-params", "nonesuch", "info", "--device", "golden")
+    assert result.returncode == 2 and "no board named 'nonesuch'" in result.stderr
+
+
 def test_unknown_device_is_a_clear_error():
     result = _sw("info", "--device", "tcp:/nowhere")
     assert result.returncode != 0
