@@ -6,6 +6,7 @@ from amaranth.hdl import EnableInserter, Module, Mux, ShapeLike, Signal, signed,
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .enable import enable_copy, enable_lead
 from .isa import acc_read_latency
 from .params import RillParams
 from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
@@ -49,7 +50,7 @@ class SystolicArray(wiring.Component):
     stages carries them and is tapped at depth ``rows + c`` for column ``c``.
 
     The array freezes when the core's enable is low, from registered copies of
-    :attr:`enable_next` (it must not be wrapped in an ``EnableInserter`` itself); the timing
+    :attr:`enable_ahead` (it must not be wrapped in an ``EnableInserter`` itself); the timing
     above counts working cycles.
 
     Parameters
@@ -63,8 +64,9 @@ class SystolicArray(wiring.Component):
     -------
     int4 : ``In(1)``
         Precision mode; must not change while rows are in flight.
-    enable_next : ``In(1, init=1)``
-        The core's enable for the next cycle: 0 freezes every register of the array then.
+    enable_ahead : ``In(1, init=1)``
+        The core's enable :func:`hw.enable.enable_lead` cycles ahead: 0 freezes every register
+        of the array then.
     acts : ``In(stream.Signature({lanes, buf, tag}, always_ready=True))``
         One activation row per cycle. ``lanes`` is ``2 * rows`` int8 values; array row ``r`` takes
         ``(lanes[r], 0)`` in INT8 mode and ``(lanes[2r], lanes[2r+1])`` in INT4 mode. ``buf``
@@ -91,7 +93,7 @@ class SystolicArray(wiring.Component):
         sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag_shape})
         super().__init__({
             "int4": In(1),
-            "enable_next": In(1, init=1),
+            "enable_ahead": In(1, init=1),
             "acts": In(stream.Signature(act_layout, always_ready=True)),
             "weights": In(stream.Signature(weight_layout, always_ready=True)),
             "sums": Out(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
@@ -102,12 +104,18 @@ class SystolicArray(wiring.Component):
         # The array freezes under its own registered copies of the core's enable, one for its
         # own registers and one per PE, rather than under one register driving the clock enable
         # of every flip-flop in the array (with the PEs' pipeline registers, that one net set
-        # the 45F's clock at 52 MHz).
+        # the 45F's clock at 52 MHz). They are fed through a tree: shared registers, then one
+        # per row, then one per PE (hw/enable.py), so no register drives more than a row's worth.
         top = Module()
         m = Module()
         p = self._params
-        enable_own = Signal(init=1, name="enable_own")
-        top.d.sync += enable_own.eq(self.enable_next)
+        trunk = self.enable_ahead
+        lead = enable_lead(p)
+        for stage in range(lead - 2):
+            trunk = enable_copy(top, trunk, f"enable_trunk_{stage}")
+        branches = ([enable_copy(top, trunk, f"enable_row_{r}") for r in range(p.rows + 1)]
+                    if lead >= 2 else [trunk] * (p.rows + 1))
+        enable_own = enable_copy(top, branches[p.rows], "enable_own")
         top.submodules.pipeline = EnableInserter(enable_own)(m)
 
         # Both input streams through a register (INPUT_STAGES): delaying both alike keeps every
@@ -124,8 +132,7 @@ class SystolicArray(wiring.Component):
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
             for c in range(p.cols):
-                enable = Signal(init=1, name=f"enable_pe_{r}_{c}")
-                top.d.sync += enable.eq(self.enable_next)
+                enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}")
                 top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
 
         # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and

@@ -1,11 +1,12 @@
 """The board-agnostic Rill core: one command byte stream in, one response byte stream out."""
 
-from amaranth.hdl import EnableInserter, Module, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter, Module, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorBanks, acc_tag_layout
 from .array import SystolicArray
+from .enable import enable_copy, enable_lead, response_fifo_depth
 from .params import RillParams
 from .qparams import QparamTile
 from .requant import RequantRequest
@@ -25,10 +26,10 @@ _ENABLED_BLOCKS = ("accumulators", "requant")
 class RillCore(wiring.Component):
     """Sequencer, SRAM tiles, systolic array, accumulators and requantization.
 
-    The whole core freezes together when a response byte cannot leave, so the cycle count of a
-    program never depends on the link. That enable is a register, one copy per block: it is
-    computed a cycle ahead, exactly, from the sequencer's next ``rsp.valid`` and the level of a
-    small response FIFO the core owns (a combinational enable reaching every register of a large
+    The whole core freezes together when a response byte could not leave, so the cycle count of a
+    program never depends on the link. That enable is a register, one copy per block (and per
+    array row and PE), decided a few cycles ahead from the level of a small response FIFO the
+    core owns (:mod:`hw.enable`: a combinational enable reaching every register of a large
     array set the ECP5 clock). While the sequencer waits for a command byte only the sequencer
     stops (:attr:`~hw.sequencer.Sequencer.advance`); the array may drain meanwhile, which only
     makes the ISA's drain bound more conservative.
@@ -53,20 +54,25 @@ class RillCore(wiring.Component):
         p = self.params
         seq = m.submodules.sequencer = Sequencer(p, RequantRequest)
 
-        # -- the enable, a cycle ahead ----------------------------------------------------------
-        # Exactly today's rule, "not (a byte waits and the FIFO is full)", for the next cycle.
-        out = m.submodules.rsp_fifo = fifo.SyncFIFO(width=8, depth=2)
+        # -- the enable, decided enable_lead cycles ahead (hw/enable.py) ----------------------
+        out = m.submodules.rsp_fifo = fifo.SyncFIFO(width=8, depth=response_fifo_depth(p))
         m.d.comb += [out.w_data.eq(seq.rsp.payload), out.w_en.eq(seq.rsp.valid),
                      seq.rsp.ready.eq(out.w_rdy),
                      self.rsp.payload.eq(out.r_data), self.rsp.valid.eq(out.r_rdy),
                      out.r_en.eq(self.rsp.ready)]
-        level_next = (out.w_level + (out.w_en & out.w_rdy) - (out.r_en & out.r_rdy))
-        enable_next = ~(seq.rsp_valid_next & (level_next == out.depth))
-        # One register per block, kept apart in synthesis (hw/build.py), each driving fewer
-        # enables than one would.
-        enables = {name: Signal(init=1, name=f"enable_{name}")
-                   for name in ("sequencer", *_ENABLED_BLOCKS)}
-        m.d.sync += [enable.eq(enable_next) for enable in enables.values()]
+        lead = enable_lead(p)
+        if p.deep_pipeline:
+            decision = out.level <= out.depth - 1 - lead
+        else:   # exactly "not (a byte waits and the FIFO is full)", for the next cycle
+            level_next = (out.w_level + (out.w_en & out.w_rdy) - (out.r_en & out.r_rdy))
+            decision = ~(seq.rsp_valid_next & (level_next == out.depth))
+        # A chain of registers per block, kept apart in synthesis (hw/build.py), each driving
+        # fewer enables than one would; the array builds its own tree.
+        enables = {}
+        for name in ("sequencer", *_ENABLED_BLOCKS):
+            enables[name] = decision
+            for stage in range(lead):
+                enables[name] = enable_copy(m, enables[name], f"enable_{name}_{stage}")
         m.d.comb += seq.enable.eq(enables["sequencer"])
 
         def frozen(name, block):
@@ -91,7 +97,7 @@ class RillCore(wiring.Component):
         acc = AccumulatorBanks(p)
         requant = requantizer_class(p)()
         m.submodules.array = array
-        m.d.comb += array.enable_next.eq(enable_next)
+        m.d.comb += array.enable_ahead.eq(decision)
         m.submodules.accumulators = frozen("accumulators", acc)
         m.submodules.requant = frozen("requant", requant)
 

@@ -17,6 +17,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hw.array import SystolicArray, sum_latency
+from hw.enable import enable_lead
 from hw.isa import matmul_tile_cycles
 from hw.params import RillParams
 from sw.tile_math import tile_psums
@@ -89,12 +90,14 @@ def simulate(params: RillParams, int4: bool, sched: Schedule, stalls: set[int] =
              seed: int = 0) -> list[tuple[int, int, int, int, int]]:
     """Run a schedule; returns ``(cycle, column, tile, row, psum)`` for every valid column sum.
 
-    With ``stalls`` (real cycle numbers, not 0: the enable is a register, and starts high), the
-    core's enable is low in those cycles, set a cycle ahead on ``enable_next`` as the core does:
+    With ``stalls`` (real cycle numbers from ``enable_lead``: the enable registers start high),
+    the core's enable is low in those cycles, set that far ahead on ``enable_ahead`` as the core
+    does:
     a stall cycle freezes the array, and its inputs in that cycle are random garbage.
     """
     dut = top = SystolicArray(params, TAG)
-    assert 0 not in stalls
+    lead = enable_lead(params)
+    assert not stalls or min(stalls) >= lead
     working = []   # real cycle -> working cycle number, or None for a stall
     work = 0
     while work < sched.length:
@@ -114,7 +117,8 @@ def simulate(params: RillParams, int4: bool, sched: Schedule, stalls: set[int] =
     async def producer(ctx):
         ctx.set(dut.int4, int4)
         for cycle, work in enumerate(working):
-            ctx.set(dut.enable_next, cycle + 1 >= len(working) or working[cycle + 1] is not None)
+            ahead = cycle + lead
+            ctx.set(dut.enable_ahead, ahead >= len(working) or working[ahead] is not None)
             if work is None:
                 ctx.set(dut.acts.valid, int(rng.integers(2)))
                 ctx.set(dut.acts.payload, garbage_acts())
@@ -204,13 +208,16 @@ def test_every_weight_byte(int4, deep):
     check(sched, simulate(params, int4, sched))
 
 
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("shape", [(4, 4), (3, 5)], ids=["4x4", "3x5"])
-def test_frozen_cycles_change_nothing(shape):
-    """Stall cycles (the core's enable low, with garbage on the inputs) are invisible."""
-    params = RillParams(rows=shape[0], cols=shape[1])
+def test_frozen_cycles_change_nothing(shape, deep):
+    """Stall cycles (the core's enable low, with garbage on the inputs) are invisible, with the
+    enable decided a cycle ahead (shallow) or through the deep core's register tree."""
+    params = RillParams(rows=shape[0], cols=shape[1], deep_pipeline=deep)
     rng = np.random.default_rng([*shape, 7])
     sched = back_to_back(params, True, [1, 2, 6, 6, 6, 9, 9], rng)
-    stalls = {int(c) for c in np.flatnonzero(rng.random(sched.length) < 0.3) if c > 0}
+    lead = enable_lead(params)
+    stalls = {int(c) for c in np.flatnonzero(rng.random(sched.length) < 0.3) if c >= lead}
     check(sched, simulate(params, True, sched, stalls=stalls))
 
 
