@@ -5,7 +5,8 @@ anything that would touch memory past the end of a tile. The range checks multip
 products are taken as the header's second-to-last byte comes in, the sums and compares in its last
 fetch cycle, the status from those and the other checks in the cycle after
 (``hw.isa.CHECK_CYCLES``), each registered, so decode itself only tests registered bits and small
-fields.
+fields. The accumulator rows' product runs a cycle later (its factors registered first) and its
+compare joins the status's cycle.
 """
 
 from __future__ import annotations
@@ -108,7 +109,12 @@ class InstructionChecks(wiring.Component):
         mm_kn = Signal(16)         # k_tiles * n_tiles
         mm_kn_rows = Signal(16 + p.rows.bit_length())
         mm_km = Signal(24)         # k_tiles * m
-        acc_rows = Signal(24)      # n_tiles * m, of MATMUL or STORE: one multiplier serves both
+        # The accumulator rows an instruction touches, n_tiles * m of MATMUL or STORE (one
+        # multiplier serves both), take a cycle more: the factors registered first, the product
+        # in the last fetch cycle, the check with the status (it was the 85F 16x16's critical
+        # path, from the command byte through a multiplier placed far away).
+        acc_n, acc_m = Signal(8), Signal(16)
+        acc_rows, acc_base = Signal(24), Signal(16)
         with m.If(self.latch_products):
             k_tiles = product_field(Opcode.MATMUL, "k_tiles")
             n_tiles = product_field(Opcode.MATMUL, "n_tiles")
@@ -116,16 +122,19 @@ class InstructionChecks(wiring.Component):
             m.d.sync += [
                 mm_kn.eq(kn), mm_kn_rows.eq(_times(kn, p.rows)),
                 mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
-                acc_rows.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)
-                            * Mux(store, product_field(Opcode.STORE, "m"),
-                                  product_field(Opcode.MATMUL, "m"))),
+                acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
+                acc_m.eq(Mux(store, product_field(Opcode.STORE, "m"),
+                             product_field(Opcode.MATMUL, "m"))),
             ]
 
         mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
                                                                   "acc_addr")}
         st = {name: early_field(Opcode.STORE, name) for name in
               ("acc_addr", "n_tiles", "last_cols", "q_addr")}
-        acc_over = _past(Mux(store, st["acc_addr"], mm["acc_addr"]), acc_rows, p.acc_depth)
+        with m.If(self.latch):
+            m.d.sync += [acc_rows.eq(acc_n * acc_m),
+                         acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"]))]
+        acc_over = _past(acc_base, acc_rows, p.acc_depth)   # in the status's cycle
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -136,13 +145,11 @@ class InstructionChecks(wiring.Component):
             with m.Case(Opcode.MATMUL):
                 m.d.comb += out_of_range.eq(
                     _past(mm["act_addr"], mm_km, p.act_depth)
-                    | _past(mm["weight_addr"], mm_kn_rows, p.weight_depth)
-                    | acc_over)
+                    | _past(mm["weight_addr"], mm_kn_rows, p.weight_depth))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
-                    acc_over
-                    | _past(st["q_addr"], _times(st["n_tiles"] - 1, p.cols) + st["last_cols"],
-                            p.qparam_depth))
+                    _past(st["q_addr"], _times(st["n_tiles"] - 1, p.cols) + st["last_cols"],
+                          p.qparam_depth))
         with m.If(self.latch):
             m.d.sync += self.tiles.eq(mm_kn)
 
@@ -155,8 +162,11 @@ class InstructionChecks(wiring.Component):
         range_bad = Signal()
         with m.If(self.latch):
             m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
-        # Out of range comes last: any other refusal takes precedence.
-        m.d.sync += self.status.eq(Mux((first_status == Status.OK) & range_bad,
+        # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
+        # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
+        acc_checked = (self.opcode == Opcode.MATMUL) | store
+        m.d.sync += self.status.eq(Mux((first_status == Status.OK)
+                                       & (range_bad | (acc_checked & acc_over)),
                                        Status.OUT_OF_RANGE, first_status))
 
         with m.Switch(self.opcode):

@@ -136,8 +136,7 @@ class Sequencer(wiring.Component):
 
         # -- responses: a byte shift register in front of the output register -----------------
         resp_bytes = RESPONSE_HEADER_BYTES + 16
-        resp_shift = Signal(8 * resp_bytes)
-        resp_left = Signal(range(resp_bytes + 1))
+        resp_shift, resp_left = Signal(8 * resp_bytes), Signal(range(resp_bytes + 1))
 
         # -- load engine --------------------------------------------------------------------
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
@@ -249,17 +248,18 @@ class Sequencer(wiring.Component):
         # A request leaves when its row's accumulators arrive, acc_read_latency cycles after the
         # read; its qparam entry is read (one cycle) to arrive with them.
         issued, entry = [Cat(st_issue, st_b, st_c)], [st_q]
-        for stage in range(1, isa.acc_read_latency(p) + 1):
-            issued.append(Signal(len(issued[0]), name=f"st_issued_{stage}"))
-            entry.append(Signal(len(entry[0]), name=f"st_entry_{stage}"))
-            with m.If(advance):
-                m.d.sync += [issued[-1].eq(issued[-2]), entry[-1].eq(entry[-2])]
+        for stage in range(1, isa.acc_read_latency(p) + 1):   # the entry read takes the last
+            lines = (issued, entry) if stage < isa.acc_read_latency(p) else (issued,)
+            for line, name in zip(lines, ("issued", "entry")):
+                line.append(Signal(len(line[0]), name=f"st_{name}_{stage}"))
+                with m.If(advance):
+                    m.d.sync += line[-1].eq(line[-2])
         st_valid_q, st_b_q, st_c_q = issued[-1][0], issued[-1][1:3], issued[-1][3:]
         qparam = self.qparam_read.data
         m.d.comb += [
             self.acc_read.addr.eq(st_row),
             self.acc_read.en.eq(1),
-            self.qparam_read.addr.eq(entry[-2]),
+            self.qparam_read.addr.eq(entry[-1]),
             self.requant_in.valid.eq(st_valid_q & advance),
             self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
             self.requant_in.payload.bias.eq(qparam.bias),

@@ -146,15 +146,11 @@ class LinkedCore(wiring.Component):
         m.submodules.rsp_slice = rsp_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        wiring.connect(m, link.cmd, cmd_slice.w_stream)
+        wiring.connect(m, cmd_slice.r_stream, core.cmd)
+        wiring.connect(m, core.rsp, rsp_slice.w_stream)
+        wiring.connect(m, rsp_slice.r_stream, link.rsp)
         m.d.comb += [
-            cmd_slice.w_data.eq(link.cmd.payload), cmd_slice.w_en.eq(link.cmd.valid),
-            link.cmd.ready.eq(cmd_slice.w_rdy),
-            core.cmd.payload.eq(cmd_slice.r_data), core.cmd.valid.eq(cmd_slice.r_rdy),
-            cmd_slice.r_en.eq(core.cmd.ready),
-            rsp_slice.w_data.eq(core.rsp.payload), rsp_slice.w_en.eq(core.rsp.valid),
-            core.rsp.ready.eq(rsp_slice.w_rdy),
-            link.rsp.payload.eq(rsp_slice.r_data), link.rsp.valid.eq(rsp_slice.r_rdy),
-            rsp_slice.r_en.eq(link.rsp.ready),
             link.core_waiting.eq(core.cmd.ready & ~cmd_slice.r_rdy & (cmd_slice.r_level == 0)
                                  & ~core.rsp.valid & (rsp_slice.r_level == 0)),
             self.idle.eq(link.idle),
