@@ -136,7 +136,8 @@ class Sequencer(wiring.Component):
 
         # -- responses: a byte shift register in front of the output register -----------------
         resp_bytes = RESPONSE_HEADER_BYTES + 16
-        resp_shift, resp_left = Signal(8 * resp_bytes), Signal(range(resp_bytes + 1))
+        resp_shift = Signal(8 * resp_bytes)
+        resp_left = Signal(range(resp_bytes + 1))
 
         # -- load engine --------------------------------------------------------------------
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
@@ -195,19 +196,16 @@ class Sequencer(wiring.Component):
         w_base = Signal(p.weight_addr_width)
         w_buf = Signal()
         mm_tiles = Signal(p.matmul_tiles_width)
-        issue_act = Signal()
-        issue_weight = Signal()
+        issue_act, issue_weight = Signal(name="issue_act"), Signal(name="issue_weight")
         weight_row = Signal(range(p.rows))
         weight_buf_now = Signal()
         m.d.comb += weight_buf_now.eq(w_buf)
 
         # Registers aligning row metadata with the SRAM read data (one cycle of read latency).
-        act_valid_q = Signal()
-        act_buf_q = Signal()
+        act_valid_q, act_buf_q, wt_valid_q, wt_buf_q = (
+            Signal(name=n) for n in ("act_valid_q", "act_buf_q", "wt_valid_q", "wt_buf_q"))
         act_tag_q = Signal(self.array_acts.payload.tag.shape())
-        wt_valid_q = Signal()
         wt_row_q = Signal(range(p.rows))
-        wt_buf_q = Signal()
         with m.If(advance):
             m.d.sync += [act_valid_q.eq(issue_act), wt_valid_q.eq(issue_weight),
                          wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
@@ -229,9 +227,10 @@ class Sequencer(wiring.Component):
         ]
 
         # -- store engine -------------------------------------------------------------------
-        st_m = Signal(p.store_m_width)
-        st_n_tiles = Signal(8)
-        st_last_cols = Signal(range(p.cols + 1))
+        st_m = Signal(p.store_m_width)   # *_last: bounds less one, so the wraps subtract nothing
+        st_m_last = Signal(p.store_m_width)
+        st_tile_last = Signal(8)
+        st_col_last = Signal(range(p.cols))
         st_q_addr = Signal(p.qparam_addr_width)
         st_mi = Signal(p.store_m_width)
         st_nt = Signal(8)
@@ -380,8 +379,9 @@ class Sequencer(wiring.Component):
                                 f = {name: field(Opcode.STORE, name)
                                      for name, _ in isa.FIELDS[Opcode.STORE]}
                                 m.d.sync += [
-                                    st_m.eq(f["m"]), st_n_tiles.eq(f["n_tiles"]),
-                                    st_last_cols.eq(f["last_cols"]), st_q_addr.eq(f["q_addr"]),
+                                    st_m.eq(f["m"]), st_m_last.eq(f["m"] - 1),
+                                    st_tile_last.eq(f["n_tiles"] - 1),
+                                    st_col_last.eq(f["last_cols"] - 1), st_q_addr.eq(f["q_addr"]),
                                     st_mi.eq(0), st_nt.eq(0), st_c.eq(0), st_b.eq(0),
                                     st_row.eq(f["acc_addr"]), st_row_base.eq(f["acc_addr"]),
                                     st_q.eq(f["q_addr"]), raw.eq(f["flags"][0]),
@@ -470,8 +470,8 @@ class Sequencer(wiring.Component):
             with m.State("STORE"):
                 m.d.comb += st_issue.eq(st_pace == 0)
                 bytes_per_value = Mux(raw, 3, 0)
-                last_tile = st_nt == st_n_tiles - 1
-                last_col = Mux(last_tile, st_c == st_last_cols - 1, st_c == p.cols - 1)
+                last_tile = st_nt == st_tile_last
+                last_col = st_c == Mux(last_tile, st_col_last, p.cols - 1)
                 if interval > 1:
                     with m.If(advance):
                         m.d.sync += st_pace.eq(Mux(st_pace == 0, interval - 1, st_pace - 1))
@@ -487,7 +487,7 @@ class Sequencer(wiring.Component):
                                              st_row.eq(st_row_base + 1),
                                              st_row_base.eq(st_row_base + 1),
                                              st_q.eq(st_q_addr)]
-                                with m.If(st_mi == st_m - 1):
+                                with m.If(st_mi == st_m_last):
                                     m.d.sync += st_flush.eq(isa.store_flush_cycles(p))
                                     m.next = "FLUSH"
 
