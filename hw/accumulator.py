@@ -26,17 +26,19 @@ class AccumulatorBanks(wiring.Component):
 
     Column ``c``'s sums arrive ``c`` cycles after column 0's (the array's deskew is left to the
     banks: each bank does its read-modify-write at its own time, so no deskew registers are
-    needed). A sum arriving in cycle ``t`` writes ``old + psum`` (or ``psum``) in ``t``, straight
-    from the array's register; its row is read ``L = hw.isa.acc_read_latency(params)`` cycles
-    ahead, when :attr:`upcoming` announces it.
+    needed). A sum arriving in cycle ``t`` makes ``old + psum`` (or ``psum``) in ``t``, straight
+    from the array's register, and writes it; its row is read
+    ``L = hw.isa.acc_read_latency(params)`` cycles ahead, when :attr:`upcoming` announces it.
 
     - ``L = 1``: the row is read in ``t - 1``, and ``old`` is the read port's data. Two sums for
       the same row are at least a weight tile (>= 2 cycles) apart, so the read for the second
       (``t + 1`` or later) already sees the write of ``t``.
     - ``L = 2`` (``params.deep_pipeline``): the row is read in ``t - 2`` and its data
       registered in ``t - 1``, so the block RAM's clock-to-out ends in a flip-flop and the adder
-      starts from one. The read of ``t - 2`` cannot see a write to the same row in ``t - 2``
-      (a sum two cycles before: the closest two can be); that write's value is forwarded instead.
+      starts from one; the write leaves from registers in ``t + 1``, so the adder ends in
+      flip-flops too. The read of ``t - 2`` sees neither the write the port performs then nor
+      the one issued then (sums two and three cycles before); the one of them to this row, if
+      any, is forwarded instead.
 
     The store path reads all banks at one row through :attr:`read`; it never runs while sums are
     in flight (STORE waits for the array to drain), so the banks' single read port is shared.
@@ -77,26 +79,40 @@ class AccumulatorBanks(wiring.Component):
             m.d.comb += [
                 rd.addr.eq(Mux(upcoming.valid, upcoming.payload.addr, self.read.addr)),
                 rd.en.eq(upcoming.valid | self.read.en),
-                wr.addr.eq(incoming.payload.tag.addr),
-                wr.en.eq(incoming.valid),
             ]
+            total = Signal(signed(32), name=f"total{c}")   # what the arriving sum writes
             if registered:
+                # The write leaves from registers a cycle after the sum arrives: the adder's
+                # carry chain then ends in flip-flops next to it, not in a block RAM's data pins
+                # across the die (the 45F's critical path).
+                m.d.sync += [wr.addr.eq(incoming.payload.tag.addr), wr.data.eq(total),
+                             wr.en.eq(incoming.valid)]
                 old = Signal(signed(32), name=f"old{c}")
                 m.d.sync += old.eq(rd.data)
-                # The write in the cycle of this row's read, when to the same row, two cycles on.
-                hit = [Signal(name=f"hit{c}_{d}") for d in (1, 2)]
-                written = [Signal(signed(32), name=f"written{c}_{d}") for d in (1, 2)]
+                # The row read in cycle r misses two writes: the one the port performs in r
+                # (issued in r - 1) and the one issued in r. At most one can be to this row (sums
+                # for a row are two cycles apart or more); its value is forwarded in t = r + 2.
+                performed = Signal(name=f"hit_performed{c}")
+                issued = Signal(name=f"hit_issued{c}")
+                performed_data = Signal(signed(32), name=f"performed_data{c}")
+                hit = Signal(name=f"hit{c}")
+                forwarded = Signal(signed(32), name=f"forwarded{c}")
                 m.d.sync += [
-                    hit[0].eq(upcoming.valid & wr.en & (wr.addr == rd.addr)),
-                    written[0].eq(wr.data),
-                    hit[1].eq(hit[0]),
-                    written[1].eq(written[0]),
+                    performed.eq(upcoming.valid & wr.en & (wr.addr == upcoming.payload.addr)),
+                    issued.eq(upcoming.valid & incoming.valid
+                              & (incoming.payload.tag.addr == upcoming.payload.addr)),
+                    performed_data.eq(wr.data),
+                    # In r + 1 the write issued in r is in the port's registers.
+                    hit.eq(performed | issued),
+                    forwarded.eq(Mux(issued, wr.data, performed_data)),
                 ]
-                old = Mux(hit[1], written[1], old)
+                old = Mux(hit, forwarded, old)
             else:
+                m.d.comb += [wr.addr.eq(incoming.payload.tag.addr), wr.data.eq(total),
+                             wr.en.eq(incoming.valid)]
                 old = rd.data
             m.d.comb += [
                 self.read.data[c].eq(old),
-                wr.data.eq(Mux(incoming.payload.tag.accumulate, old, 0) + incoming.payload.psum),
+                total.eq(Mux(incoming.payload.tag.accumulate, old, 0) + incoming.payload.psum),
             ]
         return m
