@@ -17,10 +17,11 @@ from .sram import sram_tile
 __all__ = ["RillCore"]
 
 #: Blocks that run under their own copy of the core's enable register (the sequencer has one too;
-#: the array keeps copies of its own). The SRAM tiles stop with the sequencer instead: it drives
-#: their addresses, and a row it hands the array late (its ``valid`` is qualified with
-#: ``advance``) must still carry its data.
-_ENABLED_BLOCKS = ("accumulators", "requant")
+#: the array keeps copies of its own). The SRAM tiles do not stop with the sequencer while it
+#: waits for a command byte: that stop came from logic (``advance``), and it reached the tiles'
+#: clock enables across the die (the 85F 16x16's critical path). A row read before such a wait
+#: goes to the array in the next cycle instead (hw/sequencer.py).
+_ENABLED_BLOCKS = ("accumulators", "requant", "act_sram", "weight_sram", "qparam_sram")
 
 
 class RillCore(wiring.Component):
@@ -78,19 +79,30 @@ class RillCore(wiring.Component):
         def frozen(name, block):
             return EnableInserter(enables[name])(block)
 
-        # The SRAM tiles stop with the sequencer, which drives their addresses (see above).
-        with_sequencer = EnableInserter(seq.advance)
+        def write(name, request, port):
+            """The sequencer's write requests into a tile's port: on the deep core through
+            registers, so the logic that decides a load's byte lanes ends in flip-flops and not
+            in block RAM pins. A write lands a cycle later, long before anything reads the tile
+            (a load and the instructions reading what it wrote are apart by a header at least)."""
+            if not p.deep_pipeline:
+                wiring.connect(m, request, port)
+                return
+            stage = Module()
+            stage.d.sync += [port.addr.eq(request.addr), port.data.eq(request.data),
+                             port.en.eq(request.en)]
+            m.submodules[f"{name}_write"] = frozen(name, stage)
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
-        for name, mem, write, read in (("act", act_mem, seq.act_write, seq.act_read),
-                                       ("weight", weight_mem, seq.weight_write, seq.weight_read)):
-            wiring.connect(m, write, mem.write_port(granularity=1))
+        for name, mem, request, read in (("act", act_mem, seq.act_write, seq.act_read),
+                                         ("weight", weight_mem, seq.weight_write,
+                                          seq.weight_read)):
+            write(f"{name}_sram", request, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
-            m.submodules[f"{name}_sram"] = with_sequencer(mem)
+            m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
         qparams = QparamTile(p)
-        m.submodules.qparam_sram = with_sequencer(qparams)
-        wiring.connect(m, seq.qparam_write, qparams.write)
+        m.submodules.qparam_sram = frozen("qparam_sram", qparams)
+        write("qparam_sram", seq.qparam_write, qparams.write)
         wiring.connect(m, seq.qparam_read, qparams.read)
 
         array = SystolicArray(p, acc_tag_layout(p))

@@ -65,9 +65,10 @@ SERIAL_REQUANT_CYCLES = 136
 #: Working cycles after a MATMUL retires until its last accumulator write has landed:
 #: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator write). The
 #: accumulators write a sum in the cycle it arrives (a cycle later on the deep core); the array's
-#: input and PE pipeline registers (``hw.array.sum_latency``) delay it by two to four. A STORE, the one reader, sends its 4-byte
-#: response header before its first read and reads a row's columns one per cycle from a port that
-#: reads every cycle, so the bound holds with room to spare (checked by
+#: input and PE pipeline registers (``hw.array.sum_latency``) delay it by two to four. A STORE,
+#: the one reader, sends its 4-byte response header before its first read and reads a row's
+#: columns one per cycle from a port that reads every cycle, so the bound holds with room to
+#: spare (checked by
 #: ``tests/test_core_rtl.py::test_store_of_the_last_row_right_after_matmul``, which passes with
 #: the bound 9 cycles shorter). It stays, as it is part of every cycle prediction.
 MATMUL_DRAIN_EXTRA = 1

@@ -35,11 +35,12 @@ class Sequencer(wiring.Component):
     rsp : ``Out(stream.Signature(8))``
         Response bytes.
     enable : ``In(1)``, rsp_valid_next : ``Out(1)``
-        The core's enable, a register: 0 when a byte waits and the response path is full, worked
-        out a cycle ahead (``hw.core``) from ``rsp_valid_next``, the next cycle's ``rsp.valid``.
+        The core's enable, a register (:mod:`hw.enable`: 0 when the response path may have no
+        room), and the next cycle's ``rsp.valid``, from which the shallow core decides it.
     advance : ``Out(1)``
         The sequencer's own enable: ``enable``, and 0 while it waits for a command byte (then the
-        rest of the core runs on; what the sequencer feeds it is qualified with ``advance``).
+        rest of the core, SRAM tiles included, runs on; what the sequencer issues to it is
+        qualified with ``advance``).
     int4, rounding, relu, out_type, raw : ``Out``
         Configuration for the array and the requant unit.
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
@@ -64,10 +65,7 @@ class Sequencer(wiring.Component):
             "enable": In(1),
             "rsp_valid_next": Out(1),
             "advance": Out(1),
-            "int4": Out(1),
-            "rounding": Out(Rounding),
-            "relu": Out(1),
-            "out_type": Out(OutType),
+            "int4": Out(1), "rounding": Out(Rounding), "relu": Out(1), "out_type": Out(OutType),
             "raw": Out(1),
             "act_write": In(memory.WritePort.Signature(
                 addr_width=p.act_addr_width, shape=act_shape, granularity=1)),
@@ -82,8 +80,7 @@ class Sequencer(wiring.Component):
             "qparam_read": In(memory.ReadPort.Signature(
                 addr_width=p.qparam_addr_width, shape=QPARAM_EARLY)),
             "array_acts": Out(stream.Signature(data.StructLayout({
-                "lanes": act_shape, "buf": 1, "tag": tag}),
-                always_ready=True)),
+                "lanes": act_shape, "buf": 1, "tag": tag}), always_ready=True)),
             "array_weights": Out(stream.Signature(data.StructLayout({
                 "row": range(p.rows), "buf": 1, "data": weight_shape}), always_ready=True)),
             "acc_read": In(memory.ReadPort.Signature(
@@ -206,19 +203,20 @@ class Sequencer(wiring.Component):
             Signal(name=n) for n in ("act_valid_q", "act_buf_q", "wt_valid_q", "wt_buf_q"))
         act_tag_q = Signal(self.array_acts.payload.tag.shape())
         wt_row_q = Signal(range(p.rows))
+        # The valids step in every cycle of the core: the tiles run under its enable, not under
+        # advance, so a row read just before the sequencer waits for a byte goes on at once.
+        with m.If(self.enable):
+            m.d.sync += [act_valid_q.eq(issue_act & advance), wt_valid_q.eq(issue_weight & advance)]
         with m.If(advance):
-            m.d.sync += [act_valid_q.eq(issue_act), wt_valid_q.eq(issue_weight),
-                         wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
-                         act_buf_q.eq(tile_buf),
-                         act_tag_q.addr.eq(mm_acc_base + mm_i),
+            m.d.sync += [wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
+                         act_buf_q.eq(tile_buf), act_tag_q.addr.eq(mm_acc_base + mm_i),
                          act_tag_q.accumulate.eq(mm_accumulate | (mm_kt != 0))]
-        # Qualified with advance: the array runs on while the sequencer waits for a byte.
         m.d.comb += [
-            self.array_acts.valid.eq(act_valid_q & advance),
+            self.array_acts.valid.eq(act_valid_q),
             self.array_acts.payload.lanes.eq(self.act_read.data),
             self.array_acts.payload.buf.eq(act_buf_q),
             self.array_acts.payload.tag.eq(act_tag_q),
-            self.array_weights.valid.eq(wt_valid_q & advance),
+            self.array_weights.valid.eq(wt_valid_q),
             self.array_weights.payload.row.eq(wt_row_q),
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),

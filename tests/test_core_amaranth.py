@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hw import isa
 from hw.core import RillCore
+from hw.isa import Opcode
 from hw.params import RillParams
 from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program
 
@@ -16,21 +18,26 @@ SMALL = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, 
 
 
 def run_core(params: RillParams, program: bytes, response_bytes: int, *, seed=0,
-             idle_in=0.0, busy_out=0.0, timeout=200_000) -> bytes:
+             idle_in=0.0, busy_out=0.0, pauses: frozenset[int] = frozenset(), pause_cycles=0,
+             timeout=200_000) -> bytes:
+    """Stream ``program`` in and collect the responses; the command stream goes quiet for
+    ``pause_cycles`` after each byte offset in ``pauses`` (the offset just past a byte)."""
     dut = RillCore(params)
     rng = np.random.default_rng(seed)
     received = bytearray()
 
     async def testbench(ctx):
-        sent, offering = 0, False
+        sent, offering, quiet = 0, False, 0
         for _ in range(timeout):
-            if not offering and sent < len(program) and rng.random() >= idle_in:
+            quiet = max(0, quiet - 1)
+            if not offering and sent < len(program) and not quiet and rng.random() >= idle_in:
                 offering = True
             ctx.set(dut.cmd.valid, offering)
             ctx.set(dut.cmd.payload, program[sent] if offering else 0)
             ctx.set(dut.rsp.ready, rng.random() >= busy_out)
             if offering and ctx.get(dut.cmd.ready):
                 sent, offering = sent + 1, False
+                quiet = pause_cycles if sent in pauses else 0
             if ctx.get(dut.rsp.valid) and ctx.get(dut.rsp.ready):
                 received.append(ctx.get(dut.rsp.payload))
             await ctx.tick()
@@ -70,6 +77,26 @@ def test_random_gemm_with_backpressure():
     rng = np.random.default_rng(10)
     prog = random_gemm_program(SMALL, rng, max_m=5, max_k=5, max_n=5)
     _check(SMALL, [("gemm-bp", prog)], idle_in=0.3, busy_out=0.3, seed=1)
+
+
+def test_command_stream_quiet_after_each_matmul():
+    """The sequencer waits for a byte right after each MATMUL: the tiles run on meanwhile, so a
+    row read in the MATMUL's last cycle (``m`` at least ``rows`` and ``cols``) must reach the
+    array at once, and the STORE that follows must still read every sum."""
+    for seed in (21, 24):   # one MATMUL each, m = 3 and 4; each program on a fresh core
+        prog = random_gemm_program(SMALL, np.random.default_rng(seed), max_m=9, max_k=5, max_n=5)
+        exp, = expectations(SMALL, [(f"quiet{seed}", prog)])
+        matmuls = [isa.decode_fields(Opcode.MATMUL, chunk[1:]) for chunk in exp.program.chunks
+                   if chunk[0] == Opcode.MATMUL.value]
+        assert max(f["m"] for f in matmuls) >= max(SMALL.rows, SMALL.cols)
+        ends = np.cumsum([len(chunk) for chunk in exp.program.chunks])
+        after_matmul = frozenset(int(end) for end, chunk in zip(ends, exp.program.chunks)
+                                 if chunk[0] == Opcode.MATMUL.value)
+        longest = max(isa.cycle_cost(SMALL, isa.Config(), Opcode.MATMUL.value, f, isa.Status.OK)
+                      for f in matmuls)
+        got = run_core(SMALL, exp.program.to_bytes(), len(exp.expected), pauses=after_matmul,
+                       pause_cycles=longest + 10)   # past the MATMUL's end, whatever its shape
+        assert got == exp.expected, exp.name
 
 
 def test_bad_input_small_core():
