@@ -108,6 +108,9 @@ class Sequencer(wiring.Component):
 
         # -- state ------------------------------------------------------------------------
         opcode = Signal(8)
+        # One-hot opcode flags, registered: decode tests bits, not bytes (a 45F critical path).
+        is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
+        m.d.sync += [is_op[op].eq(opcode == op) for op in Opcode]
         operands = Signal(8 * (HEADER_BYTES - 1))
         fetch_count = Signal(range(HEADER_BYTES))
         idle = Signal()
@@ -140,9 +143,9 @@ class Sequencer(wiring.Component):
         word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
                       Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
         asm_bytes = max(word_bytes.values())
-        decoded_word_len = Mux(opcode == Opcode.LOAD_ACTS, Mux(int4, p.act_lanes, p.rows),
-                               Mux(opcode == Opcode.LOAD_WEIGHTS, p.cols,
-                                   Mux(opcode == Opcode.LOAD_QPARAMS, QPARAM_BYTES, 4)))
+        decoded_word_len = Mux(is_op[Opcode.LOAD_ACTS], Mux(int4, p.act_lanes, p.rows),
+                               Mux(is_op[Opcode.LOAD_WEIGHTS], p.cols,
+                                   Mux(is_op[Opcode.LOAD_QPARAMS], QPARAM_BYTES, 4)))
         load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS)
         load_addr = Signal(p.load_addr_width)
         # Any count: a load refused for its range still drains its data, word by word.
@@ -278,7 +281,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
                      checks.next_byte.eq(byte_in)]
         status = checks.status
-        decode_wait = (drain != 0) & Cat(opcode == op for op in Opcode
+        decode_wait = (drain != 0) & Cat(is_op[op] for op in Opcode
                                          if isa.waits_for_quiet(op)).any()
 
         header = Cat(status, opcode, counters["instructions"][:16])
@@ -330,72 +333,71 @@ class Sequencer(wiring.Component):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
                     with m.If(status != isa.Status.OK):
                         with m.If((status == isa.Status.OUT_OF_RANGE)
-                                  & Cat(opcode == op for op in _LOADS).any()):
+                                  & Cat(is_op[op] for op in _LOADS).any()):
                             m.d.sync += [load_words_left.eq(field(Opcode.LOAD_WEIGHTS, "count")),
                                          load_byte.eq(0), load_word_len.eq(decoded_word_len)]
                             respond_then(then="DISCARD")
                         with m.Else():
                             respond_then()
                     with m.Else():
-                        with m.Switch(opcode):
-                            with m.Case(Opcode.CONFIG):
-                                m.d.sync += [
-                                    int4.eq(field(Opcode.CONFIG, "precision")),
-                                    rounding.eq(field(Opcode.CONFIG, "rounding")),
-                                    relu.eq(field(Opcode.CONFIG, "relu")),
-                                    out_type.eq(field(Opcode.CONFIG, "out_type")),
-                                ]
-                                m.next = "FETCH"
-                            for op in _LOADS:
-                                with m.Case(op):
-                                    m.d.sync += [load_target.eq(op),
-                                                 load_addr.eq(field(op, "addr")),
-                                                 load_words_left.eq(field(op, "count")),
-                                                 load_byte.eq(0),
-                                                 load_word_len.eq(decoded_word_len)]
-                                    m.next = "LOAD"
-                            with m.Case(Opcode.MATMUL):
-                                f = {name: field(Opcode.MATMUL, name)
-                                     for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                                d = Mux(f["m"] > max(p.rows, p.cols), f["m"], max(p.rows, p.cols))
-                                m.d.sync += [
-                                    mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
-                                    mm_n_tiles.eq(f["n_tiles"]),
-                                    mm_tiles.eq(checks.tiles),
-                                    mm_accumulate.eq(f["flags"][0]),
-                                    mm_act_addr.eq(f["act_addr"]),
-                                    mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),
-                                    mm_act_base.eq(f["act_addr"]), mm_acc_base.eq(f["acc_addr"]),
-                                    w_i.eq(1), w_tile.eq(0), w_base.eq(f["weight_addr"]),
-                                    w_buf.eq(tile_buf),
-                                ]
-                                # Row 0 of the first weight tile is read in this cycle.
-                                m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
-                                             weight_buf_now.eq(tile_buf)]
-                                m.next = "MATMUL"
-                            with m.Case(Opcode.STORE):
-                                f = {name: field(Opcode.STORE, name)
-                                     for name, _ in isa.FIELDS[Opcode.STORE]}
-                                m.d.sync += [
-                                    st_m.eq(f["m"]), st_m_last.eq(f["m"] - 1),
-                                    st_tile_last.eq(f["n_tiles"] - 1),
-                                    st_col_last.eq(f["last_cols"] - 1), st_q_addr.eq(f["q_addr"]),
-                                    st_mi.eq(0), st_nt.eq(0), st_c.eq(0), st_b.eq(0),
-                                    st_row.eq(f["acc_addr"]), st_row_base.eq(f["acc_addr"]),
-                                    st_q.eq(f["q_addr"]), raw.eq(f["flags"][0]),
-                                ]
-                                respond_then(then="STORE")
-                            with m.Case(Opcode.READ_COUNTERS):
-                                snapshot = [(counters["cycles"] - HEADER_BYTES
-                                             - isa.CHECK_CYCLES)[:_COUNTER_WIDTH],
-                                            counters["busy"], counters["stalls"],
-                                            counters["instructions"]]
-                                respond_then(Cat(*snapshot))
-                            with m.Case(Opcode.SYNC):
-                                respond_then(field(Opcode.SYNC, "tag"))
-                            with m.Case(Opcode.INFO):
-                                info = p.to_info_bytes(isa.ISA_VERSION)
-                                respond_then(Const(int.from_bytes(info, "little"), 8 * len(info)))
+                        with m.If(is_op[Opcode.CONFIG]):
+                            m.d.sync += [
+                                int4.eq(field(Opcode.CONFIG, "precision")),
+                                rounding.eq(field(Opcode.CONFIG, "rounding")),
+                                relu.eq(field(Opcode.CONFIG, "relu")),
+                                out_type.eq(field(Opcode.CONFIG, "out_type")),
+                            ]
+                            m.next = "FETCH"
+                        for op in _LOADS:
+                            with m.If(is_op[op]):
+                                m.d.sync += [load_target.eq(op),
+                                             load_addr.eq(field(op, "addr")),
+                                             load_words_left.eq(field(op, "count")),
+                                             load_byte.eq(0),
+                                             load_word_len.eq(decoded_word_len)]
+                                m.next = "LOAD"
+                        with m.If(is_op[Opcode.MATMUL]):
+                            f = {name: field(Opcode.MATMUL, name)
+                                 for name, _ in isa.FIELDS[Opcode.MATMUL]}
+                            d = Mux(f["m"] > max(p.rows, p.cols), f["m"], max(p.rows, p.cols))
+                            m.d.sync += [
+                                mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
+                                mm_n_tiles.eq(f["n_tiles"]),
+                                mm_tiles.eq(checks.tiles),
+                                mm_accumulate.eq(f["flags"][0]),
+                                mm_act_addr.eq(f["act_addr"]),
+                                mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),
+                                mm_act_base.eq(f["act_addr"]), mm_acc_base.eq(f["acc_addr"]),
+                                w_i.eq(1), w_tile.eq(0), w_base.eq(f["weight_addr"]),
+                                w_buf.eq(tile_buf),
+                            ]
+                            # Row 0 of the first weight tile is read in this cycle.
+                            m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
+                                         weight_buf_now.eq(tile_buf)]
+                            m.next = "MATMUL"
+                        with m.If(is_op[Opcode.STORE]):
+                            f = {name: field(Opcode.STORE, name)
+                                 for name, _ in isa.FIELDS[Opcode.STORE]}
+                            m.d.sync += [
+                                st_m.eq(f["m"]), st_m_last.eq(f["m"] - 1),
+                                st_tile_last.eq(f["n_tiles"] - 1),
+                                st_col_last.eq(f["last_cols"] - 1), st_q_addr.eq(f["q_addr"]),
+                                st_mi.eq(0), st_nt.eq(0), st_c.eq(0), st_b.eq(0),
+                                st_row.eq(f["acc_addr"]), st_row_base.eq(f["acc_addr"]),
+                                st_q.eq(f["q_addr"]), raw.eq(f["flags"][0]),
+                            ]
+                            respond_then(then="STORE")
+                        with m.If(is_op[Opcode.READ_COUNTERS]):
+                            snapshot = [(counters["cycles"] - HEADER_BYTES
+                                         - isa.CHECK_CYCLES)[:_COUNTER_WIDTH],
+                                        counters["busy"], counters["stalls"],
+                                        counters["instructions"]]
+                            respond_then(Cat(*snapshot))
+                        with m.If(is_op[Opcode.SYNC]):
+                            respond_then(field(Opcode.SYNC, "tag"))
+                        with m.If(is_op[Opcode.INFO]):
+                            info = p.to_info_bytes(isa.ISA_VERSION)
+                            respond_then(Const(int.from_bytes(info, "little"), 8 * len(info)))
 
             with m.State("RESPOND"):
                 m.d.comb += responding.eq(1)
