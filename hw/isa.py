@@ -67,10 +67,9 @@ SERIAL_REQUANT_CYCLES = 136
 #: accumulators write a sum in the cycle it arrives (a cycle later on the deep core); the array's
 #: input and PE pipeline registers (``hw.array.sum_latency``) delay it by two to four. A STORE,
 #: the one reader, sends its 4-byte response header before its first read and reads a row's
-#: columns one per cycle from a port that reads every cycle, so the bound holds with room to
-#: spare (checked by
-#: ``tests/test_core_rtl.py::test_store_of_the_last_row_right_after_matmul``, which passes with
-#: the bound 9 cycles shorter). It stays, as it is part of every cycle prediction.
+#: columns one per cycle, so on a short array the bound is not even needed; on a tall one it is
+#: (``tests/test_core_rtl.py::test_store_of_the_last_row_right_after_matmul``: on a 16x2 deep
+#: core it passes with the bound 2 cycles shorter and fails 3 shorter).
 MATMUL_DRAIN_EXTRA = 1
 
 
