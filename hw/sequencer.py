@@ -180,9 +180,8 @@ class Sequencer(wiring.Component):
 
         # -- matmul engine -------------------------------------------------------------------
         mm_m = Signal(p.matmul_m_width)
-        mm_d = Signal(p.tile_cycles_width)   # cycles per tile: max(m, rows, cols)
-        mm_k_tiles = Signal(8)
-        mm_n_tiles = Signal(8)
+        mm_d_last = Signal(p.tile_cycles_width)   # *_last: max(m, rows, cols), k/n_tiles, less one
+        mm_k_last, mm_n_last = Signal(8, name="mm_k_last"), Signal(8, name="mm_n_last")
         mm_accumulate = Signal()
         mm_act_addr = Signal(p.act_addr_width)
         mm_i = Signal(p.tile_cycles_width)   # activation side: row within the tile
@@ -322,14 +321,15 @@ class Sequencer(wiring.Component):
                         m.d.comb += checks.latch.eq(1)
                         m.next = "CHECK"
 
+            # States taking no command byte step on enable (= advance there): no cmd.valid in them.
             with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
-                with m.If(advance):
+                with m.If(self.enable):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
                 # A MATMUL reads row 0 of its first weight tile now, a cycle ahead of activations.
                 m.d.comb += self.weight_read.addr.eq(field(Opcode.MATMUL, "weight_addr"))
-                with m.If(advance & ~decode_wait):
+                with m.If(self.enable & ~decode_wait):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
                     with m.If(status != isa.Status.OK):
                         with m.If((status == isa.Status.OUT_OF_RANGE)
@@ -361,8 +361,8 @@ class Sequencer(wiring.Component):
                                  for name, _ in isa.FIELDS[Opcode.MATMUL]}
                             d = Mux(f["m"] > max(p.rows, p.cols), f["m"], max(p.rows, p.cols))
                             m.d.sync += [
-                                mm_m.eq(f["m"]), mm_d.eq(d), mm_k_tiles.eq(f["k_tiles"]),
-                                mm_n_tiles.eq(f["n_tiles"]),
+                                mm_m.eq(f["m"]), mm_d_last.eq(d - 1),
+                                mm_k_last.eq(f["k_tiles"] - 1), mm_n_last.eq(f["n_tiles"] - 1),
                                 mm_tiles.eq(checks.tiles),
                                 mm_accumulate.eq(f["flags"][0]),
                                 mm_act_addr.eq(f["act_addr"]),
@@ -401,7 +401,7 @@ class Sequencer(wiring.Component):
 
             with m.State("RESPOND"):
                 m.d.comb += responding.eq(1)
-                with m.If(advance):
+                with m.If(self.enable):
                     m.d.sync += [resp_shift.eq(resp_shift >> 8), resp_left.eq(resp_left - 1)]
                     with m.If(resp_left == 1):
                         with m.Switch(after_respond):
@@ -440,18 +440,18 @@ class Sequencer(wiring.Component):
                             m.next = "FETCH"
 
             with m.State("MATMUL"):
-                last_row = mm_i == mm_d - 1
-                last_kt = mm_kt == mm_k_tiles - 1
-                last_nt = mm_nt == mm_n_tiles - 1
+                last_row = mm_i == mm_d_last
+                last_kt = mm_kt == mm_k_last
+                last_nt = mm_nt == mm_n_last
                 m.d.comb += [
                     issue_act.eq(mm_i < mm_m),
                     issue_weight.eq((w_i < p.rows) & (w_tile < mm_tiles)),
                     weight_row.eq(w_i),
                 ]
-                with m.If(advance):
+                with m.If(self.enable):
                     # Weight side, one position ahead.
                     m.d.sync += w_i.eq(w_i + 1)
-                    with m.If(w_i == mm_d - 1):
+                    with m.If(w_i == mm_d_last):
                         m.d.sync += [w_i.eq(0), w_tile.eq(w_tile + 1), w_base.eq(w_base + p.rows),
                                      w_buf.eq(~w_buf)]
                     # Activation side.
@@ -473,9 +473,9 @@ class Sequencer(wiring.Component):
                 last_tile = st_nt == st_tile_last
                 last_col = st_c == Mux(last_tile, st_col_last, p.cols - 1)
                 if interval > 1:
-                    with m.If(advance):
+                    with m.If(self.enable):
                         m.d.sync += st_pace.eq(Mux(st_pace == 0, interval - 1, st_pace - 1))
-                with m.If(advance & st_issue):
+                with m.If(self.enable & st_issue):
                     m.d.sync += st_b.eq(st_b + 1)
                     with m.If(st_b == bytes_per_value):
                         m.d.sync += [st_b.eq(0), st_c.eq(st_c + 1), st_q.eq(st_q + 1)]
@@ -492,7 +492,7 @@ class Sequencer(wiring.Component):
                                     m.next = "FLUSH"
 
             with m.State("FLUSH"):
-                with m.If(advance):
+                with m.If(self.enable):
                     m.d.sync += [st_pace.eq(0), st_flush.eq(st_flush - 1)]
                     with m.If(st_flush == 1):
                         m.next = "FETCH"
