@@ -123,11 +123,22 @@ class SystolicArray(wiring.Component):
         assert INPUT_STAGES == 1
         acts_valid = Signal()
         acts = Signal.like(self.acts.payload, name="acts_in")
-        weights_valid = Signal()
-        weights = Signal.like(self.weights.payload, name="weights_in")
-        m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload),
-                     weights_valid.eq(self.weights.valid), weights.eq(self.weights.payload)]
+        m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
         lanes = acts.lanes
+        # The weight write's register: one per array row on the deep core, each feeding one row
+        # of PEs, where one register broadcasting to every PE's weight enables across the die
+        # set the 85F 16x16's clock (14.8 ns of routing); one in all on the shallow core.
+        weight_regs = []   # per array row: (its write enable, the payload)
+        for r in range(p.rows if p.deep_pipeline else 1):
+            copy = Signal(self.weights.payload.shape(), name=f"weights_in_{r}")
+            valid = Signal(name=f"weights_valid_{r}")
+            m.d.sync += copy.eq(self.weights.payload)
+            if p.deep_pipeline:   # the row's own enable, decided before its register
+                m.d.sync += valid.eq(self.weights.valid & (self.weights.payload.row == r))
+                weight_regs.append((valid, copy))
+            else:
+                m.d.sync += valid.eq(self.weights.valid)
+                weight_regs += [(valid & (copy.row == row), copy) for row in range(p.rows)]
 
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
@@ -153,7 +164,8 @@ class SystolicArray(wiring.Component):
 
         for r in range(p.rows):
             write_row = Signal(name=f"weight_we_{r}")
-            m.d.comb += write_row.eq(weights_valid & (weights.row == r))
+            weight_we, weights = weight_regs[r]
+            m.d.comb += write_row.eq(weight_we)
             for c in range(p.cols):
                 pe = pes[r][c]
                 m.d.comb += [
