@@ -164,9 +164,16 @@ class LinkTransmitter(wiring.Component):
         m.d.comb += unsent.eq(wr - sent)
         full_payload = unsent >= MAX_RESPONSE_PAYLOAD
         data_ready = (unsent != 0) & (full_payload | (quiet == 0))
+        # The credit from a register: the command buffer's free count is a subtraction of its
+        # pointers, and it fed the compares below and the frame start (a 45F critical path). A
+        # cycle late is safe: between commits it only grows (the core reads), so the late value
+        # is the smaller; a commit comes with an event, and no frame starts in the two cycles
+        # from an event (``event.valid``, then ``ev_valid``), by when the register has caught up.
+        credit = Signal.like(self.credit, name="credit_q")
+        m.d.sync += credit.eq(self.credit)
         # The room the host believes it has: the credit last reported, less what came since.
         host_room = Signal(range(self.cmd_depth + 1), init=self.cmd_depth)
-        credit_news = self.credit >= host_room + credit_news_threshold(self.cmd_depth)
+        credit_news = credit >= host_room + credit_news_threshold(self.cmd_depth)
         # Bytes of the host frame still arriving: not in the credit yet, but in the host's sums.
         arriving = Signal(range(self.cmd_depth + 1))
         with m.If(self.event.valid):
@@ -192,7 +199,7 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += [
                 busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent), crc_waited.eq(0),
                 sent.eq(sent + take_now), owed.eq(0),
-                host_room.eq(Mux(self.credit > arriving, self.credit - arriving, 0)),
+                host_room.eq(Mux(credit > arriving, credit - arriving, 0)),
                 header.kind.eq(Mux(owed, DeviceKind.REPLY.value, DeviceKind.RESPONSE.value)),
                 header.status.eq(Mux(owed, owed_status.as_value(), LinkStatus.OK.value)),
                 header.seq.eq(owed_seq),
@@ -200,7 +207,7 @@ class LinkTransmitter(wiring.Component):
                 header.next_seq.eq(self.next_seq),
                 # Idle only when this frame empties the ring: then nothing more is coming.
                 header.flags.eq(Mux(self.core_idle & ~full_payload, DeviceFlags.IDLE.value, 0)),
-                header.credit.eq(Mux(self.credit > 0xFFFF, 0xFFFF, self.credit)),
+                header.credit.eq(Mux(credit > 0xFFFF, 0xFFFF, credit)),
                 header.roff.eq(sent),
             ]
 
