@@ -113,8 +113,9 @@ class InstructionChecks(wiring.Component):
         # multiplier serves both), take a cycle more: the factors registered first, the product
         # in the last fetch cycle, the check with the status (it was the 85F 16x16's critical
         # path, from the command byte through a multiplier placed far away).
-        acc_n, acc_m = Signal(8), Signal(16)
-        acc_rows, acc_base = Signal(24), Signal(16)
+        acc_n, acc_m = Signal(8, name="acc_n"), Signal(16, name="acc_m")
+        acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
+        st_q_count = Signal(16 + p.cols.bit_length())   # STORE's qparam entries
         with m.If(self.latch_products):
             k_tiles = product_field(Opcode.MATMUL, "k_tiles")
             n_tiles = product_field(Opcode.MATMUL, "n_tiles")
@@ -122,6 +123,8 @@ class InstructionChecks(wiring.Component):
             m.d.sync += [
                 mm_kn.eq(kn), mm_kn_rows.eq(_times(kn, p.rows)),
                 mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
+                st_q_count.eq(_times(product_field(Opcode.STORE, "n_tiles") - 1, p.cols)
+                              + product_field(Opcode.STORE, "last_cols")),
                 acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
                 acc_m.eq(Mux(store, product_field(Opcode.STORE, "m"),
                              product_field(Opcode.MATMUL, "m"))),
@@ -129,8 +132,7 @@ class InstructionChecks(wiring.Component):
 
         mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
                                                                   "acc_addr")}
-        st = {name: early_field(Opcode.STORE, name) for name in
-              ("acc_addr", "n_tiles", "last_cols", "q_addr")}
+        st = {name: early_field(Opcode.STORE, name) for name in ("acc_addr", "q_addr")}
         with m.If(self.latch):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
                          acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"]))]
@@ -148,8 +150,7 @@ class InstructionChecks(wiring.Component):
                     | _past(mm["weight_addr"], mm_kn_rows, p.weight_depth))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
-                    _past(st["q_addr"], _times(st["n_tiles"] - 1, p.cols) + st["last_cols"],
-                          p.qparam_depth))
+                    _past(st["q_addr"], st_q_count, p.qparam_depth))
         with m.If(self.latch):
             m.d.sync += self.tiles.eq(mm_kn)
 
