@@ -6,7 +6,7 @@ from amaranth.hdl import EnableInserter, Module, Mux, ShapeLike, Signal, signed,
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .enable import enable_copy, enable_lead
+from .enable import enable_copy, enable_delayed, enable_lead
 from .isa import acc_read_latency
 from .params import RillParams
 from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
@@ -109,10 +109,8 @@ class SystolicArray(wiring.Component):
         top = Module()
         m = Module()
         p = self._params
-        trunk = self.enable_ahead
         lead = enable_lead(p)
-        for stage in range(lead - 2):
-            trunk = enable_copy(top, trunk, f"enable_trunk_{stage}")
+        trunk = enable_delayed(top, self.enable_ahead, max(lead - 2, 0), "enable_trunk")
         branches = ([enable_copy(top, trunk, f"enable_row_{r}") for r in range(p.rows + 1)]
                     if lead >= 2 else [trunk] * (p.rows + 1))
         enable_own = enable_copy(top, branches[p.rows], "enable_own")
@@ -163,9 +161,7 @@ class SystolicArray(wiring.Component):
             m.d.comb += pes[r][0].act_in.eq(entry)
 
         for r in range(p.rows):
-            write_row = Signal(name=f"weight_we_{r}")
-            weight_we, weights = weight_regs[r]
-            m.d.comb += write_row.eq(weight_we)
+            write_row, weights = weight_regs[r]
             for c in range(p.cols):
                 pe = pes[r][c]
                 m.d.comb += [

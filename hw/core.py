@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import AccumulatorBanks, acc_tag_layout
 from .array import SystolicArray
-from .enable import enable_copy, enable_lead, response_fifo_depth
+from .enable import enable_delayed, enable_lead, response_fifo_depth
 from .params import RillParams
 from .qparams import QparamTile
 from .requant import RequantRequest
@@ -69,11 +69,8 @@ class RillCore(wiring.Component):
             decision = ~(seq.rsp_valid_next & (level_next == out.depth))
         # A chain of registers per block, kept apart in synthesis (hw/build.py), each driving
         # fewer enables than one would; the array builds its own tree.
-        enables = {}
-        for name in ("sequencer", *_ENABLED_BLOCKS):
-            enables[name] = decision
-            for stage in range(lead):
-                enables[name] = enable_copy(m, enables[name], f"enable_{name}_{stage}")
+        enables = {name: enable_delayed(m, decision, lead, f"enable_{name}")
+                   for name in ("sequencer", *_ENABLED_BLOCKS)}
         m.d.comb += seq.enable.eq(enables["sequencer"])
 
         def frozen(name, block):

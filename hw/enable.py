@@ -20,7 +20,7 @@ from amaranth.hdl import Module, Signal, Value
 
 from .params import RillParams
 
-__all__ = ["enable_lead", "response_fifo_depth", "enable_copy"]
+__all__ = ["enable_lead", "response_fifo_depth", "enable_copy", "enable_delayed"]
 
 
 def enable_lead(params: RillParams) -> int:
@@ -47,3 +47,11 @@ def enable_copy(m: Module, source: Value, name: str) -> Signal:
     copy = Signal(init=1, name=name)
     m.d.sync += copy.eq(source)
     return copy
+
+
+def enable_delayed(m: Module, source: Value, stages: int, name: str) -> Value:
+    """``source`` through ``stages`` :func:`enable_copy` registers in a chain (``source`` itself
+    when ``stages`` is 0), named ``name_0``, ``name_1``, ..."""
+    for stage in range(stages):
+        source = enable_copy(m, source, f"{name}_{stage}")
+    return source
