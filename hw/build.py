@@ -79,6 +79,14 @@ _KEEP_ARRAY_REGISTERS = "\n".join([
     "setattr -set keep 1 @enable_ffs",
 ])
 
+#: Let Yosys re-encode the state machines one-hot on the ECP5: its FSM pass skips a state register
+#: with an initial value, and Amaranth gives each one (``*_state``, the FSMs' registers and no
+#: others). Dropping it changes nothing on the board, which holds the core in reset until the PLL
+#: locks (boards/clocking.py), so every state register starts from its reset value. Decoding the
+#: sequencer's binary state began the 85F 16x16's critical path. (Not on the iCE40: the UP5K is
+#: full, and one-hot costs flip-flops there.)
+_ONE_HOT_STATES = "setattr -unset init w:*_state"
+
 
 class BuildError(RuntimeError):
     """The build failed; the message says at which step and what to do."""
@@ -195,8 +203,9 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
-    options["script_after_read"] = "\n".join([_pe_multipliers_to_luts(board),
-                                                _KEEP_ARRAY_REGISTERS])
+    options["script_after_read"] = "\n".join(
+        [_pe_multipliers_to_luts(board), _KEEP_ARRAY_REGISTERS]
+        + ([_ONE_HOT_STATES] if family == "ecp5" else []))
     return options
 
 

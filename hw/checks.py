@@ -61,6 +61,8 @@ class InstructionChecks(wiring.Component):
     status : ``Out(Status)``
         :data:`~hw.isa.CHECK_CYCLES` cycles after ``latch`` (a register, and so from the decode
         cycle on): ``OK`` or why the instruction is refused.
+    ok : ``Out(1)``
+        ``status == OK``, a register of its own: decode's enables start from it, not a compare.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     """
@@ -74,6 +76,7 @@ class InstructionChecks(wiring.Component):
             "latch_products": In(1),
             "latch": In(1),
             "status": Out(Status),
+            "ok": Out(1),
             "tiles": Out(16),
         })
 
@@ -166,9 +169,9 @@ class InstructionChecks(wiring.Component):
         # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
         # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
         acc_checked = (self.opcode == Opcode.MATMUL) | store
-        m.d.sync += self.status.eq(Mux((first_status == Status.OK)
-                                       & (range_bad | (acc_checked & acc_over)),
-                                       Status.OUT_OF_RANGE, first_status))
+        refused_for_range = (first_status == Status.OK) & (range_bad | (acc_checked & acc_over))
+        m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
+                     self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
 
         with m.Switch(self.opcode):
             with m.Case(Opcode.CONFIG):

@@ -16,6 +16,8 @@ from . import isa
 from .accumulator import acc_tag_layout
 from .checks import InstructionChecks
 from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
+from .load_lanes import load_word_bytes, load_word_lanes
+from .loop import CountedLoop
 from .params import RillParams
 from .qparams import QPARAM_EARLY
 
@@ -126,9 +128,13 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.int4.eq(int4), self.rounding.eq(rounding), self.relu.eq(relu),
                      self.out_type.eq(out_type), self.raw.eq(raw)]
 
+        # drain != 0 as a register of its own, like the opcode test decode waits on.
         drain = Signal(range(isa.matmul_drain_cycles(p) + 1))
-        with m.If(advance & (drain != 0)):
-            m.d.sync += drain.eq(drain - 1)
+        draining, waits_for_quiet = Signal(name="draining"), Signal(name="waits_for_quiet")
+        with m.If(advance & draining):
+            m.d.sync += [drain.eq(drain - 1), draining.eq(drain != 1)]
+        m.d.sync += waits_for_quiet.eq(
+            Cat(opcode == op for op in Opcode if isa.waits_for_quiet(op)).any())
 
         def field(op, name):
             offset, size = isa.field_offsets(op)[name]
@@ -140,9 +146,6 @@ class Sequencer(wiring.Component):
         resp_left = Signal(range(resp_bytes + 1))
 
         # -- load engine --------------------------------------------------------------------
-        word_bytes = {Opcode.LOAD_WEIGHTS: p.cols, Opcode.LOAD_ACTS: p.act_lanes,
-                      Opcode.LOAD_QPARAMS: QPARAM_BYTES, Opcode.LOAD_BIASES: 4}
-        asm_bytes = max(word_bytes.values())
         decoded_word_len = Mux(is_op[Opcode.LOAD_ACTS], Mux(int4, p.act_lanes, p.rows),
                                Mux(is_op[Opcode.LOAD_WEIGHTS], p.cols,
                                    Mux(is_op[Opcode.LOAD_QPARAMS], QPARAM_BYTES, 4)))
@@ -150,47 +153,31 @@ class Sequencer(wiring.Component):
         load_addr = Signal(p.load_addr_width)
         # Any count: a load refused for its range still drains its data, word by word.
         load_words_left = Signal(8 * dict(isa.FIELDS[Opcode.LOAD_WEIGHTS])["count"])
-        load_byte = Signal(range(asm_bytes))
-        load_word_len = Signal(range(asm_bytes + 1))
-
-        # Each data byte is written to its lane of the word as it arrives (the SRAMs have byte
-        # enables), rather than assembled in a shift register first: nothing reads a tile while a
-        # load runs. Lanes that take no data byte are written with the first one: the zero
-        # upper half of an INT8 activation word, the header's part of a LOAD_BIASES entry.
+        load_byte = Signal(range(load_word_bytes(p)))
+        load_word_len = Signal(range(load_word_bytes(p) + 1))
         word_done = (load_byte == load_word_len - 1)
-        first_byte = load_byte == 0
-        lane = Cat(load_byte == i for i in range(asm_bytes))
-        biases = load_target == Opcode.LOAD_BIASES
         header_part = Cat(field(Opcode.LOAD_BIASES, "multiplier"),
                           field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
                           field(Opcode.LOAD_BIASES, "zero_point"))
-        m.d.comb += [
-            self.act_write.addr.eq(load_addr),
-            self.act_write.data.eq(Cat(byte_in.replicate(p.rows),
-                                       (byte_in & int4.replicate(8)).replicate(p.rows))),
-            self.weight_write.addr.eq(load_addr),
-            self.weight_write.data.eq(byte_in.replicate(p.cols)),
-            self.qparam_write.addr.eq(load_addr),
-            self.qparam_write.data.eq(Cat(byte_in.replicate(4),
-                                          Mux(biases, header_part, byte_in.replicate(8)))),
-        ]
-        act_lanes = Cat(lane[:p.rows], Mux(int4, lane[p.rows:p.act_lanes],
-                                           first_byte.replicate(p.rows)))
-        qparam_lanes = Cat(lane[:4], Mux(biases, first_byte.replicate(8), lane[4:QPARAM_BYTES]))
+        weight_lanes, act_lanes, qparam_lanes = load_word_lanes(
+            m, p, byte_in=byte_in, load_byte=load_byte, int4=int4,
+            biases=load_target == Opcode.LOAD_BIASES, header_part=header_part,
+            act_write=self.act_write, weight_write=self.weight_write,
+            qparam_write=self.qparam_write)
+        m.d.comb += [self.act_write.addr.eq(load_addr), self.weight_write.addr.eq(load_addr),
+                     self.qparam_write.addr.eq(load_addr)]
 
         # -- matmul engine -------------------------------------------------------------------
         mm_m = Signal(p.matmul_m_width)
-        mm_d_last = Signal(p.tile_cycles_width)   # *_last: max(m, rows, cols), k/n_tiles, less one
-        mm_k_last, mm_n_last = Signal(8, name="mm_k_last"), Signal(8, name="mm_n_last")
         mm_accumulate = Signal()
         mm_act_addr = Signal(p.act_addr_width)
-        mm_i = Signal(p.tile_cycles_width)   # activation side: row within the tile
-        mm_kt = Signal(8)
-        mm_nt = Signal(8)
+        # Activation side: the row within the tile (to max(m, rows, cols) - 1), then the tiles.
+        mm_i = CountedLoop(p.tile_cycles_width, "mm_i")
+        mm_kt, mm_nt = CountedLoop(8, "mm_kt"), CountedLoop(8, "mm_nt")
         mm_act_base = Signal(p.act_addr_width)   # act_addr + kt * m
         mm_acc_base = Signal(p.acc_addr_width)   # acc_addr + nt * m
         tile_buf = Signal()          # weight buffer of the tile being streamed; persists
-        w_i = Signal(p.tile_cycles_width)    # weight side: one position ahead of the activations
+        w_i = CountedLoop(p.tile_cycles_width, "w_i")   # weight side: a row ahead of mm_i
         w_tile = Signal(p.matmul_tiles_width)   # tiles the weight side has finished
         w_base = Signal(p.weight_addr_width)
         w_buf = Signal()
@@ -211,8 +198,8 @@ class Sequencer(wiring.Component):
             m.d.sync += [act_valid_q.eq(issue_act & advance), wt_valid_q.eq(issue_weight & advance)]
         with m.If(advance):
             m.d.sync += [wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
-                         act_buf_q.eq(tile_buf), act_tag_q.addr.eq(mm_acc_base + mm_i),
-                         act_tag_q.accumulate.eq(mm_accumulate | (mm_kt != 0))]
+                         act_buf_q.eq(tile_buf), act_tag_q.addr.eq(mm_acc_base + mm_i.index),
+                         act_tag_q.accumulate.eq(mm_accumulate | (mm_kt.index != 0))]
         m.d.comb += [
             self.array_acts.valid.eq(act_valid_q),
             self.array_acts.payload.lanes.eq(self.act_read.data),
@@ -222,8 +209,8 @@ class Sequencer(wiring.Component):
             self.array_weights.payload.row.eq(wt_row_q),
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),
-            self.act_read.addr.eq(mm_act_base + mm_i),
-            self.weight_read.addr.eq(w_base + w_i),
+            self.act_read.addr.eq(mm_act_base + mm_i.index),
+            self.weight_read.addr.eq(w_base + w_i.index),
         ]
 
         # -- store engine -------------------------------------------------------------------
@@ -280,8 +267,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [checks.opcode.eq(opcode), checks.operands.eq(operands),
                      checks.next_byte.eq(byte_in)]
         status = checks.status
-        decode_wait = (drain != 0) & Cat(is_op[op] for op in Opcode
-                                         if isa.waits_for_quiet(op)).any()
+        decode_wait = draining & waits_for_quiet
 
         header = Cat(status, opcode, counters["instructions"][:16])
 
@@ -331,7 +317,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += self.weight_read.addr.eq(field(Opcode.MATMUL, "weight_addr"))
                 with m.If(self.enable & ~decode_wait):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
-                    with m.If(status != isa.Status.OK):
+                    with m.If(~checks.ok):
                         with m.If((status == isa.Status.OUT_OF_RANGE)
                                   & Cat(is_op[op] for op in _LOADS).any()):
                             m.d.sync += [load_words_left.eq(field(Opcode.LOAD_WEIGHTS, "count")),
@@ -359,17 +345,19 @@ class Sequencer(wiring.Component):
                         with m.If(is_op[Opcode.MATMUL]):
                             f = {name: field(Opcode.MATMUL, name)
                                  for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                            d = Mux(f["m"] > max(p.rows, p.cols), f["m"], max(p.rows, p.cols))
+                            side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
+                            d = Mux(f["m"] > side, f["m"], side)
+                            mm_i.start(m, d - 1, first_is_last=0)
+                            w_i.start(m, d - 1, first=1,
+                                      first_is_last=(f["m"] <= 2) if side == 2 else 0)
+                            mm_kt.start(m, f["k_tiles"] - 1, first_is_last=f["k_tiles"] == 1)
+                            mm_nt.start(m, f["n_tiles"] - 1, first_is_last=f["n_tiles"] == 1)
                             m.d.sync += [
-                                mm_m.eq(f["m"]), mm_d_last.eq(d - 1),
-                                mm_k_last.eq(f["k_tiles"] - 1), mm_n_last.eq(f["n_tiles"] - 1),
-                                mm_tiles.eq(checks.tiles),
+                                mm_m.eq(f["m"]), mm_tiles.eq(checks.tiles),
                                 mm_accumulate.eq(f["flags"][0]),
                                 mm_act_addr.eq(f["act_addr"]),
-                                mm_i.eq(0), mm_kt.eq(0), mm_nt.eq(0),
                                 mm_act_base.eq(f["act_addr"]), mm_acc_base.eq(f["acc_addr"]),
-                                w_i.eq(1), w_tile.eq(0), w_base.eq(f["weight_addr"]),
-                                w_buf.eq(tile_buf),
+                                w_tile.eq(0), w_base.eq(f["weight_addr"]), w_buf.eq(tile_buf),
                             ]
                             # Row 0 of the first weight tile is read in this cycle.
                             m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
@@ -417,7 +405,7 @@ class Sequencer(wiring.Component):
                 with m.If(advance):
                     with m.Switch(load_target):
                         with m.Case(Opcode.LOAD_WEIGHTS):
-                            m.d.comb += self.weight_write.en.eq(lane[:p.cols])
+                            m.d.comb += self.weight_write.en.eq(weight_lanes)
                         with m.Case(Opcode.LOAD_ACTS):
                             m.d.comb += self.act_write.en.eq(act_lanes)
                         with m.Case(Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES):
@@ -440,31 +428,29 @@ class Sequencer(wiring.Component):
                             m.next = "FETCH"
 
             with m.State("MATMUL"):
-                last_row = mm_i == mm_d_last
-                last_kt = mm_kt == mm_k_last
-                last_nt = mm_nt == mm_n_last
                 m.d.comb += [
-                    issue_act.eq(mm_i < mm_m),
-                    issue_weight.eq((w_i < p.rows) & (w_tile < mm_tiles)),
-                    weight_row.eq(w_i),
+                    issue_act.eq(mm_i.index < mm_m),
+                    issue_weight.eq((w_i.index < p.rows) & (w_tile < mm_tiles)),
+                    weight_row.eq(w_i.index),
                 ]
                 with m.If(self.enable):
                     # Weight side, one position ahead.
-                    m.d.sync += w_i.eq(w_i + 1)
-                    with m.If(w_i == mm_d_last):
-                        m.d.sync += [w_i.eq(0), w_tile.eq(w_tile + 1), w_base.eq(w_base + p.rows),
+                    w_i.step(m)
+                    with m.If(w_i.at_last):
+                        m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(w_base + p.rows),
                                      w_buf.eq(~w_buf)]
                     # Activation side.
-                    m.d.sync += mm_i.eq(mm_i + 1)
-                    with m.If(last_row):
-                        m.d.sync += [mm_i.eq(0), mm_kt.eq(mm_kt + 1), tile_buf.eq(~tile_buf),
-                                     mm_act_base.eq(mm_act_base + mm_m)]
-                        with m.If(last_kt):
-                            m.d.sync += [mm_kt.eq(0), mm_nt.eq(mm_nt + 1),
-                                         mm_act_base.eq(mm_act_addr),
+                    mm_i.step(m)
+                    with m.If(mm_i.at_last):
+                        mm_kt.step(m)
+                        m.d.sync += [tile_buf.eq(~tile_buf), mm_act_base.eq(mm_act_base + mm_m)]
+                        with m.If(mm_kt.at_last):
+                            mm_nt.step(m)
+                            m.d.sync += [mm_act_base.eq(mm_act_addr),
                                          mm_acc_base.eq(mm_acc_base + mm_m)]
-                            with m.If(last_nt):
-                                m.d.sync += drain.eq(isa.matmul_drain_cycles(p))
+                            with m.If(mm_nt.at_last):
+                                assert isa.matmul_drain_cycles(p) > 0
+                                m.d.sync += [drain.eq(isa.matmul_drain_cycles(p)), draining.eq(1)]
                                 m.next = "FETCH"
 
             with m.State("STORE"):

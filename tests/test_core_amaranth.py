@@ -13,6 +13,7 @@ from hw.core import RillCore
 from hw.isa import Opcode
 from hw.params import RillParams
 from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program
+from sw.program import gemm_program
 
 SMALL = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16)
 
@@ -71,6 +72,15 @@ def test_random_gemm_small_core(seed):
     rng = np.random.default_rng(seed)
     prog = random_gemm_program(SMALL, rng, max_m=6, max_k=7, max_n=7)
     _check(SMALL, [(f"gemm{seed}", prog)])
+
+
+@pytest.mark.parametrize("m, k, n", [(5, 2, 9), (4, 7, 3), (1, 2, 3), (1, 5, 7)])
+def test_matmul_loops_at_their_smallest_bounds(m, k, n):
+    """One k tile under several n tiles (the k loop restarts at its bound of 0), several k tiles
+    in one n tile, one of each, one activation row: shapes random programs rarely draw."""
+    rng = np.random.default_rng(100 * m + 10 * k + n)
+    prog = gemm_program(SMALL, rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))
+    _check(SMALL, [(f"gemm {m}x{k}x{n}", prog)])
 
 
 def test_random_gemm_with_backpressure():
