@@ -182,9 +182,24 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += arriving.eq(arriving + 1)
         with m.If(self.cmd_taken & (host_room != 0)):
             m.d.sync += host_room.eq(host_room - 1)   # a frame's start below overrides this
+        # A frame starts a cycle after it is decided (``starting``), with the payload size
+        # decided then too: the decision's subtraction and compares fed the clock enables of
+        # every register the start loads (the 45F's critical path). A cycle late is safe: only
+        # a start or an event moves ``sent``, and neither can come between the two cycles (an
+        # event in the start's cycle holds the start back, to be decided again); ``wr`` only
+        # grows, so the payload size decided is still there to send.
         busy = Signal()
-        start = ~busy & ~self.event.valid & ~ev_valid & (owed | data_ready | credit_news)
-        m.d.comb += self.idle.eq(~busy & ~owed & (unsent == 0) & ~credit_news & ~self.o.valid)
+        starting, starting_full = Signal(name="starting"), Signal(name="starting_full")
+        starting_take = Signal(range(MAX_RESPONSE_PAYLOAD + 1))
+        m.d.sync += [
+            starting.eq(~busy & ~starting & ~self.event.valid & ~ev_valid
+                        & (owed | data_ready | credit_news)),
+            starting_full.eq(full_payload),
+            starting_take.eq(Mux(full_payload, MAX_RESPONSE_PAYLOAD, unsent)),
+        ]
+        start = starting & ~self.event.valid
+        m.d.comb += self.idle.eq(~busy & ~starting & ~owed & (unsent == 0) & ~credit_news
+                                 & ~self.o.valid)
 
         # -- the frame being sent ---------------------------------------------------------
         crc_waited = Signal()   # the cycle before the CRC has passed (see crc_byte below)
@@ -195,10 +210,9 @@ class LinkTransmitter(wiring.Component):
         total = DEVICE_HEADER_BYTES + take + CRC_BYTES
 
         with m.If(start):
-            take_now = Mux(full_payload, MAX_RESPONSE_PAYLOAD, unsent)
             m.d.sync += [
-                busy.eq(1), pos.eq(0), take.eq(take_now), roff.eq(sent), crc_waited.eq(0),
-                sent.eq(sent + take_now), owed.eq(0),
+                busy.eq(1), pos.eq(0), take.eq(starting_take), roff.eq(sent), crc_waited.eq(0),
+                sent.eq(sent + starting_take), owed.eq(0),
                 host_room.eq(Mux(credit > arriving, credit - arriving, 0)),
                 header.kind.eq(Mux(owed, DeviceKind.REPLY.value, DeviceKind.RESPONSE.value)),
                 header.status.eq(Mux(owed, owed_status.as_value(), LinkStatus.OK.value)),
@@ -206,7 +220,7 @@ class LinkTransmitter(wiring.Component):
                 header.tag.eq(last_tag),
                 header.next_seq.eq(self.next_seq),
                 # Idle only when this frame empties the ring: then nothing more is coming.
-                header.flags.eq(Mux(self.core_idle & ~full_payload, DeviceFlags.IDLE.value, 0)),
+                header.flags.eq(Mux(self.core_idle & ~starting_full, DeviceFlags.IDLE.value, 0)),
                 header.credit.eq(Mux(credit > 0xFFFF, 0xFFFF, credit)),
                 header.roff.eq(sent),
             ]
