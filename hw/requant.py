@@ -70,8 +70,8 @@ def _bit_length(m: Module, value: Value, name: str) -> Signal:
 
 
 def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
-                    tie_up: Value, name: str,
-                    saturate_bits: int | None = None) -> Signal | tuple[Signal, Signal]:
+                    tie_up: Value, name: str, saturate_bits: int | None = None,
+                    guard_index: Value | None = None) -> Signal | tuple[Signal, Signal]:
     """``value / 2**amount`` rounded to nearest, for unsigned ``value`` and ``amount``.
 
     An exact half rounds up when the quotient is odd (``half_even``) or, otherwise, when
@@ -83,12 +83,17 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     was the 85F 16x16's critical path). The shifter then only builds the quotient's low ``L``
     bits, and a quotient of ``2**L`` or more is found by testing the bits of ``value`` at
     ``amount + L`` and above.
+
+    ``guard_index``, when given, is ``amount - 1`` (for a nonzero amount) from a register, so
+    the guard bit's select need not wait for the subtraction.
     """
     value = _named(m, value, f"{name}_in")
     amount = _named(m, amount, f"{name}_amount")
     quotient = _named(m, value >> amount, f"{name}_quotient")
     # The first discarded bit decides "at least half"; any bit below it, "more than half".
-    guard = (amount != 0) & value.bit_select((amount - 1)[:len(amount)], 1)
+    if guard_index is None:
+        guard_index = (amount - 1)[:len(amount)]
+    guard = (amount != 0) & value.bit_select(guard_index, 1)
     below_guard = Cat(*(amount > i + 1 for i in range(len(value))))
     sticky = (value & below_guard).any()
     tie = Mux(half_even, quotient[0], tie_up)
@@ -392,16 +397,19 @@ class RequantUnit(RequantPorts):
         mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
         sign7 = Signal()
         amount7 = Signal(range(64))
+        guard7 = Signal(range(64))        # amount7 - 1, when amount7 > 0
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
-                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6])))]
+                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
+                     guard7.eq(Mux(k6 > 63, 62, (k6 - 1).as_unsigned()[:6]))]
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
         mag, round_up = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1,
-                                        name="second", saturate_bits=SATURATION.bit_length() - 1)
+                                        name="second", saturate_bits=SATURATION.bit_length() - 1,
+                                        guard_index=guard7)
         valid8 = Signal()
         mode8 = Signal(RequantMode)
         mag8 = Signal(range(SATURATION + 1))   # the rounded |v| is mag8 + round_up8
