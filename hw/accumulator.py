@@ -85,18 +85,23 @@ class AccumulatorBanks(wiring.Component):
                 # The write leaves from registers a cycle after the sum arrives: the adder's
                 # carry chain then ends in flip-flops next to it, not in a block RAM's data pins
                 # across the die (the 45F's critical path).
-                m.d.sync += [wr.addr.eq(incoming.payload.tag.addr), wr.data.eq(total),
+                # Data registers without a reset (valids and hits keep theirs): the reset net
+                # reached ~10,000 flip-flops, and its routing set the 85F 16x16's clock once.
+                wr_addr = Signal.like(wr.addr, name=f"write_addr{c}", reset_less=True)
+                wr_data = Signal.like(wr.data, name=f"write_data{c}", reset_less=True)
+                m.d.sync += [wr_addr.eq(incoming.payload.tag.addr), wr_data.eq(total),
                              wr.en.eq(incoming.valid)]
-                old = Signal(signed(32), name=f"old{c}")
+                m.d.comb += [wr.addr.eq(wr_addr), wr.data.eq(wr_data)]
+                old = Signal(signed(32), name=f"old{c}", reset_less=True)
                 m.d.sync += old.eq(rd.data)
                 # The row read in cycle r misses two writes: the one the port performs in r
                 # (issued in r - 1) and the one issued in r. At most one can be to this row (sums
                 # for a row are two cycles apart or more); its value is forwarded in t = r + 2.
                 performed = Signal(name=f"hit_performed{c}")
                 issued = Signal(name=f"hit_issued{c}")
-                performed_data = Signal(signed(32), name=f"performed_data{c}")
+                performed_data = Signal(signed(32), name=f"performed_data{c}", reset_less=True)
                 hit = Signal(name=f"hit{c}")
-                forwarded = Signal(signed(32), name=f"forwarded{c}")
+                forwarded = Signal(signed(32), name=f"forwarded{c}", reset_less=True)
                 m.d.sync += [
                     performed.eq(upcoming.valid & wr.en & (wr.addr == upcoming.payload.addr)),
                     issued.eq(upcoming.valid & incoming.valid

@@ -120,7 +120,9 @@ class SystolicArray(wiring.Component):
         # relation between them.
         assert INPUT_STAGES == 1
         acts_valid = Signal()
-        acts = Signal.like(self.acts.payload, name="acts_in")
+        # Data registers here and in the skew have no reset (the valids do): with the PEs', they
+        # were half the reset net's ~10,000 flip-flops, whose routing set the 85F 16x16's clock.
+        acts = Signal.like(self.acts.payload, name="acts_in", reset_less=True)
         m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
         lanes = acts.lanes
         # The weight write's register: one per array row on the deep core, each feeding one row
@@ -128,7 +130,7 @@ class SystolicArray(wiring.Component):
         # set the 85F 16x16's clock (14.8 ns of routing); one in all on the shallow core.
         weight_regs = []   # per array row: (its write enable, the payload)
         for r in range(p.rows if p.deep_pipeline else 1):
-            copy = Signal(self.weights.payload.shape(), name=f"weights_in_{r}")
+            copy = Signal(self.weights.payload.shape(), name=f"weights_in_{r}", reset_less=True)
             valid = Signal(name=f"weights_valid_{r}")
             m.d.sync += copy.eq(self.weights.payload)
             if p.deep_pipeline:   # the row's own enable, decided before its register
@@ -155,7 +157,7 @@ class SystolicArray(wiring.Component):
                 entry.int4.eq(self.int4),
             ]
             for stage in range(1, r + 1):
-                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_{stage}")
+                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_{stage}", reset_less=True)
                 m.d.sync += delayed.eq(entry)
                 entry = delayed
             m.d.comb += pes[r][0].act_in.eq(entry)
