@@ -133,8 +133,8 @@ class Sequencer(wiring.Component):
         draining, waits_for_quiet = Signal(name="draining"), Signal(name="waits_for_quiet")
         with m.If(advance & draining):
             m.d.sync += [drain.eq(drain - 1), draining.eq(drain != 1)]
-        m.d.sync += waits_for_quiet.eq(
-            Cat(opcode == op for op in Opcode if isa.waits_for_quiet(op)).any())
+        m.d.sync += waits_for_quiet.eq(Cat(is_op[op] for op in Opcode
+                                           if isa.waits_for_quiet(op)).any())
 
         def field(op, name):
             offset, size = isa.field_offsets(op)[name]
