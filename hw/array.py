@@ -110,10 +110,12 @@ class SystolicArray(wiring.Component):
         m = Module()
         p = self._params
         lead = enable_lead(p)
-        trunk = enable_delayed(top, self.enable_ahead, max(lead - 2, 0), "enable_trunk")
-        branches = ([enable_copy(top, trunk, f"enable_row_{r}") for r in range(p.rows + 1)]
-                    if lead >= 2 else [trunk] * (p.rows + 1))
-        enable_own = enable_copy(top, branches[p.rows], "enable_own")
+        reset_less = p.deep_pipeline
+        trunk = enable_delayed(top, self.enable_ahead, max(lead - 2, 0), "enable_trunk",
+                               reset_less=reset_less)
+        branches = ([enable_copy(top, trunk, f"enable_row_{r}", reset_less=reset_less)
+                     for r in range(p.rows + 1)] if lead >= 2 else [trunk] * (p.rows + 1))
+        enable_own = enable_copy(top, branches[p.rows], "enable_own", reset_less=reset_less)
         top.submodules.pipeline = EnableInserter(enable_own)(m)
 
         # Both input streams through a register (INPUT_STAGES): delaying both alike keeps every
@@ -143,7 +145,8 @@ class SystolicArray(wiring.Component):
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
             for c in range(p.cols):
-                enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}")
+                enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}",
+                                     reset_less=reset_less)
                 top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
 
         # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and

@@ -69,7 +69,8 @@ class RillCore(wiring.Component):
             decision = ~(seq.rsp_valid_next & (level_next == out.depth))
         # A chain of registers per block, kept apart in synthesis (hw/build.py), each driving
         # fewer enables than one would; the array builds its own tree.
-        enables = {name: enable_delayed(m, decision, lead, f"enable_{name}")
+        enables = {name: enable_delayed(m, decision, lead, f"enable_{name}",
+                                        reset_less=p.deep_pipeline)
                    for name in ("sequencer", *_ENABLED_BLOCKS)}
         m.d.comb += seq.enable.eq(enables["sequencer"])
 

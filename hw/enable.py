@@ -37,21 +37,27 @@ def response_fifo_depth(params: RillParams) -> int:
     return enable_lead(params) + 2 if params.deep_pipeline else 2
 
 
-def enable_copy(m: Module, source: Value, name: str) -> Signal:
+def enable_copy(m: Module, source: Value, name: str, *, reset_less: bool) -> Signal:
     """A register holding ``source`` a cycle later, starting enabled.
 
     ``name`` must start with ``enable_``: hw/build.py keeps flip-flops of that name apart, which
     synthesis would otherwise merge back into one register with the whole fan-out.
+
+    ``reset_less`` (pass ``params.deep_pipeline``) leaves the copy off the reset net. It needs
+    none: it starts at its initial value and the registers it enables are held in reset anyway.
+    On the ECP5 the reset's routing to the 14x14's ~3,000 copies set the clock; on the iCE40 a
+    reset-less flip-flop starting at 1 costs an inverter cell each, which the full part lacks.
     """
     assert name.startswith("enable_"), name
-    copy = Signal(init=1, name=name)
+    copy = Signal(init=1, name=name, reset_less=reset_less)
     m.d.sync += copy.eq(source)
     return copy
 
 
-def enable_delayed(m: Module, source: Value, stages: int, name: str) -> Value:
+def enable_delayed(m: Module, source: Value, stages: int, name: str, *,
+                   reset_less: bool) -> Value:
     """``source`` through ``stages`` :func:`enable_copy` registers in a chain (``source`` itself
     when ``stages`` is 0), named ``name_0``, ``name_1``, ..."""
     for stage in range(stages):
-        source = enable_copy(m, source, f"{name}_{stage}")
+        source = enable_copy(m, source, f"{name}_{stage}", reset_less=reset_less)
     return source

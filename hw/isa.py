@@ -39,7 +39,8 @@ __all__ = [
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
-    "requant_interval", "requant_latency", "acc_read_latency", "store_flush_cycles", "store_cycles",
+    "requant_interval", "requant_latency", "acc_read_latency", "store_select_latency",
+    "store_flush_cycles", "store_cycles",
     "waits_for_quiet",
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
@@ -246,10 +247,15 @@ def acc_read_latency(params: RillParams) -> int:
     return 2 if params.deep_pipeline else 1
 
 
+def store_select_latency(params: RillParams) -> int:
+    """Working cycles STORE's column select adds after the accumulators' data (hw/column_select.py)."""
+    return 1 if params.deep_pipeline else 0
+
+
 def store_flush_cycles(params: RillParams) -> int:
-    """Working cycles a STORE spends after issuing its last element: the accumulator read, then
-    the requantizer's latency."""
-    return acc_read_latency(params) + requant_latency(params)
+    """Working cycles a STORE spends after issuing its last element: the accumulator read, the
+    column select, then the requantizer's latency."""
+    return acc_read_latency(params) + store_select_latency(params) + requant_latency(params)
 
 
 def store_cycles(params: RillParams, payload: int) -> int:

@@ -191,8 +191,8 @@ class RequantUnit(RequantPorts):
     stage ONNX (float32 emulation)                  TFLITE (MultiplyByQuantizedMultiplier)
     ===== ========================================= ========================================
     0     the request, registered                   (same)
-    1     ``x = acc + bias`` and ``-x``             (same)
-    2     ``|x|`` and its exponent ``ta``           ``u = |x| << left``, ``right``
+    1     ``x = acc + bias`` and ``-x``             (same), and ``left``, ``right`` from ``shift``
+    2     ``|x|`` and its exponent ``ta``           ``u = |x| << left``
     3     ``ma = float32(|x|)`` in place: 24        ``|int32(u)| = |x << left|`` and its
           significant bits, half even; ``M``        sign; ``|M|`` (M arrives)
           arrives
@@ -268,29 +268,34 @@ class RequantUnit(RequantPorts):
         mode1 = Signal(RequantMode)
         x1 = Signal(signed(32))
         neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
-        shift1 = Signal(unsigned(8))
+        left1 = Signal(range(32))         # TFLITE's left shift (0 in ONNX mode)
+        k1 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
         byte_index1 = Signal(2)
+        # TFLITE: shift is a signed left shift, split into left and right amounts here, so that
+        # stage 2 starts its shifter from a register (the clamp and the shifter in one stage were
+        # the 45F's critical path). A raw request shifts by nothing.
+        shift = Mux(mode0.raw, 0, req.shift)
+        sh = shift.as_signed()
+        left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
+        right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
         m.d.sync += [
             valid1.eq(valid0),
             mode1.eq(mode0),
             x1.eq(req.acc + req.bias),
             neg_x1.eq(-req.acc - req.bias),
-            shift1.eq(Mux(mode0.raw, 0, req.shift)),
+            left1.eq(Mux(mode0.onnx, 0, left)),
+            k1.eq(Mux(mode0.onnx, shift, right)),
             byte_index1.eq(req.byte_index),
         ]
         stages += 1
 
-        # -- stage 2: |x|, shifted left (TFLITE), and the shift amounts ------------------------
+        # -- stage 2: |x|, shifted left (TFLITE) ------------------------------------------------
         # ONNX: float32(|x|) rounds |x| to 24 significant bits, at bit ta = the bit length of
         # |x| >> 24 (0..8); stage 3 rounds it in place, so that no right shifter is needed.
-        # TFLITE: shift is a signed left shift; x << left wraps as the int32 C code does. As
-        # -(v << left) = (-v) << left modulo 2**32, u = |x| << left is x << left or its negation,
-        # and one shifter serves both signs: |x << left| = |int32(u)|.
+        # TFLITE: x << left wraps as the int32 C code does. As -(v << left) = (-v) << left
+        # modulo 2**32, u = |x| << left is x << left or its negation, and one shifter serves
+        # both signs: |x << left| = |int32(u)|.
         abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
-        sh = shift1.as_signed()
-        left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
-        right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
-        left = _named(m, Mux(mode1.onnx, 0, left), "left")
 
         valid2 = Signal()
         mode2 = Signal(RequantMode)
@@ -301,10 +306,10 @@ class RequantUnit(RequantPorts):
         raw_byte = x1.word_select(byte_index1, 8)
         m.d.sync += [
             valid2.eq(valid1), mode2.eq(mode1),
-            u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left)[:32])),
+            u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left1)[:32])),
             ta2.eq(Mux(mode1.raw, 0, _bit_length(m, abs_x[24:], "ta"))),
             x_neg2.eq(~mode1.raw & (x1 < 0)),
-            k2.eq(Mux(mode1.onnx, shift1, right)),
+            k2.eq(k1),
         ]
         stages += 1
 

@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from . import isa
 from .accumulator import acc_tag_layout
 from .checks import InstructionChecks
+from .column_select import column_select
 from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
 from .load_lanes import load_word_bytes, load_word_lanes
 from .loop import CountedLoop
@@ -232,22 +233,27 @@ class Sequencer(wiring.Component):
         interval = isa.requant_interval(p)
         st_pace = Signal(range(interval))
         # A request leaves when its row's accumulators arrive, acc_read_latency cycles after the
-        # read; its qparam entry is read (one cycle) to arrive with them.
+        # read, and its column is selected (store_select_latency); its qparam entry is read (one
+        # cycle) to arrive with them.
+        arrive = isa.acc_read_latency(p)
+        leave = arrive + isa.store_select_latency(p)
         issued, entry = [Cat(st_issue, st_b, st_c)], [st_q]
-        for stage in range(1, isa.acc_read_latency(p) + 1):   # the entry read takes the last
-            lines = (issued, entry) if stage < isa.acc_read_latency(p) else (issued,)
+        for stage in range(1, leave + 1):   # the entry read takes the last
+            lines = (issued, entry) if stage < leave else (issued,)
             for line, name in zip(lines, ("issued", "entry")):
                 line.append(Signal(len(line[0]), name=f"st_{name}_{stage}"))
                 with m.If(advance):
                     m.d.sync += line[-1].eq(line[-2])
-        st_valid_q, st_b_q, st_c_q = issued[-1][0], issued[-1][1:3], issued[-1][3:]
+        st_valid_q, st_b_q = issued[-1][0], issued[-1][1:3]
+        selected = column_select(m, self.acc_read.data, p.cols, issued[arrive][3:],
+                                 issued[leave][3:], advance, registered=leave > arrive)
         qparam = self.qparam_read.data
         m.d.comb += [
             self.acc_read.addr.eq(st_row),
             self.acc_read.en.eq(1),
             self.qparam_read.addr.eq(entry[-1]),
             self.requant_in.valid.eq(st_valid_q & advance),
-            self.requant_in.payload.acc.eq(self.acc_read.data[st_c_q]),
+            self.requant_in.payload.acc.eq(selected),
             self.requant_in.payload.bias.eq(qparam.bias),
             self.requant_in.payload.shift.eq(qparam.shift),
             self.requant_in.payload.byte_index.eq(st_b_q),

@@ -1,0 +1,34 @@
+"""STORE's column select: one accumulator of a row read from every column's bank.
+
+A STORE reads a row from all ``cols`` banks at once, then sends its columns one after another.
+In one cycle, the ``cols``-way select sat behind the accumulator banks' forwarding mux and set the
+85F 16x16's clock (13.3 ns: the hit flag, the forwarding mux, 16-way select, the requantizer's
+request register). The deep core splits it at a register: groups of :data:`GROUP` columns are
+selected into one register each, and a cycle later the group is (``hw.isa.store_select_latency``).
+"""
+
+from amaranth.hdl import Cat, Module, Signal, Value
+
+__all__ = ["GROUP", "column_select"]
+
+#: Columns per first-stage select: a 4-way select of a bit is one ECP5 slice.
+GROUP = 4
+
+
+def column_select(m: Module, row: Value, cols: int, column: Value, column_later: Value,
+                  advance: Value, *, registered: bool) -> Value:
+    """``row[column]`` (32-bit words), in one cycle or, when ``registered``, over two.
+
+    ``column`` indexes ``row`` as it is now; with ``registered``, the result comes a cycle of
+    ``advance`` later, when ``column_later`` is that cycle's ``column`` (the caller delays it).
+    """
+    if not registered:
+        return row[column]
+    words = [row[c] for c in range(cols)]
+    groups = []
+    for first in range(0, cols, GROUP):
+        group = Signal(32, name=f"column_group_{first // GROUP}", reset_less=True)
+        with m.If(advance):
+            m.d.sync += group.eq(Cat(*words[first:first + GROUP]).word_select(column[:2], 32))
+        groups.append(group)
+    return Cat(*groups).word_select(column_later[2:], 32) if len(groups) > 1 else groups[0]
