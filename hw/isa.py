@@ -248,7 +248,8 @@ def acc_read_latency(params: RillParams) -> int:
 
 
 def store_select_latency(params: RillParams) -> int:
-    """Working cycles STORE's column select adds after the accumulators' data (hw/column_select.py)."""
+    """Working cycles STORE's column select adds after the accumulators' data
+    (hw/column_select.py)."""
     return 1 if params.deep_pipeline else 0
 
 

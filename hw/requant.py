@@ -245,11 +245,13 @@ class RequantUnit(RequantPorts):
     def elaborate(self, platform):
         m = Module()
         stages = 0
+        # Only the valids have a reset: a stage's data means nothing until its valid says so, and
+        # the reset net (~10,000 flip-flops on the 85F 16x16) set that build's clock once.
 
         # -- stage 0: the request and the configuration it was issued under, registered --------
         valid0 = Signal()
-        req = Signal.like(self.i.payload, name="req0")
-        mode0 = Signal(RequantMode)
+        req = Signal.like(self.i.payload, name="req0", reset_less=True)
+        mode0 = Signal(RequantMode, reset_less=True)
         m.d.sync += [
             valid0.eq(self.i.valid),
             req.eq(self.i.payload),
@@ -265,12 +267,14 @@ class RequantUnit(RequantPorts):
         # -- stage 1: x = acc + bias, and the negations the magnitudes need -------------------
         # Only adds, in parallel; everything that depends on x starts in stage 2.
         valid1 = Signal()
-        mode1 = Signal(RequantMode)
-        x1 = Signal(signed(32))
-        neg_x1 = Signal(unsigned(32))     # -x mod 2**32: |x| when x < 0, including -2**31
-        left1 = Signal(range(32))         # TFLITE's left shift (0 in ONNX mode)
-        k1 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
-        byte_index1 = Signal(2)
+        mode1 = Signal(RequantMode, reset_less=True)
+        x1 = Signal(signed(32), reset_less=True)
+        # -x mod 2**32: |x| when x < 0, including -2**31
+        neg_x1 = Signal(unsigned(32), reset_less=True)
+        left1 = Signal(range(32), reset_less=True)  # TFLITE's left shift (0 in ONNX mode)
+        # the right shift after the product: ONNX s, TFLITE right
+        k1 = Signal(unsigned(8), reset_less=True)
+        byte_index1 = Signal(2, reset_less=True)
         # TFLITE: shift is a signed left shift, split into left and right amounts here, so that
         # stage 2 starts its shifter from a register (the clamp and the shifter in one stage were
         # the 45F's critical path). A raw request shifts by nothing.
@@ -298,11 +302,12 @@ class RequantUnit(RequantPorts):
         abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
 
         valid2 = Signal()
-        mode2 = Signal(RequantMode)
-        u2 = Signal(unsigned(32))         # ONNX: |x|; TFLITE: |x| << left, mod 2**32
-        ta2 = Signal(range(9))
-        x_neg2 = Signal()
-        k2 = Signal(unsigned(8))          # the right shift after the product: ONNX s, TFLITE right
+        mode2 = Signal(RequantMode, reset_less=True)
+        u2 = Signal(unsigned(32), reset_less=True)  # ONNX: |x|; TFLITE: |x| << left, mod 2**32
+        ta2 = Signal(range(9), reset_less=True)
+        x_neg2 = Signal(reset_less=True)
+        # the right shift after the product: ONNX s, TFLITE right
+        k2 = Signal(unsigned(8), reset_less=True)
         raw_byte = x1.word_select(byte_index1, 8)
         m.d.sync += [
             valid2.eq(valid1), mode2.eq(mode1),
@@ -331,11 +336,12 @@ class RequantUnit(RequantPorts):
         xl_neg = (x_neg2 ^ u2[31]) | u_is_min
 
         valid3 = Signal()
-        mode3 = Signal(RequantMode)
-        op_a3 = Signal(unsigned(32))
-        op_b3 = Signal(unsigned(32))
-        sign3 = Signal()                  # sign of the result (of x, or of x << left times M)
-        k3 = Signal(signed(10))           # right shift still to apply, before stage 6's exponent
+        mode3 = Signal(RequantMode, reset_less=True)
+        op_a3 = Signal(unsigned(32), reset_less=True)
+        op_b3 = Signal(unsigned(32), reset_less=True)
+        sign3 = Signal(reset_less=True)   # sign of the result (of x, or of x << left times M)
+        # right shift still to apply, before stage 6's exponent
+        k3 = Signal(signed(10), reset_less=True)
         mult = self.multiplier
         abs_mult = Mux(mult < 0, -mult, mult)
         m.d.sync += [valid3.eq(valid2), mode3.eq(mode2), k3.eq(k2),
@@ -354,21 +360,21 @@ class RequantUnit(RequantPorts):
         a_lo, a_hi = op_a3[:16], op_a3[16:]
         b_lo, b_hi = op_b3[:16], op_b3[16:]
         valid4 = Signal()
-        mode4 = Signal(RequantMode)
-        outer4 = Signal(unsigned(64))     # a_lo * b_lo + 2**32 * a_hi * b_hi
-        middle4 = Signal(unsigned(33))    # a_lo * b_hi + a_hi * b_lo
-        sign4 = Signal()
-        k4 = Signal(signed(10))
+        mode4 = Signal(RequantMode, reset_less=True)
+        outer4 = Signal(unsigned(64), reset_less=True)  # a_lo * b_lo + 2**32 * a_hi * b_hi
+        middle4 = Signal(unsigned(33), reset_less=True)  # a_lo * b_hi + a_hi * b_lo
+        sign4 = Signal(reset_less=True)
+        k4 = Signal(signed(10), reset_less=True)
         m.d.sync += [valid4.eq(valid3), mode4.eq(mode3), sign4.eq(sign3), k4.eq(k3),
                      outer4.eq(Cat(a_lo * b_lo, a_hi * b_hi)),
                      middle4.eq(a_lo * b_hi + a_hi * b_lo)]
         stages += 1
 
         valid5 = Signal()
-        mode5 = Signal(RequantMode)
-        product5 = Signal(unsigned(64))   # ONNX: < 2**55; TFLITE: <= 2**62
-        sign5 = Signal()
-        k5 = Signal(signed(10))
+        mode5 = Signal(RequantMode, reset_less=True)
+        product5 = Signal(unsigned(64), reset_less=True)  # ONNX: < 2**55; TFLITE: <= 2**62
+        sign5 = Signal(reset_less=True)
+        k5 = Signal(signed(10), reset_less=True)
         m.d.sync += [valid5.eq(valid4), mode5.eq(mode4), sign5.eq(sign4), k5.eq(k4),
                      product5.eq(outer4 + (middle4 << 16))]
         stages += 1
@@ -380,11 +386,11 @@ class RequantUnit(RequantPorts):
         # ab < 0.
         t2 = _bit_length(m, product5[24:56], "t2")
         valid6 = Signal()
-        mode6 = Signal(RequantMode)
-        product6 = Signal(unsigned(63))
-        first_amount6 = Signal(range(32))
-        sign6 = Signal()
-        k6 = Signal(signed(10))           # ONNX: s - t2 in -31..255; TFLITE: right
+        mode6 = Signal(RequantMode, reset_less=True)
+        product6 = Signal(unsigned(63), reset_less=True)
+        first_amount6 = Signal(range(32), reset_less=True)
+        sign6 = Signal(reset_less=True)
+        k6 = Signal(signed(10), reset_less=True)  # ONNX: s - t2 in -31..255; TFLITE: right
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
                      k6.eq(Mux(mode5.onnx, k5 - t2, k5))]
@@ -398,11 +404,11 @@ class RequantUnit(RequantPorts):
         first = _rounding_shift(m, product6, first_amount6, half_even=mode6.onnx,
                                 tie_up=~sign6, name="first")
         valid7 = Signal()
-        mode7 = Signal(RequantMode)
-        mag7 = Signal(unsigned(32))       # ONNX: <= 2**24; TFLITE: <= 2**31
-        sign7 = Signal()
-        amount7 = Signal(range(64))
-        guard7 = Signal(range(64))        # amount7 - 1, when amount7 > 0
+        mode7 = Signal(RequantMode, reset_less=True)
+        mag7 = Signal(unsigned(32), reset_less=True)  # ONNX: <= 2**24; TFLITE: <= 2**31
+        sign7 = Signal(reset_less=True)
+        amount7 = Signal(range(64), reset_less=True)
+        guard7 = Signal(range(64), reset_less=True)  # amount7 - 1, when amount7 > 0
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
@@ -416,10 +422,10 @@ class RequantUnit(RequantPorts):
                                         name="second", saturate_bits=SATURATION.bit_length() - 1,
                                         guard_index=guard7)
         valid8 = Signal()
-        mode8 = Signal(RequantMode)
-        mag8 = Signal(range(SATURATION + 1))   # the rounded |v| is mag8 + round_up8
-        round_up8 = Signal()
-        sign8 = Signal()
+        mode8 = Signal(RequantMode, reset_less=True)
+        mag8 = Signal(range(SATURATION + 1), reset_less=True)  # the rounded |v| is mag8 + round_up8
+        round_up8 = Signal(reset_less=True)
+        sign8 = Signal(reset_less=True)
         # Saturating |v| at 2**17 cannot change the clamped result (see signed_value).
         m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
                      mag8.eq(mag), round_up8.eq(round_up),
@@ -429,10 +435,11 @@ class RequantUnit(RequantPorts):
         # -- stage 9: sign and zero point; the floor ------------------------------------------
         assert stages == ZERO_POINT_DELAY, "stage 9's registers take the zero point"
         valid9 = Signal()
-        mode9 = Signal(RequantMode)
-        value9 = Signal(signed(19))       # |v| <= 2**17 (stage 8) plus a 16-bit zero point
-        floor9 = Signal(signed(17))
-        raw_byte9 = Signal(8)
+        mode9 = Signal(RequantMode, reset_less=True)
+        # |v| <= 2**17 (stage 8) plus a 16-bit zero point
+        value9 = Signal(signed(19), reset_less=True)
+        floor9 = Signal(signed(17), reset_less=True)
+        raw_byte9 = Signal(8, reset_less=True)
         # A raw request's byte is shifted by 0 (stage 0): it never rounds up.
         m.d.sync += [valid9.eq(valid8), mode9.eq(mode8), raw_byte9.eq(mag8[:8]),
                      value9.eq(signed_value(m, mag8, sign8, self.zero_point, round_up8)),
@@ -441,9 +448,9 @@ class RequantUnit(RequantPorts):
 
         # -- stage 10: raise to the floor -------------------------------------------------------
         valid10 = Signal()
-        mode10 = Signal(RequantMode)
-        raised10 = Signal(signed(19))
-        raw_byte10 = Signal(8)
+        mode10 = Signal(RequantMode, reset_less=True)
+        raised10 = Signal(signed(19), reset_less=True)
+        raw_byte10 = Signal(8, reset_less=True)
         m.d.sync += [valid10.eq(valid9), mode10.eq(mode9), raw_byte10.eq(raw_byte9),
                      raised10.eq(Mux(value9 < floor9, floor9, value9))]
         stages += 1
