@@ -390,10 +390,13 @@ class RequantUnit(RequantPorts):
         product6 = Signal(unsigned(63), reset_less=True)
         first_amount6 = Signal(range(32), reset_less=True)
         sign6 = Signal(reset_less=True)
-        k6 = Signal(signed(10), reset_less=True)  # ONNX: s - t2 in -31..255; TFLITE: right
+        k6 = Signal(signed(10), reset_less=True)  # ONNX: s; TFLITE: right
+        t2_6 = Signal(range(33), reset_less=True)  # ONNX: t2; TFLITE: 0
+        # s - t2 waits for stage 7: after the bit length's tree, the subtraction's carry chain
+        # set the 85F 14x14's clock.
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
-                     k6.eq(Mux(mode5.onnx, k5 - t2, k5))]
+                     k6.eq(k5), t2_6.eq(Mux(mode5.onnx, t2, 0))]
         stages += 1
 
         # -- stage 7: first rounding -----------------------------------------------------------
@@ -409,12 +412,15 @@ class RequantUnit(RequantPorts):
         sign7 = Signal(reset_less=True)
         amount7 = Signal(range(64), reset_less=True)
         guard7 = Signal(range(64), reset_less=True)  # amount7 - 1, when amount7 > 0
+        # k = s - t2 and k - 1 (ONNX; TFLITE: right), two adders side by side.
+        k = _named(m, k6 - t2_6, "k")
+        k_less_one = _named(m, k6 + ~Cat(t2_6, Const(0, 1)).as_signed(), "k_less_one")
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
         m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
-                     amount7.eq(Mux(k6 < 0, 0, Mux(k6 > 63, 63, k6.as_unsigned()[:6]))),
-                     guard7.eq(Mux(k6 > 63, 62, (k6 - 1).as_unsigned()[:6]))]
+                     amount7.eq(Mux(k < 0, 0, Mux(k > 63, 63, k.as_unsigned()[:6]))),
+                     guard7.eq(Mux(k > 63, 62, k_less_one.as_unsigned()[:6]))]
         stages += 1
 
         # -- stage 8: second rounding ----------------------------------------------------------
