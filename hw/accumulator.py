@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .enable import enable_copy
 from .isa import acc_read_latency
 from .params import RillParams
 from .sram import sram_tile
@@ -43,8 +44,14 @@ class AccumulatorBanks(wiring.Component):
     The store path reads all banks at one row through :attr:`read`; it never runs while sums are
     in flight (STORE waits for the array to drain), so the banks' single read port is shared.
 
+    The banks freeze under registered copies of :attr:`enable_ahead`: one per bank on the deep
+    core (one copy for all of them had ~2,300 flip-flops' clock enables on the 85F 16x16), one
+    in all on the shallow core (the iCE40, where each copy takes a logic cell).
+
     Members
     -------
+    enable_ahead : ``In(1)``
+        The core's enable a cycle ahead (:mod:`hw.enable`): 0 freezes the banks a cycle later.
     sums : ``In(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column sums from the array.
     upcoming : ``In(stream.Signature(tag, always_ready=True)).array(cols)``
@@ -59,6 +66,7 @@ class AccumulatorBanks(wiring.Component):
         tag = acc_tag_layout(params)
         sum_layout = data.StructLayout({"psum": signed(params.psum_width), "tag": tag})
         super().__init__({
+            "enable_ahead": In(1, init=1),
             "sums": In(stream.Signature(sum_layout, always_ready=True)).array(params.cols),
             "upcoming": In(stream.Signature(tag, always_ready=True)).array(params.cols),
             "read": Out(memory.ReadPort.Signature(
@@ -67,11 +75,17 @@ class AccumulatorBanks(wiring.Component):
         })
 
     def elaborate(self, platform):
-        m = Module()
+        top = Module()
         p = self._params
         registered = acc_read_latency(p) == 2
+        enables = ([enable_copy(top, self.enable_ahead, f"enable_bank_{c}", reset_less=True)
+                    for c in range(p.cols)] if p.deep_pipeline
+                   else [enable_copy(top, self.enable_ahead, "enable_banks", reset_less=False)]
+                   * p.cols)
         for c in range(p.cols):
-            bank = m.submodules[f"bank{c}"] = sram_tile(signed(32), p.acc_depth)
+            m = Module()
+            top.submodules[f"column{c}"] = EnableInserter(enables[c])(m)
+            bank = m.submodules.bank = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()
             upcoming = self.upcoming[c]
@@ -120,4 +134,4 @@ class AccumulatorBanks(wiring.Component):
                 self.read.data[c].eq(old),
                 total.eq(Mux(incoming.payload.tag.accumulate, old, 0) + incoming.payload.psum),
             ]
-        return m
+        return top

@@ -74,9 +74,12 @@ def _pe_multipliers_to_luts(board) -> str:
 _KEEP_ARRAY_REGISTERS = "\n".join([
     "select -set array_ffs *.array/t:$*dff* *.array.*/t:$*dff* %u",
     "setattr -set keep 1 @array_ffs",
-    # Likewise the core's per-block copies of its enable register (hw/core.py).
+    # Likewise the core's per-block copies of its enable register (hw/core.py), and the
+    # accumulators' per-bank copies (hw/accumulator.py).
     "select -set enable_ffs *.core/w:enable_* %ci1 *.core/t:$*dff* %i",
     "setattr -set keep 1 @enable_ffs",
+    "select -set bank_enable_ffs *.accumulators/w:enable_* %ci1 *.accumulators/t:$*dff* %i",
+    "setattr -set keep 1 @bank_enable_ffs",
 ])
 
 #: Let Yosys re-encode the state machines one-hot on the ECP5: its FSM pass skips a state register

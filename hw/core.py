@@ -21,7 +21,7 @@ __all__ = ["RillCore"]
 #: waits for a command byte: that stop came from logic (``advance``), and it reached the tiles'
 #: clock enables across the die (the 85F 16x16's critical path). A row read before such a wait
 #: goes to the array in the next cycle instead (hw/sequencer.py).
-_ENABLED_BLOCKS = ("accumulators", "requant", "act_sram", "weight_sram", "qparam_sram")
+_ENABLED_BLOCKS = ("requant", "act_sram", "weight_sram", "qparam_sram")
 
 
 class RillCore(wiring.Component):
@@ -108,7 +108,11 @@ class RillCore(wiring.Component):
         requant = requantizer_class(p)()
         m.submodules.array = array
         m.d.comb += array.enable_ahead.eq(decision)
-        m.submodules.accumulators = frozen("accumulators", acc)
+        # The banks make their own copies of the enable, the last stage of the chain.
+        m.submodules.accumulators = acc
+        m.d.comb += acc.enable_ahead.eq(enable_delayed(m, decision, lead - 1,
+                                                       "enable_accumulators",
+                                                       reset_less=p.deep_pipeline))
         m.submodules.requant = frozen("requant", requant)
 
         m.d.comb += [
