@@ -14,15 +14,21 @@ from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
 __all__ = ["SystolicArray"]
 
 
-#: Registers every input stream passes before the skew: the streams come straight from block RAM
-#: read ports, whose clock-to-out then started the path into the first PEs (the 45F's critical
-#: path). The ISA's drain bound covers it (``hw.isa.MATMUL_DRAIN_EXTRA``).
-INPUT_STAGES = 1
+def input_stages(params: RillParams) -> int:
+    """Registers every input stream passes before the skew and the PEs.
+
+    The first: the streams come straight from block RAM read ports, whose clock-to-out then
+    started the path into the first PEs (the 45F's critical path). The second, on the deep core,
+    is per row and then per PE: one register per row drove the weight enables of a row of PEs
+    spread across the die (10.9 ns of routing on the 85F 14x14). The ISA's drain bound covers
+    both (``hw.isa.MATMUL_DRAIN_EXTRA``).
+    """
+    return 2 if params.deep_pipeline else 1
 
 
 def sum_latency(params: RillParams) -> int:
     """Cycles from an activation row on :attr:`SystolicArray.acts` to its column-0 sum."""
-    return INPUT_STAGES + product_stages(params) + params.rows
+    return input_stages(params) + product_stages(params) + params.rows
 
 
 class SystolicArray(wiring.Component):
@@ -30,7 +36,7 @@ class SystolicArray(wiring.Component):
 
     Timing contract (clock cycles; the sequencer's schedule and the ISA's cycle costs rely on it):
 
-    - Both input streams pass :data:`INPUT_STAGES` registers first (``i = INPUT_STAGES``).
+    - Both input streams pass :func:`input_stages` registers first (``i = input_stages(params)``).
     - An activation row presented (``valid``) on :attr:`acts` in cycle ``t`` meets ``PE[r][c]`` in
       cycle ``t + i + r + c``: row ``r``'s pair passes ``r`` skew registers before column 0, then
       moves one PE right per cycle, carrying the row's ``buf`` bit with it.
@@ -129,9 +135,10 @@ class SystolicArray(wiring.Component):
             else:
                 row_inputs.append(m)
 
-        # Both input streams through a register (INPUT_STAGES): delaying both alike keeps every
-        # relation between them.
-        assert INPUT_STAGES == 1
+        # Both input streams through input_stages registers: delaying both alike keeps every
+        # relation between them. Here the first; the second (deep core) per row and per PE below.
+        second_stage = input_stages(p) == 2
+        assert input_stages(p) in (1, 2) and (not second_stage or lead >= 2)
         acts_valid = Signal()
         # Data registers here and in the skew have no reset (the valids do): with the PEs', they
         # were half the reset net's ~10,000 flip-flops, whose routing set the 85F 16x16's clock.
@@ -164,13 +171,17 @@ class SystolicArray(wiring.Component):
         # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and
         # delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
         for r in range(p.rows):
-            entry = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_0")
+            entry = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_in")
             m.d.comb += [
                 entry.a0.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
                 entry.a1.eq(Mux(self.int4, lanes[2 * r + 1], 0)),   # quiet in INT8: less toggling
                 entry.buf.eq(acts.buf),
                 entry.int4.eq(self.int4),
             ]
+            if second_stage:
+                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_0", reset_less=True)
+                row_inputs[r].d.sync += delayed.eq(entry)
+                entry = delayed
             for stage in range(1, r + 1):
                 delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_{stage}", reset_less=True)
                 row_inputs[r].d.sync += delayed.eq(entry)
@@ -181,10 +192,17 @@ class SystolicArray(wiring.Component):
             write_row, weights = weight_regs[r]
             for c in range(p.cols):
                 pe = pes[r][c]
+                write = (write_row, weights.buf, weights.data[c])
+                if second_stage:   # each PE's own copy, next to it
+                    copies = (Signal(name=f"w_we_{r}_{c}"),
+                              Signal(name=f"w_buf_{r}_{c}", reset_less=True),
+                              Signal(8, name=f"w_data_{r}_{c}", reset_less=True))
+                    row_inputs[r].d.sync += [copy.eq(value) for copy, value in zip(copies, write)]
+                    write = copies
                 m.d.comb += [
-                    pe.w_we.eq(write_row),
-                    pe.w_buf.eq(weights.buf),
-                    pe.w_data.eq(weights.data[c]),
+                    pe.w_we.eq(write[0]),
+                    pe.w_buf.eq(write[1]),
+                    pe.w_data.eq(write[2]),
                     pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
                 ]
                 if c > 0:
@@ -195,7 +213,8 @@ class SystolicArray(wiring.Component):
         meta = Signal(meta_layout, name="meta_0")
         m.d.comb += [meta.valid.eq(acts_valid), meta.tag.eq(acts.tag)]
         taps = [meta]
-        first_sum = product_stages(p) + p.rows   # the meta line starts after the input register
+        # The meta line starts after the first input register.
+        first_sum = input_stages(p) - 1 + product_stages(p) + p.rows
         for d in range(1, first_sum + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")
             m.d.sync += stage.eq(taps[-1])
