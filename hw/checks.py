@@ -5,8 +5,9 @@ anything that would touch memory past the end of a tile. The range checks multip
 products are taken as the header's second-to-last byte comes in, the sums and compares in its last
 fetch cycle, the status from those and the other checks in the cycle after
 (``hw.isa.CHECK_CYCLES``), each registered, so decode itself only tests registered bits and small
-fields. The accumulator rows' product runs a cycle later (its factors registered first) and its
-compare joins the status's cycle.
+fields. The accumulator rows' product runs a cycle later (its factors registered first), and so
+does MATMUL's weight rows' (``k_tiles * n_tiles``, then times ``rows``); their compares join the
+status's cycle.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class InstructionChecks(wiring.Component):
             n_tiles = product_field(Opcode.MATMUL, "n_tiles")
             kn = k_tiles * n_tiles
             m.d.sync += [
-                mm_kn.eq(kn), mm_kn_rows.eq(_times(kn, p.rows)),
+                mm_kn.eq(kn),
                 mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
                 st_q_count.eq(_times(product_field(Opcode.STORE, "n_tiles") - 1, p.cols)
                               + product_field(Opcode.STORE, "last_cols")),
@@ -133,13 +134,18 @@ class InstructionChecks(wiring.Component):
                              product_field(Opcode.MATMUL, "m"))),
             ]
 
-        mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
-                                                                  "acc_addr")}
+        mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "acc_addr")}
         st = {name: early_field(Opcode.STORE, name) for name in ("acc_addr", "q_addr")}
         with m.If(self.latch):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
-                         acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"]))]
-        acc_over = _past(acc_base, acc_rows, p.acc_depth)   # in the status's cycle
+                         acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
+                         # A cycle after its product too: the 8x8 multiplier and the adds of
+                         # times rows in one cycle were the 85F 14x14's critical path.
+                         mm_kn_rows.eq(_times(mm_kn, p.rows))]
+        # In the status's cycle; the header is all in the operand register by then.
+        acc_over = _past(acc_base, acc_rows, p.acc_depth)
+        weight_over = _past(header_field(Opcode.MATMUL, "weight_addr", 0), mm_kn_rows,
+                            p.weight_depth)
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -149,8 +155,7 @@ class InstructionChecks(wiring.Component):
                         _past(early_field(op, "addr"), early_field(op, "count"), load_depth(op)))
             with m.Case(Opcode.MATMUL):
                 m.d.comb += out_of_range.eq(
-                    _past(mm["act_addr"], mm_km, p.act_depth)
-                    | _past(mm["weight_addr"], mm_kn_rows, p.weight_depth))
+                    _past(mm["act_addr"], mm_km, p.act_depth))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
                     _past(st["q_addr"], st_q_count, p.qparam_depth))
@@ -168,8 +173,10 @@ class InstructionChecks(wiring.Component):
             m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
         # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
         # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
-        acc_checked = (self.opcode == Opcode.MATMUL) | store
-        refused_for_range = (first_status == Status.OK) & (range_bad | (acc_checked & acc_over))
+        matmul = self.opcode == Opcode.MATMUL
+        acc_checked = matmul | store
+        refused_for_range = (first_status == Status.OK) & (
+            range_bad | (acc_checked & acc_over) | (matmul & weight_over))
         m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
                      self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
 
