@@ -55,6 +55,8 @@ VERILATOR_BUILD_ARGS = (
 )
 
 _MARKER = "BUILD_OK.json"
+#: Finished builds the cache keeps (the least recently used go first): ~5 MB each.
+CACHE_KEEP = 64
 _LOG_TAIL_LINES = 40
 
 
@@ -267,7 +269,9 @@ def _build_once(build_dir: Path, build: Callable[[], None], *, what: str) -> tup
     """
     marker = build_dir / _MARKER
     if marker.is_file():
-        return False, json.loads(marker.read_text())["seconds"]
+        with contextlib.suppress(OSError):   # pruned meanwhile: built again below
+            os.utime(build_dir)              # recently used (_prune)
+            return False, json.loads(marker.read_text())["seconds"]
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(build_dir.with_name(build_dir.name + ".lock"), "a") as lock:
         try:
@@ -286,12 +290,39 @@ def _build_once(build_dir: Path, build: Callable[[], None], *, what: str) -> tup
             seconds = time.monotonic() - start
             _progress(f"built {what} in {seconds:.1f} s" if seconds >= 1
                       else f"built {what} in {seconds * 1000:.0f} ms")
+            # Verilator's precompiled headers are ~145 MB of a ~150 MB build and only serve the
+            # compile: an unbounded cache of them filled a 100 GB disk.
+            for header in build_dir.glob("*.gch"):
+                header.unlink()
             partial = marker.with_suffix(".tmp")
             partial.write_text(json.dumps({"seconds": seconds, "finished": time.time()}))
             os.replace(partial, marker)
-            return True, seconds
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    _prune(build_dir.parent, keep=CACHE_KEEP)
+    return True, seconds
+
+
+def _prune(root: Path, *, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used finished builds under ``root``.
+
+    A build another process is building (its lock held) is skipped; a reused build's directory
+    is touched (:func:`_build_once`), so "recently used" means built or run.
+    """
+    finished = sorted(root.glob(f"*/{_MARKER}"), key=lambda marker: marker.parent.stat().st_mtime,
+                      reverse=True)
+    for marker in finished[keep:]:
+        build_dir = marker.parent
+        with open(build_dir.with_name(build_dir.name + ".lock"), "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            try:
+                marker.unlink(missing_ok=True)   # first, so a half-removed build is redone
+                shutil.rmtree(build_dir, ignore_errors=True)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # -- results -----------------------------------------------------------------------------------

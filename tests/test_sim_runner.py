@@ -1,6 +1,7 @@
 """``sim.runner`` on a real design: conversion, cocotb on Verilator (and Icarus), the build cache,
 the build lock, and failures and timeouts reaching pytest."""
 
+import os
 import threading
 import time
 
@@ -161,6 +162,24 @@ def test_an_interrupted_build_is_redone(tmp_path):
     assert not (build_dir / runner._MARKER).exists()
     built, _ = runner._build_once(build_dir, lambda: None, what="test design")
     assert built and not (build_dir / "half").exists()
+
+
+def test_the_cache_keeps_the_most_recently_used_builds(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "CACHE_KEEP", 2)
+    dirs = [tmp_path / f"design{i}" for i in range(3)]
+    for age, build_dir in enumerate(dirs[:2]):   # design0 built first, then design1
+        runner._build_once(build_dir, lambda: None, what="test design")
+        os.utime(build_dir, (time.time() - 100 + age, time.time() - 100 + age))
+    assert not runner._build_once(dirs[0], lambda: None, what="test design")[0]   # reused
+    runner._build_once(dirs[2], lambda: None, what="test design")
+    assert [build_dir.is_dir() for build_dir in dirs] == [True, False, True]
+
+
+def test_a_build_leaves_no_precompiled_headers(tmp_path):
+    build_dir = tmp_path / "design"
+    runner._build_once(build_dir, lambda: (build_dir / "Vtop__pch.h.fast.gch").write_text("x"),
+                       what="test design")
+    assert (build_dir / runner._MARKER).is_file() and not list(build_dir.glob("*.gch"))
 
 
 def test_the_cache_root_follows_the_environment(tmp_path, monkeypatch):
