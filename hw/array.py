@@ -194,7 +194,10 @@ class SystolicArray(wiring.Component):
                 pe = pes[r][c]
                 write = (write_row, weights.buf, weights.data[c])
                 if second_stage:   # each PE's own copy, next to it
-                    copies = (Signal(name=f"w_we_{r}_{c}"),
+                    # No reset even on the write enable: it copies a register that has one, so
+                    # a reset of two cycles or more clears it, and the 14x14's reset net reached
+                    # all of them across the die.
+                    copies = (Signal(name=f"w_we_{r}_{c}", reset_less=True),
                               Signal(name=f"w_buf_{r}_{c}", reset_less=True),
                               Signal(8, name=f"w_data_{r}_{c}", reset_less=True))
                     row_inputs[r].d.sync += [copy.eq(value) for copy, value in zip(copies, write)]
@@ -217,7 +220,11 @@ class SystolicArray(wiring.Component):
         first_sum = input_stages(p) - 1 + product_stages(p) + p.rows
         for d in range(1, first_sum + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")
-            m.d.sync += stage.eq(taps[-1])
+            # The valid has a reset, the tag none (the reset net reaches fewer flip-flops).
+            valid = Signal(name=f"meta_valid_{d}")
+            tag = Signal(self._tag_shape, name=f"meta_tag_{d}", reset_less=True)
+            m.d.sync += [valid.eq(taps[-1].valid), tag.eq(taps[-1].tag)]
+            m.d.comb += [stage.valid.eq(valid), stage.tag.eq(tag)]
             taps.append(stage)
 
         ahead = acc_read_latency(p)
