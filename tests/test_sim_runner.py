@@ -10,7 +10,7 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim import runner
+from sim import build_cache, runner
 from sim.runner import CocotbTestFailure, SimTimeout, run_cocotb, verilog_for
 
 TB = "sim.testbenches.smoke_counter_tb"
@@ -84,16 +84,16 @@ def test_counter_runs_and_the_build_is_reused(simulator, tmp_path, monkeypatch):
     first = run_cocotb(SmokeCounter, "smoke_counter", TB, simulator=simulator,
                        extra_env={"SMOKE_TB": {"seed": 7}}, test_dir=tmp_path / "first")
     assert set(first.passed) == {f"{TB}.counts_loads_and_wraps", f"{TB}.reset_clears"}
-    assert (first.build_dir / runner._MARKER).is_file()
+    assert (first.build_dir / build_cache.MARKER).is_file()
     assert calls == (["Verilator" if simulator == "verilator" else "Icarus"] if first.built else [])
-    marker_time = (first.build_dir / runner._MARKER).stat().st_mtime_ns
+    marker_time = (first.build_dir / build_cache.MARKER).stat().st_mtime_ns
 
     calls.clear()
     second = run_cocotb(SmokeCounter(), "smoke_counter", TB, simulator=simulator,
                         extra_env={"SMOKE_TB": {"seed": 8, "cycles": 100}})
     assert not second.built and calls == []
     assert second.build_dir == first.build_dir
-    assert (second.build_dir / runner._MARKER).stat().st_mtime_ns == marker_time
+    assert (second.build_dir / build_cache.MARKER).stat().st_mtime_ns == marker_time
     assert len(second.passed) == 2
     assert second.test_dir is None      # a temporary run directory is removed after a pass
 
@@ -138,7 +138,7 @@ def test_concurrent_builders_build_once(tmp_path):
         time.sleep(0.3)
 
     def worker():
-        results.append(runner._build_once(build_dir, build, what="test design"))
+        results.append(build_cache.build_once(build_dir, build, what="test design"))
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for thread in threads:
@@ -158,28 +158,28 @@ def test_an_interrupted_build_is_redone(tmp_path):
         raise RuntimeError("compiler crashed")
 
     with pytest.raises(RuntimeError, match="compiler crashed"):
-        runner._build_once(build_dir, broken, what="test design")
-    assert not (build_dir / runner._MARKER).exists()
-    built, _ = runner._build_once(build_dir, lambda: None, what="test design")
+        build_cache.build_once(build_dir, broken, what="test design")
+    assert not (build_dir / build_cache.MARKER).exists()
+    built, _ = build_cache.build_once(build_dir, lambda: None, what="test design")
     assert built and not (build_dir / "half").exists()
 
 
 def test_the_cache_keeps_the_most_recently_used_builds(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "CACHE_KEEP", 2)
+    monkeypatch.setattr(build_cache, "CACHE_KEEP", 2)
     dirs = [tmp_path / f"design{i}" for i in range(3)]
     for age, build_dir in enumerate(dirs[:2]):   # design0 built first, then design1
-        runner._build_once(build_dir, lambda: None, what="test design")
+        build_cache.build_once(build_dir, lambda: None, what="test design")
         os.utime(build_dir, (time.time() - 100 + age, time.time() - 100 + age))
-    assert not runner._build_once(dirs[0], lambda: None, what="test design")[0]   # reused
-    runner._build_once(dirs[2], lambda: None, what="test design")
+    assert not build_cache.build_once(dirs[0], lambda: None, what="test design")[0]   # reused
+    build_cache.build_once(dirs[2], lambda: None, what="test design")
     assert [build_dir.is_dir() for build_dir in dirs] == [True, False, True]
 
 
 def test_a_build_leaves_no_precompiled_headers(tmp_path):
     build_dir = tmp_path / "design"
-    runner._build_once(build_dir, lambda: (build_dir / "Vtop__pch.h.fast.gch").write_text("x"),
+    build_cache.build_once(build_dir, lambda: (build_dir / "Vtop__pch.h.fast.gch").write_text("x"),
                        what="test design")
-    assert (build_dir / runner._MARKER).is_file() and not list(build_dir.glob("*.gch"))
+    assert (build_dir / build_cache.MARKER).is_file() and not list(build_dir.glob("*.gch"))
 
 
 def test_the_cache_root_follows_the_environment(tmp_path, monkeypatch):
