@@ -220,9 +220,10 @@ class SystolicArray(wiring.Component):
         first_sum = input_stages(p) - 1 + product_stages(p) + p.rows
         for d in range(1, first_sum + p.cols):
             stage = Signal(meta_layout, name=f"meta_{d}")
-            # The valid has a reset, the tag none (the reset net reaches fewer flip-flops).
+            # The valid has a reset, the tag none on the deep core (a shorter reset net; on the
+            # full iCE40 the reset-less tags cost 4 cells more).
             valid = Signal(name=f"meta_valid_{d}")
-            tag = Signal(self._tag_shape, name=f"meta_tag_{d}", reset_less=True)
+            tag = Signal(self._tag_shape, name=f"meta_tag_{d}", reset_less=p.deep_pipeline)
             m.d.sync += [valid.eq(taps[-1].valid), tag.eq(taps[-1].tag)]
             m.d.comb += [stage.valid.eq(valid), stage.tag.eq(tag)]
             taps.append(stage)

@@ -110,6 +110,10 @@ class InstructionChecks(wiring.Component):
             return header_field(op, name, 2)
 
         store = self.opcode == Opcode.STORE
+        # MATMUL's weight rows (k_tiles * n_tiles * rows) a cycle later on the deep core: the
+        # multiplier and the adds of times rows in one cycle were the 85F 14x14's path. The
+        # shallow core keeps them in one (the separate compare cost the full iCE40 19 cells).
+        late_weight = p.deep_pipeline
         mm_kn = Signal(16)         # k_tiles * n_tiles
         mm_kn_rows = Signal(16 + p.rows.bit_length())
         mm_km = Signal(24)         # k_tiles * m
@@ -126,6 +130,8 @@ class InstructionChecks(wiring.Component):
             kn = k_tiles * n_tiles
             m.d.sync += [
                 mm_kn.eq(kn),
+                # On the shallow core (the full iCE40) in this cycle, its compare in the next.
+                *([] if late_weight else [mm_kn_rows.eq(_times(kn, p.rows))]),
                 mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
                 st_q_count.eq(_times(product_field(Opcode.STORE, "n_tiles") - 1, p.cols)
                               + product_field(Opcode.STORE, "last_cols")),
@@ -134,18 +140,19 @@ class InstructionChecks(wiring.Component):
                              product_field(Opcode.MATMUL, "m"))),
             ]
 
-        mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "acc_addr")}
+        mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
+                                                                  "acc_addr")}
         st = {name: early_field(Opcode.STORE, name) for name in ("acc_addr", "q_addr")}
         with m.If(self.latch):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
                          acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
                          # A cycle after its product too: the 8x8 multiplier and the adds of
                          # times rows in one cycle were the 85F 14x14's critical path.
-                         mm_kn_rows.eq(_times(mm_kn, p.rows))]
+                         *([mm_kn_rows.eq(_times(mm_kn, p.rows))] if late_weight else [])]
         # In the status's cycle; the header is all in the operand register by then.
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
         weight_over = _past(header_field(Opcode.MATMUL, "weight_addr", 0), mm_kn_rows,
-                            p.weight_depth)
+                            p.weight_depth) if late_weight else 0
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -155,7 +162,9 @@ class InstructionChecks(wiring.Component):
                         _past(early_field(op, "addr"), early_field(op, "count"), load_depth(op)))
             with m.Case(Opcode.MATMUL):
                 m.d.comb += out_of_range.eq(
-                    _past(mm["act_addr"], mm_km, p.act_depth))
+                    _past(mm["act_addr"], mm_km, p.act_depth)
+                    | (0 if late_weight else _past(mm["weight_addr"], mm_kn_rows,
+                                                   p.weight_depth)))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
                     _past(st["q_addr"], st_q_count, p.qparam_depth))

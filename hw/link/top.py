@@ -139,20 +139,26 @@ class LinkedCore(wiring.Component):
         m.submodules.link = link = Link(cmd_buffer=self.cmd_buffer, rsp_buffer=self.rsp_buffer,
                                         output_register=self.params.deep_pipeline)
         m.submodules.core = core = RillCore(self.params)
+        wiring.connect(m, wiring.flipped(self.rx), link.rx)
+        wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        m.d.comb += self.idle.eq(link.idle)
+        if not self.params.deep_pipeline:
+            # The small part's clock is slow enough for link and core to meet head on, and its
+            # logic cells are all spoken for (the two slices below cost ~140 of them).
+            wiring.connect(m, link.cmd, core.cmd)
+            wiring.connect(m, core.rsp, link.rsp)
+            m.d.comb += link.core_waiting.eq(core.cmd.ready & ~core.rsp.valid)
+            return m
         # Registered handshakes both ways between link and core: on a big part the two sit far
         # apart, and the core's stall logic fans out across the whole array (this path set the
         # ULX3S-85F's clock). A FIFO of 4 keeps a byte per cycle flowing.
         m.submodules.cmd_slice = cmd_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
         m.submodules.rsp_slice = rsp_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
-        wiring.connect(m, wiring.flipped(self.rx), link.rx)
-        wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.cmd, cmd_slice.w_stream)
         wiring.connect(m, cmd_slice.r_stream, core.cmd)
         wiring.connect(m, core.rsp, rsp_slice.w_stream)
         wiring.connect(m, rsp_slice.r_stream, link.rsp)
-        m.d.comb += [
-            link.core_waiting.eq(core.cmd.ready & ~cmd_slice.r_rdy & (cmd_slice.r_level == 0)
-                                 & ~core.rsp.valid & (rsp_slice.r_level == 0)),
-            self.idle.eq(link.idle),
-        ]
+        m.d.comb += link.core_waiting.eq(core.cmd.ready & ~cmd_slice.r_rdy
+                                         & (cmd_slice.r_level == 0)
+                                         & ~core.rsp.valid & (rsp_slice.r_level == 0))
         return m
