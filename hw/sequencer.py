@@ -176,6 +176,10 @@ class Sequencer(wiring.Component):
         mm_i = CountedLoop(p.tile_cycles_width, "mm_i")
         mm_kt, mm_nt = CountedLoop(8, "mm_kt"), CountedLoop(8, "mm_nt")
         mm_act_base = Signal(p.act_addr_width)   # act_addr + kt * m
+        # mm_act_base + mm_i, kept as a register beside them: the activation tile's read address
+        # fans out to every block RAM of the tile, and with the adder in front of it that was
+        # the 85F 14x14's critical path.
+        mm_act_read = Signal(p.act_addr_width)
         mm_acc_base = Signal(p.acc_addr_width)   # acc_addr + nt * m
         tile_buf = Signal()          # weight buffer of the tile being streamed; persists
         w_i = CountedLoop(p.tile_cycles_width, "w_i")   # weight side: a row ahead of mm_i
@@ -210,7 +214,7 @@ class Sequencer(wiring.Component):
             self.array_weights.payload.row.eq(wt_row_q),
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),
-            self.act_read.addr.eq(mm_act_base + mm_i.index),
+            self.act_read.addr.eq(mm_act_read),
             self.weight_read.addr.eq(w_base + w_i.index),
         ]
 
@@ -362,7 +366,8 @@ class Sequencer(wiring.Component):
                                 mm_m.eq(f["m"]), mm_tiles.eq(checks.tiles),
                                 mm_accumulate.eq(f["flags"][0]),
                                 mm_act_addr.eq(f["act_addr"]),
-                                mm_act_base.eq(f["act_addr"]), mm_acc_base.eq(f["acc_addr"]),
+                                mm_act_base.eq(f["act_addr"]), mm_act_read.eq(f["act_addr"]),
+                                mm_acc_base.eq(f["acc_addr"]),
                                 w_tile.eq(0), w_base.eq(f["weight_addr"]), w_buf.eq(tile_buf),
                             ]
                             # Row 0 of the first weight tile is read in this cycle.
@@ -447,12 +452,15 @@ class Sequencer(wiring.Component):
                                      w_buf.eq(~w_buf)]
                     # Activation side.
                     mm_i.step(m)
+                    m.d.sync += mm_act_read.eq(mm_act_read + 1)
                     with m.If(mm_i.at_last):
                         mm_kt.step(m)
-                        m.d.sync += [tile_buf.eq(~tile_buf), mm_act_base.eq(mm_act_base + mm_m)]
+                        next_tile = mm_act_base + mm_m
+                        m.d.sync += [tile_buf.eq(~tile_buf), mm_act_base.eq(next_tile),
+                                     mm_act_read.eq(next_tile)]
                         with m.If(mm_kt.at_last):
                             mm_nt.step(m)
-                            m.d.sync += [mm_act_base.eq(mm_act_addr),
+                            m.d.sync += [mm_act_base.eq(mm_act_addr), mm_act_read.eq(mm_act_addr),
                                          mm_acc_base.eq(mm_acc_base + mm_m)]
                             with m.If(mm_nt.at_last):
                                 assert isa.matmul_drain_cycles(p) > 0
