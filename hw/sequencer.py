@@ -185,6 +185,9 @@ class Sequencer(wiring.Component):
         w_i = CountedLoop(p.tile_cycles_width, "w_i")   # weight side: a row ahead of mm_i
         w_tile = Signal(p.matmul_tiles_width)   # tiles the weight side has finished
         w_base = Signal(p.weight_addr_width)
+        # w_base + w_i, a register beside them for the same reason as mm_act_read (the adder
+        # and DECODE's choice of the header's address were the 85F 14x14's next path).
+        w_read = Signal(p.weight_addr_width)
         w_buf = Signal()
         mm_tiles = Signal(p.matmul_tiles_width)
         issue_act, issue_weight = Signal(name="issue_act"), Signal(name="issue_weight")
@@ -215,7 +218,7 @@ class Sequencer(wiring.Component):
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),
             self.act_read.addr.eq(mm_act_read),
-            self.weight_read.addr.eq(w_base + w_i.index),
+            self.weight_read.addr.eq(w_read),
         ]
 
         # -- store engine -------------------------------------------------------------------
@@ -319,12 +322,14 @@ class Sequencer(wiring.Component):
 
             # States taking no command byte step on enable (= advance there): no cmd.valid in them.
             with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
+                # The header is all in; a MATMUL reads its first weight row in DECODE.
+                m.d.sync += w_read.eq(field(Opcode.MATMUL, "weight_addr"))
                 with m.If(self.enable):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                # A MATMUL reads row 0 of its first weight tile now, a cycle ahead of activations.
-                m.d.comb += self.weight_read.addr.eq(field(Opcode.MATMUL, "weight_addr"))
+                # A MATMUL reads row 0 of its first weight tile now (w_read, from CHECK), a cycle
+                # ahead of activations.
                 with m.If(self.enable & ~decode_wait):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
                     with m.If(~checks.ok):
@@ -369,6 +374,7 @@ class Sequencer(wiring.Component):
                                 mm_act_base.eq(f["act_addr"]), mm_act_read.eq(f["act_addr"]),
                                 mm_acc_base.eq(f["acc_addr"]),
                                 w_tile.eq(0), w_base.eq(f["weight_addr"]), w_buf.eq(tile_buf),
+                                w_read.eq(w_read + 1),
                             ]
                             # Row 0 of the first weight tile is read in this cycle.
                             m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
@@ -447,9 +453,11 @@ class Sequencer(wiring.Component):
                 with m.If(self.enable):
                     # Weight side, one position ahead.
                     w_i.step(m)
+                    m.d.sync += w_read.eq(w_read + 1)
                     with m.If(w_i.at_last):
-                        m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(w_base + p.rows),
-                                     w_buf.eq(~w_buf)]
+                        next_tile = w_base + p.rows
+                        m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(next_tile),
+                                     w_read.eq(next_tile), w_buf.eq(~w_buf)]
                     # Activation side.
                     mm_i.step(m)
                     m.d.sync += mm_act_read.eq(mm_act_read + 1)
