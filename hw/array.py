@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from amaranth.hdl import EnableInserter, Module, Mux, ShapeLike, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -13,14 +15,18 @@ from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
 
 __all__ = ["SystolicArray"]
 
+#: Columns whose weight-write registers share an enable copy on the deep core.
+_WEIGHT_GROUP = 4
+
 
 def input_stages(params: RillParams) -> int:
     """Registers every input stream passes before the skew and the PEs.
 
     The first: the streams come straight from block RAM read ports, whose clock-to-out then
     started the path into the first PEs (the 45F's critical path). The second, on the deep core,
-    is per row and then per PE: one register per row drove the weight enables of a row of PEs
-    spread across the die (10.9 ns of routing on the 85F 14x14). The ISA's drain bound covers
+    is per row (the skew; the weights per group of columns) and then per PE: one register per row
+    drove the weight enables of a row of PEs spread across the die (10.9 ns of routing on the
+    85F 14x14). The ISA's drain bound covers
     both (``hw.isa.MATMUL_DRAIN_EXTRA``).
     """
     return 2 if params.deep_pipeline else 1
@@ -123,9 +129,9 @@ class SystolicArray(wiring.Component):
                      for r in range(p.rows + 1)] if lead >= 2 else [trunk] * (p.rows + 1))
         enable_own = enable_copy(top, branches[p.rows], "enable_own", reset_less=reset_less)
         top.submodules.pipeline = EnableInserter(enable_own)(m)
-        # Each row's input registers (its weight copy, its skew) under an enable copy of their
-        # own on the deep core: under enable_own they made its fan-out ~5,000 flip-flops on the
-        # 16x16, 19.4 ns of routing in one build.
+        # Each row's skew under an enable copy of its own on the deep core (the weight inputs
+        # below under theirs): under enable_own, the input registers made its fan-out ~5,000
+        # flip-flops on the 16x16, 19.4 ns of routing in one build.
         row_inputs = []
         for r in range(p.rows):
             if lead >= 2:
@@ -145,21 +151,43 @@ class SystolicArray(wiring.Component):
         acts = Signal.like(self.acts.payload, name="acts_in", reset_less=True)
         m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
         lanes = acts.lanes
-        # The weight write's register: one per array row on the deep core, each feeding one row
-        # of PEs, where one register broadcasting to every PE's weight enables across the die
-        # set the 85F 16x16's clock (14.8 ns of routing); one in all on the shallow core.
-        weight_regs = []   # per array row: (its write enable, the payload)
-        for r in range(p.rows if p.deep_pipeline else 1):
-            copy = Signal(self.weights.payload.shape(), name=f"weights_in_{r}", reset_less=True)
-            valid = Signal(name=f"weights_valid_{r}")
-            row_inputs[r].d.sync += copy.eq(self.weights.payload)
-            if p.deep_pipeline:   # the row's own enable, decided before its register
-                row_inputs[r].d.sync += valid.eq(self.weights.valid
-                                                 & (self.weights.payload.row == r))
-                weight_regs.append((valid, copy))
-            else:
-                m.d.sync += valid.eq(self.weights.valid)
-                weight_regs += [(valid & (copy.row == row), copy) for row in range(p.rows)]
+        # The weight write's registers. The shallow core has one, feeding every PE. The deep core
+        # has one per array row and group of columns, each group under an enable copy of its
+        # own, then each PE a copy next to it (the second input stage): one register
+        # broadcasting to every PE's weight enables across the die set the 85F 16x16's clock
+        # (14.8 ns of routing), and one enable copy for a whole row's registers the 14x14's
+        # (12.5 ns).
+        payload = self.weights.payload
+        pe_writes = [[None] * p.cols for _ in range(p.rows)]   # per PE: (enable, buffer, byte)
+        if second_stage:
+            for r, first in itertools.product(range(p.rows), range(0, p.cols, _WEIGHT_GROUP)):
+                group, g = Module(), first // _WEIGHT_GROUP
+                enable = enable_copy(top, branches[r], f"enable_weights_{r}_{g}",
+                                     reset_less=reset_less)
+                top.submodules[f"weight_inputs_{r}_{g}"] = EnableInserter(enable)(group)
+                # The row's own enable, decided before its register.
+                valid = Signal(name=f"weights_valid_{r}_{g}")
+                buf = Signal(name=f"weights_buf_{r}_{g}", reset_less=True)
+                group.d.sync += [valid.eq(self.weights.valid & (payload.row == r)),
+                                 buf.eq(payload.buf)]
+                for c in range(first, min(first + _WEIGHT_GROUP, p.cols)):
+                    byte = Signal(8, name=f"weights_in_{r}_{c}", reset_less=True)
+                    # No reset even on the PE's write enable: it copies a register that has
+                    # one, so a reset of two cycles or more clears it, and the 14x14's reset
+                    # net reached all of them across the die.
+                    copies = (Signal(name=f"w_we_{r}_{c}", reset_less=True),
+                              Signal(name=f"w_buf_{r}_{c}", reset_less=True),
+                              Signal(8, name=f"w_data_{r}_{c}", reset_less=True))
+                    group.d.sync += [byte.eq(payload.data[c]),
+                                     *(copy.eq(value)
+                                       for copy, value in zip(copies, (valid, buf, byte)))]
+                    pe_writes[r][c] = copies
+        else:
+            copy = Signal(payload.shape(), name="weights_in_0", reset_less=True)
+            valid = Signal(name="weights_valid_0")
+            m.d.sync += [copy.eq(payload), valid.eq(self.weights.valid)]
+            for r, c in itertools.product(range(p.rows), range(p.cols)):
+                pe_writes[r][c] = (valid & (copy.row == r), copy.buf, copy.data[c])
 
         pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
         for r in range(p.rows):
@@ -188,28 +216,16 @@ class SystolicArray(wiring.Component):
                 entry = delayed
             m.d.comb += pes[r][0].act_in.eq(entry)
 
-        for r in range(p.rows):
-            write_row, weights = weight_regs[r]
-            for c in range(p.cols):
-                pe = pes[r][c]
-                write = (write_row, weights.buf, weights.data[c])
-                if second_stage:   # each PE's own copy, next to it
-                    # No reset even on the write enable: it copies a register that has one, so
-                    # a reset of two cycles or more clears it, and the 14x14's reset net reached
-                    # all of them across the die.
-                    copies = (Signal(name=f"w_we_{r}_{c}", reset_less=True),
-                              Signal(name=f"w_buf_{r}_{c}", reset_less=True),
-                              Signal(8, name=f"w_data_{r}_{c}", reset_less=True))
-                    row_inputs[r].d.sync += [copy.eq(value) for copy, value in zip(copies, write)]
-                    write = copies
-                m.d.comb += [
-                    pe.w_we.eq(write[0]),
-                    pe.w_buf.eq(write[1]),
-                    pe.w_data.eq(write[2]),
-                    pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
-                ]
-                if c > 0:
-                    m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
+        for r, c in itertools.product(range(p.rows), range(p.cols)):
+            pe = pes[r][c]
+            m.d.comb += [
+                pe.w_we.eq(pe_writes[r][c][0]),
+                pe.w_buf.eq(pe_writes[r][c][1]),
+                pe.w_data.eq(pe_writes[r][c][2]),
+                pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
+            ]
+            if c > 0:
+                m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
 
         # valid + tag delay line: stage d holds what was presented d cycles ago.
         meta_layout = data.StructLayout({"valid": 1, "tag": self._tag_shape})
