@@ -43,12 +43,17 @@ class Crc32(wiring.Component):
         nxt = state ^ self.data.payload
         for _ in range(8):
             nxt = nxt[1:] ^ Mux(nxt[0], Const(POLYNOMIAL, 32), 0)
+        # The residue compare is taken on the next state, into a register beside it (always
+        # equal to ``state == residue``): from ``state``, the 32-bit compare began a chain
+        # through the frame's verdict to the command buffer's pointers (the 85F 16x16's path).
+        residue = CRC_RESIDUE ^ 0xFFFFFFFF
+        residue_ok = Signal(init=_INIT == residue)
         with m.If(self.clear):
-            m.d.sync += state.eq(_INIT)
+            m.d.sync += [state.eq(_INIT), residue_ok.eq(_INIT == residue)]
         with m.Elif(self.data.valid):
-            m.d.sync += state.eq(nxt)
+            m.d.sync += [state.eq(nxt), residue_ok.eq(nxt == residue)]
         m.d.comb += [
             self.value.eq(~state),
-            self.residue_ok.eq(state == (CRC_RESIDUE ^ 0xFFFFFFFF)),
+            self.residue_ok.eq(residue_ok),
         ]
         return m
