@@ -22,14 +22,15 @@ _WEIGHT_GROUP = 4
 def input_stages(params: RillParams) -> int:
     """Registers every input stream passes before the skew and the PEs.
 
-    The first: the streams come straight from block RAM read ports, whose clock-to-out then
-    started the path into the first PEs (the 45F's critical path). The second, on the deep core,
-    is per row (the skew; the weights per group of columns) and then per PE: one register per row
-    drove the weight enables of a row of PEs spread across the die (10.9 ns of routing on the
-    85F 14x14). The ISA's drain bound covers
-    both (``hw.isa.MATMUL_DRAIN_EXTRA``).
+    The first: the streams come straight from block RAM read ports, whose clock-to-out (5.8 ns
+    on the ECP5) then started the path into the first PEs (the 45F's critical path); it is one
+    register, so it sits by the block RAMs. On the deep core two more: per row (the skew; the
+    weights per group of columns), then per PE (the weights). One register per row drove the
+    weight enables of a row of PEs spread across the die (10.9 ns of routing on the 85F 14x14),
+    and block RAM outputs straight into per-row registers took 12.8 ns. The ISA's drain bound
+    covers all three (``hw.isa.MATMUL_DRAIN_EXTRA``).
     """
-    return 2 if params.deep_pipeline else 1
+    return 3 if params.deep_pipeline else 1
 
 
 def sum_latency(params: RillParams) -> int:
@@ -142,9 +143,9 @@ class SystolicArray(wiring.Component):
                 row_inputs.append(m)
 
         # Both input streams through input_stages registers: delaying both alike keeps every
-        # relation between them. Here the first; the second (deep core) per row and per PE below.
-        second_stage = input_stages(p) == 2
-        assert input_stages(p) in (1, 2) and (not second_stage or lead >= 2)
+        # relation between them. Here the first; on the deep core the others per row and per PE.
+        deep_inputs = input_stages(p) == 3
+        assert input_stages(p) in (1, 3) and (not deep_inputs or lead >= 2)
         acts_valid = Signal()
         # Data registers here and in the skew have no reset (the valids do): with the PEs', they
         # were half the reset net's ~10,000 flip-flops, whose routing set the 85F 16x16's clock.
@@ -152,14 +153,16 @@ class SystolicArray(wiring.Component):
         m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
         lanes = acts.lanes
         # The weight write's registers. The shallow core has one, feeding every PE. The deep core
-        # has one per array row and group of columns, each group under an enable copy of its
-        # own, then each PE a copy next to it (the second input stage): one register
+        # has one by the block RAMs, then one per array row and group of columns, each group
+        # under an enable copy of its own, then each PE a copy next to it: one register
         # broadcasting to every PE's weight enables across the die set the 85F 16x16's clock
         # (14.8 ns of routing), and one enable copy for a whole row's registers the 14x14's
         # (12.5 ns).
-        payload = self.weights.payload
         pe_writes = [[None] * p.cols for _ in range(p.rows)]   # per PE: (enable, buffer, byte)
-        if second_stage:
+        if deep_inputs:
+            payload = Signal.like(self.weights.payload, name="weights_in", reset_less=True)
+            weights_valid = Signal(name="weights_valid")
+            m.d.sync += [payload.eq(self.weights.payload), weights_valid.eq(self.weights.valid)]
             for r, first in itertools.product(range(p.rows), range(0, p.cols, _WEIGHT_GROUP)):
                 group, g = Module(), first // _WEIGHT_GROUP
                 enable = enable_copy(top, branches[r], f"enable_weights_{r}_{g}",
@@ -168,7 +171,7 @@ class SystolicArray(wiring.Component):
                 # The row's own enable, decided before its register.
                 valid = Signal(name=f"weights_valid_{r}_{g}")
                 buf = Signal(name=f"weights_buf_{r}_{g}", reset_less=True)
-                group.d.sync += [valid.eq(self.weights.valid & (payload.row == r)),
+                group.d.sync += [valid.eq(weights_valid & (payload.row == r)),
                                  buf.eq(payload.buf)]
                 for c in range(first, min(first + _WEIGHT_GROUP, p.cols)):
                     byte = Signal(8, name=f"weights_in_{r}_{c}", reset_less=True)
@@ -183,9 +186,9 @@ class SystolicArray(wiring.Component):
                                        for copy, value in zip(copies, (valid, buf, byte)))]
                     pe_writes[r][c] = copies
         else:
-            copy = Signal(payload.shape(), name="weights_in_0", reset_less=True)
+            copy = Signal.like(self.weights.payload, name="weights_in_0", reset_less=True)
             valid = Signal(name="weights_valid_0")
-            m.d.sync += [copy.eq(payload), valid.eq(self.weights.valid)]
+            m.d.sync += [copy.eq(self.weights.payload), valid.eq(self.weights.valid)]
             for r, c in itertools.product(range(p.rows), range(p.cols)):
                 pe_writes[r][c] = (valid & (copy.row == r), copy.buf, copy.data[c])
 
@@ -206,8 +209,8 @@ class SystolicArray(wiring.Component):
                 entry.buf.eq(acts.buf),
                 entry.int4.eq(self.int4),
             ]
-            if second_stage:
-                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_0", reset_less=True)
+            for stage in range(input_stages(p) - 1):   # the deep core's, as the weights'
+                delayed = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_pre{stage}", reset_less=True)
                 row_inputs[r].d.sync += delayed.eq(entry)
                 entry = delayed
             for stage in range(1, r + 1):

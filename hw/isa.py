@@ -66,7 +66,7 @@ SERIAL_REQUANT_CYCLES = 136
 #: Working cycles after a MATMUL retires until its last accumulator write has landed:
 #: ``rows + cols + MATMUL_DRAIN_EXTRA`` (SRAM read, skew, array, accumulator write). The
 #: accumulators write a sum in the cycle it arrives (a cycle later on the deep core); the array's
-#: input and PE pipeline registers (``hw.array.sum_latency``) delay it by two to five. A STORE,
+#: input and PE pipeline registers (``hw.array.sum_latency``) delay it by two to six. A STORE,
 #: the one reader, sends its 4-byte response header before its first read and reads a row's
 #: columns one per cycle, so on a short array the bound is not even needed; on a tall one it is
 #: (``tests/test_core_rtl.py::test_store_of_the_last_row_right_after_matmul``: on a 16x2 deep
