@@ -18,7 +18,7 @@ from .checks import InstructionChecks
 from .column_select import column_select
 from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
 from .load_lanes import load_word_bytes, load_word_lanes
-from .loop import CountedLoop
+from .matmul_loops import MatmulLoops
 from .params import RillParams
 from .qparams import QPARAM_EARLY
 
@@ -169,31 +169,11 @@ class Sequencer(wiring.Component):
                      self.qparam_write.addr.eq(load_addr)]
 
         # -- matmul engine -------------------------------------------------------------------
-        mm_m = Signal(p.matmul_m_width)
-        mm_accumulate = Signal()
-        mm_act_addr = Signal(p.act_addr_width)
-        # Activation side: the row within the tile (to max(m, rows, cols) - 1), then the tiles.
-        mm_i = CountedLoop(p.tile_cycles_width, "mm_i")
-        mm_kt, mm_nt = CountedLoop(8, "mm_kt"), CountedLoop(8, "mm_nt")
-        mm_act_base = Signal(p.act_addr_width)   # act_addr + kt * m
-        # mm_act_base + mm_i, kept as a register beside them: the activation tile's read address
-        # fans out to every block RAM of the tile, and with the adder in front of it that was
-        # the 85F 14x14's critical path.
-        mm_act_read = Signal(p.act_addr_width)
-        mm_acc_base = Signal(p.acc_addr_width)   # acc_addr + nt * m
-        tile_buf = Signal()          # weight buffer of the tile being streamed; persists
-        w_i = CountedLoop(p.tile_cycles_width, "w_i")   # weight side: a row ahead of mm_i
-        w_tile = Signal(p.matmul_tiles_width)   # tiles the weight side has finished
-        w_base = Signal(p.weight_addr_width)
-        # w_base + w_i, a register beside them for the same reason as mm_act_read (the adder
-        # and DECODE's choice of the header's address were the 85F 14x14's next path).
-        w_read = Signal(p.weight_addr_width)
-        w_buf = Signal()
-        mm_tiles = Signal(p.matmul_tiles_width)
+        loops = MatmulLoops(p)
         issue_act, issue_weight = Signal(name="issue_act"), Signal(name="issue_weight")
         weight_row = Signal(range(p.rows))
         weight_buf_now = Signal()
-        m.d.comb += weight_buf_now.eq(w_buf)
+        m.d.comb += weight_buf_now.eq(loops.weight_buf)
 
         # Registers aligning row metadata with the SRAM read data (one cycle of read latency).
         act_valid_q, act_buf_q, wt_valid_q, wt_buf_q = (
@@ -206,8 +186,9 @@ class Sequencer(wiring.Component):
             m.d.sync += [act_valid_q.eq(issue_act & advance), wt_valid_q.eq(issue_weight & advance)]
         with m.If(advance):
             m.d.sync += [wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
-                         act_buf_q.eq(tile_buf), act_tag_q.addr.eq(mm_acc_base + mm_i.index),
-                         act_tag_q.accumulate.eq(mm_accumulate | (mm_kt.index != 0))]
+                         act_buf_q.eq(loops.tile_buf),
+                         act_tag_q.addr.eq(loops.acc_base + loops.act.index),
+                         act_tag_q.accumulate.eq(loops.accumulate | (loops.k_tiles.index != 0))]
         m.d.comb += [
             self.array_acts.valid.eq(act_valid_q),
             self.array_acts.payload.lanes.eq(self.act_read.data),
@@ -217,8 +198,8 @@ class Sequencer(wiring.Component):
             self.array_weights.payload.row.eq(wt_row_q),
             self.array_weights.payload.buf.eq(wt_buf_q),
             self.array_weights.payload.data.eq(self.weight_read.data),
-            self.act_read.addr.eq(mm_act_read),
-            self.weight_read.addr.eq(w_read),
+            self.act_read.addr.eq(loops.act.address),
+            self.weight_read.addr.eq(loops.weight.address),
         ]
 
         # -- store engine -------------------------------------------------------------------
@@ -323,13 +304,14 @@ class Sequencer(wiring.Component):
             # States taking no command byte step on enable (= advance there): no cmd.valid in them.
             with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
                 # The header is all in; a MATMUL reads its first weight row in DECODE.
-                m.d.sync += w_read.eq(field(Opcode.MATMUL, "weight_addr"))
+                loops.load_addresses(m, field(Opcode.MATMUL, "act_addr"),
+                                     field(Opcode.MATMUL, "weight_addr"))
                 with m.If(self.enable):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                # A MATMUL reads row 0 of its first weight tile now (w_read, from CHECK), a cycle
-                # ahead of activations.
+                # A MATMUL reads row 0 of its first weight tile now (its address from CHECK), a
+                # cycle ahead of activations.
                 with m.If(self.enable & ~decode_wait):
                     m.d.sync += counters["instructions"].eq(counters["instructions"] + 1)
                     with m.If(~checks.ok):
@@ -358,27 +340,12 @@ class Sequencer(wiring.Component):
                                              load_word_len.eq(decoded_word_len)]
                                 m.next = "LOAD"
                         with m.If(is_op[Opcode.MATMUL]):
-                            f = {name: field(Opcode.MATMUL, name)
-                                 for name, _ in isa.FIELDS[Opcode.MATMUL]}
-                            side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
-                            d = Mux(f["m"] > side, f["m"], side)
-                            mm_i.start(m, d - 1, first_is_last=0)
-                            w_i.start(m, d - 1, first=1,
-                                      first_is_last=(f["m"] <= 2) if side == 2 else 0)
-                            mm_kt.start(m, f["k_tiles"] - 1, first_is_last=f["k_tiles"] == 1)
-                            mm_nt.start(m, f["n_tiles"] - 1, first_is_last=f["n_tiles"] == 1)
-                            m.d.sync += [
-                                mm_m.eq(f["m"]), mm_tiles.eq(checks.tiles),
-                                mm_accumulate.eq(f["flags"][0]),
-                                mm_act_addr.eq(f["act_addr"]),
-                                mm_act_base.eq(f["act_addr"]), mm_act_read.eq(f["act_addr"]),
-                                mm_acc_base.eq(f["acc_addr"]),
-                                w_tile.eq(0), w_base.eq(f["weight_addr"]), w_buf.eq(tile_buf),
-                                w_read.eq(w_read + 1),
-                            ]
+                            loops.start(m, {name: field(Opcode.MATMUL, name)
+                                            for name, _ in isa.FIELDS[Opcode.MATMUL]},
+                                        checks.tiles)
                             # Row 0 of the first weight tile is read in this cycle.
                             m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
-                                         weight_buf_now.eq(tile_buf)]
+                                         weight_buf_now.eq(loops.tile_buf)]
                             m.next = "MATMUL"
                         with m.If(is_op[Opcode.STORE]):
                             f = {name: field(Opcode.STORE, name)
@@ -445,35 +412,15 @@ class Sequencer(wiring.Component):
                             m.next = "FETCH"
 
             with m.State("MATMUL"):
-                m.d.comb += [
-                    issue_act.eq(mm_i.index < mm_m),
-                    issue_weight.eq((w_i.index < p.rows) & (w_tile < mm_tiles)),
-                    weight_row.eq(w_i.index),
-                ]
+                m.d.comb += [issue_act.eq(loops.act_row_valid),
+                             issue_weight.eq(loops.weight_row_valid),
+                             weight_row.eq(loops.weight.index)]
                 with m.If(self.enable):
-                    # Weight side, one position ahead.
-                    w_i.step(m)
-                    m.d.sync += w_read.eq(w_read + 1)
-                    with m.If(w_i.at_last):
-                        next_tile = w_base + p.rows
-                        m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(next_tile),
-                                     w_read.eq(next_tile), w_buf.eq(~w_buf)]
-                    # Activation side.
-                    mm_i.step(m)
-                    m.d.sync += mm_act_read.eq(mm_act_read + 1)
-                    with m.If(mm_i.at_last):
-                        mm_kt.step(m)
-                        next_tile = mm_act_base + mm_m
-                        m.d.sync += [tile_buf.eq(~tile_buf), mm_act_base.eq(next_tile),
-                                     mm_act_read.eq(next_tile)]
-                        with m.If(mm_kt.at_last):
-                            mm_nt.step(m)
-                            m.d.sync += [mm_act_base.eq(mm_act_addr), mm_act_read.eq(mm_act_addr),
-                                         mm_acc_base.eq(mm_acc_base + mm_m)]
-                            with m.If(mm_nt.at_last):
-                                assert isa.matmul_drain_cycles(p) > 0
-                                m.d.sync += [drain.eq(isa.matmul_drain_cycles(p)), draining.eq(1)]
-                                m.next = "FETCH"
+                    loops.step(m)
+                    with m.If(loops.finishing):
+                        assert isa.matmul_drain_cycles(p) > 0
+                        m.d.sync += [drain.eq(isa.matmul_drain_cycles(p)), draining.eq(1)]
+                        m.next = "FETCH"
 
             with m.State("STORE"):
                 m.d.comb += st_issue.eq(st_pace == 0)

@@ -1,0 +1,110 @@
+"""The MATMUL engine's loops: which activation row and which weight row the sequencer reads in
+each cycle, and where they are in the SRAM tiles.
+
+Two sides run together (``hw.isa.matmul_tile_cycles`` gives the schedule). The activation side
+walks ``n_tiles`` output tiles, each over ``k_tiles`` reduction tiles of ``max(m, rows, cols)``
+cycles, issuing the tile's ``m`` activation rows. The weight side runs a row ahead of it: each
+tile's ``rows`` weight rows into the shadow buffer, which the next activation tile uses.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, Value
+
+from .loop import AddressedLoop, CountedLoop
+from .params import RillParams
+
+__all__ = ["MatmulLoops"]
+
+
+class MatmulLoops:
+    """The MATMUL engine's state. The sequencer decides when it loads, starts and steps.
+
+    Attributes
+    ----------
+    act : AddressedLoop
+        The row within an activation tile; its address is the activation tile's read address.
+    k_tiles, n_tiles : CountedLoop
+        The reduction tile, then the output tile.
+    weight : AddressedLoop
+        The weight row within a tile, one ahead of :attr:`act`; its address is the weight tile's
+        read address.
+    acc_base : Signal
+        The output tile's first accumulator row (``acc_addr + nt * m``).
+    tile_buf : Signal
+        The weight buffer the activation tile being issued uses (the weight side wrote it a tile
+        earlier). It persists from one MATMUL to the next, so the next one's first weights go to
+        the buffer the last tile, still in the array, does not use.
+    weight_buf : Signal
+        The weight buffer the weight side is writing.
+    act_row_valid, weight_row_valid : Value
+        Whether the current activation row and weight row are issued (a tile may be longer than
+        ``m`` or than ``rows``, and the weight side stops after the last tile).
+    finishing : Value
+        The last cycle of the activation side.
+    """
+
+    def __init__(self, params: RillParams):
+        self._params = p = params
+        self.m = Signal(p.matmul_m_width, name="mm_m")
+        self.accumulate = Signal(name="mm_accumulate")
+        self.act_origin = Signal(p.act_addr_width, name="mm_act_addr")   # the first k tile
+        self.act = AddressedLoop(p.tile_cycles_width, "mm_i", address_width=p.act_addr_width)
+        self.k_tiles, self.n_tiles = CountedLoop(8, "mm_kt"), CountedLoop(8, "mm_nt")
+        self.acc_base = Signal(p.acc_addr_width, name="mm_acc_base")
+        self.tile_buf = Signal(name="tile_buf")
+        self.weight = AddressedLoop(p.tile_cycles_width, "w_i", address_width=p.weight_addr_width)
+        self.weight_tile = Signal(p.matmul_tiles_width, name="w_tile")   # tiles finished
+        self.weight_buf = Signal(name="w_buf")
+        self.tiles = Signal(p.matmul_tiles_width, name="mm_tiles")
+
+        self.act_row_valid = self.act.index < self.m
+        self.weight_row_valid = (self.weight.index < p.rows) & (self.weight_tile < self.tiles)
+        self.finishing = self.act.at_last & self.k_tiles.at_last & self.n_tiles.at_last
+
+    def load_addresses(self, m: Module, act_addr: Value, weight_addr: Value):
+        """The instruction's tiles, from its header: a cycle before :meth:`start`, so that the
+        read addresses come from registers (a header field muxed onto them in the first cycle was
+        the 85F 14x14's path)."""
+        self.act.load_base(m, act_addr)
+        self.weight.load_base(m, weight_addr)
+        m.d.sync += self.act_origin.eq(act_addr)
+
+    def start(self, m: Module, fields: dict[str, Value], tiles: Value):
+        """Start a MATMUL with header ``fields`` and ``tiles = k_tiles * n_tiles``. In this cycle
+        the sequencer reads weight row 0 of the first tile (into :attr:`tile_buf`); the weight side
+        goes on from row 1."""
+        p = self._params
+        side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
+        rows = Mux(fields["m"] > side, fields["m"], side)
+        self.act.start(m, rows - 1, first_is_last=0)
+        self.weight.start(m, rows - 1, first=1,
+                          first_is_last=(fields["m"] <= 2) if side == 2 else 0)
+        self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=fields["k_tiles"] == 1)
+        self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=fields["n_tiles"] == 1)
+        m.d.sync += [
+            self.m.eq(fields["m"]), self.tiles.eq(tiles),
+            self.accumulate.eq(fields["flags"][0]),
+            self.acc_base.eq(fields["acc_addr"]),
+            self.weight_tile.eq(0), self.weight_buf.eq(self.tile_buf),
+        ]
+
+    def step(self, m: Module):
+        """One working cycle of the MATMUL."""
+        p = self._params
+        # Weight side: at a tile's last row, on to the next tile, into the other buffer.
+        self.weight.step(m)
+        with m.If(self.weight.at_last):
+            self.weight.load_base(m, self.weight.base + p.rows)
+            m.d.sync += [self.weight_tile.eq(self.weight_tile + 1),
+                         self.weight_buf.eq(~self.weight_buf)]
+        # Activation side: the next k tile (and the weights it uses), then the next output tile.
+        self.act.step(m)
+        with m.If(self.act.at_last):
+            self.k_tiles.step(m)
+            self.act.load_base(m, self.act.base + self.m)
+            m.d.sync += self.tile_buf.eq(~self.tile_buf)
+            with m.If(self.k_tiles.at_last):
+                self.n_tiles.step(m)
+                self.act.load_base(m, self.act_origin)
+                m.d.sync += self.acc_base.eq(self.acc_base + self.m)
