@@ -40,6 +40,8 @@ class Sequencer(wiring.Component):
     enable : ``In(1)``, rsp_valid_next : ``Out(1)``
         The core's enable, a register (:mod:`hw.enable`: 0 when the response path may have no
         room), and the next cycle's ``rsp.valid``, from which the shallow core decides it.
+    wants_command : ``Out(1)``
+        The sequencer's state takes command bytes (``cmd.ready`` is this and ``enable``).
     advance : ``Out(1)``
         The sequencer's own enable: ``enable``, and 0 while it waits for a command byte (then the
         rest of the core, SRAM tiles included, runs on; what the sequencer issues to it is
@@ -67,6 +69,7 @@ class Sequencer(wiring.Component):
             "rsp": Out(stream.Signature(8)),
             "enable": In(1),
             "rsp_valid_next": Out(1),
+            "wants_command": Out(1),
             "advance": Out(1),
             "int4": Out(1), "rounding": Out(Rounding), "relu": Out(1), "out_type": Out(OutType),
             "raw": Out(1),
@@ -104,6 +107,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             advance.eq(self.enable & ~(wants_input & ~self.cmd.valid)),
             self.cmd.ready.eq(wants_input & self.enable),
+            self.wants_command.eq(wants_input),
             self.rsp.valid.eq(out_valid),
             self.rsp.payload.eq(out_byte),
         ]

@@ -147,7 +147,7 @@ class LinkedCore(wiring.Component):
             # logic cells are all spoken for (the two slices below cost ~140 of them).
             wiring.connect(m, link.cmd, core.cmd)
             wiring.connect(m, core.rsp, link.rsp)
-            m.d.comb += link.core_waiting.eq(core.cmd.ready & ~core.rsp.valid)
+            m.d.comb += link.core_waiting.eq(core.waiting & ~core.rsp.valid)
             return m
         # Registered handshakes both ways between link and core: on a big part the two sit far
         # apart, and the core's stall logic fans out across the whole array (this path set the
@@ -158,7 +158,7 @@ class LinkedCore(wiring.Component):
         wiring.connect(m, cmd_slice.r_stream, core.cmd)
         wiring.connect(m, core.rsp, rsp_slice.w_stream)
         wiring.connect(m, rsp_slice.r_stream, link.rsp)
-        m.d.comb += link.core_waiting.eq(core.cmd.ready & ~cmd_slice.r_rdy
+        m.d.comb += link.core_waiting.eq(core.waiting & ~cmd_slice.r_rdy
                                          & (cmd_slice.r_level == 0)
                                          & ~core.rsp.valid & (rsp_slice.r_level == 0))
         return m
