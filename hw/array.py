@@ -199,13 +199,13 @@ class SystolicArray(wiring.Component):
                                      reset_less=reset_less)
                 top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
 
-        # Input skew: row r's pair is selected here (int4 is static while rows are in flight) and
-        # delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
+        # Input skew: row r's operands are selected here (int4 is static while rows are in
+        # flight) and delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
         for r in range(p.rows):
             entry = Signal(PE_ACT_LAYOUT, name=f"skew_{r}_in")
             m.d.comb += [
-                entry.a0.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
-                entry.a1.eq(Mux(self.int4, lanes[2 * r + 1], 0)),   # quiet in INT8: less toggling
+                entry.lo_a.eq(Mux(self.int4, lanes[2 * r], lanes[r])),
+                entry.hi_a.eq(Mux(self.int4, lanes[2 * r + 1], lanes[r])),
                 entry.buf.eq(acts.buf),
                 entry.int4.eq(self.int4),
             ]

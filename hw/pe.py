@@ -17,25 +17,28 @@ def product_stages(params: RillParams) -> int:
     contribution; otherwise the contribution only."""
     return 3 if params.deep_pipeline else 1
 
-#: What moves one PE to the right each cycle: the activation pair, the weight buffer it uses and
-#: the precision it was issued in.
-PE_ACT_LAYOUT = data.StructLayout({"a0": signed(8), "a1": signed(8), "buf": 1, "int4": 1})
+#: What moves one PE to the right each cycle: the activation each of the two multipliers takes
+#: (``lo_a``, ``hi_a``), the weight buffer they use and the precision they were issued in.
+PE_ACT_LAYOUT = data.StructLayout({"lo_a": signed(8), "hi_a": signed(8), "buf": 1, "int4": 1})
 
 
 class ProcessingElement(wiring.Component):
     """A multiply-accumulate cell holding two weight bytes (the active tile and its shadow).
 
-    Each cycle the PE multiplies the activation pair on :attr:`act_in` by the weight byte
-    ``w = weights[act_in.buf]`` and adds the result to :attr:`psum_in`:
+    Each cycle the PE multiplies the activations on :attr:`act_in` by the weight byte
+    ``w = weights[act_in.buf]`` and adds the result to :attr:`psum_in`. For a row's activation
+    ``a0`` (and, in INT4, its pair ``a1``):
 
-    - INT8 (``int4 = 0``): ``a0 * int8(w)``;
-    - INT4 (``int4 = 1``): ``a0 * sext(w[0:4]) + a1 * sext(w[4:8])`` (element 0 in the low nibble).
+    - INT8 (``int4 = 0``): ``a0 * int8(w)``, with ``lo_a = hi_a = a0``;
+    - INT4 (``int4 = 1``): ``a0 * sext(w[0:4]) + a1 * sext(w[4:8])`` (element 0 in the low nibble),
+      with ``lo_a = a0`` and ``hi_a = a1``.
 
     Both modes share two 8 x 5-bit signed multipliers. INT8 splits the weight as
     ``int8(w) = 16 * sext(w[4:8]) + zext(w[0:4])``, so it is ``(a0 * hi) << 4 + a0 * lo``; INT4
     feeds the same two multipliers ``(a0, sext(lo))`` and ``(a1, sext(hi))``. Only the low
-    multiplier's fifth weight bit (sign- or zero-extension) and the high multiplier's activation
-    operand change with the mode.
+    multiplier's fifth weight bit (sign- or zero-extension) changes with the mode; the high
+    multiplier's activation is chosen once per row, before the array (:attr:`act_in` ``hi_a``),
+    rather than by a mux in front of every PE's multiplier.
 
     Every output is a register, so the PE has no combinational path from input to output and
     freezes correctly under an ``EnableInserter``; it has no stall logic of its own. :attr:`act_out`
@@ -50,10 +53,10 @@ class ProcessingElement(wiring.Component):
     Members
     -------
     act_in : ``In(PE_ACT_LAYOUT)``
-        Activation pair ``a0``, ``a1``, the weight buffer ``buf`` this row was issued against, and
-        its precision ``int4``. The mode travels with the data, PE to PE, like ``buf``: no net
-        spans the array (a per-PE copy of a global mode register is one register to Yosys, and
-        its fan-out across the array set the ECP5 clock).
+        The multipliers' activations ``lo_a``, ``hi_a``, the weight buffer ``buf`` this row was
+        issued against, and its precision ``int4``. The mode travels with the data, PE to PE,
+        like ``buf``: no net spans the array (a per-PE copy of a global mode register is one
+        register to Yosys, and its fan-out across the array set the ECP5 clock).
     act_out : ``Out(PE_ACT_LAYOUT)``
         :attr:`act_in`, registered: the input of the PE to the right.
     psum_in : ``In(signed(params.psum_width))``
@@ -99,25 +102,24 @@ class ProcessingElement(wiring.Component):
         act_registered = Signal(PE_ACT_LAYOUT, reset_less=True)
         m.d.sync += act_registered.eq(self.act_in)
         m.d.comb += self.act_out.eq(act_registered)
+        # The weight, and the low nibble's fifth bit (INT8: 0, zero-extended; INT4: its sign),
+        # decided with the select: every input of the multipliers is then a register (the mode's
+        # gate in front of one was a LUT level on the 85F's path through a PE's multiplier).
+        selected = Mux(self.act_in.buf, weights[1], weights[0])
         w = Signal(8, reset_less=True)
-        stage += w.eq(Mux(self.act_in.buf, weights[1], weights[0]))
+        lo_extend = Signal(reset_less=True)
+        stage += [w.eq(selected), lo_extend.eq(self.act_in.int4 & selected[3])]
         act = act_registered if deep else self.act_in
-        int4 = act.int4
 
         # The two shared multipliers: activation (8-bit signed) x weight nibble (5-bit signed).
         lo_w = Signal(signed(5))
         hi_w = Signal(signed(5))
-        hi_a = Signal(signed(8))
-        m.d.comb += [
-            lo_w.eq(Cat(w[0:4], int4 & w[3])),   # INT8: zero-extended; INT4: sign-extended
-            hi_w.eq(w[4:8].as_signed()),
-            hi_a.eq(Mux(int4, act.a1, act.a0)),
-        ]
+        m.d.comb += [lo_w.eq(Cat(w[0:4], lo_extend)), hi_w.eq(w[4:8].as_signed())]
         lo_product = Signal(signed(13), reset_less=True)
         hi_product = Signal(signed(13), reset_less=True)
         product_int4 = Signal(reset_less=True)
-        stage += [lo_product.eq(act.a0 * lo_w), hi_product.eq(hi_a * hi_w),
-                  product_int4.eq(int4)]
+        stage += [lo_product.eq(act.lo_a * lo_w), hi_product.eq(act.hi_a * hi_w),
+                  product_int4.eq(act.int4)]
 
         # The contribution, registered before it joins the partial sum: multiply, the
         # two adds and the partial sum in one cycle set the ECP5 clock. Every PE adds the same
