@@ -406,8 +406,7 @@ def _parser() -> argparse.ArgumentParser:
                              "the UART baud rate")
     parser.add_argument("--dsp-pes", type=int, metavar="N",
                         help="how many PEs (the first, row by row) get DSP blocks for their two "
-                             "multipliers instead of LUTs (default: the board's; the shallow "
-                             "core only: the deep core's PEs are Booth partial products)")
+                             "multipliers instead of LUTs (default: the board's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output directory (default: build/BOARD-RxC)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
@@ -434,10 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.clock:
             board = replace(board, clock_hz=args.clock * 1e6)
         if args.dsp_pes is not None:
-            if args.dsp_pes and board.params.deep_pipeline:
-                parser.error(f"--dsp-pes {args.dsp_pes}: {board.name}'s core has the deep "
-                             "pipeline, whose PEs multiply in Booth partial products in LUTs "
-                             "(hw/booth.py), so there is no PE multiplier to put in a DSP")
             if not 0 <= args.dsp_pes <= board.params.rows * board.params.cols:
                 parser.error(f"--dsp-pes {args.dsp_pes}: the array has "
                              f"{board.params.rows * board.params.cols} PEs")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .booth import WEIGHT_DIGITS, partial_product, weight_digits
 from .params import RillParams
 
 __all__ = ["PE_ACT_LAYOUT", "product_stages", "ProcessingElement"]
@@ -14,8 +13,8 @@ __all__ = ["PE_ACT_LAYOUT", "product_stages", "ProcessingElement"]
 
 def product_stages(params: RillParams) -> int:
     """Registers between a PE's input and its partial-sum adder: with ``params.deep_pipeline``
-    the partial products (beside ``act_out``, the activation's register), their sums (the two
-    products) and the contribution; otherwise the contribution only."""
+    the selected weight (beside ``act_out``, the activation's register), the two products and the
+    contribution; otherwise the contribution only."""
     return 3 if params.deep_pipeline else 1
 
 #: What moves one PE to the right each cycle: the activation each of the two multipliers takes
@@ -39,8 +38,7 @@ class ProcessingElement(wiring.Component):
     feeds the same two multipliers ``(a0, sext(lo))`` and ``(a1, sext(hi))``. Only the low
     multiplier's fifth weight bit (sign- or zero-extension) changes with the mode; the high
     multiplier's activation is chosen once per row, before the array (:attr:`act_in` ``hi_a``),
-    rather than by a mux in front of every PE's multiplier. On the deep core the multipliers are
-    Booth partial products in LUTs, registered before their sums (:mod:`hw.booth`).
+    rather than by a mux in front of every PE's multiplier.
 
     Every output is a register, so the PE has no combinational path from input to output and
     freezes correctly under an ``EnableInserter``; it has no stall logic of its own. :attr:`act_out`
@@ -89,13 +87,39 @@ class ProcessingElement(wiring.Component):
         # the weights its MATMUL wrote (the array's valid line, which has one, says which sums
         # count). Without it the reset reaches ~90 fewer flip-flops per PE: its fan-out set the
         # 45F's clock on two placements of three.
+        weights = [Signal(8, name=f"weight{b}", reset_less=True) for b in range(2)]
+        with m.If(self.w_we):
+            with m.If(self.w_buf):
+                m.d.sync += weights[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += weights[0].eq(self.w_data)
+
+        # Deep: the weight this activation uses, registered beside it (act_out), so that the
+        # multipliers start from registers (the buffer select began the 45F's critical path);
+        # then each product registered. Otherwise both are combinational.
+        deep = self._params.deep_pipeline
+        stage = m.d.sync if deep else m.d.comb
         act_registered = Signal(PE_ACT_LAYOUT, reset_less=True)
         m.d.sync += act_registered.eq(self.act_in)
         m.d.comb += self.act_out.eq(act_registered)
-        if self._params.deep_pipeline:
-            lo_product, hi_product, product_int4 = self._booth_products(m)
-        else:
-            lo_product, hi_product, product_int4 = self._multiplied(m)
+        # The weight, and the low nibble's fifth bit (INT8: 0, zero-extended; INT4: its sign),
+        # decided with the select: every input of the multipliers is then a register (the mode's
+        # gate in front of one was a LUT level on the 85F's path through a PE's multiplier).
+        selected = Mux(self.act_in.buf, weights[1], weights[0])
+        w = Signal(8, reset_less=True)
+        lo_extend = Signal(reset_less=True)
+        stage += [w.eq(selected), lo_extend.eq(self.act_in.int4 & selected[3])]
+        act = act_registered if deep else self.act_in
+
+        # The two shared multipliers: activation (8-bit signed) x weight nibble (5-bit signed).
+        lo_w = Signal(signed(5))
+        hi_w = Signal(signed(5))
+        m.d.comb += [lo_w.eq(Cat(w[0:4], lo_extend)), hi_w.eq(w[4:8].as_signed())]
+        lo_product = Signal(signed(13), reset_less=True)
+        hi_product = Signal(signed(13), reset_less=True)
+        product_int4 = Signal(reset_less=True)
+        stage += [lo_product.eq(act.lo_a * lo_w), hi_product.eq(act.hi_a * hi_w),
+                  product_int4.eq(act.int4)]
 
         # The contribution, registered before it joins the partial sum: multiply, the
         # two adds and the partial sum in one cycle set the ECP5 clock. Every PE adds the same
@@ -108,57 +132,3 @@ class ProcessingElement(wiring.Component):
         m.d.sync += psum.eq(self.psum_in + contribution)
         m.d.comb += self.psum_out.eq(psum)
         return m
-
-    def _weights(self, m: Module, written) -> list[Signal]:
-        """The two weight buffers; a write stores ``written`` (``w_data``, or its recoding)."""
-        weights = [Signal.like(written, name=f"weight{b}", reset_less=True) for b in range(2)]
-        with m.If(self.w_we):
-            with m.If(self.w_buf):
-                m.d.sync += weights[1].eq(written)
-            with m.Else():
-                m.d.sync += weights[0].eq(written)
-        return weights
-
-    def _multiplied(self, m: Module):
-        """The shallow core's products, combinational: two 8 x 5-bit signed multiplies, which
-        the build maps to DSPs (``Board.dsp_pes``) or Booth-encodes in LUTs."""
-        weights = self._weights(m, self.w_data)
-        w = Mux(self.act_in.buf, weights[1], weights[0])
-        lo_w = Cat(w[0:4], self.act_in.int4 & w[3]).as_signed()   # INT4: sign-extended
-        hi_w = w[4:8].as_signed()
-        return (self.act_in.lo_a * lo_w, self.act_in.hi_a * hi_w, self.act_in.int4)
-
-    def _booth_products(self, m: Module):
-        """The deep core's products over two registered stages (:mod:`hw.booth`): first the
-        five partial products of the weight this activation uses, selected and generated beside
-        ``act_out``'s register; then their sums, ``lo_product`` and ``hi_product``. The weight is
-        kept recoded, so the first stage is the buffer select and the generator's LUTs."""
-        weights = self._weights(m, weight_digits(m, self.w_data, "weight_written"))
-        digits = Signal(WEIGHT_DIGITS)
-        m.d.comb += digits.eq(Mux(self.act_in.buf, weights[1], weights[0]))
-        lo_a, hi_a, int4 = self.act_in.lo_a, self.act_in.hi_a, self.act_in.int4
-
-        stage = []
-        products = {}
-        for name, a in (("d0", lo_a), ("d1", lo_a), ("e0", hi_a), ("e1", hi_a)):
-            product, neg = partial_product(m, a, getattr(digits, name), f"pp_{name}")
-            products[name] = (Signal.like(product, name=f"pp_{name}_q", reset_less=True),
-                              Signal(name=f"neg_{name}_q", reset_less=True))
-            stage += [products[name][0].eq(product), products[name][1].eq(neg)]
-        # 16 * a * w3 belongs to INT8 only (INT4's low nibble is two digits, sign included).
-        high_bit = Signal(signed(8), name="pp_w3_q", reset_less=True)
-        product_int4 = Signal(reset_less=True)
-        stage += [high_bit.eq(Mux(digits.w3 & ~int4, lo_a, 0)), product_int4.eq(int4)]
-        m.d.sync += stage
-
-        # Each negation's increment rides in a zero bit of the next operand, so each sum is
-        # three operands (two adders), not four or five.
-        (p0, n0), (p1, n1), (p3, n3), (p4, n4) = (products[k] for k in ("d0", "d1", "e0", "e1"))
-        lo_product = Signal(signed(13), reset_less=True)
-        hi_product = Signal(signed(13), reset_less=True)
-        m.d.sync += [
-            lo_product.eq(p0 + Cat(n0, Const(0, 1), p1).as_signed()
-                          + Cat(Const(0, 2), n1, Const(0, 1), high_bit).as_signed()),
-            hi_product.eq(p3 + Cat(n3, Const(0, 1), p4).as_signed() + Cat(Const(0, 2), n4)),
-        ]
-        return lo_product, hi_product, product_int4

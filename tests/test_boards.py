@@ -104,14 +104,6 @@ def test_more_dsp_pes_than_pes_is_a_usage_error():
     assert run.returncode == 2 and "--dsp-pes 5: the array has 4 PEs" in run.stderr
 
 
-def test_dsp_pes_on_the_deep_core_is_a_usage_error():
-    """The deep core's PEs have no multiplier a DSP could take: asking for one must not build
-    without it."""
-    run = subprocess.run([sys.executable, "-m", "hw.build", "--board", "ulx3s-85f",
-                          "--dsp-pes", "4"], capture_output=True, text=True, cwd=REPO_ROOT)
-    assert run.returncode == 2 and "no PE multiplier to put in a DSP" in run.stderr
-
-
 # -- the board's gateware over its UART pins ------------------------------------------------------
 
 def _gemm(params: RillParams, seed: int, m: int, k: int, n: int):
