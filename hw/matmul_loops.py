@@ -46,7 +46,7 @@ class MatmulLoops:
 
     def __init__(self, params: RillParams):
         self._params = p = params
-        self.m = Signal(p.matmul_m_width, name="mm_m")
+        self.act_rows = Signal(p.matmul_m_width, name="mm_m")   # m, the rows a tile issues
         self.accumulate = Signal(name="mm_accumulate")
         self.act_origin = Signal(p.act_addr_width, name="mm_act_addr")   # the first k tile
         self.act = AddressedLoop(p.tile_cycles_width, "mm_i", address_width=p.act_addr_width)
@@ -58,7 +58,7 @@ class MatmulLoops:
         self.weight_buf = Signal(name="w_buf")
         self.tiles = Signal(p.matmul_tiles_width, name="mm_tiles")
 
-        self.act_row_valid = self.act.index < self.m
+        self.act_row_valid = self.act.index < self.act_rows
         self.weight_row_valid = (self.weight.index < p.rows) & (self.weight_tile < self.tiles)
         self.finishing = self.act.at_last & self.k_tiles.at_last & self.n_tiles.at_last
 
@@ -76,14 +76,14 @@ class MatmulLoops:
         goes on from row 1."""
         p = self._params
         side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
-        rows = Mux(fields["m"] > side, fields["m"], side)
-        self.act.start(m, rows - 1, first_is_last=0)
-        self.weight.start(m, rows - 1, first=1,
+        cycles = Mux(fields["m"] > side, fields["m"], side)   # of each tile
+        self.act.start(m, cycles - 1, first_is_last=0)
+        self.weight.start(m, cycles - 1, first=1,
                           first_is_last=(fields["m"] <= 2) if side == 2 else 0)
         self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=fields["k_tiles"] == 1)
         self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=fields["n_tiles"] == 1)
         m.d.sync += [
-            self.m.eq(fields["m"]), self.tiles.eq(tiles),
+            self.act_rows.eq(fields["m"]), self.tiles.eq(tiles),
             self.accumulate.eq(fields["flags"][0]),
             self.acc_base.eq(fields["acc_addr"]),
             self.weight_tile.eq(0), self.weight_buf.eq(self.tile_buf),
@@ -102,9 +102,9 @@ class MatmulLoops:
         self.act.step(m)
         with m.If(self.act.at_last):
             self.k_tiles.step(m)
-            self.act.load_base(m, self.act.base + self.m)
+            self.act.load_base(m, self.act.base + self.act_rows)
             m.d.sync += self.tile_buf.eq(~self.tile_buf)
             with m.If(self.k_tiles.at_last):
                 self.n_tiles.step(m)
                 self.act.load_base(m, self.act_origin)
-                m.d.sync += self.acc_base.eq(self.acc_base + self.m)
+                m.d.sync += self.acc_base.eq(self.acc_base + self.act_rows)
