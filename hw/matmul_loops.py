@@ -57,31 +57,43 @@ class MatmulLoops:
         self.weight_tile = Signal(p.matmul_tiles_width, name="w_tile")   # tiles finished
         self.weight_buf = Signal(name="w_buf")
         self.tiles = Signal(p.matmul_tiles_width, name="mm_tiles")
+        # From the header, a cycle before the start (load_header).
+        self._cycles_last = Signal(p.tile_cycles_width, name="mm_cycles_last")
+        self._k_single, self._n_single = Signal(name="mm_k_single"), Signal(name="mm_n_single")
+        self._weight_single = Signal(name="w_single")
 
         self.act_row_valid = self.act.index < self.act_rows
         self.weight_row_valid = (self.weight.index < p.rows) & (self.weight_tile < self.tiles)
         self.finishing = self.act.at_last & self.k_tiles.at_last & self.n_tiles.at_last
 
-    def load_addresses(self, m: Module, act_addr: Value, weight_addr: Value):
-        """The instruction's tiles, from its header: a cycle before :meth:`start`, so that the
-        read addresses come from registers (a header field muxed onto them in the first cycle was
-        the 85F 14x14's path)."""
-        self.act.load_base(m, act_addr)
-        self.weight.load_base(m, weight_addr)
-        m.d.sync += self.act_origin.eq(act_addr)
+    def load_header(self, m: Module, fields: dict[str, Value]):
+        """Take what the loops need from the instruction's header ``fields``, a cycle before
+        :meth:`start`: the tiles' addresses, the tile length's bound and whether each loop has a
+        single iteration, all into registers. Header fields muxed onto the read addresses in the
+        first cycle were the 85F 14x14's path, and so was ``k_tiles == 1``, compared in
+        :meth:`start`'s cycle (at 35e99b0)."""
+        p = self._params
+        self.act.load_base(m, fields["act_addr"])
+        self.weight.load_base(m, fields["weight_addr"])
+        side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
+        rows = fields["m"]
+        m.d.sync += [
+            self.act_origin.eq(fields["act_addr"]),
+            self._cycles_last.eq(Mux(rows > side, rows, side) - 1),
+            self._k_single.eq(fields["k_tiles"] == 1),
+            self._n_single.eq(fields["n_tiles"] == 1),
+            # The weight side starts at row 1: with side == 2 its first row is its last.
+            self._weight_single.eq((rows <= 2) if side == 2 else 0),
+        ]
 
     def start(self, m: Module, fields: dict[str, Value], tiles: Value):
-        """Start a MATMUL with header ``fields`` and ``tiles = k_tiles * n_tiles``. In this cycle
-        the sequencer reads weight row 0 of the first tile (into :attr:`tile_buf`); the weight side
-        goes on from row 1."""
-        p = self._params
-        side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
-        cycles = Mux(fields["m"] > side, fields["m"], side)   # of each tile
-        self.act.start(m, cycles - 1, first_is_last=0)
-        self.weight.start(m, cycles - 1, first=1,
-                          first_is_last=(fields["m"] <= 2) if side == 2 else 0)
-        self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=fields["k_tiles"] == 1)
-        self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=fields["n_tiles"] == 1)
+        """Start a MATMUL with header ``fields`` (the same as :meth:`load_header` took a cycle
+        earlier) and ``tiles = k_tiles * n_tiles``. In this cycle the sequencer reads weight row
+        0 of the first tile (into :attr:`tile_buf`); the weight side goes on from row 1."""
+        self.act.start(m, self._cycles_last, first_is_last=0)
+        self.weight.start(m, self._cycles_last, first=1, first_is_last=self._weight_single)
+        self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=self._k_single)
+        self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=self._n_single)
         m.d.sync += [
             self.act_rows.eq(fields["m"]), self.tiles.eq(tiles),
             self.accumulate.eq(fields["flags"][0]),

@@ -145,6 +145,8 @@ class Sequencer(wiring.Component):
             offset, size = isa.field_offsets(op)[name]
             return operands[8 * offset:8 * (offset + size)]
 
+        matmul_fields = {name: field(Opcode.MATMUL, name) for name, _ in isa.FIELDS[Opcode.MATMUL]}
+
         # -- responses: a byte shift register in front of the output register -----------------
         resp_bytes = RESPONSE_HEADER_BYTES + 16
         resp_shift = Signal(8 * resp_bytes)
@@ -308,8 +310,7 @@ class Sequencer(wiring.Component):
             # States taking no command byte step on enable (= advance there): no cmd.valid in them.
             with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
                 # The header is all in; a MATMUL reads its first weight row in DECODE.
-                loops.load_addresses(m, field(Opcode.MATMUL, "act_addr"),
-                                     field(Opcode.MATMUL, "weight_addr"))
+                loops.load_header(m, matmul_fields)
                 with m.If(self.enable):
                     m.next = "DECODE"
 
@@ -344,9 +345,7 @@ class Sequencer(wiring.Component):
                                              load_word_len.eq(decoded_word_len)]
                                 m.next = "LOAD"
                         with m.If(is_op[Opcode.MATMUL]):
-                            loops.start(m, {name: field(Opcode.MATMUL, name)
-                                            for name, _ in isa.FIELDS[Opcode.MATMUL]},
-                                        checks.tiles)
+                            loops.start(m, matmul_fields, checks.tiles)
                             # Row 0 of the first weight tile is read in this cycle.
                             m.d.comb += [issue_weight.eq(1), weight_row.eq(0),
                                          weight_buf_now.eq(loops.tile_buf)]
