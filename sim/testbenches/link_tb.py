@@ -74,6 +74,7 @@ class SimTransport:
         self._rx_ready, self._tx_ready = dut.rx__ready, dut.tx__ready
         self._tx_valid, self._tx_payload = dut.tx__valid, dut.tx__payload
         self._driven = {}
+        self._tx_was_valid = False
 
         self.trace = [] if CONFIG.get("trace") else None
 
@@ -91,7 +92,7 @@ class SimTransport:
     async def _read(self, n: int, idle_budget: int) -> bytes:
         idle = 0
         while not self.from_dut and idle < idle_budget:
-            if not self.to_dut and not self._offering:
+            if self._quiet():
                 idle += await self._wait_for_tx(idle_budget - idle)
             sending = bool(self.to_dut)
             cycles = await self._cycle()
@@ -101,10 +102,15 @@ class SimTransport:
         # returns what arrived together (so damage applies per burst, not per byte), but no
         # longer than the latency window: the host answers while a long frame still arrives.
         quiet = window = 0
+        quiet_limit = max(BURST_QUIET_CYCLES, 2 * self.tx_gap)
         while (self.from_dut and len(self.from_dut) < n and window < READ_WINDOW_CYCLES
-               and quiet < max(BURST_QUIET_CYCLES, 2 * self.tx_gap)):
+               and quiet < quiet_limit):
             before = len(self.from_dut)
-            cycles = await self._cycle()
+            cycles = 0
+            if self._quiet():
+                cycles = await self._wait_for_tx(min(quiet_limit - quiet,
+                                                     READ_WINDOW_CYCLES - window))
+            cycles += await self._cycle()
             window += cycles
             quiet = 0 if len(self.from_dut) > before else quiet + cycles
         data = bytes(self.from_dut[:n])
@@ -116,12 +122,17 @@ class SimTransport:
             handle.value = value
             self._driven[handle] = value
 
+    def _quiet(self) -> bool:
+        """Nothing to send, and the device sent nothing in the last cycle: :meth:`_wait_for_tx`
+        may sleep (while the device streams, it would stall every byte)."""
+        return not self.to_dut and not self._offering and not self._tx_was_valid
+
     async def _wait_for_tx(self, budget: int) -> int:
         """With nothing to send and nothing received, hold ``tx.ready`` low and sleep until
         ``tx.valid`` rises or ``budget`` cycles pass: one timer, not a Python wake-up per cycle,
-        for the host's timeouts (the fuzz test's lost frames spent half its cycles in them).
-        Returns the cycles passed; the device's byte, if one came, transfers in a later
-        :meth:`_cycle`, after a stall the stream allows."""
+        for the host's timeouts (the fuzz test's lost frames spent half its cycles in them) and a
+        read's quiet end. Returns the cycles passed; the device's byte, if one came, transfers
+        in the :meth:`_cycle` that follows, after a stall the stream allows."""
         await RisingEdge(self.dut.clk)
         start = get_sim_time(unit="ns")
         self._drive(self._rx_valid, 0)
@@ -175,7 +186,8 @@ class SimTransport:
             del self.to_dut[0]
             self._offering = False
             self._gap = self.rx_gap
-        if tx_ready and self._tx_valid.value:
+        self._tx_was_valid = bool(self._tx_valid.value)
+        if tx_ready and self._tx_was_valid:
             self.from_dut.append(int(self._tx_payload.value))
         return max(skip, 0) + 1
 
