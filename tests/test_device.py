@@ -24,7 +24,13 @@ def test_unknown_url_is_a_clear_error():
         open_device("tcp:/nowhere")
 
 
-def test_sim_device_runs_programs_like_the_golden_model():
+@pytest.mark.parametrize("batch", [None, 37], ids=["default", "batches-of-37-cycles"])
+def test_sim_device_runs_programs_like_the_golden_model(monkeypatch, batch):
+    """With the bridge's batches short (``RILL_BRIDGE_BATCH``) they end during MATMULs, in the
+    middle of frames and while the testbench sleeps through work (a batch's last cycle once
+    asked for a negative timer)."""
+    if batch is not None:
+        monkeypatch.setenv("RILL_BRIDGE_BATCH", str(batch))
     rng = np.random.default_rng(4)
     connect = Program(SMALL)
     connect.info()   # what open_device sends to check the params

@@ -3,7 +3,8 @@
 ``sim/bridge.py`` starts it; the host driver connects to it exactly as to a board behind
 ``socket://`` and speaks the link protocol to it. The DUT is a :class:`~hw.link.LinkedCore`:
 ``rx``/``tx`` byte streams (the wire, framed) and ``idle``. Environment: ``RILL_BRIDGE_PORT_FILE``
-— where to write the port it listens on (127.0.0.1, chosen by the OS).
+— where to write the port it listens on (127.0.0.1, chosen by the OS); ``RILL_BRIDGE_BATCH``, see
+:data:`BATCH_CYCLES`.
 
 Simulated time only advances while there is work: when the device is ``idle`` (the core waits
 for commands, the link has nothing to send), its wire has been silent for a few cycles and the
@@ -25,8 +26,9 @@ from sim.testbenches.common import CLOCK_NS, reset_wire
 #: Cycles of ``idle`` with the wire silent before the testbench waits for the host: the COBS
 #: encoder may still be two cycles from presenting a frame's first byte when ``idle`` rises.
 SETTLE_CYCLES = 8
-#: Cycles simulated between looks at the socket while the device works.
-BATCH_CYCLES = 4096
+#: Cycles simulated between looks at the socket while the device works (``RILL_BRIDGE_BATCH``
+#: sets it: a test makes it small, so that batches end in every state).
+BATCH_CYCLES = int(os.environ.get("RILL_BRIDGE_BATCH", "4096"))
 
 
 @cocotb.test()
@@ -91,13 +93,13 @@ async def serve(dut):
                 del inbox[0]
                 offering = False
             sending = bool(tx_valid.value)
-            if not sending and not offered and not inbox and not idle.value:
+            budget = BATCH_CYCLES - cycles
+            if budget > 1 and not sending and not offered and not inbox and not idle.value:
                 # The device works with nothing on the wire either way (a MATMUL, say): sleep
                 # until it speaks, goes idle, or the batch ends, on triggers rather than a
                 # Python wake-up per cycle. tx.ready stays high, so a byte is taken in every
                 # cycle tx.valid is seen high: the cycle it rises in is sampled here.
                 start = get_sim_time(unit="ns")
-                budget = BATCH_CYCLES - cycles
                 await First(RisingEdge(tx_valid), RisingEdge(idle),
                             Timer(budget * CLOCK_NS - CLOCK_NS // 2, unit="ns"))
                 cycles += int((get_sim_time(unit="ns") - start) // CLOCK_NS)
