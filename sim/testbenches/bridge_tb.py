@@ -21,7 +21,7 @@ import cocotb
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from sim.testbenches.common import CLOCK_NS, reset_wire
+from sim.testbenches.common import CLOCK_NS, InputWriter, reset_wire
 
 #: Cycles of ``idle`` with the wire silent before the testbench waits for the host: the COBS
 #: encoder may still be two cycles from presenting a frame's first byte when ``idle`` rises.
@@ -49,12 +49,7 @@ async def serve(dut):
     clk, idle = dut.clk, dut.idle
     rx_valid, rx_payload, rx_ready = dut.rx__valid, dut.rx__payload, dut.rx__ready
     tx_valid, tx_payload = dut.tx__valid, dut.tx__payload
-    driven = {}
-
-    def drive(handle, value: int):
-        if driven.get(handle) != value:   # a write only when the value changes
-            handle.value = value
-            driven[handle] = value
+    drive = InputWriter()
 
     inbox = bytearray()
     outbox = bytearray()

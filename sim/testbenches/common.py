@@ -1,4 +1,5 @@
-"""What every testbench does first: start the clock and reset the DUT with its streams quiet."""
+"""What every testbench does first: start the clock and reset the DUT with its streams quiet; and
+the inputs' writer they drive the streams through."""
 
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
@@ -26,3 +27,16 @@ async def reset_wire(dut):
     dut.tx__ready.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
+
+
+class InputWriter:
+    """Writes DUT inputs only when their values change. A testbench that drives a stream every
+    cycle spends its time in Python, and most cycles repeat the last cycle's values."""
+
+    def __init__(self):
+        self._last = {}
+
+    def __call__(self, handle, value: int) -> None:
+        if self._last.get(handle) != value:
+            handle.value = value
+            self._last[handle] = value

@@ -16,7 +16,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.testbenches.common import reset_core
+from sim.testbenches.common import InputWriter, reset_core
 
 
 async def run_case(dut, case, rng):
@@ -28,20 +28,25 @@ async def run_case(dut, case, rng):
     received = bytearray()
     sent = 0
     offering = False
+    clk, drive = dut.clk, InputWriter()
+    cmd_valid, cmd_payload, cmd_ready = dut.cmd__valid, dut.cmd__payload, dut.cmd__ready
+    rsp_valid, rsp_payload, rsp_ready = dut.rsp__valid, dut.rsp__payload, dut.rsp__ready
     for _ in range(timeout):
-        await RisingEdge(dut.clk)
+        await RisingEdge(clk)
         # Drive for this cycle. A producer never withdraws an offered byte before it is taken.
         if not offering and sent < len(program) and rng.random() >= p_idle_in:
             offering = True
-        dut.cmd__valid.value = int(offering)
-        dut.cmd__payload.value = program[sent] if offering else 0
-        dut.rsp__ready.value = int(rng.random() >= p_busy_out)
+        drive(cmd_valid, int(offering))
+        if offering:
+            drive(cmd_payload, program[sent])
+        taking = int(rng.random() >= p_busy_out)
+        drive(rsp_ready, taking)
         await ReadOnly()
-        if offering and dut.cmd__ready.value:
+        if offering and cmd_ready.value:
             sent += 1
             offering = False
-        if dut.rsp__valid.value and dut.rsp__ready.value:
-            received.append(int(dut.rsp__payload.value))
+        if taking and rsp_valid.value:
+            received.append(int(rsp_payload.value))
         if sent == len(program) and len(received) >= expected_len:
             break
     else:

@@ -33,7 +33,7 @@ from sim.link_cases import (
     random_program,
     state_probe,
 )
-from sim.testbenches.common import CLOCK_NS, reset_wire
+from sim.testbenches.common import CLOCK_NS, InputWriter, reset_wire
 from sw.golden import GoldenCore
 from sw.link import LinkHost
 from sw.link_faults import FaultInjector, LossyTransport
@@ -73,7 +73,7 @@ class SimTransport:
         self._rx_valid, self._rx_payload = dut.rx__valid, dut.rx__payload
         self._rx_ready, self._tx_ready = dut.rx__ready, dut.tx__ready
         self._tx_valid, self._tx_payload = dut.tx__valid, dut.tx__payload
-        self._driven = {}
+        self._drive = InputWriter()
         self._tx_was_valid = False
 
         self.trace = [] if CONFIG.get("trace") else None
@@ -116,11 +116,6 @@ class SimTransport:
         data = bytes(self.from_dut[:n])
         del self.from_dut[:n]
         return data
-
-    def _drive(self, handle, value: int) -> None:
-        if self._driven.get(handle) != value:
-            handle.value = value
-            self._driven[handle] = value
 
     def _quiet(self) -> bool:
         """Nothing to send, and the device sent nothing in the last cycle: :meth:`_wait_for_tx`
