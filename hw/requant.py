@@ -298,7 +298,8 @@ class RequantUnit(RequantPorts):
         valid2 = Signal()
         mode2 = Signal(RequantMode, reset_less=True)
         u2 = Signal(unsigned(32), reset_less=True)  # ONNX: |x|; TFLITE: |x| << left, mod 2**32
-        ta2 = Signal(range(9), reset_less=True)
+        # ta as a thermometer code: bit i is ta > i, i.e. float32(|x|) drops bit i.
+        dropped2 = Signal(8, reset_less=True)
         x_neg2 = Signal(reset_less=True)
         # the right shift after the product: ONNX s, TFLITE right
         k2 = Signal(unsigned(8), reset_less=True)
@@ -306,7 +307,9 @@ class RequantUnit(RequantPorts):
         m.d.sync += [
             valid2.eq(valid1), mode2.eq(mode1),
             u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left1)[:32])),
-            ta2.eq(Mux(mode1.raw, 0, _bit_length(m, abs_x[24:], "ta"))),
+            # ta > i exactly when |x| >> (24 + i) is not 0: ORs beside the other stage-2 logic,
+            # where a bit length's compares and selects in stage 3 set the 85F's clock (52326a7).
+            dropped2.eq(Mux(mode1.raw, 0, Cat(*(abs_x[24 + i:].any() for i in range(8))))),
             x_neg2.eq(~mode1.raw & (x1 < 0)),
             k2.eq(k1),
         ]
@@ -320,11 +323,13 @@ class RequantUnit(RequantPorts):
         # u = 2**31 (-2**31 either way). A zero product's sign does not matter.
         # The multiplier arrives now (MULTIPLIER_DELAY), as the other operand: the float32
         # mantissa ``M & 0xFFFFFF`` (ONNX) or ``|M| <= 2**31`` (TFLITE); 1 for a raw request.
-        low = Cat(*(ta2 > i for i in range(8)))            # the bits float32(|x|) drops
-        guard = (ta2 != 0) & u2.bit_select((ta2 - 1)[:4], 1)
-        sticky = (u2[:8] & (low >> 1)).any()
-        round_up = guard & (sticky | u2.bit_select(ta2, 1))
-        float_x = _named(m, Cat(u2[:8] & ~low, u2[8:]) + (round_up << ta2)[:32], "float_x")
+        low = dropped2                                      # the bits float32(|x|) drops
+        at_ta = Cat(~low[0], *(low[i - 1] & ~low[i] for i in range(1, 8)), low[7])   # one-hot
+        guard = Cat(*(at_ta[i] & u2[i - 1] for i in range(1, 9))).any()   # bit ta - 1
+        sticky = (u2[:8] & (low >> 1)).any()                              # bits below it
+        round_up = guard & (sticky | (at_ta & u2[:9]).any())              # ... and bit ta
+        float_x = _named(m, Cat(u2[:8] & ~low, u2[8:]) + (at_ta & round_up.replicate(9)),
+                         "float_x")
         int32_u = _named(m, Mux(u2[31], -u2, u2)[:32], "int32_u")
         u_is_min = u2[31] & ~u2[:31].any()
         xl_neg = (x_neg2 ^ u2[31]) | u_is_min
