@@ -18,10 +18,9 @@ import socket
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
-from cocotb.utils import get_sim_time
+from cocotb.triggers import ReadOnly, RisingEdge
 
-from sim.testbenches.common import CLOCK_NS, InputWriter, reset_wire
+from sim.testbenches.common import InputWriter, cycles_until_rise, reset_wire
 
 #: Cycles of ``idle`` with the wire silent before the testbench waits for the host: the COBS
 #: encoder may still be two cycles from presenting a frame's first byte when ``idle`` rises.
@@ -94,10 +93,7 @@ async def serve(dut):
                 # until it speaks, goes idle, or the batch ends, on triggers rather than a
                 # Python wake-up per cycle. tx.ready stays high, so a byte is taken in every
                 # cycle tx.valid is seen high: the cycle it rises in is sampled here.
-                start = get_sim_time(unit="ns")
-                await First(RisingEdge(tx_valid), RisingEdge(idle),
-                            Timer(budget * CLOCK_NS - CLOCK_NS // 2, unit="ns"))
-                cycles += int((get_sim_time(unit="ns") - start) // CLOCK_NS)
+                cycles += await cycles_until_rise([tx_valid, idle], budget)
                 await ReadOnly()
                 sending = bool(tx_valid.value)
             if sending:

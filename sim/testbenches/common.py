@@ -1,8 +1,9 @@
-"""What every testbench does first: start the clock and reset the DUT with its streams quiet; and
-the inputs' writer they drive the streams through."""
+"""What every testbench does first: start the clock and reset the DUT with its streams quiet; the
+inputs' writer they drive the streams through; and their sleep while nothing moves."""
 
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 #: The testbenches' clock period: 100 MHz.
 CLOCK_NS = 10
@@ -40,3 +41,14 @@ class InputWriter:
         if self._last.get(handle) != value:
             handle.value = value
             self._last[handle] = value
+
+
+async def cycles_until_rise(signals, budget: int) -> int:
+    """From a clock edge, sleep until one of ``signals`` rises (they change on edges) or
+    ``budget`` cycles have nearly passed: one trigger instead of a Python wake-up per cycle.
+    Returns the clock edges passed, at most ``budget - 1``: the timer ends half a clock before
+    the edge the caller's next cycle waits for."""
+    start = get_sim_time(unit="ns")
+    await First(*(RisingEdge(signal) for signal in signals),
+                Timer(budget * CLOCK_NS - CLOCK_NS // 2, unit="ns"))
+    return int((get_sim_time(unit="ns") - start) // CLOCK_NS)

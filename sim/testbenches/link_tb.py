@@ -19,8 +19,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.task import bridge, resume
-from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
-from cocotb.utils import get_sim_time
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
@@ -33,7 +32,7 @@ from sim.link_cases import (
     random_program,
     state_probe,
 )
-from sim.testbenches.common import CLOCK_NS, InputWriter, reset_wire
+from sim.testbenches.common import CLOCK_NS, InputWriter, cycles_until_rise, reset_wire
 from sw.golden import GoldenCore
 from sw.link import LinkHost
 from sw.link_faults import FaultInjector, LossyTransport
@@ -129,17 +128,12 @@ class SimTransport:
         read's quiet end. Returns the cycles passed; the device's byte, if one came, transfers
         in the :meth:`_cycle` that follows, after a stall the stream allows."""
         await RisingEdge(self.dut.clk)
-        start = get_sim_time(unit="ns")
         self._drive(self._rx_valid, 0)
         self._drive(self._tx_ready, 0)
         await ReadOnly()
-        cycles = 1
+        cycles = 1   # the edge above, and those passed asleep
         if not self._tx_valid.value and budget > 1:
-            await First(RisingEdge(self._tx_valid),
-                        Timer(budget * CLOCK_NS - CLOCK_NS // 2, unit="ns"))
-            # Edges passed: the first one above, and one per clock since (the timer ends half
-            # a clock before the edge the next cycle waits for; tx.valid rises on an edge).
-            cycles = min(budget, 1 + int((get_sim_time(unit="ns") - start) // CLOCK_NS))
+            cycles += await cycles_until_rise([self._tx_valid], budget)
         self.cycles += cycles
         return cycles
 
