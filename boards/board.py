@@ -103,9 +103,10 @@ class CoreOverBytes(wiring.Component):
         return m
 
 
-def serial_device(params: RillParams, link_buffer: int = CMD_BUFFER_BYTES) -> wiring.Component:
+def serial_device(params: RillParams, link_buffer: int = CMD_BUFFER_BYTES, *,
+                  dsp_pes: int = 0) -> wiring.Component:
     """The component behind the UART: the core behind the framed, credit-paced link."""
-    return LinkedCore(params, cmd_buffer=link_buffer, rsp_buffer=link_buffer)
+    return LinkedCore(params, cmd_buffer=link_buffer, rsp_buffer=link_buffer, dsp_pes=dsp_pes)
 
 
 class SerialDevice(wiring.Component):
@@ -155,8 +156,8 @@ class BoardTop(Elaboratable):
 
     def __init__(self, board: Board, device: wiring.Component | None = None):
         self.board = board
-        self.device = device if device is not None else serial_device(board.params,
-                                                                       board.link_buffer)
+        self.device = device if device is not None else serial_device(
+            board.params, board.link_buffer, dsp_pes=board.dsp_pes)
 
     def elaborate(self, platform):
         m = Module()

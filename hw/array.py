@@ -72,6 +72,10 @@ class SystolicArray(wiring.Component):
         Array shape and partial-sum width.
     tag_shape : shape-castable
         Opaque value carried beside each activation row and returned with its column sums.
+    dsp_pes : int
+        How many PEs, the first row by row, multiply with ``*`` for the DSP blocks
+        (:class:`~hw.pe.ProcessingElement` ``dsp``); the rest build their multipliers from
+        adders.
 
     Members
     -------
@@ -95,9 +99,10 @@ class SystolicArray(wiring.Component):
         the sum needs no register to wait for the read.
     """
 
-    def __init__(self, params: RillParams, tag_shape: ShapeLike):
+    def __init__(self, params: RillParams, tag_shape: ShapeLike, *, dsp_pes: int = 0):
         self._params = params
         self._tag_shape = tag_shape
+        self._dsp_pes = dsp_pes
         act_layout = data.StructLayout({
             "lanes": data.ArrayLayout(signed(8), params.act_lanes), "buf": 1, "tag": tag_shape})
         weight_layout = data.StructLayout({
@@ -192,7 +197,8 @@ class SystolicArray(wiring.Component):
             for r, c in itertools.product(range(p.rows), range(p.cols)):
                 pe_writes[r][c] = (valid & (copy.row == r), copy.buf, copy.data[c])
 
-        pes = [[ProcessingElement(p) for _ in range(p.cols)] for _ in range(p.rows)]
+        pes = [[ProcessingElement(p, dsp=r * p.cols + c < self._dsp_pes) for c in range(p.cols)]
+               for r in range(p.rows)]
         for r in range(p.rows):
             for c in range(p.cols):
                 enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}",

@@ -46,25 +46,19 @@ _RESOURCES = {
     "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"},
 }
 
-def _pe_multipliers_to_luts(board) -> str:
-    """Yosys commands mapping the PEs' small (8 x 5-bit) multipliers to LUTs with Booth
-    encoding, all but those of the first ``board.dsp_pes`` PEs.
+def _small_multipliers_to_luts() -> str:
+    """Yosys commands mapping small multipliers (both operands of at most 8 bits) to LUTs with
+    Booth encoding, except the PEs'.
 
-    The DSPs go first to the wide multipliers (the requantizer's, the range checks'). Both
-    families have too few for two per PE (UP5K: 8 SB_MAC16; ECP5-85F: 156 MULT18X18D, no 9x9 mode
-    in the open flow); on the UP5K, with the serial requantizer, a few PEs get the rest. (Booth
-    partial products written out in hw/pe.py took ~25 LUTs fewer per PE but made the Verilator
-    model 2.8x slower; the simulation is what every test and demo runs.)
+    The DSPs go first to the wide multipliers (the requantizer's, the range checks'). A PE builds
+    its two multipliers from adders (``hw.pe.nibble_product``) unless the board gives it DSPs
+    (``Board.dsp_pes``: the UP5K's spare SB_MAC16s beside the serial requantizer); then its
+    ``*`` stays for synthesis to map to them.
     """
-    cols = board.params.cols
-    # A selection stack: push the PEs' multipliers, uniting each with those before it.
-    pes = [f"*.array.pe_{i // cols}_{i % cols}/t:$mul" for i in range(board.dsp_pes)]
-    in_dsps = " ".join(pes[:1] + [f"{pe} %u" for pe in pes[1:]])
-    commands = [f"hierarchy -top {NAME}", "proc",
-                "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i"]
-    if in_dsps:
-        commands.append(f"select -set small_mul @small_mul {in_dsps} %d")
-    return "\n".join(commands + ["booth @small_mul"])
+    return "\n".join([f"hierarchy -top {NAME}", "proc",
+                      "select -set small_mul t:$mul r:A_WIDTH<=8 %i r:B_WIDTH<=8 %i",
+                      "select -set small_mul @small_mul *.array.pe_*/t:$mul %d",
+                      "booth @small_mul"])
 
 
 #: Keep every flip-flop of the array and its PEs: Yosys merges flip-flops with the same input,
@@ -201,13 +195,13 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
     nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed)]
     options = {"nextpnr_opts": nextpnr}
     if family == "ice40":
-        options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the multipliers left after Booth
+        options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the wide multipliers, DSP PEs'
     else:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
     options["script_after_read"] = "\n".join(
-        [_pe_multipliers_to_luts(board), _KEEP_ARRAY_REGISTERS]
+        [_small_multipliers_to_luts(), _KEEP_ARRAY_REGISTERS]
         + ([_ONE_HOT_STATES] if family == "ecp5" else []))
     return options
 

@@ -35,6 +35,9 @@ class RillCore(wiring.Component):
     stops (:attr:`~hw.sequencer.Sequencer.advance`); the array may drain meanwhile, which only
     makes the ISA's drain bound more conservative.
 
+    ``dsp_pes`` PEs, the first row by row, multiply with ``*`` for the DSP blocks; the rest with
+    adders (:class:`~hw.array.SystolicArray`). It changes no result and no cycle.
+
     Members
     -------
     cmd : ``In(stream.Signature(8))``
@@ -52,8 +55,9 @@ class RillCore(wiring.Component):
     rsp: Out(stream.Signature(8))
     waiting: Out(1)
 
-    def __init__(self, params: RillParams = RillParams()):
+    def __init__(self, params: RillParams = RillParams(), *, dsp_pes: int = 0):
         self.params = params
+        self.dsp_pes = dsp_pes
         super().__init__()
 
     def elaborate(self, platform):
@@ -114,7 +118,7 @@ class RillCore(wiring.Component):
         write("qparam_sram", seq.qparam_write, qparams.write)
         wiring.connect(m, seq.qparam_read, qparams.read)
 
-        array = SystolicArray(p, acc_tag_layout(p))
+        array = SystolicArray(p, acc_tag_layout(p), dsp_pes=self.dsp_pes)
         acc = AccumulatorBanks(p)
         requant = requantizer_class(p)()
         m.submodules.array = array

@@ -87,15 +87,16 @@ def back_to_back(params: RillParams, int4: bool, ms: list[int], rng: np.random.G
 
 
 def simulate(params: RillParams, int4: bool, sched: Schedule, stalls: set[int] = frozenset(),
-             seed: int = 0) -> list[tuple[int, int, int, int, int]]:
+             seed: int = 0, dsp_pes: int = 0) -> list[tuple[int, int, int, int, int]]:
     """Run a schedule; returns ``(cycle, column, tile, row, psum)`` for every valid column sum.
 
     With ``stalls`` (real cycle numbers from ``enable_lead``: the enable registers start high),
     the core's enable is low in those cycles, set that far ahead on ``enable_ahead`` as the core
     does:
-    a stall cycle freezes the array, and its inputs in that cycle are random garbage.
+    a stall cycle freezes the array, and its inputs in that cycle are random garbage. The first
+    ``dsp_pes`` PEs multiply with ``*``, the rest with adders.
     """
-    dut = top = SystolicArray(params, TAG)
+    dut = top = SystolicArray(params, TAG, dsp_pes=dsp_pes)
     lead = enable_lead(params)
     assert not stalls or min(stalls) >= lead
     working = []   # real cycle -> working cycle number, or None for a stall
@@ -196,16 +197,18 @@ def test_back_to_back_tiles_match_oracle(shape, int4):
     check(sched, simulate(params, int4, sched))
 
 
+@pytest.mark.parametrize("dsp_pes", [0, 2], ids=["adders", "half-dsp"])
 @pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
 @pytest.mark.parametrize("int4", [False, True], ids=["int8", "int4"])
-def test_every_weight_byte(int4, deep):
+def test_every_weight_byte(int4, deep, dsp_pes):
     """All 256 weight bytes, each met by the int8 extremes, in 64 back-to-back 2x2 tiles, with
-    the PEs' pipelines of either depth (``RillParams.deep_pipeline``)."""
+    the PEs' pipelines of either depth (``RillParams.deep_pipeline``), every PE's multipliers
+    built from adders or the top row's with ``*`` (the DSP PEs of a small part)."""
     params = RillParams(rows=2, cols=2, deep_pipeline=deep)
     rng = np.random.default_rng(256 + int4)
     weight_bytes = rng.permutation(256).reshape(64, params.rows, params.cols)
     sched = back_to_back(params, int4, [3] * 64, rng, weight_bytes=weight_bytes)
-    check(sched, simulate(params, int4, sched))
+    check(sched, simulate(params, int4, sched, dsp_pes=dsp_pes))
 
 
 @pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])

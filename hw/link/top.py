@@ -113,6 +113,7 @@ class LinkedCore(wiring.Component):
     """A :class:`~hw.core.RillCore` behind a :class:`Link`: what a board puts behind its UART and
     the simulation behind a socket. A host assumes the response ring is as large as the command
     buffer (it learns that size from the credit); give it ``ack_every`` when they differ.
+    ``dsp_pes`` goes to the core (:class:`~hw.core.RillCore`).
 
     Members
     -------
@@ -129,16 +130,17 @@ class LinkedCore(wiring.Component):
     idle: Out(1)
 
     def __init__(self, params: RillParams = RillParams(), *, cmd_buffer: int = CMD_BUFFER_BYTES,
-                 rsp_buffer: int = RSP_BUFFER_BYTES):
+                 rsp_buffer: int = RSP_BUFFER_BYTES, dsp_pes: int = 0):
         self.params = params
         self.cmd_buffer, self.rsp_buffer = cmd_buffer, rsp_buffer
+        self.dsp_pes = dsp_pes
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.link = link = Link(cmd_buffer=self.cmd_buffer, rsp_buffer=self.rsp_buffer,
                                         output_register=self.params.deep_pipeline)
-        m.submodules.core = core = RillCore(self.params)
+        m.submodules.core = core = RillCore(self.params, dsp_pes=self.dsp_pes)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         m.d.comb += self.idle.eq(link.idle)
