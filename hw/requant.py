@@ -3,7 +3,7 @@
 Bit-exact with :mod:`sw.requant`, the specification.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,7 +20,7 @@ SATURATION = 1 << 17
 #: product) and its zero point (stage 9): they come late, straight from their own block RAMs
 #: (:class:`hw.qparams.QparamTile`), rather than down the pipeline's registers.
 MULTIPLIER_DELAY = 3
-ZERO_POINT_DELAY = 9
+ZERO_POINT_DELAY = 10
 
 
 class RequantRequest(data.Struct):
@@ -193,7 +193,10 @@ class RequantUnit(RequantPorts):
     4-5   ``P = ma * (M & 0xFFFFFF)``               ``P = |x << left| * |M|``
           (four 16 x 16 products, then their sum)
     6     exponent ``t2`` of ``float32(P)``         (amount 31)
-    7     ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
+    7a    ``P`` shifted by the amount's whole       (same)
+          bytes, the dropped bits' highest and the
+          OR of the rest kept below it
+    7b    ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
           half even                                 toward +inf (the Q31 nudge)
     8     ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
           saturate                                  saturate
@@ -202,9 +205,10 @@ class RequantUnit(RequantPorts):
     11    cap at the range's top                    (same)
     ===== ========================================= ========================================
 
-    Eleven stages rather than five so that no stage holds more than one shifter, one or two carry
-    chains or one multiplier: the five-stage version ran at ~30 MHz on ECP5 (and the clamp in
-    one stage, four carry chains, set the 45F's clock at 67 MHz). Stage 0 only registers the
+    Thirteen stages rather than five so that no stage holds more than one shifter, one or two
+    carry chains or one multiplier (the first rounding's 63-bit shifter is split in two): the
+    five-stage version ran at ~30 MHz on ECP5 (and the clamp in one stage, four carry chains,
+    set the 45F's clock at 67 MHz). Stage 0 only registers the
     request: it comes from the accumulator banks' read ports through a ``cols``-way column
     select, and that block RAM's clock-to-out, the select and stage 1's adder in one cycle were
     the ECP5 builds' critical path.
@@ -398,13 +402,40 @@ class RequantUnit(RequantPorts):
                      k6.eq(k5), t2_6.eq(Mux(mode5.onnx, t2, 0))]
         stages += 1
 
-        # -- stage 7: first rounding -----------------------------------------------------------
+        # -- stage 7a: the first rounding's shift by whole bytes -------------------------------
+        # Shifting P by first_amount6 and rounding it in one stage (a 63-bit shifter of five
+        # levels, then the increment's carry chain) set the 85F 16x16's clock at e08b26d. Here P
+        # moves by the amount's multiple of 8 and keeps what it drops as two bits below the
+        # rest: the highest dropped bit and the OR of the others. Rounding that by the rest of
+        # the amount plus 2 (stage 7b) rounds P exactly as rounding it by the whole amount: the
+        # guard bit is the same bit, and the bits below it are zero exactly when their OR is.
+        # 42 bits: stage 7b's quotient needs 32, after a shift of at most 9.
+        byte_shift = first_amount6[3:5]
+        kept_options = []
+        for c in range(4):
+            dropped = [product6[:8 * c - 1].any(), product6[8 * c - 1]] if c else [0, 0]
+            kept_options.append(Cat(*dropped, product6[8 * c:8 * c + 40]))
+        valid7a = Signal()
+        mode7a = Signal(RequantMode, reset_less=True)
+        kept7a = Signal(unsigned(42), reset_less=True)
+        fine7a = Signal(range(10), reset_less=True)   # 2 + first_amount6 % 8
+        guard7a = Signal(range(9), reset_less=True)   # fine7a - 1
+        sign7a = Signal(reset_less=True)
+        k7a = Signal.like(k6, reset_less=True)
+        t2_7a = Signal.like(t2_6, reset_less=True)
+        m.d.sync += [valid7a.eq(valid6), mode7a.eq(mode6),
+                     kept7a.eq(Array(kept_options)[byte_shift]),
+                     fine7a.eq(first_amount6[:3] + 2), guard7a.eq(first_amount6[:3] + 1),
+                     sign7a.eq(sign6), k7a.eq(k6), t2_7a.eq(t2_6)]
+        stages += 1
+
+        # -- stage 7b: first rounding ------------------------------------------------------------
         # TFLITE's one overflow, (-2**31) * (-2**31), yields 2**31 here where C saturates to
         # 2**31 - 1. Both then give the same final value: for right = 0 both saturate, and for
         # 1 <= right <= 31, 2**31 + 2**(right-1) is never a multiple of 2**right, so rounding
         # 2**31 and 2**31 - 1 by 2**right agree.
-        first = _rounding_shift(m, product6, first_amount6, half_even=mode6.onnx,
-                                tie_up=~sign6, name="first")
+        first = _rounding_shift(m, kept7a, fine7a, half_even=mode7a.onnx, tie_up=~sign7a,
+                                name="first", guard_index=guard7a)
         valid7 = Signal()
         mode7 = Signal(RequantMode, reset_less=True)
         mag7 = Signal(unsigned(32), reset_less=True)  # ONNX: <= 2**24; TFLITE: <= 2**31
@@ -412,12 +443,12 @@ class RequantUnit(RequantPorts):
         amount7 = Signal(range(64), reset_less=True)
         guard7 = Signal(range(64), reset_less=True)  # amount7 - 1, when amount7 > 0
         # k = s - t2 and k - 1 (ONNX; TFLITE: right), two adders side by side.
-        k = _named(m, k6 - t2_6, "k")
-        k_less_one = _named(m, k6 + ~Cat(t2_6, Const(0, 1)).as_signed(), "k_less_one")
+        k = _named(m, k7a - t2_7a, "k")
+        k_less_one = _named(m, k7a + ~Cat(t2_7a, Const(0, 1)).as_signed(), "k_less_one")
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
-        m.d.sync += [valid7.eq(valid6), mode7.eq(mode6), mag7.eq(first), sign7.eq(sign6),
+        m.d.sync += [valid7.eq(valid7a), mode7.eq(mode7a), mag7.eq(first), sign7.eq(sign7a),
                      amount7.eq(Mux(k < 0, 0, Mux(k > 63, 63, k.as_unsigned()[:6]))),
                      guard7.eq(Mux(k > 63, 62, k_less_one.as_unsigned()[:6]))]
         stages += 1

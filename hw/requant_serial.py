@@ -123,7 +123,7 @@ class SerialRequantUnit(RequantPorts):
         left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
         right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
         # ONNX's final shift, s - exponent: negative only when the value saturates anyway (as in
-        # the pipelined unit, stage 7), and past 32 the mantissa (<= 2**24) rounds to 0.
+        # the pipelined unit, stage 7b), and past 32 the mantissa (<= 2**24) rounds to 0.
         onnx_right = Signal(signed(10))
         m.d.comb += onnx_right.eq(shift - exponent)
         second = Mux(mode.onnx, Mux(onnx_right < 0, 0, Mux(onnx_right > 32, 32, onnx_right)),

@@ -3,7 +3,8 @@ gateware's (``tests/test_requant.py``, ``tests/test_requant_rtl.py``)."""
 
 import numpy as np
 
-__all__ = ["INT32_MIN", "INT32_MAX", "interesting_accs", "product_ties", "conversion_ties"]
+__all__ = ["INT32_MIN", "INT32_MAX", "interesting_accs", "product_ties", "conversion_ties",
+           "high_product_near_ties"]
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -68,3 +69,18 @@ def conversion_ties(rng: np.random.Generator, size: int):
     sign = rng.choice([-1, 1], size)
     multiplier = np.full(size, 1 << 23)
     return sign * x, multiplier, 23 + n, -sign * v + rng.integers(-5, 6, size)
+
+
+def high_product_near_ties(rng: np.random.Generator, size: int):
+    """``(x, multiplier, shift)`` for TFLITE where the doubling high multiply ``x * M / 2**31``
+    lies a hair past a half, the hair a bit far below the half's.
+
+    ``M = 2**30 + 2**j`` and ``x`` odd: ``|x * M| = |x| * 2**30 + |x| * 2**j``, the half at bit 30
+    and the hair below bit 23. A rounding done in parts (``hw.requant``'s stage 7a shifts by whole
+    bytes first, keeping the OR of what it drops) must not lose the hair: without it the value is
+    a tie, which a negative product breaks toward zero, one less in magnitude. ``shift = 0``: the
+    rounded value is the output.
+    """
+    x = 2 * rng.integers(0, 128, size) + 1
+    j = rng.integers(0, 15, size)   # |x| * 2**j < 2**23
+    return -x, (1 << 30) + (np.int64(1) << j), np.zeros(size, dtype=np.int64)

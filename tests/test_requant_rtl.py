@@ -13,6 +13,7 @@ from sim.requant_cases import (
     INT32_MAX,
     INT32_MIN,
     conversion_ties,
+    high_product_near_ties,
     interesting_accs,
     product_ties,
 )
@@ -88,6 +89,8 @@ def random_requests(rng: np.random.Generator, size: int) -> dict[str, np.ndarray
     acc[tflite_tie] = rng.integers(-4096, 4096, n)
     multiplier[tflite_tie] = rng.choice([1 << 30, 3 << 29, 5 << 28, 7 << 28, -(1 << 30)], n)
     shift[tflite_tie] = rng.integers(-6, 2, n)
+    hair = tflite_tie & (rng.random(size) < 0.3)
+    acc[hair], multiplier[hair], shift[hair] = high_product_near_ties(rng, hair.sum())
     bias[tie] = 0
     zero_point[tie] = rng.integers(-10, 10, tie.sum())
     # float32(x) itself a tie that decides the output.
