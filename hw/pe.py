@@ -21,8 +21,9 @@ def product_stages(params: RillParams) -> int:
 def nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value, name: str) -> Value:
     """``a * n``, ``n`` the 4-bit ``nibble`` read unsigned, or signed when ``negative_top``: as
     two pairs of partial products, each pair one carry-chain adder, and a third adder joining
-    them, so a LUT-built PE is ~60 LUTs smaller on the ECP5 than Yosys' Booth mapping of ``*``
-    (measured on one PE's datapath: 169 against 229 LUTs, carry cells counted as two).
+    them. On the ECP5 a LUT-built PE is then 35 LUTs smaller than with Yosys' Booth mapping of
+    ``*`` (the 85F 16x16 synthesized: 57,674 against 66,747 LUTs, a carry cell counted as two;
+    the iCE40: 160 against 194 cells for a PE's two multipliers and their sum).
 
     A row is ``a`` gated by one bit of the nibble; a negative top row is ``8 * ~a + 8`` (``-a``
     in two's complement), its ``+ 8`` two fours: the high pair's carry-in and the free low bit of
