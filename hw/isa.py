@@ -59,7 +59,7 @@ QPARAM_FORMAT = "<iiBxh"
 COUNTER_NAMES = ("cycles", "busy", "stalls", "instructions")
 
 #: Register stages of the requantization pipeline (hw/requant.py builds exactly this many).
-REQUANT_STAGES = 13
+REQUANT_STAGES = 14
 #: Cycles per output of the serial requantizer (``RillParams.serial_requant``), which is also
 #: its latency: hw/requant_serial.py builds exactly this schedule.
 SERIAL_REQUANT_CYCLES = 136

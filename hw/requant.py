@@ -20,7 +20,7 @@ SATURATION = 1 << 17
 #: product) and its zero point (stage 9): they come late, straight from their own block RAMs
 #: (:class:`hw.qparams.QparamTile`), rather than down the pipeline's registers.
 MULTIPLIER_DELAY = 3
-ZERO_POINT_DELAY = 10
+ZERO_POINT_DELAY = 11
 
 
 class RequantRequest(data.Struct):
@@ -106,6 +106,26 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     over = Cat(value[i] & (amount <= i - limit) for i in range(limit, len(value))).any()
     return (_named(m, Mux(over, 1 << limit, quotient[:limit]), name),
             _named(m, round_up & ~over, f"{name}_round_up"))
+
+
+def _whole_byte_shift(value: Value, byte_shift: Value, width: int) -> Value:
+    """``value >> (8 * byte_shift)``, its low ``width - 2`` bits, above two bits that stand for
+    what the shift drops: its highest bit, and the OR of the others.
+
+    Rounding this by ``r + 2`` (:func:`_rounding_shift`) rounds ``value`` exactly as rounding it
+    by ``8 * byte_shift + r``: the guard bit is the same bit, and the bits below it are zero
+    exactly when their OR is. It splits a wide rounding shift over two stages: a shifter of
+    five or six levels and the rounding's increment in one stage set the 85F 16x16's clock.
+    """
+    options = []
+    for c in range(1 << len(byte_shift)):
+        low = 8 * c
+        if c == 0:
+            dropped = [Const(0, 1), Const(0, 1)]
+        else:
+            dropped = [value[:low - 1].any(), value[low - 1] if low <= len(value) else Const(0, 1)]
+        options.append(Cat(*dropped, value[low:low + width - 2]))
+    return Array(options)[byte_shift]
 
 
 def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signal:
@@ -198,15 +218,16 @@ class RequantUnit(RequantPorts):
           OR of the rest kept below it
     7b    ``y = float32(P)``: 24 significant bits,  ``y = round(P / 2**31)``, exact halves
           half even                                 toward +inf (the Q31 nudge)
-    8     ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
+    8a    ``y`` shifted by whole bytes (as 7a)      (same)
+    8b    ``y / 2**(s - t2)`` half even,            ``y / 2**right``, halves away from zero,
           saturate                                  saturate
     9     sign, ``+ zp`` (zp arrives); the floor    (same)
     10    raise to the floor                        (same)
     11    cap at the range's top                    (same)
     ===== ========================================= ========================================
 
-    Thirteen stages rather than five so that no stage holds more than one shifter, one or two
-    carry chains or one multiplier (the first rounding's 63-bit shifter is split in two): the
+    Fourteen stages rather than five so that no stage holds more than one shifter, one or two
+    carry chains or one multiplier (each rounding's shifter is split in two): the
     five-stage version ran at ~30 MHz on ECP5 (and the clamp in one stage, four carry chains,
     set the 45F's clock at 67 MHz). Stage 0 only registers the
     request: it comes from the accumulator banks' read ports through a ``cols``-way column
@@ -404,17 +425,8 @@ class RequantUnit(RequantPorts):
 
         # -- stage 7a: the first rounding's shift by whole bytes -------------------------------
         # Shifting P by first_amount6 and rounding it in one stage (a 63-bit shifter of five
-        # levels, then the increment's carry chain) set the 85F 16x16's clock at e08b26d. Here P
-        # moves by the amount's multiple of 8 and keeps what it drops as two bits below the
-        # rest: the highest dropped bit and the OR of the others. Rounding that by the rest of
-        # the amount plus 2 (stage 7b) rounds P exactly as rounding it by the whole amount: the
-        # guard bit is the same bit, and the bits below it are zero exactly when their OR is.
-        # 42 bits: stage 7b's quotient needs 32, after a shift of at most 9.
-        byte_shift = first_amount6[3:5]
-        kept_options = []
-        for c in range(4):
-            dropped = [product6[:8 * c - 1].any(), product6[8 * c - 1]] if c else [0, 0]
-            kept_options.append(Cat(*dropped, product6[8 * c:8 * c + 40]))
+        # levels, then the increment's carry chain) set the 85F 16x16's clock at e08b26d. 42
+        # bits: stage 7b's quotient needs 32, after a shift of at most 9.
         valid7a = Signal()
         mode7a = Signal(RequantMode, reset_less=True)
         kept7a = Signal(unsigned(42), reset_less=True)
@@ -424,7 +436,7 @@ class RequantUnit(RequantPorts):
         k7a = Signal.like(k6, reset_less=True)
         t2_7a = Signal.like(t2_6, reset_less=True)
         m.d.sync += [valid7a.eq(valid6), mode7a.eq(mode6),
-                     kept7a.eq(Array(kept_options)[byte_shift]),
+                     kept7a.eq(_whole_byte_shift(product6, first_amount6[3:5], 42)),
                      fine7a.eq(first_amount6[:3] + 2), guard7a.eq(first_amount6[:3] + 1),
                      sign7a.eq(sign6), k7a.eq(k6), t2_7a.eq(t2_6)]
         stages += 1
@@ -441,22 +453,34 @@ class RequantUnit(RequantPorts):
         mag7 = Signal(unsigned(32), reset_less=True)  # ONNX: <= 2**24; TFLITE: <= 2**31
         sign7 = Signal(reset_less=True)
         amount7 = Signal(range(64), reset_less=True)
-        guard7 = Signal(range(64), reset_less=True)  # amount7 - 1, when amount7 > 0
-        # k = s - t2 and k - 1 (ONNX; TFLITE: right), two adders side by side.
+        # k = s - t2 (ONNX; TFLITE: right)
         k = _named(m, k7a - t2_7a, "k")
-        k_less_one = _named(m, k7a + ~Cat(t2_7a, Const(0, 1)).as_signed(), "k_less_one")
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
         m.d.sync += [valid7.eq(valid7a), mode7.eq(mode7a), mag7.eq(first), sign7.eq(sign7a),
-                     amount7.eq(Mux(k < 0, 0, Mux(k > 63, 63, k.as_unsigned()[:6]))),
-                     guard7.eq(Mux(k > 63, 62, k_less_one.as_unsigned()[:6]))]
+                     amount7.eq(Mux(k < 0, 0, Mux(k > 63, 63, k.as_unsigned()[:6])))]
         stages += 1
 
-        # -- stage 8: second rounding ----------------------------------------------------------
-        mag, round_up = _rounding_shift(m, mag7, amount7, half_even=mode7.onnx, tie_up=1,
+        # -- stage 8a: the second rounding's shift by whole bytes ------------------------------
+        # As stage 7a (the second rounding in one stage was the 85F 16x16's path at 3eff631).
+        # 34 bits: mag7 has 32.
+        valid8a = Signal()
+        mode8a = Signal(RequantMode, reset_less=True)
+        kept8a = Signal(unsigned(34), reset_less=True)
+        fine8a = Signal(range(10), reset_less=True)   # 2 + amount7 % 8
+        guard8a = Signal(range(9), reset_less=True)   # fine8a - 1
+        sign8a = Signal(reset_less=True)
+        m.d.sync += [valid8a.eq(valid7), mode8a.eq(mode7),
+                     kept8a.eq(_whole_byte_shift(mag7, amount7[3:6], 34)),
+                     fine8a.eq(amount7[:3] + 2), guard8a.eq(amount7[:3] + 1),
+                     sign8a.eq(sign7)]
+        stages += 1
+
+        # -- stage 8b: second rounding ---------------------------------------------------------
+        mag, round_up = _rounding_shift(m, kept8a, fine8a, half_even=mode8a.onnx, tie_up=1,
                                         name="second", saturate_bits=SATURATION.bit_length() - 1,
-                                        guard_index=guard7)
+                                        guard_index=guard8a)
         valid8 = Signal()
         mode8 = Signal(RequantMode, reset_less=True)
         # The signed value is term8 + carry8 (+ the zero point, in stage 9): with |v| = mag +
@@ -468,8 +492,8 @@ class RequantUnit(RequantPorts):
         term8 = Signal(signed(len(wide)), reset_less=True)
         carry8 = Signal(reset_less=True)
         raw_byte8 = Signal(8, reset_less=True)
-        m.d.sync += [valid8.eq(valid7), mode8.eq(mode7),
-                     term8.eq(Mux(sign7, ~wide, wide)), carry8.eq(sign7 ^ round_up),
+        m.d.sync += [valid8.eq(valid8a), mode8.eq(mode8a),
+                     term8.eq(Mux(sign8a, ~wide, wide)), carry8.eq(sign8a ^ round_up),
                      raw_byte8.eq(mag[:8])]
         stages += 1
 
