@@ -335,6 +335,10 @@ def format_report(report: dict) -> str:
               f"({report['peak_gops_int8_at_fmax']:.2f} / {report['peak_gops_int4_at_fmax']:.2f} "
               f"at Fmax)",
               f"  build     {report['build_seconds']:.0f} s; bitstream {report['bitstream']}"]
+    if "seeds" in report:
+        lines.append("  seeds     " + ", ".join(f"{seed}: {mhz:.1f}" for seed, mhz
+                                               in report["seeds"].items())
+                     + f" MHz (best: {report['seed']})")
     return "\n".join(lines)
 
 
@@ -403,7 +407,11 @@ def _parser() -> argparse.ArgumentParser:
                              "multipliers instead of LUTs (default: the board's)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output directory (default: build/BOARD-RxC)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
+                        help="nextpnr placement seed (default 1); several (--seed 1 2 3) build "
+                             "once per seed into OUT/seed-N, side by side, and keep the fastest")
+    parser.add_argument("--jobs", type=int, metavar="J",
+                        help="with several seeds, builds at a time (default: one per core)")
     parser.add_argument("--program", action="store_true",
                         help="load the bitstream onto an attached board with openFPGALoader")
     parser.add_argument("--list", action="store_true", help="list the boards and exit")
@@ -438,7 +446,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{board.clock_hz / 1e6:g} MHz into {out}", file=sys.stderr)
     code = 0
     try:
-        result = build(board, out, seed=args.seed)
+        if len(set(args.seed)) > 1:
+            from .build_seeds import build_best
+            result = build_best(board, out, args.seed, jobs=args.jobs)
+        else:
+            result = build(board, out, seed=args.seed[0])
     except (DoesNotFit, MissesTiming, BuildError, ValueError) as error:
         report = Path(out) / "report.json"
         if isinstance(error, MissesTiming) and report.exists():
