@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ __all__ = ["BuildError", "DoesNotFit", "MissesTiming", "Utilization", "BuildResu
            "toolchain_env", "extract", "build", "program", "main"]
 
 NAME = "rill"
+
+#: Amaranth's ``BuildPlan.extract`` works in the output directory (``os.chdir``): builds running
+#: side by side in threads (``--seed 1 2``) take turns there.
+_EXTRACTING = threading.Lock()
 
 #: Tool -> (environment variable amaranth reads, executable in the venv's bin/).
 _TOOLS = {
@@ -220,7 +225,8 @@ def extract(board, out_dir: Path, *, seed: int = 1) -> tuple[object, str, dict[s
                           **_toolchain_options(board, family, seed))
     for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)
-    plan.extract(str(out_dir))
+    with _EXTRACTING:   # it changes the working directory while it writes
+        plan.extract(str(out_dir))
     rtlil = out_dir / f"{NAME}.il"
     rtlil.write_text(apply_no_rw_check(rtlil.read_text())[0])
     return platform, family, env
