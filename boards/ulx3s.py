@@ -30,15 +30,16 @@ def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
     )
 
 
-# Defaults that fit, measured with python -m hw.build (LUT-built PEs take ~300 LUTs each, the rest
-# of the design ~6,200): 6x6 on the 12F (17,068 of 24,288 LUTs; nextpnr gives the 12F and the
-# 25F the same 24,288), 8x8 on the 45F (25,562 of 43,848), 14x14 on the 85F (65,380 of 83,640;
-# 16x16 needs 83,180 and the placer finds no room). An 8x8 no longer fits the 12F/25F.
+# Defaults that fit, measured with python -m hw.build: 16x16 on the 85F (66,296 of 83,640 LUTs,
+# 79%, at db3e3df: the issue's array, and at its Fmax more GOPS than the 14x14 it replaced). The
+# others were measured before the PEs' multipliers were built from adders (session eleven, 35
+# LUTs fewer per PE): 6x6 on the 12F (17,068 of 24,288 LUTs; nextpnr gives the 12F and the 25F
+# the same 24,288), 8x8 on the 45F (25,562 of 43,848); an 8x8 did not fit the 12F/25F then.
 ULX3S_12F = _ulx3s("12f", ULX3S_12F_Platform, 6, 6, act_depth=512, weight_depth=512,
                    acc_depth=512, qparam_depth=256)
 ULX3S_25F = _ulx3s("25f", ULX3S_25F_Platform, 6, 6, act_depth=1024, weight_depth=1024,
                    acc_depth=1024, qparam_depth=256)
 ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth=1024,
                    acc_depth=1024, qparam_depth=512)
-ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 14, 14, act_depth=2048, weight_depth=2048,
+ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2048, weight_depth=2048,
                    acc_depth=1024, qparam_depth=512)

@@ -86,7 +86,7 @@ def test_list_and_help():
                          text=True, cwd=REPO_ROOT, check=True)
     for name in REGISTRY:
         assert name in run.stdout
-    assert "2x2" in run.stdout and "14x14" in run.stdout
+    assert "2x2" in run.stdout and "16x16" in run.stdout
     run = subprocess.run([sys.executable, "-m", "hw.build", "--help"], capture_output=True,
                          text=True, cwd=REPO_ROOT, check=True)
     assert "--board" in run.stdout and "report.json" in run.stdout
