@@ -108,15 +108,19 @@ def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
             _named(m, round_up & ~over, f"{name}_round_up"))
 
 
-def _whole_byte_shift(value: Value, byte_shift: Value, width: int) -> Value:
-    """``value >> (8 * byte_shift)``, its low ``width - 2`` bits, above two bits that stand for
-    what the shift drops: its highest bit, and the OR of the others.
+def _whole_byte_stage(m: Module, value: Value, amount: Value, width: int,
+                      name: str) -> tuple[Signal, Signal, Signal]:
+    """The registers of a stage that shifts ``value`` by ``amount``'s whole bytes, ahead of a
+    rounding shift by the rest: ``(kept, fine, guard)``.
 
-    Rounding this by ``r + 2`` (:func:`_rounding_shift`) rounds ``value`` exactly as rounding it
-    by ``8 * byte_shift + r``: the guard bit is the same bit, and the bits below it are zero
-    exactly when their OR is. It splits a wide rounding shift over two stages: a shifter of
-    five or six levels and the rounding's increment in one stage set the 85F 16x16's clock.
+    ``kept`` is ``value >> (8 * (amount // 8))``, its low ``width - 2`` bits, above two bits that
+    stand for what the shift drops: its highest bit, and the OR of the others. Rounding ``kept``
+    by ``fine = amount % 8 + 2`` (:func:`_rounding_shift`, with ``guard = fine - 1``) rounds
+    ``value`` exactly as rounding it by ``amount``: the guard bit is the same bit, and the bits
+    below it are zero exactly when their OR is. A wide shifter of five or six levels and the
+    rounding's increment in one stage set the 85F 16x16's clock.
     """
+    byte_shift = amount[3:]
     options = []
     for c in range(1 << len(byte_shift)):
         low = 8 * c
@@ -125,8 +129,12 @@ def _whole_byte_shift(value: Value, byte_shift: Value, width: int) -> Value:
         else:
             dropped = [value[:low - 1].any(), value[low - 1] if low <= len(value) else Const(0, 1)]
         options.append(Cat(*dropped, value[low:low + width - 2]))
-    return Array(options)[byte_shift]
-
+    kept = Signal(unsigned(width), name=f"{name}_kept", reset_less=True)
+    fine = Signal(range(10), name=f"{name}_fine", reset_less=True)
+    guard = Signal(range(9), name=f"{name}_guard", reset_less=True)
+    m.d.sync += [kept.eq(Array(options)[byte_shift]), fine.eq(amount[:3] + 2),
+                 guard.eq(amount[:3] + 1)]
+    return kept, fine, guard
 
 def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signal:
     """``sign * mag + zp``, the value :func:`raise_to_floor` and :func:`cap` clamp.
@@ -429,16 +437,12 @@ class RequantUnit(RequantPorts):
         # bits: stage 7b's quotient needs 32, after a shift of at most 9.
         valid7a = Signal()
         mode7a = Signal(RequantMode, reset_less=True)
-        kept7a = Signal(unsigned(42), reset_less=True)
-        fine7a = Signal(range(10), reset_less=True)   # 2 + first_amount6 % 8
-        guard7a = Signal(range(9), reset_less=True)   # fine7a - 1
+        kept7a, fine7a, guard7a = _whole_byte_stage(m, product6, first_amount6, 42, "first")
         sign7a = Signal(reset_less=True)
         k7a = Signal.like(k6, reset_less=True)
         t2_7a = Signal.like(t2_6, reset_less=True)
-        m.d.sync += [valid7a.eq(valid6), mode7a.eq(mode6),
-                     kept7a.eq(_whole_byte_shift(product6, first_amount6[3:5], 42)),
-                     fine7a.eq(first_amount6[:3] + 2), guard7a.eq(first_amount6[:3] + 1),
-                     sign7a.eq(sign6), k7a.eq(k6), t2_7a.eq(t2_6)]
+        m.d.sync += [valid7a.eq(valid6), mode7a.eq(mode6), sign7a.eq(sign6), k7a.eq(k6),
+                     t2_7a.eq(t2_6)]
         stages += 1
 
         # -- stage 7b: first rounding ------------------------------------------------------------
@@ -467,14 +471,9 @@ class RequantUnit(RequantPorts):
         # 34 bits: mag7 has 32.
         valid8a = Signal()
         mode8a = Signal(RequantMode, reset_less=True)
-        kept8a = Signal(unsigned(34), reset_less=True)
-        fine8a = Signal(range(10), reset_less=True)   # 2 + amount7 % 8
-        guard8a = Signal(range(9), reset_less=True)   # fine8a - 1
+        kept8a, fine8a, guard8a = _whole_byte_stage(m, mag7, amount7, 34, "second")
         sign8a = Signal(reset_less=True)
-        m.d.sync += [valid8a.eq(valid7), mode8a.eq(mode7),
-                     kept8a.eq(_whole_byte_shift(mag7, amount7[3:6], 34)),
-                     fine8a.eq(amount7[:3] + 2), guard8a.eq(amount7[:3] + 1),
-                     sign8a.eq(sign7)]
+        m.d.sync += [valid8a.eq(valid7), mode8a.eq(mode7), sign8a.eq(sign7)]
         stages += 1
 
         # -- stage 8b: second rounding ---------------------------------------------------------
