@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from hw.isa import OutType, Rounding
-from sim.requant_cases import INT32_MAX, INT32_MIN, interesting_accs, product_ties
+from sim.requant_cases import (
+    INT32_MAX,
+    INT32_MIN,
+    high_product_near_ties,
+    interesting_accs,
+    product_ties,
+)
 from sw.requant import (
     OUT_RANGES,
     encode_onnx_scale,
@@ -312,6 +318,15 @@ def test_tflite_known_cases():
 def test_tflite_matches_rational_definition(x, multiplier, shift):
     expected = max(-128, min(127, tflite_rational(x, multiplier, shift)))
     assert int(tflite(x, multiplier, shift)) == expected
+
+
+def test_tflite_near_half_ties_match_rational_definition():
+    """The doubling high multiply a hair past a half, the hair far below the half's bit (the
+    gateware's stage 7a must keep it; see high_product_near_ties)."""
+    x, multiplier, shift = high_product_near_ties(np.random.default_rng(11), 200)
+    expected = [max(-128, min(127, tflite_rational(int(a), int(b), int(c))))
+                for a, b, c in zip(x, multiplier, shift)]
+    assert tflite(x, multiplier, shift).tolist() == expected
 
 
 @settings(max_examples=300, deadline=None, database=None)
