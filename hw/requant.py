@@ -3,11 +3,12 @@
 Bit-exact with :mod:`sw.requant`, the specification.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .isa import REQUANT_STAGES, OutType, Rounding
+from .rounding import bit_length, named, rounding_shift, whole_byte_stage
 
 __all__ = ["RequantRequest", "RequantPorts", "RequantUnit", "MULTIPLIER_DELAY", "ZERO_POINT_DELAY",
            "RequantMode", "signed_value", "floor_of", "raise_to_floor", "cap", "SATURATION"]
@@ -39,103 +40,6 @@ class RequantMode(data.Struct):
     raw: 1
 
 
-def _named(m: Module, value: Value, name: str) -> Signal:
-    """``value`` through a comb signal, so that each use shares one copy of its logic."""
-    signal = Signal.like(value, name=name)
-    m.d.comb += signal.eq(value)
-    return signal
-
-
-def _leading_zeros(m: Module, value: Value) -> tuple[Value, Value]:
-    """``(is_zero, count)`` of a power-of-two-wide value; ``count`` is meaningless when zero.
-
-    A tree of halves, so the depth grows with log2 of the width rather than the width.
-    """
-    if len(value) == 2:
-        return ~value.any(), ~value[1]
-    half = len(value) // 2
-    hi_zero, hi_count = _leading_zeros(m, value[half:])
-    lo_zero, lo_count = _leading_zeros(m, value[:half])
-    hi_zero = _named(m, hi_zero, f"hi_zero_{len(value)}")
-    return hi_zero & lo_zero, Cat(Mux(hi_zero, lo_count, hi_count), hi_zero)
-
-
-def _bit_length(m: Module, value: Value, name: str) -> Signal:
-    """Position of the highest set bit plus one (0 for 0) of an unsigned value."""
-    width = 1 << max(1, (len(value) - 1).bit_length())
-    is_zero, count = _leading_zeros(m, Cat(value, Const(0, width - len(value))))
-    length = Signal(range(width + 1), name=name)
-    m.d.comb += length.eq(Mux(is_zero, 0, width - count))
-    return length
-
-
-def _rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
-                    tie_up: Value, name: str, saturate_bits: int | None = None,
-                    guard_index: Value | None = None) -> Signal | tuple[Signal, Signal]:
-    """``value / 2**amount`` rounded to nearest, for unsigned ``value`` and ``amount``.
-
-    An exact half rounds up when the quotient is odd (``half_even``) or, otherwise, when
-    ``tie_up``. Amounts past the width give 0. The result is one bit wider than ``value``.
-
-    With ``saturate_bits = L`` it is saturated at ``2**L`` and left unsummed: ``(quotient,
-    round_up)``, whose sum is the result (``round_up`` is 0 when saturated), so that the
-    increment can join the next stage's adder as its carry-in (the increment after the shift
-    was the 85F 16x16's critical path). The shifter then only builds the quotient's low ``L``
-    bits, and a quotient of ``2**L`` or more is found by testing the bits of ``value`` at
-    ``amount + L`` and above.
-
-    ``guard_index``, when given, is ``amount - 1`` (for a nonzero amount) from a register, so
-    the guard bit's select need not wait for the subtraction.
-    """
-    value = _named(m, value, f"{name}_in")
-    amount = _named(m, amount, f"{name}_amount")
-    quotient = _named(m, value >> amount, f"{name}_quotient")
-    # The first discarded bit decides "at least half"; any bit below it, "more than half".
-    if guard_index is None:
-        guard_index = (amount - 1)[:len(amount)]
-    guard = (amount != 0) & value.bit_select(guard_index, 1)
-    below_guard = Cat(*(amount > i + 1 for i in range(len(value))))
-    sticky = (value & below_guard).any()
-    tie = Mux(half_even, quotient[0], tie_up)
-    round_up = guard & (sticky | tie)
-    if saturate_bits is None:
-        result = Signal(len(value) + 1, name=name)
-        m.d.comb += result.eq(quotient + round_up)
-        return result
-    limit = saturate_bits
-    over = Cat(value[i] & (amount <= i - limit) for i in range(limit, len(value))).any()
-    return (_named(m, Mux(over, 1 << limit, quotient[:limit]), name),
-            _named(m, round_up & ~over, f"{name}_round_up"))
-
-
-def _whole_byte_stage(m: Module, value: Value, amount: Value, width: int,
-                      name: str) -> tuple[Signal, Signal, Signal]:
-    """The registers of a stage that shifts ``value`` by ``amount``'s whole bytes, ahead of a
-    rounding shift by the rest: ``(kept, fine, guard)``.
-
-    ``kept`` is ``value >> (8 * (amount // 8))``, its low ``width - 2`` bits, above two bits that
-    stand for what the shift drops: its highest bit, and the OR of the others. Rounding ``kept``
-    by ``fine = amount % 8 + 2`` (:func:`_rounding_shift`, with ``guard = fine - 1``) rounds
-    ``value`` exactly as rounding it by ``amount``: the guard bit is the same bit, and the bits
-    below it are zero exactly when their OR is. A wide shifter of five or six levels and the
-    rounding's increment in one stage set the 85F 16x16's clock.
-    """
-    byte_shift = amount[3:]
-    options = []
-    for c in range(1 << len(byte_shift)):
-        low = 8 * c
-        if c == 0:
-            dropped = [Const(0, 1), Const(0, 1)]
-        else:
-            dropped = [value[:low - 1].any(), value[low - 1] if low <= len(value) else Const(0, 1)]
-        options.append(Cat(*dropped, value[low:low + width - 2]))
-    kept = Signal(unsigned(width), name=f"{name}_kept", reset_less=True)
-    fine = Signal(range(10), name=f"{name}_fine", reset_less=True)
-    guard = Signal(range(9), name=f"{name}_guard", reset_less=True)
-    m.d.sync += [kept.eq(Array(options)[byte_shift]), fine.eq(amount[:3] + 2),
-                 guard.eq(amount[:3] + 1)]
-    return kept, fine, guard
-
 def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signal:
     """``sign * mag + zp``, the value :func:`raise_to_floor` and :func:`cap` clamp.
 
@@ -145,7 +49,7 @@ def signed_value(m: Module, mag: Value, sign: Value, zero_point: Value) -> Signa
     ``min(lo, hi)``) either way. (:class:`RequantUnit` builds it in two stages, with the rounding
     increment as the adder's carry-in.)
     """
-    return _named(m, Mux(sign, -mag, mag) + zero_point, "value")
+    return named(m, Mux(sign, -mag, mag) + zero_point, "value")
 
 
 def _output_range(m: Module, out_type: Value) -> tuple[Signal, Signal]:
@@ -164,13 +68,13 @@ def _output_range(m: Module, out_type: Value) -> tuple[Signal, Signal]:
 def floor_of(m: Module, zero_point: Value, mode: RequantMode) -> Value:
     """The output range's low end, which ReLU raises to the zero point."""
     lo, _ = _output_range(m, mode.out_type)
-    return _named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
+    return named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
 
 
 def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
     """``max(value, floor)`` (:func:`floor_of`)."""
     floor = floor_of(m, zero_point, mode)
-    return _named(m, Mux(value < floor, floor, value), "raised")
+    return named(m, Mux(value < floor, floor, value), "raised")
 
 
 def cap(m: Module, raised: Value, mode: RequantMode) -> Value:
@@ -326,7 +230,7 @@ class RequantUnit(RequantPorts):
         # TFLITE: x << left wraps as the int32 C code does. As -(v << left) = (-v) << left
         # modulo 2**32, u = |x| << left is x << left or its negation, and one shifter serves
         # both signs: |x << left| = |int32(u)|.
-        abs_x = _named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
+        abs_x = named(m, Mux(x1 < 0, neg_x1, x1.as_unsigned()), "abs_x")
 
         valid2 = Signal()
         mode2 = Signal(RequantMode, reset_less=True)
@@ -361,9 +265,9 @@ class RequantUnit(RequantPorts):
         guard = Cat(*(at_ta[i] & u2[i - 1] for i in range(1, 9))).any()   # bit ta - 1
         sticky = (u2[:8] & (low >> 1)).any()                              # bits below it
         round_up = guard & (sticky | (at_ta & u2[:9]).any())              # ... and bit ta
-        float_x = _named(m, Cat(u2[:8] & ~low, u2[8:]) + (at_ta & round_up.replicate(9)),
+        float_x = named(m, Cat(u2[:8] & ~low, u2[8:]) + (at_ta & round_up.replicate(9)),
                          "float_x")
-        int32_u = _named(m, Mux(u2[31], -u2, u2)[:32], "int32_u")
+        int32_u = named(m, Mux(u2[31], -u2, u2)[:32], "int32_u")
         u_is_min = u2[31] & ~u2[:31].any()
         xl_neg = (x_neg2 ^ u2[31]) | u_is_min
 
@@ -416,7 +320,7 @@ class RequantUnit(RequantPorts):
         # (0..31: P < 2**31 * 2**24) joins the final shift. TFLITE: the doubling high multiply's
         # nudge rounds |ab| / 2**31 to nearest with halves up for ab >= 0 and toward zero for
         # ab < 0.
-        t2 = _bit_length(m, product5[24:56], "t2")
+        t2 = bit_length(m, product5[24:56], "t2")
         valid6 = Signal()
         mode6 = Signal(RequantMode, reset_less=True)
         product6 = Signal(unsigned(63), reset_less=True)
@@ -437,7 +341,7 @@ class RequantUnit(RequantPorts):
         # bits: stage 7b's quotient needs 32, after a shift of at most 9.
         valid7a = Signal()
         mode7a = Signal(RequantMode, reset_less=True)
-        kept7a, fine7a, guard7a = _whole_byte_stage(m, product6, first_amount6, 42, "first")
+        kept7a, fine7a, guard7a = whole_byte_stage(m, product6, first_amount6, 42, "first")
         sign7a = Signal(reset_less=True)
         k7a = Signal.like(k6, reset_less=True)
         t2_7a = Signal.like(t2_6, reset_less=True)
@@ -450,7 +354,7 @@ class RequantUnit(RequantPorts):
         # 2**31 - 1. Both then give the same final value: for right = 0 both saturate, and for
         # 1 <= right <= 31, 2**31 + 2**(right-1) is never a multiple of 2**right, so rounding
         # 2**31 and 2**31 - 1 by 2**right agree.
-        first = _rounding_shift(m, kept7a, fine7a, half_even=mode7a.onnx, tie_up=~sign7a,
+        first = rounding_shift(m, kept7a, fine7a, half_even=mode7a.onnx, tie_up=~sign7a,
                                 name="first", guard_index=guard7a)
         valid7 = Signal()
         mode7 = Signal(RequantMode, reset_less=True)
@@ -458,7 +362,7 @@ class RequantUnit(RequantPorts):
         sign7 = Signal(reset_less=True)
         amount7 = Signal(range(64), reset_less=True)
         # k = s - t2 (ONNX; TFLITE: right)
-        k = _named(m, k7a - t2_7a, "k")
+        k = named(m, k7a - t2_7a, "k")
         # A negative k (ONNX: s < t2) would shift left. It needs t2 >= 1, so P >= 2**24 and
         # mag7, its 24-bit mantissa, is >= 2**23: shifted or not, it saturates, so shifting by 0
         # instead gives the same byte.
@@ -471,13 +375,13 @@ class RequantUnit(RequantPorts):
         # 34 bits: mag7 has 32.
         valid8a = Signal()
         mode8a = Signal(RequantMode, reset_less=True)
-        kept8a, fine8a, guard8a = _whole_byte_stage(m, mag7, amount7, 34, "second")
+        kept8a, fine8a, guard8a = whole_byte_stage(m, mag7, amount7, 34, "second")
         sign8a = Signal(reset_less=True)
         m.d.sync += [valid8a.eq(valid7), mode8a.eq(mode7), sign8a.eq(sign7)]
         stages += 1
 
         # -- stage 8b: second rounding ---------------------------------------------------------
-        mag, round_up = _rounding_shift(m, kept8a, fine8a, half_even=mode8a.onnx, tie_up=1,
+        mag, round_up = rounding_shift(m, kept8a, fine8a, half_even=mode8a.onnx, tie_up=1,
                                         name="second", saturate_bits=SATURATION.bit_length() - 1,
                                         guard_index=guard8a)
         valid8 = Signal()
