@@ -354,8 +354,8 @@ class RequantUnit(RequantPorts):
         # 2**31 - 1. Both then give the same final value: for right = 0 both saturate, and for
         # 1 <= right <= 31, 2**31 + 2**(right-1) is never a multiple of 2**right, so rounding
         # 2**31 and 2**31 - 1 by 2**right agree.
-        first = rounding_shift(m, kept7a, fine7a, half_even=mode7a.onnx, tie_up=~sign7a,
-                                name="first", guard_index=guard7a)
+        first = rounding_shift(m, kept7a, fine7a, guard7a, half_even=mode7a.onnx,
+                               tie_up=~sign7a, name="first")
         valid7 = Signal()
         mode7 = Signal(RequantMode, reset_less=True)
         mag7 = Signal(unsigned(32), reset_less=True)  # ONNX: <= 2**24; TFLITE: <= 2**31
@@ -381,9 +381,9 @@ class RequantUnit(RequantPorts):
         stages += 1
 
         # -- stage 8b: second rounding ---------------------------------------------------------
-        mag, round_up = rounding_shift(m, kept8a, fine8a, half_even=mode8a.onnx, tie_up=1,
-                                        name="second", saturate_bits=SATURATION.bit_length() - 1,
-                                        guard_index=guard8a)
+        mag, round_up = rounding_shift(m, kept8a, fine8a, guard8a, half_even=mode8a.onnx,
+                                       tie_up=1, name="second",
+                                       saturate_bits=SATURATION.bit_length() - 1)
         valid8 = Signal()
         mode8 = Signal(RequantMode, reset_less=True)
         # The signed value is term8 + carry8 (+ the zero point, in stage 9): with |v| = mag +

@@ -37,9 +37,9 @@ def bit_length(m: Module, value: Value, name: str) -> Signal:
     return length
 
 
-def rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
-                    tie_up: Value, name: str, saturate_bits: int | None = None,
-                    guard_index: Value | None = None) -> Signal | tuple[Signal, Signal]:
+def rounding_shift(m: Module, value: Value, amount: Value, guard_index: Value, *,
+                   half_even: Value, tie_up: Value, name: str,
+                   saturate_bits: int | None = None) -> Signal | tuple[Signal, Signal]:
     """``value / 2**amount`` rounded to nearest, for unsigned ``value`` and ``amount``.
 
     An exact half rounds up when the quotient is odd (``half_even``) or, otherwise, when
@@ -52,15 +52,13 @@ def rounding_shift(m: Module, value: Value, amount: Value, *, half_even: Value,
     bits, and a quotient of ``2**L`` or more is found by testing the bits of ``value`` at
     ``amount + L`` and above.
 
-    ``guard_index``, when given, is ``amount - 1`` (for a nonzero amount) from a register, so
-    the guard bit's select need not wait for the subtraction.
+    ``guard_index`` is ``amount - 1`` (for a nonzero amount) from a register, so the guard
+    bit's select need not wait for the subtraction (:func:`whole_byte_stage` registers both).
     """
     value = named(m, value, f"{name}_in")
     amount = named(m, amount, f"{name}_amount")
     quotient = named(m, value >> amount, f"{name}_quotient")
     # The first discarded bit decides "at least half"; any bit below it, "more than half".
-    if guard_index is None:
-        guard_index = (amount - 1)[:len(amount)]
     guard = (amount != 0) & value.bit_select(guard_index, 1)
     below_guard = Cat(*(amount > i + 1 for i in range(len(value))))
     sticky = (value & below_guard).any()
