@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
 from pathlib import Path
 
 from hw.core import RillCore
@@ -12,7 +9,7 @@ from hw.params import RillParams
 
 from .runner import run_cocotb
 
-__all__ = ["TOPLEVEL", "run_case_file", "run_programs"]
+__all__ = ["TOPLEVEL", "run_case_file"]
 
 TOPLEVEL = "rill_core"
 
@@ -31,28 +28,3 @@ def run_case_file(params: RillParams, cases: Path, *, simulator: str = "verilato
                       timeout=timeout, waves=waves, test_dir=run_dir,
                       log_file=run_dir / "sim.log")
 
-
-def run_programs(params: RillParams, programs: list[tuple[str, bytes, int]], *,
-                 simulator: str = "verilator", idle_in: float = 0.0, busy_out: float = 0.0,
-                 seed: int = 0) -> list[bytes]:
-    """Send each ``(name, program bytes, response length)`` in order to one simulated device.
-
-    Returns the bytes each program got back. Progress goes to stderr: the first run of a new
-    design compiles it with Verilator (a minute or two); later runs reuse the build.
-    """
-    with tempfile.TemporaryDirectory(prefix="rill-rtl-") as tmp:
-        tmp = Path(tmp)
-        cases = []
-        for i, (name, program, response_bytes) in enumerate(programs):
-            (tmp / f"{i:03d}.prog").write_bytes(program)
-            cases.append({"name": name, "program": str(tmp / f"{i:03d}.prog"),
-                          "received": str(tmp / f"{i:03d}.received"),
-                          "response_bytes": response_bytes, "idle_in": idle_in,
-                          "busy_out": busy_out})
-        path = tmp / "cases.json"
-        path.write_text(json.dumps({"seed": seed, "cases": cases}))
-        total = sum(len(p) for _, p, _ in programs)
-        print(f"rill: running {len(programs)} program(s), {total} command bytes, on the "
-              f"{params.rows}x{params.cols} RTL in {simulator}", file=sys.stderr)
-        run_case_file(params, path, simulator=simulator)
-        return [Path(case["received"]).read_bytes() for case in cases]

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.core_over_bytes import CoreOverBytes
 
 from boards import REGISTRY, UnknownBoard, board_names, get_board
-from boards.board import Board, CoreOverBytes, SerialDevice, serial_device
+from boards.board import Board, SerialDevice, serial_device
 from boards.clocking import ClockError, ecp5_pll_config, ice40_pll_config
-from hw.build import MissesTiming, build
+from flow.build import MissesTiming, build
 from hw.params import RillParams
 from hw.uart import baud_divisor
 from sim.cases import expectations, write_cases
@@ -116,7 +117,7 @@ def _gemm(params: RillParams, seed: int, m: int, k: int, n: int):
 def test_placer_giving_up_is_reported_as_does_not_fit():
     """nextpnr's table can show 99% and the placer still find no room: that is "does not fit"
     (exit 3) with the fullest resource, not a toolchain failure."""
-    from hw.build import _overflow
+    from flow.build import _overflow
     table = ("Info: Device utilisation:\n"
              "Info: \t          TRELLIS_FF:   20424/  83640    24%\n"
              "Info: \t        TRELLIS_COMB:   83180/  83640    99%\n")

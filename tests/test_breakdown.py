@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from boards import get_board
-from hw.breakdown import CELL_KINDS, _module_cells, breakdown, format_breakdown
+from flow.breakdown import CELL_KINDS, _module_cells, breakdown, format_breakdown
 from sim.runner import REPO_ROOT
 
 STAT = """

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-import hw.build_seeds
+import flow.seeds
 from boards import get_board
-from hw.build import BuildResult, DoesNotFit, MissesTiming, format_report
+from flow.build import BuildResult, DoesNotFit, MissesTiming, format_report
 
 BOARD = get_board("icebreaker")
 TARGET = BOARD.clock_hz / 1e6
@@ -33,8 +33,8 @@ def fake_build(fmax_by_seed: dict[int, float | None]):
 
 
 def test_the_fastest_seed_is_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(hw.build_seeds, "build", fake_build({1: 22.0, 2: 25.5, 3: 19.0}))
-    result = hw.build_seeds.build_best(BOARD, tmp_path, [1, 2, 3], jobs=2)
+    monkeypatch.setattr(flow.seeds, "build", fake_build({1: 22.0, 2: 25.5, 3: 19.0}))
+    result = flow.seeds.build_best(BOARD, tmp_path, [1, 2, 3], jobs=2)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report == result.report
     assert report["seed"] == 2 and report["fmax_mhz"] == 25.5
@@ -47,15 +47,15 @@ def test_the_fastest_seed_is_kept(tmp_path, monkeypatch):
 
 
 def test_every_seed_missing_the_clock_is_a_miss_with_the_best_report(tmp_path, monkeypatch):
-    monkeypatch.setattr(hw.build_seeds, "build", fake_build({1: 15.0, 4: None, 7: 18.5}))
+    monkeypatch.setattr(flow.seeds, "build", fake_build({1: 15.0, 4: None, 7: 18.5}))
     with pytest.raises(MissesTiming, match="every seed: best Fmax 18.5 MHz \\(seed 7\\)"):
-        hw.build_seeds.build_best(BOARD, tmp_path, [1, 4, 7])
+        flow.seeds.build_best(BOARD, tmp_path, [1, 4, 7])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["seed"] == 7 and report["seeds"] == {"1": 15.0, "7": 18.5}
 
 
 def test_no_seed_fitting_is_does_not_fit(tmp_path, monkeypatch):
-    monkeypatch.setattr(hw.build_seeds, "build", fake_build({1: None, 2: None}))
+    monkeypatch.setattr(flow.seeds, "build", fake_build({1: None, 2: None}))
     with pytest.raises(DoesNotFit, match="seed 1"):
-        hw.build_seeds.build_best(BOARD, tmp_path, [1, 2])
+        flow.seeds.build_best(BOARD, tmp_path, [1, 2])
     assert not (tmp_path / "report.json").exists()

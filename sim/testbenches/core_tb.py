@@ -1,10 +1,11 @@
 """cocotb testbench for ``RillCore``: streams command bytes in, collects response bytes.
 
-Not collected by pytest: ``tests/test_core_rtl.py`` and ``sw/bench.py`` launch it through
-``sim.runner``. The case list comes from the JSON file named by ``RILL_TB_CASES``: each case names a
-program file to send, a file to write the received bytes to, optionally the expected bytes (from
-the golden model) with byte offsets to ignore (the ``stalls`` counter, which depends on the
-backpressure), and the probabilities of an idle cycle on the input and of not-ready on the output.
+Not collected by pytest: ``tests/test_core_rtl.py`` launches it through
+``sim.core_rtl.run_case_file``. The case list comes from the JSON file named by
+``RILL_TB_CASES``: each case names a program file to send, a file to write the received bytes
+to, optionally the expected bytes (from the golden model) with byte offsets to ignore (the
+``stalls`` counter, which depends on the backpressure), and the probabilities of an idle cycle
+on the input and of not-ready on the output.
 Cases run in order on one device, so state carries over exactly as it does in the golden model.
 """
 
