@@ -11,7 +11,8 @@ from hw import isa
 from hw.isa import Opcode
 from hw.params import RillParams
 
-__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device", "ask_params", "BOARD_URLS"]
+__all__ = ["Device", "DeviceError", "ParamsMismatch", "open_device", "ask_params", "BOARD_URLS",
+           "DEVICE_KINDS_GROUP", "device_kinds"]
 
 
 class DeviceError(RuntimeError):
@@ -119,25 +120,46 @@ def ask_params(url: str) -> RillParams:
         return device.read_info()
 
 
-def open_device(url: str = "sim", params: RillParams | None = None) -> Device:
+#: The entry-point group in which packages register device kinds: ``name = "module:factory"``,
+#: ``factory(params, **options)`` returning an open :class:`Device`. Rill's simulator registers
+#: ``sim`` and ``sim+cocotb`` there (``pyproject.toml``), so this module never imports it.
+DEVICE_KINDS_GROUP = "rill.devices"
+
+
+def device_kinds() -> dict[str, object]:
+    """The registered device kinds, by name (entry points of :data:`DEVICE_KINDS_GROUP`)."""
+    from importlib.metadata import entry_points
+    return {point.name: point for point in entry_points(group=DEVICE_KINDS_GROUP)}
+
+
+def open_device(url: str = "sim", params: RillParams | None = None, **options) -> Device:
     """Open a device and check that its params match ``params`` (default :class:`RillParams`).
 
     ``golden``: the numpy model behind the link protocol's device half, in this process;
-    ``sim``: the core and link RTL in Verilator (started here, stopped on close);
-    ``serial:///dev/ttyUSB1?baud=3000000``: a board's UART; ``socket://HOST:PORT``: a device
-    served over TCP. Every one of them speaks the same framed link protocol.
+    ``sim``: the core and link RTL in Verilator, clocked by a C++ harness (started here, stopped on
+    close); ``sim+cocotb``: the same RTL under cocotb; ``serial:///dev/ttyUSB1?baud=3000000``: a
+    board's UART; ``socket://HOST:PORT``: a device served over TCP. Every one of them speaks the
+    same framed link protocol. ``options`` go to a registered kind's factory (the ``sim``
+    device's ``trace``, ``trace_cycles``); the other devices take none.
     """
     params = params or RillParams()
-    if url == "golden":
+    kinds = device_kinds()
+    if url in kinds:
+        device = kinds[url].load()(params, **options)
+    elif options:
+        raise DeviceError(f"the {url} device takes no options ({', '.join(sorted(options))}); "
+                          f"waveforms come from the simulated device (--device sim)")
+    elif url == "golden":
         from .link_model import golden_link_device
         device = golden_link_device(params)
-    elif url == "sim":
-        from sim.bridge import SimDevice
-        device = SimDevice(params)
     elif url.startswith(BOARD_URLS):
         device = _link_device(url, params)
+    elif url.startswith("sim"):
+        raise DeviceError(f"device {url!r} is not installed here (registered kinds: "
+                          f"{', '.join(sorted(kinds)) or 'none'}); install Rill with its "
+                          "simulator: bash scripts/setup.sh")
     else:
-        raise DeviceError(f"unknown device URL {url!r}: use golden, sim, "
+        raise DeviceError(f"unknown device URL {url!r}: use golden, sim, sim+cocotb, "
                           "serial:///dev/ttyUSB1?baud=3000000 or socket://HOST:PORT")
     try:
         device.check_params()

@@ -1,0 +1,132 @@
+"""The simulated devices: the core and link RTL served on a local socket, reached like a board.
+
+``sim`` (:class:`SimDevice`) runs the C++ harness (:mod:`sim.harness`): the fast one, and the
+default. ``sim+cocotb`` (:class:`CocotbSimDevice`) runs the same RTL under cocotb
+(``sim/testbenches/bridge_tb.py``), with Python in every cycle that bytes are on the wire, for
+those who want to watch or change the testbench in Python. Both write the port they listen on to
+a file, and the host driver connects with pyserial's ``socket://`` handler and speaks the link
+protocol, exactly as to a board. Closing the device closes the socket, which ends the simulation.
+
+Both are registered with :func:`sw.device.open_device` as device kinds (``pyproject.toml``'s
+``rill.devices`` entry points), so the host software never imports the simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from hw.params import RillParams
+from sw.device import DeviceError
+from sw.link import LinkedDevice
+from sw.transport import open_transport
+
+from .harness import harness_binary, trace_format
+from .runner import REPO_ROOT
+
+__all__ = ["SimDevice", "CocotbSimDevice", "ServedDevice"]
+
+#: Seconds a served simulator may take to listen (the cocotb bridge builds its model first).
+_START_TIMEOUT = 900
+
+
+class ServedDevice(LinkedDevice):
+    """A simulator subprocess that serves the wire on ``127.0.0.1`` and names its port in the
+    file ``{port_file}`` of its command line."""
+
+    def __init__(self, params: RillParams, command: list[str], *, timeout: float = 5.0,
+                 env: dict | None = None):
+        self._proc = None
+        self._dir = tempfile.TemporaryDirectory(prefix="rill-sim-")
+        port_file = Path(self._dir.name) / "port"
+        self.log = Path(self._dir.name) / "simulator.log"
+        command = [part.format(port_file=port_file) for part in command]
+        with open(self.log, "wb") as log:
+            # Build progress lines go to our stderr; the simulator's chatter to the log.
+            self._proc = subprocess.Popen(command, stdout=log, stderr=None, env=env,
+                                          cwd=REPO_ROOT)
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not port_file.exists() or not port_file.read_text():
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._cleanup()
+                raise DeviceError(f"the simulation exited before serving (code {code}); "
+                                  "see the lines above")
+            if time.monotonic() > deadline:
+                self._cleanup()
+                raise DeviceError(f"the simulation did not start within {_START_TIMEOUT} s")
+            time.sleep(0.01)
+        try:
+            transport = open_transport(f"socket://127.0.0.1:{port_file.read_text()}")
+            # The timeout is wall-clock time without a byte from the device.
+            super().__init__(params, transport, timeout=timeout)
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def close(self):
+        super().close()
+        self._cleanup()
+
+    def _cleanup(self):
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._dir.cleanup()
+
+
+class SimDevice(ServedDevice):
+    """The core and link RTL in Verilator, clocked by the C++ harness.
+
+    Parameters
+    ----------
+    trace : path, optional
+        Write a waveform of the run there (``.vcd``, or ``.fst``, which is far smaller); uses a
+        separately built model that can trace, which runs slower.
+    trace_cycles : (int, int), optional
+        Only the cycles in ``[first, last)`` (counted from the end of reset) go to the waveform.
+    batch : int, optional
+        Cycles simulated between looks at the socket while the device works (default 4096).
+    """
+
+    def __init__(self, params: RillParams, *, trace: str | os.PathLike | None = None,
+                 trace_cycles: tuple[int, int] | None = None, batch: int | None = None,
+                 timeout: float = 5.0):
+        try:
+            binary = harness_binary(params, trace=trace_format(trace))
+        except ValueError as error:
+            raise DeviceError(str(error)) from None
+        command = [str(binary), "--port-file", "{port_file}"]
+        if trace is not None:
+            command += ["--trace", str(Path(trace).resolve())]
+            if trace_cycles is not None:
+                first, last = trace_cycles
+                command += ["--trace-from", str(int(first)), "--trace-to", str(int(last))]
+        if batch is not None:
+            command += ["--batch", str(int(batch))]
+        super().__init__(params, command, timeout=timeout)
+
+
+class CocotbSimDevice(ServedDevice):
+    """The core and link RTL under cocotb (``python -m sim.bridge``): slower, Python in the loop."""
+
+    def __init__(self, params: RillParams, *, simulator: str = "verilator", timeout: float = 5.0,
+                 trace=None, trace_cycles=None):
+        if trace is not None or trace_cycles is not None:
+            raise DeviceError("waveforms come from the sim device (--device sim); the cocotb "
+                              "bridge does not write them")
+        command = [sys.executable, "-m", "sim.bridge", "--port-file", "{port_file}",
+                   "--simulator", simulator]
+        for name, value in asdict(params).items():
+            command += [f"--{name.replace('_', '-')}", str(int(value))]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        super().__init__(params, command, timeout=timeout, env=env)
