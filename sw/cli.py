@@ -1,4 +1,4 @@
-"""The ``python -m sw`` command line: demo, bench, info."""
+"""The ``python -m sw`` command line: run, demo, bench, info."""
 
 from __future__ import annotations
 
@@ -122,6 +122,11 @@ def cmd_run(args) -> int:
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
     predicted = sum(model.predicted_cycles().values())
     print(f"{len(model.programs)} device layer program(s), {predicted} predicted cycles")
+    if args.compare == "onnxruntime":
+        from .oracle import compare_with_onnxruntime
+        comparison = compare_with_onnxruntime(args.model, feeds, results)
+        print("\n".join(comparison.lines()))
+        return 0 if comparison.device_is_right else 1
     return 0
 
 
@@ -174,6 +179,10 @@ def main(argv=None) -> int:
                    help="where to write the output tensor")
     p.add_argument("--device", default="sim", metavar="URL",
                    help=DEVICE_HELP)
+    p.add_argument("--compare", choices=["onnxruntime"], default=None,
+                   help="also run onnxruntime on this CPU and say whether its outputs equal the "
+                   "device's; where they differ, say whose answer is wrong (exit status 1 when it "
+                   "is the device's)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")

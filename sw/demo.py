@@ -2,7 +2,8 @@
 
 1. A digits MLP and a small conv net, trained here on ``sklearn.datasets.load_digits`` (fixed
    seed), quantized by onnxruntime's ``quantize_static``, run on the whole test split: float vs
-   int8 accuracy, agreement with onnxruntime (must be 100%), cycles measured vs predicted.
+   int8 accuracy, agreement with onnxruntime's exact integer result (:mod:`sw.oracle`; must be
+   100%), cycles measured vs predicted.
 2. GEMMs checked byte for byte against the golden model, with their array utilization.
 """
 
@@ -21,6 +22,7 @@ from hw.params import RillParams
 
 from .bench import split_timed_response, timed_gemm_program
 from .golden import GoldenCore
+from .qparams import random_qparams
 
 __all__ = ["run_demo"]
 
@@ -33,17 +35,15 @@ def _say(text: str = ""):
     print(text, flush=True)
 
 
-def _onnxruntime(path, x):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options)
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+def _single_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    (value,) = outputs.values()
+    return value
 
 
 def _models_demo(device, folder: Path) -> int:
     import logging
 
+    from . import oracle
     from .models import quantize, train_conv, train_mlp
     from .onnx_import import RillModel
     logging.getLogger().setLevel(logging.ERROR)   # quantize_static's pre-processing advice
@@ -56,9 +56,11 @@ def _models_demo(device, folder: Path) -> int:
         float_model = train()
         path = quantize(float_model, folder, per_channel=per_channel)
         x, labels = float_model.test_inputs, float_model.test_labels
-        float_acc = np.mean(_onnxruntime(folder / f"{float_model.name}-float.onnx", x)
-                            .argmax(1) == labels)
-        expected = _onnxruntime(path, x)
+        feeds = {float_model.input_name: x}
+        # The float model only gives the accuracy to compare with: onnxruntime as it is.
+        float_acc = np.mean(_single_output(oracle.onnxruntime_run(
+            folder / f"{float_model.name}-float.onnx", feeds)).argmax(1) == labels)
+        expected = _single_output(oracle.run(path, feeds))
         model = RillModel.load(path)
         before = device.read_counters()
         got = model.run(device, {model.input_names[0]: x},
@@ -82,7 +84,6 @@ def _models_demo(device, folder: Path) -> int:
 
 def _gemm_demo(device) -> int:
     params = device.params
-    from sim.cases import random_qparams
     rng = np.random.default_rng(2026)
     failures = 0
     _say(f"  {'GEMM':<38}{'result':<11}{'MATMUL cycles':>14}{'predicted':>11}"
@@ -114,7 +115,9 @@ def run_demo(params: RillParams, device: str = "sim") -> int:
     _say(f"Rill {params.rows}x{params.cols} core on device '{device}' "
          f"(peak {params.peak_macs_int8} INT8 / {params.peak_macs_int4} INT4 MACs per cycle)")
     with open_device(device, params) as dev, tempfile.TemporaryDirectory() as folder:
+        from .oracle import choice
         _say("\nDigits models quantized by onnxruntime, whole test split on the device:")
+        _say(f"  (= ORT: agreement with onnxruntime's exact integer result, from {choice()})")
         failures = _models_demo(dev, Path(folder))
         _say("\nGEMMs, compared byte for byte with the golden model:")
         failures += _gemm_demo(dev)
