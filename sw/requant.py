@@ -2,7 +2,8 @@
 
 A Rill core turns each int32 accumulator into one output byte:
 ``bias`` add, a per-channel multiplier and shift, a rounding mode, a zero point, a clamp and ReLU.
-Two rounding modes exist because the two ecosystems disagree in about 1 % of cases (DESIGN.md §5):
+Two rounding modes exist because the two ecosystems disagree in about 1 % of cases
+(``docs/arithmetic.md``):
 
 - :attr:`~hw.isa.Rounding.ONNX` reproduces onnxruntime's float32 path exactly, in integers.
   onnxruntime computes ``float32(acc) * float32(scale)`` (rounded to float32), clamps, and rounds
