@@ -50,7 +50,6 @@ KNOWN_CYCLES = [
 KNOWN_VIOLATIONS = {
     ("sw.cli", "sim.paced"): "bench's paced link; must come from a registry or the harness",
     ("sw.cli", "boards"): "--board's params; must be passed in, not imported",
-    ("sw.demo", "sim.cases"): "the demo's random qparams; belong in sw or come from the harness",
 }
 
 
