@@ -115,16 +115,17 @@ class OracleChoice:
 @functools.cache
 def choice() -> OracleChoice:
     forced = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if forced in ("emulate", "emulation"):
-        return OracleChoice("emulation", f"forced by {ENV_VAR}={forced}")
-    if forced in ("onnxruntime", "ort"):
-        return OracleChoice("onnxruntime", f"forced by {ENV_VAR}={forced}")
-    if forced != "auto":
+    if forced not in ("auto", "emulate", "emulation", "onnxruntime", "ort"):
         raise ValueError(f"{ENV_VAR}={forced!r}: use auto, onnxruntime or emulate")
+    if forced != "auto":
+        probe = "saturates" if onnxruntime_saturates() else "is exact"
+        path = "emulation" if forced.startswith("emul") else "onnxruntime"
+        return OracleChoice(path, f"forced by {ENV_VAR}={forced}; this CPU's onnxruntime U8S8 "
+                            f"integer GEMM {probe}")
     if onnxruntime_saturates():
         return OracleChoice("emulation", "this CPU's onnxruntime saturates its U8S8 integer GEMM "
                             "(no AVX-VNNI); the numpy emulation computes the exact result")
-    return OracleChoice("onnxruntime", "this CPU's onnxruntime integer GEMM is exact")
+    return OracleChoice("onnxruntime", "this CPU's onnxruntime U8S8 integer GEMM is exact")
 
 
 def describe() -> str:

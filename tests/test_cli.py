@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from sw import oracle
+
 
 def _sw(*args):
     # A guard against a hang, not a speed target: the sim device builds its model on first use,
@@ -59,11 +61,8 @@ def quantized_mlp(tmp_path_factory):
 
 
 def _onnxruntime(path, x):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options)
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
+    (value,) = oracle.run(path, {"input": x}).values()
+    return value
 
 
 @pytest.mark.parametrize("device", ["golden", "sim"])

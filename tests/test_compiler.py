@@ -5,7 +5,6 @@ Every layer runs on the golden device; every program's predicted cycles must equ
 """
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +13,7 @@ from onnx import helper, numpy_helper
 from hw import isa
 from hw.isa import Opcode, Precision
 from hw.params import RillParams
+from sw import oracle
 from sw.compiler import CompileError, QuantizedLinear, compile_linear, run_linear
 from sw.conv import QuantizedConv, conv_program, run_conv
 from sw.device import DeviceError, ParamsMismatch, open_device
@@ -37,11 +37,7 @@ def _onnx_model(nodes, inputs, outputs, inits):
 
 
 def _ort_run(model, feeds):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return oracle.run(model, feeds)["y"]
 
 
 def _elem(dtype) -> int:

@@ -7,13 +7,12 @@ graph outputs too, so every layer's output is compared, not only the logits.
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hw import isa
 from hw.isa import Opcode
-from sw import models
+from sw import models, oracle
 from sw.device import Device, open_device
 from sw.host_ops import quantize_linear
 from sw.onnx_import import InputMismatch, InvalidModel, RillModel, UnsupportedOperator
@@ -37,48 +36,15 @@ class MeasuringDevice(Device):
 
 
 def ort_outputs(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
-
-
-def with_quantized_intermediates(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with every quantized tensor a device layer writes also a graph output."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    outputs = {o.name for o in model.graph.output}
-    inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
-    inits = {i.name: i for i in model.graph.initializer}
-    for node in model.graph.node:
-        name = node.output[0]
-        if node.op_type in ("QuantizeLinear", "QLinearConv", "QGemm") and name not in outputs:
-            # com.microsoft.QGemm has no onnx shape inference: type it from its zero point.
-            elem = inits[node.input[-1] if node.op_type != "QLinearConv" else node.input[7]]
-            model.graph.output.append(inferred.get(name) or helper.make_tensor_value_info(
-                name, elem.data_type, None))
-    return model
-
-
-@pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    split = models.digits_split()
-    folder = tmp_path_factory.mktemp("models")
-    out = {}
-    for float_model in (models.train_mlp(split), models.train_conv(split)):
-        for variant, fmt, per_channel, act in models.QUANT_VARIANTS:
-            path = models.quantize(float_model, folder, quant_format=fmt,
-                                   per_channel=per_channel, activation_type=act)
-            out[f"{float_model.name}-{variant}"] = (path, float_model)
-    return out
+    """onnxruntime's exact result (``ORT_ENABLE_ALL``) from the oracle, on any CPU."""
+    return oracle.run(model, feeds)
 
 
 VARIANTS = [f"{m}-{v[0]}" for m in ("mlp", "conv") for v in models.QUANT_VARIANTS]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_quantized_model_matches_onnxruntime(zoo, variant):
+def test_quantized_model_matches_onnxruntime(zoo, with_quantized_intermediates, variant):
     path, float_model = zoo[variant]
     model = with_quantized_intermediates(onnx.load(path))
     feeds = {"input": float_model.test_inputs}

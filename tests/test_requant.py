@@ -9,7 +9,6 @@ from fractions import Fraction
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +22,7 @@ from sim.requant_cases import (
     interesting_accs,
     product_ties,
 )
+from sw import oracle
 from sw.requant import (
     OUT_RANGES,
     encode_onnx_scale,
@@ -38,7 +38,7 @@ from sw.requant import (
 
 def qlinear_matmul(a: np.ndarray, a_scale, a_zp: int, w: np.ndarray, w_scale, w_zp: int,
                    y_scale, y_zp: int) -> np.ndarray:
-    """``a @ w`` through onnxruntime's ``QLinearMatMul`` (full graph optimization, one thread).
+    """``a @ w`` through onnxruntime's ``QLinearMatMul``, as the oracle (:mod:`sw.oracle`) gives it.
 
     ``a`` and the output share a dtype (ORT's kernels pair int8 with int8, uint8 with uint8);
     ``w`` is int8. ``w_scale`` may be per column.
@@ -60,12 +60,7 @@ def qlinear_matmul(a: np.ndarray, a_scale, a_zp: int, w: np.ndarray, w_scale, w_
     # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 reads IR <= 13.
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
     onnx.checker.check_model(model)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    return session.run(None, {"a": a})[0]
+    return oracle.run(model, {"a": a})["y"]
 
 
 def exact_acc(a: np.ndarray, a_zp: int, w: np.ndarray, w_zp: int) -> np.ndarray:
