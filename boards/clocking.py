@@ -198,8 +198,8 @@ class Ecp5Pll(Elaboratable):
         m.d.comb += ClockSignal("sync").eq(clk)
         platform.add_clock_constraint(clk, cfg.f_out)
         # The reset onto a global network (a DCCA, as the clock's), as nextpnr-ecp5 promotes
-        # only clocks: through fabric routing it reached ~2,000 flip-flops across the die and
-        # was one 14x14 build's critical path (13.5 ns of routing to the UART receiver).
+        # only clocks: through fabric routing it would reach thousands of flip-flops across the
+        # die in one net.
         m.submodules.reset = _LockReset(locked, 16, global_buffer="DCCA")
         return m
 

@@ -1,15 +1,13 @@
 """1BitSquared iCEBreaker: iCE40UP5K, 12 MHz oscillator, FT2232H UART (no flow control).
 
 The UP5K has 5,280 logic cells (a LUT4, a carry and a flip-flop each), 30 EBR of 4 Kb, 4 SPRAM of
-256 Kb and 8 DSPs. What fits today is a 2x2 array (4 INT8 / 8 INT4 MACs per cycle) at 21 MHz,
-measured with ``python -m hw.build --board icebreaker``: 5,151 of the 5,280 logic cells, 8 of 8
-DSPs, 19 of 30 EBRs, Fmax 23.7 MHz. It takes the serial requantizer (one output per 136 cycles; a
-byte on the wire takes 70 at 3 Mbaud and 21 MHz), leaves the accumulator reads unregistered (a
-flip-flop costs a logic cell here), joins link and core without register slices and gives the
-spare DSPs to three PEs. The target,
-4x4 at 30 MHz or more, does not fit yet (``--rows 4 --cols 4``: ~8,800 cells);
-``python -m hw.breakdown --board icebreaker`` shows where the cells go, and the README's Boards
-section has the figures and the plan.
+256 Kb and 8 DSPs. The default is the largest array that fits: 2x2 (4 INT8 / 8 INT4 MACs per
+cycle) at 21 MHz, which fills nearly all of the logic cells (the README has the figures). It takes
+the serial requantizer (one output per 136 cycles; a byte on the wire takes 70 at 3 Mbaud and
+21 MHz), leaves the accumulator reads unregistered (a flip-flop costs a logic cell here), joins
+link and core without register slices and gives the spare DSPs to three PEs. The target, 4x4 at
+30 MHz or more, does not fit (``--rows 4 --cols 4``); ``python -m hw.breakdown --board
+icebreaker`` shows where the cells go, and ``docs/timing-closure.md`` what it would take.
 
 The SRAM depths are chosen for the EBRs: each memory takes ``ceil(width / 16)`` EBRs at 256 words,
 half that width per EBR at 512. 21 MHz is 7 clocks per bit at 3 Mbaud, which the FT2232H makes

@@ -1,8 +1,8 @@
 """Radiona ULX3S: ECP5 (12F, 25F, 45F or 85F), 25 MHz oscillator, FT231X UART (<= 3 Mbaud).
 
-The array's PEs are built from LUTs (see ``hw.build``: the open ECP5 flow has no 9x9 DSP mode, so
-two 8x5 multipliers per PE would take two whole MULT18X18D each). 105 MHz is 35 clocks per bit at
-3 Mbaud and a PLL setting with no error (25 MHz / 5 * 21).
+The array's PEs are built from LUTs (``hw.pe.nibble_product``; the open ECP5 flow has no 9x9 DSP
+mode, so two 8x5 multipliers per PE would take two whole MULT18X18D each). 105 MHz is 35 clocks
+per bit at 3 Mbaud and a PLL setting with no error (25 MHz / 5 * 21).
 """
 
 from amaranth_boards.ulx3s import (
@@ -30,11 +30,10 @@ def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
     )
 
 
-# Defaults that fit, measured with python -m hw.build: 16x16 on the 85F (66,296 of 83,640 LUTs,
-# 79%, at db3e3df: the issue's array, and at its Fmax more GOPS than the 14x14 it replaced). The
-# others were measured before the PEs' multipliers were built from adders (session eleven, 35
-# LUTs fewer per PE): 6x6 on the 12F (17,068 of 24,288 LUTs; nextpnr gives the 12F and the 25F
-# the same 24,288), 8x8 on the 45F (25,562 of 43,848); an 8x8 did not fit the 12F/25F then.
+# The largest arrays that fit each part with room for placement (python -m hw.build measures
+# them; the README has the figures): 16x16 on the 85F (about 80% of its LUTs; at its Fmax more
+# GOPS than a 14x14 at the 14x14's), 8x8 on the 45F, 6x6 on the 12F and the 25F (nextpnr gives
+# both 24,288 LUTs).
 ULX3S_12F = _ulx3s("12f", ULX3S_12F_Platform, 6, 6, act_depth=512, weight_depth=512,
                    acc_depth=512, qparam_depth=256)
 ULX3S_25F = _ulx3s("25f", ULX3S_25F_Platform, 6, 6, act_depth=1024, weight_depth=1024,

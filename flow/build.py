@@ -71,8 +71,8 @@ def _small_multipliers_to_luts() -> str:
 
 #: Keep every flip-flop of the array and its PEs: Yosys merges flip-flops with the same input,
 #: and the buffer and precision bits that travel with the activations are the same in every row,
-#: so each anti-diagonal of PEs would share one register (the 45F's critical path ran from one
-#: such ``buf`` register into a PE five rows away). With ``keep`` each PE has its own.
+#: so each anti-diagonal of PEs would share one register, driving PEs rows apart across the die.
+#: With ``keep`` each PE has its own, next to it.
 _KEEP_ARRAY_REGISTERS = "\n".join([
     "select -set array_ffs *.array/t:$*dff* *.array.*/t:$*dff* %u",
     "setattr -set keep 1 @array_ffs",
@@ -87,9 +87,9 @@ _KEEP_ARRAY_REGISTERS = "\n".join([
 #: Let Yosys re-encode the state machines one-hot on the ECP5: its FSM pass skips a state register
 #: with an initial value, and Amaranth gives each one (``*_state``, the FSMs' registers and no
 #: others). Dropping it changes nothing on the board, which holds the core in reset until the PLL
-#: locks (boards/clocking.py), so every state register starts from its reset value. Decoding the
-#: sequencer's binary state began the 85F 16x16's critical path. (Not on the iCE40: the UP5K is
-#: full, and one-hot costs flip-flops there.)
+#: locks (boards/clocking.py), so every state register starts from its reset value. One-hot, the
+#: sequencer's decode tests a bit instead of decoding a binary state. (Not on the iCE40: the UP5K
+#: is full, and one-hot costs flip-flops there.)
 _ONE_HOT_STATES = "setattr -unset init w:*_state"
 
 

@@ -45,8 +45,9 @@ class AccumulatorBanks(wiring.Component):
     in flight (STORE waits for the array to drain), so the banks' single read port is shared.
 
     The banks freeze under registered copies of :attr:`enable_ahead`: one per bank on the deep
-    core (one copy for all of them had ~2,300 flip-flops' clock enables on the 85F 16x16), one
-    in all on the shallow core (the iCE40, where each copy takes a logic cell).
+    core, so that no copy drives the clock enables of thousands of flip-flops (all banks together
+    have a few thousand on a large array), one in all on the shallow core (the iCE40, where each
+    copy takes a logic cell).
 
     Members
     -------
@@ -98,9 +99,9 @@ class AccumulatorBanks(wiring.Component):
             if registered:
                 # The write leaves from registers a cycle after the sum arrives: the adder's
                 # carry chain then ends in flip-flops next to it, not in a block RAM's data pins
-                # across the die (the 45F's critical path).
-                # Data registers without a reset (valids and hits keep theirs): the reset net
-                # reached ~10,000 flip-flops, and its routing set the 85F 16x16's clock once.
+                # across the die.
+                # Data registers without a reset (valids and hits keep theirs): only what must
+                # start from a known value is on the reset net, which otherwise spans the die.
                 wr_addr = Signal.like(wr.addr, name=f"write_addr{c}", reset_less=True)
                 wr_data = Signal.like(wr.data, name=f"write_data{c}", reset_less=True)
                 m.d.sync += [wr_addr.eq(incoming.payload.tag.addr), wr_data.eq(total),

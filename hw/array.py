@@ -23,12 +23,11 @@ def input_stages(params: RillParams) -> int:
     """Registers every input stream passes before the skew and the PEs.
 
     The first: the streams come straight from block RAM read ports, whose clock-to-out (5.8 ns
-    on the ECP5) then started the path into the first PEs (the 45F's critical path); it is one
-    register, so it sits by the block RAMs. On the deep core two more: per row (the skew; the
-    weights per group of columns), then per PE (the weights). One register per row drove the
-    weight enables of a row of PEs spread across the die (10.9 ns of routing on the 85F 14x14),
-    and block RAM outputs straight into per-row registers took 12.8 ns. The ISA's drain bound
-    covers all three (``hw.isa.MATMUL_DRAIN_EXTRA``).
+    on the ECP5) leaves no time for logic after them; it is one register, so it sits by the
+    block RAMs. On the deep core two more: per row (the skew; the weights per group of columns),
+    then per PE (the weights), so that no register drives the weight enables of a whole row of
+    PEs spread across the die and no block RAM output feeds registers across it. The ISA's drain
+    bound covers all three (``hw.isa.MATMUL_DRAIN_EXTRA``).
     """
     return 3 if params.deep_pipeline else 1
 
@@ -121,9 +120,9 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         # The array freezes under its own registered copies of the core's enable, one for its
         # own registers and one per PE, rather than under one register driving the clock enable
-        # of every flip-flop in the array (with the PEs' pipeline registers, that one net set
-        # the 45F's clock at 52 MHz). They are fed through a tree: shared registers, then one
-        # per row, then one per PE (hw/enable.py), so no register drives more than a row's worth.
+        # of every flip-flop in the array (with the PEs' pipeline registers, a net too large to
+        # route in a cycle). They are fed through a tree: shared registers, then one per row,
+        # then one per PE (hw/enable.py), so no register drives more than a row's worth.
         top = Module()
         m = Module()
         p = self._params
@@ -136,8 +135,8 @@ class SystolicArray(wiring.Component):
         enable_own = enable_copy(top, branches[p.rows], "enable_own", reset_less=reset_less)
         top.submodules.pipeline = EnableInserter(enable_own)(m)
         # Each row's skew under an enable copy of its own on the deep core (the weight inputs
-        # below under theirs): under enable_own, the input registers made its fan-out ~5,000
-        # flip-flops on the 16x16, 19.4 ns of routing in one build.
+        # below under theirs): under enable_own, the input registers would give that one copy
+        # thousands of clock enables across the die.
         row_inputs = []
         for r in range(p.rows):
             if lead >= 2:
@@ -153,16 +152,15 @@ class SystolicArray(wiring.Component):
         assert input_stages(p) in (1, 3) and (not deep_inputs or lead >= 2)
         acts_valid = Signal()
         # Data registers here and in the skew have no reset (the valids do): with the PEs', they
-        # were half the reset net's ~10,000 flip-flops, whose routing set the 85F 16x16's clock.
+        # would be most of the reset net, which then spans the die.
         acts = Signal.like(self.acts.payload, name="acts_in", reset_less=True)
         m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
         lanes = acts.lanes
         # The weight write's registers. The shallow core has one, feeding every PE. The deep core
         # has one by the block RAMs, then one per array row and group of columns, each group
-        # under an enable copy of its own, then each PE a copy next to it: one register
-        # broadcasting to every PE's weight enables across the die set the 85F 16x16's clock
-        # (14.8 ns of routing), and one enable copy for a whole row's registers the 14x14's
-        # (12.5 ns).
+        # under an enable copy of its own, then each PE a copy next to it: so that no register
+        # broadcasts to every PE's weight enables across the die, and no enable copy drives a
+        # whole row's registers.
         pe_writes = [[None] * p.cols for _ in range(p.rows)]   # per PE: (enable, buffer, byte)
         if deep_inputs:
             payload = Signal.like(self.weights.payload, name="weights_in", reset_less=True)
@@ -181,8 +179,8 @@ class SystolicArray(wiring.Component):
                 for c in range(first, min(first + _WEIGHT_GROUP, p.cols)):
                     byte = Signal(8, name=f"weights_in_{r}_{c}", reset_less=True)
                     # No reset even on the PE's write enable: it copies a register that has
-                    # one, so a reset of two cycles or more clears it, and the 14x14's reset
-                    # net reached all of them across the die.
+                    # one, so a reset of two cycles or more clears it, and the reset net need
+                    # not reach every PE across the die.
                     copies = (Signal(name=f"w_we_{r}_{c}", reset_less=True),
                               Signal(name=f"w_buf_{r}_{c}", reset_less=True),
                               Signal(8, name=f"w_data_{r}_{c}", reset_less=True))

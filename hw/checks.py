@@ -94,8 +94,8 @@ class InstructionChecks(wiring.Component):
             assert offset + size <= HEADER_BYTES - to_come, (op, name, "not in yet")
             return header[8 * (offset + to_come):8 * (offset + to_come + size)]
 
-        # The range checks, in the header's last fetch cycle, registered: multiply-add-compare
-        # chains in the DECODE cycle limited the clock to ~26 MHz on ECP5.
+        # The range checks, in the header's last fetch cycle, registered: DECODE then starts
+        # from registers, not from multiply-add-compare chains.
         def early_field(op, name):
             return header_field(op, name, 1)
 
@@ -104,23 +104,23 @@ class InstructionChecks(wiring.Component):
                     Opcode.LOAD_QPARAMS: p.qparam_depth,
                     Opcode.LOAD_BIASES: p.qparam_depth}[op]
 
-        # The products, registered a cycle earlier still (a multiplier, then an adder and a
-        # compare, in one cycle set the ECP5 clock): MATMUL's n_tiles is the byte coming in.
+        # The products, registered a cycle earlier still, so that a multiplier, an adder and a
+        # compare never share a cycle: MATMUL's n_tiles is the byte coming in.
         def product_field(op, name):
             return header_field(op, name, 2)
 
         store = self.opcode == Opcode.STORE
-        # MATMUL's weight rows (k_tiles * n_tiles * rows) a cycle later on the deep core: the
-        # multiplier and the adds of times rows in one cycle were the 85F 14x14's path. The
-        # shallow core keeps them in one (the separate compare cost the full iCE40 19 cells).
+        # MATMUL's weight rows (k_tiles * n_tiles * rows) a cycle later on the deep core, so the
+        # multiplier and the adds of times rows do not share a cycle. The shallow core keeps
+        # them in one (a separate compare costs the full iCE40 cells it does not have).
         late_weight = p.deep_pipeline
         mm_kn = Signal(16)         # k_tiles * n_tiles
         mm_kn_rows = Signal(16 + p.rows.bit_length())
         mm_km = Signal(24)         # k_tiles * m
         # The accumulator rows an instruction touches, n_tiles * m of MATMUL or STORE (one
         # multiplier serves both), take a cycle more: the factors registered first, the product
-        # in the last fetch cycle, the check with the status (it was the 85F 16x16's critical
-        # path, from the command byte through a multiplier placed far away).
+        # in the last fetch cycle, the check with the status: no path runs from the command
+        # byte through a multiplier, which placement may put far from the sequencer.
         acc_n, acc_m = Signal(8, name="acc_n"), Signal(16, name="acc_m")
         acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
         st_q_count = Signal(16 + p.cols.bit_length())   # STORE's qparam entries
@@ -147,7 +147,7 @@ class InstructionChecks(wiring.Component):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
                          acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
                          # A cycle after its product too: the 8x8 multiplier and the adds of
-                         # times rows in one cycle were the 85F 14x14's critical path.
+                         # times rows in separate cycles.
                          *([mm_kn_rows.eq(_times(mm_kn, p.rows))] if late_weight else [])]
         # In the status's cycle; the header is all in the operand register by then.
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
@@ -172,9 +172,9 @@ class InstructionChecks(wiring.Component):
             m.d.sync += self.tiles.eq(mm_kn)
 
         # -- the status: its parts taken in the last fetch cycle, combined in the next ---------
-        # (isa.CHECK_CYCLES): DECODE starts from a register (the checks in front of the
-        # sequencer's decode logic were the iCE40's critical path), and the range checks' adds
-        # and compares no longer share a cycle with the priority among the checks (the 45F's).
+        # (isa.CHECK_CYCLES): DECODE starts from a register, not from the checks' logic in
+        # front of the sequencer's decode, and the range checks' adds and compares do not share
+        # a cycle with the priority among the checks.
         status = Signal(Status)   # every check but the range checks, in priority order
         first_status = Signal(Status)
         range_bad = Signal()

@@ -1,10 +1,11 @@
 """STORE's column select: one accumulator of a row read from every column's bank.
 
 A STORE reads a row from all ``cols`` banks at once, then sends its columns one after another.
-In one cycle, the ``cols``-way select sat behind the accumulator banks' forwarding mux and set the
-85F 16x16's clock (13.3 ns: the hit flag, the forwarding mux, 16-way select, the requantizer's
-request register). The deep core splits it at a register: groups of :data:`GROUP` columns are
-selected into one register each, and a cycle later the group is (``hw.isa.store_select_latency``).
+In one cycle, the ``cols``-way select sits behind the accumulator banks' forwarding mux (the hit
+flag, the forwarding mux, a 16-way select and the requantizer's request register: too long for a
+cycle on a large array). The deep core splits it at a register: groups of :data:`GROUP` columns
+are selected into one register each, and a cycle later the group is
+(``hw.isa.store_select_latency``).
 """
 
 from amaranth.hdl import Cat, Module, Signal, Value

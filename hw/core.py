@@ -18,9 +18,9 @@ __all__ = ["RillCore"]
 
 #: Blocks that run under their own copy of the core's enable register (the sequencer has one too;
 #: the array keeps copies of its own). The SRAM tiles do not stop with the sequencer while it
-#: waits for a command byte: that stop came from logic (``advance``), and it reached the tiles'
-#: clock enables across the die (the 85F 16x16's critical path). A row read before such a wait
-#: goes to the array in the next cycle instead (hw/sequencer.py).
+#: waits for a command byte: that stop comes from logic (``advance``), which must not reach the
+#: tiles' clock enables across the die. A row read before such a wait goes to the array in the
+#: next cycle instead (hw/sequencer.py).
 _ENABLED_BLOCKS = ("requant", "act_sram", "weight_sram", "qparam_sram")
 
 
@@ -30,8 +30,8 @@ class RillCore(wiring.Component):
     The whole core freezes together when a response byte could not leave, so the cycle count of a
     program never depends on the link. That enable is a register, one copy per block (and per
     array row and PE), decided a few cycles ahead from the level of a small response FIFO the
-    core owns (:mod:`hw.enable`: a combinational enable reaching every register of a large
-    array set the ECP5 clock). While the sequencer waits for a command byte only the sequencer
+    core owns (:mod:`hw.enable`: a combinational enable cannot reach every register of a large
+    array in a cycle). While the sequencer waits for a command byte only the sequencer
     stops (:attr:`~hw.sequencer.Sequencer.advance`); the array may drain meanwhile, which only
     makes the ISA's drain bound more conservative.
 
@@ -47,8 +47,8 @@ class RillCore(wiring.Component):
     waiting : ``Out(1)``
         The sequencer waits for a command byte: ``cmd.ready``, but on the deep core from an
         enable copy of its own, placed by whoever uses it (the link). The sequencer's copy
-        drives all of its logic's clock enables; the link's use of it, 11.5 ns of routing to the
-        transmitter, was the 85F 16x16's path at 57f9fbc.
+        drives all of its logic's clock enables, so it sits by the sequencer; the link's
+        transmitter is placed elsewhere and needs a copy beside it.
     """
 
     cmd: In(stream.Signature(8))

@@ -1,8 +1,8 @@
 """How the core's freeze reaches its registers: decided ahead, then copied through a register tree.
 
 The core freezes (no working cycle) while its response path has no room. One net cannot reach
-the clock enables of every flip-flop of a large array at 100 MHz (on the ECP5, one enable
-register driving ~10,000 of them cost 18 ns of routing), so every block, every array row and
+the clock enables of every flip-flop of a large array at 100 MHz (on the ECP5, routing to ~10,000
+of them takes well over a cycle), so every block, every array row and
 every PE runs under a register of its own, and those registers are fed through a tree: the
 decision is taken :func:`enable_lead` cycles before the cycle it governs.
 
@@ -45,8 +45,8 @@ def enable_copy(m: Module, source: Value, name: str, *, reset_less: bool) -> Sig
 
     ``reset_less`` (pass ``params.deep_pipeline``) leaves the copy off the reset net. It needs
     none: it starts at its initial value and the registers it enables are held in reset anyway.
-    On the ECP5 the reset's routing to the 14x14's ~3,000 copies set the clock; on the iCE40 a
-    reset-less flip-flop starting at 1 costs an inverter cell each, which the full part lacks.
+    On the ECP5 that keeps thousands of copies off the reset net; on the iCE40 a reset-less
+    flip-flop starting at 1 costs an inverter cell each, which the full part lacks.
     """
     assert name.startswith("enable_"), name
     copy = Signal(init=1, name=name, reset_less=reset_less)

@@ -1,10 +1,9 @@
 """A loop index whose "last iteration" is a register, not a compare.
 
 The sequencer's nested loops step the next loop out when the inner one is at its bound. With the
-bound tested by a compare, the clock enables of every outer loop's registers hung off a chain of
-equality compares (carry chains on the ECP5): the 85F 16x16's critical path ran through three of
-them. Here the test is computed a cycle early, into a flip-flop, from the index and the bound
-that are registers too.
+bound tested by a compare, the clock enables of every outer loop's registers would hang off a
+chain of equality compares (carry chains on the ECP5), one per loop level. Here the test is
+computed a cycle early, into a flip-flop, from the index and the bound that are registers too.
 """
 
 from amaranth.hdl import Module, Signal, Value
@@ -54,8 +53,8 @@ class AddressedLoop(CountedLoop):
     """A :class:`CountedLoop` over the rows of an SRAM tile that carries the tile's read address,
     ``base + index``, as a register of its own.
 
-    A read address fans out to every block RAM of its tile: with the adder in front of it, it set
-    the 85F 14x14's clock (the activation tile's at 334563a, the weight tile's at 767f538).
+    A read address fans out to every block RAM of its tile, so it comes straight from a
+    register: no adder sits between the loop's registers and that fan-out.
 
     The caller names the tile with :meth:`load_base` before the loop starts (its value reaches the
     address register directly) and again at each wrap (:meth:`step` runs on to ``base + last + 1``,

@@ -69,9 +69,8 @@ class MatmulLoops:
     def load_header(self, m: Module, fields: dict[str, Value]):
         """Take what the loops need from the instruction's header ``fields``, a cycle before
         :meth:`start`: the tiles' addresses, the tile length's bound and whether each loop has a
-        single iteration, all into registers. Header fields muxed onto the read addresses in the
-        first cycle were the 85F 14x14's path, and so was ``k_tiles == 1``, compared in
-        :meth:`start`'s cycle (at 35e99b0)."""
+        single iteration, all into registers, so that neither a mux of header fields onto the
+        read addresses nor a compare such as ``k_tiles == 1`` lies in :meth:`start`'s cycle."""
         p = self._params
         self.act.load_base(m, fields["act_addr"])
         self.weight.load_base(m, fields["weight_addr"])

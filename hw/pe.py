@@ -21,9 +21,9 @@ def product_stages(params: RillParams) -> int:
 def nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value, name: str) -> Value:
     """``a * n``, ``n`` the 4-bit ``nibble`` read unsigned, or signed when ``negative_top``: as
     two pairs of partial products, each pair one carry-chain adder, and a third adder joining
-    them. On the ECP5 a LUT-built PE is then 35 LUTs smaller than with Yosys' Booth mapping of
-    ``*`` (the 85F 16x16 synthesized: 57,674 against 66,747 LUTs, a carry cell counted as two;
-    the iCE40: 160 against 194 cells for a PE's two multipliers and their sum).
+    them. A LUT-built PE is then smaller than with Yosys' Booth mapping of ``*``: about 35 LUTs
+    per PE on the ECP5, and on the iCE40 160 against 194 cells for a PE's two multipliers and
+    their sum.
 
     A row is ``a`` gated by one bit of the nibble; a negative top row is ``8 * ~a + 8`` (``-a``
     in two's complement), its ``+ 8`` two fours: the high pair's carry-in and the free low bit of
@@ -89,7 +89,7 @@ class ProcessingElement(wiring.Component):
         The multipliers' activations ``lo_a``, ``hi_a``, the weight buffer ``buf`` this row was
         issued against, and its precision ``int4``. The mode travels with the data, PE to PE,
         like ``buf``: no net spans the array (a per-PE copy of a global mode register is one
-        register to Yosys, and its fan-out across the array set the ECP5 clock).
+        register to Yosys, whose fan-out would span the array).
     act_out : ``Out(PE_ACT_LAYOUT)``
         :attr:`act_in`, registered: the input of the PE to the right.
     psum_in : ``In(signed(params.psum_width))``
@@ -119,8 +119,8 @@ class ProcessingElement(wiring.Component):
 
         # No register here has a reset: a valid row's sum depends only on its own activations and
         # the weights its MATMUL wrote (the array's valid line, which has one, says which sums
-        # count). Without it the reset reaches ~90 fewer flip-flops per PE: its fan-out set the
-        # 45F's clock on two placements of three.
+        # count). Without it the reset reaches ~90 fewer flip-flops per PE, and the reset net
+        # stays small enough not to limit the clock.
         weights = [Signal(8, name=f"weight{b}", reset_less=True) for b in range(2)]
         with m.If(self.w_we):
             with m.If(self.w_buf):
@@ -129,8 +129,8 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += weights[0].eq(self.w_data)
 
         # Deep: the weight this activation uses, registered beside it (act_out), so that the
-        # multipliers start from registers (the buffer select began the 45F's critical path);
-        # then each product registered. Otherwise both are combinational.
+        # multipliers start from registers, not from the buffer select; then each product
+        # registered. Otherwise both are combinational.
         deep = self._params.deep_pipeline
         stage = m.d.sync if deep else m.d.comb
         act_registered = Signal(PE_ACT_LAYOUT, reset_less=True)
@@ -154,8 +154,8 @@ class ProcessingElement(wiring.Component):
         product_int4 = Signal(reset_less=True)
         stage += [lo_product.eq(lo), hi_product.eq(hi), product_int4.eq(act.int4)]
 
-        # The contribution, registered before it joins the partial sum: multiply, the
-        # two adds and the partial sum in one cycle set the ECP5 clock. Every PE adds the same
+        # The contribution, registered before it joins the partial sum: the multiply, the
+        # two adds and the partial sum are too long for one cycle. Every PE adds the same
         # cycle, so a row's partial sum still meets its next contribution in the PE below.
         contribution = Signal(signed(self._params.product_width), reset_less=True)
         m.d.sync += contribution.eq(

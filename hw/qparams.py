@@ -6,7 +6,7 @@ when (``multiplier_delay``, ``zero_point_delay``). Reading each
 part when it is needed, from its own block RAM at a delayed address, costs an address-wide delay
 line instead of carrying 48 bits of multiplier and zero point down the pipeline: on the UP5K that
 is ~150 logic cells, and the three memories fill the same 6 block RAMs (40 + 32 + 16 bits wide)
-as the one 96-bit memory did.
+as one 96-bit memory would.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class QparamTile(wiring.Component):
             m.d.sync += delayed.eq(addresses[-1])
             addresses.append(delayed)
         # The late parts come through a register, read a cycle earlier: the block RAM's
-        # clock-to-out then ends there instead of starting the requantizer's stages (the zero
-        # point's began the 45F's critical path). The serial requantizer samples both into
+        # clock-to-out then ends there instead of starting the requantizer's stages, which have
+        # no time left for it. The serial requantizer samples both into
         # registers of its own, so it takes them straight from the memories.
         registered = not self._params.serial_requant
         for (mem, _), delay, out in ((early, 0, self.read.data),

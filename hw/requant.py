@@ -138,13 +138,11 @@ class RequantUnit(RequantPorts):
     11    cap at the range's top                    (same)
     ===== ========================================= ========================================
 
-    Fourteen stages rather than five so that no stage holds more than one shifter, one or two
-    carry chains or one multiplier (each rounding's shifter is split in two): the
-    five-stage version ran at ~30 MHz on ECP5 (and the clamp in one stage, four carry chains,
-    set the 45F's clock at 67 MHz). Stage 0 only registers the
-    request: it comes from the accumulator banks' read ports through a ``cols``-way column
-    select, and that block RAM's clock-to-out, the select and stage 1's adder in one cycle were
-    the ECP5 builds' critical path.
+    Fourteen stages so that no stage holds more than one shifter, one or two carry chains or one
+    multiplier (each rounding's shifter is split in two; the clamp's four carry chains are
+    spread over three stages). Stage 0 only registers the request: it comes from the
+    accumulator banks' read ports through a ``cols``-way column select, and a block RAM's
+    clock-to-out and the select leave no time in that cycle for stage 1's adder.
 
     The configuration inputs are sampled with each request and travel with it, so a change only
     affects requests accepted afterwards. The unit has no stall logic: the core freezes it with
@@ -177,7 +175,7 @@ class RequantUnit(RequantPorts):
         m = Module()
         stages = 0
         # Only the valids have a reset: a stage's data means nothing until its valid says so, and
-        # the reset net (~10,000 flip-flops on the 85F 16x16) set that build's clock once.
+        # the reset net stays small (on a large core it would otherwise span the die).
 
         # -- stage 0: the request and the configuration it was issued under, registered --------
         valid0 = Signal()
@@ -207,8 +205,8 @@ class RequantUnit(RequantPorts):
         k1 = Signal(unsigned(8), reset_less=True)
         byte_index1 = Signal(2, reset_less=True)
         # TFLITE: shift is a signed left shift, split into left and right amounts here, so that
-        # stage 2 starts its shifter from a register (the clamp and the shifter in one stage were
-        # the 45F's critical path). A raw request shifts by nothing.
+        # stage 2 starts its shifter from a register (the clamp and the shifter would not fit one
+        # stage). A raw request shifts by nothing.
         shift = Mux(mode0.raw, 0, req.shift)
         sh = shift.as_signed()
         left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
@@ -245,7 +243,8 @@ class RequantUnit(RequantPorts):
             valid2.eq(valid1), mode2.eq(mode1),
             u2.eq(Mux(mode1.raw, raw_byte, (abs_x << left1)[:32])),
             # ta > i exactly when |x| >> (24 + i) is not 0: ORs beside the other stage-2 logic,
-            # where a bit length's compares and selects in stage 3 set the 85F's clock (52326a7).
+            # so that stage 3's rounding is AND-ORs of registers, not a bit length's compares
+            # and selects.
             dropped2.eq(Mux(mode1.raw, 0, Cat(*(abs_x[24 + i:].any() for i in range(8))))),
             x_neg2.eq(~mode1.raw & (x1 < 0)),
             k2.eq(k1),
@@ -328,17 +327,17 @@ class RequantUnit(RequantPorts):
         sign6 = Signal(reset_less=True)
         k6 = Signal(signed(10), reset_less=True)  # ONNX: s; TFLITE: right
         t2_6 = Signal(range(33), reset_less=True)  # ONNX: t2; TFLITE: 0
-        # s - t2 waits for stage 7: after the bit length's tree, the subtraction's carry chain
-        # set the 85F 14x14's clock.
+        # s - t2 waits for stage 7: the bit length's tree and the subtraction's carry chain do
+        # not fit one stage.
         m.d.sync += [valid6.eq(valid5), mode6.eq(mode5), product6.eq(product5[:63]),
                      first_amount6.eq(Mux(mode5.onnx, t2, 31)), sign6.eq(sign5),
                      k6.eq(k5), t2_6.eq(Mux(mode5.onnx, t2, 0))]
         stages += 1
 
         # -- stage 7a: the first rounding's shift by whole bytes -------------------------------
-        # Shifting P by first_amount6 and rounding it in one stage (a 63-bit shifter of five
-        # levels, then the increment's carry chain) set the 85F 16x16's clock at e08b26d. 42
-        # bits: stage 7b's quotient needs 32, after a shift of at most 9.
+        # Shifting P by first_amount6 and rounding it (a 63-bit shifter of five levels, then
+        # the increment's carry chain) is too long for one stage: whole bytes here, the rest in
+        # 7b. 42 bits: stage 7b's quotient needs 32, after a shift of at most 9.
         valid7a = Signal()
         mode7a = Signal(RequantMode, reset_less=True)
         kept7a, fine7a, guard7a = whole_byte_stage(m, product6, first_amount6, 42, "first")
@@ -371,8 +370,8 @@ class RequantUnit(RequantPorts):
         stages += 1
 
         # -- stage 8a: the second rounding's shift by whole bytes ------------------------------
-        # As stage 7a (the second rounding in one stage was the 85F 16x16's path at 3eff631).
-        # 34 bits: mag7 has 32.
+        # As stage 7a, for the same reason: the second rounding's shift and increment do not
+        # fit one stage. 34 bits: mag7 has 32.
         valid8a = Signal()
         mode8a = Signal(RequantMode, reset_less=True)
         kept8a, fine8a, guard8a = whole_byte_stage(m, mag7, amount7, 34, "second")
@@ -388,8 +387,8 @@ class RequantUnit(RequantPorts):
         mode8 = Signal(RequantMode, reset_less=True)
         # The signed value is term8 + carry8 (+ the zero point, in stage 9): with |v| = mag +
         # round_up, -|v| = ~mag + 1 - round_up. The sign is applied here, in the saturation
-        # mux's LUTs, so that stage 9 is one adder: the sign's mux and the adder with its
-        # carry-in in one stage took 12.1 ns (the 85F 14x14's path at 57f9fbc).
+        # mux's LUTs, so that stage 9 is one adder with the rounding as its carry-in, with no
+        # sign mux in front of it.
         # Saturating |v| at 2**17 cannot change the clamped result (see signed_value).
         wide = Cat(mag, Const(0, 1)).as_signed()   # mag, zero-extended: ~wide is -mag - 1
         term8 = Signal(signed(len(wide)), reset_less=True)

@@ -128,8 +128,8 @@ class SerialRequantUnit(RequantPorts):
         m.d.comb += onnx_right.eq(shift - exponent)
         second = Mux(mode.onnx, Mux(onnx_right < 0, 0, Mux(onnx_right > 32, 32, onnx_right)),
                      right)
-        # Each amount is worked out the phase before it is used: a subtract and its clamps in
-        # front of the count compare led the iCE40's critical path.
+        # Each amount is worked out the phase before it is used, so that no subtract and clamps
+        # sit in front of the count compare.
 
         with m.FSM():
             with m.State("IDLE"):

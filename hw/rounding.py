@@ -47,8 +47,8 @@ def rounding_shift(m: Module, value: Value, amount: Value, guard_index: Value, *
 
     With ``saturate_bits = L`` it is saturated at ``2**L`` and left unsummed: ``(quotient,
     round_up)``, whose sum is the result (``round_up`` is 0 when saturated), so that the
-    increment can join the next stage's adder as its carry-in (the increment after the shift
-    was the 85F 16x16's critical path). The shifter then only builds the quotient's low ``L``
+    increment can join the next stage's adder as its carry-in rather than follow the shift in
+    the same stage. The shifter then only builds the quotient's low ``L``
     bits, and a quotient of ``2**L`` or more is found by testing the bits of ``value`` at
     ``amount + L`` and above.
 
@@ -84,7 +84,7 @@ def whole_byte_stage(m: Module, value: Value, amount: Value, width: int,
     by ``fine = amount % 8 + 2`` (:func:`rounding_shift`, with ``guard = fine - 1``) rounds
     ``value`` exactly as rounding it by ``amount``: the guard bit is the same bit, and the bits
     below it are zero exactly when their OR is. A wide shifter of five or six levels and the
-    rounding's increment in one stage set the 85F 16x16's clock.
+    rounding's increment are too long for one stage together: this splits them.
     """
     byte_shift = amount[3:]
     options = []

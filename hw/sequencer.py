@@ -115,7 +115,8 @@ class Sequencer(wiring.Component):
 
         # -- state ------------------------------------------------------------------------
         opcode = Signal(8)
-        # One-hot opcode flags, registered: decode tests bits, not bytes (a 45F critical path).
+        # One-hot opcode flags, registered: decode tests bits, not byte compares, in front of the
+        # FSM's next-state and clock-enable logic.
         is_op = {op: Signal(name=f"is_{op.name.lower()}") for op in Opcode}
         m.d.sync += [is_op[op].eq(opcode == op) for op in Opcode]
         operands = Signal(8 * (HEADER_BYTES - 1))

@@ -44,8 +44,8 @@ class Crc32(wiring.Component):
         for _ in range(8):
             nxt = nxt[1:] ^ Mux(nxt[0], Const(POLYNOMIAL, 32), 0)
         # The residue compare is taken on the next state, into a register beside it (always
-        # equal to ``state == residue``): from ``state``, the 32-bit compare began a chain
-        # through the frame's verdict to the command buffer's pointers (the 85F 16x16's path).
+        # equal to ``state == residue``), so that no chain runs from the 32-bit compare through
+        # the frame's verdict to the command buffer's pointers.
         residue = CRC_RESIDUE ^ 0xFFFFFFFF
         residue_ok = Signal(init=_INIT == residue)
         with m.If(self.clear):

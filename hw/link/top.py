@@ -82,8 +82,8 @@ class Link(wiring.Component):
         in_between = 0
         if self.output_register:
             # The transmitter's bytes come straight from the response ring's block RAM: through
-            # a registered FIFO, its clock-to-out no longer starts the COBS encoder's logic (an
-            # ECP5 critical path). Three entries keep a byte per cycle flowing.
+            # a registered FIFO, its clock-to-out ends in a flip-flop instead of starting the
+            # COBS encoder's logic. Three entries keep a byte per cycle flowing.
             m.submodules.tx_slice = tx_slice = fifo.SyncFIFOBuffered(
                 width=len(transmitter.o.payload.as_value()), depth=3)
             m.d.comb += [
@@ -152,8 +152,8 @@ class LinkedCore(wiring.Component):
             m.d.comb += link.core_waiting.eq(core.waiting & ~core.rsp.valid)
             return m
         # Registered handshakes both ways between link and core: on a big part the two sit far
-        # apart, and the core's stall logic fans out across the whole array (this path set the
-        # ULX3S-85F's clock). A FIFO of 4 keeps a byte per cycle flowing.
+        # apart, and the core's stall logic fans out across the whole array, so no net may
+        # run from one to the other in a cycle. A FIFO of 4 keeps a byte per cycle flowing.
         m.submodules.cmd_slice = cmd_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
         m.submodules.rsp_slice = rsp_slice = fifo.SyncFIFOBuffered(width=8, depth=4)
         wiring.connect(m, link.cmd, cmd_slice.w_stream)

@@ -104,7 +104,7 @@ class LinkTransmitter(wiring.Component):
         quiet = Signal(range(QUIET_CYCLES + 1))
         # Ready from a register, a cycle behind: room for two bytes last cycle is room for one
         # now, as the ring takes one byte per cycle. (Combinational, the subtraction and the
-        # compare led the iCE40's critical path, into the core's stall logic.)
+        # compare would lead into the core's stall logic.)
         room_for_two = Signal()
         m.d.sync += room_for_two.eq((wr - acked)[:16] < self.rsp_depth - 1)
         m.d.comb += [
@@ -123,8 +123,8 @@ class LinkTransmitter(wiring.Component):
         owed_seq = Signal(8)
         last_tag = Signal(8)
         # The outcome is taken a cycle late, from registers holding the event and the ring's
-        # distances from ``acked`` at its arrival (16-bit subtractions, then compares of their
-        # results, were the iCE40's critical path). Events are a frame apart; ``wr`` may move
+        # distances from ``acked`` at its arrival, so that 16-bit subtractions and the compares
+        # of their results do not share a cycle. Events are a frame apart; ``wr`` may move
         # on by a byte meanwhile, which only makes ``rack_ok`` stricter about a byte no frame
         # can yet acknowledge.
         ev = Signal.like(self.event.payload)
@@ -165,7 +165,7 @@ class LinkTransmitter(wiring.Component):
         full_payload = unsent >= MAX_RESPONSE_PAYLOAD
         data_ready = (unsent != 0) & (full_payload | (quiet == 0))
         # The credit from a register: the command buffer's free count is a subtraction of its
-        # pointers, and it fed the compares below and the frame start (a 45F critical path). A
+        # pointers, which must not feed the compares below and the frame start in one cycle. A
         # cycle late is safe: between commits it only grows (the core reads), so the late value
         # is the smaller; a commit comes with an event, and no frame starts in the two cycles
         # from an event (``event.valid``, then ``ev_valid``), by when the register has caught up.
@@ -183,11 +183,11 @@ class LinkTransmitter(wiring.Component):
         with m.If(self.cmd_taken & (host_room != 0)):
             m.d.sync += host_room.eq(host_room - 1)   # a frame's start below overrides this
         # A frame starts a cycle after it is decided (``starting``), with the payload size
-        # decided then too: the decision's subtraction and compares fed the clock enables of
-        # every register the start loads (the 45F's critical path). A cycle late is safe: only
-        # a start or an event moves ``sent``, and neither can come between the two cycles (an
-        # event in the start's cycle holds the start back, to be decided again); ``wr`` only
-        # grows, so the payload size decided is still there to send.
+        # decided then too: the decision's subtraction and compares would otherwise feed the
+        # clock enables of every register the start loads. A cycle late is safe: only a start
+        # or an event moves ``sent``, and neither can come between the two cycles (an event in
+        # the start's cycle holds the start back, to be decided again); ``wr`` only grows, so
+        # the payload size decided is still there to send.
         busy = Signal()
         starting, starting_full = Signal(name="starting"), Signal(name="starting_full")
         starting_take = Signal(range(MAX_RESPONSE_PAYLOAD + 1))
@@ -231,8 +231,8 @@ class LinkTransmitter(wiring.Component):
         crc_index = Signal(2)
         load = ~self.o.valid | self.o.ready
         # The CRC takes each byte a cycle after it leaves, from a register: the block RAM's
-        # clock-to-out then ends there instead of starting the CRC's logic (an ECP5 critical
-        # path). So the CRC's first byte waits a cycle (crc_waited) for the last byte's update.
+        # clock-to-out then ends there instead of starting the CRC's logic. So the CRC's first
+        # byte waits a cycle (crc_waited) for the last byte's update.
         crc_byte = Signal(8)
         crc_take = Signal()
         m.d.sync += [crc_byte.eq(self.o.payload.data),
