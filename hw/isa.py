@@ -70,8 +70,8 @@ SERIAL_REQUANT_CYCLES = 136
 #: the one reader, sends its 4-byte response header before its first read and reads a row's
 #: columns one per cycle, so on a short array the bound is not even needed; on a tall one it is
 #: (``tests/test_core_rtl.py::test_store_of_the_last_row_right_after_matmul``: on a 16x2 deep
-#: core it fails with the bound 1 cycle shorter; the third input stage took the last cycle of
-#: slack, so a further stage on the deep core must raise this).
+#: core it fails with the bound 1 cycle shorter: there is no slack, so a further input or
+#: pipeline stage on the deep core must raise this).
 MATMUL_DRAIN_EXTRA = 1
 
 
