@@ -114,7 +114,7 @@ class OracleChoice:
 
 @functools.cache
 def choice() -> OracleChoice:
-    forced = os.environ.get(ENV_VAR, "auto").strip().lower()
+    forced = (os.environ.get(ENV_VAR) or "auto").strip().lower()
     if forced not in ("auto", "emulate", "emulation", "onnxruntime", "ort"):
         raise ValueError(f"{ENV_VAR}={forced!r}: use auto, onnxruntime or emulate")
     if forced != "auto":
