@@ -26,7 +26,7 @@ from sw.device import DeviceError
 from sw.link import LinkedDevice
 from sw.transport import open_transport
 
-from .harness import harness_binary, trace_format
+from .harness import SimSpeed, harness_binary, read_speed, trace_format
 from .runner import REPO_ROOT
 
 __all__ = ["SimDevice", "CocotbSimDevice", "ServedDevice"]
@@ -38,6 +38,10 @@ _START_TIMEOUT = 900
 class ServedDevice(LinkedDevice):
     """A simulator subprocess that serves the wire on ``127.0.0.1`` and names its port in the
     file ``{port_file}`` of its command line."""
+
+    #: After close: the simulator's own account of the run (:class:`sim.harness.SimSpeed`), or
+    #: ``None`` when it gives none (the cocotb bridge).
+    speed: SimSpeed | None = None
 
     def __init__(self, params: RillParams, command: list[str], *, timeout: float = 5.0,
                  env: dict | None = None):
@@ -80,6 +84,7 @@ class ServedDevice(LinkedDevice):
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        self.speed = read_speed(self.log)
         self._dir.cleanup()
 
 

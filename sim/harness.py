@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from hw.link import LinkedCore
@@ -32,7 +34,8 @@ from .runner import (
     verilog_for,
 )
 
-__all__ = ["TOPLEVEL", "TRACE_FORMATS", "HARNESS_SOURCES", "harness_binary", "trace_format"]
+__all__ = ["TOPLEVEL", "TRACE_FORMATS", "HARNESS_SOURCES", "SimSpeed", "harness_binary",
+           "trace_format", "read_speed", "bare_speed"]
 
 TOPLEVEL = "rill_linked_core"
 SOURCE_DIR = Path(__file__).resolve().parent / "harness"
@@ -58,13 +61,14 @@ def trace_format(path: str | os.PathLike | None) -> str | None:
 
 
 def harness_binary(params: RillParams, *, trace: str | None = None,
-                   build_root: Path | None = None) -> Path:
+                   link_options: dict | None = None, build_root: Path | None = None) -> Path:
     """The harness executable for a core of ``params`` (built once, then cached).
 
     ``trace``: ``"--trace"`` (VCD) or ``"--trace-fst"`` for a model that can write waveforms;
-    a separate build, since tracing slows every cycle.
+    a separate build, since tracing slows every cycle. ``link_options``: keywords for
+    :class:`~hw.link.LinkedCore` (a test's small response buffer).
     """
-    verilog = verilog_for(LinkedCore(params), TOPLEVEL)
+    verilog = verilog_for(LinkedCore(params, **(link_options or {})), TOPLEVEL)
     args = [*VERILATOR_BUILD_ARGS, *HARNESS_VERILATOR_ARGS, *([trace] if trace else [])]
     make_flags = " ".join(filter(None, [*HARNESS_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
                                         _verilator_make_flags()]))
@@ -102,3 +106,43 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
     what = f"{TOPLEVEL} {params.rows}x{params.cols} harness" + (" with tracing" if trace else "")
     build_once(build_dir, build, what=what)
     return binary
+
+
+@dataclass(frozen=True)
+class SimSpeed:
+    """Cycles a harness simulated (idle waits for the host excluded), the seconds it ran, and
+    how many of those it was blocked waiting for the host with the device idle."""
+
+    cycles: int
+    seconds: float
+    host_wait_seconds: float = 0.0
+
+    @property
+    def cycles_per_second(self) -> float:
+        return self.cycles / self.seconds if self.seconds > 0 else 0.0
+
+
+_SPEED_LINE = re.compile(rb"rill harness: \w+ (\d+) cycles in ([0-9.]+) s, ([0-9.]+) s")
+
+
+def read_speed(log: Path) -> SimSpeed | None:
+    """The speed line a harness prints when it ends, from its log (``None`` if there is none)."""
+    try:
+        found = _SPEED_LINE.findall(Path(log).read_bytes())
+    except OSError:
+        return None
+    return _speed(found[-1]) if found else None
+
+
+def bare_speed(params: RillParams, cycles: int = 1_000_000) -> SimSpeed:
+    """The bare model's speed: the harness's model clocked by a plain loop, no socket and no
+    decisions per cycle (a byte offered every 8 cycles). The ceiling for :class:`SimDevice`."""
+    binary = harness_binary(params)
+    done = subprocess.run([str(binary), "--bare", str(int(cycles))], capture_output=True,
+                          check=True)
+    return _speed(_SPEED_LINE.findall(done.stdout)[-1])
+
+
+def _speed(fields) -> SimSpeed:
+    cycles, seconds, waited = fields
+    return SimSpeed(int(cycles), float(seconds), float(waited))

@@ -1,11 +1,17 @@
-"""Programs, faults and checks for the link tests, shared by the RTL testbench
-(``sim/testbenches/link_tb.py``) and the golden-model tests (``tests/test_link.py``)."""
+"""Programs, faults and checks for the link tests, shared by the cocotb testbench
+(``sim/testbenches/link_tb.py``), the tests on the C++ harness in lockstep
+(``tests/test_link_rtl.py``) and the golden-model tests (``tests/test_link.py``).
+
+:func:`random_programs_through` and :func:`fuzz_through` are whole link tests written against a
+byte transport, so the same test runs wherever a transport reaches the RTL."""
 
 from __future__ import annotations
 
+import random
 from collections import deque
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from hw import isa
@@ -13,11 +19,13 @@ from hw.isa import Opcode
 from hw.params import RillParams
 from sim.cases import bad_input_program, random_gemm_program
 from sw.golden import GoldenCore
-from sw.link_faults import Fault
+from sw.link import LinkHost, LinkStats
+from sw.link_faults import Fault, FaultInjector, LossyTransport
 from sw.program import Program, gemm_program
 
 __all__ = ["fault_strategy", "accumulate_program", "random_program", "state_probe",
-           "golden_answer", "assert_same", "fuzzed_exchange"]
+           "golden_answer", "assert_same", "fuzzed_exchange", "random_programs_through",
+           "fuzz_through"]
 
 
 def fault_strategy():
@@ -103,3 +111,55 @@ def fuzzed_exchange(host, injector, golden: GoldenCore, params: RillParams, prog
     got = host.exchange(prog.to_bytes(), len(expected))
     injector.faults.clear()
     assert_same(f"program seed {program_seed}", got, expected, ignore)
+
+
+# -- whole link tests over any transport ----------------------------------------------------------
+
+def random_programs_through(transport, params: RillParams, *, seed_value: int, programs: int,
+                            lossy: dict | None = None, **host_options) -> tuple[LinkStats, int]:
+    """Random programs and a final state probe through a :class:`LinkHost` on ``transport``
+    (over a :class:`LossyTransport` with ``lossy``'s keywords, if given); every answer must be
+    the golden model's. Returns the host's stats and how many writes or reads were damaged."""
+    rng = random.Random(seed_value)
+    if lossy:
+        transport = LossyTransport(transport, random.Random(rng.random()), **lossy)
+    golden = GoldenCore(params)
+    prog_rng = np.random.default_rng(seed_value)
+    host = LinkHost(transport, **host_options)
+    for i, prog in enumerate([*(random_program(params, prog_rng) for _ in range(programs)),
+                              state_probe(params)]):
+        expected, ignore = golden_answer(golden, prog)
+        assert_same(f"program {i}", host.exchange(prog.to_bytes(), len(expected)), expected,
+                    ignore)
+    return host.stats, getattr(transport, "damaged", 0)
+
+
+def fuzz_through(transport, params: RillParams, *, seed_value: int, examples: int,
+                 faults_per_example: tuple[int, int], **host_options
+                 ) -> tuple[LinkStats, dict[str, int]]:
+    """Hypothesis fuzzes the host's frames (:func:`fault_strategy`) while random programs run
+    and device frames are lost or damaged; every exchange must return the golden bytes. Then
+    garbage with no delimiter, and a new session's state probe must equal the golden model's
+    (no hang, nothing applied twice). Returns the host's stats and the faults applied, by kind."""
+    rng = random.Random(seed_value)
+    injector = FaultInjector(transport, [])
+    reply_loss = LossyTransport(injector, random.Random(rng.random()), p_lose=0.03,
+                                p_duplicate=0.03, p_byte=0.0005, writes=False)
+    golden = GoldenCore(params)
+    host = LinkHost(reply_loss, **host_options)
+    lo, hi = faults_per_example
+
+    @seed(seed_value)
+    @settings(max_examples=examples, phases=[Phase.generate], database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=lo, max_size=hi))
+    def example(program_seed, faults):
+        fuzzed_exchange(host, injector, golden, params, program_seed, faults)
+
+    example()
+    transport.write(bytes(rng.randrange(1, 256) for _ in range(700)))
+    fresh = LinkHost(transport, **host_options)
+    prog = state_probe(params)
+    expected, ignore = golden_answer(golden, prog)
+    assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected, ignore)
+    return host.stats, injector.applied

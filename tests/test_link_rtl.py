@@ -1,5 +1,7 @@
 """The link gateware in front of the core (``hw.link.LinkedCore``) on Verilator, driven by the real
-host driver (``sw.link.LinkHost``) from inside cocotb (``sim/testbenches/link_tb.py``).
+host driver (``sw.link.LinkHost``): from inside cocotb (``sim/testbenches/link_tb.py``, with the
+device's tx stalled at random) and through the C++ harness in lockstep (``sim.lockstep``, where the
+host's timeouts are simulated cycles, so lost frames cost no wall-clock time).
 
 Every exchange is compared byte for byte with the golden model running the same programs; the
 final state probe reads every accumulator and the counters, so a command applied twice or a write
@@ -14,7 +16,8 @@ import json
 from hw.isa import Precision
 from hw.link import LinkedCore
 from hw.params import RillParams
-from sim.paced import run_paced
+from sim.link_cases import fuzz_through, random_programs_through
+from sim.lockstep import LockstepTransport, run_paced
 from sim.runner import run_cocotb
 from sw.bench_stream import StreamWorkload, measure_streaming
 
@@ -42,24 +45,31 @@ def test_clean_link_runs_programs_exactly(tmp_path):
     assert stats["command_bytes"] > 1000
 
 
-def test_lossy_link_recovers(tmp_path):
+def _host_options() -> dict:
+    return {"timeout": 0.002, "retries": 12, "ack_every": RSP_BUFFER // 2}
+
+
+def test_lossy_link_recovers():
     """Whole writes and reads lost or duplicated, bytes dropped, flipped and inserted both ways,
     at a UART's pace (a 10-cycle gap after each byte): the host retries and the answers are still
     exactly the golden model's. (At 0.2% damaged bytes a 270-byte response frame arrives whole
     only one time in five; the host gets through, but needs more than the default 12 retries.)"""
-    stats = _run(tmp_path, "end_to_end", programs=8, seed=12, rx_gap=3,
-                 lossy={"p_lose": 0.04, "p_duplicate": 0.04, "p_byte": 0.0005})
-    assert stats["damaged"] > 10, stats
-    assert stats["retransmissions"] + stats["resend_requests"] > 0, stats
+    with LockstepTransport(PARAMS, rx_gap=3, link_options={"rsp_buffer": RSP_BUFFER}) as wire:
+        stats, damaged = random_programs_through(
+            wire, PARAMS, seed_value=12, programs=8,
+            lossy={"p_lose": 0.04, "p_duplicate": 0.04, "p_byte": 0.0005}, **_host_options())
+    assert damaged > 10, stats
+    assert stats.retransmissions + stats.resend_requests > 0, stats
 
 
-def test_fuzzed_frames_never_hang_or_apply_twice(tmp_path):
+def test_fuzzed_frames_never_hang_or_apply_twice():
     """≥ 1,000 fuzzed host frames over random programs, then garbage with no delimiter and a new
     session whose state probe must equal the golden model's."""
-    stats = _run(tmp_path, "fuzz", seed=13, examples=230, faults_per_example=(15, 25))
-    faults = sum(stats["faults"].values())
-    assert faults >= 1000, stats["faults"]
-    assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(stats["faults"])
+    with LockstepTransport(PARAMS, link_options={"rsp_buffer": RSP_BUFFER}) as wire:
+        _stats, faults = fuzz_through(wire, PARAMS, seed_value=13, examples=230,
+                                      faults_per_example=(15, 25), **_host_options())
+    assert sum(faults.values()) >= 1000, faults
+    assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(faults)
 
 
 def test_paced_stream_is_exact_and_paced():

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -67,6 +68,7 @@ struct Options {
     uint64_t trace_from = 0;
     uint64_t trace_to = UINT64_MAX;
     bool lockstep = false;
+    uint64_t bare_cycles = 0;
 };
 
 Options parse(int argc, char** argv) {
@@ -87,15 +89,17 @@ Options parse(int argc, char** argv) {
         else if (arg == "--trace-from") o.trace_from = std::stoull(value());
         else if (arg == "--trace-to") o.trace_to = std::stoull(value());
         else if (arg == "--lockstep") o.lockstep = true;
+        else if (arg == "--bare") o.bare_cycles = std::stoull(value());
         else if (arg.rfind("+verilator", 0) == 0) continue;   // Verilator's own plusargs
         else {
             std::fprintf(stderr, "rill harness: unknown argument %s\n", arg.c_str());
             std::exit(2);
         }
     }
-    if (o.port_file.empty()) {
+    if (o.port_file.empty() && !o.bare_cycles) {
         std::fprintf(stderr, "usage: %s --port-file FILE [--batch N] [--lockstep] "
-                     "[--trace FILE [--trace-from C] [--trace-to C]]\n", argv[0]);
+                     "[--trace FILE [--trace-from C] [--trace-to C]]\n"
+                     "       %s --bare CYCLES\n", argv[0], argv[0]);
         std::exit(2);
     }
     if (o.batch < 2) o.batch = 2;
@@ -225,10 +229,15 @@ public:
     }
 
     void wait_readable() {
+        auto start = std::chrono::steady_clock::now();
         pollfd p{fd_, POLLIN, 0};
         while (poll(&p, 1, -1) < 0)
             if (errno != EINTR) fail("poll");
+        waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
+
+    // Seconds spent blocked waiting for the host with the device idle.
+    double waited() const { return waited_; }
 
     // Blocks until `n` bytes arrived; false if the host closed first.
     bool receive_exactly(uint8_t* into, size_t n) {
@@ -261,6 +270,7 @@ public:
 
 private:
     int fd_;
+    double waited_ = 0;
 };
 
 #include "lockstep.h"
@@ -332,6 +342,18 @@ void serve(Device& device, Connection& host, const Options& options) {
     }
 }
 
+// The model's own speed, for comparison: no socket, no decisions, a pseudo-random byte offered
+// on rx every 8 cycles (the link drops the garbage frames, as it must).
+void run_bare(Device& device, uint64_t cycles) {
+    uint32_t state = 0x2545f491u;
+    for (uint64_t cycle = 0; cycle < cycles; ++cycle) {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        device.step((cycle & 7) == 0, uint8_t(state), true);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -343,11 +365,29 @@ int main(int argc, char** argv) {
         return 2;
     }
 #endif
+    auto start = std::chrono::steady_clock::now();
+    auto report = [&](Device& device, const char* what, double waited) {
+        double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                             .count();
+        // One line sim/harness.py reads back: the simulator's speed, on stdout (the log).
+        std::printf("rill harness: %s %llu cycles in %.6f s, %.6f s of it waiting for the host\n",
+                    what, (unsigned long long)device.cycles(), seconds, waited);
+        std::fflush(stdout);
+    };
+    if (options.bare_cycles) {
+        Device device(options);
+        start = std::chrono::steady_clock::now();
+        run_bare(device, options.bare_cycles);
+        report(device, "bare", 0);
+        return 0;
+    }
     Connection host(accept_host(options));
     Device device(options);
+    start = std::chrono::steady_clock::now();
     if (options.lockstep)
         serve_lockstep(device, host);
     else
         serve(device, host, options);
+    report(device, options.lockstep ? "lockstep" : "served", host.waited());
     return 0;
 }

@@ -17,25 +17,12 @@ import random
 from pathlib import Path
 
 import cocotb
-import numpy as np
 from cocotb.task import bridge, resume
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
-from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis import strategies as st
 
 from hw.params import RillParams
-from sim.link_cases import (
-    assert_same,
-    fault_strategy,
-    fuzzed_exchange,
-    golden_answer,
-    random_program,
-    state_probe,
-)
+from sim.link_cases import random_programs_through
 from sim.testbenches.common import CLOCK_NS, InputWriter, cycles_until_rise, reset_wire
-from sw.golden import GoldenCore
-from sw.link import LinkHost
-from sw.link_faults import FaultInjector, LossyTransport
 
 CONFIG = json.loads(os.environ.get("RILL_LINK_TB", "{}"))
 #: Simulated cycles per second of host timeout (the host's timeouts are in seconds).
@@ -75,18 +62,11 @@ class SimTransport:
         self._drive = InputWriter()
         self._tx_was_valid = False
 
-        self.trace = [] if CONFIG.get("trace") else None
-
     def write(self, data: bytes) -> None:
         self.to_dut += data
-        if self.trace is not None:
-            self.trace.append((self.cycles, "w", bytes(data).hex()))
 
     def read(self, n: int, timeout: float) -> bytes:
-        data = resume(self._read)(n, max(1, int(timeout * CYCLES_PER_SECOND)))
-        if self.trace is not None:
-            self.trace.append((self.cycles, "r", data.hex()))
-        return data
+        return resume(self._read)(n, max(1, int(timeout * CYCLES_PER_SECOND)))
 
     async def _read(self, n: int, idle_budget: int) -> bytes:
         idle = 0
@@ -192,113 +172,27 @@ def write_report(**numbers):
         Path(CONFIG["report"]).write_text(json.dumps(numbers, indent=1))
 
 
-def host_for(transport) -> LinkHost:
-    return LinkHost(transport, timeout=CONFIG.get("timeout", 0.002),
-                    retries=CONFIG.get("retries", 12), ack_every=CONFIG["ack_every"])
+def host_options() -> dict:
+    return {"timeout": CONFIG.get("timeout", 0.002), "retries": CONFIG.get("retries", 12),
+            "ack_every": CONFIG["ack_every"]}
 
 
 # -- tests --------------------------------------------------------------------------------------
 
 @cocotb.test()
 async def end_to_end(dut):
-    """Random programs through the host, optionally over a lossy pipe; byte-exact vs golden.
-
-    Settings: ``programs``, ``rx_gap``, ``p_tx_busy``, ``lossy`` (LossyTransport keywords or
-    null)."""
+    """Random programs through the host, optionally over a lossy pipe; byte-exact vs golden
+    (:func:`sim.link_cases.random_programs_through`). Settings: ``programs``, ``rx_gap``,
+    ``p_tx_busy``, ``lossy`` (LossyTransport keywords or null)."""
     await reset_wire(dut)
     params = params_from_config()
-    rng = random.Random(CONFIG.get("seed", 1))
-    sim = SimTransport(dut, rng, rx_gap=CONFIG.get("rx_gap", 0),
+    sim = SimTransport(dut, random.Random(CONFIG.get("seed", 1)), rx_gap=CONFIG.get("rx_gap", 0),
                        p_tx_busy=CONFIG.get("p_tx_busy", 0.0))
-    lossy = CONFIG.get("lossy")
-    transport = LossyTransport(sim, random.Random(rng.random()), **lossy) if lossy else sim
 
     def body():
-        golden = GoldenCore(params)
-        prog_rng = np.random.default_rng(CONFIG.get("seed", 1))
-        host = host_for(transport)
-        programs = [random_program(params, prog_rng) for _ in range(CONFIG.get("programs", 6))]
-        programs.append(state_probe(params))
-        for i, prog in enumerate(programs):
-            expected, ignore = golden_answer(golden, prog)
-            got = host.exchange(prog.to_bytes(), len(expected))
-            assert_same(f"program {i}", got, expected, ignore)
-        return host.stats
+        return random_programs_through(sim, params, seed_value=CONFIG.get("seed", 1),
+                                       programs=CONFIG.get("programs", 6),
+                                       lossy=CONFIG.get("lossy"), **host_options())
 
-    try:
-        stats = await bridge(body)()
-    finally:
-        if sim.trace is not None:
-            Path(CONFIG["trace"]).write_text(json.dumps(sim.trace))
-    write_report(cycles=sim.cycles, damaged=getattr(transport, "damaged", 0), **vars(stats))
-
-
-@cocotb.test()
-async def fuzz(dut):
-    """Hypothesis fuzzes the host's frames (see :func:`fault_strategy`) while random programs
-    run; every exchange must return the golden bytes, the device must answer afterwards, and the
-    final state probe must match. Settings: ``examples``, ``faults_per_example``."""
-    await reset_wire(dut)
-    params = params_from_config()
-    rng = random.Random(CONFIG.get("seed", 1))
-    sim = SimTransport(dut, rng, p_tx_busy=CONFIG.get("p_tx_busy", 0.0))
-    injector = FaultInjector(sim, [])
-    reply_loss = LossyTransport(injector, random.Random(rng.random()), p_lose=0.03,
-                                p_duplicate=0.03, p_byte=0.0005, writes=False)
-    golden = GoldenCore(params)
-    host = None
-    lo, hi = CONFIG.get("faults_per_example", (5, 25))
-
-    @seed(CONFIG.get("seed", 1))
-    @settings(max_examples=CONFIG.get("examples", 40), phases=[Phase.generate], database=None,
-              deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.integers(0, 2**32 - 1), st.lists(fault_strategy(), min_size=lo, max_size=hi))
-    def example(program_seed, faults):
-        fuzzed_exchange(host, injector, golden, params, program_seed, faults)
-
-    def body():
-        nonlocal host
-        host = host_for(reply_loss)
-        example()
-        # No hang: garbage with no delimiter, then a new session must be answered, and the
-        # device's whole state must be the golden model's.
-        sim.write(bytes(rng.randrange(1, 256) for _ in range(700)))
-        fresh = host_for(sim)
-        prog = state_probe(params)
-        expected, ignore = golden_answer(golden, prog)
-        assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected,
-                    ignore)
-        return host.stats
-
-    stats = await bridge(body)()
-    write_report(cycles=sim.cycles, faults=injector.applied, **vars(stats))
-
-
-@cocotb.test()
-async def paced(dut):
-    """Programs through the host over a link paced like a UART: a byte each way at most every
-    ``cycles_per_byte`` cycles. Each response must equal ``expected`` (but the ``ignore`` byte
-    offsets: the stall counter, which depends on the pace); the report gives, per job, the cycles
-    from its first byte sent to its last response byte received and the wire bytes each way.
-    Settings: ``cycles_per_byte``, ``jobs`` (a JSON file: ``[{"name", "program", "cuts",
-    "expected", "ignore"}]``, bytes as hex)."""
-    await reset_wire(dut)
-    gap = CONFIG["cycles_per_byte"] - 1
-    sim = SimTransport(dut, random.Random(0), rx_gap=gap, tx_gap=gap)
-    jobs = json.loads(Path(CONFIG["jobs"]).read_text())
-
-    def body():
-        host = host_for(sim)
-        results = []
-        for job in jobs:
-            expected = bytes.fromhex(job["expected"])
-            start, before = sim.cycles, dict(vars(host.stats))
-            got = host.exchange(bytes.fromhex(job["program"]), len(expected), job["cuts"])
-            assert_same(job["name"], got, expected, set(job["ignore"]))
-            stats = vars(host.stats)
-            results.append({"name": job["name"], "cycles": sim.cycles - start,
-                            "response": got.hex(),
-                            **{k: stats[k] - before[k] for k in stats}})
-        return results
-
-    write_report(jobs=await bridge(body)())
+    stats, damaged = await bridge(body)()
+    write_report(cycles=sim.cycles, damaged=damaged, **vars(stats))

@@ -1,0 +1,118 @@
+"""Programs on the core and link RTL over a UART-paced link, timed in simulated cycles.
+
+``run_paced`` is how ``python -m sw bench`` measures end-to-end throughput: the host driver
+(:class:`sw.link.LinkHost`) talks to the C++ harness in lockstep mode (``sim/harness/lockstep.h``),
+where simulated time moves only while the host reads, so the figures depend on the program and the
+wire's pace alone, never on how fast this machine runs the host. The wire carries at most one byte
+each way every ``cycles_per_byte`` cycles, as a UART does (a 3 Mbaud UART at 36 MHz: 10 bits x 12
+cycles = 120). Every response is checked against the golden model byte for byte.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hw.link.protocol import RSP_BUFFER_BYTES
+from hw.params import RillParams
+from sw.golden import GoldenCore
+from sw.link import LinkHost
+from sw.program import Program
+
+from .harness import SimSpeed, harness_binary, read_speed
+from .link_cases import assert_same, golden_answer
+
+__all__ = ["LockstepTransport", "run_paced", "CYCLES_PER_SECOND"]
+
+#: Simulated cycles per second of the host's timeouts (the host's timeouts are in seconds).
+CYCLES_PER_SECOND = 1_000_000
+
+
+class LockstepTransport:
+    """A :class:`~sw.link.Transport` to a harness in lockstep mode: ``cycles`` is the simulated
+    time so far. Use as a context manager; closing ends the harness."""
+
+    def __init__(self, params: RillParams, *, rx_gap: int = 0, tx_gap: int = 0,
+                 link_options: dict | None = None):
+        binary = harness_binary(params, link_options=link_options)
+        self._dir = tempfile.TemporaryDirectory(prefix="rill-lockstep-")
+        port_file = Path(self._dir.name) / "port"
+        self.log = Path(self._dir.name) / "harness.log"
+        with open(self.log, "wb") as log:
+            self._proc = subprocess.Popen([str(binary), "--lockstep", "--port-file",
+                                           str(port_file)], stdout=log)
+        while not port_file.exists():
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the harness exited (code {self._proc.returncode}): "
+                                   f"{self.log.read_text(errors='replace')}")
+            time.sleep(0.01)
+        self._socket = socket.create_connection(("127.0.0.1", int(port_file.read_text())))
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket.sendall(struct.pack("<cII", b"P", rx_gap, tx_gap))
+        self.cycles = 0
+        self.speed: SimSpeed | None = None
+
+    def write(self, data: bytes) -> None:
+        self._socket.sendall(struct.pack("<cI", b"W", len(data)) + bytes(data))
+
+    def read(self, n: int, timeout: float) -> bytes:
+        budget = max(1, int(timeout * CYCLES_PER_SECOND))
+        self._socket.sendall(struct.pack("<cIQ", b"R", n, budget))
+        self.cycles, length = struct.unpack("<QI", self._receive(12))
+        return self._receive(length)
+
+    def _receive(self, n: int) -> bytes:
+        data = bytearray()
+        while len(data) < n:
+            chunk = self._socket.recv(n - len(data))
+            if not chunk:
+                raise RuntimeError(f"the harness closed the connection; log {self.log}")
+            data += chunk
+        return bytes(data)
+
+    def close(self) -> None:
+        self._socket.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self.speed = read_speed(self.log)
+        self._dir.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_paced(params: RillParams, jobs: list[tuple[str, Program]], cycles_per_byte: int, *,
+              on_speed: Callable[[SimSpeed], None] | None = None) -> list[dict]:
+    """Run ``jobs`` in order on one device. Per job: ``cycles`` (first byte sent to last response
+    byte received), ``response`` (hex), ``wire_bytes_sent``/``wire_bytes_received`` and the rest
+    of :class:`sw.link.LinkStats`, as deltas. ``on_speed`` is given the simulator's speed over
+    the whole run."""
+    golden = GoldenCore(params)
+    gap = cycles_per_byte - 1
+    results = []
+    with LockstepTransport(params, rx_gap=gap, tx_gap=gap) as wire:
+        # Timeouts in the host's seconds at CYCLES_PER_SECOND: longer than any MATMUL here, so a
+        # long computation is not mistaken for a lost frame.
+        host = LinkHost(wire, timeout=0.2, retries=12, ack_every=RSP_BUFFER_BYTES // 2)
+        for name, program in jobs:
+            expected, ignore = golden_answer(golden, program)
+            start, before = wire.cycles, dict(vars(host.stats))
+            got = host.exchange(program.to_bytes(), len(expected), program.frame_cuts())
+            assert_same(name, got, expected, ignore)
+            stats = vars(host.stats)
+            results.append({"name": name, "cycles": wire.cycles - start, "response": got.hex(),
+                            **{k: stats[k] - before[k] for k in stats}})
+    if on_speed is not None and wire.speed is not None:
+        on_speed(wire.speed)
+    return results
