@@ -77,7 +77,7 @@ class RillCore(wiring.Component):
         else:   # exactly "not (a byte waits and the FIFO is full)", for the next cycle
             level_next = (out.w_level + (out.w_en & out.w_rdy) - (out.r_en & out.r_rdy))
             decision = ~(seq.rsp_valid_next & (level_next == out.depth))
-        # A chain of registers per block, kept apart in synthesis (hw/build.py), each driving
+        # A chain of registers per block, kept apart in synthesis (flow/build.py), each driving
         # fewer enables than one would; the array builds its own tree.
         enables = {name: enable_delayed(m, decision, lead, f"enable_{name}",
                                         reset_less=p.deep_pipeline)

@@ -40,7 +40,7 @@ def response_fifo_depth(params: RillParams) -> int:
 def enable_copy(m: Module, source: Value, name: str, *, reset_less: bool) -> Signal:
     """A register holding ``source`` a cycle later, starting enabled.
 
-    ``name`` must start with ``enable_``: hw/build.py keeps flip-flops of that name apart, which
+    ``name`` must start with ``enable_``: flow/build.py keeps flip-flops of that name apart, which
     synthesis would otherwise merge back into one register with the whole fan-out.
 
     ``reset_less`` (pass ``params.deep_pipeline``) leaves the copy off the reset net. It needs
