@@ -26,7 +26,8 @@ from sw.device import DeviceError
 from sw.link import LinkedDevice
 from sw.transport import open_transport
 
-from .harness import SimSpeed, harness_binary, read_speed, trace_format
+from .harness import SimSpeed, bare_speed, harness_binary, read_speed, trace_format
+from .lockstep import run_paced
 from .runner import REPO_ROOT
 
 __all__ = ["SimDevice", "CocotbSimDevice", "ServedDevice"]
@@ -101,6 +102,11 @@ class SimDevice(ServedDevice):
     batch : int, optional
         Cycles simulated between looks at the socket while the device works (default 4096).
     """
+
+    #: The streaming benchmark's runner: the host and this RTL in lockstep (``sw bench``).
+    run_paced = staticmethod(run_paced)
+    #: The bare model's speed, the ceiling of this device's (``sw bench``).
+    bare_speed = staticmethod(bare_speed)
 
     def __init__(self, params: RillParams, *, trace: str | os.PathLike | None = None,
                  trace_cycles: tuple[int, int] | None = None, batch: int | None = None,

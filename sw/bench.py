@@ -200,10 +200,13 @@ def format_table(params: RillParams, rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path, params: RillParams, rows: list[BenchRow], stream_rows=()):
+def write_json(path, params: RillParams, rows: list[BenchRow], stream_rows=(),
+               simulator: dict | None = None):
+    """The bench as JSON; ``simulator``: a simulated device's speed (cycles per second)."""
     with open(path, "w") as f:
         json.dump({"params": asdict(params), "rows": [asdict(r) for r in rows],
-                   "stream": [asdict(r) for r in stream_rows]}, f, indent=1)
+                   "stream": [asdict(r) for r in stream_rows], "simulator": simulator}, f,
+                  indent=1)
 
 
 def plot(path, params: RillParams, rows: list[BenchRow]):

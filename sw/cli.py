@@ -11,7 +11,37 @@ from hw.params import RillParams
 __all__ = ["main"]
 
 DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilator; default), "
+               "sim+cocotb (the same RTL under cocotb: slower, Python in the loop), "
                "serial:///dev/ttyUSB1?baud=3000000 (a board) or socket://HOST:PORT")
+
+
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="sim", metavar="URL", help=DEVICE_HELP)
+    parser.add_argument("--trace", metavar="FILE", default=None,
+                        help="sim device: write a waveform of the run to FILE (.fst, or .vcd); "
+                        "builds a tracing model once, which runs slower")
+    parser.add_argument("--trace-cycles", metavar="FIRST:LAST", default=None,
+                        help="with --trace: only cycles FIRST to LAST-1, counted from reset")
+
+
+def _device_options(args) -> dict:
+    """What ``--trace``/``--trace-cycles`` ask of the device, as :func:`open_device` options."""
+    options = {}
+    if args.trace_cycles is not None and args.trace is None:
+        raise SystemExit("error: --trace-cycles needs --trace FILE")
+    if args.trace is not None:
+        options["trace"] = args.trace
+    if args.trace_cycles is not None:
+        first, sep, last = args.trace_cycles.partition(":")
+        try:
+            window = (int(first or 0), int(last) if last else 2**63)
+        except ValueError:
+            window = None
+        if not sep or window is None or window[0] >= window[1]:
+            raise SystemExit(f"error: --trace-cycles {args.trace_cycles}: give FIRST:LAST, "
+                             "e.g. 1000:2000 (either may be left out)")
+        options["trace_cycles"] = window
+    return options
 
 
 
@@ -30,21 +60,48 @@ def _params_from(args) -> RillParams:
     return replace(defaults, rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)
 
 
-def _executor(device: str, params: RillParams):
-    """A function running a batch of programs, in order, on one device opened by URL."""
+def _executor(device: str, params: RillParams, options: dict | None = None, speeds=None):
+    """A function running a batch of programs, in order, on one device opened by URL. A simulated
+    device's speed (``speed`` after closing) is appended to ``speeds``."""
     from .device import open_device
 
     def run(programs):
-        with open_device(device, params) as dev:
-            return [dev.execute(program, response_bytes)
-                    for _name, program, response_bytes in programs]
+        with open_device(device, params, **(options or {})) as dev:
+            responses = [dev.execute(program, response_bytes)
+                         for _name, program, response_bytes in programs]
+        if speeds is not None and getattr(dev, "speed", None) is not None:
+            speeds.append(dev.speed)
+        return responses
     return run
+
+
+def _simulator_speed(kind, params: RillParams, speeds: list) -> dict | None:
+    """The simulated device's cycles per second over the bench, beside its bare model's."""
+    if not speeds:
+        return None
+    cycles = sum(speed.cycles for speed in speeds)
+    seconds = sum(speed.seconds for speed in speeds)
+    speed = {"cycles": cycles, "seconds": round(seconds, 3),
+             "cycles_per_second": round(cycles / seconds) if seconds else None}
+    bare = getattr(kind, "bare_speed", None)
+    if bare is not None:
+        ceiling = bare(params)
+        speed["bare_model_cycles_per_second"] = round(ceiling.cycles_per_second)
+        if speed["cycles_per_second"]:
+            speed["of_bare_model"] = round(speed["cycles_per_second"]
+                                           / ceiling.cycles_per_second, 3)
+    return speed
 
 
 def cmd_bench(args) -> int:
     from .bench import default_workloads, format_table, measure, plot, write_json
+    from .device import device_kinds
     params = _params_from(args)
-    rows = measure(params, default_workloads(params), _executor(args.device, params))
+    kind = device_kinds().get(args.device)
+    kind = kind.load() if kind is not None else None
+    speeds = []
+    rows = measure(params, default_workloads(params),
+                   _executor(args.device, params, _device_options(args), speeds))
     print(format_table(params, rows))
     mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
                   or r.program_cycles != r.predicted_program_cycles]
@@ -52,21 +109,32 @@ def cmd_bench(args) -> int:
         plot(args.plot, params, rows)
         print(f"wrote {args.plot}")
     stream_rows = []
-    if args.stream and args.device == "sim":
-        from sim.paced import run_paced
+    # A device kind that can run the host and the RTL in lockstep offers ``run_paced``.
+    run_paced = getattr(kind, "run_paced", None)
+    if args.stream and run_paced is not None:
+        from functools import partial
 
         from .bench_stream import UART_CYCLES_PER_BYTE, format_streaming, measure_streaming
         cycles_per_byte = args.cycles_per_byte or UART_CYCLES_PER_BYTE
         print(f"\nstreaming layers through the link RTL at {cycles_per_byte} cycles per byte "
-              f"(a few minutes)...", flush=True)
-        stream_rows = measure_streaming(params, run_paced, cycles_per_byte)
+              f"(about a minute)...", flush=True)
+        stream_rows = measure_streaming(params, partial(run_paced, on_speed=speeds.append),
+                                        cycles_per_byte)
         print(format_streaming(stream_rows, cycles_per_byte))
         mismatched += [r.workload for r in stream_rows
                        if r.device_cycles != r.predicted_device_cycles]
     elif args.stream:
-        print("\n(end-to-end streaming needs the RTL: --device sim)")
+        print("\n(end-to-end streaming needs the RTL in lockstep with the host: --device sim)")
+    simulator = _simulator_speed(kind, params, speeds)
+    if simulator is not None:
+        line = (f"\nsimulator: {simulator['cycles']:,} cycles in {simulator['seconds']:.1f} s = "
+                f"{simulator['cycles_per_second']:,} cycles/s")
+        if "bare_model_cycles_per_second" in simulator:
+            line += (f"; the bare model alone {simulator['bare_model_cycles_per_second']:,} "
+                     f"cycles/s ({simulator['of_bare_model']:.0%} of it)")
+        print(line)
     if args.json:
-        write_json(args.json, params, rows, stream_rows)
+        write_json(args.json, params, rows, stream_rows, simulator=simulator)
         print(f"wrote {args.json}")
     if mismatched:
         print(f"error: measured cycles differ from the prediction for {mismatched}",
@@ -111,7 +179,7 @@ def cmd_run(args) -> int:
     def progress(layer, index, total):
         print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)
 
-    with open_device(args.device, _params_from(args)) as device:
+    with open_device(args.device, _params_from(args), **_device_options(args)) as device:
         try:
             results = model.run(device, feeds, progress=progress)
         except ModelImportError as error:
@@ -132,7 +200,7 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    return run_demo(_params_from(args), device=args.device)
+    return run_demo(_params_from(args), device=args.device, **_device_options(args))
 
 
 def cmd_info(args) -> int:
@@ -140,7 +208,8 @@ def cmd_info(args) -> int:
     from hw.isa import Opcode
     params = _params_from(args)
     program = isa.encode(Opcode.INFO) + isa.encode(Opcode.READ_COUNTERS)
-    (response,) = _executor(args.device, params)([("info", program, 4 + 16 + 4 + 16)])
+    (response,) = _executor(args.device, params, _device_options(args))(
+        [("info", program, 4 + 16 + 4 + 16)])
     device_params, version = RillParams.from_info_bytes(response[4:20])
     print(f"device: {args.device}  ISA v{version}")
     fields = vars(device_params)
@@ -177,8 +246,7 @@ def main(argv=None) -> int:
                    help="input tensor; NAME= is needed when the model has several inputs")
     p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
                    help="where to write the output tensor")
-    p.add_argument("--device", default="sim", metavar="URL",
-                   help=DEVICE_HELP)
+    _add_device_options(p)
     p.add_argument("--compare", choices=["onnxruntime"], default=None,
                    help="also run onnxruntime on this CPU and say whether its outputs equal the "
                    "device's; where they differ, say whose answer is wrong (exit status 1 when it "
@@ -186,13 +254,11 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
-    p.add_argument("--device", default="sim", metavar="URL",
-                   help=DEVICE_HELP)
+    _add_device_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
-    p.add_argument("--device", default="sim", metavar="URL",
-                   help=DEVICE_HELP)
+    _add_device_options(p)
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also plot utilization against GEMM size")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
@@ -205,8 +271,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the device's params and counters")
-    p.add_argument("--device", default="sim", metavar="URL",
-                   help=DEVICE_HELP)
+    _add_device_options(p)
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from hw import isa
 from hw.isa import Config, Opcode, OutType, Precision, Rounding
 from hw.params import RillParams
 
-from .device import Device, DeviceError, ParamsMismatch
+from .device_base import Device, DeviceError, ParamsMismatch
 from .planner import TilePlan, TilePlanner
 from .program import (
     Program,

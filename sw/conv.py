@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compiler import CompiledLinear, CompileError, QuantizedLinear, compiled_for, scalar_int
-from .device import Device
+from .device_base import Device
 
 __all__ = ["QuantizedConv", "im2col", "conv_program", "run_conv"]
 

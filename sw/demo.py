@@ -109,18 +109,28 @@ def _gemm_demo(device) -> int:
     return failures
 
 
-def run_demo(params: RillParams, device: str = "sim") -> int:
+def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
+    """The demo on ``device``; ``device_options`` as :func:`sw.device.open_device` takes them
+    (the sim device's ``trace``)."""
     from .device import open_device
     start = time.monotonic()
     _say(f"Rill {params.rows}x{params.cols} core on device '{device}' "
          f"(peak {params.peak_macs_int8} INT8 / {params.peak_macs_int4} INT4 MACs per cycle)")
-    with open_device(device, params) as dev, tempfile.TemporaryDirectory() as folder:
+    with open_device(device, params, **device_options) as dev, \
+            tempfile.TemporaryDirectory() as folder:
         from .oracle import choice
         _say("\nDigits models quantized by onnxruntime, whole test split on the device:")
         _say(f"  (= ORT: agreement with onnxruntime's exact integer result, from {choice()})")
         failures = _models_demo(dev, Path(folder))
         _say("\nGEMMs, compared byte for byte with the golden model:")
         failures += _gemm_demo(dev)
+    if getattr(dev, "speed", None) is not None:
+        speed = dev.speed
+        _say(f"\nThe simulator ran {speed.cycles:,} cycles in {speed.seconds:.1f} s "
+             f"({speed.cycles_per_second:,.0f} cycles/s, {speed.host_wait_seconds:.1f} s of it "
+             f"waiting for the host).")
+    if device_options.get("trace"):
+        _say(f"Waveform: {device_options['trace']}")
     _say(f"\n{'all checks passed' if not failures else f'{failures} check(s) FAILED'} in "
          f"{time.monotonic() - start:.0f} s. More: python -m sw bench --plot bench.png")
     return 1 if failures else 0

@@ -35,7 +35,7 @@ from hw.link.protocol import (
 )
 from hw.params import RillParams
 
-from .device import Device, DeviceError
+from .device_base import Device, DeviceError
 
 __all__ = [
     "LinkError", "LinkTimeout", "LinkStalled", "Transport", "LinkStats", "LinkHost",

@@ -37,7 +37,7 @@ from .compiler import (
     compile_linear,
 )
 from .conv import QuantizedConv, conv_program
-from .device import Device
+from .device_base import Device
 from .host_ops import HOST_OPS, node_attrs, run_host_op
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",

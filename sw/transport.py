@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import serial
 
-from .device import DeviceError
+from .device_base import DeviceError
 
 __all__ = ["SerialTransport", "open_transport", "DEFAULT_BAUD"]
 

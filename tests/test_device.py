@@ -1,11 +1,13 @@
-"""The Device API on the golden model and on the RTL behind the co-simulation bridge."""
+"""The Device API on the golden model and on the RTL behind both co-simulation bridges: the C++
+harness (``sim``) and cocotb (``sim+cocotb``)."""
 
 import numpy as np
 import pytest
 
+from hw import isa
 from hw.params import RillParams
 from sim.cases import expectations, random_gemm_program
-from sw.device import DeviceError, GoldenDevice, ParamsMismatch, open_device
+from sw.device import DeviceError, ParamsMismatch, device_kinds, open_device
 from sw.program import Program
 
 SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
@@ -13,10 +15,10 @@ SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=25
 
 
 def test_params_mismatch_is_refused():
-    device = GoldenDevice(SMALL)
-    device.params = RillParams()
-    with pytest.raises(ParamsMismatch, match="rebuild the bitstream or pass matching"):
-        device.check_params()
+    with open_device("golden", SMALL) as device:
+        device.params = RillParams()
+        with pytest.raises(ParamsMismatch, match="rebuild the bitstream or pass matching"):
+            device.check_params()
 
 
 def test_unknown_url_is_a_clear_error():
@@ -24,26 +26,83 @@ def test_unknown_url_is_a_clear_error():
         open_device("tcp:/nowhere")
 
 
-@pytest.mark.parametrize("batch", [None, 37], ids=["default", "batches-of-37-cycles"])
-def test_sim_device_runs_programs_like_the_golden_model(monkeypatch, batch):
-    """With the bridge's batches short (``RILL_BRIDGE_BATCH``) they end during MATMULs, in the
-    middle of frames and while the testbench sleeps through work (a batch's last cycle once
-    asked for a negative timer)."""
-    if batch is not None:
-        monkeypatch.setenv("RILL_BRIDGE_BATCH", str(batch))
-    rng = np.random.default_rng(4)
+def test_simulated_devices_are_registered_kinds():
+    assert {"sim", "sim+cocotb"} <= set(device_kinds())
+
+
+def test_options_are_refused_where_a_device_takes_none():
+    with pytest.raises(DeviceError, match="takes no options"):
+        open_device("golden", SMALL, trace="wave.vcd")
+
+
+def _programs(seed: int):
+    rng = np.random.default_rng(seed)
     connect = Program(SMALL)
     connect.info()   # what open_device sends to check the params
     named = [(f"gemm{i}", random_gemm_program(SMALL, rng, max_m=20, max_k=20, max_n=10))
              for i in range(4)]
     _, *exps = expectations(SMALL, [("connect", connect), *named])
-    with open_device("sim", SMALL) as device:
+    return exps
+
+
+def _run(url: str, exps, **options) -> list[bytearray]:
+    """Every response, its stall counters zeroed: a command split across TCP segments can leave
+    the core waiting for a byte for a cycle, so only ``stalls`` depends on wall-clock time."""
+    stalls = 4 * isa.COUNTER_NAMES.index("stalls")
+    out = []
+    with open_device(url, SMALL, **options) as device:
         proc = device._proc
         for exp in exps:
             got = bytearray(device.execute(exp.program.to_bytes(), len(exp.expected)))
-            # Every byte, the cycles counter included, but the stall counter: a command split
-            # across TCP segments can leave the core waiting for a byte for a cycle.
             for offset in exp.counter_offsets:
-                got[offset + 8:offset + 12] = exp.expected[offset + 8:offset + 12]
-            assert bytes(got) == exp.expected, exp.name
+                got[offset + stalls:offset + stalls + 4] = bytes(4)
+            out.append(got)
     assert proc.poll() is not None, "closing the device must end the simulation"
+    return out
+
+
+def _without_stalls(exp) -> bytes:
+    expected = bytearray(exp.expected)
+    stalls = 4 * isa.COUNTER_NAMES.index("stalls")
+    for offset in exp.counter_offsets:
+        expected[offset + stalls:offset + stalls + 4] = bytes(4)
+    return bytes(expected)
+
+
+@pytest.mark.parametrize("batch", [None, 37], ids=["default", "batches-of-37-cycles"])
+def test_sim_device_runs_programs_like_the_golden_model(batch):
+    """With short batches (37 cycles) the harness looks at the socket during MATMULs and in the
+    middle of frames; every payload and the deterministic counters (cycles, busy, instructions)
+    are still the golden model's."""
+    exps = _programs(4)
+    for exp, got in zip(exps, _run("sim", exps, **({"batch": batch} if batch else {}))):
+        assert bytes(got) == _without_stalls(exp), exp.name
+
+
+def test_both_bridges_give_the_same_answers(monkeypatch):
+    """The same programs through the C++ harness and the cocotb bridge (with 37-cycle batches,
+    so that its batches end in every state): equal payloads and deterministic counters, each
+    the golden model's."""
+    monkeypatch.setenv("RILL_BRIDGE_BATCH", "37")
+    exps = _programs(5)
+    harness, cocotb = _run("sim", exps), _run("sim+cocotb", exps)
+    for exp, fast, slow in zip(exps, harness, cocotb):
+        assert fast == slow, exp.name
+        assert bytes(fast) == _without_stalls(exp), exp.name
+
+
+def test_sim_device_writes_a_waveform_window(tmp_path):
+    """``trace`` with a window: a VCD whose timestamps lie only in the cycles asked for."""
+    wave = tmp_path / "wave.vcd"
+    exps = _programs(6)[:2]
+    _run("sim", exps, trace=wave, trace_cycles=(10, 40))
+    text = wave.read_text()
+    assert "$enddefinitions" in text and " idle " in text
+    stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    # Two dumps per cycle, at 2c+2 and 2c+3 (see sim/harness/harness.cpp).
+    assert stamps and min(stamps) == 2 * 10 + 2 and max(stamps) == 2 * 39 + 3, stamps[:4]
+
+
+def test_trace_needs_a_known_suffix():
+    with pytest.raises(DeviceError, match=r"\.vcd or \.fst"):
+        open_device("sim", SMALL, trace="wave.txt")
