@@ -1,7 +1,8 @@
 """The random regression on Verilator: the core RTL against the golden model, byte for byte.
 
 Each test builds (or reuses from the cache) the core for one array shape and runs a sequence of
-random programs on one device: random GEMM shapes (mostly not multiples of the array), both
+random programs on one device, either on the core's own streams under cocotb or through the link
+on the ``sim`` device (the C++ harness, fast enough for many more programs): random GEMM shapes (mostly not multiples of the array), both
 precisions, both rounding modes, ReLU on and off, every output type, raw int32 stores, random SRAM
 placement, and every bad-input case, with random idle cycles on the command stream and random
 backpressure on the response stream. Every program ends with READ_COUNTERS, whose ``cycles`` value
@@ -19,6 +20,7 @@ from hw.params import RillParams
 from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program, write_cases
 from sim.core_rtl import run_case_file
 from sim.runner import icarus_available
+from sw.device import open_device
 from sw.program import Program, pack_act_words, pack_weight_tiles
 
 SHAPES = {
@@ -37,12 +39,14 @@ SHAPES = {
 }
 
 
-def _regression(params: RillParams, seed: int, programs: int):
+def _regression(params: RillParams, seed: int, programs: int, before=()):
+    """Expectations for random programs with a bad-input program among them, after ``before``'s
+    programs (run on the device first, their answers not returned)."""
     rng = np.random.default_rng(seed)
     limit = dict(max_m=40, max_k=4 * params.rows + 7, max_n=3 * params.cols + 2)
     named = [(f"gemm{i}", random_gemm_program(params, rng, **limit)) for i in range(programs)]
     named.insert(programs // 2, ("bad input", bad_input_program(params)))
-    return expectations(params, named)
+    return expectations(params, [*before, *named])[len(before):]
 
 
 def _run(tmp_path, params, exps, *, seed, idle_in, busy_out, simulator="verilator"):
@@ -62,6 +66,32 @@ def test_random_programs_with_backpressure(tmp_path, shape):
     params = SHAPES[shape]
     exps = _regression(params, seed=zlib.crc32(shape.encode()), programs=12)
     _run(tmp_path, params, exps, seed=1, idle_in=0.2, busy_out=0.3)
+
+
+#: Random programs per shape through the link on the sim device: with the cocotb runs above,
+#: well over 200 random programs on the RTL per test run.
+LINKED_PROGRAMS = 40
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_random_programs_through_the_link(shape):
+    """Random programs through the host driver, the link and the core on the ``sim`` device:
+    every byte the golden model's, the ``cycles`` counter the prediction (``stalls`` alone
+    depends on when the host's bytes arrive)."""
+    params = SHAPES[shape]
+    connect = Program(params)
+    connect.info()   # what open_device sends to check the params: its cycles count too
+    exps = _regression(params, seed=zlib.crc32(b"link " + shape.encode()),
+                       programs=LINKED_PROGRAMS, before=[("connect", connect)])
+    with open_device("sim", params) as device:
+        for exp in exps:
+            got = bytearray(device.execute(exp.program.to_bytes(), len(exp.expected),
+                                           exp.program.frame_cuts()))
+            for offset in exp.counter_offsets:
+                assert counters_in(got, offset)["cycles"] == \
+                    counters_in(exp.expected, offset)["cycles"], exp.name
+                got[offset + 8:offset + 12] = exp.expected[offset + 8:offset + 12]
+            assert bytes(got) == exp.expected, exp.name
 
 
 def test_random_programs_full_rate(tmp_path):
