@@ -1,13 +1,13 @@
 """The random regression on Verilator: the core RTL against the golden model, byte for byte.
 
 Each test builds (or reuses from the cache) the core for one array shape and runs a sequence of
-random programs on one device, either on the core's own streams under cocotb or through the link
-on the ``sim`` device (the C++ harness, fast enough for many more programs): random GEMM shapes (mostly not multiples of the array), both
-precisions, both rounding modes, ReLU on and off, every output type, raw int32 stores, random SRAM
-placement, and every bad-input case, with random idle cycles on the command stream and random
-backpressure on the response stream. Every program ends with READ_COUNTERS, whose ``cycles`` value
-must equal the ISA's prediction exactly (the only byte not compared is the ``stalls`` counter,
-which depends on the backpressure).
+random programs on one device, either on the core's own streams under cocotb or through the link on
+the ``sim`` device (the C++ harness, fast enough for many more programs): random GEMM shapes
+(mostly not multiples of the array), both precisions, both rounding modes, ReLU on and off, every
+output type, raw int32 stores, random SRAM placement, and every bad-input case, with random idle
+cycles on the command stream and random backpressure on the response stream. Every program ends
+with READ_COUNTERS, whose ``cycles`` value must equal the ISA's prediction exactly (the only byte
+not compared is the ``stalls`` counter, which depends on the backpressure).
 """
 
 import zlib
