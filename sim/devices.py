@@ -26,7 +26,7 @@ from sw.device import DeviceError
 from sw.link import LinkedDevice
 from sw.transport import open_transport
 
-from .harness import SimSpeed, bare_speed, harness_binary, read_speed, trace_format
+from .harness import SimSpeed, harness_binary, read_speed, replay_speed, trace_format
 from .lockstep import run_paced
 from .runner import REPO_ROOT
 
@@ -101,16 +101,20 @@ class SimDevice(ServedDevice):
         Only the cycles in ``[first, last)`` (counted from the end of reset) go to the waveform.
     batch : int, optional
         Cycles simulated between looks at the socket while the device works (default 4096).
+    record : path, optional
+        Write the run's cycles and the bytes offered on ``rx`` in them there, for
+        :func:`sim.harness.replay_speed` (the bare model's speed on the same work).
     """
 
     #: The streaming benchmark's runner: the host and this RTL in lockstep (``sw bench``).
     run_paced = staticmethod(run_paced)
-    #: The bare model's speed, the ceiling of this device's (``sw bench``).
-    bare_speed = staticmethod(bare_speed)
+    #: The bare model's speed on a recorded run's work, the ceiling of this device's speed
+    #: (``sw bench``, with ``record``).
+    replay_speed = staticmethod(replay_speed)
 
     def __init__(self, params: RillParams, *, trace: str | os.PathLike | None = None,
                  trace_cycles: tuple[int, int] | None = None, batch: int | None = None,
-                 timeout: float = 5.0):
+                 record: str | os.PathLike | None = None, timeout: float = 5.0):
         try:
             binary = harness_binary(params, trace=trace_format(trace))
         except ValueError as error:
@@ -123,6 +127,8 @@ class SimDevice(ServedDevice):
                 command += ["--trace-from", str(int(first)), "--trace-to", str(int(last))]
         if batch is not None:
             command += ["--batch", str(int(batch))]
+        if record is not None:
+            command += ["--record", str(Path(record).resolve())]
         super().__init__(params, command, timeout=timeout)
 
 

@@ -35,7 +35,7 @@ from .runner import (
 )
 
 __all__ = ["TOPLEVEL", "TRACE_FORMATS", "HARNESS_SOURCES", "SimSpeed", "harness_binary",
-           "trace_format", "read_speed", "bare_speed"]
+           "trace_format", "read_speed", "bare_speed", "replay_speed"]
 
 TOPLEVEL = "rill_linked_core"
 SOURCE_DIR = Path(__file__).resolve().parent / "harness"
@@ -134,12 +134,21 @@ def read_speed(log: Path) -> SimSpeed | None:
     return _speed(found[-1]) if found else None
 
 
-def bare_speed(params: RillParams, cycles: int = 1_000_000) -> SimSpeed:
+def bare_speed(params: RillParams, cycles: int = 1_000_000, gap: int = 8) -> SimSpeed:
     """The bare model's speed: the harness's model clocked by a plain loop, no socket and no
-    decisions per cycle (a byte offered every 8 cycles). The ceiling for :class:`SimDevice`."""
+    decisions per cycle, a line-noise byte offered every ``gap`` cycles."""
     binary = harness_binary(params)
-    done = subprocess.run([str(binary), "--bare", str(int(cycles))], capture_output=True,
-                          check=True)
+    done = subprocess.run([str(binary), "--bare", str(int(cycles)), "--bare-gap", str(int(gap))],
+                          capture_output=True, check=True)
+    return _speed(_SPEED_LINE.findall(done.stdout)[-1])
+
+
+def replay_speed(params: RillParams, record: Path) -> SimSpeed:
+    """The bare model's speed on exactly the work of a served run recorded with
+    ``SimDevice(record=...)``: the same cycles and the same bytes on ``rx`` in the same cycles,
+    with no socket, no host and no decisions per cycle: the ceiling for that run."""
+    binary = harness_binary(params)
+    done = subprocess.run([str(binary), "--replay", str(record)], capture_output=True, check=True)
     return _speed(_SPEED_LINE.findall(done.stdout)[-1])
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 
 from hw.params import RillParams
 
@@ -75,22 +78,25 @@ def _executor(device: str, params: RillParams, options: dict | None = None, spee
     return run
 
 
-def _simulator_speed(kind, params: RillParams, speeds: list) -> dict | None:
-    """The simulated device's cycles per second over the bench, beside its bare model's."""
+def _simulator_speed(kind, params: RillParams, speeds: list, record) -> dict | None:
+    """The simulated device's cycles per second over the bench's GEMMs, beside the bare model's
+    on the same cycles (a replay of the run, where the device kind offers one)."""
     if not speeds:
         return None
-    cycles = sum(speed.cycles for speed in speeds)
-    seconds = sum(speed.seconds for speed in speeds)
-    speed = {"cycles": cycles, "seconds": round(seconds, 3),
-             "cycles_per_second": round(cycles / seconds) if seconds else None}
-    bare = getattr(kind, "bare_speed", None)
-    if bare is not None:
-        ceiling = bare(params)
-        speed["bare_model_cycles_per_second"] = round(ceiling.cycles_per_second)
-        if speed["cycles_per_second"]:
-            speed["of_bare_model"] = round(speed["cycles_per_second"]
-                                           / ceiling.cycles_per_second, 3)
-    return speed
+    speed, *streamed = speeds
+    out = {"cycles": speed.cycles, "seconds": round(speed.seconds, 3),
+           "host_wait_seconds": round(speed.host_wait_seconds, 3),
+           "cycles_per_second": round(speed.cycles_per_second)}
+    replay = getattr(kind, "replay_speed", None)
+    if replay is not None and record is not None:
+        ceiling = replay(params, record)
+        out["bare_model_cycles_per_second"] = round(ceiling.cycles_per_second)
+        out["of_bare_model"] = round(speed.cycles_per_second / ceiling.cycles_per_second, 3)
+    if streamed:
+        out["lockstep_cycles"] = sum(s.cycles for s in streamed)
+        out["lockstep_cycles_per_second"] = round(
+            sum(s.cycles for s in streamed) / sum(s.seconds for s in streamed))
+    return out
 
 
 def cmd_bench(args) -> int:
@@ -100,39 +106,38 @@ def cmd_bench(args) -> int:
     kind = device_kinds().get(args.device)
     kind = kind.load() if kind is not None else None
     speeds = []
-    rows = measure(params, default_workloads(params),
-                   _executor(args.device, params, _device_options(args), speeds))
-    print(format_table(params, rows))
-    mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
-                  or r.program_cycles != r.predicted_program_cycles]
-    if args.plot:
-        plot(args.plot, params, rows)
-        print(f"wrote {args.plot}")
-    stream_rows = []
-    # A device kind that can run the host and the RTL in lockstep offers ``run_paced``.
-    run_paced = getattr(kind, "run_paced", None)
-    if args.stream and run_paced is not None:
-        from functools import partial
-
-        from .bench_stream import UART_CYCLES_PER_BYTE, format_streaming, measure_streaming
-        cycles_per_byte = args.cycles_per_byte or UART_CYCLES_PER_BYTE
-        print(f"\nstreaming layers through the link RTL at {cycles_per_byte} cycles per byte "
-              f"(about a minute)...", flush=True)
-        stream_rows = measure_streaming(params, partial(run_paced, on_speed=speeds.append),
-                                        cycles_per_byte)
-        print(format_streaming(stream_rows, cycles_per_byte))
-        mismatched += [r.workload for r in stream_rows
-                       if r.device_cycles != r.predicted_device_cycles]
-    elif args.stream:
-        print("\n(end-to-end streaming needs the RTL in lockstep with the host: --device sim)")
-    simulator = _simulator_speed(kind, params, speeds)
+    options = _device_options(args)
+    with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
+        # A simulated device records its run so that the bare model can replay the same cycles.
+        record = None
+        if getattr(kind, "replay_speed", None) is not None and "trace" not in options:
+            record = options["record"] = Path(folder) / "run.record"
+        rows = measure(params, default_workloads(params),
+                       _executor(args.device, params, options, speeds))
+        print(format_table(params, rows))
+        mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
+                      or r.program_cycles != r.predicted_program_cycles]
+        if args.plot:
+            plot(args.plot, params, rows)
+            print(f"wrote {args.plot}")
+        stream_rows = []
+        # A device kind that can run the host and the RTL in lockstep offers ``run_paced``.
+        run_paced = getattr(kind, "run_paced", None)
+        if args.stream and run_paced is not None:
+            from .bench_stream import UART_CYCLES_PER_BYTE, format_streaming, measure_streaming
+            cycles_per_byte = args.cycles_per_byte or UART_CYCLES_PER_BYTE
+            print(f"\nstreaming layers through the link RTL at {cycles_per_byte} cycles per "
+                  f"byte (about a minute)...", flush=True)
+            stream_rows = measure_streaming(params, partial(run_paced, on_speed=speeds.append),
+                                            cycles_per_byte)
+            print(format_streaming(stream_rows, cycles_per_byte))
+            mismatched += [r.workload for r in stream_rows
+                           if r.device_cycles != r.predicted_device_cycles]
+        elif args.stream:
+            print("\n(end-to-end streaming needs the RTL in lockstep with the host: --device sim)")
+        simulator = _simulator_speed(kind, params, speeds, record)
     if simulator is not None:
-        line = (f"\nsimulator: {simulator['cycles']:,} cycles in {simulator['seconds']:.1f} s = "
-                f"{simulator['cycles_per_second']:,} cycles/s")
-        if "bare_model_cycles_per_second" in simulator:
-            line += (f"; the bare model alone {simulator['bare_model_cycles_per_second']:,} "
-                     f"cycles/s ({simulator['of_bare_model']:.0%} of it)")
-        print(line)
+        print(_format_simulator_speed(simulator))
     if args.json:
         write_json(args.json, params, rows, stream_rows, simulator=simulator)
         print(f"wrote {args.json}")
@@ -141,6 +146,21 @@ def cmd_bench(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _format_simulator_speed(speed: dict) -> str:
+    lines = ["\nsimulator speed (simulated cycles per second of wall-clock time):",
+             f"  sim device, the GEMMs above: {speed['cycles']:,} cycles in "
+             f"{speed['seconds']:.1f} s = {speed['cycles_per_second']:,} cycles/s "
+             f"({speed['host_wait_seconds']:.1f} s idle waiting for the host)"]
+    if "bare_model_cycles_per_second" in speed:
+        lines.append(f"  bare model replaying the same cycles (no socket, no host): "
+                     f"{speed['bare_model_cycles_per_second']:,} cycles/s; the sim device runs "
+                     f"at {speed['of_bare_model']:.0%} of it")
+    if "lockstep_cycles" in speed:
+        lines.append(f"  lockstep, the streaming layers: {speed['lockstep_cycles']:,} cycles at "
+                     f"{speed['lockstep_cycles_per_second']:,} cycles/s")
+    return "\n".join(lines)
 
 
 def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str, str]:

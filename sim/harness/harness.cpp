@@ -12,8 +12,8 @@
 //    for commands the link does not hold, nothing to send) for SETTLE_CYCLES with nothing offered,
 //    the loop blocks on the socket. The core counts no cycles in that state, so none is lost or
 //    invented by stopping the clock;
-//  - the socket is read between batches of cycles (--batch), and whenever the host's bytes run
-//    out mid-batch; the device's bytes go out as soon as it falls silent.
+//  - the socket is read between batches of cycles (--batch), and every REFILL_CYCLES while the
+//    host's bytes are used up mid-batch; the device's bytes go out once it falls silent.
 //
 // Lockstep mode (--lockstep) serves a second, cycle-paced protocol on the same socket for
 // benchmarks whose figures must not depend on wall-clock time: see lockstep.h.
@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cstdint>
@@ -54,6 +55,11 @@ namespace {
 constexpr int SETTLE_CYCLES = 8;
 // While the host's bytes are used up mid-batch, look at the socket every this many cycles.
 constexpr uint64_t REFILL_CYCLES = 64;
+// The device's bytes go to the host once it has been silent this long (its COBS encoder pauses
+// between blocks: a send per pause would cost a system call and a host wake-up every few bytes),
+// or once this many are waiting.
+constexpr int FLUSH_QUIET_CYCLES = 16;
+constexpr size_t FLUSH_BYTES = 4096;
 
 [[noreturn]] void fail(const char* what) {
     std::fprintf(stderr, "rill harness: %s: %s\n", what, std::strerror(errno));
@@ -69,6 +75,9 @@ struct Options {
     uint64_t trace_to = UINT64_MAX;
     bool lockstep = false;
     uint64_t bare_cycles = 0;
+    uint64_t bare_gap = 8;
+    std::string record;
+    std::string replay;
 };
 
 Options parse(int argc, char** argv) {
@@ -90,16 +99,19 @@ Options parse(int argc, char** argv) {
         else if (arg == "--trace-to") o.trace_to = std::stoull(value());
         else if (arg == "--lockstep") o.lockstep = true;
         else if (arg == "--bare") o.bare_cycles = std::stoull(value());
+        else if (arg == "--bare-gap") o.bare_gap = std::max<uint64_t>(1, std::stoull(value()));
+        else if (arg == "--record") o.record = value();
+        else if (arg == "--replay") o.replay = value();
         else if (arg.rfind("+verilator", 0) == 0) continue;   // Verilator's own plusargs
         else {
             std::fprintf(stderr, "rill harness: unknown argument %s\n", arg.c_str());
             std::exit(2);
         }
     }
-    if (o.port_file.empty() && !o.bare_cycles) {
+    if (o.port_file.empty() && !o.bare_cycles && o.replay.empty()) {
         std::fprintf(stderr, "usage: %s --port-file FILE [--batch N] [--lockstep] "
-                     "[--trace FILE [--trace-from C] [--trace-to C]]\n"
-                     "       %s --bare CYCLES\n", argv[0], argv[0]);
+                     "[--record FILE] [--trace FILE [--trace-from C] [--trace-to C]]\n"
+                     "       %s --bare CYCLES [--bare-gap N] | --replay FILE\n", argv[0], argv[0]);
         std::exit(2);
     }
     if (o.batch < 2) o.batch = 2;
@@ -147,6 +159,7 @@ public:
 
     // Drive rx for this cycle and tx.ready, sample, and clock the edge.
     Sample step(bool rx_valid, uint8_t rx_payload, bool tx_ready) {
+        if (recording_ && rx_valid) offered_.push_back({cycles_, rx_payload});
         top_->rx___05Fvalid = rx_valid;
         top_->rx___05Fpayload = rx_payload;
         top_->tx___05Fready = tx_ready;
@@ -164,6 +177,14 @@ public:
 
     uint64_t cycles() const { return cycles_; }
 
+    // Every byte offered on rx and its cycle, for --record; tx.ready must stay high throughout.
+    struct Offer {
+        uint64_t cycle;
+        uint8_t byte;
+    };
+    void start_recording() { recording_ = true; }
+    const std::vector<Offer>& offered() const { return offered_; }
+
 private:
     void dump(uint64_t time) {
 #if VM_TRACE
@@ -178,6 +199,8 @@ private:
     std::unique_ptr<Vrill_linked_core> top_;
     const Options& options_;
     uint64_t cycles_ = 0;
+    bool recording_ = false;
+    std::vector<Offer> offered_;
 #if VM_TRACE
     std::unique_ptr<TraceFile> trace_;
 #endif
@@ -316,6 +339,7 @@ void serve(Device& device, Connection& host, const Options& options) {
     Bytes inbox, outbox;
     bool offering = false, open = true;
     int settled = 0;   // consecutive cycles idle, wire silent, nothing offered
+    int silent = 0;    // consecutive cycles without a byte from the device
     while (open) {
         if (!outbox.empty()) {
             host.send_all(outbox.data(), outbox.size());
@@ -334,23 +358,70 @@ void serve(Device& device, Connection& host, const Options& options) {
                 offering = false;
             }
             if (s.tx_valid) outbox.push(s.tx_payload);
+            silent = s.tx_valid ? 0 : silent + 1;
             bool quiet = s.idle && !s.tx_valid && !offered && inbox.empty();
             settled = quiet ? settled + 1 : 0;
-            if (settled >= SETTLE_CYCLES || (!outbox.empty() && inbox.empty() && !s.tx_valid))
+            if (settled >= SETTLE_CYCLES || outbox.size() >= FLUSH_BYTES
+                || (!outbox.empty() && inbox.empty() && silent >= FLUSH_QUIET_CYCLES))
                 break;
         }
     }
 }
 
 // The model's own speed, for comparison: no socket, no decisions, a pseudo-random byte offered
-// on rx every 8 cycles (the link drops the garbage frames, as it must).
-void run_bare(Device& device, uint64_t cycles) {
+// on rx every `gap` cycles (the link drops the garbage frames, as it must).
+void run_bare(Device& device, uint64_t cycles, uint64_t gap) {
     uint32_t state = 0x2545f491u;
     for (uint64_t cycle = 0; cycle < cycles; ++cycle) {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
-        device.step((cycle & 7) == 0, uint8_t(state), true);
+        device.step(cycle % gap == 0, uint8_t(state), true);
+    }
+}
+
+// --record: the cycles a served run simulated and every byte offered on rx in them, as
+// little-endian u64 cycle count, then (u64 cycle, u8 byte) per offer.
+void write_record(const Device& device, const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) fail("record file");
+    auto put = [&](uint64_t value, int bytes) {
+        for (int i = 0; i < bytes; ++i) std::fputc(int((value >> (8 * i)) & 0xff), f);
+    };
+    put(device.cycles(), 8);
+    for (const auto& offer : device.offered()) {
+        put(offer.cycle, 8);
+        put(offer.byte, 1);
+    }
+    std::fclose(f);
+}
+
+// --replay: the recorded run's cycles again on a fresh model, with no socket and no decisions:
+// the bare model's speed on exactly the served run's work.
+void replay(Device& device, const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail("replay file");
+    std::vector<uint8_t> data;
+    uint8_t buffer[65536];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) data.insert(data.end(), buffer,
+                                                                         buffer + n);
+    std::fclose(f);
+    if (data.size() < 8 || (data.size() - 8) % 9) {
+        std::fprintf(stderr, "rill harness: %s is not a record file\n", path.c_str());
+        std::exit(2);
+    }
+    uint64_t total = lockstep::little_endian<uint64_t>(data.data());
+    size_t at = 8;
+    uint64_t next = at < data.size() ? lockstep::little_endian<uint64_t>(&data[at]) : UINT64_MAX;
+    for (uint64_t cycle = 0; cycle < total; ++cycle) {
+        if (cycle == next) {
+            device.step(true, data[at + 8], true);
+            at += 9;
+            next = at < data.size() ? lockstep::little_endian<uint64_t>(&data[at]) : UINT64_MAX;
+        } else {
+            device.step(false, 0, true);
+        }
     }
 }
 
@@ -374,20 +445,29 @@ int main(int argc, char** argv) {
                     what, (unsigned long long)device.cycles(), seconds, waited);
         std::fflush(stdout);
     };
+    if (!options.replay.empty()) {
+        Device device(options);
+        start = std::chrono::steady_clock::now();
+        replay(device, options.replay);
+        report(device, "replayed", 0);
+        return 0;
+    }
     if (options.bare_cycles) {
         Device device(options);
         start = std::chrono::steady_clock::now();
-        run_bare(device, options.bare_cycles);
+        run_bare(device, options.bare_cycles, options.bare_gap);
         report(device, "bare", 0);
         return 0;
     }
     Connection host(accept_host(options));
     Device device(options);
+    if (!options.record.empty()) device.start_recording();
     start = std::chrono::steady_clock::now();
     if (options.lockstep)
         serve_lockstep(device, host);
     else
         serve(device, host, options);
     report(device, options.lockstep ? "lockstep" : "served", host.waited());
+    if (!options.record.empty()) write_record(device, options.record);
     return 0;
 }
