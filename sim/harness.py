@@ -119,7 +119,9 @@ class SimSpeed:
 
     @property
     def cycles_per_second(self) -> float:
-        return self.cycles / self.seconds if self.seconds > 0 else 0.0
+        """The simulator's speed while it had work (time blocked on the host left out)."""
+        busy = self.seconds - self.host_wait_seconds
+        return self.cycles / busy if busy > 0 else 0.0
 
 
 _SPEED_LINE = re.compile(rb"rill harness: \w+ (\d+) cycles in ([0-9.]+) s, ([0-9.]+) s")

@@ -126,9 +126,9 @@ def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
         failures += _gemm_demo(dev)
     if getattr(dev, "speed", None) is not None:
         speed = dev.speed
-        _say(f"\nThe simulator ran {speed.cycles:,} cycles in {speed.seconds:.1f} s "
-             f"({speed.cycles_per_second:,.0f} cycles/s, {speed.host_wait_seconds:.1f} s of it "
-             f"waiting for the host).")
+        _say(f"\nThe simulator ran {speed.cycles:,} cycles in "
+             f"{speed.seconds - speed.host_wait_seconds:.1f} s ({speed.cycles_per_second:,.0f} "
+             f"cycles/s) and waited {speed.host_wait_seconds:.1f} s for the host.")
     if device_options.get("trace"):
         _say(f"Waveform: {device_options['trace']}")
     _say(f"\n{'all checks passed' if not failures else f'{failures} check(s) FAILED'} in "
