@@ -1,23 +1,18 @@
 """The steps of a quantized model that run on the host: QuantizeLinear and DequantizeLinear with
 onnxruntime's float32 arithmetic to the bit, and data movement (Reshape, Flatten, Transpose,
-Squeeze, Unsqueeze, Identity, Constant)."""
+Squeeze, Unsqueeze, Identity, Constant). Operations and attributes are named as ONNX names them;
+a step is a :class:`sw.model_ir.HostStep`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
-__all__ = ["HOST_OPS", "quantize_linear", "dequantize_linear", "run_host_op", "node_attrs"]
+__all__ = ["HOST_OPS", "quantize_linear", "dequantize_linear", "run_host_op"]
 
 HOST_OPS = ("QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Transpose", "Squeeze",
             "Unsqueeze", "Identity", "Constant")
-
-
-def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _per_axis(value: np.ndarray, ndim: int, axis: int) -> np.ndarray:
@@ -48,10 +43,11 @@ def dequantize_linear(q: np.ndarray, scale, zero_point=None, axis: int = 1) -> n
     return ((q.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
 
 
-def run_host_op(node: onnx.NodeProto, env: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Outputs of one host step, from ``env`` (tensor name -> array)."""
-    op, a = node.op_type, node_attrs(node)
-    args = [env[n] if n else None for n in node.input] + [None] * 3
+def run_host_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Outputs of one host step (a :class:`sw.model_ir.HostStep`), from ``env`` (tensor name ->
+    array)."""
+    op, a = step.op, step.attrs
+    args = [env[n] if n else None for n in step.inputs] + [None] * 3
     if op == "QuantizeLinear":
         return [quantize_linear(args[0], args[1], args[2], a.get("axis", 1))]
     if op == "DequantizeLinear":
@@ -59,7 +55,7 @@ def run_host_op(node: onnx.NodeProto, env: dict[str, np.ndarray]) -> list[np.nda
     if op == "Identity":
         return [args[0]]
     if op == "Constant":
-        return [numpy_helper.to_array(a["value"])]
+        return [np.asarray(a["value"])]
     if op == "Reshape":
         shape = [int(s) for s in args[1]]
         if not a.get("allowzero", 0):

@@ -19,7 +19,6 @@ Anything else raises :class:`UnsupportedOperator` at load time, before anything 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,11 @@ from onnx import helper, numpy_helper
 
 from hw.params import RillParams
 
-from .compiler import (
-    CompiledLinear,
-    CompileError,
-    LayerProgram,
-    QuantizedLinear,
-    compile_linear,
-)
-from .conv import QuantizedConv, conv_program
+from .compiler import CompileError, LayerProgram, QuantizedLinear, compile_linear
+from .conv import QuantizedConv
 from .device_base import Device
-from .host_ops import HOST_OPS, node_attrs, run_host_op
+from .host_ops import HOST_OPS
+from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
            "DEVICE_OPS"]
@@ -69,44 +63,27 @@ class InvalidModel(ModelImportError):
     """The file or bytes are not a valid ONNX model."""
 
 
-class InputMismatch(ModelImportError):
+class InputMismatch(ModelImportError, InputError):
     """An input is missing, unexpected, or of the wrong dtype or shape."""
 
 
-# -- device layers --------------------------------------------------------------------------------
+def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
-@dataclass(eq=False)
-class DeviceLayer:
-    """One node (or fused node group) that runs on the device."""
-    name: str
-    kind: str                       # "matmul", "gemm" or "conv"
-    input: str
-    output: str
-    linear: QuantizedLinear
-    conv: QuantizedConv | None = None
-    trans_a: bool = False
-    _compiled: dict = field(default_factory=dict)
 
-    def compiled(self, params: RillParams) -> CompiledLinear:
-        if params not in self._compiled:
-            self._compiled[params] = compile_linear(params, self.linear)
-        return self._compiled[params]
+def _host_step(node: onnx.NodeProto, index: int) -> HostStep:
+    """An ONNX host node as a step of the model representation (tensor attributes as arrays)."""
+    attrs = {name: numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else value
+             for name, value in node_attrs(node).items()}
+    return HostStep(node.name or f"#{index}", node.op_type, tuple(node.input),
+                    tuple(node.output), attrs)
 
-    def program(self, params: RillParams, x: np.ndarray):
-        """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output."""
-        compiled = self.compiled(params)
-        if self.kind == "conv":
-            lp, (n, oh, ow) = conv_program(compiled, self.conv, x)
-            return lp, lambda y: np.ascontiguousarray(
-                y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
-        if self.kind == "gemm":
-            if x.ndim != 2:
-                raise InputMismatch(f"Gemm {self.name!r} needs a 2-D input, got shape {x.shape}")
-            lp = compiled.program(np.ascontiguousarray(x.T) if self.trans_a else x)
-            return lp, lambda y: y
-        lead = x.shape[:-1]
-        lp = compiled.program(x.reshape(-1, x.shape[-1]))
-        return lp, lambda y: y.reshape(*lead, y.shape[-1])
+
+def _input_spec(info: onnx.ValueInfoProto) -> TensorSpec:
+    t = info.type.tensor_type
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim) \
+        if t.HasField("shape") else None
+    return TensorSpec(info.name, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)), shape)
 
 
 class _Graph:
@@ -368,7 +345,9 @@ class _Matcher:
 
 
 class RillModel:
-    """A quantized ONNX model split into device layers and host steps. See the module docstring."""
+    """A quantized ONNX model lowered into Rill's model representation (``model``, a
+    :class:`~sw.model_ir.QuantizedModel`) of device layers and host steps. See the module
+    docstring."""
 
     def __init__(self, model: onnx.ModelProto):
         self.proto = model
@@ -392,9 +371,11 @@ class RillModel:
             if all(c in matcher.fused for c in g.consumers.get(g.nodes[dq].output[0], [])) \
                     and g.nodes[dq].output[0] not in g.outputs:
                 skip.add(dq)
-        self.layers: list[DeviceLayer] = [layers[i] for i in g.order if i in layers]
-        self._steps = [layers[i] if i in layers else g.nodes[i] for i in g.order
-                       if i in layers or i not in skip]
+        steps = [layers[i] if i in layers else _host_step(g.nodes[i], i) for i in g.order
+                 if i in layers or i not in skip]
+        #: The model in Rill's own representation: what the compiler and the devices run.
+        self.model = QuantizedModel([_input_spec(i) for i in g.inputs], list(g.outputs),
+                                    dict(g.consts), steps)
         self.programs: list[LayerProgram] = []
 
     @classmethod
@@ -419,36 +400,19 @@ class RillModel:
 
     @property
     def input_names(self) -> list[str]:
-        return [i.name for i in self.graph.inputs]
+        return [spec.name for spec in self.model.inputs]
 
     @property
     def output_names(self) -> list[str]:
-        return list(self.graph.outputs)
+        return list(self.model.outputs)
 
     def predicted_cycles(self) -> dict[str, int]:
         """Predicted working cycles of each device layer program of the last :meth:`run`."""
         return {lp.name: lp.predicted_cycles for lp in self.programs}
 
-    def _check_inputs(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
-        expected = {i.name: i for i in self.graph.inputs}
-        if set(feeds) != set(expected):
-            raise InputMismatch(f"inputs {sorted(feeds)} given; the model takes "
-                                f"{sorted(expected)}")
-        env = {}
-        for name, info in expected.items():
-            value = np.asarray(feeds[name])
-            t = info.type.tensor_type
-            dtype = helper.tensor_dtype_to_np_dtype(t.elem_type)
-            if value.dtype != dtype:
-                raise InputMismatch(f"input {name!r} must be {dtype}, got {value.dtype}")
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-            if t.HasField("shape") and (value.ndim != len(dims) or any(
-                    d is not None and d != s for d, s in zip(dims, value.shape))):
-                shown = ["?" if d is None else d for d in dims]
-                raise InputMismatch(f"input {name!r} must have shape {shown}, "
-                                    f"got {list(value.shape)}")
-            env[name] = value
-        return env
+    @property
+    def layers(self) -> list[DeviceLayer]:
+        return self.model.layers
 
     def run(self, device: Device, feeds: dict[str, Any], *,
             progress: Callable[[str, int, int], None] | None = None) -> dict[str, np.ndarray]:
@@ -456,18 +420,10 @@ class RillModel:
 
         ``progress(layer name, index, layer count)`` is called before each device layer.
         """
-        env = dict(self.graph.consts)
-        env.update(self._check_inputs(feeds))
         self.programs = []
-        for step in self._steps:
-            if isinstance(step, DeviceLayer):
-                if progress is not None:
-                    progress(step.name, len(self.programs), len(self.layers))
-                lp, shape = step.program(device.params, env[step.input])
-                self.programs.append(lp)
-                response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts)
-                env[step.output] = shape(lp.assemble(response))
-            else:
-                for name, value in zip(step.output, run_host_op(step, env)):
-                    env[name] = value
-        return {name: env[name] for name in self.graph.outputs}
+        try:
+            return self.model.run(device, feeds, progress=progress, programs=self.programs)
+        except InputError as error:
+            if isinstance(error, InputMismatch):
+                raise
+            raise InputMismatch(str(error)) from None

@@ -1,0 +1,149 @@
+"""One representation of a quantized model, whatever format it was loaded from.
+
+A :class:`QuantizedModel` is a list of steps in execution order over named tensors: the
+:class:`DeviceLayer` s (quantized matmuls and convolutions, with their weights and requantization
+parameters, compiled for a device's params on first use) and the :class:`HostStep` s (quantize,
+dequantize and data movement, run on the host with onnxruntime's arithmetic). Its inputs carry
+dtype and shape, so feeds are checked before anything runs.
+
+Front ends lower into it (:mod:`sw.onnx_import` from ONNX); the model's outputs are the same
+whichever device runs it. Nothing here refers to the format a model came from: a host step names
+its operation and carries plain attributes (numbers, lists, arrays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hw.params import RillParams
+
+from .compiler import CompiledLinear, LayerProgram, QuantizedLinear, compile_linear
+from .conv import QuantizedConv, conv_program
+from .device_base import Device
+from .host_ops import run_host_op
+
+__all__ = ["TensorSpec", "DeviceLayer", "HostStep", "QuantizedModel", "InputError"]
+
+
+class InputError(ValueError):
+    """A feed is missing, unexpected, or of the wrong dtype or shape."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input: its name, element type and shape (``None`` for a dimension of any size;
+    ``shape`` ``None`` when even the rank is unknown)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...] | None = None
+
+    def check(self, value: Any) -> np.ndarray:
+        """``value`` as an array, or :class:`InputError` saying what it must be."""
+        value = np.asarray(value)
+        if value.dtype != self.dtype:
+            raise InputError(f"input {self.name!r} must be {self.dtype}, got {value.dtype}")
+        if self.shape is not None and (value.ndim != len(self.shape) or any(
+                d is not None and d != s for d, s in zip(self.shape, value.shape))):
+            shown = ["?" if d is None else d for d in self.shape]
+            raise InputError(f"input {self.name!r} must have shape {shown}, "
+                             f"got {list(value.shape)}")
+        return value
+
+
+@dataclass(eq=False)
+class DeviceLayer:
+    """One quantized matmul, Gemm or convolution that runs on the device.
+
+    ``kind``: ``"matmul"`` (any leading dimensions, the last one is K), ``"gemm"`` (2-D input,
+    transposed first when ``trans_a``) or ``"conv"`` (NCHW input, ``conv`` set).
+    """
+
+    name: str
+    kind: str
+    input: str
+    output: str
+    linear: QuantizedLinear
+    conv: QuantizedConv | None = None
+    trans_a: bool = False
+    _compiled: dict = field(default_factory=dict, repr=False)
+
+    def compiled(self, params: RillParams) -> CompiledLinear:
+        if params not in self._compiled:
+            self._compiled[params] = compile_linear(params, self.linear)
+        return self._compiled[params]
+
+    def program(self, params: RillParams, x: np.ndarray):
+        """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output."""
+        compiled = self.compiled(params)
+        if self.kind == "conv":
+            lp, (n, oh, ow) = conv_program(compiled, self.conv, x)
+            return lp, lambda y: np.ascontiguousarray(
+                y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
+        if self.kind == "gemm":
+            if x.ndim != 2:
+                raise InputError(f"Gemm {self.name!r} needs a 2-D input, got shape {x.shape}")
+            lp = compiled.program(np.ascontiguousarray(x.T) if self.trans_a else x)
+            return lp, lambda y: y
+        lead = x.shape[:-1]
+        lp = compiled.program(x.reshape(-1, x.shape[-1]))
+        return lp, lambda y: y.reshape(*lead, y.shape[-1])
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """One step run on the host by :func:`sw.host_ops.run_host_op`: ``op`` is one of
+    :data:`sw.host_ops.HOST_OPS`; an empty input name is an absent optional input."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class QuantizedModel:
+    """Steps over named tensors; see the module docstring."""
+
+    inputs: list[TensorSpec]
+    outputs: list[str]
+    constants: dict[str, np.ndarray]
+    steps: list[DeviceLayer | HostStep]
+
+    @property
+    def layers(self) -> list[DeviceLayer]:
+        return [step for step in self.steps if isinstance(step, DeviceLayer)]
+
+    def check_inputs(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        expected = {spec.name: spec for spec in self.inputs}
+        if set(feeds) != set(expected):
+            raise InputError(f"inputs {sorted(feeds)} given; the model takes {sorted(expected)}")
+        return {name: spec.check(feeds[name]) for name, spec in expected.items()}
+
+    def run(self, device: Device, feeds: dict[str, Any], *,
+            progress: Callable[[str, int, int], None] | None = None,
+            programs: list[LayerProgram] | None = None) -> dict[str, np.ndarray]:
+        """Run every step; returns ``{output name: array}``. Each device layer's program is
+        appended to ``programs``; ``progress(layer name, index, layer count)`` is called before
+        each device layer."""
+        env = dict(self.constants)
+        env.update(self.check_inputs(feeds))
+        layers, done = len(self.layers), 0
+        for step in self.steps:
+            if isinstance(step, HostStep):
+                env.update(zip(step.outputs, run_host_op(step, env)))
+                continue
+            if progress is not None:
+                progress(step.name, done, layers)
+            lp, shape = step.program(device.params, env[step.input])
+            if programs is not None:
+                programs.append(lp)
+            response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts)
+            env[step.output] = shape(lp.assemble(response))
+            done += 1
+        return {name: env[name] for name in self.outputs}
