@@ -23,7 +23,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["DigitsSplit", "FloatModel", "QUANT_VARIANTS", "digits_split", "train_mlp",
-           "train_conv", "quantize", "save_model", "IR_VERSION", "OPSET"]
+           "train_conv", "autoencoder", "AUTOENCODER_WIDTHS", "quantize", "save_model",
+           "IR_VERSION", "OPSET"]
 
 #: onnxruntime 1.31 rejects IR versions above what it knows; onnx 1.23 writes 14 by default.
 IR_VERSION = 10
@@ -138,6 +139,33 @@ def train_conv(split: DigitsSplit | None = None, channels: int = 8, seed: int = 
     proto = _model("digits_conv", nodes, inits, ["N", 1, 8, 8], ["N", 10])
     return FloatModel("conv", proto, split.images(split.x_train), split.images(split.x_test),
                       split.y_test)
+
+
+#: MLPerf Tiny's anomaly-detection model: a fully connected autoencoder over 640 log-mel values.
+AUTOENCODER_WIDTHS = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640)
+
+
+def autoencoder(seed: int = 0, samples: int = 400) -> FloatModel:
+    """A fully connected autoencoder shaped like MLPerf Tiny's anomaly-detection model
+    (:data:`AUTOENCODER_WIDTHS`, ReLU between layers), as ``Gemm`` nodes with random He-scaled
+    weights: the shapes and the arithmetic of the real model, for measuring throughput. Its
+    calibration and test inputs are random too (no data set ships with its shape)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x = [], [], "input"
+    layers = len(AUTOENCODER_WIDTHS) - 1
+    for i, (k, n) in enumerate(zip(AUTOENCODER_WIDTHS, AUTOENCODER_WIDTHS[1:])):
+        inits += [_init(f"w{i}", rng.normal(0.0, np.sqrt(2.0 / k), (k, n))),
+                  _init(f"b{i}", rng.normal(0.0, 0.05, n))]
+        y = "logits" if i == layers - 1 else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [y], name=f"fc{i}"))
+        if i < layers - 1:
+            nodes.append(helper.make_node("Relu", [y], [f"a{i}"], name=f"relu{i}"))
+            x = f"a{i}"
+    proto = _model("autoencoder", nodes, inits, ["N", AUTOENCODER_WIDTHS[0]],
+                   ["N", AUTOENCODER_WIDTHS[-1]])
+    data = rng.normal(0.0, 1.0, (2 * samples, AUTOENCODER_WIDTHS[0])).astype(np.float32)
+    return FloatModel("autoencoder", proto, data[:samples], data[samples:],
+                      np.zeros(samples, np.int64))
 
 
 def save_model(proto: onnx.ModelProto, path: str | Path) -> Path:

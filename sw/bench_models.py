@@ -1,0 +1,119 @@
+"""``python -m sw bench --models``: whole quantized models, one inference call at a time.
+
+For each model and batch size, the second of two identical calls is measured (so that whatever a
+first call leaves on the device counts as it would in a stream of inferences): the device's own
+working cycles, the compiler's prediction, and the bytes that crossed the link each way against
+the floor a model resident on the device would need (its quantized inputs and outputs).
+
+On a board the serial link paces everything: a byte each way every ``clock / baud * 10`` cycles.
+Per board link the table gives the end-to-end bound ``max(device cycles, bytes in x pace, bytes
+out x pace)`` of a full-duplex link, the inferences per second it allows at the board's clock, and
+the share of that time the core cannot work for waiting on the link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bench import counter_read_cost
+from .device_base import Device
+from .onnx_import import RillModel
+
+__all__ = ["LinkPace", "ModelRow", "measure_model", "bench_models", "format_models", "models_json"]
+
+
+@dataclass(frozen=True)
+class LinkPace:
+    """A board's serial link as the core sees it."""
+
+    name: str
+    clock_hz: float
+    baud: int
+
+    @property
+    def cycles_per_byte(self) -> int:
+        """Core cycles per byte on the wire (8N1: ten bit times)."""
+        return round(self.clock_hz * 10 / self.baud)
+
+
+@dataclass
+class ModelRow:
+    model: str
+    batch: int
+    device_cycles: int        #: the device's working cycles for one call
+    predicted_cycles: int     #: the compiler's prediction of them
+    bytes_sent: int           #: framed bytes host -> device, one call
+    bytes_received: int       #: framed bytes device -> host, one call
+    io_bytes: int             #: quantized inputs + outputs: what a resident model must move
+    links: dict[str, dict] = field(default_factory=dict)
+
+
+def _quantized_bytes(model: RillModel, feeds: dict[str, np.ndarray], outputs) -> int:
+    """Bytes of the int8 tensors the device would take in and give back for one call."""
+    ins = sum(np.asarray(v).size for v in feeds.values())
+    outs = sum(np.asarray(v).size for v in outputs.values())
+    return ins + outs
+
+
+def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, np.ndarray],
+                  paces: list[LinkPace]) -> ModelRow:
+    """One row: the second of two calls of ``model`` on ``feeds`` (see the module docstring).
+    ``device`` must be a linked device (it has ``host.stats``)."""
+    model.run(device, feeds)
+    stats = device.host.stats
+    before, sent, received = device.read_counters(), stats.wire_bytes_sent, \
+        stats.wire_bytes_received
+    outputs = model.run(device, feeds)
+    sent, received = stats.wire_bytes_sent - sent, stats.wire_bytes_received - received
+    after = device.read_counters()
+    cycles = after["cycles"] - before["cycles"] - counter_read_cost(device.params)
+    batch = len(next(iter(feeds.values())))
+    row = ModelRow(name, batch, cycles, sum(model.predicted_cycles().values()), sent, received,
+                   _quantized_bytes(model, feeds, outputs))
+    for pace in paces:
+        link_in, link_out = sent * pace.cycles_per_byte, received * pace.cycles_per_byte
+        bound = max(cycles, link_in, link_out)
+        row.links[pace.name] = {
+            "cycles_per_byte": pace.cycles_per_byte, "clock_mhz": pace.clock_hz / 1e6,
+            "end_to_end_cycles": bound,
+            "inferences_per_second": round(batch * pace.clock_hz / bound, 2),
+            "link_bound_share": round(1 - cycles / bound, 4)}
+    return row
+
+
+def format_models(rows: list[ModelRow]) -> str:
+    paces = list(rows[0].links) if rows else []
+    head = (f"{'model':<14}{'batch':>6}{'device cyc':>12}{'predicted':>11}{'bytes in':>10}"
+            f"{'bytes out':>10}{'io bytes':>10}"
+            + "".join(f"{name + ' inf/s':>20}{'link-bound':>11}" for name in paces))
+    lines = ["Whole models, one call (the second of two), bounds on each board's serial link:",
+             head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.model:<14}{r.batch:>6}{r.device_cycles:>12}{r.predicted_cycles:>11}"
+                     f"{r.bytes_sent:>10}{r.bytes_received:>10}{r.io_bytes:>10}"
+                     + "".join(f"{r.links[p]['inferences_per_second']:>20,.2f}"
+                               f"{r.links[p]['link_bound_share']:>11.1%}" for p in paces))
+    lines.append("(inf/s: inferences per second the full-duplex link allows at the board's clock; "
+                 "link-bound: share of that time the core waits for the link)")
+    return "\n".join(lines)
+
+
+def models_json(rows: list[ModelRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+def bench_models(device: Device, paces: list[LinkPace], folder: Path,
+                 batches=(1, 32)) -> list[ModelRow]:
+    """The demo's conv model and the MLPerf-Tiny-shaped autoencoder, quantized by onnxruntime,
+    at each batch size in ``batches``."""
+    from .models import autoencoder, quantize, train_conv
+    rows = []
+    for float_model in (train_conv(), autoencoder()):
+        model = RillModel.load(quantize(float_model, folder))
+        for batch in batches:
+            feeds = {model.input_names[0]: float_model.test_inputs[:batch]}
+            rows.append(measure_model(device, float_model.name, model, feeds, paces))
+    return rows
