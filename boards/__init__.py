@@ -7,10 +7,13 @@ Adding a board is one module that defines a :class:`~boards.board.Board` and one
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
+
+from hw.params import RillParams
 
 from .board import Board
 
-__all__ = ["REGISTRY", "UnknownBoard", "board_names", "get_board"]
+__all__ = ["REGISTRY", "UnknownBoard", "board_names", "get_board", "BOARD_PARAMS"]
 
 #: Board name -> ``"module:attribute"`` of its :class:`Board` (imported on first use).
 REGISTRY = {
@@ -39,3 +42,21 @@ def get_board(name: str) -> Board:
     board = getattr(importlib.import_module(module), attribute)
     assert board.name == name, (name, board.name)
     return board
+
+
+class _BoardParams(Mapping[str, RillParams]):
+    """Board name -> the params of the core its bitstream carries (each board imported on use)."""
+
+    def __getitem__(self, name: str) -> RillParams:
+        return get_board(name).params
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
+#: The boards' params for the host's ``--board-params``, registered as the ``rill.boards`` entry
+#: point (the host sits below the boards and reaches them only through that registry).
+BOARD_PARAMS = _BoardParams()

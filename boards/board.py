@@ -64,8 +64,8 @@ class Board:
 
     def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
         """This board with another array shape (SRAM depths unchanged)."""
-        params = replace(self.params, rows=rows or self.params.rows,
-                         cols=cols or self.params.cols)
+        params = replace(self.params, rows=self.params.rows if rows is None else rows,
+                         cols=self.params.cols if cols is None else cols)
         return replace(self, params=params)
 
 

@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from hw.params import RillParams
+from hw.params import ParamsError, RillParams
 
-__all__ = ["main"]
+__all__ = ["main", "BOARDS_GROUP", "UsageError"]
+
+#: Entry-point group of the boards' params: each entry names a mapping of board name to the
+#: :class:`RillParams` its bitstream carries. The boards sit above the host, so ``--board-params``
+#: reaches them through this registry, filled by the package that has them.
+BOARDS_GROUP = "rill.boards"
+
+
+class UsageError(Exception):
+    """A command line that cannot work as given; the message says what to give instead."""
 
 DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilator; default), "
                "sim+cocotb (the same RTL under cocotb: slower, Python in the loop), "
@@ -31,8 +41,9 @@ def _device_options(args) -> dict:
     """What ``--trace``/``--trace-cycles`` ask of the device, as :func:`open_device` options."""
     options = {}
     if args.trace_cycles is not None and args.trace is None:
-        raise SystemExit("error: --trace-cycles needs --trace FILE")
+        raise UsageError("--trace-cycles needs --trace FILE")
     if args.trace is not None:
+        _check_writable(args.trace, "--trace")
         options["trace"] = args.trace
     if args.trace_cycles is not None:
         first, sep, last = args.trace_cycles.partition(":")
@@ -41,11 +52,57 @@ def _device_options(args) -> dict:
         except ValueError:
             window = None
         if not sep or window is None or window[0] >= window[1]:
-            raise SystemExit(f"error: --trace-cycles {args.trace_cycles}: give FIRST:LAST, "
+            raise UsageError(f"--trace-cycles {args.trace_cycles}: give FIRST:LAST, "
                              "e.g. 1000:2000 (either may be left out)")
         options["trace_cycles"] = window
     return options
 
+
+def _check_writable(path: str, option: str) -> None:
+    """Refuse, before any work, an output path whose folder does not exist."""
+    folder = Path(path).parent
+    if Path(path).is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name in it")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist; create it or "
+                         "give a path in an existing folder")
+
+
+def _load_array(path: str, name: str):
+    """The array in a ``.npy`` file, or a :class:`UsageError` saying what is wrong with it."""
+    import numpy as np
+    hint = f"give input {name!r} as a .npy file written by numpy.save"
+    try:
+        value = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"--input {path}: no such file; {hint}") from None
+    except (IsADirectoryError, PermissionError) as error:
+        raise UsageError(f"--input {path}: cannot read it ({error.strerror}); {hint}") from None
+    except (ValueError, OSError, EOFError):   # text, a pickle, an object array, a cut-off file
+        raise UsageError(f"--input {path}: numpy cannot read an array from it; {hint}") from None
+    if not isinstance(value, np.ndarray):
+        value.close()   # an .npz archive of several arrays
+        raise UsageError(f"--input {path}: an .npz archive, not one array; {hint}")
+    return value
+
+
+def _board_catalogues() -> list[Mapping[str, RillParams]]:
+    """The installed boards, as mappings of board name to params (:data:`BOARDS_GROUP`)."""
+    from importlib.metadata import entry_points
+    return [point.load() for point in entry_points(group=BOARDS_GROUP)]
+
+
+def board_params(name: str) -> RillParams:
+    """The params of the core board ``name``'s bitstream carries, from the registered boards."""
+    catalogues = _board_catalogues()
+    for catalogue in catalogues:
+        if name in catalogue:
+            return catalogue[name]
+    names = [board for catalogue in catalogues for board in catalogue]
+    if not names:
+        raise UsageError(f"--board-params {name}: no boards are installed (the {BOARDS_GROUP!r} "
+                         "entry points); install the project with pip install -e .")
+    raise UsageError(f"no board named {name!r}; boards: {', '.join(names)}")
 
 
 def _params_from(args) -> RillParams:
@@ -56,11 +113,12 @@ def _params_from(args) -> RillParams:
     if args.board_params is None and args.rows is None and args.cols is None \
             and args.device.startswith(BOARD_URLS):
         return ask_params(args.device)
-    defaults = RillParams()
-    if args.board_params is not None:
-        from boards import get_board
-        defaults = get_board(args.board_params).params
-    return replace(defaults, rows=args.rows or defaults.rows, cols=args.cols or defaults.cols)
+    defaults = RillParams() if args.board_params is None else board_params(args.board_params)
+    try:
+        return replace(defaults, rows=defaults.rows if args.rows is None else args.rows,
+                       cols=defaults.cols if args.cols is None else args.cols)
+    except ParamsError as error:
+        raise UsageError(f"{error}; give --rows and --cols of 2 or more") from None
 
 
 def _executor(device: str, params: RillParams, options: dict | None = None, speeds=None):
@@ -103,6 +161,9 @@ def cmd_bench(args) -> int:
     from .bench import default_workloads, format_table, measure, plot, write_json
     from .device import device_kinds
     params = _params_from(args)
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is not None:
+            _check_writable(path, option)
     kind = device_kinds().get(args.device)
     kind = kind.load() if kind is not None else None
     speeds = []
@@ -171,11 +232,11 @@ def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str
         name, sep, path = value.partition("=")
         if not sep:
             if len(names) != 1 or len(values) != 1:
-                raise SystemExit(f"error: the model has {what}s {names}; give each as "
+                raise UsageError(f"the model has {what}s {names}; give each as "
                                  f"--{what} NAME=PATH")
             name, path = names[0], value
         if name not in names:
-            raise SystemExit(f"error: the model has no {what} {name!r}; its {what}s: {names}")
+            raise UsageError(f"the model has no {what} {name!r}; its {what}s: {names}")
         pairs[name] = path
     return pairs
 
@@ -185,27 +246,30 @@ def cmd_run(args) -> int:
 
     from .device import open_device
     from .onnx_import import ModelImportError, RillModel
+    if not Path(args.model).exists():
+        raise UsageError(f"{args.model}: no such file; give the path of a quantized .onnx model")
     try:
         model = RillModel.load(args.model)
-    except (ModelImportError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ModelImportError as error:
+        raise UsageError(str(error)) from None
     inputs = _name_path_pairs(args.input, model.input_names, "input")
     missing = set(model.input_names) - set(inputs)
     if missing:
-        raise SystemExit(f"error: missing --input for {sorted(missing)}")
+        raise UsageError(f"missing --input for {sorted(missing)}")
     outputs = _name_path_pairs(args.output, model.output_names, "output")
-    feeds = {name: np.load(path) for name, path in inputs.items()}
+    for path in outputs.values():
+        _check_writable(path, "--output")
+    feeds = {name: _load_array(path, name) for name, path in inputs.items()}
+    params, options = _params_from(args), _device_options(args)
 
     def progress(layer, index, total):
         print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)
 
-    with open_device(args.device, _params_from(args), **_device_options(args)) as device:
+    with open_device(args.device, params, **options) as device:
         try:
             results = model.run(device, feeds, progress=progress)
         except ModelImportError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+            raise UsageError(str(error)) from None
     for name, path in outputs.items():
         np.save(path, results[name])
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
@@ -297,12 +361,13 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     if args.board_params is not None:
-        from boards import REGISTRY, UnknownBoard
-        if args.board_params not in REGISTRY:
-            parser.error(str(UnknownBoard(args.board_params)))
+        try:
+            board_params(args.board_params)
+        except UsageError as error:
+            parser.error(str(error))
     from .device import DeviceError
     try:
         return args.func(args)
-    except DeviceError as error:
+    except (UsageError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
