@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from hw import isa
+from hw.isa import Opcode, Precision
 from hw.params import RillParams
-from sim.cases import expectations, random_gemm_program
+from sim.cases import counters_in, expectations, random_gemm_program
 from sw.device import DeviceError, ParamsMismatch, device_kinds, open_device
-from sw.program import Program
+from sw.program import Program, gemm_program
 
 SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
                    qparam_depth=64)
@@ -106,3 +107,37 @@ def test_sim_device_writes_a_waveform_window(tmp_path):
 def test_trace_needs_a_known_suffix():
     with pytest.raises(DeviceError, match=r"\.vcd or \.fst"):
         open_device("sim", SMALL, trace="wave.txt")
+
+
+def _counters(device, program: Program) -> dict[str, int]:
+    """The counters the program's last instruction, a READ_COUNTERS, reports."""
+    response = device.execute(program.to_bytes(), program.response_bytes)
+    assert len(response) == program.response_bytes
+    return counters_in(response, len(response) - 16)
+
+
+@pytest.mark.parametrize("precision", [Precision.INT8, Precision.INT4])
+@pytest.mark.parametrize("shape", [(12, 9, 6), (3, 17, 11), (1, 4, 4)])
+def test_rtl_counters_equal_the_compilers_prediction(precision, shape):
+    """The RTL's own ``cycles`` over a GEMM program equal the cycles the compiler predicts for it
+    (the ISA's cycle costs), and ``busy`` the rows its MATMULs issue."""
+    rng = np.random.default_rng(sum(shape) + precision.value)
+    m, k, n = shape
+    lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
+    prog = gemm_program(SMALL, rng.integers(-128, 128, (m, k)), rng.integers(lo, hi, (k, n)),
+                        precision=precision,
+                        qparams=([0] * n, [1 << 23] * n, [30] * n, [0] * n))
+    assert prog.chunks[-1][0] == Opcode.READ_COUNTERS.value
+    first = Program(SMALL)
+    first.read_counters()
+    with open_device("sim", SMALL) as device:
+        before, after = _counters(device, first), _counters(device, prog)
+    # Between the two reads ran the first READ_COUNTERS and all of ``prog`` but its own
+    # READ_COUNTERS, whose cost equals the first's: the difference is ``prog``'s prediction.
+    assert after["cycles"] - before["cycles"] == prog.predicted_cycles
+    assert after["instructions"] - before["instructions"] == len(prog.chunks)
+    matmuls = [isa.decode_fields(Opcode.MATMUL, chunk[1:]) for chunk in prog.chunks
+               if chunk[0] == Opcode.MATMUL.value]
+    assert matmuls
+    assert after["busy"] - before["busy"] == sum(f["m"] * f["k_tiles"] * f["n_tiles"]
+                                                 for f in matmuls)
