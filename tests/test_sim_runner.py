@@ -11,7 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim import build_cache, runner
-from sim.runner import CocotbTestFailure, SimTimeout, run_cocotb, verilog_for
+from sim.runner import CocotbRun, CocotbTestFailure, SimTimeout, run_cocotb, verilog_for
 
 TB = "sim.testbenches.smoke_counter_tb"
 
@@ -111,6 +111,19 @@ def test_testcase_selects_tests(tmp_path):
     result = run_cocotb(SmokeCounter(), "smoke_counter", TB, testcase="reset_clears",
                         test_dir=tmp_path)
     assert result.passed == (f"{TB}.reset_clears",)
+
+
+def test_options_as_a_cocotb_run_with_keyword_overrides(tmp_path):
+    """A :class:`CocotbRun` shared by several calls; keywords override its fields per call."""
+    shared = CocotbRun(testcase="reset_clears", test_dir=tmp_path / "shared")
+    assert run_cocotb(SmokeCounter(), "smoke_counter", TB, shared).passed == \
+        (f"{TB}.reset_clears",)
+    other = run_cocotb(SmokeCounter(), "smoke_counter", TB, shared,
+                       testcase="counts_loads_and_wraps", test_dir=tmp_path / "other")
+    assert other.passed == (f"{TB}.counts_loads_and_wraps",)
+    assert other.test_dir == tmp_path / "other"
+    with pytest.raises(TypeError):
+        run_cocotb(SmokeCounter, "smoke_counter", TB, shared, no_such_option=1)
 
 
 def test_hung_simulation_is_killed_after_the_timeout(tmp_path):
