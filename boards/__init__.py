@@ -13,7 +13,7 @@ from hw.params import RillParams
 
 from .board import Board
 
-__all__ = ["REGISTRY", "UnknownBoard", "board_names", "get_board", "BOARD_PARAMS"]
+__all__ = ["REGISTRY", "UnknownBoard", "board_names", "get_board", "BOARD_PARAMS", "BOARD_LINKS"]
 
 #: Board name -> ``"module:attribute"`` of its :class:`Board` (imported on first use).
 REGISTRY = {
@@ -60,3 +60,22 @@ class _BoardParams(Mapping[str, RillParams]):
 #: The boards' params for the host's ``--board-params``, registered as the ``rill.boards`` entry
 #: point (the host sits below the boards and reaches them only through that registry).
 BOARD_PARAMS = _BoardParams()
+
+
+class _BoardLinks(Mapping[str, tuple[float, int]]):
+    """Board name -> ``(core clock in Hz, UART baud)``: the pace of its serial link in core
+    cycles, for the host's benchmarks (each board imported on use)."""
+
+    def __getitem__(self, name: str) -> tuple[float, int]:
+        board = get_board(name)
+        return board.clock_hz, board.baud
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
+#: The boards' links, registered as the ``rill.board_links`` entry point.
+BOARD_LINKS = _BoardLinks()

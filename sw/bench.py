@@ -201,12 +201,13 @@ def format_table(params: RillParams, rows: list[BenchRow]) -> str:
 
 
 def write_json(path, params: RillParams, rows: list[BenchRow], stream_rows=(),
-               simulator: dict | None = None):
-    """The bench as JSON; ``simulator``: a simulated device's speed (cycles per second)."""
+               simulator: dict | None = None, models=()):
+    """The bench as JSON; ``simulator``: a simulated device's speed (cycles per second);
+    ``models``: :class:`sw.bench_models.ModelRow` s."""
     with open(path, "w") as f:
         json.dump({"params": asdict(params), "rows": [asdict(r) for r in rows],
-                   "stream": [asdict(r) for r in stream_rows], "simulator": simulator}, f,
-                  indent=1)
+                   "stream": [asdict(r) for r in stream_rows], "simulator": simulator,
+                   "models": [asdict(r) for r in models]}, f, indent=1)
 
 
 def plot(path, params: RillParams, rows: list[BenchRow]):

@@ -92,6 +92,22 @@ def _board_catalogues() -> list[Mapping[str, RillParams]]:
     return [point.load() for point in entry_points(group=BOARDS_GROUP)]
 
 
+def _board_links(names: list[str]):
+    """:class:`~sw.bench_models.LinkPace` of each named board (the ``rill.board_links`` entry
+    points: the host reaches the boards only through them)."""
+    from importlib.metadata import entry_points
+
+    from .bench_models import LinkPace
+    links = {}
+    for point in entry_points(group="rill.board_links"):
+        links.update(point.load())
+    unknown = [name for name in names if name not in links]
+    if unknown:
+        raise UsageError(f"--links {' '.join(unknown)}: no such board; boards: "
+                         f"{', '.join(links) or 'none installed (pip install -e .)'}")
+    return [LinkPace(name, *links[name]) for name in names]
+
+
 def board_params(name: str) -> RillParams:
     """The params of the core board ``name``'s bitstream carries, from the registered boards."""
     catalogues = _board_catalogues()
@@ -196,11 +212,23 @@ def cmd_bench(args) -> int:
                            if r.device_cycles != r.predicted_device_cycles]
         elif args.stream:
             print("\n(end-to-end streaming needs the RTL in lockstep with the host: --device sim)")
+        model_rows = []
+        if args.models:
+            from .bench_models import bench_models, format_models
+            from .device import open_device
+            print("\nwhole models (the demo's conv net, an MLPerf Tiny autoencoder)...",
+                  flush=True)
+            with open_device(args.device, params) as device:
+                model_rows = bench_models(device, _board_links(args.links), Path(folder))
+            print(format_models(model_rows))
+            mismatched += [f"{r.model} batch {r.batch}" for r in model_rows
+                           if r.device_cycles != r.predicted_cycles]
         simulator = _simulator_speed(kind, params, speeds, record)
     if simulator is not None:
         print(_format_simulator_speed(simulator))
     if args.json:
-        write_json(args.json, params, rows, stream_rows, simulator=simulator)
+        write_json(args.json, params, rows, stream_rows, simulator=simulator,
+                   models=model_rows)
         print(f"wrote {args.json}")
     if mismatched:
         print(f"error: measured cycles differ from the prediction for {mismatched}",
@@ -350,6 +378,13 @@ def main(argv=None) -> int:
                    help="also stream a layer through the core and link RTL over a UART-paced "
                         "wire and report end-to-end throughput and wire bytes (sim only; "
                         "a few minutes); default on")
+    p.add_argument("--models", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run whole models (the demo's conv net and an autoencoder shaped "
+                        "like MLPerf Tiny's anomaly detection, batch 1 and 32) and bound their "
+                        "inferences per second on each board's serial link; default on")
+    p.add_argument("--links", nargs="+", default=["icebreaker", "ulx3s-85f"], metavar="BOARD",
+                   help="the boards whose links bound the whole models (default: icebreaker "
+                        "ulx3s-85f)")
     p.add_argument("--cycles-per-byte", type=int, default=None, metavar="N",
                    help="the paced wire's cycles per byte each way (default 120: 3 Mbaud at "
                         "36 MHz)")
