@@ -11,9 +11,11 @@ not compared is the ``stalls`` counter, which depends on the backpressure).
 """
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from support.params import SMALL
 
 from hw.isa import Config
 from hw.params import RillParams
@@ -25,17 +27,12 @@ from sw.program import Program, pack_act_words, pack_weight_tiles
 
 SHAPES = {
     "8x8": RillParams(),
-    "2x2": RillParams(rows=2, cols=2, act_depth=256, weight_depth=256, acc_depth=256,
-                      qparam_depth=64),
-    "4x4": RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
-                      qparam_depth=64),
-    "3x5": RillParams(rows=3, cols=5, act_depth=256, weight_depth=256, acc_depth=256,
-                      qparam_depth=64),
+    "2x2": replace(SMALL, rows=2, cols=2),
+    "4x4": SMALL,
+    "3x5": replace(SMALL, rows=3, cols=5),
     # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
     # accumulator reads without the register.
-    "2x2-serial": RillParams(rows=2, cols=2, act_depth=256, weight_depth=256, acc_depth=256,
-                             qparam_depth=64, serial_requant=True,
-                             deep_pipeline=False),
+    "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False),
 }
 
 

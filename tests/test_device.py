@@ -3,6 +3,7 @@ harness (``sim``) and cocotb (``sim+cocotb``)."""
 
 import numpy as np
 import pytest
+from support.params import SMALL
 
 from hw import isa
 from hw.isa import Opcode, Precision
@@ -10,9 +11,6 @@ from hw.params import RillParams
 from sim.cases import counters_in, expectations, random_gemm_program
 from sw.device import DeviceError, ParamsMismatch, device_kinds, open_device
 from sw.program import Program, gemm_program
-
-SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
-                   qparam_depth=64)
 
 
 def test_params_mismatch_is_refused():

@@ -2,15 +2,13 @@
 
 import numpy as np
 import pytest
+from support.params import SMALL as PARAMS
 
 from hw import isa
 from hw.isa import Opcode, Precision, Status
 from hw.params import RillParams
 from sw.golden import GoldenCore
 from sw.program import GemmLayout, Program, gemm_program
-
-PARAMS = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
-                    qparam_depth=64)
 
 
 def _raw_result(response: bytes, m: int, n: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.params import SMALL_SHALLOW as PARAMS
 
 from hw.link.protocol import (
     DeviceKind,
@@ -40,9 +41,6 @@ from sw.link import LinkHost, LinkTimeout, encode_frame
 from sw.link_faults import FaultInjector, LossyTransport
 from sw.link_model import LinkModel, LoopbackTransport
 from sw.program import Program
-
-PARAMS = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
-                    qparam_depth=16)
 
 
 def _programs(count: int, seed: int) -> list[Program]:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 
+from support.params import SMALL_SHALLOW as PARAMS
+
 from hw.isa import Precision
 from hw.link import LinkedCore
-from hw.params import RillParams
 from sim.link_cases import fuzz_through, random_programs_through
 from sim.lockstep import LockstepTransport, run_paced
 from sim.runner import run_cocotb
 from sw.bench_stream import StreamWorkload, measure_streaming
 
-PARAMS = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
-                   qparam_depth=16)
 #: A small response ring, so the response path wraps and backs up the core during the tests.
 RSP_BUFFER = 256
 

@@ -1,12 +1,10 @@
 """The SRAM tiles' no-collision promise reaches the read ports Yosys maps (hw/sram.py)."""
 
 from amaranth.back import rtlil
+from support.params import TINY as PARAMS
 
 from hw.link import LinkedCore
-from hw.params import RillParams
 from hw.sram import apply_no_rw_check
-
-PARAMS = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16)
 
 
 def test_every_tile_read_port_and_nothing_else_is_marked():

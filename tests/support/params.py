@@ -1,0 +1,17 @@
+"""The small core shapes the tests share: small enough to simulate in seconds, large enough that
+GEMMs span several tiles in each dimension."""
+
+from hw.params import RillParams
+
+__all__ = ["SMALL", "SMALL_SHALLOW", "TINY"]
+
+#: A 4x4 array with 256-deep SRAMs: the host-side and RTL tests' common core.
+SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
+                   qparam_depth=64)
+
+#: :data:`SMALL` with 128-deep SRAMs and 16 qparam entries: the link tests' core.
+SMALL_SHALLOW = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
+                           qparam_depth=16)
+
+#: A 2x3 array (rows unlike columns) with 64-deep SRAMs: quick in Amaranth's simulator.
+TINY = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16)
