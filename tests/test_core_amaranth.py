@@ -7,50 +7,43 @@ mistakes in seconds and run on any machine.
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from support.params import TINY as SMALL
 
 from hw import isa
 from hw.core import RillCore
 from hw.isa import Opcode
 from hw.params import RillParams
 from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program
+from sim.testbenches.byte_exchange import ByteExchange
 from sw.program import gemm_program
-
-SMALL = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16)
 
 
 def run_core(params: RillParams, program: bytes, response_bytes: int, *, seed=0,
              idle_in=0.0, busy_out=0.0, pauses: frozenset[int] = frozenset(), pause_cycles=0,
              timeout=200_000) -> bytes:
-    """Stream ``program`` in and collect the responses; the command stream goes quiet for
-    ``pause_cycles`` after each byte offset in ``pauses`` (the offset just past a byte)."""
+    """Stream ``program`` in and collect the responses (see :class:`ByteExchange`)."""
     dut = RillCore(params)
-    rng = np.random.default_rng(seed)
-    received = bytearray()
+    exchange = ByteExchange(program, response_bytes, np.random.default_rng(seed).random,
+                            idle_in, busy_out, pauses, pause_cycles)
 
     async def testbench(ctx):
-        sent, offering, quiet = 0, False, 0
         for _ in range(timeout):
-            quiet = max(0, quiet - 1)
-            if not offering and sent < len(program) and not quiet and rng.random() >= idle_in:
-                offering = True
-            ctx.set(dut.cmd.valid, offering)
-            ctx.set(dut.cmd.payload, program[sent] if offering else 0)
-            ctx.set(dut.rsp.ready, rng.random() >= busy_out)
-            if offering and ctx.get(dut.cmd.ready):
-                sent, offering = sent + 1, False
-                quiet = pause_cycles if sent in pauses else 0
-            if ctx.get(dut.rsp.valid) and ctx.get(dut.rsp.ready):
-                received.append(ctx.get(dut.rsp.payload))
+            valid, payload, ready = exchange.drive()
+            ctx.set(dut.cmd.valid, valid)
+            ctx.set(dut.cmd.payload, payload)
+            ctx.set(dut.rsp.ready, ready)
+            exchange.sample(ctx.get(dut.cmd.ready), ctx.get(dut.rsp.valid),
+                            lambda: ctx.get(dut.rsp.payload))
             await ctx.tick()
-            if sent == len(program) and len(received) >= response_bytes:
+            if exchange.done:
                 return
-        raise AssertionError(f"hung: sent {sent}/{len(program)}, got {len(received)}")
+        raise AssertionError(exchange.hung(timeout))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    return bytes(received)
+    return bytes(exchange.received)
 
 
 def _check(params, named, **kw):

@@ -17,42 +17,33 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from sim.testbenches.byte_exchange import ByteExchange
 from sim.testbenches.common import InputWriter, reset_core
 
 
 async def run_case(dut, case, rng):
     program = Path(case["program"]).read_bytes()
     expected_len = case["response_bytes"]
-    p_idle_in = case.get("idle_in", 0.0)
-    p_busy_out = case.get("busy_out", 0.0)
     timeout = case.get("timeout_cycles", 200 * (len(program) + expected_len) + 10_000)
-    received = bytearray()
-    sent = 0
-    offering = False
+    exchange = ByteExchange(program, expected_len, rng.random, case.get("idle_in", 0.0),
+                            case.get("busy_out", 0.0))
     clk, drive = dut.clk, InputWriter()
     cmd_valid, cmd_payload, cmd_ready = dut.cmd__valid, dut.cmd__payload, dut.cmd__ready
     rsp_valid, rsp_payload, rsp_ready = dut.rsp__valid, dut.rsp__payload, dut.rsp__ready
     for _ in range(timeout):
         await RisingEdge(clk)
-        # Drive for this cycle. A producer never withdraws an offered byte before it is taken.
-        if not offering and sent < len(program) and rng.random() >= p_idle_in:
-            offering = True
-        drive(cmd_valid, int(offering))
-        if offering:
-            drive(cmd_payload, program[sent])
-        taking = int(rng.random() >= p_busy_out)
-        drive(rsp_ready, taking)
+        valid, payload, ready = exchange.drive()
+        drive(cmd_valid, valid)
+        if valid:
+            drive(cmd_payload, payload)
+        drive(rsp_ready, ready)
         await ReadOnly()
-        if offering and cmd_ready.value:
-            sent += 1
-            offering = False
-        if taking and rsp_valid.value:
-            received.append(int(rsp_payload.value))
-        if sent == len(program) and len(received) >= expected_len:
+        exchange.sample(cmd_ready.value, rsp_valid.value, lambda: rsp_payload.value)
+        if exchange.done:
             break
     else:
-        raise AssertionError(f"{case['name']}: hung: sent {sent}/{len(program)} bytes, "
-                             f"received {len(received)}/{expected_len} after {timeout} cycles")
+        raise AssertionError(f"{case['name']}: {exchange.hung(timeout)}")
+    received = exchange.received
     await RisingEdge(dut.clk)
     dut.cmd__valid.value = 0
     Path(case["received"]).write_bytes(received)
