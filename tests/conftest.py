@@ -1,6 +1,8 @@
 """Shared pytest configuration and fixtures.
 
 The report header names the path the onnxruntime oracle (:mod:`sw.oracle`) takes on this machine.
+The small core shapes the tests share are constants in ``support.params`` (tests import them at
+module level, for ``parametrize``); test-only gateware and host pieces are in ``support``.
 """
 
 import onnx
