@@ -180,6 +180,7 @@ def cmd_bench(args) -> int:
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None:
             _check_writable(path, option)
+    links = _board_links(args.links) if args.models else []   # refused before any work
     kind = device_kinds().get(args.device)
     kind = kind.load() if kind is not None else None
     speeds = []
@@ -219,7 +220,7 @@ def cmd_bench(args) -> int:
             print("\nwhole models (the demo's conv net, an MLPerf Tiny autoencoder)...",
                   flush=True)
             with open_device(args.device, params) as device:
-                model_rows = bench_models(device, _board_links(args.links), Path(folder))
+                model_rows = bench_models(device, links, Path(folder))
             print(format_models(model_rows))
             mismatched += [f"{r.model} batch {r.batch}" for r in model_rows
                            if r.device_cycles != r.predicted_cycles]

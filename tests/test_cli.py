@@ -290,3 +290,11 @@ def test_build_refuses_a_bad_board_or_array(capsys, no_builds, tmp_path, argv, s
     line = _one_line_error(capsys, [*argv, "--out", str(tmp_path / "out")], main=hw.build.main)
     assert says in line
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_board_link_is_refused_before_the_bench_runs(capsys):
+    """``bench --links`` names boards; a wrong one is refused at once, not after the GEMMs."""
+    assert cli.main(["bench", "--device", "golden", "--links", "nonesuch"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "", "the bench ran before the links were checked"
+    assert err.count("\n") == 1 and "--links nonesuch: no such board; boards: icebreaker" in err
