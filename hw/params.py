@@ -156,6 +156,15 @@ class RillParams:
     def peak_macs_per_cycle(self, int4: bool) -> int:
         return self.k_per_tile(int4) * self.cols
 
+    def weight_capacity(self, int4: bool) -> int:
+        """Weights the weight SRAM holds: ``cols`` bytes a word, two 4-bit weights a byte."""
+        return self.weight_depth * self.cols * (2 if int4 else 1)
+
+    def act_capacity(self, int4: bool) -> int:
+        """Activation values the activation SRAM holds: a word is one K chunk of one row, so an
+        INT8 layer uses ``rows`` of its ``2 * rows`` lanes."""
+        return self.act_depth * self.k_per_tile(int4)
+
     @property
     def peak_macs_int8(self) -> int:
         return self.peak_macs_per_cycle(False)

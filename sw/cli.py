@@ -332,6 +332,11 @@ def cmd_info(args) -> int:
         print(f"  {name:<{width}}{value}")
     print(f"  peak MACs/cycle: {device_params.peak_macs_int8} INT8, "
           f"{device_params.peak_macs_int4} INT4")
+    p = device_params
+    print(f"  holds: {p.weight_capacity(False):,} int8 weights ({p.weight_capacity(True):,} "
+          f"int4), {p.act_capacity(False):,} activations in INT8 mode "
+          f"({p.act_capacity(True):,} in INT4 mode), {p.acc_depth:,} x {p.cols} int32 "
+          f"accumulators, {p.qparam_depth:,} requantization entries")
     counters = [int.from_bytes(response[24 + 4 * i:28 + 4 * i], "little") for i in range(4)]
     for name, value in zip(isa.COUNTER_NAMES, counters):
         print(f"  counter {name:<13}{value}")
