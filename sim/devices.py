@@ -14,31 +14,25 @@ Both are registered with :func:`sw.device.open_device` as device kinds (``pyproj
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
 from hw.params import RillParams
-from sw.device import DeviceError
+from sw.device_base import DeviceError
 from sw.link import LinkedDevice
 from sw.transport import open_transport
 
-from .harness import SimSpeed, harness_binary, read_speed, replay_speed, trace_format
+from .harness import SimSpeed, harness_binary, replay_speed, trace_format
 from .lockstep import run_paced
 from .runner import REPO_ROOT
+from .served import ServedProcess
 
 __all__ = ["SimDevice", "CocotbSimDevice", "ServedDevice"]
 
-#: Seconds a served simulator may take to listen (the cocotb bridge builds its model first).
-_START_TIMEOUT = 900
-
-
 class ServedDevice(LinkedDevice):
-    """A simulator subprocess that serves the wire on ``127.0.0.1`` and names its port in the
-    file ``{port_file}`` of its command line."""
+    """A simulator subprocess (:class:`sim.served.ServedProcess`) reached over
+    ``socket://127.0.0.1``."""
 
     #: After close: the simulator's own account of the run (:class:`sim.harness.SimSpeed`), or
     #: ``None`` when it gives none (the cocotb bridge).
@@ -46,47 +40,20 @@ class ServedDevice(LinkedDevice):
 
     def __init__(self, params: RillParams, command: list[str], *, timeout: float = 5.0,
                  env: dict | None = None):
-        self._proc = None
-        self._dir = tempfile.TemporaryDirectory(prefix="rill-sim-")
-        port_file = Path(self._dir.name) / "port"
-        self.log = Path(self._dir.name) / "simulator.log"
-        command = [part.format(port_file=port_file) for part in command]
-        with open(self.log, "wb") as log:
-            # Build progress lines go to our stderr; the simulator's chatter to the log.
-            self._proc = subprocess.Popen(command, stdout=log, stderr=None, env=env,
-                                          cwd=REPO_ROOT)
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not port_file.exists() or not port_file.read_text():
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._cleanup()
-                raise DeviceError(f"the simulation exited before serving (code {code}); "
-                                  "see the lines above")
-            if time.monotonic() > deadline:
-                self._cleanup()
-                raise DeviceError(f"the simulation did not start within {_START_TIMEOUT} s")
-            time.sleep(0.01)
+        self._server = ServedProcess(command, env=env)
+        self._proc = self._server.process
         try:
-            transport = open_transport(f"socket://127.0.0.1:{port_file.read_text()}")
+            transport = open_transport(f"socket://127.0.0.1:{self._server.port}")
             # The timeout is wall-clock time without a byte from the device.
             super().__init__(params, transport, timeout=timeout)
         except BaseException:
-            self._cleanup()
+            self._server.stop()
             raise
 
     def close(self):
         super().close()
-        self._cleanup()
-
-    def _cleanup(self):
-        if self._proc is not None and self._proc.poll() is None:
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self.speed = read_speed(self.log)
-        self._dir.cleanup()
+        self._server.stop()
+        self.speed = self._server.speed
 
 
 class SimDevice(ServedDevice):

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from hw.link.protocol import RSP_BUFFER_BYTES
 from hw.params import RillParams
@@ -24,8 +20,9 @@ from sw.golden import GoldenCore
 from sw.link import LinkHost
 from sw.program import Program
 
-from .harness import SimSpeed, harness_binary, read_speed
+from .harness import SimSpeed, harness_binary
 from .link_cases import assert_same, golden_answer
+from .served import ServedProcess
 
 __all__ = ["LockstepTransport", "run_paced", "CYCLES_PER_SECOND"]
 
@@ -40,18 +37,8 @@ class LockstepTransport:
     def __init__(self, params: RillParams, *, rx_gap: int = 0, tx_gap: int = 0,
                  link_options: dict | None = None):
         binary = harness_binary(params, link_options=link_options)
-        self._dir = tempfile.TemporaryDirectory(prefix="rill-lockstep-")
-        port_file = Path(self._dir.name) / "port"
-        self.log = Path(self._dir.name) / "harness.log"
-        with open(self.log, "wb") as log:
-            self._proc = subprocess.Popen([str(binary), "--lockstep", "--port-file",
-                                           str(port_file)], stdout=log)
-        while not port_file.exists():
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"the harness exited (code {self._proc.returncode}): "
-                                   f"{self.log.read_text(errors='replace')}")
-            time.sleep(0.01)
-        self._socket = socket.create_connection(("127.0.0.1", int(port_file.read_text())))
+        self._server = ServedProcess([str(binary), "--lockstep", "--port-file", "{port_file}"])
+        self._socket = socket.create_connection(("127.0.0.1", self._server.port))
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.sendall(struct.pack("<cII", b"P", rx_gap, tx_gap))
         self.cycles = 0
@@ -71,19 +58,14 @@ class LockstepTransport:
         while len(data) < n:
             chunk = self._socket.recv(n - len(data))
             if not chunk:
-                raise RuntimeError(f"the harness closed the connection; log {self.log}")
+                raise RuntimeError("the harness closed the connection")
             data += chunk
         return bytes(data)
 
     def close(self) -> None:
         self._socket.close()
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self.speed = read_speed(self.log)
-        self._dir.cleanup()
+        self._server.stop()
+        self.speed = self._server.speed
 
     def __enter__(self):
         return self
