@@ -1,9 +1,11 @@
 """``python -m sw bench --models``: whole quantized models, one inference call at a time.
 
 For each model and batch size, the second of two identical calls is measured (so that whatever a
-first call leaves on the device counts as it would in a stream of inferences): the device's own
-working cycles, the compiler's prediction, and the bytes that crossed the link each way against
-the floor a model resident on the device would need (its quantized inputs and outputs).
+first call leaves on the device, resident weights above all, counts as it would in a stream of
+inferences): the device's own working cycles, the compiler's prediction, and the bytes that
+crossed the link each way against the floor a model resident on the device would need (its
+quantized inputs and outputs). Each model runs streamed (every call sends every layer's weights)
+and resident (:mod:`sw.resident`: the weights that fit stay on the device).
 
 On a board the serial link paces everything: a byte each way every ``clock / baud * 10`` cycles.
 Per board link the table gives the end-to-end bound ``max(device cycles, bytes in x pace, bytes
@@ -59,19 +61,21 @@ def _quantized_bytes(model: RillModel, feeds: dict[str, np.ndarray], outputs) ->
 
 
 def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, np.ndarray],
-                  paces: list[LinkPace]) -> ModelRow:
-    """One row: the second of two calls of ``model`` on ``feeds`` (see the module docstring).
-    ``device`` must be a linked device (it has ``host.stats``)."""
-    model.run(device, feeds)
+                  paces: list[LinkPace], resident: bool = False) -> ModelRow:
+    """One row: the second of two calls of ``model`` on ``feeds`` (see the module docstring),
+    with the weights that fit resident on the device if ``resident``. ``device`` must be a linked
+    device (it has ``host.stats``)."""
+    model.run(device, feeds, resident=resident)
     stats = device.host.stats
     before, sent, received = device.read_counters(), stats.wire_bytes_sent, \
         stats.wire_bytes_received
-    outputs = model.run(device, feeds)
+    outputs = model.run(device, feeds, resident=resident)
     sent, received = stats.wire_bytes_sent - sent, stats.wire_bytes_received - received
     after = device.read_counters()
     cycles = after["cycles"] - before["cycles"] - counter_read_cost(device.params)
     batch = len(next(iter(feeds.values())))
-    row = ModelRow(name, batch, cycles, sum(model.predicted_cycles().values()), sent, received,
+    row = ModelRow(name + (" resident" if resident else ""), batch, cycles,
+                   sum(model.predicted_cycles().values()), sent, received,
                    _quantized_bytes(model, feeds, outputs))
     for pace in paces:
         link_in, link_out = sent * pace.cycles_per_byte, received * pace.cycles_per_byte
@@ -86,13 +90,13 @@ def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, 
 
 def format_models(rows: list[ModelRow]) -> str:
     paces = list(rows[0].links) if rows else []
-    head = (f"{'model':<14}{'batch':>6}{'device cyc':>12}{'predicted':>11}{'bytes in':>10}"
+    head = (f"{'model':<22}{'batch':>6}{'device cyc':>12}{'predicted':>11}{'bytes in':>10}"
             f"{'bytes out':>10}{'io bytes':>10}"
             + "".join(f"{name + ' inf/s':>20}{'link-bound':>11}" for name in paces))
     lines = ["Whole models, one call (the second of two), bounds on each board's serial link:",
              head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.model:<14}{r.batch:>6}{r.device_cycles:>12}{r.predicted_cycles:>11}"
+        lines.append(f"{r.model:<22}{r.batch:>6}{r.device_cycles:>12}{r.predicted_cycles:>11}"
                      f"{r.bytes_sent:>10}{r.bytes_received:>10}{r.io_bytes:>10}"
                      + "".join(f"{r.links[p]['inferences_per_second']:>20,.2f}"
                                f"{r.links[p]['link_bound_share']:>11.1%}" for p in paces))
@@ -108,12 +112,14 @@ def models_json(rows: list[ModelRow]) -> list[dict]:
 def bench_models(device: Device, paces: list[LinkPace], folder: Path,
                  batches=(1, 32)) -> list[ModelRow]:
     """The demo's conv model and the MLPerf-Tiny-shaped autoencoder, quantized by onnxruntime,
-    at each batch size in ``batches``."""
+    at each batch size in ``batches``, streamed and with the weights that fit resident."""
     from .models import autoencoder, quantize, train_conv
     rows = []
     for float_model in (train_conv(), autoencoder()):
         model = RillModel.load(quantize(float_model, folder))
-        for batch in batches:
-            feeds = {model.input_names[0]: float_model.test_inputs[:batch]}
-            rows.append(measure_model(device, float_model.name, model, feeds, paces))
+        for resident in (False, True):
+            for batch in batches:
+                feeds = {model.input_names[0]: float_model.test_inputs[:batch]}
+                rows.append(measure_model(device, float_model.name, model, feeds, paces,
+                                          resident))
     return rows

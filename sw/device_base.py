@@ -35,6 +35,10 @@ class Device:
     """
 
     params: RillParams
+    #: What a resident model has placed in the device's SRAMs (set by
+    #: :meth:`sw.model_ir.QuantizedModel.run`); any command stream not marked as keeping it
+    #: forgets it, since it may have overwritten those SRAMs.
+    resident: object | None = None
 
     def __init__(self, params: RillParams):
         self.params = params
@@ -51,13 +55,18 @@ class Device:
     def _exchange(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
         raise NotImplementedError
 
-    def execute(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
+    def execute(self, commands: bytes, response_bytes: int, cuts=(), *,
+                keeps_resident: bool = False) -> bytes:
         """Send a command stream and return its ``response_bytes`` response bytes. ``cuts``:
-        offsets to end link frames at (:meth:`sw.program.Program.frame_cuts`), for speed."""
+        offsets to end link frames at (:meth:`sw.program.Program.frame_cuts`), for speed.
+        ``keeps_resident``: the stream leaves a resident model's SRAM contents alone."""
+        if not keeps_resident:
+            self.resident = None
         return self._exchange(commands, response_bytes, cuts)
 
     def read_info(self) -> RillParams:
-        response = self.execute(isa.encode(Opcode.INFO), isa.RESPONSE_HEADER_BYTES + 16)
+        response = self.execute(isa.encode(Opcode.INFO), isa.RESPONSE_HEADER_BYTES + 16,
+                                keeps_resident=True)
         if response[0] != isa.Status.OK.value:
             raise DeviceError(f"INFO failed with status {response[0]}", status=response[0])
         params, version = RillParams.from_info_bytes(response[isa.RESPONSE_HEADER_BYTES:])
@@ -75,7 +84,8 @@ class Device:
 
     def read_counters(self) -> dict[str, int]:
         response = self.execute(isa.encode(Opcode.READ_COUNTERS),
-                                isa.RESPONSE_HEADER_BYTES + 4 * len(isa.COUNTER_NAMES))
+                                isa.RESPONSE_HEADER_BYTES + 4 * len(isa.COUNTER_NAMES),
+                                keeps_resident=True)
         payload = response[isa.RESPONSE_HEADER_BYTES:]
         return {name: int.from_bytes(payload[4 * i:4 * i + 4], "little")
                 for i, name in enumerate(isa.COUNTER_NAMES)}

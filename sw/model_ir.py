@@ -21,10 +21,12 @@ import numpy as np
 
 from hw.params import RillParams
 
-from .compiler import CompiledLinear, LayerProgram, QuantizedLinear, compile_linear
-from .conv import QuantizedConv, conv_program
-from .device_base import Device
+from .compiler import CompiledLinear, LayerProgram, QuantizedLinear, compile_linear, scalar_int
+from .conv import QuantizedConv, im2col
+from .device_base import Device, DeviceError
 from .host_ops import run_host_op
+from .program import Program
+from .resident import Allocation, Residence, allocate, load_program, resident_program
 
 __all__ = ["TensorSpec", "DeviceLayer", "HostStep", "QuantizedModel", "InputError"]
 
@@ -77,21 +79,32 @@ class DeviceLayer:
             self._compiled[params] = compile_linear(params, self.linear)
         return self._compiled[params]
 
-    def program(self, params: RillParams, x: np.ndarray):
-        """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output."""
-        compiled = self.compiled(params)
+    def as_matrix(self, x: np.ndarray):
+        """``(x2d, reshape)``: the layer's input as the (M, K) matrix the device multiplies, and
+        how to shape the (M, N) result as the layer's output."""
         if self.kind == "conv":
-            lp, (n, oh, ow) = conv_program(compiled, self.conv, x)
-            return lp, lambda y: np.ascontiguousarray(
+            x = np.asarray(x)
+            if x.ndim != 4:
+                raise InputError(f"conv {self.name!r} needs an NCHW input, got shape {x.shape}")
+            pad = scalar_int(self.linear.a_zp, "activation zero point")
+            cols, (n, oh, ow) = im2col(x, self.conv.kernel, self.conv.pads, self.conv.strides, pad)
+            return cols.astype(x.dtype, copy=False), lambda y: np.ascontiguousarray(
                 y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
         if self.kind == "gemm":
             if x.ndim != 2:
                 raise InputError(f"Gemm {self.name!r} needs a 2-D input, got shape {x.shape}")
-            lp = compiled.program(np.ascontiguousarray(x.T) if self.trans_a else x)
-            return lp, lambda y: y
+            return (np.ascontiguousarray(x.T) if self.trans_a else x), lambda y: y
         lead = x.shape[:-1]
-        lp = compiled.program(x.reshape(-1, x.shape[-1]))
-        return lp, lambda y: y.reshape(*lead, y.shape[-1])
+        return x.reshape(-1, x.shape[-1]), lambda y: y.reshape(*lead, y.shape[-1])
+
+    def program(self, params: RillParams, x: np.ndarray, residence: Residence | None = None):
+        """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output;
+        with ``residence``, a call of the layer resident there (:mod:`sw.resident`)."""
+        x2d, reshape = self.as_matrix(x)
+        compiled = self.compiled(params)
+        if residence is not None:
+            return resident_program(compiled, residence, x2d), reshape
+        return compiled.program(x2d), reshape
 
 
 @dataclass(frozen=True)
@@ -125,14 +138,40 @@ class QuantizedModel:
             raise InputError(f"inputs {sorted(feeds)} given; the model takes {sorted(expected)}")
         return {name: spec.check(feeds[name]) for name, spec in expected.items()}
 
+    def load(self, device: Device) -> Allocation:
+        """Place the model's layers in ``device``'s SRAMs (:func:`sw.resident.allocate`) and load
+        the resident ones' weights and requantization entries, unless they are there already."""
+        params = device.params
+        if isinstance(device.resident, _Resident) and device.resident.model is self \
+                and device.resident.params == params:
+            return device.resident.allocation
+        compiled = [layer.compiled(params) for layer in self.layers]
+        allocation = allocate(params, compiled)
+        program = Program(params)
+        for index, residence in allocation.residences.items():
+            program.extend(load_program(compiled[index], residence))
+        program.sync()   # one answer: a refused load shows up as its error status, not silence
+        response = device.execute(program.to_bytes(), program.response_bytes,
+                                  program.frame_cuts(), keeps_resident=True)
+        if response[0] != 0:
+            raise DeviceError(f"loading the model failed with status {response[0]} at "
+                              f"instruction #{int.from_bytes(response[2:4], 'little')}",
+                              status=response[0], opcode=response[1])
+        self.load_program = program
+        device.resident = _Resident(self, params, allocation)
+        return allocation
+
     def run(self, device: Device, feeds: dict[str, Any], *,
             progress: Callable[[str, int, int], None] | None = None,
-            programs: list[LayerProgram] | None = None) -> dict[str, np.ndarray]:
+            programs: list[LayerProgram] | None = None,
+            resident: bool = False) -> dict[str, np.ndarray]:
         """Run every step; returns ``{output name: array}``. Each device layer's program is
         appended to ``programs``; ``progress(layer name, index, layer count)`` is called before
-        each device layer."""
+        each device layer. ``resident``: load the weights once (:meth:`load`, on the first call
+        on ``device``) and send only activations and instructions per call."""
         env = dict(self.constants)
         env.update(self.check_inputs(feeds))
+        allocation = self.load(device) if resident else None
         layers, done = len(self.layers), 0
         for step in self.steps:
             if isinstance(step, HostStep):
@@ -140,10 +179,26 @@ class QuantizedModel:
                 continue
             if progress is not None:
                 progress(step.name, done, layers)
-            lp, shape = step.program(device.params, env[step.input])
+            if allocation is None:
+                lp, shape = step.program(device.params, env[step.input])
+            elif done in allocation.residences:
+                lp, shape = step.program(device.params, env[step.input],
+                                         allocation.residences[done])
+            else:
+                lp, shape = step.program(allocation.streaming_params, env[step.input])
             if programs is not None:
                 programs.append(lp)
-            response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts)
+            response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts,
+                                      **({"keeps_resident": True} if resident else {}))
             env[step.output] = shape(lp.assemble(response))
             done += 1
         return {name: env[name] for name in self.outputs}
+
+
+@dataclass(frozen=True, eq=False)
+class _Resident:
+    """What :meth:`QuantizedModel.load` left on a device."""
+
+    model: QuantizedModel
+    params: RillParams
+    allocation: Allocation

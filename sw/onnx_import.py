@@ -415,14 +415,19 @@ class RillModel:
         return self.model.layers
 
     def run(self, device: Device, feeds: dict[str, Any], *,
-            progress: Callable[[str, int, int], None] | None = None) -> dict[str, np.ndarray]:
+            progress: Callable[[str, int, int], None] | None = None,
+            resident: bool = False) -> dict[str, np.ndarray]:
         """Run the model; returns ``{output name: array}`` exactly as onnxruntime would.
 
         ``progress(layer name, index, layer count)`` is called before each device layer.
+        ``resident``: the weights that fit stay on the device between calls
+        (:meth:`sw.model_ir.QuantizedModel.load`); each call then sends little more than its
+        inputs.
         """
         self.programs = []
         try:
-            return self.model.run(device, feeds, progress=progress, programs=self.programs)
+            return self.model.run(device, feeds, progress=progress, programs=self.programs,
+                                  resident=resident)
         except InputError as error:
             if isinstance(error, InputMismatch):
                 raise

@@ -1,0 +1,141 @@
+"""Resident weights: a model's weights and requantization entries loaded into the device once.
+
+A layer is *resident* when its whole weight matrix and its requantization entries have their own
+place in the weight and requantization SRAMs, so that a call sends only its activations and
+instructions and receives its outputs. :func:`allocate` places a model's layers from the top of
+each SRAM down; the layers that do not fit stream their weights per call as before, compiled for
+the SRAM below the resident ones (so they never overwrite them).
+
+A resident layer's weights are stored as one block (all K tiles of all N tiles, the order
+:func:`sw.program.pack_weight_tiles` gives), so its calls use one N group and one K group whatever
+their number of rows: each chunk of rows is one ``LOAD_ACTS``, one ``MATMUL`` over every tile and
+one ``STORE`` of every column. Chunks are as long as the accumulators (``acc_depth`` rows of
+``cols`` columns for every N tile) and the activation SRAM (``k_tiles`` words a row) allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from hw.params import RillParams
+
+from .compiler import CompiledLinear, CompileError, LayerProgram
+from .planner import TilePlan, _balanced
+from .program import Program, pack_act_words, pack_weight_tiles
+
+__all__ = ["Residence", "Allocation", "allocate", "load_program", "resident_program"]
+
+#: MATMUL's ``k_tiles`` and ``n_tiles`` and STORE's ``n_tiles`` are one byte each.
+_MAX_TILES = 255
+_U16 = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Residence:
+    """Where one layer lives: its weight words and its requantization entries."""
+
+    weight_base: int
+    weight_words: int
+    qparam_base: int
+    qparam_entries: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A model's placement: each resident layer's :class:`Residence` by layer index, and the
+    params the streaming layers compile for (the SRAM below the resident layers)."""
+
+    residences: dict[int, Residence]
+    streaming_params: RillParams
+
+
+def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:
+    return (layer.k_tiles <= _MAX_TILES and layer.n_tiles <= _MAX_TILES
+            and layer.n_tiles <= params.acc_depth and layer.k_tiles <= params.act_depth)
+
+
+def _words(params: RillParams, layer: CompiledLinear) -> int:
+    return layer.k_tiles * layer.n_tiles * params.rows
+
+
+def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
+    """Every layer resident when they all fit. Otherwise layers in order while they fit in half
+    of each SRAM: the other half stays for the layers that stream, whose calls re-send
+    activations for every group of weights that does not fit (a smaller weight SRAM costs them
+    more bytes than a small resident layer saves)."""
+    weight_depth = min(params.weight_depth, _U16 + 1)
+    everything = all(_can_reside(params, layer) for layer in layers) \
+        and sum(_words(params, layer) for layer in layers) <= weight_depth \
+        and sum(layer.n for layer in layers) <= params.qparam_depth
+    weight_floor = 0 if everything else max(params.rows, weight_depth // 2)
+    qparam_floor = 0 if everything else max(params.cols, params.qparam_depth // 2)
+    weight_top, qparam_top = weight_depth, params.qparam_depth
+    residences = {}
+    for index, layer in enumerate(layers):
+        words = _words(params, layer)
+        if not _can_reside(params, layer) or weight_top - words < weight_floor \
+                or qparam_top - layer.n < qparam_floor:
+            continue
+        weight_top -= words
+        qparam_top -= layer.n
+        residences[index] = Residence(weight_top, words, qparam_top, layer.n)
+    streaming = params if everything else replace(params, weight_depth=weight_top,
+                                                  qparam_depth=qparam_top)
+    return Allocation(residences, streaming)
+
+
+def load_program(layer: CompiledLinear, residence: Residence) -> Program:
+    """The one-time load of a resident layer: its weight block and its requantization entries."""
+    prog = Program(layer.params)
+    prog.configure(layer.config)   # LOAD_WEIGHTS' word size follows the precision
+    prog.load_weights(residence.weight_base,
+                      pack_weight_tiles(layer.params, layer.weights, layer.int4))
+    prog.load_qparams(residence.qparam_base, *layer.qparams)
+    return prog
+
+
+def _plan(params: RillParams, layer: CompiledLinear, m: int) -> TilePlan:
+    """The call's plan: one N and one K group; chunks of rows within the accumulators and, unless
+    all of A fits in the activation SRAM at once, within it too."""
+    act_cap = min(params.act_depth, _U16)
+    acts_resident = m * layer.k_tiles <= act_cap
+    rows = min(_U16, m, params.acc_depth // layer.n_tiles)
+    if not acts_resident:
+        rows = min(rows, act_cap // layer.k_tiles)
+    return TilePlan(m, ((0, layer.n_tiles),), ((0, layer.k_tiles),), _balanced(m, rows), 1,
+                    acts_resident)
+
+
+def resident_program(layer: CompiledLinear, residence: Residence, x: np.ndarray) -> LayerProgram:
+    """One call of a resident layer on activations ``x`` (M x K): activations, MATMULs and
+    STOREs only.
+
+    A MATMUL reads K chunk ``kt`` of its row ``r`` at ``act_addr + kt * m + r``
+    (:func:`sw.program.pack_act_words` with its own ``m``), so each chunk of rows is a block of
+    its own: all blocks in one load when they fit, else each loaded before its MATMUL.
+    """
+    x = layer.to_device_acts(x)
+    params, m = layer.params, x.shape[0]
+    if m == 0:
+        raise CompileError(f"{layer.name}: no activation rows")
+    plan = _plan(params, layer, m)
+    kt, nt = layer.k_tiles, layer.n_tiles
+    blocks = [pack_act_words(params, x[row0:row0 + rows], layer.int4)
+              for row0, rows in plan.chunks]
+    prog, stores = Program(params), []
+    prog.configure(layer.config)
+    if plan.acts_resident:
+        prog.load_acts(0, np.concatenate(blocks))
+    act_addr = 0
+    for (row0, rows), block in zip(plan.chunks, blocks):
+        if not plan.acts_resident:
+            prog.load_acts(0, block)
+        prog.matmul(act_addr if plan.acts_resident else 0, residence.weight_base, 0, rows, kt, nt)
+        prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
+        stores.append((row0, rows, 0, layer.n))
+        act_addr += len(block)
+    # What must cross the link for a resident layer: its activations and its outputs.
+    compulsory = m * layer.k + m * layer.n * layer.out_dtype.itemsize
+    return LayerProgram(layer.name, prog, plan, stores, layer.out_dtype, layer.n, compulsory)
