@@ -24,7 +24,12 @@ from .bench import counter_read_cost
 from .device_base import Device
 from .onnx_import import RillModel
 
-__all__ = ["LinkPace", "ModelRow", "measure_model", "bench_models", "format_models", "models_json"]
+__all__ = ["LinkPace", "ModelRow", "measure_model", "bench_models", "format_models", "models_json",
+           "board_links", "BOARD_LINKS_GROUP"]
+
+#: The entry-point group in which the boards register their links (name -> (clock Hz, baud)):
+#: the host reaches the boards only through it.
+BOARD_LINKS_GROUP = "rill.board_links"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,20 @@ class LinkPace:
     def cycles_per_byte(self) -> int:
         """Core cycles per byte on the wire (8N1: ten bit times)."""
         return round(self.clock_hz * 10 / self.baud)
+
+
+def board_links(names: list[str]) -> list[LinkPace]:
+    """The :class:`LinkPace` of each named board; ``KeyError`` naming the unknown ones and the
+    boards there are."""
+    from importlib.metadata import entry_points
+    links = {}
+    for point in entry_points(group=BOARD_LINKS_GROUP):
+        links.update(point.load())
+    unknown = [name for name in names if name not in links]
+    if unknown:
+        raise KeyError(f"{' '.join(unknown)}: no such board; boards: "
+                       f"{', '.join(links) or 'none installed (pip install -e .)'}")
+    return [LinkPace(name, *links[name]) for name in names]
 
 
 @dataclass

@@ -93,19 +93,12 @@ def _board_catalogues() -> list[Mapping[str, RillParams]]:
 
 
 def _board_links(names: list[str]):
-    """:class:`~sw.bench_models.LinkPace` of each named board (the ``rill.board_links`` entry
-    points: the host reaches the boards only through them)."""
-    from importlib.metadata import entry_points
-
-    from .bench_models import LinkPace
-    links = {}
-    for point in entry_points(group="rill.board_links"):
-        links.update(point.load())
-    unknown = [name for name in names if name not in links]
-    if unknown:
-        raise UsageError(f"--links {' '.join(unknown)}: no such board; boards: "
-                         f"{', '.join(links) or 'none installed (pip install -e .)'}")
-    return [LinkPace(name, *links[name]) for name in names]
+    """:class:`~sw.bench_models.LinkPace` of each named board, or a usage error."""
+    from .bench_models import board_links
+    try:
+        return board_links(names)
+    except KeyError as error:
+        raise UsageError(f"--links {error.args[0]}") from None
 
 
 def board_params(name: str) -> RillParams:

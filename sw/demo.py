@@ -4,7 +4,9 @@
    seed), quantized by onnxruntime's ``quantize_static``, run on the whole test split: float vs
    int8 accuracy, agreement with onnxruntime's exact integer result (:mod:`sw.oracle`; must be
    100%), cycles measured vs predicted.
-2. GEMMs checked byte for byte against the golden model, with their array utilization.
+2. The same models one image at a time with their weights resident on the device: cycles per
+   image (measured = predicted), bytes each way, and the latency they mean on each board.
+3. GEMMs checked byte for byte against the golden model, with their array utilization.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _models_demo(device, folder: Path) -> int:
     logging.getLogger().setLevel(logging.ERROR)   # quantize_static's pre-processing advice
     read_cost = isa.cycle_cost(device.params, Config(), Opcode.READ_COUNTERS.value, {},
                                isa.Status.OK)
-    failures = 0
+    failures, models = 0, []
     _say(f"  {'model':<34}{'float acc':>10}{'int8 acc':>10}{'= ORT':>8}{'cycles':>10}"
          f"{'predicted':>11}{'array busy':>12}")
     for train, per_channel in ((train_mlp, True), (train_conv, False)):
@@ -77,8 +79,55 @@ def _models_demo(device, folder: Path) -> int:
         _say(f"  {name:<34}{float_acc:>10.1%}{np.mean(got.argmax(1) == labels):>10.1%}"
              f"{agree:>8.0%}{cycles:>10}{predicted:>11}{busy / cycles:>12.1%}")
         failures += (agree != 1.0) + (cycles != predicted)
+        models.append((float_model, model, path))
     _say("  (array busy: share of cycles the array takes a row; the rest is the byte link "
          "loading weights and activations)")
+    return failures, models
+
+
+#: Images run one at a time in the batch-1 part of the demo.
+_SINGLE_IMAGES = 8
+
+
+def _latency_demo(device, models) -> int:
+    """Each model at batch 1 with its weights resident: per image, the device's cycles (= the
+    prediction), the bytes each way, and what they take on each board (its clock and link)."""
+    from . import oracle
+    from .bench_models import board_links
+    links = board_links(["icebreaker", "ulx3s-85f"])
+    _say(f"  {'model':<12}{'resident':>10}{'cycles':>9}{'predicted':>11}{'bytes in':>10}"
+         f"{'out':>6}" + "".join(f"{f'{p.name} @ {p.clock_hz / 1e6:g} MHz':>34}"
+                                 for p in links))
+    failures = 0
+    for float_model, model, path in models:
+        model.run(device, {model.input_names[0]: float_model.test_inputs[:1]}, resident=True)
+        stats, cycles, sent, received = device.host.stats, [], [], []
+        for image in float_model.test_inputs[1:1 + _SINGLE_IMAGES]:
+            feeds = {model.input_names[0]: image[None]}
+            before, b_in, b_out = device.read_counters()["cycles"], stats.wire_bytes_sent, \
+                stats.wire_bytes_received
+            got = model.run(device, feeds, resident=True)
+            cycles.append(device.read_counters()["cycles"] - before
+                          - isa.cycle_cost(device.params, Config(), Opcode.READ_COUNTERS.value,
+                                           {}, isa.Status.OK))
+            sent.append(stats.wire_bytes_sent - b_in)
+            received.append(stats.wire_bytes_received - b_out)
+            failures += not np.array_equal(_single_output(got),
+                                           _single_output(oracle.run(path, feeds)))
+        predicted = sum(model.predicted_cycles().values())
+        failures += cycles[-1] != predicted
+        allocation = device.resident.allocation
+        where = f"{len(allocation.residences)}/{len(model.layers)}"
+        b_in, b_out = int(np.mean(sent)), int(np.mean(received))
+        shown = []
+        for pace in links:
+            compute_us = cycles[-1] / pace.clock_hz * 1e6
+            link_us = max(b_in, b_out) * pace.cycles_per_byte / pace.clock_hz * 1e6
+            shown.append(f"{f'{compute_us:,.0f} us core, {link_us:,.0f} us link':>34}")
+        _say(f"  {float_model.name:<12}{where:>10}{cycles[-1]:>9}{predicted:>11}{b_in:>10}"
+             f"{b_out:>6}" + "".join(shown))
+    _say("  (per image, the weights that fit loaded once; core: its working cycles at the "
+         "board's clock; link: the bytes of the busier direction at 3 Mbaud)")
     return failures
 
 
@@ -121,7 +170,10 @@ def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
         from .oracle import choice
         _say("\nDigits models quantized by onnxruntime, whole test split on the device:")
         _say(f"  (= ORT: agreement with onnxruntime's exact integer result, from {choice()})")
-        failures = _models_demo(dev, Path(folder))
+        failures, models = _models_demo(dev, Path(folder))
+        _say("\nOne image at a time, weights resident (checked against onnxruntime's exact "
+             "result):")
+        failures += _latency_demo(dev, models)
         _say("\nGEMMs, compared byte for byte with the golden model:")
         failures += _gemm_demo(dev)
     if getattr(dev, "speed", None) is not None:
