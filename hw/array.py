@@ -155,7 +155,47 @@ class SystolicArray(wiring.Component):
         # would be most of the reset net, which then spans the die.
         acts = Signal.like(self.acts.payload, name="acts_in", reset_less=True)
         m.d.sync += [acts_valid.eq(self.acts.valid), acts.eq(self.acts.payload)]
-        lanes = acts.lanes
+        pe_writes = self._weight_writes(top, m, branches, deep_inputs)
+
+        pes = [[ProcessingElement(p, dsp=r * p.cols + c < self._dsp_pes) for c in range(p.cols)]
+               for r in range(p.rows)]
+        for r in range(p.rows):
+            for c in range(p.cols):
+                enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}",
+                                     reset_less=reset_less)
+                top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
+
+        self._skew(m, row_inputs, pes, acts)
+
+        for r, c in itertools.product(range(p.rows), range(p.cols)):
+            pe = pes[r][c]
+            m.d.comb += [
+                pe.w_we.eq(pe_writes[r][c][0]),
+                pe.w_buf.eq(pe_writes[r][c][1]),
+                pe.w_data.eq(pe_writes[r][c][2]),
+                pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
+            ]
+            if c > 0:
+                m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
+
+        taps, first_sum = self._meta_line(m, acts_valid, acts)
+
+        ahead = acc_read_latency(p)
+        assert first_sum >= ahead, "upcoming is a tap of the meta line"
+        for c in range(p.cols):
+            m.d.comb += [
+                self.sums[c].valid.eq(taps[first_sum + c].valid),
+                self.sums[c].payload.tag.eq(taps[first_sum + c].tag),
+                self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
+                self.upcoming[c].valid.eq(taps[first_sum + c - ahead].valid),
+                self.upcoming[c].payload.eq(taps[first_sum + c - ahead].tag),
+            ]
+        return top
+
+    def _weight_writes(self, top, m, branches, deep_inputs):
+        """Each PE's weight write, ``(enable, buffer, byte)``, through the input registers."""
+        p = self._params
+        reset_less = p.deep_pipeline
         # The weight write's registers. The shallow core has one, feeding every PE. The deep core
         # has one by the block RAMs, then one per array row and group of columns, each group
         # under an enable copy of its own, then each PE a copy next to it: so that no register
@@ -195,14 +235,12 @@ class SystolicArray(wiring.Component):
             for r, c in itertools.product(range(p.rows), range(p.cols)):
                 pe_writes[r][c] = (valid & (copy.row == r), copy.buf, copy.data[c])
 
-        pes = [[ProcessingElement(p, dsp=r * p.cols + c < self._dsp_pes) for c in range(p.cols)]
-               for r in range(p.rows)]
-        for r in range(p.rows):
-            for c in range(p.cols):
-                enable = enable_copy(top, branches[r], f"enable_pe_{r}_{c}",
-                                     reset_less=reset_less)
-                top.submodules[f"pe_{r}_{c}"] = EnableInserter(enable)(pes[r][c])
+        return pe_writes
 
+    def _skew(self, m, row_inputs, pes, acts):
+        """Each row's activation operands into its first PE, delayed by the row's number."""
+        p = self._params
+        lanes = acts.lanes
         # Input skew: row r's operands are selected here (int4 is static while rows are in
         # flight) and delayed r cycles, so the array's diagonal wavefront needs no per-row valid.
         for r in range(p.rows):
@@ -223,17 +261,11 @@ class SystolicArray(wiring.Component):
                 entry = delayed
             m.d.comb += pes[r][0].act_in.eq(entry)
 
-        for r, c in itertools.product(range(p.rows), range(p.cols)):
-            pe = pes[r][c]
-            m.d.comb += [
-                pe.w_we.eq(pe_writes[r][c][0]),
-                pe.w_buf.eq(pe_writes[r][c][1]),
-                pe.w_data.eq(pe_writes[r][c][2]),
-                pe.psum_in.eq(pes[r - 1][c].psum_out if r > 0 else 0),
-            ]
-            if c > 0:
-                m.d.comb += pe.act_in.eq(pes[r][c - 1].act_out)
 
+    def _meta_line(self, m, acts_valid, acts):
+        """The valid and tag delay line: ``(taps, first_sum)``, tap ``d`` holding what was
+        presented ``d`` cycles ago, and the tap of column 0's first sum."""
+        p = self._params
         # valid + tag delay line: stage d holds what was presented d cycles ago.
         meta_layout = data.StructLayout({"valid": 1, "tag": self._tag_shape})
         meta = Signal(meta_layout, name="meta_0")
@@ -251,14 +283,4 @@ class SystolicArray(wiring.Component):
             m.d.comb += [stage.valid.eq(valid), stage.tag.eq(tag)]
             taps.append(stage)
 
-        ahead = acc_read_latency(p)
-        assert first_sum >= ahead, "upcoming is a tap of the meta line"
-        for c in range(p.cols):
-            m.d.comb += [
-                self.sums[c].valid.eq(taps[first_sum + c].valid),
-                self.sums[c].payload.tag.eq(taps[first_sum + c].tag),
-                self.sums[c].payload.psum.eq(pes[p.rows - 1][c].psum_out),
-                self.upcoming[c].valid.eq(taps[first_sum + c - ahead].valid),
-                self.upcoming[c].payload.eq(taps[first_sum + c - ahead].tag),
-            ]
-        return top
+        return taps, first_sum

@@ -83,33 +83,63 @@ class InstructionChecks(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self._params
+        store = self.opcode == Opcode.STORE
+        out_of_range, acc_over, weight_over, mm_kn = self._range_checks(m, store)
+        with m.If(self.latch):
+            m.d.sync += self.tiles.eq(mm_kn)
 
+        # -- the status: its parts taken in the last fetch cycle, combined in the next ---------
+        # (isa.CHECK_CYCLES): DECODE starts from a register, not from the checks' logic in
+        # front of the sequencer's decode, and the range checks' adds and compares do not share
+        # a cycle with the priority among the checks.
+        status = Signal(Status)   # every check but the range checks, in priority order
+        first_status = Signal(Status)
+        range_bad = Signal()
+        with m.If(self.latch):
+            m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
+        # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
+        # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
+        matmul = self.opcode == Opcode.MATMUL
+        acc_checked = matmul | store
+        refused_for_range = (first_status == Status.OK) & (
+            range_bad | (acc_checked & acc_over) | (matmul & weight_over))
+        m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
+                     self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
+
+        self._field_checks(m, status)
+        return m
+
+    def _header_field(self, op, name, to_come):
+        """A field where it sits while the header's last ``to_come`` bytes are still to come, the
+        first of them on ``next_byte`` (the operand register fills from the top)."""
         header = Cat(self.operands, self.next_byte)
+        offset, size = isa.field_offsets(op)[name]
+        assert offset + size <= HEADER_BYTES - to_come, (op, name, "not in yet")
+        return header[8 * (offset + to_come):8 * (offset + to_come + size)]
 
-        def header_field(op, name, to_come):
-            """A field where it sits while the header's last ``to_come`` bytes are still to come,
-            the first of them on ``next_byte`` (the operand register fills from the top)."""
-            offset, size = isa.field_offsets(op)[name]
-            assert offset + size <= HEADER_BYTES - to_come, (op, name, "not in yet")
-            return header[8 * (offset + to_come):8 * (offset + to_come + size)]
+    def _early_field(self, op, name):
+        """The range checks, in the header's last fetch cycle, registered: DECODE then starts
+        from registers, not from multiply-add-compare chains."""
+        return self._header_field(op, name, 1)
 
-        # The range checks, in the header's last fetch cycle, registered: DECODE then starts
-        # from registers, not from multiply-add-compare chains.
-        def early_field(op, name):
-            return header_field(op, name, 1)
+    def _product_field(self, op, name):
+        """The products, registered a cycle earlier still, so that a multiplier, an adder and a
+        compare never share a cycle: MATMUL's n_tiles is the byte coming in."""
+        return self._header_field(op, name, 2)
+
+    def _range_checks(self, m, store):
+        """Whether the instruction touches memory past a tile's end: ``(out_of_range, acc_over,
+        weight_over, mm_kn)``, the first for the header's last fetch cycle, the other checks for
+        the status's cycle, and MATMUL's ``k_tiles * n_tiles``."""
+        p = self._params
+        header_field, early_field = self._header_field, self._early_field
+        product_field = self._product_field
 
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
                     Opcode.LOAD_QPARAMS: p.qparam_depth,
                     Opcode.LOAD_BIASES: p.qparam_depth}[op]
 
-        # The products, registered a cycle earlier still, so that a multiplier, an adder and a
-        # compare never share a cycle: MATMUL's n_tiles is the byte coming in.
-        def product_field(op, name):
-            return header_field(op, name, 2)
-
-        store = self.opcode == Opcode.STORE
         # MATMUL's weight rows (k_tiles * n_tiles * rows) a cycle later on the deep core, so the
         # multiplier and the adds of times rows do not share a cycle. The shallow core keeps
         # them in one (a separate compare costs the full iCE40 cells it does not have).
@@ -168,27 +198,12 @@ class InstructionChecks(wiring.Component):
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
                     _past(st["q_addr"], st_q_count, p.qparam_depth))
-        with m.If(self.latch):
-            m.d.sync += self.tiles.eq(mm_kn)
+        return out_of_range, acc_over, weight_over, mm_kn
 
-        # -- the status: its parts taken in the last fetch cycle, combined in the next ---------
-        # (isa.CHECK_CYCLES): DECODE starts from a register, not from the checks' logic in
-        # front of the sequencer's decode, and the range checks' adds and compares do not share
-        # a cycle with the priority among the checks.
-        status = Signal(Status)   # every check but the range checks, in priority order
-        first_status = Signal(Status)
-        range_bad = Signal()
-        with m.If(self.latch):
-            m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
-        # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
-        # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
-        matmul = self.opcode == Opcode.MATMUL
-        acc_checked = matmul | store
-        refused_for_range = (first_status == Status.OK) & (
-            range_bad | (acc_checked & acc_over) | (matmul & weight_over))
-        m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
-                     self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
-
+    def _field_checks(self, m, status):
+        """Every check but the range checks, in priority order, into ``status``: unknown opcodes,
+        mode values that do not exist, unknown flags, zero lengths."""
+        p, early_field = self._params, self._early_field
         with m.Switch(self.opcode):
             with m.Case(Opcode.CONFIG):
                 mode = {name: early_field(Opcode.CONFIG, name) for name in
@@ -223,4 +238,3 @@ class InstructionChecks(wiring.Component):
                 pass
             with m.Default():
                 m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
-        return m
