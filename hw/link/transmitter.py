@@ -100,64 +100,8 @@ class LinkTransmitter(wiring.Component):
 
         wr, sent, acked = Signal(16), Signal(16), Signal(16)
 
-        # -- responses in --------------------------------------------------------------------
-        quiet = Signal(range(QUIET_CYCLES + 1))
-        # Ready from a register, a cycle behind: room for two bytes last cycle is room for one
-        # now, as the ring takes one byte per cycle. (Combinational, the subtraction and the
-        # compare would lead into the core's stall logic.)
-        room_for_two = Signal()
-        m.d.sync += room_for_two.eq((wr - acked)[:16] < self.rsp_depth - 1)
-        m.d.comb += [
-            self.rsp.ready.eq(room_for_two),
-            wp.addr.eq(wr), wp.data.eq(self.rsp.payload),
-            wp.en.eq(self.rsp.valid & self.rsp.ready),
-        ]
-        with m.If(wp.en):
-            m.d.sync += [wr.eq(wr + 1), quiet.eq(QUIET_CYCLES)]
-        with m.Elif(quiet != 0):
-            m.d.sync += quiet.eq(quiet - 1)
-
-        # -- host frames' outcomes -----------------------------------------------------------
-        owed = Signal()
-        owed_status = Signal(LinkStatus)
-        owed_seq = Signal(8)
-        last_tag = Signal(8)
-        # The outcome is taken a cycle late, from registers holding the event and the ring's
-        # distances from ``acked`` at its arrival, so that 16-bit subtractions and the compares
-        # of their results do not share a cycle. Events are a frame apart; ``wr`` may move
-        # on by a byte meanwhile, which only makes ``rack_ok`` stricter about a byte no frame
-        # can yet acknowledge.
-        ev = Signal.like(self.event.payload)
-        ev_valid = Signal()
-        ahead = Signal(16)       # rack - acked
-        written = Signal(16)     # wr - acked
-        in_flight = Signal(16)   # sent - acked
-        m.d.sync += [ev_valid.eq(self.event.valid), ev.eq(self.event.payload),
-                     ahead.eq(self.event.payload.rack - acked), written.eq(wr - acked),
-                     in_flight.eq(sent - acked)]
-
-        def is_error(status):
-            return (status != LinkStatus.OK) & (status != LinkStatus.DUPLICATE)
-
-        # A STREAM frame taken in order is acknowledged by whatever frame goes out next.
-        unanswered = ev.quiet & ev.trusted & (ev.status == LinkStatus.OK)
-        with m.If(ev_valid & ~unanswered):
-            m.d.sync += [owed.eq(1), owed_seq.eq(ev.seq)]
-            with m.If(~owed | ~is_error(owed_status)):
-                m.d.sync += owed_status.eq(ev.status)
-        with m.If(ev_valid):
-            with m.If(ev.trusted):
-                m.d.sync += last_tag.eq(ev.tag)
-                rack_ok = ahead <= written
-                new_acked = Mux(rack_ok, ev.rack, acked)
-                with m.If(ev.sync):
-                    m.d.sync += [acked.eq(wr), sent.eq(wr)]
-                with m.Else():
-                    m.d.sync += acked.eq(new_acked)
-                    with m.If(ev.resend):
-                        m.d.sync += sent.eq(new_acked)
-                    with m.Elif(rack_ok & (ahead > in_flight)):
-                        m.d.sync += sent.eq(ev.rack)
+        quiet = self._responses_in(m, wp, wr, acked)
+        owed, owed_status, owed_seq, last_tag, ev_valid = self._outcomes(m, wr, sent, acked)
 
         # -- when to send ------------------------------------------------------------------
         unsent = Signal(16)
@@ -225,6 +169,81 @@ class LinkTransmitter(wiring.Component):
                 header.roff.eq(sent),
             ]
 
+        self._send_bytes(m, rp, crc, start=start, busy=busy, pos=pos, take=take, total=total,
+                         header=header, crc_waited=crc_waited, roff=roff)
+        return m
+
+    def _responses_in(self, m, wp, wr, acked):
+        """The core's response bytes into the ring; the count of quiet cycles since the last."""
+        # -- responses in --------------------------------------------------------------------
+        quiet = Signal(range(QUIET_CYCLES + 1))
+        # Ready from a register, a cycle behind: room for two bytes last cycle is room for one
+        # now, as the ring takes one byte per cycle. (Combinational, the subtraction and the
+        # compare would lead into the core's stall logic.)
+        room_for_two = Signal()
+        m.d.sync += room_for_two.eq((wr - acked)[:16] < self.rsp_depth - 1)
+        m.d.comb += [
+            self.rsp.ready.eq(room_for_two),
+            wp.addr.eq(wr), wp.data.eq(self.rsp.payload),
+            wp.en.eq(self.rsp.valid & self.rsp.ready),
+        ]
+        with m.If(wp.en):
+            m.d.sync += [wr.eq(wr + 1), quiet.eq(QUIET_CYCLES)]
+        with m.Elif(quiet != 0):
+            m.d.sync += quiet.eq(quiet - 1)
+
+        return quiet
+
+    def _outcomes(self, m, wr, sent, acked):
+        """Host frames' outcomes: what the next frame owes the host (a reply's status and
+        sequence number), the last tag, and the ring's acknowledged and sent pointers."""
+        owed = Signal()
+        owed_status = Signal(LinkStatus)
+        owed_seq = Signal(8)
+        last_tag = Signal(8)
+        # The outcome is taken a cycle late, from registers holding the event and the ring's
+        # distances from ``acked`` at its arrival, so that 16-bit subtractions and the compares
+        # of their results do not share a cycle. Events are a frame apart; ``wr`` may move
+        # on by a byte meanwhile, which only makes ``rack_ok`` stricter about a byte no frame
+        # can yet acknowledge.
+        ev = Signal.like(self.event.payload)
+        ev_valid = Signal()
+        ahead = Signal(16)       # rack - acked
+        written = Signal(16)     # wr - acked
+        in_flight = Signal(16)   # sent - acked
+        m.d.sync += [ev_valid.eq(self.event.valid), ev.eq(self.event.payload),
+                     ahead.eq(self.event.payload.rack - acked), written.eq(wr - acked),
+                     in_flight.eq(sent - acked)]
+
+        def is_error(status):
+            return (status != LinkStatus.OK) & (status != LinkStatus.DUPLICATE)
+
+        # A STREAM frame taken in order is acknowledged by whatever frame goes out next.
+        unanswered = ev.quiet & ev.trusted & (ev.status == LinkStatus.OK)
+        with m.If(ev_valid & ~unanswered):
+            m.d.sync += [owed.eq(1), owed_seq.eq(ev.seq)]
+            with m.If(~owed | ~is_error(owed_status)):
+                m.d.sync += owed_status.eq(ev.status)
+        with m.If(ev_valid):
+            with m.If(ev.trusted):
+                m.d.sync += last_tag.eq(ev.tag)
+                rack_ok = ahead <= written
+                new_acked = Mux(rack_ok, ev.rack, acked)
+                with m.If(ev.sync):
+                    m.d.sync += [acked.eq(wr), sent.eq(wr)]
+                with m.Else():
+                    m.d.sync += acked.eq(new_acked)
+                    with m.If(ev.resend):
+                        m.d.sync += sent.eq(new_acked)
+                    with m.Elif(rack_ok & (ahead > in_flight)):
+                        m.d.sync += sent.eq(ev.rack)
+
+        return owed, owed_status, owed_seq, last_tag, ev_valid
+
+    def _send_bytes(self, m, rp, crc, *, start, busy, pos, take, total, header, crc_waited,
+                    roff):
+        """The frame's bytes, one per cycle the output takes one: the header, the payload from
+        the ring, then the CRC."""
         # Output register; buffer bytes come straight from the read port.
         source = Signal(_Source)
         header_byte = Signal(8)
@@ -270,4 +289,3 @@ class LinkTransmitter(wiring.Component):
                                      crc_index.eq(pos - DEVICE_HEADER_BYTES - take)]
                 with m.Else():
                     m.d.sync += busy.eq(0)
-        return m
