@@ -3,6 +3,8 @@
 Bit-exact with :mod:`sw.requant`, like :class:`hw.requant.RequantUnit`, whose members it shares.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 
 from .isa import SERIAL_REQUANT_CYCLES, Rounding
@@ -123,7 +125,7 @@ class SerialRequantUnit(RequantPorts):
         left = Mux(sh > 31, 31, Mux(sh > 0, sh.as_unsigned()[:5], 0))
         right = Mux(sh < -31, 31, Mux(sh < 0, (-sh).as_unsigned()[:5], 0))
         # ONNX's final shift, s - exponent: negative only when the value saturates anyway (as in
-        # the pipelined unit, stage 7b), and past 32 the mantissa (<= 2**24) rounds to 0.
+        # the pipelined unit's first rounding), and past 32 the mantissa (<= 2**24) rounds to 0.
         onnx_right = Signal(signed(10))
         m.d.comb += onnx_right.eq(shift - exponent)
         second = Mux(mode.onnx, Mux(onnx_right < 0, 0, Mux(onnx_right > 32, 32, onnx_right)),
@@ -131,107 +133,125 @@ class SerialRequantUnit(RequantPorts):
         # Each amount is worked out the phase before it is used, so that no subtract and clamps
         # sit in front of the count compare.
 
+        # The registers and the datapath's helpers the states share.
+        r = SimpleNamespace(
+            req=req, lo=lo, hi=hi, b=b, guard=guard, sticky=sticky, sign=sign, mult_neg=mult_neg,
+            exponent=exponent, count=count, amount=amount, shift=shift, byte_index=byte_index,
+            mode=mode, zero_point=zero_point, raw_byte=raw_byte, add_b=add_b,
+            negate_if_negative=negate_if_negative, shift_right=shift_right,
+            round_to_nearest=round_to_nearest, next_phase_after=next_phase_after, left=left,
+            hi_sum=hi_sum, second=second)
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.i.valid):
-                    m.d.sync += [
-                        hi.eq(req.acc), b.eq(req.bias), shift.eq(Mux(self.raw, 0, req.shift)),
-                        byte_index.eq(req.byte_index),
-                        mode.onnx.eq((self.rounding == Rounding.ONNX) | self.raw),
-                        mode.relu.eq(self.relu), mode.out_type.eq(self.out_type),
-                        mode.raw.eq(self.raw),
-                    ]
-                    m.next = "ADD"
-
-            with m.State("ADD"):
-                m.d.comb += add_b.eq(1)
-                x = hi_sum[:32]
-                m.d.sync += [lo.eq(x), raw_byte.eq(x.word_select(byte_index, 8))]
-                m.next = "ABS"
-
-            with m.State("ABS"):
-                # |x| (2**31 for -2**31, as unsigned), and the multiplier: the float32 mantissa
-                # (ONNX) or |M| <= 2**31 (TFLITE), its sign kept apart for PRE_FIX.
-                negate_if_negative()
-                mult = self.multiplier
-                m.d.sync += [sign.eq(lo[31]), mult_neg.eq(mult < 0), hi.eq(0), guard.eq(0),
-                             sticky.eq(0), exponent.eq(0), amount.eq(left),
-                             b.eq(Mux(mode.onnx, mult[:24], Mux(mult < 0, -mult, mult)))]
-                m.next = "PRE"
-
-            with m.State("PRE"):
-                with m.If(count == _ZERO_POINT_PRE_CYCLE):
-                    m.d.sync += zero_point.eq(self.zero_point)
-                with m.If(mode.onnx):
-                    with m.If(lo[24:].any()):     # float32(|x|): 24 significant bits
-                        shift_right()
-                        m.d.sync += exponent.eq(exponent + 1)
-                with m.Elif(count < amount):      # u = |x| << left, mod 2**32
-                    m.d.sync += lo.eq(lo << 1)
-                next_phase_after(_PRE_CYCLES, "PRE_FIX")
-
-            with m.State("PRE_FIX"):
-                with m.If(mode.onnx):
-                    round_to_nearest(tie_up=lo[0])   # half to even
-                with m.Else():
-                    # |int32(u)|; x << left is negative when u and x differ in sign, and when
-                    # u = 2**31 (-2**31 either way); the product's sign is that xor M's.
-                    negate_if_negative()
-                    is_min = lo[31] & ~lo[:31].any()
-                    m.d.sync += sign.eq(((sign ^ lo[31]) | is_min) ^ mult_neg)
-                m.next = "MUL"
-
-            with m.State("MUL"):
-                # {hi, lo} = lo * b: add b to the high half when the multiplicand's next bit is
-                # set, then shift the sum and the multiplicand down together.
-                m.d.comb += add_b.eq(lo[0])
-                m.d.sync += Cat(lo, hi).eq(Cat(lo, hi_sum) >> 1)
-                next_phase_after(_MUL_CYCLES, "FIRST")
-
-            with m.State("FIRST"):
-                with m.If(mode.onnx):
-                    with m.If(Cat(lo, hi)[24:].any()):   # float32(P): 24 significant bits
-                        shift_right()
-                        m.d.sync += exponent.eq(exponent + 1)
-                with m.Else():                              # P / 2**31
-                    shift_right()
-                next_phase_after(_FIRST_CYCLES, "FIRST_ROUND")
-
-            with m.State("FIRST_ROUND"):
-                # ONNX: half to even. TFLITE: the doubling high multiply's nudge rounds halves
-                # toward +inf: up in magnitude for a positive product, down for a negative one.
-                round_to_nearest(tie_up=Mux(mode.onnx, lo[0], ~sign))
-                m.d.sync += amount.eq(second)
-                m.next = "SECOND"
-
-            with m.State("SECOND"):
-                with m.If(count < amount):
-                    shift_right()
-                next_phase_after(_SECOND_CYCLES, "SECOND_ROUND")
-
-            with m.State("SECOND_ROUND"):
-                # ONNX: half to even. TFLITE: RoundingDivideByPOT, halves away from zero.
-                round_to_nearest(tie_up=Mux(mode.onnx, lo[0], 1))
-                m.next = "SATURATE"
-
-            with m.State("SATURATE"):
-                m.d.sync += lo.eq(Mux(lo[SATURATION.bit_length() - 1:].any(), SATURATION, lo))
-                m.next = "ADD_ZERO_POINT"
-
-            with m.State("ADD_ZERO_POINT"):
-                # The value, saturated (see hw.requant.signed_value), lands in lo as well.
-                value = signed_value(m, lo[:SATURATION.bit_length()], sign, zero_point)
-                m.d.sync += lo.eq(value.as_signed())
-                m.next = "FLOOR"
-
-            with m.State("FLOOR"):
-                # |value| < 2**18: 20 bits hold it and the floor.
-                m.d.sync += lo.eq(raise_to_floor(m, lo[:20].as_signed(), zero_point, mode))
-                m.next = "OUT"
-
-            with m.State("OUT"):
-                clamped = cap(m, lo[:20].as_signed(), mode)
-                m.d.sync += [self.o.valid.eq(1),
-                             self.o.payload.eq(Mux(mode.raw, raw_byte, clamped[:8]))]
-                m.next = "IDLE"
+            self._load_and_multiply(m, r)
+            self._round_and_clamp(m, r)
         return m
+
+    def _load_and_multiply(self, m, r):
+        """The request in, x = acc + bias, |x| and its first shift (float32 or ``<< left``), then
+        the product by shifts and adds."""
+        with m.State("IDLE"):
+            with m.If(self.i.valid):
+                m.d.sync += [
+                    r.hi.eq(r.req.acc), r.b.eq(r.req.bias),
+                    r.shift.eq(Mux(self.raw, 0, r.req.shift)),
+                    r.byte_index.eq(r.req.byte_index),
+                    r.mode.onnx.eq((self.rounding == Rounding.ONNX) | self.raw),
+                    r.mode.relu.eq(self.relu), r.mode.out_type.eq(self.out_type),
+                    r.mode.raw.eq(self.raw),
+                ]
+                m.next = "ADD"
+
+        with m.State("ADD"):
+            m.d.comb += r.add_b.eq(1)
+            x = r.hi_sum[:32]
+            m.d.sync += [r.lo.eq(x), r.raw_byte.eq(x.word_select(r.byte_index, 8))]
+            m.next = "ABS"
+
+        with m.State("ABS"):
+            # |x| (2**31 for -2**31, as unsigned), and the multiplier: the float32 mantissa
+            # (ONNX) or |M| <= 2**31 (TFLITE), its sign kept apart for PRE_FIX.
+            r.negate_if_negative()
+            mult = self.multiplier
+            m.d.sync += [r.sign.eq(r.lo[31]), r.mult_neg.eq(mult < 0), r.hi.eq(0), r.guard.eq(0),
+                         r.sticky.eq(0), r.exponent.eq(0), r.amount.eq(r.left),
+                         r.b.eq(Mux(r.mode.onnx, mult[:24], Mux(mult < 0, -mult, mult)))]
+            m.next = "PRE"
+
+        with m.State("PRE"):
+            with m.If(r.count == _ZERO_POINT_PRE_CYCLE):
+                m.d.sync += r.zero_point.eq(self.zero_point)
+            with m.If(r.mode.onnx):
+                with m.If(r.lo[24:].any()):     # float32(|x|): 24 significant bits
+                    r.shift_right()
+                    m.d.sync += r.exponent.eq(r.exponent + 1)
+            with m.Elif(r.count < r.amount):      # u = |x| << left, mod 2**32
+                m.d.sync += r.lo.eq(r.lo << 1)
+            r.next_phase_after(_PRE_CYCLES, "PRE_FIX")
+
+        with m.State("PRE_FIX"):
+            with m.If(r.mode.onnx):
+                r.round_to_nearest(tie_up=r.lo[0])   # half to even
+            with m.Else():
+                # |int32(u)|; x << left is negative when u and x differ in sign, and when
+                # u = 2**31 (-2**31 either way); the product's sign is that xor M's.
+                r.negate_if_negative()
+                is_min = r.lo[31] & ~r.lo[:31].any()
+                m.d.sync += r.sign.eq(((r.sign ^ r.lo[31]) | is_min) ^ r.mult_neg)
+            m.next = "MUL"
+
+        with m.State("MUL"):
+            # {hi, lo} = lo * b: add b to the high half when the multiplicand's next bit is
+            # set, then shift the sum and the multiplicand down together.
+            m.d.comb += r.add_b.eq(r.lo[0])
+            m.d.sync += Cat(r.lo, r.hi).eq(Cat(r.lo, r.hi_sum) >> 1)
+            r.next_phase_after(_MUL_CYCLES, "FIRST")
+
+
+    def _round_and_clamp(self, m, r):
+        """The product's two roundings, the saturation, the zero point and the clamp."""
+        with m.State("FIRST"):
+            with m.If(r.mode.onnx):
+                with m.If(Cat(r.lo, r.hi)[24:].any()):   # float32(P): 24 significant bits
+                    r.shift_right()
+                    m.d.sync += r.exponent.eq(r.exponent + 1)
+            with m.Else():                              # P / 2**31
+                r.shift_right()
+            r.next_phase_after(_FIRST_CYCLES, "FIRST_ROUND")
+
+        with m.State("FIRST_ROUND"):
+            # ONNX: half to even. TFLITE: the doubling high multiply's nudge rounds halves
+            # toward +inf: up in magnitude for a positive product, down for a negative one.
+            r.round_to_nearest(tie_up=Mux(r.mode.onnx, r.lo[0], ~r.sign))
+            m.d.sync += r.amount.eq(r.second)
+            m.next = "SECOND"
+
+        with m.State("SECOND"):
+            with m.If(r.count < r.amount):
+                r.shift_right()
+            r.next_phase_after(_SECOND_CYCLES, "SECOND_ROUND")
+
+        with m.State("SECOND_ROUND"):
+            # ONNX: half to even. TFLITE: RoundingDivideByPOT, halves away from zero.
+            r.round_to_nearest(tie_up=Mux(r.mode.onnx, r.lo[0], 1))
+            m.next = "SATURATE"
+
+        with m.State("SATURATE"):
+            m.d.sync += r.lo.eq(Mux(r.lo[SATURATION.bit_length() - 1:].any(), SATURATION, r.lo))
+            m.next = "ADD_ZERO_POINT"
+
+        with m.State("ADD_ZERO_POINT"):
+            # The value, saturated (see hw.requant.signed_value), lands in lo as well.
+            value = signed_value(m, r.lo[:SATURATION.bit_length()], r.sign, r.zero_point)
+            m.d.sync += r.lo.eq(value.as_signed())
+            m.next = "FLOOR"
+
+        with m.State("FLOOR"):
+            # |value| < 2**18: 20 bits hold it and the floor.
+            m.d.sync += r.lo.eq(raise_to_floor(m, r.lo[:20].as_signed(), r.zero_point, r.mode))
+            m.next = "OUT"
+
+        with m.State("OUT"):
+            clamped = cap(m, r.lo[:20].as_signed(), r.mode)
+            m.d.sync += [self.o.valid.eq(1),
+                         self.o.payload.eq(Mux(r.mode.raw, r.raw_byte, clamped[:8]))]
+            m.next = "IDLE"
