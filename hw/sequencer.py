@@ -110,19 +110,12 @@ class _SequencerLogic:
         self.m = Module()
 
     def build(self) -> Module:
-        m, p, seq = self.m, self.p, self.seq
+        m, seq = self.m, self.seq
         self._handshakes()
         self._state()
         self._load_engine()
         self._matmul_engine()
-        m.submodules.store = self.store = store = StoreEngine(p, seq.requant_in.payload.shape())
-        m.d.comb += [store.enable.eq(seq.enable), store.advance.eq(self.advance),
-                     store.raw.eq(self.raw)]
-        m.d.comb += [store.header[name].eq(self.field(Opcode.STORE, name))
-                     for name, _ in isa.FIELDS[Opcode.STORE]]
-        wiring.connect(m, store.acc_read, wiring.flipped(seq.acc_read))
-        wiring.connect(m, store.qparam_read, wiring.flipped(seq.qparam_read))
-        wiring.connect(m, store.requant_in, wiring.flipped(seq.requant_in))
+        store = self._store_engine()
         self._output_register()
         self._checks()
         self._counters()
@@ -282,6 +275,21 @@ class _SequencerLogic:
             seq.act_read.addr.eq(loops.act.address),
             seq.weight_read.addr.eq(loops.weight.address),
         ]
+
+    def _store_engine(self) -> StoreEngine:
+        """The STORE engine, on the STORE header's fields and the accumulator, qparam and
+        requantizer ports."""
+        m, seq = self.m, self.seq
+        store = StoreEngine(self.p, seq.requant_in.payload.shape())
+        m.submodules.store = self.store = store
+        m.d.comb += [store.enable.eq(seq.enable), store.advance.eq(self.advance),
+                     store.raw.eq(self.raw)]
+        m.d.comb += [store.header[name].eq(self.field(Opcode.STORE, name))
+                     for name, _ in isa.FIELDS[Opcode.STORE]]
+        wiring.connect(m, store.acc_read, wiring.flipped(seq.acc_read))
+        wiring.connect(m, store.qparam_read, wiring.flipped(seq.qparam_read))
+        wiring.connect(m, store.requant_in, wiring.flipped(seq.requant_in))
+        return store
 
     def _output_register(self):
         """The response byte: from the shift register while responding, else the requantizer's."""
