@@ -189,7 +189,7 @@ class RequantUnit(RequantPorts):
         # time in that cycle for the next stage's adder.
         req = pipe.stage().reg("req", self.i.payload.shape(), self.i.payload)
         x, neg_x, left, k, byte_index = self._sum(m, pipe, req)
-        u, dropped, x_neg, k, raw_byte = self._magnitude(m, pipe, x, neg_x, left, k, byte_index)
+        u, dropped, x_neg, k = self._magnitude(m, pipe, x, neg_x, left, k, byte_index)
         assert pipe.count == MULTIPLIER_DELAY, "the next stage's registers take the multiplier"
         op_a, op_b, sign, k = self._multiplicand(m, pipe, u, dropped, x_neg, k)
         product, sign, k = self._product(pipe, op_a, op_b, sign, k)
@@ -241,7 +241,7 @@ class RequantUnit(RequantPorts):
         # and selects.
         dropped = st.reg("dropped", 8, Mux(raw, 0, Cat(*(abs_x[24 + i:].any() for i in range(8)))))
         x_neg = st.reg("x_neg", 1, ~raw & (x < 0))
-        return u, dropped, x_neg, st.reg("k", unsigned(8), k), raw_byte
+        return u, dropped, x_neg, st.reg("k", unsigned(8), k)
 
     def _multiplicand(self, m, pipe, u, dropped, x_neg, k):
         """The multiplicand, as a magnitude and a sign, and the multiplier, which arrives now
