@@ -139,7 +139,7 @@ def fuzz_through(transport, params: RillParams, *, seed_value: int, examples: in
                  ) -> tuple[LinkStats, dict[str, int]]:
     """Hypothesis fuzzes the host's frames (:func:`fault_strategy`) while random programs run
     and device frames are lost or damaged; every exchange must return the golden bytes. Then
-    garbage with no delimiter, and a new session's state probe must equal the golden model's
+    garbage with no delimiter, and a new connection's state probe must equal the golden model's
     (no hang, nothing applied twice). Returns the host's stats and the faults applied, by kind."""
     rng = random.Random(seed_value)
     injector = FaultInjector(transport, [])

@@ -139,8 +139,8 @@ class LinkHost:
     window : int
         DATA frames in flight at most (besides the credit limit).
     sync : bool
-        Start a session at once (``SYNC``): learn the device's sequence number and response
-        offset, dropping response bytes an earlier session left unread.
+        Connect at once (``SYNC``): learn the device's sequence number and response offset,
+        dropping response bytes an earlier connection left unread.
     ack_every : int, optional
         Acknowledge responses (with a POLL when there is nothing else to send) at least every
         this many bytes, so the device's response ring drains before it fills: at most half
@@ -181,7 +181,7 @@ class LinkHost:
         return max(1, (self._largest_credit or RSP_BUFFER_BYTES) // 2)
 
     def sync(self) -> None:
-        """Start a session; raises :class:`LinkTimeout` when the device does not answer."""
+        """Connect (``SYNC``); raises :class:`LinkTimeout` when the device does not answer."""
         for _ in range(self.retries + 1):
             tag = self._send(HostKind.SYNC)
             while (frame := self._receive()) is not None:

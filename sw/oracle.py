@@ -4,8 +4,8 @@ onnxruntime (``ORT_ENABLE_ALL``) runs a quantized model as int32 accumulation (+
 ``float32(acc) * float32((a_scale * w_scale) / y_scale)``, clamp, round half to even, + zero point.
 VNNI x86 and ARM compute exactly that. x86 CPUs without AVX-VNNI / AVX512-VNNI do not: their U8S8
 GEMM (``vpmaddubsw``) adds pairs of u8 x s8 products in int16 with saturation, and onnxruntime
-rewrites int8 QDQ activations to uint8 on x86, so int8 models take that path too. The session
-option ``session.x64quantprecision = "1"`` repairs only some of those kernels (constant weights,
+rewrites int8 QDQ activations to uint8 on x86, so int8 models take that path too. The configuration
+entry ``session.x64quantprecision = "1"`` repairs only some of those kernels (constant weights,
 not every QLinearMatMul, and int8 QOperator QLinearConv then fails to load).
 
 So the oracle is one of two paths, chosen once per process:
@@ -18,9 +18,9 @@ So the oracle is one of two paths, chosen once per process:
   written from onnxruntime's definitions, not from Rill's golden model or ``sw.requant``, so it
   can check them.
 
-The emulation is preferred to the session option on saturating CPUs because it is exact for every
-model form it accepts and can be tested on any machine (force it with ``RILL_ORACLE=emulate``),
-while the option's coverage depends on the operator, the weights and the zero points.
+The emulation is preferred to that entry on saturating CPUs because it is exact for every model
+form it accepts and can be tested on any machine (force it with ``RILL_ORACLE=emulate``), while
+the entry's coverage depends on the operator, the weights and the zero points.
 ``RILL_ORACLE=onnxruntime`` forces onnxruntime.
 """
 
@@ -41,7 +41,7 @@ __all__ = ["ENV_VAR", "PRECISION_OPTION", "Comparison", "NotEmulated", "OracleCh
 
 #: Chooses the oracle's path: ``auto`` (default), ``onnxruntime`` or ``emulate``.
 ENV_VAR = "RILL_ORACLE"
-#: The onnxruntime session option that widens some U8S8 kernels to exact U8U8 ones on x86.
+#: The onnxruntime configuration entry that widens some U8S8 kernels to exact U8U8 ones on x86.
 PRECISION_OPTION = "session.x64quantprecision"
 
 ModelLike = str | Path | bytes | onnx.ModelProto
@@ -97,7 +97,7 @@ def saturation_probe() -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
 
 @functools.cache
 def onnxruntime_saturates() -> bool:
-    """Whether this CPU's onnxruntime (default session options) saturates the U8S8 GEMM."""
+    """Whether this CPU's onnxruntime (default configuration) saturates the U8S8 GEMM."""
     model, feeds, exact = saturation_probe()
     return int(onnxruntime_run(model, feeds)["y"][0, 0]) != exact
 
@@ -457,7 +457,7 @@ class Comparison:
                 why = ("onnxruntime on this CPU disagrees with its exact integer semantics, "
                        "though the saturation probe passed: please report this model")
             return [head, "  the device equals onnxruntime's exact integer result (what VNNI x86 "
-                    "and ARM compute, emulated here)", f"  {why}; the session option "
+                    "and ARM compute, emulated here)", f"  {why}; the configuration entry "
                     f"{PRECISION_OPTION}=1 makes some of its kernels exact, not all"]
         return [head, f"  the device is wrong: {self.differ_from_exact} of {total} outputs differ "
                 "from onnxruntime's exact integer result"

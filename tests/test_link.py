@@ -145,7 +145,7 @@ def _first_frame(wire: bytes) -> bytes:
 def test_fuzzed_frames_never_hang_or_apply_twice():
     """Random programs while their host frames are damaged (garbage, truncated, corrupted, a byte
     dropped, replayed, lost) and device frames lost or damaged: at least 1,000 damaged frames.
-    Every exchange returns the golden bytes; then garbage with no delimiter, a new session, and a
+    Every exchange returns the golden bytes; then garbage with no delimiter, a new connection, and a
     probe of every accumulator and counter (nothing applied twice, nothing written astray)."""
     model = LinkModel(params=PARAMS, rsp_buffer=256)
     injector = FaultInjector(LoopbackTransport(model), [])

@@ -63,7 +63,7 @@ def test_lossy_link_recovers():
 
 def test_fuzzed_frames_never_hang_or_apply_twice():
     """≥ 1,000 fuzzed host frames over random programs, then garbage with no delimiter and a new
-    session whose state probe must equal the golden model's."""
+    connection whose state probe must equal the golden model's."""
     with LockstepTransport(PARAMS, link_options={"rsp_buffer": RSP_BUFFER}) as wire:
         _stats, faults = fuzz_through(wire, PARAMS, seed_value=13, examples=230,
                                       faults_per_example=(15, 25), **_host_options())

@@ -17,7 +17,7 @@ header, a payload and a CRC-32 (``zlib.crc32`` of everything before it, little-e
 
 Host kinds: ``DATA`` (payload: command bytes), ``STREAM`` (as DATA, not answered when taken),
 ``POLL`` (report state), ``RESEND`` (POLL, and send the responses again from ``rack``), ``SYNC``
-(start of a session). Device kinds: ``REPLY``
+(a host connects). Device kinds: ``REPLY``
 (answers a host frame: ``status`` and ``seq`` echo what happened to it) and ``RESPONSE``
 (unsolicited: response bytes or news of credit). Every device frame carries the device's whole
 state, so any frame that gets through brings the host up to date:

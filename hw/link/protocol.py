@@ -30,7 +30,7 @@ class HostKind(enum.Enum, shape=8):
     DATA = 0x01     #: payload: command bytes for the core, executed once, in ``seq`` order
     POLL = 0x02     #: no payload: "tell me your state" (and take my ``rack``)
     RESEND = 0x03   #: as POLL, and send the response stream again from ``rack``
-    SYNC = 0x04     #: start of a session: drop unacknowledged response bytes, report state
+    SYNC = 0x04     #: a host (re)connects: drop unacknowledged response bytes, report state
     #: as DATA, but taken without a reply: the device's next frame (credit news, responses)
     #: acknowledges it. Refusals (errors, DUPLICATE) are answered as for DATA. The host sends
     #: the last frame it has for now as DATA, so that one is answered at once.
