@@ -7,6 +7,8 @@ apart from :mod:`sw.device` so that the modules it opens devices with do not imp
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from hw import isa
 from hw.isa import Opcode
 from hw.params import RillParams
@@ -26,7 +28,7 @@ class ParamsMismatch(DeviceError):
     """The device's params differ from the ones the program was compiled for."""
 
 
-class Device:
+class Device(ABC):
     """A connection to one Rill core. Use as a context manager.
 
     Subclasses implement :meth:`_exchange` (send command bytes, return exactly ``n`` response
@@ -49,11 +51,12 @@ class Device:
     def __exit__(self, *exc):
         self.close()
 
-    def close(self):
-        pass
+    def close(self):  # noqa: B027 - a device with nothing to release needs no override
+        """Release the connection (the transport, a simulator process)."""
 
+    @abstractmethod
     def _exchange(self, commands: bytes, response_bytes: int, cuts=()) -> bytes:
-        raise NotImplementedError
+        """Send ``commands``; return exactly ``response_bytes`` response bytes."""
 
     def execute(self, commands: bytes, response_bytes: int, cuts=(), *,
                 keeps_resident: bool = False) -> bytes:

@@ -188,8 +188,9 @@ class QuantizedModel:
                 lp, shape = step.program(allocation.streaming_params, env[step.input])
             if programs is not None:
                 programs.append(lp)
+            # Resident calls write below the resident layers; streamed ones may write anywhere.
             response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts,
-                                      **({"keeps_resident": True} if resident else {}))
+                                      keeps_resident=resident)
             env[step.output] = shape(lp.assemble(response))
             done += 1
         return {name: env[name] for name in self.outputs}

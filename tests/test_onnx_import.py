@@ -1,6 +1,6 @@
 """Quantized ONNX models on the golden device, byte-identical to onnxruntime (ORT_ENABLE_ALL).
 
-The digits models are trained and quantized once per session into a temporary folder; each
+The digits models are trained and quantized once per test run into a temporary folder; each
 variant then runs the whole test split (360 images). Intermediate quantized tensors are made
 graph outputs too, so every layer's output is compared, not only the logits.
 """
@@ -10,15 +10,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hw import isa
-from hw.isa import Opcode
 from sw import models, oracle
+from sw.bench import counter_read_cost
 from sw.device import Device, open_device
 from sw.host_ops import quantize_linear
 from sw.onnx_import import InputMismatch, InvalidModel, RillModel, UnsupportedOperator
 
-READ_COUNTERS_CYCLES = isa.cycle_cost(open_device("golden").params, isa.Config(),
-                                      Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
+READ_COUNTERS_CYCLES = counter_read_cost(open_device("golden").params)
 
 
 class MeasuringDevice(Device):
@@ -28,7 +26,7 @@ class MeasuringDevice(Device):
         super().__init__(inner.params)
         self.inner, self.cycles = inner, []
 
-    def execute(self, commands, response_bytes, cuts=()):
+    def _exchange(self, commands, response_bytes, cuts=()):
         before = self.inner.read_counters()["cycles"]
         out = self.inner.execute(commands, response_bytes, cuts)
         self.cycles.append(self.inner.read_counters()["cycles"] - before - READ_COUNTERS_CYCLES)
