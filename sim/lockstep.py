@@ -38,7 +38,11 @@ class LockstepTransport:
                  link_options: dict | None = None):
         binary = harness_binary(params, link_options=link_options)
         self._server = ServedProcess([str(binary), "--lockstep", "--port-file", "{port_file}"])
-        self._socket = socket.create_connection(("127.0.0.1", self._server.port))
+        try:
+            self._socket = socket.create_connection(("127.0.0.1", self._server.port))
+        except BaseException:
+            self._server.stop()
+            raise
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.sendall(struct.pack("<cII", b"P", rx_gap, tx_gap))
         self.cycles = 0

@@ -34,12 +34,12 @@ _U16 = 0xFFFF
 
 @dataclass(frozen=True)
 class Residence:
-    """Where one layer lives: its weight words and its requantization entries."""
+    """Where one layer lives: its weight words, and its requantization entries (one per output
+    channel) from ``qparam_base``."""
 
     weight_base: int
     weight_words: int
     qparam_base: int
-    qparam_entries: int
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
             continue
         weight_top -= words
         qparam_top -= layer.n
-        residences[index] = Residence(weight_top, words, qparam_top, layer.n)
+        residences[index] = Residence(weight_top, words, qparam_top)
     streaming = params if everything else replace(params, weight_depth=weight_top,
                                                   qparam_depth=qparam_top)
     return Allocation(residences, streaming)

@@ -27,7 +27,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <cstdint>
@@ -74,8 +73,6 @@ struct Options {
     uint64_t trace_from = 0;
     uint64_t trace_to = UINT64_MAX;
     bool lockstep = false;
-    uint64_t bare_cycles = 0;
-    uint64_t bare_gap = 8;
     std::string record;
     std::string replay;
 };
@@ -98,8 +95,6 @@ Options parse(int argc, char** argv) {
         else if (arg == "--trace-from") o.trace_from = std::stoull(value());
         else if (arg == "--trace-to") o.trace_to = std::stoull(value());
         else if (arg == "--lockstep") o.lockstep = true;
-        else if (arg == "--bare") o.bare_cycles = std::stoull(value());
-        else if (arg == "--bare-gap") o.bare_gap = std::max<uint64_t>(1, std::stoull(value()));
         else if (arg == "--record") o.record = value();
         else if (arg == "--replay") o.replay = value();
         else if (arg.rfind("+verilator", 0) == 0) continue;   // Verilator's own plusargs
@@ -108,10 +103,10 @@ Options parse(int argc, char** argv) {
             std::exit(2);
         }
     }
-    if (o.port_file.empty() && !o.bare_cycles && o.replay.empty()) {
+    if (o.port_file.empty() && o.replay.empty()) {
         std::fprintf(stderr, "usage: %s --port-file FILE [--batch N] [--lockstep] "
                      "[--record FILE] [--trace FILE [--trace-from C] [--trace-to C]]\n"
-                     "       %s --bare CYCLES [--bare-gap N] | --replay FILE\n", argv[0], argv[0]);
+                     "       %s --replay FILE\n", argv[0], argv[0]);
         std::exit(2);
     }
     if (o.batch < 2) o.batch = 2;
@@ -368,18 +363,6 @@ void serve(Device& device, Connection& host, const Options& options) {
     }
 }
 
-// The model's own speed, for comparison: no socket, no decisions, a pseudo-random byte offered
-// on rx every `gap` cycles (the link drops the garbage frames, as it must).
-void run_bare(Device& device, uint64_t cycles, uint64_t gap) {
-    uint32_t state = 0x2545f491u;
-    for (uint64_t cycle = 0; cycle < cycles; ++cycle) {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        device.step(cycle % gap == 0, uint8_t(state), true);
-    }
-}
-
 // --record: the cycles a served run simulated and every byte offered on rx in them, as
 // little-endian u64 cycle count, then (u64 cycle, u8 byte) per offer.
 void write_record(const Device& device, const std::string& path) {
@@ -450,13 +433,6 @@ int main(int argc, char** argv) {
         start = std::chrono::steady_clock::now();
         replay(device, options.replay);
         report(device, "replayed", 0);
-        return 0;
-    }
-    if (options.bare_cycles) {
-        Device device(options);
-        start = std::chrono::steady_clock::now();
-        run_bare(device, options.bare_cycles, options.bare_gap);
-        report(device, "bare", 0);
         return 0;
     }
     Connection host(accept_host(options));
