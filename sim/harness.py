@@ -35,7 +35,7 @@ from .toolchain import (
 )
 
 __all__ = ["TOPLEVEL", "TRACE_FORMATS", "HARNESS_SOURCES", "SimSpeed", "harness_binary",
-           "trace_format", "read_speed", "bare_speed", "replay_speed"]
+           "trace_format", "read_speed", "replay_speed"]
 
 TOPLEVEL = "rill_linked_core"
 SOURCE_DIR = Path(__file__).resolve().parent / "harness"
@@ -60,6 +60,12 @@ def trace_format(path: str | os.PathLike | None) -> str | None:
     return TRACE_FORMATS[suffix]
 
 
+#: Binaries this process has built or found, by what they were asked for: the gateware does not
+#: change while a process runs, and converting the 8x8 core to Verilog to find its cache key
+#: takes seconds.
+_BINARIES: dict[tuple, Path] = {}
+
+
 def harness_binary(params: RillParams, *, trace: str | None = None,
                    link_options: dict | None = None, build_root: Path | None = None) -> Path:
     """The harness executable for a core of ``params`` (built once, then cached).
@@ -68,6 +74,10 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
     a separate build, since tracing slows every cycle. ``link_options``: keywords for
     :class:`~hw.link.LinkedCore` (a test's small response buffer).
     """
+    memo = (params, trace, tuple(sorted((link_options or {}).items())), build_root)
+    known = _BINARIES.get(memo)
+    if known is not None and known.is_file():
+        return known
     verilog = verilog_for(LinkedCore(params, **(link_options or {})), TOPLEVEL)
     args = [*VERILATOR_BUILD_ARGS, *HARNESS_VERILATOR_ARGS, *([trace] if trace else [])]
     make_flags = " ".join(filter(None, [*HARNESS_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
@@ -105,6 +115,7 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
 
     what = f"{TOPLEVEL} {params.rows}x{params.cols} harness" + (" with tracing" if trace else "")
     build_once(build_dir, build, what=what)
+    _BINARIES[memo] = binary
     return binary
 
 
@@ -134,15 +145,6 @@ def read_speed(log: Path) -> SimSpeed | None:
     except OSError:
         return None
     return _speed(found[-1]) if found else None
-
-
-def bare_speed(params: RillParams, cycles: int = 1_000_000, gap: int = 8) -> SimSpeed:
-    """The bare model's speed: the harness's model clocked by a plain loop, no socket and no
-    decisions per cycle, a line-noise byte offered every ``gap`` cycles."""
-    binary = harness_binary(params)
-    done = subprocess.run([str(binary), "--bare", str(int(cycles)), "--bare-gap", str(int(gap))],
-                          capture_output=True, check=True)
-    return _speed(_SPEED_LINE.findall(done.stdout)[-1])
 
 
 def replay_speed(params: RillParams, record: Path) -> SimSpeed:
