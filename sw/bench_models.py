@@ -15,7 +15,7 @@ the share of that time the core cannot work for waiting on the link.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,10 @@ import numpy as np
 from .bench import counter_read_cost
 from .device_base import Device
 from .onnx_import import RillModel
+from .registry import BOARD_LINKS_GROUP, registered
 
-__all__ = ["LinkPace", "ModelRow", "measure_model", "bench_models", "format_models", "models_json",
-           "board_links", "BOARD_LINKS_GROUP"]
-
-#: The entry-point group in which the boards register their links (name -> (clock Hz, baud)):
-#: the host reaches the boards only through it.
-BOARD_LINKS_GROUP = "rill.board_links"
+__all__ = ["LinkPace", "ModelRow", "measure_model", "bench_models", "format_models",
+           "board_links"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +46,7 @@ class LinkPace:
 def board_links(names: list[str]) -> list[LinkPace]:
     """The :class:`LinkPace` of each named board; ``KeyError`` naming the unknown ones and the
     boards there are."""
-    from importlib.metadata import entry_points
-    links = {}
-    for point in entry_points(group=BOARD_LINKS_GROUP):
-        links.update(point.load())
+    links = registered(BOARD_LINKS_GROUP)
     unknown = [name for name in names if name not in links]
     if unknown:
         raise KeyError(f"{' '.join(unknown)}: no such board; boards: "
@@ -72,7 +66,7 @@ class ModelRow:
     links: dict[str, dict] = field(default_factory=dict)
 
 
-def _quantized_bytes(model: RillModel, feeds: dict[str, np.ndarray], outputs) -> int:
+def _quantized_bytes(feeds: dict[str, np.ndarray], outputs) -> int:
     """Bytes of the int8 tensors the device would take in and give back for one call."""
     ins = sum(np.asarray(v).size for v in feeds.values())
     outs = sum(np.asarray(v).size for v in outputs.values())
@@ -95,7 +89,7 @@ def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, 
     batch = len(next(iter(feeds.values())))
     row = ModelRow(name + (" resident" if resident else ""), batch, cycles,
                    sum(model.predicted_cycles().values()), sent, received,
-                   _quantized_bytes(model, feeds, outputs))
+                   _quantized_bytes(feeds, outputs))
     for pace in paces:
         link_in, link_out = sent * pace.cycles_per_byte, received * pace.cycles_per_byte
         bound = max(cycles, link_in, link_out)
@@ -122,10 +116,6 @@ def format_models(rows: list[ModelRow]) -> str:
     lines.append("(inf/s: inferences per second the full-duplex link allows at the board's clock; "
                  "link-bound: share of that time the core waits for the link)")
     return "\n".join(lines)
-
-
-def models_json(rows: list[ModelRow]) -> list[dict]:
-    return [asdict(r) for r in rows]
 
 
 def bench_models(device: Device, paces: list[LinkPace], folder: Path,

@@ -5,23 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from hw.params import ParamsError, RillParams
 
-__all__ = ["main", "BOARDS_GROUP", "UsageError"]
+from .registry import BOARDS_GROUP, registered
 
-#: Entry-point group of the boards' params: each entry names a mapping of board name to the
-#: :class:`RillParams` its bitstream carries. The boards sit above the host, so ``--board-params``
-#: reaches them through this registry, filled by the package that has them.
-BOARDS_GROUP = "rill.boards"
+__all__ = ["main", "BOARDS_GROUP", "UsageError"]
 
 
 class UsageError(Exception):
     """A command line that cannot work as given; the message says what to give instead."""
+
 
 DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilator; default), "
                "sim+cocotb (the same RTL under cocotb: slower, Python in the loop), "
@@ -86,12 +83,6 @@ def _load_array(path: str, name: str):
     return value
 
 
-def _board_catalogues() -> list[Mapping[str, RillParams]]:
-    """The installed boards, as mappings of board name to params (:data:`BOARDS_GROUP`)."""
-    from importlib.metadata import entry_points
-    return [point.load() for point in entry_points(group=BOARDS_GROUP)]
-
-
 def _board_links(names: list[str]):
     """:class:`~sw.bench_models.LinkPace` of each named board, or a usage error."""
     from .bench_models import board_links
@@ -103,15 +94,13 @@ def _board_links(names: list[str]):
 
 def board_params(name: str) -> RillParams:
     """The params of the core board ``name``'s bitstream carries, from the registered boards."""
-    catalogues = _board_catalogues()
-    for catalogue in catalogues:
-        if name in catalogue:
-            return catalogue[name]
-    names = [board for catalogue in catalogues for board in catalogue]
-    if not names:
+    boards = registered(BOARDS_GROUP)
+    if name in boards:
+        return boards[name]
+    if not boards:
         raise UsageError(f"--board-params {name}: no boards are installed (the {BOARDS_GROUP!r} "
                          "entry points); install the project with pip install -e .")
-    raise UsageError(f"no board named {name!r}; boards: {', '.join(names)}")
+    raise UsageError(f"no board named {name!r}; boards: {', '.join(boards)}")
 
 
 def _params_from(args) -> RillParams:

@@ -10,6 +10,7 @@ import pytest
 
 import hw.build
 from sw import cli, oracle
+from sw.registry import BOARD_LINKS_GROUP, BOARDS_GROUP, registered
 
 
 def _sw(*args):
@@ -266,10 +267,12 @@ def test_board_params_come_from_the_registry_the_boards_fill():
     """``sw`` reaches the boards only through the ``rill.boards`` entry points."""
     from boards import board_names, get_board
     assert cli.board_params("icebreaker") == get_board("icebreaker").params
-    catalogue = {name: params for found in cli._board_catalogues() for name, params in
-                 found.items()}
-    assert list(catalogue) == board_names()
+    catalogue = registered(BOARDS_GROUP)
+    assert sorted(catalogue) == sorted(board_names())
     assert all(catalogue[name] == get_board(name).params for name in board_names())
+    links = registered(BOARD_LINKS_GROUP)
+    assert all(links[name] == (get_board(name).clock_hz, get_board(name).baud)
+               for name in board_names())
 
 
 @pytest.fixture
