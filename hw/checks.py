@@ -43,6 +43,17 @@ def _times(value: Value, factor: int) -> Value:
     return sum(terms[1:], terms[0])
 
 
+def _ceil_div(value: Value, divisor: int) -> Value:
+    """``ceil(value / divisor)`` for an unsigned ``value`` and a constant ``divisor``: a shift
+    for a power of two, else a multiply by the rounded-up reciprocal, exact for every value of
+    ``len(value) + 1`` bits when the reciprocal carries ``width + bits(divisor)`` fraction bits."""
+    x = value + (divisor - 1)
+    if divisor & (divisor - 1) == 0:
+        return x >> (divisor.bit_length() - 1)
+    fraction = len(value) + 1 + divisor.bit_length()
+    return _times(x, -(-(1 << fraction) // divisor)) >> fraction
+
+
 class InstructionChecks(wiring.Component):
     """Status of the header in the sequencer's registers, and the product MATMUL's execution needs.
 
@@ -53,6 +64,8 @@ class InstructionChecks(wiring.Component):
         cycle by shifting in at the top.
     next_byte : ``In(8)``
         The header byte being taken (the sequencer's command input).
+    latch_early : ``In(1)``
+        Asserted in the cycle the header's third-to-last byte is taken.
     latch_products : ``In(1)``
         Asserted in the cycle the header's second-to-last byte is taken (``next_byte``): every
         byte before it is in ``operands``, two bytes higher than at decode.
@@ -64,8 +77,12 @@ class InstructionChecks(wiring.Component):
         cycle on): ``OK`` or why the instruction is refused.
     ok : ``Out(1)``
         ``status == OK``, a register of its own: decode's enables start from it, not a compare.
+    out_type : ``In(OutType)``
+        The configured output type (a UINT8 output cannot go to the activation SRAM).
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
+    store_values : ``Out(...)``
+        ``STORE``'s values per row, ``(n_tiles - 1) * cols + last_cols``.
     """
 
     def __init__(self, params: RillParams):
@@ -74,17 +91,21 @@ class InstructionChecks(wiring.Component):
             "opcode": In(8),
             "operands": In(8 * (HEADER_BYTES - 1)),
             "next_byte": In(8),
+            "latch_early": In(1),
             "latch_products": In(1),
             "latch": In(1),
+            "out_type": In(OutType),
             "status": Out(Status),
             "ok": Out(1),
             "tiles": Out(16),
+            "store_values": Out(16 + params.cols.bit_length()),
         })
 
     def elaborate(self, platform):
         m = Module()
         store = self.opcode == Opcode.STORE
         out_of_range, acc_over, weight_over, mm_kn = self._range_checks(m, store)
+        acts_over = self._store_to_acts_check(m, store) if self._params.store_to_acts else 0
         with m.If(self.latch):
             m.d.sync += self.tiles.eq(mm_kn)
 
@@ -102,7 +123,7 @@ class InstructionChecks(wiring.Component):
         matmul = self.opcode == Opcode.MATMUL
         acc_checked = matmul | store
         refused_for_range = (first_status == Status.OK) & (
-            range_bad | (acc_checked & acc_over) | (matmul & weight_over))
+            range_bad | (acc_checked & acc_over) | (matmul & weight_over) | acts_over)
         m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
                      self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
 
@@ -153,7 +174,11 @@ class InstructionChecks(wiring.Component):
         # byte through a multiplier, which placement may put far from the sequencer.
         acc_n, acc_m = Signal(8, name="acc_n"), Signal(16, name="acc_m")
         acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
-        st_q_count = Signal(16 + p.cols.bit_length())   # STORE's qparam entries
+        st_q_count = self.store_values   # STORE's qparam entries
+        with m.If(self.latch_early):
+            m.d.sync += st_q_count.eq(
+                _times(self._header_field(Opcode.STORE, "n_tiles", 3) - 1, p.cols)
+                + self._header_field(Opcode.STORE, "last_cols", 3))
         with m.If(self.latch_products):
             k_tiles = product_field(Opcode.MATMUL, "k_tiles")
             n_tiles = product_field(Opcode.MATMUL, "n_tiles")
@@ -163,8 +188,6 @@ class InstructionChecks(wiring.Component):
                 # On the shallow core (the full iCE40) in this cycle, its compare in the next.
                 *([] if late_weight else [mm_kn_rows.eq(_times(kn, p.rows))]),
                 mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
-                st_q_count.eq(_times(product_field(Opcode.STORE, "n_tiles") - 1, p.cols)
-                              + product_field(Opcode.STORE, "last_cols")),
                 acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
                 acc_m.eq(Mux(store, product_field(Opcode.STORE, "m"),
                              product_field(Opcode.MATMUL, "m"))),
@@ -200,6 +223,34 @@ class InstructionChecks(wiring.Component):
                     _past(st["q_addr"], st_q_count, p.qparam_depth))
         return out_of_range, acc_over, weight_over, mm_kn
 
+    def _store_mode_bad(self, flags: Value) -> Value:
+        """STORE flags that exist but do not go together: the INT4 layout without TO_ACTS;
+        TO_ACTS with RAW or with a UINT8 output."""
+        f = isa.StoreFlags
+        to_acts = (flags & f.TO_ACTS.value).any()
+        return (((flags & f.ACTS_INT4.value).any() & ~to_acts)
+                | (to_acts & ((flags & f.RAW.value).any() | (self.out_type == OutType.UINT8))))
+
+    def _store_to_acts_check(self, m, store) -> Value:
+        """Whether a ``STORE TO_ACTS`` writes past the activation SRAM, for the status's cycle:
+        its words, ``ceil(values / kpt) * m``, one step a fetch cycle (the values at
+        ``latch_early``, the K chunks, then the product)."""
+        p = self._params
+        flags = isa.StoreFlags
+        chunks = Signal(len(self.store_values), name="acts_chunks")
+        words = Signal(len(chunks) + 16, name="acts_words")
+        m_field = Signal(16, name="acts_m")
+        with m.If(self.latch_products):
+            int4 = (self._header_field(Opcode.STORE, "flags", 2) & flags.ACTS_INT4.value).any()
+            m.d.sync += [chunks.eq(Mux(int4, _ceil_div(self.store_values, p.k_per_tile(True)),
+                                       _ceil_div(self.store_values, p.k_per_tile(False)))),
+                         m_field.eq(self._header_field(Opcode.STORE, "m", 2))]
+        with m.If(self.latch):
+            m.d.sync += words.eq(chunks * m_field)
+        to_acts = self._header_field(Opcode.STORE, "flags", 0) & flags.TO_ACTS.value
+        return store & to_acts.any() & _past(self._header_field(Opcode.STORE, "act_addr", 0),
+                                             words, p.act_depth)
+
     def _field_checks(self, m, status):
         """Every check but the range checks, in priority order, into ``status``: unknown opcodes,
         mode values that do not exist, unknown flags, zero lengths."""
@@ -223,14 +274,17 @@ class InstructionChecks(wiring.Component):
                 Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value,
                                 lambda f: (f["m"] == 0) | (f["k_tiles"] == 0)
                                 | (f["n_tiles"] == 0)),
-                Opcode.STORE: (isa.StoreFlags.RAW.value,
+                Opcode.STORE: (isa.StoreFlags.RAW.value | (
+                    isa.StoreFlags.TO_ACTS.value | isa.StoreFlags.ACTS_INT4.value
+                    if p.store_to_acts else 0),
                                lambda f: (f["m"] == 0) | (f["n_tiles"] == 0)
                                | (f["last_cols"] == 0) | (f["last_cols"] > p.cols)),
             }
             for op, (known_flags, empty) in shapes.items():
                 with m.Case(op):
                     f = {name: early_field(op, name) for name, _ in isa.FIELDS[op]}
-                    with m.If((f["flags"] & (0xFF ^ known_flags)) != 0):
+                    with m.If(((f["flags"] & (0xFF ^ known_flags)) != 0)
+                              | (self._store_mode_bad(f["flags"]) if op == Opcode.STORE else 0)):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)

@@ -40,12 +40,12 @@ __all__ = [
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
     "requant_interval", "requant_latency", "acc_read_latency", "store_select_latency",
-    "store_flush_cycles", "store_cycles",
+    "store_flush_cycles", "store_cycles", "store_act_words",
     "waits_for_quiet",
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
-ISA_VERSION = 1
+ISA_VERSION = 2
 HEADER_BYTES = 12
 #: Working cycles between an instruction header's last byte and its decode: the decode checks'
 #: status settles (hw/checks.py).
@@ -123,6 +123,16 @@ class MatmulFlags(enum.Flag, shape=8):
 
 class StoreFlags(enum.Flag, shape=8):
     RAW = 0x01   #: send acc + bias as little-endian int32, skipping requantization
+    #: Write the requantized values into the activation SRAM at ``act_addr`` instead of sending
+    #: them: value ``n`` of row ``r`` to word ``act_addr + (n // kpt) * m + r``, lane ``n % kpt``,
+    #: the layout a MATMUL with ``m`` rows reads (``kpt``: K per tile of the next layer). The
+    #: STORE keeps its schedule (the response header's cycles pass silently) and sends nothing.
+    #: Lanes past the last value of a partial word keep what they held: the next layer's weights
+    #: there are zero padding. Needs ``RillParams.store_to_acts``; refused with RAW or a UINT8
+    #: output type (the array reads signed lanes).
+    TO_ACTS = 0x02
+    #: With TO_ACTS: the next layer runs INT4 (``2 * rows`` values a word, not ``rows``).
+    ACTS_INT4 = 0x04
 
 
 #: Operand fields of each opcode, in wire order after the opcode byte: ``(name, bytes)``.
@@ -134,7 +144,7 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.MATMUL: (("act_addr", 2), ("weight_addr", 2), ("acc_addr", 2), ("m", 2),
                     ("k_tiles", 1), ("n_tiles", 1), ("flags", 1)),
     Opcode.STORE: (("acc_addr", 2), ("m", 2), ("n_tiles", 1), ("last_cols", 1), ("q_addr", 2),
-                   ("flags", 1)),
+                   ("flags", 1), ("act_addr", 2)),
     Opcode.READ_COUNTERS: (),
     Opcode.SYNC: (("tag", 2),),
     Opcode.INFO: (),
@@ -231,6 +241,12 @@ def matmul_tile_cycles(params: RillParams, m: int) -> int:
 def store_payload_bytes(m: int, n_tiles: int, last_cols: int, cols: int, raw: bool) -> int:
     n = (n_tiles - 1) * cols + last_cols
     return m * n * (4 if raw else 1)
+
+
+def store_act_words(params: RillParams, m: int, n: int, int4: bool) -> int:
+    """Activation words a ``STORE TO_ACTS`` of ``m`` rows of ``n`` values fills: ``m`` for each
+    K chunk of the next layer."""
+    return -(-n // params.k_per_tile(int4)) * m
 
 
 def requant_interval(params: RillParams) -> int:

@@ -55,6 +55,11 @@ class RillParams:
         clock-to-out (~5.8 ns on ECP5) ends in a flip-flop, at one more cycle per STORE
         (``hw.isa.acc_read_latency``); and three pipeline stages in each PE instead of one
         (``hw.pe.product_stages``). Reported in ``INFO``.
+    store_to_acts : bool
+        ``STORE`` can write its requantized outputs into the activation SRAM, laid out for the
+        next layer's MATMUL (``hw.isa.StoreFlags.TO_ACTS``), so a model's layers chain on chip
+        without a host round trip. Its range check and address walk cost a multiplier and a few
+        counters; small parts leave it out. Reported in ``INFO``.
     """
 
     rows: int = 8
@@ -65,6 +70,7 @@ class RillParams:
     qparam_depth: int = 256
     serial_requant: bool = False
     deep_pipeline: bool = True
+    store_to_acts: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -180,8 +186,10 @@ class RillParams:
 
     def to_info_bytes(self, isa_version: int) -> bytes:
         """The 16-byte ``INFO`` payload: magic, ISA version, rows, cols, feature bits, depths."""
-        # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline
-        features = 0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
+        # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
+        # bit 3: STORE to the activation SRAM
+        features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
+                    | self.store_to_acts << 3)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
@@ -199,4 +207,5 @@ class RillParams:
         # A depth of 65536 is reported as 0 (it does not fit in u16).
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),
-                   deep_pipeline=bool(features & 0b100)), version
+                   deep_pipeline=bool(features & 0b100),
+                   store_to_acts=bool(features & 0b1000)), version

@@ -118,6 +118,7 @@ class _SequencerLogic:
         store = self._store_engine()
         self._output_register()
         self._checks()
+        self._store_writes()
         self._counters()
         with m.FSM(name="sequencer"):
             with m.State("FETCH"):
@@ -189,6 +190,8 @@ class _SequencerLogic:
         self.relu = Signal(name="relu")
         self.out_type = Signal(OutType, name="out_type")
         self.raw = Signal(name="raw")
+        # The STORE being run writes the activation SRAM: no response bytes while it runs.
+        self.to_acts = Signal(name="to_acts")
         m.d.comb += [seq.int4.eq(self.int4), seq.rounding.eq(self.rounding),
                      seq.relu.eq(self.relu), seq.out_type.eq(self.out_type),
                      seq.raw.eq(self.raw)]
@@ -296,19 +299,34 @@ class _SequencerLogic:
         m, seq, advance = self.m, self.seq, self.advance
         self.responding = responding = Signal(name="responding")
         m.d.comb += seq.rsp_valid_next.eq(
-            Mux(advance, responding | seq.requant_out.valid,
+            Mux(advance, (responding | seq.requant_out.valid) & ~self.to_acts,
                 self.out_valid & ~(seq.rsp.valid & seq.rsp.ready)))
         m.d.sync += self.out_valid.eq(seq.rsp_valid_next)
         with m.If(advance):
             m.d.sync += self.out_byte.eq(Mux(responding, self.resp_shift[:8],
                                              seq.requant_out.payload))
 
+    def _store_writes(self):
+        """A ``STORE TO_ACTS`` writes each requantized value into its activation SRAM lane
+        instead of sending it (and sends no response header, in the same cycles)."""
+        m, p, seq = self.m, self.p, self.seq
+        store, requant_out = self.store, seq.requant_out
+        m.d.comb += store.values.eq(self.checks.store_values)
+        if not p.store_to_acts:
+            return
+        writes = self.to_acts & requant_out.valid
+        m.d.comb += store.written.eq(writes & self.advance)
+        with m.If(writes):
+            m.d.comb += [seq.act_write.addr.eq(store.act_addr),
+                         seq.act_write.data.eq(requant_out.payload.replicate(p.act_lanes)),
+                         seq.act_write.en.eq(Mux(self.advance, store.act_lanes, 0))]
+
     def _checks(self):
         """Decode's checks (their range checks computed during the header's last fetch)."""
         m = self.m
         m.submodules.checks = self.checks = checks = InstructionChecks(self.p)
         m.d.comb += [checks.opcode.eq(self.opcode), checks.operands.eq(self.operands),
-                     checks.next_byte.eq(self.byte_in)]
+                     checks.next_byte.eq(self.byte_in), checks.out_type.eq(self.out_type)]
         self.status = checks.status
         self.header = Cat(self.status, self.opcode, self.counters["instructions"][:16])
 
@@ -328,7 +346,7 @@ class _SequencerLogic:
             value = Cat(self.header, payload)
             length += len(payload) // 8
         self.m.d.sync += [self.resp_shift.eq(value), self.resp_left.eq(length),
-                          self.after_respond.eq(_AFTER_RESPOND[then])]
+                          self.after_respond.eq(_AFTER_RESPOND[then]), self.to_acts.eq(0)]
         self.m.next = "RESPOND"
 
     def _fetch(self):
@@ -341,6 +359,8 @@ class _SequencerLogic:
                 m.d.sync += self.opcode.eq(self.byte_in)
             with m.Else():
                 m.d.sync += self.operands.eq(Cat(self.operands[8:], self.byte_in))
+            with m.If(fetch_count == HEADER_BYTES - 3):
+                m.d.comb += self.checks.latch_early.eq(1)
             with m.If(fetch_count == HEADER_BYTES - 2):
                 m.d.comb += self.checks.latch_products.eq(1)
             with m.If(fetch_count == HEADER_BYTES - 1):
@@ -394,6 +414,9 @@ class _SequencerLogic:
             m.d.comb += self.store.start.eq(1)
             m.d.sync += self.raw.eq(self.field(Opcode.STORE, "flags")[0])
             self._respond_then(then="STORE")
+            if p.store_to_acts:   # after _respond_then, which clears it
+                to_acts = self.field(Opcode.STORE, "flags") & isa.StoreFlags.TO_ACTS.value
+                m.d.sync += self.to_acts.eq(to_acts.any())
         with m.If(is_op[Opcode.READ_COUNTERS]):
             snapshot = [(counters["cycles"] - HEADER_BYTES - isa.CHECK_CYCLES)[:_COUNTER_WIDTH],
                         counters["busy"], counters["stalls"], counters["instructions"]]

@@ -55,6 +55,16 @@ class StoreEngine(wiring.Component):
         The accumulator row read and the qparam entry read.
     requant_in : ``Out(stream.Signature(requant_request_layout, always_ready=True))``
         Requests to the requantizer.
+    values : ``In(...)``
+        The STORE's values per row (``hw.checks.InstructionChecks.store_values``), taken with
+        ``start``.
+    written : ``In(1)``
+        A requantized value of a ``STORE TO_ACTS`` goes into the activation SRAM in this cycle.
+    act_addr : ``Out(act_addr_width)``, act_lanes : ``Out(act_lanes)``
+        Where it goes: the word, and a one-hot byte-lane enable (``hw.isa.StoreFlags.TO_ACTS``
+        gives the layout). Values leave the requantizer in the order they were issued, so a
+        walk of its own, stepped by ``written``, places them without carrying addresses through
+        the requantizer's pipeline.
     """
 
     def __init__(self, params: RillParams, requant_request_layout):
@@ -69,6 +79,10 @@ class StoreEngine(wiring.Component):
             "qparam_read": In(memory.ReadPort.Signature(
                 addr_width=p.qparam_addr_width, shape=QPARAM_EARLY)),
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
+            "values": In(16 + p.cols.bit_length()),
+            "written": In(1),
+            "act_addr": Out(p.act_addr_width),
+            "act_lanes": Out(p.act_lanes),
         })
 
     def elaborate(self, platform):
@@ -160,4 +174,33 @@ class StoreEngine(wiring.Component):
         m.d.comb += self.flushed.eq(st_flush == 1)
         with m.If(self.flush & self.enable):
             m.d.sync += [st_pace.eq(0), st_flush.eq(st_flush - 1)]
+        if p.store_to_acts:
+            self._activation_walk(m, st_m)
         return m
+
+    def _activation_walk(self, m: Module, st_m: Signal):
+        """Where each value of a ``STORE TO_ACTS`` lands: lane by lane through a word of the next
+        layer's K chunk, then ``m`` words on to the row's next chunk; a row's end goes back to
+        the first chunk, a word further."""
+        p, f = self._params, self.header
+        word = Signal(p.act_addr_width, name="st_act_word")
+        row_word = Signal(p.act_addr_width, name="st_act_row_word")
+        lane = Signal(range(p.act_lanes), name="st_act_lane")
+        lane_last = Signal(range(p.act_lanes), name="st_act_lane_last")
+        left = Signal(len(self.values), name="st_act_left")
+        values_last = Signal(len(self.values), name="st_act_values_last")
+        m.d.comb += [self.act_addr.eq(word),
+                     self.act_lanes.eq(Cat(lane == i for i in range(p.act_lanes)))]
+        with m.If(self.start):
+            int4 = (f.flags & isa.StoreFlags.ACTS_INT4.value).any()
+            m.d.sync += [word.eq(f.act_addr), row_word.eq(f.act_addr), lane.eq(0),
+                         lane_last.eq(Mux(int4, p.k_per_tile(True) - 1,
+                                          p.k_per_tile(False) - 1)),
+                         left.eq(self.values - 1), values_last.eq(self.values - 1)]
+        with m.Elif(self.written):
+            m.d.sync += [left.eq(left - 1), lane.eq(lane + 1)]
+            with m.If(left == 0):
+                m.d.sync += [left.eq(values_last), lane.eq(0), row_word.eq(row_word + 1),
+                             word.eq(row_word + 1)]
+            with m.Elif(lane == lane_last):
+                m.d.sync += [lane.eq(0), word.eq(word + st_m)]

@@ -15,10 +15,11 @@ from hw import isa
 from hw.isa import Config, Opcode, OutType, Precision, Rounding
 from hw.params import RillParams
 from sw.golden import GoldenCore
-from sw.program import GemmLayout, Program, gemm_program
+from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
 from sw.qparams import random_qparams
 
-__all__ = ["Expectation", "random_qparams", "random_gemm_program", "bad_input_program",
+__all__ = ["Expectation", "random_qparams", "random_gemm_program", "random_chain_program",
+           "bad_input_program",
            "write_cases", "counters_in", "expectations"]
 
 
@@ -58,6 +59,62 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
                                                per_channel=bool(rng.integers(0, 2))))
 
 
+def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m: int = 12,
+                         max_width: int = 24) -> Program:
+    """Two to four random linear layers chained through the activation SRAM: each layer's
+    STORE writes its outputs where the next layer's MATMUL reads them (``StoreFlags.TO_ACTS``),
+    between two regions at random places; only the last layer's outputs come back. Precisions,
+    rounding modes, ReLU and output types are random per layer (the chained ones INT8 or INT4:
+    the array reads signed lanes)."""
+    count = int(rng.integers(2, 5))
+    # Every layer's weights and entries must fit alone (INT8's tiles are the larger).
+    while max_width > 1 and (-(-max_width // params.rows) * -(-max_width // params.cols)
+                             * params.rows > params.weight_depth
+                             or max_width > params.qparam_depth):
+        max_width -= 1
+    precisions = [Precision(int(rng.integers(0, 2))) for _ in range(count)]
+    widths = [int(rng.integers(1, max_width + 1)) for _ in range(count + 1)]
+    k_tiles = [-(-widths[i] // params.k_per_tile(precisions[i] == Precision.INT4))
+               for i in range(count)]
+    n_tiles = [-(-widths[i + 1] // params.cols) for i in range(count)]
+    region = max(k_tiles)   # words a row in either region
+    m = int(rng.integers(1, max(1, min(max_m, params.act_depth // (2 * region),
+                                       params.acc_depth // max(n_tiles))) + 1))
+    half = params.act_depth // 2
+    regions = [int(rng.integers(0, half - region * m + 1)),
+               int(rng.integers(half, params.act_depth - region * m + 1))]
+    weight_addr = q_addr = 0
+    prog = Program(params)
+    prog.configure(Config(precision=precisions[0]))   # LOAD_ACTS' word follows the precision
+    acts = rng.integers(-128, 128, (m, widths[0]))
+    prog.load_acts(regions[0], pack_act_words(params, acts, precisions[0] == Precision.INT4))
+    for i, precision in enumerate(precisions):
+        last = i == count - 1
+        int4 = precision == Precision.INT4
+        rounding = Rounding(int(rng.integers(0, 2)))
+        out_type = OutType(int(rng.integers(0, 3))) if last else \
+            (OutType.INT8, OutType.INT4)[int(rng.integers(0, 2))]
+        prog.configure(Config(precision, rounding, bool(rng.integers(0, 2)), out_type))
+        lo, hi = (-8, 8) if int4 else (-128, 128)
+        weights = rng.integers(lo, hi, (widths[i], widths[i + 1]))
+        words = pack_weight_tiles(params, weights, int4)
+        if weight_addr + len(words) > params.weight_depth or \
+                q_addr + widths[i + 1] > params.qparam_depth:
+            weight_addr = q_addr = 0   # a small core: this layer's weights over the first's
+        prog.load_weights(weight_addr, words)
+        prog.load_qparams(q_addr, *random_qparams(rng, widths[i + 1], rounding, widths[i],
+                                                  per_channel=bool(rng.integers(0, 2))))
+        acc_addr = int(rng.integers(0, params.acc_depth - n_tiles[i] * m + 1))
+        prog.matmul(regions[i % 2], weight_addr, acc_addr, m, k_tiles[i], n_tiles[i])
+        prog.store(acc_addr, m, widths[i + 1], q_addr, raw=last and rng.random() < 0.2,
+                   to_acts=None if last else regions[(i + 1) % 2],
+                   acts_int4=not last and precisions[i + 1] == Precision.INT4)
+        weight_addr += len(words)
+        q_addr += widths[i + 1]
+    prog.read_counters()
+    return prog
+
+
 def bad_input_program(params: RillParams) -> Program:
     """Every error the decoder reports, each followed by proof that the core still answers."""
     prog = Program(params)
@@ -87,13 +144,13 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=params.acc_depth - 1,
                    m=2, k_tiles=1, n_tiles=1, flags=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=params.cols + 1,
-                   q_addr=0, flags=0),
-        isa.encode(Opcode.STORE, acc_addr=0, m=0, n_tiles=1, last_cols=1, q_addr=0, flags=0),
+                   q_addr=0, flags=0, act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=0, n_tiles=1, last_cols=1, q_addr=0, flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=params.acc_depth - 1, m=1, n_tiles=2, last_cols=1,
-                   q_addr=0, flags=0),
+                   q_addr=0, flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
-                   q_addr=params.qparam_depth, flags=0),
-        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=6),
+                   q_addr=params.qparam_depth, flags=0, act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x08, act_addr=0),
         # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
         isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001) + bytes(0x8001 * params.rows),
@@ -102,16 +159,34 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=1,
                    n_tiles=255, flags=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=0x8000, n_tiles=2, last_cols=1, q_addr=0,
-                   flags=0),
+                   flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0x8000, m=1, n_tiles=1, last_cols=1, q_addr=0,
-                   flags=0),
+                   flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=255, last_cols=1, q_addr=0xFF00,
-                   flags=0),
+                   flags=0, act_addr=0),
+        # Into the activation SRAM: with RAW, INT4 layout without TO_ACTS, past the end.
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x03,
+                   act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x04,
+                   act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=2, n_tiles=1, last_cols=1, q_addr=0, flags=0x02,
+                   act_addr=params.act_depth - 1),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=params.rows // params.cols + 1,
+                   last_cols=params.cols, q_addr=0, flags=0x02, act_addr=params.act_depth - 1),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x06,
+                   act_addr=0xFFFF),
     ]
     for command in bad:
         prog.chunks.append(command)
         prog.response_bytes += isa.RESPONSE_HEADER_BYTES
         prog.sync(tag=len(prog.chunks))
+    # A UINT8 output cannot go to the activation SRAM (the array reads signed lanes).
+    prog.configure(Config(out_type=OutType.UINT8))
+    prog.chunks.append(isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
+                                  q_addr=0, flags=0x02, act_addr=0))
+    prog.response_bytes += isa.RESPONSE_HEADER_BYTES
+    prog.configure(Config())
+    prog.sync(tag=len(prog.chunks))
     prog.info()
     prog.read_counters()
     return prog

@@ -29,6 +29,7 @@ from hw.isa import (
     StoreFlags,
     decode_fields,
     load_word_bytes,
+    store_act_words,
 )
 from hw.params import RillParams
 
@@ -134,13 +135,22 @@ class GoldenCore:
                 return Status.OUT_OF_RANGE
             return Status.OK
         if opcode == Opcode.STORE:
-            if f["flags"] & ~StoreFlags.RAW.value:
+            flags = f["flags"]
+            to_acts = bool(flags & StoreFlags.TO_ACTS.value)
+            known = StoreFlags.RAW.value | (
+                StoreFlags.TO_ACTS.value | StoreFlags.ACTS_INT4.value if p.store_to_acts else 0)
+            if (flags & ~known or (flags & StoreFlags.ACTS_INT4.value and not to_acts)
+                    or (to_acts and (flags & StoreFlags.RAW.value
+                                     or self.config.out_type == OutType.UINT8))):
                 return Status.BAD_MODE
             m, nt, last = f["m"], f["n_tiles"], f["last_cols"]
             if m == 0 or nt == 0 or last == 0 or last > p.cols:
                 return Status.BAD_LENGTH
+            n = (nt - 1) * p.cols + last
+            int4 = bool(flags & StoreFlags.ACTS_INT4.value)
             if (f["acc_addr"] + nt * m > p.acc_depth
-                    or f["q_addr"] + (nt - 1) * p.cols + last > p.qparam_depth):
+                    or f["q_addr"] + n > p.qparam_depth
+                    or to_acts and f["act_addr"] + store_act_words(p, m, n, int4) > p.act_depth):
                 return Status.OUT_OF_RANGE
             return Status.OK
         return Status.OK
@@ -206,7 +216,7 @@ class GoldenCore:
             self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
             self.counters["busy"] += k_tiles * m
 
-    def _store(self, acc_addr, m, n_tiles, last_cols, q_addr, flags) -> bytes:
+    def _store(self, acc_addr, m, n_tiles, last_cols, q_addr, flags, act_addr) -> bytes | None:
         p = self.params
         n = (n_tiles - 1) * p.cols + last_cols
         cols = np.arange(n)
@@ -218,4 +228,9 @@ class GoldenCore:
         values = requantize(acc, self.q_bias[ch], self.q_multiplier[ch], self.q_shift[ch],
                             self.q_zero_point[ch], rounding=self.config.rounding,
                             relu=self.config.relu, out_type=self.config.out_type)
+        if flags & StoreFlags.TO_ACTS.value:
+            kpt = p.k_per_tile(bool(flags & StoreFlags.ACTS_INT4.value))
+            words = act_addr + (cols // kpt)[None, :] * m + np.arange(m)[:, None]
+            self.act[words, (cols % kpt)[None, :]] = values.astype(np.int8)
+            return None
         return output_bytes(values, self.config.out_type).tobytes()

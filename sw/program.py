@@ -47,7 +47,8 @@ class Program:
     def _append(self, chunk: bytes):
         self.chunks.append(chunk)
         self.size += len(chunk)
-        if chunk[0] == Opcode.STORE.value:
+        if chunk[0] == Opcode.STORE.value and not isa.decode_fields(
+                Opcode.STORE, chunk[1:isa.HEADER_BYTES])["flags"] & StoreFlags.TO_ACTS.value:
             self.store_ends.append(self.size)
 
     def to_bytes(self) -> bytes:
@@ -107,13 +108,21 @@ class Program:
                   m=m, k_tiles=k_tiles, n_tiles=n_tiles,
                   flags=MatmulFlags.ACCUMULATE.value if accumulate else 0)
 
-    def store(self, acc_addr: int, m: int, n: int, q_addr: int, raw: bool = False):
+    def store(self, acc_addr: int, m: int, n: int, q_addr: int, raw: bool = False,
+              to_acts: int | None = None, acts_int4: bool = False):
+        """Requantize ``m`` rows of ``n`` outputs and send them; with ``to_acts``, write them
+        into the activation SRAM from that word instead, laid out for a next layer running
+        INT4 (``acts_int4``) or INT8 (:data:`hw.isa.StoreFlags.TO_ACTS`)."""
         cols = self.params.cols
         n_tiles = -(-n // cols)
+        flags = StoreFlags.RAW.value if raw else 0
+        response = isa.RESPONSE_HEADER_BYTES + m * n * (4 if raw else 1)
+        if to_acts is not None:
+            flags |= StoreFlags.TO_ACTS.value | (StoreFlags.ACTS_INT4.value if acts_int4 else 0)
+            response = 0
         self._add(Opcode.STORE, acc_addr=acc_addr, m=m, n_tiles=n_tiles,
-                  last_cols=n - (n_tiles - 1) * cols, q_addr=q_addr,
-                  flags=StoreFlags.RAW.value if raw else 0,
-                  response=isa.RESPONSE_HEADER_BYTES + m * n * (4 if raw else 1))
+                  last_cols=n - (n_tiles - 1) * cols, q_addr=q_addr, flags=flags,
+                  act_addr=to_acts or 0, response=response)
 
     def read_counters(self):
         self._add(Opcode.READ_COUNTERS, response=isa.RESPONSE_HEADER_BYTES + 16)

@@ -19,7 +19,14 @@ from support.params import SMALL
 
 from hw.isa import Config
 from hw.params import RillParams
-from sim.cases import bad_input_program, counters_in, expectations, random_gemm_program, write_cases
+from sim.cases import (
+    bad_input_program,
+    counters_in,
+    expectations,
+    random_chain_program,
+    random_gemm_program,
+    write_cases,
+)
 from sim.core_rtl import run_case_file
 from sim.runner import icarus_available
 from sw.device import open_device
@@ -32,7 +39,8 @@ SHAPES = {
     "3x5": replace(SMALL, rows=3, cols=5),
     # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
     # accumulator reads without the register.
-    "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False),
+    "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False,
+                          store_to_acts=False),
 }
 
 
@@ -41,7 +49,10 @@ def _regression(params: RillParams, seed: int, programs: int, before=()):
     programs (run on the device first, their answers not returned)."""
     rng = np.random.default_rng(seed)
     limit = dict(max_m=40, max_k=4 * params.rows + 7, max_n=3 * params.cols + 2)
-    named = [(f"gemm{i}", random_gemm_program(params, rng, **limit)) for i in range(programs)]
+    # Every third program a chain of layers through the activation SRAM, where the core has it.
+    named = [(f"chain{i}", random_chain_program(params, rng))
+             if params.store_to_acts and i % 3 == 2 else
+             (f"gemm{i}", random_gemm_program(params, rng, **limit)) for i in range(programs)]
     named.insert(programs // 2, ("bad input", bad_input_program(params)))
     return expectations(params, [*before, *named])[len(before):]
 

@@ -8,7 +8,8 @@ from hw import isa
 from hw.isa import Opcode, Precision, Status
 from hw.params import RillParams
 from sw.golden import GoldenCore
-from sw.program import GemmLayout, Program, gemm_program
+from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
+from sw.qparams import random_qparams
 
 
 def _raw_result(response: bytes, m: int, n: int) -> np.ndarray:
@@ -104,11 +105,19 @@ BAD = [
                                            acc_addr=255, m=1, k_tiles=1, n_tiles=2, flags=0),
      Status.OUT_OF_RANGE),
     ("store last_cols 5", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=5,
-                                     q_addr=0, flags=0), Status.BAD_LENGTH),
+                                     q_addr=0, flags=0, act_addr=0), Status.BAD_LENGTH),
     ("store q past the end", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=2, last_cols=1,
-                                        q_addr=60, flags=0), Status.OUT_OF_RANGE),
+                                        q_addr=60, flags=0, act_addr=0), Status.OUT_OF_RANGE),
     ("store bad flags", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
-                                   q_addr=0, flags=0x80), Status.BAD_MODE),
+                                   q_addr=0, flags=0x80, act_addr=0), Status.BAD_MODE),
+    ("store raw to acts", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
+                                     q_addr=0, flags=0x03, act_addr=0), Status.BAD_MODE),
+    ("store int4 layout alone", isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1,
+                                           last_cols=1, q_addr=0, flags=0x04, act_addr=0),
+     Status.BAD_MODE),
+    ("store to acts past the end", isa.encode(Opcode.STORE, acc_addr=0, m=3, n_tiles=2,
+                                              last_cols=1, q_addr=0, flags=0x02, act_addr=251),
+     Status.OUT_OF_RANGE),
 ]
 
 
@@ -129,3 +138,42 @@ def test_bad_input_answers_with_a_code_and_changes_nothing(name, command, status
     again = Program(PARAMS)
     again.store(10, 4, 4, 60, raw=True)
     assert core.feed(again.to_bytes())[4:] == first[4:]
+
+
+@pytest.mark.parametrize("next_precision", [Precision.INT8, Precision.INT4])
+def test_store_to_acts_feeds_the_next_layer_what_the_host_would(next_precision):
+    """A layer's STORE into the activation SRAM, then the next layer's MATMUL on it, gives what
+    sending the outputs back and loading them as the next layer's activations gives."""
+    rng = np.random.default_rng(5 + next_precision.value)
+    m, k, hidden, n = 7, 13, 11, 6
+    acts = rng.integers(-128, 128, (m, k))
+    w1 = rng.integers(-128, 128, (k, hidden))
+    lo, hi = (-8, 8) if next_precision == Precision.INT4 else (-128, 128)
+    w2 = rng.integers(lo, hi, (hidden, n))
+    q1 = random_qparams(rng, hidden, isa.Rounding.ONNX, k)
+    q2 = (rng.integers(-1000, 1000, n), [0] * n, [0] * n, [0] * n)
+
+    first = GoldenCore(PARAMS).feed(gemm_program(PARAMS, acts, w1, qparams=q1,
+                                                 counters=False).to_bytes())
+    hidden_out = np.frombuffer(first[4:], dtype=np.int8).reshape(m, hidden)
+    expected = _raw_result(GoldenCore(PARAMS).feed(gemm_program(
+        PARAMS, hidden_out, w2, precision=next_precision, raw=True, qparams=q2,
+        counters=False).to_bytes()), m, n)
+
+    int4 = next_precision == Precision.INT4
+    prog = Program(PARAMS)
+    prog.configure(isa.Config())
+    prog.load_qparams(0, *q1)
+    prog.load_qparams(hidden, *q2)
+    prog.load_weights(0, pack_weight_tiles(PARAMS, w1, False))
+    second_weights = pack_weight_tiles(PARAMS, w2, int4)
+    prog.load_weights(100, second_weights)
+    prog.load_acts(0, pack_act_words(PARAMS, acts, False))
+    prog.matmul(0, 0, 0, m, -(-k // PARAMS.rows), -(-hidden // PARAMS.cols))
+    prog.store(0, m, hidden, 0, to_acts=50, acts_int4=int4)
+    prog.configure(isa.Config(precision=next_precision))
+    prog.matmul(50, 100, 20, m, -(-hidden // PARAMS.k_per_tile(int4)), -(-n // PARAMS.cols))
+    prog.store(20, m, n, hidden, raw=True)
+    out = GoldenCore(PARAMS).feed(prog.to_bytes())
+    assert len(out) == prog.response_bytes == 4 + 4 * m * n   # the chained STORE sends nothing
+    assert np.array_equal(_raw_result(out, m, n), expected)
