@@ -14,13 +14,14 @@ its operation and carries plain attributes (numbers, lists, arrays).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hw.params import RillParams
 
+from .chain import chain_program, chained_qparams, find_chains
 from .compiler import CompiledLinear, LayerProgram, QuantizedLinear, compile_linear, scalar_int
 from .conv import QuantizedConv, im2col
 from .device_base import Device, DeviceError
@@ -147,9 +148,14 @@ class QuantizedModel:
             return device.resident.allocation
         compiled = [layer.compiled(params) for layer in self.layers]
         allocation = allocate(params, compiled)
+        chains = find_chains(params, self.steps, self.outputs, compiled,
+                             set(allocation.residences))
+        allocation = replace(allocation, chains=chains)
+        handing_on = {index for chain in chains.values() for index in chain[:-1]}
         program = Program(params)
         for index, residence in allocation.residences.items():
-            program.extend(load_program(compiled[index], residence))
+            qparams = chained_qparams(compiled[index]) if index in handing_on else None
+            program.extend(load_program(compiled[index], residence, qparams))
         program.sync()   # one answer: a refused load shows up as its error status, not silence
         response = device.execute(program.to_bytes(), program.response_bytes,
                                   program.frame_cuts(), keeps_resident=True)
@@ -172,14 +178,22 @@ class QuantizedModel:
         env = dict(self.constants)
         env.update(self.check_inputs(feeds))
         allocation = self.load(device) if resident else None
-        layers, done = len(self.layers), 0
+        layers, done, skip = len(self.layers), 0, 0
         for step in self.steps:
+            if skip:   # run as part of a chain
+                skip -= 1
+                continue
             if isinstance(step, HostStep):
                 env.update(zip(step.outputs, run_host_op(step, env)))
                 continue
             if progress is not None:
                 progress(step.name, done, layers)
-            if allocation is None:
+            if allocation is not None and done in allocation.chains:
+                chain = allocation.chains[done]
+                lp, shape = self._chain_program(device.params, allocation, chain,
+                                                env[step.input])
+                skip = len(chain) - 1
+            elif allocation is None:
                 lp, shape = step.program(device.params, env[step.input])
             elif done in allocation.residences:
                 lp, shape = step.program(device.params, env[step.input],
@@ -191,9 +205,21 @@ class QuantizedModel:
             # Resident calls write below the resident layers; streamed ones may write anywhere.
             response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts,
                                       keeps_resident=resident)
-            env[step.output] = shape(lp.assemble(response))
-            done += 1
+            output = self.layers[done + skip].output
+            env[output] = shape(lp.assemble(response))
+            done += 1 + skip
         return {name: env[name] for name in self.outputs}
+
+    def _chain_program(self, params: RillParams, allocation: Allocation,
+                       chain: tuple[int, ...], x: np.ndarray):
+        """``(LayerProgram, reshape)`` of one call of a chain of layers (:mod:`sw.chain`);
+        chained layers are row-wise matmuls, so the first layer's reshape fits the last's
+        output."""
+        first = self.layers[chain[0]]
+        x2d, reshape = first.as_matrix(x)
+        lp = chain_program([self.layers[i].compiled(params) for i in chain],
+                           [allocation.residences[i] for i in chain], x2d)
+        return lp, reshape
 
 
 @dataclass(frozen=True, eq=False)

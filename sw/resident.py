@@ -15,7 +15,7 @@ one ``STORE`` of every column. Chunks are as long as the accumulators (``acc_dep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,11 +44,13 @@ class Residence:
 
 @dataclass(frozen=True)
 class Allocation:
-    """A model's placement: each resident layer's :class:`Residence` by layer index, and the
-    params the streaming layers compile for (the SRAM below the resident layers)."""
+    """A model's placement: each resident layer's :class:`Residence` by layer index, the
+    params the streaming layers compile for (the SRAM below the resident layers), and the runs
+    of resident layers chained on chip (:func:`sw.chain.find_chains`), by first layer."""
 
     residences: dict[int, Residence]
     streaming_params: RillParams
+    chains: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:
@@ -86,13 +88,14 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     return Allocation(residences, streaming)
 
 
-def load_program(layer: CompiledLinear, residence: Residence) -> Program:
-    """The one-time load of a resident layer: its weight block and its requantization entries."""
+def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> Program:
+    """The one-time load of a resident layer: its weight block and its requantization entries
+    (``qparams``, or the layer's own)."""
     prog = Program(layer.params)
     prog.configure(layer.config)   # LOAD_WEIGHTS' word size follows the precision
     prog.load_weights(residence.weight_base,
                       pack_weight_tiles(layer.params, layer.weights, layer.int4))
-    prog.load_qparams(residence.qparam_base, *layer.qparams)
+    prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
     return prog
 
 

@@ -38,6 +38,11 @@ def test_resident_calls_send_no_weights_and_stay_exact(mlp, url):
         _, streamed, _, _ = _call(device, model, feeds, resident=False)
         first, _, _, _ = _call(device, model, feeds, resident=True)   # loads the weights
         again, sent, cycles, predicted = _call(device, model, feeds, resident=True)
+        chains = device.resident.allocation.chains
+    # Both layers run as one program: the hidden layer's outputs stay in the activation SRAM.
+    assert chains == {0: (0, 1)} and len(model.programs) == 1
+    m, n = feeds["input"].shape[0], expected["logits"].shape[1]
+    assert model.programs[0].response_bytes == 4 + m * n
     allocation = allocate(device.params, [layer.compiled(device.params)
                                           for layer in model.layers])
     assert len(allocation.residences) == len(model.layers) == 2
@@ -86,3 +91,32 @@ def test_a_model_larger_than_the_sram_streams_the_rest(tmp_path):
     top = min(r.weight_base for r in allocation.residences.values())
     assert allocation.streaming_params.weight_depth == top
     assert np.array_equal(got["logits"], oracle.run(path, feeds)["logits"])
+
+
+@pytest.mark.parametrize("activation_type", ["QInt8", "QUInt8"])
+def test_chained_layers_equal_layer_by_layer(tmp_path, activation_type):
+    """The autoencoder's ten layers as one chain on a core that holds them all (the ULX3S-85F's
+    array with a larger weight SRAM): only the input and the output cross the link, and the
+    outputs are the layer-by-layer calls' and onnxruntime's, uint8 tensors between layers
+    included (kept as int8 on chip)."""
+    from dataclasses import replace
+
+    from hw.params import RillParams
+    float_model = autoencoder(samples=32)
+    path = quantize(float_model, tmp_path, activation_type=activation_type)
+    feeds = {"input": float_model.test_inputs[:3]}
+    params = RillParams(rows=16, cols=16, act_depth=2048, weight_depth=20480, acc_depth=1024,
+                        qparam_depth=2048)
+    model = RillModel.load(path)
+    with open_device("golden", params) as device:
+        streamed = model.run(device, feeds)
+        chained = model.run(device, feeds, resident=True)
+        assert device.resident.allocation.chains == {0: tuple(range(10))}
+        assert len(model.programs) == 1
+        assert model.programs[0].response_bytes == 4 + 3 * 640
+    with open_device("golden", replace(params, store_to_acts=False)) as device:
+        unchained = model.run(device, feeds, resident=True)
+        assert device.resident.allocation.chains == {}
+    expected = oracle.run(path, feeds)
+    for outputs in (streamed, chained, unchained):
+        assert np.array_equal(outputs["logits"], expected["logits"])
