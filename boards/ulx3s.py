@@ -40,5 +40,8 @@ ULX3S_25F = _ulx3s("25f", ULX3S_25F_Platform, 6, 6, act_depth=1024, weight_depth
                    acc_depth=1024, qparam_depth=256)
 ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth=1024,
                    acc_depth=1024, qparam_depth=512)
-ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2048, weight_depth=2048,
-                   acc_depth=1024, qparam_depth=512)
+# The 85F's 208 block RAMs hold a model: 288 KiB of weights (144 DP16KD; MLPerf Tiny's
+# autoencoder needs 264k int8 weights, 16,640 words with its tiles' padding), 32 KiB of
+# activations and 512 accumulator rows (16 each).
+ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=1024, weight_depth=18432,
+                   acc_depth=512, qparam_depth=512)

@@ -12,7 +12,7 @@ status's cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -79,6 +79,8 @@ class InstructionChecks(wiring.Component):
         ``status == OK``, a register of its own: decode's enables start from it, not a compare.
     out_type : ``In(OutType)``
         The configured output type (a UINT8 output cannot go to the activation SRAM).
+    in_program : ``In(1)``
+        The header comes from the program memory (``RUN`` and ``LOAD_PROGRAM`` are refused).
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     store_values : ``Out(...)``
@@ -95,6 +97,7 @@ class InstructionChecks(wiring.Component):
             "latch_products": In(1),
             "latch": In(1),
             "out_type": In(OutType),
+            "in_program": In(1),
             "status": Out(Status),
             "ok": Out(1),
             "tiles": Out(16),
@@ -158,8 +161,8 @@ class InstructionChecks(wiring.Component):
 
         def load_depth(op):
             return {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
-                    Opcode.LOAD_QPARAMS: p.qparam_depth,
-                    Opcode.LOAD_BIASES: p.qparam_depth}[op]
+                    Opcode.LOAD_QPARAMS: p.qparam_depth, Opcode.LOAD_BIASES: p.qparam_depth,
+                    Opcode.LOAD_PROGRAM: max(1, p.program_depth)}[op]
 
         # MATMUL's weight rows (k_tiles * n_tiles * rows) a cycle later on the deep core, so the
         # multiplier and the adds of times rows do not share a cycle. The shallow core keeps
@@ -221,6 +224,10 @@ class InstructionChecks(wiring.Component):
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
                     _past(st["q_addr"], st_q_count, p.qparam_depth))
+            with m.Case(Opcode.RUN):
+                m.d.comb += out_of_range.eq(
+                    _past(early_field(Opcode.RUN, "addr"), early_field(Opcode.RUN, "count"),
+                          max(1, p.program_depth)))
         return out_of_range, acc_over, weight_over, mm_kn
 
     def _store_mode_bad(self, flags: Value) -> Value:
@@ -264,10 +271,15 @@ class InstructionChecks(wiring.Component):
                             & (mode["relu"] <= 1)
                             & (mode["out_type"] <= max(x.value for x in OutType)))
                 m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
-            for op in _LOADS:
+            # Without a program memory, LOAD_PROGRAM and RUN are unknown opcodes (the default).
+            programs = (Opcode.LOAD_PROGRAM, Opcode.RUN) if p.program_depth else ()
+            for op in (*(op for op in _LOADS if op != Opcode.LOAD_PROGRAM), *programs):
                 with m.Case(op):
                     count = early_field(op, "count")
-                    with m.If(count == 0):
+                    in_program = self.in_program if op in programs else Const(0)
+                    with m.If(in_program):
+                        m.d.comb += status.eq(Status.IN_PROGRAM)
+                    with m.Elif(count == 0):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
             shapes = {

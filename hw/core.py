@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .accumulator import AccumulatorBanks, acc_tag_layout
 from .array import SystolicArray
 from .enable import enable_delayed, enable_lead, response_fifo_depth
+from .isa import HEADER_BYTES
 from .params import RillParams
 from .qparams import QparamTile
 from .requant import RequantRequest
@@ -92,7 +93,7 @@ class RillCore(wiring.Component):
         def frozen(name, block):
             return EnableInserter(enables[name])(block)
 
-        def write(name, request, port):
+        def write(name, request, port, enable=None):
             """The sequencer's write requests into a tile's port: on the deep core through
             registers, so the logic that decides a load's byte lanes ends in flip-flops and not
             in block RAM pins. A write lands a cycle later, long before anything reads the tile
@@ -103,7 +104,7 @@ class RillCore(wiring.Component):
             stage = Module()
             stage.d.sync += [port.addr.eq(request.addr), port.data.eq(request.data),
                              port.en.eq(request.en)]
-            m.submodules[f"{name}_write"] = frozen(name, stage)
+            m.submodules[f"{name}_write"] = frozen(enable or name, stage)
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
@@ -113,6 +114,12 @@ class RillCore(wiring.Component):
             write(f"{name}_sram", request, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
             m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
+        if p.program_depth:   # read every cycle (hw/sequencer.py), so under no enable
+            program_mem = sram_tile(unsigned(8 * HEADER_BYTES), p.program_depth)
+            write("program_sram", seq.program_write, program_mem.write_port(granularity=8),
+                  enable="qparam_sram")
+            wiring.connect(m, seq.program_read, program_mem.read_port())
+            m.submodules.program_sram = program_mem
         qparams = QparamTile(p)
         m.submodules.qparam_sram = frozen("qparam_sram", qparams)
         write("qparam_sram", seq.qparam_write, qparams.write)

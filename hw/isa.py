@@ -12,7 +12,18 @@ few bytes on the wire per instruction, against kilobytes of data per tile.
 
 Responses (device → host) start with a 4-byte header ``status, opcode, index_lo, index_hi``
 where ``index`` is the instruction's number (instructions decoded before it, mod 2**16). Only
-``STORE``, ``READ_COUNTERS``, ``SYNC``, ``INFO`` and failed instructions respond.
+``STORE`` (unless to the activation SRAM), ``READ_COUNTERS``, ``SYNC``, ``INFO`` and failed
+instructions respond.
+
+Programs
+--------
+``LOAD_PROGRAM`` stores instruction headers in the program memory (``RillParams.program_depth``
+headers); ``RUN`` then executes ``count`` of them from ``addr`` as if they had come over the link,
+one header byte a cycle, so every cycle cost below holds unchanged. A ``LOAD_*`` in a program takes
+its data from the link: a resident model's program loads its input, computes and stores its
+output, and one ``RUN`` header plus the input is all an inference sends. ``LOAD_PROGRAM`` also
+sets the device's program tag, which ``INFO`` reports (0 after reset): the host learns what is
+loaded, and whether a reset lost it.
 
 Cycle costs
 -----------
@@ -34,6 +45,7 @@ from .params import RillParams
 
 __all__ = [
     "ISA_VERSION", "HEADER_BYTES", "CHECK_CYCLES", "RESPONSE_HEADER_BYTES", "QPARAM_BYTES",
+    "INFO_BYTES",
     "COUNTER_NAMES",
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
@@ -51,6 +63,8 @@ HEADER_BYTES = 12
 #: status settles (hw/checks.py).
 CHECK_CYCLES = 1
 RESPONSE_HEADER_BYTES = 4
+#: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
+INFO_BYTES = 20
 #: One requantization entry on the wire: bias i32, multiplier i32, shift (u8 in ONNX mode, i8 in
 #: TFLITE mode), one pad byte, zero point i16. See sw/requant.py for the arithmetic.
 QPARAM_BYTES = 12
@@ -88,6 +102,11 @@ class Opcode(enum.Enum, shape=8):
     #: ``count`` int32 biases (4 bytes each) at ``addr``; multiplier, shift and zero point come
     #: once in the header and go to every entry (per-tensor requantization at a third of the bytes)
     LOAD_BIASES = 0x0A
+    #: ``count`` instruction headers (:data:`HEADER_BYTES` each) into the program memory at
+    #: ``addr``; sets the program tag to ``tag``
+    LOAD_PROGRAM = 0x0B
+    #: execute ``count`` headers of the program memory from ``addr``
+    RUN = 0x0C
 
 
 class Status(enum.Enum, shape=8):
@@ -96,6 +115,7 @@ class Status(enum.Enum, shape=8):
     BAD_MODE = 0x02         #: a mode or flag field holds a value that does not exist
     OUT_OF_RANGE = 0x03     #: address + length past the end of an SRAM; load data is drained
     BAD_LENGTH = 0x04       #: a zero length (or a last-tile width of 0 or above ``cols``)
+    IN_PROGRAM = 0x05       #: ``RUN`` or ``LOAD_PROGRAM`` inside a program
 
 
 class Precision(enum.Enum, shape=2):
@@ -150,10 +170,13 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.INFO: (),
     Opcode.LOAD_BIASES: (("addr", 2), ("count", 2), ("multiplier", 4), ("shift", 1),
                          ("zero_point", 2)),
+    Opcode.LOAD_PROGRAM: (("addr", 2), ("count", 2), ("tag", 2)),
+    Opcode.RUN: (("addr", 2), ("count", 2)),
 }
 
 #: Instructions followed by ``count`` words of data.
-LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES)
+LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES,
+                Opcode.LOAD_PROGRAM)
 
 
 def field_offsets(opcode: Opcode) -> dict[str, tuple[int, int]]:
@@ -224,6 +247,8 @@ def load_word_bytes(params: RillParams, opcode: Opcode, config: Config) -> int:
         return QPARAM_BYTES
     if opcode == Opcode.LOAD_BIASES:
         return 4
+    if opcode == Opcode.LOAD_PROGRAM:
+        return HEADER_BYTES
     raise ValueError(f"{opcode} is not a load")
 
 
@@ -311,7 +336,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
             drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config)
         return fetch_decode + respond + drained
     opcode = Opcode(opcode)
-    if opcode == Opcode.CONFIG:
+    if opcode in (Opcode.CONFIG, Opcode.RUN):
         return fetch_decode
     if opcode in LOAD_OPCODES:
         return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config)
@@ -327,7 +352,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     if opcode == Opcode.SYNC:
         return fetch_decode + respond + 2
     if opcode == Opcode.INFO:
-        return fetch_decode + respond + 16
+        return fetch_decode + respond + INFO_BYTES
     raise AssertionError(opcode)
 
 

@@ -60,6 +60,10 @@ class RillParams:
         next layer's MATMUL (``hw.isa.StoreFlags.TO_ACTS``), so a model's layers chain on chip
         without a host round trip. Its range check and address walk cost a multiplier and a few
         counters; small parts leave it out. Reported in ``INFO``.
+    program_depth : int
+        Instruction headers the program memory holds (``hw.isa.Opcode.LOAD_PROGRAM``, ``RUN``):
+        a resident model's whole schedule, run by one command per inference. 0 leaves the
+        program memory out (``LOAD_PROGRAM`` and ``RUN`` are then unknown opcodes).
     """
 
     rows: int = 8
@@ -71,12 +75,16 @@ class RillParams:
     serial_requant: bool = False
     deep_pipeline: bool = True
     store_to_acts: bool = True
+    program_depth: int = 256
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
             raise ParamsError(f"the array must be at least 2x2, not {self.rows}x{self.cols}")
         if self.rows > 255 or self.cols > 255:
             raise ParamsError("rows and cols must fit in a byte (INFO reports them as u8)")
+        if not 0 <= self.program_depth < _MAX_DEPTH:
+            raise ParamsError(f"program_depth={self.program_depth} must be between 0 and "
+                              f"{_MAX_DEPTH - 1}")
         for name in ("act_depth", "weight_depth", "acc_depth", "qparam_depth"):
             depth = getattr(self, name)
             if not 1 <= depth <= _MAX_DEPTH:
@@ -128,9 +136,14 @@ class RillParams:
         return _addr_width(self.qparam_depth)
 
     @property
+    def program_addr_width(self) -> int:
+        return _addr_width(max(self.program_depth, 1))
+
+    @property
     def load_addr_width(self) -> int:
         """A load's word address, in whichever SRAM it fills."""
-        return max(self.act_addr_width, self.weight_addr_width, self.qparam_addr_width)
+        return max(self.act_addr_width, self.weight_addr_width, self.qparam_addr_width,
+                   self.program_addr_width)
 
     @property
     def matmul_m_width(self) -> int:
@@ -181,31 +194,34 @@ class RillParams:
 
     # -- wire form (the INFO payload) ----------------------------------------------------------
 
-    _INFO_FORMAT = "<4sBBBBHHHH"
+    _INFO_FORMAT = "<4sBBBBHHHHH"
     _INFO_MAGIC = b"RILL"
 
     def to_info_bytes(self, isa_version: int) -> bytes:
-        """The 16-byte ``INFO`` payload: magic, ISA version, rows, cols, feature bits, depths."""
+        """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, depths
+        (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
         # bit 3: STORE to the activation SRAM
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
                     | self.store_to_acts << 3)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
-                           self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH)
+                           self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
+                           self.program_depth)
 
     @classmethod
     def from_info_bytes(cls, payload: bytes) -> tuple[RillParams, int]:
-        """Parse an ``INFO`` payload; returns ``(params, isa_version)``."""
-        if len(payload) != struct.calcsize(cls._INFO_FORMAT):
-            raise ParamsError(f"INFO payload is {len(payload)} bytes, expected "
-                              f"{struct.calcsize(cls._INFO_FORMAT)}")
-        magic, version, rows, cols, features, act, weight, acc, qparam = struct.unpack(
-            cls._INFO_FORMAT, payload)
+        """Parse an ``INFO`` payload's params (what follows them is ignored); returns
+        ``(params, isa_version)``."""
+        size = struct.calcsize(cls._INFO_FORMAT)
+        if len(payload) < size:
+            raise ParamsError(f"INFO payload is {len(payload)} bytes, expected at least {size}")
+        magic, version, rows, cols, features, act, weight, acc, qparam, program = struct.unpack(
+            cls._INFO_FORMAT, payload[:size])
         if magic != cls._INFO_MAGIC:
             raise ParamsError(f"INFO payload does not start with {cls._INFO_MAGIC!r}: {magic!r}")
         # A depth of 65536 is reported as 0 (it does not fit in u16).
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),
                    deep_pipeline=bool(features & 0b100),
-                   store_to_acts=bool(features & 0b1000)), version
+                   store_to_acts=bool(features & 0b1000), program_depth=program), version

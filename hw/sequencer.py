@@ -53,6 +53,9 @@ class Sequencer(wiring.Component):
     act_write, weight_write, qparam_write, act_read, weight_read, qparam_read : memory ports
         SRAM tile ports (flipped port signatures: the sequencer drives address, enable and data).
         The write ports have byte enables: a load writes each byte as it arrives.
+    program_write, program_read : memory ports
+        The program memory's (``RillParams.program_depth`` headers; absent when 0). A running
+        program's headers are fetched from it a byte a cycle, as from the link.
     array_acts, array_weights : ``Out(stream.Signature(...))``
         Activation rows and weight rows into the systolic array.
     acc_read : flipped ``memory.ReadPort.Signature``
@@ -95,6 +98,12 @@ class Sequencer(wiring.Component):
                 addr_width=p.acc_addr_width, shape=data.ArrayLayout(32, p.cols))),
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
             "requant_out": In(stream.Signature(8, always_ready=True)),
+            **({"program_write": In(memory.WritePort.Signature(
+                    addr_width=p.program_addr_width, shape=unsigned(8 * HEADER_BYTES),
+                    granularity=8)),
+                "program_read": In(memory.ReadPort.Signature(
+                    addr_width=p.program_addr_width, shape=unsigned(8 * HEADER_BYTES)))}
+               if p.program_depth else {}),
         })
 
     def elaborate(self, platform):
@@ -125,8 +134,12 @@ class _SequencerLogic:
                 self._fetch()
             # States taking no command byte step on enable (= advance there): no cmd.valid in them.
             with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
-                # The header is all in; a MATMUL reads its first weight row in DECODE.
+                # The header is all in; a MATMUL reads its first weight row in DECODE, a RUN
+                # its first header.
                 self.loops.load_header(m, self.matmul_fields)
+                if self.p.program_depth:
+                    with m.If(seq.enable & self.is_op[Opcode.RUN] & ~self.running):
+                        m.d.sync += self.pc.eq(self.field(Opcode.RUN, "addr"))
                 with m.If(seq.enable):
                     m.next = "DECODE"
             with m.State("DECODE"):
@@ -168,7 +181,15 @@ class _SequencerLogic:
             seq.rsp.valid.eq(self.out_valid),
             seq.rsp.payload.eq(self.out_byte),
         ]
+        # Header bytes come from the link, or from the program memory while a RUN fetches;
+        # load data always from the link.
+        self.link_byte = seq.cmd.payload
         self.byte_in = seq.cmd.payload
+        self.running = Signal(name="running")   # a RUN's headers are being fetched
+        if self.p.program_depth:
+            self.program_byte = Signal(8, name="program_byte")
+            self.fetching = Signal(name="fetching")
+            self.byte_in = Mux(self.fetching & self.running, self.program_byte, seq.cmd.payload)
 
     def _state(self):
         """The fetched header, the configuration, the counters and the MATMUL drain."""
@@ -206,11 +227,17 @@ class _SequencerLogic:
                                            if isa.waits_for_quiet(op)).any())
         self.decode_wait = draining & waits_for_quiet
 
+        self.pc = Signal(p.program_addr_width, name="pc")
+        self.run_left = Signal(16, name="run_left")
+        self.program_tag = Signal(16, name="program_tag")
+        if p.program_depth:
+            m.d.comb += [seq.program_read.addr.eq(self.pc), seq.program_read.en.eq(1)]
+
         self.matmul_fields = {name: self.field(Opcode.MATMUL, name)
                               for name, _ in isa.FIELDS[Opcode.MATMUL]}
 
         # -- responses: a byte shift register in front of the output register -----------------
-        resp_bytes = RESPONSE_HEADER_BYTES + 16
+        resp_bytes = RESPONSE_HEADER_BYTES + max(4 * len(isa.COUNTER_NAMES), isa.INFO_BYTES)
         self.resp_shift = Signal(8 * resp_bytes, name="resp_shift")
         self.resp_left = Signal(range(resp_bytes + 1), name="resp_left")
         self.after_respond = Signal(range(len(_AFTER_RESPOND)), name="after_respond")
@@ -218,10 +245,11 @@ class _SequencerLogic:
     def _load_engine(self):
         """The load's word and byte counters and the tiles' write ports."""
         m, p, seq, is_op = self.m, self.p, self.seq, self.is_op
+        assert QPARAM_BYTES == HEADER_BYTES   # LOAD_QPARAMS' and LOAD_PROGRAM's words
         self.decoded_word_len = Mux(
             is_op[Opcode.LOAD_ACTS], Mux(self.int4, p.act_lanes, p.rows),
             Mux(is_op[Opcode.LOAD_WEIGHTS], p.cols,
-                Mux(is_op[Opcode.LOAD_QPARAMS], QPARAM_BYTES, 4)))
+                Mux(is_op[Opcode.LOAD_QPARAMS] | is_op[Opcode.LOAD_PROGRAM], QPARAM_BYTES, 4)))
         self.load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS, name="load_target")
         self.load_addr = Signal(p.load_addr_width, name="load_addr")
         # Any count: a load refused for its range still drains its data, word by word.
@@ -234,13 +262,16 @@ class _SequencerLogic:
                           self.field(Opcode.LOAD_BIASES, "shift"), Const(0, 8),
                           self.field(Opcode.LOAD_BIASES, "zero_point"))
         self.lanes = load_word_lanes(
-            m, p, byte_in=self.byte_in, load_byte=self.load_byte, int4=self.int4,
+            m, p, byte_in=self.link_byte, load_byte=self.load_byte, int4=self.int4,
             biases=self.load_target == Opcode.LOAD_BIASES, header_part=header_part,
             act_write=seq.act_write, weight_write=seq.weight_write,
             qparam_write=seq.qparam_write)
         m.d.comb += [seq.act_write.addr.eq(self.load_addr),
                      seq.weight_write.addr.eq(self.load_addr),
                      seq.qparam_write.addr.eq(self.load_addr)]
+        if p.program_depth:
+            m.d.comb += [seq.program_write.addr.eq(self.load_addr),
+                         seq.program_write.data.eq(self.link_byte.replicate(HEADER_BYTES))]
 
     def _matmul_engine(self):
         """The MATMUL loops and the registers aligning their rows' metadata with the SRAM read
@@ -326,7 +357,8 @@ class _SequencerLogic:
         m = self.m
         m.submodules.checks = self.checks = checks = InstructionChecks(self.p)
         m.d.comb += [checks.opcode.eq(self.opcode), checks.operands.eq(self.operands),
-                     checks.next_byte.eq(self.byte_in), checks.out_type.eq(self.out_type)]
+                     checks.next_byte.eq(self.byte_in), checks.out_type.eq(self.out_type),
+                     checks.in_program.eq(self.running)]
         self.status = checks.status
         self.header = Cat(self.status, self.opcode, self.counters["instructions"][:16])
 
@@ -351,8 +383,10 @@ class _SequencerLogic:
 
     def _fetch(self):
         m, advance, fetch_count = self.m, self.advance, self.fetch_count
-        m.d.comb += [self.wants_input.eq(1),
-                     self.idle.eq((fetch_count == 0) & ~self.seq.cmd.valid)]
+        m.d.comb += [self.wants_input.eq(~self.running),
+                     self.idle.eq((fetch_count == 0) & ~self.seq.cmd.valid & ~self.running)]
+        if self.p.program_depth:
+            self._program_fetch()
         with m.If(advance):
             m.d.sync += fetch_count.eq(fetch_count + 1)
             with m.If(fetch_count == 0):
@@ -367,6 +401,19 @@ class _SequencerLogic:
                 m.d.sync += fetch_count.eq(0)
                 m.d.comb += self.checks.latch.eq(1)
                 m.next = "CHECK"
+
+    def _program_fetch(self):
+        """FETCH while a RUN runs: the header at ``pc`` a byte a cycle (the program memory
+        reads ``pc`` in every cycle; ``pc`` moves at a header's last byte, or, for a RUN, in
+        its CHECK cycle, each a cycle or more before the next fetch); after the RUN's last
+        header, back to the link."""
+        m, seq = self.m, self.seq
+        m.d.comb += [self.fetching.eq(1),
+                     self.program_byte.eq(seq.program_read.data.word_select(self.fetch_count, 8))]
+        with m.If(self.advance & self.running & (self.fetch_count == HEADER_BYTES - 1)):
+            m.d.sync += [self.pc.eq(self.pc + 1), self.run_left.eq(self.run_left - 1)]
+            with m.If(self.run_left == 1):
+                m.d.sync += self.running.eq(0)
 
     def _start_load(self, op, refused=False):
         """A load's counters, from its header; a load ``refused`` for its range writes nothing."""
@@ -425,7 +472,15 @@ class _SequencerLogic:
             self._respond_then(self.field(Opcode.SYNC, "tag"))
         with m.If(is_op[Opcode.INFO]):
             info = p.to_info_bytes(isa.ISA_VERSION)
-            self._respond_then(Const(int.from_bytes(info, "little"), 8 * len(info)))
+            self._respond_then(Cat(Const(int.from_bytes(info, "little"), 8 * len(info)),
+                                   self.program_tag))
+        if p.program_depth:
+            with m.If(is_op[Opcode.LOAD_PROGRAM]):
+                m.d.sync += self.program_tag.eq(self.field(Opcode.LOAD_PROGRAM, "tag"))
+            with m.If(is_op[Opcode.RUN]):
+                m.d.sync += [self.running.eq(1),
+                             self.run_left.eq(self.field(Opcode.RUN, "count"))]
+                m.next = "FETCH"
 
     def _respond(self):
         m = self.m
@@ -451,6 +506,9 @@ class _SequencerLogic:
                     m.d.comb += seq.act_write.en.eq(act_lanes)
                 with m.Case(Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES):
                     m.d.comb += seq.qparam_write.en.eq(qparam_lanes)
+                if self.p.program_depth:
+                    with m.Case(Opcode.LOAD_PROGRAM):   # its lanes are a qparam entry's
+                        m.d.comb += seq.program_write.en.eq(qparam_lanes)
             self._next_load_byte(m, write=True)
 
     def _discard(self):

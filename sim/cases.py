@@ -19,6 +19,7 @@ from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_w
 from sw.qparams import random_qparams
 
 __all__ = ["Expectation", "random_qparams", "random_gemm_program", "random_chain_program",
+           "random_run_program",
            "bad_input_program",
            "write_cases", "counters_in", "expectations"]
 
@@ -60,7 +61,7 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
 
 
 def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m: int = 12,
-                         max_width: int = 24) -> Program:
+                         max_width: int = 24, counters: bool = True) -> Program:
     """Two to four random linear layers chained through the activation SRAM: each layer's
     STORE writes its outputs where the next layer's MATMUL reads them (``StoreFlags.TO_ACTS``),
     between two regions at random places; only the last layer's outputs come back. Precisions,
@@ -111,6 +112,21 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
                    acts_int4=not last and precisions[i + 1] == Precision.INT4)
         weight_addr += len(words)
         q_addr += widths[i + 1]
+    if counters:
+        prog.read_counters()
+    return prog
+
+
+def random_run_program(params: RillParams, rng: np.random.Generator) -> Program:
+    """A random chain (:func:`random_chain_program`) stored in the program memory at a random
+    place and run twice by ``RUN``, its load data following each RUN over the link."""
+    chain = random_chain_program(params, rng, counters=False)
+    addr = int(rng.integers(0, params.program_depth - len(chain.chunks) + 1))
+    prog = Program(params)
+    prog.extend(chain.load_into_program_memory(addr, tag=int(rng.integers(1, 1 << 16))))
+    prog.extend(chain.as_run(addr))
+    prog.extend(chain.as_run(addr))
+    prog.info()   # the tag
     prog.read_counters()
     return prog
 
@@ -145,12 +161,14 @@ def bad_input_program(params: RillParams) -> Program:
                    m=2, k_tiles=1, n_tiles=1, flags=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=params.cols + 1,
                    q_addr=0, flags=0, act_addr=0),
-        isa.encode(Opcode.STORE, acc_addr=0, m=0, n_tiles=1, last_cols=1, q_addr=0, flags=0, act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=0, n_tiles=1, last_cols=1, q_addr=0, flags=0,
+                   act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=params.acc_depth - 1, m=1, n_tiles=2, last_cols=1,
                    q_addr=0, flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
                    q_addr=params.qparam_depth, flags=0, act_addr=0),
-        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x08, act_addr=0),
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x08,
+                   act_addr=0),
         # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
         isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001) + bytes(0x8001 * params.rows),
@@ -177,19 +195,49 @@ def bad_input_program(params: RillParams) -> Program:
                    act_addr=0xFFFF),
     ]
     for command in bad:
-        prog.chunks.append(command)
-        prog.response_bytes += isa.RESPONSE_HEADER_BYTES
+        prog.append_refused(command)
         prog.sync(tag=len(prog.chunks))
     # A UINT8 output cannot go to the activation SRAM (the array reads signed lanes).
     prog.configure(Config(out_type=OutType.UINT8))
-    prog.chunks.append(isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
-                                  q_addr=0, flags=0x02, act_addr=0))
-    prog.response_bytes += isa.RESPONSE_HEADER_BYTES
+    prog.append_refused(isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
+                                   q_addr=0, flags=0x02, act_addr=0))
     prog.configure(Config())
     prog.sync(tag=len(prog.chunks))
+    _bad_programs(params, prog)
     prog.info()
     prog.read_counters()
     return prog
+
+
+def _bad_programs(params: RillParams, prog: Program):
+    """The program memory's refusals: empty and out-of-range loads and runs, and a stored
+    program that tries to RUN and to LOAD_PROGRAM, with an unknown opcode among them (each
+    answered in turn, the program going on). Without a program memory both opcodes are unknown
+    (and take no data)."""
+    depth = params.program_depth
+    if not depth:
+        for op in (Opcode.LOAD_PROGRAM, Opcode.RUN):
+            prog.append_refused(bytes([op.value]) + bytes(isa.HEADER_BYTES - 1))
+        prog.sync(tag=len(prog.chunks))
+        return
+    for command in (
+            isa.encode(Opcode.RUN, addr=0, count=0),
+            isa.encode(Opcode.RUN, addr=depth - 1, count=2),
+            isa.encode(Opcode.RUN, addr=0xFFFF, count=0xFFFF),
+            isa.encode(Opcode.LOAD_PROGRAM, addr=0, count=0, tag=1),
+            isa.encode(Opcode.LOAD_PROGRAM, addr=depth - 1, count=2, tag=1)
+            + bytes(2 * isa.HEADER_BYTES)):
+        prog.append_refused(command)
+        prog.sync(tag=len(prog.chunks))
+    stored = (isa.encode(Opcode.RUN, addr=0, count=1)
+              + isa.encode(Opcode.LOAD_PROGRAM, addr=0, count=1, tag=5)
+              + bytes([0x7F]) + bytes(isa.HEADER_BYTES - 1)
+              + isa.encode(Opcode.SYNC, tag=0x5A5A))
+    prog.append_refused(isa.encode(Opcode.LOAD_PROGRAM, addr=depth - 4, count=4, tag=0x1234)
+                        + stored, response=0)
+    prog.append_refused(isa.encode(Opcode.RUN, addr=depth - 4, count=4),
+                        response=3 * isa.RESPONSE_HEADER_BYTES + isa.RESPONSE_HEADER_BYTES + 2)
+    prog.sync(tag=len(prog.chunks))
 
 
 def counters_in(expected: bytes, offset: int) -> dict[str, int]:

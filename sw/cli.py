@@ -304,10 +304,13 @@ def cmd_info(args) -> int:
     from hw.isa import Opcode
     params = _params_from(args)
     program = isa.encode(Opcode.INFO) + isa.encode(Opcode.READ_COUNTERS)
+    info_end = isa.RESPONSE_HEADER_BYTES + isa.INFO_BYTES
     (response,) = _executor(args.device, params, _device_options(args))(
-        [("info", program, 4 + 16 + 4 + 16)])
-    device_params, version = RillParams.from_info_bytes(response[4:20])
-    print(f"device: {args.device}  ISA v{version}")
+        [("info", program, info_end + isa.RESPONSE_HEADER_BYTES + 16)])
+    device_params, version = RillParams.from_info_bytes(response[4:info_end])
+    tag = int.from_bytes(response[info_end - 2:info_end], "little")
+    print(f"device: {args.device}  ISA v{version}  program tag {tag:#06x}"
+          + (" (none loaded)" if tag == 0 else ""))
     fields = vars(device_params)
     width = max(map(len, fields)) + 2
     for name, value in fields.items():
@@ -318,8 +321,17 @@ def cmd_info(args) -> int:
     print(f"  holds: {p.weight_capacity(False):,} int8 weights ({p.weight_capacity(True):,} "
           f"int4), {p.act_capacity(False):,} activations in INT8 mode "
           f"({p.act_capacity(True):,} in INT4 mode), {p.acc_depth:,} x {p.cols} int32 "
-          f"accumulators, {p.qparam_depth:,} requantization entries")
-    counters = [int.from_bytes(response[24 + 4 * i:28 + 4 * i], "little") for i in range(4)]
+          f"accumulators, {p.qparam_depth:,} requantization entries, "
+          f"{p.program_depth:,} program instructions")
+    if not p.store_to_acts or not p.program_depth:
+        print("  left out on this part: "
+              + ", ".join(name for name, present in (
+                  ("STORE to the activation SRAM (layers chain through the host)",
+                   p.store_to_acts),
+                  ("program memory (instructions travel with every call)", p.program_depth))
+                  if not present))
+    counters = [int.from_bytes(response[info_end + 4 + 4 * i:info_end + 8 + 4 * i], "little")
+                for i in range(4)]
     for name, value in zip(isa.COUNTER_NAMES, counters):
         print(f"  counter {name:<13}{value}")
     return 0

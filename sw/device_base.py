@@ -68,11 +68,15 @@ class Device(ABC):
         return self._exchange(commands, response_bytes, cuts)
 
     def read_info(self) -> RillParams:
-        response = self.execute(isa.encode(Opcode.INFO), isa.RESPONSE_HEADER_BYTES + 16,
-                                keeps_resident=True)
+        """The device's params (checked to speak this ISA); sets :attr:`program_tag` too."""
+        response = self.execute(isa.encode(Opcode.INFO),
+                                isa.RESPONSE_HEADER_BYTES + isa.INFO_BYTES, keeps_resident=True)
         if response[0] != isa.Status.OK.value:
             raise DeviceError(f"INFO failed with status {response[0]}", status=response[0])
-        params, version = RillParams.from_info_bytes(response[isa.RESPONSE_HEADER_BYTES:])
+        payload = response[isa.RESPONSE_HEADER_BYTES:]
+        params, version = RillParams.from_info_bytes(payload)
+        #: The tag of the last LOAD_PROGRAM (0 after the device's reset).
+        self.program_tag = int.from_bytes(payload[-2:], "little")
         if version != isa.ISA_VERSION:
             raise ParamsMismatch(f"device speaks ISA v{version}, this driver v{isa.ISA_VERSION}")
         return params

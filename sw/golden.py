@@ -63,38 +63,62 @@ class GoldenCore:
         self.q_multiplier = np.zeros(p.qparam_depth, dtype=np.int64)
         self.q_shift = np.zeros(p.qparam_depth, dtype=np.int64)   # raw byte 0..255
         self.q_zero_point = np.zeros(p.qparam_depth, dtype=np.int64)
+        self.program = np.zeros((p.program_depth, HEADER_BYTES), dtype=np.uint8)
+        self.program_tag = 0
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._clock = CycleClock(params)
         self._pending = bytearray()
+        self._running: list[bytes] = []   # headers a RUN has yet to execute
 
     # -- byte stream ---------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> bytes:
         self._pending += data
         out = bytearray()
-        while len(self._pending) >= HEADER_BYTES:
-            needed = HEADER_BYTES + self._data_bytes(self._pending[:HEADER_BYTES])
+        while True:
+            # A running program's next header, else the link's; load data from the link.
+            in_program = bool(self._running)
+            header = self._running[0] if in_program else bytes(self._pending[:HEADER_BYTES])
+            if len(header) < HEADER_BYTES:
+                break
+            start = 0 if in_program else HEADER_BYTES
+            needed = start + self._data_bytes(header, in_program)
             if len(self._pending) < needed:
                 break
-            instruction = bytes(self._pending[:needed])
+            data = bytes(self._pending[start:needed])
             del self._pending[:needed]
-            out += self._execute(instruction[:HEADER_BYTES], instruction[HEADER_BYTES:])
+            if in_program:
+                self._running.pop(0)
+            out += self._execute(header, data, in_program)
         return bytes(out)
 
-    def _data_bytes(self, header: bytes) -> int:
-        opcode = _OPCODES.get(header[0])
-        if opcode not in LOAD_OPCODES:
+    def _opcode(self, byte: int, in_program: bool) -> Opcode | None:
+        """The opcode a header byte names on this core (``LOAD_PROGRAM`` and ``RUN`` only with
+        a program memory)."""
+        opcode = _OPCODES.get(byte)
+        if opcode in (Opcode.LOAD_PROGRAM, Opcode.RUN) and not self.params.program_depth:
+            return None
+        return opcode
+
+    def _data_bytes(self, header: bytes, in_program: bool) -> int:
+        opcode = self._opcode(header[0], in_program)
+        if opcode not in LOAD_OPCODES or in_program and opcode == Opcode.LOAD_PROGRAM:
             return 0
         count = decode_fields(opcode, header[1:])["count"]
         return count * load_word_bytes(self.params, opcode, self.config)
 
     # -- one instruction ---------------------------------------------------------------------------
 
-    def _execute(self, header: bytes, data: bytes) -> bytes:
-        opcode = _OPCODES.get(header[0])
+    def _execute(self, header: bytes, data: bytes, in_program: bool = False) -> bytes:
+        opcode = self._opcode(header[0], in_program)
         index = self.counters["instructions"]
         fields = decode_fields(opcode, header[1:]) if opcode is not None else None
-        status = Status.UNKNOWN_OPCODE if opcode is None else self._check(opcode, fields)
+        if opcode is None:
+            status = Status.UNKNOWN_OPCODE
+        elif in_program and opcode in (Opcode.LOAD_PROGRAM, Opcode.RUN):
+            status = Status.IN_PROGRAM   # its data, if any, is not drained
+        else:
+            status = self._check(opcode, fields)
         # The cost depends on the configuration in force when the instruction started.
         self._clock.step(self.config, header[0], fields, status)
         payload = b""
@@ -116,10 +140,15 @@ class GoldenCore:
                     or f["relu"] > 1 or f["out_type"] not in {x.value for x in OutType}):
                 return Status.BAD_MODE
             return Status.OK
+        if opcode == Opcode.RUN:
+            if f["count"] == 0:
+                return Status.BAD_LENGTH
+            return Status.OUT_OF_RANGE if f["addr"] + f["count"] > p.program_depth else Status.OK
         if opcode in LOAD_OPCODES:
             depth = {Opcode.LOAD_WEIGHTS: p.weight_depth, Opcode.LOAD_ACTS: p.act_depth,
                      Opcode.LOAD_QPARAMS: p.qparam_depth,
-                     Opcode.LOAD_BIASES: p.qparam_depth}[opcode]
+                     Opcode.LOAD_BIASES: p.qparam_depth,
+                     Opcode.LOAD_PROGRAM: p.program_depth}[opcode]
             if f["count"] == 0:
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
@@ -187,6 +216,15 @@ class GoldenCore:
             self.q_zero_point[channels] = int.from_bytes(
                 f["zero_point"].to_bytes(2, "little"), "little", signed=True)
             return None
+        if opcode == Opcode.LOAD_PROGRAM:
+            words = np.frombuffer(data, dtype=np.uint8).reshape(f["count"], HEADER_BYTES)
+            self.program[f["addr"]:f["addr"] + f["count"]] = words
+            self.program_tag = f["tag"]
+            return None
+        if opcode == Opcode.RUN:
+            self._running = [bytes(word) for word in
+                             self.program[f["addr"]:f["addr"] + f["count"]]]
+            return None
         if opcode == Opcode.MATMUL:
             self._matmul(**f)
             return None
@@ -198,7 +236,7 @@ class GoldenCore:
         if opcode == Opcode.SYNC:
             return f["tag"].to_bytes(2, "little")
         if opcode == Opcode.INFO:
-            return p.to_info_bytes(ISA_VERSION)
+            return p.to_info_bytes(ISA_VERSION) + self.program_tag.to_bytes(2, "little")
         raise AssertionError(opcode)
 
     def _matmul(self, act_addr, weight_addr, acc_addr, m, k_tiles, n_tiles, flags):

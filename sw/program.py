@@ -28,6 +28,8 @@ class Program:
     #: Byte offset just past each STORE: where the device can start sending outputs.
     store_ends: list[int] = field(default_factory=list)
     size: int = 0
+    #: The headers each chunk executes: its own, or a RUN's and those of the instructions it runs.
+    executes: list[tuple[bytes, ...]] = field(default_factory=list)
 
     def __post_init__(self):
         self.clock = isa.CycleClock(self.params)
@@ -39,17 +41,31 @@ class Program:
 
     def _add(self, opcode: Opcode, data: bytes = b"", response: int = 0, **fields):
         header = isa.encode(opcode, **fields)
-        self._append(header + data)
+        self._append(header + data, (header,))
         self.response_bytes += response
-        self.clock.step(self.config, opcode.value, isa.decode_fields(opcode, header[1:]),
-                        isa.Status.OK)
 
-    def _append(self, chunk: bytes):
+    def _append(self, chunk: bytes, executes: tuple[bytes, ...]):
+        """Append ``chunk`` (a header and its load data, or a RUN and its instructions' data),
+        which executes the headers ``executes``, and time them."""
         self.chunks.append(chunk)
+        self.executes.append(executes)
         self.size += len(chunk)
-        if chunk[0] == Opcode.STORE.value and not isa.decode_fields(
-                Opcode.STORE, chunk[1:isa.HEADER_BYTES])["flags"] & StoreFlags.TO_ACTS.value:
-            self.store_ends.append(self.size)
+        for header in executes:
+            opcode = isa.Opcode(header[0])
+            fields = isa.decode_fields(opcode, header[1:isa.HEADER_BYTES])
+            self.clock.step(self.config, opcode.value, fields, isa.Status.OK)
+            if opcode == Opcode.CONFIG:
+                self.config = isa.Config.from_fields(fields)
+            if opcode == Opcode.STORE and not fields["flags"] & StoreFlags.TO_ACTS.value \
+                    and self.store_ends[-1:] != [self.size]:
+                self.store_ends.append(self.size)
+
+    def append_refused(self, command: bytes, response: int = isa.RESPONSE_HEADER_BYTES):
+        """A command the device refuses (tests of bad input): sent as is, not timed."""
+        self.chunks.append(command)
+        self.executes.append(())
+        self.size += len(command)
+        self.response_bytes += response
 
     def to_bytes(self) -> bytes:
         return b"".join(self.chunks)
@@ -62,14 +78,36 @@ class Program:
 
     def extend(self, other: Program):
         """Append ``other``'s instructions (built from the reset state), timed after these."""
-        for chunk in other.chunks:
-            opcode = isa.Opcode(chunk[0])
-            fields = isa.decode_fields(opcode, chunk[1:isa.HEADER_BYTES])
-            self._append(chunk)
-            self.clock.step(self.config, opcode.value, fields, isa.Status.OK)
-            if opcode == Opcode.CONFIG:
-                self.config = isa.Config.from_fields(fields)
+        for chunk, executes in zip(other.chunks, other.executes, strict=True):
+            self._append(chunk, executes)
         self.response_bytes += other.response_bytes
+
+    # -- programs in the device's program memory ---------------------------------------------------
+
+    def headers(self) -> bytes:
+        """Every instruction's header, without load data: what ``LOAD_PROGRAM`` stores."""
+        return b"".join(chunk[:isa.HEADER_BYTES] for chunk in self.chunks)
+
+    def load_into_program_memory(self, addr: int, tag: int) -> Program:
+        """The ``LOAD_PROGRAM`` that stores these instructions' headers at ``addr``."""
+        prog = Program(self.params)
+        headers = self.headers()
+        prog._add(Opcode.LOAD_PROGRAM, headers, addr=addr, count=len(self.chunks), tag=tag)
+        return prog
+
+    def as_run(self, addr: int) -> Program:
+        """One ``RUN`` of these instructions from the program memory at ``addr`` (see
+        :meth:`load_into_program_memory`), built from the reset state like this program: the
+        RUN header and the instructions' load data, timed and answered as running them over
+        the link is."""
+        if any(chunk[0] in (Opcode.RUN.value, Opcode.LOAD_PROGRAM.value) for chunk in self.chunks):
+            raise ValueError("a program in the program memory cannot RUN or LOAD_PROGRAM")
+        call = Program(self.params)
+        run = isa.encode(Opcode.RUN, addr=addr, count=len(self.chunks))
+        data = b"".join(chunk[isa.HEADER_BYTES:] for chunk in self.chunks)
+        call._append(run + data, (run, *(chunk[:isa.HEADER_BYTES] for chunk in self.chunks)))
+        call.response_bytes = self.response_bytes
+        return call
 
     # -- instructions -----------------------------------------------------------------------------
 
@@ -131,7 +169,7 @@ class Program:
         self._add(Opcode.SYNC, tag=tag, response=isa.RESPONSE_HEADER_BYTES + 2)
 
     def info(self):
-        self._add(Opcode.INFO, response=isa.RESPONSE_HEADER_BYTES + 16)
+        self._add(Opcode.INFO, response=isa.RESPONSE_HEADER_BYTES + isa.INFO_BYTES)
 
 
 def qparams_shared(multiplier, shift, zero_point) -> bool:

@@ -25,6 +25,7 @@ from sim.cases import (
     expectations,
     random_chain_program,
     random_gemm_program,
+    random_run_program,
     write_cases,
 )
 from sim.core_rtl import run_case_file
@@ -40,7 +41,7 @@ SHAPES = {
     # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
     # accumulator reads without the register.
     "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False,
-                          store_to_acts=False),
+                          store_to_acts=False, program_depth=0),
 }
 
 
@@ -49,10 +50,15 @@ def _regression(params: RillParams, seed: int, programs: int, before=()):
     programs (run on the device first, their answers not returned)."""
     rng = np.random.default_rng(seed)
     limit = dict(max_m=40, max_k=4 * params.rows + 7, max_n=3 * params.cols + 2)
-    # Every third program a chain of layers through the activation SRAM, where the core has it.
-    named = [(f"chain{i}", random_chain_program(params, rng))
-             if params.store_to_acts and i % 3 == 2 else
-             (f"gemm{i}", random_gemm_program(params, rng, **limit)) for i in range(programs)]
+    # Where the core has them, every third program a chain of layers through the activation
+    # SRAM, and every third such a chain stored in the program memory and RUN.
+    def program(i):
+        if params.store_to_acts and params.program_depth and i % 3 == 1:
+            return f"run{i}", random_run_program(params, rng)
+        if params.store_to_acts and i % 3 == 2:
+            return f"chain{i}", random_chain_program(params, rng)
+        return f"gemm{i}", random_gemm_program(params, rng, **limit)
+    named = [program(i) for i in range(programs)]
     named.insert(programs // 2, ("bad input", bad_input_program(params)))
     return expectations(params, [*before, *named])[len(before):]
 

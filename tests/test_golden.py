@@ -7,6 +7,7 @@ from support.params import SMALL as PARAMS
 from hw import isa
 from hw.isa import Opcode, Precision, Status
 from hw.params import RillParams
+from sim.cases import random_chain_program
 from sw.golden import GoldenCore
 from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
 from sw.qparams import random_qparams
@@ -177,3 +178,27 @@ def test_store_to_acts_feeds_the_next_layer_what_the_host_would(next_precision):
     out = GoldenCore(PARAMS).feed(prog.to_bytes())
     assert len(out) == prog.response_bytes == 4 + 4 * m * n   # the chained STORE sends nothing
     assert np.array_equal(_raw_result(out, m, n), expected)
+
+
+def test_a_run_answers_and_takes_what_the_same_instructions_over_the_link_do():
+    """Instructions stored by LOAD_PROGRAM and run by RUN (their load data over the link) give
+    the same answer as sending them, in the cycles the program predicts; INFO reports the tag."""
+    rng = np.random.default_rng(11)
+    chain = random_chain_program(PARAMS, rng)
+    direct = GoldenCore(PARAMS).feed(chain.to_bytes())
+    core = GoldenCore(PARAMS)
+    prog = Program(PARAMS)
+    prog.extend(chain.load_into_program_memory(7, tag=0xBEEF))
+    prog.extend(chain.as_run(7))
+    prog.extend(chain.as_run(7))
+    prog.info()
+    out = core.feed(prog.to_bytes())
+    assert len(out) == prog.response_bytes
+    # Each answer: the last STORE's header and outputs, READ_COUNTERS' header and counters
+    # (the headers count instructions, so the RUNs' differ from the direct stream's).
+    outputs = slice(4, len(direct) - 20)
+    first, second = out[:len(direct)], out[len(direct):2 * len(direct)]
+    assert first[outputs] == second[outputs] == direct[outputs]
+    assert first[0] == second[0] == 0 and first[outputs.stop] == second[outputs.stop] == 0
+    assert int.from_bytes(out[-2:], "little") == 0xBEEF
+    assert core.counters["cycles"] == prog.predicted_cycles
