@@ -18,7 +18,7 @@ from .board import Board
 from .clocking import Ecp5Pll
 
 
-def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
+def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths: int) -> Board:
     return Board(
         name=f"ulx3s-{part}",
         platform=platform,
@@ -42,6 +42,7 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
                    acc_depth=1024, qparam_depth=512)
 # The 85F's 208 block RAMs hold a model: 288 KiB of weights (144 DP16KD; MLPerf Tiny's
 # autoencoder needs 264k int8 weights, 16,640 words with its tiles' padding), 32 KiB of
-# activations and 512 accumulator rows (16 each).
+# activations, 512 accumulator rows (16 each), 2,048 requantization entries (the autoencoder
+# has 1,672 output channels) and 512 program instructions.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=1024, weight_depth=18432,
-                   acc_depth=512, qparam_depth=512)
+                   acc_depth=512, qparam_depth=2048, program_depth=512)

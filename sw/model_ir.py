@@ -164,7 +164,9 @@ class QuantizedModel:
                               f"instruction #{int.from_bytes(response[2:4], 'little')}",
                               status=response[0], opcode=response[1])
         self.load_program = program
-        device.resident = _Resident(self, params, allocation)
+        # Any nonzero 16-bit value: it tells the device's INFO reader that a model was loaded.
+        tag = (id(self) >> 4) % 0xFFFF + 1
+        device.resident = _Resident(self, params, allocation, tag)
         return allocation
 
     def run(self, device: Device, feeds: dict[str, Any], *,
@@ -200,6 +202,8 @@ class QuantizedModel:
                                          allocation.residences[done])
             else:
                 lp, shape = step.program(allocation.streaming_params, env[step.input])
+            if allocation is not None:
+                lp = self._from_program_memory(device, (done, lp.plan.m), lp)
             if programs is not None:
                 programs.append(lp)
             # Resident calls write below the resident layers; streamed ones may write anywhere.
@@ -209,6 +213,28 @@ class QuantizedModel:
             env[output] = shape(lp.assemble(response))
             done += 1 + skip
         return {name: env[name] for name in self.outputs}
+
+    def _from_program_memory(self, device: Device, key: tuple[int, int],
+                             lp: LayerProgram) -> LayerProgram:
+        """A resident call's instructions stored in the device's program memory on first use
+        (their headers depend on the call's shape, not its values) and run by one ``RUN``
+        header followed by the call's activations; ``lp`` itself where the device has no
+        program memory or the instructions do not fit it."""
+        record: _Resident = device.resident
+        depth, count = device.params.program_depth, len(lp.program.chunks)
+        if count > depth:
+            return lp
+        call = Program(device.params)
+        if key not in record.programs:   # stored by this call, its cost counted in it
+            if record.program_top + count > depth:   # full: start again from the bottom
+                record.programs.clear()
+                record.program_top = 0
+            record.programs[key] = record.program_top
+            record.program_top += count
+            call.extend(lp.program.load_into_program_memory(record.programs[key], record.tag))
+        call.extend(lp.program.as_run(record.programs[key]))
+        return LayerProgram(lp.name, call, lp.plan, lp.stores, lp.out_dtype, lp.n,
+                            lp.compulsory_bytes)
 
     def _chain_program(self, params: RillParams, allocation: Allocation,
                        chain: tuple[int, ...], x: np.ndarray):
@@ -222,10 +248,16 @@ class QuantizedModel:
         return lp, reshape
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class _Resident:
     """What :meth:`QuantizedModel.load` left on a device."""
 
     model: QuantizedModel
     params: RillParams
     allocation: Allocation
+    #: The program tag LOAD_PROGRAM gives the device (INFO reports it).
+    tag: int = 0
+    #: Calls stored in the program memory: ``{(device-layer index, rows): address}``, and the
+    #: first free address.
+    programs: dict = field(default_factory=dict)
+    program_top: int = 0
