@@ -81,6 +81,9 @@ class InstructionChecks(wiring.Component):
         The configured output type (a UINT8 output cannot go to the activation SRAM).
     in_program : ``In(1)``
         The header comes from the program memory (``RUN`` and ``LOAD_PROGRAM`` are refused).
+    conv_k_tiles, conv_words : ``In(24)``
+        The convolution geometry's K tiles and feature-map words (``hw.conv_walk.ConvWalk``):
+        a conv MATMUL's ``k_tiles`` must match, and its map must lie inside the SRAM.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     store_values : ``Out(...)``
@@ -98,6 +101,8 @@ class InstructionChecks(wiring.Component):
             "latch": In(1),
             "out_type": In(OutType),
             "in_program": In(1),
+            "conv_k_tiles": In(24),
+            "conv_words": In(24),
             "status": Out(Status),
             "ok": Out(1),
             "tiles": Out(16),
@@ -217,8 +222,10 @@ class InstructionChecks(wiring.Component):
                     m.d.comb += out_of_range.eq(
                         _past(early_field(op, "addr"), early_field(op, "count"), load_depth(op)))
             with m.Case(Opcode.MATMUL):
+                conv = (early_field(Opcode.MATMUL, "flags") & isa.MatmulFlags.CONV.value).any()
+                act_words = Mux(conv, self.conv_words, mm_km) if p.conv_addressing else mm_km
                 m.d.comb += out_of_range.eq(
-                    _past(mm["act_addr"], mm_km, p.act_depth)
+                    _past(mm["act_addr"], act_words, p.act_depth)
                     | (0 if late_weight else _past(mm["weight_addr"], mm_kn_rows,
                                                    p.weight_depth)))
             with m.Case(Opcode.STORE):
@@ -282,10 +289,13 @@ class InstructionChecks(wiring.Component):
                     with m.Elif(count == 0):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
+            conv_flag = isa.MatmulFlags.CONV.value if p.conv_addressing else 0
             shapes = {
-                Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value,
+                Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value | conv_flag,
                                 lambda f: (f["m"] == 0) | (f["k_tiles"] == 0)
-                                | (f["n_tiles"] == 0)),
+                                | (f["n_tiles"] == 0)
+                                | ((f["flags"] & conv_flag).any()
+                                   & (f["k_tiles"] != self.conv_k_tiles))),
                 Opcode.STORE: (isa.StoreFlags.RAW.value | (
                     isa.StoreFlags.TO_ACTS.value | isa.StoreFlags.ACTS_INT4.value
                     if p.store_to_acts else 0),
@@ -299,6 +309,13 @@ class InstructionChecks(wiring.Component):
                               | (self._store_mode_bad(f["flags"]) if op == Opcode.STORE else 0)):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):
+                        m.d.comb += status.eq(Status.BAD_LENGTH)
+            if p.conv_addressing:
+                with m.Case(Opcode.CONV_GEOMETRY):
+                    g = {name: early_field(Opcode.CONV_GEOMETRY, name)
+                         for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w", "stride",
+                                      "chunks")}
+                    with m.If(Cat(value == 0 for value in g.values()).any()):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass

@@ -48,6 +48,7 @@ __all__ = [
     "INFO_BYTES",
     "COUNTER_NAMES",
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
+    "ConvGeometry",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
@@ -107,6 +108,8 @@ class Opcode(enum.Enum, shape=8):
     LOAD_PROGRAM = 0x0B
     #: execute ``count`` headers of the program memory from ``addr``
     RUN = 0x0C
+    #: the feature map a ``MATMUL`` with :data:`MatmulFlags.CONV` walks (:class:`ConvGeometry`)
+    CONV_GEOMETRY = 0x0D
 
 
 class Status(enum.Enum, shape=8):
@@ -139,6 +142,9 @@ class OutType(enum.Enum, shape=2):
 
 class MatmulFlags(enum.Flag, shape=8):
     ACCUMULATE = 0x01   #: add into the accumulators even for the first K tile
+    #: Read activations as a convolution's patches, addressed on the device from a feature map
+    #: (:class:`ConvGeometry`); needs ``RillParams.conv_addressing``.
+    CONV = 0x02
 
 
 class StoreFlags(enum.Flag, shape=8):
@@ -172,6 +178,9 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
                          ("zero_point", 2)),
     Opcode.LOAD_PROGRAM: (("addr", 2), ("count", 2), ("tag", 2)),
     Opcode.RUN: (("addr", 2), ("count", 2)),
+    Opcode.CONV_GEOMETRY: (("in_w", 1), ("in_h", 1), ("out_w", 1), ("kernel_h", 1),
+                           ("kernel_w", 1), ("stride", 1), ("pad_top", 1), ("pad_left", 1),
+                           ("first_row", 1), ("zero_point", 1), ("chunks", 1)),
 }
 
 #: Instructions followed by ``count`` words of data.
@@ -228,6 +237,65 @@ class Config:
         """The state a decoded ``CONFIG`` instruction sets."""
         return cls(Precision(fields["precision"]), Rounding(fields["rounding"]),
                    bool(fields["relu"]), OutType(fields["out_type"]))
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The state ``CONV_GEOMETRY`` sets: how a ``MATMUL`` with :data:`MatmulFlags.CONV` reads
+    its activations.
+
+    The feature map lies at the MATMUL's ``act_addr`` in ``chunks`` blocks of ``in_h * in_w``
+    words, one per channel chunk (``k_per_tile`` channels, a word per pixel, row-major): channel
+    ``c`` of pixel ``(y, x)`` is lane ``c % kpt`` of word ``act_addr + (c // kpt) * in_h * in_w
+    + y * in_w + x``, the layout a ``STORE`` to the activation SRAM gives a convolution's output
+    pixels. K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
+    ``(dy, dx) = divmod(kt // chunks, kernel_w)``, so the MATMUL's ``k_tiles`` must be
+    ``kernel_h * kernel_w * chunks``. Its row ``i`` is output pixel ``(first_row + i // out_w,
+    i % out_w)``, which reads input pixel ``(oy * stride + dy - pad_top, ox * stride + dx -
+    pad_left)``, or, outside the map, ``zero_point`` in every lane (padding holds the input's
+    zero point). Bottom and right padding need no field: rows past the map read the zero point.
+    """
+    in_w: int = 1
+    in_h: int = 1
+    out_w: int = 1
+    kernel_h: int = 1
+    kernel_w: int = 1
+    stride: int = 1
+    pad_top: int = 0
+    pad_left: int = 0
+    first_row: int = 0
+    zero_point: int = 0   #: int8
+    chunks: int = 1
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, int]) -> ConvGeometry:
+        zero_point = fields["zero_point"] - 256 * (fields["zero_point"] >= 128)
+        return cls(**{**fields, "zero_point": zero_point})
+
+    def fields(self) -> dict[str, int]:
+        return {name: getattr(self, name) & 0xFF for name, _ in FIELDS[Opcode.CONV_GEOMETRY]}
+
+    @property
+    def k_tiles(self) -> int:
+        return self.kernel_h * self.kernel_w * self.chunks
+
+    @property
+    def words(self) -> int:
+        """Activation words the feature map spans."""
+        return self.chunks * self.in_h * self.in_w
+
+    def addresses(self, m: int) -> tuple:
+        """``(words, inside)``: for each K tile and row, the word offset from ``act_addr`` and
+        whether the pixel lies inside the map, as ``(k_tiles, m)`` arrays."""
+        import numpy as np
+        kt = np.arange(self.k_tiles)[:, None]
+        i = np.arange(m)[None, :]
+        cc, offset = kt % self.chunks, kt // self.chunks
+        dy, dx = offset // self.kernel_w, offset % self.kernel_w
+        iy = (self.first_row + i // self.out_w) * self.stride + dy - self.pad_top
+        ix = (i % self.out_w) * self.stride + dx - self.pad_left
+        inside = (iy >= 0) & (iy < self.in_h) & (ix >= 0) & (ix < self.in_w)
+        return cc * self.in_h * self.in_w + iy * self.in_w + ix, inside
 
 
 def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
@@ -336,7 +404,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
             drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config)
         return fetch_decode + respond + drained
     opcode = Opcode(opcode)
-    if opcode in (Opcode.CONFIG, Opcode.RUN):
+    if opcode in (Opcode.CONFIG, Opcode.RUN, Opcode.CONV_GEOMETRY):
         return fetch_decode
     if opcode in LOAD_OPCODES:
         return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, Value
 
+from . import isa
+from .conv_walk import ConvWalk
 from .loop import AddressedLoop, CountedLoop
 from .params import RillParams
 
@@ -46,6 +48,10 @@ class MatmulLoops:
 
     def __init__(self, params: RillParams):
         self._params = p = params
+        #: The convolution walk (``RillParams.conv_addressing``), and whether this MATMUL uses
+        #: it: then it, not the row loop, moves the activation address.
+        self.conv_walk = ConvWalk(p) if p.conv_addressing else None
+        self.conv = Signal(name="mm_conv")
         self.act_rows = Signal(p.matmul_m_width, name="mm_m")   # m, the rows a tile issues
         self.accumulate = Signal(name="mm_accumulate")
         self.act_origin = Signal(p.act_addr_width, name="mm_act_addr")   # the first k tile
@@ -73,6 +79,12 @@ class MatmulLoops:
         read addresses nor a compare such as ``k_tiles == 1`` lies in :meth:`start`'s cycle."""
         p = self._params
         self.act.load_base(m, fields["act_addr"])
+        if self.conv_walk is not None:
+            conv = fields["flags"] & isa.MatmulFlags.CONV.value
+            m.d.sync += self.conv.eq(conv.any())
+            with m.If(conv.any()):
+                self.act.load_base(m, self.conv_walk.first_address(fields["act_addr"]))
+                self.conv_walk.begin(m, fields["act_addr"])
         self.weight.load_base(m, fields["weight_addr"])
         side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
         rows = fields["m"]
@@ -119,3 +131,7 @@ class MatmulLoops:
                 self.n_tiles.step(m)
                 self.act.load_base(m, self.act_origin)
                 m.d.sync += self.acc_base.eq(self.acc_base + self.act_rows)
+        if self.conv_walk is not None:
+            with m.If(self.conv):   # after the row loop's, so its address wins
+                self.conv_walk.step(m, self.act.address, self.act.at_last,
+                                    self.k_tiles.at_last)

@@ -64,6 +64,11 @@ class RillParams:
         Instruction headers the program memory holds (``hw.isa.Opcode.LOAD_PROGRAM``, ``RUN``):
         a resident model's whole schedule, run by one command per inference. 0 leaves the
         program memory out (``LOAD_PROGRAM`` and ``RUN`` are then unknown opcodes).
+    conv_addressing : bool
+        ``MATMUL`` can read a convolution's patches straight from a feature map in the
+        activation SRAM (``hw.isa.MatmulFlags.CONV``, ``hw.isa.ConvGeometry``): kernel
+        offsets, stride and zero-point padding addressed on the device, so no im2col crosses
+        the link. Reported in ``INFO``; small parts leave it out.
     """
 
     rows: int = 8
@@ -76,6 +81,7 @@ class RillParams:
     deep_pipeline: bool = True
     store_to_acts: bool = True
     program_depth: int = 256
+    conv_addressing: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -201,9 +207,9 @@ class RillParams:
         """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, depths
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
-        # bit 3: STORE to the activation SRAM
+        # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
-                    | self.store_to_acts << 3)
+                    | self.store_to_acts << 3 | self.conv_addressing << 4)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
@@ -224,4 +230,5 @@ class RillParams:
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),
                    deep_pipeline=bool(features & 0b100),
-                   store_to_acts=bool(features & 0b1000), program_depth=program), version
+                   store_to_acts=bool(features & 0b1000), program_depth=program,
+                   conv_addressing=bool(features & 0b10000)), version

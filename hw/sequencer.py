@@ -287,6 +287,15 @@ class _SequencerLogic:
         act_valid_q, act_buf_q, wt_valid_q, wt_buf_q = (
             Signal(name=n) for n in ("act_valid_q", "act_buf_q", "wt_valid_q", "wt_buf_q"))
         act_tag_q = Signal(seq.array_acts.payload.tag.shape(), name="act_tag_q")
+        # A conv MATMUL's row outside the feature map: the zero point goes in, not the word.
+        pad_q = Signal(name="pad_q")
+        lanes = seq.act_read.data.as_value()
+        walk = loops.conv_walk
+        if walk is not None:
+            walk.elaborate_into(m)
+            with m.If(advance):
+                m.d.sync += pad_q.eq(loops.conv & ~walk.inside)
+            lanes = Mux(pad_q, walk.zero_point.as_unsigned().replicate(p.act_lanes), lanes)
         wt_row_q = Signal(range(p.rows), name="wt_row_q")
         # The valids step in every cycle of the core: the tiles run under its enable, not under
         # advance, so a row read just before the sequencer waits for a byte goes on at once.
@@ -299,7 +308,7 @@ class _SequencerLogic:
                          act_tag_q.accumulate.eq(loops.accumulate | (loops.k_tiles.index != 0))]
         m.d.comb += [
             seq.array_acts.valid.eq(act_valid_q),
-            seq.array_acts.payload.lanes.eq(seq.act_read.data),
+            seq.array_acts.payload.lanes.eq(lanes),
             seq.array_acts.payload.buf.eq(act_buf_q),
             seq.array_acts.payload.tag.eq(act_tag_q),
             seq.array_weights.valid.eq(wt_valid_q),
@@ -359,6 +368,9 @@ class _SequencerLogic:
         m.d.comb += [checks.opcode.eq(self.opcode), checks.operands.eq(self.operands),
                      checks.next_byte.eq(self.byte_in), checks.out_type.eq(self.out_type),
                      checks.in_program.eq(self.running)]
+        if self.p.conv_addressing:
+            walk = self.loops.conv_walk
+            m.d.comb += [checks.conv_k_tiles.eq(walk.k_tiles), checks.conv_words.eq(walk.words)]
         self.status = checks.status
         self.header = Cat(self.status, self.opcode, self.counters["instructions"][:16])
 
@@ -474,6 +486,12 @@ class _SequencerLogic:
             info = p.to_info_bytes(isa.ISA_VERSION)
             self._respond_then(Cat(Const(int.from_bytes(info, "little"), 8 * len(info)),
                                    self.program_tag))
+        if p.conv_addressing:
+            with m.If(is_op[Opcode.CONV_GEOMETRY]):
+                self.loops.conv_walk.set_geometry(m, {
+                    name: self.field(Opcode.CONV_GEOMETRY, name)
+                    for name, _ in isa.FIELDS[Opcode.CONV_GEOMETRY]})
+                m.next = "FETCH"
         if p.program_depth:
             with m.If(is_op[Opcode.LOAD_PROGRAM]):
                 m.d.sync += self.program_tag.eq(self.field(Opcode.LOAD_PROGRAM, "tag"))

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from hw import isa
-from hw.isa import Config, Opcode, OutType, Precision, Rounding
+from hw.isa import Config, ConvGeometry, Opcode, OutType, Precision, Rounding
 from hw.params import RillParams
+from sw.conv import device_conv_weights, pack_feature_map
 from sw.golden import GoldenCore
 from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
 from sw.qparams import random_qparams
 
 __all__ = ["Expectation", "random_qparams", "random_gemm_program", "random_chain_program",
-           "random_run_program",
+           "random_run_program", "random_conv_program",
            "bad_input_program",
            "write_cases", "counters_in", "expectations"]
 
@@ -117,6 +118,54 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
     return prog
 
 
+def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program:
+    """One convolution addressed on the device: a random feature map, kernel (up to 5x5, or
+    DS-CNN's 10x4), stride 1 or 2, padding, precision and first output row; raw or requantized
+    outputs to the host. Shrinks to fit small SRAMs."""
+    int4 = bool(rng.integers(0, 2))
+    kpt = params.k_per_tile(int4)
+    for _ in range(100):
+        c, h, w = int(rng.integers(1, 2 * kpt + 2)), int(rng.integers(1, 11)), \
+            int(rng.integers(1, 11))
+        kh, kw = (10, 4) if rng.random() < 0.1 else \
+            (int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        stride = int(rng.integers(1, 3))
+        pads = [int(rng.integers(0, k)) for k in (kh, kw, kh, kw)]
+        oh = (h + pads[0] + pads[2] - kh) // stride + 1
+        ow = (w + pads[1] + pads[3] - kw) // stride + 1
+        f = int(rng.integers(1, 2 * params.cols + 2))
+        chunks = -(-c // kpt)
+        k_tiles, n_tiles = kh * kw * chunks, -(-f // params.cols)
+        if oh < 1 or ow < 1 or k_tiles > 255 or chunks * h * w > params.act_depth \
+                or k_tiles * n_tiles * params.rows > params.weight_depth \
+                or f > params.qparam_depth or n_tiles * ow > params.acc_depth:
+            continue
+        first_row = int(rng.integers(0, oh))
+        rows = min(oh - first_row, params.acc_depth // (n_tiles * ow))
+        break
+    else:
+        raise AssertionError(f"no convolution fits {params}")
+    x = rng.integers(-128, 128, (c, h, w))
+    filters = rng.integers(*((-8, 8) if int4 else (-128, 128)), (f, c, kh, kw))
+    geometry = ConvGeometry(in_w=w, in_h=h, out_w=ow, kernel_h=kh, kernel_w=kw, stride=stride,
+                            pad_top=pads[0], pad_left=pads[1], first_row=first_row,
+                            zero_point=int(rng.integers(-128, 128)), chunks=chunks)
+    rounding = Rounding(int(rng.integers(0, 2)))
+    raw = rng.random() < 0.3
+    prog = Program(params)
+    prog.configure(Config(Precision.INT4 if int4 else Precision.INT8, rounding,
+                          bool(rng.integers(0, 2)), OutType(int(rng.integers(0, 3)))))
+    prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
+    prog.load_weights(0, pack_weight_tiles(params, device_conv_weights(filters, kpt), int4))
+    act_addr = int(rng.integers(0, params.act_depth - chunks * h * w + 1))
+    prog.load_acts(act_addr, pack_feature_map(params, x, int4))
+    prog.conv_geometry(geometry)
+    prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True)
+    prog.store(0, rows * ow, f, 0, raw=raw)
+    prog.read_counters()
+    return prog
+
+
 def random_run_program(params: RillParams, rng: np.random.Generator) -> Program:
     """A random chain (:func:`random_chain_program`) stored in the program memory at a random
     place and run twice by ``RUN``, its load data following each RUN over the link."""
@@ -204,9 +253,29 @@ def bad_input_program(params: RillParams) -> Program:
     prog.configure(Config())
     prog.sync(tag=len(prog.chunks))
     _bad_programs(params, prog)
+    _bad_convolutions(params, prog)
     prog.info()
     prog.read_counters()
     return prog
+
+
+def _bad_convolutions(params: RillParams, prog: Program):
+    """A geometry with an empty dimension, a conv MATMUL whose K tiles are not the geometry's,
+    one whose map runs past the SRAM; without conv addressing, its opcode and flag unknown."""
+    matmul = dict(weight_addr=0, acc_addr=0, m=1, n_tiles=1, flags=isa.MatmulFlags.CONV.value)
+    if not params.conv_addressing:
+        prog.append_refused(isa.encode(Opcode.CONV_GEOMETRY, **ConvGeometry().fields()))
+        prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=1, **matmul))
+        prog.sync(tag=len(prog.chunks))
+        return
+    prog.append_refused(isa.encode(Opcode.CONV_GEOMETRY,
+                                   **{**ConvGeometry().fields(), "kernel_w": 0}))
+    prog.conv_geometry(ConvGeometry(in_w=4, in_h=4, out_w=4, kernel_h=3, kernel_w=3,
+                                    pad_top=1, pad_left=1))
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=8, **matmul))
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=params.act_depth - 15, k_tiles=9,
+                                   **matmul))
+    prog.sync(tag=len(prog.chunks))
 
 
 def _bad_programs(params: RillParams, prog: Program):

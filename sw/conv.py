@@ -10,7 +10,8 @@ import numpy as np
 from .compiler import CompiledLinear, CompileError, QuantizedLinear, compiled_for, scalar_int
 from .device_base import Device
 
-__all__ = ["QuantizedConv", "im2col", "conv_program", "run_conv"]
+__all__ = ["QuantizedConv", "im2col", "conv_program", "run_conv", "pack_feature_map",
+           "device_conv_weights"]
 
 
 @dataclass(eq=False)
@@ -49,6 +50,29 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, in
     oh, ow = windows.shape[2:4]
     cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
     return np.ascontiguousarray(cols), (n, oh, ow)
+
+
+def pack_feature_map(params, x: np.ndarray, int4: bool) -> np.ndarray:
+    """One image's ``(C, H, W)`` int8 channels as activation words for a conv addressed on the
+    device (``hw.isa.ConvGeometry``): channel chunk ``cc`` of pixel ``p`` at word
+    ``cc * H * W + p``, the chunk's channels in its lanes (zero past the last channel)."""
+    c, h, w = x.shape
+    kpt = params.k_per_tile(int4)
+    chunks = -(-c // kpt)
+    channels = np.zeros((chunks * kpt, h * w), np.int8)
+    channels[:c] = x.reshape(c, h * w)
+    return channels.reshape(chunks, kpt, h * w).transpose(0, 2, 1).reshape(-1, kpt)
+
+
+def device_conv_weights(filters: np.ndarray, kpt: int) -> np.ndarray:
+    """ONNX ``(C_out, C, kh, kw)`` filters as the ``(K, C_out)`` weights of a conv addressed on
+    the device: K tile ``(dy, dx, cc)`` in that order, lane ``l`` meeting channel
+    ``cc * kpt + l`` (zero past the last channel)."""
+    f, c, kh, kw = filters.shape
+    chunks = -(-c // kpt)
+    weights = np.zeros((kh, kw, chunks * kpt, f), np.int64)
+    weights[:, :, :c] = np.asarray(filters).transpose(2, 3, 1, 0)
+    return weights.reshape(-1, f)
 
 
 def conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.ndarray):

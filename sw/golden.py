@@ -19,6 +19,7 @@ from hw.isa import (
     QPARAM_BYTES,
     QPARAM_FORMAT,
     Config,
+    ConvGeometry,
     CycleClock,
     MatmulFlags,
     Opcode,
@@ -56,6 +57,7 @@ class GoldenCore:
         self.params = params
         p = params
         self.config = Config()
+        self.geometry = ConvGeometry()
         self.act = np.zeros((p.act_depth, p.act_lanes), dtype=np.int8)
         self.weights = np.zeros((p.weight_depth, p.cols), dtype=np.uint8)
         self.acc = np.zeros((p.acc_depth, p.cols), dtype=np.int32)
@@ -97,6 +99,8 @@ class GoldenCore:
         a program memory)."""
         opcode = _OPCODES.get(byte)
         if opcode in (Opcode.LOAD_PROGRAM, Opcode.RUN) and not self.params.program_depth:
+            return None
+        if opcode == Opcode.CONV_GEOMETRY and not self.params.conv_addressing:
             return None
         return opcode
 
@@ -152,13 +156,22 @@ class GoldenCore:
             if f["count"] == 0:
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
-        if opcode == Opcode.MATMUL:
-            if f["flags"] & ~MatmulFlags.ACCUMULATE.value:
-                return Status.BAD_MODE
-            m, kt, nt = f["m"], f["k_tiles"], f["n_tiles"]
-            if m == 0 or kt == 0 or nt == 0:
+        if opcode == Opcode.CONV_GEOMETRY:
+            if any(f[name] == 0 for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w",
+                                             "stride", "chunks")):
                 return Status.BAD_LENGTH
-            if (f["act_addr"] + kt * m > p.act_depth
+            return Status.OK
+        if opcode == Opcode.MATMUL:
+            known = MatmulFlags.ACCUMULATE.value | (
+                MatmulFlags.CONV.value if p.conv_addressing else 0)
+            if f["flags"] & ~known:
+                return Status.BAD_MODE
+            conv = bool(f["flags"] & MatmulFlags.CONV.value)
+            m, kt, nt = f["m"], f["k_tiles"], f["n_tiles"]
+            if m == 0 or kt == 0 or nt == 0 or conv and kt != self.geometry.k_tiles:
+                return Status.BAD_LENGTH
+            act_words = self.geometry.words if conv else kt * m
+            if (f["act_addr"] + act_words > p.act_depth
                     or f["weight_addr"] + kt * nt * p.rows > p.weight_depth
                     or f["acc_addr"] + nt * m > p.acc_depth):
                 return Status.OUT_OF_RANGE
@@ -225,6 +238,9 @@ class GoldenCore:
             self._running = [bytes(word) for word in
                              self.program[f["addr"]:f["addr"] + f["count"]]]
             return None
+        if opcode == Opcode.CONV_GEOMETRY:
+            self.geometry = ConvGeometry.from_fields(f)
+            return None
         if opcode == Opcode.MATMUL:
             self._matmul(**f)
             return None
@@ -242,13 +258,18 @@ class GoldenCore:
     def _matmul(self, act_addr, weight_addr, acc_addr, m, k_tiles, n_tiles, flags):
         p, int4 = self.params, self.config.int4
         accumulate = bool(flags & MatmulFlags.ACCUMULATE.value)
+        if flags & MatmulFlags.CONV.value:
+            words, inside = self.geometry.addresses(m)
+            patches = self.act[np.where(inside, act_addr + words, 0)]
+            patches[~inside] = self.geometry.zero_point
         for nt in range(n_tiles):
             rows = slice(acc_addr + nt * m, acc_addr + (nt + 1) * m)
             total = (self.acc[rows].astype(np.int64) if accumulate
                      else np.zeros((m, p.cols), np.int64))
             for kt in range(k_tiles):
                 tile = weight_addr + (nt * k_tiles + kt) * p.rows
-                acts = self.act[act_addr + kt * m:act_addr + (kt + 1) * m]
+                acts = patches[kt] if flags & MatmulFlags.CONV.value else \
+                    self.act[act_addr + kt * m:act_addr + (kt + 1) * m]
                 total += tile_psums(p, acts, self.weights[tile:tile + p.rows], int4)
             # The accumulators are int32 registers: sums wrap, as they do in the RTL.
             self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)

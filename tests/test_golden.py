@@ -8,6 +8,7 @@ from hw import isa
 from hw.isa import Opcode, Precision, Status
 from hw.params import RillParams
 from sim.cases import random_chain_program
+from sw.conv import device_conv_weights, pack_feature_map
 from sw.golden import GoldenCore
 from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
 from sw.qparams import random_qparams
@@ -93,7 +94,7 @@ BAD = [
     ("qparams past the end", isa.encode(Opcode.LOAD_QPARAMS, addr=64, count=1) + bytes(12),
      Status.OUT_OF_RANGE),
     ("matmul bad flags", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1,
-                                    k_tiles=1, n_tiles=1, flags=2), Status.BAD_MODE),
+                                    k_tiles=1, n_tiles=1, flags=0x80), Status.BAD_MODE),
     ("matmul m=0", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0,
                               k_tiles=1, n_tiles=1, flags=0), Status.BAD_LENGTH),
     ("matmul acts past the end", isa.encode(Opcode.MATMUL, act_addr=200, weight_addr=0,
@@ -201,4 +202,56 @@ def test_a_run_answers_and_takes_what_the_same_instructions_over_the_link_do():
     assert first[outputs] == second[outputs] == direct[outputs]
     assert first[0] == second[0] == 0 and first[outputs.stop] == second[outputs.stop] == 0
     assert int.from_bytes(out[-2:], "little") == 0xBEEF
+    assert core.counters["cycles"] == prog.predicted_cycles
+
+
+def _conv_reference(x, filters, pads, stride, zero_point):
+    """NCHW int conv by explicit loops over im2col patches (sw.conv.im2col)."""
+    from sw.conv import im2col
+    kh, kw = filters.shape[2:]
+    cols, (n, oh, ow) = im2col(x, (kh, kw), pads, (stride, stride), zero_point)
+    return cols.astype(np.int64) @ filters.reshape(filters.shape[0], -1).T.astype(np.int64), \
+        (oh, ow)
+
+
+@pytest.mark.parametrize("case", [
+    # channels, height, width, filters, kernel, stride, pads (top, left, bottom, right), int4
+    (3, 7, 6, 5, (3, 3), 1, (1, 1, 1, 1), False),
+    (6, 9, 8, 3, (3, 3), 2, (1, 1, 1, 1), False),
+    (1, 12, 7, 4, (10, 4), 2, (4, 1, 5, 2), False),   # DS-CNN's opening kernel, SAME-like pads
+    (9, 5, 5, 4, (1, 1), 1, (0, 0, 0, 0), True),
+    (2, 6, 6, 7, (2, 3), 2, (0, 1, 0, 1), True),
+])
+def test_conv_addressed_on_the_device_equals_im2col(case):
+    """A MATMUL with the CONV flag reads the feature map's patches as im2col would, padding
+    with the zero point, for any kernel, stride 1 and 2, both precisions; the output rows can
+    start at any output row (``first_row``)."""
+    c, h, w, f, (kh, kw), stride, pads, int4 = case
+    rng = np.random.default_rng(sum(case[:4]))
+    zero_point = int(rng.integers(-20, 20))
+    x = rng.integers(-128, 128, (1, c, h, w))
+    lo, hi = (-8, 8) if int4 else (-128, 128)
+    filters = rng.integers(lo, hi, (f, c, kh, kw))
+    expected, (oh, ow) = _conv_reference(x, filters, pads, stride, zero_point)
+    kpt = PARAMS.k_per_tile(int4)
+    chunks = -(-c // kpt)
+    fmap = pack_feature_map(PARAMS, x[0], int4)
+    weights = device_conv_weights(filters, kpt)
+    first_row = oh // 3
+    rows = oh - first_row
+    geometry = isa.ConvGeometry(in_w=w, in_h=h, out_w=ow, kernel_h=kh, kernel_w=kw,
+                                stride=stride, pad_top=pads[0], pad_left=pads[1],
+                                first_row=first_row, zero_point=zero_point, chunks=chunks)
+    n = f
+    prog = Program(PARAMS)
+    prog.configure(isa.Config(precision=Precision.INT4 if int4 else Precision.INT8))
+    prog.load_qparams(0, [0] * n, [0] * n, [0] * n, [0] * n)
+    prog.load_weights(0, pack_weight_tiles(PARAMS, weights, int4))
+    prog.load_acts(10, fmap)
+    prog.conv_geometry(geometry)
+    prog.matmul(10, 0, 0, rows * ow, geometry.k_tiles, -(-n // PARAMS.cols), conv=True)
+    prog.store(0, rows * ow, n, 0, raw=True)
+    core = GoldenCore(PARAMS)
+    out = core.feed(prog.to_bytes())
+    assert np.array_equal(_raw_result(out, rows * ow, n), expected[first_row * ow:])
     assert core.counters["cycles"] == prog.predicted_cycles
