@@ -81,6 +81,8 @@ class InstructionChecks(wiring.Component):
         The configured output type (a UINT8 output cannot go to the activation SRAM).
     in_program : ``In(1)``
         The header comes from the program memory (``RUN`` and ``LOAD_PROGRAM`` are refused).
+    int4 : ``In(1)``
+        The configured precision (a narrow ``LOAD_ACTS`` fits in its word).
     conv_k_tiles, conv_words : ``In(24)``
         The convolution geometry's K tiles and feature-map words (``hw.conv_walk.ConvWalk``):
         a conv MATMUL's ``k_tiles`` must match, and its map must lie inside the SRAM.
@@ -101,6 +103,7 @@ class InstructionChecks(wiring.Component):
             "latch": In(1),
             "out_type": In(OutType),
             "in_program": In(1),
+            "int4": In(1),
             "conv_k_tiles": In(24),
             "conv_words": In(24),
             "status": Out(Status),
@@ -284,9 +287,13 @@ class InstructionChecks(wiring.Component):
                 with m.Case(op):
                     count = early_field(op, "count")
                     in_program = self.in_program if op in programs else Const(0)
+                    wide = 0
+                    if op == Opcode.LOAD_ACTS:
+                        wide = early_field(op, "lanes") > Mux(self.int4, p.k_per_tile(True),
+                                                              p.k_per_tile(False))
                     with m.If(in_program):
                         m.d.comb += status.eq(Status.IN_PROGRAM)
-                    with m.Elif(count == 0):
+                    with m.Elif((count == 0) | wide):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
             conv_flag = isa.MatmulFlags.CONV.value if p.conv_addressing else 0

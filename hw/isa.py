@@ -93,7 +93,10 @@ MATMUL_DRAIN_EXTRA = 1
 class Opcode(enum.Enum, shape=8):
     CONFIG = 0x01         #: set precision, rounding mode, ReLU, output type
     LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) at ``addr``
-    LOAD_ACTS = 0x03      #: ``count`` activation words (``k_per_tile`` bytes each) at ``addr``
+    #: ``count`` activation words at ``addr``, ``lanes`` bytes each (0: all ``k_per_tile``);
+    #: a narrow word's other lanes keep what they held (INT8's upper half reads as zero), so a
+    #: layer of few channels sends only those
+    LOAD_ACTS = 0x03
     LOAD_QPARAMS = 0x04   #: ``count`` requant entries (:data:`QPARAM_BYTES` each) at ``addr``
     MATMUL = 0x05         #: activation tiles x weight tiles -> accumulator rows
     STORE = 0x06          #: accumulators -> (requant | raw int32) -> output stream
@@ -165,7 +168,7 @@ class StoreFlags(enum.Flag, shape=8):
 FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.CONFIG: (("precision", 1), ("rounding", 1), ("relu", 1), ("out_type", 1)),
     Opcode.LOAD_WEIGHTS: (("addr", 2), ("count", 2)),
-    Opcode.LOAD_ACTS: (("addr", 2), ("count", 2)),
+    Opcode.LOAD_ACTS: (("addr", 2), ("count", 2), ("lanes", 1)),
     Opcode.LOAD_QPARAMS: (("addr", 2), ("count", 2)),
     Opcode.MATMUL: (("act_addr", 2), ("weight_addr", 2), ("acc_addr", 2), ("m", 2),
                     ("k_tiles", 1), ("n_tiles", 1), ("flags", 1)),
@@ -305,12 +308,14 @@ def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> byte
 
 # -- cycle costs ---------------------------------------------------------------------------------
 
-def load_word_bytes(params: RillParams, opcode: Opcode, config: Config) -> int:
-    """Bytes per word of a ``LOAD_*`` instruction under the current configuration."""
+def load_word_bytes(params: RillParams, opcode: Opcode, config: Config,
+                    fields: dict[str, int] | None = None) -> int:
+    """Bytes per word of a ``LOAD_*`` instruction (its ``fields``) under the current
+    configuration."""
     if opcode == Opcode.LOAD_WEIGHTS:
         return params.cols
     if opcode == Opcode.LOAD_ACTS:
-        return params.k_per_tile(config.int4)
+        return (fields or {}).get("lanes") or params.k_per_tile(config.int4)
     if opcode == Opcode.LOAD_QPARAMS:
         return QPARAM_BYTES
     if opcode == Opcode.LOAD_BIASES:
@@ -401,13 +406,13 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     if status != Status.OK:
         drained = 0
         if status == Status.OUT_OF_RANGE and Opcode(opcode) in LOAD_OPCODES:
-            drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config)
+            drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config, fields)
         return fetch_decode + respond + drained
     opcode = Opcode(opcode)
     if opcode in (Opcode.CONFIG, Opcode.RUN, Opcode.CONV_GEOMETRY):
         return fetch_decode
     if opcode in LOAD_OPCODES:
-        return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config)
+        return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config, fields)
     if opcode == Opcode.MATMUL:
         tiles = fields["k_tiles"] * fields["n_tiles"]
         return fetch_decode + tiles * matmul_tile_cycles(params, fields["m"])

@@ -246,8 +246,9 @@ class _SequencerLogic:
         """The load's word and byte counters and the tiles' write ports."""
         m, p, seq, is_op = self.m, self.p, self.seq, self.is_op
         assert QPARAM_BYTES == HEADER_BYTES   # LOAD_QPARAMS' and LOAD_PROGRAM's words
+        lanes = self.field(Opcode.LOAD_ACTS, "lanes")
         self.decoded_word_len = Mux(
-            is_op[Opcode.LOAD_ACTS], Mux(self.int4, p.act_lanes, p.rows),
+            is_op[Opcode.LOAD_ACTS], Mux(lanes.any(), lanes, Mux(self.int4, p.act_lanes, p.rows)),
             Mux(is_op[Opcode.LOAD_WEIGHTS], p.cols,
                 Mux(is_op[Opcode.LOAD_QPARAMS] | is_op[Opcode.LOAD_PROGRAM], QPARAM_BYTES, 4)))
         self.load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS, name="load_target")
@@ -367,7 +368,7 @@ class _SequencerLogic:
         m.submodules.checks = self.checks = checks = InstructionChecks(self.p)
         m.d.comb += [checks.opcode.eq(self.opcode), checks.operands.eq(self.operands),
                      checks.next_byte.eq(self.byte_in), checks.out_type.eq(self.out_type),
-                     checks.in_program.eq(self.running)]
+                     checks.in_program.eq(self.running), checks.int4.eq(self.int4)]
         if self.p.conv_addressing:
             walk = self.loops.conv_walk
             m.d.comb += [checks.conv_k_tiles.eq(walk.k_tiles), checks.conv_words.eq(walk.words)]

@@ -1,8 +1,10 @@
 """The core's SRAM tiles: how they are made, and the promise that lets them map to bare block RAM.
 
 No tile is ever read at the address written in the same cycle, or nobody uses what such a read
-returns: loads and the matmul/store engines that read the tiles are different instructions, and an
-accumulator row is read again at least two cycles after it is written (see hw/accumulator.py).
+returns: loads and the matmul/store engines that read the tiles are different instructions, an
+accumulator row is read again at least two cycles after it is written (see hw/accumulator.py), and
+the program memory, read in every cycle, is fetched from only by a RUN, a header after any
+LOAD_PROGRAM.
 Without that promise Yosys keeps each block RAM's "a read returns the old data" behaviour by
 delaying every write a cycle (a register per write-data and address bit) and bypassing the read
 data (a register and a multiplexer per bit): ~600 of the UP5K's 5,280 logic cells for a 2x2 core.

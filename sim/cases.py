@@ -158,7 +158,10 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
     prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
     prog.load_weights(0, pack_weight_tiles(params, device_conv_weights(filters, kpt), int4))
     act_addr = int(rng.integers(0, params.act_depth - chunks * h * w + 1))
-    prog.load_acts(act_addr, pack_feature_map(params, x, int4))
+    fmap = pack_feature_map(params, x, int4)
+    if chunks == 1 and rng.random() < 0.5:   # a narrow load: the other lanes keep old values
+        fmap = fmap[:, :c]
+    prog.load_acts(act_addr, fmap)
     prog.conv_geometry(geometry)
     prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True)
     prog.store(0, rows * ow, f, 0, raw=raw)
@@ -191,8 +194,11 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=0, out_type=3),
         isa.encode(Opcode.LOAD_WEIGHTS, addr=params.weight_depth - 1, count=2)
         + bytes(range(2 * params.cols)),
-        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0),
-        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1) + bytes(params.rows),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0, lanes=0),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=1, lanes=params.rows + 1),
+        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1, lanes=0)
+        + bytes(params.rows),
+        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth - 1, count=2, lanes=1) + bytes(2),
         isa.encode(Opcode.LOAD_QPARAMS, addr=params.qparam_depth - 1, count=3)
         + bytes(3 * isa.QPARAM_BYTES),
         isa.encode(Opcode.LOAD_BIASES, addr=params.qparam_depth - 2, count=5, multiplier=1,
@@ -220,7 +226,8 @@ def bad_input_program(params: RillParams) -> Program:
                    act_addr=0),
         # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
         isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
-        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001) + bytes(0x8001 * params.rows),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001, lanes=0)
+        + bytes(0x8001 * params.rows),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0xFFFF, k_tiles=255,
                    n_tiles=255, flags=0),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=1,

@@ -108,8 +108,10 @@ class GoldenCore:
         opcode = self._opcode(header[0], in_program)
         if opcode not in LOAD_OPCODES or in_program and opcode == Opcode.LOAD_PROGRAM:
             return 0
-        count = decode_fields(opcode, header[1:])["count"]
-        return count * load_word_bytes(self.params, opcode, self.config)
+        fields = decode_fields(opcode, header[1:])
+        if fields.get("lanes", 0) > self.params.k_per_tile(self.config.int4):
+            return 0   # refused for its length: no data follows
+        return fields["count"] * load_word_bytes(self.params, opcode, self.config, fields)
 
     # -- one instruction ---------------------------------------------------------------------------
 
@@ -153,7 +155,7 @@ class GoldenCore:
                      Opcode.LOAD_QPARAMS: p.qparam_depth,
                      Opcode.LOAD_BIASES: p.qparam_depth,
                      Opcode.LOAD_PROGRAM: p.program_depth}[opcode]
-            if f["count"] == 0:
+            if f["count"] == 0 or f.get("lanes", 0) > p.k_per_tile(self.config.int4):
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
         if opcode == Opcode.CONV_GEOMETRY:
@@ -208,10 +210,11 @@ class GoldenCore:
             self.weights[f["addr"]:f["addr"] + f["count"]] = words
             return None
         if opcode == Opcode.LOAD_ACTS:
-            lanes = p.k_per_tile(self.config.int4)
-            words = np.zeros((f["count"], p.act_lanes), dtype=np.int8)
-            words[:, :lanes] = np.frombuffer(data, dtype=np.int8).reshape(f["count"], lanes)
-            self.act[f["addr"]:f["addr"] + f["count"]] = words
+            lanes = load_word_bytes(p, opcode, self.config, f)
+            rows = slice(f["addr"], f["addr"] + f["count"])
+            self.act[rows, :lanes] = np.frombuffer(data, dtype=np.int8).reshape(-1, lanes)
+            if not self.config.int4:
+                self.act[rows, p.rows:] = 0
             return None
         if opcode == Opcode.LOAD_QPARAMS:
             for i in range(f["count"]):

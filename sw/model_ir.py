@@ -22,8 +22,16 @@ import numpy as np
 from hw.params import RillParams
 
 from .chain import chain_program, chained_qparams, find_chains
-from .compiler import CompiledLinear, LayerProgram, QuantizedLinear, compile_linear, scalar_int
+from .compiler import (
+    CompiledLinear,
+    CompileError,
+    LayerProgram,
+    QuantizedLinear,
+    compile_linear,
+    scalar_int,
+)
 from .conv import QuantizedConv, im2col
+from .conv_device import addressable, device_conv_program, device_linear
 from .device_base import Device, DeviceError
 from .host_ops import run_host_op
 from .program import Program
@@ -75,10 +83,18 @@ class DeviceLayer:
     trans_a: bool = False
     _compiled: dict = field(default_factory=dict, repr=False)
 
-    def compiled(self, params: RillParams) -> CompiledLinear:
-        if params not in self._compiled:
-            self._compiled[params] = compile_linear(params, self.linear)
-        return self._compiled[params]
+    def addressed(self, params: RillParams) -> bool:
+        """Whether this is a conv ``params``' core walks itself (:mod:`sw.conv_device`)."""
+        return self.kind == "conv" and addressable(params, self.conv)
+
+    def compiled(self, params: RillParams, *, im2col: bool = False) -> CompiledLinear:
+        """The layer compiled for ``params``: a conv the core walks in the device's K order,
+        unless ``im2col``."""
+        key = (params, im2col or not self.addressed(params))
+        if key not in self._compiled:
+            linear = self.linear if key[1] else device_linear(params, self.conv)
+            self._compiled[key] = compile_linear(params, linear)
+        return self._compiled[key]
 
     def as_matrix(self, x: np.ndarray):
         """``(x2d, reshape)``: the layer's input as the (M, K) matrix the device multiplies, and
@@ -101,8 +117,17 @@ class DeviceLayer:
     def program(self, params: RillParams, x: np.ndarray, residence: Residence | None = None):
         """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output;
         with ``residence``, a call of the layer resident there (:mod:`sw.resident`)."""
+        if self.addressed(params):
+            try:
+                lp, (n, oh, ow) = device_conv_program(self.compiled(params), self.conv, x,
+                                                      residence)
+                return lp, lambda y: np.ascontiguousarray(
+                    y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
+            except CompileError:
+                if residence is not None:   # its weights are resident in the device's order
+                    raise
         x2d, reshape = self.as_matrix(x)
-        compiled = self.compiled(params)
+        compiled = self.compiled(params, im2col=True)
         if residence is not None:
             return resident_program(compiled, residence, x2d), reshape
         return compiled.program(x2d), reshape

@@ -122,9 +122,14 @@ class Program:
         self._add(Opcode.LOAD_WEIGHTS, words.tobytes(), addr=addr, count=len(words))
 
     def load_acts(self, addr: int, words: np.ndarray):
-        lanes = self.params.k_per_tile(self.config.int4)
-        words = np.ascontiguousarray(words, dtype=np.int8).reshape(-1, lanes)
-        self._add(Opcode.LOAD_ACTS, words.tobytes(), addr=addr, count=len(words))
+        """Activation words: ``k_per_tile`` lanes each, or fewer (a narrow load, whose other
+        lanes keep what they held)."""
+        kpt = self.params.k_per_tile(self.config.int4)
+        words = np.ascontiguousarray(words, dtype=np.int8)
+        lanes = words.shape[-1] if words.ndim == 2 and words.shape[-1] < kpt else kpt
+        words = words.reshape(-1, lanes)
+        self._add(Opcode.LOAD_ACTS, words.tobytes(), addr=addr, count=len(words),
+                  lanes=0 if lanes == kpt else lanes)
 
     def load_qparams(self, addr: int, bias, multiplier, shift, zero_point):
         """Per-channel requantization entries; sent as ``LOAD_BIASES`` (4 bytes a channel instead
@@ -220,9 +225,12 @@ def pack_weight_tiles(params: RillParams, weights: np.ndarray, int4: bool) -> np
 
 
 def pack_act_words(params: RillParams, acts: np.ndarray, int4: bool) -> np.ndarray:
-    """M x K int8 activations -> activation words: K chunk ``kt`` of row ``m`` at ``kt * M + m``."""
+    """M x K int8 activations -> activation words: K chunk ``kt`` of row ``m`` at ``kt * M + m``.
+    A K below one chunk gives words of K lanes (a narrow load: the rest meet zero weights)."""
     m, k = acts.shape
     kc = params.k_per_tile(int4)
+    if k < kc:
+        return np.ascontiguousarray(acts, dtype=np.int8)
     k_tiles = -(-k // kc)
     padded = np.zeros((m, k_tiles * kc), dtype=np.int8)
     padded[:, :k] = acts
