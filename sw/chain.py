@@ -23,6 +23,8 @@ from hw.isa import Config, OutType
 from hw.params import RillParams
 
 from .compiler import CompiledLinear, CompileError, LayerProgram, scalar_int
+from .conv import QuantizedConv, pack_feature_map
+from .conv_device import conv_geometry, output_size
 from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 from .resident import Residence
@@ -38,48 +40,65 @@ def _region_words(params: RillParams) -> int:
     return min(params.act_depth, _U16) // 2
 
 
+def _hands_on(a: CompiledLinear, b: CompiledLinear, first, second) -> bool:
+    """Requantized int8/uint8 out of ``first`` at the zero point ``second`` reads."""
+    return (not a.raw and a.out_dtype == b.act_dtype
+            and scalar_int(a.layer.y_zp, "output zero point")
+            == scalar_int(b.layer.a_zp, "activation zero point"))
+
+
 def _links(params: RillParams, first, second, a: CompiledLinear, b: CompiledLinear) -> bool:
     """Whether device layer ``first`` (compiled ``a``) can hand its output to ``second`` on
-    chip: the same tensor, 2-D rows in and out, requantized int8/uint8 at the zero point the
-    next layer reads, and both layers' tiles within a region and the accumulators."""
-    if first.output != second.input or a.raw or a.out_dtype != b.act_dtype:
+    chip: the same tensor, 2-D rows in and out, requantized at the zero point the next layer
+    reads, and both layers' tiles within a region and the accumulators."""
+    if first.output != second.input or not _hands_on(a, b, first, second):
         return False
     if any(layer.kind not in _CHAINABLE_KINDS or layer.trans_a for layer in (first, second)):
-        return False
-    if scalar_int(a.layer.y_zp, "output zero point") != \
-            scalar_int(b.layer.a_zp, "activation zero point"):
         return False
     region = _region_words(params)
     return all(c.k_tiles <= region and c.n_tiles <= params.acc_depth for c in (a, b))
 
 
 def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[CompiledLinear],
-                resident: set[int]) -> dict[int, tuple[int, ...]]:
+                resident: set[int], fmaps: dict[int, tuple[int, int]] | None = None,
+                ) -> dict[int, tuple[int, ...]]:
     """``{first device-layer index: the chain's device-layer indices}`` for every run of two or
-    more resident layers that follow each other in ``steps`` and can hand their outputs on
-    (the handed tensor neither a model output nor read by any other step)."""
+    more resident layers that can hand their outputs on: Gemms and MatMuls that follow each
+    other in ``steps``, after a conv whose feature map the first reads flattened (``fmaps``,
+    :mod:`sw.flatten`); the tensors handed on neither model outputs nor read by other steps."""
     if not params.store_to_acts:
         return {}
+    fmaps = fmaps or {}
     readers: dict[str, int] = {}
     for step in steps:
         for name in (step.input,) if hasattr(step, "linear") else step.inputs:
             readers[name] = readers.get(name, 0) + 1
-    chains, current, index, previous = {}, [], -1, None
+
+    def private(names) -> bool:
+        return all(name not in outputs and readers.get(name) == 1 for name in names)
+
+    chains, current, index, previous, hosts = {}, [], -1, None, []
     for step in steps:
-        if not hasattr(step, "linear"):   # a host step ends any chain
-            previous = None
+        if not hasattr(step, "linear"):
+            hosts.append(step)
             continue
         index += 1
-        linked = (previous is not None and index in resident and index - 1 in resident
-                  and previous.output not in outputs and readers.get(previous.output) == 1
-                  and _links(params, previous, step, compiled[index - 1], compiled[index]))
+        linked = previous is not None and {index, index - 1} <= resident
+        if linked and previous.kind == "conv":   # a conv opens a chain, flattened into a Gemm
+            linked = (current == [index - 1] and index in fmaps
+                      and _hands_on(compiled[index - 1], compiled[index], previous, step)
+                      and private([previous.output, *(out for host in hosts
+                                                      for out in host.outputs)]))
+        elif linked:
+            linked = not hosts and private([previous.output]) and _links(
+                params, previous, step, compiled[index - 1], compiled[index])
         if not linked:
             if len(current) > 1:
                 chains[current[0]] = tuple(current)
             current = [index]
         else:
             current.append(index)
-        previous = step
+        previous, hosts = step, []
     if len(current) > 1:
         chains[current[0]] = tuple(current)
     return chains
@@ -98,6 +117,25 @@ def _chained_config(layer: CompiledLinear) -> Config:
     return replace(layer.config, out_type=OutType.INT8)
 
 
+def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,
+                  rows: int, first_region: int, region: int):
+    """``rows`` rows through resident Gemms, from activation region ``first_region`` (0 or 1,
+    of ``region`` words each) and from one region to the other; the last layer's outputs to
+    the host."""
+    for i, (layer, residence) in enumerate(zip(layers, residences)):
+        final = i == len(layers) - 1
+        config = layer.config if final else _chained_config(layer)
+        if config != prog.config:
+            prog.configure(config)
+        at = (first_region + i) % 2
+        prog.matmul(region * at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles)
+        if final:
+            prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
+        else:
+            prog.store(0, rows, layer.n, residence.qparam_base, to_acts=region * (1 - at),
+                       acts_int4=layers[i + 1].int4)
+
+
 def chain_program(layers: list[CompiledLinear], residences: list[Residence],
                   x: np.ndarray) -> LayerProgram:
     """One call of a chain of resident layers on ``x`` (M x K of the first layer)."""
@@ -114,20 +152,54 @@ def chain_program(layers: list[CompiledLinear], residences: list[Residence],
     for row0, rows in chunks:
         prog.configure(first.config)   # the device's configuration is not known here
         prog.load_acts(0, pack_act_words(params, x[row0:row0 + rows], first.int4))
-        for i, (layer, residence) in enumerate(zip(layers, residences)):
-            final = i == len(layers) - 1
-            config = layer.config if final else _chained_config(layer)
-            if config != prog.config:
-                prog.configure(config)
-            prog.matmul(region * (i % 2), residence.weight_base, 0, rows, layer.k_tiles,
-                        layer.n_tiles)
-            if final:
-                prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
-            else:
-                prog.store(0, rows, layer.n, residence.qparam_base,
-                           to_acts=region * ((i + 1) % 2), acts_int4=layers[i + 1].int4)
+        _rows_through(prog, layers, residences, rows=rows, first_region=0, region=region)
         stores.append((row0, rows, 0, last.n))
     plan = TilePlan(m, ((0, last.n_tiles),), ((0, first.k_tiles),), chunks, 1, False)
     compulsory = m * first.k + m * last.n * last.out_dtype.itemsize
     return LayerProgram("+".join(layer.name for layer in layers), prog, plan, stores,
                         last.out_dtype, last.n, compulsory)
+
+
+def conv_chain_program(conv: QuantizedConv, layers: list[CompiledLinear],
+                       residences: list[Residence], x: np.ndarray):
+    """``(LayerProgram, reshape)`` of one call of a chain opened by a conv the core walks
+    (``layers[0]``), its feature map flattened into the Gemms after it; ``None`` when an
+    image's maps do not fit (the layers then run one by one). Image by image: the image's map
+    in, the conv's output map to the other region, each Gemm on one row (the image)."""
+    first, last = layers[0], layers[-1]
+    params = first.params
+    x = np.asarray(x)
+    if x.ndim != 4 or x.dtype != first.act_dtype:
+        return None
+    n, c, h, w = x.shape
+    try:
+        geometry = conv_geometry(first, conv, h, w)
+    except CompileError:
+        return None
+    oh, ow = output_size(conv, h, w)
+    region = _region_words(params)
+    out_words = -(-first.n // layers[1].kc) * oh * ow
+    if (geometry.words > region or out_words > region or first.n_tiles * oh * ow
+            > params.acc_depth or any(c.k_tiles > region for c in layers[1:])):
+        return None
+    if x.dtype == np.uint8:
+        x = (x ^ np.uint8(0x80)).view(np.int8)
+    prog, stores = Program(params), []
+    for image in range(n):
+        prog.configure(first.config)
+        fmap = pack_feature_map(params, x[image], first.int4)
+        prog.load_acts(0, fmap[:, :c] if c < first.kc else fmap)
+        prog.configure(_chained_config(first))
+        prog.conv_geometry(geometry)
+        prog.matmul(0, residences[0].weight_base, 0, oh * ow, geometry.k_tiles, first.n_tiles,
+                    conv=True)
+        prog.store(0, oh * ow, first.n, residences[0].qparam_base, to_acts=region,
+                   acts_int4=layers[1].int4)
+        _rows_through(prog, layers[1:], residences[1:], rows=1, first_region=1, region=region)
+        stores.append((image, 1, 0, last.n))
+    plan = TilePlan(n, ((0, last.n_tiles),), ((0, first.k_tiles),),
+                    tuple((row0, rows) for row0, rows, _, _ in stores), 1, False)
+    compulsory = x.size + n * last.n * last.out_dtype.itemsize
+    name = "+".join(layer.name for layer in layers)
+    return LayerProgram(name, prog, plan, stores, last.out_dtype, last.n, compulsory), \
+        (lambda y: y)

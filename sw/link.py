@@ -158,6 +158,7 @@ class LinkHost:
         self.stats = LinkStats()
         self._wire_in = bytearray()
         self._tag = 0                  # tag of the next transmission
+        self._last_store = 0           # the current exchange's last STORE end (exchange)
         self._base = 0                 # the device's next_seq as far as we know
         self._next_seq = 0
         self._pending: deque[_Pending] = deque()   # unacknowledged, seq base, base + 1, ...
@@ -205,6 +206,8 @@ class LinkHost:
         offsets where ending a frame lets the device start on its outputs sooner (it runs a frame
         only once all of it has arrived); see :meth:`_frame_size`."""
         commands = bytes(commands)
+        # The last STORE's end: a last frame holding it is answered by its outputs.
+        self._last_store = max(cuts, default=0)
         cuts = sorted(c for c in cuts if 0 < c < len(commands))
         cursor = silent = futile = 0
         while True:
@@ -282,7 +285,8 @@ class LinkHost:
             self._pending.append(frame)
             self._resend_from = len(self._pending)
             last = cursor + size == len(commands) or len(self._pending) == self.window
-            self._send(self._data_kind(last), frame.seq, payload)
+            answered = cursor + size == len(commands) and cursor < self._last_store
+            self._send(self._data_kind(last and not answered), frame.seq, payload)
             self.stats.data_frames_sent += 1
             self.stats.command_bytes += size
             cursor += size
@@ -301,7 +305,8 @@ class LinkHost:
     @staticmethod
     def _data_kind(last: bool) -> HostKind:
         """DATA (answered at once) for the last frame the host can send for now, STREAM (taken
-        silently; the device's credit news and responses acknowledge it) for the others."""
+        silently; the device's credit news and responses acknowledge it) for the others, and
+        for a last frame that holds the exchange's last STORE: its outputs answer it."""
         return HostKind.DATA if last else HostKind.STREAM
 
     def _after(self, tag: int, since: int | None) -> bool:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from hw.isa import Precision
 from hw.params import RillParams
 
-from .chain import chain_program, chained_qparams, find_chains
+from .chain import chain_program, chained_qparams, conv_chain_program, find_chains
 from .compiler import (
     CompiledLinear,
     CompileError,
@@ -33,6 +34,7 @@ from .compiler import (
 from .conv import QuantizedConv, im2col
 from .conv_device import addressable, device_conv_program, device_linear
 from .device_base import Device, DeviceError
+from .flatten import flattened_inputs, fmap_linear, fmap_order
 from .host_ops import run_host_op
 from .program import Program
 from .resident import Allocation, Residence, allocate, load_program, resident_program
@@ -87,12 +89,17 @@ class DeviceLayer:
         """Whether this is a conv ``params``' core walks itself (:mod:`sw.conv_device`)."""
         return self.kind == "conv" and addressable(params, self.conv)
 
-    def compiled(self, params: RillParams, *, im2col: bool = False) -> CompiledLinear:
+    def compiled(self, params: RillParams, *, im2col: bool = False,
+                 fmap: tuple[int, int] | None = None) -> CompiledLinear:
         """The layer compiled for ``params``: a conv the core walks in the device's K order,
-        unless ``im2col``."""
-        key = (params, im2col or not self.addressed(params))
+        unless ``im2col``; with ``fmap`` (channels, pixels), a Gemm reading a conv's flattened
+        feature map in its order (:mod:`sw.flatten`)."""
+        key = (params, im2col or not self.addressed(params), fmap)
         if key not in self._compiled:
             linear = self.linear if key[1] else device_linear(params, self.conv)
+            if fmap is not None:
+                kc = params.k_per_tile(Precision(linear.precision) == Precision.INT4)
+                linear = fmap_linear(linear, *fmap, kc)
             self._compiled[key] = compile_linear(params, linear)
         return self._compiled[key]
 
@@ -114,9 +121,11 @@ class DeviceLayer:
         lead = x.shape[:-1]
         return x.reshape(-1, x.shape[-1]), lambda y: y.reshape(*lead, y.shape[-1])
 
-    def program(self, params: RillParams, x: np.ndarray, residence: Residence | None = None):
+    def program(self, params: RillParams, x: np.ndarray, residence: Residence | None = None,
+                fmap: tuple[int, int] | None = None):
         """``(LayerProgram, reshape)``: the layer's program and how to shape its (M, N) output;
-        with ``residence``, a call of the layer resident there (:mod:`sw.resident`)."""
+        with ``residence``, a call of the layer resident there (:mod:`sw.resident`); with
+        ``fmap``, compiled to read a flattened feature map (its rows reordered here)."""
         if self.addressed(params):
             try:
                 lp, (n, oh, ow) = device_conv_program(self.compiled(params), self.conv, x,
@@ -127,7 +136,9 @@ class DeviceLayer:
                 if residence is not None:   # its weights are resident in the device's order
                     raise
         x2d, reshape = self.as_matrix(x)
-        compiled = self.compiled(params, im2col=True)
+        compiled = self.compiled(params, im2col=True, fmap=fmap)
+        if fmap is not None:
+            x2d = fmap_order(x2d, *fmap, compiled.kc)
         if residence is not None:
             return resident_program(compiled, residence, x2d), reshape
         return compiled.program(x2d), reshape
@@ -171,11 +182,14 @@ class QuantizedModel:
         if isinstance(device.resident, _Resident) and device.resident.model is self \
                 and device.resident.params == params:
             return device.resident.allocation
-        compiled = [layer.compiled(params) for layer in self.layers]
+        fmaps = flattened_inputs(params, self.steps, self.constants,
+                                 lambda layer: layer.addressed(params))
+        compiled = [layer.compiled(params, fmap=fmaps.get(i))
+                    for i, layer in enumerate(self.layers)]
         allocation = allocate(params, compiled)
         chains = find_chains(params, self.steps, self.outputs, compiled,
-                             set(allocation.residences))
-        allocation = replace(allocation, chains=chains)
+                             set(allocation.residences), fmaps)
+        allocation = replace(allocation, chains=chains, fmaps=fmaps)
         handing_on = {index for chain in chains.values() for index in chain[:-1]}
         program = Program(params)
         for index, residence in allocation.residences.items():
@@ -205,28 +219,32 @@ class QuantizedModel:
         env = dict(self.constants)
         env.update(self.check_inputs(feeds))
         allocation = self.load(device) if resident else None
-        layers, done, skip = len(self.layers), 0, 0
+        layers, done, until = len(self.layers), 0, None
         for step in self.steps:
-            if skip:   # run as part of a chain
-                skip -= 1
+            if until is not None:   # run as part of a chain, up to its last layer
+                if step is until:
+                    until = None
                 continue
             if isinstance(step, HostStep):
                 env.update(zip(step.outputs, run_host_op(step, env)))
                 continue
             if progress is not None:
                 progress(step.name, done, layers)
-            if allocation is not None and done in allocation.chains:
-                chain = allocation.chains[done]
-                lp, shape = self._chain_program(device.params, allocation, chain,
-                                                env[step.input])
-                skip = len(chain) - 1
+            chain = allocation.chains.get(done) if allocation is not None else None
+            chained = chain and self._chain_program(device.params, allocation, chain,
+                                                    env[step.input])
+            if chained:
+                lp, shape = chained
+                until = self.layers[chain[-1]]
             elif allocation is None:
                 lp, shape = step.program(device.params, env[step.input])
             elif done in allocation.residences:
                 lp, shape = step.program(device.params, env[step.input],
-                                         allocation.residences[done])
+                                         allocation.residences[done],
+                                         allocation.fmaps.get(done))
             else:
-                lp, shape = step.program(allocation.streaming_params, env[step.input])
+                lp, shape = step.program(allocation.streaming_params, env[step.input],
+                                         fmap=allocation.fmaps.get(done))
             if allocation is not None:
                 lp = self._from_program_memory(device, (done, lp.plan.m), lp)
             if programs is not None:
@@ -234,9 +252,9 @@ class QuantizedModel:
             # Resident calls write below the resident layers; streamed ones may write anywhere.
             response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts,
                                       keeps_resident=resident)
-            output = self.layers[done + skip].output
-            env[output] = shape(lp.assemble(response))
-            done += 1 + skip
+            last = len(chain) - 1 if chained else 0
+            env[self.layers[done + last].output] = shape(lp.assemble(response))
+            done += 1 + last
         return {name: env[name] for name in self.outputs}
 
     def _from_program_memory(self, device: Device, key: tuple[int, int],
@@ -267,10 +285,13 @@ class QuantizedModel:
         chained layers are row-wise matmuls, so the first layer's reshape fits the last's
         output."""
         first = self.layers[chain[0]]
+        compiled = [self.layers[i].compiled(params, fmap=allocation.fmaps.get(i))
+                    for i in chain]
+        residences = [allocation.residences[i] for i in chain]
+        if first.kind == "conv":
+            return conv_chain_program(first.conv, compiled, residences, x)
         x2d, reshape = first.as_matrix(x)
-        lp = chain_program([self.layers[i].compiled(params) for i in chain],
-                           [allocation.residences[i] for i in chain], x2d)
-        return lp, reshape
+        return chain_program(compiled, residences, x2d), reshape
 
 
 @dataclass(eq=False)

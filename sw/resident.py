@@ -45,12 +45,15 @@ class Residence:
 @dataclass(frozen=True)
 class Allocation:
     """A model's placement: each resident layer's :class:`Residence` by layer index, the
-    params the streaming layers compile for (the SRAM below the resident layers), and the runs
-    of resident layers chained on chip (:func:`sw.chain.find_chains`), by first layer."""
+    params the streaming layers compile for (the SRAM below the resident layers), the runs of
+    resident layers chained on chip (:func:`sw.chain.find_chains`), by first layer, and the
+    layers reading a flattened feature map."""
 
     residences: dict[int, Residence]
     streaming_params: RillParams
     chains: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    #: Layers compiled to read a conv's flattened feature map (:mod:`sw.flatten`).
+    fmaps: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:
