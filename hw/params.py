@@ -74,7 +74,7 @@ class RillParams:
     rows: int = 8
     cols: int = 8
     act_depth: int = 1024
-    weight_depth: int = 1024
+    weight_depth: int = 2048
     acc_depth: int = 1024
     qparam_depth: int = 256
     serial_requant: bool = False

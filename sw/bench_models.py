@@ -10,7 +10,11 @@ and resident (:mod:`sw.resident`: the weights that fit stay on the device).
 On a board the serial link paces everything: a byte each way every ``clock / baud * 10`` cycles.
 Per board link the table gives the end-to-end bound ``max(device cycles, bytes in x pace, bytes
 out x pace)`` of a full-duplex link, the inferences per second it allows at the board's clock, and
-the share of that time the core cannot work for waiting on the link.
+the share of that time the core cannot work for waiting on the link. On the ``sim`` device the
+calls of models resident whole are also measured end to end on each board's paced link
+(:func:`paced_cycles`):
+the core and link RTL in lockstep with the host driver, a byte each way per pace, from the
+call's first byte out to its last byte back.
 """
 
 from __future__ import annotations
@@ -90,6 +94,11 @@ def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, 
     row = ModelRow(name + (" resident" if resident else ""), batch, cycles,
                    sum(model.predicted_cycles().values()), sent, received,
                    _quantized_bytes(feeds, outputs))
+    # Paced runs only where a call sends little more than its activations: a simulated link
+    # moves each of a streamed call's weight bytes in hundreds of cycles.
+    whole = resident and len(device.resident.allocation.residences) == len(model.layers)
+    measured = paced_cycles(device, model, feeds, paces) \
+        if whole and hasattr(device, "run_paced") else {}
     for pace in paces:
         link_in, link_out = sent * pace.cycles_per_byte, received * pace.cycles_per_byte
         bound = max(cycles, link_in, link_out)
@@ -98,7 +107,33 @@ def measure_model(device: Device, name: str, model: RillModel, feeds: dict[str, 
             "end_to_end_cycles": bound,
             "inferences_per_second": round(batch * pace.clock_hz / bound, 2),
             "link_bound_share": round(1 - cycles / bound, 4)}
+        if pace.name in measured:
+            row.links[pace.name].update(
+                paced_cycles=measured[pace.name],
+                paced_inferences_per_second=round(batch * pace.clock_hz / measured[pace.name], 2),
+                paced_link_bound_share=round(1 - cycles / measured[pace.name], 4))
     return row
+
+
+def paced_cycles(device: Device, model: RillModel, feeds: dict[str, np.ndarray],
+                 paces: list[LinkPace]) -> dict[str, int]:
+    """``{board: cycles}`` of the second of two resident calls on each board's paced link,
+    measured on ``device``'s RTL (a device with ``run_paced``: ``sim``). The calls' programs come
+    from the golden model (bit-exact with the RTL); the run checks every response against it."""
+    from .device import open_device
+    with open_device("golden", device.params) as golden:
+        model.run(golden, feeds, resident=True)
+        first = list(model.programs)
+        model.run(golden, feeds, resident=True)
+        second = list(model.programs)
+    jobs = [("load", model.model.load_program),
+            *((f"first {lp.name}", lp.program) for lp in first),
+            *((f"call {lp.name}", lp.program) for lp in second)]
+    measured = {}
+    for pace in paces:
+        results = device.run_paced(device.params, jobs, pace.cycles_per_byte)
+        measured[pace.name] = sum(r["cycles"] for r in results[-len(second):])
+    return measured
 
 
 def format_models(rows: list[ModelRow]) -> str:
@@ -115,6 +150,14 @@ def format_models(rows: list[ModelRow]) -> str:
                                f"{r.links[p]['link_bound_share']:>11.1%}" for p in paces))
     lines.append("(inf/s: inferences per second the full-duplex link allows at the board's clock; "
                  "link-bound: share of that time the core waits for the link)")
+    paced = [(r, p) for r in rows for p in paces if "paced_cycles" in r.links[p]]
+    if paced:
+        lines.append("Measured end to end on the paced link (core and link RTL, lockstep):")
+        for r, p in paced:
+            link = r.links[p]
+            lines.append(f"  {r.model:<22}batch {r.batch:>3}  {p:<12}{link['paced_cycles']:>10} "
+                         f"cycles  {link['paced_inferences_per_second']:>10,.2f} inf/s  "
+                         f"link-bound {link['paced_link_bound_share']:.1%}")
     return "\n".join(lines)
 
 

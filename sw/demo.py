@@ -93,7 +93,7 @@ def _latency_demo(device, models) -> int:
     from . import oracle
     from .bench_models import board_links
     links = board_links(["icebreaker", "ulx3s-85f"])
-    _say(f"  {'model':<12}{'resident':>10}{'cycles':>9}{'predicted':>11}{'bytes in':>10}"
+    _say(f"  {'model':<12}{'resident':>20}{'cycles':>9}{'predicted':>11}{'bytes in':>10}"
          f"{'out':>6}" + "".join(f"{f'{p.name} @ {p.clock_hz / 1e6:g} MHz':>34}"
                                  for p in links))
     failures = 0
@@ -115,17 +115,20 @@ def _latency_demo(device, models) -> int:
         predicted = sum(model.predicted_cycles().values())
         failures += cycles[-1] != predicted
         allocation = device.resident.allocation
-        where = f"{len(allocation.residences)}/{len(model.layers)}"
+        chained = sum(len(chain) for chain in allocation.chains.values())
+        where = f"{len(allocation.residences)}/{len(model.layers)}" + \
+            (f", {chained} chained" if chained else "")
         b_in, b_out = int(np.mean(sent)), int(np.mean(received))
         shown = []
         for pace in links:
             compute_us = cycles[-1] / pace.clock_hz * 1e6
             link_us = max(b_in, b_out) * pace.cycles_per_byte / pace.clock_hz * 1e6
             shown.append(f"{f'{compute_us:,.0f} us core, {link_us:,.0f} us link':>34}")
-        _say(f"  {float_model.name:<12}{where:>10}{cycles[-1]:>9}{predicted:>11}{b_in:>10}"
+        _say(f"  {float_model.name:<12}{where:>20}{cycles[-1]:>9}{predicted:>11}{b_in:>10}"
              f"{b_out:>6}" + "".join(shown))
-    _say("  (per image, the weights that fit loaded once; core: its working cycles at the "
-         "board's clock; link: the bytes of the busier direction at 3 Mbaud)")
+    _say("  (per image, the weights that fit loaded once, chained layers run by one RUN from "
+         "the program memory; core: its working cycles at the board's clock; link: the bytes "
+         "of the busier direction at 3 Mbaud)")
     return failures
 
 

@@ -39,8 +39,8 @@ def test_info_prints_the_params():
     assert result.returncode == 0, result.stderr
     assert "rows 8" in " ".join(result.stdout.split())
     assert "peak MACs/cycle: 64 INT8, 128 INT4" in result.stdout
-    # What the SRAMs hold: 1,024 words of 8 weight bytes; activations use 8 of 16 lanes in INT8.
-    assert "holds: 8,192 int8 weights (16,384 int4), 8,192 activations in INT8 mode" \
+    # What the SRAMs hold: 2,048 words of 8 weight bytes; activations use 8 of 16 lanes in INT8.
+    assert "holds: 16,384 int8 weights (32,768 int4), 8,192 activations in INT8 mode" \
         in result.stdout
 
 

@@ -77,7 +77,7 @@ def test_a_foreign_program_makes_the_model_load_again(mlp):
 
 
 def test_a_model_larger_than_the_sram_streams_the_rest(tmp_path):
-    """The autoencoder's 264k weights against an 8x8 core's 8 KiB: the small layers reside, the
+    """The autoencoder's 264k weights against an 8x8 core's 16 KiB: the small layers reside, the
     large ones stream below them, and the answer is still exact."""
     float_model = autoencoder(samples=32)
     path = quantize(float_model, tmp_path)
