@@ -61,11 +61,13 @@ def _links(params: RillParams, first, second, a: CompiledLinear, b: CompiledLine
 
 def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[CompiledLinear],
                 resident: set[int], fmaps: dict[int, tuple[int, int]] | None = None,
-                ) -> dict[int, tuple[int, ...]]:
+                addressed=lambda layer: False) -> dict[int, tuple[int, ...]]:
     """``{first device-layer index: the chain's device-layer indices}`` for every run of two or
-    more resident layers that can hand their outputs on: Gemms and MatMuls that follow each
-    other in ``steps``, after a conv whose feature map the first reads flattened (``fmaps``,
-    :mod:`sw.flatten`); the tensors handed on neither model outputs nor read by other steps."""
+    more resident layers that can hand their outputs on: convs the core walks
+    (``addressed(layer)``), each reading the map the one before stored, then Gemms and MatMuls
+    that follow each other in ``steps``, the first reading the last conv's map flattened
+    (``fmaps``, :mod:`sw.flatten`); the tensors handed on neither model outputs nor read by
+    other steps."""
     if not params.store_to_acts:
         return {}
     fmaps = fmaps or {}
@@ -77,6 +79,7 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
     def private(names) -> bool:
         return all(name not in outputs and readers.get(name) == 1 for name in names)
 
+    steps_of = [step for step in steps if hasattr(step, "linear")]
     chains, current, index, previous, hosts = {}, [], -1, None, []
     for step in steps:
         if not hasattr(step, "linear"):
@@ -84,8 +87,13 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
             continue
         index += 1
         linked = previous is not None and {index, index - 1} <= resident
-        if linked and previous.kind == "conv":   # a conv opens a chain, flattened into a Gemm
-            linked = (current == [index - 1] and index in fmaps
+        convs_only = all(steps_of[i].kind == "conv" for i in current)
+        if linked and previous.kind == "conv" and step.kind == "conv":   # map to map
+            linked = (convs_only and not hosts and previous.output == step.input
+                      and addressed(previous) and addressed(step) and private([previous.output])
+                      and _hands_on(compiled[index - 1], compiled[index], previous, step))
+        elif linked and previous.kind == "conv":   # the last conv's map flattened into a Gemm
+            linked = (convs_only and index in fmaps
                       and _hands_on(compiled[index - 1], compiled[index], previous, step)
                       and private([previous.output, *(out for host in hosts
                                                       for out in host.outputs)]))
@@ -160,46 +168,78 @@ def chain_program(layers: list[CompiledLinear], residences: list[Residence],
                         last.out_dtype, last.n, compulsory)
 
 
-def conv_chain_program(conv: QuantizedConv, layers: list[CompiledLinear],
+def _conv_plan(convs: list[QuantizedConv], layers: list[CompiledLinear], h: int, w: int,
+               region: int):
+    """Each leading conv's geometry and output size on an ``h x w`` image, or None where a map
+    or an image's outputs do not fit a region or the accumulators."""
+    plans = []
+    for i, conv in enumerate(convs):
+        layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        try:
+            geometry = conv_geometry(layer, conv, h, w)
+        except CompileError:
+            return None
+        oh, ow = output_size(conv, h, w)
+        out_words = -(-layer.n // (after.kc if after else layer.kc)) * oh * ow
+        if (geometry.words > region or out_words > region
+                or layer.n_tiles * oh * ow > min(layer.params.acc_depth, 0xFFFF)):
+            return None
+        plans.append((geometry, oh * ow))
+        h, w = oh, ow
+    return plans, (h, w)
+
+
+def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
                        residences: list[Residence], x: np.ndarray):
-    """``(LayerProgram, reshape)`` of one call of a chain opened by a conv the core walks
-    (``layers[0]``), its feature map flattened into the Gemms after it; ``None`` when an
-    image's maps do not fit (the layers then run one by one). Image by image: the image's map
-    in, the conv's output map to the other region, each Gemm on one row (the image)."""
+    """``(LayerProgram, reshape)`` of one call of a chain opened by convs the core walks
+    (``layers[:len(convs)]``, each reading the map the one before stored), and, after the last
+    conv's map flattened, Gemms; ``None`` when an image's maps do not fit (the layers then run
+    one by one). Image by image: the image's map in, each conv's output map to the other region,
+    each Gemm on one row (the image)."""
     first, last = layers[0], layers[-1]
     params = first.params
     x = np.asarray(x)
     if x.ndim != 4 or x.dtype != first.act_dtype:
         return None
     n, c, h, w = x.shape
-    try:
-        geometry = conv_geometry(first, conv, h, w)
-    except CompileError:
-        return None
-    oh, ow = output_size(conv, h, w)
     region = _region_words(params)
-    out_words = -(-first.n // layers[1].kc) * oh * ow
-    if (geometry.words > region or out_words > region or first.n_tiles * oh * ow
-            > params.acc_depth or any(c.k_tiles > region for c in layers[1:])):
+    planned = _conv_plan(convs, layers, h, w, region)
+    if planned is None or any(c.k_tiles > region for c in layers[len(convs):]):
         return None
+    plans, (oh, ow) = planned
     if x.dtype == np.uint8:
         x = (x ^ np.uint8(0x80)).view(np.int8)
     prog, stores = Program(params), []
     for image in range(n):
-        prog.configure(first.config)
+        prog.configure(_chained_config(first) if len(layers) > 1 else first.config)
         fmap = pack_feature_map(params, x[image], first.int4)
         prog.load_acts(0, fmap[:, :c] if c < first.kc else fmap)
-        prog.configure(_chained_config(first))
-        prog.conv_geometry(geometry)
-        prog.matmul(0, residences[0].weight_base, 0, oh * ow, geometry.k_tiles, first.n_tiles,
-                    conv=True)
-        prog.store(0, oh * ow, first.n, residences[0].qparam_base, to_acts=region,
-                   acts_int4=layers[1].int4)
-        _rows_through(prog, layers[1:], residences[1:], rows=1, first_region=1, region=region)
-        stores.append((image, 1, 0, last.n))
-    plan = TilePlan(n, ((0, last.n_tiles),), ((0, first.k_tiles),),
-                    tuple((row0, rows) for row0, rows, _, _ in stores), 1, False)
-    compulsory = x.size + n * last.n * last.out_dtype.itemsize
+        for i, (geometry, pixels) in enumerate(plans):
+            layer, residence = layers[i], residences[i]
+            final = i == len(layers) - 1
+            config = layer.config if final else _chained_config(layer)
+            if config != prog.config:
+                prog.configure(config)
+            prog.conv_geometry(geometry)
+            prog.matmul(region * (i % 2), residence.weight_base, 0, pixels, geometry.k_tiles,
+                        layer.n_tiles, conv=True)
+            if final:
+                prog.store(0, pixels, layer.n, residence.qparam_base, raw=layer.raw)
+            else:
+                prog.store(0, pixels, layer.n, residence.qparam_base,
+                           to_acts=region * ((i + 1) % 2), acts_int4=layers[i + 1].int4)
+        if len(layers) > len(convs):
+            _rows_through(prog, layers[len(convs):], residences[len(convs):], rows=1,
+                          first_region=len(convs) % 2, region=region)
+            stores.append((image, 1, 0, last.n))
+        else:
+            stores.append((image * oh * ow, oh * ow, 0, last.n))
+    rows = n if len(layers) > len(convs) else n * oh * ow
+    plan = TilePlan(rows, ((0, last.n_tiles),), ((0, first.k_tiles),),
+                    tuple((row0, size) for row0, size, _, _ in stores), 1, False)
+    compulsory = x.size + rows * last.n * last.out_dtype.itemsize
     name = "+".join(layer.name for layer in layers)
-    return LayerProgram(name, prog, plan, stores, last.out_dtype, last.n, compulsory), \
-        (lambda y: y)
+    lp = LayerProgram(name, prog, plan, stores, last.out_dtype, last.n, compulsory)
+    if len(layers) > len(convs):
+        return lp, (lambda y: y)
+    return lp, (lambda y: np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)))

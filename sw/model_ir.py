@@ -188,7 +188,8 @@ class QuantizedModel:
                     for i, layer in enumerate(self.layers)]
         allocation = allocate(params, compiled)
         chains = find_chains(params, self.steps, self.outputs, compiled,
-                             set(allocation.residences), fmaps)
+                             set(allocation.residences), fmaps,
+                             lambda layer: layer.addressed(params))
         allocation = replace(allocation, chains=chains, fmaps=fmaps)
         handing_on = {index for chain in chains.values() for index in chain[:-1]}
         program = Program(params)
@@ -289,7 +290,8 @@ class QuantizedModel:
                     for i in chain]
         residences = [allocation.residences[i] for i in chain]
         if first.kind == "conv":
-            return conv_chain_program(first.conv, compiled, residences, x)
+            convs = [self.layers[i].conv for i in chain if self.layers[i].kind == "conv"]
+            return conv_chain_program(convs, compiled, residences, x)
         x2d, reshape = first.as_matrix(x)
         return chain_program(compiled, residences, x2d), reshape
 

@@ -23,8 +23,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["DigitsSplit", "FloatModel", "QUANT_VARIANTS", "digits_split", "train_mlp",
-           "train_conv", "autoencoder", "AUTOENCODER_WIDTHS", "quantize", "save_model",
-           "IR_VERSION", "OPSET"]
+           "train_conv", "conv_stack", "autoencoder", "AUTOENCODER_WIDTHS", "quantize",
+           "save_model", "IR_VERSION", "OPSET"]
 
 #: onnxruntime 1.31 rejects IR versions above what it knows; onnx 1.23 writes 14 by default.
 IR_VERSION = 10
@@ -139,6 +139,31 @@ def train_conv(split: DigitsSplit | None = None, channels: int = 8, seed: int = 
     proto = _model("digits_conv", nodes, inits, ["N", 1, 8, 8], ["N", 10])
     return FloatModel("conv", proto, split.images(split.x_train), split.images(split.x_test),
                       split.y_test)
+
+
+def conv_stack(split: DigitsSplit | None = None, seed: int = 0) -> FloatModel:
+    """``Conv 3x3 (4) -> Relu -> Conv 3x3 stride 2 (6) -> Relu -> Flatten -> Gemm`` on the
+    digits, with random He-scaled weights: two convolutions, the second reading the first's
+    map, for the chains of convs on the device (its accuracy is not the point)."""
+    split = split or digits_split()
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Conv", ["input", "cw1", "cb1"], ["c1"], name="conv1",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "cw2", "cb2"], ["c2"], name="conv2",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Flatten", ["r2"], ["f2"], name="flatten", axis=1),
+             helper.make_node("Gemm", ["f2", "fw", "fb"], ["logits"], name="fc", transB=1)]
+    inits = [_init("cw1", rng.normal(0.0, np.sqrt(2.0 / 9), (4, 1, 3, 3))),
+             _init("cb1", rng.normal(0.0, 0.1, 4)),
+             _init("cw2", rng.normal(0.0, np.sqrt(2.0 / 36), (6, 4, 3, 3))),
+             _init("cb2", rng.normal(0.0, 0.1, 6)),
+             _init("fw", rng.normal(0.0, np.sqrt(2.0 / 96), (10, 96))),
+             _init("fb", rng.normal(0.0, 0.1, 10))]
+    proto = _model("digits_conv_stack", nodes, inits, ["N", 1, 8, 8], ["N", 10])
+    return FloatModel("conv_stack", proto, split.images(split.x_train),
+                      split.images(split.x_test), split.y_test)
 
 
 #: MLPerf Tiny's anomaly-detection model: a fully connected autoencoder over 640 log-mel values.

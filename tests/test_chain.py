@@ -13,7 +13,7 @@ from sw.bench import counter_read_cost
 from sw.compiler import QuantizedLinear
 from sw.device import open_device
 from sw.flatten import fmap_linear, fmap_order
-from sw.models import QUANT_VARIANTS
+from sw.models import QUANT_VARIANTS, conv_stack, quantize
 from sw.onnx_import import RillModel
 
 #: An 8x8 core with room for the whole conv model (its Gemm reads 64 words of 8 channels).
@@ -89,3 +89,19 @@ def test_feature_map_order_keeps_every_product(kc):
     moved = fmap_linear(QuantizedLinear(weights=w), channels, pixels, kc).weights
     assert moved.shape == (-(-channels // kc) * kc * pixels, n)
     assert np.array_equal(fmap_order(x, channels, pixels, kc) @ moved, x @ w)
+
+
+@pytest.mark.parametrize("url,activation_type",
+                         [("golden", "QInt8"), ("golden", "QUInt8"), ("sim", "QInt8")])
+def test_convs_chain_map_to_map(tmp_path, url, activation_type):
+    """Two convs (the second stride 2) and a Gemm as one chain: the first conv's map stays in
+    the activation SRAM for the second to walk; exactly onnxruntime's logits."""
+    float_model = conv_stack()
+    path = quantize(float_model, tmp_path, activation_type=activation_type)
+    feeds = {"input": float_model.test_inputs[:6]}
+    model = RillModel.load(path)
+    with open_device(url, PARAMS) as device:
+        got = model.run(device, feeds, resident=True)
+        assert device.resident.allocation.chains == {0: (0, 1, 2)}
+    assert len(model.programs) == 1
+    assert np.array_equal(got["logits"], oracle.run(path, feeds)["logits"])
