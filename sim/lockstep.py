@@ -44,9 +44,14 @@ class LockstepTransport:
             self._server.stop()
             raise
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._socket.sendall(struct.pack("<cII", b"P", rx_gap, tx_gap))
+        self.pace(rx_gap, tx_gap)
         self.cycles = 0
         self.speed: SimSpeed | None = None
+
+    def pace(self, rx_gap: int, tx_gap: int) -> None:
+        """From now on, cycles between bytes each way (bytes the wire holds are dropped: call it
+        between exchanges; the link recovers a lost frame)."""
+        self._socket.sendall(struct.pack("<cII", b"P", rx_gap, tx_gap))
 
     def write(self, data: bytes) -> None:
         self._socket.sendall(struct.pack("<cI", b"W", len(data)) + bytes(data))
@@ -79,19 +84,25 @@ class LockstepTransport:
 
 
 def run_paced(params: RillParams, jobs: list[tuple[str, Program]], cycles_per_byte: int, *,
-              on_speed: Callable[[SimSpeed], None] | None = None) -> list[dict]:
-    """Run ``jobs`` in order on one device. Per job: ``cycles`` (first byte sent to last response
-    byte received), ``response`` (hex), ``wire_bytes_sent``/``wire_bytes_received`` and the rest
-    of :class:`sw.link.LinkStats`, as deltas. ``on_speed`` is given the simulator's speed over
-    the whole run."""
+              on_speed: Callable[[SimSpeed], None] | None = None,
+              paced_from: int = 0) -> list[dict]:
+    """Run ``jobs`` in order on one device, the wire paced from job ``paced_from`` on (the ones
+    before set the device up at full speed: loading a model's weights over a paced wire would
+    take most of the run). Per job: ``cycles`` (first byte sent to last response byte
+    received), ``response`` (hex), ``wire_bytes_sent``/``wire_bytes_received`` and the rest of
+    :class:`sw.link.LinkStats`, as deltas. ``on_speed`` is given the simulator's speed over the
+    whole run."""
     golden = GoldenCore(params)
     gap = cycles_per_byte - 1
     results = []
-    with LockstepTransport(params, rx_gap=gap, tx_gap=gap) as wire:
+    with LockstepTransport(params, rx_gap=0 if paced_from else gap,
+                           tx_gap=0 if paced_from else gap) as wire:
         # Timeouts in the host's seconds at CYCLES_PER_SECOND: longer than any MATMUL here, so a
         # long computation is not mistaken for a lost frame.
         host = LinkHost(wire, timeout=0.2, retries=12, ack_every=RSP_BUFFER_BYTES // 2)
-        for name, program in jobs:
+        for index, (name, program) in enumerate(jobs):
+            if index == paced_from and paced_from:
+                wire.pace(gap, gap)
             expected, ignore = golden_answer(golden, program)
             start, before = wire.cycles, dict(vars(host.stats))
             got = host.exchange(program.to_bytes(), len(expected), program.frame_cuts())

@@ -131,7 +131,8 @@ def paced_cycles(device: Device, model: RillModel, feeds: dict[str, np.ndarray],
             *((f"call {lp.name}", lp.program) for lp in second)]
     measured = {}
     for pace in paces:
-        results = device.run_paced(device.params, jobs, pace.cycles_per_byte)
+        results = device.run_paced(device.params, jobs, pace.cycles_per_byte,
+                                   paced_from=len(jobs) - len(second))
         measured[pace.name] = sum(r["cycles"] for r in results[-len(second):])
     return measured
 
