@@ -108,9 +108,9 @@ def _latency_demo(device, models) -> int:
             before, b_in, b_out = device.read_counters()["cycles"], stats.wire_bytes_sent, \
                 stats.wire_bytes_received
             got = model.run(device, {model.input_names[0]: image[None]}, resident=True)
-            cycles.append(device.read_counters()["cycles"] - before - read_cost)
-            sent.append(stats.wire_bytes_sent - b_in)
+            sent.append(stats.wire_bytes_sent - b_in)   # before the counters' own bytes
             received.append(stats.wire_bytes_received - b_out)
+            cycles.append(device.read_counters()["cycles"] - before - read_cost)
             failures += not np.array_equal(_single_output(got)[0], want)
         predicted = sum(model.predicted_cycles().values())
         failures += cycles[-1] != predicted
