@@ -287,19 +287,6 @@ class ConvGeometry:
         """Activation words the feature map spans."""
         return self.chunks * self.in_h * self.in_w
 
-    def addresses(self, m: int) -> tuple:
-        """``(words, inside)``: for each K tile and row, the word offset from ``act_addr`` and
-        whether the pixel lies inside the map, as ``(k_tiles, m)`` arrays."""
-        import numpy as np
-        kt = np.arange(self.k_tiles)[:, None]
-        i = np.arange(m)[None, :]
-        cc, offset = kt % self.chunks, kt // self.chunks
-        dy, dx = offset // self.kernel_w, offset % self.kernel_w
-        iy = (self.first_row + i // self.out_w) * self.stride + dy - self.pad_top
-        ix = (i % self.out_w) * self.stride + dx - self.pad_left
-        inside = (iy >= 0) & (iy < self.in_h) & (ix >= 0) & (ix < self.in_w)
-        return cc * self.in_h * self.in_w + iy * self.in_w + ix, inside
-
 
 def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
     """One requantization entry as ``LOAD_QPARAMS`` sends it."""

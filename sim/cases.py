@@ -158,9 +158,9 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
     prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
     prog.load_weights(0, pack_weight_tiles(params, device_conv_weights(filters, kpt), int4))
     act_addr = int(rng.integers(0, params.act_depth - chunks * h * w + 1))
-    fmap = pack_feature_map(params, x, int4)
-    if chunks == 1 and rng.random() < 0.5:   # a narrow load: the other lanes keep old values
-        fmap = fmap[:, :c]
+    fmap = pack_feature_map(params, x, int4)   # narrow when c < kpt: other lanes keep old values
+    if fmap.shape[1] < kpt and rng.random() < 0.5:   # or whole words, zero past the channels
+        fmap = np.pad(fmap, ((0, 0), (0, kpt - fmap.shape[1])))
     prog.load_acts(act_addr, fmap)
     prog.conv_geometry(geometry)
     prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True)

@@ -22,7 +22,7 @@ import numpy as np
 from hw.isa import Config, OutType
 from hw.params import RillParams
 
-from .compiler import CompiledLinear, CompileError, LayerProgram, scalar_int
+from .compiler import CompiledLinear, CompileError, LayerProgram, as_int8, scalar_int
 from .conv import QuantizedConv, pack_feature_map
 from .conv_device import conv_geometry, output_size
 from .planner import TilePlan, _balanced
@@ -40,8 +40,8 @@ def _region_words(params: RillParams) -> int:
     return min(params.act_depth, _U16) // 2
 
 
-def _hands_on(a: CompiledLinear, b: CompiledLinear, first, second) -> bool:
-    """Requantized int8/uint8 out of ``first`` at the zero point ``second`` reads."""
+def _hands_on(a: CompiledLinear, b: CompiledLinear) -> bool:
+    """Requantized int8/uint8 out of ``a`` at the zero point ``b`` reads."""
     return (not a.raw and a.out_dtype == b.act_dtype
             and scalar_int(a.layer.y_zp, "output zero point")
             == scalar_int(b.layer.a_zp, "activation zero point"))
@@ -51,7 +51,7 @@ def _links(params: RillParams, first, second, a: CompiledLinear, b: CompiledLine
     """Whether device layer ``first`` (compiled ``a``) can hand its output to ``second`` on
     chip: the same tensor, 2-D rows in and out, requantized at the zero point the next layer
     reads, and both layers' tiles within a region and the accumulators."""
-    if first.output != second.input or not _hands_on(a, b, first, second):
+    if first.output != second.input or not _hands_on(a, b):
         return False
     if any(layer.kind not in _CHAINABLE_KINDS or layer.trans_a for layer in (first, second)):
         return False
@@ -91,10 +91,10 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
         if linked and previous.kind == "conv" and step.kind == "conv":   # map to map
             linked = (convs_only and not hosts and previous.output == step.input
                       and addressed(previous) and addressed(step) and private([previous.output])
-                      and _hands_on(compiled[index - 1], compiled[index], previous, step))
+                      and _hands_on(compiled[index - 1], compiled[index]))
         elif linked and previous.kind == "conv":   # the last conv's map flattened into a Gemm
             linked = (convs_only and index in fmaps
-                      and _hands_on(compiled[index - 1], compiled[index], previous, step)
+                      and _hands_on(compiled[index - 1], compiled[index])
                       and private([previous.output, *(out for host in hosts
                                                       for out in host.outputs)]))
         elif linked:
@@ -201,19 +201,17 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     x = np.asarray(x)
     if x.ndim != 4 or x.dtype != first.act_dtype:
         return None
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     region = _region_words(params)
     planned = _conv_plan(convs, layers, h, w, region)
     if planned is None or any(c.k_tiles > region for c in layers[len(convs):]):
         return None
     plans, (oh, ow) = planned
-    if x.dtype == np.uint8:
-        x = (x ^ np.uint8(0x80)).view(np.int8)
+    x = as_int8(x)
     prog, stores = Program(params), []
     for image in range(n):
-        prog.configure(_chained_config(first) if len(layers) > 1 else first.config)
-        fmap = pack_feature_map(params, x[image], first.int4)
-        prog.load_acts(0, fmap[:, :c] if c < first.kc else fmap)
+        prog.configure(_chained_config(first))   # the device's configuration is not known here
+        prog.load_acts(0, pack_feature_map(params, x[image], first.int4))
         for i, (geometry, pixels) in enumerate(plans):
             layer, residence = layers[i], residences[i]
             final = i == len(layers) - 1

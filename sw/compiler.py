@@ -29,7 +29,7 @@ from .program import (
 from .requant import encode_onnx_scale, onnx_scale, wrap_int32
 
 __all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
-           "compile_linear", "compiled_for", "run_linear", "scalar_int"]
+           "compile_linear", "compiled_for", "run_linear", "scalar_int", "as_int8"]
 
 _OUT_TYPES = {np.dtype(np.int8): OutType.INT8, np.dtype(np.uint8): OutType.UINT8}
 
@@ -128,6 +128,12 @@ class LayerProgram:
             out[row0:row0 + rows, col0:col0 + cols] = block.reshape(rows, cols)
             at += size
         return out
+
+
+def as_int8(x: np.ndarray) -> np.ndarray:
+    """Activations as the device holds them: uint8 flipped to int8 by ``x - 128`` (exact, with
+    the zero point moved by -128; docs/arithmetic.md), int8 as they are."""
+    return (x ^ np.uint8(0x80)).view(np.int8) if x.dtype == np.uint8 else x
 
 
 def scalar_int(value, what: str) -> int:
@@ -242,9 +248,7 @@ class CompiledLinear(TilePlanner):
         if x.dtype != self.act_dtype:
             raise CompileError(f"{self.name}: activations must be {self.act_dtype}, "
                                f"got {x.dtype}")
-        if self.act_dtype == np.uint8:
-            return (x ^ np.uint8(0x80)).view(np.int8)
-        return x
+        return as_int8(x)
 
     def program(self, x: np.ndarray) -> LayerProgram:
         """The command stream computing this layer for activations ``x`` (M x K)."""

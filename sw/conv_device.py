@@ -19,7 +19,14 @@ import numpy as np
 from hw.isa import ConvGeometry, Precision
 from hw.params import RillParams
 
-from .compiler import CompiledLinear, CompileError, LayerProgram, QuantizedLinear, scalar_int
+from .compiler import (
+    CompiledLinear,
+    CompileError,
+    LayerProgram,
+    QuantizedLinear,
+    as_int8,
+    scalar_int,
+)
 from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
 from .program import Program, pack_weight_tiles
@@ -112,8 +119,7 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
     if x.dtype != compiled.act_dtype:
         raise CompileError(f"{compiled.name}: activations must be {compiled.act_dtype}, "
                            f"got {x.dtype}")
-    if x.dtype == np.uint8:
-        x = (x ^ np.uint8(0x80)).view(np.int8)
+    x = as_int8(x)
     geometry = conv_geometry(compiled, conv, h, w)
     oh, ow = output_size(conv, h, w)
     if geometry.words > params.act_depth:
@@ -134,8 +140,7 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
         weight_base, q_base = residence.weight_base, residence.qparam_base
     stores = []
     for image in range(n):
-        fmap = pack_feature_map(params, x[image], compiled.int4)
-        prog.load_acts(0, fmap[:, :c] if c < compiled.kc else fmap)   # only the channels
+        prog.load_acts(0, pack_feature_map(params, x[image], compiled.int4))
         for first in range(0, oh, rows):
             band = min(rows, oh - first)
             prog.conv_geometry(replace(geometry, first_row=first))

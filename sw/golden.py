@@ -262,9 +262,7 @@ class GoldenCore:
         p, int4 = self.params, self.config.int4
         accumulate = bool(flags & MatmulFlags.ACCUMULATE.value)
         if flags & MatmulFlags.CONV.value:
-            words, inside = self.geometry.addresses(m)
-            patches = self.act[np.where(inside, act_addr + words, 0)]
-            patches[~inside] = self.geometry.zero_point
+            patches = self._conv_patches(act_addr, m)
         for nt in range(n_tiles):
             rows = slice(acc_addr + nt * m, acc_addr + (nt + 1) * m)
             total = (self.acc[rows].astype(np.int64) if accumulate
@@ -277,6 +275,23 @@ class GoldenCore:
             # The accumulators are int32 registers: sums wrap, as they do in the RTL.
             self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
             self.counters["busy"] += k_tiles * m
+
+    def _conv_patches(self, act_addr: int, m: int) -> np.ndarray:
+        """The activation words a conv MATMUL of ``m`` rows reads, ``(k_tiles, m, lanes)``:
+        K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
+        ``divmod(kt // chunks, kernel_w)`` (:class:`hw.isa.ConvGeometry`); pixels outside the
+        map read the zero point in every lane."""
+        g = self.geometry
+        kt, i = np.arange(g.k_tiles)[:, None], np.arange(m)[None, :]
+        cc, offset = kt % g.chunks, kt // g.chunks
+        dy, dx = offset // g.kernel_w, offset % g.kernel_w
+        iy = (g.first_row + i // g.out_w) * g.stride + dy - g.pad_top
+        ix = (i % g.out_w) * g.stride + dx - g.pad_left
+        inside = (iy >= 0) & (iy < g.in_h) & (ix >= 0) & (ix < g.in_w)
+        words = act_addr + cc * g.in_h * g.in_w + iy * g.in_w + ix
+        patches = self.act[np.where(inside, words, 0)]
+        patches[~inside] = g.zero_point
+        return patches
 
     def _store(self, acc_addr, m, n_tiles, last_cols, q_addr, flags, act_addr) -> bytes | None:
         p = self.params
