@@ -178,7 +178,7 @@ class InstructionChecks(wiring.Component):
         late_weight = p.deep_pipeline
         mm_kn = Signal(16)         # k_tiles * n_tiles
         mm_kn_rows = Signal(16 + p.rows.bit_length())
-        mm_km = Signal(24)         # k_tiles * m
+        mm_km = Signal(24)         # activation words: k_tiles (or half that, rounded up) * m
         # The accumulator rows an instruction touches, n_tiles * m of MATMUL or STORE (one
         # multiplier serves both), take a cycle more: the factors registered first, the product
         # in the last fetch cycle, the check with the status: no path runs from the command
@@ -194,11 +194,14 @@ class InstructionChecks(wiring.Component):
             k_tiles = product_field(Opcode.MATMUL, "k_tiles")
             n_tiles = product_field(Opcode.MATMUL, "n_tiles")
             kn = k_tiles * n_tiles
+            # Packed INT8 activations: two K tiles a word.
+            k_words = Mux(self.int4, k_tiles, (k_tiles + 1) >> 1) if p.packed_int8_acts \
+                else k_tiles
             m.d.sync += [
                 mm_kn.eq(kn),
                 # On the shallow core (the full iCE40) in this cycle, its compare in the next.
                 *([] if late_weight else [mm_kn_rows.eq(_times(kn, p.rows))]),
-                mm_km.eq(k_tiles * product_field(Opcode.MATMUL, "m")),
+                mm_km.eq(k_words * product_field(Opcode.MATMUL, "m")),
                 acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
                 acc_m.eq(Mux(store, product_field(Opcode.STORE, "m"),
                              product_field(Opcode.MATMUL, "m"))),
@@ -250,8 +253,8 @@ class InstructionChecks(wiring.Component):
 
     def _store_to_acts_check(self, m, store) -> Value:
         """Whether a ``STORE TO_ACTS`` writes past the activation SRAM, for the status's cycle:
-        its words, ``ceil(values / kpt) * m``, one step a fetch cycle (the values at
-        ``latch_early``, the K chunks, then the product)."""
+        its words, ``ceil(values / values_per_word) * m``, one step a fetch cycle (the values
+        at ``latch_early``, the words a row, then the product)."""
         p = self._params
         flags = isa.StoreFlags
         chunks = Signal(len(self.store_values), name="acts_chunks")
@@ -259,8 +262,9 @@ class InstructionChecks(wiring.Component):
         m_field = Signal(16, name="acts_m")
         with m.If(self.latch_products):
             int4 = (self._header_field(Opcode.STORE, "flags", 2) & flags.ACTS_INT4.value).any()
-            m.d.sync += [chunks.eq(Mux(int4, _ceil_div(self.store_values, p.k_per_tile(True)),
-                                       _ceil_div(self.store_values, p.k_per_tile(False)))),
+            m.d.sync += [chunks.eq(Mux(int4,
+                                       _ceil_div(self.store_values, p.values_per_word(True)),
+                                       _ceil_div(self.store_values, p.values_per_word(False)))),
                          m_field.eq(self._header_field(Opcode.STORE, "m", 2))]
         with m.If(self.latch):
             m.d.sync += words.eq(chunks * m_field)
@@ -289,8 +293,9 @@ class InstructionChecks(wiring.Component):
                     in_program = self.in_program if op in programs else Const(0)
                     wide = 0
                     if op == Opcode.LOAD_ACTS:
-                        wide = early_field(op, "lanes") > Mux(self.int4, p.k_per_tile(True),
-                                                              p.k_per_tile(False))
+                        wide = early_field(op, "lanes") > (
+                            p.act_lanes if p.packed_int8_acts
+                            else Mux(self.int4, p.act_lanes, p.rows))
                     with m.If(in_program):
                         m.d.comb += status.eq(Status.IN_PROGRAM)
                     with m.Elif((count == 0) | wide):

@@ -2,17 +2,19 @@
 flag reads, walked over a feature map (``hw.isa.ConvGeometry`` gives the layout and the order).
 
 The walk keeps every address in a register and moves it by additions only: along an output row
-by the stride, to the next output row by ``stride * in_w``, to the next K tile by a channel
-chunk's plane (``in_h * in_w``), a kernel column (1) or a kernel row (``in_w``), each from a
-saved base. Beside the address it walks the input pixel's coordinates, signed, so that a pixel
-outside the map (padding) is known in the cycle it is read and the array gets the zero point
-instead of the word. Addresses wrap modulo the SRAM's size: a row that starts left of or above
-the map reaches it by the same additions, and only pixels inside it are used.
+by the stride, to the next output row by ``stride * in_w``, to the next K tile by a word's
+plane (``in_h * in_w``), a kernel column (1) or a kernel row (``in_w``), each from a saved
+base; with packed INT8 activations two channel chunks share a word, so an even chunk's next
+one stays at its address and reads the high half (:attr:`ConvWalk.half`). Beside the address
+it walks the input pixel's coordinates, signed, so that a pixel outside the map (padding) is
+known in the cycle it is read and the array gets the zero point instead of the word. Addresses
+wrap modulo the SRAM's size: a row that starts left of or above the map reaches it by the same
+additions, and only pixels inside it are used.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Signal, Value, signed
 
 from . import isa
 from .isa import Opcode
@@ -38,6 +40,10 @@ class ConvWalk:
     inside : Value
         The current row's input pixel lies inside the map (else it reads the zero point).
     zero_point : Signal(signed(8))
+    halves : Signal
+        Set by the sequencer: activations are packed INT8, two channel chunks a word.
+    half : Value
+        The current K tile reads its word's high half.
     k_tiles, words : Signal
         The geometry's K tiles (``kernel_h * kernel_w * chunks``) and the words the map spans,
         for decode's checks; settled a few cycles after :meth:`set_geometry`.
@@ -70,6 +76,8 @@ class ConvWalk:
         f = self._fields
         self.inside = ((self.iy >= 0) & (self.iy < f["in_h"])
                        & (self.ix >= 0) & (self.ix < f["in_w"]))
+        self.halves = Signal(name="cg_halves")
+        self.half = self.halves & self.cc[0]
 
     def set_geometry(self, m: Module, fields: dict[str, Value]):
         m.d.sync += [reg.eq(fields[name]) for name, reg in self._fields.items()]
@@ -80,7 +88,7 @@ class ConvWalk:
         m.d.comb += self.zero_point.eq(f["zero_point"])
         m.d.sync += [
             self.plane.eq(f["in_w"] * f["in_h"]),
-            self.words.eq(self.plane * f["chunks"]),
+            self.words.eq(self.plane * Mux(self.halves, (f["chunks"] + 1) >> 1, f["chunks"])),
             self.kernel.eq(f["kernel_h"] * f["kernel_w"]),
             self.k_tiles.eq(self.kernel * f["chunks"]),
             self.row_step.eq(f["stride"] * f["in_w"]),
@@ -122,7 +130,8 @@ class ConvWalk:
             next_iy = Signal.like(self.tile_iy, name="cw_next_iy")
             with m.If(self.cc != f["chunks"] - 1):
                 m.d.sync += self.cc.eq(self.cc + 1)
-                m.d.comb += [next_addr.eq(self.tile_addr + self.plane),
+                m.d.comb += [next_addr.eq(self.tile_addr + Mux(self.half | ~self.halves,
+                                                               self.plane, 0)),
                              next_ix.eq(self.tile_ix), next_iy.eq(self.tile_iy)]
             with m.Elif(self.dx != f["kernel_w"] - 1):
                 m.d.sync += [self.cc.eq(0), self.dx.eq(self.dx + 1),

@@ -58,7 +58,7 @@ __all__ = [
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
-ISA_VERSION = 2
+ISA_VERSION = 3
 HEADER_BYTES = 12
 #: Working cycles between an instruction header's last byte and its decode: the decode checks'
 #: status settles (hw/checks.py).
@@ -93,9 +93,9 @@ MATMUL_DRAIN_EXTRA = 1
 class Opcode(enum.Enum, shape=8):
     CONFIG = 0x01         #: set precision, rounding mode, ReLU, output type
     LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) at ``addr``
-    #: ``count`` activation words at ``addr``, ``lanes`` bytes each (0: all ``k_per_tile``);
-    #: a narrow word's other lanes keep what they held (INT8's upper half reads as zero), so a
-    #: layer of few channels sends only those
+    #: ``count`` activation words at ``addr``, ``lanes`` bytes each (0: all
+    #: ``values_per_word``); a narrow word's other lanes keep what they held (an unpacked INT8
+    #: word's upper half reads as zero), so a layer of few channels sends only those
     LOAD_ACTS = 0x03
     LOAD_QPARAMS = 0x04   #: ``count`` requant entries (:data:`QPARAM_BYTES` each) at ``addr``
     MATMUL = 0x05         #: activation tiles x weight tiles -> accumulator rows
@@ -153,14 +153,16 @@ class MatmulFlags(enum.Flag, shape=8):
 class StoreFlags(enum.Flag, shape=8):
     RAW = 0x01   #: send acc + bias as little-endian int32, skipping requantization
     #: Write the requantized values into the activation SRAM at ``act_addr`` instead of sending
-    #: them: value ``n`` of row ``r`` to word ``act_addr + (n // kpt) * m + r``, lane ``n % kpt``,
-    #: the layout a MATMUL with ``m`` rows reads (``kpt``: K per tile of the next layer). The
+    #: them: value ``n`` of row ``r`` to word ``act_addr + (n // v) * m + r``, lane ``n % v``,
+    #: the layout a MATMUL with ``m`` rows reads (``v``: ``values_per_word`` of the next
+    #: layer's precision). The
     #: STORE keeps its schedule (the response header's cycles pass silently) and sends nothing.
     #: Lanes past the last value of a partial word keep what they held: the next layer's weights
     #: there are zero padding. Needs ``RillParams.store_to_acts``; refused with RAW or a UINT8
     #: output type (the array reads signed lanes).
     TO_ACTS = 0x02
-    #: With TO_ACTS: the next layer runs INT4 (``2 * rows`` values a word, not ``rows``).
+    #: With TO_ACTS: the next layer runs INT4 (``2 * rows`` values a word; INT8 has as many
+    #: with ``RillParams.packed_int8_acts``, else ``rows``).
     ACTS_INT4 = 0x04
 
 
@@ -247,11 +249,12 @@ class ConvGeometry:
     """The state ``CONV_GEOMETRY`` sets: how a ``MATMUL`` with :data:`MatmulFlags.CONV` reads
     its activations.
 
-    The feature map lies at the MATMUL's ``act_addr`` in ``chunks`` blocks of ``in_h * in_w``
-    words, one per channel chunk (``k_per_tile`` channels, a word per pixel, row-major): channel
-    ``c`` of pixel ``(y, x)`` is lane ``c % kpt`` of word ``act_addr + (c // kpt) * in_h * in_w
-    + y * in_w + x``, the layout a ``STORE`` to the activation SRAM gives a convolution's output
-    pixels. K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
+    The feature map lies at the MATMUL's ``act_addr`` in blocks of ``in_h * in_w`` words, one
+    per word's worth of channels (``values_per_word`` channels ``v``, a word per pixel,
+    row-major): channel ``c`` of pixel ``(y, x)`` is lane ``c % v`` of word ``act_addr + (c // v)
+    * in_h * in_w + y * in_w + x``, the layout a ``STORE`` to the activation SRAM gives a
+    convolution's output pixels. ``chunks`` counts K chunks of ``k_per_tile`` channels (two a
+    word for packed INT8). K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
     ``(dy, dx) = divmod(kt // chunks, kernel_w)``, so the MATMUL's ``k_tiles`` must be
     ``kernel_h * kernel_w * chunks``. Its row ``i`` is output pixel ``(first_row + i // out_w,
     i % out_w)``, which reads input pixel ``(oy * stride + dy - pad_top, ox * stride + dx -
@@ -282,10 +285,9 @@ class ConvGeometry:
     def k_tiles(self) -> int:
         return self.kernel_h * self.kernel_w * self.chunks
 
-    @property
-    def words(self) -> int:
-        """Activation words the feature map spans."""
-        return self.chunks * self.in_h * self.in_w
+    def words(self, k_tiles_per_word: int = 1) -> int:
+        """Activation words the feature map spans (``RillParams.k_tiles_per_word``)."""
+        return -(-self.chunks // k_tiles_per_word) * self.in_h * self.in_w
 
 
 def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
@@ -302,7 +304,7 @@ def load_word_bytes(params: RillParams, opcode: Opcode, config: Config,
     if opcode == Opcode.LOAD_WEIGHTS:
         return params.cols
     if opcode == Opcode.LOAD_ACTS:
-        return (fields or {}).get("lanes") or params.k_per_tile(config.int4)
+        return (fields or {}).get("lanes") or params.values_per_word(config.int4)
     if opcode == Opcode.LOAD_QPARAMS:
         return QPARAM_BYTES
     if opcode == Opcode.LOAD_BIASES:
@@ -330,8 +332,8 @@ def store_payload_bytes(m: int, n_tiles: int, last_cols: int, cols: int, raw: bo
 
 def store_act_words(params: RillParams, m: int, n: int, int4: bool) -> int:
     """Activation words a ``STORE TO_ACTS`` of ``m`` rows of ``n`` values fills: ``m`` for each
-    K chunk of the next layer."""
-    return -(-n // params.k_per_tile(int4)) * m
+    word's worth (``values_per_word``) of the next layer's K."""
+    return -(-n // params.values_per_word(int4)) * m
 
 
 def requant_interval(params: RillParams) -> int:

@@ -3,10 +3,11 @@
 The tiles have byte enables, so a load writes every data byte straight into its lane of the word
 rather than assembling the word in a shift register first (nothing reads a tile while a load
 runs). Lanes that take no data byte are written with the word's first byte: the zero upper half
-of an INT8 activation word, the header's part of a ``LOAD_BIASES`` entry.
+of an unpacked INT8 activation word (``RillParams.packed_int8_acts``), the header's part of a
+``LOAD_BIASES`` entry.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Value
 
 from .isa import QPARAM_BYTES
 from .params import RillParams
@@ -31,16 +32,18 @@ def load_word_lanes(m: Module, params: RillParams, *, byte_in: Value, load_byte:
     ``header_part``, the instruction's own multiplier, shift and zero point.
     """
     p = params
+    # Whether an activation word takes 2 * rows bytes (else rows, its upper half zeroed).
+    whole = Const(1) if p.packed_int8_acts else int4
     lane = Cat(load_byte == i for i in range(load_word_bytes(p)))
     first_byte = load_byte == 0
     m.d.comb += [
         act_write.data.eq(Cat(byte_in.replicate(p.rows),
-                              (byte_in & int4.replicate(8)).replicate(p.rows))),
+                              (byte_in & whole.replicate(8)).replicate(p.rows))),
         weight_write.data.eq(byte_in.replicate(p.cols)),
         qparam_write.data.eq(Cat(byte_in.replicate(4),
                                  Mux(biases, header_part, byte_in.replicate(8)))),
     ]
-    act_lanes = Cat(lane[:p.rows], Mux(int4, lane[p.rows:p.act_lanes],
+    act_lanes = Cat(lane[:p.rows], Mux(whole, lane[p.rows:p.act_lanes],
                                        first_byte.replicate(p.rows)))
     qparam_lanes = Cat(lane[:4], Mux(biases, first_byte.replicate(8), lane[4:QPARAM_BYTES]))
     return lane[:p.cols], act_lanes, qparam_lanes

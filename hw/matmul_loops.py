@@ -44,6 +44,11 @@ class MatmulLoops:
         ``m`` or than ``rows``, and the weight side stops after the last tile).
     finishing : Value
         The last cycle of the activation side.
+    halves : Signal
+        Set by the sequencer: activations are packed INT8, two K tiles a word (the even tile
+        reads the low half, the odd one the high half at the same address).
+    half : Value
+        The activation row being read is its word's high half.
     """
 
     def __init__(self, params: RillParams):
@@ -71,6 +76,12 @@ class MatmulLoops:
         self.act_row_valid = self.act.index < self.act_rows
         self.weight_row_valid = (self.weight.index < p.rows) & (self.weight_tile < self.tiles)
         self.finishing = self.act.at_last & self.k_tiles.at_last & self.n_tiles.at_last
+        self.halves = Signal(name="mm_halves")
+        if self.conv_walk is not None:
+            m_half = Mux(self.conv, self.conv_walk.half, self.k_tiles.index[0])
+        else:
+            m_half = self.k_tiles.index[0]
+        self.half = self.halves & m_half
 
     def load_header(self, m: Module, fields: dict[str, Value]):
         """Take what the loops need from the instruction's header ``fields``, a cycle before
@@ -125,7 +136,10 @@ class MatmulLoops:
         self.act.step(m)
         with m.If(self.act.at_last):
             self.k_tiles.step(m)
-            self.act.load_base(m, self.act.base + self.act_rows)
+            with m.If(~self.halves | self.k_tiles.index[0]):   # the word's last K tile
+                self.act.load_base(m, self.act.base + self.act_rows)
+            with m.Else():
+                self.act.load_base(m, self.act.base)
             m.d.sync += self.tile_buf.eq(~self.tile_buf)
             with m.If(self.k_tiles.at_last):
                 self.n_tiles.step(m)

@@ -69,6 +69,12 @@ class RillParams:
         activation SRAM (``hw.isa.MatmulFlags.CONV``, ``hw.isa.ConvGeometry``): kernel
         offsets, stride and zero-point padding addressed on the device, so no im2col crosses
         the link. Reported in ``INFO``; small parts leave it out.
+    packed_int8_acts : bool
+        INT8 activations fill whole activation words, two K chunks (``2 * rows`` values) a
+        word, as INT4 ones do: a MATMUL's K tiles read a word's low half, then its high half
+        (a mux in front of the array), so the activation SRAM holds as many INT8 values as INT4
+        ones. Without it an INT8 word holds one chunk and its upper half is unused (the mux
+        costs ``8 * rows`` logic cells that the smallest parts do not have). Reported in ``INFO``.
     """
 
     rows: int = 8
@@ -82,6 +88,7 @@ class RillParams:
     store_to_acts: bool = True
     program_depth: int = 256
     conv_addressing: bool = True
+    packed_int8_acts: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -103,7 +110,7 @@ class RillParams:
 
     @property
     def act_lanes(self) -> int:
-        """int8 lanes per activation word: ``rows`` in INT8 mode, all ``2 * rows`` in INT4 mode."""
+        """int8 lanes per activation word: ``2 * rows`` (:meth:`values_per_word` are used)."""
         return 2 * self.rows
 
     @property
@@ -185,10 +192,24 @@ class RillParams:
         """Weights the weight SRAM holds: ``cols`` bytes a word, two 4-bit weights a byte."""
         return self.weight_depth * self.cols * (2 if int4 else 1)
 
+    def values_per_word(self, int4: bool) -> int:
+        """Activation values one word holds: ``2 * rows``, or ``rows`` for INT8 without
+        :attr:`packed_int8_acts`. A matrix's value ``k`` of row ``r`` lies in lane
+        ``k % values_per_word`` of word ``(k // values_per_word) * m + r``."""
+        return 2 * self.rows if int4 or self.packed_int8_acts else self.rows
+
+    def k_tiles_per_word(self, int4: bool) -> int:
+        """K tiles (chunks of :meth:`k_per_tile` values) one activation word holds: 2 for
+        packed INT8, else 1."""
+        return self.values_per_word(int4) // self.k_per_tile(int4)
+
+    def act_words(self, int4: bool, k_tiles: int) -> int:
+        """Activation words one row of ``k_tiles`` K tiles takes."""
+        return -(-k_tiles // self.k_tiles_per_word(int4))
+
     def act_capacity(self, int4: bool) -> int:
-        """Activation values the activation SRAM holds: a word is one K chunk of one row, so an
-        INT8 layer uses ``rows`` of its ``2 * rows`` lanes."""
-        return self.act_depth * self.k_per_tile(int4)
+        """Activation values the activation SRAM holds."""
+        return self.act_depth * self.values_per_word(int4)
 
     @property
     def peak_macs_int8(self) -> int:
@@ -207,9 +228,11 @@ class RillParams:
         """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, depths
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
-        # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device
+        # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device;
+        # bit 5: INT8 activations packed two chunks a word
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
-                    | self.store_to_acts << 3 | self.conv_addressing << 4)
+                    | self.store_to_acts << 3 | self.conv_addressing << 4
+                    | self.packed_int8_acts << 5)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
@@ -231,4 +254,5 @@ class RillParams:
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),
                    deep_pipeline=bool(features & 0b100),
                    store_to_acts=bool(features & 0b1000), program_depth=program,
-                   conv_addressing=bool(features & 0b10000)), version
+                   conv_addressing=bool(features & 0b10000),
+                   packed_int8_acts=bool(features & 0b100000)), version

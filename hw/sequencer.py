@@ -259,8 +259,18 @@ class _SequencerLogic(LoadStates):
         # A conv MATMUL's row outside the feature map: the zero point goes in, not the word.
         pad_q = Signal(name="pad_q")
         lanes = seq.act_read.data.as_value()
+        if p.packed_int8_acts:
+            # Packed INT8: an odd K tile's values are the word's high half; INT8 reads the low
+            # lanes, so the high half moves down (INT4 reads all lanes, in place).
+            half_q = Signal(name="half_q")
+            m.d.comb += loops.halves.eq(~self.int4)
+            with m.If(advance):
+                m.d.sync += half_q.eq(loops.half)
+            low, high = lanes[:8 * p.rows], lanes[8 * p.rows:]
+            lanes = Cat(Mux(half_q, high, low), high)
         walk = loops.conv_walk
         if walk is not None:
+            m.d.comb += walk.halves.eq(loops.halves)
             walk.elaborate_into(m)
             with m.If(advance):
                 m.d.sync += pad_q.eq(loops.conv & ~walk.inside)

@@ -180,8 +180,8 @@ class StoreEngine(wiring.Component):
 
     def _activation_walk(self, m: Module, st_m: Signal):
         """Where each value of a ``STORE TO_ACTS`` lands: lane by lane through a word of the next
-        layer's K chunk, then ``m`` words on to the row's next chunk; a row's end goes back to
-        the first chunk, a word further."""
+        layer's activations (``values_per_word``), then ``m`` words on to the row's next word; a
+        row's end goes back to the row's first word, a word further."""
         p, f = self._params, self.header
         word = Signal(p.act_addr_width, name="st_act_word")
         row_word = Signal(p.act_addr_width, name="st_act_row_word")
@@ -194,8 +194,8 @@ class StoreEngine(wiring.Component):
         with m.If(self.start):
             int4 = (f.flags & isa.StoreFlags.ACTS_INT4.value).any()
             m.d.sync += [word.eq(f.act_addr), row_word.eq(f.act_addr), lane.eq(0),
-                         lane_last.eq(Mux(int4, p.k_per_tile(True) - 1,
-                                          p.k_per_tile(False) - 1)),
+                         lane_last.eq(Mux(int4, p.values_per_word(True) - 1,
+                                          p.values_per_word(False) - 1)),
                          left.eq(self.values - 1), values_last.eq(self.values - 1)]
         with m.Elif(self.written):
             m.d.sync += [left.eq(left - 1), lane.eq(lane + 1)]

@@ -43,12 +43,13 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
     kc = params.k_per_tile(precision == Precision.INT4)
     k, n = (int(rng.integers(1, x + 1)) for x in (max_k, max_n))
     k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
+    row_words = params.act_words(precision == Precision.INT4, k_tiles)
     # As many activation rows as asked for, but no more than the SRAMs hold.
-    m = int(rng.integers(1, min(max_m, params.act_depth // k_tiles,
+    m = int(rng.integers(1, min(max_m, params.act_depth // row_words,
                                 params.acc_depth // n_tiles) + 1))
     # Random placement inside the SRAMs, still in range.
     layout = GemmLayout(
-        act_addr=int(rng.integers(0, params.act_depth - k_tiles * m + 1)),
+        act_addr=int(rng.integers(0, params.act_depth - row_words * m + 1)),
         weight_addr=int(rng.integers(0, params.weight_depth - k_tiles * n_tiles * params.rows + 1)),
         acc_addr=int(rng.integers(0, params.acc_depth - n_tiles * m + 1)),
         q_addr=int(rng.integers(0, params.qparam_depth - n + 1)))
@@ -79,7 +80,8 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
     k_tiles = [-(-widths[i] // params.k_per_tile(precisions[i] == Precision.INT4))
                for i in range(count)]
     n_tiles = [-(-widths[i + 1] // params.cols) for i in range(count)]
-    region = max(k_tiles)   # words a row in either region
+    region = max(params.act_words(precisions[i] == Precision.INT4, k_tiles[i])
+                 for i in range(count))   # words a row in either region
     m = int(rng.integers(1, max(1, min(max_m, params.act_depth // (2 * region),
                                        params.acc_depth // max(n_tiles))) + 1))
     half = params.act_depth // 2
@@ -123,7 +125,7 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
     DS-CNN's 10x4), stride 1 or 2, padding, precision and first output row; raw or requantized
     outputs to the host. Shrinks to fit small SRAMs."""
     int4 = bool(rng.integers(0, 2))
-    kpt = params.k_per_tile(int4)
+    kpt, per_word = params.k_per_tile(int4), params.values_per_word(int4)
     for _ in range(100):
         c, h, w = int(rng.integers(1, 2 * kpt + 2)), int(rng.integers(1, 11)), \
             int(rng.integers(1, 11))
@@ -134,9 +136,9 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
         oh = (h + pads[0] + pads[2] - kh) // stride + 1
         ow = (w + pads[1] + pads[3] - kw) // stride + 1
         f = int(rng.integers(1, 2 * params.cols + 2))
-        chunks = -(-c // kpt)
+        chunks, words = -(-c // kpt), -(-c // per_word) * h * w
         k_tiles, n_tiles = kh * kw * chunks, -(-f // params.cols)
-        if oh < 1 or ow < 1 or k_tiles > 255 or chunks * h * w > params.act_depth \
+        if oh < 1 or ow < 1 or k_tiles > 255 or words > params.act_depth \
                 or k_tiles * n_tiles * params.rows > params.weight_depth \
                 or f > params.qparam_depth or n_tiles * ow > params.acc_depth:
             continue
@@ -157,10 +159,11 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
                           bool(rng.integers(0, 2)), OutType(int(rng.integers(0, 3)))))
     prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
     prog.load_weights(0, pack_weight_tiles(params, device_conv_weights(filters, kpt), int4))
-    act_addr = int(rng.integers(0, params.act_depth - chunks * h * w + 1))
-    fmap = pack_feature_map(params, x, int4)   # narrow when c < kpt: other lanes keep old values
-    if fmap.shape[1] < kpt and rng.random() < 0.5:   # or whole words, zero past the channels
-        fmap = np.pad(fmap, ((0, 0), (0, kpt - fmap.shape[1])))
+    act_addr = int(rng.integers(0, params.act_depth - words + 1))
+    # Narrow when c < per_word: other lanes keep old values; or whole words, zero past them.
+    fmap = pack_feature_map(params, x, int4)
+    if fmap.shape[1] < per_word and rng.random() < 0.5:
+        fmap = np.pad(fmap, ((0, 0), (0, per_word - fmap.shape[1])))
     prog.load_acts(act_addr, fmap)
     prog.conv_geometry(geometry)
     prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True)
@@ -187,6 +190,7 @@ def bad_input_program(params: RillParams) -> Program:
     """Every error the decoder reports, each followed by proof that the core still answers."""
     prog = Program(params)
     prog.configure(Config())   # load word sizes depend on the precision
+    word = params.values_per_word(False)   # INT8 activation values a word
     bad = [
         bytes([0x7F]) + bytes(isa.HEADER_BYTES - 1),
         isa.encode(Opcode.CONFIG, precision=3, rounding=0, relu=0, out_type=0),
@@ -195,9 +199,8 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.LOAD_WEIGHTS, addr=params.weight_depth - 1, count=2)
         + bytes(range(2 * params.cols)),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0, lanes=0),
-        isa.encode(Opcode.LOAD_ACTS, addr=0, count=1, lanes=params.rows + 1),
-        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1, lanes=0)
-        + bytes(params.rows),
+        isa.encode(Opcode.LOAD_ACTS, addr=0, count=1, lanes=word + 1),
+        isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth, count=1, lanes=0) + bytes(word),
         isa.encode(Opcode.LOAD_ACTS, addr=params.act_depth - 1, count=2, lanes=1) + bytes(2),
         isa.encode(Opcode.LOAD_QPARAMS, addr=params.qparam_depth - 1, count=3)
         + bytes(3 * isa.QPARAM_BYTES),
@@ -209,7 +212,7 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=1, k_tiles=0,
                    n_tiles=1, flags=0),
         isa.encode(Opcode.MATMUL, act_addr=params.act_depth - 3, weight_addr=0, acc_addr=0,
-                   m=2, k_tiles=2, n_tiles=1, flags=0),
+                   m=2, k_tiles=3, n_tiles=1, flags=0),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=params.weight_depth - params.rows,
                    acc_addr=0, m=1, k_tiles=1, n_tiles=2, flags=0),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=params.acc_depth - 1,
@@ -227,7 +230,7 @@ def bad_input_program(params: RillParams) -> Program:
         # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
         isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001, lanes=0)
-        + bytes(0x8001 * params.rows),
+        + bytes(0x8001 * word),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0xFFFF, k_tiles=255,
                    n_tiles=255, flags=0),
         isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=params.weight_depth - 1, acc_addr=0,
@@ -245,7 +248,7 @@ def bad_input_program(params: RillParams) -> Program:
                    act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=2, n_tiles=1, last_cols=1, q_addr=0, flags=0x02,
                    act_addr=params.act_depth - 1),
-        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=params.rows // params.cols + 1,
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=word // params.cols + 1,
                    last_cols=params.cols, q_addr=0, flags=0x02, act_addr=params.act_depth - 1),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x06,
                    act_addr=0xFFFF),

@@ -83,7 +83,8 @@ def default_workloads(params: RillParams) -> list[Workload]:
 def _fits(params, m, k, n, precision) -> bool:
     kc = params.k_per_tile(precision == Precision.INT4)
     k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
-    return (k_tiles * m <= params.act_depth and k_tiles * n_tiles * params.rows
+    return (params.act_words(precision == Precision.INT4, k_tiles) * m <= params.act_depth
+            and k_tiles * n_tiles * params.rows
             <= params.weight_depth and n_tiles * m <= params.acc_depth
             and n <= params.qparam_depth)
 

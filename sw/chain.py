@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from hw.isa import Config, OutType
+from hw.isa import Config, ConvGeometry, OutType
 from hw.params import RillParams
 
 from .compiler import CompiledLinear, CompileError, LayerProgram, as_int8, scalar_int
@@ -56,7 +56,7 @@ def _links(params: RillParams, first, second, a: CompiledLinear, b: CompiledLine
     if any(layer.kind not in _CHAINABLE_KINDS or layer.trans_a for layer in (first, second)):
         return False
     region = _region_words(params)
-    return all(c.k_tiles <= region and c.n_tiles <= params.acc_depth for c in (a, b))
+    return all(c.row_words <= region and c.n_tiles <= params.acc_depth for c in (a, b))
 
 
 def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[CompiledLinear],
@@ -126,17 +126,23 @@ def _chained_config(layer: CompiledLinear) -> Config:
 
 
 def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,
-                  rows: int, first_region: int, region: int):
+                  rows: int, first_region: int, region: int,
+                  feature_map: ConvGeometry | None = None):
     """``rows`` rows through resident Gemms, from activation region ``first_region`` (0 or 1,
     of ``region`` words each) and from one region to the other; the last layer's outputs to
-    the host."""
+    the host. With ``feature_map``, the first Gemm reads a conv's flattened map (one row) as a
+    convolution with that geometry (:mod:`sw.flatten`)."""
     for i, (layer, residence) in enumerate(zip(layers, residences)):
         final = i == len(layers) - 1
         config = layer.config if final else _chained_config(layer)
         if config != prog.config:
             prog.configure(config)
         at = (first_region + i) % 2
-        prog.matmul(region * at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles)
+        whole_map = i == 0 and feature_map is not None
+        if whole_map:
+            prog.conv_geometry(feature_map)
+        prog.matmul(region * at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles,
+                    conv=whole_map)
         if final:
             prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
         else:
@@ -153,7 +159,7 @@ def chain_program(layers: list[CompiledLinear], residences: list[Residence],
     if m == 0:
         raise CompileError(f"{first.name}: no activation rows")
     region = _region_words(params)
-    rows = min(_U16, m, region // max(c.k_tiles for c in layers),
+    rows = min(_U16, m, region // max(c.row_words for c in layers),
                params.acc_depth // max(c.n_tiles for c in layers))
     chunks = _balanced(m, rows)
     prog, stores = Program(params), []
@@ -180,8 +186,9 @@ def _conv_plan(convs: list[QuantizedConv], layers: list[CompiledLinear], h: int,
         except CompileError:
             return None
         oh, ow = output_size(conv, h, w)
-        out_words = -(-layer.n // (after.kc if after else layer.kc)) * oh * ow
-        if (geometry.words > region or out_words > region
+        out_words = -(-layer.n // (after or layer).per_word) * oh * ow
+        if (geometry.words(layer.params.k_tiles_per_word(layer.int4)) > region
+                or out_words > region
                 or layer.n_tiles * oh * ow > min(layer.params.acc_depth, 0xFFFF)):
             return None
         plans.append((geometry, oh * ow))
@@ -204,9 +211,13 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     n, _, h, w = x.shape
     region = _region_words(params)
     planned = _conv_plan(convs, layers, h, w, region)
-    if planned is None or any(c.k_tiles > region for c in layers[len(convs):]):
+    if planned is None or any(c.row_words > region for c in layers[len(convs):]):
         return None
     plans, (oh, ow) = planned
+    fc = layers[len(convs)] if len(layers) > len(convs) else None
+    # The first Gemm reads the last map as a convolution covering all of it: one output pixel.
+    flattened = fc and ConvGeometry(in_w=ow, in_h=oh, out_w=1, kernel_h=oh, kernel_w=ow,
+                                    chunks=fc.k_tiles // (oh * ow))
     x = as_int8(x)
     prog, stores = Program(params), []
     for image in range(n):
@@ -228,7 +239,7 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
                            to_acts=region * ((i + 1) % 2), acts_int4=layers[i + 1].int4)
         if len(layers) > len(convs):
             _rows_through(prog, layers[len(convs):], residences[len(convs):], rows=1,
-                          first_region=len(convs) % 2, region=region)
+                          first_region=len(convs) % 2, region=region, feature_map=flattened)
             stores.append((image, 1, 0, last.n))
         else:
             stores.append((image * oh * ow, oh * ow, 0, last.n))

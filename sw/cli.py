@@ -323,13 +323,14 @@ def cmd_info(args) -> int:
           f"({p.act_capacity(True):,} in INT4 mode), {p.acc_depth:,} x {p.cols} int32 "
           f"accumulators, {p.qparam_depth:,} requantization entries, "
           f"{p.program_depth:,} program instructions")
-    if not p.store_to_acts or not p.program_depth:
-        print("  left out on this part: "
-              + ", ".join(name for name, present in (
-                  ("STORE to the activation SRAM (layers chain through the host)",
-                   p.store_to_acts),
-                  ("program memory (instructions travel with every call)", p.program_depth))
-                  if not present))
+    left_out = [name for name, present in (
+        ("STORE to the activation SRAM (layers chain through the host)", p.store_to_acts),
+        ("program memory (instructions travel with every call)", p.program_depth),
+        ("convolutions addressed on the device (im2col on the host)", p.conv_addressing),
+        ("packed INT8 activations (an INT8 word holds one K chunk)", p.packed_int8_acts))
+        if not present]
+    if left_out:
+        print("  left out on this part: " + ", ".join(left_out))
     counters = [int.from_bytes(response[info_end + 4 + 4 * i:info_end + 8 + 4 * i], "little")
                 for i in range(4)]
     for name, value in zip(isa.COUNTER_NAMES, counters):

@@ -210,6 +210,9 @@ class CompiledLinear(TilePlanner):
                                "cannot cover one weight tile's columns")
         self.kc = p.k_per_tile(self.int4)
         self.k_tiles, self.n_tiles = -(-self.k // self.kc), -(-self.n // p.cols)
+        #: Activation values a word holds, and the words one row of activations takes.
+        self.per_word = p.values_per_word(self.int4)
+        self.row_words = p.act_words(self.int4, self.k_tiles)
         self._plans: dict[int, TilePlan] = {}
         self._weight_blocks: dict[tuple[int, int, int, int], np.ndarray] = {}
 
@@ -231,7 +234,10 @@ class CompiledLinear(TilePlanner):
     def _act_words(self, x: np.ndarray, plan: TilePlan, c: int, h: int) -> np.ndarray:
         row0, rows = plan.chunks[c]
         k0, kt = plan.k_groups[h]
-        sub = np.zeros((rows, kt * self.kc), np.int8)
+        # Narrow words only where the whole layer's K is below a word: K groups then load
+        # words of one width (a lone K tile of packed INT8 fills half a word, zero above).
+        width = kt * self.kc if self.k < self.per_word else max(kt * self.kc, self.per_word)
+        sub = np.zeros((rows, width), np.int8)
         part = x[row0:row0 + rows, k0 * self.kc:(k0 + kt) * self.kc]
         sub[:, :part.shape[1]] = part
         return pack_act_words(self.params, sub, self.int4)

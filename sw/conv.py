@@ -54,17 +54,17 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, in
 
 def pack_feature_map(params, x: np.ndarray, int4: bool) -> np.ndarray:
     """One image's ``(C, H, W)`` int8 channels as activation words for a conv addressed on the
-    device (``hw.isa.ConvGeometry``): channel chunk ``cc`` of pixel ``p`` at word
-    ``cc * H * W + p``, the chunk's channels in its lanes (zero past the last channel). Fewer
-    channels than one chunk give words of C lanes (a narrow load: the rest meet zero weights)."""
+    device (``hw.isa.ConvGeometry``): channels ``[g * v, (g + 1) * v)`` of pixel ``p`` in word
+    ``g * H * W + p`` (``v = values_per_word``; zero past the last channel). Fewer channels than
+    one word give words of C lanes (a narrow load: the rest meet zero weights)."""
     c, h, w = x.shape
-    kpt = params.k_per_tile(int4)
-    if c < kpt:
+    per_word = params.values_per_word(int4)
+    if c < per_word:
         return np.ascontiguousarray(x.reshape(c, h * w).T, dtype=np.int8)
-    chunks = -(-c // kpt)
-    channels = np.zeros((chunks * kpt, h * w), np.int8)
+    groups = -(-c // per_word)
+    channels = np.zeros((groups * per_word, h * w), np.int8)
     channels[:c] = x.reshape(c, h * w)
-    return channels.reshape(chunks, kpt, h * w).transpose(0, 2, 1).reshape(-1, kpt)
+    return channels.reshape(groups, per_word, h * w).transpose(0, 2, 1).reshape(-1, per_word)
 
 
 def device_conv_weights(filters: np.ndarray, kpt: int) -> np.ndarray:

@@ -122,10 +122,10 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
     x = as_int8(x)
     geometry = conv_geometry(compiled, conv, h, w)
     oh, ow = output_size(conv, h, w)
-    if geometry.words > params.act_depth:
-        raise CompileError(f"{compiled.name}: a {c}x{h}x{w} feature map takes "
-                           f"{geometry.words} activation words; the device has "
-                           f"{params.act_depth}")
+    words = geometry.words(params.k_tiles_per_word(compiled.int4))
+    if words > params.act_depth:
+        raise CompileError(f"{compiled.name}: a {c}x{h}x{w} feature map takes {words} "
+                           f"activation words; the device has {params.act_depth}")
     rows = band_rows(params, compiled, oh, ow)
     prog = Program(params)
     prog.configure(compiled.config)

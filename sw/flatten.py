@@ -1,11 +1,13 @@
 """A convolution's feature map read by the fully connected layer after a Flatten, in place.
 
 ONNX flattens an NCHW map channel-major: input ``k = c * P + p`` of the next Gemm is channel
-``c`` of pixel ``p`` (``P`` pixels). On the device the map lies pixel by pixel, a word per channel
-chunk (``hw.isa.ConvGeometry``): word ``cc * P + p``, lane ``l`` holds channel ``cc * kpt + l``.
-Read with one row per image, that word is the Gemm's K chunk ``cc * P + p``; so reordering the
-Gemm's weight rows (:func:`fmap_linear`) makes the Flatten plain addressing, and nothing moves.
-The host reorders its own rows the same way when it feeds such a layer (:func:`fmap_order`).
+``c`` of pixel ``p`` (``P`` pixels). On the device the map lies pixel by pixel
+(``hw.isa.ConvGeometry``), and the Gemm reads it as a convolution whose kernel covers the whole
+map (one output pixel, K tile ``(p, cc)``: channel chunk ``cc`` of pixel ``p``), so each K tile
+reads its chunk wherever the word layout puts it, and a map of few channels costs no K tiles of
+padding. Reordering the Gemm's weight rows to that K order (:func:`fmap_linear`) makes the
+Flatten plain addressing, and nothing moves. The host reorders its own rows the same way when it
+feeds such a layer (:func:`fmap_order`).
 
 The pattern recognised between the conv and the Gemm (:func:`flattened_inputs`): a Flatten
 (axis 1), alone or between a DequantizeLinear and a QuantizeLinear of equal scale and zero point
@@ -79,10 +81,10 @@ def flattened_inputs(params: RillParams, steps, constants: dict,
 
 
 def _permutation(channels: int, pixels: int, kc: int) -> np.ndarray:
-    """For each device K index ``(cc * P + p) * kc + l``, the ONNX index ``c * P + p`` of
+    """For each device K index ``(p * chunks + cc) * kc + l``, the ONNX index ``c * P + p`` of
     channel ``c = cc * kc + l``, or -1 past the last channel."""
     chunks = -(-channels // kc)
-    cc, p, lane = np.meshgrid(np.arange(chunks), np.arange(pixels), np.arange(kc),
+    p, cc, lane = np.meshgrid(np.arange(pixels), np.arange(chunks), np.arange(kc),
                               indexing="ij")
     c = cc * kc + lane
     return np.where(c < channels, c * pixels + p, -1).reshape(-1)

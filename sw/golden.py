@@ -109,7 +109,7 @@ class GoldenCore:
         if opcode not in LOAD_OPCODES or in_program and opcode == Opcode.LOAD_PROGRAM:
             return 0
         fields = decode_fields(opcode, header[1:])
-        if fields.get("lanes", 0) > self.params.k_per_tile(self.config.int4):
+        if fields.get("lanes", 0) > self.params.values_per_word(self.config.int4):
             return 0   # refused for its length: no data follows
         return fields["count"] * load_word_bytes(self.params, opcode, self.config, fields)
 
@@ -155,7 +155,7 @@ class GoldenCore:
                      Opcode.LOAD_QPARAMS: p.qparam_depth,
                      Opcode.LOAD_BIASES: p.qparam_depth,
                      Opcode.LOAD_PROGRAM: p.program_depth}[opcode]
-            if f["count"] == 0 or f.get("lanes", 0) > p.k_per_tile(self.config.int4):
+            if f["count"] == 0 or f.get("lanes", 0) > p.values_per_word(self.config.int4):
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
         if opcode == Opcode.CONV_GEOMETRY:
@@ -172,7 +172,9 @@ class GoldenCore:
             m, kt, nt = f["m"], f["k_tiles"], f["n_tiles"]
             if m == 0 or kt == 0 or nt == 0 or conv and kt != self.geometry.k_tiles:
                 return Status.BAD_LENGTH
-            act_words = self.geometry.words if conv else kt * m
+            int4 = self.config.int4
+            act_words = (self.geometry.words(p.k_tiles_per_word(int4)) if conv
+                         else p.act_words(int4, kt) * m)
             if (f["act_addr"] + act_words > p.act_depth
                     or f["weight_addr"] + kt * nt * p.rows > p.weight_depth
                     or f["acc_addr"] + nt * m > p.acc_depth):
@@ -213,7 +215,7 @@ class GoldenCore:
             lanes = load_word_bytes(p, opcode, self.config, f)
             rows = slice(f["addr"], f["addr"] + f["count"])
             self.act[rows, :lanes] = np.frombuffer(data, dtype=np.int8).reshape(-1, lanes)
-            if not self.config.int4:
+            if p.values_per_word(self.config.int4) == p.rows:
                 self.act[rows, p.rows:] = 0
             return None
         if opcode == Opcode.LOAD_QPARAMS:
@@ -261,6 +263,7 @@ class GoldenCore:
     def _matmul(self, act_addr, weight_addr, acc_addr, m, k_tiles, n_tiles, flags):
         p, int4 = self.params, self.config.int4
         accumulate = bool(flags & MatmulFlags.ACCUMULATE.value)
+        per_word = p.k_tiles_per_word(int4)
         if flags & MatmulFlags.CONV.value:
             patches = self._conv_patches(act_addr, m)
         for nt in range(n_tiles):
@@ -269,8 +272,11 @@ class GoldenCore:
                      else np.zeros((m, p.cols), np.int64))
             for kt in range(k_tiles):
                 tile = weight_addr + (nt * k_tiles + kt) * p.rows
-                acts = patches[kt] if flags & MatmulFlags.CONV.value else \
-                    self.act[act_addr + kt * m:act_addr + (kt + 1) * m]
+                if flags & MatmulFlags.CONV.value:
+                    acts = patches[kt]
+                else:
+                    word = act_addr + kt // per_word * m
+                    acts = self._chunk(self.act[word:word + m], kt % per_word)
                 total += tile_psums(p, acts, self.weights[tile:tile + p.rows], int4)
             # The accumulators are int32 registers: sums wrap, as they do in the RTL.
             self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
@@ -281,17 +287,23 @@ class GoldenCore:
         K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
         ``divmod(kt // chunks, kernel_w)`` (:class:`hw.isa.ConvGeometry`); pixels outside the
         map read the zero point in every lane."""
-        g = self.geometry
+        g, per_word = self.geometry, self.params.k_tiles_per_word(self.config.int4)
         kt, i = np.arange(g.k_tiles)[:, None], np.arange(m)[None, :]
         cc, offset = kt % g.chunks, kt // g.chunks
         dy, dx = offset // g.kernel_w, offset % g.kernel_w
         iy = (g.first_row + i // g.out_w) * g.stride + dy - g.pad_top
         ix = (i % g.out_w) * g.stride + dx - g.pad_left
         inside = (iy >= 0) & (iy < g.in_h) & (ix >= 0) & (ix < g.in_w)
-        words = act_addr + cc * g.in_h * g.in_w + iy * g.in_w + ix
-        patches = self.act[np.where(inside, words, 0)]
+        words = act_addr + cc // per_word * g.in_h * g.in_w + iy * g.in_w + ix
+        patches = np.stack([self._chunk(self.act[np.where(inside[t], words[t], 0)],
+                                        t % g.chunks % per_word) for t in range(g.k_tiles)])
         patches[~inside] = g.zero_point
         return patches
+
+    def _chunk(self, words: np.ndarray, half: int) -> np.ndarray:
+        """Activation words as the array gets them for a K tile in chunk ``half`` of its word:
+        a packed INT8 word's high half moves into the low lanes, which INT8 reads."""
+        return np.roll(words, -half * self.params.rows, axis=1) if half else words
 
     def _store(self, acc_addr, m, n_tiles, last_cols, q_addr, flags, act_addr) -> bytes | None:
         p = self.params
@@ -306,8 +318,8 @@ class GoldenCore:
                             self.q_zero_point[ch], rounding=self.config.rounding,
                             relu=self.config.relu, out_type=self.config.out_type)
         if flags & StoreFlags.TO_ACTS.value:
-            kpt = p.k_per_tile(bool(flags & StoreFlags.ACTS_INT4.value))
-            words = act_addr + (cols // kpt)[None, :] * m + np.arange(m)[:, None]
-            self.act[words, (cols % kpt)[None, :]] = values.astype(np.int8)
+            per_word = p.values_per_word(bool(flags & StoreFlags.ACTS_INT4.value))
+            words = act_addr + (cols // per_word)[None, :] * m + np.arange(m)[:, None]
+            self.act[words, (cols % per_word)[None, :]] = values.astype(np.int8)
             return None
         return output_bytes(values, self.config.out_type).tobytes()

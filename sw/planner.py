@@ -109,10 +109,11 @@ class TilePlanner:
                 k_groups = _balanced(kt_all, kg)
                 kg = max(size for _, size in k_groups)
                 resident = kt_all * ng * p.rows <= weight_cap
-                for acts_resident in {False, m * kt_all <= act_cap}:
+                all_words = m * sum(self._row_words(kt) for _, kt in k_groups)
+                for acts_resident in {False, all_words <= act_cap}:
                     mc_cap = min(_U16, p.acc_depth // ng, m)
                     if not acts_resident:
-                        mc_cap = min(mc_cap, act_cap // kg)
+                        mc_cap = min(mc_cap, act_cap // self._row_words(kg))
                     # Smaller chunks (still filling the array) let outputs stream back while
                     # later rows stream in; _link_bytes weighs that against their headers.
                     for mc, taper in itertools.product(
@@ -122,6 +123,17 @@ class TilePlanner:
                         mc = max(size for _, size in chunks)
                         per_pass = 1 if resident else max(1, (p.acc_depth // ng) // mc)
                         yield TilePlan(m, n_groups, k_groups, chunks, per_pass, acts_resident)
+
+    def _row_words(self, k_tiles: int) -> int:
+        """Activation words one row of ``k_tiles`` K tiles takes."""
+        return self.params.act_words(self.int4, k_tiles)
+
+    def _act_bytes(self, rows: int, k_tiles: int) -> int:
+        """Wire bytes of ``rows`` rows of a K group (``CompiledLinear._act_words``: whole
+        words, or narrow ones where the layer's K is below a word)."""
+        if self.k < self.per_word:
+            return rows * k_tiles * self.kc
+        return rows * self._row_words(k_tiles) * self.per_word
 
     def _steps(self, plan: TilePlan):
         """The layer's instructions as ``(kind, args)``; data is resolved only when emitting."""
@@ -136,7 +148,7 @@ class TilePlanner:
             for c in range(len(plan.chunks)):
                 for h, (_, kt) in enumerate(plan.k_groups):
                     act_addr[c, h] = at
-                    at += kt * plan.chunks[c][1]
+                    at += self._row_words(kt) * plan.chunks[c][1]
             yield "acts_all", (at,)
         mc = max(rows for _, rows in plan.chunks)
         for t0, nt in plan.n_groups:
@@ -181,7 +193,8 @@ class TilePlanner:
         tile_cycles = sum(max(rows, edge) for _, rows in plan.chunks)
         q_all = self.n <= p.qparam_depth
         instructions = 1 + q_all + plan.acts_resident
-        data = plan.acts_resident * m * kt_all * self.kc
+        data = plan.acts_resident * sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
+                                        for _, kt in plan.k_groups)
         if q_all:
             data += qparam_wire_bytes(self.n, *self.qparams[1:])
         matmul_cycles = 0
@@ -200,7 +213,8 @@ class TilePlanner:
                 data += passes * tile_words * p.cols
             if not plan.acts_resident:
                 instructions += chunks * h
-                data += m * kt_all * self.kc
+                data += sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
+                            for _, kt in plan.k_groups)
             instructions += chunks * h + chunks + (not q_all)
             data += chunks * isa.RESPONSE_HEADER_BYTES + m * width * out_width
             matmul_cycles += nt * kt_all * tile_cycles
@@ -232,10 +246,11 @@ class TilePlanner:
                 t_in += qparam_wire_bytes(width, *(q[col0:col0 + width]
                                                    for q in self.qparams[1:]))
             elif kind == "acts_all":
-                t_in += args[0] * self.kc
+                t_in += sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
+                            for _, kt in plan.k_groups)
             elif kind == "acts":
                 c, h = args
-                t_in += plan.chunks[c][1] * plan.k_groups[h][1] * self.kc
+                t_in += self._act_bytes(plan.chunks[c][1], plan.k_groups[h][1])
             elif kind == "weights":
                 _, nt, h0, h1 = args
                 t_in += sum(kt for _, kt in plan.k_groups[h0:h1]) * nt * p.rows * p.cols

@@ -122,14 +122,14 @@ class Program:
         self._add(Opcode.LOAD_WEIGHTS, words.tobytes(), addr=addr, count=len(words))
 
     def load_acts(self, addr: int, words: np.ndarray):
-        """Activation words: ``k_per_tile`` lanes each, or fewer (a narrow load, whose other
-        lanes keep what they held)."""
-        kpt = self.params.k_per_tile(self.config.int4)
+        """Activation words: ``values_per_word`` lanes each, or fewer (a narrow load, whose
+        other lanes keep what they held)."""
+        full = self.params.values_per_word(self.config.int4)
         words = np.ascontiguousarray(words, dtype=np.int8)
-        lanes = words.shape[-1] if words.ndim == 2 and words.shape[-1] < kpt else kpt
+        lanes = words.shape[-1] if words.ndim == 2 and words.shape[-1] < full else full
         words = words.reshape(-1, lanes)
         self._add(Opcode.LOAD_ACTS, words.tobytes(), addr=addr, count=len(words),
-                  lanes=0 if lanes == kpt else lanes)
+                  lanes=0 if lanes == full else lanes)
 
     def load_qparams(self, addr: int, bias, multiplier, shift, zero_point):
         """Per-channel requantization entries; sent as ``LOAD_BIASES`` (4 bytes a channel instead
@@ -225,16 +225,17 @@ def pack_weight_tiles(params: RillParams, weights: np.ndarray, int4: bool) -> np
 
 
 def pack_act_words(params: RillParams, acts: np.ndarray, int4: bool) -> np.ndarray:
-    """M x K int8 activations -> activation words: K chunk ``kt`` of row ``m`` at ``kt * M + m``.
-    A K below one chunk gives words of K lanes (a narrow load: the rest meet zero weights)."""
+    """M x K int8 activations -> activation words: values ``[w * v, (w + 1) * v)`` of row ``m``
+    in word ``w * M + m`` (``v = values_per_word``). A K below one word gives words of K lanes
+    (a narrow load: the rest meet zero weights)."""
     m, k = acts.shape
-    kc = params.k_per_tile(int4)
-    if k < kc:
+    per_word = params.values_per_word(int4)
+    if k < per_word:
         return np.ascontiguousarray(acts, dtype=np.int8)
-    k_tiles = -(-k // kc)
-    padded = np.zeros((m, k_tiles * kc), dtype=np.int8)
+    words = -(-k // per_word)
+    padded = np.zeros((m, words * per_word), dtype=np.int8)
     padded[:, :k] = acts
-    return padded.reshape(m, k_tiles, kc).transpose(1, 0, 2).reshape(-1, kc)
+    return padded.reshape(m, words, per_word).transpose(1, 0, 2).reshape(-1, per_word)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ A resident layer's weights are stored as one block (all K tiles of all N tiles, 
 :func:`sw.program.pack_weight_tiles` gives), so its calls use one N group and one K group whatever
 their number of rows: each chunk of rows is one ``LOAD_ACTS``, one ``MATMUL`` over every tile and
 one ``STORE`` of every column. Chunks are as long as the accumulators (``acc_depth`` rows of
-``cols`` columns for every N tile) and the activation SRAM (``k_tiles`` words a row) allow.
+``cols`` columns for every N tile) and the activation SRAM (``row_words`` words a row) allow.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Allocation:
 
 def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:
     return (layer.k_tiles <= _MAX_TILES and layer.n_tiles <= _MAX_TILES
-            and layer.n_tiles <= params.acc_depth and layer.k_tiles <= params.act_depth)
+            and layer.n_tiles <= params.acc_depth and layer.row_words <= params.act_depth)
 
 
 def _words(params: RillParams, layer: CompiledLinear) -> int:
@@ -106,10 +106,10 @@ def _plan(params: RillParams, layer: CompiledLinear, m: int) -> TilePlan:
     """The call's plan: one N and one K group; chunks of rows within the accumulators and, unless
     all of A fits in the activation SRAM at once, within it too."""
     act_cap = min(params.act_depth, _U16)
-    acts_resident = m * layer.k_tiles <= act_cap
+    acts_resident = m * layer.row_words <= act_cap
     rows = min(_U16, m, params.acc_depth // layer.n_tiles)
     if not acts_resident:
-        rows = min(rows, act_cap // layer.k_tiles)
+        rows = min(rows, act_cap // layer.row_words)
     return TilePlan(m, ((0, layer.n_tiles),), ((0, layer.k_tiles),), _balanced(m, rows), 1,
                     acts_resident)
 
@@ -118,7 +118,7 @@ def resident_program(layer: CompiledLinear, residence: Residence, x: np.ndarray)
     """One call of a resident layer on activations ``x`` (M x K): activations, MATMULs and
     STOREs only.
 
-    A MATMUL reads K chunk ``kt`` of its row ``r`` at ``act_addr + kt * m + r``
+    A MATMUL reads word ``w`` of its row ``r`` at ``act_addr + w * m + r``
     (:func:`sw.program.pack_act_words` with its own ``m``), so each chunk of rows is a block of
     its own: all blocks in one load when they fit, else each loaded before its MATMUL.
     """

@@ -39,9 +39,10 @@ def test_info_prints_the_params():
     assert result.returncode == 0, result.stderr
     assert "rows 8" in " ".join(result.stdout.split())
     assert "peak MACs/cycle: 64 INT8, 128 INT4" in result.stdout
-    # What the SRAMs hold: 2,048 words of 8 weight bytes; activations use 8 of 16 lanes in INT8.
-    assert "holds: 16,384 int8 weights (32,768 int4), 8,192 activations in INT8 mode" \
+    # What the SRAMs hold: 2,048 words of 8 weight bytes; 1,024 words of 16 activations.
+    assert "holds: 16,384 int8 weights (32,768 int4), 16,384 activations in INT8 mode" \
         in result.stdout
+    assert "left out" not in result.stdout
 
 
 def test_a_boards_params_without_the_board():
@@ -49,7 +50,9 @@ def test_a_boards_params_without_the_board():
     result = _sw("--board-params", "icebreaker", "info", "--device", "golden")
     assert result.returncode == 0, result.stderr
     words = " ".join(result.stdout.split())
-    for shown in ("rows 2", "weight_depth 512", "serial_requant True", "deep_pipeline False"):
+    for shown in ("rows 2", "weight_depth 512", "serial_requant True", "deep_pipeline False",
+                  "512 activations in INT8 mode (1,024 in INT4 mode)",
+                  "left out on this part: STORE to the activation SRAM", "packed INT8"):
         assert shown in words
     result = _sw("--board-params", "nonesuch", "info", "--device", "golden")
     assert result.returncode == 2 and "no board named 'nonesuch'" in result.stderr

@@ -318,7 +318,7 @@ def test_device_errors_are_raised_with_the_status():
     layer = QuantizedLinear(np.ones((64, 16), np.int64), out_dtype=np.int32)
     lp = compile_linear(DEFAULT, layer).program(np.ones((300, 64), np.int8))
     # A core with a smaller activation SRAM refuses the loads: its responses carry the status.
-    small_core = GoldenCore(RillParams(act_depth=64))
+    small_core = GoldenCore(RillParams(act_depth=16))
     response = small_core.feed(lp.command_bytes)[:lp.response_bytes]
     response += bytes(lp.response_bytes - len(response))
     with pytest.raises(DeviceError, match="OUT_OF_RANGE"):

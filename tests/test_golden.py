@@ -92,7 +92,8 @@ BAD = [
      Status.OUT_OF_RANGE),
     ("acts zero count", isa.encode(Opcode.LOAD_ACTS, addr=0, count=0, lanes=0),
      Status.BAD_LENGTH),
-    ("acts lanes past the word", isa.encode(Opcode.LOAD_ACTS, addr=0, count=1, lanes=5),
+    ("acts lanes past the word", isa.encode(Opcode.LOAD_ACTS, addr=0, count=1,
+                                                       lanes=2 * PARAMS.rows + 1),
      Status.BAD_LENGTH),
     ("qparams past the end", isa.encode(Opcode.LOAD_QPARAMS, addr=64, count=1) + bytes(12),
      Status.OUT_OF_RANGE),
@@ -101,7 +102,7 @@ BAD = [
     ("matmul m=0", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=0,
                               k_tiles=1, n_tiles=1, flags=0), Status.BAD_LENGTH),
     ("matmul acts past the end", isa.encode(Opcode.MATMUL, act_addr=200, weight_addr=0,
-                                            acc_addr=0, m=30, k_tiles=2, n_tiles=1, flags=0),
+                                            acc_addr=0, m=30, k_tiles=3, n_tiles=1, flags=0),
      Status.OUT_OF_RANGE),
     ("matmul weights past the end", isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0,
                                                acc_addr=0, m=1, k_tiles=8, n_tiles=9, flags=0),
@@ -121,7 +122,7 @@ BAD = [
                                            last_cols=1, q_addr=0, flags=0x04, act_addr=0),
      Status.BAD_MODE),
     ("store to acts past the end", isa.encode(Opcode.STORE, acc_addr=0, m=3, n_tiles=2,
-                                              last_cols=1, q_addr=0, flags=0x02, act_addr=251),
+                                              last_cols=1, q_addr=0, flags=0x02, act_addr=254),
      Status.OUT_OF_RANGE),
 ]
 
@@ -221,6 +222,7 @@ def _conv_reference(x, filters, pads, stride, zero_point):
     # channels, height, width, filters, kernel, stride, pads (top, left, bottom, right), int4
     (3, 7, 6, 5, (3, 3), 1, (1, 1, 1, 1), False),
     (6, 9, 8, 3, (3, 3), 2, (1, 1, 1, 1), False),
+    (10, 5, 6, 3, (3, 3), 1, (1, 1, 1, 1), False),   # three INT8 chunks: a word and a half
     (1, 12, 7, 4, (10, 4), 2, (4, 1, 5, 2), False),   # DS-CNN's opening kernel, SAME-like pads
     (9, 5, 5, 4, (1, 1), 1, (0, 0, 0, 0), True),
     (2, 6, 6, 7, (2, 3), 2, (0, 1, 0, 1), True),
