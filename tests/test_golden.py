@@ -1,5 +1,7 @@
 """The golden model against numpy (an outside oracle) and the ISA's error contract."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from support.params import SMALL as PARAMS
@@ -33,6 +35,29 @@ def test_raw_gemm_matches_numpy(precision, shape):
     out = GoldenCore(PARAMS).feed(prog.to_bytes())
     assert len(out) == prog.response_bytes
     assert np.array_equal(_raw_result(out, m, n), acts @ weights + bias)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_int8_activations_fill_whole_words_when_packed(packed):
+    """With packed INT8 activations a word holds 2 * rows values, so the activation SRAM holds
+    as many INT8 values as INT4 ones: a GEMM whose activations fill every word runs exactly;
+    unpacked, the same MATMUL needs twice the words and is refused."""
+    params = replace(PARAMS, packed_int8_acts=packed)
+    m, k, n = 64, params.act_depth * 2 * params.rows // 64, 5   # 2 * rows values a word
+    rng = np.random.default_rng(5)
+    acts, weights = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    assert params.act_capacity(False) == (m * k if packed else m * k // 2)
+    prog = gemm_program(params, acts[:, :k // 2] if not packed else acts,
+                        weights[:k // 2] if not packed else weights, raw=True,
+                        qparams=([0] * n, [0] * n, [0] * n, [0] * n), counters=False)
+    out = GoldenCore(params).feed(prog.to_bytes())
+    expected = acts @ weights if packed else acts[:, :k // 2] @ weights[:k // 2]
+    assert np.array_equal(_raw_result(out, m, n), expected)
+    # The packed layout's MATMUL (k_tiles for all of K) on an unpacked core: past the SRAM.
+    matmul = isa.encode(Opcode.MATMUL, act_addr=0, weight_addr=0, acc_addr=0, m=m,
+                        k_tiles=k // params.rows, n_tiles=1, flags=0)
+    answer = GoldenCore(params).feed(matmul)
+    assert answer == b"" if packed else answer[0] == Status.OUT_OF_RANGE.value
 
 
 def test_accumulate_flag_adds_into_existing_rows():
