@@ -30,7 +30,7 @@ from hw.isa import OutType, Rounding
 __all__ = [
     "OUT_RANGES", "requantize", "output_bytes", "raw_bytes",
     "encode_onnx_scale", "onnx_scale", "encode_tflite_scale",
-    "wrap_int32", "rne_shift", "rne_sig",
+    "wrap_int32", "rne_shift", "rne_sig", "multiply_by_quantized_multiplier",
 ]
 
 #: Clamp range ``(lo, hi)`` of each output type, before ReLU raises ``lo`` to the zero point.
@@ -127,6 +127,14 @@ def _requantize_tflite(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray)
     remainder = y & mask
     threshold = (mask >> 1) + (y < 0)
     return (y >> right) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike,
+                                     shift: ArrayLike) -> np.ndarray:
+    """TFLite's ``MultiplyByQuantizedMultiplier`` as its pip builds compile it (double rounding):
+    int32 ``x`` times the Q31 ``multiplier`` times ``2**shift``, ``-31 <= shift <= 31``."""
+    x, multiplier, shift = np.broadcast_arrays(_int64(x), _int64(multiplier), _int64(shift))
+    return _requantize_tflite(x, multiplier, shift & 0xFF)
 
 
 def requantize(acc: ArrayLike, bias: ArrayLike, multiplier: ArrayLike, shift: ArrayLike,

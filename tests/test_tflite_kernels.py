@@ -1,0 +1,83 @@
+"""LiteRT's reference int8 arithmetic (sw.tflite_kernels) on cases whose answers follow from the
+kernels' definitions by hand (docs/tflite-arithmetic.md); the kernels against LiteRT itself are in
+tests/test_tflite_litert.py."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sw import tflite_kernels as K
+
+
+def test_quantize_multiplier_is_q31_with_tflites_edge_cases():
+    assert K.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert K.quantize_multiplier(0.0) == (0, 0)
+    # A fraction that rounds up to 2**31 becomes 2**30 with the exponent one higher.
+    assert K.quantize_multiplier(1 - 2.0 ** -40) == (1 << 30, 1)
+    # Below 2**-32 the multiplier flushes to zero.
+    assert K.quantize_multiplier(2.0 ** -40) == (0, 0)
+    q, shift = K.quantize_multiplier(0.3)
+    assert abs(q * 2.0 ** (shift - 31) - 0.3) < 2.0 ** -31
+
+
+def test_multiply_by_quantized_multiplier_rounds_twice():
+    """Effective scale 1/4 (Q31 ``2**30``, shift -1): -2 times 1/2 is -1 exactly in the high
+    multiply, then -1 / 2 = -0.5 rounds away from zero to -1; single rounding would give 0."""
+    q, shift = K.quantize_multiplier(0.25)
+    conv = K.conv2d(np.array([-2, -6, 2, 6], np.int8).reshape(1, 1, 4, 1),
+                    np.ones((1, 1, 1, 1), np.int8), [0], input_zp=0, multiplier=[q],
+                    shift=[shift], output_zp=0)
+    assert conv.reshape(-1).tolist() == [-1, -2, 1, 2]
+
+
+def test_average_pool_rounds_half_away_with_truncating_division():
+    x = np.zeros((1, 3, 3, 2), np.int8)
+    x[0, 0, 0] = (4, 5)       # sums 4 and 5 over nine taps: (4 + 4) // 9 = 0, (5 + 4) // 9 = 1
+    out = K.average_pool(x, kernel=(3, 3))
+    assert out.reshape(-1).tolist() == [0, 1]
+    assert K.average_pool(-x, kernel=(3, 3)).reshape(-1).tolist() == [0, -1]
+
+
+def test_average_pool_counts_only_taps_inside_the_map():
+    x = np.full((1, 2, 2, 1), 10, np.int8)
+    _, top, bottom = K.same_padding(2, 3, 1)
+    out = K.average_pool(x, kernel=(3, 3), pads=(top, top, bottom, bottom))
+    assert np.array_equal(out, np.full((1, 2, 2, 1), 10, np.int8))   # not diluted by padding
+
+
+def test_same_padding_puts_the_odd_extra_after():
+    assert K.same_padding(49, 10, 2) == (25, 4, 5)   # DS-CNN's first conv, along the time axis
+    assert K.same_padding(10, 4, 2) == (5, 1, 1)
+    assert K.same_padding(32, 3, 1) == (32, 1, 1)
+
+
+def test_activation_ranges():
+    assert K.activation_range("NONE", 0.05, -3) == (-128, 127)
+    assert K.activation_range("RELU", 0.05, -3) == (-3, 127)
+    assert K.activation_range("RELU6", 0.05, -128) == (-128, -8)   # 6 / 0.05 = 120
+    assert K.activation_range("RELU_N1_TO_1", 0.01, 0) == (-100, 100)
+
+
+def test_quantize_rounds_a_float32_quotient_half_away():
+    out = K.quantize(np.array([0.25, -0.25, 0.75, 0.4999999], np.float32), scale=0.5, zero_point=1)
+    assert out.tolist() == [2, 0, 3, 2]
+
+
+def test_fully_connected_rounds_the_double_product_half_away():
+    # acc = 5, scale 0.5 * 1 / 1: 2.5 -> 3 (half to even would give 2).
+    out = K.fully_connected(np.array([[5]]), np.array([[1]]), None, input_zp=0,
+                            input_scale=0.5, filter_scale=[1.0], output_scale=1.0, output_zp=0)
+    assert out.tolist() == [[3]]
+
+
+@pytest.mark.parametrize("length", [2, 10, 37])
+def test_softmax_of_equal_logits_is_uniform(length):
+    out = K.softmax(np.full((1, length), 17), input_scale=0.1)
+    expected = math.floor(256 / length + 0.5) - 128   # 1/length at scale 1/256, zero point -128
+    assert np.all(np.abs(out.astype(int) - expected) <= 1) and len(set(out[0])) == 1
+
+
+def test_softmax_gives_the_largest_logit_the_largest_share():
+    out = K.softmax(np.array([[-100, 0, 100]]), input_scale=0.05)
+    assert out[0, 2] > out[0, 1] > out[0, 0] and out[0, 0] == -128
