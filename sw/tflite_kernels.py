@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .requant import multiply_by_quantized_multiplier, wrap_int32
+from .requant import encode_tflite_scale, multiply_by_quantized_multiplier, wrap_int32
 
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
@@ -36,15 +36,7 @@ def round_half_away(value) -> np.ndarray:
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's ``QuantizeMultiplier``: ``real ~ q * 2**(shift - 31)``, ``q`` a Q31 int32."""
-    if real == 0:
-        return 0, 0
-    fraction, shift = math.frexp(real)
-    q = int(round_half_away(fraction * (1 << 31)))
-    if q == 1 << 31:
-        q, shift = q // 2, shift + 1
-    if shift < -31:
-        return 0, 0
-    return q, shift
+    return encode_tflite_scale(real)
 
 
 def _mbqm(x, multiplier, shift) -> np.ndarray:
