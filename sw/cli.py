@@ -252,17 +252,39 @@ def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str
     return pairs
 
 
+def _load_model(path: str):
+    """An ONNX or TFLite model by its file's suffix, or a :class:`UsageError` saying why not."""
+    if not Path(path).exists():
+        raise UsageError(f"{path}: no such file; give the path of a quantized .onnx model or a "
+                         "full-integer .tflite model")
+    if Path(path).suffix.lower() == ".tflite":
+        from .tflite_import import TfliteImportError, TfliteModel
+        from .tflite_reader import InvalidTflite
+        try:
+            return TfliteModel.load(path), (TfliteImportError, InvalidTflite)
+        except (TfliteImportError, InvalidTflite) as error:
+            raise UsageError(str(error)) from None
+    from .onnx_import import ModelImportError, RillModel
+    try:
+        return RillModel.load(path), (ModelImportError,)
+    except ModelImportError as error:
+        raise UsageError(str(error)) from None
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
     from .device import open_device
-    from .onnx_import import ModelImportError, RillModel
-    if not Path(args.model).exists():
-        raise UsageError(f"{args.model}: no such file; give the path of a quantized .onnx model")
-    try:
-        model = RillModel.load(args.model)
-    except ModelImportError as error:
-        raise UsageError(str(error)) from None
+    model, import_errors = _load_model(args.model)
+    tflite = Path(args.model).suffix.lower() == ".tflite"
+    compare = args.compare or ""
+    if compare and (compare == "litert") != tflite:
+        checks = ".tflite" if compare == "litert" else ".onnx"
+        raise UsageError(f"--compare {compare} checks {checks} models; use --compare "
+                         f"{'litert' if tflite else 'onnxruntime'}")
+    if tflite:
+        print("where each operator runs:\n" + "\n".join(model.placement_lines()),
+              file=sys.stderr)
     inputs = _name_path_pairs(args.input, model.input_names, "input")
     missing = set(model.input_names) - set(inputs)
     if missing:
@@ -279,16 +301,20 @@ def cmd_run(args) -> int:
     with open_device(args.device, params, **options) as device:
         try:
             results = model.run(device, feeds, progress=progress)
-        except ModelImportError as error:
+        except import_errors as error:
             raise UsageError(str(error)) from None
     for name, path in outputs.items():
         np.save(path, results[name])
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
     predicted = sum(model.predicted_cycles().values())
     print(f"{len(model.programs)} device layer program(s), {predicted} predicted cycles")
-    if args.compare == "onnxruntime":
-        from .oracle import compare_with_onnxruntime
-        comparison = compare_with_onnxruntime(args.model, feeds, results)
+    if compare:
+        if compare == "litert":
+            from .litert_oracle import compare_with_litert
+            comparison = compare_with_litert(args.model, feeds, results)
+        else:
+            from .oracle import compare_with_onnxruntime
+            comparison = compare_with_onnxruntime(args.model, feeds, results)
         print("\n".join(comparison.lines()))
         return 0 if comparison.device_is_right else 1
     return 0
@@ -351,20 +377,25 @@ def main(argv=None) -> int:
                         "it: --board-params icebreaker ... --device sim")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run a quantized ONNX model and save its output as .npy",
+    p = sub.add_parser("run", help="run a quantized ONNX or TFLite model and save its output "
+                       "as .npy",
                        description="Run a quantized ONNX model (from onnxruntime's "
-                       "quantize_static, QDQ or QOperator) on a Rill device. The output is "
-                       "exactly what onnxruntime produces: same values, dtype and shape.")
-    p.add_argument("model", metavar="MODEL.onnx")
+                       "quantize_static, QDQ or QOperator) or a full-integer int8 TFLite model "
+                       "(the TFLite converter's recipe) on a Rill device. The output is exactly "
+                       "what onnxruntime, or LiteRT's reference kernels, produce: same values, "
+                       "dtype and shape. For a .tflite model it first lists where each operator "
+                       "runs (device or host) on stderr.")
+    p.add_argument("model", metavar="MODEL.onnx|MODEL.tflite")
     p.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
                    help="input tensor; NAME= is needed when the model has several inputs")
     p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
                    help="where to write the output tensor")
     _add_device_options(p)
-    p.add_argument("--compare", choices=["onnxruntime"], default=None,
-                   help="also run onnxruntime on this CPU and say whether its outputs equal the "
-                   "device's; where they differ, say whose answer is wrong (exit status 1 when it "
-                   "is the device's)")
+    p.add_argument("--compare", choices=["onnxruntime", "litert"], default=None,
+                   help="also run the model's reference (onnxruntime for .onnx, LiteRT's "
+                   "reference kernels for .tflite) on this CPU and say whether its outputs equal "
+                   "the device's; where they differ, say whose answer is wrong (exit status 1 "
+                   "when it is the device's)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")

@@ -26,7 +26,7 @@ from .program import (
     pack_act_words,
     pack_weight_tiles,
 )
-from .requant import encode_onnx_scale, onnx_scale, wrap_int32
+from .requant import encode_onnx_scale, encode_tflite_scale, onnx_scale, wrap_int32
 
 __all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
            "compile_linear", "compiled_for", "run_linear", "scalar_int", "as_int8"]
@@ -40,7 +40,9 @@ class CompileError(ValueError):
 
 @dataclass(eq=False)
 class QuantizedLinear:
-    """One quantized matmul ``y = requant((x - a_zp) @ weights + bias)``, ONNX semantics.
+    """One quantized matmul ``y = requant((x - a_zp) @ weights + bias)``, with onnxruntime's
+    requantization (``rounding=ONNX``) or TFLite's (``TFLITE``: per channel
+    ``QuantizeMultiplier(double(a_scale) * double(w_scale) / double(y_scale))``, double rounding).
 
     Parameters
     ----------
@@ -58,6 +60,8 @@ class QuantizedLinear:
         int32 returns ``(x - a_zp) @ weights + bias`` unrequantized (``STORE RAW``; MatMulInteger).
     relu : bool
         Clamp the output below at ``y_zp`` (a fused ReLU).
+    rounding : Rounding
+        Whose requantization arithmetic the device reproduces.
     """
 
     weights: np.ndarray
@@ -73,6 +77,7 @@ class QuantizedLinear:
     relu: bool = False
     precision: Precision = Precision.INT8
     name: str = "linear"
+    rounding: Rounding = Rounding.ONNX
 
 
 @dataclass
@@ -128,6 +133,20 @@ class LayerProgram:
             out[row0:row0 + rows, col0:col0 + cols] = block.reshape(rows, cols)
             at += size
         return out
+
+
+def _encode_scales(layer: QuantizedLinear, w_scale: np.ndarray, n: int):
+    """Per-channel ``(multiplier, shift)`` of the layer's requantization, in its rounding's
+    encoding (``sw.requant``): TFLite's shift travels as a two's-complement byte."""
+    if Rounding(layer.rounding) == Rounding.TFLITE:
+        a_scale = float(np.float32(layer.a_scale))
+        y_scale = float(np.float32(layer.y_scale))
+        pairs = [encode_tflite_scale(a_scale * float(s) / y_scale)
+                 for s in np.broadcast_to(w_scale, (n,))]
+        return (np.array([m for m, _ in pairs], np.int64),
+                np.array([s & 0xFF for _, s in pairs], np.int64))
+    scale = np.broadcast_to(onnx_scale(layer.a_scale, w_scale, layer.y_scale), (n,))
+    return encode_onnx_scale(np.asarray(scale, dtype=np.float32))
 
 
 def as_int8(x: np.ndarray) -> np.ndarray:
@@ -195,14 +214,13 @@ class CompiledLinear(TilePlanner):
             if w_scale.size not in (1, self.n):
                 raise CompileError(f"{layer.name}: w_scale has {w_scale.size} entries; "
                                    f"give 1 (per tensor) or N={self.n} (per channel)")
-            scale = np.broadcast_to(onnx_scale(layer.a_scale, w_scale, layer.y_scale), (self.n,))
-            multiplier, shift = encode_onnx_scale(np.asarray(scale, dtype=np.float32))
+            multiplier, shift = _encode_scales(layer, w_scale, self.n)
             y_zp = scalar_int(layer.y_zp, "output zero point")
             info = np.iinfo(self.out_dtype)
             if not info.min <= y_zp <= info.max:
                 raise CompileError(f"{layer.name}: output zero point {y_zp} is not {info.dtype}")
             self.qparams = (folded, multiplier, shift, np.full(self.n, y_zp))
-        self.config = Config(Precision(layer.precision), Rounding.ONNX, bool(layer.relu),
+        self.config = Config(Precision(layer.precision), Rounding(layer.rounding), bool(layer.relu),
                              OutType.INT8 if self.raw else _OUT_TYPES[self.out_dtype])
         p = params
         if p.qparam_depth < p.cols:

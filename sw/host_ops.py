@@ -1,13 +1,15 @@
 """The steps of a quantized model that run on the host: QuantizeLinear and DequantizeLinear with
 onnxruntime's float32 arithmetic to the bit, and data movement (Reshape, Flatten, Transpose,
-Squeeze, Unsqueeze, Identity, Constant). Operations and attributes are named as ONNX names them;
-a step is a :class:`sw.model_ir.HostStep`."""
+Squeeze, Unsqueeze, Identity, Constant), named and parametrized as ONNX names them; and the
+TFLite operators of :mod:`sw.tflite_host_ops`. A step is a :class:`sw.model_ir.HostStep`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from .tflite_host_ops import TFLITE_HOST_OPS, run_tflite_op
 
 __all__ = ["HOST_OPS", "quantize_linear", "dequantize_linear", "run_host_op"]
 
@@ -47,6 +49,8 @@ def run_host_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Outputs of one host step (a :class:`sw.model_ir.HostStep`), from ``env`` (tensor name ->
     array)."""
     op, a = step.op, step.attrs
+    if op in TFLITE_HOST_OPS:
+        return run_tflite_op(step, env)
     args = [env[n] if n else None for n in step.inputs] + [None] * 3
     if op == "QuantizeLinear":
         return [quantize_linear(args[0], args[1], args[2], a.get("axis", 1))]

@@ -21,8 +21,8 @@ from .requant import encode_tflite_scale, multiply_by_quantized_multiplier, wrap
 
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
-    "conv2d", "depthwise_conv2d", "fully_connected", "add", "average_pool", "mean",
-    "softmax", "quantize", "requantize", "dequantize",
+    "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add",
+    "average_pool", "mean", "softmax", "quantize", "requantize", "dequantize",
 ]
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -133,6 +133,14 @@ def fully_connected(x, filters, bias, *, input_zp: int, filter_zp: int = 0, inpu
     acc = (x - input_zp) @ (filters - filter_zp).T
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)
+    return requantize_double(acc, input_scale=input_scale, filter_scale=filter_scale,
+                             output_scale=output_scale, output_zp=output_zp, act_range=act_range)
+
+
+def requantize_double(acc, *, input_scale: float, filter_scale, output_scale: float,
+                      output_zp: int, act_range=(-128, 127)) -> np.ndarray:
+    """FULLY_CONNECTED's requantization of int32 sums ``acc`` (``(..., O)``): ``double(acc) *
+    (double(s_in) * double(s_w) / double(s_out))``, rounded half away from zero."""
     scale = (np.float64(np.float32(input_scale)) * np.asarray(filter_scale, np.float32)
              .astype(np.float64) / np.float64(np.float32(output_scale)))
     y = round_half_away(wrap_int32(acc).astype(np.float64) * scale).astype(np.int64) + output_zp

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures.
+
+Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
+project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
+numpy data that follows a learnable rule (so weights and activation ranges are not
+degenerate), then converted with the converter's standard full-integer recipe:
+
+    optimizations = [Optimize.DEFAULT], representative_dataset = <generator>,
+    target_spec.supported_ops = [OpsSet.TFLITE_BUILTINS_INT8],
+    inference_input_type = inference_output_type = int8
+
+Writes to tests/assets/tflite/ (or --out):
+    <name>.tflite        the model
+    <name>_inputs.npy    8 int8 test inputs, shape (8, *input_shape), quantized with the
+                         model's own input scale / zero point from float synthetic data
+
+Usage (from the repo root, in the TF venv):
+    /work/tflite-venv/bin/python scripts/tflite_models/make_models.py [--out DIR] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import warnings
+from pathlib import Path
+
+# Quiet TF, deterministic kernels, one thread; must precede the import. The thread count is
+# part of the recipe: the same seeds on 2 threads give different (equally valid) weights, since
+# float reductions are split differently. One thread also leaves the shared machine a core.
+THREADS = 1
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # plain Eigen kernels, no oneDNN
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+keras = tf.keras
+layers = keras.layers
+
+SEED = 1234
+N_TEST = 8          # test inputs saved per model
+N_CALIB = 64        # representative-dataset samples
+BN_MOMENTUM = 0.9   # Keras default 0.99 barely moves the moving stats in a few dozen steps
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "tests" / "assets" / "tflite"
+
+
+def bn():
+    return layers.BatchNormalization(momentum=BN_MOMENTUM)
+
+
+# --------------------------------------------------------------------------- models
+
+def ds_cnn(batch=None) -> keras.Model:
+    """MLPerf Tiny KWS DS-CNN (small): 49x10x1 MFCC -> 12 classes."""
+    inp = keras.Input((49, 10, 1), batch_size=batch)
+    x = layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same")(inp)
+    x = layers.ReLU()(bn()(x))
+    for _ in range(4):
+        x = layers.DepthwiseConv2D((3, 3), padding="same")(x)
+        x = layers.ReLU()(bn()(x))
+        x = layers.Conv2D(64, (1, 1), padding="same")(x)
+        x = layers.ReLU()(bn()(x))
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)  # 25x5
+    x = layers.Flatten()(x)
+    x = layers.Dense(12)(x)
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="ds_cnn")
+
+
+def resnet8(batch=None) -> keras.Model:
+    """MLPerf Tiny IC ResNet-8 (resnet_v1_eembc): 32x32x3 -> 10 classes."""
+    inp = keras.Input((32, 32, 3), batch_size=batch)
+    x = layers.Conv2D(16, 3, padding="same")(inp)
+    x = layers.ReLU()(bn()(x))
+    # stack 1: identity shortcut
+    y = layers.Conv2D(16, 3, padding="same")(x)
+    y = layers.ReLU()(bn()(y))
+    y = bn()(layers.Conv2D(16, 3, padding="same")(y))
+    x = layers.ReLU()(layers.Add()([x, y]))
+    # stacks 2, 3: strided, 1x1 strided conv shortcut
+    for filters in (32, 64):
+        y = layers.Conv2D(filters, 3, strides=2, padding="same")(x)
+        y = layers.ReLU()(bn()(y))
+        y = bn()(layers.Conv2D(filters, 3, padding="same")(y))
+        s = layers.Conv2D(filters, 1, strides=2, padding="same")(x)
+        x = layers.ReLU()(layers.Add()([s, y]))
+    x = layers.AveragePooling2D(pool_size=8)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(10)(x)
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="resnet8")
+
+
+def mobilenet_v1_025(batch=None) -> keras.Model:
+    """MLPerf Tiny VWW MobileNetV1 alpha=0.25 at 96x96x3 -> 2 classes (ReLU, as MLPerf)."""
+    inp = keras.Input((96, 96, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, strides=2, padding="same")(inp)
+    x = layers.ReLU()(bn()(x))
+    blocks = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2),
+              (128, 1), (128, 1), (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)]
+    for filters, stride in blocks:
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same")(x)
+        x = layers.ReLU()(bn()(x))
+        x = layers.Conv2D(filters, 1, padding="same")(x)
+        x = layers.ReLU()(bn()(x))
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)  # 3x3
+    x = layers.Flatten()(x)
+    x = layers.Dense(2)(x)
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="mobilenet_v1_025")
+
+
+def autoencoder(batch=None) -> keras.Model:
+    """MLPerf Tiny AD fully-connected autoencoder: 640 -> 640."""
+    inp = keras.Input((640,), batch_size=batch)
+    x = inp
+    for units in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+        x = layers.Dense(units)(x)
+        x = layers.ReLU()(bn()(x))
+    out = layers.Dense(640)(x)
+    return keras.Model(inp, out, name="autoencoder")
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+def smooth(rng: np.random.Generator, shape, passes: int = 2) -> np.ndarray:
+    """Random field smoothed along the two spatial axes (box blur), unit std."""
+    a = rng.standard_normal(shape).astype(np.float32)
+    for _ in range(passes):
+        for ax in (0, 1):
+            a = (a + np.roll(a, 1, ax) + np.roll(a, -1, ax)) / 3.0
+    return a / a.std()
+
+
+def class_data(rng, shape, n_classes, lo, hi, signal=0.6):
+    """Inputs = noise + class template; the label is the template used (learnable)."""
+    templates = np.stack([smooth(rng, shape) for _ in range(n_classes)])
+
+    def draw(m):
+        y = rng.integers(0, n_classes, m)
+        x = 0.7 * np.stack([smooth(rng, shape, 1) for _ in range(m)]) + signal * templates[y]
+        # map roughly to [lo, hi] like the real front end's data (pixels, MFCCs)
+        x = (x + 3.0) / 6.0 * (hi - lo) + lo
+        return np.clip(x, lo, hi).astype(np.float32), y.astype(np.int32)
+
+    return draw
+
+
+def ae_data(rng, n_latent=8, dim=640):
+    """Log-mel-like frames lying near an 8-d manifold: x = tanh(z W) * 3 + small noise."""
+    w = rng.standard_normal((n_latent, dim)).astype(np.float32) / np.sqrt(n_latent)
+
+    def draw(m):
+        z = rng.standard_normal((m, n_latent)).astype(np.float32)
+        x = 3.0 * np.tanh(z @ w) + 0.1 * rng.standard_normal((m, dim)).astype(np.float32)
+        return x.astype(np.float32), x.astype(np.float32)
+
+    return draw
+
+
+# name -> (builder, data factory, n_train, epochs, batch, loss)
+SPECS = {
+    "ds_cnn": (ds_cnn, lambda r: class_data(r, (49, 10, 1), 12, -4.0, 4.0), 768, 3, 32,
+               "sparse_categorical_crossentropy"),
+    "resnet8": (resnet8, lambda r: class_data(r, (32, 32, 3), 10, 0.0, 1.0), 512, 2, 32,
+                "sparse_categorical_crossentropy"),
+    "mobilenet_v1_025": (mobilenet_v1_025, lambda r: class_data(r, (96, 96, 3), 2, 0.0, 1.0),
+                         384, 2, 32, "sparse_categorical_crossentropy"),
+    "autoencoder": (autoencoder, lambda r: ae_data(r), 2048, 5, 64, "mse"),
+}
+
+
+def reestimate_bn(model: keras.Model, x: np.ndarray, batch: int = 64) -> None:
+    """Re-estimate the BN moving statistics for the final weights (forward passes in training
+    mode, no weight update): after only a few dozen steps the moving averages lag behind the
+    weights and inference-mode outputs collapse. Momentum k/(k+1) at batch k makes the moving
+    statistics the plain average of the batch statistics."""
+    bns = [ly for ly in model.layers if isinstance(ly, layers.BatchNormalization)]
+    for k, i in enumerate(range(0, len(x), batch)):
+        for ly in bns:
+            ly.momentum = k / (k + 1)
+        model(x[i:i + batch], training=True)
+    for ly in bns:
+        ly.momentum = BN_MOMENTUM
+
+
+# --------------------------------------------------------------------------- convert
+
+def convert(model: keras.Model, calib: np.ndarray) -> bytes:
+    def representative_dataset():
+        for i in range(calib.shape[0]):
+            yield [calib[i:i + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SavedModel signature dump and calibration notes
+        return converter.convert()
+
+
+def run_int8(tflite_model: bytes, x: np.ndarray):
+    """Quantize float inputs with the model's input scale / zero point and run them through
+    the TF-bundled TFLite interpreter. Returns (int8 inputs, dequantized float outputs,
+    (input scale, input zero point))."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation notice
+        interp = tf.lite.Interpreter(model_content=tflite_model)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    scale, zp = inp["quantization"]
+    assert inp["dtype"] == np.int8 and scale > 0, inp
+    q = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+    o_scale, o_zp = out["quantization"]
+    ys = []
+    for xi in q:
+        interp.set_tensor(inp["index"], xi[None])
+        interp.invoke()
+        ys.append((interp.get_tensor(out["index"])[0].astype(np.float32) - o_zp) * o_scale)
+    return q, np.stack(ys), (scale, zp)
+
+
+def make(name: str, out: Path, index: int) -> None:
+    build, data, n_train, epochs, batch, loss = SPECS[name]
+    keras.backend.clear_session()  # layer names (kept in the .tflite) independent of --only
+    keras.utils.set_random_seed(SEED + index)
+    rng = np.random.default_rng(SEED + index)
+    draw = data(rng)
+    x_train, y_train = draw(n_train)
+    x_calib, _ = draw(N_CALIB)
+    x_test, _ = draw(N_TEST)
+
+    model = build()
+    metrics = ["accuracy"] if loss != "mse" else []
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics)
+    hist = model.fit(x_train, y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+    last = {k: round(float(v[-1]), 4) for k, v in hist.history.items()}
+    reestimate_bn(model, x_train)
+    x_val, y_val = draw(256)
+    p_val = model(x_val, training=False).numpy()  # direct call: no tf.data log noise
+    if loss == "mse":
+        val = {"loss": round(float(np.mean((p_val - y_val) ** 2)), 4)}
+    else:
+        val = {"accuracy": round(float(np.mean(p_val.argmax(1) == y_val)), 4)}
+
+    # Convert a batch-1 copy. With Keras 3's dynamic batch dimension, Flatten converts to
+    # SHAPE + STRIDED_SLICE + PACK + RESHAPE; with a static batch of 1 it folds away entirely
+    # (FULLY_CONNECTED takes the [1,1,1,C] pooled tensor directly).
+    weights = model.get_weights()
+    keras.backend.clear_session()  # same layer names as the trained model
+    model = build(batch=1)
+    model.set_weights(weights)
+    tfl = convert(model, x_calib)
+    (out / f"{name}.tflite").write_bytes(tfl)
+    q_test, y_int8, (scale, zp) = run_int8(tfl, x_test)
+    np.save(out / f"{name}_inputs.npy", q_test)
+
+    # sanity: int8 model vs float model on the same (dequantized) test inputs
+    y_float = model(np.ascontiguousarray((q_test.astype(np.float32) - zp) * scale)).numpy()
+    check = f"int8-vs-float max|diff|={np.abs(y_int8 - y_float).max():.4f}"
+    if loss != "mse":
+        check += f" argmax agree {(y_int8.argmax(1) == y_float.argmax(1)).sum()}/{N_TEST}"
+    print(f"{name}: params={model.count_params()} train={last} val={val} {check} "
+          f"tflite={len(tfl)} bytes -> {out / (name + '.tflite')}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--only", nargs="*", choices=list(SPECS), default=list(SPECS))
+    args = ap.parse_args(argv)
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    tf.config.experimental.enable_op_determinism()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, numpy {np.__version__}, "
+          f"threads {THREADS}", flush=True)
+    for i, name in enumerate(SPECS):
+        if name in args.only:
+            make(name, args.out, i)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""LiteRT as the oracle of TFLite models: its interpreter with the reference kernels
+(``OpResolverType.BUILTIN_REF``), whose arithmetic is the contract for ``.tflite`` models
+(``docs/tflite-arithmetic.md``). The interpreter's default resolver (XNNPACK) and its optimized
+kernels round differently now and then: they are never used here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["litert_run", "LiteRTComparison", "compare_with_litert"]
+
+
+def litert_run(model: str | Path, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Outputs of LiteRT's reference kernels, ``{output name: array}``. The model's batch of one
+    is run once per row of the feeds (rows are independent), and the rows stacked."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interpreter = Interpreter(model_path=str(model),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    rows = {len(np.asarray(feeds[d["name"]])) for d in inputs}
+    if len(rows) != 1:
+        raise ValueError(f"the feeds have different batch sizes: {sorted(rows)}")
+    results: dict[str, list[np.ndarray]] = {d["name"]: [] for d in outputs}
+    for row in range(rows.pop()):
+        for detail in inputs:
+            interpreter.set_tensor(detail["index"], np.asarray(feeds[detail["name"]])[row:row + 1])
+        interpreter.invoke()
+        for detail in outputs:
+            results[detail["name"]].append(interpreter.get_tensor(detail["index"]).copy())
+    return {name: np.concatenate(parts) for name, parts in results.items()}
+
+
+class LiteRTComparison:
+    """A device's outputs against LiteRT's reference kernels."""
+
+    def __init__(self, device: dict[str, np.ndarray], reference: dict[str, np.ndarray]):
+        self.total = sum(v.size for v in reference.values())
+        self.differ = sum(int(np.count_nonzero(np.asarray(device[k]).reshape(v.shape) != v))
+                          if np.asarray(device[k]).size == v.size else v.size
+                          for k, v in reference.items())
+
+    @property
+    def device_is_right(self) -> bool:
+        return self.differ == 0
+
+    def lines(self) -> list[str]:
+        if self.differ == 0:
+            return [f"LiteRT (reference kernels): equal ({self.total} outputs)"]
+        return [f"LiteRT (reference kernels): {self.differ} of {self.total} outputs differ; "
+                "the reference kernels are the contract, so the device is wrong"]
+
+
+def compare_with_litert(model: str | Path, feeds: dict[str, Any],
+                        device_outputs: dict[str, np.ndarray]) -> LiteRTComparison:
+    return LiteRTComparison(device_outputs, litert_run(model, feeds))

@@ -1,0 +1,79 @@
+"""The steps of a TFLite model that run on the host, with LiteRT's reference arithmetic
+(:mod:`sw.tflite_kernels`): the operators the device has no unit for yet, and the
+double-precision requantization of FULLY_CONNECTED, whose int32 sums the device computes.
+
+A step is a :class:`sw.model_ir.HostStep` whose ``op`` is one of :data:`TFLITE_HOST_OPS` and whose
+attributes carry the operator's parameters (scales, zero points, clamps, constant tensors); its
+tensors are NHWC, as TFLite lays them out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import tflite_kernels as kernels
+
+__all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
+
+#: Host operations, named after the TFLite operators they compute.
+TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FULLY_CONNECTED",
+                   "TFL_FC_REQUANTIZE", "TFL_ADD", "TFL_AVERAGE_POOL_2D", "TFL_MEAN",
+                   "TFL_SOFTMAX", "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD",
+                   "TFL_RESHAPE")
+
+
+def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Outputs of one TFLite host step, from ``env`` (tensor name -> array)."""
+    op, a = step.op, step.attrs
+    x = env[step.inputs[0]]
+    if op == "TFL_CONV_2D":
+        return [kernels.conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
+    if op == "TFL_DEPTHWISE_CONV_2D":
+        return [kernels.depthwise_conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
+    if op == "TFL_FULLY_CONNECTED":
+        return [kernels.fully_connected(x.reshape(-1, a["filters"].shape[1]), a["filters"],
+                                        a["bias"], **_requant_args(a))]
+    if op == "TFL_FC_REQUANTIZE":
+        return [kernels.requantize_double(x, **_requant_args(a, with_zp=False))]
+    if op == "TFL_ADD":
+        return [kernels.add(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
+                            b_scale=a["b_scale"], b_zp=a["b_zp"], output_scale=a["output_scale"],
+                            output_zp=a["output_zp"], act_range=a["act_range"])]
+    if op == "TFL_AVERAGE_POOL_2D":
+        return [kernels.average_pool(x, kernel=a["kernel"], stride=a["stride"], pads=a["pads"],
+                                     act_range=a["act_range"])]
+    if op == "TFL_MEAN":
+        return [kernels.mean(x, a["axes"], input_scale=a["input_scale"], input_zp=a["input_zp"],
+                             output_scale=a["output_scale"], output_zp=a["output_zp"],
+                             keep_dims=a["keep_dims"])]
+    if op == "TFL_SOFTMAX":
+        return [kernels.softmax(x, input_scale=a["input_scale"], beta=a["beta"])]
+    if op == "TFL_QUANTIZE":
+        return [kernels.quantize(x, scale=a["scale"], zero_point=a["zero_point"])]
+    if op == "TFL_REQUANTIZE":
+        return [kernels.requantize(x, input_scale=a["input_scale"], input_zp=a["input_zp"],
+                                   output_scale=a["output_scale"], output_zp=a["output_zp"])]
+    if op == "TFL_DEQUANTIZE":
+        return [kernels.dequantize(x, scale=a["scale"], zero_point=a["zero_point"])]
+    if op == "TFL_PAD":
+        return [np.pad(x, a["paddings"], constant_values=a["value"])]
+    if op == "TFL_RESHAPE":
+        return [x.reshape((-1, *a["shape"][1:]))]   # any batch; TFLite fixes it at 1
+    raise AssertionError(op)
+
+
+def _conv_args(a: dict) -> dict:
+    return dict(input_zp=a["input_zp"], multiplier=a["multiplier"], shift=a["shift"],
+                output_zp=a["output_zp"], stride=a["stride"], dilation=a["dilation"],
+                pads=a["pads"], act_range=a["act_range"])
+
+
+def _requant_args(a: dict, with_zp: bool = True) -> dict:
+    args = dict(input_scale=a["input_scale"], filter_scale=a["filter_scale"],
+                output_scale=a["output_scale"], output_zp=a["output_zp"],
+                act_range=a["act_range"])
+    if with_zp:
+        args["input_zp"] = a["input_zp"]
+    return args

@@ -1,0 +1,338 @@
+"""Full-integer TFLite models on a Rill device: a ``.tflite`` file lowered into the model
+representation (:class:`sw.model_ir.QuantizedModel`) and run with LiteRT's reference arithmetic
+(``docs/tflite-arithmetic.md``), so the outputs equal ``ai-edge-litert``'s with
+``OpResolverType.BUILTIN_REF`` bit for bit.
+
+Where each operator runs:
+
+- **CONV_2D** (dilation 1, fused NONE or RELU) on the device's array, requantized there with
+  TFLite's ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the
+  device where the core can. RELU6 and RELU_N1_TO_1 clamp above the output range's top, which
+  the requantizer cannot: such convs run on the host.
+- **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
+  requantizes them in double precision, which the host does exactly.
+- **DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MEAN, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD, RESHAPE**
+  on the host (:mod:`sw.tflite_host_ops`): the device has no vector unit for them yet.
+
+Any other operator is refused at load, by name. :meth:`TfliteModel.placement` says where each
+operator runs and what share of the model's MACs the device does.
+
+TFLite lays activations out NHWC; the device's convolutions take NCHW. Transposes are host steps,
+placed only where a tensor changes hands between the two, so consecutive device convs hand their
+maps on directly (and can chain on chip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hw.isa import Rounding
+
+from .compiler import LayerProgram, QuantizedLinear
+from .conv import QuantizedConv
+from .device_base import Device
+from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
+from .tflite_kernels import activation_range, quantize_multiplier, same_padding
+from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
+
+__all__ = ["TfliteModel", "TfliteImportError", "UnsupportedTfliteOperator", "InvalidTflite",
+           "SUPPORTED_OPERATORS"]
+
+SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
+                       "AVERAGE_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "PAD",
+                       "RESHAPE")
+_DEVICE_ACTIVATIONS = ("NONE", "RELU")
+_NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
+
+
+class TfliteImportError(ValueError):
+    """A TFLite model or input Rill cannot take."""
+
+
+class UnsupportedTfliteOperator(TfliteImportError):
+    def __init__(self, op: TfliteOperator, why: str = ""):
+        why = why or "this operator is not supported"
+        super().__init__(f"operator #{op.index} ({op.name}): {why}. Supported: "
+                         f"{', '.join(SUPPORTED_OPERATORS)}")
+        self.op_name, self.index = op.name, op.index
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one operator runs, and its multiply-accumulates per inference."""
+    index: int
+    op: str
+    where: str        # "device", "device + host" (sums on the device) or "host"
+    macs: int
+    why: str = ""
+
+
+class _Lowering:
+    """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
+
+    def __init__(self, graph: TfliteGraph):
+        self.graph, self.steps, self.placements = graph, [], []
+        self.nchw: set[str] = set()    # tensors that exist in NCHW (device conv outputs)
+        self.nhwc: set[str] = set()    # tensors that exist in TFLite's own layout
+
+    def tensor(self, index: int):
+        return self.graph.tensors[index]
+
+    def name(self, index: int) -> str:
+        return f"t{index}:{self.graph.tensors[index].name}"
+
+    def _layout(self, index: int, nchw: bool) -> str:
+        """The tensor's name in the layout a step needs, adding a transpose when it has only
+        the other one."""
+        name = self.name(index)
+        want, have = (f"{name}@nchw", name) if nchw else (name, f"{name}@nchw")
+        present = self.nchw if nchw else self.nhwc
+        if name not in present:
+            perm = _NCHW if nchw else _NHWC
+            self.steps.append(HostStep(f"{name} to {'NCHW' if nchw else 'NHWC'}", "Transpose",
+                                       (have,), (want,), {"perm": perm}))
+            present.add(name)
+        return want
+
+    def host(self, op: TfliteOperator, kind: str, attrs: dict, why: str = "", macs: int = 0):
+        inputs = tuple(self._layout(i, nchw=False) for i in op.inputs[:2 if kind == "TFL_ADD"
+                                                                       else 1])
+        self.steps.append(HostStep(f"#{op.index} {op.name}", kind, inputs,
+                                   (self.name(op.outputs[0]),), attrs))
+        self.nhwc.add(self.name(op.outputs[0]))
+        self.placements.append(Placement(op.index, op.name, "host", macs, why))
+
+    def lower(self, op: TfliteOperator):
+        method = getattr(self, f"_{op.name.lower()}", None)
+        if op.name not in SUPPORTED_OPERATORS or method is None:
+            raise UnsupportedTfliteOperator(op)
+        for index in op.inputs[:1]:
+            if self.tensor(index).dtype not in (np.int8, np.float32) and op.name != "DEQUANTIZE":
+                raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
+                                                "(full-integer int8 models only)")
+        method(op)
+
+    # -- operators -------------------------------------------------------------------------------
+
+    def _quant(self, index: int) -> tuple[float, int]:
+        t = self.tensor(index)
+        if t.scale.size == 0:
+            raise TfliteImportError(f"tensor {t.name!r} is not quantized")
+        return float(t.scale[0]), int(t.zero_point[0]) if t.zero_point.size else 0
+
+    def _act_range(self, op: TfliteOperator) -> tuple[int, int]:
+        scale, zp = self._quant(op.outputs[0])
+        return activation_range(op.options.get("activation", "NONE"), scale, zp)
+
+    def _window(self, op, kernel) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """``(pads, out)`` of a window op over its NHWC input (TFLite's SAME or VALID)."""
+        _, h, w, _ = self.tensor(op.inputs[0]).shape
+        stride, dilation = op.options["stride"], op.options.get("dilation", (1, 1))
+        if op.options["padding"] == "SAME":
+            (oh, top, bottom), (ow, left, right) = (
+                same_padding(h, kernel[0], stride[0], dilation[0]),
+                same_padding(w, kernel[1], stride[1], dilation[1]))
+            return (top, left, bottom, right), (oh, ow)
+        return (0, 0, 0, 0), tuple(self.tensor(op.outputs[0]).shape[1:3])
+
+    def _multipliers(self, op) -> tuple[list[int], list[int]]:
+        s_in, _ = self._quant(op.inputs[0])
+        s_out, _ = self._quant(op.outputs[0])
+        pairs = [quantize_multiplier(float(np.float32(s_in)) * float(s) / float(np.float32(s_out)))
+                 for s in np.broadcast_to(self.tensor(op.inputs[1]).scale,
+                                          (self.tensor(op.outputs[0]).shape[-1],))]
+        return [m for m, _ in pairs], [s for _, s in pairs]
+
+    def _bias(self, op) -> np.ndarray | None:
+        return self.tensor(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+            else None
+
+    def _conv_2d(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        kernel = filters.shape[1:3]
+        pads, _ = self._window(op, kernel)
+        out_shape = self.tensor(op.outputs[0]).shape
+        macs = int(np.prod(out_shape[1:])) * int(np.prod(filters.shape[1:]))
+        activation = op.options.get("activation", "NONE")
+        if activation in _DEVICE_ACTIVATIONS and op.options.get("dilation", (1, 1)) == (1, 1):
+            (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+            linear = QuantizedLinear(
+                QuantizedConv.filters_to_weights(filters.transpose(0, 3, 1, 2)),
+                a_scale=s_in, a_zp=zp_in, w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out,
+                y_zp=zp_out, bias=self._bias(op), relu=activation == "RELU",
+                rounding=Rounding.TFLITE, name=f"#{op.index} CONV_2D")
+            conv = QuantizedConv(linear, kernel, pads, tuple(op.options["stride"]))
+            output = self.name(op.outputs[0])
+            self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
+                                          f"{output}@nchw", linear, conv))
+            self.nchw.add(output)
+            self.placements.append(Placement(op.index, op.name, "device", macs))
+            return
+        why = f"fused {activation}: the requantizer clamps only at the zero point" \
+            if activation not in _DEVICE_ACTIVATIONS else "dilation above 1"
+        self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads), why, macs)
+
+    def _conv_attrs(self, op, filters, pads) -> dict:
+        multiplier, shift = self._multipliers(op)
+        bias = self._bias(op)
+        return dict(filters=filters, bias=np.zeros(filters.shape[-1 if op.name.startswith(
+            "DEPTHWISE") else 0], np.int64) if bias is None else bias,
+            input_zp=self._quant(op.inputs[0])[1], output_zp=self._quant(op.outputs[0])[1],
+            multiplier=multiplier, shift=shift, stride=tuple(op.options["stride"]),
+            dilation=tuple(op.options.get("dilation", (1, 1))), pads=pads,
+            act_range=self._act_range(op))
+
+    def _depthwise_conv_2d(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        pads, _ = self._window(op, filters.shape[1:3])
+        macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
+        self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
+                  "no vector unit yet", macs)
+
+    def _fully_connected(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        if filters is None or filters.ndim != 2:
+            raise UnsupportedTfliteOperator(op, "its weights must be a constant [O, I] tensor")
+        if op.options.get("keep_num_dims"):
+            raise UnsupportedTfliteOperator(op, "keep_num_dims=True")
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        rows = f"{self.name(op.inputs[0])}@rows"
+        self.steps.append(HostStep(f"#{op.index} flatten", "TFL_RESHAPE",
+                                   (self._layout(op.inputs[0], False),), (rows,),
+                                   {"shape": (1, filters.shape[1])}))
+        linear = QuantizedLinear(filters.T, a_scale=s_in, a_zp=zp_in, bias=self._bias(op),
+                                 out_dtype=np.int32, name=f"#{op.index} FULLY_CONNECTED")
+        sums = f"{self.name(op.outputs[0])}@sums"
+        self.steps.append(DeviceLayer(linear.name, "gemm", rows, sums, linear))
+        self.steps.append(HostStep(f"#{op.index} requantize", "TFL_FC_REQUANTIZE", (sums,),
+                                   (self.name(op.outputs[0]),),
+                                   dict(input_scale=s_in, filter_scale=self.tensor(op.inputs[1])
+                                        .scale, output_scale=s_out, output_zp=zp_out,
+                                        act_range=self._act_range(op))))
+        self.nhwc.add(self.name(op.outputs[0]))
+        self.placements.append(Placement(op.index, op.name, "device + host",
+                                         int(np.prod(filters.shape)),
+                                         "requantized in double precision on the host"))
+
+    def _add(self, op):
+        (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
+        s_out, zp_out = self._quant(op.outputs[0])
+        self.host(op, "TFL_ADD", dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,
+                                      output_scale=s_out, output_zp=zp_out,
+                                      act_range=self._act_range(op)), "no vector unit yet")
+
+    def _average_pool_2d(self, op):
+        pads, _ = self._window(op, op.options["kernel"])
+        self.host(op, "TFL_AVERAGE_POOL_2D", dict(kernel=op.options["kernel"],
+                                                  stride=op.options["stride"], pads=pads,
+                                                  act_range=self._act_range(op)),
+                  "no vector unit yet")
+
+    def _mean(self, op):
+        axes = self.tensor(op.inputs[1]).data
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        self.host(op, "TFL_MEAN", dict(axes=tuple(int(a) for a in np.ravel(axes)),
+                                       input_scale=s_in, input_zp=zp_in, output_scale=s_out,
+                                       output_zp=zp_out,
+                                       keep_dims=op.options.get("keep_dims", False)),
+                  "no vector unit yet")
+
+    def _softmax(self, op):
+        self.host(op, "TFL_SOFTMAX", dict(input_scale=self._quant(op.inputs[0])[0],
+                                          beta=op.options.get("beta", 1.0)),
+                  "runs on the host, as LiteRT's reference kernel computes it")
+
+    def _quantize(self, op):
+        s_out, zp_out = self._quant(op.outputs[0])
+        if self.tensor(op.inputs[0]).dtype == np.float32:
+            self.host(op, "TFL_QUANTIZE", dict(scale=s_out, zero_point=zp_out))
+        else:
+            s_in, zp_in = self._quant(op.inputs[0])
+            self.host(op, "TFL_REQUANTIZE", dict(input_scale=s_in, input_zp=zp_in,
+                                                 output_scale=s_out, output_zp=zp_out))
+
+    def _dequantize(self, op):
+        scale, zp = self._quant(op.inputs[0])
+        self.host(op, "TFL_DEQUANTIZE", dict(scale=scale, zero_point=zp))
+
+    def _pad(self, op):
+        paddings = self.tensor(op.inputs[1]).data
+        self.host(op, "TFL_PAD", dict(paddings=[tuple(int(v) for v in row) for row in paddings],
+                                      value=self._quant(op.outputs[0])[1]))
+
+    def _reshape(self, op):
+        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)))
+
+
+class TfliteModel:
+    """A full-integer TFLite model ready to run on any Rill device (the same surface as
+    :class:`sw.onnx_import.RillModel`)."""
+
+    def __init__(self, graph: TfliteGraph):
+        lowering = _Lowering(graph)
+        for index in graph.inputs:
+            lowering.nhwc.add(lowering.name(index))
+        for op in graph.operators:
+            lowering.lower(op)
+        outputs = [lowering._layout(index, nchw=False) for index in graph.outputs]
+        inputs = []
+        for index in graph.inputs:
+            t = graph.tensors[index]
+            inputs.append(TensorSpec(lowering.name(index), t.dtype, (None, *t.shape[1:])))
+        self.graph, self.placements = graph, lowering.placements
+        self.model = QuantizedModel(inputs, outputs, {}, lowering.steps)
+        self.programs: list[LayerProgram] = []
+
+    @classmethod
+    def load(cls, path: str | Path | bytes) -> TfliteModel:
+        return cls(read_tflite(path))
+
+    @property
+    def input_names(self) -> list[str]:
+        return [self.graph.tensors[i].name for i in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self.graph.tensors[i].name for i in self.graph.outputs]
+
+    @property
+    def layers(self) -> list[DeviceLayer]:
+        return self.model.layers
+
+    def predicted_cycles(self) -> dict[str, int]:
+        """Predicted working cycles of each device layer program of the last :meth:`run`."""
+        return {lp.name: lp.predicted_cycles for lp in self.programs}
+
+    def placement_lines(self) -> list[str]:
+        """Where each operator runs, and the device's share of the model's MACs."""
+        total = sum(p.macs for p in self.placements) or 1
+        on_device = sum(p.macs for p in self.placements if p.where.startswith("device"))
+        lines = [f"  #{p.index:<3} {p.op:<20} {p.where:<14} {p.macs:>10,} MACs"
+                 + (f"  ({p.why})" if p.why else "") for p in self.placements]
+        lines.append(f"  device: {on_device:,} of {total:,} MACs ({on_device / total:.1%})")
+        return lines
+
+    def run(self, device: Device, feeds: dict[str, Any], *,
+            progress: Callable[[str, int, int], None] | None = None,
+            resident: bool = False) -> dict[str, np.ndarray]:
+        """Run the model; returns ``{output name: array}`` exactly as LiteRT's reference kernels
+        compute it (any batch size: TFLite's batch of 1 is not enforced)."""
+        by_name = {self.graph.tensors[i].name: name for name, i in
+                   zip((s.name for s in self.model.inputs), self.graph.inputs)}
+        unknown = set(feeds) - set(by_name)
+        if unknown:
+            raise TfliteImportError(f"inputs {sorted(unknown)} given; the model takes "
+                                    f"{sorted(by_name)}")
+        self.programs = []
+        try:
+            out = self.model.run(device, {by_name[k]: v for k, v in feeds.items()},
+                                 progress=progress, programs=self.programs, resident=resident)
+        except InputError as error:
+            raise TfliteImportError(str(error)) from None
+        return {self.graph.tensors[i].name: out[name]
+                for i, name in zip(self.graph.outputs, self.model.outputs)}

@@ -1,0 +1,129 @@
+"""Full-integer TFLite models (the four MLPerf Tiny architectures, tests/assets/tflite, made by
+scripts/tflite_models/make_models.py) on golden and sim, against LiteRT's reference kernels; and
+the front end's refusals."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw.params import RillParams
+from sw.bench import counter_read_cost
+from sw.device import open_device
+from sw.litert_oracle import litert_run
+from sw.tflite_import import TfliteImportError, TfliteModel, UnsupportedTfliteOperator
+from sw.tflite_reader import InvalidTflite, read_tflite
+
+ASSETS = Path(__file__).parent / "assets" / "tflite"
+MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder")
+
+
+def _model(name: str):
+    path = ASSETS / f"{name}.tflite"
+    return path, TfliteModel.load(path), np.load(ASSETS / f"{name}_inputs.npy")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_tiny_models_equal_litert_on_golden(name):
+    path, model, inputs = _model(name)
+    feeds = {model.input_names[0]: inputs}
+    with open_device("golden", RillParams()) as device:
+        got = model.run(device, feeds)
+    expected = litert_run(path, feeds)
+    assert list(got) == list(expected)
+    for key, want in expected.items():
+        assert got[key].dtype == want.dtype and np.array_equal(got[key], want)
+    # LiteRT's outputs vary with the input: the comparison is not of constant answers.
+    assert len({row.tobytes() for row in next(iter(expected.values()))}) > 1
+
+
+def _sim_run(name: str, rows: int):
+    path, model, inputs = _model(name)
+    feeds = {model.input_names[0]: inputs[:rows]}
+    with open_device("sim", RillParams()) as device:
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+    assert cycles == sum(model.predicted_cycles().values())
+    expected = litert_run(path, feeds)
+    for key, want in expected.items():
+        assert np.array_equal(got[key], want)
+
+
+@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder"])
+def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
+    _sim_run(name, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1_025"])
+def test_larger_models_equal_litert_on_the_rtl(name):
+    _sim_run(name, 1)
+
+
+def test_placement_says_where_each_operator_runs():
+    _, model, _ = _model("ds_cnn")
+    where = {p.op: p.where for p in model.placements}
+    assert where == {"CONV_2D": "device", "DEPTHWISE_CONV_2D": "host",
+                     "AVERAGE_POOL_2D": "host", "FULLY_CONNECTED": "device + host",
+                     "SOFTMAX": "host"}
+    lines = model.placement_lines()
+    assert lines[-1] == "  device: 2,368,768 of 2,656,768 MACs (89.2%)"
+    # Consecutive device convs would hand their maps on in NCHW; each DS-CNN conv is followed
+    # by a depthwise conv on the host, so each conv's input and output cross one transpose.
+    transposes = [s for s in model.model.steps if getattr(s, "op", "") == "Transpose"]
+    assert len(transposes) == 10
+
+
+def _with_operator(name: str, op_index: int, builtin: int) -> bytes:
+    """The model's bytes with operator ``op_index``'s operator code changed to ``builtin``."""
+    import tflite
+    data = bytearray((ASSETS / f"{name}.tflite").read_bytes())
+    root = tflite.Model.GetRootAs(bytes(data), 0)
+    code = root.OperatorCodes(root.Subgraphs(0).Operators(op_index).OpcodeIndex())
+    for slot, width in ((4, 1), (10, 4)):   # deprecated_builtin_code (int8), builtin_code (int32)
+        offset = code._tab.Offset(slot)
+        if offset:
+            data[code._tab.Pos + offset:code._tab.Pos + offset + width] = \
+                builtin.to_bytes(width, "little", signed=True)
+    return bytes(data)
+
+
+def test_an_unsupported_operator_is_refused_by_name():
+    import tflite
+    data = _with_operator("ds_cnn", 9, tflite.BuiltinOperator.MAX_POOL_2D)
+    assert read_tflite(data).operators[9].name == "MAX_POOL_2D"
+    with pytest.raises(UnsupportedTfliteOperator, match=r"#9 \(MAX_POOL_2D\).*Supported: CONV_2D"):
+        TfliteModel.load(data)
+
+
+def test_not_a_tflite_file():
+    with pytest.raises(InvalidTflite, match="not a TFLite flatbuffer"):
+        read_tflite(b"\x00" * 64)
+
+
+def test_feeds_of_the_wrong_type_or_name():
+    _, model, inputs = _model("autoencoder")
+    with open_device("golden", RillParams()) as device:
+        with pytest.raises(TfliteImportError, match="must be int8, got float32"):
+            model.run(device, {model.input_names[0]: inputs.astype(np.float32)})
+        with pytest.raises(TfliteImportError, match="the model takes"):
+            model.run(device, {"nonesuch": inputs})
+        with pytest.raises(TfliteImportError, match="shape"):
+            model.run(device, {model.input_names[0]: inputs[:, :100]})
+
+
+def test_cli_runs_a_tflite_model_and_compares_with_litert(tmp_path):
+    _, model, inputs = _model("ds_cnn")
+    np.save(tmp_path / "x.npy", inputs[:3])
+    run = [sys.executable, "-m", "sw", "run", str(ASSETS / "ds_cnn.tflite"), "--input",
+           str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"), "--device", "golden"]
+    result = subprocess.run([*run, "--compare", "litert"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "LiteRT (reference kernels): equal (36 outputs)" in result.stdout
+    assert "DEPTHWISE_CONV_2D    host" in result.stderr
+    assert np.load(tmp_path / "y.npy").shape == (3, 12)
+    result = subprocess.run([*run, "--compare", "onnxruntime"], capture_output=True, text=True)
+    assert result.returncode == 2 and "use --compare litert" in result.stderr
