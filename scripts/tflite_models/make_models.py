@@ -16,7 +16,7 @@ Writes to tests/assets/tflite/ (or --out):
                          model's own input scale / zero point from float synthetic data
 
 Usage (from the repo root, in the TF venv):
-    /work/tflite-venv/bin/python scripts/tflite_models/make_models.py [--out DIR] [--only NAME ...]
+    ~/tflite-venv/bin/python scripts/tflite_models/make_models.py [--out DIR] [--only NAME ...]
 """
 
 from __future__ import annotations
