@@ -320,6 +320,26 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_selftest(args) -> int:
+    from .device import BOARD_URLS
+    from .selftest import run_selftest
+    board = args.device.startswith(BOARD_URLS)
+    expected = None if board and args.board_params is None and args.rows is None \
+        and args.cols is None else _params_from(args)
+    print(f"self-test of {args.device}"
+          + ("" if expected is None else f", expecting a {expected.rows}x{expected.cols} core")
+          + ":", flush=True)
+    verdicts = run_selftest(args.device, expected, seed=args.seed,
+                            options=_device_options(args))
+    for verdict in verdicts:
+        print("\n".join(verdict.lines()), flush=True)
+    failed = sum(v.ok is False for v in verdicts)
+    print(f"{len(verdicts) - failed - sum(v.ok is None for v in verdicts)} passed, {failed} failed"
+          + (f", {sum(v.ok is None for v in verdicts)} skipped"
+             if any(v.ok is None for v in verdicts) else ""))
+    return 1 if failed else 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(_params_from(args), device=args.device, **_device_options(args))
@@ -397,6 +417,18 @@ def main(argv=None) -> int:
                    "the device's; where they differ, say whose answer is wrong (exit status 1 "
                    "when it is the device's)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("selftest", help="check a device step by step (board bring-up)",
+                       description="Check a device step by step, a verdict line each: the link "
+                       "answers; it speaks this driver's ISA with the expected params (a board's "
+                       "own unless --board-params NAME or --rows/--cols say otherwise); every "
+                       "byte value crosses the link both ways; one GEMM per precision equals the "
+                       "golden model's answer byte for byte, cycle counters included; a refused "
+                       "command leaves the device answering; the link counted no errors. A "
+                       "failing step says its likely cause. Exit status 1 when a step fails.")
+    _add_device_options(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random GEMMs (default 0)")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
     _add_device_options(p)
