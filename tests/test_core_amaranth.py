@@ -102,5 +102,8 @@ def test_command_stream_quiet_after_each_matmul():
         assert got == exp.expected, exp.name
 
 
+@pytest.mark.slow
 def test_bad_input_small_core():
+    """Slow in Amaranth's simulator (half a minute); the same program runs on the RTL of every
+    core shape, SMALL's among them, in tests/test_core_rtl.py's regressions (seconds)."""
     _check(SMALL, [("bad", bad_input_program(SMALL))])
