@@ -51,10 +51,15 @@ def _filters(conv: QuantizedConv) -> np.ndarray:
     return weights.T.reshape(weights.shape[1], -1, kh, kw)
 
 
-def addressable(params: RillParams, conv: QuantizedConv) -> bool:
+def addressable(params: RillParams, conv: QuantizedConv,
+                in_size: tuple[int, int] | None = None) -> bool:
     """Whether ``params``' core can walk this conv: conv addressing present, a byte's worth of
-    K tiles and kernel, stride and padding within the geometry's fields."""
+    K tiles and kernel, stride and padding within the geometry's fields, and, where the input's
+    ``(height, width)`` is known, its feature map within the activation SRAM."""
     if not params.conv_addressing:
+        return False
+    if in_size is not None and -(-_channels(conv) // params.values_per_word(_int4(conv))) \
+            * in_size[0] * in_size[1] > params.act_depth:
         return False
     kh, kw = conv.kernel
     kpt = params.k_per_tile(_int4(conv))

@@ -73,7 +73,9 @@ class DeviceLayer:
     """One quantized matmul, Gemm or convolution that runs on the device.
 
     ``kind``: ``"matmul"`` (any leading dimensions, the last one is K), ``"gemm"`` (2-D input,
-    transposed first when ``trans_a``) or ``"conv"`` (NCHW input, ``conv`` set).
+    transposed first when ``trans_a``) or ``"conv"`` (NCHW input, ``conv`` set; ``in_size``, its
+    input's height and width where the model fixes them, so that a map too large for the
+    activation SRAM is known to need im2col before anything is placed).
     """
 
     name: str
@@ -83,11 +85,12 @@ class DeviceLayer:
     linear: QuantizedLinear
     conv: QuantizedConv | None = None
     trans_a: bool = False
+    in_size: tuple[int, int] | None = None
     _compiled: dict = field(default_factory=dict, repr=False)
 
     def addressed(self, params: RillParams) -> bool:
         """Whether this is a conv ``params``' core walks itself (:mod:`sw.conv_device`)."""
-        return self.kind == "conv" and addressable(params, self.conv)
+        return self.kind == "conv" and addressable(params, self.conv, self.in_size)
 
     def compiled(self, params: RillParams, *, im2col: bool = False,
                  fmap: tuple[int, int] | None = None) -> CompiledLinear:

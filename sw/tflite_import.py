@@ -169,7 +169,8 @@ class _Lowering:
             conv = QuantizedConv(linear, kernel, pads, tuple(op.options["stride"]))
             output = self.name(op.outputs[0])
             self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
-                                          f"{output}@nchw", linear, conv))
+                                          f"{output}@nchw", linear, conv,
+                                          in_size=self.tensor(op.inputs[0]).shape[1:3]))
             self.nchw.add(output)
             self.placements.append(Placement(op.index, op.name, "device", macs))
             return

@@ -63,6 +63,28 @@ def test_larger_models_equal_litert_on_the_rtl(name):
     _sim_run(name, 1)
 
 
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet_v1_025"])
+def test_models_stay_resident_on_the_85f_and_stay_exact(name):
+    """With the ULX3S-85F's params every layer's weights stay on the device: ResNet-8's conv
+    pairs chain on chip; MobileNet's large maps exceed the activation SRAM, so their convs are
+    known at load to need im2col (their weights are placed in that order)."""
+    from boards import get_board
+    path, model, inputs = _model(name)
+    feeds = {model.input_names[0]: inputs[:2]}
+    with open_device("golden", get_board("ulx3s-85f").params) as device:
+        model.run(device, feeds, resident=True)
+        got = model.run(device, feeds, resident=True)
+        allocation = device.resident.allocation
+    assert len(allocation.residences) == len(model.layers)
+    if name == "resnet8":
+        assert allocation.chains == {1: (1, 2), 3: (3, 4), 6: (6, 7)}
+    else:   # the maps of 96x96 and 48x48 pixels do not fit, the 24x24 and smaller do
+        walked = [layer.in_size[0] for layer in model.layers if layer.addressed(device.params)]
+        assert walked and max(walked) == 24 and model.layers[0].in_size == (96, 96)
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
 def test_placement_says_where_each_operator_runs():
     _, model, _ = _model("ds_cnn")
     where = {p.op: p.where for p in model.placements}
