@@ -202,13 +202,15 @@ def format_table(params: RillParams, rows: list[BenchRow]) -> str:
 
 
 def write_json(path, params: RillParams, rows: list[BenchRow], stream_rows=(),
-               simulator: dict | None = None, models=()):
+               simulator: dict | None = None, models=(), tflite=()):
     """The bench as JSON; ``simulator``: a simulated device's speed (cycles per second);
-    ``models``: :class:`sw.bench_models.ModelRow` s."""
+    ``models``: :class:`sw.bench_models.ModelRow` s; ``tflite``:
+    :class:`sw.bench_tflite.TfliteRow` s."""
     with open(path, "w") as f:
         json.dump({"params": asdict(params), "rows": [asdict(r) for r in rows],
                    "stream": [asdict(r) for r in stream_rows], "simulator": simulator,
-                   "models": [asdict(r) for r in models]}, f, indent=1)
+                   "models": [asdict(r) for r in models],
+                   "tflite": [asdict(r) for r in tflite]}, f, indent=1)
 
 
 def plot(path, params: RillParams, rows: list[BenchRow]):

@@ -206,12 +206,24 @@ def cmd_bench(args) -> int:
             print(format_models(model_rows))
             mismatched += [f"{r.model} batch {r.batch}" for r in model_rows
                            if r.device_cycles != r.predicted_cycles]
+        tflite_rows = []
+        if args.tflite:
+            from .bench_tflite import bench_tflite, format_tflite
+            from .device import open_device
+            print("\nMLPerf Tiny architectures (int8 TFLite)...", flush=True)
+            with open_device(args.device, params) as device:
+                tflite_rows = bench_tflite(device, links or _board_links(
+                    ["icebreaker", "ulx3s-85f"]))
+            print(format_tflite(tflite_rows) if tflite_rows else
+                  "(no TFLite models here: they are tests/assets/tflite in a checkout)")
+            mismatched += [r.model for r in tflite_rows
+                           if r.device_cycles != r.predicted_cycles]
         simulator = _simulator_speed(kind, params, speeds, record)
     if simulator is not None:
         print(_format_simulator_speed(simulator))
     if args.json:
         write_json(args.json, params, rows, stream_rows, simulator=simulator,
-                   models=model_rows)
+                   models=model_rows, tflite=tflite_rows)
         print(f"wrote {args.json}")
     if mismatched:
         print(f"error: measured cycles differ from the prediction for {mismatched}",
@@ -442,6 +454,10 @@ def main(argv=None) -> int:
                    help="also stream a layer through the core and link RTL over a UART-paced "
                         "wire and report end-to-end throughput and wire bytes (sim only; "
                         "a few minutes); default on")
+    p.add_argument("--tflite", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the four MLPerf Tiny architectures (int8 TFLite) at batch 1 "
+                   "with their weights resident: device cycles, array utilization, latency at "
+                   "each board's clock beside published anchors; default on")
     p.add_argument("--models", action=argparse.BooleanOptionalAction, default=True,
                    help="also run whole models (the demo's conv net and an autoencoder shaped "
                         "like MLPerf Tiny's anomaly detection, batch 1 and 32) and bound their "

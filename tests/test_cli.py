@@ -25,13 +25,26 @@ def test_bench_cycles_are_the_rtls_counters_and_equal_the_prediction(tmp_path):
     the compiler's cycle model with the hardware, not with itself."""
     out = tmp_path / "bench.json"
     result = _sw("--rows", "4", "--cols", "4", "bench", "--device", "sim", "--no-stream",
-                 "--no-models", "--json", str(out))
+                 "--no-models", "--no-tflite", "--json", str(out))
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
     assert rows and all(r["matmul_cycles"] > 0 for r in rows)
     assert [r["matmul_cycles"] for r in rows] == [r["predicted_matmul_cycles"] for r in rows]
     assert [r["program_cycles"] for r in rows] == [r["predicted_program_cycles"] for r in rows]
     assert {"macs", "utilization", "wire_bytes", "compulsory_bytes"} <= set(rows[0])
+
+
+def test_bench_runs_the_mlperf_tiny_models_with_their_cycles_predicted(tmp_path):
+    out = tmp_path / "bench.json"
+    result = _sw("--board-params", "ulx3s-85f", "bench", "--device", "golden", "--no-stream",
+                 "--no-models", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["tflite"]
+    assert [r["model"] for r in rows] == ["ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder"]
+    assert all(r["device_cycles"] == r["predicted_cycles"] > 0 for r in rows)
+    assert all(0 < r["utilization"] < 1 and r["device_macs"] <= r["macs"] for r in rows)
+    assert rows[1]["host_operators"][0] == "ADD"
+    assert "anchor, resnet8: hls4ml" in result.stdout
 
 
 def test_info_prints_the_params():

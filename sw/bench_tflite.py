@@ -1,0 +1,87 @@
+"""``python -m sw bench --tflite``: the MLPerf Tiny architectures (int8 TFLite, made by
+``scripts/tflite_models/make_models.py`` into ``tests/assets/tflite``), one inference at a time
+with the weights resident, against the published anchors of other FPGA designs.
+
+Per model: its MACs and the share the device does (the rest are operators the host runs until
+the vector unit exists, ``docs/vector-unit.md``), the device's working cycles for the second of
+two calls (the compiler's prediction beside them), the array's utilization over those cycles,
+and that time at each board default's clock. The device cycles count the device's part only:
+loading the input and the maps the host hands back, the layers, and storing their outputs; not
+the host's operators nor the link's pace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .bench import counter_read_cost
+from .bench_models import LinkPace
+from .device_base import Device
+
+__all__ = ["TfliteRow", "ASSETS", "ANCHORS", "bench_tflite", "format_tflite"]
+
+ASSETS = Path(__file__).resolve().parent.parent / "tests" / "assets" / "tflite"
+MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder")
+#: Published latencies of other FPGA designs on the same architectures (ms per inference).
+ANCHORS = {"resnet8": "hls4ml, Pynq-Z2 at 100 MHz: 7.64 ms (MLPerf Tiny v1.0 open)",
+           "ds_cnn": "CFU Playground, Arty A7-35T at 100 MHz: 98 ms"}
+
+
+@dataclass
+class TfliteRow:
+    model: str
+    macs: int
+    device_macs: int
+    host_operators: list[str]
+    device_cycles: int
+    predicted_cycles: int
+    utilization: float            #: device MACs / (cycles x peak INT8 MACs per cycle)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRow:
+    from .tflite_import import TfliteModel
+    model = TfliteModel.load(ASSETS / f"{name}.tflite")
+    feeds = {model.input_names[0]: np.load(ASSETS / f"{name}_inputs.npy")[:1]}
+    model.run(device, feeds, resident=True)
+    before = device.read_counters()["cycles"]
+    model.run(device, feeds, resident=True)
+    cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+    macs = sum(p.macs for p in model.placements)
+    on_device = sum(p.macs for p in model.placements if p.where.startswith("device"))
+    host = sorted({p.op for p in model.placements if p.where == "host"}) + sorted(
+        {f"{p.op}'s requantization" for p in model.placements if p.where == "device + host"})
+    row = TfliteRow(name, macs, on_device, host, cycles,
+                    sum(model.predicted_cycles().values()),
+                    on_device / (cycles * device.params.peak_macs_int8))
+    row.latency_ms = {pace.name: round(cycles / pace.clock_hz * 1e3, 3) for pace in paces}
+    return row
+
+
+def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
+    """A row per MLPerf Tiny model found in :data:`ASSETS` (none in an installed copy without
+    the tests)."""
+    return [measure_tflite(device, name, paces) for name in MODELS
+            if (ASSETS / f"{name}.tflite").exists()]
+
+
+def format_tflite(rows: list[TfliteRow]) -> str:
+    paces = list(rows[0].latency_ms) if rows else []
+    head = (f"{'model':<18}{'MACs':>12}{'on device':>11}{'device cyc':>12}{'predicted':>11}"
+            f"{'array util':>12}" + "".join(f"{name + ' ms':>16}" for name in paces))
+    lines = ["MLPerf Tiny architectures (int8 TFLite), batch 1, weights resident, the device's "
+             "part:", head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.model:<18}{r.macs:>12,}{r.device_macs / r.macs:>11.1%}"
+                     f"{r.device_cycles:>12,}{r.predicted_cycles:>11,}{r.utilization:>12.1%}"
+                     + "".join(f"{r.latency_ms[p]:>16,.3f}" for p in paces))
+    for r in rows:
+        if r.host_operators:
+            lines.append(f"  {r.model}: on the host: {', '.join(r.host_operators)}")
+    for name, anchor in ANCHORS.items():
+        if any(r.model == name for r in rows):
+            lines.append(f"  anchor, {name}: {anchor}")
+    return "\n".join(lines)
