@@ -53,7 +53,7 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     macs = sum(p.macs for p in model.placements)
     on_device = sum(p.macs for p in model.placements if p.where.startswith("device"))
     host = sorted({p.op for p in model.placements if p.where == "host"}) + sorted(
-        {f"{p.op}'s requantization" for p in model.placements if p.where == "device + host"})
+        {f"{p.op}'s {p.host_part}" for p in model.placements if p.where == "device + host"})
     row = TfliteRow(name, macs, on_device, host, cycles,
                     sum(model.predicted_cycles().values()),
                     on_device / (cycles * device.params.peak_macs_int8))

@@ -21,7 +21,7 @@ __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FULLY_CONNECTED",
                    "TFL_FC_REQUANTIZE", "TFL_ADD", "TFL_AVERAGE_POOL_2D", "TFL_MEAN",
                    "TFL_SOFTMAX", "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD",
-                   "TFL_RESHAPE")
+                   "TFL_RESHAPE", "TFL_CLAMP")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -59,6 +59,8 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.dequantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_PAD":
         return [np.pad(x, a["paddings"], constant_values=a["value"])]
+    if op == "TFL_CLAMP":
+        return [np.clip(x, *a["range"]).astype(x.dtype)]
     if op == "TFL_RESHAPE":
         return [x.reshape((-1, *a["shape"][1:]))]   # any batch; TFLite fixes it at 1
     raise AssertionError(op)

@@ -5,10 +5,10 @@ representation (:class:`sw.model_ir.QuantizedModel`) and run with LiteRT's refer
 
 Where each operator runs:
 
-- **CONV_2D** (dilation 1, fused NONE or RELU) on the device's array, requantized there with
-  TFLite's ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the
-  device where the core can. RELU6 and RELU_N1_TO_1 clamp above the output range's top, which
-  the requantizer cannot: such convs run on the host.
+- **CONV_2D** (dilation 1) on the device's array, requantized there with TFLite's
+  ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the device
+  where the core can. The requantizer clamps to the int8 range or at ReLU's zero point; the
+  narrower clamp of a fused RELU6 or RELU_N1_TO_1 follows on the host (exact: it lies inside).
 - **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
   requantizes them in double precision, which the host does exactly.
 - **DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MEAN, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD, RESHAPE**
@@ -67,9 +67,10 @@ class Placement:
     """Where one operator runs, and its multiply-accumulates per inference."""
     index: int
     op: str
-    where: str        # "device", "device + host" (sums on the device) or "host"
+    where: str        # "device", "device + host" (the MACs on the device) or "host"
     macs: int
     why: str = ""
+    host_part: str = ""   # with "device + host": what the host does
 
 
 class _Lowering:
@@ -159,24 +160,33 @@ class _Lowering:
         out_shape = self.tensor(op.outputs[0]).shape
         macs = int(np.prod(out_shape[1:])) * int(np.prod(filters.shape[1:]))
         activation = op.options.get("activation", "NONE")
-        if activation in _DEVICE_ACTIVATIONS and op.options.get("dilation", (1, 1)) == (1, 1):
-            (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-            linear = QuantizedLinear(
-                QuantizedConv.filters_to_weights(filters.transpose(0, 3, 1, 2)),
-                a_scale=s_in, a_zp=zp_in, w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out,
-                y_zp=zp_out, bias=self._bias(op), relu=activation == "RELU",
-                rounding=Rounding.TFLITE, name=f"#{op.index} CONV_2D")
-            conv = QuantizedConv(linear, kernel, pads, tuple(op.options["stride"]))
-            output = self.name(op.outputs[0])
-            self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
-                                          f"{output}@nchw", linear, conv,
-                                          in_size=self.tensor(op.inputs[0]).shape[1:3]))
-            self.nchw.add(output)
-            self.placements.append(Placement(op.index, op.name, "device", macs))
+        if op.options.get("dilation", (1, 1)) != (1, 1):
+            self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads),
+                      "dilation above 1", macs)
             return
-        why = f"fused {activation}: the requantizer clamps only at the zero point" \
-            if activation not in _DEVICE_ACTIVATIONS else "dilation above 1"
-        self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads), why, macs)
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        linear = QuantizedLinear(
+            QuantizedConv.filters_to_weights(filters.transpose(0, 3, 1, 2)),
+            a_scale=s_in, a_zp=zp_in, w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out,
+            y_zp=zp_out, bias=self._bias(op), relu=activation == "RELU",
+            rounding=Rounding.TFLITE, name=f"#{op.index} CONV_2D")
+        conv = QuantizedConv(linear, kernel, pads, tuple(op.options["stride"]))
+        output = self.name(op.outputs[0])
+        clamped = activation not in _DEVICE_ACTIVATIONS
+        self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
+                                      f"{output}@nchw" + ("@unclamped" if clamped else ""),
+                                      linear, conv, in_size=self.tensor(op.inputs[0]).shape[1:3]))
+        if clamped:
+            # The requantizer clamps to the int8 range (and ReLU's floor) only; the clamp of
+            # RELU6 or RELU_N1_TO_1 lies inside that range, so clamping afterwards is exact.
+            self.steps.append(HostStep(f"#{op.index} {activation}", "TFL_CLAMP",
+                                       (f"{output}@nchw@unclamped",), (f"{output}@nchw",),
+                                       {"range": self._act_range(op)}))
+        self.nchw.add(output)
+        self.placements.append(
+            Placement(op.index, op.name, "device + host", macs,
+                      f"fused {activation} clamped on the host", f"{activation} clamp")
+            if clamped else Placement(op.index, op.name, "device", macs))
 
     def _conv_attrs(self, op, filters, pads) -> dict:
         multiplier, shift = self._multipliers(op)
@@ -218,7 +228,8 @@ class _Lowering:
         self.nhwc.add(self.name(op.outputs[0]))
         self.placements.append(Placement(op.index, op.name, "device + host",
                                          int(np.prod(filters.shape)),
-                                         "requantized in double precision on the host"))
+                                         "requantized in double precision on the host",
+                                         "requantization"))
 
     def _add(self, op):
         (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])

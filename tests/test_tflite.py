@@ -113,6 +113,42 @@ def _with_operator(name: str, op_index: int, builtin: int) -> bytes:
     return bytes(data)
 
 
+def _with_activation(name: str, operator: str, activation: int) -> bytes:
+    """The model's bytes with every ``operator``'s fused activation set to ``activation``."""
+    import tflite
+    data = bytearray((ASSETS / f"{name}.tflite").read_bytes())
+    graph = read_tflite(bytes(data))
+    root = tflite.Model.GetRootAs(bytes(data), 0)
+    for op in graph.operators:
+        if op.name == operator:
+            table = root.Subgraphs(0).Operators(op.index).BuiltinOptions()
+            options = tflite.Conv2DOptions()
+            options.Init(table.Bytes, table.Pos)
+            offset = options._tab.Offset(10)   # fused_activation_function, stored (not default)
+            assert offset, "the converter stores a non-default activation"
+            data[options._tab.Pos + offset] = activation
+    return bytes(data)
+
+
+@pytest.mark.parametrize("device_url", ["golden", "sim"])
+def test_a_fused_clamp_inside_the_range_follows_the_device_conv(tmp_path, device_url):
+    """RELU_N1_TO_1 (and RELU6) clamp inside the int8 range: the conv runs on the device, the
+    clamp on the host, and the result is LiteRT's."""
+    import tflite
+    path = tmp_path / "clamped.tflite"
+    path.write_bytes(_with_activation("ds_cnn", "CONV_2D",
+                                      tflite.ActivationFunctionType.RELU_N1_TO_1))
+    model, inputs = TfliteModel.load(path), np.load(ASSETS / "ds_cnn_inputs.npy")[:2]
+    assert [p.where for p in model.placements if p.op == "CONV_2D"] == ["device + host"] * 5
+    feeds = {model.input_names[0]: inputs}
+    with open_device(device_url, RillParams()) as device:
+        got = model.run(device, feeds)
+    expected = litert_run(path, feeds)
+    unclamped = litert_run(ASSETS / "ds_cnn.tflite", feeds)
+    for key, want in expected.items():
+        assert np.array_equal(got[key], want) and not np.array_equal(want, unclamped[key])
+
+
 def test_an_unsupported_operator_is_refused_by_name():
     import tflite
     data = _with_operator("ds_cnn", 9, tflite.BuiltinOperator.MAX_POOL_2D)
