@@ -21,7 +21,8 @@ __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FULLY_CONNECTED",
                    "TFL_FC_REQUANTIZE", "TFL_ADD", "TFL_AVERAGE_POOL_2D", "TFL_MEAN",
                    "TFL_SOFTMAX", "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD",
-                   "TFL_RESHAPE", "TFL_CLAMP")
+                   "TFL_RESHAPE", "TFL_CLAMP", "TFL_MAX_POOL_2D", "TFL_SHAPE",
+                   "TFL_STRIDED_SLICE", "TFL_PACK")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -59,10 +60,23 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.dequantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_PAD":
         return [np.pad(x, a["paddings"], constant_values=a["value"])]
+    if op == "TFL_MAX_POOL_2D":
+        return [kernels.max_pool(x, kernel=a["kernel"], stride=a["stride"], pads=a["pads"],
+                                 act_range=a["act_range"])]
+    if op == "TFL_SHAPE":
+        return [np.array(x.shape, np.int32)]
+    if op == "TFL_STRIDED_SLICE":
+        return [kernels.strided_slice(x, a["begin"], a["end"], a["strides"], **a["masks"])]
+    if op == "TFL_PACK":   # constants by position in ``values``, the rest from the inputs
+        inputs = iter(env[name] for name in step.inputs)
+        values = [next(inputs) if v is None else v for v in a["values"]]
+        return [np.stack(values, axis=a["axis"]).astype(a["dtype"])]
     if op == "TFL_CLAMP":
         return [np.clip(x, *a["range"]).astype(x.dtype)]
-    if op == "TFL_RESHAPE":
-        return [x.reshape((-1, *a["shape"][1:]))]   # any batch; TFLite fixes it at 1
+    if op == "TFL_RESHAPE":   # a computed shape as given, a constant one for any batch
+        if len(step.inputs) > 1:
+            return [x.reshape([int(d) for d in env[step.inputs[1]]])]
+        return [x.reshape((-1, *a["shape"][1:]))]
     raise AssertionError(op)
 
 

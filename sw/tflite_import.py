@@ -11,8 +11,10 @@ Where each operator runs:
   narrower clamp of a fused RELU6 or RELU_N1_TO_1 follows on the host (exact: it lies inside).
 - **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
   requantizes them in double precision, which the host does exactly.
-- **DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MEAN, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD, RESHAPE**
-  on the host (:mod:`sw.tflite_host_ops`): the device has no vector unit for them yet.
+- **DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, QUANTIZE,
+  DEQUANTIZE, PAD** on the host (:mod:`sw.tflite_host_ops`): the device has no vector unit for
+  them yet; so do RESHAPE and the shape arithmetic Keras' Flatten becomes with a dynamic batch
+  (SHAPE, STRIDED_SLICE, PACK).
 
 Any other operator is refused at load, by name. :meth:`TfliteModel.placement` says where each
 operator runs and what share of the model's MACs the device does.
@@ -44,8 +46,10 @@ __all__ = ["TfliteModel", "TfliteImportError", "UnsupportedTfliteOperator", "Inv
            "SUPPORTED_OPERATORS"]
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
-                       "AVERAGE_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE", "DEQUANTIZE", "PAD",
-                       "RESHAPE")
+                       "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
+                       "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
+#: Operators whose input may be of any type (shapes are int32).
+_ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
@@ -100,9 +104,12 @@ class _Lowering:
             present.add(name)
         return want
 
-    def host(self, op: TfliteOperator, kind: str, attrs: dict, why: str = "", macs: int = 0):
-        inputs = tuple(self._layout(i, nchw=False) for i in op.inputs[:2 if kind == "TFL_ADD"
-                                                                       else 1])
+    def host(self, op: TfliteOperator, kind: str, attrs: dict, why: str = "", macs: int = 0,
+             inputs: list[int] | None = None):
+        """A host step for ``op``, on its first input (both for ADD) or on ``inputs``."""
+        if inputs is None:
+            inputs = op.inputs[:2 if kind == "TFL_ADD" else 1]
+        inputs = tuple(self._layout(i, nchw=False) for i in inputs)
         self.steps.append(HostStep(f"#{op.index} {op.name}", kind, inputs,
                                    (self.name(op.outputs[0]),), attrs))
         self.nhwc.add(self.name(op.outputs[0]))
@@ -113,7 +120,8 @@ class _Lowering:
         if op.name not in SUPPORTED_OPERATORS or method is None:
             raise UnsupportedTfliteOperator(op)
         for index in op.inputs[:1]:
-            if self.tensor(index).dtype not in (np.int8, np.float32) and op.name != "DEQUANTIZE":
+            if self.tensor(index).dtype not in (np.int8, np.float32) \
+                    and op.name not in _ANY_TYPE_OPERATORS:
                 raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
                                                 "(full-integer int8 models only)")
         method(op)
@@ -278,7 +286,44 @@ class _Lowering:
                                       value=self._quant(op.outputs[0])[1]))
 
     def _reshape(self, op):
-        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)))
+        shape = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+        computed = shape is not None and self.tensor(shape).data is None
+        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)),
+                  inputs=op.inputs[:2] if computed else op.inputs[:1])
+
+    def _max_pool_2d(self, op):
+        pads, _ = self._window(op, op.options["kernel"])
+        self.host(op, "TFL_MAX_POOL_2D", dict(kernel=op.options["kernel"],
+                                              stride=op.options["stride"], pads=pads,
+                                              act_range=self._act_range(op)),
+                  "no vector unit yet")
+
+    # Shape arithmetic: what Keras' Flatten becomes with a dynamic batch (the batch read with
+    # SHAPE, cut out with STRIDED_SLICE, PACKed with -1 into RESHAPE's new shape).
+
+    def _shape(self, op):
+        self.host(op, "TFL_SHAPE", {})
+
+    def _strided_slice(self, op):
+        if op.options.get("ellipsis_mask") or op.options.get("new_axis_mask"):
+            raise UnsupportedTfliteOperator(op, "ellipsis and new-axis masks")
+        begin, end, strides = (self.tensor(i).data for i in op.inputs[1:4])
+        if any(v is None for v in (begin, end, strides)):
+            raise UnsupportedTfliteOperator(op, "begin, end and strides must be constants")
+        masks = {k: op.options.get(k, 0) for k in ("begin_mask", "end_mask",
+                                                   "shrink_axis_mask")}
+        self.host(op, "TFL_STRIDED_SLICE", dict(begin=begin, end=end, strides=strides,
+                                                masks=masks))
+
+    def _pack(self, op):
+        values = [self.tensor(i).data for i in op.inputs]
+        runtime = [i for i, v in zip(op.inputs, values) if v is None]
+        attrs = dict(values=values, axis=op.options.get("axis", 0),
+                     dtype=self.tensor(op.outputs[0]).dtype)
+        if not runtime:
+            raise UnsupportedTfliteOperator(op, "every input is a constant (the converter "
+                                            "folds those)")
+        self.host(op, "TFL_PACK", attrs, inputs=runtime)
 
 
 class TfliteModel:

@@ -22,7 +22,8 @@ from .requant import encode_tflite_scale, multiply_by_quantized_multiplier, wrap
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
     "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add",
-    "average_pool", "mean", "softmax", "quantize", "requantize", "dequantize",
+    "average_pool", "max_pool", "strided_slice", "mean", "softmax", "quantize", "requantize",
+    "dequantize",
 ]
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -176,6 +177,28 @@ def average_pool(x, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0),
     rounded = np.where(total > 0, total + half, total - half)
     quotient = np.sign(rounded) * (np.abs(rounded) // count)   # C division truncates
     return np.clip(quotient, *act_range).astype(np.int8)
+
+
+def max_pool(x, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0),
+             act_range=(-128, 127)) -> np.ndarray:
+    """MAX_POOL_2D: the largest in-bounds tap (every window holds one), clamped."""
+    x = np.asarray(x, np.int64)
+    out = _out_size(x.shape[1:3], kernel, stride, (1, 1), pads)
+    taps = _windows(x, kernel, stride, (1, 1), pads, out, -(1 << 31))
+    return np.clip(taps.max(axis=(3, 4)), *act_range).astype(np.int8)
+
+
+def strided_slice(x, begin, end, strides, *, begin_mask: int = 0, end_mask: int = 0,
+                  shrink_axis_mask: int = 0) -> np.ndarray:
+    """STRIDED_SLICE without ellipsis or new axes: a mask bit takes the axis's whole extent,
+    a shrink bit keeps the one element at ``begin``."""
+    x = np.asarray(x)
+    index = []
+    for axis, (b, e, s) in enumerate(zip(begin, end, strides)):
+        b = None if begin_mask >> axis & 1 else int(b)
+        e = None if end_mask >> axis & 1 else int(e)
+        index.append(int(b or 0) if shrink_axis_mask >> axis & 1 else slice(b, e, int(s)))
+    return x[tuple(index)]
 
 
 def mean(x, axes, *, input_scale: float, input_zp: int, output_scale: float,

@@ -66,6 +66,7 @@ def _options(op, name: str) -> dict:
         "FULLY_CONNECTED": tflite.FullyConnectedOptions, "ADD": tflite.AddOptions,
         "AVERAGE_POOL_2D": tflite.Pool2DOptions, "MAX_POOL_2D": tflite.Pool2DOptions,
         "MEAN": tflite.ReducerOptions, "SOFTMAX": tflite.SoftmaxOptions,
+        "STRIDED_SLICE": tflite.StridedSliceOptions, "PACK": tflite.PackOptions,
     }
     if name not in kinds:
         return {}
@@ -88,6 +89,12 @@ def _options(op, name: str) -> dict:
         out["keep_dims"] = bool(opts.KeepDims())
     if hasattr(opts, "Beta"):
         out["beta"] = float(opts.Beta())
+    if hasattr(opts, "ShrinkAxisMask"):
+        out.update(begin_mask=opts.BeginMask(), end_mask=opts.EndMask(),
+                   shrink_axis_mask=opts.ShrinkAxisMask(), ellipsis_mask=opts.EllipsisMask(),
+                   new_axis_mask=opts.NewAxisMask())
+    if hasattr(opts, "ValuesCount"):
+        out["axis"] = opts.Axis()
     return out
 
 

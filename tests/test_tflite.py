@@ -1,6 +1,6 @@
-"""Full-integer TFLite models (the four MLPerf Tiny architectures, tests/assets/tflite, made by
-scripts/tflite_models/make_models.py) on golden and sim, against LiteRT's reference kernels; and
-the front end's refusals."""
+"""Full-integer TFLite models (the four MLPerf Tiny architectures and a plain Keras CNN,
+tests/assets/tflite, made by scripts/tflite_models/make_models.py) on golden and sim, against
+LiteRT's reference kernels; and the front end's refusals."""
 
 import subprocess
 import sys
@@ -17,7 +17,10 @@ from sw.tflite_import import TfliteImportError, TfliteModel, UnsupportedTfliteOp
 from sw.tflite_reader import InvalidTflite, read_tflite
 
 ASSETS = Path(__file__).parent / "assets" / "tflite"
-MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder")
+MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
+          # a plain Keras CNN converted as users convert theirs: float input and output,
+          # RELU6, MAX_POOL_2D, and Flatten as SHAPE/STRIDED_SLICE/PACK/RESHAPE (dynamic batch)
+          "keras_cnn")
 
 
 def _model(name: str):
@@ -26,7 +29,7 @@ def _model(name: str):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_mlperf_tiny_models_equal_litert_on_golden(name):
+def test_models_equal_litert_on_golden(name):
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs}
     with open_device("golden", RillParams()) as device:
@@ -52,7 +55,7 @@ def _sim_run(name: str, rows: int):
         assert np.array_equal(got[key], want)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder"])
+@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn"])
 def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
     _sim_run(name, 2)
 
@@ -151,9 +154,9 @@ def test_a_fused_clamp_inside_the_range_follows_the_device_conv(tmp_path, device
 
 def test_an_unsupported_operator_is_refused_by_name():
     import tflite
-    data = _with_operator("ds_cnn", 9, tflite.BuiltinOperator.MAX_POOL_2D)
-    assert read_tflite(data).operators[9].name == "MAX_POOL_2D"
-    with pytest.raises(UnsupportedTfliteOperator, match=r"#9 \(MAX_POOL_2D\).*Supported: CONV_2D"):
+    data = _with_operator("ds_cnn", 9, tflite.BuiltinOperator.TANH)
+    assert read_tflite(data).operators[9].name == "TANH"
+    with pytest.raises(UnsupportedTfliteOperator, match=r"#9 \(TANH\).*Supported: CONV_2D"):
         TfliteModel.load(data)
 
 

@@ -130,6 +130,27 @@ def autoencoder(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="autoencoder")
 
 
+def keras_cnn(batch=None) -> keras.Model:
+    """Not MLPerf: a plain Keras CNN as users write one (ReLU6, max pooling, Flatten), converted
+    with float input and output and a dynamic batch, so the converter emits QUANTIZE,
+    DEQUANTIZE, MAX_POOL_2D and Flatten's SHAPE/STRIDED_SLICE/PACK/RESHAPE."""
+    inp = keras.Input((16, 16, 1), batch_size=batch)
+    x = layers.Conv2D(8, 3, activation="relu6")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(24, activation="relu")(x)
+    x = layers.Dense(10)(x)
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="keras_cnn")
+
+
+#: Models converted as most users convert theirs: float input and output (QUANTIZE and
+#: DEQUANTIZE at the edges) and the dynamic batch Keras gives.
+FLOAT_IO_DYNAMIC_BATCH = {"keras_cnn"}
+
+
 # --------------------------------------------------------------------------- synthetic data
 
 def smooth(rng: np.random.Generator, shape, passes: int = 2) -> np.ndarray:
@@ -176,6 +197,8 @@ SPECS = {
     "mobilenet_v1_025": (mobilenet_v1_025, lambda r: class_data(r, (96, 96, 3), 2, 0.0, 1.0),
                          384, 2, 32, "sparse_categorical_crossentropy"),
     "autoencoder": (autoencoder, lambda r: ae_data(r), 2048, 5, 64, "mse"),
+    "keras_cnn": (keras_cnn, lambda r: class_data(r, (16, 16, 1), 10, 0.0, 1.0), 512, 3, 32,
+                  "sparse_categorical_crossentropy"),
 }
 
 
@@ -195,7 +218,7 @@ def reestimate_bn(model: keras.Model, x: np.ndarray, batch: int = 64) -> None:
 
 # --------------------------------------------------------------------------- convert
 
-def convert(model: keras.Model, calib: np.ndarray) -> bytes:
+def convert(model: keras.Model, calib: np.ndarray, float_io: bool = False) -> bytes:
     def representative_dataset():
         for i in range(calib.shape[0]):
             yield [calib[i:i + 1]]
@@ -204,8 +227,9 @@ def convert(model: keras.Model, calib: np.ndarray) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    if not float_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SavedModel signature dump and calibration notes
         return converter.convert()
@@ -258,12 +282,19 @@ def make(name: str, out: Path, index: int) -> None:
     # Convert a batch-1 copy. With Keras 3's dynamic batch dimension, Flatten converts to
     # SHAPE + STRIDED_SLICE + PACK + RESHAPE; with a static batch of 1 it folds away entirely
     # (FULLY_CONNECTED takes the [1,1,1,C] pooled tensor directly).
-    weights = model.get_weights()
-    keras.backend.clear_session()  # same layer names as the trained model
-    model = build(batch=1)
-    model.set_weights(weights)
-    tfl = convert(model, x_calib)
+    float_io = name in FLOAT_IO_DYNAMIC_BATCH
+    if not float_io:
+        weights = model.get_weights()
+        keras.backend.clear_session()  # same layer names as the trained model
+        model = build(batch=1)
+        model.set_weights(weights)
+    tfl = convert(model, x_calib, float_io)
     (out / f"{name}.tflite").write_bytes(tfl)
+    if float_io:
+        np.save(out / f"{name}_inputs.npy", x_test)
+        print(f"{name}: params={model.count_params()} train={last} val={val} "
+              f"tflite={len(tfl)} bytes -> {out / (name + '.tflite')}", flush=True)
+        return
     q_test, y_int8, (scale, zp) = run_int8(tfl, x_test)
     np.save(out / f"{name}_inputs.npy", q_test)
 
