@@ -132,6 +132,43 @@ def _latency_demo(device, models) -> int:
     return failures
 
 
+#: Inputs per TFLite model in the demo.
+_TFLITE_IMAGES = 4
+
+
+def _tflite_demo(device) -> int:
+    """Two MLPerf Tiny architectures as int8 TFLite models (test assets of a checkout), checked
+    against LiteRT's reference kernels; where each operator ran."""
+    from .bench_tflite import ASSETS
+    from .litert_oracle import litert_run
+    from .tflite_import import TfliteModel
+    names = [name for name in ("ds_cnn", "resnet8") if (ASSETS / f"{name}.tflite").exists()]
+    if not names:
+        _say("  (no TFLite models here: they are tests/assets/tflite in a checkout)")
+        return 0
+    _say(f"  {'model':<12}{'= LiteRT':>10}{'cycles':>10}{'predicted':>11}{'MACs on device':>16}"
+         "  on the host")
+    failures = 0
+    for name in names:
+        path = ASSETS / f"{name}.tflite"
+        model = TfliteModel.load(path)
+        feeds = {model.input_names[0]: np.load(ASSETS / f"{name}_inputs.npy")[:_TFLITE_IMAGES]}
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+        want = litert_run(path, feeds)
+        same = sum(int(np.array_equal(got[k][i], v[i])) for k, v in want.items()
+                   for i in range(len(v)))
+        predicted = sum(model.predicted_cycles().values())
+        macs = sum(p.macs for p in model.placements)
+        on_device = sum(p.macs for p in model.placements if p.where.startswith("device"))
+        host = sorted({p.op for p in model.placements if p.where == "host"})
+        _say(f"  {name:<12}{f'{same}/{_TFLITE_IMAGES}':>10}{cycles:>10}{predicted:>11}"
+             f"{on_device / macs:>16.1%}  {', '.join(host)}")
+        failures += (same != _TFLITE_IMAGES) + (cycles != predicted)
+    return failures
+
+
 def _gemm_demo(device) -> int:
     params = device.params
     rng = np.random.default_rng(2026)
@@ -175,6 +212,9 @@ def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
         _say("\nOne image at a time, weights resident (checked against onnxruntime's exact "
              "result):")
         failures += _latency_demo(dev, models)
+        _say(f"\nMLPerf Tiny architectures as int8 TFLite models, {_TFLITE_IMAGES} inputs "
+             "each, against LiteRT's reference kernels:")
+        failures += _tflite_demo(dev)
         _say("\nGEMMs, compared byte for byte with the golden model:")
         failures += _gemm_demo(dev)
     if getattr(dev, "speed", None) is not None:
