@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from hw.isa import Rounding
+from hw.params import RillParams
 
 from .compiler import LayerProgram, QuantizedLinear
 from .conv import QuantizedConv
@@ -51,6 +52,12 @@ SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
+#: Largest depthwise conv the array runs as a dense convolution (its zero-padded filters' bytes;
+#: DS-CNN's 64-channel 3x3 layers take 36 KiB each), and the largest input map (words of 16
+#: values): one the conv walk reads in place on the default core, not through im2col, which
+#: would send a depthwise conv's input nine times over the link.
+_DENSE_DEPTHWISE_BYTES = 64 << 10
+_DENSE_DEPTHWISE_MAP_WORDS = RillParams().act_depth
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
 
@@ -163,22 +170,24 @@ class _Lowering:
 
     def _conv_2d(self, op):
         filters = self.tensor(op.inputs[1]).data
-        kernel = filters.shape[1:3]
-        pads, _ = self._window(op, kernel)
-        out_shape = self.tensor(op.outputs[0]).shape
-        macs = int(np.prod(out_shape[1:])) * int(np.prod(filters.shape[1:]))
-        activation = op.options.get("activation", "NONE")
+        pads, _ = self._window(op, filters.shape[1:3])
+        macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:]))
         if op.options.get("dilation", (1, 1)) != (1, 1):
             self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads),
                       "dilation above 1", macs)
             return
+        self._device_conv(op, filters.transpose(0, 3, 1, 2), pads, macs)
+
+    def _device_conv(self, op, filters: np.ndarray, pads, macs: int):
+        """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``."""
+        activation = op.options.get("activation", "NONE")
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
         linear = QuantizedLinear(
-            QuantizedConv.filters_to_weights(filters.transpose(0, 3, 1, 2)),
-            a_scale=s_in, a_zp=zp_in, w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out,
-            y_zp=zp_out, bias=self._bias(op), relu=activation == "RELU",
-            rounding=Rounding.TFLITE, name=f"#{op.index} CONV_2D")
-        conv = QuantizedConv(linear, kernel, pads, tuple(op.options["stride"]))
+            QuantizedConv.filters_to_weights(filters), a_scale=s_in, a_zp=zp_in,
+            w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out, y_zp=zp_out,
+            bias=self._bias(op), relu=activation == "RELU", rounding=Rounding.TFLITE,
+            name=f"#{op.index} {op.name}")
+        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads, tuple(op.options["stride"]))
         output = self.name(op.outputs[0])
         clamped = activation not in _DEVICE_ACTIVATIONS
         self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
@@ -210,8 +219,22 @@ class _Lowering:
         filters = self.tensor(op.inputs[1]).data
         pads, _ = self._window(op, filters.shape[1:3])
         macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
+        channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
+        kh, kw = filters.shape[1:3]
+        _, h, w, _ = self.tensor(op.inputs[0]).shape
+        if op.options.get("dilation", (1, 1)) == (1, 1) \
+                and channels * outputs * kh * kw <= _DENSE_DEPTHWISE_BYTES \
+                and -(-channels // 16) * h * w <= _DENSE_DEPTHWISE_MAP_WORDS:
+            # On the array as a full convolution whose filters are zero off each output
+            # channel's own input channel (exact: zeros add nothing): the array multiplies
+            # C times more than it needs, still several times what a C-lane vector unit would.
+            dense = np.zeros((outputs, channels, kh, kw), filters.dtype)
+            out = np.arange(outputs)
+            dense[out, out // (outputs // channels)] = filters[0].transpose(2, 0, 1)
+            self._device_conv(op, dense, pads, macs)
+            return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
-                  "no vector unit yet", macs)
+                  "too large to run as a dense conv; no vector unit yet", macs)
 
     def _fully_connected(self, op):
         filters = self.tensor(op.inputs[1]).data

@@ -91,15 +91,36 @@ def test_models_stay_resident_on_the_85f_and_stay_exact(name):
 def test_placement_says_where_each_operator_runs():
     _, model, _ = _model("ds_cnn")
     where = {p.op: p.where for p in model.placements}
-    assert where == {"CONV_2D": "device", "DEPTHWISE_CONV_2D": "host",
+    assert where == {"CONV_2D": "device", "DEPTHWISE_CONV_2D": "device",
                      "AVERAGE_POOL_2D": "host", "FULLY_CONNECTED": "device + host",
                      "SOFTMAX": "host"}
     lines = model.placement_lines()
-    assert lines[-1] == "  device: 2,368,768 of 2,656,768 MACs (89.2%)"
-    # Consecutive device convs would hand their maps on in NCHW; each DS-CNN conv is followed
-    # by a depthwise conv on the host, so each conv's input and output cross one transpose.
+    assert lines[-1] == "  device: 2,656,768 of 2,656,768 MACs (100.0%)"
+    # The convs hand their maps on in NCHW: one transpose in, one out before the pooling.
     transposes = [s for s in model.model.steps if getattr(s, "op", "") == "Transpose"]
-    assert len(transposes) == 10
+    assert len(transposes) == 2
+    # MobileNet's depthwise convs on large maps, or with many channels, stay on the host.
+    _, mobilenet, _ = _model("mobilenet_v1_025")
+    depthwise = [p.where for p in mobilenet.placements if p.op == "DEPTHWISE_CONV_2D"]
+    assert "device" in depthwise and "host" in depthwise
+
+
+def test_a_depthwise_conv_on_the_array_chains_on_chip():
+    """DS-CNN on the 85F's core: its depthwise convs run on the array as dense convolutions
+    (filters zero off each channel's own), so all nine convs chain on chip, and a call sends
+    little more than its input."""
+    from boards import get_board
+    path, model, inputs = _model("ds_cnn")
+    feeds = {model.input_names[0]: inputs[:1]}
+    with open_device("golden", get_board("ulx3s-85f").params) as device:
+        model.run(device, feeds, resident=True)
+        sent = device.host.stats.wire_bytes_sent
+        got = model.run(device, feeds, resident=True)
+        sent = device.host.stats.wire_bytes_sent - sent
+        assert device.resident.allocation.chains == {0: tuple(range(9))}
+    assert sent < 2 * inputs[0].size
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
 
 
 def _with_operator(name: str, op_index: int, builtin: int) -> bytes:
@@ -184,7 +205,8 @@ def test_cli_runs_a_tflite_model_and_compares_with_litert(tmp_path):
     result = subprocess.run([*run, "--compare", "litert"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "LiteRT (reference kernels): equal (36 outputs)" in result.stdout
-    assert "DEPTHWISE_CONV_2D    host" in result.stderr
+    assert "DEPTHWISE_CONV_2D    device" in result.stderr
+    assert "AVERAGE_POOL_2D      host" in result.stderr
     assert np.load(tmp_path / "y.npy").shape == (3, 12)
     result = subprocess.run([*run, "--compare", "onnxruntime"], capture_output=True, text=True)
     assert result.returncode == 2 and "use --compare litert" in result.stderr
