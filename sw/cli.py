@@ -264,8 +264,9 @@ def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str
     return pairs
 
 
-def _load_model(path: str):
-    """An ONNX or TFLite model by its file's suffix, or a :class:`UsageError` saying why not."""
+def _load_model(path: str, params: RillParams):
+    """An ONNX or TFLite model by its file's suffix (a TFLite model lowered for a core of
+    ``params``), or a :class:`UsageError` saying why not."""
     if not Path(path).exists():
         raise UsageError(f"{path}: no such file; give the path of a quantized .onnx model or a "
                          "full-integer .tflite model")
@@ -273,7 +274,7 @@ def _load_model(path: str):
         from .tflite_import import TfliteImportError, TfliteModel
         from .tflite_reader import InvalidTflite
         try:
-            return TfliteModel.load(path), (TfliteImportError, InvalidTflite)
+            return TfliteModel.load(path, params), (TfliteImportError, InvalidTflite)
         except (TfliteImportError, InvalidTflite) as error:
             raise UsageError(str(error)) from None
     from .onnx_import import ModelImportError, RillModel
@@ -287,7 +288,8 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from .device import open_device
-    model, import_errors = _load_model(args.model)
+    params = _params_from(args)
+    model, import_errors = _load_model(args.model, params)
     tflite = Path(args.model).suffix.lower() == ".tflite"
     compare = args.compare or ""
     if compare and (compare == "litert") != tflite:
@@ -305,7 +307,7 @@ def cmd_run(args) -> int:
     for path in outputs.values():
         _check_writable(path, "--output")
     feeds = {name: _load_array(path, name) for name, path in inputs.items()}
-    params, options = _params_from(args), _device_options(args)
+    options = _device_options(args)
 
     def progress(layer, index, total):
         print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)

@@ -52,12 +52,7 @@ SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
-#: Largest depthwise conv the array runs as a dense convolution (its zero-padded filters' bytes;
-#: DS-CNN's 64-channel 3x3 layers take 36 KiB each), and the largest input map (words of 16
-#: values): one the conv walk reads in place on the default core, not through im2col, which
-#: would send a depthwise conv's input nine times over the link.
-_DENSE_DEPTHWISE_BYTES = 64 << 10
-_DENSE_DEPTHWISE_MAP_WORDS = RillParams().act_depth
+
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
 
@@ -87,8 +82,8 @@ class Placement:
 class _Lowering:
     """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
 
-    def __init__(self, graph: TfliteGraph):
-        self.graph, self.steps, self.placements = graph, [], []
+    def __init__(self, graph: TfliteGraph, params: RillParams):
+        self.graph, self.params, self.steps, self.placements = graph, params, [], []
         self.nchw: set[str] = set()    # tensors that exist in NCHW (device conv outputs)
         self.nhwc: set[str] = set()    # tensors that exist in TFLite's own layout
 
@@ -221,10 +216,7 @@ class _Lowering:
         macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
         channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
         kh, kw = filters.shape[1:3]
-        _, h, w, _ = self.tensor(op.inputs[0]).shape
-        if op.options.get("dilation", (1, 1)) == (1, 1) \
-                and channels * outputs * kh * kw <= _DENSE_DEPTHWISE_BYTES \
-                and -(-channels // 16) * h * w <= _DENSE_DEPTHWISE_MAP_WORDS:
+        if op.options.get("dilation", (1, 1)) == (1, 1) and self._dense_fits(op, filters):
             # On the array as a full convolution whose filters are zero off each output
             # channel's own input channel (exact: zeros add nothing): the array multiplies
             # C times more than it needs, still several times what a C-lane vector unit would.
@@ -235,6 +227,18 @@ class _Lowering:
             return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
                   "too large to run as a dense conv; no vector unit yet", macs)
+
+    def _dense_fits(self, op, filters: np.ndarray) -> bool:
+        """Whether a depthwise conv runs well on this core's array as a dense convolution:
+        its zero-padded filters within a quarter of the weight SRAM, and its input map within
+        one chain region of the activation SRAM, where the conv walk reads it in place (through
+        im2col its input would cross the link nine times over)."""
+        p = self.params
+        _, h, w, channels = self.tensor(op.inputs[0]).shape
+        dense_bytes = channels * int(np.prod(filters.shape[1:]))
+        words = -(-channels // p.values_per_word(False)) * h * w
+        return (p.conv_addressing and dense_bytes <= p.weight_capacity(False) // 4
+                and words <= p.act_depth // 2)
 
     def _fully_connected(self, op):
         filters = self.tensor(op.inputs[1]).data
@@ -353,24 +357,32 @@ class TfliteModel:
     """A full-integer TFLite model ready to run on any Rill device (the same surface as
     :class:`sw.onnx_import.RillModel`)."""
 
-    def __init__(self, graph: TfliteGraph):
-        lowering = _Lowering(graph)
+    def __init__(self, graph: TfliteGraph, params: RillParams | None = None):
+        self.graph = graph
+        self.programs: list[LayerProgram] = []
+        self._lower(params or RillParams())
+
+    def _lower(self, params: RillParams):
+        """The model representation for a core of ``params``: which depthwise convs run on its
+        array depends on its SRAMs."""
+        graph = self.graph
+        lowering = _Lowering(graph, params)
         for index in graph.inputs:
             lowering.nhwc.add(lowering.name(index))
         for op in graph.operators:
             lowering.lower(op)
         outputs = [lowering._layout(index, nchw=False) for index in graph.outputs]
-        inputs = []
-        for index in graph.inputs:
-            t = graph.tensors[index]
-            inputs.append(TensorSpec(lowering.name(index), t.dtype, (None, *t.shape[1:])))
-        self.graph, self.placements = graph, lowering.placements
+        inputs = [TensorSpec(lowering.name(i), graph.tensors[i].dtype,
+                             (None, *graph.tensors[i].shape[1:])) for i in graph.inputs]
+        self.params, self.placements = params, lowering.placements
+        #: The model in Rill's own representation, for a core of :attr:`params`.
         self.model = QuantizedModel(inputs, outputs, {}, lowering.steps)
-        self.programs: list[LayerProgram] = []
 
     @classmethod
-    def load(cls, path: str | Path | bytes) -> TfliteModel:
-        return cls(read_tflite(path))
+    def load(cls, path: str | Path | bytes, params: RillParams | None = None) -> TfliteModel:
+        """Read and lower a model, for a core of ``params`` (default :class:`RillParams`;
+        :meth:`run` lowers it again for another device's)."""
+        return cls(read_tflite(path), params)
 
     @property
     def input_names(self) -> list[str]:
@@ -408,6 +420,8 @@ class TfliteModel:
         if unknown:
             raise TfliteImportError(f"inputs {sorted(unknown)} given; the model takes "
                                     f"{sorted(by_name)}")
+        if device.params != self.params:
+            self._lower(device.params)
         self.programs = []
         try:
             out = self.model.run(device, {by_name[k]: v for k, v in feeds.items()},
