@@ -247,10 +247,12 @@ class _Lowering:
         if op.options.get("keep_num_dims"):
             raise UnsupportedTfliteOperator(op, "keep_num_dims=True")
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-        rows = f"{self.name(op.inputs[0])}@rows"
-        self.steps.append(HostStep(f"#{op.index} flatten", "TFL_RESHAPE",
-                                   (self._layout(op.inputs[0], False),), (rows,),
-                                   {"shape": (1, filters.shape[1])}))
+        rows = self._layout(op.inputs[0], False)
+        if len(self.tensor(op.inputs[0]).shape) != 2:
+            flat = f"{self.name(op.inputs[0])}@rows"
+            self.steps.append(HostStep(f"#{op.index} flatten", "TFL_RESHAPE", (rows,), (flat,),
+                                       {"shape": (1, filters.shape[1])}))
+            rows = flat
         linear = QuantizedLinear(filters.T, a_scale=s_in, a_zp=zp_in, bias=self._bias(op),
                                  out_dtype=np.int32, name=f"#{op.index} FULLY_CONNECTED")
         sums = f"{self.name(op.outputs[0])}@sums"
