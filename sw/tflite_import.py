@@ -276,10 +276,15 @@ class _Lowering:
                                       act_range=self._act_range(op)), "no vector unit yet")
 
     def _average_pool_2d(self, op):
+        self._pool(op, "TFL_AVERAGE_POOL_2D")
+
+    def _max_pool_2d(self, op):
+        self._pool(op, "TFL_MAX_POOL_2D")
+
+    def _pool(self, op, kind: str):
         pads, _ = self._window(op, op.options["kernel"])
-        self.host(op, "TFL_AVERAGE_POOL_2D", dict(kernel=op.options["kernel"],
-                                                  stride=op.options["stride"], pads=pads,
-                                                  act_range=self._act_range(op)),
+        self.host(op, kind, dict(kernel=op.options["kernel"], stride=op.options["stride"],
+                                 pads=pads, act_range=self._act_range(op)),
                   "no vector unit yet")
 
     def _mean(self, op):
@@ -319,13 +324,6 @@ class _Lowering:
         computed = shape is not None and self.tensor(shape).data is None
         self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)),
                   inputs=op.inputs[:2] if computed else op.inputs[:1])
-
-    def _max_pool_2d(self, op):
-        pads, _ = self._window(op, op.options["kernel"])
-        self.host(op, "TFL_MAX_POOL_2D", dict(kernel=op.options["kernel"],
-                                              stride=op.options["stride"], pads=pads,
-                                              act_range=self._act_range(op)),
-                  "no vector unit yet")
 
     # Shape arithmetic: what Keras' Flatten becomes with a dynamic batch (the batch read with
     # SHAPE, cut out with STRIDED_SLICE, PACKed with -1 into RESHAPE's new shape).
