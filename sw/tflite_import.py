@@ -121,6 +121,12 @@ class _Lowering:
         method = getattr(self, f"_{op.name.lower()}", None)
         if op.name not in SUPPORTED_OPERATORS or method is None:
             raise UnsupportedTfliteOperator(op)
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+                and self.tensor(op.inputs[1]).dtype != np.int8:
+            raise UnsupportedTfliteOperator(
+                op, f"{self.tensor(op.inputs[1]).dtype} weights: Rill runs full-integer int8 "
+                "models; convert with optimizations=[tf.lite.Optimize.DEFAULT], a "
+                "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
         for index in op.inputs[:1]:
             if self.tensor(index).dtype not in (np.int8, np.float32) \
                     and op.name not in _ANY_TYPE_OPERATORS:

@@ -112,8 +112,12 @@ def _tensor(model, t) -> TfliteTensor:
     buffer = model.Buffers(t.Buffer())
     data = None
     if buffer is not None and buffer.DataLength():
-        data = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=np.dtype(dtype).newbyteorder(
-            "<")).astype(dtype).reshape(shape)
+        raw = buffer.DataAsNumpy().tobytes()
+        if len(raw) != int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize:
+            raise InvalidTflite(f"tensor {t.Name().decode()!r}: {len(raw)} bytes of data for "
+                                f"shape {list(shape)} of {np.dtype(dtype)}; the file is damaged")
+        data = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype) \
+            .reshape(shape)
     return TfliteTensor(t.Name().decode(), shape, np.dtype(dtype), scale, zero_point,
                         q.QuantizedDimension() if q is not None else 0, data)
 

@@ -192,6 +192,24 @@ def test_not_a_tflite_file():
         read_tflite(b"\x00" * 64)
 
 
+def test_a_float_model_is_refused_saying_how_to_convert_it():
+    with pytest.raises(UnsupportedTfliteOperator,
+                       match=r"#0 \(CONV_2D\): float32 weights: .*TFLITE_BUILTINS_INT8"):
+        TfliteModel.load(ASSETS / "float_cnn.tflite")
+
+
+def test_a_damaged_tensor_is_refused():
+    """A weight tensor whose data does not match its type and shape (here int8 filters whose
+    type byte says int32) is a clear error, not a numpy one."""
+    import tflite
+    data = bytearray((ASSETS / "ds_cnn.tflite").read_bytes())
+    root = tflite.Model.GetRootAs(bytes(data), 0)
+    tensor = root.Subgraphs(0).Tensors(root.Subgraphs(0).Operators(0).Inputs(1))
+    data[tensor._tab.Pos + tensor._tab.Offset(6)] = tflite.TensorType.INT32   # its type
+    with pytest.raises(InvalidTflite, match="bytes of data for shape"):
+        read_tflite(bytes(data))
+
+
 def test_feeds_of_the_wrong_type_or_name():
     _, model, inputs = _model("autoencoder")
     with open_device("golden", RillParams()) as device:

@@ -307,10 +307,28 @@ def make(name: str, out: Path, index: int) -> None:
           f"tflite={len(tfl)} bytes -> {out / (name + '.tflite')}", flush=True)
 
 
+def make_float(out: Path) -> None:
+    """``float_cnn.tflite``: a small CNN converted without quantization, which the front end
+    must refuse with a clear message (a float model is the converter's default)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(SEED)
+    inp = keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, activation="relu")(inp)
+    x = layers.Flatten()(x)
+    model = keras.Model(inp, layers.Dense(3)(x), name="float_cnn")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (out / "float_cnn.tflite").write_bytes(converter.convert())
+    print(f"float_cnn: -> {out / 'float_cnn.tflite'}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--only", nargs="*", choices=list(SPECS), default=list(SPECS))
+    ap.add_argument("--float", action="store_true",
+                    help="also (with --only) write float_cnn.tflite, an unquantized model")
     args = ap.parse_args(argv)
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -322,6 +340,8 @@ def main(argv=None) -> int:
     for i, name in enumerate(SPECS):
         if name in args.only:
             make(name, args.out, i)
+    if args.only == list(SPECS) or args.float:
+        make_float(args.out)
     return 0
 
 
