@@ -30,7 +30,8 @@ from hw.isa import OutType, Rounding
 __all__ = [
     "OUT_RANGES", "requantize", "output_bytes", "raw_bytes",
     "encode_onnx_scale", "onnx_scale", "encode_tflite_scale",
-    "wrap_int32", "rne_shift", "rne_sig", "multiply_by_quantized_multiplier",
+    "wrap_int32", "rne_shift", "rne_sig", "bit_length", "multiply_by_quantized_multiplier",
+    "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
 ]
 
 #: Clamp range ``(lo, hi)`` of each output type, before ReLU raises ``lo`` to the zero point.
@@ -77,7 +78,7 @@ def rne_shift(a: ArrayLike, s: ArrayLike) -> np.ndarray:
     return q + up.astype(np.int64)
 
 
-def _bit_length(a: np.ndarray) -> np.ndarray:
+def bit_length(a: np.ndarray) -> np.ndarray:
     """Bit length of non-negative int64 values (0 for 0), exactly (no float log2)."""
     length = np.zeros(a.shape, dtype=np.int64)
     rest = a.copy()
@@ -95,7 +96,7 @@ def rne_sig(a: ArrayLike, bits: int = _FLOAT32_SIG_BITS) -> np.ndarray:
     range limit; the result may carry into one more bit (``0xFFFFFF8 -> 2**28``), as a float does.
     """
     a = _int64(a)
-    t = np.maximum(_bit_length(a) - bits, 0)
+    t = np.maximum(bit_length(a) - bits, 0)
     return rne_shift(a, t) << t
 
 
@@ -108,25 +109,33 @@ def _requantize_onnx(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -
     return np.where(x < 0, -v, v)
 
 
+def saturating_rounding_doubling_high_mul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` of int32 values: ``a * b / 2**31``
+    rounded half up (the nudge, then C's truncating division); the one overflow,
+    ``(-2**31) * (-2**31)``, saturates."""
+    a, b = _int64(a), _int64(b)
+    n = a * b + np.where(a * b >= 0, 1 << 30, 1 - (1 << 30))
+    # C integer division truncates toward zero; >> floors, so correct inexact negative quotients.
+    y = (n >> 31) + ((n < 0) & ((n & ((1 << 31) - 1)) != 0))
+    return np.where((a == -(1 << 31)) & (b == -(1 << 31)), (1 << 31) - 1, y)
+
+
+def rounding_divide_by_pot(x: ArrayLike, exponent: ArrayLike) -> np.ndarray:
+    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero
+    (``0 <= exponent <= 31``, per element)."""
+    x, exponent = _int64(x), _int64(exponent)
+    mask = (np.int64(1) << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
 def _requantize_tflite(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     big_m = _wrap_signed(multiplier, 32)
     sh = _wrap_signed(shift & 0xFF, 8)   # the wire carries a two's-complement int8 shift
     left = np.clip(sh, 0, 31)
     right = np.clip(-sh, 0, 31)
     xl = wrap_int32(x << left)           # int32 multiply by 2**left: wraps in the C reference too
-    # SaturatingRoundingDoublingHighMul: the only overflow is (-2**31) * (-2**31).
-    overflow = (xl == -(1 << 31)) & (big_m == -(1 << 31))
-    ab = xl * big_m
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    n = ab + nudge
-    # C integer division truncates toward zero; >> floors, so correct inexact negative quotients.
-    y = (n >> 31) + ((n < 0) & ((n & ((1 << 31) - 1)) != 0))
-    y = np.where(overflow, (1 << 31) - 1, y)
-    # RoundingDivideByPOT: round half away from zero.
-    mask = (np.int64(1) << right) - 1
-    remainder = y & mask
-    threshold = (mask >> 1) + (y < 0)
-    return (y >> right) + (remainder > threshold)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, big_m), right)
 
 
 def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike,

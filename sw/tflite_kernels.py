@@ -17,7 +17,9 @@ import math
 
 import numpy as np
 
-from .requant import encode_tflite_scale, multiply_by_quantized_multiplier, wrap_int32
+from .requant import bit_length, encode_tflite_scale, multiply_by_quantized_multiplier, wrap_int32
+from .requant import rounding_divide_by_pot as rdbpot
+from .requant import saturating_rounding_doubling_high_mul as srdhm
 
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
@@ -240,33 +242,11 @@ def dequantize(x, *, scale: float, zero_point: int) -> np.ndarray:
 
 # -- SOFTMAX: gemmlowp's fixed-point exp and reciprocal ------------------------------------------
 
-def _w32(v) -> np.ndarray:
-    return wrap_int32(v)
-
-
-def _srdhm(a, b) -> np.ndarray:
-    """SaturatingRoundingDoublingHighMul: ``(a*b + 2**30) >> 31`` (ties up), saturating the one
-    overflow."""
-    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    n = ab + nudge
-    q = np.sign(n) * (np.abs(n) >> 31)   # C division truncates
-    return np.where((a == _I32_MIN) & (b == _I32_MIN), _I32_MAX, _w32(q))
-
-
-def _rdbpot(x, exponent: int) -> np.ndarray:
-    x = np.asarray(x, np.int64)
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
-
-
 def _srmpot(x, exponent: int) -> np.ndarray:
     """SaturatingRoundingMultiplyByPOT."""
     x = np.asarray(x, np.int64)
     if exponent < 0:
-        return _rdbpot(x, -exponent)
+        return rdbpot(x, -exponent)
     if exponent == 0:
         return x
     limit = (1 << (31 - exponent)) - 1
@@ -276,49 +256,39 @@ def _srmpot(x, exponent: int) -> np.ndarray:
 def _exp_on_quarter(a) -> np.ndarray:
     """exp on [-1/4, 0), Q0.31 in and out."""
     constant, third = 1895147668, 715827883
-    x = _w32(a + (1 << 28))
-    x2 = _srdhm(x, x)
-    x3 = _srdhm(x2, x)
-    x4 = _srdhm(x2, x2)
-    t = _srmpot(_w32(_srdhm(_w32(_srmpot(x4, -2) + x3), third) + x2), -1)
-    return _w32(constant + _srdhm(constant, _w32(x + t)))
+    x = wrap_int32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    t = _srmpot(wrap_int32(srdhm(wrap_int32(_srmpot(x4, -2) + x3), third) + x2), -1)
+    return wrap_int32(constant + srdhm(constant, wrap_int32(x + t)))
 
 
 def _exp_on_negative_values(a) -> np.ndarray:
     """exp of Q5.26 ``a <= 0``, Q0.31 out."""
     quarter = 1 << 24
-    below = _w32((a & (quarter - 1)) - quarter)
+    below = wrap_int32((a & (quarter - 1)) - quarter)
     result = _exp_on_quarter(_srmpot(below, 5))
-    remainder = _w32(below - a)
+    remainder = wrap_int32(below - a)
     for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084),
                                  (1, 290630308), (2, 39332535), (3, 720401), (4, 242)):
         bit = (remainder & (1 << (26 + exponent))) != 0
-        result = np.where(bit, _srdhm(result, multiplier), result)
+        result = np.where(bit, srdhm(result, multiplier), result)
     return np.where(a == 0, _I32_MAX, result)
 
 
 def _reciprocal(total) -> tuple[np.ndarray, np.ndarray]:
     """``GetReciprocal(x, 12)``: ``1 / (1 + x)`` in Q0.31 and the bits it was shifted by."""
     total = np.asarray(total, np.int64) & 0xFFFFFFFF
-    leading = 32 - _bit_length32(total)
-    shifted = _w32(((total << leading) & 0xFFFFFFFF) - (1 << 31))
+    leading = 32 - bit_length(total)
+    shifted = wrap_int32(((total << leading) & 0xFFFFFFFF) - (1 << 31))
     s = shifted + _I32_MAX
     half = np.where(s >= 0, 1, -1)
     half_denominator = np.sign(s + half) * (np.abs(s + half) // 2)
-    x = _w32(1515870810 + _srdhm(half_denominator, -1010580540))
+    x = wrap_int32(1515870810 + srdhm(half_denominator, -1010580540))
     for _ in range(3):
-        x = _w32(x + _srmpot(_srdhm(x, _w32((1 << 29) - _srdhm(half_denominator, x))), 2))
+        x = wrap_int32(x + _srmpot(srdhm(x, wrap_int32((1 << 29) - srdhm(half_denominator, x))), 2))
     return _srmpot(x, 1), 12 - leading
-
-
-def _bit_length32(v: np.ndarray) -> np.ndarray:
-    length = np.zeros(v.shape, np.int64)
-    rest = v.copy()
-    for step in (16, 8, 4, 2, 1):
-        big = rest >= (1 << step)
-        length += np.where(big, step, 0)
-        rest = np.where(big, rest >> step, rest)
-    return length + (rest > 0)
 
 
 def softmax(x, *, input_scale: float, beta: float = 1.0) -> np.ndarray:
@@ -329,13 +299,8 @@ def softmax(x, *, input_scale: float, beta: float = 1.0) -> np.ndarray:
     x = np.asarray(x, np.int64)
     diff = x - x.max(axis=-1, keepdims=True)
     used = diff >= diff_min
-    exps = _exp_on_negative_values(_srdhm(_w32(diff << left_shift), multiplier))
-    total = _w32(np.where(used, _rdbpot(exps, 12), 0).sum(axis=-1, keepdims=True))
+    exps = _exp_on_negative_values(srdhm(wrap_int32(diff << left_shift), multiplier))
+    total = wrap_int32(np.where(used, rdbpot(exps, 12), 0).sum(axis=-1, keepdims=True))
     reciprocal, bits = _reciprocal(total)
-    shifted = _srdhm(reciprocal, exps)
-    exponent = bits + 31 - 8
-    y = np.empty_like(shifted)
-    for value in np.unique(exponent):   # one shift per row; rows share few distinct values
-        rows = np.broadcast_to(exponent == value, shifted.shape)
-        y[rows] = _rdbpot(shifted[rows], int(value))
+    y = rdbpot(srdhm(reciprocal, exps), bits + 31 - 8)   # one exponent per row
     return np.where(used, np.clip(y - 128, -128, 127), -128).astype(np.int8)
