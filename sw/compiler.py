@@ -26,7 +26,7 @@ from .program import (
     pack_act_words,
     pack_weight_tiles,
 )
-from .requant import encode_onnx_scale, encode_tflite_scale, onnx_scale, wrap_int32
+from .requant import encode_onnx_scale, encode_tflite_channel_scales, onnx_scale, wrap_int32
 
 __all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
            "compile_linear", "compiled_for", "run_linear", "scalar_int", "as_int8"]
@@ -139,12 +139,8 @@ def _encode_scales(layer: QuantizedLinear, w_scale: np.ndarray, n: int):
     """Per-channel ``(multiplier, shift)`` of the layer's requantization, in its rounding's
     encoding (``sw.requant``): TFLite's shift travels as a two's-complement byte."""
     if Rounding(layer.rounding) == Rounding.TFLITE:
-        a_scale = float(np.float32(layer.a_scale))
-        y_scale = float(np.float32(layer.y_scale))
-        pairs = [encode_tflite_scale(a_scale * float(s) / y_scale)
-                 for s in np.broadcast_to(w_scale, (n,))]
-        return (np.array([m for m, _ in pairs], np.int64),
-                np.array([s & 0xFF for _, s in pairs], np.int64))
+        multiplier, shift = encode_tflite_channel_scales(layer.a_scale, w_scale, layer.y_scale, n)
+        return multiplier, shift & 0xFF
     scale = np.broadcast_to(onnx_scale(layer.a_scale, w_scale, layer.y_scale), (n,))
     return encode_onnx_scale(np.asarray(scale, dtype=np.float32))
 

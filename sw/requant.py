@@ -29,7 +29,7 @@ from hw.isa import OutType, Rounding
 
 __all__ = [
     "OUT_RANGES", "requantize", "output_bytes", "raw_bytes",
-    "encode_onnx_scale", "onnx_scale", "encode_tflite_scale",
+    "encode_onnx_scale", "onnx_scale", "encode_tflite_scale", "encode_tflite_channel_scales",
     "wrap_int32", "rne_shift", "rne_sig", "bit_length", "multiply_by_quantized_multiplier",
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
 ]
@@ -312,3 +312,14 @@ def encode_tflite_scale(real_scale: float) -> tuple[int, int]:
         raise ValueError(f"TFLite requantization scale {real_scale} is too large "
                          "(left shifts above 31 are not supported)")
     return q_fixed, shift
+
+
+def encode_tflite_channel_scales(a_scale: float, w_scale, y_scale: float,
+                                 n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(multipliers, shifts)`` (shifts signed) of a TFLite conv or fully
+    connected layer: ``QuantizeMultiplier(double(a_scale) * double(w_scale[c]) /
+    double(y_scale))``, each scale a float32, in that order, as TFLite computes them."""
+    pairs = [encode_tflite_scale(float(np.float32(a_scale)) * float(s) / float(np.float32(y_scale)))
+             for s in np.broadcast_to(np.asarray(w_scale, np.float32), (n,))]
+    return (np.array([m for m, _ in pairs], np.int64),
+            np.array([shift for _, shift in pairs], np.int64))

@@ -40,7 +40,8 @@ from .compiler import LayerProgram, QuantizedLinear
 from .conv import QuantizedConv
 from .device_base import Device
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
-from .tflite_kernels import activation_range, quantize_multiplier, same_padding
+from .requant import encode_tflite_channel_scales
+from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
 
 __all__ = ["TfliteModel", "TfliteImportError", "UnsupportedTfliteOperator", "InvalidTflite",
@@ -157,14 +158,6 @@ class _Lowering:
             return (top, left, bottom, right), (oh, ow)
         return (0, 0, 0, 0), tuple(self.tensor(op.outputs[0]).shape[1:3])
 
-    def _multipliers(self, op) -> tuple[list[int], list[int]]:
-        s_in, _ = self._quant(op.inputs[0])
-        s_out, _ = self._quant(op.outputs[0])
-        pairs = [quantize_multiplier(float(np.float32(s_in)) * float(s) / float(np.float32(s_out)))
-                 for s in np.broadcast_to(self.tensor(op.inputs[1]).scale,
-                                          (self.tensor(op.outputs[0]).shape[-1],))]
-        return [m for m, _ in pairs], [s for _, s in pairs]
-
     def _bias(self, op) -> np.ndarray | None:
         return self.tensor(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
             else None
@@ -207,10 +200,12 @@ class _Lowering:
             if clamped else Placement(op.index, op.name, "device", macs))
 
     def _conv_attrs(self, op, filters, pads) -> dict:
-        multiplier, shift = self._multipliers(op)
+        channels = self.tensor(op.outputs[0]).shape[-1]
+        multiplier, shift = encode_tflite_channel_scales(
+            self._quant(op.inputs[0])[0], self.tensor(op.inputs[1]).scale,
+            self._quant(op.outputs[0])[0], channels)
         bias = self._bias(op)
-        return dict(filters=filters, bias=np.zeros(filters.shape[-1 if op.name.startswith(
-            "DEPTHWISE") else 0], np.int64) if bias is None else bias,
+        return dict(filters=filters, bias=np.zeros(channels, np.int64) if bias is None else bias,
             input_zp=self._quant(op.inputs[0])[1], output_zp=self._quant(op.outputs[0])[1],
             multiplier=multiplier, shift=shift, stride=tuple(op.options["stride"]),
             dilation=tuple(op.options.get("dilation", (1, 1))), pads=pads,
