@@ -50,11 +50,8 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     before = device.read_counters()["cycles"]
     model.run(device, feeds, resident=True)
     cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
-    macs = sum(p.macs for p in model.placements)
-    on_device = sum(p.macs for p in model.placements if p.where.startswith("device"))
-    host = sorted({p.op for p in model.placements if p.where == "host"}) + sorted(
-        {f"{p.op}'s {p.host_part}" for p in model.placements if p.where == "device + host"})
-    row = TfliteRow(name, macs, on_device, host, cycles,
+    on_device, macs = model.macs()
+    row = TfliteRow(name, macs, on_device, model.host_operators(), cycles,
                     sum(model.predicted_cycles().values()),
                     on_device / (cycles * device.params.peak_macs_int8))
     row.latency_ms = {pace.name: round(cycles / pace.clock_hz * 1e3, 3) for pace in paces}

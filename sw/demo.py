@@ -160,11 +160,9 @@ def _tflite_demo(device) -> int:
         same = sum(int(np.array_equal(got[k][i], v[i])) for k, v in want.items()
                    for i in range(len(v)))
         predicted = sum(model.predicted_cycles().values())
-        macs = sum(p.macs for p in model.placements)
-        on_device = sum(p.macs for p in model.placements if p.where.startswith("device"))
-        host = sorted({p.op for p in model.placements if p.where == "host"})
+        on_device, macs = model.macs()
         _say(f"  {name:<12}{f'{same}/{_TFLITE_IMAGES}':>10}{cycles:>10}{predicted:>11}"
-             f"{on_device / macs:>16.1%}  {', '.join(host)}")
+             f"{on_device / macs:>16.1%}  {', '.join(model.host_operators())}")
         failures += (same != _TFLITE_IMAGES) + (cycles != predicted)
     return failures
 

@@ -401,13 +401,23 @@ class TfliteModel:
         """Predicted working cycles of each device layer program of the last :meth:`run`."""
         return {lp.name: lp.predicted_cycles for lp in self.programs}
 
+    def macs(self) -> tuple[int, int]:
+        """``(on the device, in all)``: the model's multiply-accumulates per inference."""
+        return (sum(p.macs for p in self.placements if p.where.startswith("device")),
+                sum(p.macs for p in self.placements))
+
+    def host_operators(self) -> list[str]:
+        """What the host does: whole operators, then the host's part of shared ones."""
+        return sorted({p.op for p in self.placements if p.where == "host"}) + sorted(
+            {f"{p.op}'s {p.host_part}" for p in self.placements if p.where == "device + host"})
+
     def placement_lines(self) -> list[str]:
         """Where each operator runs, and the device's share of the model's MACs."""
-        total = sum(p.macs for p in self.placements) or 1
-        on_device = sum(p.macs for p in self.placements if p.where.startswith("device"))
+        on_device, total = self.macs()
         lines = [f"  #{p.index:<3} {p.op:<20} {p.where:<14} {p.macs:>10,} MACs"
                  + (f"  ({p.why})" if p.why else "") for p in self.placements]
-        lines.append(f"  device: {on_device:,} of {total:,} MACs ({on_device / total:.1%})")
+        lines.append(f"  device: {on_device:,} of {total:,} MACs "
+                     f"({on_device / max(total, 1):.1%})")
         return lines
 
     def run(self, device: Device, feeds: dict[str, Any], *,
