@@ -135,6 +135,11 @@ class TilePlanner:
             return rows * k_tiles * self.kc
         return rows * self._row_words(k_tiles) * self.per_word
 
+    def _all_act_bytes(self, plan: TilePlan) -> int:
+        """Wire bytes of all of A, chunk by chunk and K group by K group (each chunk's bytes
+        are its rows times one row's)."""
+        return plan.m * sum(self._act_bytes(1, kt) for _, kt in plan.k_groups)
+
     def _steps(self, plan: TilePlan):
         """The layer's instructions as ``(kind, args)``; data is resolved only when emitting."""
         p, cols = self.params, self.params.cols
@@ -149,7 +154,7 @@ class TilePlanner:
                 for h, (_, kt) in enumerate(plan.k_groups):
                     act_addr[c, h] = at
                     at += self._row_words(kt) * plan.chunks[c][1]
-            yield "acts_all", (at,)
+            yield "acts_all", (self._all_act_bytes(plan),)
         mc = max(rows for _, rows in plan.chunks)
         for t0, nt in plan.n_groups:
             col0 = t0 * cols
@@ -193,8 +198,8 @@ class TilePlanner:
         tile_cycles = sum(max(rows, edge) for _, rows in plan.chunks)
         q_all = self.n <= p.qparam_depth
         instructions = 1 + q_all + plan.acts_resident
-        data = plan.acts_resident * sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
-                                        for _, kt in plan.k_groups)
+        act_bytes = self._all_act_bytes(plan)
+        data = plan.acts_resident * act_bytes
         if q_all:
             data += qparam_wire_bytes(self.n, *self.qparams[1:])
         matmul_cycles = 0
@@ -213,8 +218,7 @@ class TilePlanner:
                 data += passes * tile_words * p.cols
             if not plan.acts_resident:
                 instructions += chunks * h
-                data += sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
-                            for _, kt in plan.k_groups)
+                data += act_bytes
             instructions += chunks * h + chunks + (not q_all)
             data += chunks * isa.RESPONSE_HEADER_BYTES + m * width * out_width
             matmul_cycles += nt * kt_all * tile_cycles
@@ -246,8 +250,7 @@ class TilePlanner:
                 t_in += qparam_wire_bytes(width, *(q[col0:col0 + width]
                                                    for q in self.qparams[1:]))
             elif kind == "acts_all":
-                t_in += sum(self._act_bytes(rows, kt) for _, rows in plan.chunks
-                            for _, kt in plan.k_groups)
+                t_in += args[0]
             elif kind == "acts":
                 c, h = args
                 t_in += self._act_bytes(plan.chunks[c][1], plan.k_groups[h][1])
