@@ -126,27 +126,25 @@ def _chained_config(layer: CompiledLinear) -> Config:
 
 
 def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,
-                  rows: int, first_region: int, region: int,
-                  feature_map: ConvGeometry | None = None):
-    """``rows`` rows through resident Gemms, from activation region ``first_region`` (0 or 1,
-    of ``region`` words each) and from one region to the other; the last layer's outputs to
-    the host. With ``feature_map``, the first Gemm reads a conv's flattened map (one row) as a
-    convolution with that geometry (:mod:`sw.flatten`)."""
+                  rows: list[int], region: int, geometries: list[ConvGeometry | None]):
+    """Layer ``i`` of a chain on its ``rows[i]`` rows, reading activation region ``i % 2`` (of
+    ``region`` words) and storing into the other, the last layer's outputs to the host. A layer
+    with a geometry reads its region as a convolution: a conv walked over its map, or a Gemm
+    over a conv's flattened map (one output pixel covering it, :mod:`sw.flatten`)."""
     for i, (layer, residence) in enumerate(zip(layers, residences)):
         final = i == len(layers) - 1
         config = layer.config if final else _chained_config(layer)
         if config != prog.config:
             prog.configure(config)
-        at = (first_region + i) % 2
-        whole_map = i == 0 and feature_map is not None
-        if whole_map:
-            prog.conv_geometry(feature_map)
-        prog.matmul(region * at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles,
-                    conv=whole_map)
+        geometry, at = geometries[i], i % 2
+        if geometry is not None:
+            prog.conv_geometry(geometry)
+        prog.matmul(region * at, residence.weight_base, 0, rows[i], layer.k_tiles,
+                    layer.n_tiles, conv=geometry is not None)
         if final:
-            prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
+            prog.store(0, rows[i], layer.n, residence.qparam_base, raw=layer.raw)
         else:
-            prog.store(0, rows, layer.n, residence.qparam_base, to_acts=region * (1 - at),
+            prog.store(0, rows[i], layer.n, residence.qparam_base, to_acts=region * (1 - at),
                        acts_int4=layers[i + 1].int4)
 
 
@@ -166,7 +164,8 @@ def chain_program(layers: list[CompiledLinear], residences: list[Residence],
     for row0, rows in chunks:
         prog.configure(first.config)   # the device's configuration is not known here
         prog.load_acts(0, pack_act_words(params, x[row0:row0 + rows], first.int4))
-        _rows_through(prog, layers, residences, rows=rows, first_region=0, region=region)
+        _rows_through(prog, layers, residences, rows=[rows] * len(layers), region=region,
+                      geometries=[None] * len(layers))
         stores.append((row0, rows, 0, last.n))
     plan = TilePlan(m, ((0, last.n_tiles),), ((0, first.k_tiles),), chunks, 1, False)
     compulsory = m * first.k + m * last.n * last.out_dtype.itemsize
@@ -214,41 +213,30 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     if planned is None or any(c.row_words > region for c in layers[len(convs):]):
         return None
     plans, (oh, ow) = planned
-    fc = layers[len(convs)] if len(layers) > len(convs) else None
-    # The first Gemm reads the last map as a convolution covering all of it: one output pixel.
-    flattened = fc and ConvGeometry(in_w=ow, in_h=oh, out_w=1, kernel_h=oh, kernel_w=ow,
-                                    chunks=fc.k_tiles // (oh * ow))
+    geometries = [geometry for geometry, _ in plans]
+    rows = [pixels for _, pixels in plans]
+    gemms = len(layers) - len(convs)
+    if gemms:
+        # The first Gemm reads the last map as a convolution covering all of it: one output
+        # pixel; the Gemms after it, one row (the image).
+        fc = layers[len(convs)]
+        geometries += [ConvGeometry(in_w=ow, in_h=oh, out_w=1, kernel_h=oh, kernel_w=ow,
+                                    chunks=fc.k_tiles // (oh * ow))] + [None] * (gemms - 1)
+        rows += [1] * gemms
     x = as_int8(x)
     prog, stores = Program(params), []
     for image in range(n):
         prog.configure(_chained_config(first))   # the device's configuration is not known here
         prog.load_acts(0, pack_feature_map(params, x[image], first.int4))
-        for i, (geometry, pixels) in enumerate(plans):
-            layer, residence = layers[i], residences[i]
-            final = i == len(layers) - 1
-            config = layer.config if final else _chained_config(layer)
-            if config != prog.config:
-                prog.configure(config)
-            prog.conv_geometry(geometry)
-            prog.matmul(region * (i % 2), residence.weight_base, 0, pixels, geometry.k_tiles,
-                        layer.n_tiles, conv=True)
-            if final:
-                prog.store(0, pixels, layer.n, residence.qparam_base, raw=layer.raw)
-            else:
-                prog.store(0, pixels, layer.n, residence.qparam_base,
-                           to_acts=region * ((i + 1) % 2), acts_int4=layers[i + 1].int4)
-        if len(layers) > len(convs):
-            _rows_through(prog, layers[len(convs):], residences[len(convs):], rows=1,
-                          first_region=len(convs) % 2, region=region, feature_map=flattened)
-            stores.append((image, 1, 0, last.n))
-        else:
-            stores.append((image * oh * ow, oh * ow, 0, last.n))
-    rows = n if len(layers) > len(convs) else n * oh * ow
-    plan = TilePlan(rows, ((0, last.n_tiles),), ((0, first.k_tiles),),
+        _rows_through(prog, layers, residences, rows=rows, region=region, geometries=geometries)
+        stores.append((image, 1, 0, last.n) if gemms
+                      else (image * oh * ow, oh * ow, 0, last.n))
+    out_rows = n if gemms else n * oh * ow
+    plan = TilePlan(out_rows, ((0, last.n_tiles),), ((0, first.k_tiles),),
                     tuple((row0, size) for row0, size, _, _ in stores), 1, False)
-    compulsory = x.size + rows * last.n * last.out_dtype.itemsize
+    compulsory = x.size + out_rows * last.n * last.out_dtype.itemsize
     name = "+".join(layer.name for layer in layers)
     lp = LayerProgram(name, prog, plan, stores, last.out_dtype, last.n, compulsory)
-    if len(layers) > len(convs):
+    if gemms:
         return lp, (lambda y: y)
     return lp, (lambda y: np.ascontiguousarray(y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)))
