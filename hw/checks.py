@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .isa import HEADER_BYTES, Opcode, OutType, Precision, Rounding, Status
+from .load_lanes import act_word_bytes
 from .params import RillParams
 
 __all__ = ["InstructionChecks"]
@@ -293,9 +294,7 @@ class InstructionChecks(wiring.Component):
                     in_program = self.in_program if op in programs else Const(0)
                     wide = 0
                     if op == Opcode.LOAD_ACTS:
-                        wide = early_field(op, "lanes") > (
-                            p.act_lanes if p.packed_int8_acts
-                            else Mux(self.int4, p.act_lanes, p.rows))
+                        wide = early_field(op, "lanes") > act_word_bytes(p, self.int4)
                     with m.If(in_program):
                         m.d.comb += status.eq(Status.IN_PROGRAM)
                     with m.Elif((count == 0) | wide):
@@ -324,10 +323,9 @@ class InstructionChecks(wiring.Component):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             if p.conv_addressing:
                 with m.Case(Opcode.CONV_GEOMETRY):
-                    g = {name: early_field(Opcode.CONV_GEOMETRY, name)
-                         for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w", "stride",
-                                      "chunks")}
-                    with m.If(Cat(value == 0 for value in g.values()).any()):
+                    empty = Cat(early_field(Opcode.CONV_GEOMETRY, name) == 0
+                                for name in isa.ConvGeometry.NONZERO)
+                    with m.If(empty.any()):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass

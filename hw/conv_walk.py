@@ -40,8 +40,8 @@ class ConvWalk:
     inside : Value
         The current row's input pixel lies inside the map (else it reads the zero point).
     zero_point : Signal(signed(8))
-    halves : Signal
-        Set by the sequencer: activations are packed INT8, two channel chunks a word.
+    halves : Value
+        Activations are packed INT8, two channel chunks a word (the MATMUL engine's signal).
     half : Value
         The current K tile reads its word's high half.
     k_tiles, words : Signal
@@ -49,8 +49,9 @@ class ConvWalk:
         for decode's checks; settled a few cycles after :meth:`set_geometry`.
     """
 
-    def __init__(self, params: RillParams):
+    def __init__(self, params: RillParams, halves: Value):
         self._params = p = params
+        self.halves = halves
         self._fields = {name: Signal(8 * size, name=f"cg_{name}")
                         for name, size in isa.FIELDS[Opcode.CONV_GEOMETRY]}
         self.zero_point = Signal(signed(8), name="cg_zero_point_s")
@@ -76,7 +77,6 @@ class ConvWalk:
         f = self._fields
         self.inside = ((self.iy >= 0) & (self.iy < f["in_h"])
                        & (self.ix >= 0) & (self.ix < f["in_w"]))
-        self.halves = Signal(name="cg_halves")
         self.half = self.halves & self.cc[0]
 
     def set_geometry(self, m: Module, fields: dict[str, Value]):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from amaranth.lib import enum
 
@@ -272,6 +273,10 @@ class ConvGeometry:
     first_row: int = 0
     zero_point: int = 0   #: int8
     chunks: int = 1
+
+    #: The fields a geometry needs nonzero (``CONV_GEOMETRY`` answers BAD_LENGTH otherwise).
+    NONZERO: ClassVar[tuple[str, ...]] = ("in_w", "in_h", "out_w", "kernel_h", "kernel_w",
+                                          "stride", "chunks")
 
     @classmethod
     def from_fields(cls, fields: dict[str, int]) -> ConvGeometry:

@@ -12,13 +12,24 @@ from amaranth.hdl import Cat, Const, Module, Mux, Value
 from .isa import QPARAM_BYTES
 from .params import RillParams
 
-__all__ = ["load_word_bytes", "load_word_lanes"]
+__all__ = ["load_word_bytes", "load_word_lanes", "act_word_whole", "act_word_bytes"]
 
 
 def load_word_bytes(params: RillParams) -> int:
     """The most data bytes one load word takes (an INT4 activation word's ``2 * rows``, or more
     for a wide array's weight word or a qparam entry)."""
     return max(params.cols, params.act_lanes, QPARAM_BYTES, 4)
+
+
+def act_word_whole(params: RillParams, int4: Value) -> Value:
+    """Whether an activation word takes ``2 * rows`` bytes under the current configuration
+    (INT4, or packed INT8: ``RillParams.values_per_word``); else ``rows``, its upper half zero."""
+    return Const(1) if params.packed_int8_acts else int4
+
+
+def act_word_bytes(params: RillParams, int4: Value) -> Value:
+    """``RillParams.values_per_word`` under the current configuration."""
+    return Mux(act_word_whole(params, int4), params.act_lanes, params.rows)
 
 
 def load_word_lanes(m: Module, params: RillParams, *, byte_in: Value, load_byte: Value,
@@ -32,8 +43,7 @@ def load_word_lanes(m: Module, params: RillParams, *, byte_in: Value, load_byte:
     ``header_part``, the instruction's own multiplier, shift and zero point.
     """
     p = params
-    # Whether an activation word takes 2 * rows bytes (else rows, its upper half zeroed).
-    whole = Const(1) if p.packed_int8_acts else int4
+    whole = act_word_whole(p, int4)
     lane = Cat(load_byte == i for i in range(load_word_bytes(p)))
     first_byte = load_byte == 0
     m.d.comb += [

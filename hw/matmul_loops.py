@@ -55,7 +55,8 @@ class MatmulLoops:
         self._params = p = params
         #: The convolution walk (``RillParams.conv_addressing``), and whether this MATMUL uses
         #: it: then it, not the row loop, moves the activation address.
-        self.conv_walk = ConvWalk(p) if p.conv_addressing else None
+        self.halves = Signal(name="mm_halves")
+        self.conv_walk = ConvWalk(p, self.halves) if p.conv_addressing else None
         self.conv = Signal(name="mm_conv")
         self.act_rows = Signal(p.matmul_m_width, name="mm_m")   # m, the rows a tile issues
         self.accumulate = Signal(name="mm_accumulate")
@@ -76,12 +77,9 @@ class MatmulLoops:
         self.act_row_valid = self.act.index < self.act_rows
         self.weight_row_valid = (self.weight.index < p.rows) & (self.weight_tile < self.tiles)
         self.finishing = self.act.at_last & self.k_tiles.at_last & self.n_tiles.at_last
-        self.halves = Signal(name="mm_halves")
+        self.half = self.halves & self.k_tiles.index[0]
         if self.conv_walk is not None:
-            m_half = Mux(self.conv, self.conv_walk.half, self.k_tiles.index[0])
-        else:
-            m_half = self.k_tiles.index[0]
-        self.half = self.halves & m_half
+            self.half = Mux(self.conv, self.conv_walk.half, self.half)
 
     def load_header(self, m: Module, fields: dict[str, Value]):
         """Take what the loops need from the instruction's header ``fields``, a cycle before

@@ -270,7 +270,6 @@ class _SequencerLogic(LoadStates):
             lanes = Cat(Mux(half_q, high, low), high)
         walk = loops.conv_walk
         if walk is not None:
-            m.d.comb += walk.halves.eq(loops.halves)
             walk.elaborate_into(m)
             with m.If(advance):
                 m.d.sync += pad_q.eq(loops.conv & ~walk.inside)

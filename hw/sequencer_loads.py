@@ -11,7 +11,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal
 
 from . import isa
 from .isa import HEADER_BYTES, QPARAM_BYTES, Opcode
-from .load_lanes import load_word_bytes, load_word_lanes
+from .load_lanes import act_word_bytes, load_word_bytes, load_word_lanes
 
 __all__ = ["LoadStates"]
 
@@ -25,9 +25,7 @@ class LoadStates:
         assert QPARAM_BYTES == HEADER_BYTES   # LOAD_QPARAMS' and LOAD_PROGRAM's words
         lanes = self.field(Opcode.LOAD_ACTS, "lanes")
         self.decoded_word_len = Mux(
-            is_op[Opcode.LOAD_ACTS],
-            Mux(lanes.any(), lanes, p.act_lanes if p.packed_int8_acts
-                else Mux(self.int4, p.act_lanes, p.rows)),
+            is_op[Opcode.LOAD_ACTS], Mux(lanes.any(), lanes, act_word_bytes(p, self.int4)),
             Mux(is_op[Opcode.LOAD_WEIGHTS], p.cols,
                 Mux(is_op[Opcode.LOAD_QPARAMS] | is_op[Opcode.LOAD_PROGRAM], QPARAM_BYTES, 4)))
         self.load_target = Signal(Opcode, init=Opcode.LOAD_WEIGHTS, name="load_target")

@@ -189,6 +189,8 @@ class CompiledLinear(TilePlanner):
             raise CompileError(f"{layer.name}: activation zero point {a_zp} is not {info.dtype}")
         if self.act_dtype == np.uint8:
             a_zp -= 128   # x - 128 flips uint8 to int8 exactly (docs/arithmetic.md)
+        #: The activation zero point as the device holds activations (int8).
+        self.device_a_zp = a_zp
         self.out_dtype = np.dtype(layer.out_dtype)
         self.raw = self.out_dtype == np.int32
         if not self.raw and self.out_dtype not in _OUT_TYPES:

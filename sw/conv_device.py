@@ -25,7 +25,6 @@ from .compiler import (
     LayerProgram,
     QuantizedLinear,
     as_int8,
-    scalar_int,
 )
 from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
@@ -86,16 +85,14 @@ def conv_geometry(compiled: CompiledLinear, conv: QuantizedConv, h: int, w: int,
                   first_row: int = 0) -> ConvGeometry:
     """The geometry of ``conv`` on an ``h x w`` map of ``compiled``'s channels; padding holds
     the input's zero point as the device holds it (uint8 flipped to int8)."""
-    zero_point = scalar_int(conv.linear.a_zp, "activation zero point")
-    if compiled.act_dtype == np.uint8:
-        zero_point -= 128
     oh, ow = output_size(conv, h, w)
     if not (1 <= h <= 255 and 1 <= w <= 255 and 1 <= ow <= 255 and oh >= 1):
         raise CompileError(f"{compiled.name}: a {h}x{w} feature map giving {oh}x{ow} does not "
                            "fit the device's convolution geometry (1 to 255 pixels a side)")
     return ConvGeometry(in_w=w, in_h=h, out_w=ow, kernel_h=conv.kernel[0],
                         kernel_w=conv.kernel[1], stride=conv.strides[0], pad_top=conv.pads[0],
-                        pad_left=conv.pads[1], first_row=first_row, zero_point=zero_point,
+                        pad_left=conv.pads[1], first_row=first_row,
+                        zero_point=compiled.device_a_zp,
                         chunks=compiled.k // (conv.kernel[0] * conv.kernel[1] * compiled.kc))
 
 

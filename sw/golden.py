@@ -94,7 +94,7 @@ class GoldenCore:
             out += self._execute(header, data, in_program)
         return bytes(out)
 
-    def _opcode(self, byte: int, in_program: bool) -> Opcode | None:
+    def _opcode(self, byte: int) -> Opcode | None:
         """The opcode a header byte names on this core (``LOAD_PROGRAM`` and ``RUN`` only with
         a program memory)."""
         opcode = _OPCODES.get(byte)
@@ -105,7 +105,7 @@ class GoldenCore:
         return opcode
 
     def _data_bytes(self, header: bytes, in_program: bool) -> int:
-        opcode = self._opcode(header[0], in_program)
+        opcode = self._opcode(header[0])
         if opcode not in LOAD_OPCODES or in_program and opcode == Opcode.LOAD_PROGRAM:
             return 0
         fields = decode_fields(opcode, header[1:])
@@ -116,7 +116,7 @@ class GoldenCore:
     # -- one instruction ---------------------------------------------------------------------------
 
     def _execute(self, header: bytes, data: bytes, in_program: bool = False) -> bytes:
-        opcode = self._opcode(header[0], in_program)
+        opcode = self._opcode(header[0])
         index = self.counters["instructions"]
         fields = decode_fields(opcode, header[1:]) if opcode is not None else None
         if opcode is None:
@@ -159,8 +159,7 @@ class GoldenCore:
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
         if opcode == Opcode.CONV_GEOMETRY:
-            if any(f[name] == 0 for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w",
-                                             "stride", "chunks")):
+            if any(f[name] == 0 for name in ConvGeometry.NONZERO):
                 return Status.BAD_LENGTH
             return Status.OK
         if opcode == Opcode.MATMUL:
