@@ -18,11 +18,10 @@ from . import tflite_kernels as kernels
 __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 
 #: Host operations, named after the TFLite operators they compute.
-TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FULLY_CONNECTED",
-                   "TFL_FC_REQUANTIZE", "TFL_ADD", "TFL_AVERAGE_POOL_2D", "TFL_MEAN",
-                   "TFL_SOFTMAX", "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD",
-                   "TFL_RESHAPE", "TFL_CLAMP", "TFL_MAX_POOL_2D", "TFL_SHAPE",
-                   "TFL_STRIDED_SLICE", "TFL_PACK")
+TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FC_REQUANTIZE", "TFL_ADD",
+                   "TFL_AVERAGE_POOL_2D", "TFL_MAX_POOL_2D", "TFL_MEAN", "TFL_SOFTMAX",
+                   "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
+                   "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -33,11 +32,11 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
     if op == "TFL_DEPTHWISE_CONV_2D":
         return [kernels.depthwise_conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
-    if op == "TFL_FULLY_CONNECTED":
-        return [kernels.fully_connected(x.reshape(-1, a["filters"].shape[1]), a["filters"],
-                                        a["bias"], **_requant_args(a))]
-    if op == "TFL_FC_REQUANTIZE":
-        return [kernels.requantize_double(x, **_requant_args(a, with_zp=False))]
+    if op == "TFL_FC_REQUANTIZE":   # the sums from the device
+        return [kernels.requantize_double(x, input_scale=a["input_scale"],
+                                          filter_scale=a["filter_scale"],
+                                          output_scale=a["output_scale"],
+                                          output_zp=a["output_zp"], act_range=a["act_range"])]
     if op == "TFL_ADD":
         return [kernels.add(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
                             b_scale=a["b_scale"], b_zp=a["b_zp"], output_scale=a["output_scale"],
@@ -84,12 +83,3 @@ def _conv_args(a: dict) -> dict:
     return dict(input_zp=a["input_zp"], multiplier=a["multiplier"], shift=a["shift"],
                 output_zp=a["output_zp"], stride=a["stride"], dilation=a["dilation"],
                 pads=a["pads"], act_range=a["act_range"])
-
-
-def _requant_args(a: dict, with_zp: bool = True) -> dict:
-    args = dict(input_scale=a["input_scale"], filter_scale=a["filter_scale"],
-                output_scale=a["output_scale"], output_zp=a["output_zp"],
-                act_range=a["act_range"])
-    if with_zp:
-        args["input_zp"] = a["input_zp"]
-    return args
