@@ -2,8 +2,10 @@
 
 A :class:`QuantizedModel` is a list of steps in execution order over named tensors: the
 :class:`DeviceLayer` s (quantized matmuls and convolutions, with their weights and requantization
-parameters, compiled for a device's params on first use) and the :class:`HostStep` s (quantize,
-dequantize and data movement, run on the host with onnxruntime's arithmetic). Its inputs carry
+parameters, compiled for a device's params on first use), the :class:`HostStep` s (quantize,
+dequantize and data movement, run on the host with onnxruntime's arithmetic), and, for a graph
+split between device and host, :class:`HostCall` s (a segment an outside runtime runs whole) and
+:class:`sw.runtime_layer.RuntimeLayer` s (matmuls whose operands are known only at run time). Its inputs carry
 dtype and shape, so feeds are checked before anything runs.
 
 Front ends lower into it (:mod:`sw.onnx_import` from ONNX); the model's outputs are the same
@@ -39,7 +41,7 @@ from .host_ops import run_host_op
 from .program import Program
 from .resident import Allocation, Residence, allocate, load_program, resident_program
 
-__all__ = ["TensorSpec", "DeviceLayer", "HostStep", "QuantizedModel", "InputError"]
+__all__ = ["TensorSpec", "DeviceLayer", "HostStep", "HostCall", "QuantizedModel", "InputError"]
 
 
 class InputError(ValueError):
@@ -160,6 +162,24 @@ class HostStep:
 
 
 @dataclass(eq=False)
+class HostCall:
+    """Host steps a front end runs as one call (``run(*inputs) -> outputs``): a segment of a
+    partitioned graph that an outside runtime executes whole, so that its own fusions apply
+    as they do to the whole model. ``nodes`` names what it runs, for reports."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    run: Callable[..., list[np.ndarray]] = field(repr=False)
+    nodes: tuple[str, ...] = ()
+    op: str = "host call"
+
+    def execute(self, device: Device, env: dict[str, np.ndarray],
+                programs: list[LayerProgram] | None = None) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self.run(*(env[name] for name in self.inputs))))
+
+
+@dataclass(eq=False)
 class QuantizedModel:
     """Steps over named tensors; see the module docstring."""
 
@@ -231,6 +251,9 @@ class QuantizedModel:
                 continue
             if isinstance(step, HostStep):
                 env.update(zip(step.outputs, run_host_op(step, env)))
+                continue
+            if not isinstance(step, DeviceLayer):   # HostCall, RuntimeLayer
+                env.update(step.execute(device, env, programs))
                 continue
             if progress is not None:
                 progress(step.name, done, layers)

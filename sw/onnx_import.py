@@ -33,14 +33,16 @@ from .conv import QuantizedConv
 from .device_base import Device
 from .host_ops import HOST_OPS
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
+from .onnx_partition import RUNTIME_OPS, PartitionError, claim_runtime, segments
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
            "DEVICE_OPS"]
 
 DEVICE_OPS = ("MatMul", "Gemm", "Conv", "QLinearMatMul", "QLinearConv", "QGemm", "MatMulInteger")
-_SUPPORTED = (f"device: {', '.join(DEVICE_OPS)} (quantized); host: {', '.join(HOST_OPS)}; "
-              "Relu only between a quantized MatMul/Gemm/Conv and a QuantizeLinear whose zero "
-              "point is the type's minimum")
+_SUPPORTED = (f"device: {', '.join(DEVICE_OPS)} (quantized), and QLinearMatMul, MatMulInteger, "
+              "QLinearConv, ConvInteger and QDQ MatMul whose operands are known only at run "
+              "time; host: any operator onnxruntime runs (with device_only, only "
+              f"{', '.join(HOST_OPS)})")
 _Q_TYPES = {np.dtype(np.int8), np.dtype(np.uint8)}
 
 
@@ -56,7 +58,7 @@ class UnsupportedOperator(ModelImportError):
         domain = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
         why = why or "this operator is not supported"
         super().__init__(f"node {name!r} ({domain}{node.op_type}): {why}. Supported: {_SUPPORTED}")
-        self.node_name, self.op_type = name, node.op_type
+        self.node_name, self.op_type, self.why = name, node.op_type, why
 
 
 class InvalidModel(ModelImportError):
@@ -106,12 +108,18 @@ class _Graph:
         self.nodes = list(g.node)
         self.order = self._topological()
         self.types: dict[str, int] = {}
+        self.shapes: dict[str, tuple[int | None, ...]] = {}
         try:
             inferred = onnx.shape_inference.infer_shapes(model).graph
             for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
                 self.types[info.name] = info.type.tensor_type.elem_type
+                if info.type.tensor_type.HasField("shape"):
+                    self.shapes[info.name] = _input_spec(info).shape
         except Exception:   # types are a convenience: matching says what is missing
             pass
+        for name, value in self.consts.items():
+            self.types.setdefault(name, helper.np_dtype_to_tensor_dtype(value.dtype))
+            self.shapes[name] = value.shape
 
     def dtype(self, name: str, idx: int, matcher: _Matcher) -> np.dtype:
         if not self.types.get(name):
@@ -349,38 +357,76 @@ class RillModel:
     :class:`~sw.model_ir.QuantizedModel`) of device layers and host steps. See the module
     docstring."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, *, device_only: bool = False):
         self.proto = model
         self.graph = g = _Graph(model)
         for idx in g.order:   # every operator is checked before any pattern
             node = g.nodes[idx]
-            known = node.op_type in DEVICE_OPS + HOST_OPS + ("Relu",)
-            domain_ok = node.domain in ("", "ai.onnx") or (node.domain == "com.microsoft"
-                                                           and node.op_type == "QGemm")
-            if not known or not domain_ok:
-                raise UnsupportedOperator(node, idx)
+            if node.domain not in ("", "ai.onnx", "com.microsoft") or (
+                    node.domain != "com.microsoft" and not onnx.defs.has(node.op_type)):
+                raise UnsupportedOperator(node, idx, "no implementation on the device, on the "
+                                          "host or in onnxruntime")
         matcher = _Matcher(g)
-        layers = {idx: matcher.match(idx) for idx in g.order if g.nodes[idx].op_type in DEVICE_OPS}
+        device: dict[int, Any] = {}
+        #: Why each node that could have run on the device does not.
+        self.host_reasons: dict[int, str] = {}
         for idx in g.order:
-            if g.nodes[idx].op_type == "Relu" and idx not in matcher.fused:
-                raise UnsupportedOperator(g.nodes[idx], idx, "a standalone Relu runs in float in "
-                                          "onnxruntime; only Relu -> QuantizeLinear after a "
-                                          "quantized MatMul/Gemm/Conv is supported")
-        skip = set(matcher.fused)
+            node = g.nodes[idx]
+            if node.op_type not in DEVICE_OPS + RUNTIME_OPS or (
+                    node.domain == "com.microsoft") != (node.op_type == "QGemm"):
+                continue
+            why = ""
+            for claim in ((matcher.match,) if node.op_type in DEVICE_OPS else ()) \
+                    + (lambda i: claim_runtime(matcher, i),):
+                saved = set(matcher.fused), set(matcher.folded)
+                try:
+                    device[idx] = claim(idx)
+                    break
+                except UnsupportedOperator as error:
+                    matcher.fused, matcher.folded = saved
+                    why = why or error.why
+            else:
+                self.host_reasons[idx] = why
+        skip = set(matcher.fused) - set(self.host_reasons)
         for dq in matcher.folded:   # a DQ read only by device layers is not computed at all
-            if all(c in matcher.fused for c in g.consumers.get(g.nodes[dq].output[0], [])) \
+            if all(c in skip for c in g.consumers.get(g.nodes[dq].output[0], [])) \
                     and g.nodes[dq].output[0] not in g.outputs:
                 skip.add(dq)
-        steps = [layers[i] if i in layers else _host_step(g.nodes[i], i) for i in g.order
-                 if i in layers or i not in skip]
+        self.host_nodes = [i for i in g.order if i not in device and i not in skip]
+        for idx in self.host_nodes:
+            if g.nodes[idx].op_type == "Relu":
+                self.host_reasons.setdefault(idx, "a Relu not between a quantized matmul and "
+                                             "its QuantizeLinear runs in float")
+        beyond = [i for i in self.host_nodes if g.nodes[i].op_type not in HOST_OPS
+                  or g.nodes[i].domain not in ("", "ai.onnx")]
+        if beyond and device_only:
+            names = ", ".join(f"{g.nodes[i].name or f'#{i}'} ({g.nodes[i].op_type}"
+                              + (f": {self.host_reasons[i]}" if i in self.host_reasons else "")
+                              + ")" for i in beyond[:12])
+            raise UnsupportedOperator(g.nodes[beyond[0]], beyond[0], f"--device-only: "
+                                      f"{len(beyond)} node(s) would run on the host: {names}")
+        self.device_steps = device
+        if beyond:   # the host part through onnxruntime, in segments cut to keep its fusions
+            order = [device[i] if i in device else g.nodes[i] for i in g.order
+                     if i in device or i not in skip]
+            try:
+                steps = segments(model, order, g.consts, g.types, g.outputs)
+            except PartitionError as error:
+                raise ModelImportError(str(error)) from None
+        else:
+            steps = [device[i] if i in device else _host_step(g.nodes[i], i) for i in g.order
+                     if i in device or i not in skip]
         #: The model in Rill's own representation: what the compiler and the devices run.
         self.model = QuantizedModel([_input_spec(i) for i in g.inputs], list(g.outputs),
                                     dict(g.consts), steps)
         self.programs: list[LayerProgram] = []
 
     @classmethod
-    def load(cls, model: str | Path | bytes | onnx.ModelProto) -> RillModel:
-        """Load and check a model from a path, serialized bytes or a ``ModelProto``."""
+    def load(cls, model: str | Path | bytes | onnx.ModelProto, *,
+             device_only: bool = False) -> RillModel:
+        """Load and check a model from a path, serialized bytes or a ``ModelProto``.
+        ``device_only``: refuse a model any of whose nodes beyond quantize, dequantize and data
+        movement would run on the host, naming them."""
         if not isinstance(model, onnx.ModelProto):
             try:
                 model = onnx.load_model_from_string(model) if isinstance(model, bytes) \
@@ -396,7 +442,7 @@ class RillModel:
                 or not model.graph.output:
             raise InvalidModel("this is not an ONNX model: no IR version, opset, nodes or "
                                "outputs; pass a .onnx file written by onnx.save")
-        return cls(model)
+        return cls(model, device_only=device_only)
 
     @property
     def input_names(self) -> list[str]:

@@ -155,42 +155,59 @@ def _with_softmax(path) -> onnx.ModelProto:
     return model
 
 
-def test_unsupported_operator_is_named_before_anything_runs(zoo):
+def test_device_only_names_the_host_nodes_before_anything_runs(zoo):
     with pytest.raises(UnsupportedOperator, match="'probabilities' \\(Softmax\\)") as err:
-        RillModel.load(_with_softmax(zoo["mlp-qdq-tensor-s8"][0]))
-    assert err.value.node_name == "probabilities" and "Supported:" in str(err.value)
+        RillModel.load(_with_softmax(zoo["mlp-qdq-tensor-s8"][0]), device_only=True)
+    assert err.value.node_name == "probabilities" and "would run on the host" in str(err.value)
 
 
-def test_lstm_is_unsupported():
-    h = 4
-    inits = [_init("W", np.zeros((1, 4 * h, 3), np.float32)),
-             _init("R", np.zeros((1, 4 * h, h), np.float32))]
-    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=h, name="encoder")
-    model = _model([node], [("x", TensorProto.FLOAT, [5, 1, 3])],
-                   [("y", TensorProto.FLOAT, None)], inits)
-    with pytest.raises(UnsupportedOperator, match="'encoder' \\(LSTM\\)"):
+def test_softmax_runs_on_the_host_and_the_model_equals_onnxruntime(zoo):
+    path, fm = zoo["mlp-qdq-tensor-s8"]
+    model = _with_softmax(path)
+    rill = RillModel.load(model)
+    feeds = {fm.input_name: fm.test_inputs[:20]}
+    got = rill.run(open_device("golden"), feeds)
+    want = oracle.run(model, feeds)
+    assert got[fm.output_name].dtype == np.float32 and set(got) == set(want)
+    assert all(np.array_equal(got[name], want[name]) for name in want)
+    hosts = [step for step in rill.model.steps if not hasattr(step, "linear")]
+    assert len(rill.model.layers) == 2 and {step.op for step in hosts} == {"onnxruntime"}
+    assert "probabilities" in hosts[-1].nodes   # after the last device layer
+
+
+def test_an_operator_no_one_runs_is_named_before_anything_runs():
+    node = helper.make_node("Frobnicate", ["x"], ["y"], name="mystery")
+    model = _model([node], [("x", TensorProto.FLOAT, [5, 3])], [("y", TensorProto.FLOAT, None)],
+                   [])
+    with pytest.raises(UnsupportedOperator, match="'mystery' \\(Frobnicate\\).*no implementation"):
         RillModel.load(model)
 
 
-def test_float_matmul_and_unfused_relu_are_refused():
+def test_float_matmul_and_unfused_relu_run_on_the_host_or_are_refused():
     inits = [_init("w", np.ones((3, 2), np.float32))]
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="fp32")
     model = _model([node], [("x", TensorProto.FLOAT, [1, 3])], [("y", TensorProto.FLOAT, None)],
                    inits)
     with pytest.raises(UnsupportedOperator, match="'fp32'.*float"):
-        RillModel.load(model)
+        RillModel.load(model, device_only=True)
+    x = np.arange(3, dtype=np.float32).reshape(1, 3)
+    assert np.array_equal(RillModel.load(model).run(open_device("golden"), {"x": x})["y"],
+                          oracle.run(model, {"x": x})["y"])
     # DQ -> MatMul -> Relu -> Q with a zero point above the minimum: onnxruntime keeps it float.
     nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
              helper.make_node("DequantizeLinear", ["w", "s"], ["wf"]),
-             helper.make_node("MatMul", ["xf", "wf"], ["m"]),
+             helper.make_node("MatMul", ["xf", "wf"], ["m"], name="mm"),
              helper.make_node("Relu", ["m"], ["r"], name="act"),
              helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"])]
     inits = [_init("w", np.ones((3, 2), np.int8)), _init("s", np.float32(0.1)),
              _init("z", np.int8(5))]
     model = _model(nodes, [("x", TensorProto.INT8, [1, 3])], [("y", TensorProto.INT8, None)],
                    inits)
-    with pytest.raises(UnsupportedOperator, match="'act' \\(Relu\\).*zero point"):
-        RillModel.load(model)
+    with pytest.raises(UnsupportedOperator, match="mm \\(MatMul: .*zero point.*act \\(Relu"):
+        RillModel.load(model, device_only=True)
+    x = np.array([[-7, 3, 90]], np.int8)
+    assert np.array_equal(RillModel.load(model).run(open_device("golden"), {"x": x})["y"],
+                          oracle.run(model, {"x": x})["y"])
 
 
 def test_not_onnx_is_an_invalid_model(tmp_path):

@@ -1,0 +1,225 @@
+"""An ONNX graph split between the device and onnxruntime on the host.
+
+:class:`sw.onnx_import.RillModel` claims the nodes the device runs bit-exactly (quantized
+matmuls and convolutions, static or with run-time operands, :mod:`sw.runtime_layer`); every other
+node runs on the host. Where the host part is only quantize, dequantize and data movement, Rill's
+own exact host operators run it (:mod:`sw.host_ops`). Otherwise the host part runs through
+onnxruntime, in **segments**: each segment is one onnxruntime session over a subgraph cut
+from the model (``onnx.helper``), fed the device's outputs as inputs.
+
+Cutting a graph can change what onnxruntime computes: it fuses ``DQ -> Add -> Q`` into
+``QLinearAdd`` and ``DQ -> MatMul -> Q`` into ``QLinearMatMul``, whose arithmetic differs from
+the float nodes they replace. The cuts keep every such group whole:
+
+- the device claims a quantized matmul exactly where onnxruntime fuses one, so the tensors
+  crossing a cut are the quantized tensors onnxruntime's fused node would read and write;
+- each host node is placed in the *latest* segment its consumers allow (a dequantize goes with
+  the add that reads it, not with the node that made its input), so the groups onnxruntime
+  fuses lie in one segment.
+
+Segments and device steps alternate by *level*: a device step's level is one more than the
+highest level of the tensors it reads, a host node's the highest of its inputs' (raised as far
+as its consumers allow); the host segment of level ``L`` runs after the device steps of level
+``L`` and before those of level ``L + 1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .model_ir import HostCall
+from .runtime_layer import RuntimeLayer
+
+__all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "node_macs", "segments"]
+
+#: Session options of the host segments: those of the onnxruntime oracle (:mod:`sw.oracle`).
+_SESSION_CONFIG = dict(threads=1)
+
+
+class PartitionError(ValueError):
+    """A host segment onnxruntime cannot load."""
+
+
+def _session(model: onnx.ModelProto):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = _SESSION_CONFIG["threads"]
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def _reads(step) -> tuple[str, ...]:
+    if isinstance(step, onnx.NodeProto):
+        return tuple(name for name in step.input if name)
+    return (step.input,) if hasattr(step, "linear") else tuple(step.inputs)
+
+
+def _writes(step) -> tuple[str, ...]:
+    if isinstance(step, onnx.NodeProto):
+        return tuple(step.output)
+    return (step.output,) if hasattr(step, "linear") else tuple(step.outputs)
+
+
+def segments(model: onnx.ModelProto, order: list, consts: dict[str, np.ndarray],
+             types: dict[str, int], outputs: list[str]) -> list:
+    """The model's steps in execution order: ``order`` lists device steps and host nodes
+    (``onnx.NodeProto``) in a topological order; the host nodes are grouped into
+    :class:`~sw.model_ir.HostCall` segments run by onnxruntime (see the module docstring).
+    ``types``: element types of the graph's tensors. Raises :class:`PartitionError` for a
+    segment onnxruntime cannot load."""
+    level: dict[str, int] = {}
+    step_level: list[int] = []
+    for step in order:   # as soon as possible
+        base = max((level.get(name, 0) for name in _reads(step)), default=0)
+        lv = base if isinstance(step, onnx.NodeProto) else base + 1
+        step_level.append(lv)
+        level.update(dict.fromkeys(_writes(step), lv))
+    last = max(step_level, default=0)
+    readers: dict[str, list[int]] = {}
+    for i, step in enumerate(order):
+        for name in _reads(step):
+            readers.setdefault(name, []).append(i)
+    for i in reversed(range(len(order))):   # host nodes as late as their readers allow
+        if not isinstance(order[i], onnx.NodeProto):
+            continue
+        bound = last if any(name in outputs for name in _writes(order[i])) else None
+        for name in _writes(order[i]):
+            for j in readers.get(name, []):
+                limit = step_level[j] if isinstance(order[j], onnx.NodeProto) \
+                    else step_level[j] - 1
+                bound = limit if bound is None else min(bound, limit)
+        step_level[i] = max(step_level[i], last if bound is None else bound)
+    steps = []
+    for lv in range(last + 1):
+        nodes = [s for s, sl in zip(order, step_level) if sl == lv
+                 and isinstance(s, onnx.NodeProto)]
+        if nodes:
+            steps.append(_segment(model, nodes, lv, order, consts, types, outputs))
+        steps += [s for s, sl in zip(order, step_level) if sl == lv + 1
+                  and not isinstance(s, onnx.NodeProto)]
+    return steps
+
+
+def _value_info(name: str, types: dict[str, int]) -> onnx.ValueInfoProto:
+    if not types.get(name):
+        raise PartitionError(f"the element type of {name!r} is unknown (shape inference did "
+                             "not find it), so it cannot cross between device and host")
+    return helper.make_tensor_value_info(name, types[name], None)
+
+
+def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order: list,
+             consts: dict[str, np.ndarray], types: dict[str, int],
+             outputs: list[str]) -> HostCall:
+    made = {name for node in nodes for name in node.output}
+    needed = list(dict.fromkeys(name for node in nodes for name in node.input if name))
+    inputs = [name for name in needed if name not in made and name not in consts]
+    initializers = [onnx.numpy_helper.from_array(consts[name], name) for name in needed
+                    if name not in made and name in consts]
+    read_elsewhere = {name for step in order if not any(step is n for n in nodes)
+                      for name in _reads(step)}
+    outs = [name for node in nodes for name in node.output
+            if name and (name in read_elsewhere or name in outputs)]
+    graph = helper.make_graph(nodes, f"host segment {lv}",
+                              [_value_info(name, types) for name in inputs],
+                              [_value_info(name, types) for name in outs], initializers)
+    sub = helper.make_model(graph, opset_imports=list(model.opset_import),
+                            ir_version=model.ir_version, functions=list(model.functions))
+    try:
+        session = _session(sub)
+    except Exception as error:   # onnxruntime raises its own exception types
+        names = ", ".join(f"{n.name or '?'} ({n.op_type})" for n in nodes)
+        raise PartitionError(f"onnxruntime cannot run the host nodes {names}: "
+                             f"{str(error).strip()[:400]}") from None
+
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        return session.run(outs, dict(zip(inputs, arrays)))
+
+    return HostCall(f"host segment {lv}", tuple(inputs), tuple(outs), run,
+                    tuple(n.name or n.op_type for n in nodes), op="onnxruntime")
+
+
+def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]],
+              attrs: dict[str, Any]) -> int | None:
+    """Multiply-accumulates of a matmul-like node from its tensors' static shapes, or ``None``
+    (not matmul-like, or a shape unknown)."""
+    op = node.op_type
+    out = shapes.get(node.output[0]) if node.output else None
+    if out is None or any(d is None for d in out):
+        return None
+    size = int(np.prod(out))
+    if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
+        a = shapes.get(node.input[0])
+        return None if not a or a[-1] is None else size * a[-1]
+    if op in ("Gemm", "QGemm"):
+        a = shapes.get(node.input[0])
+        if not a or None in a:
+            return None
+        return size * (a[0] if attrs.get("transA", 0) else a[-1])
+    if op in ("Conv", "ConvInteger", "QLinearConv"):
+        w = shapes.get(node.input[3 if op == "QLinearConv" else 1])
+        return None if not w or None in w else size * int(np.prod(w[1:]))
+    return None
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+#: Matmul-like operators the device runs whatever their operands (:mod:`sw.runtime_layer`).
+RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "MatMul")
+
+
+def claim_runtime(matcher, idx: int) -> RuntimeLayer:
+    """``node idx`` as a :class:`~sw.runtime_layer.RuntimeLayer`, or the matcher's
+    :class:`~sw.onnx_import.UnsupportedOperator` saying why the device cannot run it:
+    ``QLinearMatMul``, ``MatMulInteger``, ``QLinearConv``, ``ConvInteger``, and a QDQ ``MatMul``
+    (``DQ(a), DQ(b) -> MatMul -> Q``, which onnxruntime fuses into ``QLinearMatMul`` whatever
+    ``b`` is)."""
+    g = matcher.g
+    node = g.nodes[idx]
+    op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
+    i = list(node.input) + [""] * 9
+    conv = {}
+    if op in ("QLinearConv", "ConvInteger"):
+        if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            matcher.fail(idx, "only group=1, dilation=1 convolutions run on the device")
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+            matcher.fail(idx, "auto_pad SAME_* is not supported; give explicit pads")
+        conv = {"pads": tuple(attrs.get("pads", [0, 0, 0, 0])),
+                "strides": tuple(attrs.get("strides", [1, 1]))}
+    if op in ("QLinearMatMul", "QLinearConv"):
+        layer = RuntimeLayer(name, "conv" if conv else "matmul", i[0], i[3], node.output[0],
+                             a_zp=i[2], b_zp=i[5], a_scale=i[1], b_scale=i[4], y_scale=i[6],
+                             y_zp=i[7], bias=i[8] if conv else "", conv=conv)
+    elif op in ("MatMulInteger", "ConvInteger"):
+        layer = RuntimeLayer(name, "conv" if conv else "matmul", i[0], i[1], node.output[0],
+                             a_zp=i[2], b_zp=i[3], conv=conv)
+    elif op == "MatMul":
+        dqs = [g.made_by(i[k], "DequantizeLinear") for k in (0, 1)]
+        if None in dqs:
+            matcher.fail(idx, "a float MatMul (its inputs are not both DequantizeLinear): "
+                         "onnxruntime runs it in float")
+        a, b = (g.nodes[dq] for dq in dqs)
+        b_axis = _attrs(b).get("axis", 1)
+        rank = len(g.shapes.get(b.input[0]) or ())
+        if g.const(b.input[1]) is None or g.const(b.input[1]).size != 1:
+            if not rank or b_axis % rank != rank - 1:
+                matcher.fail(idx, "B's scales must be per tensor or per column (the last axis)")
+        y, _, _, relu = matcher._output(idx)
+        if relu:
+            matcher.fail(idx, "a fused Relu after a matmul of two activations")
+        q = g.nodes[g.producer[y]]
+        layer = RuntimeLayer(name, "matmul", a.input[0], b.input[0], y,
+                             a_zp=(list(a.input) + [""])[2], b_zp=(list(b.input) + [""])[2],
+                             a_scale=a.input[1], b_scale=b.input[1], y_scale=q.input[1],
+                             y_zp=(list(q.input) + [""])[2])
+        matcher.folded |= set(dqs)
+    else:
+        matcher.fail(idx, "this operator does not take run-time operands")
+    matcher.fused.add(idx)
+    return layer
