@@ -201,11 +201,13 @@ def save_model(proto: onnx.ModelProto, path: str | Path) -> Path:
 
 def quantize(model: FloatModel, out_dir: str | Path, *, quant_format: str = "QDQ",
              per_channel: bool = False, activation_type: str = "QInt8",
-             calibration_samples: int = 300, batch: int = 50) -> Path:
+             weight_type: str = "QInt8", calibration_samples: int = 300,
+             batch: int = 50) -> Path:
     """``quantize_static`` of a float model; returns the quantized model's path in ``out_dir``.
 
-    ``quant_format`` is ``"QDQ"`` or ``"QOperator"``, ``activation_type`` ``"QInt8"`` or
-    ``"QUInt8"``; weights are always ``QInt8`` (symmetric, zero point 0).
+    ``quant_format`` is ``"QDQ"`` or ``"QOperator"``, ``activation_type`` and ``weight_type``
+    ``"QInt8"`` or ``"QUInt8"`` (``QInt8`` weights are symmetric, zero point 0; ``QUInt8`` ones
+    have a zero point, and run as :mod:`sw.runtime_layer` layers).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -224,12 +226,13 @@ def quantize(model: FloatModel, out_dir: str | Path, *, quant_format: str = "QDQ
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"{quant_format.lower()}-{'channel' if per_channel else 'tensor'}-{activation_type}"
+    tag = f"{quant_format.lower()}-{'channel' if per_channel else 'tensor'}-{activation_type}" \
+        + ("" if weight_type == "QInt8" else f"-w{weight_type}")
     float_path = save_model(model.proto, out_dir / f"{model.name}-float.onnx")
     q_path = out_dir / f"{model.name}-{tag}.onnx"
     quantize_static(str(float_path), str(q_path),
                     Reader(model.calibration[:calibration_samples]),
                     quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
                     activation_type=getattr(QuantType, activation_type),
-                    weight_type=QuantType.QInt8)
+                    weight_type=getattr(QuantType, weight_type))
     return q_path

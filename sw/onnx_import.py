@@ -409,8 +409,11 @@ class RillModel:
         if beyond:   # the host part through onnxruntime, in segments cut to keep its fusions
             order = [device[i] if i in device else g.nodes[i] for i in g.order
                      if i in device or i not in skip]
+            dequantizers = {g.nodes[dq].input[0]: g.nodes[dq] for dq in matcher.folded
+                            if dq in skip and all(n in g.consts for n in g.nodes[dq].input[1:]
+                                                  if n)}
             try:
-                steps = segments(model, order, g.consts, g.types, g.outputs)
+                steps = segments(model, order, g.consts, g.types, g.outputs, dequantizers)
             except PartitionError as error:
                 raise ModelImportError(str(error)) from None
         else:

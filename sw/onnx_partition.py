@@ -29,13 +29,16 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import TensorProto, helper
 
+from .host_ops import quantize_linear
 from .model_ir import HostCall
 from .runtime_layer import RuntimeLayer
 
 __all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "node_macs", "segments"]
 
+#: Suffixes of a segment's outputs (see :func:`_segment`).
+_OUT, _SPARE = ":segment out", ":segment spare"
 #: Session options of the host segments: those of the onnxruntime oracle (:mod:`sw.oracle`).
 _SESSION_CONFIG = dict(threads=1)
 
@@ -66,12 +69,14 @@ def _writes(step) -> tuple[str, ...]:
 
 
 def segments(model: onnx.ModelProto, order: list, consts: dict[str, np.ndarray],
-             types: dict[str, int], outputs: list[str]) -> list:
+             types: dict[str, int], outputs: list[str],
+             dequantizers: dict[str, onnx.NodeProto] | None = None) -> list:
     """The model's steps in execution order: ``order`` lists device steps and host nodes
     (``onnx.NodeProto``) in a topological order; the host nodes are grouped into
     :class:`~sw.model_ir.HostCall` segments run by onnxruntime (see the module docstring).
     ``types``: element types of the graph's tensors. Raises :class:`PartitionError` for a
-    segment onnxruntime cannot load."""
+    segment onnxruntime cannot load. ``dequantizers``: for a quantized tensor a device step
+    reads, the DequantizeLinear (constant scale and zero point) the step stands in for."""
     level: dict[str, int] = {}
     step_level: list[int] = []
     for step in order:   # as soon as possible
@@ -99,34 +104,58 @@ def segments(model: onnx.ModelProto, order: list, consts: dict[str, np.ndarray],
         nodes = [s for s, sl in zip(order, step_level) if sl == lv
                  and isinstance(s, onnx.NodeProto)]
         if nodes:
-            steps.append(_segment(model, nodes, lv, order, consts, types, outputs))
+            steps.append(_segment(model, nodes, lv, order, consts, types, outputs,
+                                  dequantizers or {}))
         steps += [s for s, sl in zip(order, step_level) if sl == lv + 1
                   and not isinstance(s, onnx.NodeProto)]
     return steps
 
 
-def _value_info(name: str, types: dict[str, int]) -> onnx.ValueInfoProto:
+def _value_info(name: str, types: dict[str, int], suffix: str = "") -> onnx.ValueInfoProto:
     if not types.get(name):
         raise PartitionError(f"the element type of {name!r} is unknown (shape inference did "
                              "not find it), so it cannot cross between device and host")
-    return helper.make_tensor_value_info(name, types[name], None)
+    return helper.make_tensor_value_info(name + suffix, types[name], None)
 
 
 def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order: list,
-             consts: dict[str, np.ndarray], types: dict[str, int],
-             outputs: list[str]) -> HostCall:
+             consts: dict[str, np.ndarray], types: dict[str, int], outputs: list[str],
+             dequantizers: dict[str, onnx.NodeProto]) -> HostCall:
     made = {name for node in nodes for name in node.output}
     needed = list(dict.fromkeys(name for node in nodes for name in node.input if name))
-    inputs = [name for name in needed if name not in made and name not in consts]
-    initializers = [onnx.numpy_helper.from_array(consts[name], name) for name in needed
-                    if name not in made and name in consts]
     read_elsewhere = {name for step in order if not any(step is n for n in nodes)
                       for name in _reads(step)}
     outs = [name for node in nodes for name in node.output
             if name and (name in read_elsewhere or name in outputs)]
-    graph = helper.make_graph(nodes, f"host segment {lv}",
+    # onnxruntime fuses and converts QDQ groups by what reads their QuantizeLinear: it does not
+    # fuse a group whose QuantizeLinear makes a graph output, and rewrites an int8
+    # QuantizeLinear -> DequantizeLinear pair to uint8 (changing the fused kernels around it)
+    # only where the pair is there. So a quantized tensor the device reads leaves the segment
+    # through the device's DequantizeLinear, as in the whole model, and is quantized back
+    # exactly; any other output through an Identity -- two of them, as onnxruntime removes an
+    # Identity whose input has no other reader.
+    exits, requantize = [], {}
+    for name in outs:
+        dq = dequantizers.get(name)
+        if dq is not None:
+            exits.append(helper.make_node("DequantizeLinear", [name, *dq.input[1:]],
+                                          [name + _OUT], **_attrs(dq)))
+            requantize[name] = ([consts[n] for n in dq.input[1:] if n],
+                                _attrs(dq).get("axis", 1))
+            needed += [n for n in dq.input[1:] if n]
+        else:
+            exits += [helper.make_node("Identity", [name], [name + suffix])
+                      for suffix in (_OUT, _SPARE)]
+    inputs = [name for name in needed if name not in made and name not in consts]
+    initializers = [onnx.numpy_helper.from_array(consts[name], name)
+                    for name in dict.fromkeys(needed) if name not in made and name in consts]
+    out_infos = [helper.make_tensor_value_info(name + _OUT, TensorProto.FLOAT, None)
+                 if name in requantize else _value_info(name, types, _OUT) for name in outs]
+    graph = helper.make_graph(nodes + exits, f"host segment {lv}",
                               [_value_info(name, types) for name in inputs],
-                              [_value_info(name, types) for name in outs], initializers)
+                              out_infos + [_value_info(name, types, _SPARE) for name in outs
+                                           if name not in requantize],
+                              initializers)
     sub = helper.make_model(graph, opset_imports=list(model.opset_import),
                             ir_version=model.ir_version, functions=list(model.functions))
     try:
@@ -137,7 +166,9 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
                              f"{str(error).strip()[:400]}") from None
 
     def run(*arrays: np.ndarray) -> list[np.ndarray]:
-        return session.run(outs, dict(zip(inputs, arrays)))
+        results = session.run([name + _OUT for name in outs], dict(zip(inputs, arrays)))
+        return [quantize_linear(value, *requantize[name][0], axis=requantize[name][1])
+                if name in requantize else value for name, value in zip(outs, results)]
 
     return HostCall(f"host segment {lv}", tuple(inputs), tuple(outs), run,
                     tuple(n.name or n.op_type for n in nodes), op="onnxruntime")

@@ -16,11 +16,14 @@ for int8) and ``c[n] = 128 - b_zp[n]`` (or ``-b_zp[n]``), so
 
 The first term is the device's matmul, returned raw (int32, ``STORE RAW``); the second is one
 row sum per output row, ``K`` additions against the device's ``K * N`` multiply-accumulates, and
-the host adds it. The host then requantizes exactly as the device's requantizer does
-(:func:`sw.requant.requantize`, onnxruntime's float32 arithmetic), so the result is the one a
-single device layer would give. A row sum on the device (a column of ones appended to ``w``)
-would still leave the per-(row, column) addition to the host; per-row bias entries would need a
-requantizer entry per output element.
+the host adds it. (A matmul's ``a_zp`` is taken out the same way, ``a_zp * sum_k (w + c)`` per
+column, so weights compiled once serve every activation zero point, as DynamicQuantizeLinear
+picks one per input; a convolution keeps ``a_zp`` on the device, whose padding depends on it.)
+The host then requantizes exactly as the device's requantizer does (:func:`sw.requant.requantize`,
+onnxruntime's float32 arithmetic), so the result is the one a single device layer would give. A
+row sum on the device (a column of ones appended to ``w``) would still leave the
+per-(row, column) addition to the host; per-row bias entries would need a requantizer entry per
+output element.
 """
 
 from __future__ import annotations
@@ -225,12 +228,17 @@ class RuntimeLayer:
         return acc
 
     def _matmul2d(self, device, x, a_zp, w, offset, programs) -> np.ndarray:
-        layer = self._device_layer(device, np.ascontiguousarray(w), a_zp, x.dtype, None)
+        # The device multiplies x itself (zero point 0) and the host subtracts a_zp's share,
+        # a_zp * sum_k w[k, n], one value per column: weights compiled once serve every a_zp
+        # (DynamicQuantizeLinear picks a new one per input).
+        layer = self._device_layer(device, np.ascontiguousarray(w), 0, x.dtype, None)
         acc = self._execute(device, layer, np.ascontiguousarray(x), x.size * w.shape[1],
                             programs)
+        k = x.shape[1]
+        if a_zp:
+            acc -= a_zp * (w.astype(np.int64).sum(axis=0) + k * offset)[None, :]
         if np.any(offset):
-            row_sums = x.astype(np.int64).sum(axis=1) - a_zp * x.shape[1]
-            acc += row_sums[:, None] * offset.reshape(1, -1)
+            acc += x.astype(np.int64).sum(axis=1)[:, None] * offset.reshape(1, -1)
         return acc
 
     def _conv(self, device, x, a_zp, filters, w_zp, programs) -> np.ndarray:
