@@ -264,9 +264,10 @@ def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str
     return pairs
 
 
-def _load_model(path: str, params: RillParams):
+def _load_model(path: str, params: RillParams, device_only: bool = False):
     """An ONNX or TFLite model by its file's suffix (a TFLite model lowered for a core of
-    ``params``), or a :class:`UsageError` saying why not."""
+    ``params``), or a :class:`UsageError` saying why not; ``device_only`` refuses one that
+    needs the host for more than quantizing and moving data."""
     if not Path(path).exists():
         raise UsageError(f"{path}: no such file; give the path of a quantized .onnx model or a "
                          "full-integer .tflite model")
@@ -274,12 +275,16 @@ def _load_model(path: str, params: RillParams):
         from .tflite_import import TfliteImportError, TfliteModel
         from .tflite_reader import InvalidTflite
         try:
-            return TfliteModel.load(path, params), (TfliteImportError, InvalidTflite)
+            model = TfliteModel.load(path, params)
         except (TfliteImportError, InvalidTflite) as error:
             raise UsageError(str(error)) from None
+        if device_only and model.host_operators():
+            raise UsageError(f"--device-only: these would run on the host: "
+                             f"{', '.join(model.host_operators())}")
+        return model, (TfliteImportError, InvalidTflite)
     from .onnx_import import ModelImportError, RillModel
     try:
-        return RillModel.load(path), (ModelImportError,)
+        return RillModel.load(path, device_only=device_only), (ModelImportError,)
     except ModelImportError as error:
         raise UsageError(str(error)) from None
 
@@ -289,14 +294,14 @@ def cmd_run(args) -> int:
 
     from .device import open_device
     params = _params_from(args)
-    model, import_errors = _load_model(args.model, params)
+    model, import_errors = _load_model(args.model, params, args.device_only)
     tflite = Path(args.model).suffix.lower() == ".tflite"
     compare = args.compare or ""
     if compare and (compare == "litert") != tflite:
         checks = ".tflite" if compare == "litert" else ".onnx"
         raise UsageError(f"--compare {compare} checks {checks} models; use --compare "
                          f"{'litert' if tflite else 'onnxruntime'}")
-    if tflite:
+    if tflite or args.report:
         print("where each operator runs:\n" + "\n".join(model.placement_lines()),
               file=sys.stderr)
     inputs = _name_path_pairs(args.input, model.input_names, "input")
@@ -320,8 +325,8 @@ def cmd_run(args) -> int:
     for name, path in outputs.items():
         np.save(path, results[name])
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
-    predicted = sum(model.predicted_cycles().values())
-    print(f"{len(model.programs)} device layer program(s), {predicted} predicted cycles")
+    predicted = sum(lp.predicted_cycles for lp in model.programs)
+    print(f"{len(model.programs)} device program(s), {predicted} predicted cycles")
     if compare:
         if compare == "litert":
             from .litert_oracle import compare_with_litert
@@ -430,6 +435,11 @@ def main(argv=None) -> int:
                    "reference kernels for .tflite) on this CPU and say whether its outputs equal "
                    "the device's; where they differ, say whose answer is wrong (exit status 1 "
                    "when it is the device's)")
+    p.add_argument("--report", action="store_true", help="first list on stderr where each node "
+                   "runs and the device's share of the MACs (always done for .tflite)")
+    p.add_argument("--device-only", action="store_true", help="refuse a model that needs the "
+                   "host beyond quantizing and moving data, naming the nodes (by default they "
+                   "run on the host, through onnxruntime for .onnx)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("selftest", help="check a device step by step (board bring-up)",

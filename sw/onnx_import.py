@@ -33,7 +33,14 @@ from .conv import QuantizedConv
 from .device_base import Device
 from .host_ops import HOST_OPS
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
-from .onnx_partition import RUNTIME_OPS, PartitionError, claim_runtime, segments
+from .onnx_partition import (
+    RUNTIME_OPS,
+    PartitionError,
+    claim_runtime,
+    infer_types,
+    placement_lines,
+    segments,
+)
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
            "DEVICE_OPS"]
@@ -110,7 +117,7 @@ class _Graph:
         self.types: dict[str, int] = {}
         self.shapes: dict[str, tuple[int | None, ...]] = {}
         try:
-            inferred = onnx.shape_inference.infer_shapes(model).graph
+            inferred = infer_types(model)
             for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
                 self.types[info.name] = info.type.tensor_type.elem_type
                 if info.type.tensor_type.HasField("shape"):
@@ -454,6 +461,10 @@ class RillModel:
     @property
     def output_names(self) -> list[str]:
         return list(self.model.outputs)
+
+    def placement_lines(self) -> list[str]:
+        """Where each node runs and the device's share of the model's MACs."""
+        return placement_lines(self)
 
     def predicted_cycles(self) -> dict[str, int]:
         """Predicted working cycles of each device layer program of the last :meth:`run`."""

@@ -35,7 +35,9 @@ from .host_ops import quantize_linear
 from .model_ir import HostCall
 from .runtime_layer import RuntimeLayer
 
-__all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "node_macs", "segments"]
+__all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "infer_types", "node_macs",
+           "placement_lines",
+           "segments"]
 
 #: Suffixes of a segment's outputs (see :func:`_segment`).
 _OUT, _SPARE = ":segment out", ":segment spare"
@@ -174,6 +176,48 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
                     tuple(n.name or n.op_type for n in nodes), op="onnxruntime")
 
 
+def _contrib_output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
+    """The element type of a ``com.microsoft`` node's first output (onnx's shape inference does
+    not know these operators), or 0 where no rule says."""
+    op = node.op_type
+    if op.startswith("QLinear"):   # the output zero point's type: last input, or Concat's second
+        zp = node.input[1] if op == "QLinearConcat" else [n for n in node.input if n][-1]
+        return types.get(zp, 0)
+    if op == "QGemm":
+        return types.get(node.input[8], 0) if len(node.input) > 8 and node.input[8] \
+            else TensorProto.FLOAT
+    if op in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DequantizeLinear"):
+        return TensorProto.FLOAT
+    if op == "QuantizeLinear" and len(node.input) > 2:
+        return types.get(node.input[2], 0)
+    return 0
+
+
+def infer_types(model: onnx.ModelProto) -> onnx.GraphProto:
+    """onnx's shape inference, with the element types of onnxruntime's ``com.microsoft``
+    quantized operators (QOperator models) filled in so that inference goes on past them."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    consts = {i.name: i.data_type for i in model.graph.initializer}
+    for _ in range(16):
+        graph = onnx.shape_inference.infer_shapes(model).graph
+        types = dict(consts)
+        types.update({info.name: info.type.tensor_type.elem_type for info in
+                      list(graph.value_info) + list(graph.input) + list(graph.output)})
+        found = [(node.output[0], _contrib_output_type(node, types)) for node in graph.node
+                 if node.domain == "com.microsoft" and node.output
+                 and not types.get(node.output[0])]
+        found = [(name, t) for name, t in found if t]
+        if not found:
+            return graph
+        model.graph.value_info.extend(helper.make_tensor_value_info(name, t, None)
+                                      for name, t in found)
+    return graph
+
+
+_MATMUL_LIKE = ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "QGemm", "Conv",
+                "ConvInteger", "QLinearConv")
+
+
 def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]],
               attrs: dict[str, Any]) -> int | None:
     """Multiply-accumulates of a matmul-like node from its tensors' static shapes, or ``None``
@@ -202,21 +246,21 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 #: Matmul-like operators the device runs whatever their operands (:mod:`sw.runtime_layer`).
-RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "MatMul")
+RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "MatMul", "Conv")
 
 
 def claim_runtime(matcher, idx: int) -> RuntimeLayer:
     """``node idx`` as a :class:`~sw.runtime_layer.RuntimeLayer`, or the matcher's
     :class:`~sw.onnx_import.UnsupportedOperator` saying why the device cannot run it:
-    ``QLinearMatMul``, ``MatMulInteger``, ``QLinearConv``, ``ConvInteger``, and a QDQ ``MatMul``
-    (``DQ(a), DQ(b) -> MatMul -> Q``, which onnxruntime fuses into ``QLinearMatMul`` whatever
-    ``b`` is)."""
+    ``QLinearMatMul``, ``MatMulInteger``, ``QLinearConv``, ``ConvInteger``, and QDQ ``MatMul``
+    and ``Conv`` (``DQ(a), DQ(b) -> MatMul -> Q``, which onnxruntime fuses into ``QLinearMatMul``
+    whatever ``b`` is, and the same for uint8 conv weights)."""
     g = matcher.g
     node = g.nodes[idx]
     op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
     i = list(node.input) + [""] * 9
     conv = {}
-    if op in ("QLinearConv", "ConvInteger"):
+    if op in ("QLinearConv", "ConvInteger", "Conv"):
         if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
             matcher.fail(idx, "only group=1, dilation=1 convolutions run on the device")
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
@@ -230,27 +274,80 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
     elif op in ("MatMulInteger", "ConvInteger"):
         layer = RuntimeLayer(name, "conv" if conv else "matmul", i[0], i[1], node.output[0],
                              a_zp=i[2], b_zp=i[3], conv=conv)
-    elif op == "MatMul":
+    elif op in ("MatMul", "Conv"):
         dqs = [g.made_by(i[k], "DequantizeLinear") for k in (0, 1)]
         if None in dqs:
-            matcher.fail(idx, "a float MatMul (its inputs are not both DequantizeLinear): "
+            matcher.fail(idx, f"a float {op} (its inputs are not both DequantizeLinear): "
                          "onnxruntime runs it in float")
         a, b = (g.nodes[dq] for dq in dqs)
         b_axis = _attrs(b).get("axis", 1)
         rank = len(g.shapes.get(b.input[0]) or ())
         if g.const(b.input[1]) is None or g.const(b.input[1]).size != 1:
-            if not rank or b_axis % rank != rank - 1:
-                matcher.fail(idx, "B's scales must be per tensor or per column (the last axis)")
+            if not rank or b_axis % rank != (0 if conv else rank - 1):
+                matcher.fail(idx, "B's scales must be per tensor or per output channel")
+        bias = ""
+        if conv and i[2]:
+            bias_dq = g.made_by(i[2], "DequantizeLinear")
+            if bias_dq is None or g.const(g.nodes[bias_dq].input[0]) is None:
+                matcher.fail(idx, "the bias must be DequantizeLinear of a constant int32 tensor")
+            bias = g.nodes[bias_dq].input[0]
+            dqs.append(bias_dq)
         y, _, _, relu = matcher._output(idx)
         if relu:
-            matcher.fail(idx, "a fused Relu after a matmul of two activations")
+            matcher.fail(idx, "a fused Relu after a matmul with run-time operands")
         q = g.nodes[g.producer[y]]
-        layer = RuntimeLayer(name, "matmul", a.input[0], b.input[0], y,
+        layer = RuntimeLayer(name, "conv" if conv else "matmul", a.input[0], b.input[0], y,
                              a_zp=(list(a.input) + [""])[2], b_zp=(list(b.input) + [""])[2],
                              a_scale=a.input[1], b_scale=b.input[1], y_scale=q.input[1],
-                             y_zp=(list(q.input) + [""])[2])
+                             y_zp=(list(q.input) + [""])[2], bias=bias, conv=conv)
         matcher.folded |= set(dqs)
     else:
         matcher.fail(idx, "this operator does not take run-time operands")
     matcher.fused.add(idx)
     return layer
+
+
+def _batch_one_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Static shapes of every tensor with each input's unknown dimensions taken as 1."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for info in model.graph.input:
+        for dim in info.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.dim_value = 1
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    try:
+        graph = infer_types(model)
+    except Exception:   # no shapes: MACs are reported unknown
+        return shapes
+    for info in list(graph.value_info) + list(graph.input) + list(graph.output):
+        tensor = info.type.tensor_type
+        if tensor.HasField("shape"):
+            shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                      for d in tensor.shape.dim)
+    return shapes
+
+
+def placement_lines(rill) -> list[str]:
+    """Where each node of a :class:`~sw.onnx_import.RillModel` runs (nodes fused into a device
+    step aside), its MACs at batch 1 where shapes allow, and the device's share of them."""
+    g = rill.graph
+    shapes = _batch_one_shapes(rill.proto)
+    lines, on_device, total = [], 0, 0
+    for idx in sorted(set(rill.device_steps) | set(rill.host_nodes), key=g.order.index):
+        node = g.nodes[idx]
+        step = rill.device_steps.get(idx)
+        where = "host" if step is None else \
+            "device" if hasattr(step, "linear") else "device+host"
+        macs = node_macs(node, shapes, _attrs(node))
+        if macs is not None:
+            total += macs
+            on_device += macs if step is not None else 0
+        why = rill.host_reasons.get(idx, "") if step is None else \
+            "" if hasattr(step, "linear") else "run-time operands: compiled per value"
+        count = f"{macs:>10,} MACs" if macs is not None else \
+            f"{'? MACs' if node.op_type in _MATMUL_LIKE else '':>15}"
+        lines.append(f"  {node.name or f'#{idx}':<28.28} {node.op_type:<20.20} {where:<12} "
+                     f"{count}" + (f"  ({why})" if why else "").rstrip())
+    lines.append(f"  device: {on_device:,} of {total:,} MACs at batch 1 "
+                 f"({on_device / max(total, 1):.1%})")
+    return lines
