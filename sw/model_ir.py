@@ -5,8 +5,8 @@ A :class:`QuantizedModel` is a list of steps in execution order over named tenso
 parameters, compiled for a device's params on first use), the :class:`HostStep` s (quantize,
 dequantize and data movement, run on the host with onnxruntime's arithmetic), and, for a graph
 split between device and host, :class:`HostCall` s (a segment an outside runtime runs whole) and
-:class:`sw.runtime_layer.RuntimeLayer` s (matmuls whose operands are known only at run time). Its inputs carry
-dtype and shape, so feeds are checked before anything runs.
+:class:`sw.runtime_layer.RuntimeLayer` s (matmuls whose operands are known only at run time).
+Its inputs carry dtype and shape, so feeds are checked before anything runs.
 
 Front ends lower into it (:mod:`sw.onnx_import` from ONNX); the model's outputs are the same
 whichever device runs it. Nothing here refers to the format a model came from: a host step names

@@ -1,19 +1,24 @@
 """Running quantized ONNX models on Rill, with outputs bit-identical to onnxruntime.
 
-:meth:`RillModel.load` reads a model quantized by ``onnxruntime.quantization.quantize_static``
-(QDQ or QOperator format) or built by hand from the ONNX quantized operators, and splits it into
-device layers and host steps:
+:meth:`RillModel.load` reads a model quantized by ``onnxruntime.quantization`` (static, QDQ or
+QOperator; or dynamic) or built from the ONNX quantized operators, and splits it into device
+steps and host steps:
 
-- **Device** (every matmul-like node): ``DQ(x), DQ(W)[, DQ(bias)] -> MatMul | Gemm | Conv
-  [-> Relu] -> Q`` exactly where onnxruntime (``ORT_ENABLE_ALL``) fuses the same nodes into
-  ``QLinearMatMul`` / ``QGemm`` / ``QLinearConv``; the QOperator nodes ``QLinearMatMul``,
-  ``QLinearConv``, ``com.microsoft.QGemm``; and ``MatMulInteger`` (raw int32 accumulators).
-- **Host**: ``QuantizeLinear``, ``DequantizeLinear`` (float32 arithmetic exactly as onnxruntime
-  does it: ``x / scale``, round half to even, saturate; ``(q - zp) * scale``) and the data
-  movement operators ``Reshape``, ``Flatten``, ``Transpose``, ``Squeeze``, ``Unsqueeze``,
-  ``Identity``, ``Constant``.
+- **Device** (every matmul-like node onnxruntime computes in integers):
+  ``DQ(x), DQ(W)[, DQ(bias)] -> MatMul | Gemm | Conv [-> Relu] -> Q`` exactly where
+  onnxruntime (``ORT_ENABLE_ALL``) fuses the same nodes into ``QLinearMatMul`` / ``QGemm`` /
+  ``QLinearConv``; the QOperator nodes ``QLinearMatMul``, ``QLinearConv``,
+  ``com.microsoft.QGemm``; ``MatMulInteger`` and ``ConvInteger`` (raw int32 accumulators).
+  Constant int8 weights with zero point 0 compile once (:class:`~sw.model_ir.DeviceLayer`);
+  weights, scales or zero points known only at run time, and uint8 or zero-pointed weights,
+  compile per value (:class:`~sw.runtime_layer.RuntimeLayer`).
+- **Host**: everything else. Quantize, dequantize and data movement run on Rill's exact host
+  operators (:mod:`sw.host_ops`); any other operator makes the host part run through
+  onnxruntime, cut into segments that keep its fusions (:mod:`sw.onnx_partition`).
 
-Anything else raises :class:`UnsupportedOperator` at load time, before anything runs.
+``device_only=True`` refuses a model needing the host beyond quantize, dequantize and data
+movement. An operator neither the device nor onnxruntime knows raises
+:class:`UnsupportedOperator` at load time, before anything runs.
 """
 
 from __future__ import annotations

@@ -246,15 +246,16 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 
 #: Matmul-like operators the device runs whatever their operands (:mod:`sw.runtime_layer`).
-RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "MatMul", "Conv")
+RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "QGemm", "MatMul",
+               "Conv", "Gemm")
 
 
 def claim_runtime(matcher, idx: int) -> RuntimeLayer:
     """``node idx`` as a :class:`~sw.runtime_layer.RuntimeLayer`, or the matcher's
     :class:`~sw.onnx_import.UnsupportedOperator` saying why the device cannot run it:
-    ``QLinearMatMul``, ``MatMulInteger``, ``QLinearConv``, ``ConvInteger``, and QDQ ``MatMul``
-    and ``Conv`` (``DQ(a), DQ(b) -> MatMul -> Q``, which onnxruntime fuses into ``QLinearMatMul``
-    whatever ``b`` is, and the same for uint8 conv weights)."""
+    ``QLinearMatMul``, ``MatMulInteger``, ``QLinearConv``, ``ConvInteger``, ``QGemm``, and QDQ
+    ``MatMul``, ``Conv`` and ``Gemm`` (``DQ(a), DQ(b) -> MatMul -> Q``, which onnxruntime fuses
+    into ``QLinearMatMul`` whatever ``b`` is, and the same for uint8 weights)."""
     g = matcher.g
     node = g.nodes[idx]
     op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
@@ -274,7 +275,17 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
     elif op in ("MatMulInteger", "ConvInteger"):
         layer = RuntimeLayer(name, "conv" if conv else "matmul", i[0], i[1], node.output[0],
                              a_zp=i[2], b_zp=i[3], conv=conv)
-    elif op in ("MatMul", "Conv"):
+    elif op == "QGemm" and i[7]:
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+            matcher.fail(idx, "QGemm with transA or alpha other than 1 does not run on the device")
+        layer = RuntimeLayer(name, "matmul", i[0], i[3], node.output[0], a_zp=i[2], b_zp=i[5],
+                             a_scale=i[1], b_scale=i[4], y_scale=i[7], y_zp=i[8], bias=i[6],
+                             trans_b=bool(attrs.get("transB", 0)))
+    elif op in ("MatMul", "Conv", "Gemm"):
+        gemm = op == "Gemm"
+        if gemm and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0
+                     or attrs.get("beta", 1.0) != 1.0):
+            matcher.fail(idx, "Gemm with transA, alpha or beta does not run on the device")
         dqs = [g.made_by(i[k], "DequantizeLinear") for k in (0, 1)]
         if None in dqs:
             matcher.fail(idx, f"a float {op} (its inputs are not both DequantizeLinear): "
@@ -282,11 +293,12 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
         a, b = (g.nodes[dq] for dq in dqs)
         b_axis = _attrs(b).get("axis", 1)
         rank = len(g.shapes.get(b.input[0]) or ())
+        trans_b = gemm and bool(attrs.get("transB", 0))
         if g.const(b.input[1]) is None or g.const(b.input[1]).size != 1:
-            if not rank or b_axis % rank != (0 if conv else rank - 1):
+            if not rank or b_axis % rank != (0 if conv or trans_b else rank - 1):
                 matcher.fail(idx, "B's scales must be per tensor or per output channel")
         bias = ""
-        if conv and i[2]:
+        if (conv or gemm) and i[2]:
             bias_dq = g.made_by(i[2], "DequantizeLinear")
             if bias_dq is None or g.const(g.nodes[bias_dq].input[0]) is None:
                 matcher.fail(idx, "the bias must be DequantizeLinear of a constant int32 tensor")
@@ -299,7 +311,8 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
         layer = RuntimeLayer(name, "conv" if conv else "matmul", a.input[0], b.input[0], y,
                              a_zp=(list(a.input) + [""])[2], b_zp=(list(b.input) + [""])[2],
                              a_scale=a.input[1], b_scale=b.input[1], y_scale=q.input[1],
-                             y_zp=(list(q.input) + [""])[2], bias=bias, conv=conv)
+                             y_zp=(list(q.input) + [""])[2], bias=bias, conv=conv,
+                             trans_b=trans_b)
         matcher.folded |= set(dqs)
     else:
         matcher.fail(idx, "this operator does not take run-time operands")

@@ -77,8 +77,9 @@ class RuntimeLayer:
     Tensor names: ``a`` (activations, int8/uint8), ``b`` (weights: ``(..., K, N)`` for a matmul,
     ``(N, C, kh, kw)`` for a conv), their zero points, and for a quantized output the three
     scales and ``y_zp`` (all empty: int32 accumulators out, as MatMulInteger / ConvInteger);
-    ``bias`` an optional int32 per-output-channel tensor. ``conv`` carries ``pads`` and
-    ``strides``. Statistics of the calls so far are in :attr:`stats`.
+    ``bias`` an optional int32 per-output-channel tensor; ``trans_b``: ``b`` is ``(N, K)`` (a
+    Gemm's ``transB``). ``conv`` carries ``pads`` and ``strides``. Statistics of the calls so
+    far are in :attr:`stats`.
     """
 
     name: str
@@ -93,6 +94,7 @@ class RuntimeLayer:
     y_scale: str = ""
     y_zp: str = ""
     bias: str = ""
+    trans_b: bool = False
     conv: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=lambda: dict(
         compiles=0, cache_hits=0, compile_seconds=0.0, device_macs=0, device_calls=0))
@@ -205,6 +207,8 @@ class RuntimeLayer:
         return reshape(lp.assemble(response)).astype(np.int64)
 
     def _matmul(self, device, a, a_zp, b, b_zp, programs) -> np.ndarray:
+        if self.trans_b:
+            b = np.swapaxes(b, -1, -2)
         if a.ndim < 2 or b.ndim < 2:
             self._fail(f"A {a.shape} and B {b.shape} must both have two or more dimensions")
         k, n = b.shape[-2:]
