@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from support.oracle import exact_onnxruntime
 
 from sw import models, oracle
 from sw.bench import counter_read_cost
@@ -167,7 +168,7 @@ def test_softmax_runs_on_the_host_and_the_model_equals_onnxruntime(zoo):
     rill = RillModel.load(model)
     feeds = {fm.input_name: fm.test_inputs[:20]}
     got = rill.run(open_device("golden"), feeds)
-    want = oracle.run(model, feeds)
+    want = exact_onnxruntime(model, feeds)
     assert got[fm.output_name].dtype == np.float32 and set(got) == set(want)
     assert all(np.array_equal(got[name], want[name]) for name in want)
     hosts = [step for step in rill.model.steps if not hasattr(step, "linear")]
@@ -192,7 +193,7 @@ def test_float_matmul_and_unfused_relu_run_on_the_host_or_are_refused():
         RillModel.load(model, device_only=True)
     x = np.arange(3, dtype=np.float32).reshape(1, 3)
     assert np.array_equal(RillModel.load(model).run(open_device("golden"), {"x": x})["y"],
-                          oracle.run(model, {"x": x})["y"])
+                          exact_onnxruntime(model, {"x": x})["y"])
     # DQ -> MatMul -> Relu -> Q with a zero point above the minimum: onnxruntime keeps it float.
     nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"]),
              helper.make_node("DequantizeLinear", ["w", "s"], ["wf"]),
@@ -207,7 +208,7 @@ def test_float_matmul_and_unfused_relu_run_on_the_host_or_are_refused():
         RillModel.load(model, device_only=True)
     x = np.array([[-7, 3, 90]], np.int8)
     assert np.array_equal(RillModel.load(model).run(open_device("golden"), {"x": x})["y"],
-                          oracle.run(model, {"x": x})["y"])
+                          exact_onnxruntime(model, {"x": x})["y"])
 
 
 def test_not_onnx_is_an_invalid_model(tmp_path):

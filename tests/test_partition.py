@@ -11,9 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from support.oracle import exact_onnxruntime
 
 from hw.params import RillParams
-from sw import model_families, models, oracle
+from sw import model_families, models
 from sw.device import open_device
 from sw.onnx_import import InputMismatch, RillModel
 from sw.runtime_layer import RuntimeLayer, RuntimeOperandError, signed_weights
@@ -130,7 +131,7 @@ def test_model_family_on_golden_equals_onnxruntime(families, family, tag):
     rill = RillModel.load(path)
     feeds = {fm.input_name: fm.test_inputs[:24]}
     got = rill.run(open_device("golden"), feeds)
-    want = oracle.run(path, feeds)
+    want = exact_onnxruntime(path, feeds)
     assert set(got) == set(want)
     assert all(got[n].dtype == want[n].dtype and np.array_equal(got[n], want[n]) for n in want)
     # Every quantized matmul and group=1 conv runs on the device. On the host: the depthwise
@@ -150,5 +151,5 @@ def test_model_family_on_sim_equals_onnxruntime(families, family, tag):
     feeds = {fm.input_name: fm.test_inputs[:2]}
     with open_device("sim", RillParams()) as device:
         got = RillModel.load(path).run(device, feeds)
-    want = oracle.run(path, feeds)
+    want = exact_onnxruntime(path, feeds)
     assert all(np.array_equal(got[n], want[n]) for n in want)
