@@ -31,6 +31,18 @@ class QuantizedConv:
         filters = np.asarray(filters)
         return filters.reshape(filters.shape[0], -1).T
 
+    @staticmethod
+    def dense_filters(filters: np.ndarray, group: int) -> np.ndarray:
+        """A grouped convolution's ``(C_out, C / group, kh, kw)`` filters as the dense
+        ``(C_out, C, kh, kw)`` filters of the same convolution: zero off each output channel's
+        own group of input channels, where they add nothing (a depthwise conv: ``group = C``)."""
+        out, per_group = filters.shape[:2]
+        dense = np.zeros((out, per_group * group) + filters.shape[2:], filters.dtype)
+        for o in range(out):
+            g = o // (out // group)
+            dense[o, g * per_group:(g + 1) * per_group] = filters[o]
+        return dense
+
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], pads: tuple[int, int, int, int],
            strides: tuple[int, int], pad_value: int) -> tuple[np.ndarray, tuple[int, int, int]]:

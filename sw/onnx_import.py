@@ -37,12 +37,12 @@ from .compiler import CompileError, LayerProgram, QuantizedLinear, compile_linea
 from .conv import QuantizedConv
 from .device_base import Device
 from .host_ops import HOST_OPS
-from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
+from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel
+from .onnx_graph import InvalidModel, ModelImportError, OnnxGraph, input_spec
 from .onnx_partition import (
     RUNTIME_OPS,
     PartitionError,
     claim_runtime,
-    infer_types,
     placement_lines,
     segments,
 )
@@ -55,11 +55,10 @@ _SUPPORTED = (f"device: {', '.join(DEVICE_OPS)} (quantized), and QLinearMatMul, 
               "QLinearConv, ConvInteger and QDQ MatMul whose operands are known only at run "
               "time; host: any operator onnxruntime runs (with device_only, only "
               f"{', '.join(HOST_OPS)})")
+#: The largest grouped conv run as a dense one: its dense filters within the default core's
+#: weight SRAM (it multiplies C / group times the MACs it needs; larger ones stay on the host).
+_DENSE_LIMIT = RillParams().weight_capacity(False)
 _Q_TYPES = {np.dtype(np.int8), np.dtype(np.uint8)}
-
-
-class ModelImportError(ValueError):
-    """Base of the errors :class:`RillModel` raises for a model or input it cannot take."""
 
 
 class UnsupportedOperator(ModelImportError):
@@ -71,10 +70,6 @@ class UnsupportedOperator(ModelImportError):
         why = why or "this operator is not supported"
         super().__init__(f"node {name!r} ({domain}{node.op_type}): {why}. Supported: {_SUPPORTED}")
         self.node_name, self.op_type, self.why = name, node.op_type, why
-
-
-class InvalidModel(ModelImportError):
-    """The file or bytes are not a valid ONNX model."""
 
 
 class InputMismatch(ModelImportError, InputError):
@@ -93,77 +88,10 @@ def _host_step(node: onnx.NodeProto, index: int) -> HostStep:
                     tuple(node.output), attrs)
 
 
-def _input_spec(info: onnx.ValueInfoProto) -> TensorSpec:
-    t = info.type.tensor_type
-    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim) \
-        if t.HasField("shape") else None
-    return TensorSpec(info.name, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)), shape)
-
-
-class _Graph:
-    """Name lookups over a model's graph: constants, producers, consumers, topological order."""
-
-    def __init__(self, model: onnx.ModelProto):
-        g = model.graph
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i)
-                                              for i in g.initializer}
-        self.inputs = [i for i in g.input if i.name not in self.consts]
-        self.outputs = [o.name for o in g.output]
-        self.producer: dict[str, int] = {}
-        self.consumers: dict[str, list[int]] = {}
-        for idx, node in enumerate(g.node):
-            for name in node.output:
-                self.producer[name] = idx
-            for name in node.input:
-                if name:
-                    self.consumers.setdefault(name, []).append(idx)
-        self.nodes = list(g.node)
-        self.order = self._topological()
-        self.types: dict[str, int] = {}
-        self.shapes: dict[str, tuple[int | None, ...]] = {}
-        try:
-            inferred = infer_types(model)
-            for info in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
-                self.types[info.name] = info.type.tensor_type.elem_type
-                if info.type.tensor_type.HasField("shape"):
-                    self.shapes[info.name] = _input_spec(info).shape
-        except Exception:   # types are a convenience: matching says what is missing
-            pass
-        for name, value in self.consts.items():
-            self.types.setdefault(name, helper.np_dtype_to_tensor_dtype(value.dtype))
-            self.shapes[name] = value.shape
-
-    def dtype(self, name: str, idx: int, matcher: _Matcher) -> np.dtype:
-        if not self.types.get(name):
-            matcher.fail(idx, f"the element type of {name!r} is unknown; give its zero point")
-        return helper.tensor_dtype_to_np_dtype(self.types[name])
-
-    def _topological(self) -> list[int]:
-        known = set(self.consts) | {i.name for i in self.inputs} | {""}
-        order, pending = [], list(range(len(self.nodes)))
-        while pending:
-            ready = [i for i in pending if all(n in known for n in self.nodes[i].input)]
-            if not ready:
-                names = sorted({n for i in pending for n in self.nodes[i].input} - known)
-                raise InvalidModel(f"the graph has a cycle or undefined tensors: {names[:5]}")
-            for i in ready:
-                order.append(i)
-                known.update(self.nodes[i].output)
-            pending = [i for i in pending if i not in set(ready)]
-        return order
-
-    def const(self, name: str) -> np.ndarray | None:
-        return self.consts.get(name) if name else None
-
-    def made_by(self, name: str, op_type: str) -> int | None:
-        idx = self.producer.get(name)
-        return idx if idx is not None and self.nodes[idx].op_type == op_type else None
-
-
 class _Matcher:
     """Turns matmul-like nodes into :class:`DeviceLayer` s, refusing what it cannot match."""
 
-    def __init__(self, graph: _Graph):
+    def __init__(self, graph: OnnxGraph):
         self.g = graph
         self.fused: set[int] = set()    # nodes a device layer replaces
         self.folded: set[int] = set()   # DequantizeLinear nodes read by device layers
@@ -318,8 +246,12 @@ class _Matcher:
         if kind == "conv":
             if w.ndim != 4:
                 self.fail(idx, f"only 2-D convolutions (4-D weights) are supported, got {w.shape}")
-            if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
-                self.fail(idx, "only group=1, dilation=1 convolutions are supported")
+            if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+                self.fail(idx, "only dilation=1 convolutions are supported")
+            group = attrs.get("group", 1)   # on the array as the equivalent dense conv
+            if group > 1 and w.shape[0] * w.shape[1] * group * w[0, 0].size > _DENSE_LIMIT:
+                self.fail(idx, f"a group={group} conv too large to run as a dense conv")
+            w = QuantizedConv.dense_filters(w, group) if group > 1 else w
             if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
                 self.fail(idx, "auto_pad SAME_* is not supported; give explicit pads")
             weights, scale = self._weights(idx, QuantizedConv.filters_to_weights(w).T, w_scale,
@@ -371,7 +303,7 @@ class RillModel:
 
     def __init__(self, model: onnx.ModelProto, *, device_only: bool = False):
         self.proto = model
-        self.graph = g = _Graph(model)
+        self.graph = g = OnnxGraph(model)
         for idx in g.order:   # every operator is checked before any pattern
             node = g.nodes[idx]
             if node.domain not in ("", "ai.onnx", "com.microsoft") or (
@@ -432,7 +364,7 @@ class RillModel:
             steps = [device[i] if i in device else _host_step(g.nodes[i], i) for i in g.order
                      if i in device or i not in skip]
         #: The model in Rill's own representation: what the compiler and the devices run.
-        self.model = QuantizedModel([_input_spec(i) for i in g.inputs], list(g.outputs),
+        self.model = QuantizedModel([input_spec(i) for i in g.inputs], list(g.outputs),
                                     dict(g.consts), steps)
         self.programs: list[LayerProgram] = []
 
