@@ -124,6 +124,24 @@ def test_emulation_matches_onnxruntime_on_every_quantized_model(zoo, with_quanti
         _assert_same(oracle.emulate(model, feeds), want)
 
 
+@needs_exact_onnxruntime
+@pytest.mark.parametrize("family,fmt", [("transformer_encoder", "QDQ"),
+                                        ("depthwise_cnn", "QOperator"),
+                                        ("residual_cnn", "QDQ")])
+def test_mixed_emulation_matches_onnxruntime_on_models_with_float_operators(tmp_path, family,
+                                                                             fmt):
+    """Softmax, LayerNormalization, GELU, residual adds, pooling in onnxruntime around the
+    emulated integer operators (grouped convs among them) equal onnxruntime's whole model."""
+    from sw import model_families, models
+    from sw.oracle_mixed import emulate_mixed
+    fm = model_families.FAMILIES[family]()
+    path = models.quantize(fm, tmp_path, quant_format=fmt, calibration_samples=60)
+    feeds = {fm.input_name: fm.test_inputs[:40]}
+    with pytest.raises(oracle.NotEmulated, match="covers quantized integer operators"):
+        oracle.emulate(path, feeds)
+    _assert_same(emulate_mixed(path, feeds), oracle.onnxruntime_run(path, feeds))
+
+
 def test_emulation_refuses_float_arithmetic():
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="fp32")
     model = _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],

@@ -1,4 +1,4 @@
-"""The onnxruntime oracle for models with float host operators."""
+"""The onnxruntime oracle, for tests."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,9 @@ from sw import oracle
 
 
 def exact_onnxruntime(model, feeds) -> dict[str, np.ndarray]:
-    """onnxruntime's exact result. Where this CPU's onnxruntime saturates its U8S8 GEMM the
-    oracle is the numpy emulation, which covers the integer operators only: a model with float
-    host operators then has no exact oracle here, and the test says so instead of passing."""
+    """onnxruntime's exact result (:func:`sw.oracle.run`); where the oracle has none for this
+    model on this CPU (the emulation refuses, e.g. an int32 accumulator overflowing), the test
+    says so instead of passing."""
     try:
         return oracle.run(model, feeds)
     except oracle.NotEmulated as error:
