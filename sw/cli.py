@@ -327,6 +327,8 @@ def cmd_run(args) -> int:
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
     predicted = sum(lp.predicted_cycles for lp in model.programs)
     print(f"{len(model.programs)} device program(s), {predicted} predicted cycles")
+    for line in getattr(model, "runtime_lines", list)() if args.report else ():
+        print(line)   # run-time-operand layers: compiles, cache hits, times
     if compare:
         if compare == "litert":
             from .litert_oracle import compare_with_litert
@@ -430,11 +432,10 @@ def main(argv=None) -> int:
     p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
                    help="where to write the output tensor")
     _add_device_options(p)
-    p.add_argument("--compare", choices=["onnxruntime", "litert"], default=None,
-                   help="also run the model's reference (onnxruntime for .onnx, LiteRT's "
-                   "reference kernels for .tflite) on this CPU and say whether its outputs equal "
-                   "the device's; where they differ, say whose answer is wrong (exit status 1 "
-                   "when it is the device's)")
+    p.add_argument("--compare", choices=["onnxruntime", "litert"], default=None, help="also run "
+                   "the model's reference (onnxruntime for .onnx, LiteRT's reference kernels for "
+                   ".tflite) on this CPU and say whether its outputs equal the device's; where "
+                   "they differ, whose answer is wrong (exit status 1 when it is the device's)")
     p.add_argument("--report", action="store_true", help="first list on stderr where each node "
                    "runs and the device's share of the MACs (always done for .tflite)")
     p.add_argument("--device-only", action="store_true", help="refuse a model that needs the "

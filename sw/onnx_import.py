@@ -46,6 +46,7 @@ from .onnx_partition import (
     placement_lines,
     segments,
 )
+from .runtime_layer import RuntimeLayer
 
 __all__ = ["RillModel", "ModelImportError", "UnsupportedOperator", "InvalidModel", "InputMismatch",
            "DEVICE_OPS"]
@@ -402,6 +403,15 @@ class RillModel:
     def placement_lines(self) -> list[str]:
         """Where each node runs and the device's share of the model's MACs."""
         return placement_lines(self)
+
+    def runtime_lines(self) -> list[str]:
+        """What the layers compiled per value cost so far: compiles (planning and weight
+        layout), cache hits, building each call's program."""
+        return [f"{step.name}: compiled {step.stats['compiles']}x in "
+                f"{step.stats['compile_seconds'] * 1e3:.1f} ms, {step.stats['cache_hits']} "
+                f"cache hit(s); {step.stats['device_calls']} device call(s), programs built in "
+                f"{step.stats['program_seconds'] * 1e3:.1f} ms"
+                for step in self.model.steps if isinstance(step, RuntimeLayer)]
 
     def predicted_cycles(self) -> dict[str, int]:
         """Predicted working cycles of each device layer program of the last :meth:`run`."""

@@ -97,7 +97,8 @@ class RuntimeLayer:
     trans_b: bool = False
     conv: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=lambda: dict(
-        compiles=0, cache_hits=0, compile_seconds=0.0, device_macs=0, device_calls=0))
+        compiles=0, cache_hits=0, compile_seconds=0.0, program_seconds=0.0, device_macs=0,
+        device_calls=0))
     _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @property
@@ -198,7 +199,9 @@ class RuntimeLayer:
 
     def _execute(self, device: Device, layer: DeviceLayer, x: np.ndarray, macs: int,
                  programs: list[LayerProgram] | None) -> np.ndarray:
+        started = time.perf_counter()
         lp, reshape = layer.program(device.params, x)
+        self.stats["program_seconds"] += time.perf_counter() - started
         if programs is not None:
             programs.append(lp)
         response = device.execute(lp.command_bytes, lp.response_bytes, lp.frame_cuts)

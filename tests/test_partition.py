@@ -14,7 +14,7 @@ import pytest
 from support.oracle import exact_onnxruntime
 
 from hw.params import RillParams
-from sw import model_families, models
+from sw import cli, model_families, models
 from sw.device import open_device
 from sw.onnx_import import InputMismatch, RillModel
 from sw.runtime_layer import RuntimeLayer, RuntimeOperandError, signed_weights
@@ -147,7 +147,8 @@ def test_model_family_on_golden_equals_onnxruntime(families, family, tag):
 
 
 @pytest.mark.parametrize("family,tag", [("transformer_encoder", "qdq-s8-tensor"),
-                                        ("residual_cnn", "qdq-u8-u8weights")])
+                                        ("residual_cnn", "qdq-u8-u8weights"),
+                                        ("depthwise_cnn", "qop-s8-channel")])
 def test_model_family_on_sim_equals_onnxruntime(families, family, tag):
     path, fm = families[family, tag]
     feeds = {fm.input_name: fm.test_inputs[:2]}
@@ -155,3 +156,19 @@ def test_model_family_on_sim_equals_onnxruntime(families, family, tag):
         got = RillModel.load(path).run(device, feeds)
     want = exact_onnxruntime(path, feeds)
     assert all(np.array_equal(got[n], want[n]) for n in want)
+
+
+def test_run_report_and_device_only_on_the_command_line(families, tmp_path, capsys):
+    path, fm = families["transformer_encoder", "qdq-s8-tensor"]
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, fm.test_inputs[:3])
+    argv = ["run", str(path), "--input", str(x), "--output", str(y), "--device", "golden"]
+    assert cli.main(argv + ["--report", "--compare", "onnxruntime"]) == 0
+    out, err = capsys.readouterr()
+    assert "layer0.ln1                   LayerNormalization   host" in err
+    assert "layer0.scores                MatMul               device+host" in err
+    assert "device: 38,048 of 38,048 MACs at batch 1 (100.0%)" in err
+    assert "layer0.scores: compiled 6x" in out   # 3 inputs x 2 heads and "onnxruntime: equal" in out
+    assert cli.main(argv + ["--device-only"]) == 2
+    err = capsys.readouterr().err
+    assert "--device-only" in err and "layer0.ln1 (LayerNormalization" in err
