@@ -1,0 +1,162 @@
+"""The formal proofs' harnesses (run by :func:`sim.formal.prove`; tests/test_formal.py).
+
+Each ``*_proof`` function returns a harness around one link block, and takes the block's class
+so a test can show the proof failing on a deliberately broken variant.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Assume, Module, Mux, Signal
+
+from hw.link.buffer import CommitFifo
+from hw.link.cobs import CobsDecoder, CobsEncoder
+from hw.link.crc import Crc32
+from hw.link.protocol import CRC_BYTES, HOST_HEADER_BYTES
+from hw.link.receiver import LinkReceiver
+
+from .formal import free
+
+__all__ = ["assume_stream_holds", "cobs_decoder_proof", "cobs_encoder_proof", "commit_fifo_proof",
+           "receiver_proof", "stream_holds"]
+
+
+def stream_holds(m: Module, stream, name: str):
+    """Assert the stream rule on ``stream`` (as seen by its sink): once ``valid`` is up without
+    ``ready``, ``valid`` and the payload hold in the next cycle."""
+    stalled = Signal(name=f"{name}_stalled")
+    held = Signal.like(stream.payload, name=f"{name}_held")
+    m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload)]
+    with m.If(stalled):
+        m.d.comb += Assert(stream.valid & (stream.payload == held))
+
+
+def commit_fifo_proof(depth: int = 4, fifo_class=CommitFifo) -> Module:
+    """The command buffer hands out every committed byte exactly once, in order, and nothing
+    else, whatever the writer, the commits and rollbacks, and the reader do.
+
+    A model counts positions in the byte stream: ``written`` (tentative), ``committed`` and
+    ``read``. The solver picks a position ``k``: the byte last written there (rewritten after a
+    rollback) must be what the reader gets at ``k``; the reader may take a byte only while the
+    model holds a committed unread one (no underflow, nothing twice); and the reader's stream
+    holds its byte until taken.
+    """
+    m = Module()
+    dut = m.submodules.dut = fifo_class(depth)
+    w_valid, w_data = free(m, 1, "w_valid"), free(m, 8, "w_data")
+    commit, rollback, r_ready = free(m, 1, "commit"), free(m, 1, "rollback"), free(m, 1, "r_ready")
+    k = free(m, 6, "k")
+    m.d.comb += [dut.w.valid.eq(w_valid), dut.w.payload.eq(w_data), dut.commit.eq(commit),
+                 dut.rollback.eq(rollback), dut.r.ready.eq(r_ready)]
+    wrote = dut.w.valid & dut.w.ready
+    took = dut.r.valid & dut.r.ready
+    # The contract: commit and rollback never in a write's cycle; k one position for the trace.
+    k_seen = Signal(6)
+    m.d.sync += k_seen.eq(k)
+    started = Signal()
+    m.d.sync += started.eq(1)
+    m.d.comb += Assume(~((commit | rollback) & wrote) & (~started | (k == k_seen)))
+
+    written, committed, read = Signal(6), Signal(6), Signal(6)   # no wrap within a proof
+    k_data, k_written = Signal(8), Signal()
+    with m.If(wrote):
+        m.d.sync += written.eq(written + 1)
+        with m.If(written == k):
+            m.d.sync += [k_data.eq(w_data), k_written.eq(1)]
+    with m.If(commit):
+        m.d.sync += committed.eq(written)
+    with m.Elif(rollback):
+        m.d.sync += written.eq(committed)
+    with m.If(took):
+        m.d.sync += read.eq(read + 1)
+        m.d.comb += Assert(read != committed)                    # a committed byte is there
+        with m.If(read == k):
+            m.d.comb += Assert(k_written & (dut.r.payload == k_data))   # and it is the right one
+    stream_holds(m, dut.r, "r")
+    return m
+
+
+def assume_stream_holds(m: Module, stream, name: str):
+    """Assume the stream rule of a source the solver drives (:func:`stream_holds`)."""
+    stalled = Signal(name=f"{name}_stalled")
+    held = Signal.like(stream.payload, name=f"{name}_held")
+    m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload)]
+    with m.If(stalled):
+        m.d.comb += Assume(stream.valid & (stream.payload == held))
+
+
+def cobs_decoder_proof(decoder_class=CobsDecoder) -> Module:
+    """The COBS decoder keeps its output until taken, and after every delimiter behaves as a
+    decoder fresh from reset: whatever came before (noise, a frame cut short), the next frame
+    decodes as it would alone.
+
+    A second decoder starts from reset and receives the first one's input from the cycle after
+    the first takes a 0x00; with the sink always ready, from the cycle after that the two emit
+    the same tokens.
+    """
+    m = Module()
+    a = m.submodules.a = decoder_class()
+    fresh = m.submodules.fresh = decoder_class()
+    valid, byte, ready = free(m, 1, "valid"), free(m, 8, "byte"), free(m, 1, "ready")
+    m.d.comb += [a.i.valid.eq(valid), a.i.payload.eq(byte), a.o.ready.eq(ready)]
+    assume_stream_holds(m, a.i, "i")
+    stream_holds(m, a.o, "o")
+    synced, compared = Signal(), Signal()
+    with m.If(a.i.valid & a.i.ready & (byte == 0)):
+        m.d.sync += synced.eq(1)
+    m.d.sync += compared.eq(synced)
+    m.d.comb += [fresh.i.valid.eq(valid & synced), fresh.i.payload.eq(byte),
+                 fresh.o.ready.eq(1)]
+    with m.If(synced):
+        m.d.comb += Assume(ready)
+    with m.If(compared):
+        m.d.comb += Assert((a.o.valid == fresh.o.valid)
+                           & (~a.o.valid | (a.o.payload.as_value() == fresh.o.payload.as_value())))
+    return m
+
+
+def cobs_encoder_proof(encoder_class=CobsEncoder) -> Module:
+    """The COBS encoder keeps each output byte until taken and never emits a 0x00 inside a frame:
+    a 0x00 leaves it only as the delimiter after a frame's ``last`` byte."""
+    m = Module()
+    enc = m.submodules.enc = encoder_class()
+    valid, data, last, ready = (free(m, 1, "valid"), free(m, 8, "data"), free(m, 1, "last"),
+                                free(m, 1, "ready"))
+    m.d.comb += [enc.i.valid.eq(valid), enc.i.payload.data.eq(data),
+                 enc.i.payload.last.eq(last), enc.o.ready.eq(ready)]
+    assume_stream_holds(m, enc.i, "i")
+    stream_holds(m, enc.o, "o")
+    frames_in, frames_out = Signal(4), Signal(4)   # frames ended on each side
+    with m.If(enc.i.valid & enc.i.ready & last):
+        m.d.sync += frames_in.eq(frames_in + 1)
+    with m.If(enc.o.valid & enc.o.ready & (enc.o.payload == 0)):
+        m.d.sync += frames_out.eq(frames_out + 1)
+        m.d.comb += Assert(frames_out != frames_in)   # a delimiter only after a frame's end
+    return m
+
+
+def receiver_proof(receiver_class=LinkReceiver) -> Module:
+    """The link receiver commits a frame's commands only when the frame is whole and checks:
+    its COBS structure intact, at least a header and a CRC long, and its CRC-32 good. Every
+    frame end commits or rolls back."""
+    m = Module()
+    rx = m.submodules.rx = receiver_class()
+    valid, data, end, error = (free(m, 1, "valid"), free(m, 8, "data"), free(m, 1, "end"),
+                               free(m, 1, "error"))
+    m.d.comb += [rx.i.valid.eq(valid), rx.i.payload.data.eq(data), rx.i.payload.end.eq(end),
+                 rx.i.payload.error.eq(error), rx.cmd.ready.eq(free(m, 1, "cmd_ready"))]
+    # The frame's CRC by a second Crc32 (checked against zlib.crc32 in tests/test_link_blocks.py):
+    # the proof is about what the receiver decides from it.
+    crc = m.submodules.crc = Crc32()
+    length = Signal(6)
+    byte_in = valid & ~end
+    m.d.comb += [crc.data.valid.eq(byte_in), crc.data.payload.eq(data), crc.clear.eq(valid & end)]
+    with m.If(byte_in):
+        m.d.sync += length.eq(Mux(length == 63, 63, length + 1))
+    with m.If(valid & end):
+        m.d.sync += length.eq(0)
+    with m.If(rx.commit):
+        m.d.comb += Assert(valid & end & ~error & crc.residue_ok
+                           & (length >= HOST_HEADER_BYTES + CRC_BYTES))
+    with m.If(valid & end):
+        m.d.comb += Assert(rx.commit | rx.rollback)   # every frame end settles the buffer
+    return m
