@@ -16,18 +16,19 @@ from hw.link.receiver import LinkReceiver
 
 from .formal import free
 
-__all__ = ["assume_stream_holds", "cobs_decoder_proof", "cobs_encoder_proof", "commit_fifo_proof",
+__all__ = ["cobs_decoder_proof", "cobs_encoder_proof", "commit_fifo_proof",
            "receiver_proof", "stream_holds"]
 
 
-def stream_holds(m: Module, stream, name: str):
+def stream_holds(m: Module, stream, name: str, *, check=Assert):
     """Assert the stream rule on ``stream`` (as seen by its sink): once ``valid`` is up without
-    ``ready``, ``valid`` and the payload hold in the next cycle."""
+    ``ready``, ``valid`` and the payload hold in the next cycle. With ``check=Assume``, assume it
+    of a source the solver drives."""
     stalled = Signal(name=f"{name}_stalled")
     held = Signal.like(stream.payload, name=f"{name}_held")
     m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload)]
     with m.If(stalled):
-        m.d.comb += Assert(stream.valid & (stream.payload == held))
+        m.d.comb += check(stream.valid & (stream.payload == held))
 
 
 def commit_fifo_proof(depth: int = 4, fifo_class=CommitFifo) -> Module:
@@ -75,15 +76,6 @@ def commit_fifo_proof(depth: int = 4, fifo_class=CommitFifo) -> Module:
     return m
 
 
-def assume_stream_holds(m: Module, stream, name: str):
-    """Assume the stream rule of a source the solver drives (:func:`stream_holds`)."""
-    stalled = Signal(name=f"{name}_stalled")
-    held = Signal.like(stream.payload, name=f"{name}_held")
-    m.d.sync += [stalled.eq(stream.valid & ~stream.ready), held.eq(stream.payload)]
-    with m.If(stalled):
-        m.d.comb += Assume(stream.valid & (stream.payload == held))
-
-
 def cobs_decoder_proof(decoder_class=CobsDecoder) -> Module:
     """The COBS decoder keeps its output until taken, and after every delimiter behaves as a
     decoder fresh from reset: whatever came before (noise, a frame cut short), the next frame
@@ -98,7 +90,7 @@ def cobs_decoder_proof(decoder_class=CobsDecoder) -> Module:
     fresh = m.submodules.fresh = decoder_class()
     valid, byte, ready = free(m, 1, "valid"), free(m, 8, "byte"), free(m, 1, "ready")
     m.d.comb += [a.i.valid.eq(valid), a.i.payload.eq(byte), a.o.ready.eq(ready)]
-    assume_stream_holds(m, a.i, "i")
+    stream_holds(m, a.i, "i", check=Assume)
     stream_holds(m, a.o, "o")
     synced, compared = Signal(), Signal()
     with m.If(a.i.valid & a.i.ready & (byte == 0)):
@@ -123,7 +115,7 @@ def cobs_encoder_proof(encoder_class=CobsEncoder) -> Module:
                                 free(m, 1, "ready"))
     m.d.comb += [enc.i.valid.eq(valid), enc.i.payload.data.eq(data),
                  enc.i.payload.last.eq(last), enc.o.ready.eq(ready)]
-    assume_stream_holds(m, enc.i, "i")
+    stream_holds(m, enc.i, "i", check=Assume)
     stream_holds(m, enc.o, "o")
     frames_in, frames_out = Signal(4), Signal(4)   # frames ended on each side
     with m.If(enc.i.valid & enc.i.ready & last):
