@@ -6,7 +6,10 @@
    100%), cycles measured vs predicted.
 2. The same models one image at a time with their weights resident on the device: cycles per
    image (measured = predicted), bytes each way, and the latency they mean on each board.
-3. GEMMs checked byte for byte against the golden model, with their array utilization.
+3. Two MLPerf Tiny architectures as int8 TFLite models, against LiteRT's reference kernels.
+4. ResNet-, MobileNet- and transformer-style models quantized by onnxruntime (static and
+   dynamic), split between the device and onnxruntime on the host, against onnxruntime.
+5. GEMMs checked byte for byte against the golden model, with their array utilization.
 """
 
 from __future__ import annotations
@@ -167,6 +170,40 @@ def _tflite_demo(device) -> int:
     return failures
 
 
+#: Inputs each model family runs in the demo, and its quantizations.
+_FAMILY_IMAGES = 16
+_FAMILY_RUNS = (("residual_cnn", "static QDQ int8"), ("depthwise_cnn", "static QOperator uint8"),
+                ("transformer_encoder", "static QDQ int8"), ("transformer_encoder", "dynamic"))
+
+
+def _families_demo(device, folder: Path) -> int:
+    """ResNet-, MobileNet- and transformer-style models quantized by onnxruntime, split between
+    the device and onnxruntime on the host, against onnxruntime's result for the whole model."""
+    from . import oracle
+    from .model_families import FAMILIES, quantize_dynamic
+    from .models import quantize
+    from .onnx_import import RillModel
+    _say(f"  {'model':<42}{'= ORT':>7}{'device MACs':>13}{'host nodes':>12}{'programs':>10}")
+    failures = 0
+    for family, how in _FAMILY_RUNS:
+        fm = FAMILIES[family]()
+        path = quantize_dynamic(fm, folder) if how == "dynamic" else quantize(
+            fm, folder, quant_format=how.split()[1],
+            activation_type="QInt8" if how.endswith("int8") else "QUInt8",
+            calibration_samples=100)
+        model = RillModel.load(path)
+        feeds = {fm.input_name: fm.test_inputs[:_FAMILY_IMAGES]}
+        got, want = model.run(device, feeds), oracle.run(path, feeds)
+        same = sum(all(np.array_equal(got[k][i], v[i]) for k, v in want.items())
+                   for i in range(_FAMILY_IMAGES))
+        share = model.placement_lines()[-1].split("(")[-1].rstrip(")")
+        _say(f"  {f'{family} ({how})':<42}{f'{same}/{_FAMILY_IMAGES}':>7}{share:>13}"
+             f"{len(model.host_nodes):>12}{len(model.programs):>10}")
+        failures += same != _FAMILY_IMAGES
+    _say("  (python -m sw run MODEL.onnx --report lists where each node runs)")
+    return failures
+
+
 def _gemm_demo(device) -> int:
     params = device.params
     rng = np.random.default_rng(2026)
@@ -213,6 +250,9 @@ def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
         _say(f"\nMLPerf Tiny architectures as int8 TFLite models, {_TFLITE_IMAGES} inputs "
              "each, against LiteRT's reference kernels:")
         failures += _tflite_demo(dev)
+        _say(f"\nModels onnxruntime quantizes, split between the device and onnxruntime on the "
+             f"host, {_FAMILY_IMAGES} inputs each, against onnxruntime's whole-model result:")
+        failures += _families_demo(dev, Path(folder))
         _say("\nGEMMs, compared byte for byte with the golden model:")
         failures += _gemm_demo(dev)
     if getattr(dev, "speed", None) is not None:
