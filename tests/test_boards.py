@@ -27,6 +27,7 @@ from boards import REGISTRY, UnknownBoard, board_names, get_board
 from boards.board import Board, SerialDevice, serial_device
 from boards.clocking import ClockError, ecp5_pll_config, ice40_pll_config
 from flow.build import MissesTiming, build
+from hw.isa import Precision, Rounding
 from hw.params import RillParams
 from hw.uart import baud_divisor
 from sim.cases import expectations, write_cases
@@ -262,3 +263,35 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
     _check_report(report, board)
     assert Path(report["bitstream"]).stat().st_size > 100_000
     assert report["peak_gops_int8"] >= 51
+
+
+def test_icebreaker_device_over_its_uart(tmp_path):
+    """The iCEBreaker bitstream's gateware but for the PLL and the pin buffers: its default
+    params (a 2x2 core with the serial requantizer, three DSP PEs, 1 KiB link buffers) at its
+    clocks per bit (21 MHz, 3 Mbaud: 7), driven by the host's link driver through the UART pins:
+    requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the golden model, a
+    burst of line noise in the first."""
+    from sw.qparams import random_qparams
+    board = get_board("icebreaker")
+    params, divisor = board.params, baud_divisor(board.clock_hz, board.baud)
+    rng = np.random.default_rng(22)
+    programs = []
+    for precision, rounding, (m, k, n) in ((Precision.INT8, Rounding.ONNX, (5, 9, 3)),
+                                           (Precision.INT4, Rounding.TFLITE, (4, 12, 5))):
+        lo = -8 if precision == Precision.INT4 else -128
+        acts, weights = rng.integers(-128, 128, (m, k)), rng.integers(lo, -lo, (k, n))
+        programs.append((f"{precision.name} {m}x{k}x{n} {rounding.name}", gemm_program(
+            params, acts, weights, precision=precision, rounding=rounding, relu=True,
+            qparams=random_qparams(rng, n, rounding, k))))
+    write_cases(tmp_path, expectations(params, programs), seed=0)
+    cases = json.loads((tmp_path / "cases.json").read_text())["cases"]
+    config = tmp_path / "board_tb.json"
+    config.write_text(json.dumps({
+        "clock_ns": CLOCK_NS, "divisor": divisor, "baud_error": 0.01, "seed": 7,
+        "noise_after": 60, "noise_bits": 30, "host_timeout": 1.0,
+        "link_buffer": board.link_buffer, "jobs": cases}))
+    run_cocotb(lambda: SerialDevice(serial_device(params, board.link_buffer,
+                                                  dsp_pes=board.dsp_pes), divisor),
+               "rill_icebreaker_device", "sim.testbenches.board_tb", testcase="board_over_link",
+               extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
+               log_file=tmp_path / "run" / "sim.log", timeout=900)
