@@ -265,12 +265,14 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
     assert report["peak_gops_int8"] >= 51
 
 
-def test_icebreaker_device_over_its_uart(tmp_path):
+@pytest.mark.parametrize("form", ["rtl", "netlist"])
+def test_icebreaker_device_over_its_uart(tmp_path, form):
     """The iCEBreaker bitstream's gateware but for the PLL and the pin buffers: its default
     params (a 2x2 core with the serial requantizer, three DSP PEs, 1 KiB link buffers) at its
     clocks per bit (21 MHz, 3 Mbaud: 7), driven by the host's link driver through the UART pins:
     requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the golden model, a
-    burst of line noise in the first."""
+    burst of line noise in the first. As Amaranth's Verilog, and as the netlist Yosys
+    synthesizes for the bitstream (flow/netlist.py: SB_MAC16s, SB_RAM40_4Ks, LUTs, carries)."""
     from sw.qparams import random_qparams
     board = get_board("icebreaker")
     params, divisor = board.params, baud_divisor(board.clock_hz, board.baud)
@@ -290,8 +292,13 @@ def test_icebreaker_device_over_its_uart(tmp_path):
         "clock_ns": CLOCK_NS, "divisor": divisor, "baud_error": 0.01, "seed": 7,
         "noise_after": 60, "noise_bits": 30, "host_timeout": 1.0,
         "link_buffer": board.link_buffer, "jobs": cases}))
-    run_cocotb(lambda: SerialDevice(serial_device(params, board.link_buffer,
-                                                  dsp_pes=board.dsp_pes), divisor),
-               "rill_icebreaker_device", "sim.testbenches.board_tb", testcase="board_over_link",
+    if form == "netlist":
+        from flow.netlist import device_netlist
+        design, top = device_netlist(board, tmp_path / "netlist"), "rill"
+    else:
+        design, top = (lambda: SerialDevice(serial_device(params, board.link_buffer,
+                                                          dsp_pes=board.dsp_pes), divisor),
+                       "rill_icebreaker_device")
+    run_cocotb(design, top, "sim.testbenches.board_tb", testcase="board_over_link",
                extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
                log_file=tmp_path / "run" / "sim.log", timeout=900)
