@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import oracle
+from . import oracle_emulation as oracle
 from .model_ir import HostCall
 from .onnx_partition import infer_types, segments
 
