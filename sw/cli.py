@@ -4,248 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
-from hw.params import ParamsError, RillParams
+from hw.params import RillParams
 
-from .registry import BOARDS_GROUP, registered
+from .cli_bench import cmd_bench
+from .cli_common import (
+    UsageError,
+    add_device_options,
+    board_params,
+    check_writable,
+    device_options,
+    executor,
+    load_array,
+    params_from,
+)
+from .registry import BOARDS_GROUP
 
-__all__ = ["main", "BOARDS_GROUP", "UsageError"]
-
-
-class UsageError(Exception):
-    """A command line that cannot work as given; the message says what to give instead."""
-
-
-DEVICE_HELP = ("golden (the numpy model), sim (the core and link RTL in Verilator; default), "
-               "sim+cocotb (the same RTL under cocotb: slower, Python in the loop), "
-               "serial:///dev/ttyUSB1?baud=3000000 (a board) or socket://HOST:PORT")
-
-
-def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="sim", metavar="URL", help=DEVICE_HELP)
-    parser.add_argument("--trace", metavar="FILE", default=None,
-                        help="sim device: write a waveform of the run to FILE (.fst, or .vcd); "
-                        "builds a tracing model once, which runs slower")
-    parser.add_argument("--trace-cycles", metavar="FIRST:LAST", default=None,
-                        help="with --trace: only cycles FIRST to LAST-1, counted from reset")
-
-
-def _device_options(args) -> dict:
-    """What ``--trace``/``--trace-cycles`` ask of the device, as :func:`open_device` options."""
-    options = {}
-    if args.trace_cycles is not None and args.trace is None:
-        raise UsageError("--trace-cycles needs --trace FILE")
-    if args.trace is not None:
-        _check_writable(args.trace, "--trace")
-        options["trace"] = args.trace
-    if args.trace_cycles is not None:
-        first, sep, last = args.trace_cycles.partition(":")
-        try:
-            window = (int(first or 0), int(last) if last else 2**63)
-        except ValueError:
-            window = None
-        if not sep or window is None or window[0] >= window[1]:
-            raise UsageError(f"--trace-cycles {args.trace_cycles}: give FIRST:LAST, "
-                             "e.g. 1000:2000 (either may be left out)")
-        options["trace_cycles"] = window
-    return options
-
-
-def _check_writable(path: str, option: str) -> None:
-    """Refuse, before any work, an output path whose folder does not exist."""
-    folder = Path(path).parent
-    if Path(path).is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file name in it")
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: the folder {folder} does not exist; create it or "
-                         "give a path in an existing folder")
-
-
-def _load_array(path: str, name: str):
-    """The array in a ``.npy`` file, or a :class:`UsageError` saying what is wrong with it."""
-    import numpy as np
-    hint = f"give input {name!r} as a .npy file written by numpy.save"
-    try:
-        value = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"--input {path}: no such file; {hint}") from None
-    except (IsADirectoryError, PermissionError) as error:
-        raise UsageError(f"--input {path}: cannot read it ({error.strerror}); {hint}") from None
-    except (ValueError, OSError, EOFError):   # text, a pickle, an object array, a cut-off file
-        raise UsageError(f"--input {path}: numpy cannot read an array from it; {hint}") from None
-    if not isinstance(value, np.ndarray):
-        value.close()   # an .npz archive of several arrays
-        raise UsageError(f"--input {path}: an .npz archive, not one array; {hint}")
-    return value
-
-
-def _board_links(names: list[str]):
-    """:class:`~sw.bench_models.LinkPace` of each named board, or a usage error."""
-    from .bench_models import board_links
-    try:
-        return board_links(names)
-    except KeyError as error:
-        raise UsageError(f"--links {error.args[0]}") from None
-
-
-def board_params(name: str) -> RillParams:
-    """The params of the core board ``name``'s bitstream carries, from the registered boards."""
-    boards = registered(BOARDS_GROUP)
-    if name in boards:
-        return boards[name]
-    if not boards:
-        raise UsageError(f"--board-params {name}: no boards are installed (the {BOARDS_GROUP!r} "
-                         "entry points); install the project with pip install -e .")
-    raise UsageError(f"no board named {name!r}; boards: {', '.join(boards)}")
-
-
-def _params_from(args) -> RillParams:
-    """The params to compile for: a board's own (asked over the link) unless ``--rows``/``--cols``
-    or ``--board-params`` say otherwise; the defaults, or the named board's, with those overrides,
-    for ``golden`` and ``sim``."""
-    from .device import BOARD_URLS, ask_params
-    if args.board_params is None and args.rows is None and args.cols is None \
-            and args.device.startswith(BOARD_URLS):
-        return ask_params(args.device)
-    defaults = RillParams() if args.board_params is None else board_params(args.board_params)
-    try:
-        return replace(defaults, rows=defaults.rows if args.rows is None else args.rows,
-                       cols=defaults.cols if args.cols is None else args.cols)
-    except ParamsError as error:
-        raise UsageError(f"{error}; give --rows and --cols of 2 or more") from None
-
-
-def _executor(device: str, params: RillParams, options: dict | None = None, speeds=None):
-    """A function running a batch of programs, in order, on one device opened by URL. A simulated
-    device's speed (``speed`` after closing) is appended to ``speeds``."""
-    from .device import open_device
-
-    def run(programs):
-        with open_device(device, params, **(options or {})) as dev:
-            responses = [dev.execute(program, response_bytes)
-                         for _name, program, response_bytes in programs]
-        if speeds is not None and getattr(dev, "speed", None) is not None:
-            speeds.append(dev.speed)
-        return responses
-    return run
-
-
-def _simulator_speed(kind, params: RillParams, speeds: list, record) -> dict | None:
-    """The simulated device's cycles per second over the bench's GEMMs, beside the bare model's
-    on the same cycles (a replay of the run, where the device kind offers one)."""
-    if not speeds:
-        return None
-    speed, *streamed = speeds
-    out = {"cycles": speed.cycles, "seconds": round(speed.seconds, 3),
-           "host_wait_seconds": round(speed.host_wait_seconds, 3),
-           "cycles_per_second": round(speed.cycles_per_second)}
-    replay = getattr(kind, "replay_speed", None)
-    if replay is not None and record is not None:
-        ceiling = replay(params, record)
-        out["bare_model_cycles_per_second"] = round(ceiling.cycles_per_second)
-        out["of_bare_model"] = round(speed.cycles_per_second / ceiling.cycles_per_second, 3)
-    if streamed:
-        out["lockstep_cycles"] = sum(s.cycles for s in streamed)
-        out["lockstep_cycles_per_second"] = round(
-            sum(s.cycles for s in streamed) / sum(s.seconds for s in streamed))
-    return out
-
-
-def cmd_bench(args) -> int:
-    from .bench import default_workloads, format_table, measure, plot, write_json
-    from .device import device_kinds
-    params = _params_from(args)
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path is not None:
-            _check_writable(path, option)
-    links = _board_links(args.links) if args.models else []   # refused before any work
-    kind = device_kinds().get(args.device)
-    kind = kind.load() if kind is not None else None
-    speeds = []
-    options = _device_options(args)
-    with tempfile.TemporaryDirectory(prefix="rill-bench-") as folder:
-        # A simulated device records its run so that the bare model can replay the same cycles.
-        record = None
-        if getattr(kind, "replay_speed", None) is not None and "trace" not in options:
-            record = options["record"] = Path(folder) / "run.record"
-        rows = measure(params, default_workloads(params),
-                       _executor(args.device, params, options, speeds))
-        print(format_table(params, rows))
-        mismatched = [r.workload for r in rows if r.matmul_cycles != r.predicted_matmul_cycles
-                      or r.program_cycles != r.predicted_program_cycles]
-        if args.plot:
-            plot(args.plot, params, rows)
-            print(f"wrote {args.plot}")
-        stream_rows = []
-        # A device kind that can run the host and the RTL in lockstep offers ``run_paced``.
-        run_paced = getattr(kind, "run_paced", None)
-        if args.stream and run_paced is not None:
-            from .bench_stream import UART_CYCLES_PER_BYTE, format_streaming, measure_streaming
-            cycles_per_byte = args.cycles_per_byte or UART_CYCLES_PER_BYTE
-            print(f"\nstreaming layers through the link RTL at {cycles_per_byte} cycles per "
-                  f"byte (about a minute)...", flush=True)
-            stream_rows = measure_streaming(params, partial(run_paced, on_speed=speeds.append),
-                                            cycles_per_byte)
-            print(format_streaming(stream_rows, cycles_per_byte))
-            mismatched += [r.workload for r in stream_rows
-                           if r.device_cycles != r.predicted_device_cycles]
-        elif args.stream:
-            print("\n(end-to-end streaming needs the RTL in lockstep with the host: --device sim)")
-        model_rows = []
-        if args.models:
-            from .bench_models import bench_models, format_models
-            from .device import open_device
-            print("\nwhole models (the demo's conv net, an MLPerf Tiny autoencoder)...",
-                  flush=True)
-            with open_device(args.device, params) as device:
-                model_rows = bench_models(device, links, Path(folder))
-            print(format_models(model_rows))
-            mismatched += [f"{r.model} batch {r.batch}" for r in model_rows
-                           if r.device_cycles != r.predicted_cycles]
-        tflite_rows = []
-        if args.tflite:
-            from .bench_tflite import bench_tflite, format_tflite
-            from .device import open_device
-            print("\nMLPerf Tiny architectures (int8 TFLite)...", flush=True)
-            with open_device(args.device, params) as device:
-                tflite_rows = bench_tflite(device, links or _board_links(
-                    ["icebreaker", "ulx3s-85f"]))
-            print(format_tflite(tflite_rows) if tflite_rows else
-                  "(no TFLite models here: they are tests/assets/tflite in a checkout)")
-            mismatched += [r.model for r in tflite_rows
-                           if r.device_cycles != r.predicted_cycles]
-        simulator = _simulator_speed(kind, params, speeds, record)
-    if simulator is not None:
-        print(_format_simulator_speed(simulator))
-    if args.json:
-        write_json(args.json, params, rows, stream_rows, simulator=simulator,
-                   models=model_rows, tflite=tflite_rows)
-        print(f"wrote {args.json}")
-    if mismatched:
-        print(f"error: measured cycles differ from the prediction for {mismatched}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def _format_simulator_speed(speed: dict) -> str:
-    lines = ["\nsimulator speed (simulated cycles per second of wall-clock time):",
-             f"  sim device, the GEMMs above: {speed['cycles']:,} cycles in "
-             f"{speed['seconds'] - speed['host_wait_seconds']:.1f} s = "
-             f"{speed['cycles_per_second']:,} cycles/s (and {speed['host_wait_seconds']:.1f} s "
-             f"idle, waiting for the host)"]
-    if "bare_model_cycles_per_second" in speed:
-        lines.append(f"  bare model replaying the same cycles (no socket, no host): "
-                     f"{speed['bare_model_cycles_per_second']:,} cycles/s; the sim device runs "
-                     f"at {speed['of_bare_model']:.0%} of it")
-    if "lockstep_cycles" in speed:
-        lines.append(f"  lockstep, the streaming layers: {speed['lockstep_cycles']:,} cycles at "
-                     f"{speed['lockstep_cycles_per_second']:,} cycles/s")
-    return "\n".join(lines)
+__all__ = ["main", "BOARDS_GROUP", "UsageError", "board_params"]
 
 
 def _name_path_pairs(values: list[str], names: list[str], what: str) -> dict[str, str]:
@@ -293,7 +69,7 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from .device import open_device
-    params = _params_from(args)
+    params = params_from(args)
     model, import_errors = _load_model(args.model, params, args.device_only)
     tflite = Path(args.model).suffix.lower() == ".tflite"
     compare = args.compare or ""
@@ -310,9 +86,9 @@ def cmd_run(args) -> int:
         raise UsageError(f"missing --input for {sorted(missing)}")
     outputs = _name_path_pairs(args.output, model.output_names, "output")
     for path in outputs.values():
-        _check_writable(path, "--output")
-    feeds = {name: _load_array(path, name) for name, path in inputs.items()}
-    options = _device_options(args)
+        check_writable(path, "--output")
+    feeds = {name: load_array(path, name) for name, path in inputs.items()}
+    options = device_options(args)
 
     def progress(layer, index, total):
         print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)
@@ -346,12 +122,12 @@ def cmd_selftest(args) -> int:
     from .selftest import run_selftest
     board = args.device.startswith(BOARD_URLS)
     expected = None if board and args.board_params is None and args.rows is None \
-        and args.cols is None else _params_from(args)
+        and args.cols is None else params_from(args)
     print(f"self-test of {args.device}"
           + ("" if expected is None else f", expecting a {expected.rows}x{expected.cols} core")
           + ":", flush=True)
     verdicts = run_selftest(args.device, expected, seed=args.seed,
-                            options=_device_options(args))
+                            options=device_options(args))
     for verdict in verdicts:
         print("\n".join(verdict.lines()), flush=True)
     failed = sum(v.ok is False for v in verdicts)
@@ -363,16 +139,16 @@ def cmd_selftest(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    return run_demo(_params_from(args), device=args.device, **_device_options(args))
+    return run_demo(params_from(args), device=args.device, **device_options(args))
 
 
 def cmd_info(args) -> int:
     from hw import isa
     from hw.isa import Opcode
-    params = _params_from(args)
+    params = params_from(args)
     program = isa.encode(Opcode.INFO) + isa.encode(Opcode.READ_COUNTERS)
     info_end = isa.RESPONSE_HEADER_BYTES + isa.INFO_BYTES
-    (response,) = _executor(args.device, params, _device_options(args))(
+    (response,) = executor(args.device, params, device_options(args))(
         [("info", program, info_end + isa.RESPONSE_HEADER_BYTES + 16)])
     device_params, version = RillParams.from_info_bytes(response[4:info_end])
     tag = int.from_bytes(response[info_end - 2:info_end], "little")
@@ -431,7 +207,7 @@ def main(argv=None) -> int:
                    help="input tensor; NAME= is needed when the model has several inputs")
     p.add_argument("--output", action="append", required=True, metavar="[NAME=]Y.npy",
                    help="where to write the output tensor")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--compare", choices=["onnxruntime", "litert"], default=None, help="also run "
                    "the model's reference (onnxruntime for .onnx, LiteRT's reference kernels for "
                    ".tflite) on this CPU and say whether its outputs equal the device's; where "
@@ -451,16 +227,16 @@ def main(argv=None) -> int:
                        "golden model's answer byte for byte, cycle counters included; a refused "
                        "command leaves the device answering; the link counted no errors. A "
                        "failing step says its likely cause. Exit status 1 when a step fails.")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random GEMMs (default 0)")
     p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("demo", help="run GEMMs on the simulated RTL and check them bit for bit")
-    _add_device_options(p)
+    add_device_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure utilization, cycles vs prediction and wire bytes")
-    _add_device_options(p)
+    add_device_options(p)
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also plot utilization against GEMM size")
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
@@ -484,7 +260,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="print the device's params and counters")
-    _add_device_options(p)
+    add_device_options(p)
     p.set_defaults(func=cmd_info)
 
     args = parser.parse_args(argv)
