@@ -4,8 +4,8 @@
 matmuls and convolutions, static or with run-time operands, :mod:`sw.runtime_layer`); every other
 node runs on the host. Where the host part is only quantize, dequantize and data movement, Rill's
 own exact host operators run it (:mod:`sw.host_ops`). Otherwise the host part runs through
-onnxruntime, in **segments**: each segment is one onnxruntime session over a subgraph cut
-from the model (``onnx.helper``), fed the device's outputs as inputs.
+onnxruntime, in **segments**: each segment is a subgraph cut from the model (``onnx.helper``),
+loaded into onnxruntime once and fed the device's outputs as inputs.
 
 Cutting a graph can change what onnxruntime computes: it fuses ``DQ -> Add -> Q`` into
 ``QLinearAdd`` and ``DQ -> MatMul -> Q`` into ``QLinearMatMul``, whose arithmetic differs from
@@ -36,26 +36,24 @@ from .model_ir import HostCall
 from .runtime_layer import RuntimeLayer
 
 __all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "infer_types", "node_macs",
-           "placement_lines",
-           "segments"]
+           "onnxruntime_inference", "placement_lines", "segments"]
 
 #: Suffixes of a segment's outputs (see :func:`_segment`).
 _OUT, _SPARE = ":segment out", ":segment spare"
-#: Session options of the host segments: those of the onnxruntime oracle (:mod:`sw.oracle`).
-_SESSION_CONFIG = dict(threads=1)
-
-
 class PartitionError(ValueError):
     """A host segment onnxruntime cannot load."""
 
 
-def _session(model: onnx.ModelProto):
+def onnxruntime_inference(model: bytes | str, config: dict[str, str] | None = None):
+    """``model`` (serialized, or a path) loaded into onnxruntime on the CPU as the oracle and the
+    host segments run it: ``ORT_ENABLE_ALL``, one thread, ``config`` entries added."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = _SESSION_CONFIG["threads"]
-    return ort.InferenceSession(model.SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    options.intra_op_num_threads = 1
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _reads(step) -> tuple[str, ...]:
@@ -161,14 +159,14 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
     sub = helper.make_model(graph, opset_imports=list(model.opset_import),
                             ir_version=model.ir_version, functions=list(model.functions))
     try:
-        session = _session(sub)
+        loaded = onnxruntime_inference(sub.SerializeToString())
     except Exception as error:   # onnxruntime raises its own exception types
         names = ", ".join(f"{n.name or '?'} ({n.op_type})" for n in nodes)
         raise PartitionError(f"onnxruntime cannot run the host nodes {names}: "
                              f"{str(error).strip()[:400]}") from None
 
     def run(*arrays: np.ndarray) -> list[np.ndarray]:
-        results = session.run([name + _OUT for name in outs], dict(zip(inputs, arrays)))
+        results = loaded.run([name + _OUT for name in outs], dict(zip(inputs, arrays)))
         return [quantize_linear(value, *requantize[name][0], axis=requantize[name][1])
                 if name in requantize else value for name, value in zip(outs, results)]
 

@@ -37,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_partition import onnxruntime_inference
 from .oracle_emulation import ModelLike, NotEmulated, _proto, emulate
 from .oracle_mixed import emulate_mixed
 
@@ -57,15 +58,8 @@ def onnxruntime_run(model: ModelLike, feeds: dict[str, Any], *,
 
     This is onnxruntime as this CPU computes it, saturating or not; :func:`run` is the oracle.
     """
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    for key, value in (session_options or {}).items():
-        options.add_session_config_entry(key, value)
-    source = model if isinstance(model, (str, Path)) else _proto(model).SerializeToString()
-    session = ort.InferenceSession(str(source) if isinstance(source, Path) else source, options,
-                                   providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, (str, Path)) else _proto(model).SerializeToString()
+    session = onnxruntime_inference(source, session_options)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feeds)))
 
