@@ -59,21 +59,29 @@ def bn():
 
 # --------------------------------------------------------------------------- models
 
+def separable(x, filters: int, kernel, stride=1):
+    """A depthwise-separable block: depthwise conv, then 1x1 conv, each with BN and ReLU."""
+    x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same")(x)
+    x = layers.ReLU()(bn()(x))
+    x = layers.Conv2D(filters, (1, 1), padding="same")(x)
+    return layers.ReLU()(bn()(x))
+
+
+def pooled_classifier(x, classes: int):
+    """Average pooling over the whole map, a dense layer and softmax."""
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)
+    x = layers.Flatten()(x)
+    return layers.Softmax()(layers.Dense(classes)(x))
+
+
 def ds_cnn(batch=None) -> keras.Model:
     """MLPerf Tiny KWS DS-CNN (small): 49x10x1 MFCC -> 12 classes."""
     inp = keras.Input((49, 10, 1), batch_size=batch)
     x = layers.Conv2D(64, (10, 4), strides=(2, 2), padding="same")(inp)
     x = layers.ReLU()(bn()(x))
     for _ in range(4):
-        x = layers.DepthwiseConv2D((3, 3), padding="same")(x)
-        x = layers.ReLU()(bn()(x))
-        x = layers.Conv2D(64, (1, 1), padding="same")(x)
-        x = layers.ReLU()(bn()(x))
-    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)  # 25x5
-    x = layers.Flatten()(x)
-    x = layers.Dense(12)(x)
-    out = layers.Softmax()(x)
-    return keras.Model(inp, out, name="ds_cnn")
+        x = separable(x, 64, (3, 3))
+    return keras.Model(inp, pooled_classifier(x, 12), name="ds_cnn")   # pooled over 25x5
 
 
 def resnet8(batch=None) -> keras.Model:
@@ -93,11 +101,7 @@ def resnet8(batch=None) -> keras.Model:
         y = bn()(layers.Conv2D(filters, 3, padding="same")(y))
         s = layers.Conv2D(filters, 1, strides=2, padding="same")(x)
         x = layers.ReLU()(layers.Add()([s, y]))
-    x = layers.AveragePooling2D(pool_size=8)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(10)(x)
-    out = layers.Softmax()(x)
-    return keras.Model(inp, out, name="resnet8")
+    return keras.Model(inp, pooled_classifier(x, 10), name="resnet8")   # pooled over 8x8
 
 
 def mobilenet_v1_025(batch=None) -> keras.Model:
@@ -108,15 +112,8 @@ def mobilenet_v1_025(batch=None) -> keras.Model:
     blocks = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2),
               (128, 1), (128, 1), (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)]
     for filters, stride in blocks:
-        x = layers.DepthwiseConv2D(3, strides=stride, padding="same")(x)
-        x = layers.ReLU()(bn()(x))
-        x = layers.Conv2D(filters, 1, padding="same")(x)
-        x = layers.ReLU()(bn()(x))
-    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]))(x)  # 3x3
-    x = layers.Flatten()(x)
-    x = layers.Dense(2)(x)
-    out = layers.Softmax()(x)
-    return keras.Model(inp, out, name="mobilenet_v1_025")
+        x = separable(x, filters, 3, stride)
+    return keras.Model(inp, pooled_classifier(x, 2), name="mobilenet_v1_025")   # over 3x3
 
 
 def autoencoder(batch=None) -> keras.Model:
