@@ -25,8 +25,9 @@ from .build import NAME, BuildError, _family, _toolchain_options, toolchain_env
 
 __all__ = ["device_netlist"]
 
-#: Yosys' simulation models of each family's primitives, in its share folder.
-_SIM_MODELS = {"ice40": ["ice40/cells_sim.v"], "ecp5": ["ecp5/cells_sim.v", "ecp5/cells_bb.v"]}
+#: Yosys' simulation models of each family's primitives, in its share folder (the ECP5's block
+#: RAM and multiplier models are not wired up and tried yet).
+_SIM_MODELS = {"ice40": ["ice40/cells_sim.v"]}
 
 
 def _yosys_share() -> Path:
@@ -41,6 +42,8 @@ def device_netlist(board: Board, out_dir: Path | str) -> str:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     family = _family(board.platform())
+    if family not in _SIM_MODELS:
+        raise BuildError(f"{board.name}: netlist co-simulation covers iCE40 boards so far")
     device = SerialDevice(serial_device(board.params, board.link_buffer, dsp_pes=board.dsp_pes),
                           baud_divisor(board.clock_hz, board.baud))
     (out_dir / f"{NAME}.il").write_text(apply_no_rw_check(rtlil.convert(device, name=NAME))[0])

@@ -3,14 +3,16 @@ a topological order, and the element types and shapes onnx's shape inference fin
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from .model_ir import TensorSpec
-from .onnx_partition import infer_types
 
-__all__ = ["InvalidModel", "ModelImportError", "OnnxGraph", "input_spec"]
+__all__ = ["InvalidModel", "ModelImportError", "OnnxGraph", "infer_types", "input_spec",
+           "node_attrs"]
 
 
 class ModelImportError(ValueError):
@@ -20,6 +22,48 @@ class ModelImportError(ValueError):
 
 class InvalidModel(ModelImportError):
     """The file or bytes are not a valid ONNX model."""
+
+
+def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _contrib_output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
+    """The element type of a ``com.microsoft`` node's first output (onnx's shape inference does
+    not know these operators), or 0 where no rule says."""
+    op = node.op_type
+    if op.startswith("QLinear"):   # the output zero point's type: last input, or Concat's second
+        zp = node.input[1] if op == "QLinearConcat" else [n for n in node.input if n][-1]
+        return types.get(zp, 0)
+    if op == "QGemm":
+        return types.get(node.input[8], 0) if len(node.input) > 8 and node.input[8] \
+            else TensorProto.FLOAT
+    if op in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DequantizeLinear"):
+        return TensorProto.FLOAT
+    if op == "QuantizeLinear" and len(node.input) > 2:
+        return types.get(node.input[2], 0)
+    return 0
+
+
+def infer_types(model: onnx.ModelProto) -> onnx.GraphProto:
+    """onnx's shape inference, with the element types of onnxruntime's ``com.microsoft``
+    quantized operators (QOperator models) filled in so that inference goes on past them."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    consts = {i.name: i.data_type for i in model.graph.initializer}
+    for _ in range(16):
+        graph = onnx.shape_inference.infer_shapes(model).graph
+        types = dict(consts)
+        types.update({info.name: info.type.tensor_type.elem_type for info in
+                      list(graph.value_info) + list(graph.input) + list(graph.output)})
+        found = [(node.output[0], _contrib_output_type(node, types)) for node in graph.node
+                 if node.domain == "com.microsoft" and node.output
+                 and not types.get(node.output[0])]
+        found = [(name, t) for name, t in found if t]
+        if not found:
+            return graph
+        model.graph.value_info.extend(helper.make_tensor_value_info(name, t, None)
+                                      for name, t in found)
+    return graph
 
 
 def input_spec(info: onnx.ValueInfoProto) -> TensorSpec:

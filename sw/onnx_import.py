@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from hw.params import RillParams
 
@@ -38,7 +38,7 @@ from .conv import QuantizedConv
 from .device_base import Device
 from .host_ops import HOST_OPS
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel
-from .onnx_graph import InvalidModel, ModelImportError, OnnxGraph, input_spec
+from .onnx_graph import InvalidModel, ModelImportError, OnnxGraph, input_spec, node_attrs
 from .onnx_partition import (
     RUNTIME_OPS,
     PartitionError,
@@ -75,10 +75,6 @@ class UnsupportedOperator(ModelImportError):
 
 class InputMismatch(ModelImportError, InputError):
     """An input is missing, unexpected, or of the wrong dtype or shape."""
-
-
-def node_attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _host_step(node: onnx.NodeProto, index: int) -> HostStep:

@@ -33,9 +33,10 @@ from onnx import TensorProto, helper
 
 from .host_ops import quantize_linear
 from .model_ir import HostCall
+from .onnx_graph import infer_types, node_attrs
 from .runtime_layer import RuntimeLayer
 
-__all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "infer_types", "node_macs",
+__all__ = ["PartitionError", "RUNTIME_OPS", "claim_runtime", "node_macs",
            "onnxruntime_inference", "placement_lines", "segments"]
 
 #: Suffixes of a segment's outputs (see :func:`_segment`).
@@ -122,9 +123,9 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
              consts: dict[str, np.ndarray], types: dict[str, int], outputs: list[str],
              dequantizers: dict[str, onnx.NodeProto]) -> HostCall:
     made = {name for node in nodes for name in node.output}
-    needed = list(dict.fromkeys(name for node in nodes for name in node.input if name))
-    read_elsewhere = {name for step in order if not any(step is n for n in nodes)
-                      for name in _reads(step)}
+    needed = [name for node in nodes for name in node.input if name]
+    members = {id(node) for node in nodes}
+    read_elsewhere = {name for step in order if id(step) not in members for name in _reads(step)}
     outs = [name for node in nodes for name in node.output
             if name and (name in read_elsewhere or name in outputs)]
     # onnxruntime fuses and converts QDQ groups by what reads their QuantizeLinear: it does not
@@ -139,16 +140,17 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
         dq = dequantizers.get(name)
         if dq is not None:
             exits.append(helper.make_node("DequantizeLinear", [name, *dq.input[1:]],
-                                          [name + _OUT], **_attrs(dq)))
+                                          [name + _OUT], **node_attrs(dq)))
             requantize[name] = ([consts[n] for n in dq.input[1:] if n],
-                                _attrs(dq).get("axis", 1))
+                                node_attrs(dq).get("axis", 1))
             needed += [n for n in dq.input[1:] if n]
         else:
             exits += [helper.make_node("Identity", [name], [name + suffix])
                       for suffix in (_OUT, _SPARE)]
+    needed = list(dict.fromkeys(needed))   # the dequantizers' scales may repeat
     inputs = [name for name in needed if name not in made and name not in consts]
     initializers = [onnx.numpy_helper.from_array(consts[name], name)
-                    for name in dict.fromkeys(needed) if name not in made and name in consts]
+                    for name in needed if name not in made and name in consts]
     out_infos = [helper.make_tensor_value_info(name + _OUT, TensorProto.FLOAT, None)
                  if name in requantize else _value_info(name, types, _OUT) for name in outs]
     graph = helper.make_graph(nodes + exits, f"host segment {lv}",
@@ -172,44 +174,6 @@ def _segment(model: onnx.ModelProto, nodes: list[onnx.NodeProto], lv: int, order
 
     return HostCall(f"host segment {lv}", tuple(inputs), tuple(outs), run,
                     tuple(n.name or n.op_type for n in nodes), op="onnxruntime")
-
-
-def _contrib_output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
-    """The element type of a ``com.microsoft`` node's first output (onnx's shape inference does
-    not know these operators), or 0 where no rule says."""
-    op = node.op_type
-    if op.startswith("QLinear"):   # the output zero point's type: last input, or Concat's second
-        zp = node.input[1] if op == "QLinearConcat" else [n for n in node.input if n][-1]
-        return types.get(zp, 0)
-    if op == "QGemm":
-        return types.get(node.input[8], 0) if len(node.input) > 8 and node.input[8] \
-            else TensorProto.FLOAT
-    if op in ("MatMulIntegerToFloat", "DynamicQuantizeMatMul", "DequantizeLinear"):
-        return TensorProto.FLOAT
-    if op == "QuantizeLinear" and len(node.input) > 2:
-        return types.get(node.input[2], 0)
-    return 0
-
-
-def infer_types(model: onnx.ModelProto) -> onnx.GraphProto:
-    """onnx's shape inference, with the element types of onnxruntime's ``com.microsoft``
-    quantized operators (QOperator models) filled in so that inference goes on past them."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    consts = {i.name: i.data_type for i in model.graph.initializer}
-    for _ in range(16):
-        graph = onnx.shape_inference.infer_shapes(model).graph
-        types = dict(consts)
-        types.update({info.name: info.type.tensor_type.elem_type for info in
-                      list(graph.value_info) + list(graph.input) + list(graph.output)})
-        found = [(node.output[0], _contrib_output_type(node, types)) for node in graph.node
-                 if node.domain == "com.microsoft" and node.output
-                 and not types.get(node.output[0])]
-        found = [(name, t) for name, t in found if t]
-        if not found:
-            return graph
-        model.graph.value_info.extend(helper.make_tensor_value_info(name, t, None)
-                                      for name, t in found)
-    return graph
 
 
 _MATMUL_LIKE = ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "QGemm", "Conv",
@@ -239,10 +203,6 @@ def node_macs(node: onnx.NodeProto, shapes: dict[str, tuple[int, ...]],
     return None
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 #: Matmul-like operators the device runs whatever their operands (:mod:`sw.runtime_layer`).
 RUNTIME_OPS = ("QLinearMatMul", "QLinearConv", "MatMulInteger", "ConvInteger", "QGemm", "MatMul",
                "Conv", "Gemm")
@@ -256,7 +216,7 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
     into ``QLinearMatMul`` whatever ``b`` is, and the same for uint8 weights)."""
     g = matcher.g
     node = g.nodes[idx]
-    op, attrs, name = node.op_type, _attrs(node), node.name or f"#{idx}"
+    op, attrs, name = node.op_type, node_attrs(node), node.name or f"#{idx}"
     i = list(node.input) + [""] * 9
     conv = {}
     if op in ("QLinearConv", "ConvInteger", "Conv"):
@@ -289,7 +249,7 @@ def claim_runtime(matcher, idx: int) -> RuntimeLayer:
             matcher.fail(idx, f"a float {op} (its inputs are not both DequantizeLinear): "
                          "onnxruntime runs it in float")
         a, b = (g.nodes[dq] for dq in dqs)
-        b_axis = _attrs(b).get("axis", 1)
+        b_axis = node_attrs(b).get("axis", 1)
         rank = len(g.shapes.get(b.input[0]) or ())
         trans_b = gemm and bool(attrs.get("transB", 0))
         if g.const(b.input[1]) is None or g.const(b.input[1]).size != 1:
@@ -349,7 +309,7 @@ def placement_lines(rill) -> list[str]:
         step = rill.device_steps.get(idx)
         where = "host" if step is None else \
             "device" if hasattr(step, "linear") else "device+host"
-        macs = node_macs(node, shapes, _attrs(node))
+        macs = node_macs(node, shapes, node_attrs(node))
         if macs is not None:
             total += macs
             on_device += macs if step is not None else 0

@@ -20,7 +20,8 @@ import onnx
 
 from . import oracle_emulation as oracle
 from .model_ir import HostCall
-from .onnx_partition import infer_types, segments
+from .onnx_graph import infer_types
+from .onnx_partition import segments
 
 __all__ = ["emulate_mixed"]
 

@@ -39,6 +39,7 @@ from hw.isa import OutType, Rounding
 
 from .compiler import CompileError, LayerProgram, QuantizedLinear
 from .conv import QuantizedConv, im2col
+from .conv_device import output_size
 from .device_base import Device
 from .model_ir import DeviceLayer, InputError
 from .requant import encode_onnx_scale, onnx_scale, requantize
@@ -262,11 +263,12 @@ class RuntimeLayer:
         offset = np.broadcast_to(offset, (n_out,))
         conv = QuantizedConv(None, kernel, (pads[0], pads[1], pads[2], pads[3]), strides)
         layer = self._device_layer(device, np.ascontiguousarray(w), a_zp, x.dtype, conv)
-        cols, (batch, oh, ow) = im2col(x, kernel, conv.pads, strides, a_zp)
-        acc = self._execute(device, layer, x, cols.shape[0] * cols.shape[1] * n_out, programs)
-        if np.any(offset):
-            sums = (cols.astype(np.int64).sum(axis=1) - a_zp * cols.shape[1])
-            sums = sums.reshape(batch, 1, oh, ow)
-            acc += sums * offset.reshape(1, -1, 1, 1)
+        oh, ow = output_size(conv, *x.shape[2:])
+        acc = self._execute(device, layer, x, x.shape[0] * oh * ow * filters[0].size * n_out,
+                            programs)
+        if np.any(offset):   # each output pixel's window sum, padding counting as a_zp
+            cols, _ = im2col(x, kernel, conv.pads, strides, a_zp)
+            sums = cols.astype(np.int64).sum(axis=1) - a_zp * cols.shape[1]
+            acc += sums.reshape(x.shape[0], 1, oh, ow) * offset.reshape(1, -1, 1, 1)
         return acc
 
