@@ -118,6 +118,7 @@ class InstructionChecks(wiring.Component):
         store = self.opcode == Opcode.STORE
         out_of_range, acc_over, weight_over, mm_kn = self._range_checks(m, store)
         acts_over = self._store_to_acts_check(m, store) if self._params.store_to_acts else 0
+        overlap = self._vector_overlap(m) if self._params.vector_unit else 0
         with m.If(self.latch):
             m.d.sync += self.tiles.eq(mm_kn)
 
@@ -127,17 +128,21 @@ class InstructionChecks(wiring.Component):
         # a cycle with the priority among the checks.
         status = Signal(Status)   # every check but the range checks, in priority order
         first_status = Signal(Status)
-        range_bad = Signal()
+        range_bad, overlap_bad = Signal(), Signal()
         with m.If(self.latch):
-            m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range)]
+            m.d.sync += [first_status.eq(status), range_bad.eq(out_of_range),
+                         overlap_bad.eq(overlap)]
         # Out of range comes last: any other refusal takes precedence. MATMUL and STORE (the
         # only opcodes with accumulator rows) are OK so far only if their flags and shapes are.
         matmul = self.opcode == Opcode.MATMUL
         acc_checked = matmul | store
         refused_for_range = (first_status == Status.OK) & (
             range_bad | (acc_checked & acc_over) | (matmul & weight_over) | acts_over)
-        m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE, first_status)),
-                     self.ok.eq((first_status == Status.OK) & ~refused_for_range)]
+        refused_for_overlap = (first_status == Status.OK) & overlap_bad
+        m.d.sync += [self.status.eq(Mux(refused_for_range, Status.OUT_OF_RANGE,
+                                        Mux(refused_for_overlap, Status.OVERLAP, first_status))),
+                     self.ok.eq((first_status == Status.OK) & ~refused_for_range
+                                & ~refused_for_overlap)]
 
         self._field_checks(m, status)
         return m
@@ -221,6 +226,11 @@ class InstructionChecks(wiring.Component):
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
         weight_over = _past(header_field(Opcode.MATMUL, "weight_addr", 0), mm_kn_rows,
                             p.weight_depth) if late_weight else 0
+        if p.vector_unit:   # AVGPOOL's input words, a cycle ahead like the other products
+            self.pool_words = Signal(24, name="pool_words")
+            with m.If(self.latch_products):
+                m.d.sync += self.pool_words.eq(product_field(Opcode.AVGPOOL, "groups")
+                                               * product_field(Opcode.AVGPOOL, "pixels"))
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -242,7 +252,45 @@ class InstructionChecks(wiring.Component):
                 m.d.comb += out_of_range.eq(
                     _past(early_field(Opcode.RUN, "addr"), early_field(Opcode.RUN, "count"),
                           max(1, p.program_depth)))
+            if p.vector_unit:
+                self._vector_ranges(m, out_of_range)
         return out_of_range, acc_over, weight_over, mm_kn
+
+    def _vector_ranges(self, m, out_of_range):
+        """The vector instructions' words past the activation SRAM's end (cases of the range
+        checks' switch)."""
+        depth, early = self._params.act_depth, self._early_field
+        add_words = early(Opcode.ADD, "words")
+        with m.Case(Opcode.ADD):
+            m.d.comb += out_of_range.eq(Cat(_past(early(Opcode.ADD, name), add_words, depth)
+                                            for name in ("a_addr", "b_addr", "out_addr")).any())
+        with m.Case(Opcode.AVGPOOL):
+            m.d.comb += out_of_range.eq(
+                _past(early(Opcode.AVGPOOL, "act_addr"), self.pool_words, depth)
+                | _past(early(Opcode.AVGPOOL, "out_addr"), early(Opcode.AVGPOOL, "groups"),
+                        depth))
+        with m.Case(Opcode.READ_ACTS):
+            m.d.comb += out_of_range.eq(_past(early(Opcode.READ_ACTS, "addr"),
+                                              early(Opcode.READ_ACTS, "count"), depth))
+
+    def _vector_overlap(self, m) -> Value:
+        """An ADD's or AVGPOOL's output starting inside an input (past its first word), for the
+        header's last fetch cycle (``hw.isa.Status.OVERLAP``)."""
+        early = self._early_field
+
+        def inside(base, length, out):
+            return (base < out) & (out < base + length)
+        overlap = Signal(name="overlap")
+        with m.Switch(self.opcode):
+            with m.Case(Opcode.ADD):
+                out, words = early(Opcode.ADD, "out_addr"), early(Opcode.ADD, "words")
+                m.d.comb += overlap.eq(inside(early(Opcode.ADD, "a_addr"), words, out)
+                                       | inside(early(Opcode.ADD, "b_addr"), words, out))
+            with m.Case(Opcode.AVGPOOL):
+                m.d.comb += overlap.eq(inside(early(Opcode.AVGPOOL, "act_addr"),
+                                              self.pool_words,
+                                              early(Opcode.AVGPOOL, "out_addr")))
+        return overlap
 
     def _store_mode_bad(self, flags: Value) -> Value:
         """STORE flags that exist but do not go together: the INT4 layout without TO_ACTS;
@@ -327,7 +375,22 @@ class InstructionChecks(wiring.Component):
                                 for name in isa.ConvGeometry.NONZERO)
                     with m.If(empty.any()):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
+            if p.vector_unit:
+                self._vector_fields(m, status)
             with m.Case(Opcode.READ_COUNTERS, Opcode.SYNC, Opcode.INFO):
                 pass
             with m.Default():
                 m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
+
+    def _vector_fields(self, m, status):
+        """The vector instructions' modes and lengths (cases of the field checks' switch)."""
+        early = self._early_field
+        with m.Case(Opcode.VECTOR_CONFIG):
+            with m.If((early(Opcode.VECTOR_CONFIG, "slot") >= isa.VECTOR_SLOTS)
+                      | (early(Opcode.VECTOR_CONFIG, "shift") > isa.VectorStage.MAX_SHIFT)):
+                m.d.comb += status.eq(Status.BAD_MODE)
+        for op, lengths in ((Opcode.ADD, ("words",)), (Opcode.AVGPOOL, ("groups", "pixels")),
+                            (Opcode.READ_ACTS, ("count",))):
+            with m.Case(op):
+                with m.If(Cat(early(op, name) == 0 for name in lengths).any()):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)

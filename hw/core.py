@@ -49,7 +49,10 @@ class RillCore(wiring.Component):
         The sequencer waits for a command byte: ``cmd.ready``, but on the deep core from an
         enable copy of its own, placed by whoever uses it (the link). The sequencer's copy
         drives all of its logic's clock enables, so it sits by the sequencer; the link's
-        transmitter is placed elsewhere and needs a copy beside it.
+        transmitter is placed elsewhere and needs a copy beside it. Not while the sequencer's
+        output register holds a byte on its way to the response FIFO: a response's last byte
+        is there in the first cycle of the next fetch, and a link that took "waiting" with
+        nothing in the FIFO for "done" would report the core idle a byte early.
     """
 
     cmd: In(stream.Signature(8))
@@ -86,9 +89,9 @@ class RillCore(wiring.Component):
         m.d.comb += seq.enable.eq(enables["sequencer"])
         if p.deep_pipeline:
             view = enable_delayed(m, decision, lead, "enable_waiting", reset_less=True)
-            m.d.comb += self.waiting.eq(seq.wants_command & view)
+            m.d.comb += self.waiting.eq(seq.wants_command & view & ~seq.rsp.valid)
         else:   # a flip-flop more on the full iCE40 for no gain at its clock
-            m.d.comb += self.waiting.eq(seq.cmd.ready)
+            m.d.comb += self.waiting.eq(seq.cmd.ready & ~seq.rsp.valid)
 
         def frozen(name, block):
             return EnableInserter(enables[name])(block)

@@ -12,8 +12,8 @@ few bytes on the wire per instruction, against kilobytes of data per tile.
 
 Responses (device → host) start with a 4-byte header ``status, opcode, index_lo, index_hi``
 where ``index`` is the instruction's number (instructions decoded before it, mod 2**16). Only
-``STORE`` (unless to the activation SRAM), ``READ_COUNTERS``, ``SYNC``, ``INFO`` and failed
-instructions respond.
+``STORE`` (unless to the activation SRAM), ``READ_COUNTERS``, ``SYNC``, ``INFO``, ``READ_ACTS``
+and failed instructions respond.
 
 Programs
 --------
@@ -49,7 +49,8 @@ __all__ = [
     "INFO_BYTES",
     "COUNTER_NAMES",
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
-    "ConvGeometry",
+    "ConvGeometry", "VectorStage", "VECTOR_SLOTS", "ADD_LEFT_SHIFT", "VECTOR_ADD_STAGES",
+    "VECTOR_POOL_STAGES", "VECTOR_OPCODES",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "cycle_cost",
     "MATMUL_DRAIN_EXTRA", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES",
@@ -59,7 +60,7 @@ __all__ = [
     "matmul_drain_cycles", "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "CycleClock",
 ]
 
-ISA_VERSION = 3
+ISA_VERSION = 4
 HEADER_BYTES = 12
 #: Working cycles between an instruction header's last byte and its decode: the decode checks'
 #: status settles (hw/checks.py).
@@ -89,6 +90,15 @@ SERIAL_REQUANT_CYCLES = 136
 #: core it fails with the bound 1 cycle shorter: there is no slack, so a further input or
 #: pipeline stage on the deep core must raise this).
 MATMUL_DRAIN_EXTRA = 1
+#: The vector unit's scaling stages (``VECTOR_CONFIG``'s ``slot``): ADD's first input, its second
+#: input, its output.
+VECTOR_SLOTS = 3
+#: TFLite's int8 ADD shifts both inputs left by this much before scaling them (``left_shift``).
+ADD_LEFT_SHIFT = 20
+#: Register stages from an ADD lane's issue, and an AVGPOOL lane's, to its activation SRAM write
+#: (hw/vector_unit.py builds exactly these).
+VECTOR_ADD_STAGES = 9
+VECTOR_POOL_STAGES = 3
 
 
 class Opcode(enum.Enum, shape=8):
@@ -114,6 +124,23 @@ class Opcode(enum.Enum, shape=8):
     RUN = 0x0C
     #: the feature map a ``MATMUL`` with :data:`MatmulFlags.CONV` walks (:class:`ConvGeometry`)
     CONV_GEOMETRY = 0x0D
+    #: one of the vector unit's scaling stages (:class:`VectorStage`); needs
+    #: ``RillParams.vector_unit``, as do the three below
+    VECTOR_CONFIG = 0x0E
+    #: TFLite's int8 ADD of ``words`` activation words at ``a_addr`` and ``b_addr``, lane by
+    #: lane, into the words at ``out_addr``: each input ``x`` becomes ``mbqm((x + offset) <<``
+    #: :data:`ADD_LEFT_SHIFT` ``)`` with its slot's multiplier and shift, their int32 sum
+    #: ``clamp(mbqm(sum) + offset)`` with the output slot's (``mbqm``: TFLite's
+    #: ``MultiplyByQuantizedMultiplierSmallerThanOneExp``, a right shift)
+    ADD = 0x0F
+    #: global average pooling: for each of ``groups`` blocks of ``pixels`` words at
+    #: ``act_addr``, lane by lane, ``s`` the sum of the block's values and ``t = (|s| + pixels
+    #: // 2) * reciprocal >> shift``, word ``out_addr + group`` gets ``sign(s) * t`` clamped to
+    #: int8: TFLite's rounded mean when ``reciprocal = ceil(2**shift / pixels)`` is exact
+    #: (``sw.vector_ops.pool_reciprocal``)
+    AVGPOOL = 0x10
+    #: ``count`` activation words from ``addr`` back to the host, ``2 * rows`` bytes each
+    READ_ACTS = 0x11
 
 
 class Status(enum.Enum, shape=8):
@@ -123,6 +150,9 @@ class Status(enum.Enum, shape=8):
     OUT_OF_RANGE = 0x03     #: address + length past the end of an SRAM; load data is drained
     BAD_LENGTH = 0x04       #: a zero length (or a last-tile width of 0 or above ``cols``)
     IN_PROGRAM = 0x05       #: ``RUN`` or ``LOAD_PROGRAM`` inside a program
+    #: a vector instruction's output would overwrite input words it has yet to read: its
+    #: output must start at or before each input, or lie wholly past it
+    OVERLAP = 0x06
 
 
 class Precision(enum.Enum, shape=2):
@@ -187,7 +217,15 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.CONV_GEOMETRY: (("in_w", 1), ("in_h", 1), ("out_w", 1), ("kernel_h", 1),
                            ("kernel_w", 1), ("stride", 1), ("pad_top", 1), ("pad_left", 1),
                            ("first_row", 1), ("zero_point", 1), ("chunks", 1)),
+    Opcode.VECTOR_CONFIG: (("slot", 1), ("multiplier", 4), ("shift", 1), ("offset", 2),
+                           ("lo", 1), ("hi", 1)),
+    Opcode.ADD: (("a_addr", 2), ("b_addr", 2), ("out_addr", 2), ("words", 2)),
+    Opcode.AVGPOOL: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("pixels", 2),
+                     ("reciprocal", 3), ("shift", 1)),
+    Opcode.READ_ACTS: (("addr", 2), ("count", 2)),
 }
+#: Instructions that exist only on a core with ``RillParams.vector_unit``.
+VECTOR_OPCODES = (Opcode.VECTOR_CONFIG, Opcode.ADD, Opcode.AVGPOOL, Opcode.READ_ACTS)
 
 #: Instructions followed by ``count`` words of data.
 LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES,
@@ -293,6 +331,35 @@ class ConvGeometry:
     def words(self, k_tiles_per_word: int = 1) -> int:
         """Activation words the feature map spans (``RillParams.k_tiles_per_word``)."""
         return -(-self.chunks // k_tiles_per_word) * self.in_h * self.in_w
+
+
+@dataclass(frozen=True)
+class VectorStage:
+    """One scaling stage of the vector unit, as ``VECTOR_CONFIG`` sets it (all zero after reset).
+
+    An input stage takes ``x`` to ``mbqm((x + offset) << ADD_LEFT_SHIFT)``; the output stage
+    takes the sum to ``min(hi, max(lo, mbqm(sum) + offset))``. ``mbqm(v)`` is ``v`` times the Q31
+    ``multiplier`` (int32), rounded as TFLite's ``SaturatingRoundingDoublingHighMul``, then
+    shifted right by ``shift`` (0..31) rounding half away from zero (``RoundingDivideByPOT``).
+    """
+    multiplier: int = 0   #: int32
+    shift: int = 0        #: a right shift, 0..31
+    offset: int = 0       #: int16: an input's ``-zero_point``, the output's ``zero_point``
+    lo: int = 0           #: int8, the output's clamp (inputs ignore it)
+    hi: int = 0
+
+    MAX_SHIFT: ClassVar[int] = 31
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, int]) -> VectorStage:
+        def signed(value, bits):
+            return value - (1 << bits) * (value >> (bits - 1))
+        return cls(signed(fields["multiplier"], 32), fields["shift"],
+                   signed(fields["offset"], 16), signed(fields["lo"], 8), signed(fields["hi"], 8))
+
+    def fields(self, slot: int) -> dict[str, int]:
+        return {"slot": slot, "multiplier": self.multiplier & 0xFFFFFFFF, "shift": self.shift,
+                "offset": self.offset & 0xFFFF, "lo": self.lo & 0xFF, "hi": self.hi & 0xFF}
 
 
 def pack_qparam(bias: int, multiplier: int, shift: int, zero_point: int) -> bytes:
@@ -403,7 +470,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
             drained = fields["count"] * load_word_bytes(params, Opcode(opcode), config, fields)
         return fetch_decode + respond + drained
     opcode = Opcode(opcode)
-    if opcode in (Opcode.CONFIG, Opcode.RUN, Opcode.CONV_GEOMETRY):
+    if opcode in (Opcode.CONFIG, Opcode.RUN, Opcode.CONV_GEOMETRY, Opcode.VECTOR_CONFIG):
         return fetch_decode
     if opcode in LOAD_OPCODES:
         return fetch_decode + fields["count"] * load_word_bytes(params, opcode, config, fields)
@@ -420,6 +487,18 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
         return fetch_decode + respond + 2
     if opcode == Opcode.INFO:
         return fetch_decode + respond + INFO_BYTES
+    # The vector unit, a lane a cycle: ADD reads a word of each input, then issues its lanes;
+    # AVGPOOL reads a block's words (the last one's data a cycle later), then divides its lanes;
+    # both end as their last lane's write leaves the datapath. READ_ACTS reads a word, then
+    # sends its lanes.
+    lanes = params.act_lanes
+    if opcode == Opcode.ADD:
+        return fetch_decode + fields["words"] * (2 + lanes) + VECTOR_ADD_STAGES
+    if opcode == Opcode.AVGPOOL:
+        return (fetch_decode + fields["groups"] * (fields["pixels"] + 1 + lanes)
+                + VECTOR_POOL_STAGES)
+    if opcode == Opcode.READ_ACTS:
+        return fetch_decode + respond + fields["count"] * (1 + lanes)
     raise AssertionError(opcode)
 
 

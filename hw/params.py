@@ -75,6 +75,11 @@ class RillParams:
         (a mux in front of the array), so the activation SRAM holds as many INT8 values as INT4
         ones. Without it an INT8 word holds one chunk and its upper half is unused (the mux
         costs ``8 * rows`` logic cells that the smallest parts do not have). Reported in ``INFO``.
+    vector_unit : bool
+        The vector unit beside the array (:mod:`hw.vector_unit`): TFLite's int8 ADD and global
+        average pooling over activation words, and ``READ_ACTS`` (``hw.isa.Opcode``), so
+        residual adds and pooling run on chip. Needs :attr:`packed_int8_acts` (it works on
+        whole words of ``2 * rows`` lanes). Reported in ``INFO``; small parts leave it out.
     """
 
     rows: int = 8
@@ -89,6 +94,7 @@ class RillParams:
     program_depth: int = 256
     conv_addressing: bool = True
     packed_int8_acts: bool = True
+    vector_unit: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -103,6 +109,9 @@ class RillParams:
             if not 1 <= depth <= _MAX_DEPTH:
                 raise ParamsError(f"{name}={depth} must be between 1 and {_MAX_DEPTH} "
                                   f"(ISA address fields are 16 bits)")
+        if self.vector_unit and not self.packed_int8_acts:
+            raise ParamsError("the vector unit works on packed activation words: "
+                              "vector_unit needs packed_int8_acts")
         if self.weight_depth < self.rows:
             raise ParamsError("weight_depth must hold at least one weight tile (rows words)")
 
@@ -229,10 +238,10 @@ class RillParams:
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
         # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device;
-        # bit 5: INT8 activations packed two chunks a word
+        # bit 5: INT8 activations packed two chunks a word; bit 6: the vector unit
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
                     | self.store_to_acts << 3 | self.conv_addressing << 4
-                    | self.packed_int8_acts << 5)
+                    | self.packed_int8_acts << 5 | self.vector_unit << 6)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
@@ -255,4 +264,5 @@ class RillParams:
                    deep_pipeline=bool(features & 0b100),
                    store_to_acts=bool(features & 0b1000), program_depth=program,
                    conv_addressing=bool(features & 0b10000),
-                   packed_int8_acts=bool(features & 0b100000)), version
+                   packed_int8_acts=bool(features & 0b100000),
+                   vector_unit=bool(features & 0b1000000)), version

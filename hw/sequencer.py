@@ -16,10 +16,11 @@ from . import isa
 from .accumulator import acc_tag_layout
 from .checks import InstructionChecks
 from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
-from .matmul_loops import MatmulLoops
 from .params import RillParams
 from .qparams import QPARAM_EARLY
 from .sequencer_loads import LoadStates
+from .sequencer_matmul import MatmulStates
+from .sequencer_vector import VectorStates
 from .store_engine import StoreEngine
 
 __all__ = ["Sequencer"]
@@ -27,7 +28,7 @@ __all__ = ["Sequencer"]
 _COUNTER_WIDTH = 32
 _LOADS = isa.LOAD_OPCODES
 #: What RESPOND goes on to once the response has left.
-_AFTER_RESPOND = {"FETCH": 0, "DISCARD": 1, "STORE": 2}
+_AFTER_RESPOND = {"FETCH": 0, "DISCARD": 1, "STORE": 2, "VECTOR": 3}
 
 
 class Sequencer(wiring.Component):
@@ -110,7 +111,7 @@ class Sequencer(wiring.Component):
         return _SequencerLogic(self, self._params).build()
 
 
-class _SequencerLogic(LoadStates):
+class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
     """The sequencer's logic, built in parts: the handshakes, the engines, the response path and
     the state machine, one method per state. The attributes are the registers the parts share."""
 
@@ -125,9 +126,11 @@ class _SequencerLogic(LoadStates):
         self._load_engine()
         self._matmul_engine()
         store = self._store_engine()
+        self._vector_engine()
         self._output_register()
         self._checks()
         self._store_writes()
+        self._vector_ports()
         self._counters()
         with m.FSM(name="sequencer"):
             with m.State("FETCH"):
@@ -160,6 +163,9 @@ class _SequencerLogic(LoadStates):
                 m.d.comb += store.flush.eq(1)
                 with m.If(seq.enable & store.flushed):
                     m.next = "FETCH"
+            if self.p.vector_unit:
+                with m.State("VECTOR"):
+                    self._vector_state()
         return m
 
     def field(self, op: Opcode, name: str):
@@ -242,61 +248,6 @@ class _SequencerLogic(LoadStates):
         self.resp_left = Signal(range(resp_bytes + 1), name="resp_left")
         self.after_respond = Signal(range(len(_AFTER_RESPOND)), name="after_respond")
 
-    def _matmul_engine(self):
-        """The MATMUL loops and the registers aligning their rows' metadata with the SRAM read
-        data (one cycle of read latency)."""
-        m, p, seq, advance = self.m, self.p, self.seq, self.advance
-        self.loops = loops = MatmulLoops(p)
-        self.issue_act = issue_act = Signal(name="issue_act")
-        self.issue_weight = issue_weight = Signal(name="issue_weight")
-        self.weight_row = weight_row = Signal(range(p.rows), name="weight_row")
-        self.weight_buf_now = weight_buf_now = Signal(name="weight_buf_now")
-        m.d.comb += weight_buf_now.eq(loops.weight_buf)
-
-        act_valid_q, act_buf_q, wt_valid_q, wt_buf_q = (
-            Signal(name=n) for n in ("act_valid_q", "act_buf_q", "wt_valid_q", "wt_buf_q"))
-        act_tag_q = Signal(seq.array_acts.payload.tag.shape(), name="act_tag_q")
-        # A conv MATMUL's row outside the feature map: the zero point goes in, not the word.
-        pad_q = Signal(name="pad_q")
-        lanes = seq.act_read.data.as_value()
-        if p.packed_int8_acts:
-            # Packed INT8: an odd K tile's values are the word's high half; INT8 reads the low
-            # lanes, so the high half moves down (INT4 reads all lanes, in place).
-            half_q = Signal(name="half_q")
-            m.d.comb += loops.halves.eq(~self.int4)
-            with m.If(advance):
-                m.d.sync += half_q.eq(loops.half)
-            low, high = lanes[:8 * p.rows], lanes[8 * p.rows:]
-            lanes = Cat(Mux(half_q, high, low), high)
-        walk = loops.conv_walk
-        if walk is not None:
-            walk.elaborate_into(m)
-            with m.If(advance):
-                m.d.sync += pad_q.eq(loops.conv & ~walk.inside)
-            lanes = Mux(pad_q, walk.zero_point.as_unsigned().replicate(p.act_lanes), lanes)
-        wt_row_q = Signal(range(p.rows), name="wt_row_q")
-        # The valids step in every cycle of the core: the tiles run under its enable, not under
-        # advance, so a row read just before the sequencer waits for a byte goes on at once.
-        with m.If(seq.enable):
-            m.d.sync += [act_valid_q.eq(issue_act & advance), wt_valid_q.eq(issue_weight & advance)]
-        with m.If(advance):
-            m.d.sync += [wt_row_q.eq(weight_row), wt_buf_q.eq(weight_buf_now),
-                         act_buf_q.eq(loops.tile_buf),
-                         act_tag_q.addr.eq(loops.acc_base + loops.act.index),
-                         act_tag_q.accumulate.eq(loops.accumulate | (loops.k_tiles.index != 0))]
-        m.d.comb += [
-            seq.array_acts.valid.eq(act_valid_q),
-            seq.array_acts.payload.lanes.eq(lanes),
-            seq.array_acts.payload.buf.eq(act_buf_q),
-            seq.array_acts.payload.tag.eq(act_tag_q),
-            seq.array_weights.valid.eq(wt_valid_q),
-            seq.array_weights.payload.row.eq(wt_row_q),
-            seq.array_weights.payload.buf.eq(wt_buf_q),
-            seq.array_weights.payload.data.eq(seq.weight_read.data),
-            seq.act_read.addr.eq(loops.act.address),
-            seq.weight_read.addr.eq(loops.weight.address),
-        ]
-
     def _store_engine(self) -> StoreEngine:
         """The STORE engine, on the STORE header's fields and the accumulator, qparam and
         requantizer ports."""
@@ -317,12 +268,13 @@ class _SequencerLogic(LoadStates):
         m, seq, advance = self.m, self.seq, self.advance
         self.responding = responding = Signal(name="responding")
         m.d.comb += seq.rsp_valid_next.eq(
-            Mux(advance, (responding | seq.requant_out.valid) & ~self.to_acts,
+            Mux(advance, (responding | seq.requant_out.valid | self.vector_send) & ~self.to_acts,
                 self.out_valid & ~(seq.rsp.valid & seq.rsp.ready)))
         m.d.sync += self.out_valid.eq(seq.rsp_valid_next)
         with m.If(advance):
             m.d.sync += self.out_byte.eq(Mux(responding, self.resp_shift[:8],
-                                             seq.requant_out.payload))
+                                             Mux(self.vector_send, self.vector_send_byte,
+                                                 seq.requant_out.payload)))
 
     def _store_writes(self):
         """A ``STORE TO_ACTS`` writes each requantized value into its activation SRAM lane
@@ -457,6 +409,7 @@ class _SequencerLogic(LoadStates):
             info = p.to_info_bytes(isa.ISA_VERSION)
             self._respond_then(Cat(Const(int.from_bytes(info, "little"), 8 * len(info)),
                                    self.program_tag))
+        self._vector_decode()
         if p.conv_addressing:
             with m.If(is_op[Opcode.CONV_GEOMETRY]):
                 self.loops.conv_walk.set_geometry(m, {
@@ -480,17 +433,9 @@ class _SequencerLogic(LoadStates):
             with m.If(self.resp_left == 1):
                 with m.Switch(self.after_respond):
                     for state, code in _AFTER_RESPOND.items():
+                        if state == "VECTOR" and not self.p.vector_unit:
+                            continue
                         with m.Case(code):
                             m.next = state
-
-    def _matmul(self):
-        m, p, loops = self.m, self.p, self.loops
-        m.d.comb += [self.issue_act.eq(loops.act_row_valid),
-                     self.issue_weight.eq(loops.weight_row_valid),
-                     self.weight_row.eq(loops.weight.index)]
-        with m.If(self.seq.enable):
-            loops.step(m)
-            with m.If(loops.finishing):
-                assert isa.matmul_drain_cycles(p) > 0
-                m.d.sync += [self.drain.eq(isa.matmul_drain_cycles(p)), self.draining.eq(1)]
-                m.next = "FETCH"
+                            if state == "VECTOR":
+                                self._vector_after_respond()

@@ -19,8 +19,10 @@ from sw.golden import GoldenCore
 from sw.program import GemmLayout, Program, gemm_program, pack_act_words, pack_weight_tiles
 from sw.qparams import random_qparams
 
+from .vector_cases import bad_vector_commands, random_vector_program
+
 __all__ = ["Expectation", "random_qparams", "random_gemm_program", "random_chain_program",
-           "random_run_program", "random_conv_program",
+           "random_run_program", "random_conv_program", "random_vector_program",
            "bad_input_program",
            "write_cases", "counters_in", "expectations"]
 
@@ -264,6 +266,9 @@ def bad_input_program(params: RillParams) -> Program:
     prog.sync(tag=len(prog.chunks))
     _bad_programs(params, prog)
     _bad_convolutions(params, prog)
+    for command in bad_vector_commands(params):
+        prog.append_refused(command)
+        prog.sync(tag=len(prog.chunks))
     prog.info()
     prog.read_counters()
     return prog

@@ -170,7 +170,8 @@ def cmd_info(args) -> int:
         ("STORE to the activation SRAM (layers chain through the host)", p.store_to_acts),
         ("program memory (instructions travel with every call)", p.program_depth),
         ("convolutions addressed on the device (im2col on the host)", p.conv_addressing),
-        ("packed INT8 activations (an INT8 word holds one K chunk)", p.packed_int8_acts))
+        ("packed INT8 activations (an INT8 word holds one K chunk)", p.packed_int8_acts),
+        ("vector unit (residual adds and pooling on the host)", p.vector_unit))
         if not present]
     if left_out:
         print("  left out on this part: " + ", ".join(left_out))

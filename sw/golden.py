@@ -18,6 +18,7 @@ from hw.isa import (
     LOAD_OPCODES,
     QPARAM_BYTES,
     QPARAM_FORMAT,
+    VECTOR_OPCODES,
     Config,
     ConvGeometry,
     CycleClock,
@@ -28,6 +29,7 @@ from hw.isa import (
     Rounding,
     Status,
     StoreFlags,
+    VectorStage,
     decode_fields,
     load_word_bytes,
     store_act_words,
@@ -36,6 +38,8 @@ from hw.params import RillParams
 
 from .requant import output_bytes, raw_bytes, requantize
 from .tile_math import tile_psums
+from .vector_ops import add_words, avgpool_words
+from .vector_ops import check as vector_check
 
 __all__ = ["GoldenCore", "response_header"]
 
@@ -58,6 +62,7 @@ class GoldenCore:
         p = params
         self.config = Config()
         self.geometry = ConvGeometry()
+        self.vector_stages = [VectorStage()] * 3
         self.act = np.zeros((p.act_depth, p.act_lanes), dtype=np.int8)
         self.weights = np.zeros((p.weight_depth, p.cols), dtype=np.uint8)
         self.acc = np.zeros((p.acc_depth, p.cols), dtype=np.int32)
@@ -101,6 +106,8 @@ class GoldenCore:
         if opcode in (Opcode.LOAD_PROGRAM, Opcode.RUN) and not self.params.program_depth:
             return None
         if opcode == Opcode.CONV_GEOMETRY and not self.params.conv_addressing:
+            return None
+        if opcode in VECTOR_OPCODES and not self.params.vector_unit:
             return None
         return opcode
 
@@ -158,6 +165,8 @@ class GoldenCore:
             if f["count"] == 0 or f.get("lanes", 0) > p.values_per_word(self.config.int4):
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
+        if opcode in VECTOR_OPCODES:
+            return vector_check(p, opcode, f)
         if opcode == Opcode.CONV_GEOMETRY:
             if any(f[name] == 0 for name in ConvGeometry.NONZERO):
                 return Status.BAD_LENGTH
@@ -257,6 +266,26 @@ class GoldenCore:
             return f["tag"].to_bytes(2, "little")
         if opcode == Opcode.INFO:
             return p.to_info_bytes(ISA_VERSION) + self.program_tag.to_bytes(2, "little")
+        return self._vector(opcode, f)
+
+    def _vector(self, opcode: Opcode, f: dict[str, int]) -> bytes | None:
+        if opcode == Opcode.VECTOR_CONFIG:
+            self.vector_stages[f["slot"]] = VectorStage.from_fields(f)
+            return None
+        if opcode == Opcode.READ_ACTS:
+            return self.act[f["addr"]:f["addr"] + f["count"]].tobytes()
+        if opcode == Opcode.ADD:
+            words = f["words"]
+            a = self.act[f["a_addr"]:f["a_addr"] + words]
+            b = self.act[f["b_addr"]:f["b_addr"] + words]
+            self.act[f["out_addr"]:f["out_addr"] + words] = add_words(a, b, self.vector_stages)
+            return None
+        if opcode == Opcode.AVGPOOL:
+            groups, pixels = f["groups"], f["pixels"]
+            blocks = self.act[f["act_addr"]:f["act_addr"] + groups * pixels]
+            self.act[f["out_addr"]:f["out_addr"] + groups] = avgpool_words(
+                blocks.reshape(groups, pixels, -1), pixels, f["reciprocal"], f["shift"])
+            return None
         raise AssertionError(opcode)
 
     def _matmul(self, act_addr, weight_addr, acc_addr, m, k_tiles, n_tiles, flags):

@@ -14,6 +14,8 @@ from hw import isa
 from hw.isa import Config, MatmulFlags, Opcode, OutType, Precision, Rounding, StoreFlags
 from hw.params import RillParams
 
+from .vector_ops import pool_reciprocal
+
 __all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words",
            "qparams_shared", "qparam_wire_bytes", "compulsory_bytes"]
 
@@ -25,7 +27,8 @@ class Program:
     config: Config = field(default_factory=Config)
     chunks: list[bytes] = field(default_factory=list)
     response_bytes: int = 0
-    #: Byte offset just past each STORE: where the device can start sending outputs.
+    #: Byte offset just past each STORE or READ_ACTS: where the device can start sending
+    #: outputs.
     store_ends: list[int] = field(default_factory=list)
     size: int = 0
     #: The headers each chunk executes: its own, or a RUN's and those of the instructions it runs.
@@ -56,8 +59,9 @@ class Program:
             self.clock.step(self.config, opcode.value, fields, isa.Status.OK)
             if opcode == Opcode.CONFIG:
                 self.config = isa.Config.from_fields(fields)
-            if opcode == Opcode.STORE and not fields["flags"] & StoreFlags.TO_ACTS.value \
-                    and self.store_ends[-1:] != [self.size]:
+            sends = (opcode == Opcode.READ_ACTS or opcode == Opcode.STORE
+                     and not fields["flags"] & StoreFlags.TO_ACTS.value)
+            if sends and self.store_ends[-1:] != [self.size]:
                 self.store_ends.append(self.size)
 
     def append_refused(self, command: bytes, response: int = isa.RESPONSE_HEADER_BYTES):
@@ -172,6 +176,25 @@ class Program:
         self._add(Opcode.STORE, acc_addr=acc_addr, m=m, n_tiles=n_tiles,
                   last_cols=n - (n_tiles - 1) * cols, q_addr=q_addr, flags=flags,
                   act_addr=to_acts or 0, response=response)
+
+    def vector_config(self, slot: int, stage: isa.VectorStage):
+        self._add(Opcode.VECTOR_CONFIG, **stage.fields(slot))
+
+    def add(self, a_addr: int, b_addr: int, out_addr: int, words: int):
+        """TFLite's int8 ADD of two blocks of words, with the stages :meth:`vector_config` set."""
+        self._add(Opcode.ADD, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, words=words)
+
+    def avgpool(self, act_addr: int, out_addr: int, groups: int, pixels: int,
+                constants: tuple[int, int] | None = None):
+        """TFLite's rounded mean of each of ``groups`` blocks of ``pixels`` words (or, with
+        ``constants``, that ``(reciprocal, shift)``'s quotient)."""
+        reciprocal, shift = constants or pool_reciprocal(pixels)
+        self._add(Opcode.AVGPOOL, act_addr=act_addr, out_addr=out_addr, groups=groups,
+                  pixels=pixels, reciprocal=reciprocal, shift=shift)
+
+    def read_acts(self, addr: int, count: int):
+        self._add(Opcode.READ_ACTS, addr=addr, count=count,
+                  response=isa.RESPONSE_HEADER_BYTES + count * self.params.act_lanes)
 
     def read_counters(self):
         self._add(Opcode.READ_COUNTERS, response=isa.RESPONSE_HEADER_BYTES + 16)

@@ -23,7 +23,7 @@ from .requant import saturating_rounding_doubling_high_mul as srdhm
 
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
-    "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add",
+    "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add", "add_multipliers",
     "average_pool", "max_pool", "strided_slice", "mean", "softmax", "quantize", "requantize",
     "dequantize",
 ]
@@ -150,15 +150,23 @@ def requantize_double(acc, *, input_scale: float, filter_scale, output_scale: fl
     return np.clip(y, *act_range).astype(np.int8)
 
 
+def add_multipliers(a_scale: float, b_scale: float,
+                    output_scale: float) -> list[tuple[int, int]]:
+    """TFLite's int8 ADD's ``(multiplier, shift)`` for each input and the output, as its
+    ``Prepare`` computes them: the inputs to twice the larger input scale, the sum (inputs
+    shifted left by 20) to the output scale."""
+    twice_max = 2.0 * float(max(np.float32(a_scale), np.float32(b_scale)))
+    shifted_output_scale = float(np.float32((1 << 20) * np.float32(output_scale)))
+    return [quantize_multiplier(float(np.float32(a_scale)) / twice_max),
+            quantize_multiplier(float(np.float32(b_scale)) / twice_max),
+            quantize_multiplier(twice_max / shifted_output_scale)]
+
+
 def add(a, b, *, a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_scale: float,
         output_zp: int, act_range=(-128, 127)) -> np.ndarray:
     """TFLite's int8 ADD: each input shifted left by 20 and scaled to twice the larger input
     scale, summed, scaled to the output; numpy broadcasting."""
-    twice_max = 2.0 * float(max(np.float32(a_scale), np.float32(b_scale)))
-    m1, s1 = quantize_multiplier(float(np.float32(a_scale)) / twice_max)
-    m2, s2 = quantize_multiplier(float(np.float32(b_scale)) / twice_max)
-    shifted_output_scale = float(np.float32((1 << 20) * np.float32(output_scale)))
-    mo, so = quantize_multiplier(twice_max / shifted_output_scale)
+    (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_scale, b_scale, output_scale)
     va = (np.asarray(a, np.int64) - a_zp) << 20
     vb = (np.asarray(b, np.int64) - b_zp) << 20
     total = wrap_int32(_mbqm(va, m1, s1) + _mbqm(vb, m2, s2))

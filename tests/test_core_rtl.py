@@ -27,6 +27,7 @@ from sim.cases import (
     random_conv_program,
     random_gemm_program,
     random_run_program,
+    random_vector_program,
     write_cases,
 )
 from sim.core_rtl import run_case_file
@@ -43,7 +44,7 @@ SHAPES = {
     # accumulator reads without the register.
     "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False,
                           store_to_acts=False, program_depth=0, conv_addressing=False,
-                          packed_int8_acts=False),
+                          packed_int8_acts=False, vector_unit=False),
 }
 
 
@@ -54,12 +55,14 @@ def _regression(params: RillParams, seed: int, programs: int, before=()):
     limit = dict(max_m=40, max_k=4 * params.rows + 7, max_n=3 * params.cols + 2)
     # Where the core has them: every third program a chain of layers through the activation
     # SRAM, every sixth such a chain stored in the program memory and RUN, every sixth a
-    # convolution addressed on the device.
+    # convolution addressed on the device, every sixth vector unit instructions.
     def program(i):
         if params.store_to_acts and params.program_depth and i % 6 == 1:
             return f"run{i}", random_run_program(params, rng)
         if params.conv_addressing and i % 6 == 4:
             return f"conv{i}", random_conv_program(params, rng)
+        if params.vector_unit and i % 6 == 3:
+            return f"vector{i}", random_vector_program(params, rng)
         if params.store_to_acts and i % 3 == 2:
             return f"chain{i}", random_chain_program(params, rng)
         return f"gemm{i}", random_gemm_program(params, rng, **limit)

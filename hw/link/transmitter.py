@@ -163,8 +163,11 @@ class LinkTransmitter(wiring.Component):
                 header.seq.eq(owed_seq),
                 header.tag.eq(last_tag),
                 header.next_seq.eq(self.next_seq),
-                # Idle only when this frame empties the ring: then nothing more is coming.
-                header.flags.eq(Mux(self.core_idle & ~starting_full, DeviceFlags.IDLE.value, 0)),
+                # Idle only when this frame empties the ring: then nothing more is coming. The
+                # payload's size was decided a cycle ago; a byte the ring took since is not in
+                # it, though the core, having handed it over, may already look idle.
+                header.flags.eq(Mux(self.core_idle & ~starting_full & (unsent == starting_take),
+                                    DeviceFlags.IDLE.value, 0)),
                 header.credit.eq(Mux(credit > 0xFFFF, 0xFFFF, credit)),
                 header.roff.eq(sent),
             ]

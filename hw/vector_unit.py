@@ -1,0 +1,319 @@
+"""The vector unit: TFLite's int8 ADD and global average pooling over activation words, and
+``READ_ACTS``, beside the array on the activation SRAM.
+
+Instructions run one at a time, so while the unit works nothing else reads or writes the
+activation SRAM: it takes the read port and the write port's byte lanes without arbitration
+(the sequencer muxes them to it in its VECTOR state). It reads whole words (``2 * rows`` lanes)
+and works a lane a cycle through one datapath per operation, a result written into its byte
+lane as it leaves; a word's reads come before any write that could land on it (``hw.isa``'s
+OVERLAP rule), and a read port that holds its word (``en`` low) while the lanes go by reads
+nothing a write could collide with.
+
+Every register steps under the core's enable (the sequencer wraps the unit in an
+``EnableInserter``), so cycle costs hold as ``hw.isa.cycle_cost`` gives them.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
+from .params import RillParams
+
+__all__ = ["VectorUnit", "VectorOp"]
+
+_INT32_MIN = -(1 << 31)
+
+
+class VectorOp:
+    """What ``start`` starts (the unit's ``op`` input)."""
+    ADD, AVGPOOL, READ_ACTS = 0, 1, 2
+
+
+class _Pipeline:
+    """A datapath's register stages, counted level by level (:meth:`level`), so the unit
+    checks them against the ISA's cycle costs."""
+
+    def __init__(self, m: Module, prefix: str):
+        self.m, self.prefix, self.levels = m, prefix, 0
+
+    def reg(self, value: Value, name: str, shape) -> Signal:
+        reg = Signal(shape, name=f"{self.prefix}_{name}")
+        self.m.d.sync += reg.eq(value)
+        return reg
+
+    def level(self):
+        """The registers made since the last call form one stage."""
+        self.levels += 1
+
+
+def _high_mul(m: Module, pipe: _Pipeline, operands: list[tuple[Value, Value, str]]):
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` of each ``(x, multiplier, name)`` in
+    parallel, in two stages: the product, then the nudge and C's truncating division by
+    ``2**31`` (the one overflow, ``INT32_MIN * INT32_MIN``, saturates)."""
+    products = []
+    for x, multiplier, name in operands:
+        products.append((pipe.reg(x * multiplier, f"{name}_product", signed(64)),
+                         pipe.reg((x == _INT32_MIN) & (multiplier == _INT32_MIN),
+                                  f"{name}_saturate", 1), name))
+    pipe.level()
+    highs = []
+    for product, saturate, name in products:
+        nudged = Signal(signed(65), name=f"{pipe.prefix}_{name}_nudged")
+        m.d.comb += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
+        quotient = (nudged >> 31) + (nudged[-1] & nudged[:31].any())
+        highs.append(pipe.reg(Mux(saturate, (1 << 31) - 1, quotient[:32].as_signed()),
+                              f"{name}_high", signed(32)))
+    pipe.level()
+    return highs
+
+
+def _divide_by_pot(x: Value, exponent: Value) -> Value:
+    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
+    mask = (Const(1, 33) << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x.as_unsigned() & mask) > threshold)
+
+
+class VectorUnit(wiring.Component):
+    """The vector unit.
+
+    Members
+    -------
+    operands : ``In(8 * (HEADER_BYTES - 1))``
+        The instruction header's operand bytes (the sequencer's register).
+    configure : ``In(1)``
+        Decode of a ``VECTOR_CONFIG``: its stage into its slot's registers.
+    start : ``In(1)``, op : ``In(2)``
+        Decode of the :class:`VectorOp` ``op`` (its header in ``operands``).
+    done : ``Out(1)``
+        The instruction's last cycle (the sequencer's VECTOR state ends with it).
+    read_addr : ``Out(act_addr_width)``, read_en : ``Out(1)``, read_data : ``In(...)``
+        The activation SRAM's read port while the unit runs.
+    write_valid : ``Out(1)``, write_addr : ``Out(act_addr_width)``, write_lanes :
+    ``Out(act_lanes)``, write_byte : ``Out(8)``
+        A result into one byte lane (one-hot) of a word.
+    send_valid : ``Out(1)``, send_byte : ``Out(8)``
+        ``READ_ACTS``'s bytes, for the response.
+    """
+
+    def __init__(self, params: RillParams):
+        self._params = p = params
+        super().__init__({
+            "operands": In(8 * (HEADER_BYTES - 1)),
+            "configure": In(1),
+            "start": In(1), "op": In(2),
+            "done": Out(1),
+            "read_addr": Out(p.act_addr_width), "read_en": Out(1),
+            "read_data": In(data.ArrayLayout(signed(8), p.act_lanes)),
+            "write_valid": Out(1), "write_addr": Out(p.act_addr_width),
+            "write_lanes": Out(p.act_lanes), "write_byte": Out(8),
+            "send_valid": Out(1), "send_byte": Out(8),
+        })
+
+    def field(self, op: Opcode, name: str) -> Value:
+        offset, size = isa.field_offsets(op)[name]
+        return self.operands[8 * offset:8 * (offset + size)]
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes = p.act_lanes
+        aw = p.act_addr_width
+
+        # -- the stages VECTOR_CONFIG sets ---------------------------------------------------
+        stages = [{"multiplier": Signal(signed(32), name=f"slot{i}_multiplier"),
+                   "shift": Signal(5, name=f"slot{i}_shift"),
+                   "offset": Signal(signed(16), name=f"slot{i}_offset"),
+                   "lo": Signal(signed(8), name=f"slot{i}_lo"),
+                   "hi": Signal(signed(8), name=f"slot{i}_hi")} for i in range(VECTOR_SLOTS)]
+        with m.If(self.configure):
+            with m.Switch(self.field(Opcode.VECTOR_CONFIG, "slot")):
+                for i, stage in enumerate(stages):
+                    with m.Case(i):
+                        m.d.sync += [reg.eq(self.field(Opcode.VECTOR_CONFIG, name))
+                                     for name, reg in stage.items()]
+
+        # -- the walk: pointers and counters -------------------------------------------------
+        ptr_a = Signal(aw, name="ptr_a")        # ADD: a; AVGPOOL and READ_ACTS: the input
+        ptr_b = Signal(aw, name="ptr_b")
+        ptr_out = Signal(aw, name="ptr_out")
+        left = Signal(16, name="left")          # words (groups) after this one
+        pixels_last = Signal(16, name="pixels_last")
+        pixel = Signal(16, name="pixel")
+        lane = Signal(range(lanes), name="lane")
+        flush = Signal(range(isa.VECTOR_ADD_STAGES + 1), name="flush")
+        half = Signal(15, name="pool_half")
+        reciprocal = Signal(24, name="pool_reciprocal")
+        shift = Signal(8, name="pool_shift")
+        word_a = Signal(8 * lanes, name="word_a")
+        sums = [Signal(signed(24), name=f"sum{i}") for i in range(lanes)]
+        sum_valid = Signal(name="sum_valid")    # the read data is a word of the block
+        sum_first = Signal(name="sum_first")    # ... its first
+        issue_add, issue_pool = Signal(name="issue_add"), Signal(name="issue_pool")
+        last_lane = lane == lanes - 1
+        read_lanes = self.read_data.as_value()
+        m.d.comb += [self.read_addr.eq(ptr_a), self.read_en.eq(1)]
+        m.d.sync += [sum_valid.eq(0), sum_first.eq(0)]
+
+        with m.FSM(name="vector"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    with m.Switch(self.op):
+                        with m.Case(VectorOp.ADD):
+                            m.d.sync += [ptr_a.eq(self.field(Opcode.ADD, "a_addr")),
+                                         ptr_b.eq(self.field(Opcode.ADD, "b_addr")),
+                                         ptr_out.eq(self.field(Opcode.ADD, "out_addr")),
+                                         left.eq(self.field(Opcode.ADD, "words") - 1)]
+                            m.next = "ADD_READ_A"
+                        with m.Case(VectorOp.AVGPOOL):
+                            pixels = self.field(Opcode.AVGPOOL, "pixels")
+                            m.d.sync += [ptr_a.eq(self.field(Opcode.AVGPOOL, "act_addr")),
+                                         ptr_out.eq(self.field(Opcode.AVGPOOL, "out_addr")),
+                                         left.eq(self.field(Opcode.AVGPOOL, "groups") - 1),
+                                         pixels_last.eq(pixels - 1), pixel.eq(0),
+                                         half.eq(pixels >> 1),
+                                         reciprocal.eq(self.field(Opcode.AVGPOOL, "reciprocal")),
+                                         shift.eq(self.field(Opcode.AVGPOOL, "shift"))]
+                            m.next = "POOL_READ"
+                        with m.Case(VectorOp.READ_ACTS):
+                            m.d.sync += [ptr_a.eq(self.field(Opcode.READ_ACTS, "addr")),
+                                         left.eq(self.field(Opcode.READ_ACTS, "count") - 1)]
+                            m.next = "SEND_READ"
+            # ADD: a word of each input, then its lanes (the read port holding b's word).
+            with m.State("ADD_READ_A"):
+                m.next = "ADD_READ_B"
+            with m.State("ADD_READ_B"):
+                m.d.comb += self.read_addr.eq(ptr_b)
+                m.d.sync += [word_a.eq(read_lanes), lane.eq(0)]
+                m.next = "ADD_LANES"
+            with m.State("ADD_LANES"):
+                m.d.comb += [self.read_en.eq(0), issue_add.eq(1)]
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(last_lane):
+                    m.d.sync += [ptr_a.eq(ptr_a + 1), ptr_b.eq(ptr_b + 1),
+                                 ptr_out.eq(ptr_out + 1), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.d.sync += flush.eq(isa.VECTOR_ADD_STAGES)
+                        m.next = "FLUSH"
+                    with m.Else():
+                        m.next = "ADD_READ_A"
+            # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
+            with m.State("POOL_READ"):
+                m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
+                             sum_valid.eq(1), sum_first.eq(pixel == 0)]
+                with m.If(pixel == pixels_last):
+                    m.next = "POOL_LAST"
+            with m.State("POOL_LAST"):
+                m.d.comb += self.read_en.eq(0)
+                m.d.sync += [lane.eq(0), pixel.eq(0)]
+                m.next = "POOL_LANES"
+            with m.State("POOL_LANES"):
+                m.d.comb += [self.read_en.eq(0), issue_pool.eq(1)]
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(last_lane):
+                    m.d.sync += [ptr_out.eq(ptr_out + 1), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.d.sync += flush.eq(isa.VECTOR_POOL_STAGES)
+                        m.next = "FLUSH"
+                    with m.Else():
+                        m.next = "POOL_READ"
+            # READ_ACTS: a word, then its lanes to the response.
+            with m.State("SEND_READ"):
+                m.d.sync += lane.eq(0)
+                m.next = "SEND_LANES"
+            with m.State("SEND_LANES"):
+                m.d.comb += [self.read_en.eq(0), self.send_valid.eq(1),
+                             self.send_byte.eq(read_lanes.word_select(lane, 8))]
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(last_lane):
+                    m.d.sync += [ptr_a.eq(ptr_a + 1), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.d.comb += self.done.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "SEND_READ"
+            with m.State("FLUSH"):
+                m.d.comb += self.read_en.eq(0)
+                m.d.sync += flush.eq(flush - 1)
+                with m.If(flush == 1):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
+
+        # -- AVGPOOL's sums: the read data is a block's word the cycle after its read --------
+        with m.If(sum_valid):
+            for i, total in enumerate(sums):
+                value = read_lanes.word_select(i, 8).as_signed()
+                m.d.sync += total.eq(Mux(sum_first, value, total + value))
+        add_out = self._add_datapath(m, stages, word_a, read_lanes, lane)
+        pool_out = self._pool_datapath(m, sums, lane, half, reciprocal, shift)
+
+        # -- writes: the destination travels beside each datapath ----------------------------
+        for (valid, byte, depth, name) in ((issue_add, add_out, isa.VECTOR_ADD_STAGES, "add"),
+                                            (issue_pool, pool_out, isa.VECTOR_POOL_STAGES,
+                                             "pool")):
+            dest = Cat(valid, ptr_out, lane)
+            for stage in range(depth):
+                delayed = Signal(len(dest), name=f"{name}_dest_{stage + 1}")
+                m.d.sync += delayed.eq(dest)
+                dest = delayed
+            with m.If(dest[0]):
+                m.d.comb += [self.write_valid.eq(1), self.write_addr.eq(dest[1:1 + aw]),
+                             self.write_lanes.eq(Const(1, lanes) << dest[1 + aw:]),
+                             self.write_byte.eq(byte)]
+        return m
+
+    @staticmethod
+    def _add_datapath(m, stages, word_a, read_lanes, lane) -> Value:
+        """TFLite's int8 ADD of lane ``lane`` of ``word_a`` and of the read port's word
+        (:data:`hw.isa.VECTOR_ADD_STAGES` stages)."""
+        pipe = _Pipeline(m, "add")
+        first, second, out = stages
+        inputs = []
+        for word, stage, name in ((word_a, first, "a"), (read_lanes, second, "b")):
+            value = word.word_select(lane, 8).as_signed() + stage["offset"]
+            shifted = (value << ADD_LEFT_SHIFT)[:32].as_signed()   # int32, wrapping as C's
+            inputs.append((pipe.reg(shifted, f"{name}_shifted", signed(32)),
+                           stage["multiplier"], name))
+        pipe.level()
+        highs = _high_mul(m, pipe, inputs)
+        scaled = [pipe.reg(_divide_by_pot(high, stage["shift"])[:32].as_signed(),
+                           f"{name}_scaled", signed(32))
+                  for high, stage, name in zip(highs, (first, second), "ab")]
+        pipe.level()
+        total = pipe.reg((scaled[0] + scaled[1])[:32].as_signed(), "sum", signed(32))
+        pipe.level()
+        (high,) = _high_mul(m, pipe, [(total, out["multiplier"], "out")])
+        result = pipe.reg(_divide_by_pot(high, out["shift"])[:32].as_signed(), "result",
+                          signed(32))
+        pipe.level()
+        value = result + out["offset"]
+        raised = Mux(value < out["lo"], out["lo"], value)
+        byte = pipe.reg(Mux(raised > out["hi"], out["hi"], raised)[:8], "byte", 8)
+        pipe.level()
+        assert pipe.levels == isa.VECTOR_ADD_STAGES, pipe.levels
+        return byte
+
+    @staticmethod
+    def _pool_datapath(m, sums, lane, half, reciprocal, shift) -> Value:
+        """A lane's rounded mean, ``sign(s) * ((|s| + half) * reciprocal >> shift)`` clamped to
+        int8 (:data:`hw.isa.VECTOR_POOL_STAGES` stages)."""
+        pipe = _Pipeline(m, "pool")
+        total = Cat(*sums).word_select(lane, 24).as_signed()
+        negative = pipe.reg(total < 0, "negative", 1)
+        magnitude = pipe.reg(Mux(total < 0, -total, total).as_unsigned() + half, "magnitude",
+                             unsigned(25))
+        pipe.level()
+        product = pipe.reg(magnitude * reciprocal, "product", unsigned(49))
+        negative = pipe.reg(negative, "negative_2", 1)
+        pipe.level()
+        quotient = product >> shift
+        low = Mux(quotient > 128, 128, quotient)
+        high = Mux(quotient > 127, 127, quotient)
+        byte = pipe.reg(Mux(negative, -low, high)[:8], "byte", 8)
+        pipe.level()
+        assert pipe.levels == isa.VECTOR_POOL_STAGES, pipe.levels
+        return byte

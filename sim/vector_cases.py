@@ -1,0 +1,102 @@
+"""Test programs for the vector unit (``ADD``, ``AVGPOOL``, ``READ_ACTS``, ``VECTOR_CONFIG``):
+random ones, and every refusal its decode gives.
+
+The random stages range over the whole of each field, not only what TFLite's quantization
+gives, so the datapath's wrap-arounds, saturation and clamps are all exercised; the golden model
+(:mod:`sw.vector_ops`) says what each must give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw import isa
+from hw.isa import Opcode, VectorStage
+from hw.params import RillParams
+from sw.program import Program
+from sw.vector_ops import add_stages
+
+__all__ = ["random_vector_program", "bad_vector_commands"]
+
+
+def _random_stage(rng: np.random.Generator) -> VectorStage:
+    if rng.random() < 0.5:   # as TFLite's quantization gives them
+        return VectorStage(int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(0, 20)),
+                           int(rng.integers(-128, 128)), *sorted(rng.integers(-128, 128, 2)))
+    multiplier = int(rng.choice([-(1 << 31), (1 << 31) - 1, 0,
+                                 int(rng.integers(-(1 << 31), 1 << 31))]))
+    return VectorStage(multiplier, int(rng.integers(0, 32)), int(rng.integers(-(1 << 15), 1 << 15)),
+                       int(rng.integers(-128, 128)), int(rng.integers(-128, 128)))
+
+
+def _block(rng: np.random.Generator, params: RillParams, words: int) -> np.ndarray:
+    return rng.integers(-128, 128, (words, params.act_lanes)).astype(np.int8)
+
+
+def random_vector_program(params: RillParams, rng: np.random.Generator) -> Program:
+    """An ADD (its inputs apart, or its output on one of them) and a global average pooling
+    (exact, or with a random reciprocal), each read back with ``READ_ACTS``."""
+    depth = params.act_depth
+    prog = Program(params)
+    if rng.random() < 0.5:
+        stages = add_stages(*rng.uniform(0.01, 0.2, 1), int(rng.integers(-128, 128)),
+                            *rng.uniform(0.01, 0.2, 1), int(rng.integers(-128, 128)),
+                            *rng.uniform(0.02, 0.3, 1), int(rng.integers(-128, 128)))
+    else:
+        stages = None
+    for slot in range(isa.VECTOR_SLOTS):
+        prog.vector_config(slot, stages[slot] if stages else _random_stage(rng))
+
+    words = int(rng.integers(1, min(12, depth // 3) + 1))
+    a_addr, b_addr = (int(x) for x in rng.choice(depth // words, 2, replace=False) * words)
+    prog.load_acts(a_addr, _block(rng, params, words))
+    prog.load_acts(b_addr, _block(rng, params, words))
+    out = rng.choice([a_addr, b_addr, min(a_addr, b_addr) - 1 if min(a_addr, b_addr) else 0])
+    prog.add(a_addr, b_addr, int(out), words)
+    prog.read_acts(int(out), words)
+
+    groups = int(rng.integers(1, 4))
+    pixels = int(rng.integers(1, min(70, (depth - groups) // groups) + 1))
+    act_addr = int(rng.integers(groups, depth - groups * pixels + 1))
+    prog.load_acts(act_addr, _block(rng, params, groups * pixels))
+    out = act_addr - int(rng.integers(0, groups + 1))   # in place, or just before
+    if rng.random() < 0.7:
+        prog.avgpool(act_addr, out, groups, pixels)
+    else:   # any constants: the datapath's clamps
+        prog.avgpool(act_addr, out, groups, pixels,
+                     constants=(int(rng.integers(0, 1 << 24)), int(rng.integers(0, 64))))
+    prog.read_acts(out, groups)
+    prog.read_counters()
+    return prog
+
+
+def bad_vector_commands(params: RillParams) -> list[bytes]:
+    """Each refusal of the vector instructions (the caller checks the core answers after each);
+    without the unit, their opcodes are unknown."""
+    depth = params.act_depth
+    config = VectorStage(1 << 30, 3, 0, -128, 127)
+    commands = [
+        isa.encode(Opcode.VECTOR_CONFIG, **{**config.fields(0), "slot": isa.VECTOR_SLOTS}),
+        isa.encode(Opcode.VECTOR_CONFIG, **{**config.fields(1), "shift": 32}),
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=4, out_addr=8, words=0),
+        isa.encode(Opcode.ADD, a_addr=depth - 2, b_addr=0, out_addr=8, words=3),
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=0, out_addr=0xFFFF, words=1),
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=10, out_addr=1, words=4),    # inside a
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=10, out_addr=13, words=4),   # inside b
+        isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=0, groups=0, pixels=4, reciprocal=1,
+                   shift=0),
+        isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=0, groups=1, pixels=0, reciprocal=1,
+                   shift=0),
+        isa.encode(Opcode.AVGPOOL, act_addr=depth - 7, out_addr=0, groups=2, pixels=4,
+                   reciprocal=1, shift=0),
+        isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=depth - 1, groups=2, pixels=1,
+                   reciprocal=1, shift=0),
+        isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=3, groups=2, pixels=4, reciprocal=1,
+                   shift=0),
+        isa.encode(Opcode.READ_ACTS, addr=0, count=0),
+        isa.encode(Opcode.READ_ACTS, addr=depth - 1, count=2),
+        isa.encode(Opcode.READ_ACTS, addr=0xFFFF, count=0xFFFF),
+    ]
+    if not params.vector_unit:
+        return [bytes([op.value]) + bytes(isa.HEADER_BYTES - 1) for op in isa.VECTOR_OPCODES]
+    return commands

@@ -1,0 +1,111 @@
+"""The vector unit's instructions in exact numpy: the golden model's half for ``VECTOR_CONFIG``,
+``ADD``, ``AVGPOOL`` and ``READ_ACTS`` (``hw.isa``), and the constants a compiler picks for them.
+
+The arithmetic is TFLite's integer ADD and AVERAGE_POOL_2D (:mod:`sw.tflite_kernels` is the
+reference they are held to), lane by lane over activation words: an ADD of two int8 tensors in
+the layout the array's layers write is an ADD of their words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.isa import ADD_LEFT_SHIFT, VECTOR_SLOTS, Opcode, Status, VectorStage
+from hw.params import RillParams
+
+from .requant import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
+from .tflite_kernels import add_multipliers
+
+__all__ = ["check", "scale", "add_words", "avgpool_words", "pool_reciprocal", "add_stages",
+           "RECIPROCAL_BITS"]
+
+#: Width of AVGPOOL's ``reciprocal`` field.
+RECIPROCAL_BITS = 24
+
+
+def check(params: RillParams, opcode: Opcode, f: dict[str, int]) -> Status:
+    """A vector instruction's status: its modes and lengths, then its range, then overlap."""
+    depth = params.act_depth
+    if opcode == Opcode.VECTOR_CONFIG:
+        ok = f["slot"] < VECTOR_SLOTS and f["shift"] <= VectorStage.MAX_SHIFT
+        return Status.OK if ok else Status.BAD_MODE
+    if opcode == Opcode.READ_ACTS:
+        if f["count"] == 0:
+            return Status.BAD_LENGTH
+        return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
+    if opcode == Opcode.ADD:
+        words, out = f["words"], f["out_addr"]
+        inputs = [(f["a_addr"], words), (f["b_addr"], words)]
+        outputs = words
+    else:
+        words, out = f["groups"] * f["pixels"], f["out_addr"]
+        inputs = [(f["act_addr"], words)]
+        outputs = f["groups"]
+    if words == 0:
+        return Status.BAD_LENGTH
+    if any(addr + length > depth for addr, length in [*inputs, (out, outputs)]):
+        return Status.OUT_OF_RANGE
+    # The output trails the reads: at or before an input, it only overwrites words read.
+    if any(addr < out < addr + length for addr, length in inputs):
+        return Status.OVERLAP
+    return Status.OK
+
+
+def scale(x, stage: VectorStage) -> np.ndarray:
+    """``mbqm(x)`` of one stage: TFLite's ``MultiplyByQuantizedMultiplierSmallerThanOneExp``."""
+    high = saturating_rounding_doubling_high_mul(wrap_int32(x), stage.multiplier)
+    return rounding_divide_by_pot(high, stage.shift)
+
+
+def add_words(a: np.ndarray, b: np.ndarray, stages: tuple[VectorStage, ...]) -> np.ndarray:
+    """``ADD`` of two blocks of words (any shape, int8), with the three slots' stages."""
+    first, second, out = stages
+    shifted = [wrap_int32((np.asarray(x, np.int64) + stage.offset) << ADD_LEFT_SHIFT)
+               for x, stage in ((a, first), (b, second))]
+    total = wrap_int32(scale(shifted[0], first) + scale(shifted[1], second))
+    return np.clip(scale(total, out) + out.offset, out.lo, out.hi).astype(np.int8)
+
+
+def avgpool_words(blocks: np.ndarray, pixels: int, reciprocal: int, shift: int) -> np.ndarray:
+    """``AVGPOOL`` of ``(groups, pixels, lanes)`` int8 words: ``(groups, lanes)``."""
+    total = np.asarray(blocks, np.int64).sum(axis=1)
+    # The product has at most 48 bits, so a shift past 63 gives 0 as a shift by 63 does.
+    magnitude = (np.abs(total) + pixels // 2) * reciprocal >> min(shift, 63)
+    return np.where(total < 0, -np.minimum(magnitude, 128),
+                    np.minimum(magnitude, 127)).astype(np.int8)
+
+
+def pool_reciprocal(pixels: int) -> tuple[int, int]:
+    """``(reciprocal, shift)`` making ``AVGPOOL`` TFLite's rounded mean over ``pixels`` values,
+    ``sign(s) * ((|s| + pixels // 2) // pixels)``, for every sum of int8 values.
+
+    With ``r = ceil(2**shift / pixels)`` and ``e = r * pixels - 2**shift < pixels``,
+    ``x * r >> shift == x // pixels`` whenever ``x * e < 2**shift``; ``x`` is at most
+    ``128 * pixels + pixels // 2``. The largest such shift whose ``r`` fits the field is taken.
+    """
+    if pixels < 1:
+        raise ValueError(f"pooling over {pixels} pixels")
+    largest = 128 * pixels + pixels // 2
+    best = None
+    for shift in range(64):
+        reciprocal = -(-(1 << shift) // pixels)
+        if reciprocal >= 1 << RECIPROCAL_BITS:
+            break
+        if largest * (reciprocal * pixels - (1 << shift)) < 1 << shift:
+            best = (reciprocal, shift)
+    if best is None:
+        raise ValueError(f"no {RECIPROCAL_BITS}-bit reciprocal divides sums over {pixels} "
+                         f"pixels exactly")
+    return best
+
+
+def add_stages(a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_scale: float,
+               output_zp: int, act_range=(-128, 127)) -> tuple[VectorStage, ...] | None:
+    """The three stages of TFLite's int8 ADD for these quantizations (as ``Prepare`` computes
+    its multipliers), or ``None`` when a multiplier needs a left shift the unit does not do."""
+    encoded = add_multipliers(a_scale, b_scale, output_scale)
+    if any(shift > 0 or -shift > VectorStage.MAX_SHIFT for _, shift in encoded):
+        return None
+    offsets = (-a_zp, -b_zp, output_zp)
+    return tuple(VectorStage(mult, -shift, offset, *act_range)
+                 for (mult, shift), offset in zip(encoded, offsets))
