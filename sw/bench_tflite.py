@@ -2,12 +2,12 @@
 ``scripts/tflite_models/make_models.py`` into ``tests/assets/tflite``), one inference at a time
 with the weights resident, against the published anchors of other FPGA designs.
 
-Per model: its MACs and the share the device does (the rest are operators the host runs until
-the vector unit exists, ``docs/vector-unit.md``), the device's working cycles for the second of
-two calls (the compiler's prediction beside them), the array's utilization over those cycles,
-and that time at each board default's clock. The device cycles count the device's part only:
-loading the input and the maps the host hands back, the layers, and storing their outputs; not
-the host's operators nor the link's pace.
+Per model: its MACs and the share the device does, the device's working cycles for the second
+of two calls (the compiler's prediction beside them), the array's utilization over those
+cycles, the share of them the vector unit works (ADD, AVGPOOL), and that time at each board
+default's clock. The device cycles count the device's part only: loading the input and the maps
+the host hands back, the layers, the vector unit's operators and storing the outputs; not the
+host's operators nor the link's pace.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hw import isa
+
 from .bench import counter_read_cost
 from .bench_models import LinkPace
 from .device_base import Device
 
-__all__ = ["TfliteRow", "ASSETS", "ANCHORS", "bench_tflite", "format_tflite"]
+__all__ = ["TfliteRow", "ASSETS", "ANCHORS", "bench_tflite", "format_tflite", "vector_cycles"]
 
 ASSETS = Path(__file__).resolve().parent.parent / "tests" / "assets" / "tflite"
 MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder")
@@ -39,6 +41,7 @@ class TfliteRow:
     device_cycles: int
     predicted_cycles: int
     utilization: float            #: device MACs / (cycles x peak INT8 MACs per cycle)
+    vector_share: float = 0.0     #: share of the cycles in ADD and AVGPOOL
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -54,8 +57,22 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     row = TfliteRow(name, macs, on_device, model.host_operators(), cycles,
                     sum(model.predicted_cycles().values()),
                     on_device / (cycles * device.params.peak_macs_int8))
+    row.vector_share = vector_cycles(device.params, model.programs) / cycles
     row.latency_ms = {pace.name: round(cycles / pace.clock_hz * 1e3, 3) for pace in paces}
     return row
+
+
+def vector_cycles(params, programs) -> int:
+    """Working cycles of the vector unit's ADD and AVGPOOL instructions in ``programs``."""
+    total = 0
+    for call in programs:
+        for headers in call.program.executes:
+            for header in headers:
+                if header[0] in (isa.Opcode.ADD.value, isa.Opcode.AVGPOOL.value):
+                    opcode = isa.Opcode(header[0])
+                    total += isa.cycle_cost(params, isa.Config(), opcode.value,
+                                            isa.decode_fields(opcode, header[1:]), isa.Status.OK)
+    return total
 
 
 def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
@@ -68,16 +85,18 @@ def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
 def format_tflite(rows: list[TfliteRow]) -> str:
     paces = list(rows[0].latency_ms) if rows else []
     head = (f"{'model':<18}{'MACs':>12}{'on device':>11}{'device cyc':>12}{'predicted':>11}"
-            f"{'array util':>12}" + "".join(f"{name + ' ms':>16}" for name in paces))
+            f"{'array util':>12}{'vector':>8}" + "".join(f"{name + ' ms':>16}" for name in paces))
     lines = ["MLPerf Tiny architectures (int8 TFLite), batch 1, weights resident, the device's "
              "part:", head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.model:<18}{r.macs:>12,}{r.device_macs / r.macs:>11.1%}"
                      f"{r.device_cycles:>12,}{r.predicted_cycles:>11,}{r.utilization:>12.1%}"
+                     f"{r.vector_share:>8.1%}"
                      + "".join(f"{r.latency_ms[p]:>16,.3f}" for p in paces))
     for r in rows:
         if r.host_operators:
             lines.append(f"  {r.model}: on the host: {', '.join(r.host_operators)}")
+    lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL)")
     for name, anchor in ANCHORS.items():
         if any(r.model == name for r in rows):
             lines.append(f"  anchor, {name}: {anchor}")

@@ -61,16 +61,18 @@ def _links(params: RillParams, first, second, a: CompiledLinear, b: CompiledLine
 
 def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[CompiledLinear],
                 resident: set[int], fmaps: dict[int, tuple[int, int]] | None = None,
-                addressed=lambda layer: False) -> dict[int, tuple[int, ...]]:
+                addressed=lambda layer: False, pools: dict | None = None
+                ) -> dict[int, tuple[int, ...]]:
     """``{first device-layer index: the chain's device-layer indices}`` for every run of two or
     more resident layers that can hand their outputs on: convs the core walks
     (``addressed(layer)``), each reading the map the one before stored, then Gemms and MatMuls
     that follow each other in ``steps``, the first reading the last conv's map flattened
-    (``fmaps``, :mod:`sw.flatten`); the tensors handed on neither model outputs nor read by
-    other steps."""
+    (``fmaps``, :mod:`sw.flatten`) or pooled on the vector unit (``pools``,
+    :func:`sw.vector_step.pooled_inputs`); the tensors handed on neither model outputs nor read
+    by other steps."""
     if not params.store_to_acts:
         return {}
-    fmaps = fmaps or {}
+    fmaps, pools = fmaps or {}, pools or {}
     readers: dict[str, int] = {}
     for step in steps:
         for name in (step.input,) if hasattr(step, "linear") else step.inputs:
@@ -93,7 +95,7 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
                       and addressed(previous) and addressed(step) and private([previous.output])
                       and _hands_on(compiled[index - 1], compiled[index]))
         elif linked and previous.kind == "conv":   # the last conv's map flattened into a Gemm
-            linked = (convs_only and index in fmaps
+            linked = (convs_only and (index in fmaps or index in pools and addressed(previous))
                       and _hands_on(compiled[index - 1], compiled[index])
                       and private([previous.output, *(out for host in hosts
                                                       for out in host.outputs)]))
@@ -126,11 +128,14 @@ def _chained_config(layer: CompiledLinear) -> Config:
 
 
 def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,
-                  rows: list[int], region: int, geometries: list[ConvGeometry | None]):
+                  rows: list[int], region: int, geometries: list[ConvGeometry | None],
+                  pool: tuple[int, int, int] | None = None):
     """Layer ``i`` of a chain on its ``rows[i]`` rows, reading activation region ``i % 2`` (of
     ``region`` words) and storing into the other, the last layer's outputs to the host. A layer
     with a geometry reads its region as a convolution: a conv walked over its map, or a Gemm
-    over a conv's flattened map (one output pixel covering it, :mod:`sw.flatten`)."""
+    over a conv's flattened map (one output pixel covering it, :mod:`sw.flatten`). ``pool``,
+    ``(layer, channel blocks, pixels)``: that layer's map pooled in place (``AVGPOOL``), a
+    one-row matrix for the next layer."""
     for i, (layer, residence) in enumerate(zip(layers, residences)):
         final = i == len(layers) - 1
         config = layer.config if final else _chained_config(layer)
@@ -146,6 +151,8 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
         else:
             prog.store(0, rows[i], layer.n, residence.qparam_base, to_acts=region * (1 - at),
                        acts_int4=layers[i + 1].int4)
+        if pool is not None and pool[0] == i:
+            prog.avgpool(region * (1 - at), region * (1 - at), *pool[1:])
 
 
 def chain_program(layers: list[CompiledLinear], residences: list[Residence],
@@ -196,12 +203,13 @@ def _conv_plan(convs: list[QuantizedConv], layers: list[CompiledLinear], h: int,
 
 
 def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
-                       residences: list[Residence], x: np.ndarray):
+                       residences: list[Residence], x: np.ndarray, pooled: bool = False):
     """``(LayerProgram, reshape)`` of one call of a chain opened by convs the core walks
     (``layers[:len(convs)]``, each reading the map the one before stored), and, after the last
-    conv's map flattened, Gemms; ``None`` when an image's maps do not fit (the layers then run
-    one by one). Image by image: the image's map in, each conv's output map to the other region,
-    each Gemm on one row (the image)."""
+    conv's map flattened (or, ``pooled``, averaged over its pixels on the vector unit), Gemms;
+    ``None`` when an image's maps do not fit (the layers then run one by one). Image by image:
+    the image's map in, each conv's output map to the other region, each Gemm on one row (the
+    image)."""
     first, last = layers[0], layers[-1]
     params = first.params
     x = np.asarray(x)
@@ -216,7 +224,12 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     geometries = [geometry for geometry, _ in plans]
     rows = [pixels for _, pixels in plans]
     gemms = len(layers) - len(convs)
-    if gemms:
+    pool = None
+    if gemms and pooled:   # the pooled map: a row of ceil(channels / lanes) words
+        pool = (len(convs) - 1, -(-layers[len(convs) - 1].n // params.act_lanes), oh * ow)
+        geometries += [None] * gemms
+        rows += [1] * gemms
+    elif gemms:
         # The first Gemm reads the last map as a convolution covering all of it: one output
         # pixel; the Gemms after it, one row (the image).
         fc = layers[len(convs)]
@@ -228,7 +241,8 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     for image in range(n):
         prog.configure(_chained_config(first))   # the device's configuration is not known here
         prog.load_acts(0, pack_feature_map(params, x[image], first.int4))
-        _rows_through(prog, layers, residences, rows=rows, region=region, geometries=geometries)
+        _rows_through(prog, layers, residences, rows=rows, region=region, geometries=geometries,
+                      pool=pool)
         stores.append((image, 1, 0, last.n) if gemms
                       else (image * oh * ow, oh * ow, 0, last.n))
     out_rows = n if gemms else n * oh * ow

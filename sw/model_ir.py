@@ -40,6 +40,7 @@ from .flatten import flattened_inputs, fmap_linear, fmap_order
 from .host_ops import run_host_op
 from .program import Program
 from .resident import Allocation, Residence, allocate, load_program, resident_program
+from .vector_step import pooled_inputs
 
 __all__ = ["TensorSpec", "DeviceLayer", "HostStep", "HostCall", "QuantizedModel", "InputError"]
 
@@ -210,10 +211,11 @@ class QuantizedModel:
         compiled = [layer.compiled(params, fmap=fmaps.get(i))
                     for i, layer in enumerate(self.layers)]
         allocation = allocate(params, compiled)
+        pools = pooled_inputs(self.steps) if params.vector_unit else {}
         chains = find_chains(params, self.steps, self.outputs, compiled,
                              set(allocation.residences), fmaps,
-                             lambda layer: layer.addressed(params))
-        allocation = replace(allocation, chains=chains, fmaps=fmaps)
+                             lambda layer: layer.addressed(params), pools)
+        allocation = replace(allocation, chains=chains, fmaps=fmaps, pools=pools)
         handing_on = {index for chain in chains.values() for index in chain[:-1]}
         program = Program(params)
         for index, residence in allocation.residences.items():
@@ -317,7 +319,9 @@ class QuantizedModel:
         residences = [allocation.residences[i] for i in chain]
         if first.kind == "conv":
             convs = [self.layers[i].conv for i in chain if self.layers[i].kind == "conv"]
-            return conv_chain_program(convs, compiled, residences, x)
+            return conv_chain_program(convs, compiled, residences, x,
+                                      pooled=chain[len(convs)] in allocation.pools
+                                      if len(convs) < len(chain) else False)
         x2d, reshape = first.as_matrix(x)
         return chain_program(compiled, residences, x2d), reshape
 

@@ -47,13 +47,15 @@ class Allocation:
     """A model's placement: each resident layer's :class:`Residence` by layer index, the
     params the streaming layers compile for (the SRAM below the resident layers), the runs of
     resident layers chained on chip (:func:`sw.chain.find_chains`), by first layer, and the
-    layers reading a flattened feature map."""
+    layers reading a flattened or pooled feature map."""
 
     residences: dict[int, Residence]
     streaming_params: RillParams
     chains: dict[int, tuple[int, ...]] = field(default_factory=dict)
     #: Layers compiled to read a conv's flattened feature map (:mod:`sw.flatten`).
     fmaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: Gemms reading a conv's map pooled on chip (:func:`sw.vector_step.pooled_inputs`).
+    pools: dict[int, object] = field(default_factory=dict)
 
 
 def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:

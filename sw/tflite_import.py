@@ -11,10 +11,14 @@ Where each operator runs:
   narrower clamp of a fused RELU6 or RELU_N1_TO_1 follows on the host (exact: it lies inside).
 - **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
   requantizes them in double precision, which the host does exactly.
-- **DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, QUANTIZE,
-  DEQUANTIZE, PAD** on the host (:mod:`sw.tflite_host_ops`): the device has no vector unit for
-  them yet; so do RESHAPE and the shape arithmetic Keras' Flatten becomes with a dynamic batch
-  (SHAPE, STRIDED_SLICE, PACK).
+- **ADD** of two tensors of one shape, and **AVERAGE_POOL_2D** over the whole map (global
+  pooling), on the device's vector unit where the core has one (:mod:`sw.vector_step`), in
+  TFLite's integer arithmetic; a broadcasting ADD, or one whose multipliers need a left shift,
+  and any other pooling on the host.
+- **DEPTHWISE_CONV_2D** on the array as a dense conv where its filters fit (see
+  :meth:`_Lowering._depthwise_conv_2d`), else on the host, like **MAX_POOL_2D, MEAN, SOFTMAX,
+  QUANTIZE, DEQUANTIZE, PAD** (:mod:`sw.tflite_host_ops`); so do RESHAPE and the shape
+  arithmetic Keras' Flatten becomes with a dynamic batch (SHAPE, STRIDED_SLICE, PACK).
 
 Any other operator is refused at load, by name. :meth:`TfliteModel.placement` says where each
 operator runs and what share of the model's MACs the device does.
@@ -43,6 +47,8 @@ from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorS
 from .requant import encode_tflite_channel_scales
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
+from .vector_ops import add_stages
+from .vector_step import VectorStep, pool_fits
 
 __all__ = ["TfliteModel", "TfliteImportError", "UnsupportedTfliteOperator", "InvalidTflite",
            "SUPPORTED_OPERATORS"]
@@ -269,24 +275,52 @@ class _Lowering:
                                          "requantized in double precision on the host",
                                          "requantization"))
 
+    def _vector(self, op, kind: str, inputs: list[int], **fields):
+        """``op`` on the vector unit, in NCHW where all its inputs are (device conv outputs)."""
+        nchw = all(self.name(i) in self.nchw for i in inputs)
+        output = self.name(op.outputs[0])
+        self.steps.append(VectorStep(f"#{op.index} {op.name}", kind,
+                                     tuple(self._layout(i, nchw) for i in inputs),
+                                     (f"{output}@nchw" if nchw else output,),
+                                     channels_last=not nchw, **fields))
+        (self.nchw if nchw else self.nhwc).add(output)
+        self.placements.append(Placement(op.index, op.name, "device", 0))
+
     def _add(self, op):
         (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
         s_out, zp_out = self._quant(op.outputs[0])
-        self.host(op, "TFL_ADD", dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,
-                                      output_scale=s_out, output_zp=zp_out,
-                                      act_range=self._act_range(op)), "no vector unit yet")
+        quant = dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,
+                     output_scale=s_out, output_zp=zp_out, act_range=self._act_range(op))
+        stages = add_stages(**quant)
+        shapes = [tuple(self.tensor(i).shape) for i in op.inputs[:2]]
+        if self.params.vector_unit and shapes[0] == shapes[1] and stages is not None:
+            self._vector(op, "add", op.inputs[:2], stages=stages)
+            return
+        why = ("no vector unit on this core" if not self.params.vector_unit
+               else f"broadcasts {shapes[0]} and {shapes[1]}" if shapes[0] != shapes[1]
+               else "a multiplier needs a left shift")
+        self.host(op, "TFL_ADD", quant, why)
 
     def _average_pool_2d(self, op):
-        self._pool(op, "TFL_AVERAGE_POOL_2D")
+        _, h, w, c = self.tensor(op.inputs[0]).shape
+        pads, out = self._window(op, op.options["kernel"])
+        global_pool = (tuple(op.options["kernel"]) == (h, w) and tuple(out) == (1, 1)
+                       and not any(pads))
+        if global_pool and pool_fits(self.params, h * w, c):
+            self._vector(op, "avgpool", op.inputs[:1], act_range=self._act_range(op))
+            return
+        self._pool(op, "TFL_AVERAGE_POOL_2D",
+                   "no vector unit on this core" if not self.params.vector_unit
+                   else "the vector unit pools whole maps" if not global_pool
+                   else f"a {h}x{w}x{c} map does not fit the activation SRAM")
 
     def _max_pool_2d(self, op):
         self._pool(op, "TFL_MAX_POOL_2D")
 
-    def _pool(self, op, kind: str):
+    def _pool(self, op, kind: str, why: str = "the vector unit has no max pooling"):
         pads, _ = self._window(op, op.options["kernel"])
         self.host(op, kind, dict(kernel=op.options["kernel"], stride=op.options["stride"],
-                                 pads=pads, act_range=self._act_range(op)),
-                  "no vector unit yet")
+                                 pads=pads, act_range=self._act_range(op)), why)
 
     def _mean(self, op):
         axes = self.tensor(op.inputs[1]).data
@@ -295,7 +329,7 @@ class _Lowering:
                                        input_scale=s_in, input_zp=zp_in, output_scale=s_out,
                                        output_zp=zp_out,
                                        keep_dims=op.options.get("keep_dims", False)),
-                  "no vector unit yet")
+                  "TFLite's MEAN requantizes: the vector unit's pooling keeps the scale")
 
     def _softmax(self, op):
         self.host(op, "TFL_SOFTMAX", dict(input_scale=self._quant(op.inputs[0])[0],

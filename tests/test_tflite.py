@@ -4,6 +4,7 @@ LiteRT's reference kernels; and the front end's refusals."""
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +96,19 @@ def test_placement_says_where_each_operator_runs():
     model = TfliteModel.load(ASSETS / "ds_cnn.tflite", get_board("ulx3s-85f").params)
     where = {p.op: p.where for p in model.placements}
     assert where == {"CONV_2D": "device", "DEPTHWISE_CONV_2D": "device",
-                     "AVERAGE_POOL_2D": "host", "FULLY_CONNECTED": "device + host",
+                     "AVERAGE_POOL_2D": "device", "FULLY_CONNECTED": "device + host",
                      "SOFTMAX": "host"}
     lines = model.placement_lines()
     assert lines[-1] == "  device: 2,656,768 of 2,656,768 MACs (100.0%)"
-    # The convs hand their maps on in NCHW: one transpose in, one out before the pooling.
+    # The convs hand their maps on in NCHW, and the pooling takes it so: one transpose in, one
+    # out of the pooled 1x1 map.
     transposes = [s for s in model.model.steps if getattr(s, "op", "") == "Transpose"]
     assert len(transposes) == 2
+    # Without a vector unit the pooling runs on the host, saying why.
+    plain = TfliteModel.load(ASSETS / "ds_cnn.tflite",
+                             replace(get_board("ulx3s-85f").params, vector_unit=False))
+    (pool,) = [p for p in plain.placements if p.op == "AVERAGE_POOL_2D"]
+    assert (pool.where, pool.why) == ("host", "no vector unit on this core")
     # MobileNet's depthwise convs on large maps, or with many channels, stay on the host.
     mobilenet = TfliteModel.load(ASSETS / "mobilenet_v1_025.tflite",
                                  get_board("ulx3s-85f").params)
@@ -113,18 +120,39 @@ def test_placement_says_where_each_operator_runs():
 
 def test_a_depthwise_conv_on_the_array_chains_on_chip():
     """DS-CNN on the 85F's core: its depthwise convs run on the array as dense convolutions
-    (filters zero off each channel's own), so all nine convs chain on chip, and a call sends
-    little more than its input."""
+    (filters zero off each channel's own) and its global pooling on the vector unit, so all
+    nine convs, the pooling and the classifier chain on chip: a call sends little more than
+    its input and receives little more than the classifier's twelve int32 sums."""
     from boards import get_board
     path, model, inputs = _model("ds_cnn")
     feeds = {model.input_names[0]: inputs[:1]}
     with open_device("golden", get_board("ulx3s-85f").params) as device:
         model.run(device, feeds, resident=True)
-        sent = device.host.stats.wire_bytes_sent
+        stats = device.host.stats
+        sent, received = stats.wire_bytes_sent, stats.wire_bytes_received
         got = model.run(device, feeds, resident=True)
-        sent = device.host.stats.wire_bytes_sent - sent
-        assert device.resident.allocation.chains == {0: tuple(range(9))}
+        sent, received = stats.wire_bytes_sent - sent, stats.wire_bytes_received - received
+        assert device.resident.allocation.chains == {0: tuple(range(10))}
     assert sent < 2 * inputs[0].size
+    assert received < 2 * 12 * 4
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
+@pytest.mark.slow
+def test_ds_cnn_runs_on_chip_on_the_85fs_rtl():
+    """The same chain (nine convs, the pooling on the vector unit, the classifier) on the 85F's
+    core in RTL: equal to LiteRT, in the predicted cycles (a 16x16 build: ~75 s, run ~25 s)."""
+    from boards import get_board
+    path, model, inputs = _model("ds_cnn")
+    feeds = {model.input_names[0]: inputs[:2]}
+    with open_device("sim", get_board("ulx3s-85f").params) as device:
+        model.run(device, feeds, resident=True)
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds, resident=True)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+        assert device.resident.allocation.chains == {0: tuple(range(10))}
+    assert cycles == sum(model.predicted_cycles().values())
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 
@@ -231,7 +259,7 @@ def test_cli_runs_a_tflite_model_and_compares_with_litert(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "LiteRT (reference kernels): equal (36 outputs)" in result.stdout
     assert "DEPTHWISE_CONV_2D    device" in result.stderr
-    assert "AVERAGE_POOL_2D      host" in result.stderr
+    assert "AVERAGE_POOL_2D      device" in result.stderr
     assert np.load(tmp_path / "y.npy").shape == (3, 12)
     result = subprocess.run([*run, "--compare", "onnxruntime"], capture_output=True, text=True)
     assert result.returncode == 2 and "use --compare litert" in result.stderr

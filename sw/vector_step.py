@@ -1,0 +1,206 @@
+"""Model steps on the device's vector unit: TFLite's int8 ADD of two tensors and its global
+average pooling (``hw.isa`` ``ADD`` and ``AVGPOOL``), each a call of its own: the inputs go into
+the activation SRAM, the unit computes, ``READ_ACTS`` brings the result back.
+
+An ADD is elementwise, so it runs on its tensors flattened into words of ``2 * rows`` lanes, in
+whatever layout both inputs have (NCHW between device convs, so the maps stay in the device's
+order). Global pooling takes a map's channels ``2 * rows`` to a word, one word per pixel and
+channel block, as the array's convolutions lay maps out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.isa import RESPONSE_HEADER_BYTES, Status, VectorStage
+from hw.params import RillParams
+
+from .compiler import CompileError
+from .device_base import Device, DeviceError
+from .program import Program
+from .vector_ops import pool_reciprocal
+
+__all__ = ["VectorStep", "VectorCall", "pool_fits", "pooled_inputs"]
+
+#: AVGPOOL's ``groups`` field is a byte.
+_MAX_GROUPS = 255
+
+
+def _words(values: np.ndarray, lanes: int) -> np.ndarray:
+    """A flat int8 array as words of ``lanes`` lanes, the last one zero-padded."""
+    flat = np.ascontiguousarray(values, dtype=np.int8).reshape(-1)
+    return np.pad(flat, (0, -len(flat) % lanes)).reshape(-1, lanes)
+
+
+def pool_fits(params: RillParams, pixels: int, channels: int) -> bool:
+    """Whether one image's map fits the vector unit's pooling: its words and the output's in
+    the activation SRAM, its channel blocks in AVGPOOL's fields."""
+    groups = -(-channels // params.act_lanes)
+    if not (params.vector_unit and 1 <= groups <= _MAX_GROUPS and pixels < 1 << 16
+            and groups * (pixels + 1) <= params.act_depth):
+        return False
+    try:
+        pool_reciprocal(pixels)
+    except ValueError:   # beyond any activation SRAM's maps but the very largest
+        return False
+    return True
+
+
+@dataclass(eq=False)
+class VectorCall:
+    """One call's command stream and how its ``READ_ACTS`` answers make the step's output."""
+
+    name: str
+    program: Program
+    reads: list[int]                                     # words each READ_ACTS returns
+    finish: Callable[[list[np.ndarray]], np.ndarray] = field(repr=False)
+
+    def __post_init__(self):
+        self.command_bytes = self.program.to_bytes()
+
+    @property
+    def response_bytes(self) -> int:
+        return self.program.response_bytes
+
+    @property
+    def predicted_cycles(self) -> int:
+        return self.program.predicted_cycles
+
+    @property
+    def frame_cuts(self) -> tuple[int, ...]:
+        return self.program.frame_cuts()
+
+    @property
+    def wire_bytes(self) -> int:
+        return len(self.command_bytes) + self.response_bytes
+
+    def assemble(self, response: bytes) -> np.ndarray:
+        lanes, at, blocks = self.program.params.act_lanes, 0, []
+        for words in self.reads:
+            status = response[at]
+            if status != Status.OK.value:
+                raise DeviceError(f"{self.name}: the device refused READ_ACTS with status "
+                                  f"{Status(status).name}", status=status, opcode=response[at + 1])
+            at += RESPONSE_HEADER_BYTES
+            blocks.append(np.frombuffer(response, np.int8, words * lanes, at)
+                          .reshape(words, lanes))
+            at += words * lanes
+        return self.finish(blocks)
+
+
+@dataclass(eq=False)
+class VectorStep:
+    """An ADD (``op == "add"``, the three ``stages`` of ``hw.isa.VectorStage``) or a global
+    average pooling (``"avgpool"``: NHWC input when ``channels_last``, else NCHW; the output
+    keeps the layout with a 1x1 map; ``act_range`` is the fused activation's clamp, applied on
+    the host: it follows the rounding in TFLite's kernel too, so that is exact)."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    stages: tuple[VectorStage, ...] = ()
+    channels_last: bool = True
+    act_range: tuple[int, int] = (-128, 127)
+
+    def execute(self, device: Device, env: dict[str, np.ndarray],
+                programs: list | None = None) -> dict[str, np.ndarray]:
+        values = [np.asarray(env[name]) for name in self.inputs]
+        for name, value in zip(self.inputs, values):
+            if value.dtype != np.int8:
+                raise CompileError(f"{self.name}: input {name!r} is {value.dtype}, not int8")
+        call = self.call(device.params, *values)
+        # Only the activation SRAM is touched, which holds no resident model's state.
+        response = device.execute(call.command_bytes, call.response_bytes, call.frame_cuts,
+                                  keeps_resident=True)
+        if programs is not None:
+            programs.append(call)
+        return {self.outputs[0]: call.assemble(response)}
+
+    def call(self, params: RillParams, *values: np.ndarray) -> VectorCall:
+        if not params.vector_unit:
+            raise CompileError(f"{self.name}: this core has no vector unit")
+        if self.op == "add":
+            return self._add_call(params, *values)
+        return self._pool_call(params, values[0])
+
+    def _add_call(self, params: RillParams, a: np.ndarray, b: np.ndarray) -> VectorCall:
+        if a.shape != b.shape:
+            raise CompileError(f"{self.name}: shapes {a.shape} and {b.shape} differ (the vector "
+                               f"unit adds elementwise)")
+        lanes = params.act_lanes
+        wa, wb = _words(a, lanes), _words(b, lanes)
+        prog, reads = Program(params), []
+        for slot, stage in enumerate(self.stages):
+            prog.vector_config(slot, stage)
+        room = params.act_depth // 2   # a piece of each input; the sum written over a's
+        for start in range(0, len(wa), room):
+            piece = slice(start, start + room)
+            count = len(wa[piece])
+            prog.load_acts(0, wa[piece])
+            prog.load_acts(count, wb[piece])
+            prog.add(0, count, 0, count)
+            prog.read_acts(0, count)
+            reads.append(count)
+
+        def finish(blocks):
+            return np.concatenate(blocks).reshape(-1)[:a.size].reshape(a.shape)
+        return VectorCall(self.name, prog, reads, finish)
+
+    def _pool_call(self, params: RillParams, x: np.ndarray) -> VectorCall:
+        if x.ndim != 4:
+            raise CompileError(f"{self.name}: pooling needs a 4-D map, got shape {x.shape}")
+        nhwc = x if self.channels_last else x.transpose(0, 2, 3, 1)
+        n, h, w, c = nhwc.shape
+        lanes, pixels = params.act_lanes, h * w
+        if not pool_fits(params, pixels, c):
+            raise CompileError(f"{self.name}: a {h}x{w}x{c} map does not fit the activation "
+                               f"SRAM's {params.act_depth} words for pooling")
+        groups = -(-c // lanes)
+        prog, reads = Program(params), []
+        for image in nhwc:
+            # Word g * pixels + p: channels g * lanes .. of pixel p (the array's map layout).
+            blocks = np.pad(image.reshape(pixels, c), ((0, 0), (0, groups * lanes - c)))
+            prog.load_acts(groups, blocks.reshape(pixels, groups, lanes).transpose(1, 0, 2)
+                           .reshape(-1, lanes))
+            prog.avgpool(groups, 0, groups, pixels)
+            prog.read_acts(0, groups)
+            reads.append(groups)
+        lo, hi = self.act_range
+
+        def finish(out):
+            means = np.clip(np.stack(out).reshape(n, -1)[:, :c], lo, hi).astype(np.int8)
+            return means.reshape(n, 1, 1, c) if self.channels_last else means.reshape(n, c, 1, 1)
+        return VectorCall(self.name, prog, reads, finish)
+
+
+#: Host steps that leave a pooled map's bytes as they are: a 1x1 map's transpose, a flatten.
+_REORDER_ONLY = ("Transpose", "TFL_RESHAPE", "Flatten", "Reshape")
+
+
+def pooled_inputs(steps) -> dict[int, VectorStep]:
+    """``{device-layer index of a Gemm: the pooling it reads}``: each Gemm that reads a conv's
+    map through a global average pooling (on the vector unit, its fused activation none) and
+    only transposes and flattens of the pooled 1x1 map, which move no byte of it. On chip the
+    pooled map is a one-row matrix in the layout the Gemm reads (:mod:`sw.chain`)."""
+    found, index, previous, between = {}, -1, None, []
+    for step in steps:
+        if not hasattr(step, "linear"):
+            between.append(step)
+            continue
+        index += 1
+        if previous is not None and previous.kind == "conv" and step.kind == "gemm" \
+                and not step.trans_a and between and isinstance(between[0], VectorStep):
+            pool, rest = between[0], between[1:]
+            names = [previous.output, *pool.outputs, *(t.outputs[0] for t in rest)]
+            if (pool.op == "avgpool" and pool.act_range == (-128, 127)
+                    and pool.inputs[0] == previous.output
+                    and all(t.op in _REORDER_ONLY for t in rest)
+                    and all(t.inputs[0] == name for t, name in zip(rest, names[1:]))
+                    and names[-1] == step.input):
+                found[index] = pool
+        previous, between = step, []
+    return found
