@@ -29,7 +29,7 @@ from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 from .resident import Residence
 
-__all__ = ["find_chains", "chained_qparams", "chain_program"]
+__all__ = ["find_chains", "chained_qparams", "chained_config", "chain_program"]
 
 _U16 = 0xFFFF
 _CHAINABLE_KINDS = ("matmul", "gemm")
@@ -123,7 +123,8 @@ def chained_qparams(layer: CompiledLinear) -> tuple:
     return bias, multiplier, shift, zero_point
 
 
-def _chained_config(layer: CompiledLinear) -> Config:
+def chained_config(layer: CompiledLinear) -> Config:
+    """A layer's configuration when its output stays on chip (int8 lanes)."""
     return replace(layer.config, out_type=OutType.INT8)
 
 
@@ -138,7 +139,7 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
     one-row matrix for the next layer."""
     for i, (layer, residence) in enumerate(zip(layers, residences)):
         final = i == len(layers) - 1
-        config = layer.config if final else _chained_config(layer)
+        config = layer.config if final else chained_config(layer)
         if config != prog.config:
             prog.configure(config)
         geometry, at = geometries[i], i % 2
@@ -239,7 +240,7 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     x = as_int8(x)
     prog, stores = Program(params), []
     for image in range(n):
-        prog.configure(_chained_config(first))   # the device's configuration is not known here
+        prog.configure(chained_config(first))   # the device's configuration is not known here
         prog.load_acts(0, pack_feature_map(params, x[image], first.int4))
         _rows_through(prog, layers, residences, rows=rows, region=region, geometries=geometries,
                       pool=pool)

@@ -37,10 +37,11 @@ from .conv import QuantizedConv, im2col
 from .conv_device import addressable, device_conv_program, device_linear
 from .device_base import Device, DeviceError
 from .flatten import flattened_inputs, fmap_linear, fmap_order
+from .graph_chain import find_graph_chains, graph_call
 from .host_ops import run_host_op
 from .program import Program
 from .resident import Allocation, Residence, allocate, load_program, resident_program
-from .vector_step import pooled_inputs
+from .vector_step import VectorStep, pooled_inputs
 
 __all__ = ["TensorSpec", "DeviceLayer", "HostStep", "HostCall", "QuantizedModel", "InputError"]
 
@@ -188,6 +189,8 @@ class QuantizedModel:
     outputs: list[str]
     constants: dict[str, np.ndarray]
     steps: list[DeviceLayer | HostStep]
+    #: The vector steps the last :meth:`run` computed on the host.
+    vector_on_host: list[str] = field(default_factory=list)
 
     @property
     def layers(self) -> list[DeviceLayer]:
@@ -212,11 +215,16 @@ class QuantizedModel:
                     for i, layer in enumerate(self.layers)]
         allocation = allocate(params, compiled)
         pools = pooled_inputs(self.steps) if params.vector_unit else {}
-        chains = find_chains(params, self.steps, self.outputs, compiled,
-                             set(allocation.residences), fmaps,
+        resident = set(allocation.residences)
+        graphs = find_graph_chains(params, self.steps, self.outputs, compiled, resident,
+                                   lambda layer: layer.addressed(params))
+        in_graphs = {index for graph in graphs.values() for index in graph.layers}
+        chains = find_chains(params, self.steps, self.outputs, compiled, resident, fmaps,
                              lambda layer: layer.addressed(params), pools)
-        allocation = replace(allocation, chains=chains, fmaps=fmaps, pools=pools)
-        handing_on = {index for chain in chains.values() for index in chain[:-1]}
+        chains = {first: chain for first, chain in chains.items() if not in_graphs & set(chain)}
+        allocation = replace(allocation, chains=chains, fmaps=fmaps, pools=pools, graphs=graphs)
+        handing_on = {index for chain in chains.values() for index in chain[:-1]} | {
+            index for graph in graphs.values() for index in graph.layers[:-1]}
         program = Program(params)
         for index, residence in allocation.residences.items():
             qparams = chained_qparams(compiled[index]) if index in handing_on else None
@@ -237,22 +245,47 @@ class QuantizedModel:
     def run(self, device: Device, feeds: dict[str, Any], *,
             progress: Callable[[str, int, int], None] | None = None,
             programs: list[LayerProgram] | None = None,
-            resident: bool = False) -> dict[str, np.ndarray]:
+            resident: bool = False, vector_calls: bool = False) -> dict[str, np.ndarray]:
         """Run every step; returns ``{output name: array}``. Each device layer's program is
         appended to ``programs``; ``progress(layer name, index, layer count)`` is called before
         each device layer. ``resident``: load the weights once (:meth:`load`, on the first call
-        on ``device``) and send only activations and instructions per call."""
+        on ``device``) and send only activations and instructions per call. Vector steps run on
+        the device inside the on-chip stretches a resident run finds, elsewhere on the host
+        (:meth:`sw.vector_step.VectorStep.on_host`, listed in :attr:`vector_on_host`), unless
+        ``vector_calls`` makes each a call of its own."""
+        self.vector_on_host = []
         env = dict(self.constants)
         env.update(self.check_inputs(feeds))
         allocation = self.load(device) if resident else None
-        layers, done, until = len(self.layers), 0, None
-        for step in self.steps:
+        layers, done, until, skip_to = len(self.layers), 0, None, -1
+        for position, step in enumerate(self.steps):
             if until is not None:   # run as part of a chain, up to its last layer
                 if step is until:
                     until = None
                 continue
+            if position <= skip_to:   # run as part of a graph chain
+                continue
+            graph = allocation.graphs.get(position) if allocation is not None else None
+            if graph is not None:
+                if progress is not None:
+                    progress(self.layers[graph.layers[0]].name, done, layers)
+                call = graph_call(graph, self.steps,
+                                  {i: self.layers[i].compiled(device.params) for i in graph.layers},
+                                  allocation.residences, env[graph.input])
+                if programs is not None:
+                    programs.append(call)
+                response = device.execute(call.command_bytes, call.response_bytes,
+                                          call.frame_cuts, keeps_resident=True)
+                env[graph.output] = call.assemble(response)
+                done += len(graph.layers)
+                skip_to = graph.last
+                continue
             if isinstance(step, HostStep):
                 env.update(zip(step.outputs, run_host_op(step, env)))
+                continue
+            if isinstance(step, VectorStep) and not vector_calls:
+                env.update(step.on_host(env))
+                self.vector_on_host.append(step.name)
                 continue
             if not isinstance(step, DeviceLayer):   # HostCall, RuntimeLayer
                 env.update(step.execute(device, env, programs))

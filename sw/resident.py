@@ -56,6 +56,9 @@ class Allocation:
     fmaps: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: Gemms reading a conv's map pooled on chip (:func:`sw.vector_step.pooled_inputs`).
     pools: dict[int, object] = field(default_factory=dict)
+    #: Stretches of steps run on chip with residual adds (:mod:`sw.graph_chain`), by first
+    #: step.
+    graphs: dict[int, object] = field(default_factory=dict)
 
 
 def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:

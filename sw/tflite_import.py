@@ -284,7 +284,9 @@ class _Lowering:
                                      (f"{output}@nchw" if nchw else output,),
                                      channels_last=not nchw, **fields))
         (self.nchw if nchw else self.nhwc).add(output)
-        self.placements.append(Placement(op.index, op.name, "device", 0))
+        self.placements.append(Placement(
+            op.index, op.name, "device", 0, "on the vector unit inside the stretches of resident "
+            "layers run on chip; elsewhere on the host, in the same arithmetic"))
 
     def _add(self, op):
         (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
@@ -441,9 +443,12 @@ class TfliteModel:
                 sum(p.macs for p in self.placements))
 
     def host_operators(self) -> list[str]:
-        """What the host does: whole operators, then the host's part of shared ones."""
+        """What the host does: whole operators, then the host's part of shared ones, then the
+        vector unit's operators the last :meth:`run` computed on the host."""
+        ran = [name.split(" ", 1)[1] for name in self.model.vector_on_host]
         return sorted({p.op for p in self.placements if p.where == "host"}) + sorted(
-            {f"{p.op}'s {p.host_part}" for p in self.placements if p.where == "device + host"})
+            {f"{p.op}'s {p.host_part}" for p in self.placements if p.where == "device + host"}
+        ) + [f"{op} x{ran.count(op)} (off chip)" for op in sorted(set(ran))]
 
     def placement_lines(self) -> list[str]:
         """Where each operator runs, and the device's share of the model's MACs."""
@@ -456,9 +461,10 @@ class TfliteModel:
 
     def run(self, device: Device, feeds: dict[str, Any], *,
             progress: Callable[[str, int, int], None] | None = None,
-            resident: bool = False) -> dict[str, np.ndarray]:
+            resident: bool = False, vector_calls: bool = False) -> dict[str, np.ndarray]:
         """Run the model; returns ``{output name: array}`` exactly as LiteRT's reference kernels
-        compute it (any batch size: TFLite's batch of 1 is not enforced)."""
+        compute it (any batch size: TFLite's batch of 1 is not enforced). ``resident`` and
+        ``vector_calls``: :meth:`sw.model_ir.QuantizedModel.run`'s."""
         by_name = {self.graph.tensors[i].name: name for name, i in
                    zip((s.name for s in self.model.inputs), self.graph.inputs)}
         unknown = set(feeds) - set(by_name)
@@ -470,7 +476,8 @@ class TfliteModel:
         self.programs = []
         try:
             out = self.model.run(device, {by_name[k]: v for k, v in feeds.items()},
-                                 progress=progress, programs=self.programs, resident=resident)
+                                 progress=progress, programs=self.programs, resident=resident,
+                                 vector_calls=vector_calls)
         except InputError as error:
             raise TfliteImportError(str(error)) from None
         return {self.graph.tensors[i].name: out[name]

@@ -21,7 +21,7 @@ from hw.params import RillParams
 from .compiler import CompileError
 from .device_base import Device, DeviceError
 from .program import Program
-from .vector_ops import pool_reciprocal
+from .vector_ops import add_words, avgpool_words, pool_reciprocal
 
 __all__ = ["VectorStep", "VectorCall", "pool_fits", "pooled_inputs"]
 
@@ -51,11 +51,13 @@ def pool_fits(params: RillParams, pixels: int, channels: int) -> bool:
 
 @dataclass(eq=False)
 class VectorCall:
-    """One call's command stream and how its ``READ_ACTS`` answers make the step's output."""
+    """One call's command stream and how its answers make the step's output: ``answers``, in
+    order, ``words`` (a ``READ_ACTS`` of that many words) or ``(m, n, dtype)`` (a ``STORE`` of
+    ``m`` rows of ``n`` values); ``finish`` makes the output of the arrays they give."""
 
     name: str
     program: Program
-    reads: list[int]                                     # words each READ_ACTS returns
+    answers: list
     finish: Callable[[list[np.ndarray]], np.ndarray] = field(repr=False)
 
     def __post_init__(self):
@@ -79,15 +81,17 @@ class VectorCall:
 
     def assemble(self, response: bytes) -> np.ndarray:
         lanes, at, blocks = self.program.params.act_lanes, 0, []
-        for words in self.reads:
+        for answer in self.answers:
             status = response[at]
             if status != Status.OK.value:
-                raise DeviceError(f"{self.name}: the device refused READ_ACTS with status "
+                raise DeviceError(f"{self.name}: the device refused an instruction with status "
                                   f"{Status(status).name}", status=status, opcode=response[at + 1])
             at += RESPONSE_HEADER_BYTES
-            blocks.append(np.frombuffer(response, np.int8, words * lanes, at)
-                          .reshape(words, lanes))
-            at += words * lanes
+            m, n, dtype = (answer, lanes, np.dtype(np.int8)) if isinstance(answer, int) \
+                else (answer[0], answer[1], np.dtype(answer[2]))
+            blocks.append(np.frombuffer(response, dtype.newbyteorder("<"), m * n, at)
+                          .reshape(m, n))
+            at += m * n * dtype.itemsize
         return self.finish(blocks)
 
 
@@ -105,6 +109,21 @@ class VectorStep:
     stages: tuple[VectorStage, ...] = ()
     channels_last: bool = True
     act_range: tuple[int, int] = (-128, 127)
+
+    def on_host(self, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The step's output computed on the host with the unit's own arithmetic (equal to the
+        device's, and so to TFLite's): where the step's inputs come from the host and its
+        output goes back there, a call of its own would only add its maps to the link's load."""
+        values = [np.asarray(env[name]) for name in self.inputs]
+        if self.op == "add":
+            return {self.outputs[0]: add_words(values[0], values[1], self.stages)}
+        x = values[0] if self.channels_last else values[0].transpose(0, 2, 3, 1)
+        n, h, w, c = x.shape
+        reciprocal, shift = pool_reciprocal(h * w)
+        means = avgpool_words(x.reshape(n, h * w, c), h * w, reciprocal, shift)
+        means = np.clip(means, *self.act_range).astype(np.int8)
+        return {self.outputs[0]: means.reshape(n, 1, 1, c) if self.channels_last
+                else means.reshape(n, c, 1, 1)}
 
     def execute(self, device: Device, env: dict[str, np.ndarray],
                 programs: list | None = None) -> dict[str, np.ndarray]:
@@ -133,7 +152,7 @@ class VectorStep:
                                f"unit adds elementwise)")
         lanes = params.act_lanes
         wa, wb = _words(a, lanes), _words(b, lanes)
-        prog, reads = Program(params), []
+        prog, answers = Program(params), []
         for slot, stage in enumerate(self.stages):
             prog.vector_config(slot, stage)
         room = params.act_depth // 2   # a piece of each input; the sum written over a's
@@ -144,11 +163,11 @@ class VectorStep:
             prog.load_acts(count, wb[piece])
             prog.add(0, count, 0, count)
             prog.read_acts(0, count)
-            reads.append(count)
+            answers.append(count)
 
         def finish(blocks):
             return np.concatenate(blocks).reshape(-1)[:a.size].reshape(a.shape)
-        return VectorCall(self.name, prog, reads, finish)
+        return VectorCall(self.name, prog, answers, finish)
 
     def _pool_call(self, params: RillParams, x: np.ndarray) -> VectorCall:
         if x.ndim != 4:
@@ -160,7 +179,7 @@ class VectorStep:
             raise CompileError(f"{self.name}: a {h}x{w}x{c} map does not fit the activation "
                                f"SRAM's {params.act_depth} words for pooling")
         groups = -(-c // lanes)
-        prog, reads = Program(params), []
+        prog, answers = Program(params), []
         for image in nhwc:
             # Word g * pixels + p: channels g * lanes .. of pixel p (the array's map layout).
             blocks = np.pad(image.reshape(pixels, c), ((0, 0), (0, groups * lanes - c)))
@@ -168,13 +187,13 @@ class VectorStep:
                            .reshape(-1, lanes))
             prog.avgpool(groups, 0, groups, pixels)
             prog.read_acts(0, groups)
-            reads.append(groups)
+            answers.append(groups)
         lo, hi = self.act_range
 
         def finish(out):
             means = np.clip(np.stack(out).reshape(n, -1)[:, :c], lo, hi).astype(np.int8)
             return means.reshape(n, 1, 1, c) if self.channels_last else means.reshape(n, c, 1, 1)
-        return VectorCall(self.name, prog, reads, finish)
+        return VectorCall(self.name, prog, answers, finish)
 
 
 #: Host steps that leave a pooled map's bytes as they are: a 1x1 map's transpose, a flatten.

@@ -1,0 +1,321 @@
+"""Residual blocks on chip: a stretch of a model's steps — convs the core walks, the vector
+unit's ADDs and pooling, Gemms on a pooled row — run as one call, every tensor between them kept
+in the activation SRAM at an address of its own.
+
+:mod:`sw.chain` runs layers in a line through two ping-pong regions; a residual block keeps
+three maps live (the block's input, its branch, the sum), so here each tensor gets a block of
+words by liveness: first fit, freed after its last reader. Maps lie as the array's convolutions
+store them (channel block ``g`` of pixel ``p`` in word ``g * pixels + p``), which is the layout
+the convs walk, ``ADD`` adds word by word and ``AVGPOOL`` pools, so nothing is re-laid. A pooled
+map is a one-row matrix for a Gemm; a Gemm's stored row is another.
+
+A stretch is taken where it holds a residual ADD (linear runs are :mod:`sw.chain`'s), all its
+layers are resident, every tensor it makes but the last is read only inside it, and its tensors
+fit the activation SRAM together. The call runs image by image: the stretch's input map in,
+its last step's output back (a STORE's, or ``READ_ACTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.params import RillParams
+
+from .chain import chained_config
+from .compiler import CompiledLinear, CompileError, as_int8
+from .conv import pack_feature_map
+from .conv_device import conv_geometry, output_size
+from .program import Program
+from .resident import Residence
+from .vector_step import VectorCall, VectorStep, pool_fits
+
+__all__ = ["GraphChain", "find_graph_chains", "graph_call"]
+
+_REORDER_ONLY = ("Transpose", "TFL_RESHAPE", "Flatten", "Reshape")
+
+
+@dataclass(frozen=True)
+class _Form:
+    """A tensor as the device holds it: a map of ``channels`` over ``h x w`` pixels (a row is a
+    1x1 map)."""
+    channels: int
+    h: int
+    w: int
+
+    def words(self, lanes: int) -> int:
+        return -(-self.channels // lanes) * self.h * self.w
+
+
+@dataclass(frozen=True)
+class GraphChain:
+    """Steps ``first .. last`` of a model run as one call: ``input`` in, ``output`` out; each
+    tensor's form and activation-SRAM address; ``layers``, the device-layer indices inside."""
+    first: int
+    last: int
+    input: str
+    output: str
+    forms: dict = field(compare=False)
+    addresses: dict = field(compare=False)
+    layers: tuple[int, ...] = ()
+
+
+@dataclass
+class _Plan:
+    steps: list                       # (step, layer index or None)
+    forms: dict[str, _Form]
+    addresses: dict[str, int] = field(default_factory=dict)
+
+
+def _inputs(step) -> tuple[str, ...]:
+    return (step.input,) if hasattr(step, "linear") else tuple(step.inputs)
+
+
+def _outputs(step) -> tuple[str, ...]:
+    return (step.output,) if hasattr(step, "linear") else tuple(step.outputs)
+
+
+class _Finder:
+    """What a model's steps allow on chip, for a core of ``params``."""
+
+    def __init__(self, params: RillParams, steps, outputs, compiled: list[CompiledLinear],
+                 resident: set[int], addressed: Callable):
+        self.params, self.steps, self.outputs = params, steps, set(outputs)
+        self.compiled, self.resident, self.addressed = compiled, resident, addressed
+        self.layer_of, index = {}, -1
+        for i, step in enumerate(steps):
+            if hasattr(step, "linear"):
+                index += 1
+                self.layer_of[i] = index
+        self.readers: dict[str, list[int]] = {}
+        for i, step in enumerate(steps):
+            for name in _inputs(step):
+                self.readers.setdefault(name, []).append(i)
+
+    def _form_after(self, i: int, forms: dict[str, _Form], final: bool) -> _Form | None:
+        """Step ``i``'s output form on chip given its inputs' ``forms``, or None."""
+        step, p = self.steps[i], self.params
+        ins = [forms.get(name) for name in _inputs(step)]
+        if any(f is None for f in ins):
+            return None
+        if isinstance(step, VectorStep):
+            if step.op == "add":
+                return ins[0] if ins[0] == ins[1] else None
+            f = ins[0]
+            ok = step.act_range == (-128, 127) and pool_fits(p, f.h * f.w, f.channels)
+            return _Form(f.channels, 1, 1) if ok else None
+        if not hasattr(step, "linear"):   # moves no byte of a row
+            one = step.op in _REORDER_ONLY and ins[0].h == ins[0].w == 1
+            return ins[0] if one else None
+        index = self.layer_of[i]
+        layer = self.compiled[index]
+        if index not in self.resident or layer.int4 or not final and (
+                layer.raw or layer.out_dtype != np.int8):
+            return None
+        f = ins[0]
+        if step.kind == "gemm":
+            ok = not step.trans_a and f.h == f.w == 1 and f.channels == layer.k
+            return _Form(layer.n, 1, 1) if ok else None
+        if step.kind != "conv" or not self.addressed(step):
+            return None
+        try:
+            conv_geometry(layer, step.conv, f.h, f.w)
+        except CompileError:
+            return None
+        oh, ow = output_size(step.conv, f.h, f.w)
+        if layer.n_tiles * oh * ow > min(p.acc_depth, 0xFFFF):
+            return None
+        return _Form(layer.n, oh, ow)
+
+    def _start(self, i: int) -> _Form | None:
+        step = self.steps[i]
+        if not hasattr(step, "linear") or step.kind != "conv" or step.in_size is None:
+            return None
+        kh, kw = step.conv.kernel
+        channels = self.compiled[self.layer_of[i]].k // (kh * kw)
+        return _Form(channels, *step.in_size)
+
+    def _private(self, first: int, last: int) -> bool:
+        """Every tensor steps ``first .. last`` make, but the last's, read only among them."""
+        for i in range(first, last):
+            for name in _outputs(self.steps[i]):
+                if name in self.outputs or any(not first <= r <= last
+                                               for r in self.readers.get(name, [])):
+                    return False
+        return True
+
+    def _allocate(self, plan: _Plan, first: int, last: int) -> bool:
+        """First-fit blocks by liveness for the input and every tensor the steps make (the
+        last's too, where a vector step's is read back), each placed before the step's dead
+        inputs are freed; False when they do not fit."""
+        lanes, depth = self.params.act_lanes, self.params.act_depth
+        root: dict[str, str] = {}        # a reorder's output: the tensor it renames
+        last_use: dict[str, int] = {}
+        for i in range(first, last + 1):
+            step = self.steps[i]
+            for name in _inputs(step):
+                last_use[root.get(name, name)] = i
+            if not hasattr(step, "linear") and not isinstance(step, VectorStep):
+                root[_outputs(step)[0]] = root.get(step.inputs[0], step.inputs[0])
+        taken: dict[str, tuple[int, int]] = {}
+
+        def place(name: str) -> bool:
+            words, at = plan.forms[name].words(lanes), 0
+            for address, size in sorted(taken.values()):
+                if at + words <= address:
+                    break
+                at = max(at, address + size)
+            if at + words > depth:
+                return False
+            taken[name] = (at, words)
+            plan.addresses[name] = at
+            return True
+
+        if not place(self.steps[first].input):
+            return False
+        for i in range(first, last + 1):
+            step = self.steps[i]
+            out = _outputs(step)[0]
+            if out in root:
+                plan.addresses[out] = plan.addresses[root[out]]
+            elif (i < last or isinstance(step, VectorStep)) and not place(out):
+                return False
+            for name in [name for name, use in last_use.items() if use == i]:
+                taken.pop(name, None)
+        return True
+
+    def chain_from(self, first: int) -> GraphChain | None:
+        form = self._start(first)
+        if form is None:
+            return None
+        forms = {self.steps[first].input: form}
+        ends = []
+        for i in range(first, len(self.steps)):
+            middle = self._form_after(i, forms, final=False)
+            out = middle or self._form_after(i, forms, final=True)
+            if out is None:
+                break
+            forms[_outputs(self.steps[i])[0]] = out
+            step = self.steps[i]
+            if hasattr(step, "linear") or isinstance(step, VectorStep):
+                ends.append(i)   # a reorder on the host ends no stretch
+            if middle is None:
+                break
+        for last in reversed(ends):
+            steps = self.steps[first:last + 1]
+            if not any(isinstance(s, VectorStep) and s.op == "add" for s in steps):
+                continue
+            plan = _Plan([(s, self.layer_of.get(first + k)) for k, s in enumerate(steps)],
+                         forms)
+            if self._private(first, last) and self._allocate(plan, first, last):
+                layers = tuple(x for _, x in plan.steps if x is not None)
+                return GraphChain(first, last, self.steps[first].input,
+                                  _outputs(self.steps[last])[0], dict(forms),
+                                  dict(plan.addresses), layers)
+        return None
+
+
+def find_graph_chains(params: RillParams, steps, outputs, compiled: list[CompiledLinear],
+                      resident: set[int], addressed: Callable) -> dict[int, GraphChain]:
+    """``{first step index: chain}`` for every stretch of ``steps`` run on chip as one call
+    (see the module docstring); none without the vector unit."""
+    if not (params.vector_unit and params.store_to_acts and params.conv_addressing):
+        return {}
+    finder = _Finder(params, steps, outputs, compiled, resident, addressed)
+    chains, i = {}, 0
+    while i < len(steps):
+        chain = finder.chain_from(i)
+        if chain is not None:
+            chains[i] = chain
+            i = chain.last + 1
+        else:
+            i += 1
+    return chains
+
+
+def graph_call(chain: GraphChain, steps, compiled: dict[int, CompiledLinear],
+               residences: dict[int, Residence], x: np.ndarray) -> VectorCall:
+    """One call of ``chain`` on NCHW ``x`` (its input map), image by image."""
+    first = compiled[chain.layers[0]]
+    params = first.params
+    x = np.asarray(x)
+    form = chain.forms[chain.input]
+    if x.ndim != 4 or x.shape[1:] != (form.channels, form.h, form.w) \
+            or x.dtype != first.act_dtype:
+        raise CompileError(f"{chain.input}: a {form.channels}x{form.h}x{form.w} "
+                           f"{first.act_dtype} map expected, got {x.dtype} {x.shape}")
+    x, at = as_int8(x), chain.addresses
+    prog, answers = Program(params), []
+    layer_index = {}
+    for i in range(chain.first, chain.last + 1):
+        if hasattr(steps[i], "linear"):
+            layer_index[i] = chain.layers[len(layer_index)]
+    for image in x:
+        prog.configure(chained_config(first))   # the device's configuration is not known here
+        prog.load_acts(at[chain.input], pack_feature_map(params, image, False))
+        for i in range(chain.first, chain.last + 1):
+            step, final = steps[i], i == chain.last
+            if isinstance(step, VectorStep):
+                _vector(prog, step, chain, final, answers)
+            elif hasattr(step, "linear"):
+                index = layer_index[i]
+                _layer(prog, step, compiled[index], residences[index], chain, final, answers)
+    last = steps[chain.last]
+    out = chain.forms[chain.output]
+    lanes = params.act_lanes
+
+    def finish(blocks):
+        if isinstance(last, VectorStep):   # words (g * pixels + p, lane) to (C, H, W)
+            groups = -(-out.channels // lanes)
+            maps = [b.reshape(groups, out.h * out.w, lanes).transpose(0, 2, 1)
+                    .reshape(groups * lanes, out.h, out.w)[:out.channels] for b in blocks]
+            return np.stack(maps)
+        if last.kind == "gemm":
+            return np.concatenate(blocks)
+        return np.stack([b.reshape(out.h, out.w, -1).transpose(2, 0, 1) for b in blocks])
+    name = "+".join(getattr(steps[i], "name", "") for i in range(chain.first, chain.last + 1)
+                    if hasattr(steps[i], "linear") or isinstance(steps[i], VectorStep))
+    return VectorCall(name, prog, answers, finish)
+
+
+def _layer(prog: Program, step, layer: CompiledLinear, residence: Residence, chain: GraphChain,
+           final: bool, answers: list):
+    """A conv walked over its input map, or a Gemm on a row; its outputs stored into its
+    block, or, last, sent."""
+    config = layer.config if final else chained_config(layer)
+    if config != prog.config:
+        prog.configure(config)
+    source = chain.forms[step.input]
+    rows, conv = 1, step.kind == "conv"
+    if conv:
+        geometry = conv_geometry(layer, step.conv, source.h, source.w)
+        prog.conv_geometry(geometry)
+        oh, ow = output_size(step.conv, source.h, source.w)
+        rows = oh * ow
+    prog.matmul(chain.addresses[step.input], residence.weight_base, 0, rows, layer.k_tiles,
+                layer.n_tiles, conv=conv)
+    if final:
+        prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
+        answers.append((rows, layer.n, layer.out_dtype))
+    else:
+        prog.store(0, rows, layer.n, residence.qparam_base, to_acts=chain.addresses[step.output])
+
+
+def _vector(prog: Program, step: VectorStep, chain: GraphChain, final: bool, answers: list):
+    at, lanes = chain.addresses, prog.params.act_lanes
+    out = step.outputs[0]
+    if step.op == "add":
+        for slot, stage in enumerate(step.stages):
+            prog.vector_config(slot, stage)
+        prog.add(at[step.inputs[0]], at[step.inputs[1]], at[out],
+                 chain.forms[out].words(lanes))
+    else:
+        source = chain.forms[step.inputs[0]]
+        prog.avgpool(at[step.inputs[0]], at[out], -(-source.channels // lanes),
+                     source.h * source.w)
+    if final:
+        words = chain.forms[out].words(lanes)
+        prog.read_acts(at[out], words)
+        answers.append(words)
