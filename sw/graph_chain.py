@@ -133,8 +133,8 @@ class _Finder:
         step = self.steps[i]
         if not hasattr(step, "linear") or step.kind != "conv" or step.in_size is None:
             return None
-        kh, kw = step.conv.kernel
-        channels = self.compiled[self.layer_of[i]].k // (kh * kw)
+        kh, kw = step.conv.kernel   # the conv's own K, not the device's padded one
+        channels = np.asarray(step.conv.linear.weights).shape[0] // (kh * kw)
         return _Form(channels, *step.in_size)
 
     def _private(self, first: int, last: int) -> bool:

@@ -21,7 +21,9 @@ ASSETS = Path(__file__).parent / "assets" / "tflite"
 MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # a plain Keras CNN converted as users convert theirs: float input and output,
           # RELU6, MAX_POOL_2D, and Flatten as SHAPE/STRIDED_SLICE/PACK/RESHAPE (dynamic batch)
-          "keras_cnn")
+          "keras_cnn",
+          # two ResNet stacks small enough to run whole on the default core
+          "residual_tiny")
 
 
 def _model(name: str):
@@ -162,6 +164,33 @@ def test_ds_cnn_runs_on_chip_on_the_85fs_rtl():
         cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
         assert device.resident.allocation.chains == {0: tuple(range(10))}
     assert cycles == sum(model.predicted_cycles().values())
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
+@pytest.mark.parametrize("device_url", ["golden", "sim"])
+def test_a_residual_network_runs_whole_on_chip(device_url):
+    """Two ResNet stacks (identity and strided 1x1 shortcuts), the pooling and the classifier
+    on the default core, resident: one call per batch (sw/graph_chain.py), the maps between
+    the layers at their own activation-SRAM addresses, the adds and the pooling on the vector
+    unit; the input goes in, the classifier's sums come out. Equal to LiteRT, in the predicted
+    cycles."""
+    path, model, inputs = _model("residual_tiny")
+    feeds = {model.input_names[0]: inputs[:3]}
+    with open_device(device_url, RillParams()) as device:
+        model.run(device, feeds, resident=True)
+        stats = device.host.stats
+        received = stats.wire_bytes_received
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds, resident=True)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+        received = stats.wire_bytes_received - received
+        allocation = device.resident.allocation
+    (graph,) = allocation.graphs.values()
+    assert graph.layers == tuple(range(len(model.layers))) and not allocation.chains
+    assert model.model.vector_on_host == [] and len(model.programs) == 1
+    assert cycles == sum(model.predicted_cycles().values())
+    assert received < 2 * 3 * 4 * 4 + 200   # 3 x 4 int32 sums, headers and framing
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 

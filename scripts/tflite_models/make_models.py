@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures.
+"""Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
+(and two small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -84,24 +85,36 @@ def ds_cnn(batch=None) -> keras.Model:
     return keras.Model(inp, pooled_classifier(x, 12), name="ds_cnn")   # pooled over 25x5
 
 
+def residual_stack(x, filters: int, stride: int):
+    """ResNet v1's stack: two 3x3 convs beside an identity shortcut, or, strided, beside a 1x1
+    strided conv."""
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same")(x)
+    y = layers.ReLU()(bn()(y))
+    y = bn()(layers.Conv2D(filters, 3, padding="same")(y))
+    if stride > 1:
+        x = layers.Conv2D(filters, 1, strides=stride, padding="same")(x)
+    return layers.ReLU()(layers.Add()([x, y]))
+
+
 def resnet8(batch=None) -> keras.Model:
     """MLPerf Tiny IC ResNet-8 (resnet_v1_eembc): 32x32x3 -> 10 classes."""
     inp = keras.Input((32, 32, 3), batch_size=batch)
     x = layers.Conv2D(16, 3, padding="same")(inp)
     x = layers.ReLU()(bn()(x))
-    # stack 1: identity shortcut
-    y = layers.Conv2D(16, 3, padding="same")(x)
-    y = layers.ReLU()(bn()(y))
-    y = bn()(layers.Conv2D(16, 3, padding="same")(y))
-    x = layers.ReLU()(layers.Add()([x, y]))
-    # stacks 2, 3: strided, 1x1 strided conv shortcut
-    for filters in (32, 64):
-        y = layers.Conv2D(filters, 3, strides=2, padding="same")(x)
-        y = layers.ReLU()(bn()(y))
-        y = bn()(layers.Conv2D(filters, 3, padding="same")(y))
-        s = layers.Conv2D(filters, 1, strides=2, padding="same")(x)
-        x = layers.ReLU()(layers.Add()([s, y]))
+    for filters, stride in ((16, 1), (32, 2), (64, 2)):
+        x = residual_stack(x, filters, stride)
     return keras.Model(inp, pooled_classifier(x, 10), name="resnet8")   # pooled over 8x8
+
+
+def residual_tiny(batch=None) -> keras.Model:
+    """Two ResNet v1 stacks small enough to run whole on the default simulated core (every map
+    and weight in its SRAMs): 8x8x4 -> 4 classes."""
+    inp = keras.Input((8, 8, 4), batch_size=batch)
+    x = layers.Conv2D(8, 3, padding="same")(inp)
+    x = layers.ReLU()(bn()(x))
+    for filters, stride in ((8, 1), (16, 2)):
+        x = residual_stack(x, filters, stride)
+    return keras.Model(inp, pooled_classifier(x, 4), name="residual_tiny")   # over 4x4
 
 
 def mobilenet_v1_025(batch=None) -> keras.Model:
@@ -196,6 +209,8 @@ SPECS = {
     "autoencoder": (autoencoder, lambda r: ae_data(r), 2048, 5, 64, "mse"),
     "keras_cnn": (keras_cnn, lambda r: class_data(r, (16, 16, 1), 10, 0.0, 1.0), 512, 3, 32,
                   "sparse_categorical_crossentropy"),
+    "residual_tiny": (residual_tiny, lambda r: class_data(r, (8, 8, 4), 4, 0.0, 1.0), 384, 3,
+                      32, "sparse_categorical_crossentropy"),
 }
 
 
