@@ -21,22 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.core_over_bytes import CoreOverBytes
 
 from boards import REGISTRY, UnknownBoard, board_names, get_board
 from boards.board import Board, SerialDevice, serial_device
 from boards.clocking import ClockError, ecp5_pll_config, ice40_pll_config
 from flow.build import MissesTiming, build
 from hw.isa import Precision, Rounding
-from hw.params import RillParams
 from hw.uart import baud_divisor
 from sim.cases import expectations, write_cases
 from sim.runner import REPO_ROOT, run_cocotb
 from sw.program import gemm_program
 
-SIM_PARAMS = RillParams(rows=2, cols=2, act_depth=64, weight_depth=64, acc_depth=64,
-                        qparam_depth=16)
-SIM_DIVISOR = 6
 CLOCK_NS = 10
 
 
@@ -108,13 +103,6 @@ def test_more_dsp_pes_than_pes_is_a_usage_error():
 
 # -- the board's gateware over its UART pins ------------------------------------------------------
 
-def _gemm(params: RillParams, seed: int, m: int, k: int, n: int):
-    rng = np.random.default_rng(seed)
-    acts = rng.integers(-128, 128, (m, k))
-    weights = rng.integers(-128, 128, (k, n))
-    return gemm_program(params, acts, weights, raw=True)
-
-
 def test_placer_giving_up_is_reported_as_does_not_fit():
     """nextpnr's table can show 99% and the placer still find no room: that is "does not fit"
     (exit 3) with the fullest resource, not a toolchain failure."""
@@ -128,29 +116,6 @@ def test_placer_giving_up_is_reported_as_does_not_fit():
     assert _overflow(table + placer) == ["TRELLIS_COMB 83180/83640 (99%: no legal placement left)"]
     over = table.replace("83180/  83640    99%", "90000/  83640   107%")
     assert _overflow(over + placer) == ["TRELLIS_COMB 90000/83640 (108%, 6360 over)"]
-
-
-def test_board_gemm_over_uart(tmp_path):
-    """Two GEMMs through the UART pins of the plain path (the bare core behind a FIFO), bit-exact,
-    with one-clock spikes on the line between them that the receiver must reject (the bare core has
-    no framing to recover from a corrupted byte; the link layer's test adds real noise)."""
-    exps = expectations(SIM_PARAMS, [("gemm 5x7x3", _gemm(SIM_PARAMS, 1, 5, 7, 3)),
-                                     ("gemm 3x4x5", _gemm(SIM_PARAMS, 2, 3, 4, 5))])
-    write_cases(tmp_path, exps, seed=0)
-    cases = json.loads((tmp_path / "cases.json").read_text())["cases"]
-    steps = []
-    for i, case in enumerate(cases):
-        steps += [{"do": "send", "file": case["program"], "spikes": 40 if i else 0},
-                  {"do": "expect", "file": case["expected"], "name": case["name"],
-                   "ignore": case["ignore"]},
-                  {"do": "quiet"}]
-    config = tmp_path / "board_tb.json"
-    config.write_text(json.dumps({"clock_ns": CLOCK_NS, "divisor": SIM_DIVISOR,
-                                  "baud_error": 0.015, "seed": 3, "steps": steps}))
-    run_cocotb(lambda: SerialDevice(CoreOverBytes(SIM_PARAMS), SIM_DIVISOR), "rill_board",
-               "sim.testbenches.board_tb", testcase="board_over_uart",
-               extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
-               log_file=tmp_path / "run" / "sim.log", timeout=600)
 
 
 # -- bitstreams ----------------------------------------------------------------------------------
