@@ -6,7 +6,8 @@
    100%), cycles measured vs predicted.
 2. The same models one image at a time with their weights resident on the device: cycles per
    image (measured = predicted), bytes each way, and the latency they mean on each board.
-3. Two MLPerf Tiny architectures as int8 TFLite models, against LiteRT's reference kernels.
+3. Two MLPerf Tiny architectures as int8 TFLite models, and a small residual network resident
+   whole on chip, against LiteRT's reference kernels.
 4. ResNet-, MobileNet- and transformer-style models quantized by onnxruntime (static and
    dynamic), split between the device and onnxruntime on the host, against onnxruntime.
 5. GEMMs checked byte for byte against the golden model, with their array utilization.
@@ -145,27 +146,33 @@ def _tflite_demo(device) -> int:
     from .bench_tflite import ASSETS
     from .litert_oracle import litert_run
     from .tflite_import import TfliteModel
-    names = [name for name in ("ds_cnn", "resnet8") if (ASSETS / f"{name}.tflite").exists()]
+    # The small residual network resident: whole on chip in one call per batch.
+    names = [name for name in ("ds_cnn", "resnet8", "residual_tiny")
+             if (ASSETS / f"{name}.tflite").exists()]
     if not names:
         _say("  (no TFLite models here: they are tests/assets/tflite in a checkout)")
         return 0
-    _say(f"  {'model':<12}{'= LiteRT':>10}{'cycles':>10}{'predicted':>11}{'MACs on device':>16}"
+    _say(f"  {'model':<14}{'= LiteRT':>8}{'cycles':>10}{'predicted':>11}{'MACs on device':>16}"
          "  on the host")
     failures = 0
     for name in names:
         path = ASSETS / f"{name}.tflite"
         model = TfliteModel.load(path)
         feeds = {model.input_names[0]: np.load(ASSETS / f"{name}_inputs.npy")[:_TFLITE_IMAGES]}
+        resident = name == "residual_tiny"
+        if resident:   # the first call loads the weights
+            model.run(device, feeds, resident=True)
         before = device.read_counters()["cycles"]
-        got = model.run(device, feeds)
+        got = model.run(device, feeds, resident=resident)
         cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
         want = litert_run(path, feeds)
         same = sum(int(np.array_equal(got[k][i], v[i])) for k, v in want.items()
                    for i in range(len(v)))
         predicted = sum(model.predicted_cycles().values())
         on_device, macs = model.macs()
-        _say(f"  {name:<12}{f'{same}/{_TFLITE_IMAGES}':>10}{cycles:>10}{predicted:>11}"
-             f"{on_device / macs:>16.1%}  {', '.join(model.host_operators())}")
+        _say(f"  {name:<14}{f'{same}/{_TFLITE_IMAGES}':>8}{cycles:>10}{predicted:>11}"
+             f"{on_device / macs:>16.1%}  {', '.join(model.host_operators())}"
+             + ("  (resident, one call)" if resident else ""))
         failures += (same != _TFLITE_IMAGES) + (cycles != predicted)
     return failures
 
@@ -247,8 +254,8 @@ def run_demo(params: RillParams, device: str = "sim", **device_options) -> int:
         _say("\nOne image at a time, weights resident (checked against onnxruntime's exact "
              "result):")
         failures += _latency_demo(dev, models)
-        _say(f"\nMLPerf Tiny architectures as int8 TFLite models, {_TFLITE_IMAGES} inputs "
-             "each, against LiteRT's reference kernels:")
+        _say(f"\nMLPerf Tiny architectures and a small residual network as int8 TFLite models, "
+             f"{_TFLITE_IMAGES} inputs each, against LiteRT's reference kernels:")
         failures += _tflite_demo(dev)
         _say(f"\nModels onnxruntime quantizes, split between the device and onnxruntime on the "
              f"host, {_FAMILY_IMAGES} inputs each, against onnxruntime's whole-model result:")
