@@ -5,15 +5,24 @@ Every stream test runs with random idle cycles on the source and random backpres
 """
 
 import random
+import struct
 import zlib
 
+import pytest
 from amaranth.sim import Simulator
 from cobs import cobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hw.link import CobsDecoder, CobsEncoder, CommitFifo, Crc32
-from hw.link.protocol import CRC_RESIDUE, seal
+from hw.link import CobsDecoder, CobsEncoder, CommitFifo, Crc32, LinkTransmitter
+from hw.link.protocol import (
+    CRC_RESIDUE,
+    DEVICE_HEADER_BYTES,
+    DEVICE_HEADER_FORMAT,
+    QUIET_CYCLES,
+    DeviceFlags,
+    seal,
+)
 
 SIM_SETTINGS = settings(max_examples=25, deadline=None,
                         suppress_health_check=[HealthCheck.too_slow,
@@ -220,3 +229,49 @@ def test_commit_fifo_passes_committed_frames_only(frames, rng, p_busy):
     assert all(0 <= f <= depth for f in free_after)
     if p_busy == 0.0:
         assert committed == [d for d, g in frames if g]   # a fast reader never fills it
+
+
+# -- the transmitter's IDLE flag -----------------------------------------------------------------
+
+@pytest.mark.parametrize("gap", range(QUIET_CYCLES - 2, QUIET_CYCLES + 5))
+def test_an_idle_frame_carries_the_last_response_byte(gap):
+    """The core's last response byte arrives ``gap`` cycles after the others, around the cycle
+    the quiet timer decides a frame (its size fixed a cycle before it starts). A frame that
+    says IDLE (nothing more is coming) must carry every byte the ring has taken: the host stops
+    reading there, and a byte left behind it would never be asked for."""
+    dut = LinkTransmitter(rsp_depth=64, cmd_depth=32)
+    responses, frames = [0x11, 0x22, 0x33, 0x44], []
+
+    async def core(ctx):
+        ctx.set(dut.credit, 32)   # an empty command buffer, as the host believes it
+        for i, byte in enumerate(responses):
+            if i == len(responses) - 1:
+                await ctx.tick().repeat(gap)
+            ctx.set(dut.rsp.valid, 1)
+            ctx.set(dut.rsp.payload, byte)
+            await ctx.tick().until(dut.rsp.ready)
+            ctx.set(dut.rsp.valid, 0)
+        ctx.set(dut.core_idle, 1)   # waiting for commands, nothing more to say
+
+    async def host(ctx):
+        ctx.set(dut.o.ready, 1)
+        frame = []
+        for _ in range(400):
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                frame.append(payload.data)
+                if payload.last:
+                    frames.append(bytes(frame))
+                    frame = []
+
+    simulate(dut, core, host)
+    carried, idle_at = [], None
+    for frame in frames:
+        header = struct.unpack(DEVICE_HEADER_FORMAT, frame[:DEVICE_HEADER_BYTES])
+        payload = frame[DEVICE_HEADER_BYTES:-4]
+        assert idle_at is None or not payload, \
+            f"a frame said IDLE with {idle_at} bytes sent; {len(payload)} more came after it"
+        carried += payload
+        if header[5] & DeviceFlags.IDLE.value:
+            idle_at = len(carried)
+    assert carried == responses and idle_at == len(responses)
