@@ -47,7 +47,9 @@ def random_vector_program(params: RillParams, rng: np.random.Generator) -> Progr
     for slot in range(isa.VECTOR_SLOTS):
         prog.vector_config(slot, stages[slot] if stages else _random_stage(rng))
 
-    words = int(rng.integers(1, min(12, depth // 3) + 1))
+    # Small blocks: these run under cocotb too, where every byte costs; tests/test_vector.py
+    # takes the golden model through large ones.
+    words = int(rng.integers(1, min(8, depth // 3) + 1))
     a_addr, b_addr = (int(x) for x in rng.choice(depth // words, 2, replace=False) * words)
     prog.load_acts(a_addr, _block(rng, params, words))
     prog.load_acts(b_addr, _block(rng, params, words))
@@ -55,8 +57,8 @@ def random_vector_program(params: RillParams, rng: np.random.Generator) -> Progr
     prog.add(a_addr, b_addr, int(out), words)
     prog.read_acts(int(out), words)
 
-    groups = int(rng.integers(1, 4))
-    pixels = int(rng.integers(1, min(70, (depth - groups) // groups) + 1))
+    groups = int(rng.integers(1, 3))
+    pixels = int(rng.integers(1, min(24, (depth - groups) // groups) + 1))
     act_addr = int(rng.integers(groups, depth - groups * pixels + 1))
     prog.load_acts(act_addr, _block(rng, params, groups * pixels))
     out = act_addr - int(rng.integers(0, groups + 1))   # in place, or just before

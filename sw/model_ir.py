@@ -269,9 +269,11 @@ class QuantizedModel:
             if graph is not None:
                 if progress is not None:
                     progress(self.layers[graph.layers[0]].name, done, layers)
+                x = env[graph.input]
                 call = graph_call(graph, self.steps,
                                   {i: self.layers[i].compiled(device.params) for i in graph.layers},
-                                  allocation.residences, env[graph.input])
+                                  allocation.residences, x)
+                call = self._from_program_memory(device, ("graph", position, len(x)), call)
                 if programs is not None:
                     programs.append(call)
                 response = device.execute(call.command_bytes, call.response_bytes,
@@ -319,12 +321,11 @@ class QuantizedModel:
             done += 1 + last
         return {name: env[name] for name in self.outputs}
 
-    def _from_program_memory(self, device: Device, key: tuple[int, int],
-                             lp: LayerProgram) -> LayerProgram:
-        """A resident call's instructions stored in the device's program memory on first use
-        (their headers depend on the call's shape, not its values) and run by one ``RUN``
-        header followed by the call's activations; ``lp`` itself where the device has no
-        program memory or the instructions do not fit it."""
+    def _from_program_memory(self, device: Device, key: tuple, lp):
+        """A resident call's instructions (a layer's, a chain's or a graph chain's) stored in the
+        device's program memory on first use (their headers depend on the call's shape, not its
+        values) and run by one ``RUN`` header followed by the call's activations; ``lp`` itself
+        where the device has no program memory or the instructions do not fit it."""
         record: _Resident = device.resident
         depth, count = device.params.program_depth, len(lp.program.chunks)
         if count > depth:
@@ -338,8 +339,7 @@ class QuantizedModel:
             record.program_top += count
             call.extend(lp.program.load_into_program_memory(record.programs[key], record.tag))
         call.extend(lp.program.as_run(record.programs[key]))
-        return LayerProgram(lp.name, call, lp.plan, lp.stores, lp.out_dtype, lp.n,
-                            lp.compulsory_bytes)
+        return replace(lp, program=call)
 
     def _chain_program(self, params: RillParams, allocation: Allocation,
                        chain: tuple[int, ...], x: np.ndarray):
@@ -368,7 +368,8 @@ class _Resident:
     allocation: Allocation
     #: The program tag LOAD_PROGRAM gives the device (INFO reports it).
     tag: int = 0
-    #: Calls stored in the program memory: ``{(device-layer index, rows): address}``, and the
+    #: Calls stored in the program memory: ``{(device-layer index, rows): address}`` (a graph
+    #: chain's: ``("graph", first step, images)``), and the
     #: first free address.
     programs: dict = field(default_factory=dict)
     program_top: int = 0

@@ -34,22 +34,27 @@ def test_options_are_refused_where_a_device_takes_none():
         open_device("golden", SMALL, trace="wave.vcd")
 
 
-def _programs(seed: int):
+#: The waveform test's core: a traced build of its own, so the smallest that runs a GEMM.
+TRACED = RillParams(rows=2, cols=2, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16,
+                    program_depth=16, vector_unit=False)
+
+
+def _programs(seed: int, params: RillParams = SMALL):
     rng = np.random.default_rng(seed)
-    connect = Program(SMALL)
+    connect = Program(params)
     connect.info()   # what open_device sends to check the params
-    named = [(f"gemm{i}", random_gemm_program(SMALL, rng, max_m=20, max_k=20, max_n=10))
+    named = [(f"gemm{i}", random_gemm_program(params, rng, max_m=20, max_k=20, max_n=10))
              for i in range(4)]
-    _, *exps = expectations(SMALL, [("connect", connect), *named])
+    _, *exps = expectations(params, [("connect", connect), *named])
     return exps
 
 
-def _run(url: str, exps, **options) -> list[bytearray]:
+def _run(url: str, exps, params: RillParams = SMALL, **options) -> list[bytearray]:
     """Every response, its stall counters zeroed: a command split across TCP segments can leave
     the core waiting for a byte for a cycle, so only ``stalls`` depends on wall-clock time."""
     stalls = 4 * isa.COUNTER_NAMES.index("stalls")
     out = []
-    with open_device(url, SMALL, **options) as device:
+    with open_device(url, params, **options) as device:
         proc = device._proc
         for exp in exps:
             got = bytearray(device.execute(exp.program.to_bytes(), len(exp.expected)))
@@ -93,8 +98,8 @@ def test_both_bridges_give_the_same_answers(monkeypatch):
 def test_sim_device_writes_a_waveform_window(tmp_path):
     """``trace`` with a window: a VCD whose timestamps lie only in the cycles asked for."""
     wave = tmp_path / "wave.vcd"
-    exps = _programs(6)[:2]
-    _run("sim", exps, trace=wave, trace_cycles=(10, 40))
+    exps = _programs(6, TRACED)[:2]
+    _run("sim", exps, TRACED, trace=wave, trace_cycles=(10, 40))
     text = wave.read_text()
     assert "$enddefinitions" in text and " idle " in text
     stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
