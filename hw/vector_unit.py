@@ -71,6 +71,17 @@ def _high_mul(m: Module, pipe: _Pipeline, operands: list[tuple[Value, Value, str
     return highs
 
 
+def _next_word(m: Module, pointers, left: Signal, flush: Signal, stages: int, again: str):
+    """After a word's (a block's) last lane: the pointers on a word, then the next word from
+    state ``again``, or, after the last, the datapath's ``stages`` of flush."""
+    m.d.sync += [pointer.eq(pointer + 1) for pointer in pointers] + [left.eq(left - 1)]
+    with m.If(left == 0):
+        m.d.sync += flush.eq(stages)
+        m.next = "FLUSH"
+    with m.Else():
+        m.next = again
+
+
 def _divide_by_pot(x: Value, exponent: Value) -> Value:
     """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
     mask = (Const(1, 33) << exponent) - 1
@@ -194,13 +205,8 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [self.read_en.eq(0), issue_add.eq(1)]
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(last_lane):
-                    m.d.sync += [ptr_a.eq(ptr_a + 1), ptr_b.eq(ptr_b + 1),
-                                 ptr_out.eq(ptr_out + 1), left.eq(left - 1)]
-                    with m.If(left == 0):
-                        m.d.sync += flush.eq(isa.VECTOR_ADD_STAGES)
-                        m.next = "FLUSH"
-                    with m.Else():
-                        m.next = "ADD_READ_A"
+                    _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
+                               isa.VECTOR_ADD_STAGES, "ADD_READ_A")
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
@@ -215,12 +221,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [self.read_en.eq(0), issue_pool.eq(1)]
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(last_lane):
-                    m.d.sync += [ptr_out.eq(ptr_out + 1), left.eq(left - 1)]
-                    with m.If(left == 0):
-                        m.d.sync += flush.eq(isa.VECTOR_POOL_STAGES)
-                        m.next = "FLUSH"
-                    with m.Else():
-                        m.next = "POOL_READ"
+                    _next_word(m, (ptr_out,), left, flush, isa.VECTOR_POOL_STAGES, "POOL_READ")
             # READ_ACTS: a word, then its lanes to the response.
             with m.State("SEND_READ"):
                 m.d.sync += lane.eq(0)

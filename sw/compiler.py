@@ -28,8 +28,8 @@ from .program import (
 )
 from .requant import encode_onnx_scale, encode_tflite_channel_scales, onnx_scale, wrap_int32
 
-__all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "LayerProgram",
-           "compile_linear", "compiled_for", "run_linear", "scalar_int", "as_int8"]
+__all__ = ["CompileError", "QuantizedLinear", "CompiledLinear", "TilePlan", "DeviceCall",
+           "LayerProgram", "compile_linear", "compiled_for", "run_linear", "scalar_int", "as_int8"]
 
 _OUT_TYPES = {np.dtype(np.int8): OutType.INT8, np.dtype(np.uint8): OutType.UINT8}
 
@@ -81,15 +81,10 @@ class QuantizedLinear:
 
 
 @dataclass
-class LayerProgram:
-    """One layer call's command stream and how to rebuild ``(M, N)`` from its STORE payloads."""
+class DeviceCall:
+    """One call's command stream: what it sends, what comes back, its predicted cycles."""
     name: str
     program: Program
-    plan: TilePlan
-    stores: list[tuple[int, int, int, int]]   # (row0, rows, col0, cols) per STORE, in order
-    out_dtype: np.dtype
-    n: int
-    compulsory_bytes: int
 
     def __post_init__(self):
         self.command_bytes = self.program.to_bytes()
@@ -109,6 +104,16 @@ class LayerProgram:
     @property
     def wire_bytes(self) -> int:
         return len(self.command_bytes) + self.response_bytes
+
+
+@dataclass
+class LayerProgram(DeviceCall):
+    """One layer call's command stream and how to rebuild ``(M, N)`` from its STORE payloads."""
+    plan: TilePlan
+    stores: list[tuple[int, int, int, int]]   # (row0, rows, col0, cols) per STORE, in order
+    out_dtype: np.dtype
+    n: int
+    compulsory_bytes: int
 
     def assemble(self, response: bytes) -> np.ndarray:
         """Check every response header and place each STORE's payload in the output."""

@@ -18,7 +18,7 @@ import numpy as np
 from hw.isa import RESPONSE_HEADER_BYTES, Status, VectorStage
 from hw.params import RillParams
 
-from .compiler import CompileError
+from .compiler import CompileError, DeviceCall
 from .device_base import Device, DeviceError
 from .program import Program
 from .vector_ops import add_words, avgpool_words, pool_reciprocal
@@ -50,34 +50,13 @@ def pool_fits(params: RillParams, pixels: int, channels: int) -> bool:
 
 
 @dataclass(eq=False)
-class VectorCall:
+class VectorCall(DeviceCall):
     """One call's command stream and how its answers make the step's output: ``answers``, in
     order, ``words`` (a ``READ_ACTS`` of that many words) or ``(m, n, dtype)`` (a ``STORE`` of
     ``m`` rows of ``n`` values); ``finish`` makes the output of the arrays they give."""
 
-    name: str
-    program: Program
     answers: list
     finish: Callable[[list[np.ndarray]], np.ndarray] = field(repr=False)
-
-    def __post_init__(self):
-        self.command_bytes = self.program.to_bytes()
-
-    @property
-    def response_bytes(self) -> int:
-        return self.program.response_bytes
-
-    @property
-    def predicted_cycles(self) -> int:
-        return self.program.predicted_cycles
-
-    @property
-    def frame_cuts(self) -> tuple[int, ...]:
-        return self.program.frame_cuts()
-
-    @property
-    def wire_bytes(self) -> int:
-        return len(self.command_bytes) + self.response_bytes
 
     def assemble(self, response: bytes) -> np.ndarray:
         lanes, at, blocks = self.program.params.act_lanes, 0, []

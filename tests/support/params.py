@@ -9,9 +9,10 @@ __all__ = ["SMALL", "SMALL_SHALLOW", "TINY"]
 SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
                    qparam_depth=64)
 
-#: :data:`SMALL` with 128-deep SRAMs and 16 qparam entries: the link tests' core.
+#: :data:`SMALL` with 128-deep SRAMs and 16 qparam entries and no vector unit: the link tests'
+#: core (the link's behaviour does not depend on it, and its builds are smaller without).
 SMALL_SHALLOW = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
-                           qparam_depth=16)
+                           qparam_depth=16, vector_unit=False)
 
 #: A 2x3 array (rows unlike columns) with 64-deep SRAMs: quick in Amaranth's simulator.
 TINY = RillParams(rows=2, cols=3, act_depth=64, weight_depth=64, acc_depth=64, qparam_depth=16)
