@@ -93,11 +93,17 @@ def cmd_run(args) -> int:
     def progress(layer, index, total):
         print(f"[{index + 1}/{total}] {layer} on {args.device}", file=sys.stderr, flush=True)
 
+    # --device-only: the vector unit's steps run on the device even as calls of their own.
+    vector = {"vector_calls": True} if tflite and args.device_only else {}
     with open_device(args.device, params, **options) as device:
         try:
-            results = model.run(device, feeds, progress=progress)
+            results = model.run(device, feeds, progress=progress, **vector)
         except import_errors as error:
             raise UsageError(str(error)) from None
+    off_chip = model.model.vector_on_host if tflite else []
+    if off_chip:
+        print(f"computed on the host in the vector unit's arithmetic (inputs and output on the "
+              f"host, outside any stretch run on chip): {', '.join(off_chip)}", file=sys.stderr)
     for name, path in outputs.items():
         np.save(path, results[name])
         print(f"wrote {path}: {name} {results[name].dtype} {list(results[name].shape)}")
