@@ -195,6 +195,25 @@ def test_a_residual_network_runs_whole_on_chip(device_url):
         assert np.array_equal(got[key], want)
 
 
+def test_a_stretch_ending_in_the_vector_unit_reads_its_map_back():
+    """With a weight SRAM that holds only the first block's convs, the stretch on chip ends at
+    the block's ADD: its sum comes back by READ_ACTS (a map, as NCHW) for the layers after it."""
+    params = replace(RillParams(), weight_depth=512)
+    path, _, inputs = _model("residual_tiny")
+    model = TfliteModel.load(path, params)
+    feeds = {model.input_names[0]: inputs[:2]}
+    with open_device("golden", params) as device:
+        model.run(device, feeds, resident=True)
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds, resident=True)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(params)
+        (graph,) = device.resident.allocation.graphs.values()
+    assert model.model.steps[graph.last].name == "#3 ADD" and graph.layers == (0, 1, 2)
+    assert cycles == sum(model.predicted_cycles().values())
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
 def _with_operator(name: str, op_index: int, builtin: int) -> bytes:
     """The model's bytes with operator ``op_index``'s operator code changed to ``builtin``."""
     import tflite
