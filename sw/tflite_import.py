@@ -91,6 +91,7 @@ class _Lowering:
 
     def __init__(self, graph: TfliteGraph, params: RillParams):
         self.graph, self.params, self.steps, self.placements = graph, params, [], []
+        self.constants: dict[str, np.ndarray] = {}   # constant operands the steps read
         self.nchw: set[str] = set()    # tensors that exist in NCHW (device conv outputs)
         self.nhwc: set[str] = set()    # tensors that exist in TFLite's own layout
 
@@ -105,6 +106,12 @@ class _Lowering:
         the other one."""
         name = self.name(index)
         want, have = (f"{name}@nchw", name) if nchw else (name, f"{name}@nchw")
+        data = self.tensor(index).data
+        if data is not None:   # a constant operand, stored in the layout asked for
+            if nchw:   # broadcasting over the batch as it does in NHWC
+                data = data.reshape((1,) * (4 - data.ndim) + data.shape).transpose(_NCHW)
+            self.constants[want] = data
+            return want
         present = self.nchw if nchw else self.nhwc
         if name not in present:
             perm = _NCHW if nchw else _NHWC
@@ -295,10 +302,13 @@ class _Lowering:
                      output_scale=s_out, output_zp=zp_out, act_range=self._act_range(op))
         stages = add_stages(**quant)
         shapes = [tuple(self.tensor(i).shape) for i in op.inputs[:2]]
-        if self.params.vector_unit and shapes[0] == shapes[1] and stages is not None:
+        constant = any(self.tensor(i).data is not None for i in op.inputs[:2])
+        if self.params.vector_unit and shapes[0] == shapes[1] and stages is not None \
+                and not constant:
             self._vector(op, "add", op.inputs[:2], stages=stages)
             return
         why = ("no vector unit on this core" if not self.params.vector_unit
+               else "an operand is a constant" if constant
                else f"broadcasts {shapes[0]} and {shapes[1]}" if shapes[0] != shapes[1]
                else "a multiplier needs a left shift")
         self.host(op, "TFL_ADD", quant, why)
@@ -413,7 +423,7 @@ class TfliteModel:
                              (None, *graph.tensors[i].shape[1:])) for i in graph.inputs]
         self.params, self.placements = params, lowering.placements
         #: The model in Rill's own representation, for a core of :attr:`params`.
-        self.model = QuantizedModel(inputs, outputs, {}, lowering.steps)
+        self.model = QuantizedModel(inputs, outputs, lowering.constants, lowering.steps)
 
     @classmethod
     def load(cls, path: str | Path | bytes, params: RillParams | None = None) -> TfliteModel:

@@ -23,7 +23,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # RELU6, MAX_POOL_2D, and Flatten as SHAPE/STRIDED_SLICE/PACK/RESHAPE (dynamic batch)
           "keras_cnn",
           # two ResNet stacks small enough to run whole on the default core
-          "residual_tiny")
+          "residual_tiny",
+          # an ADD whose second operand is a constant map (broadcast over the batch)
+          "const_add")
 
 
 def _model(name: str):
@@ -193,6 +195,15 @@ def test_a_residual_network_runs_whole_on_chip(device_url):
     assert received < 2 * 3 * 4 * 4 + 200   # 3 x 4 int32 sums, headers and framing
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
+
+
+def test_an_add_of_a_constant_runs_on_the_host():
+    """A constant operand (stored without the batch dimension) is the model's constant, in the
+    layout its reader takes; the ADD then broadcasts it on the host."""
+    _, model, _ = _model("const_add")
+    (add,) = [p for p in model.placements if p.op == "ADD"]
+    assert (add.where, add.why) == ("host", "an operand is a constant")
+    assert [c.shape for c in model.model.constants.values()] == [(8, 8, 8)]
 
 
 def test_a_stretch_ending_in_the_vector_unit_reads_its_map_back():

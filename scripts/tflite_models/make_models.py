@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and two small test models).
+(and three small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -129,6 +129,25 @@ def mobilenet_v1_025(batch=None) -> keras.Model:
     return keras.Model(inp, pooled_classifier(x, 2), name="mobilenet_v1_025")   # over 3x3
 
 
+class AddConstant(layers.Layer):
+    """``x + c`` with a trained constant ``c`` of ``x``'s shape: the converter writes an ADD whose
+    second operand is a constant tensor."""
+
+    def build(self, input_shape):
+        self.c = self.add_weight(shape=tuple(input_shape[1:]), initializer="zeros", name="c")
+
+    def call(self, x):
+        return x + self.c
+
+
+def const_add(batch=None) -> keras.Model:
+    """Not MLPerf: an ADD of a conv's map and a constant map, then global pooling: 8x8x4 -> 3."""
+    inp = keras.Input((8, 8, 4), batch_size=batch)
+    x = layers.ReLU()(bn()(layers.Conv2D(8, 3, padding="same")(inp)))
+    x = AddConstant()(x)
+    return keras.Model(inp, pooled_classifier(x, 3), name="const_add")
+
+
 def autoencoder(batch=None) -> keras.Model:
     """MLPerf Tiny AD fully-connected autoencoder: 640 -> 640."""
     inp = keras.Input((640,), batch_size=batch)
@@ -211,6 +230,8 @@ SPECS = {
                   "sparse_categorical_crossentropy"),
     "residual_tiny": (residual_tiny, lambda r: class_data(r, (8, 8, 4), 4, 0.0, 1.0), 384, 3,
                       32, "sparse_categorical_crossentropy"),
+    "const_add": (const_add, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0), 384, 3, 32,
+                  "sparse_categorical_crossentropy"),
 }
 
 
