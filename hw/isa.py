@@ -124,20 +124,14 @@ class Opcode(enum.Enum, shape=8):
     RUN = 0x0C
     #: the feature map a ``MATMUL`` with :data:`MatmulFlags.CONV` walks (:class:`ConvGeometry`)
     CONV_GEOMETRY = 0x0D
-    #: one of the vector unit's scaling stages (:class:`VectorStage`); needs
-    #: ``RillParams.vector_unit``, as do the three below
+    #: the vector unit's (``RillParams.vector_unit``, as the three below; docs/vector-unit.md)
+    #: scaling stage ``slot`` (:class:`VectorStage`)
     VECTOR_CONFIG = 0x0E
-    #: TFLite's int8 ADD of ``words`` activation words at ``a_addr`` and ``b_addr``, lane by
-    #: lane, into the words at ``out_addr``: each input ``x`` becomes ``mbqm((x + offset) <<``
-    #: :data:`ADD_LEFT_SHIFT` ``)`` with its slot's multiplier and shift, their int32 sum
-    #: ``clamp(mbqm(sum) + offset)`` with the output slot's (``mbqm``: TFLite's
-    #: ``MultiplyByQuantizedMultiplierSmallerThanOneExp``, a right shift)
+    #: TFLite's int8 ADD of ``words`` words at ``a_addr`` and ``b_addr`` into ``out_addr``, lane
+    #: by lane, with the three stages (:class:`VectorStage`)
     ADD = 0x0F
-    #: global average pooling: for each of ``groups`` blocks of ``pixels`` words at
-    #: ``act_addr``, lane by lane, ``s`` the sum of the block's values and ``t = (|s| + pixels
-    #: // 2) * reciprocal >> shift``, word ``out_addr + group`` gets ``sign(s) * t`` clamped to
-    #: int8: TFLite's rounded mean when ``reciprocal = ceil(2**shift / pixels)`` is exact
-    #: (``sw.vector_ops.pool_reciprocal``)
+    #: per block of ``pixels`` words at ``act_addr``, lane sums ``s``, then ``sign(s) * ((|s| +
+    #: pixels // 2) * reciprocal >> shift)`` clamped to int8 into word ``out_addr + block``
     AVGPOOL = 0x10
     #: ``count`` activation words from ``addr`` back to the host, ``2 * rows`` bytes each
     READ_ACTS = 0x11
@@ -487,10 +481,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
         return fetch_decode + respond + 2
     if opcode == Opcode.INFO:
         return fetch_decode + respond + INFO_BYTES
-    # The vector unit, a lane a cycle: ADD reads a word of each input, then issues its lanes;
-    # AVGPOOL reads a block's words (the last one's data a cycle later), then divides its lanes;
-    # both end as their last lane's write leaves the datapath. READ_ACTS reads a word, then
-    # sends its lanes.
+    # The vector unit, a lane a cycle, after a word's (a block's) reads; to the last write.
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
         return fetch_decode + fields["words"] * (2 + lanes) + VECTOR_ADD_STAGES
