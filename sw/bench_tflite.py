@@ -7,7 +7,9 @@ of two calls (the compiler's prediction beside them), the array's utilization ov
 cycles, the share of them the vector unit works (ADD, AVGPOOL), and that time at each board
 default's clock. The device cycles count the device's part only: loading the input and the maps
 the host hands back, the layers, the vector unit's operators and storing the outputs; not the
-host's operators nor the link's pace.
+host's operators nor the link's pace. Beside them, the call's bytes on the wire each way (link
+frames included) and one inference end to end on each board's serial link: its bytes in, the
+device's time, its bytes out, one after the other (the host's own operators not counted).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class TfliteRow:
     utilization: float            #: device MACs / (cycles x peak INT8 MACs per cycle)
     vector_share: float = 0.0     #: share of the cycles in ADD and AVGPOOL
     latency_ms: dict[str, float] = field(default_factory=dict)
+    wire_in: int = 0              #: bytes the second call sent, link frames included
+    wire_out: int = 0
+    end_to_end_ms: dict[str, float] = field(default_factory=dict)
 
 
 def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRow:
@@ -50,8 +55,11 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     model = TfliteModel.load(ASSETS / f"{name}.tflite")
     feeds = {model.input_names[0]: np.load(ASSETS / f"{name}_inputs.npy")[:1]}
     model.run(device, feeds, resident=True)
+    stats = device.host.stats
+    sent, received = stats.wire_bytes_sent, stats.wire_bytes_received
     before = device.read_counters()["cycles"]
     model.run(device, feeds, resident=True)
+    after = stats.wire_bytes_sent, stats.wire_bytes_received   # before the counters' read
     cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
     on_device, macs = model.macs()
     row = TfliteRow(name, macs, on_device, model.host_operators(), cycles,
@@ -59,6 +67,10 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
                     on_device / (cycles * device.params.peak_macs_int8))
     row.vector_share = vector_cycles(device.params, model.programs) / cycles
     row.latency_ms = {pace.name: round(cycles / pace.clock_hz * 1e3, 3) for pace in paces}
+    row.wire_in, row.wire_out = after[0] - sent, after[1] - received
+    row.end_to_end_ms = {pace.name: round((cycles + (row.wire_in + row.wire_out)
+                                           * pace.cycles_per_byte) / pace.clock_hz * 1e3, 3)
+                         for pace in paces}
     return row
 
 
@@ -85,18 +97,22 @@ def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
 def format_tflite(rows: list[TfliteRow]) -> str:
     paces = list(rows[0].latency_ms) if rows else []
     head = (f"{'model':<18}{'MACs':>12}{'on device':>11}{'device cyc':>12}{'predicted':>11}"
-            f"{'array util':>12}{'vector':>8}" + "".join(f"{name + ' ms':>16}" for name in paces))
+            f"{'array util':>12}{'vector':>8}{'bytes in':>10}{'out':>9}"
+            + "".join(f"{name + ' ms':>16}{'end to end':>12}" for name in paces))
     lines = ["MLPerf Tiny architectures (int8 TFLite), batch 1, weights resident, the device's "
              "part:", head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.model:<18}{r.macs:>12,}{r.device_macs / r.macs:>11.1%}"
                      f"{r.device_cycles:>12,}{r.predicted_cycles:>11,}{r.utilization:>12.1%}"
-                     f"{r.vector_share:>8.1%}"
-                     + "".join(f"{r.latency_ms[p]:>16,.3f}" for p in paces))
+                     f"{r.vector_share:>8.1%}{r.wire_in:>10,}{r.wire_out:>9,}"
+                     + "".join(f"{r.latency_ms[p]:>16,.3f}{r.end_to_end_ms[p]:>12,.3f}"
+                               for p in paces))
     for r in rows:
         if r.host_operators:
             lines.append(f"  {r.model}: on the host: {', '.join(r.host_operators)}")
-    lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL)")
+    lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL; "
+                 "bytes: one call's on the wire, link frames included; end to end: its bytes "
+                 "in, the device's time and its bytes out in turn, on the board's link)")
     for name, anchor in ANCHORS.items():
         if any(r.model == name for r in rows):
             lines.append(f"  anchor, {name}: {anchor}")
