@@ -97,7 +97,8 @@ def cmd_run(args) -> int:
     vector = {"vector_calls": True} if tflite and args.device_only else {}
     with open_device(args.device, params, **options) as device:
         try:
-            results = model.run(device, feeds, progress=progress, **vector)
+            results = model.run(device, feeds, progress=progress, resident=args.resident,
+                                **vector)
         except import_errors as error:
             raise UsageError(str(error)) from None
     off_chip = model.model.vector_on_host if tflite else []
@@ -224,6 +225,10 @@ def main(argv=None) -> int:
     p.add_argument("--device-only", action="store_true", help="refuse a model that needs the "
                    "host beyond quantizing and moving data, naming the nodes (by default they "
                    "run on the host, through onnxruntime for .onnx)")
+    p.add_argument("--resident", action="store_true", help="load the weights that fit first and "
+                   "run what the core can on chip: layers chained through the activation SRAM, "
+                   "residual blocks, pooling and classifier as one call (the maps between them "
+                   "never cross the link)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("selftest", help="check a device step by step (board bring-up)",

@@ -197,6 +197,24 @@ def test_a_residual_network_runs_whole_on_chip(device_url):
         assert np.array_equal(got[key], want)
 
 
+def test_cli_runs_a_residual_network_on_chip_with_resident(tmp_path):
+    """``sw run --resident``: the small residual network as one call, nothing computed on the
+    host but the classifier's requantization and the softmax; without it, each layer a call
+    and the adds and pooling on the host, saying so. Both equal LiteRT."""
+    np.save(tmp_path / "x.npy", np.load(ASSETS / "residual_tiny_inputs.npy")[:3])
+    run = [sys.executable, "-m", "sw", "run", str(ASSETS / "residual_tiny.tflite"),
+           "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+           "--device", "golden", "--compare", "litert"]
+    resident = subprocess.run([*run, "--resident"], capture_output=True, text=True)
+    assert resident.returncode == 0, resident.stderr
+    assert "computed on the host" not in resident.stderr
+    assert "1 device program(s)" in resident.stdout and "equal (12 outputs)" in resident.stdout
+    layered = subprocess.run(run, capture_output=True, text=True)
+    assert layered.returncode == 0, layered.stderr
+    assert "#3 ADD, #7 ADD, #8 AVERAGE_POOL_2D" in layered.stderr
+    assert "equal (12 outputs)" in layered.stdout
+
+
 def test_an_add_of_a_constant_runs_on_the_host():
     """A constant operand (stored without the batch dimension) is the model's constant, in the
     layout its reader takes; the ADD then broadcasts it on the host."""
