@@ -6,8 +6,8 @@ from amaranth.hdl import EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .cycles import acc_read_latency
 from .enable import enable_copy
-from .isa import acc_read_latency
 from .params import RillParams
 from .sram import sram_tile
 
@@ -29,7 +29,7 @@ class AccumulatorBanks(wiring.Component):
     banks: each bank does its read-modify-write at its own time, so no deskew registers are
     needed). A sum arriving in cycle ``t`` makes ``old + psum`` (or ``psum``) in ``t``, straight
     from the array's register, and writes it; its row is read
-    ``L = hw.isa.acc_read_latency(params)`` cycles ahead, when :attr:`upcoming` announces it.
+    ``L = hw.cycles.acc_read_latency(params)`` cycles ahead, when :attr:`upcoming` announces it.
 
     - ``L = 1``: the row is read in ``t - 1``, and ``old`` is the read port's data. Two sums for
       the same row are at least a weight tile (>= 2 cycles) apart, so the read for the second

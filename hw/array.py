@@ -8,8 +8,8 @@ from amaranth.hdl import EnableInserter, Module, Mux, ShapeLike, Signal, signed,
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .cycles import acc_read_latency
 from .enable import enable_copy, enable_delayed, enable_lead
-from .isa import acc_read_latency
 from .params import RillParams
 from .pe import PE_ACT_LAYOUT, ProcessingElement, product_stages
 
@@ -27,7 +27,7 @@ def input_stages(params: RillParams) -> int:
     block RAMs. On the deep core two more: per row (the skew; the weights per group of columns),
     then per PE (the weights), so that no register drives the weight enables of a whole row of
     PEs spread across the die and no block RAM output feeds registers across it. The ISA's drain
-    bound covers all three (``hw.isa.MATMUL_DRAIN_EXTRA``).
+    bound covers all three (``hw.cycles.MATMUL_DRAIN_EXTRA``).
     """
     return 3 if params.deep_pipeline else 1
 
@@ -51,7 +51,7 @@ class SystolicArray(wiring.Component):
       from cycle ``w + i + 1``, so every column of that row sees it iff ``w <= t + r - 1`` (and
       the buffer is not rewritten before ``t + r + c``). This lets the next tile's weights be
       written one row per cycle, trailing the activation wavefront (see
-      :func:`hw.isa.matmul_tile_cycles`).
+      :func:`hw.cycles.matmul_tile_cycles`).
     - Column ``c``'s sum for that row is on ``sums[c]`` (``valid = 1``, the row's ``tag``) in cycle
       ``t + i + p + rows + c`` (``p = hw.pe.product_stages(params)``, each PE's pipeline), straight
       from the bottom PE's register; bubbles (``valid = 0``) give ``valid = 0`` there. There is
@@ -93,7 +93,7 @@ class SystolicArray(wiring.Component):
     sums : ``Out(stream.Signature({psum, tag}, always_ready=True)).array(cols)``
         Column ``c``'s partial sums (``signed(params.psum_width)``), one per activation row.
     upcoming : ``Out(stream.Signature(tag_shape, always_ready=True)).array(cols)``
-        What ``sums[c]`` will carry :func:`hw.isa.acc_read_latency` cycles later, ``valid`` and
+        What ``sums[c]`` will carry :func:`hw.cycles.acc_read_latency` cycles later, ``valid`` and
         ``tag``, without the sum: the accumulator reads the row a sum goes to that far ahead, so
         the sum needs no register to wait for the read.
     """

@@ -4,7 +4,7 @@ Decode refuses, with a status, unknown opcodes, mode values that do not exist, z
 anything that would touch memory past the end of a tile. The range checks multiply fields: the
 products are taken as the header's second-to-last byte comes in, the sums and compares in its last
 fetch cycle, the status from those and the other checks in the cycle after
-(``hw.isa.CHECK_CYCLES``), each registered, so decode itself only tests registered bits and small
+(``hw.cycles.CHECK_CYCLES``), each registered, so decode itself only tests registered bits and small
 fields. The accumulator rows' product runs a cycle later (its factors registered first), and so
 does MATMUL's weight rows' (``k_tiles * n_tiles``, then times ``rows``); their compares join the
 status's cycle.
@@ -74,7 +74,7 @@ class InstructionChecks(wiring.Component):
         Asserted in the cycle the header's last byte is taken: everything but that byte is in
         ``operands``, one byte higher than at decode.
     status : ``Out(Status)``
-        :data:`~hw.isa.CHECK_CYCLES` cycles after ``latch`` (a register, and so from the decode
+        :data:`~hw.cycles.CHECK_CYCLES` cycles after ``latch`` (a register, and so from the decode
         cycle on): ``OK`` or why the instruction is refused.
     ok : ``Out(1)``
         ``status == OK``, a register of its own: decode's enables start from it, not a compare.
@@ -123,7 +123,7 @@ class InstructionChecks(wiring.Component):
             m.d.sync += self.tiles.eq(mm_kn)
 
         # -- the status: its parts taken in the last fetch cycle, combined in the next ---------
-        # (isa.CHECK_CYCLES): DECODE starts from a register, not from the checks' logic in
+        # (cycles.CHECK_CYCLES): DECODE starts from a register, not from the checks' logic in
         # front of the sequencer's decode, and the range checks' adds and compares do not share
         # a cycle with the priority among the checks.
         status = Signal(Status)   # every check but the range checks, in priority order

@@ -5,7 +5,7 @@ In one cycle, the ``cols``-way select sits behind the accumulator banks' forward
 flag, the forwarding mux, a 16-way select and the requantizer's request register: too long for a
 cycle on a large array). The deep core splits it at a register: groups of :data:`GROUP` columns
 are selected into one register each, and a cycle later the group is
-(``hw.isa.store_select_latency``).
+(``hw.cycles.store_select_latency``).
 """
 
 from amaranth.hdl import Cat, Module, Signal, Value

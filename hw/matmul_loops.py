@@ -1,7 +1,7 @@
 """The MATMUL engine's loops: which activation row and which weight row the sequencer reads in
 each cycle, and where they are in the SRAM tiles.
 
-Two sides run together (``hw.isa.matmul_tile_cycles`` gives the schedule). The activation side
+Two sides run together (``hw.cycles.matmul_tile_cycles`` gives the schedule). The activation side
 walks ``n_tiles`` output tiles, each over ``k_tiles`` reduction tiles of ``max(m, rows, cols)``
 cycles, issuing the tile's ``m`` activation rows. The weight side runs a row ahead of it: each
 tile's ``rows`` weight rows into the shadow buffer, which the next activation tile uses.

@@ -44,16 +44,16 @@ class RillParams:
         Requantization parameter entries, one per output channel.
     serial_requant : bool
         Requantize with :class:`hw.requant_serial.SerialRequantUnit`, one output every
-        :data:`hw.isa.SERIAL_REQUANT_CYCLES` cycles in about a quarter of the pipelined unit's
+        :data:`hw.cycles.SERIAL_REQUANT_CYCLES` cycles in about a quarter of the pipelined unit's
         logic, instead of the pipelined :class:`hw.requant.RequantUnit` (one per cycle). For parts
         where logic is scarcer than time: a serial link takes ~100 cycles per byte anyway.
-        Cycle costs follow (``hw.isa.cycle_cost``); the device reports it in ``INFO``.
+        Cycle costs follow (``hw.cycles.cycle_cost``); the device reports it in ``INFO``.
     deep_pipeline : bool
         Pipeline registers for fast parts (ECP5), at the cost of flip-flops, which on the iCE40
         UP5K each take a logic cell (off there): the accumulator banks' read data registered
         before anything uses it (rows are read a cycle earlier to match), so a block RAM's
         clock-to-out (~5.8 ns on ECP5) ends in a flip-flop, at one more cycle per STORE
-        (``hw.isa.acc_read_latency``); and three pipeline stages in each PE instead of one
+        (``hw.cycles.acc_read_latency``); and three pipeline stages in each PE instead of one
         (``hw.pe.product_stages``). Reported in ``INFO``.
     store_to_acts : bool
         ``STORE`` can write its requantized outputs into the activation SRAM, laid out for the
@@ -175,7 +175,7 @@ class RillParams:
 
     @property
     def tile_cycles_width(self) -> int:
-        """Cycles per weight tile, ``max(m, rows, cols)`` (``hw.isa.matmul_tile_cycles``)."""
+        """Cycles per weight tile, ``max(m, rows, cols)`` (``hw.cycles.matmul_tile_cycles``)."""
         return max(min(self.act_depth, self.acc_depth), self.rows, self.cols).bit_length()
 
     @property

@@ -7,7 +7,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import REQUANT_STAGES, OutType, Rounding
+from .cycles import REQUANT_STAGES
+from .isa import OutType, Rounding
 from .pipeline import PipelineStages
 from .rounding import bit_length, named, rounding_shift, whole_byte_stage
 
@@ -161,7 +162,7 @@ class RequantUnit(RequantPorts):
     zero_point : ``In(signed(16))``
         The zero point of the request accepted :data:`ZERO_POINT_DELAY` cycles earlier.
     o : ``Out(stream.Signature(unsigned(8), always_ready=True))``
-        The output byte, :data:`~hw.isa.REQUANT_STAGES` cycles after its request.
+        The output byte, :data:`~hw.cycles.REQUANT_STAGES` cycles after its request.
     rounding : ``In(Rounding)``
         Rounding mode (a value other than ``ONNX`` runs TFLITE arithmetic).
     relu : ``In(1)``
@@ -197,7 +198,7 @@ class RequantUnit(RequantPorts):
         term, carry, raw_byte = self._second_rounding(m, pipe, mag, sign, amount)
         assert pipe.count == ZERO_POINT_DELAY, "the next stage's registers take the zero point"
         self._clamp(m, pipe, term, carry, raw_byte)
-        assert pipe.count == REQUANT_STAGES, "hw/isa.py promises the store path this latency"
+        assert pipe.count == REQUANT_STAGES, "hw/cycles.py promises the store path this latency"
         return m
 
     def _sum(self, m, pipe, req):

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 
-from .isa import SERIAL_REQUANT_CYCLES, Rounding
+from .cycles import SERIAL_REQUANT_CYCLES
+from .isa import Rounding
 from .params import RillParams
 from .requant import (
     SATURATION,
@@ -34,7 +35,7 @@ _ROUND_CYCLES = 1     # after each of the last two shifts
 _OUT_CYCLES = 4       # saturate; sign and zero point; floor; cap, into the output register
 _LATENCY = (1 + _ADD_CYCLES + _ABS_CYCLES + _PRE_CYCLES + _PRE_FIX_CYCLES + _MUL_CYCLES
             + _FIRST_CYCLES + _ROUND_CYCLES + _SECOND_CYCLES + _ROUND_CYCLES + _OUT_CYCLES)
-assert _LATENCY == SERIAL_REQUANT_CYCLES, "hw/isa.py promises the store path this schedule"
+assert _LATENCY == SERIAL_REQUANT_CYCLES, "hw/cycles.py promises the store path this schedule"
 #: When the late parameters arrive: the multiplier in ABS, the zero point during PRE.
 _MULTIPLIER_DELAY = 1 + _ADD_CYCLES
 _ZERO_POINT_DELAY = 8
@@ -49,14 +50,15 @@ def requantizer_class(params: RillParams) -> type[RequantPorts]:
 
 
 class SerialRequantUnit(RequantPorts):
-    """Turns ``acc + bias`` into the output byte in :data:`~hw.isa.SERIAL_REQUANT_CYCLES` cycles.
+    """Turns ``acc + bias`` into the output byte in :data:`~hw.cycles.SERIAL_REQUANT_CYCLES` cycles.
 
     The same arithmetic as :class:`hw.requant.RequantUnit` (see its table), in sign and
     magnitude, on one 64-bit register that shifts one bit per cycle: no barrel shifter, no wide
     multiplier, one adder on each half. Every data-dependent loop runs in a phase of fixed length,
     so a request accepted in cycle ``t`` leaves on :attr:`o` in cycle ``t + SERIAL_REQUANT_CYCLES``
     whatever its values; the next request may come in that same cycle, not earlier (requests that
-    come while the unit is busy are ignored; the sequencer paces them, ``hw.isa.requant_interval``).
+    come while the unit is busy are ignored; the sequencer paces them,
+    ``hw.cycles.requant_interval``).
 
     Where the pipelined unit keeps a float32 in place, this one shifts the mantissa down and
     counts the exponent (``exponent``), as rounding to 24 significant bits does not depend on

@@ -2,7 +2,7 @@
 
 A cycle in which the sequencer needs a command byte that has not arrived, or holds a response byte
 that cannot leave, is not a working cycle (:attr:`Sequencer.advance` is 0; the latter freezes the
-whole core). The working cycles of each instruction are the exact function ``hw.isa.cycle_cost``:
+whole core). The working cycles of each instruction are the exact function ``hw.cycles.cycle_cost``:
 the schedule is static and the compiler predicts it.
 """
 
@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
+from . import cycles, isa
 from .accumulator import acc_tag_layout
 from .checks import InstructionChecks
 from .isa import HEADER_BYTES, QPARAM_BYTES, RESPONSE_HEADER_BYTES, Opcode, OutType, Rounding
@@ -136,7 +136,7 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
             with m.State("FETCH"):
                 self._fetch()
             # States taking no command byte step on enable (= advance there): no cmd.valid in them.
-            with m.State("CHECK"):   # one cycle (isa.CHECK_CYCLES) for the checks' status
+            with m.State("CHECK"):   # one cycle (cycles.CHECK_CYCLES) for the checks' status
                 # The header is all in; a MATMUL reads its first weight row in DECODE, a RUN
                 # its first header.
                 self.loops.load_header(m, self.matmul_fields)
@@ -224,13 +224,13 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                      seq.raw.eq(self.raw)]
 
         # drain != 0 as a register of its own, like the opcode test decode waits on.
-        self.drain = drain = Signal(range(isa.matmul_drain_cycles(p) + 1), name="drain")
+        self.drain = drain = Signal(range(cycles.matmul_drain_cycles(p) + 1), name="drain")
         self.draining = draining = Signal(name="draining")
         waits_for_quiet = Signal(name="waits_for_quiet")
         with m.If(self.advance & draining):
             m.d.sync += [drain.eq(drain - 1), draining.eq(drain != 1)]
         m.d.sync += waits_for_quiet.eq(Cat(is_op[op] for op in Opcode
-                                           if isa.waits_for_quiet(op)).any())
+                                           if cycles.waits_for_quiet(op)).any())
         self.decode_wait = draining & waits_for_quiet
 
         self.pc = Signal(p.program_addr_width, name="pc")
@@ -400,7 +400,7 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                 to_acts = self.field(Opcode.STORE, "flags") & isa.StoreFlags.TO_ACTS.value
                 m.d.sync += self.to_acts.eq(to_acts.any())
         with m.If(is_op[Opcode.READ_COUNTERS]):
-            snapshot = [(counters["cycles"] - HEADER_BYTES - isa.CHECK_CYCLES)[:_COUNTER_WIDTH],
+            snapshot = [(counters["cycles"] - HEADER_BYTES - cycles.CHECK_CYCLES)[:_COUNTER_WIDTH],
                         counters["busy"], counters["stalls"], counters["instructions"]]
             self._respond_then(Cat(*snapshot))
         with m.If(is_op[Opcode.SYNC]):

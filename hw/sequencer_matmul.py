@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Mux, Signal
 
-from . import isa
+from . import cycles
 from .matmul_loops import MatmulLoops
 
 __all__ = ["MatmulStates"]
@@ -81,6 +81,6 @@ class MatmulStates:
         with m.If(self.seq.enable):
             loops.step(m)
             with m.If(loops.finishing):
-                assert isa.matmul_drain_cycles(p) > 0
-                m.d.sync += [self.drain.eq(isa.matmul_drain_cycles(p)), self.draining.eq(1)]
+                assert cycles.matmul_drain_cycles(p) > 0
+                m.d.sync += [self.drain.eq(cycles.matmul_drain_cycles(p)), self.draining.eq(1)]
                 m.next = "FETCH"

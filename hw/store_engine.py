@@ -3,7 +3,7 @@ cycle, and the requests it sends the requantizer.
 
 A STORE walks its output tile by tile: for each of the ``m`` rows, each of the ``n_tiles`` tiles'
 columns (the last tile has ``last_cols``), and in raw mode each of the value's four bytes. Its
-working cycles are ``hw.isa.store_cycles``; the sequencer's STORE and FLUSH states run it.
+working cycles are ``hw.cycles.store_cycles``; the sequencer's STORE and FLUSH states run it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
+from . import cycles, isa
 from .column_select import column_select
 from .isa import Opcode
 from .params import RillParams
@@ -101,14 +101,14 @@ class StoreEngine(wiring.Component):
         st_row = Signal(p.acc_addr_width)        # acc_addr + nt * m + mi
         st_row_base = Signal(p.acc_addr_width)   # acc_addr + mi
         st_q = Signal(p.qparam_addr_width)
-        st_flush = Signal(range(isa.store_flush_cycles(p) + 1))
+        st_flush = Signal(range(cycles.store_flush_cycles(p) + 1))
         st_issue = Signal()
-        interval = isa.requant_interval(p)
+        interval = cycles.requant_interval(p)
         st_pace = Signal(range(interval))
 
         # -- the request pipeline: issued (valid, byte, column), then the qparam entry ----------
-        arrive = isa.acc_read_latency(p)
-        leave = arrive + isa.store_select_latency(p)
+        arrive = cycles.acc_read_latency(p)
+        leave = arrive + cycles.store_select_latency(p)
         issued, entry = [Cat(st_issue, st_b, st_c)], [st_q]
         for stage in range(1, leave + 1):   # the entry read takes the last
             lines = (issued, entry) if stage < leave else (issued,)
@@ -168,7 +168,7 @@ class StoreEngine(wiring.Component):
                                          st_row_base.eq(st_row_base + 1),
                                          st_q.eq(st_q_addr)]
                             with m.If(st_mi == st_m_last):
-                                m.d.sync += st_flush.eq(isa.store_flush_cycles(p))
+                                m.d.sync += st_flush.eq(cycles.store_flush_cycles(p))
 
         # -- flush: the last request's accumulator read, select and requantization -------------
         m.d.comb += self.flushed.eq(st_flush == 1)

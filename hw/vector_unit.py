@@ -10,7 +10,7 @@ OVERLAP rule), and a read port that holds its word (``en`` low) while the lanes 
 nothing a write could collide with.
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
-``EnableInserter``), so cycle costs hold as ``hw.isa.cycle_cost`` gives them.
+``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import isa
+from . import cycles, isa
 from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
 from .params import RillParams
 
@@ -156,7 +156,7 @@ class VectorUnit(wiring.Component):
         pixels_last = Signal(16, name="pixels_last")
         pixel = Signal(16, name="pixel")
         lane = Signal(range(lanes), name="lane")
-        flush = Signal(range(isa.VECTOR_ADD_STAGES + 1), name="flush")
+        flush = Signal(range(cycles.VECTOR_ADD_STAGES + 1), name="flush")
         half = Signal(15, name="pool_half")
         reciprocal = Signal(24, name="pool_reciprocal")
         shift = Signal(8, name="pool_shift")
@@ -206,7 +206,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(last_lane):
                     _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
-                               isa.VECTOR_ADD_STAGES, "ADD_READ_A")
+                               cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
@@ -221,7 +221,7 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [self.read_en.eq(0), issue_pool.eq(1)]
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(last_lane):
-                    _next_word(m, (ptr_out,), left, flush, isa.VECTOR_POOL_STAGES, "POOL_READ")
+                    _next_word(m, (ptr_out,), left, flush, cycles.VECTOR_POOL_STAGES, "POOL_READ")
             # READ_ACTS: a word, then its lanes to the response.
             with m.State("SEND_READ"):
                 m.d.sync += lane.eq(0)
@@ -253,8 +253,8 @@ class VectorUnit(wiring.Component):
         pool_out = self._pool_datapath(m, sums, lane, half, reciprocal, shift)
 
         # -- writes: the destination travels beside each datapath ----------------------------
-        for (valid, byte, depth, name) in ((issue_add, add_out, isa.VECTOR_ADD_STAGES, "add"),
-                                            (issue_pool, pool_out, isa.VECTOR_POOL_STAGES,
+        for (valid, byte, depth, name) in ((issue_add, add_out, cycles.VECTOR_ADD_STAGES, "add"),
+                                            (issue_pool, pool_out, cycles.VECTOR_POOL_STAGES,
                                              "pool")):
             dest = Cat(valid, ptr_out, lane)
             for stage in range(depth):
@@ -270,7 +270,7 @@ class VectorUnit(wiring.Component):
     @staticmethod
     def _add_datapath(m, stages, word_a, read_lanes, lane) -> Value:
         """TFLite's int8 ADD of lane ``lane`` of ``word_a`` and of the read port's word
-        (:data:`hw.isa.VECTOR_ADD_STAGES` stages)."""
+        (:data:`hw.cycles.VECTOR_ADD_STAGES` stages)."""
         pipe = _Pipeline(m, "add")
         first, second, out = stages
         inputs = []
@@ -295,13 +295,13 @@ class VectorUnit(wiring.Component):
         raised = Mux(value < out["lo"], out["lo"], value)
         byte = pipe.reg(Mux(raised > out["hi"], out["hi"], raised)[:8], "byte", 8)
         pipe.level()
-        assert pipe.levels == isa.VECTOR_ADD_STAGES, pipe.levels
+        assert pipe.levels == cycles.VECTOR_ADD_STAGES, pipe.levels
         return byte
 
     @staticmethod
     def _pool_datapath(m, sums, lane, half, reciprocal, shift) -> Value:
         """A lane's rounded mean, ``sign(s) * ((|s| + half) * reciprocal >> shift)`` clamped to
-        int8 (:data:`hw.isa.VECTOR_POOL_STAGES` stages)."""
+        int8 (:data:`hw.cycles.VECTOR_POOL_STAGES` stages)."""
         pipe = _Pipeline(m, "pool")
         total = Cat(*sums).word_select(lane, 24).as_signed()
         negative = pipe.reg(total < 0, "negative", 1)
@@ -316,5 +316,5 @@ class VectorUnit(wiring.Component):
         high = Mux(quotient > 127, 127, quotient)
         byte = pipe.reg(Mux(negative, -low, high)[:8], "byte", 8)
         pipe.level()
-        assert pipe.levels == isa.VECTOR_POOL_STAGES, pipe.levels
+        assert pipe.levels == cycles.VECTOR_POOL_STAGES, pipe.levels
         return byte

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hw import isa
+from hw import cycles, isa
 from hw.isa import Opcode, Precision
 from hw.params import RillParams
 
@@ -130,7 +130,7 @@ def bench_programs(params: RillParams, workloads: list[Workload], seed: int = 0)
 
 def counter_read_cost(params: RillParams) -> int:
     """Working cycles of a READ_COUNTERS (not in the cycles value it reads)."""
-    return isa.cycle_cost(params, isa.Config(), Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
+    return cycles.cycle_cost(params, isa.Config(), Opcode.READ_COUNTERS.value, {}, isa.Status.OK)
 
 
 def counter_cycles(response: bytes) -> list[int]:
@@ -179,7 +179,7 @@ def measure(params: RillParams, workloads: list[Workload], execute: Executor) ->
             workload=w.name, series=w.series, macs=macs, matmul_cycles=matmul,
             predicted_matmul_cycles=predicted_matmul,
             utilization=macs / (matmul * peak),
-            utilization_with_drain=macs / ((matmul + isa.matmul_drain_cycles(params)) * peak),
+            utilization_with_drain=macs / ((matmul + cycles.matmul_drain_cycles(params)) * peak),
             program_cycles=program_cycles,
             predicted_program_cycles=prog.predicted_cycles - 2 * counter_read_cost(prog.params),
             wire_bytes=len(prog.to_bytes()) + len(response),

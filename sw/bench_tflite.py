@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hw import isa
+from hw import cycles, isa
 
 from .bench import counter_read_cost
 from .bench_models import LinkPace
@@ -82,7 +82,7 @@ def vector_cycles(params, programs) -> int:
             for header in headers:
                 if header[0] in (isa.Opcode.ADD.value, isa.Opcode.AVGPOOL.value):
                     opcode = isa.Opcode(header[0])
-                    total += isa.cycle_cost(params, isa.Config(), opcode.value,
+                    total += cycles.cycle_cost(params, isa.Config(), opcode.value,
                                             isa.decode_fields(opcode, header[1:]), isa.Status.OK)
     return total
 

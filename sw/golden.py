@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 
+from hw.cycles import CycleClock, load_word_bytes, store_act_words
 from hw.isa import (
     COUNTER_NAMES,
     HEADER_BYTES,
@@ -21,7 +22,6 @@ from hw.isa import (
     VECTOR_OPCODES,
     Config,
     ConvGeometry,
-    CycleClock,
     MatmulFlags,
     Opcode,
     OutType,
@@ -31,8 +31,6 @@ from hw.isa import (
     StoreFlags,
     VectorStage,
     decode_fields,
-    load_word_bytes,
-    store_act_words,
 )
 from hw.params import RillParams
 

@@ -59,9 +59,9 @@ def onnxruntime_run(model: ModelLike, feeds: dict[str, Any], *,
     This is onnxruntime as this CPU computes it, saturating or not; :func:`run` is the oracle.
     """
     source = str(model) if isinstance(model, (str, Path)) else _proto(model).SerializeToString()
-    session = onnxruntime_inference(source, session_options)
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
+    inference = onnxruntime_inference(source, session_options)
+    names = [o.name for o in inference.get_outputs()]
+    return dict(zip(names, inference.run(None, feeds)))
 
 
 def saturation_probe() -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
-from hw import isa
+from hw import cycles, isa
 from hw.link.protocol import RSP_BUFFER_BYTES
 
 from .program import qparam_wire_bytes
@@ -223,8 +223,8 @@ class TilePlanner:
             data += chunks * isa.RESPONSE_HEADER_BYTES + m * width * out_width
             matmul_cycles += nt * kt_all * tile_cycles
         wire = instructions * hdr + data
-        # A serial requantizer spends its interval on every output byte (hw.isa.store_cycles).
-        requant_waits = (isa.requant_interval(p) - 1) * m * self.n * out_width
+        # A serial requantizer spends its interval on every output byte (hw.cycles.store_cycles).
+        requant_waits = (cycles.requant_interval(p) - 1) * m * self.n * out_width
         return wire, wire + instructions + matmul_cycles + requant_waits
 
     def _link_bytes(self, plan: TilePlan) -> int:

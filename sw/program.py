@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw import isa
+from hw import cycles, isa
 from hw.isa import Config, MatmulFlags, Opcode, OutType, Precision, Rounding, StoreFlags
 from hw.params import RillParams
 
@@ -35,7 +35,7 @@ class Program:
     executes: list[tuple[bytes, ...]] = field(default_factory=list)
 
     def __post_init__(self):
-        self.clock = isa.CycleClock(self.params)
+        self.clock = cycles.CycleClock(self.params)
 
     @property
     def predicted_cycles(self) -> int:

@@ -17,8 +17,8 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hw.array import SystolicArray, sum_latency
+from hw.cycles import matmul_tile_cycles
 from hw.enable import enable_lead
-from hw.isa import matmul_tile_cycles
 from hw.params import RillParams
 from sw.tile_math import tile_psums
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
-from hw import isa
+from hw import cycles, isa
 from hw.isa import Opcode, Precision
 from hw.params import RillParams
 from sw import oracle
@@ -22,7 +22,7 @@ from sw.golden import GoldenCore
 SMALL = RillParams(rows=4, cols=4, act_depth=128, weight_depth=128, acc_depth=128,
                    qparam_depth=32)
 DEFAULT = RillParams()
-READ_COUNTERS_CYCLES = isa.cycle_cost(DEFAULT, isa.Config(), Opcode.READ_COUNTERS.value, {},
+READ_COUNTERS_CYCLES = cycles.cycle_cost(DEFAULT, isa.Config(), Opcode.READ_COUNTERS.value, {},
                                       isa.Status.OK)
 
 

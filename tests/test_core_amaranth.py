@@ -9,7 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 from support.params import TINY as SMALL
 
-from hw import isa
+from hw import cycles, isa
 from hw.core import RillCore
 from hw.isa import Opcode
 from hw.params import RillParams
@@ -95,7 +95,7 @@ def test_command_stream_quiet_after_each_matmul():
         ends = np.cumsum([len(chunk) for chunk in exp.program.chunks])
         after_matmul = frozenset(int(end) for end, chunk in zip(ends, exp.program.chunks)
                                  if chunk[0] == Opcode.MATMUL.value)
-        longest = max(isa.cycle_cost(SMALL, isa.Config(), Opcode.MATMUL.value, f, isa.Status.OK)
+        longest = max(cycles.cycle_cost(SMALL, isa.Config(), Opcode.MATMUL.value, f, isa.Status.OK)
                       for f in matmuls)
         got = run_core(SMALL, exp.program.to_bytes(), len(exp.expected), pauses=after_matmul,
                        pause_cycles=longest + 10)   # past the MATMUL's end, whatever its shape

@@ -149,7 +149,7 @@ def test_store_of_the_last_row_right_after_matmul(tmp_path, params):
     long enough. Ordinary programs store from the first row, long written by the time the last
     one is read. On a short array the STORE's fetch, checks and response header alone outlast
     the array (this passes there with no drain wait at all); on the 16x2 they do not: this fails
-    with the bound (``hw.isa.matmul_drain_cycles``) one cycle shorter (``hw.isa``'s comment on
+    with the bound (``hw.cycles.matmul_drain_cycles``) one cycle shorter (``hw.isa``'s comment on
     ``MATMUL_DRAIN_EXTRA`` keeps the margin's history)."""
     rng = np.random.default_rng(11)
     m = 20

@@ -6,7 +6,8 @@ import numpy as np
 from amaranth.hdl import EnableInserter, Module, Signal
 from amaranth.sim import Simulator
 
-from hw.isa import SERIAL_REQUANT_CYCLES, OutType, Rounding, requant_interval, requant_latency
+from hw.cycles import SERIAL_REQUANT_CYCLES, requant_interval, requant_latency
+from hw.isa import OutType, Rounding
 from hw.params import RillParams
 from hw.requant_serial import requantizer_class
 from sim.requant_cases import (
