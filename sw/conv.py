@@ -11,7 +11,7 @@ from .compiler import CompiledLinear, CompileError, QuantizedLinear, compiled_fo
 from .device_base import Device
 
 __all__ = ["QuantizedConv", "im2col", "conv_program", "run_conv", "pack_feature_map",
-           "device_conv_weights"]
+           "unpack_feature_map", "device_conv_weights"]
 
 
 @dataclass(eq=False)
@@ -77,6 +77,15 @@ def pack_feature_map(params, x: np.ndarray, int4: bool) -> np.ndarray:
     channels = np.zeros((groups * per_word, h * w), np.int8)
     channels[:c] = x.reshape(c, h * w)
     return channels.reshape(groups, per_word, h * w).transpose(0, 2, 1).reshape(-1, per_word)
+
+
+def unpack_feature_map(params, words: np.ndarray, channels: int, h: int, w: int) -> np.ndarray:
+    """``(C, H, W)`` of a map stored in whole INT8 words (:func:`pack_feature_map`'s layout, as
+    a ``STORE TO_ACTS`` or the vector unit writes it): the inverse, lanes past ``C`` dropped."""
+    per_word = params.values_per_word(False)
+    groups = -(-channels // per_word)
+    return (np.asarray(words).reshape(groups, h * w, per_word).transpose(0, 2, 1)
+            .reshape(groups * per_word, h, w)[:channels])
 
 
 def device_conv_weights(filters: np.ndarray, kpt: int) -> np.ndarray:

@@ -26,15 +26,14 @@ from hw.params import RillParams
 
 from .chain import chained_config
 from .compiler import CompiledLinear, CompileError, as_int8
-from .conv import pack_feature_map
+from .conv import pack_feature_map, unpack_feature_map
 from .conv_device import conv_geometry, output_size
 from .program import Program
 from .resident import Residence
-from .vector_step import VectorCall, VectorStep, pool_fits
+from .vector_step import REORDER_ONLY, VectorCall, VectorStep, pool_fits
 
 __all__ = ["GraphChain", "find_graph_chains", "graph_call"]
 
-_REORDER_ONLY = ("Transpose", "TFL_RESHAPE", "Flatten", "Reshape")
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,6 @@ class GraphChain:
     layers: tuple[int, ...] = ()
 
 
-@dataclass
-class _Plan:
-    steps: list                       # (step, layer index or None)
-    forms: dict[str, _Form]
-    addresses: dict[str, int] = field(default_factory=dict)
-
-
 def _inputs(step) -> tuple[str, ...]:
     return (step.input,) if hasattr(step, "linear") else tuple(step.inputs)
 
@@ -94,40 +86,42 @@ class _Finder:
             for name in _inputs(step):
                 self.readers.setdefault(name, []).append(i)
 
-    def _form_after(self, i: int, forms: dict[str, _Form], final: bool) -> _Form | None:
-        """Step ``i``'s output form on chip given its inputs' ``forms``, or None."""
+    def _form_after(self, i: int, forms: dict[str, _Form]) -> tuple[_Form | None, bool]:
+        """Step ``i``'s output form on chip given its inputs' ``forms`` (None: not on chip), and
+        whether the output can stay on chip for a next step (a layer's requantized to int8; a
+        raw or uint8 one can only end a stretch)."""
         step, p = self.steps[i], self.params
         ins = [forms.get(name) for name in _inputs(step)]
         if any(f is None for f in ins):
-            return None
+            return None, False
         if isinstance(step, VectorStep):
             if step.op == "add":
-                return ins[0] if ins[0] == ins[1] else None
+                return (ins[0] if ins[0] == ins[1] else None), True
             f = ins[0]
             ok = step.act_range == (-128, 127) and pool_fits(p, f.h * f.w, f.channels)
-            return _Form(f.channels, 1, 1) if ok else None
+            return (_Form(f.channels, 1, 1) if ok else None), True
         if not hasattr(step, "linear"):   # moves no byte of a row
-            one = step.op in _REORDER_ONLY and ins[0].h == ins[0].w == 1
-            return ins[0] if one else None
+            one = step.op in REORDER_ONLY and ins[0].h == ins[0].w == 1
+            return (ins[0] if one else None), True
         index = self.layer_of[i]
         layer = self.compiled[index]
-        if index not in self.resident or layer.int4 or not final and (
-                layer.raw or layer.out_dtype != np.int8):
-            return None
+        hands_on = not layer.raw and layer.out_dtype == np.int8
+        if index not in self.resident or layer.int4:
+            return None, False
         f = ins[0]
         if step.kind == "gemm":
             ok = not step.trans_a and f.h == f.w == 1 and f.channels == layer.k
-            return _Form(layer.n, 1, 1) if ok else None
+            return (_Form(layer.n, 1, 1) if ok else None), hands_on
         if step.kind != "conv" or not self.addressed(step):
-            return None
+            return None, False
         try:
             conv_geometry(layer, step.conv, f.h, f.w)
         except CompileError:
-            return None
+            return None, False
         oh, ow = output_size(step.conv, f.h, f.w)
         if layer.n_tiles * oh * ow > min(p.acc_depth, 0xFFFF):
-            return None
-        return _Form(layer.n, oh, ow)
+            return None, False
+        return _Form(layer.n, oh, ow), hands_on
 
     def _start(self, i: int) -> _Form | None:
         step = self.steps[i]
@@ -146,10 +140,10 @@ class _Finder:
                     return False
         return True
 
-    def _allocate(self, plan: _Plan, first: int, last: int) -> bool:
-        """First-fit blocks by liveness for the input and every tensor the steps make (the
+    def _allocate(self, forms: dict[str, _Form], first: int, last: int) -> dict[str, int] | None:
+        """Addresses, first fit by liveness, of the input and every tensor the steps make (the
         last's too, where a vector step's is read back), each placed before the step's dead
-        inputs are freed; False when they do not fit."""
+        inputs are freed; None when they do not fit."""
         lanes, depth = self.params.act_lanes, self.params.act_depth
         root: dict[str, str] = {}        # a reorder's output: the tensor it renames
         last_use: dict[str, int] = {}
@@ -160,9 +154,10 @@ class _Finder:
             if not hasattr(step, "linear") and not isinstance(step, VectorStep):
                 root[_outputs(step)[0]] = root.get(step.inputs[0], step.inputs[0])
         taken: dict[str, tuple[int, int]] = {}
+        addresses: dict[str, int] = {}
 
         def place(name: str) -> bool:
-            words, at = plan.forms[name].words(lanes), 0
+            words, at = forms[name].words(lanes), 0
             for address, size in sorted(taken.values()):
                 if at + words <= address:
                     break
@@ -170,21 +165,21 @@ class _Finder:
             if at + words > depth:
                 return False
             taken[name] = (at, words)
-            plan.addresses[name] = at
+            addresses[name] = at
             return True
 
         if not place(self.steps[first].input):
-            return False
+            return None
         for i in range(first, last + 1):
             step = self.steps[i]
             out = _outputs(step)[0]
             if out in root:
-                plan.addresses[out] = plan.addresses[root[out]]
+                addresses[out] = addresses[root[out]]
             elif (i < last or isinstance(step, VectorStep)) and not place(out):
-                return False
+                return None
             for name in [name for name, use in last_use.items() if use == i]:
                 taken.pop(name, None)
-        return True
+        return addresses
 
     def chain_from(self, first: int) -> GraphChain | None:
         form = self._start(first)
@@ -193,27 +188,25 @@ class _Finder:
         forms = {self.steps[first].input: form}
         ends = []
         for i in range(first, len(self.steps)):
-            middle = self._form_after(i, forms, final=False)
-            out = middle or self._form_after(i, forms, final=True)
+            out, hands_on = self._form_after(i, forms)
             if out is None:
                 break
             forms[_outputs(self.steps[i])[0]] = out
             step = self.steps[i]
             if hasattr(step, "linear") or isinstance(step, VectorStep):
                 ends.append(i)   # a reorder on the host ends no stretch
-            if middle is None:
+            if not hands_on:
                 break
         for last in reversed(ends):
-            steps = self.steps[first:last + 1]
-            if not any(isinstance(s, VectorStep) and s.op == "add" for s in steps):
+            if not any(isinstance(s, VectorStep) and s.op == "add"
+                       for s in self.steps[first:last + 1]):
                 continue
-            plan = _Plan([(s, self.layer_of.get(first + k)) for k, s in enumerate(steps)],
-                         forms)
-            if self._private(first, last) and self._allocate(plan, first, last):
-                layers = tuple(x for _, x in plan.steps if x is not None)
+            addresses = self._private(first, last) and self._allocate(forms, first, last)
+            if addresses:
+                layers = tuple(self.layer_of[i] for i in range(first, last + 1)
+                               if i in self.layer_of)
                 return GraphChain(first, last, self.steps[first].input,
-                                  _outputs(self.steps[last])[0], dict(forms),
-                                  dict(plan.addresses), layers)
+                                  _outputs(self.steps[last])[0], dict(forms), addresses, layers)
         return None
 
 
@@ -248,10 +241,8 @@ def graph_call(chain: GraphChain, steps, compiled: dict[int, CompiledLinear],
                            f"{first.act_dtype} map expected, got {x.dtype} {x.shape}")
     x, at = as_int8(x), chain.addresses
     prog, answers = Program(params), []
-    layer_index = {}
-    for i in range(chain.first, chain.last + 1):
-        if hasattr(steps[i], "linear"):
-            layer_index[i] = chain.layers[len(layer_index)]
+    layer_index = dict(zip((i for i in range(chain.first, chain.last + 1)
+                            if hasattr(steps[i], "linear")), chain.layers))
     for image in x:
         prog.configure(chained_config(first))   # the device's configuration is not known here
         prog.load_acts(at[chain.input], pack_feature_map(params, image, False))
@@ -264,14 +255,11 @@ def graph_call(chain: GraphChain, steps, compiled: dict[int, CompiledLinear],
                 _layer(prog, step, compiled[index], residences[index], chain, final, answers)
     last = steps[chain.last]
     out = chain.forms[chain.output]
-    lanes = params.act_lanes
 
     def finish(blocks):
-        if isinstance(last, VectorStep):   # words (g * pixels + p, lane) to (C, H, W)
-            groups = -(-out.channels // lanes)
-            maps = [b.reshape(groups, out.h * out.w, lanes).transpose(0, 2, 1)
-                    .reshape(groups * lanes, out.h, out.w)[:out.channels] for b in blocks]
-            return np.stack(maps)
+        if isinstance(last, VectorStep):
+            return np.stack([unpack_feature_map(params, words, out.channels, out.h, out.w)
+                             for words in blocks])
         if last.kind == "gemm":
             return np.concatenate(blocks)
         return np.stack([b.reshape(out.h, out.w, -1).transpose(2, 0, 1) for b in blocks])

@@ -19,11 +19,12 @@ from hw.isa import RESPONSE_HEADER_BYTES, Status, VectorStage
 from hw.params import RillParams
 
 from .compiler import CompileError, DeviceCall
+from .conv import pack_feature_map, unpack_feature_map
 from .device_base import Device, DeviceError
 from .program import Program
 from .vector_ops import add_words, avgpool_words, pool_reciprocal
 
-__all__ = ["VectorStep", "VectorCall", "pool_fits", "pooled_inputs"]
+__all__ = ["VectorStep", "VectorCall", "pool_fits", "pooled_inputs", "REORDER_ONLY"]
 
 #: AVGPOOL's ``groups`` field is a byte.
 _MAX_GROUPS = 255
@@ -99,10 +100,15 @@ class VectorStep:
         x = values[0] if self.channels_last else values[0].transpose(0, 2, 3, 1)
         n, h, w, c = x.shape
         reciprocal, shift = pool_reciprocal(h * w)
-        means = avgpool_words(x.reshape(n, h * w, c), h * w, reciprocal, shift)
+        return {self.outputs[0]: self._pooled(
+            avgpool_words(x.reshape(n, h * w, c), h * w, reciprocal, shift))}
+
+    def _pooled(self, means: np.ndarray) -> np.ndarray:
+        """``(N, C)`` means as the step's output: clamped to the fused activation's range, a
+        1x1 map in the step's layout."""
+        n, c = means.shape
         means = np.clip(means, *self.act_range).astype(np.int8)
-        return {self.outputs[0]: means.reshape(n, 1, 1, c) if self.channels_last
-                else means.reshape(n, c, 1, 1)}
+        return means.reshape(n, 1, 1, c) if self.channels_last else means.reshape(n, c, 1, 1)
 
     def execute(self, device: Device, env: dict[str, np.ndarray],
                 programs: list | None = None) -> dict[str, np.ndarray]:
@@ -151,32 +157,27 @@ class VectorStep:
     def _pool_call(self, params: RillParams, x: np.ndarray) -> VectorCall:
         if x.ndim != 4:
             raise CompileError(f"{self.name}: pooling needs a 4-D map, got shape {x.shape}")
-        nhwc = x if self.channels_last else x.transpose(0, 2, 3, 1)
-        n, h, w, c = nhwc.shape
-        lanes, pixels = params.act_lanes, h * w
-        if not pool_fits(params, pixels, c):
+        nchw = x.transpose(0, 3, 1, 2) if self.channels_last else x
+        n, c, h, w = nchw.shape
+        if not pool_fits(params, h * w, c):
             raise CompileError(f"{self.name}: a {h}x{w}x{c} map does not fit the activation "
                                f"SRAM's {params.act_depth} words for pooling")
-        groups = -(-c // lanes)
+        groups = -(-c // params.act_lanes)
         prog, answers = Program(params), []
-        for image in nhwc:
-            # Word g * pixels + p: channels g * lanes .. of pixel p (the array's map layout).
-            blocks = np.pad(image.reshape(pixels, c), ((0, 0), (0, groups * lanes - c)))
-            prog.load_acts(groups, blocks.reshape(pixels, groups, lanes).transpose(1, 0, 2)
-                           .reshape(-1, lanes))
-            prog.avgpool(groups, 0, groups, pixels)
+        for image in nchw:   # the map as the array's convolutions lay it out, pooled below it
+            prog.load_acts(groups, pack_feature_map(params, image, False))
+            prog.avgpool(groups, 0, groups, h * w)
             prog.read_acts(0, groups)
             answers.append(groups)
-        lo, hi = self.act_range
 
         def finish(out):
-            means = np.clip(np.stack(out).reshape(n, -1)[:, :c], lo, hi).astype(np.int8)
-            return means.reshape(n, 1, 1, c) if self.channels_last else means.reshape(n, c, 1, 1)
+            return self._pooled(np.stack([unpack_feature_map(params, words, c, 1, 1)[:, 0, 0]
+                                          for words in out]))
         return VectorCall(self.name, prog, answers, finish)
 
 
 #: Host steps that leave a pooled map's bytes as they are: a 1x1 map's transpose, a flatten.
-_REORDER_ONLY = ("Transpose", "TFL_RESHAPE", "Flatten", "Reshape")
+REORDER_ONLY = ("Transpose", "TFL_RESHAPE", "Flatten", "Reshape")
 
 
 def pooled_inputs(steps) -> dict[int, VectorStep]:
@@ -196,7 +197,7 @@ def pooled_inputs(steps) -> dict[int, VectorStep]:
             names = [previous.output, *pool.outputs, *(t.outputs[0] for t in rest)]
             if (pool.op == "avgpool" and pool.act_range == (-128, 127)
                     and pool.inputs[0] == previous.output
-                    and all(t.op in _REORDER_ONLY for t in rest)
+                    and all(t.op in REORDER_ONLY for t in rest)
                     and all(t.inputs[0] == name for t, name in zip(rest, names[1:]))
                     and names[-1] == step.input):
                 found[index] = pool
