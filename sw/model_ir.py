@@ -257,28 +257,17 @@ class QuantizedModel:
         env = dict(self.constants)
         env.update(self.check_inputs(feeds))
         allocation = self.load(device) if resident else None
-        layers, done, until, skip_to = len(self.layers), 0, None, -1
+        layers, done, skip_to = len(self.layers), 0, -1
+        position_of = {id(step): i for i, step in enumerate(self.steps)}
         for position, step in enumerate(self.steps):
-            if until is not None:   # run as part of a chain, up to its last layer
-                if step is until:
-                    until = None
-                continue
-            if position <= skip_to:   # run as part of a graph chain
+            if position <= skip_to:   # run as part of a chain or a graph chain
                 continue
             graph = allocation.graphs.get(position) if allocation is not None else None
             if graph is not None:
                 if progress is not None:
                     progress(self.layers[graph.layers[0]].name, done, layers)
-                x = env[graph.input]
-                call = graph_call(graph, self.steps,
-                                  {i: self.layers[i].compiled(device.params) for i in graph.layers},
-                                  allocation.residences, x)
-                call = self._from_program_memory(device, ("graph", position, len(x)), call)
-                if programs is not None:
-                    programs.append(call)
-                response = device.execute(call.command_bytes, call.response_bytes,
-                                          call.frame_cuts, keeps_resident=True)
-                env[graph.output] = call.assemble(response)
+                env[graph.output] = self._run_graph(device, allocation, position, graph, env,
+                                                    programs)
                 done += len(graph.layers)
                 skip_to = graph.last
                 continue
@@ -299,7 +288,7 @@ class QuantizedModel:
                                                     env[step.input])
             if chained:
                 lp, shape = chained
-                until = self.layers[chain[-1]]
+                skip_to = position_of[id(self.layers[chain[-1]])]
             elif allocation is None:
                 lp, shape = step.program(device.params, env[step.input])
             elif done in allocation.residences:
@@ -320,6 +309,21 @@ class QuantizedModel:
             env[self.layers[done + last].output] = shape(lp.assemble(response))
             done += 1 + last
         return {name: env[name] for name in self.outputs}
+
+    def _run_graph(self, device: Device, allocation: Allocation, position: int, graph,
+                   env: dict[str, np.ndarray], programs: list | None) -> np.ndarray:
+        """One call of a graph chain (:mod:`sw.graph_chain`) on its input in ``env``; its
+        output."""
+        x = env[graph.input]
+        call = graph_call(graph, self.steps,
+                          {i: self.layers[i].compiled(device.params) for i in graph.layers},
+                          allocation.residences, x)
+        call = self._from_program_memory(device, ("graph", position, len(x)), call)
+        if programs is not None:
+            programs.append(call)
+        response = device.execute(call.command_bytes, call.response_bytes, call.frame_cuts,
+                                  keeps_resident=True)
+        return call.assemble(response)
 
     def _from_program_memory(self, device: Device, key: tuple, lp):
         """A resident call's instructions (a layer's, a chain's or a graph chain's) stored in the
