@@ -55,6 +55,11 @@ def _ceil_div(value: Value, divisor: int) -> Value:
     return _times(x, -(-(1 << fraction) // divisor)) >> fraction
 
 
+def _depthwise_without_conv(flags: Value) -> Value:
+    f = isa.MatmulFlags
+    return (flags & f.DEPTHWISE.value).any() & ~(flags & f.CONV.value).any()
+
+
 class InstructionChecks(wiring.Component):
     """Status of the header in the sequencer's registers, and the product MATMUL's execution needs.
 
@@ -87,6 +92,9 @@ class InstructionChecks(wiring.Component):
     conv_k_tiles, conv_words : ``In(24)``
         The convolution geometry's K tiles and feature-map words (``hw.conv_walk.ConvWalk``):
         a conv MATMUL's ``k_tiles`` must match, and its map must lie inside the SRAM.
+    conv_kernel : ``In(16)``, conv_chunks : ``In(8)``
+        The geometry's kernel offsets and channel chunks: a depthwise MATMUL's ``k_tiles`` and
+        ``n_tiles``.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     store_values : ``Out(...)``
@@ -107,6 +115,8 @@ class InstructionChecks(wiring.Component):
             "int4": In(1),
             "conv_k_tiles": In(24),
             "conv_words": In(24),
+            "conv_kernel": In(16),
+            "conv_chunks": In(8),
             "status": Out(Status),
             "ok": Out(1),
             "tiles": Out(16),
@@ -300,6 +310,19 @@ class InstructionChecks(wiring.Component):
         return (((flags & f.ACTS_INT4.value).any() & ~to_acts)
                 | (to_acts & ((flags & f.RAW.value).any() | (self.out_type == OutType.UINT8))))
 
+    def _matmul_shape_bad(self, f: dict[str, Value]) -> Value:
+        """An empty MATMUL, or a conv MATMUL whose tiles are not its geometry's: ``k_tiles``
+        its K tiles, or, depthwise, its kernel offsets, with ``n_tiles`` its chunks."""
+        empty = (f["m"] == 0) | (f["k_tiles"] == 0) | (f["n_tiles"] == 0)
+        if not self._params.conv_addressing:
+            return empty
+        conv = (f["flags"] & isa.MatmulFlags.CONV.value).any()
+        depthwise = (f["flags"] & isa.MatmulFlags.DEPTHWISE.value).any()
+        walked = Mux(depthwise,
+                     (f["k_tiles"] != self.conv_kernel) | (f["n_tiles"] != self.conv_chunks),
+                     f["k_tiles"] != self.conv_k_tiles)
+        return empty | (conv & walked)
+
     def _store_to_acts_check(self, m, store) -> Value:
         """Whether a ``STORE TO_ACTS`` writes past the activation SRAM, for the status's cycle:
         its words, ``ceil(values / values_per_word) * m``, one step a fetch cycle (the values
@@ -348,13 +371,11 @@ class InstructionChecks(wiring.Component):
                     with m.Elif((count == 0) | wide):
                         m.d.comb += status.eq(Status.BAD_LENGTH)
             # MATMUL and STORE: unknown flags, then empty shapes, then the range check.
-            conv_flag = isa.MatmulFlags.CONV.value if p.conv_addressing else 0
+            conv_flags = (isa.MatmulFlags.CONV.value | isa.MatmulFlags.DEPTHWISE.value
+                          if p.conv_addressing else 0)
             shapes = {
-                Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value | conv_flag,
-                                lambda f: (f["m"] == 0) | (f["k_tiles"] == 0)
-                                | (f["n_tiles"] == 0)
-                                | ((f["flags"] & conv_flag).any()
-                                   & (f["k_tiles"] != self.conv_k_tiles))),
+                Opcode.MATMUL: (isa.MatmulFlags.ACCUMULATE.value | conv_flags,
+                                self._matmul_shape_bad),
                 Opcode.STORE: (isa.StoreFlags.RAW.value | (
                     isa.StoreFlags.TO_ACTS.value | isa.StoreFlags.ACTS_INT4.value
                     if p.store_to_acts else 0),
@@ -364,8 +385,9 @@ class InstructionChecks(wiring.Component):
             for op, (known_flags, empty) in shapes.items():
                 with m.Case(op):
                     f = {name: early_field(op, name) for name, _ in isa.FIELDS[op]}
-                    with m.If(((f["flags"] & (0xFF ^ known_flags)) != 0)
-                              | (self._store_mode_bad(f["flags"]) if op == Opcode.STORE else 0)):
+                    mode_bad = {Opcode.STORE: self._store_mode_bad,
+                                Opcode.MATMUL: _depthwise_without_conv}[op](f["flags"])
+                    with m.If(((f["flags"] & (0xFF ^ known_flags)) != 0) | mode_bad):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):
                         m.d.comb += status.eq(Status.BAD_LENGTH)

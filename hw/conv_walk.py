@@ -1,15 +1,17 @@
 """Convolutions addressed on the device: the activation addresses a ``MATMUL`` with the ``CONV``
 flag reads, walked over a feature map (``hw.isa.ConvGeometry`` gives the layout and the order).
 
-The walk keeps every address in a register and moves it by additions only: along an output row
-by the stride, to the next output row by ``stride * in_w``, to the next K tile by a word's
-plane (``in_h * in_w``), a kernel column (1) or a kernel row (``in_w``), each from a saved
-base; with packed INT8 activations two channel chunks share a word, so an even chunk's next
-one stays at its address and reads the high half (:attr:`ConvWalk.half`). Beside the address
-it walks the input pixel's coordinates, signed, so that a pixel outside the map (padding) is
-known in the cycle it is read and the array gets the zero point instead of the word. Addresses
-wrap modulo the SRAM's size: a row that starts left of or above the map reaches it by the same
-additions, and only pixels inside it are used.
+The walk keeps every address in a register and moves it by additions only: along an output row by
+the stride, to the next output row by ``stride * in_w``, to the next K tile by a word's plane
+(``in_h * in_w``), a kernel column (1) or a kernel row (``in_w``), each from a saved base; with
+packed INT8 activations two channel chunks share a word, so an even chunk's next one stays at its
+address and reads the high half (:attr:`ConvWalk.half`). A depthwise walk
+(``MatmulFlags.DEPTHWISE``) keeps its chunk over a tile's kernel offsets and moves to the next chunk
+with the next output tile, from a chunk origin it keeps beside the MATMUL's. Beside the address it
+walks the input pixel's coordinates, signed, so that a pixel outside the map (padding) is known in
+the cycle it is read and the array gets the zero point instead of the word. Addresses wrap modulo
+the SRAM's size: a row that starts left of or above the map reaches it by the same additions, and
+only pixels inside it are used.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class ConvWalk:
         Activations are packed INT8, two channel chunks a word (the MATMUL engine's signal).
     half : Value
         The current K tile reads its word's high half.
+    depthwise : Signal
+        This MATMUL walks depthwise (set by :meth:`begin`).
+    chunks : Signal
+        The geometry's channel chunks.
     k_tiles, words : Signal
         The geometry's K tiles (``kernel_h * kernel_w * chunks``) and the words the map spans,
         for decode's checks; settled a few cycles after :meth:`set_geometry`.
@@ -66,7 +72,8 @@ class ConvWalk:
         self.origin = Signal(aw, name="cg_origin")   # (iy_origin * in_w - pad_left) mod depth
         # The walk: K tile counters and bases, the row's coordinates.
         self.cc, self.dx, self.dy = (Signal(8, name=f"cw_{n}") for n in ("cc", "dx", "dy"))
-        self.origin_addr = Signal(aw, name="cw_origin_addr")
+        self.origin_addr = Signal(aw, name="cw_origin_addr")   # chunk 0's, or depthwise, cc's
+        self.depthwise = Signal(name="cw_depthwise")
         self.tile_addr, self.dx_addr, self.dy_addr = (
             Signal(aw, name=f"cw_{n}") for n in ("tile_addr", "dx_addr", "dy_addr"))
         self.tile_ix, self.tile_iy = Signal(_COORD, name="cw_tile_ix"), \
@@ -78,6 +85,7 @@ class ConvWalk:
         self.inside = ((self.iy >= 0) & (self.iy < f["in_h"])
                        & (self.ix >= 0) & (self.ix < f["in_w"]))
         self.half = self.halves & self.cc[0]
+        self.chunks = f["chunks"]
 
     def set_geometry(self, m: Module, fields: dict[str, Value]):
         m.d.sync += [reg.eq(fields[name]) for name, reg in self._fields.items()]
@@ -101,15 +109,15 @@ class ConvWalk:
         (0, 0), channel chunk 0."""
         return (act_addr + self.origin)[:len(self.origin)]
 
-    def begin(self, m: Module, act_addr: Value):
+    def begin(self, m: Module, act_addr: Value, depthwise: Value):
         """A conv MATMUL at ``act_addr``: the walk at K tile 0, row 0."""
         start = self.first_address(act_addr)
-        self._restart(m, start)
-        m.d.sync += self.origin_addr.eq(start)
+        self._restart(m, start, 0)
+        m.d.sync += [self.origin_addr.eq(start), self.depthwise.eq(depthwise)]
 
-    def _restart(self, m: Module, start: Value):
+    def _restart(self, m: Module, start: Value, chunk: Value):
         f = self._fields
-        m.d.sync += [self.cc.eq(0), self.dx.eq(0), self.dy.eq(0),
+        m.d.sync += [self.cc.eq(chunk), self.dx.eq(0), self.dy.eq(0),
                      self.tile_addr.eq(start), self.dx_addr.eq(start), self.dy_addr.eq(start),
                      self.tile_ix.eq(-f["pad_left"]), self.tile_iy.eq(self.iy_origin),
                      self.ox.eq(0), self.ix.eq(-f["pad_left"]), self.iy.eq(self.iy_origin),
@@ -120,26 +128,33 @@ class ConvWalk:
         with ``restart`` (the last K tile's wrap) back to the first. Drives ``address`` (the
         activation loop's address register) to the next read."""
         f = self._fields
-        with m.If(tile_wrap & restart):
-            self._restart(m, self.origin_addr)
+        # The next chunk's first word: the same word's high half, else the next plane.
+        chunk_step = Mux(self.half | ~self.halves, self.plane, 0)
+        with m.If(tile_wrap & restart & self.depthwise):   # the next output tile's chunk
+            next_origin = (self.origin_addr + chunk_step)[:len(self.origin_addr)]
+            self._restart(m, next_origin, self.cc + 1)
+            m.d.sync += [self.origin_addr.eq(next_origin), address.eq(next_origin)]
+        with m.Elif(tile_wrap & restart):
+            self._restart(m, self.origin_addr, 0)
             m.d.sync += address.eq(self.origin_addr)
         with m.Elif(tile_wrap):
             # The next K tile: the next channel chunk, else kernel column, else kernel row.
             next_addr = Signal.like(self.tile_addr, name="cw_next_addr")
             next_ix = Signal.like(self.tile_ix, name="cw_next_ix")
             next_iy = Signal.like(self.tile_iy, name="cw_next_iy")
-            with m.If(self.cc != f["chunks"] - 1):
+            # A depthwise walk keeps its chunk.
+            first_chunk = Mux(self.depthwise, self.cc, 0)
+            with m.If((self.cc != f["chunks"] - 1) & ~self.depthwise):
                 m.d.sync += self.cc.eq(self.cc + 1)
-                m.d.comb += [next_addr.eq(self.tile_addr + Mux(self.half | ~self.halves,
-                                                               self.plane, 0)),
+                m.d.comb += [next_addr.eq(self.tile_addr + chunk_step),
                              next_ix.eq(self.tile_ix), next_iy.eq(self.tile_iy)]
             with m.Elif(self.dx != f["kernel_w"] - 1):
-                m.d.sync += [self.cc.eq(0), self.dx.eq(self.dx + 1),
+                m.d.sync += [self.cc.eq(first_chunk), self.dx.eq(self.dx + 1),
                              self.dx_addr.eq(self.dx_addr + 1)]
                 m.d.comb += [next_addr.eq(self.dx_addr + 1),
                              next_ix.eq(self.tile_ix + 1), next_iy.eq(self.tile_iy)]
             with m.Else():
-                m.d.sync += [self.cc.eq(0), self.dx.eq(0), self.dy.eq(self.dy + 1),
+                m.d.sync += [self.cc.eq(first_chunk), self.dx.eq(0), self.dy.eq(self.dy + 1),
                              self.dy_addr.eq(self.dy_addr + f["in_w"]),
                              self.dx_addr.eq(self.dy_addr + f["in_w"])]
                 m.d.comb += [next_addr.eq(self.dy_addr + f["in_w"]),

@@ -44,7 +44,7 @@ __all__ = [
     "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT",
 ]
 
-ISA_VERSION = 4
+ISA_VERSION = 5
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
@@ -135,6 +135,11 @@ class MatmulFlags(enum.Flag, shape=8):
     #: Read activations as a convolution's patches, addressed on the device from a feature map
     #: (:class:`ConvGeometry`); needs ``RillParams.conv_addressing``.
     CONV = 0x02
+    #: With :data:`CONV`: a depthwise convolution, each output tile reading its own channels
+    #: only. Output tile ``nt`` takes channel chunk ``nt`` at every kernel offset, so
+    #: ``k_tiles`` is the kernel's ``kernel_h * kernel_w`` and ``n_tiles`` the geometry's
+    #: ``chunks`` (a chunk's channels meet a tile's columns: the weight tiles are diagonal).
+    DEPTHWISE = 0x04
 
 
 class StoreFlags(enum.Flag, shape=8):
@@ -241,20 +246,21 @@ class Config:
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """The state ``CONV_GEOMETRY`` sets: how a ``MATMUL`` with :data:`MatmulFlags.CONV` reads
-    its activations.
+    """The state ``CONV_GEOMETRY`` sets: how a ``MATMUL`` with :data:`MatmulFlags.CONV` reads its
+    activations.
 
-    The feature map lies at the MATMUL's ``act_addr`` in blocks of ``in_h * in_w`` words, one
-    per word's worth of channels (``values_per_word`` channels ``v``, a word per pixel,
-    row-major): channel ``c`` of pixel ``(y, x)`` is lane ``c % v`` of word ``act_addr + (c // v)
-    * in_h * in_w + y * in_w + x``, the layout a ``STORE`` to the activation SRAM gives a
-    convolution's output pixels. ``chunks`` counts K chunks of ``k_per_tile`` channels (two a
-    word for packed INT8). K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset
-    ``(dy, dx) = divmod(kt // chunks, kernel_w)``, so the MATMUL's ``k_tiles`` must be
-    ``kernel_h * kernel_w * chunks``. Its row ``i`` is output pixel ``(first_row + i // out_w,
-    i % out_w)``, which reads input pixel ``(oy * stride + dy - pad_top, ox * stride + dx -
-    pad_left)``, or, outside the map, ``zero_point`` in every lane (padding holds the input's
-    zero point). Bottom and right padding need no field: rows past the map read the zero point.
+    The feature map lies at the MATMUL's ``act_addr`` in blocks of ``in_h * in_w``
+    words, one per word's worth of channels (``values_per_word`` channels ``v``, a word per pixel,
+    row-major): channel ``c`` of pixel ``(y, x)`` is lane ``c % v`` of word ``act_addr + (c // v) *
+    in_h * in_w + y * in_w + x``, the layout a ``STORE`` to the activation SRAM gives a
+    convolution's output pixels. ``chunks`` counts K chunks of ``k_per_tile`` channels (two a word
+    for packed INT8). K tile ``kt`` is channel chunk ``kt % chunks`` at kernel offset ``(dy, dx) =
+    divmod(kt // chunks, kernel_w)``, so the MATMUL's ``k_tiles`` must be ``kernel_h * kernel_w *
+    chunks`` (with :data:`MatmulFlags.DEPTHWISE`, K tile ``kt`` of output tile ``nt`` is chunk
+    ``nt`` at offset ``divmod(kt, kernel_w)``). Its row ``i`` is output pixel ``(first_row + i //
+    out_w, i % out_w)``, which reads input pixel ``(oy * stride + dy - pad_top, ox * stride + dx -
+    pad_left)``, or, outside the map, ``zero_point`` in every lane (padding holds the input's zero
+    point). Bottom and right padding need no field: rows past the map read the zero point.
     """
     in_w: int = 1
     in_h: int = 1
@@ -281,8 +287,12 @@ class ConvGeometry:
         return {name: getattr(self, name) & 0xFF for name, _ in FIELDS[Opcode.CONV_GEOMETRY]}
 
     @property
+    def kernel(self) -> int:
+        return self.kernel_h * self.kernel_w
+
+    @property
     def k_tiles(self) -> int:
-        return self.kernel_h * self.kernel_w * self.chunks
+        return self.kernel * self.chunks
 
     def words(self, k_tiles_per_word: int = 1) -> int:
         """Activation words the feature map spans (``RillParams.k_tiles_per_word``)."""

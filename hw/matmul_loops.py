@@ -93,7 +93,8 @@ class MatmulLoops:
             m.d.sync += self.conv.eq(conv.any())
             with m.If(conv.any()):
                 self.act.load_base(m, self.conv_walk.first_address(fields["act_addr"]))
-                self.conv_walk.begin(m, fields["act_addr"])
+                self.conv_walk.begin(m, fields["act_addr"],
+                                     (fields["flags"] & isa.MatmulFlags.DEPTHWISE.value).any())
         self.weight.load_base(m, fields["weight_addr"])
         side = max(p.rows, p.cols)   # >= 2, so the row loops pass 1
         rows = fields["m"]

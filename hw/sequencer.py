@@ -300,7 +300,8 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                      checks.in_program.eq(self.running), checks.int4.eq(self.int4)]
         if self.p.conv_addressing:
             walk = self.loops.conv_walk
-            m.d.comb += [checks.conv_k_tiles.eq(walk.k_tiles), checks.conv_words.eq(walk.words)]
+            m.d.comb += [checks.conv_k_tiles.eq(walk.k_tiles), checks.conv_words.eq(walk.words),
+                         checks.conv_kernel.eq(walk.kernel), checks.conv_chunks.eq(walk.chunks)]
         self.status = checks.status
         self.header = Cat(self.status, self.opcode, self.counters["instructions"][:16])
 

@@ -125,8 +125,10 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
 def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program:
     """One convolution addressed on the device: a random feature map, kernel (up to 5x5, or
     DS-CNN's 10x4), stride 1 or 2, padding, precision and first output row; raw or requantized
-    outputs to the host. Shrinks to fit small SRAMs."""
+    outputs to the host; a third of them depthwise (``MatmulFlags.DEPTHWISE``: an output tile a
+    channel chunk, with any weights in its tiles). Shrinks to fit small SRAMs."""
     int4 = bool(rng.integers(0, 2))
+    depthwise = rng.random() < 1 / 3
     kpt, per_word = params.k_per_tile(int4), params.values_per_word(int4)
     for _ in range(100):
         c, h, w = int(rng.integers(1, 2 * kpt + 2)), int(rng.integers(1, 11)), \
@@ -137,9 +139,10 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
         pads = [int(rng.integers(0, k)) for k in (kh, kw, kh, kw)]
         oh = (h + pads[0] + pads[2] - kh) // stride + 1
         ow = (w + pads[1] + pads[3] - kw) // stride + 1
-        f = int(rng.integers(1, 2 * params.cols + 2))
         chunks, words = -(-c // kpt), -(-c // per_word) * h * w
-        k_tiles, n_tiles = kh * kw * chunks, -(-f // params.cols)
+        f = int(rng.integers((chunks - 1) * params.cols + 1, chunks * params.cols + 1)) \
+            if depthwise else int(rng.integers(1, 2 * params.cols + 2))
+        k_tiles, n_tiles = kh * kw * (1 if depthwise else chunks), -(-f // params.cols)
         if oh < 1 or ow < 1 or k_tiles > 255 or words > params.act_depth \
                 or k_tiles * n_tiles * params.rows > params.weight_depth \
                 or f > params.qparam_depth or n_tiles * ow > params.acc_depth:
@@ -160,7 +163,9 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
     prog.configure(Config(Precision.INT4 if int4 else Precision.INT8, rounding,
                           bool(rng.integers(0, 2)), OutType(int(rng.integers(0, 3)))))
     prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
-    prog.load_weights(0, pack_weight_tiles(params, device_conv_weights(filters, kpt), int4))
+    weights = rng.integers(*((-8, 8) if int4 else (-128, 128)), (k_tiles * kpt, f)) \
+        if depthwise else device_conv_weights(filters, kpt)
+    prog.load_weights(0, pack_weight_tiles(params, weights, int4))
     act_addr = int(rng.integers(0, params.act_depth - words + 1))
     # Narrow when c < per_word: other lanes keep old values; or whole words, zero past them.
     fmap = pack_feature_map(params, x, int4)
@@ -168,7 +173,7 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
         fmap = np.pad(fmap, ((0, 0), (0, per_word - fmap.shape[1])))
     prog.load_acts(act_addr, fmap)
     prog.conv_geometry(geometry)
-    prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True)
+    prog.matmul(act_addr, 0, 0, rows * ow, k_tiles, n_tiles, conv=True, depthwise=depthwise)
     prog.store(0, rows * ow, f, 0, raw=raw)
     prog.read_counters()
     return prog
@@ -276,11 +281,15 @@ def bad_input_program(params: RillParams) -> Program:
 
 def _bad_convolutions(params: RillParams, prog: Program):
     """A geometry with an empty dimension, a conv MATMUL whose K tiles are not the geometry's,
-    one whose map runs past the SRAM; without conv addressing, its opcode and flag unknown."""
-    matmul = dict(weight_addr=0, acc_addr=0, m=1, n_tiles=1, flags=isa.MatmulFlags.CONV.value)
+    one whose map runs past the SRAM, depthwise ones without CONV, with K tiles not the kernel's
+    or output tiles not its chunks; without conv addressing, the opcode and flags unknown."""
+    flags = isa.MatmulFlags
+    matmul = dict(weight_addr=0, acc_addr=0, m=1, n_tiles=1, flags=flags.CONV.value)
+    depthwise = {**matmul, "flags": (flags.CONV | flags.DEPTHWISE).value}
     if not params.conv_addressing:
         prog.append_refused(isa.encode(Opcode.CONV_GEOMETRY, **ConvGeometry().fields()))
         prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=1, **matmul))
+        prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=1, **depthwise))
         prog.sync(tag=len(prog.chunks))
         return
     prog.append_refused(isa.encode(Opcode.CONV_GEOMETRY,
@@ -290,6 +299,11 @@ def _bad_convolutions(params: RillParams, prog: Program):
     prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=8, **matmul))
     prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=params.act_depth - 15, k_tiles=9,
                                    **matmul))
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=9,
+                                   **{**matmul, "flags": flags.DEPTHWISE.value}))
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=8, **depthwise))
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=9,
+                                   **{**depthwise, "n_tiles": 2}))
     prog.sync(tag=len(prog.chunks))
 
 

@@ -24,7 +24,7 @@ from hw.params import RillParams
 
 from .compiler import CompiledLinear, CompileError, LayerProgram, as_int8, scalar_int
 from .conv import QuantizedConv, pack_feature_map
-from .conv_device import conv_geometry, output_size
+from .conv_device import conv_geometry, conv_matmul, output_size
 from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 from .resident import Residence
@@ -145,8 +145,10 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
         geometry, at = geometries[i], i % 2
         if geometry is not None:
             prog.conv_geometry(geometry)
-        prog.matmul(region * at, residence.weight_base, 0, rows[i], layer.k_tiles,
-                    layer.n_tiles, conv=geometry is not None)
+            conv_matmul(prog, layer, geometry, region * at, residence.weight_base, rows[i])
+        else:
+            prog.matmul(region * at, residence.weight_base, 0, rows[i], layer.k_tiles,
+                        layer.n_tiles)
         if final:
             prog.store(0, rows[i], layer.n, residence.qparam_base, raw=layer.raw)
         else:

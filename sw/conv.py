@@ -19,11 +19,15 @@ class QuantizedConv:
     """A 2-D quantized convolution (NCHW, group 1, dilation 1) as a matmul over im2col patches.
 
     ``linear.weights`` is ``(C * kh * kw, C_out)``: build it with :meth:`from_filters`.
+    ``depthwise``: output channel ``c`` reads input channel ``c`` only (a depthwise conv, one
+    output per channel: ``linear.weights`` is zero elsewhere), so a core can walk it a channel
+    chunk per output tile (:func:`sw.conv_device.walks_depthwise`).
     """
     linear: QuantizedLinear
     kernel: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right (ONNX order)
     strides: tuple[int, int] = (1, 1)
+    depthwise: bool = False
 
     @staticmethod
     def filters_to_weights(filters: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 the core walks the kernel over it (``MATMUL`` with ``MatmulFlags.CONV``, :class:`ConvGeometry`).
 
 A conv compiled this way keeps its weights in the device's K order (:func:`device_linear`:
-kernel row, kernel column, channel chunk), so a core with ``RillParams.conv_addressing`` compiles
+kernel row, kernel column, channel chunk; a depthwise conv, :func:`walks_depthwise`, only each
+output tile's own chunk, its tiles diagonal), so a core with ``RillParams.conv_addressing`` compiles
 every conv that way whose K tiles fit a MATMUL; the others, and every conv on a core without it,
 go through im2col on the host (:mod:`sw.conv`).
 
@@ -30,7 +31,8 @@ from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
 from .program import Program, pack_weight_tiles
 
-__all__ = ["addressable", "device_linear", "output_size", "conv_geometry", "device_conv_program"]
+__all__ = ["addressable", "walks_depthwise", "device_linear", "output_size",
+           "conv_geometry", "conv_matmul", "device_conv_program"]
 
 _MAX_TILES = 255
 
@@ -67,11 +69,28 @@ def addressable(params: RillParams, conv: QuantizedConv,
             and max(conv.pads) <= 255)
 
 
+def walks_depthwise(params: RillParams, conv: QuantizedConv) -> bool:
+    """Whether ``params``' core walks the depthwise ``conv`` a channel chunk per output tile
+    (``MatmulFlags.DEPTHWISE``): INT8, a chunk as wide as a tile (``rows == cols``); else it
+    runs as the dense conv, all chunks for every tile, most of them meeting zeros."""
+    return (conv.depthwise and params.conv_addressing and not _int4(conv)
+            and params.k_per_tile(False) == params.cols)
+
+
 def device_linear(params: RillParams, conv: QuantizedConv) -> QuantizedLinear:
     """``conv.linear`` with its weights in the device's K order (same bias and scales: the
-    reordering and the zero channels change no sum)."""
-    return replace(conv.linear, weights=device_conv_weights(_filters(conv),
-                                                            params.k_per_tile(_int4(conv))))
+    reordering and the zero channels change no sum); a conv the core walks depthwise keeps a
+    chunk's K per kernel offset, lane ``l`` of offset ``(dy, dx)`` meeting the channel of column
+    ``n`` when ``l == n % cols`` (the chunk's lanes and the tile's columns are its channels)."""
+    filters = _filters(conv)
+    if not walks_depthwise(params, conv):
+        return replace(conv.linear, weights=device_conv_weights(filters,
+                                                                params.k_per_tile(_int4(conv))))
+    channels, _, kh, kw = filters.shape
+    own = filters[np.arange(channels), np.arange(channels)]   # (C, kh, kw)
+    weights = np.zeros((kh, kw, params.cols, channels), np.int64)
+    weights[:, :, np.arange(channels) % params.cols, np.arange(channels)] = own.transpose(1, 2, 0)
+    return replace(conv.linear, weights=weights.reshape(-1, channels))
 
 
 def output_size(conv: QuantizedConv, h: int, w: int) -> tuple[int, int]:
@@ -92,8 +111,17 @@ def conv_geometry(compiled: CompiledLinear, conv: QuantizedConv, h: int, w: int,
     return ConvGeometry(in_w=w, in_h=h, out_w=ow, kernel_h=conv.kernel[0],
                         kernel_w=conv.kernel[1], stride=conv.strides[0], pad_top=conv.pads[0],
                         pad_left=conv.pads[1], first_row=first_row,
-                        zero_point=compiled.device_a_zp,
-                        chunks=compiled.k // (conv.kernel[0] * conv.kernel[1] * compiled.kc))
+                        zero_point=compiled.device_a_zp, chunks=-(-_channels(conv) // compiled.kc))
+
+
+def conv_matmul(prog: Program, layer: CompiledLinear, geometry: ConvGeometry, act_addr: int,
+                weight_addr: int, rows: int):
+    """The MATMUL of ``layer`` walking ``geometry`` over the map at ``act_addr``: depthwise
+    where the layer's K tiles are one chunk's (:func:`device_linear`), not the geometry's."""
+    depthwise = layer.k_tiles != geometry.k_tiles
+    assert not depthwise or (layer.k_tiles, layer.n_tiles) == (geometry.kernel, geometry.chunks)
+    prog.matmul(act_addr, weight_addr, 0, rows, layer.k_tiles, layer.n_tiles, conv=True,
+                depthwise=depthwise)
 
 
 def band_rows(params: RillParams, compiled: CompiledLinear, oh: int, ow: int) -> int:
@@ -146,8 +174,7 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
         for first in range(0, oh, rows):
             band = min(rows, oh - first)
             prog.conv_geometry(replace(geometry, first_row=first))
-            prog.matmul(0, weight_base, 0, band * ow, geometry.k_tiles, compiled.n_tiles,
-                        conv=True)
+            conv_matmul(prog, compiled, geometry, 0, weight_base, band * ow)
             prog.store(0, band * ow, compiled.n, q_base, raw=compiled.raw)
             stores.append(((image * oh + first) * ow, band * ow, 0, compiled.n))
     plan = TilePlan(n * oh * ow, ((0, compiled.n_tiles),), ((0, compiled.k_tiles),),

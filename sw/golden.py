@@ -171,12 +171,15 @@ class GoldenCore:
             return Status.OK
         if opcode == Opcode.MATMUL:
             known = MatmulFlags.ACCUMULATE.value | (
-                MatmulFlags.CONV.value if p.conv_addressing else 0)
-            if f["flags"] & ~known:
-                return Status.BAD_MODE
+                MatmulFlags.CONV.value | MatmulFlags.DEPTHWISE.value if p.conv_addressing else 0)
             conv = bool(f["flags"] & MatmulFlags.CONV.value)
+            depthwise = bool(f["flags"] & MatmulFlags.DEPTHWISE.value)
+            if f["flags"] & ~known or depthwise and not conv:
+                return Status.BAD_MODE
             m, kt, nt = f["m"], f["k_tiles"], f["n_tiles"]
-            if m == 0 or kt == 0 or nt == 0 or conv and kt != self.geometry.k_tiles:
+            g = self.geometry
+            walked = ((kt, nt) == (g.kernel, g.chunks) if depthwise else kt == g.k_tiles)
+            if m == 0 or kt == 0 or nt == 0 or conv and not walked:
                 return Status.BAD_LENGTH
             int4 = self.config.int4
             act_words = (self.geometry.words(p.k_tiles_per_word(int4)) if conv
@@ -298,7 +301,9 @@ class GoldenCore:
                      else np.zeros((m, p.cols), np.int64))
             for kt in range(k_tiles):
                 tile = weight_addr + (nt * k_tiles + kt) * p.rows
-                if flags & MatmulFlags.CONV.value:
+                if flags & MatmulFlags.DEPTHWISE.value:   # chunk nt at kernel offset kt
+                    acts = patches[kt * self.geometry.chunks + nt]
+                elif flags & MatmulFlags.CONV.value:
                     acts = patches[kt]
                 else:
                     word = act_addr + kt // per_word * m

@@ -27,7 +27,7 @@ from hw.params import RillParams
 from .chain import chained_config
 from .compiler import CompiledLinear, CompileError, as_int8
 from .conv import pack_feature_map, unpack_feature_map
-from .conv_device import conv_geometry, output_size
+from .conv_device import conv_geometry, conv_matmul, output_size
 from .program import Program
 from .resident import Residence
 from .vector_step import REORDER_ONLY, VectorCall, VectorStep, pool_fits
@@ -276,14 +276,15 @@ def _layer(prog: Program, step, layer: CompiledLinear, residence: Residence, cha
     if config != prog.config:
         prog.configure(config)
     source = chain.forms[step.input]
-    rows, conv = 1, step.kind == "conv"
-    if conv:
+    rows, at = 1, chain.addresses[step.input]
+    if step.kind == "conv":
         geometry = conv_geometry(layer, step.conv, source.h, source.w)
         prog.conv_geometry(geometry)
         oh, ow = output_size(step.conv, source.h, source.w)
         rows = oh * ow
-    prog.matmul(chain.addresses[step.input], residence.weight_base, 0, rows, layer.k_tiles,
-                layer.n_tiles, conv=conv)
+        conv_matmul(prog, layer, geometry, at, residence.weight_base, rows)
+    else:
+        prog.matmul(at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles)
     if final:
         prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
         answers.append((rows, layer.n, layer.out_dtype))

@@ -255,7 +255,8 @@ class _Matcher:
                                            w_zp, 0 if w_axis is None else w_axis, 0, trans=True)
             pads = tuple(attrs.get("pads", [0, 0, 0, 0]))
             conv = QuantizedConv(None, tuple(w.shape[2:]), (pads[0], pads[1], pads[2], pads[3]),
-                                 tuple(attrs.get("strides", [1, 1])))
+                                 tuple(attrs.get("strides", [1, 1])),
+                                 depthwise=group > 1 and group == w.shape[0] == w.shape[1])
         elif kind == "gemm":
             if (op == "Gemm" and attrs.get("alpha", 1.0) != 1.0) or attrs.get("beta", 1.0) != 1.0:
                 self.fail(idx, "Gemm with alpha or beta other than 1 is not supported")

@@ -150,11 +150,14 @@ class Program:
         self._add(Opcode.LOAD_QPARAMS, b"".join(entries), addr=addr, count=len(entries))
 
     def matmul(self, act_addr: int, weight_addr: int, acc_addr: int, m: int, k_tiles: int,
-               n_tiles: int, accumulate: bool = False, conv: bool = False):
+               n_tiles: int, accumulate: bool = False, conv: bool = False,
+               depthwise: bool = False):
         """``conv``: read the activations as a convolution's patches of the feature map at
-        ``act_addr``, as the last :meth:`conv_geometry` describes."""
+        ``act_addr``, as the last :meth:`conv_geometry` describes; ``depthwise`` too: each
+        output tile its own channel chunk (``MatmulFlags.DEPTHWISE``)."""
         flags = (MatmulFlags.ACCUMULATE.value if accumulate else 0) | \
-            (MatmulFlags.CONV.value if conv else 0)
+            (MatmulFlags.CONV.value if conv or depthwise else 0) | \
+            (MatmulFlags.DEPTHWISE.value if depthwise else 0)
         self._add(Opcode.MATMUL, act_addr=act_addr, weight_addr=weight_addr, acc_addr=acc_addr,
                   m=m, k_tiles=k_tiles, n_tiles=n_tiles, flags=flags)
 

@@ -185,8 +185,9 @@ class _Lowering:
             return
         self._device_conv(op, filters.transpose(0, 3, 1, 2), pads, macs)
 
-    def _device_conv(self, op, filters: np.ndarray, pads, macs: int):
-        """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``."""
+    def _device_conv(self, op, filters: np.ndarray, pads, macs: int, depthwise: bool = False):
+        """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``
+        (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`)."""
         activation = op.options.get("activation", "NONE")
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
         linear = QuantizedLinear(
@@ -194,7 +195,8 @@ class _Lowering:
             w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out, y_zp=zp_out,
             bias=self._bias(op), relu=activation == "RELU", rounding=Rounding.TFLITE,
             name=f"#{op.index} {op.name}")
-        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads, tuple(op.options["stride"]))
+        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads, tuple(op.options["stride"]),
+                             depthwise)
         output = self.name(op.outputs[0])
         clamped = activation not in _DEVICE_ACTIVATIONS
         self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
@@ -231,20 +233,23 @@ class _Lowering:
         channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
         kh, kw = filters.shape[1:3]
         if op.options.get("dilation", (1, 1)) == (1, 1) and self._dense_fits(op, filters):
-            # On the array as a full convolution whose filters are zero off each output
-            # channel's own input channel (exact: zeros add nothing): the array multiplies
-            # C times more than it needs, still several times what a C-lane vector unit would.
+            # On the array as a convolution whose filters are zero off each output channel's
+            # own input channel (exact: zeros add nothing). With one output per channel the
+            # core walks it depthwise, each output tile over its own channels only
+            # (sw.conv_device.walks_depthwise); else as the dense conv.
             dense = np.zeros((outputs, channels, kh, kw), filters.dtype)
             out = np.arange(outputs)
             dense[out, out // (outputs // channels)] = filters[0].transpose(2, 0, 1)
-            self._device_conv(op, dense, pads, macs)
+            self._device_conv(op, dense, pads, macs, depthwise=outputs == channels)
             return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
                   "too large to run as a dense conv; no vector unit yet", macs)
 
     def _dense_fits(self, op, filters: np.ndarray) -> bool:
-        """Whether a depthwise conv runs well on this core's array as a dense convolution:
-        its zero-padded filters within a quarter of the weight SRAM, and its input map within
+        """Whether a depthwise conv runs well on this core's array: its filters, zero-padded
+        to the dense convolution's, within a quarter of the weight SRAM (walked depthwise it
+        holds fewer, a tile's width of lanes per channel, but MobileNet's weights resident
+        whole need the margin), and its input map within
         one chain region of the activation SRAM, where the conv walk reads it in place (through
         im2col its input would cross the link nine times over)."""
         p = self.params

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hw import isa
 from hw.params import RillParams
 from sw.bench import counter_read_cost
 from sw.device import open_device
@@ -132,10 +133,11 @@ def test_placement_says_where_each_operator_runs():
 
 
 def test_a_depthwise_conv_on_the_array_chains_on_chip():
-    """DS-CNN on the 85F's core: its depthwise convs run on the array as dense convolutions
-    (filters zero off each channel's own) and its global pooling on the vector unit, so all
-    nine convs, the pooling and the classifier chain on chip: a call sends little more than
-    its input and receives little more than the classifier's twelve int32 sums."""
+    """DS-CNN on the 85F's core: its depthwise convs run on the array, walked depthwise (each
+    output tile over its own 16 channels: nine K tiles, not 9 x 4), and its global pooling on
+    the vector unit, so all nine convs, the pooling and the classifier chain on chip: a call
+    sends little more than its input and receives little more than the classifier's twelve
+    int32 sums."""
     from boards import get_board
     path, model, inputs = _model("ds_cnn")
     feeds = {model.input_names[0]: inputs[:1]}
@@ -146,6 +148,11 @@ def test_a_depthwise_conv_on_the_array_chains_on_chip():
         got = model.run(device, feeds, resident=True)
         sent, received = stats.wire_bytes_sent - sent, stats.wire_bytes_received - received
         assert device.resident.allocation.chains == {0: tuple(range(10))}
+    matmuls = [isa.decode_fields(isa.Opcode.MATMUL, header[1:])
+               for call in model.programs for headers in call.program.executes
+               for header in headers if header[0] == isa.Opcode.MATMUL.value]
+    depthwise = [f for f in matmuls if f["flags"] & isa.MatmulFlags.DEPTHWISE.value]
+    assert [(f["k_tiles"], f["n_tiles"]) for f in depthwise] == [(9, 4)] * 4
     assert sent < 2 * inputs[0].size
     assert received < 2 * 12 * 4
     for key, want in litert_run(path, feeds).items():
