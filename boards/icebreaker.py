@@ -27,7 +27,7 @@ BOARD = Board(
     params=RillParams(rows=2, cols=2, act_depth=256, weight_depth=512, acc_depth=256,
                       qparam_depth=64, serial_requant=True, deep_pipeline=False,
                       store_to_acts=False, program_depth=0, conv_addressing=False,
-                      packed_int8_acts=False, vector_unit=False),
+                      packed_int8_acts=False, vector_unit=False, clamp=False),
     clock_hz=21e6,
     baud=3_000_000,
     clock=lambda f: Ice40Pll("clk12", f),

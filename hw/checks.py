@@ -354,7 +354,8 @@ class InstructionChecks(wiring.Component):
                         ("precision", "rounding", "relu", "out_type")}
                 modes_ok = ((mode["precision"] <= max(x.value for x in Precision))
                             & (mode["rounding"] <= max(x.value for x in Rounding))
-                            & (mode["relu"] <= 1)
+                            & (mode["relu"] <= (isa.RELU_CLAMP if p.clamp
+                                                else isa.RELU_ZERO_POINT))
                             & (mode["out_type"] <= max(x.value for x in OutType)))
                 m.d.comb += status.eq(Mux(modes_ok, Status.OK, Status.BAD_MODE))
             # Without a program memory, LOAD_PROGRAM and RUN are unknown opcodes (the default).

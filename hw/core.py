@@ -151,6 +151,9 @@ class RillCore(wiring.Component):
             requant.out_type.eq(seq.out_type),
             requant.raw.eq(seq.raw),
         ]
+        if p.clamp:   # else the clamp's inputs stay 0 and its muxes fold away
+            m.d.comb += [requant.clamp.eq(seq.clamp), requant.clamp_lo.eq(seq.clamp_lo),
+                         requant.clamp_hi.eq(seq.clamp_hi)]
         for c in range(p.cols):
             m.d.comb += [acc.sums[c].valid.eq(array.sums[c].valid),
                          acc.sums[c].payload.eq(array.sums[c].payload),

@@ -41,7 +41,7 @@ __all__ = [
     "Opcode", "Status", "Precision", "Rounding", "OutType", "MatmulFlags", "StoreFlags",
     "ConvGeometry", "VectorStage", "VECTOR_SLOTS", "ADD_LEFT_SHIFT", "VECTOR_OPCODES",
     "FIELDS", "field_offsets", "encode", "decode_fields", "Config",
-    "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT",
+    "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "RELU_NONE", "RELU_ZERO_POINT", "RELU_CLAMP",
 ]
 
 ISA_VERSION = 5
@@ -64,7 +64,7 @@ ADD_LEFT_SHIFT = 20
 
 
 class Opcode(enum.Enum, shape=8):
-    CONFIG = 0x01         #: set precision, rounding mode, ReLU, output type
+    CONFIG = 0x01         #: set precision, rounding mode, ReLU or clamp, output type
     LOAD_WEIGHTS = 0x02   #: ``count`` weight words (``cols`` bytes each) at ``addr``
     #: ``count`` activation words at ``addr``, ``lanes`` bytes each (0: all
     #: ``values_per_word``); a narrow word's other lanes keep what they held (an unpacked INT8
@@ -160,7 +160,8 @@ class StoreFlags(enum.Flag, shape=8):
 
 #: Operand fields of each opcode, in wire order after the opcode byte: ``(name, bytes)``.
 FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
-    Opcode.CONFIG: (("precision", 1), ("rounding", 1), ("relu", 1), ("out_type", 1)),
+    Opcode.CONFIG: (("precision", 1), ("rounding", 1), ("relu", 1), ("out_type", 1),
+                    ("clamp_lo", 1), ("clamp_hi", 1)),
     Opcode.LOAD_WEIGHTS: (("addr", 2), ("count", 2)),
     Opcode.LOAD_ACTS: (("addr", 2), ("count", 2), ("lanes", 1)),
     Opcode.LOAD_QPARAMS: (("addr", 2), ("count", 2)),
@@ -225,13 +226,29 @@ def decode_fields(opcode: Opcode, operands: bytes) -> dict[str, int]:
             for name, (offset, size) in field_offsets(opcode).items()}
 
 
+#: ``CONFIG``'s ``relu`` field: the clamp of requantized outputs.
+RELU_NONE, RELU_ZERO_POINT, RELU_CLAMP = 0, 1, 2
+
+
 @dataclass(frozen=True)
 class Config:
-    """The state ``CONFIG`` sets. The reset value is the default instance."""
+    """The state ``CONFIG`` sets. The reset value is the default instance.
+
+    Requantized outputs are clamped to the output type's range; ``relu`` raises its low end to
+    the zero point (``relu`` field 1). ``clamp``, ``(lo, hi)`` in the output type's values,
+    narrows the range to ``[max(type_lo, lo), min(type_hi, hi)]`` instead (``relu`` field 2,
+    the bounds in ``clamp_lo`` and ``clamp_hi``, signed bytes, unsigned for ``UINT8``): a fused
+    RELU6 or RELU_N1_TO_1, or a ReLU with its zero point folded in. Needs ``RillParams.clamp``.
+    """
     precision: Precision = Precision.INT8
     rounding: Rounding = Rounding.ONNX
     relu: bool = False
     out_type: OutType = OutType.INT8
+    clamp: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.clamp is not None and self.relu:
+            raise ValueError("give relu or clamp, not both: fold the zero point into clamp's lo")
 
     @property
     def int4(self) -> bool:
@@ -240,8 +257,21 @@ class Config:
     @classmethod
     def from_fields(cls, fields: dict[str, int]) -> Config:
         """The state a decoded ``CONFIG`` instruction sets."""
+        out_type = OutType(fields["out_type"])
+        clamp = None
+        if fields["relu"] == RELU_CLAMP:
+            signed = out_type != OutType.UINT8
+            clamp = tuple(v - 256 * (signed and v >= 128)
+                          for v in (fields["clamp_lo"], fields["clamp_hi"]))
         return cls(Precision(fields["precision"]), Rounding(fields["rounding"]),
-                   bool(fields["relu"]), OutType(fields["out_type"]))
+                   fields["relu"] == RELU_ZERO_POINT, out_type, clamp)
+
+    def fields(self) -> dict[str, int]:
+        """The ``CONFIG`` instruction's fields."""
+        lo, hi = self.clamp or (0, 0)
+        return dict(precision=self.precision.value, rounding=self.rounding.value,
+                    relu=RELU_CLAMP if self.clamp else int(self.relu),
+                    out_type=self.out_type.value, clamp_lo=lo & 0xFF, clamp_hi=hi & 0xFF)
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ class RillParams:
         average pooling over activation words, and ``READ_ACTS`` (``hw.isa.Opcode``), so
         residual adds and pooling run on chip. Needs :attr:`packed_int8_acts` (it works on
         whole words of ``2 * rows`` lanes). Reported in ``INFO``; small parts leave it out.
+    clamp : bool
+        The requantizer clamps to a range ``CONFIG`` sets (``hw.isa.Config.clamp``), so a
+        layer's fused RELU6 or RELU_N1_TO_1 runs on the device and its output can stay on chip.
+        Reported in ``INFO``; the smallest parts leave it out (a CONFIG asking for it is then
+        refused, ``BAD_MODE``).
     """
 
     rows: int = 8
@@ -95,6 +100,7 @@ class RillParams:
     conv_addressing: bool = True
     packed_int8_acts: bool = True
     vector_unit: bool = True
+    clamp: bool = True
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -238,10 +244,11 @@ class RillParams:
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
         # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device;
-        # bit 5: INT8 activations packed two chunks a word; bit 6: the vector unit
+        # bit 5: INT8 activations packed two chunks a word; bit 6: the vector unit; bit 7: the
+        # requantizer's programmable clamp
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
                     | self.store_to_acts << 3 | self.conv_addressing << 4
-                    | self.packed_int8_acts << 5 | self.vector_unit << 6)
+                    | self.packed_int8_acts << 5 | self.vector_unit << 6 | self.clamp << 7)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
                            self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
@@ -265,4 +272,5 @@ class RillParams:
                    store_to_acts=bool(features & 0b1000), program_depth=program,
                    conv_addressing=bool(features & 0b10000),
                    packed_int8_acts=bool(features & 0b100000),
-                   vector_unit=bool(features & 0b1000000)), version
+                   vector_unit=bool(features & 0b1000000),
+                   clamp=bool(features & 0b10000000)), version

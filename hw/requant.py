@@ -68,22 +68,27 @@ def _output_range(m: Module, out_type: Value) -> tuple[Signal, Signal]:
     return lo, hi
 
 
-def floor_of(m: Module, zero_point: Value, mode: RequantMode) -> Value:
-    """The output range's low end, which ReLU raises to the zero point."""
+def floor_of(m: Module, zero_point: Value, mode: RequantMode, ports: "RequantPorts") -> Value:
+    """The output range's low end, which ReLU raises to the zero point, or a clamp to its
+    bound (``ports.clamp``, ``clamp_lo``)."""
     lo, _ = _output_range(m, mode.out_type)
+    lo = Mux(ports.clamp & (ports.clamp_lo > lo), ports.clamp_lo, lo)
     return named(m, Mux(mode.relu & (zero_point > lo), zero_point, lo), "floor")
 
 
-def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode) -> Value:
+def raise_to_floor(m: Module, value: Value, zero_point: Value, mode: RequantMode,
+                   ports: "RequantPorts") -> Value:
     """``max(value, floor)`` (:func:`floor_of`)."""
-    floor = floor_of(m, zero_point, mode)
+    floor = floor_of(m, zero_point, mode, ports)
     return named(m, Mux(value < floor, floor, value), "raised")
 
 
-def cap(m: Module, raised: Value, mode: RequantMode) -> Value:
+def cap(m: Module, raised: Value, mode: RequantMode, ports: "RequantPorts") -> Value:
     """``min(raised, hi)``, after :func:`raise_to_floor`: max, then min, as sw.requant does, so
-    a ReLU zero point above ``hi`` yields ``hi``."""
+    a ReLU zero point (or a clamp's low bound) above ``hi`` yields ``hi``; a clamp lowers ``hi``
+    to its bound (``ports.clamp``, ``clamp_hi``)."""
     _, hi = _output_range(m, mode.out_type)
+    hi = Mux(ports.clamp & (ports.clamp_hi < hi), ports.clamp_hi, hi)
     return Mux(raised > hi, hi, raised)
 
 
@@ -103,6 +108,12 @@ class RequantPorts(wiring.Component):
     relu: In(1)
     out_type: In(OutType)
     raw: In(1)
+    #: ``hw.isa.Config.clamp``: the bounds as values of the output type. Like the other
+    #: configuration inputs they hold still while requests are in flight (a CONFIG waits for
+    #: the STORE before it to flush), so they are used where the clamp happens, not piped.
+    clamp: In(1)
+    clamp_lo: In(signed(9))
+    clamp_hi: In(signed(9))
 
 
 class RequantUnit(RequantPorts):
@@ -149,8 +160,9 @@ class RequantUnit(RequantPorts):
     built by :class:`hw.pipeline.PipelineStages`, which numbers them (``valid7``, ``mode7``, ...
     are stage 7's registers) and so counts the latency checked against ``REQUANT_STAGES``.
 
-    The configuration inputs are sampled with each request and travel with it, so a change only
-    affects requests accepted afterwards. The unit has no stall logic: the core freezes it with
+    The configuration inputs but the clamp's are sampled with each request and travel with it,
+    so a change only affects requests accepted afterwards (the clamp's are read at the clamp:
+    :class:`RequantPorts`). The unit has no stall logic: the core freezes it with
     an ``EnableInserter``, and every state element is a ``sync`` register.
 
     Members
@@ -171,6 +183,8 @@ class RequantUnit(RequantPorts):
         Output range (``INT8``, ``UINT8``, ``INT4``; INT4 is sent sign-extended to a byte).
     raw : ``In(1)``
         Send byte ``byte_index`` of ``acc + bias`` instead of the requantized value.
+    clamp, clamp_lo, clamp_hi : ``In``
+        Clamp to ``[clamp_lo, clamp_hi]`` within the output range (``hw.isa.Config.clamp``).
     """
 
     multiplier_delay = MULTIPLIER_DELAY
@@ -364,7 +378,7 @@ class RequantUnit(RequantPorts):
         doubled = (Cat(carry, term).as_signed()
                    + Cat(carry, zero_point, zero_point[-1].replicate(len(term) - len(zero_point)))
                    .as_signed())
-        floor = floor_of(m, self.zero_point, pipe.mode)
+        floor = floor_of(m, self.zero_point, pipe.mode, self)
         st = pipe.stage()
         # |v| <= 2**17 plus a 16-bit zero point
         value = st.reg("value", signed(19), doubled[1:20].as_signed())
@@ -374,5 +388,5 @@ class RequantUnit(RequantPorts):
         st = pipe.stage()
         raised = st.reg("raised", signed(19), Mux(value < floor, floor, value))
         raw_byte = st.reg("raw_byte", 8, raw_byte)
-        clamped = cap(m, raised, pipe.mode)
+        clamped = cap(m, raised, pipe.mode, self)
         pipe.output(self.o.valid, self.o.payload, Mux(pipe.mode.raw, raw_byte, clamped[:8]))

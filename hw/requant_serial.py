@@ -249,11 +249,12 @@ class SerialRequantUnit(RequantPorts):
 
         with m.State("FLOOR"):
             # |value| < 2**18: 20 bits hold it and the floor.
-            m.d.sync += r.lo.eq(raise_to_floor(m, r.lo[:20].as_signed(), r.zero_point, r.mode))
+            m.d.sync += r.lo.eq(raise_to_floor(m, r.lo[:20].as_signed(), r.zero_point, r.mode,
+                                                    self))
             m.next = "OUT"
 
         with m.State("OUT"):
-            clamped = cap(m, r.lo[:20].as_signed(), r.mode)
+            clamped = cap(m, r.lo[:20].as_signed(), r.mode, self)
             m.d.sync += [self.o.valid.eq(1),
                          self.o.payload.eq(Mux(r.mode.raw, r.raw_byte, clamped[:8]))]
             m.next = "IDLE"

@@ -79,6 +79,8 @@ class Sequencer(wiring.Component):
             "advance": Out(1),
             "int4": Out(1), "rounding": Out(Rounding), "relu": Out(1), "out_type": Out(OutType),
             "raw": Out(1),
+            **({"clamp": Out(1), "clamp_lo": Out(signed(9)), "clamp_hi": Out(signed(9))}
+               if p.clamp else {}),
             "act_write": In(memory.WritePort.Signature(
                 addr_width=p.act_addr_width, shape=act_shape, granularity=1)),
             "weight_write": In(memory.WritePort.Signature(
@@ -222,6 +224,11 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         m.d.comb += [seq.int4.eq(self.int4), seq.rounding.eq(self.rounding),
                      seq.relu.eq(self.relu), seq.out_type.eq(self.out_type),
                      seq.raw.eq(self.raw)]
+        if self.p.clamp:
+            self.clamp = Signal(name="clamp")
+            self.clamp_bounds = [Signal(signed(9), name=f"clamp_{end}") for end in ("lo", "hi")]
+            m.d.comb += [seq.clamp.eq(self.clamp), seq.clamp_lo.eq(self.clamp_bounds[0]),
+                         seq.clamp_hi.eq(self.clamp_bounds[1])]
 
         # drain != 0 as a register of its own, like the opcode test decode waits on.
         self.drain = drain = Signal(range(cycles.matmul_drain_cycles(p) + 1), name="drain")
@@ -380,8 +387,15 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         with m.If(is_op[Opcode.CONFIG]):
             m.d.sync += [self.int4.eq(self.field(Opcode.CONFIG, "precision")),
                          self.rounding.eq(self.field(Opcode.CONFIG, "rounding")),
-                         self.relu.eq(self.field(Opcode.CONFIG, "relu")),
+                         self.relu.eq(self.field(Opcode.CONFIG, "relu") == isa.RELU_ZERO_POINT),
                          self.out_type.eq(self.field(Opcode.CONFIG, "out_type"))]
+            if p.clamp:
+                # The bounds as values of the output type: unsigned bytes for UINT8.
+                unsigned = self.field(Opcode.CONFIG, "out_type") == OutType.UINT8.value
+                m.d.sync += self.clamp.eq(self.field(Opcode.CONFIG, "relu") == isa.RELU_CLAMP)
+                for bound, name in zip(self.clamp_bounds, ("clamp_lo", "clamp_hi")):
+                    byte = self.field(Opcode.CONFIG, name)[:8]
+                    m.d.sync += bound.eq(Mux(unsigned, byte, byte.as_signed()))
             m.next = "FETCH"
         for op in _LOADS:
             with m.If(is_op[op]):

@@ -35,13 +35,24 @@ class Expectation:
     counter_offsets: list[int]     # where READ_COUNTERS payloads start in ``expected``
 
 
+def random_activation(params: RillParams, rng: np.random.Generator,
+                      out_type: OutType) -> dict:
+    """A configuration's clamp: none, ReLU's, or, where the core has it, a programmable one
+    with any bounds the fields hold (inside, across or past the output type's range, crossed)."""
+    kind = int(rng.integers(0, 3 if params.clamp else 2))
+    if kind < 2:
+        return {"relu": bool(kind)}
+    low = 0 if out_type == OutType.UINT8 else -128
+    return {"relu": False, "clamp": tuple(int(v) for v in rng.integers(low, low + 256, 2))}
+
+
 def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: int = 40,
                         max_k: int = 40, max_n: int = 20) -> Program:
     """One GEMM of a random shape (often not a multiple of the array), mode and layout."""
     precision = Precision(int(rng.integers(0, 2)))
     rounding = Rounding(int(rng.integers(0, 2)))
     out_type = OutType(int(rng.integers(0, 3)))
-    relu, raw = bool(rng.integers(0, 2)), bool(rng.random() < 0.25)
+    activation, raw = random_activation(params, rng, out_type), bool(rng.random() < 0.25)
     kc = params.k_per_tile(precision == Precision.INT4)
     k, n = (int(rng.integers(1, x + 1)) for x in (max_k, max_n))
     k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
@@ -58,8 +69,8 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
     acts = rng.integers(-128, 128, (m, k))
     lo, hi = (-8, 8) if precision == Precision.INT4 else (-128, 128)
     weights = rng.integers(lo, hi, (k, n))
-    return gemm_program(params, acts, weights, precision=precision, rounding=rounding, relu=relu,
-                        out_type=out_type, raw=raw, layout=layout,
+    return gemm_program(params, acts, weights, precision=precision, rounding=rounding,
+                        out_type=out_type, raw=raw, layout=layout, **activation,
                         qparams=random_qparams(rng, n, rounding, k,
                                                per_channel=bool(rng.integers(0, 2))))
 
@@ -100,7 +111,8 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
         rounding = Rounding(int(rng.integers(0, 2)))
         out_type = OutType(int(rng.integers(0, 3))) if last else \
             (OutType.INT8, OutType.INT4)[int(rng.integers(0, 2))]
-        prog.configure(Config(precision, rounding, bool(rng.integers(0, 2)), out_type))
+        prog.configure(Config(precision, rounding, out_type=out_type,
+                              **random_activation(params, rng, out_type)))
         lo, hi = (-8, 8) if int4 else (-128, 128)
         weights = rng.integers(lo, hi, (widths[i], widths[i + 1]))
         words = pack_weight_tiles(params, weights, int4)
@@ -160,8 +172,9 @@ def random_conv_program(params: RillParams, rng: np.random.Generator) -> Program
     rounding = Rounding(int(rng.integers(0, 2)))
     raw = rng.random() < 0.3
     prog = Program(params)
+    out_type = OutType(int(rng.integers(0, 3)))
     prog.configure(Config(Precision.INT4 if int4 else Precision.INT8, rounding,
-                          bool(rng.integers(0, 2)), OutType(int(rng.integers(0, 3)))))
+                          out_type=out_type, **random_activation(params, rng, out_type)))
     prog.load_qparams(0, *random_qparams(rng, f, rounding, kh * kw * c))
     weights = rng.integers(*((-8, 8) if int4 else (-128, 128)), (k_tiles * kpt, f)) \
         if depthwise else device_conv_weights(filters, kpt)
@@ -200,9 +213,9 @@ def bad_input_program(params: RillParams) -> Program:
     word = params.values_per_word(False)   # INT8 activation values a word
     bad = [
         bytes([0x7F]) + bytes(isa.HEADER_BYTES - 1),
-        isa.encode(Opcode.CONFIG, precision=3, rounding=0, relu=0, out_type=0),
-        isa.encode(Opcode.CONFIG, precision=0, rounding=2, relu=0, out_type=0),
-        isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=0, out_type=3),
+        *(isa.encode(Opcode.CONFIG, **{**Config().fields(), name: value})
+          for name, value in (("precision", 3), ("rounding", 2), ("out_type", 3),
+                              ("relu", isa.RELU_CLAMP + (1 if params.clamp else 0)))),
         isa.encode(Opcode.LOAD_WEIGHTS, addr=params.weight_depth - 1, count=2)
         + bytes(range(2 * params.cols)),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0, lanes=0),

@@ -124,8 +124,12 @@ def chained_qparams(layer: CompiledLinear) -> tuple:
 
 
 def chained_config(layer: CompiledLinear) -> Config:
-    """A layer's configuration when its output stays on chip (int8 lanes)."""
-    return replace(layer.config, out_type=OutType.INT8)
+    """A layer's configuration when its output stays on chip (int8 lanes: a uint8 output's
+    values, and so its clamp's bounds, less 128)."""
+    clamp = layer.config.clamp
+    if clamp is not None and layer.config.out_type == OutType.UINT8:
+        clamp = (clamp[0] - 128, clamp[1] - 128)
+    return replace(layer.config, out_type=OutType.INT8, clamp=clamp)
 
 
 def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,

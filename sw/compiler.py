@@ -60,6 +60,9 @@ class QuantizedLinear:
         int32 returns ``(x - a_zp) @ weights + bias`` unrequantized (``STORE RAW``; MatMulInteger).
     relu : bool
         Clamp the output below at ``y_zp`` (a fused ReLU).
+    clamp : (lo, hi), optional
+        Clamp the output to ``[lo, hi]`` (output dtype values; a fused RELU6): the device's
+        programmable clamp (``RillParams.clamp``), in place of ``relu``.
     rounding : Rounding
         Whose requantization arithmetic the device reproduces.
     """
@@ -78,6 +81,7 @@ class QuantizedLinear:
     precision: Precision = Precision.INT8
     name: str = "linear"
     rounding: Rounding = Rounding.ONNX
+    clamp: tuple[int, int] | None = None
 
 
 @dataclass
@@ -223,8 +227,16 @@ class CompiledLinear(TilePlanner):
             if not info.min <= y_zp <= info.max:
                 raise CompileError(f"{layer.name}: output zero point {y_zp} is not {info.dtype}")
             self.qparams = (folded, multiplier, shift, np.full(self.n, y_zp))
-        self.config = Config(Precision(layer.precision), Rounding(layer.rounding), bool(layer.relu),
-                             OutType.INT8 if self.raw else _OUT_TYPES[self.out_dtype])
+        clamp = None
+        if layer.clamp is not None and not self.raw:
+            if not params.clamp:
+                raise CompileError(f"{layer.name}: this core has no programmable clamp "
+                                   "(RillParams.clamp); clamp the outputs on the host")
+            lo, hi = (int(v) for v in layer.clamp)
+            clamp = (max(lo, y_zp) if layer.relu else lo, hi)
+        self.config = Config(Precision(layer.precision), Rounding(layer.rounding),
+                             bool(layer.relu) and clamp is None,
+                             OutType.INT8 if self.raw else _OUT_TYPES[self.out_dtype], clamp)
         p = params
         if p.qparam_depth < p.cols:
             raise CompileError(f"qparam_depth={p.qparam_depth} is below cols={p.cols}: a STORE "

@@ -19,6 +19,8 @@ from hw.isa import (
     LOAD_OPCODES,
     QPARAM_BYTES,
     QPARAM_FORMAT,
+    RELU_CLAMP,
+    RELU_ZERO_POINT,
     VECTOR_OPCODES,
     Config,
     ConvGeometry,
@@ -148,7 +150,8 @@ class GoldenCore:
         if opcode == Opcode.CONFIG:
             if (f["precision"] not in {x.value for x in Precision}
                     or f["rounding"] not in {x.value for x in Rounding}
-                    or f["relu"] > 1 or f["out_type"] not in {x.value for x in OutType}):
+                    or f["relu"] > (RELU_CLAMP if p.clamp else RELU_ZERO_POINT)
+                    or f["out_type"] not in {x.value for x in OutType}):
                 return Status.BAD_MODE
             return Status.OK
         if opcode == Opcode.RUN:
@@ -347,7 +350,8 @@ class GoldenCore:
             return raw_bytes(acc, self.q_bias[ch][None, :]).tobytes()
         values = requantize(acc, self.q_bias[ch], self.q_multiplier[ch], self.q_shift[ch],
                             self.q_zero_point[ch], rounding=self.config.rounding,
-                            relu=self.config.relu, out_type=self.config.out_type)
+                            relu=self.config.relu, out_type=self.config.out_type,
+                            clamp=self.config.clamp)
         if flags & StoreFlags.TO_ACTS.value:
             per_word = p.values_per_word(bool(flags & StoreFlags.ACTS_INT4.value))
             words = act_addr + (cols // per_word)[None, :] * m + np.arange(m)[:, None]

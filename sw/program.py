@@ -116,9 +116,7 @@ class Program:
     # -- instructions -----------------------------------------------------------------------------
 
     def configure(self, config: Config):
-        self._add(Opcode.CONFIG, precision=config.precision.value,
-                  rounding=config.rounding.value, relu=int(config.relu),
-                  out_type=config.out_type.value)
+        self._add(Opcode.CONFIG, **config.fields())
         self.config = config
 
     def load_weights(self, addr: int, words: np.ndarray):
@@ -277,12 +275,12 @@ def gemm_program(params: RillParams, acts: np.ndarray, weights: np.ndarray, *,
                  precision: Precision = Precision.INT8, rounding: Rounding = Rounding.ONNX,
                  relu: bool = False, out_type: OutType = OutType.INT8, qparams=None,
                  raw: bool = False, layout: GemmLayout = GemmLayout(),
-                 counters: bool = True) -> Program:
+                 counters: bool = True, clamp: tuple[int, int] | None = None) -> Program:
     """``acts`` (M x K int8) x ``weights`` (K x N) with the whole problem resident on chip.
 
     ``qparams`` is ``(bias, multiplier, shift, zero_point)``, each of length N.
     """
-    config = Config(precision, rounding, relu, out_type)
+    config = Config(precision, rounding, relu, out_type, clamp)
     m, k = acts.shape
     n = weights.shape[1]
     prog = Program(params)

@@ -148,7 +148,7 @@ def multiply_by_quantized_multiplier(x: ArrayLike, multiplier: ArrayLike,
 
 def requantize(acc: ArrayLike, bias: ArrayLike, multiplier: ArrayLike, shift: ArrayLike,
                zero_point: ArrayLike, *, rounding: Rounding, relu: bool,
-               out_type: OutType) -> np.ndarray:
+               out_type: OutType, clamp: tuple[int, int] | None = None) -> np.ndarray:
     """Requantize accumulators to output values, exactly as the hardware does.
 
     All array arguments broadcast against each other (typically ``acc`` is ``(m, n)`` and the
@@ -174,6 +174,9 @@ def requantize(acc: ArrayLike, bias: ArrayLike, multiplier: ArrayLike, shift: Ar
         Clamp below at the zero point (a fused ReLU).
     out_type : OutType
         Output range: INT8 ``[-128, 127]``, UINT8 ``[0, 255]``, INT4 ``[-8, 7]``.
+    clamp : (lo, hi), optional
+        Narrow the output range to ``[max(lo, type's lo), min(hi, type's hi)]`` (in place of
+        ``relu``'s floor: ``hw.isa.Config.clamp``).
 
     Returns
     -------
@@ -192,7 +195,7 @@ def requantize(acc: ArrayLike, bias: ArrayLike, multiplier: ArrayLike, shift: Ar
       wrap_int32(x << left), M), right)`` exactly as gemmlowp defines them (C truncating
       division, the ``(-2**31)**2`` saturation).
     - Then ``y = v + int16(zero_point)``, clamped to the ``out_type`` range, whose low end ReLU
-      raises to ``max(lo, zero_point)``; max is applied before min.
+      raises to ``max(lo, zero_point)`` (or ``clamp`` narrows); max is applied before min.
     """
     acc, bias, multiplier, shift, zero_point = np.broadcast_arrays(
         _int64(acc), _int64(bias), _int64(multiplier), _int64(shift), _int64(zero_point))
@@ -203,6 +206,8 @@ def requantize(acc: ArrayLike, bias: ArrayLike, multiplier: ArrayLike, shift: Ar
         v = _requantize_tflite(x, multiplier, shift)
     zero_point = _wrap_signed(zero_point, 16)
     lo, hi = OUT_RANGES[OutType(out_type)]
+    if clamp is not None:
+        lo, hi = max(lo, clamp[0]), min(hi, clamp[1])
     lo = np.maximum(lo, zero_point) if relu else np.full_like(zero_point, lo)
     # Max, then min, like np.clip: a ReLU zero point above ``hi`` yields ``hi`` (so does the RTL).
     return np.minimum(np.maximum(v + zero_point, lo), hi).astype(np.int32)

@@ -190,15 +190,19 @@ class _Lowering:
         (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`)."""
         activation = op.options.get("activation", "NONE")
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        # RELU6 and RELU_N1_TO_1: the requantizer's programmable clamp, where the core has it.
+        on_device = activation in _DEVICE_ACTIVATIONS or self.params.clamp
         linear = QuantizedLinear(
             QuantizedConv.filters_to_weights(filters), a_scale=s_in, a_zp=zp_in,
             w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out, y_zp=zp_out,
             bias=self._bias(op), relu=activation == "RELU", rounding=Rounding.TFLITE,
+            clamp=(self._act_range(op) if activation not in _DEVICE_ACTIVATIONS and on_device
+                   else None),
             name=f"#{op.index} {op.name}")
         conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads, tuple(op.options["stride"]),
                              depthwise)
         output = self.name(op.outputs[0])
-        clamped = activation not in _DEVICE_ACTIVATIONS
+        clamped = not on_device
         self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
                                       f"{output}@nchw" + ("@unclamped" if clamped else ""),
                                       linear, conv, in_size=self.tensor(op.inputs[0]).shape[1:3]))

@@ -44,7 +44,7 @@ SHAPES = {
     # accumulator reads without the register.
     "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False,
                           store_to_acts=False, program_depth=0, conv_addressing=False,
-                          packed_int8_acts=False, vector_unit=False),
+                          packed_int8_acts=False, vector_unit=False, clamp=False),
 }
 
 

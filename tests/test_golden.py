@@ -107,11 +107,11 @@ def _state(core: GoldenCore):
 
 BAD = [
     ("unknown opcode", bytes([0x7F]) + bytes(11), Status.UNKNOWN_OPCODE),
-    ("config precision 3", isa.encode(Opcode.CONFIG, precision=3, rounding=0, relu=0,
-                                      out_type=0), Status.BAD_MODE),
-    ("config out_type 3", isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=0,
-                                     out_type=3), Status.BAD_MODE),
-    ("config relu 2", isa.encode(Opcode.CONFIG, precision=0, rounding=0, relu=2, out_type=0),
+    ("config precision 3", isa.encode(Opcode.CONFIG, **{**isa.Config().fields(), "precision": 3}),
+     Status.BAD_MODE),
+    ("config out_type 3", isa.encode(Opcode.CONFIG, **{**isa.Config().fields(), "out_type": 3}),
+     Status.BAD_MODE),
+    ("config relu 3", isa.encode(Opcode.CONFIG, **{**isa.Config().fields(), "relu": 3}),
      Status.BAD_MODE),
     ("weights past the end", isa.encode(Opcode.LOAD_WEIGHTS, addr=250, count=7) + bytes(28),
      Status.OUT_OF_RANGE),

@@ -106,15 +106,15 @@ def random_requests(rng: np.random.Generator, size: int) -> dict[str, np.ndarray
     }
 
 
-def expected_bytes(req: dict[str, np.ndarray]) -> np.ndarray:
-    """The golden byte of every request, each under its own mode."""
+def expected_bytes(req: dict[str, np.ndarray], clamp=None) -> np.ndarray:
+    """The golden byte of every request, each under its own mode (and ``clamp``, held)."""
     out = np.zeros(req["acc"].size, dtype=np.uint8)
     for rounding, relu, out_type in MODES:
         sel = ((req["rounding"] == rounding.value) & (req["relu"] == relu)
                & (req["out_type"] == out_type.value))
         values = requantize(req["acc"][sel], req["bias"][sel], req["multiplier"][sel],
                             req["shift"][sel], req["zero_point"][sel], rounding=rounding,
-                            relu=relu, out_type=out_type)
+                            relu=relu, out_type=out_type, clamp=clamp)
         out[sel] = output_bytes(values, out_type)
     raw = raw_bytes(req["acc"], req["bias"]).reshape(-1, 4)
     index = np.arange(out.size)
@@ -126,7 +126,7 @@ SERIAL = RillParams(serial_requant=True)
 
 
 def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: float = 0.1,
-             stall: float = 0.0, params: RillParams = PIPELINED
+             stall: float = 0.0, params: RillParams = PIPELINED, clamp=None
              ) -> tuple[list[tuple[int, int]], list[int]]:
     """Stream the requests; returns ``(working cycle, byte)`` of every valid output, and the
     working cycle each request went in.
@@ -136,7 +136,8 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     ``zero_point_delay`` working cycles later, as the core's qparam tile delivers them. With
     ``stall > 0`` the unit runs under an ``EnableInserter`` as in the core, and stalled cycles
     carry random garbage on every input. ``params`` picks the unit; the serial one gets its
-    requests no closer than its interval, as the sequencer paces them.
+    requests no closer than its interval, as the sequencer paces them. ``clamp``, ``(lo, hi)``, is
+    held on the clamp inputs throughout (a CONFIG never changes it under a STORE).
     """
     dut = requantizer_class(params)()
     gap = requant_interval(params) - 1
@@ -199,6 +200,10 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
             ctx.set(dut.relu, fields["relu"])
             ctx.set(dut.out_type, OutType(fields["out_type"]))
             ctx.set(dut.raw, fields["raw"])
+            if clamp is not None:
+                ctx.set(dut.clamp, 1)
+                ctx.set(dut.clamp_lo, clamp[0])
+                ctx.set(dut.clamp_hi, clamp[1])
             await ctx.tick()
 
     async def monitor(ctx):
@@ -220,8 +225,8 @@ def simulate(req: dict[str, np.ndarray], rng: np.random.Generator, *, idle: floa
     return outputs, issue_cycles
 
 
-def check(req, outputs, issue_cycles, params=PIPELINED):
-    expected = expected_bytes(req)
+def check(req, outputs, issue_cycles, params=PIPELINED, clamp=None):
+    expected = expected_bytes(req, clamp)
     want = [(cycle + requant_latency(params), int(byte)) for cycle, byte in
             zip(issue_cycles, expected, strict=True)]
     assert len(outputs) == len(want), "one output per request, none for idle cycles"
@@ -234,6 +239,15 @@ def test_rtl_matches_golden_back_to_back():
     rng = np.random.default_rng(2024)
     req = random_requests(rng, 5000)
     check(req, *simulate(req, rng))
+
+
+def test_rtl_clamps_to_a_programmable_range():
+    """A clamp inside every output type's range at its low end, across INT4's at its high end;
+    and one whose bounds cross (``lo > hi``: every output is ``hi``, as max-then-min gives)."""
+    rng = np.random.default_rng(6)
+    for clamp in ((-3, 100), (20, -5)):
+        req = random_requests(rng, 800)
+        check(req, *simulate(req, rng, clamp=clamp), clamp=clamp)
 
 
 def test_rtl_freezes_under_enable_inserter():
@@ -256,3 +270,10 @@ def test_serial_rtl_freezes_under_enable_inserter():
     rng = np.random.default_rng(8)
     req = random_requests(rng, 60)
     check(req, *simulate(req, rng, idle=0.2, stall=0.3, params=SERIAL), params=SERIAL)
+
+
+def test_serial_rtl_clamps_to_a_programmable_range():
+    rng = np.random.default_rng(9)
+    req = random_requests(rng, 60)
+    clamp = (-3, 100)
+    check(req, *simulate(req, rng, params=SERIAL, clamp=clamp), params=SERIAL, clamp=clamp)

@@ -281,19 +281,28 @@ def _with_activation(name: str, operator: str, activation: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("device_url", ["golden", "sim"])
-def test_a_fused_clamp_inside_the_range_follows_the_device_conv(tmp_path, device_url):
-    """RELU_N1_TO_1 (and RELU6) clamp inside the int8 range: the conv runs on the device, the
-    clamp on the host, and the result is LiteRT's."""
+@pytest.mark.parametrize("device_url, clamp", [("golden", True), ("sim", True),
+                                               ("golden", False)])
+def test_a_fused_clamp_inside_the_range_runs_on_the_device(tmp_path, device_url, clamp):
+    """RELU_N1_TO_1 (and RELU6) clamp inside the int8 range: on a core with the programmable
+    clamp the requantizer clamps (CONFIG's clamp, so the conv's output could stay on chip);
+    without it the conv runs on the device and the clamp on the host. Either way the result is
+    LiteRT's."""
     import tflite
     path = tmp_path / "clamped.tflite"
     path.write_bytes(_with_activation("ds_cnn", "CONV_2D",
                                       tflite.ActivationFunctionType.RELU_N1_TO_1))
-    model, inputs = TfliteModel.load(path), np.load(ASSETS / "ds_cnn_inputs.npy")[:2]
-    assert [p.where for p in model.placements if p.op == "CONV_2D"] == ["device + host"] * 5
+    params = replace(RillParams(), clamp=clamp)
+    model, inputs = TfliteModel.load(path, params), np.load(ASSETS / "ds_cnn_inputs.npy")[:2]
+    where = "device" if clamp else "device + host"
+    assert [p.where for p in model.placements if p.op == "CONV_2D"] == [where] * 5
     feeds = {model.input_names[0]: inputs}
-    with open_device(device_url, RillParams()) as device:
+    with open_device(device_url, params) as device:
         got = model.run(device, feeds)
+    configs = [isa.Config.from_fields(isa.decode_fields(isa.Opcode.CONFIG, header[1:]))
+               for call in model.programs for headers in call.program.executes
+               for header in headers if header[0] == isa.Opcode.CONFIG.value]
+    assert any(config.clamp for config in configs) == clamp
     expected = litert_run(path, feeds)
     unclamped = litert_run(ASSETS / "ds_cnn.tflite", feeds)
     for key, want in expected.items():
