@@ -18,7 +18,7 @@ from .board import Board
 from .clocking import Ecp5Pll
 
 
-def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths: int) -> Board:
+def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
     return Board(
         name=f"ulx3s-{part}",
         platform=platform,
@@ -45,4 +45,4 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # activations, 512 accumulator rows (16 each), 2,048 requantization entries (the autoencoder
 # has 1,672 output channels) and 512 program instructions.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=1024, weight_depth=18432,
-                   acc_depth=512, qparam_depth=2048, program_depth=512)
+                   acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=4)

@@ -302,12 +302,17 @@ class InstructionChecks(wiring.Component):
                                               early(Opcode.AVGPOOL, "out_addr")))
         return overlap
 
-    def _store_mode_bad(self, flags: Value) -> Value:
-        """STORE flags that exist but do not go together: the INT4 layout without TO_ACTS;
-        TO_ACTS with RAW or with a UINT8 output."""
-        f = isa.StoreFlags
+    def _store_mode_bad(self, fields: dict[str, Value]) -> Value:
+        """STORE flags that exist but do not go together: the INT4 layout or WIDE without
+        TO_ACTS; TO_ACTS with RAW or with a UINT8 output; WIDE from a ``q_addr`` that is not a
+        multiple of the store lanes."""
+        f, flags = isa.StoreFlags, fields["flags"]
         to_acts = (flags & f.TO_ACTS.value).any()
-        return (((flags & f.ACTS_INT4.value).any() & ~to_acts)
+        wide = (flags & f.WIDE.value).any()
+        lanes = self._params.store_lanes
+        misaligned = (fields["q_addr"][:lanes.bit_length() - 1] != 0) if lanes > 1 else 0
+        return ((((flags & f.ACTS_INT4.value).any() | wide) & ~to_acts)
+                | (wide & misaligned)
                 | (to_acts & ((flags & f.RAW.value).any() | (self.out_type == OutType.UINT8))))
 
     def _matmul_shape_bad(self, f: dict[str, Value]) -> Value:
@@ -379,15 +384,16 @@ class InstructionChecks(wiring.Component):
                                 self._matmul_shape_bad),
                 Opcode.STORE: (isa.StoreFlags.RAW.value | (
                     isa.StoreFlags.TO_ACTS.value | isa.StoreFlags.ACTS_INT4.value
-                    if p.store_to_acts else 0),
+                    if p.store_to_acts else 0)
+                    | (isa.StoreFlags.WIDE.value if p.store_lanes > 1 else 0),
                                lambda f: (f["m"] == 0) | (f["n_tiles"] == 0)
                                | (f["last_cols"] == 0) | (f["last_cols"] > p.cols)),
             }
             for op, (known_flags, empty) in shapes.items():
                 with m.Case(op):
                     f = {name: early_field(op, name) for name, _ in isa.FIELDS[op]}
-                    mode_bad = {Opcode.STORE: self._store_mode_bad,
-                                Opcode.MATMUL: _depthwise_without_conv}[op](f["flags"])
+                    mode_bad = (self._store_mode_bad(f) if op == Opcode.STORE
+                                else _depthwise_without_conv(f["flags"]))
                     with m.If(((f["flags"] & (0xFF ^ known_flags)) != 0) | mode_bad):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):

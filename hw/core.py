@@ -146,14 +146,24 @@ class RillCore(wiring.Component):
             array.acts.payload.eq(seq.array_acts.payload),
             array.weights.valid.eq(seq.array_weights.valid),
             array.weights.payload.eq(seq.array_weights.payload),
-            requant.rounding.eq(seq.rounding),
-            requant.relu.eq(seq.relu),
-            requant.out_type.eq(seq.out_type),
-            requant.raw.eq(seq.raw),
         ]
-        if p.clamp:   # else the clamp's inputs stay 0 and its muxes fold away
-            m.d.comb += [requant.clamp.eq(seq.clamp), requant.clamp_lo.eq(seq.clamp_lo),
-                         requant.clamp_hi.eq(seq.clamp_hi)]
+        # The other store lanes' requantizers, each with its bank of qparam entries.
+        lanes = [requant]
+        for i in range(p.store_lanes - 1):
+            unit = requantizer_class(p)()
+            m.submodules[f"requant_lane{i + 1}"] = frozen("requant", unit)
+            wiring.connect(m, seq.lane_requests[i], unit.i)
+            wiring.connect(m, unit.o, seq.lane_outputs[i])
+            lane = qparams.lanes[i]
+            m.d.comb += [seq.lane_qparams[i].eq(lane.early), unit.multiplier.eq(lane.multiplier),
+                         unit.zero_point.eq(lane.zero_point)]
+            lanes.append(unit)
+        for unit in lanes:
+            m.d.comb += [unit.rounding.eq(seq.rounding), unit.relu.eq(seq.relu),
+                         unit.out_type.eq(seq.out_type), unit.raw.eq(seq.raw)]
+            if p.clamp:   # else the clamp's inputs stay 0 and its muxes fold away
+                m.d.comb += [unit.clamp.eq(seq.clamp), unit.clamp_lo.eq(seq.clamp_lo),
+                             unit.clamp_hi.eq(seq.clamp_hi)]
         for c in range(p.cols):
             m.d.comb += [acc.sums[c].valid.eq(array.sums[c].valid),
                          acc.sums[c].payload.eq(array.sums[c].payload),

@@ -28,7 +28,8 @@ from .params import RillParams
 __all__ = [
     "CHECK_CYCLES", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES", "MATMUL_DRAIN_EXTRA",
     "VECTOR_ADD_STAGES", "VECTOR_POOL_STAGES",
-    "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "store_act_words",
+    "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "store_issues",
+    "store_act_words",
     "requant_interval", "requant_latency", "acc_read_latency", "store_select_latency",
     "store_flush_cycles", "store_cycles", "waits_for_quiet", "matmul_drain_cycles",
     "cycle_cost", "CycleClock",
@@ -91,6 +92,19 @@ def store_payload_bytes(m: int, n_tiles: int, last_cols: int, cols: int, raw: bo
     return m * n * (4 if raw else 1)
 
 
+def store_issues(params: RillParams, fields: dict[str, int]) -> int:
+    """Requests a STORE with header ``fields`` issues: a byte each (four a raw value), or,
+    ``WIDE``, ``store_lanes`` columns of a row each (the last of a tile's row maybe fewer)."""
+    flags = fields["flags"]
+    if flags & StoreFlags.WIDE.value:
+        lanes = params.store_lanes
+        per_row = (fields["n_tiles"] - 1) * (params.cols // lanes) \
+            + -(-fields["last_cols"] // lanes)
+        return fields["m"] * per_row
+    return store_payload_bytes(fields["m"], fields["n_tiles"], fields["last_cols"], params.cols,
+                               bool(flags & StoreFlags.RAW.value))
+
+
 def store_act_words(params: RillParams, m: int, n: int, int4: bool) -> int:
     """Activation words a ``STORE TO_ACTS`` of ``m`` rows of ``n`` values fills: ``m`` for each
     word's worth (``values_per_word``) of the next layer's K."""
@@ -124,10 +138,10 @@ def store_flush_cycles(params: RillParams) -> int:
     return acc_read_latency(params) + store_select_latency(params) + requant_latency(params)
 
 
-def store_cycles(params: RillParams, payload: int) -> int:
-    """Working cycles of a STORE's ``payload`` bytes (at least one), from its first request to
-    its last byte: one request per :func:`requant_interval`, then the flush."""
-    return 1 + (payload - 1) * requant_interval(params) + store_flush_cycles(params)
+def store_cycles(params: RillParams, issues: int) -> int:
+    """Working cycles of a STORE's ``issues`` requests (:func:`store_issues`, at least one),
+    from its first request to its last byte: one per :func:`requant_interval`, then the flush."""
+    return 1 + (issues - 1) * requant_interval(params) + store_flush_cycles(params)
 
 
 def waits_for_quiet(opcode: Opcode) -> bool:
@@ -167,9 +181,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
         tiles = fields["k_tiles"] * fields["n_tiles"]
         return fetch_decode + tiles * matmul_tile_cycles(params, fields["m"])
     if opcode == Opcode.STORE:
-        payload = store_payload_bytes(fields["m"], fields["n_tiles"], fields["last_cols"],
-                                      params.cols, bool(fields["flags"] & StoreFlags.RAW.value))
-        return fetch_decode + respond + store_cycles(params, payload)
+        return fetch_decode + respond + store_cycles(params, store_issues(params, fields))
     if opcode == Opcode.READ_COUNTERS:
         return fetch_decode + respond + 4 * len(COUNTER_NAMES)
     if opcode == Opcode.SYNC:

@@ -48,7 +48,7 @@ ISA_VERSION = 5
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
-INFO_BYTES = 20
+INFO_BYTES = 21
 #: One requantization entry on the wire: bias i32, multiplier i32, shift (u8 in ONNX mode, i8 in
 #: TFLITE mode), one pad byte, zero point i16. See sw/requant.py for the arithmetic.
 QPARAM_BYTES = 12
@@ -156,6 +156,10 @@ class StoreFlags(enum.Flag, shape=8):
     #: With TO_ACTS: the next layer runs INT4 (``2 * rows`` values a word; INT8 has as many
     #: with ``RillParams.packed_int8_acts``, else ``rows``).
     ACTS_INT4 = 0x04
+    #: With TO_ACTS: ``RillParams.store_lanes`` columns of a row a cycle, one per requantizer;
+    #: ``q_addr`` a multiple of ``store_lanes`` (the entries are banked by lane). Needs
+    #: ``store_lanes > 1``.
+    WIDE = 0x08
 
 
 #: Operand fields of each opcode, in wire order after the opcode byte: ``(name, bytes)``.

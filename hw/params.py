@@ -80,6 +80,12 @@ class RillParams:
         average pooling over activation words, and ``READ_ACTS`` (``hw.isa.Opcode``), so
         residual adds and pooling run on chip. Needs :attr:`packed_int8_acts` (it works on
         whole words of ``2 * rows`` lanes). Reported in ``INFO``; small parts leave it out.
+    store_lanes : int
+        Requantizers side by side: a ``STORE TO_ACTS`` with ``hw.isa.StoreFlags.WIDE`` takes
+        this many columns of a row a cycle (stores to the host go a byte a cycle, the link's
+        pace). Each is a pipelined requantizer (a 32x32 multiplier); the qparam entries are
+        banked by lane. Divides ``cols`` and an activation word's lanes; needs
+        :attr:`store_to_acts` and the pipelined requantizer. Reported in ``INFO``.
     clamp : bool
         The requantizer clamps to a range ``CONFIG`` sets (``hw.isa.Config.clamp``), so a
         layer's fused RELU6 or RELU_N1_TO_1 runs on the device and its output can stay on chip.
@@ -101,6 +107,7 @@ class RillParams:
     packed_int8_acts: bool = True
     vector_unit: bool = True
     clamp: bool = True
+    store_lanes: int = 1
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -120,6 +127,18 @@ class RillParams:
                               "vector_unit needs packed_int8_acts")
         if self.weight_depth < self.rows:
             raise ParamsError("weight_depth must hold at least one weight tile (rows words)")
+        lanes = self.store_lanes
+        if lanes < 1 or lanes & (lanes - 1) or lanes > 255:
+            raise ParamsError(f"store_lanes={lanes} must be a power of two (at most 128)")
+        if lanes > 1 and (self.cols % lanes or self.values_per_word(False) % lanes
+                          or self.values_per_word(True) % lanes):
+            raise ParamsError(f"store_lanes={lanes} must divide cols={self.cols} and an "
+                              f"activation word's {self.values_per_word(False)} values")
+        if lanes > 1 and (self.serial_requant or not self.store_to_acts):
+            raise ParamsError("store_lanes > 1 needs store_to_acts and the pipelined requantizer")
+        if self.qparam_depth % lanes:
+            raise ParamsError(f"qparam_depth={self.qparam_depth} must be a multiple of "
+                              f"store_lanes={lanes} (its entries are banked by lane)")
 
     # -- derived widths ------------------------------------------------------------------------
 
@@ -236,11 +255,12 @@ class RillParams:
 
     # -- wire form (the INFO payload) ----------------------------------------------------------
 
-    _INFO_FORMAT = "<4sBBBBHHHHH"
+    _INFO_FORMAT = "<4sBBBBBHHHHH"
     _INFO_MAGIC = b"RILL"
 
     def to_info_bytes(self, isa_version: int) -> bytes:
-        """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, depths
+        """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, store
+        lanes, depths
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
         # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device;
@@ -250,9 +270,9 @@ class RillParams:
                     | self.store_to_acts << 3 | self.conv_addressing << 4
                     | self.packed_int8_acts << 5 | self.vector_unit << 6 | self.clamp << 7)
         return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
-                           features, self.act_depth % _MAX_DEPTH, self.weight_depth % _MAX_DEPTH,
-                           self.acc_depth % _MAX_DEPTH, self.qparam_depth % _MAX_DEPTH,
-                           self.program_depth)
+                           features, self.store_lanes, self.act_depth % _MAX_DEPTH,
+                           self.weight_depth % _MAX_DEPTH, self.acc_depth % _MAX_DEPTH,
+                           self.qparam_depth % _MAX_DEPTH, self.program_depth)
 
     @classmethod
     def from_info_bytes(cls, payload: bytes) -> tuple[RillParams, int]:
@@ -261,8 +281,8 @@ class RillParams:
         size = struct.calcsize(cls._INFO_FORMAT)
         if len(payload) < size:
             raise ParamsError(f"INFO payload is {len(payload)} bytes, expected at least {size}")
-        magic, version, rows, cols, features, act, weight, acc, qparam, program = struct.unpack(
-            cls._INFO_FORMAT, payload[:size])
+        magic, version, rows, cols, features, store_lanes, act, weight, acc, qparam, program = \
+            struct.unpack(cls._INFO_FORMAT, payload[:size])
         if magic != cls._INFO_MAGIC:
             raise ParamsError(f"INFO payload does not start with {cls._INFO_MAGIC!r}: {magic!r}")
         # A depth of 65536 is reported as 0 (it does not fit in u16).
@@ -273,4 +293,4 @@ class RillParams:
                    conv_addressing=bool(features & 0b10000),
                    packed_int8_acts=bool(features & 0b100000),
                    vector_unit=bool(features & 0b1000000),
-                   clamp=bool(features & 0b10000000)), version
+                   clamp=bool(features & 0b10000000), store_lanes=store_lanes), version

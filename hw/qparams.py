@@ -7,11 +7,16 @@ part when it is needed, from its own block RAM at a delayed address, costs an ad
 line instead of carrying 48 bits of multiplier and zero point down the pipeline: on the UP5K that
 is ~150 logic cells, and the three memories fill the same 6 block RAMs (40 + 32 + 16 bits wide)
 as one 96-bit memory would.
+
+With ``store_lanes`` requantizers (``RillParams.store_lanes``, a ``STORE``'s ``WIDE`` columns)
+the entries are banked by lane: entry ``q`` in bank ``q % lanes`` at ``q // lanes``, every bank
+read at the same address. A wide store starts at a multiple of the lanes, so lane ``i`` reads
+bank ``i``; a narrow one reads lane 0 from the bank its entry is in.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -42,6 +47,9 @@ class QparamTile(wiring.Component):
         The same entry's multiplier ``multiplier_delay`` cycles after its ``read.data``, and its
         zero point ``zero_point_delay`` cycles after: what the requantizer ``params`` asks for
         (:func:`hw.requant_serial.requantizer_class`) takes.
+    lanes : ``Out(...).array(store_lanes - 1)``
+        With store lanes, the entries ``addr + i`` (``i`` from 1) of an ``addr`` that is a
+        multiple of them: ``early``, ``multiplier`` and ``zero_point`` each when lane 0's are.
     """
 
     def __init__(self, params: RillParams):
@@ -53,23 +61,32 @@ class QparamTile(wiring.Component):
             "read": Out(memory.ReadPort.Signature(addr_width=width, shape=QPARAM_EARLY)),
             "multiplier": Out(signed(32)),
             "zero_point": Out(signed(16)),
+            **({"lanes": Out(data.StructLayout({
+                "early": QPARAM_EARLY, "multiplier": signed(32), "zero_point": signed(16)}))
+                .array(params.store_lanes - 1)} if params.store_lanes > 1 else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._params.qparam_depth
-        unit = requantizer_class(self._params)
-        # Each part: its memory and the entry's bytes it holds.
-        early = (sram_tile(unsigned(40), depth), (0, 1, 2, 3, 8))      # bias, shift
-        late_multiplier = (sram_tile(unsigned(32), depth), (4, 5, 6, 7))
-        late_zero_point = (sram_tile(unsigned(16), depth), (10, 11))
-        for name, (mem, lanes) in (("early", early), ("multiplier", late_multiplier),
-                                   ("zero_point", late_zero_point)):
-            m.submodules[name] = mem
-            port = mem.write_port(granularity=8)
-            m.d.comb += [port.addr.eq(self.write.addr),
-                         port.en.eq(Cat(self.write.en[lane] for lane in lanes)),
-                         port.data.eq(Cat(self.write.data.word_select(lane, 8) for lane in lanes))]
+        p = self._params
+        lanes = p.store_lanes
+        bank_bits = lanes.bit_length() - 1
+        depth = p.qparam_depth // lanes
+        unit = requantizer_class(p)
+        # Each part: its memory per bank and the entry's bytes it holds.
+        parts = {"early": (40, (0, 1, 2, 3, 8)),      # bias, shift
+                 "multiplier": (32, (4, 5, 6, 7)), "zero_point": (16, (10, 11))}
+        banks = {name: [sram_tile(unsigned(width), depth) for _ in range(lanes)]
+                 for name, (width, _) in parts.items()}
+        for name, (_, bytes_) in parts.items():
+            for bank, mem in enumerate(banks[name]):
+                m.submodules[f"{name}{bank}" if lanes > 1 else name] = mem
+                port = mem.write_port(granularity=8)
+                here = (self.write.addr[:bank_bits] == bank) if lanes > 1 else 1
+                m.d.comb += [
+                    port.addr.eq(self.write.addr[bank_bits:]),
+                    port.en.eq(Cat(self.write.en[b] & here for b in bytes_)),
+                    port.data.eq(Cat(self.write.data.word_select(b, 8) for b in bytes_))]
 
         # addresses[d] is the read address of d cycles ago.
         addresses = [self.read.addr]
@@ -81,14 +98,23 @@ class QparamTile(wiring.Component):
         # clock-to-out then ends there instead of starting the requantizer's stages, which have
         # no time left for it. The serial requantizer samples both into
         # registers of its own, so it takes them straight from the memories.
-        registered = not self._params.serial_requant
-        for (mem, _), delay, out in ((early, 0, self.read.data),
-                                     (late_multiplier, unit.multiplier_delay, self.multiplier),
-                                     (late_zero_point, unit.zero_point_delay, self.zero_point)):
-            port = mem.read_port()
-            if delay and registered:
-                m.d.comb += port.addr.eq(addresses[delay - 1])
-                m.d.sync += out.eq(port.data)
-            else:
-                m.d.comb += [port.addr.eq(addresses[delay]), out.eq(port.data)]
+        registered = not p.serial_requant
+        for name, delay, out in (("early", 0, self.read.data),
+                                 ("multiplier", unit.multiplier_delay, self.multiplier),
+                                 ("zero_point", unit.zero_point_delay, self.zero_point)):
+            late = bool(delay) and registered
+            datas = []
+            for mem in banks[name]:
+                port = mem.read_port()
+                m.d.comb += port.addr.eq(addresses[delay - 1 if late else delay][bank_bits:])
+                datas.append(port.data)
+            # Lane 0: the bank of the entry whose data this is (read a cycle before it).
+            lane0 = (Array(datas)[addresses[max(delay, 1)][:bank_bits]] if lanes > 1
+                     else datas[0])
+            lane_outs = [out] + [getattr(self.lanes[i - 1], name) for i in range(1, lanes)]
+            for target, value in zip(lane_outs, [lane0] + datas[1:]):
+                if late:
+                    m.d.sync += target.eq(value)
+                else:
+                    m.d.comb += target.eq(value)
         return m

@@ -101,6 +101,13 @@ class Sequencer(wiring.Component):
                 addr_width=p.acc_addr_width, shape=data.ArrayLayout(32, p.cols))),
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
             "requant_out": In(stream.Signature(8, always_ready=True)),
+            # The other store lanes' requantizers (hw/store_engine.py).
+            **({"lane_requests": Out(stream.Signature(requant_request_layout, always_ready=True))
+                .array(p.store_lanes - 1),
+                "lane_outputs": In(stream.Signature(8, always_ready=True))
+                .array(p.store_lanes - 1),
+                "lane_qparams": In(QPARAM_EARLY).array(p.store_lanes - 1)}
+               if p.store_lanes > 1 else {}),
             **({"program_write": In(memory.WritePort.Signature(
                     addr_width=p.program_addr_width, shape=unsigned(8 * HEADER_BYTES),
                     granularity=8)),
@@ -268,6 +275,9 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         wiring.connect(m, store.acc_read, wiring.flipped(seq.acc_read))
         wiring.connect(m, store.qparam_read, wiring.flipped(seq.qparam_read))
         wiring.connect(m, store.requant_in, wiring.flipped(seq.requant_in))
+        for i in range(self.p.store_lanes - 1):
+            wiring.connect(m, store.lane_requests[i], wiring.flipped(seq.lane_requests[i]))
+            m.d.comb += store.lane_qparams[i].eq(seq.lane_qparams[i])
         return store
 
     def _output_register(self):
@@ -291,11 +301,15 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         m.d.comb += store.values.eq(self.checks.store_values)
         if not p.store_to_acts:
             return
+        outputs = [requant_out] + [seq.lane_outputs[i] for i in range(p.store_lanes - 1)]
         writes = self.to_acts & requant_out.valid
-        m.d.comb += store.written.eq(writes & self.advance)
-        with m.If(writes):
+        m.d.comb += [store.written.eq(writes & self.advance),
+                     store.written_lanes.eq(Cat(out.valid for out in outputs))]
+        with m.If(writes):   # lane k takes requantizer k % store_lanes (wide), else lane 0's
             m.d.comb += [seq.act_write.addr.eq(store.act_addr),
-                         seq.act_write.data.eq(requant_out.payload.replicate(p.act_lanes)),
+                         seq.act_write.data.eq(Cat(
+                             Mux(store.wide, outputs[k % p.store_lanes].payload,
+                                 requant_out.payload) for k in range(p.act_lanes))),
                          seq.act_write.en.eq(Mux(self.advance, store.act_lanes, 0))]
 
     def _checks(self):

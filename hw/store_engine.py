@@ -2,8 +2,9 @@
 cycle, and the requests it sends the requantizer.
 
 A STORE walks its output tile by tile: for each of the ``m`` rows, each of the ``n_tiles`` tiles'
-columns (the last tile has ``last_cols``), and in raw mode each of the value's four bytes. Its
-working cycles are ``hw.cycles.store_cycles``; the sequencer's STORE and FLUSH states run it.
+columns (the last tile has ``last_cols``), and in raw mode each of the value's four bytes; a
+``WIDE`` one ``store_lanes`` columns at a time, one request per requantizer. Its working cycles
+are ``hw.cycles.store_cycles``; the sequencer's STORE and FLUSH states run it.
 """
 
 from __future__ import annotations
@@ -54,17 +55,27 @@ class StoreEngine(wiring.Component):
     acc_read, qparam_read : flipped ``memory.ReadPort.Signature``
         The accumulator row read and the qparam entry read.
     requant_in : ``Out(stream.Signature(requant_request_layout, always_ready=True))``
-        Requests to the requantizer.
+        Requests to the requantizer (lane 0).
+    lane_requests : ``Out(...).array(store_lanes - 1)``
+        A ``WIDE`` STORE's requests to the other lanes' requantizers, beside lane 0's.
+    lane_qparams : ``In(...).array(store_lanes - 1)``
+        Their bias and shift (``hw.qparams.QparamTile.lanes``).
     values : ``In(...)``
         The STORE's values per row (``hw.checks.InstructionChecks.store_values``), taken with
         ``start``.
     written : ``In(1)``
-        A requantized value of a ``STORE TO_ACTS`` goes into the activation SRAM in this cycle.
+        A requantized value of a ``STORE TO_ACTS`` goes into the activation SRAM in this cycle
+        (with ``WIDE``, lane 0's and those of the lanes in ``written_lanes``).
+    written_lanes : ``In(store_lanes)``
+        Which lanes' requantizers give a value this cycle.
+    wide : ``Out(1)``
+        The STORE is ``WIDE`` (set with ``start``).
     act_addr : ``Out(act_addr_width)``, act_lanes : ``Out(act_lanes)``
-        Where it goes: the word, and a one-hot byte-lane enable (``hw.isa.StoreFlags.TO_ACTS``
-        gives the layout). Values leave the requantizer in the order they were issued, so a
-        walk of its own, stepped by ``written``, places them without carrying addresses through
-        the requantizer's pipeline.
+        Where it goes: the word, and the byte-lane enables, one-hot or, ``WIDE``, lane ``k``
+        taking requantizer ``k % store_lanes`` (``hw.isa.StoreFlags.TO_ACTS`` gives the
+        layout). Values leave the requantizers in the order they were issued, so a walk of its
+        own, stepped by ``written``, places them without carrying addresses through the
+        requantizers' pipelines.
     """
 
     def __init__(self, params: RillParams, requant_request_layout):
@@ -81,8 +92,14 @@ class StoreEngine(wiring.Component):
             "requant_in": Out(stream.Signature(requant_request_layout, always_ready=True)),
             "values": In(16 + p.cols.bit_length()),
             "written": In(1),
+            "written_lanes": In(p.store_lanes),
+            "wide": Out(1),
             "act_addr": Out(p.act_addr_width),
             "act_lanes": Out(p.act_lanes),
+            **({"lane_requests": Out(stream.Signature(requant_request_layout, always_ready=True))
+                .array(p.store_lanes - 1),
+                "lane_qparams": In(QPARAM_EARLY).array(p.store_lanes - 1)}
+               if p.store_lanes > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -109,7 +126,12 @@ class StoreEngine(wiring.Component):
         # -- the request pipeline: issued (valid, byte, column), then the qparam entry ----------
         arrive = cycles.acc_read_latency(p)
         leave = arrive + cycles.store_select_latency(p)
-        issued, entry = [Cat(st_issue, st_b, st_c)], [st_q]
+        lanes = p.store_lanes
+        st_wide = self.wide
+        col_bound = Signal(range(p.cols), name="st_col_bound")   # the row's last column here
+        # Lanes 1.. of a wide issue: columns st_c + i (st_c a multiple of the lanes) to the last.
+        lane_valid = Cat(st_wide & ((st_c | i) <= col_bound) for i in range(1, lanes))
+        issued, entry = [Cat(st_issue, st_b, st_c, lane_valid)], [st_q]
         for stage in range(1, leave + 1):   # the entry read takes the last
             lines = (issued, entry) if stage < leave else (issued,)
             for line, name in zip(lines, ("issued", "entry")):
@@ -117,9 +139,20 @@ class StoreEngine(wiring.Component):
                 with m.If(advance):
                     m.d.sync += line[-1].eq(line[-2])
         st_valid_q, st_b_q = issued[-1][0], issued[-1][1:3]
-        selected = column_select(m, self.acc_read.data, p.cols, issued[arrive][3:],
-                                 issued[leave][3:], advance, registered=leave > arrive)
+        column = slice(3, 3 + len(st_c))
+        selected = column_select(m, self.acc_read.data, p.cols, issued[arrive][column],
+                                 issued[leave][column], advance, registered=leave > arrive)
         qparam = self.qparam_read.data
+        for i in range(1, lanes):
+            request, early = self.lane_requests[i - 1], self.lane_qparams[i - 1]
+            m.d.comb += [
+                request.valid.eq(st_valid_q & issued[-1][column.stop + i - 1] & advance),
+                request.payload.acc.eq(column_select(
+                    m, self.acc_read.data, p.cols, issued[arrive][column] | i,
+                    issued[leave][column] | i, advance, registered=leave > arrive)),
+                request.payload.bias.eq(early.bias),
+                request.payload.shift.eq(early.shift),
+            ]
         m.d.comb += [
             self.acc_read.addr.eq(st_row),
             self.acc_read.en.eq(1),
@@ -142,11 +175,15 @@ class StoreEngine(wiring.Component):
                 st_row.eq(f.acc_addr), st_row_base.eq(f.acc_addr),
                 st_q.eq(f.q_addr),
             ]
+            if lanes > 1:
+                m.d.sync += st_wide.eq((f.flags & isa.StoreFlags.WIDE.value).any())
 
         # -- run: byte, column, tile, row ------------------------------------------------------
         bytes_per_value = Mux(self.raw, 3, 0)
         last_tile = st_nt == st_tile_last
-        last_col = st_c == Mux(last_tile, st_col_last, p.cols - 1)
+        m.d.comb += col_bound.eq(Mux(last_tile, st_col_last, p.cols - 1))
+        last_col = Mux(st_wide, (st_c | (lanes - 1)) >= col_bound, st_c == col_bound)
+        step = Mux(st_wide, lanes, 1)
         last_byte = st_b == bytes_per_value
         m.d.comb += self.last.eq(st_issue & last_byte & last_col & last_tile
                                  & (st_mi == st_m_last))
@@ -158,7 +195,7 @@ class StoreEngine(wiring.Component):
             with m.If(self.enable & st_issue):
                 m.d.sync += st_b.eq(st_b + 1)
                 with m.If(last_byte):
-                    m.d.sync += [st_b.eq(0), st_c.eq(st_c + 1), st_q.eq(st_q + 1)]
+                    m.d.sync += [st_b.eq(0), st_c.eq(st_c + step), st_q.eq(st_q + step)]
                     with m.If(last_col):
                         m.d.sync += [st_c.eq(0), st_nt.eq(st_nt + 1),
                                      st_row.eq(st_row + st_m)]
@@ -183,23 +220,29 @@ class StoreEngine(wiring.Component):
         layer's activations (``values_per_word``), then ``m`` words on to the row's next word; a
         row's end goes back to the row's first word, a word further."""
         p, f = self._params, self.header
+        lanes, wide = p.store_lanes, self.wide
         word = Signal(p.act_addr_width, name="st_act_word")
         row_word = Signal(p.act_addr_width, name="st_act_row_word")
         lane = Signal(range(p.act_lanes), name="st_act_lane")
         lane_last = Signal(range(p.act_lanes), name="st_act_lane_last")
         left = Signal(len(self.values), name="st_act_left")
         values_last = Signal(len(self.values), name="st_act_values_last")
+        # A wide write's lanes: lane k from requantizer k % lanes, in the group ``lane`` starts.
         m.d.comb += [self.act_addr.eq(word),
-                     self.act_lanes.eq(Cat(lane == i for i in range(p.act_lanes)))]
+                     self.act_lanes.eq(Cat(
+                         Mux(wide, (lane == k - k % lanes) & self.written_lanes[k % lanes],
+                             lane == k) for k in range(p.act_lanes)))]
+        step = Mux(wide, lanes, 1)
         with m.If(self.start):
             int4 = (f.flags & isa.StoreFlags.ACTS_INT4.value).any()
+            group = Mux((f.flags & isa.StoreFlags.WIDE.value).any(), lanes, 1)
             m.d.sync += [word.eq(f.act_addr), row_word.eq(f.act_addr), lane.eq(0),
-                         lane_last.eq(Mux(int4, p.values_per_word(True) - 1,
-                                          p.values_per_word(False) - 1)),
+                         lane_last.eq(Mux(int4, p.values_per_word(True),
+                                          p.values_per_word(False)) - group),
                          left.eq(self.values - 1), values_last.eq(self.values - 1)]
         with m.Elif(self.written):
-            m.d.sync += [left.eq(left - 1), lane.eq(lane + 1)]
-            with m.If(left == 0):
+            m.d.sync += [left.eq(left - step), lane.eq(lane + step)]
+            with m.If(Mux(wide, left < lanes, left == 0)):   # the row's last value(s)
                 m.d.sync += [left.eq(values_last), lane.eq(0), row_word.eq(row_word + 1),
                              word.eq(row_word + 1)]
             with m.Elif(lane == lane_last):

@@ -129,6 +129,9 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
                    acts_int4=not last and precisions[i + 1] == Precision.INT4)
         weight_addr += len(words)
         q_addr += widths[i + 1]
+    if counters and params.vector_unit and count > 1:
+        # The second region as the stores left it, lanes past each row's values included.
+        prog.read_acts(regions[1], region * m)
     if counters:
         prog.read_counters()
     return prog
@@ -246,7 +249,9 @@ def bad_input_program(params: RillParams) -> Program:
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1,
                    q_addr=params.qparam_depth, flags=0, act_addr=0),
         isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=0, flags=0x08,
-                   act_addr=0),
+                   act_addr=0),   # WIDE without TO_ACTS
+        isa.encode(Opcode.STORE, acc_addr=0, m=1, n_tiles=1, last_cols=1, q_addr=1, flags=0x0A,
+                   act_addr=0),   # WIDE from an entry that is not a lane multiple
         # Fields far past any SRAM: the checks work on narrowed sums (hw/checks.py).
         isa.encode(Opcode.LOAD_WEIGHTS, addr=0xFFFF, count=1) + bytes(params.cols),
         isa.encode(Opcode.LOAD_ACTS, addr=0, count=0x8001, lanes=0)

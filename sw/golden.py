@@ -196,8 +196,11 @@ class GoldenCore:
             flags = f["flags"]
             to_acts = bool(flags & StoreFlags.TO_ACTS.value)
             known = StoreFlags.RAW.value | (
-                StoreFlags.TO_ACTS.value | StoreFlags.ACTS_INT4.value if p.store_to_acts else 0)
+                StoreFlags.TO_ACTS.value | StoreFlags.ACTS_INT4.value if p.store_to_acts else 0) \
+                | (StoreFlags.WIDE.value if p.store_lanes > 1 else 0)
+            wide = bool(flags & StoreFlags.WIDE.value)
             if (flags & ~known or (flags & StoreFlags.ACTS_INT4.value and not to_acts)
+                    or wide and (not to_acts or f["q_addr"] % p.store_lanes)
                     or (to_acts and (flags & StoreFlags.RAW.value
                                      or self.config.out_type == OutType.UINT8))):
                 return Status.BAD_MODE

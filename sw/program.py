@@ -163,16 +163,20 @@ class Program:
         self._add(Opcode.CONV_GEOMETRY, **geometry.fields())
 
     def store(self, acc_addr: int, m: int, n: int, q_addr: int, raw: bool = False,
-              to_acts: int | None = None, acts_int4: bool = False):
+              to_acts: int | None = None, acts_int4: bool = False, wide: bool | None = None):
         """Requantize ``m`` rows of ``n`` outputs and send them; with ``to_acts``, write them
         into the activation SRAM from that word instead, laid out for a next layer running
-        INT4 (``acts_int4``) or INT8 (:data:`hw.isa.StoreFlags.TO_ACTS`)."""
-        cols = self.params.cols
+        INT4 (``acts_int4``) or INT8 (:data:`hw.isa.StoreFlags.TO_ACTS`), ``wide`` (by default
+        wherever the core has store lanes and ``q_addr`` is a multiple of them:
+        :data:`hw.isa.StoreFlags.WIDE`)."""
+        cols, lanes = self.params.cols, self.params.store_lanes
         n_tiles = -(-n // cols)
         flags = StoreFlags.RAW.value if raw else 0
         response = isa.RESPONSE_HEADER_BYTES + m * n * (4 if raw else 1)
         if to_acts is not None:
             flags |= StoreFlags.TO_ACTS.value | (StoreFlags.ACTS_INT4.value if acts_int4 else 0)
+            if wide if wide is not None else lanes > 1 and q_addr % lanes == 0:
+                flags |= StoreFlags.WIDE.value
             response = 0
         self._add(Opcode.STORE, acc_addr=acc_addr, m=m, n_tiles=n_tiles,
                   last_cols=n - (n_tiles - 1) * cols, q_addr=q_addr, flags=flags,

@@ -70,6 +70,12 @@ def _words(params: RillParams, layer: CompiledLinear) -> int:
     return layer.k_tiles * layer.n_tiles * params.rows
 
 
+def _entries(params: RillParams, layer: CompiledLinear) -> int:
+    """Qparam entries a resident layer takes: its channels, to a multiple of the store lanes
+    so that every layer's first entry is one (its stores on chip go ``WIDE``)."""
+    return -(-layer.n // params.store_lanes) * params.store_lanes
+
+
 def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     """Every layer resident when they all fit. Otherwise layers in order while they fit in half
     of each SRAM: the other half stays for the layers that stream, whose calls re-send
@@ -78,18 +84,19 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     weight_depth = min(params.weight_depth, _U16 + 1)
     everything = all(_can_reside(params, layer) for layer in layers) \
         and sum(_words(params, layer) for layer in layers) <= weight_depth \
-        and sum(layer.n for layer in layers) <= params.qparam_depth
+        and sum(_entries(params, layer) for layer in layers) <= params.qparam_depth
     weight_floor = 0 if everything else max(params.rows, weight_depth // 2)
     qparam_floor = 0 if everything else max(params.cols, params.qparam_depth // 2)
     weight_top, qparam_top = weight_depth, params.qparam_depth
     residences = {}
     for index, layer in enumerate(layers):
         words = _words(params, layer)
+        entries = _entries(params, layer)
         if not _can_reside(params, layer) or weight_top - words < weight_floor \
-                or qparam_top - layer.n < qparam_floor:
+                or qparam_top - entries < qparam_floor:
             continue
         weight_top -= words
-        qparam_top -= layer.n
+        qparam_top -= entries
         residences[index] = Residence(weight_top, words, qparam_top)
     streaming = params if everything else replace(params, weight_depth=weight_top,
                                                   qparam_depth=qparam_top)

@@ -37,14 +37,15 @@ from sw.program import Program, pack_act_words, pack_weight_tiles
 
 SHAPES = {
     "8x8": RillParams(),
-    "2x2": replace(SMALL, rows=2, cols=2),
+    "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2),
     "4x4": SMALL,
-    "3x5": replace(SMALL, rows=3, cols=5),
+    "3x5": replace(SMALL, rows=3, cols=5, store_lanes=1),
     # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
     # accumulator reads without the register.
-    "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True, deep_pipeline=False,
-                          store_to_acts=False, program_depth=0, conv_addressing=False,
-                          packed_int8_acts=False, vector_unit=False, clamp=False),
+    "2x2-serial": replace(SMALL, rows=2, cols=2, store_lanes=1, serial_requant=True,
+                          deep_pipeline=False, store_to_acts=False, program_depth=0,
+                          conv_addressing=False, packed_int8_acts=False, vector_unit=False,
+                          clamp=False),
 }
 
 
