@@ -306,11 +306,13 @@ class InstructionChecks(wiring.Component):
         """STORE flags that exist but do not go together: the INT4 layout or WIDE without
         TO_ACTS; TO_ACTS with RAW or with a UINT8 output; WIDE from a ``q_addr`` that is not a
         multiple of the store lanes."""
-        f, flags = isa.StoreFlags, fields["flags"]
+        f, flags, p = isa.StoreFlags, fields["flags"], self._params
+        if not p.store_to_acts:   # the flags below are unknown ones here
+            return Const(0)
         to_acts = (flags & f.TO_ACTS.value).any()
-        wide = (flags & f.WIDE.value).any()
-        lanes = self._params.store_lanes
-        misaligned = (fields["q_addr"][:lanes.bit_length() - 1] != 0) if lanes > 1 else 0
+        wide = (flags & f.WIDE.value).any() if p.store_lanes > 1 else 0
+        misaligned = (fields["q_addr"][:p.store_lanes.bit_length() - 1] != 0) \
+            if p.store_lanes > 1 else 0
         return ((((flags & f.ACTS_INT4.value).any() | wide) & ~to_acts)
                 | (wide & misaligned)
                 | (to_acts & ((flags & f.RAW.value).any() | (self.out_type == OutType.UINT8))))
@@ -393,7 +395,8 @@ class InstructionChecks(wiring.Component):
                 with m.Case(op):
                     f = {name: early_field(op, name) for name, _ in isa.FIELDS[op]}
                     mode_bad = (self._store_mode_bad(f) if op == Opcode.STORE
-                                else _depthwise_without_conv(f["flags"]))
+                                else _depthwise_without_conv(f["flags"]) if p.conv_addressing
+                                else Const(0))   # DEPTHWISE is an unknown flag there
                     with m.If(((f["flags"] & (0xFF ^ known_flags)) != 0) | mode_bad):
                         m.d.comb += status.eq(Status.BAD_MODE)
                     with m.Elif(empty(f)):

@@ -48,7 +48,7 @@ ISA_VERSION = 5
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
-INFO_BYTES = 21
+INFO_BYTES = 20
 #: One requantization entry on the wire: bias i32, multiplier i32, shift (u8 in ONNX mode, i8 in
 #: TFLITE mode), one pad byte, zero point i16. See sw/requant.py for the arithmetic.
 QPARAM_BYTES = 12

@@ -55,7 +55,10 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
     activation, raw = random_activation(params, rng, out_type), bool(rng.random() < 0.25)
     kc = params.k_per_tile(precision == Precision.INT4)
     k, n = (int(rng.integers(1, x + 1)) for x in (max_k, max_n))
-    k_tiles, n_tiles = -(-k // kc), -(-n // params.cols)
+    n = min(n, params.qparam_depth)
+    n_tiles = -(-n // params.cols)
+    k = min(k, params.weight_depth // (n_tiles * params.rows) * kc)   # the weights fit
+    k_tiles = -(-k // kc)
     row_words = params.act_words(precision == Precision.INT4, k_tiles)
     # As many activation rows as asked for, but no more than the SRAMs hold.
     m = int(rng.integers(1, min(max_m, params.act_depth // row_words,
@@ -76,12 +79,14 @@ def random_gemm_program(params: RillParams, rng: np.random.Generator, *, max_m: 
 
 
 def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m: int = 12,
-                         max_width: int = 24, counters: bool = True) -> Program:
+                         max_width: int = 24, counters: bool = True,
+                         read_back: bool = True) -> Program:
     """Two to four random linear layers chained through the activation SRAM: each layer's
     STORE writes its outputs where the next layer's MATMUL reads them (``StoreFlags.TO_ACTS``),
     between two regions at random places; only the last layer's outputs come back. Precisions,
-    rounding modes, ReLU and output types are random per layer (the chained ones INT8 or INT4:
-    the array reads signed lanes)."""
+    rounding modes, clamps and output types are random per layer (the chained ones INT8 or
+    INT4: the array reads signed lanes). With ``read_back`` and ``counters`` on a core with the
+    vector unit, the second region's words come back too (``READ_ACTS``)."""
     count = int(rng.integers(2, 5))
     # Every layer's weights and entries must fit alone (INT8's tiles are the larger).
     while max_width > 1 and (-(-max_width // params.rows) * -(-max_width // params.cols)
@@ -129,7 +134,7 @@ def random_chain_program(params: RillParams, rng: np.random.Generator, *, max_m:
                    acts_int4=not last and precisions[i + 1] == Precision.INT4)
         weight_addr += len(words)
         q_addr += widths[i + 1]
-    if counters and params.vector_unit and count > 1:
+    if read_back and counters and params.vector_unit:
         # The second region as the stores left it, lanes past each row's values included.
         prog.read_acts(regions[1], region * m)
     if counters:

@@ -214,7 +214,7 @@ def test_a_run_answers_and_takes_what_the_same_instructions_over_the_link_do():
     """Instructions stored by LOAD_PROGRAM and run by RUN (their load data over the link) give
     the same answer as sending them, in the cycles the program predicts; INFO reports the tag."""
     rng = np.random.default_rng(11)
-    chain = random_chain_program(PARAMS, rng)
+    chain = random_chain_program(PARAMS, rng, read_back=False)
     direct = GoldenCore(PARAMS).feed(chain.to_bytes())
     core = GoldenCore(PARAMS)
     prog = Program(PARAMS)
