@@ -45,6 +45,7 @@ from .conv import QuantizedConv
 from .device_base import Device
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
 from .requant import encode_tflite_channel_scales
+from .tflite_depthwise import depthwise_on_array
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
 from .vector_ops import add_stages
@@ -94,6 +95,7 @@ class _Lowering:
         self.constants: dict[str, np.ndarray] = {}   # constant operands the steps read
         self.nchw: set[str] = set()    # tensors that exist in NCHW (device conv outputs)
         self.nhwc: set[str] = set()    # tensors that exist in TFLite's own layout
+        self.depthwise_on_array = depthwise_on_array(graph, params)
 
     def tensor(self, index: int):
         return self.graph.tensors[index]
@@ -236,7 +238,7 @@ class _Lowering:
         macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
         channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
         kh, kw = filters.shape[1:3]
-        if op.options.get("dilation", (1, 1)) == (1, 1) and self._dense_fits(op, filters):
+        if op.index in self.depthwise_on_array:
             # On the array as a convolution whose filters are zero off each output channel's
             # own input channel (exact: zeros add nothing). With one output per channel the
             # core walks it depthwise, each output tile over its own channels only
@@ -247,21 +249,8 @@ class _Lowering:
             self._device_conv(op, dense, pads, macs, depthwise=outputs == channels)
             return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
-                  "too large to run as a dense conv; no vector unit yet", macs)
-
-    def _dense_fits(self, op, filters: np.ndarray) -> bool:
-        """Whether a depthwise conv runs well on this core's array: its filters, zero-padded
-        to the dense convolution's, within a quarter of the weight SRAM (walked depthwise it
-        holds fewer, a tile's width of lanes per channel, but MobileNet's weights resident
-        whole need the margin), and its input map within
-        one chain region of the activation SRAM, where the conv walk reads it in place (through
-        im2col its input would cross the link nine times over)."""
-        p = self.params
-        _, h, w, channels = self.tensor(op.inputs[0]).shape
-        dense_bytes = channels * int(np.prod(filters.shape[1:]))
-        words = -(-channels // p.values_per_word(False)) * h * w
-        return (p.conv_addressing and dense_bytes <= p.weight_capacity(False) // 4
-                and words <= p.act_depth // 2)
+                  "its input map or its filters do not fit the core's SRAMs beside the "
+                  "model's other layers (sw/tflite_depthwise.py)", macs)
 
     def _fully_connected(self, op):
         filters = self.tensor(op.inputs[1]).data

@@ -26,7 +26,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # two ResNet stacks small enough to run whole on the default core
           "residual_tiny",
           # an ADD whose second operand is a constant map (broadcast over the batch)
-          "const_add")
+          "const_add",
+          # MobileNetV2's inverted residual blocks: ReLU6, depthwise convs, residual adds
+          "mobilenet_v2_tiny")
 
 
 def _model(name: str):
@@ -177,14 +179,23 @@ def test_ds_cnn_runs_on_chip_on_the_85fs_rtl():
         assert np.array_equal(got[key], want)
 
 
+def _headers(model, opcode: isa.Opcode) -> list[dict]:
+    """The fields of every ``opcode`` instruction of the model's last calls."""
+    return [isa.decode_fields(opcode, header[1:]) for call in model.programs
+            for headers in call.program.executes for header in headers
+            if header[0] == opcode.value]
+
+
 @pytest.mark.parametrize("device_url", ["golden", "sim"])
-def test_a_residual_network_runs_whole_on_chip(device_url):
-    """Two ResNet stacks (identity and strided 1x1 shortcuts), the pooling and the classifier
-    on the default core, resident: one call per batch (sw/graph_chain.py), the maps between
-    the layers at their own activation-SRAM addresses, the adds and the pooling on the vector
-    unit; the input goes in, the classifier's sums come out. Equal to LiteRT, in the predicted
-    cycles."""
-    path, model, inputs = _model("residual_tiny")
+@pytest.mark.parametrize("name", ["residual_tiny", "mobilenet_v2_tiny"])
+def test_a_residual_network_runs_whole_on_chip(device_url, name):
+    """Two ResNet stacks (identity and strided 1x1 shortcuts), or three MobileNetV2 blocks
+    (ReLU6 clamped in the requantizer, depthwise convs walked depthwise, residual adds), the
+    pooling and the classifier on the default core, resident: one call per batch
+    (sw/graph_chain.py), the maps between the layers at their own activation-SRAM addresses,
+    the adds and the pooling on the vector unit; the input goes in, the classifier's sums come
+    out. Equal to LiteRT, in the predicted cycles."""
+    path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:3]}
     with open_device(device_url, RillParams()) as device:
         model.run(device, feeds, resident=True)
@@ -200,6 +211,12 @@ def test_a_residual_network_runs_whole_on_chip(device_url):
     assert model.model.vector_on_host == [] and len(model.programs) == 1
     assert cycles == sum(model.predicted_cycles().values())
     assert received < 2 * 3 * 4 * 4 + 200   # 3 x 4 int32 sums, headers and framing
+    if name == "mobilenet_v2_tiny":
+        depthwise = [f for f in _headers(model, isa.Opcode.MATMUL)
+                     if f["flags"] & isa.MatmulFlags.DEPTHWISE.value]
+        assert len(depthwise) == 3 * 3   # three depthwise convs, three images
+        configs = [isa.Config.from_fields(f) for f in _headers(model, isa.Opcode.CONFIG)]
+        assert any(config.clamp for config in configs)
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 

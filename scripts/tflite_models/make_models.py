@@ -117,6 +117,29 @@ def residual_tiny(batch=None) -> keras.Model:
     return keras.Model(inp, pooled_classifier(x, 4), name="residual_tiny")   # over 4x4
 
 
+def inverted_residual(x, expand: int, filters: int, stride: int):
+    """MobileNetV2's block: a 1x1 expansion and a depthwise 3x3, each with BN and ReLU6, then a
+    linear 1x1 projection; the block's input added back where the shapes match."""
+    y = layers.ReLU(6.0)(bn()(layers.Conv2D(expand, 1, padding="same")(x)))
+    y = layers.ReLU(6.0)(bn()(layers.DepthwiseConv2D(3, strides=stride, padding="same")(y)))
+    y = bn()(layers.Conv2D(filters, 1, padding="same")(y))
+    if stride == 1 and x.shape[-1] == filters:
+        y = layers.Add()([x, y])
+    return y
+
+
+def mobilenet_v2_tiny(batch=None) -> keras.Model:
+    """Not MLPerf: MobileNetV2's inverted residual blocks (ReLU6, depthwise convs, linear
+    bottlenecks, residual adds), small enough to run whole on the default simulated core:
+    16x16x3 -> 4."""
+    inp = keras.Input((16, 16, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, strides=2, padding="same")(inp)
+    x = layers.ReLU(6.0)(bn()(x))
+    for expand, filters, stride in ((16, 8, 1), (24, 16, 2), (32, 16, 1)):
+        x = inverted_residual(x, expand, filters, stride)
+    return keras.Model(inp, pooled_classifier(x, 4), name="mobilenet_v2_tiny")   # over 4x4
+
+
 def mobilenet_v1_025(batch=None) -> keras.Model:
     """MLPerf Tiny VWW MobileNetV1 alpha=0.25 at 96x96x3 -> 2 classes (ReLU, as MLPerf)."""
     inp = keras.Input((96, 96, 3), batch_size=batch)
@@ -232,6 +255,8 @@ SPECS = {
                       32, "sparse_categorical_crossentropy"),
     "const_add": (const_add, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0), 384, 3, 32,
                   "sparse_categorical_crossentropy"),
+    "mobilenet_v2_tiny": (mobilenet_v2_tiny, lambda r: class_data(r, (16, 16, 3), 4, 0.0, 1.0),
+                          384, 3, 32, "sparse_categorical_crossentropy"),
 }
 
 

@@ -1,0 +1,90 @@
+"""Which of a TFLite model's depthwise convolutions run on a core's array.
+
+A depthwise conv runs on the array as a convolution whose filters are zero off each output
+channel's own input channel. Walked depthwise (``MatmulFlags.DEPTHWISE``, where a channel chunk
+is a tile wide and each channel has one output) it holds ``kernel * cols`` weight bytes per
+channel: a tile's diagonal per kernel offset. Else it is the dense conv, ``kernel * C`` bytes
+per channel. Either way its input map must fit one chain region of the activation SRAM, where
+the conv walk reads it in place (through im2col it would cross the link nine times over).
+
+Which ones: those whose dense filters take at most a quarter of the weight SRAM, as before a
+walk existed; then, walked, the others in model order while every layer's weights still fit
+the weight SRAM and their requantization entries the qparam SRAM together, so that a model
+resident whole stays resident whole (a model's weights past the SRAMs would stream every call).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.params import RillParams
+
+from .tflite_reader import TfliteGraph, TfliteOperator
+
+__all__ = ["depthwise_on_array"]
+
+
+def _words(params: RillParams, k: int, n: int) -> int:
+    """Weight words of a K x N INT8 matrix in tiles."""
+    kc = params.k_per_tile(False)
+    return -(-k // kc) * -(-n // params.cols) * params.rows
+
+
+def _layer_words(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> int:
+    """Weight words a CONV_2D or FULLY_CONNECTED takes on the device (conv: walked, its K
+    padded to whole chunks per kernel offset)."""
+    filters = graph.tensors[op.inputs[1]].data
+    if op.name == "FULLY_CONNECTED":
+        return _words(params, filters.shape[1], filters.shape[0])
+    out, kh, kw, channels = filters.shape
+    kc = params.k_per_tile(False)
+    return _words(params, kh * kw * -(-channels // kc) * kc, out)
+
+
+def _walkable(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> bool:
+    channels = graph.tensors[op.inputs[0]].shape[3]
+    return (graph.tensors[op.inputs[1]].data.shape[3] == channels and params.conv_addressing
+            and params.k_per_tile(False) == params.cols)
+
+
+def _entries(params: RillParams, outputs: int) -> int:
+    """Qparam entries a layer takes resident (``sw.resident``: to a store-lane multiple)."""
+    return -(-outputs // params.store_lanes) * params.store_lanes
+
+
+def _map_fits(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> bool:
+    _, h, w, channels = graph.tensors[op.inputs[0]].shape
+    return -(-channels // params.values_per_word(False)) * h * w <= params.act_depth // 2
+
+
+def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
+    """The indices of the DEPTHWISE_CONV_2D operators that run on ``params``' array."""
+    if not params.conv_addressing:
+        return set()
+    depthwise = [op for op in graph.operators if op.name == "DEPTHWISE_CONV_2D"
+                 and graph.tensors[op.inputs[1]].data is not None
+                 and op.options.get("dilation", (1, 1)) == (1, 1) and _map_fits(params, graph, op)]
+    layers = [op for op in graph.operators if op.name in ("CONV_2D", "FULLY_CONNECTED")
+              and graph.tensors[op.inputs[1]].data is not None
+              and graph.tensors[op.inputs[1]].data.ndim in (2, 4)]
+    used = sum(_layer_words(params, graph, op) for op in layers)
+    entries = sum(_entries(params, graph.tensors[op.inputs[1]].data.shape[0]) for op in layers)
+    chosen, later = set(), []
+    for op in depthwise:
+        _, kh, kw, outputs = graph.tensors[op.inputs[1]].data.shape
+        channels = graph.tensors[op.inputs[0]].shape[3]
+        walked = _walkable(params, graph, op)
+        words = _words(params, kh * kw * (params.cols if walked else channels), outputs)
+        dense_bytes = channels * int(np.prod((kh, kw, outputs)))
+        if dense_bytes <= params.weight_capacity(False) // 4:
+            chosen.add(op.index)
+            used += words
+            entries += _entries(params, outputs)
+        elif walked:
+            later.append((op.index, words, _entries(params, outputs)))
+    for index, words, needs in later:
+        if used + words <= params.weight_depth and entries + needs <= params.qparam_depth:
+            chosen.add(index)
+            used += words
+            entries += needs
+    return chosen
