@@ -274,7 +274,7 @@ class InstructionChecks(wiring.Component):
         with m.Case(Opcode.ADD):
             m.d.comb += out_of_range.eq(Cat(_past(early(Opcode.ADD, name), add_words, depth)
                                             for name in ("a_addr", "b_addr", "out_addr")).any())
-        with m.Case(Opcode.AVGPOOL):
+        with m.Case(Opcode.AVGPOOL, Opcode.MEAN):   # MEAN's fields are AVGPOOL's first
             m.d.comb += out_of_range.eq(
                 _past(early(Opcode.AVGPOOL, "act_addr"), self.pool_words, depth)
                 | _past(early(Opcode.AVGPOOL, "out_addr"), early(Opcode.AVGPOOL, "groups"),
@@ -296,7 +296,7 @@ class InstructionChecks(wiring.Component):
                 out, words = early(Opcode.ADD, "out_addr"), early(Opcode.ADD, "words")
                 m.d.comb += overlap.eq(inside(early(Opcode.ADD, "a_addr"), words, out)
                                        | inside(early(Opcode.ADD, "b_addr"), words, out))
-            with m.Case(Opcode.AVGPOOL):
+            with m.Case(Opcode.AVGPOOL, Opcode.MEAN):
                 m.d.comb += overlap.eq(inside(early(Opcode.AVGPOOL, "act_addr"),
                                               self.pool_words,
                                               early(Opcode.AVGPOOL, "out_addr")))
@@ -422,7 +422,7 @@ class InstructionChecks(wiring.Component):
                       | (early(Opcode.VECTOR_CONFIG, "shift") > isa.VectorStage.MAX_SHIFT)):
                 m.d.comb += status.eq(Status.BAD_MODE)
         for op, lengths in ((Opcode.ADD, ("words",)), (Opcode.AVGPOOL, ("groups", "pixels")),
-                            (Opcode.READ_ACTS, ("count",))):
+                            (Opcode.MEAN, ("groups", "pixels")), (Opcode.READ_ACTS, ("count",))):
             with m.Case(op):
                 with m.If(Cat(early(op, name) == 0 for name in lengths).any()):
                     m.d.comb += status.eq(Status.BAD_LENGTH)

@@ -27,7 +27,7 @@ from .params import RillParams
 
 __all__ = [
     "CHECK_CYCLES", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES", "MATMUL_DRAIN_EXTRA",
-    "VECTOR_ADD_STAGES", "VECTOR_POOL_STAGES",
+    "VECTOR_ADD_STAGES", "VECTOR_POOL_STAGES", "VECTOR_MEAN_STAGES",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "store_issues",
     "store_act_words",
     "requant_interval", "requant_latency", "acc_read_latency", "store_select_latency",
@@ -57,6 +57,9 @@ MATMUL_DRAIN_EXTRA = 1
 #: (hw/vector_unit.py builds exactly these).
 VECTOR_ADD_STAGES = 9
 VECTOR_POOL_STAGES = 3
+#: A MEAN lane's stages: its sum enters ADD's datapath at the sum register, then ADD's output
+#: stage.
+VECTOR_MEAN_STAGES = 5
 
 
 def load_word_bytes(params: RillParams, opcode: Opcode, config: Config,
@@ -192,9 +195,9 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
         return fetch_decode + fields["words"] * (2 + lanes) + VECTOR_ADD_STAGES
-    if opcode == Opcode.AVGPOOL:
+    if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
         return (fetch_decode + fields["groups"] * (fields["pixels"] + 1 + lanes)
-                + VECTOR_POOL_STAGES)
+                + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))
     if opcode == Opcode.READ_ACTS:
         return fetch_decode + respond + fields["count"] * (1 + lanes)
     raise AssertionError(opcode)

@@ -97,6 +97,11 @@ class Opcode(enum.Enum, shape=8):
     AVGPOOL = 0x10
     #: ``count`` activation words from ``addr`` back to the host, ``2 * rows`` bytes each
     READ_ACTS = 0x11
+    #: TFLite's MEAN over a map's pixels (``QuantizedMeanOrSum``): per block of ``pixels`` words
+    #: at ``act_addr``, lane sums ``s`` of ``x + offset`` (stage 0's offset: the input's negated
+    #: zero point), then the output stage, ``clamp(mbqm(s) + offset, lo, hi)`` (stage 2), into
+    #: word ``out_addr + block``
+    MEAN = 0x12
 
 
 class Status(enum.Enum, shape=8):
@@ -189,9 +194,12 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.AVGPOOL: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("pixels", 2),
                      ("reciprocal", 3), ("shift", 1)),
     Opcode.READ_ACTS: (("addr", 2), ("count", 2)),
+    # AVGPOOL's first fields, where AVGPOOL has them (the checks and the unit share them).
+    Opcode.MEAN: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("pixels", 2)),
 }
 #: Instructions that exist only on a core with ``RillParams.vector_unit``.
-VECTOR_OPCODES = (Opcode.VECTOR_CONFIG, Opcode.ADD, Opcode.AVGPOOL, Opcode.READ_ACTS)
+VECTOR_OPCODES = (Opcode.VECTOR_CONFIG, Opcode.ADD, Opcode.AVGPOOL, Opcode.READ_ACTS,
+                  Opcode.MEAN)
 
 #: Instructions followed by ``count`` words of data.
 LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES,

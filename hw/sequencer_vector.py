@@ -54,7 +54,8 @@ class VectorStates:
         with m.If(is_op[Opcode.VECTOR_CONFIG]):
             m.d.comb += unit.configure.eq(1)
             m.next = "FETCH"
-        for op, code in ((Opcode.ADD, VectorOp.ADD), (Opcode.AVGPOOL, VectorOp.AVGPOOL)):
+        for op, code in ((Opcode.ADD, VectorOp.ADD), (Opcode.AVGPOOL, VectorOp.AVGPOOL),
+                         (Opcode.MEAN, VectorOp.MEAN)):
             with m.If(is_op[op]):
                 m.d.comb += [unit.start.eq(1), unit.op.eq(code)]
                 m.next = "VECTOR"

@@ -1,5 +1,5 @@
-"""The vector unit: TFLite's int8 ADD and global average pooling over activation words, and
-``READ_ACTS``, beside the array on the activation SRAM.
+"""The vector unit: TFLite's int8 ADD, global average pooling and MEAN over activation words,
+and ``READ_ACTS``, beside the array on the activation SRAM.
 
 Instructions run one at a time, so while the unit works nothing else reads or writes the
 activation SRAM: it takes the read port and the write port's byte lanes without arbitration
@@ -30,7 +30,7 @@ _INT32_MIN = -(1 << 31)
 
 class VectorOp:
     """What ``start`` starts (the unit's ``op`` input)."""
-    ADD, AVGPOOL, READ_ACTS = 0, 1, 2
+    ADD, AVGPOOL, READ_ACTS, MEAN = 0, 1, 2, 3
 
 
 class _Pipeline:
@@ -165,6 +165,10 @@ class VectorUnit(wiring.Component):
         sum_valid = Signal(name="sum_valid")    # the read data is a word of the block
         sum_first = Signal(name="sum_first")    # ... its first
         issue_add, issue_pool = Signal(name="issue_add"), Signal(name="issue_pool")
+        # MEAN: AVGPOOL's walk and sums, each lane's sum plus the block's input offsets into
+        # ADD's datapath at its sum register.
+        mean, issue_mean = Signal(name="mean"), Signal(name="issue_mean")
+        mean_bias = Signal(signed(32), name="mean_bias")   # pixels x stage 0's offset
         last_lane = lane == lanes - 1
         read_lanes = self.read_data.as_value()
         m.d.comb += [self.read_addr.eq(ptr_a), self.read_en.eq(1)]
@@ -178,10 +182,12 @@ class VectorUnit(wiring.Component):
                             m.d.sync += [ptr_a.eq(self.field(Opcode.ADD, "a_addr")),
                                          ptr_b.eq(self.field(Opcode.ADD, "b_addr")),
                                          ptr_out.eq(self.field(Opcode.ADD, "out_addr")),
-                                         left.eq(self.field(Opcode.ADD, "words") - 1)]
+                                         left.eq(self.field(Opcode.ADD, "words") - 1),
+                                         mean.eq(0)]
                             m.next = "ADD_READ_A"
-                        with m.Case(VectorOp.AVGPOOL):
+                        with m.Case(VectorOp.AVGPOOL, VectorOp.MEAN):   # MEAN: AVGPOOL's fields
                             pixels = self.field(Opcode.AVGPOOL, "pixels")
+                            m.d.sync += mean.eq(self.op == VectorOp.MEAN)
                             m.d.sync += [ptr_a.eq(self.field(Opcode.AVGPOOL, "act_addr")),
                                          ptr_out.eq(self.field(Opcode.AVGPOOL, "out_addr")),
                                          left.eq(self.field(Opcode.AVGPOOL, "groups") - 1),
@@ -210,7 +216,8 @@ class VectorUnit(wiring.Component):
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
-                             sum_valid.eq(1), sum_first.eq(pixel == 0)]
+                             sum_valid.eq(1), sum_first.eq(pixel == 0),
+                             mean_bias.eq(Mux(pixel == 0, 0, mean_bias) + stages[0]["offset"])]
                 with m.If(pixel == pixels_last):
                     m.next = "POOL_LAST"
             with m.State("POOL_LAST"):
@@ -218,10 +225,12 @@ class VectorUnit(wiring.Component):
                 m.d.sync += [lane.eq(0), pixel.eq(0)]
                 m.next = "POOL_LANES"
             with m.State("POOL_LANES"):
-                m.d.comb += [self.read_en.eq(0), issue_pool.eq(1)]
+                m.d.comb += [self.read_en.eq(0), issue_pool.eq(~mean), issue_mean.eq(mean)]
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(last_lane):
-                    _next_word(m, (ptr_out,), left, flush, cycles.VECTOR_POOL_STAGES, "POOL_READ")
+                    _next_word(m, (ptr_out,), left, flush,
+                               Mux(mean, cycles.VECTOR_MEAN_STAGES, cycles.VECTOR_POOL_STAGES),
+                               "POOL_READ")
             # READ_ACTS: a word, then its lanes to the response.
             with m.State("SEND_READ"):
                 m.d.sync += lane.eq(0)
@@ -249,13 +258,17 @@ class VectorUnit(wiring.Component):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
-        add_out = self._add_datapath(m, stages, word_a, read_lanes, lane)
-        pool_out = self._pool_datapath(m, sums, lane, half, reciprocal, shift)
+        lane_sum = Cat(*sums).word_select(lane, 24).as_signed()
+        add_out = self._add_datapath(m, stages, word_a, read_lanes, lane, mean,
+                                     (lane_sum + mean_bias)[:32].as_signed())
+        pool_out = self._pool_datapath(m, lane_sum, half, reciprocal, shift)
 
         # -- writes: the destination travels beside each datapath ----------------------------
         for (valid, byte, depth, name) in ((issue_add, add_out, cycles.VECTOR_ADD_STAGES, "add"),
                                             (issue_pool, pool_out, cycles.VECTOR_POOL_STAGES,
-                                             "pool")):
+                                             "pool"),
+                                            (issue_mean, add_out, cycles.VECTOR_MEAN_STAGES,
+                                             "mean")):
             dest = Cat(valid, ptr_out, lane)
             for stage in range(depth):
                 delayed = Signal(len(dest), name=f"{name}_dest_{stage + 1}")
@@ -268,9 +281,11 @@ class VectorUnit(wiring.Component):
         return m
 
     @staticmethod
-    def _add_datapath(m, stages, word_a, read_lanes, lane) -> Value:
+    def _add_datapath(m, stages, word_a, read_lanes, lane, mean, mean_total) -> Value:
         """TFLite's int8 ADD of lane ``lane`` of ``word_a`` and of the read port's word
-        (:data:`hw.cycles.VECTOR_ADD_STAGES` stages)."""
+        (:data:`hw.cycles.VECTOR_ADD_STAGES` stages); with ``mean``, ``mean_total`` in place of
+        the two scaled inputs' sum, through the output stage (the last
+        :data:`hw.cycles.VECTOR_MEAN_STAGES`)."""
         pipe = _Pipeline(m, "add")
         first, second, out = stages
         inputs = []
@@ -285,8 +300,10 @@ class VectorUnit(wiring.Component):
                            f"{name}_scaled", signed(32))
                   for high, stage, name in zip(highs, (first, second), "ab")]
         pipe.level()
-        total = pipe.reg((scaled[0] + scaled[1])[:32].as_signed(), "sum", signed(32))
+        total = pipe.reg(Mux(mean, mean_total, (scaled[0] + scaled[1])[:32].as_signed()),
+                         "sum", signed(32))
         pipe.level()
+        assert cycles.VECTOR_ADD_STAGES - pipe.levels == cycles.VECTOR_MEAN_STAGES - 1
         (high,) = _high_mul(m, pipe, [(total, out["multiplier"], "out")])
         result = pipe.reg(_divide_by_pot(high, out["shift"])[:32].as_signed(), "result",
                           signed(32))
@@ -299,11 +316,10 @@ class VectorUnit(wiring.Component):
         return byte
 
     @staticmethod
-    def _pool_datapath(m, sums, lane, half, reciprocal, shift) -> Value:
-        """A lane's rounded mean, ``sign(s) * ((|s| + half) * reciprocal >> shift)`` clamped to
-        int8 (:data:`hw.cycles.VECTOR_POOL_STAGES` stages)."""
+    def _pool_datapath(m, total, half, reciprocal, shift) -> Value:
+        """A lane's rounded mean of its sum ``total``, ``sign(s) * ((|s| + half) * reciprocal
+        >> shift)`` clamped to int8 (:data:`hw.cycles.VECTOR_POOL_STAGES` stages)."""
         pipe = _Pipeline(m, "pool")
-        total = Cat(*sums).word_select(lane, 24).as_signed()
         negative = pipe.reg(total < 0, "negative", 1)
         magnitude = pipe.reg(Mux(total < 0, -total, total).as_unsigned() + half, "magnitude",
                              unsigned(25))

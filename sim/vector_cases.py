@@ -1,4 +1,5 @@
-"""Test programs for the vector unit (``ADD``, ``AVGPOOL``, ``READ_ACTS``, ``VECTOR_CONFIG``):
+"""Test programs for the vector unit (``ADD``, ``AVGPOOL``, ``MEAN``, ``READ_ACTS``,
+``VECTOR_CONFIG``):
 random ones, and every refusal its decode gives.
 
 The random stages range over the whole of each field, not only what TFLite's quantization
@@ -14,7 +15,7 @@ from hw import isa
 from hw.isa import Opcode, VectorStage
 from hw.params import RillParams
 from sw.program import Program
-from sw.vector_ops import add_stages
+from sw.vector_ops import add_stages, mean_stages
 
 __all__ = ["random_vector_program", "bad_vector_commands"]
 
@@ -35,7 +36,8 @@ def _block(rng: np.random.Generator, params: RillParams, words: int) -> np.ndarr
 
 def random_vector_program(params: RillParams, rng: np.random.Generator) -> Program:
     """An ADD (its inputs apart, or its output on one of them) and a global average pooling
-    (exact, or with a random reciprocal), each read back with ``READ_ACTS``."""
+    (exact, or with a random reciprocal) or a MEAN (its output stage the ADD's), each read back
+    with ``READ_ACTS``."""
     depth = params.act_depth
     prog = Program(params)
     if rng.random() < 0.5:
@@ -62,7 +64,14 @@ def random_vector_program(params: RillParams, rng: np.random.Generator) -> Progr
     act_addr = int(rng.integers(groups, depth - groups * pixels + 1))
     prog.load_acts(act_addr, _block(rng, params, groups * pixels))
     out = act_addr - int(rng.integers(0, groups + 1))   # in place, or just before
-    if rng.random() < 0.7:
+    if rng.random() < 0.4:
+        stages = mean_stages(*rng.uniform(0.01, 0.2, 1), int(rng.integers(-128, 128)),
+                             *rng.uniform(0.002, 0.2, 1), int(rng.integers(-128, 128)), pixels)
+        if stages is not None and rng.random() < 0.8:   # else the stages above
+            prog.vector_config(0, stages[0])
+            prog.vector_config(2, stages[2])
+        prog.mean(act_addr, out, groups, pixels)
+    elif rng.random() < 0.7:
         prog.avgpool(act_addr, out, groups, pixels)
     else:   # any constants: the datapath's clamps
         prog.avgpool(act_addr, out, groups, pixels,
@@ -95,6 +104,10 @@ def bad_vector_commands(params: RillParams) -> list[bytes]:
                    reciprocal=1, shift=0),
         isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=3, groups=2, pixels=4, reciprocal=1,
                    shift=0),
+        isa.encode(Opcode.MEAN, act_addr=0, out_addr=0, groups=0, pixels=4),
+        isa.encode(Opcode.MEAN, act_addr=0, out_addr=0, groups=1, pixels=0),
+        isa.encode(Opcode.MEAN, act_addr=depth - 7, out_addr=0, groups=2, pixels=4),
+        isa.encode(Opcode.MEAN, act_addr=0, out_addr=3, groups=2, pixels=4),
         isa.encode(Opcode.READ_ACTS, addr=0, count=0),
         isa.encode(Opcode.READ_ACTS, addr=depth - 1, count=2),
         isa.encode(Opcode.READ_ACTS, addr=0xFFFF, count=0xFFFF),

@@ -134,12 +134,13 @@ def chained_config(layer: CompiledLinear) -> Config:
 
 def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[Residence], *,
                   rows: list[int], region: int, geometries: list[ConvGeometry | None],
-                  pool: tuple[int, int, int] | None = None):
+                  pool: tuple | None = None):
     """Layer ``i`` of a chain on its ``rows[i]`` rows, reading activation region ``i % 2`` (of
     ``region`` words) and storing into the other, the last layer's outputs to the host. A layer
     with a geometry reads its region as a convolution: a conv walked over its map, or a Gemm
     over a conv's flattened map (one output pixel covering it, :mod:`sw.flatten`). ``pool``,
-    ``(layer, channel blocks, pixels)``: that layer's map pooled in place (``AVGPOOL``), a
+    ``(layer, channel blocks, pixels, step)``: that layer's map pooled in place by the
+    pooling ``step`` (``AVGPOOL`` or ``MEAN``), a
     one-row matrix for the next layer."""
     for i, (layer, residence) in enumerate(zip(layers, residences)):
         final = i == len(layers) - 1
@@ -159,7 +160,8 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
             prog.store(0, rows[i], layer.n, residence.qparam_base, to_acts=region * (1 - at),
                        acts_int4=layers[i + 1].int4)
         if pool is not None and pool[0] == i:
-            prog.avgpool(region * (1 - at), region * (1 - at), *pool[1:])
+            layer_index, groups, pixels, step = pool
+            step.pool(prog, region * (1 - at), region * (1 - at), groups, pixels)
 
 
 def chain_program(layers: list[CompiledLinear], residences: list[Residence],
@@ -210,10 +212,11 @@ def _conv_plan(convs: list[QuantizedConv], layers: list[CompiledLinear], h: int,
 
 
 def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
-                       residences: list[Residence], x: np.ndarray, pooled: bool = False):
+                       residences: list[Residence], x: np.ndarray, pooled=None):
     """``(LayerProgram, reshape)`` of one call of a chain opened by convs the core walks
     (``layers[:len(convs)]``, each reading the map the one before stored), and, after the last
-    conv's map flattened (or, ``pooled``, averaged over its pixels on the vector unit), Gemms;
+    conv's map flattened (or, ``pooled``, by that pooling step over its pixels on the vector
+    unit), Gemms;
     ``None`` when an image's maps do not fit (the layers then run one by one). Image by image:
     the image's map in, each conv's output map to the other region, each Gemm on one row (the
     image)."""
@@ -232,8 +235,9 @@ def conv_chain_program(convs: list[QuantizedConv], layers: list[CompiledLinear],
     rows = [pixels for _, pixels in plans]
     gemms = len(layers) - len(convs)
     pool = None
-    if gemms and pooled:   # the pooled map: a row of ceil(channels / lanes) words
-        pool = (len(convs) - 1, -(-layers[len(convs) - 1].n // params.act_lanes), oh * ow)
+    if gemms and pooled is not None:   # the pooled map: a row of ceil(channels / lanes) words
+        pool = (len(convs) - 1, -(-layers[len(convs) - 1].n // params.act_lanes), oh * ow,
+                pooled)
         geometries += [None] * gemms
         rows += [1] * gemms
     elif gemms:

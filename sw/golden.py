@@ -38,7 +38,7 @@ from hw.params import RillParams
 
 from .requant import output_bytes, raw_bytes, requantize
 from .tile_math import tile_psums
-from .vector_ops import add_words, avgpool_words
+from .vector_ops import add_words, avgpool_words, mean_words
 from .vector_ops import check as vector_check
 
 __all__ = ["GoldenCore", "response_header"]
@@ -287,11 +287,13 @@ class GoldenCore:
             b = self.act[f["b_addr"]:f["b_addr"] + words]
             self.act[f["out_addr"]:f["out_addr"] + words] = add_words(a, b, self.vector_stages)
             return None
-        if opcode == Opcode.AVGPOOL:
+        if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
             groups, pixels = f["groups"], f["pixels"]
             blocks = self.act[f["act_addr"]:f["act_addr"] + groups * pixels]
-            self.act[f["out_addr"]:f["out_addr"] + groups] = avgpool_words(
-                blocks.reshape(groups, pixels, -1), pixels, f["reciprocal"], f["shift"])
+            blocks = blocks.reshape(groups, pixels, -1)
+            self.act[f["out_addr"]:f["out_addr"] + groups] = (
+                avgpool_words(blocks, pixels, f["reciprocal"], f["shift"])
+                if opcode == Opcode.AVGPOOL else mean_words(blocks, self.vector_stages))
             return None
         raise AssertionError(opcode)
 

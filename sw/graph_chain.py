@@ -302,8 +302,8 @@ def _vector(prog: Program, step: VectorStep, chain: GraphChain, final: bool, ans
                  chain.forms[out].words(lanes))
     else:
         source = chain.forms[step.inputs[0]]
-        prog.avgpool(at[step.inputs[0]], at[out], -(-source.channels // lanes),
-                     source.h * source.w)
+        step.pool(prog, at[step.inputs[0]], at[out], -(-source.channels // lanes),
+                  source.h * source.w)
     if final:
         words = chain.forms[out].words(lanes)
         prog.read_acts(at[out], words)

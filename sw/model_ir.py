@@ -357,8 +357,8 @@ class QuantizedModel:
         if first.kind == "conv":
             convs = [self.layers[i].conv for i in chain if self.layers[i].kind == "conv"]
             return conv_chain_program(convs, compiled, residences, x,
-                                      pooled=chain[len(convs)] in allocation.pools
-                                      if len(convs) < len(chain) else False)
+                                      pooled=allocation.pools.get(chain[len(convs)])
+                                      if len(convs) < len(chain) else None)
         x2d, reshape = first.as_matrix(x)
         return chain_program(compiled, residences, x2d), reshape
 

@@ -197,6 +197,12 @@ class Program:
         self._add(Opcode.AVGPOOL, act_addr=act_addr, out_addr=out_addr, groups=groups,
                   pixels=pixels, reciprocal=reciprocal, shift=shift)
 
+    def mean(self, act_addr: int, out_addr: int, groups: int, pixels: int):
+        """TFLite's MEAN of each of ``groups`` blocks of ``pixels`` words, with the stages
+        :meth:`vector_config` set (``sw.vector_ops.mean_stages``)."""
+        self._add(Opcode.MEAN, act_addr=act_addr, out_addr=out_addr, groups=groups,
+                  pixels=pixels)
+
     def read_acts(self, addr: int, count: int):
         self._add(Opcode.READ_ACTS, addr=addr, count=count,
                   response=isa.RESPONSE_HEADER_BYTES + count * self.params.act_lanes)

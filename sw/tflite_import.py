@@ -7,18 +7,17 @@ Where each operator runs:
 
 - **CONV_2D** (dilation 1) on the device's array, requantized there with TFLite's
   ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the device
-  where the core can. The requantizer clamps to the int8 range or at ReLU's zero point; the
-  narrower clamp of a fused RELU6 or RELU_N1_TO_1 follows on the host (exact: it lies inside).
+  where the core can, a fused RELU6 or RELU_N1_TO_1 clamped by the requantizer (on a core
+  without ``RillParams.clamp``, on the host: exact, the clamp lies inside the int8 range).
+- **DEPTHWISE_CONV_2D** on the array, walked depthwise where it can, if its filters and map fit
+  (:mod:`sw.tflite_depthwise`).
 - **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
   requantizes them in double precision, which the host does exactly.
-- **ADD** of two tensors of one shape, and **AVERAGE_POOL_2D** over the whole map (global
-  pooling), on the device's vector unit where the core has one (:mod:`sw.vector_step`), in
-  TFLite's integer arithmetic; a broadcasting ADD, or one whose multipliers need a left shift,
-  and any other pooling on the host.
-- **DEPTHWISE_CONV_2D** on the array as a dense conv where its filters fit (see
-  :meth:`_Lowering._depthwise_conv_2d`), else on the host, like **MAX_POOL_2D, MEAN, SOFTMAX,
-  QUANTIZE, DEQUANTIZE, PAD** (:mod:`sw.tflite_host_ops`); so do RESHAPE and the shape
-  arithmetic Keras' Flatten becomes with a dynamic batch (SHAPE, STRIDED_SLICE, PACK).
+- **ADD** of two tensors of one shape, **AVERAGE_POOL_2D** over the whole map and **MEAN** over
+  its height and width, on the vector unit where the core has one (:mod:`sw.vector_step`); a
+  broadcasting ADD, one whose multipliers need a left shift, any other pooling or mean on the
+  host, like **MAX_POOL_2D, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD** (:mod:`sw.tflite_host_ops`);
+  so do RESHAPE and the shape arithmetic of Keras' Flatten with a dynamic batch.
 
 Any other operator is refused at load, by name. :meth:`TfliteModel.placement` says where each
 operator runs and what share of the model's MACs the device does.
@@ -48,7 +47,7 @@ from .requant import encode_tflite_channel_scales
 from .tflite_depthwise import depthwise_on_array
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
-from .vector_ops import add_stages
+from .vector_ops import add_stages, mean_stages
 from .vector_step import VectorStep, pool_fits
 
 __all__ = ["TfliteModel", "TfliteImportError", "UnsupportedTfliteOperator", "InvalidTflite",
@@ -237,20 +236,17 @@ class _Lowering:
         pads, _ = self._window(op, filters.shape[1:3])
         macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
         channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
-        kh, kw = filters.shape[1:3]
         if op.index in self.depthwise_on_array:
-            # On the array as a convolution whose filters are zero off each output channel's
-            # own input channel (exact: zeros add nothing). With one output per channel the
-            # core walks it depthwise, each output tile over its own channels only
-            # (sw.conv_device.walks_depthwise); else as the dense conv.
-            dense = np.zeros((outputs, channels, kh, kw), filters.dtype)
+            # The dense conv's filters, zero off each output channel's own input channel
+            # (exact); walked depthwise where each channel has one output.
+            dense = np.zeros((outputs, channels, *filters.shape[1:3]), filters.dtype)
             out = np.arange(outputs)
             dense[out, out // (outputs // channels)] = filters[0].transpose(2, 0, 1)
             self._device_conv(op, dense, pads, macs, depthwise=outputs == channels)
             return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
-                  "its input map or its filters do not fit the core's SRAMs beside the "
-                  "model's other layers (sw/tflite_depthwise.py)", macs)
+                  "its map or filters do not fit the SRAMs beside the model's other layers"
+                  if self.params.conv_addressing else "no conv walk on this core", macs)
 
     def _fully_connected(self, op):
         filters = self.tensor(op.inputs[1]).data
@@ -281,14 +277,16 @@ class _Lowering:
                                          "requantization"))
 
     def _vector(self, op, kind: str, inputs: list[int], **fields):
-        """``op`` on the vector unit, in NCHW where all its inputs are (device conv outputs)."""
+        """``op`` on the vector unit, in NCHW where all its inputs are (device conv outputs);
+        a ``flat`` output (``(N, C)``) has one layout."""
         nchw = all(self.name(i) in self.nchw for i in inputs)
         output = self.name(op.outputs[0])
+        out_nchw = nchw and not fields.get("flat")
         self.steps.append(VectorStep(f"#{op.index} {op.name}", kind,
                                      tuple(self._layout(i, nchw) for i in inputs),
-                                     (f"{output}@nchw" if nchw else output,),
+                                     (f"{output}@nchw" if out_nchw else output,),
                                      channels_last=not nchw, **fields))
-        (self.nchw if nchw else self.nhwc).add(output)
+        (self.nchw if out_nchw else self.nhwc).add(output)
         self.placements.append(Placement(
             op.index, op.name, "device", 0, "on the vector unit inside the stretches of resident "
             "layers run on chip; elsewhere on the host, in the same arithmetic"))
@@ -333,13 +331,23 @@ class _Lowering:
                                  pads=pads, act_range=self._act_range(op)), why)
 
     def _mean(self, op):
-        axes = self.tensor(op.inputs[1]).data
+        axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-        self.host(op, "TFL_MEAN", dict(axes=tuple(int(a) for a in np.ravel(axes)),
-                                       input_scale=s_in, input_zp=zp_in, output_scale=s_out,
-                                       output_zp=zp_out,
-                                       keep_dims=op.options.get("keep_dims", False)),
-                  "TFLite's MEAN requantizes: the vector unit's pooling keeps the scale")
+        keep_dims = op.options.get("keep_dims", False)
+        shape = self.tensor(op.inputs[0]).shape
+        spatial = len(shape) == 4 and sorted(a % 4 for a in axes) == [1, 2]
+        stages = spatial and mean_stages(s_in, zp_in, s_out, zp_out, shape[1] * shape[2])
+        if stages and pool_fits(self.params, shape[1] * shape[2], shape[3]):
+            self._vector(op, "mean", op.inputs[:1], stages=stages, flat=not keep_dims)
+            return
+        self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
+                                       output_scale=s_out, output_zp=zp_out,
+                                       keep_dims=keep_dims),
+                  "no vector unit on this core" if not self.params.vector_unit
+                  else "the vector unit takes means over a map's height and width"
+                  if not spatial else "its multiplier needs a left shift" if not stages
+                  else f"a {shape[1]}x{shape[2]}x{shape[3]} map does not fit the activation "
+                       "SRAM")
 
     def _softmax(self, op):
         self.host(op, "TFL_SOFTMAX", dict(input_scale=self._quant(op.inputs[0])[0],

@@ -24,6 +24,7 @@ from .requant import saturating_rounding_doubling_high_mul as srdhm
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
     "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add", "add_multipliers",
+    "mean_multiplier",
     "average_pool", "max_pool", "strided_slice", "mean", "softmax", "quantize", "requantize",
     "dequantize",
 ]
@@ -211,6 +212,15 @@ def strided_slice(x, begin, end, strides, *, begin_mask: int = 0, end_mask: int 
     return x[tuple(index)]
 
 
+def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """``(multiplier, shift)`` of the reference MEAN over ``count`` values: ``s_in / s_out``'s,
+    divided by ``count`` with as much of it as fits folded into the shift."""
+    multiplier, shift = quantize_multiplier(float(np.float32(input_scale))
+                                            / float(np.float32(output_scale)))
+    step = min(count.bit_length() - 1, 32, 31 + shift)   # shift >= -31
+    return (multiplier << step) // count, shift - step
+
+
 def mean(x, axes, *, input_scale: float, input_zp: int, output_scale: float,
          output_zp: int, keep_dims: bool = True) -> np.ndarray:
     """The reference MEAN (``QuantizedMeanOrSum``): the int32 sum, less ``input_zp`` per element,
@@ -218,12 +228,9 @@ def mean(x, axes, *, input_scale: float, input_zp: int, output_scale: float,
     x = np.asarray(x, np.int64)
     axes = tuple(a % x.ndim for a in axes)
     count = int(np.prod([x.shape[a] for a in axes]))
-    multiplier, shift = quantize_multiplier(float(np.float32(input_scale))
-                                            / float(np.float32(output_scale)))
-    step = min(count.bit_length() - 1, 32, 31 + shift)   # shift >= -31
-    multiplier = (multiplier << step) // count
+    multiplier, shift = mean_multiplier(input_scale, output_scale, count)
     total = x.sum(axis=axes, keepdims=keep_dims) - input_zp * count
-    y = _mbqm(wrap_int32(total), multiplier, shift - step) + output_zp
+    y = _mbqm(wrap_int32(total), multiplier, shift) + output_zp
     return np.clip(y, -128, 127).astype(np.int8)
 
 

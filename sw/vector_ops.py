@@ -1,8 +1,9 @@
 """The vector unit's instructions in exact numpy: the golden model's half for ``VECTOR_CONFIG``,
-``ADD``, ``AVGPOOL`` and ``READ_ACTS`` (``hw.isa``), and the constants a compiler picks for them.
+``ADD``, ``AVGPOOL``, ``MEAN`` and ``READ_ACTS`` (``hw.isa``), and the constants a compiler picks
+for them.
 
-The arithmetic is TFLite's integer ADD and AVERAGE_POOL_2D (:mod:`sw.tflite_kernels` is the
-reference they are held to), lane by lane over activation words: an ADD of two int8 tensors in
+The arithmetic is TFLite's integer ADD, AVERAGE_POOL_2D and MEAN (:mod:`sw.tflite_kernels` is
+the reference they are held to), lane by lane over activation words: an ADD of two int8 tensors in
 the layout the array's layers write is an ADD of their words.
 """
 
@@ -14,10 +15,10 @@ from hw.isa import ADD_LEFT_SHIFT, VECTOR_SLOTS, Opcode, Status, VectorStage
 from hw.params import RillParams
 
 from .requant import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
-from .tflite_kernels import add_multipliers
+from .tflite_kernels import add_multipliers, mean_multiplier
 
-__all__ = ["check", "scale", "add_words", "avgpool_words", "pool_reciprocal", "add_stages",
-           "RECIPROCAL_BITS"]
+__all__ = ["check", "scale", "add_words", "avgpool_words", "mean_words", "pool_reciprocal",
+           "add_stages", "mean_stages", "RECIPROCAL_BITS"]
 
 #: Width of AVGPOOL's ``reciprocal`` field.
 RECIPROCAL_BITS = 24
@@ -73,6 +74,28 @@ def avgpool_words(blocks: np.ndarray, pixels: int, reciprocal: int, shift: int) 
     magnitude = (np.abs(total) + pixels // 2) * reciprocal >> min(shift, 63)
     return np.where(total < 0, -np.minimum(magnitude, 128),
                     np.minimum(magnitude, 127)).astype(np.int8)
+
+
+def mean_words(blocks: np.ndarray, stages: tuple[VectorStage, ...]) -> np.ndarray:
+    """``MEAN`` of ``(groups, pixels, lanes)`` int8 words: ``(groups, lanes)``, each lane's sum
+    of ``x + offset`` (stage 0's offset) through the output stage (stage 2)."""
+    first, _, out = stages
+    blocks = np.asarray(blocks, np.int64)
+    total = wrap_int32(blocks.sum(axis=1) + blocks.shape[1] * first.offset)
+    return np.clip(scale(total, out) + out.offset, out.lo, out.hi).astype(np.int8)
+
+
+def mean_stages(input_scale: float, input_zp: int, output_scale: float, output_zp: int,
+                pixels: int) -> tuple[VectorStage, ...] | None:
+    """The stages making ``MEAN`` TFLite's int8 MEAN over ``pixels`` values (the multiplier
+    ``sw.tflite_kernels.mean`` folds), or ``None`` when it needs a left shift or its sums could
+    leave int32."""
+    multiplier, shift = mean_multiplier(input_scale, output_scale, pixels)
+    if shift > 0 or -shift > VectorStage.MAX_SHIFT or 256 * pixels >= 1 << 31:
+        return None
+    unused = VectorStage(0, 0, 0, 0, 0)
+    return (VectorStage(0, 0, -input_zp, 0, 0), unused,
+            VectorStage(multiplier, -shift, output_zp, -128, 127))
 
 
 def pool_reciprocal(pixels: int) -> tuple[int, int]:

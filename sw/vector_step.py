@@ -1,6 +1,7 @@
-"""Model steps on the device's vector unit: TFLite's int8 ADD of two tensors and its global
-average pooling (``hw.isa`` ``ADD`` and ``AVGPOOL``), each a call of its own: the inputs go into
-the activation SRAM, the unit computes, ``READ_ACTS`` brings the result back.
+"""Model steps on the device's vector unit: TFLite's int8 ADD of two tensors, its global
+average pooling and its MEAN over a map's pixels (``hw.isa`` ``ADD``, ``AVGPOOL``, ``MEAN``),
+each a call of its own: the inputs go into the activation SRAM, the unit computes,
+``READ_ACTS`` brings the result back.
 
 An ADD is elementwise, so it runs on its tensors flattened into words of ``2 * rows`` lanes, in
 whatever layout both inputs have (NCHW between device convs, so the maps stay in the device's
@@ -22,7 +23,7 @@ from .compiler import CompileError, DeviceCall
 from .conv import pack_feature_map, unpack_feature_map
 from .device_base import Device, DeviceError
 from .program import Program
-from .vector_ops import add_words, avgpool_words, pool_reciprocal
+from .vector_ops import add_words, avgpool_words, mean_words, pool_reciprocal
 
 __all__ = ["VectorStep", "VectorCall", "pool_fits", "pooled_inputs", "REORDER_ONLY"]
 
@@ -77,10 +78,12 @@ class VectorCall(DeviceCall):
 
 @dataclass(eq=False)
 class VectorStep:
-    """An ADD (``op == "add"``, the three ``stages`` of ``hw.isa.VectorStage``) or a global
-    average pooling (``"avgpool"``: NHWC input when ``channels_last``, else NCHW; the output
-    keeps the layout with a 1x1 map; ``act_range`` is the fused activation's clamp, applied on
-    the host: it follows the rounding in TFLite's kernel too, so that is exact)."""
+    """An ADD (``op == "add"``, the three ``stages`` of ``hw.isa.VectorStage``), a global
+    average pooling (``"avgpool"``) or a MEAN over the pixels (``"mean"``, its ``stages`` from
+    ``sw.vector_ops.mean_stages``). A pooling's input is NHWC when ``channels_last``, else
+    NCHW; the output keeps the layout with a 1x1 map, or, ``flat``, is ``(N, C)``;
+    ``act_range`` is an average pooling's fused activation clamp, applied on the host: it
+    follows the rounding in TFLite's kernel too, so that is exact)."""
 
     name: str
     op: str
@@ -89,6 +92,7 @@ class VectorStep:
     stages: tuple[VectorStage, ...] = ()
     channels_last: bool = True
     act_range: tuple[int, int] = (-128, 127)
+    flat: bool = False
 
     def on_host(self, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The step's output computed on the host with the unit's own arithmetic (equal to the
@@ -99,16 +103,30 @@ class VectorStep:
             return {self.outputs[0]: add_words(values[0], values[1], self.stages)}
         x = values[0] if self.channels_last else values[0].transpose(0, 2, 3, 1)
         n, h, w, c = x.shape
+        blocks = x.reshape(n, h * w, c)
+        if self.op == "mean":
+            return {self.outputs[0]: self._pooled(mean_words(blocks, self.stages))}
         reciprocal, shift = pool_reciprocal(h * w)
-        return {self.outputs[0]: self._pooled(
-            avgpool_words(x.reshape(n, h * w, c), h * w, reciprocal, shift))}
+        return {self.outputs[0]: self._pooled(avgpool_words(blocks, h * w, reciprocal, shift))}
 
     def _pooled(self, means: np.ndarray) -> np.ndarray:
         """``(N, C)`` means as the step's output: clamped to the fused activation's range, a
-        1x1 map in the step's layout."""
+        1x1 map in the step's layout (or, ``flat``, as they are)."""
         n, c = means.shape
         means = np.clip(means, *self.act_range).astype(np.int8)
+        if self.flat:
+            return means
         return means.reshape(n, 1, 1, c) if self.channels_last else means.reshape(n, c, 1, 1)
+
+    def pool(self, prog: Program, act_addr: int, out_addr: int, groups: int, pixels: int):
+        """The pooling's instructions on a map of ``groups`` blocks of ``pixels`` words at
+        ``act_addr``, its means into the words from ``out_addr``."""
+        if self.op == "mean":
+            for slot in (0, 2):   # the input offset, the output stage
+                prog.vector_config(slot, self.stages[slot])
+            prog.mean(act_addr, out_addr, groups, pixels)
+        else:
+            prog.avgpool(act_addr, out_addr, groups, pixels)
 
     def execute(self, device: Device, env: dict[str, np.ndarray],
                 programs: list | None = None) -> dict[str, np.ndarray]:
@@ -166,7 +184,7 @@ class VectorStep:
         prog, answers = Program(params), []
         for image in nchw:   # the map as the array's convolutions lay it out, pooled below it
             prog.load_acts(groups, pack_feature_map(params, image, False))
-            prog.avgpool(groups, 0, groups, h * w)
+            self.pool(prog, groups, 0, groups, h * w)
             prog.read_acts(0, groups)
             answers.append(groups)
 
@@ -195,7 +213,7 @@ def pooled_inputs(steps) -> dict[int, VectorStep]:
                 and not step.trans_a and between and isinstance(between[0], VectorStep):
             pool, rest = between[0], between[1:]
             names = [previous.output, *pool.outputs, *(t.outputs[0] for t in rest)]
-            if (pool.op == "avgpool" and pool.act_range == (-128, 127)
+            if (pool.op in ("avgpool", "mean") and pool.act_range == (-128, 127)
                     and pool.inputs[0] == previous.output
                     and all(t.op in REORDER_ONLY for t in rest)
                     and all(t.inputs[0] == name for t, name in zip(rest, names[1:]))

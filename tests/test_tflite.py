@@ -190,8 +190,8 @@ def _headers(model, opcode: isa.Opcode) -> list[dict]:
 @pytest.mark.parametrize("name", ["residual_tiny", "mobilenet_v2_tiny"])
 def test_a_residual_network_runs_whole_on_chip(device_url, name):
     """Two ResNet stacks (identity and strided 1x1 shortcuts), or three MobileNetV2 blocks
-    (ReLU6 clamped in the requantizer, depthwise convs walked depthwise, residual adds), the
-    pooling and the classifier on the default core, resident: one call per batch
+    (ReLU6 clamped in the requantizer, depthwise convs walked depthwise, residual adds, MEAN
+    for the pooling), the pooling and the classifier on the default core, resident: one call per batch
     (sw/graph_chain.py), the maps between the layers at their own activation-SRAM addresses,
     the adds and the pooling on the vector unit; the input goes in, the classifier's sums come
     out. Equal to LiteRT, in the predicted cycles."""
@@ -217,6 +217,7 @@ def test_a_residual_network_runs_whole_on_chip(device_url, name):
         assert len(depthwise) == 3 * 3   # three depthwise convs, three images
         configs = [isa.Config.from_fields(f) for f in _headers(model, isa.Opcode.CONFIG)]
         assert any(config.clamp for config in configs)
+        assert len(_headers(model, isa.Opcode.MEAN)) == 3   # GlobalAveragePooling2D's MEAN
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 

@@ -12,7 +12,7 @@ from hw.params import RillParams
 from sw import tflite_kernels
 from sw.golden import GoldenCore
 from sw.program import Program
-from sw.vector_ops import add_stages, pool_reciprocal
+from sw.vector_ops import add_stages, mean_stages, pool_reciprocal
 from sw.vector_step import VectorStep
 
 PARAMS = RillParams()
@@ -82,6 +82,33 @@ def test_avgpool_is_tflites_global_average_pool(pixels):
     got = _read_back(_run(prog), groups).reshape(-1)
     want = tflite_kernels.average_pool(x, kernel=(pixels, 1)).reshape(-1)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mean_is_tflites_int8_mean(seed):
+    """MEAN over a map's pixels (what the converter writes for GlobalAveragePooling2D) with the
+    compiler's stages, for random quantizations and map sizes: the reference kernel's every
+    channel."""
+    rng = np.random.default_rng(seed)
+    pixels, groups = int(rng.integers(1, 50)), 2
+    scales = rng.uniform(0.005, 0.2, 2)
+    zps = [int(v) for v in rng.integers(-128, 128, 2)]
+    # Each channel about its own level, so that the means differ from channel to channel.
+    levels = rng.integers(-120, 120, groups * LANES)
+    x = np.clip(levels + rng.integers(-8, 9, (1, pixels, 1, groups * LANES)), -128, 127)
+    stages = mean_stages(scales[0], zps[0], scales[1], zps[1], pixels)
+    prog = Program(PARAMS)
+    for slot in (0, 2):
+        prog.vector_config(slot, stages[slot])
+    blocks = x.reshape(pixels, groups, LANES).transpose(1, 0, 2).reshape(-1, LANES)
+    prog.load_acts(groups, blocks.astype(np.int8))
+    prog.mean(groups, 0, groups, pixels)
+    prog.read_acts(0, groups)
+    got = _read_back(_run(prog), groups).reshape(-1)
+    want = tflite_kernels.mean(x, (1, 2), input_scale=scales[0], input_zp=zps[0],
+                               output_scale=scales[1], output_zp=zps[1]).reshape(-1)
+    assert np.array_equal(got, want)
+    assert len(set(want.tolist())) > 2   # the means vary: not a constant clamp
 
 
 def test_pool_reciprocal_is_exact_for_every_sum():
