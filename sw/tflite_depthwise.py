@@ -8,9 +8,12 @@ per channel. Either way its input map must fit one chain region of the activatio
 the conv walk reads it in place (through im2col it would cross the link nine times over).
 
 Which ones: those whose dense filters take at most a quarter of the weight SRAM, as before a
-walk existed; then, walked, the others in model order while every layer's weights still fit
-the weight SRAM and their requantization entries the qparam SRAM together, so that a model
-resident whole stays resident whole (a model's weights past the SRAMs would stream every call).
+walk existed; then, walked, all the others if every layer's weights still fit the weight SRAM
+and their requantization entries the qparam SRAM together, so that a model resident whole stays
+resident whole (weights past the SRAMs would stream every call). All or none: with one left on
+the host the maps around it cross the link anyway, and a conv moved to the device between host
+steps only adds its maps to the link's load (MobileNetV1 on the 85F: more device MACs, slower
+end to end).
 """
 
 from __future__ import annotations
@@ -82,9 +85,9 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
             entries += _entries(params, outputs)
         elif walked:
             later.append((op.index, words, _entries(params, outputs)))
-    for index, words, needs in later:
-        if used + words <= params.weight_depth and entries + needs <= params.qparam_depth:
-            chosen.add(index)
-            used += words
-            entries += needs
+    rest = [index for index, _, _ in later]
+    if len(later) == len(depthwise) - len(chosen) \
+            and used + sum(words for _, words, _ in later) <= params.weight_depth \
+            and entries + sum(needs for _, _, needs in later) <= params.qparam_depth:
+        chosen.update(rest)
     return chosen
