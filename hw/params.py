@@ -258,7 +258,7 @@ class RillParams:
     # A three-byte magic leaves room for the store lanes in the 20 bytes INFO has had since
     # ISA v1: a byte more in the response register costs the full iCE40 some 28 logic cells.
     _INFO_FORMAT = "<3sBBBBBHHHHH"
-    _INFO_MAGIC = b"RIL"
+    INFO_MAGIC = b"RIL"
 
     def to_info_bytes(self, isa_version: int) -> bytes:
         """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, store
@@ -271,7 +271,7 @@ class RillParams:
         features = (0b1 | self.serial_requant << 1 | self.deep_pipeline << 2
                     | self.store_to_acts << 3 | self.conv_addressing << 4
                     | self.packed_int8_acts << 5 | self.vector_unit << 6 | self.clamp << 7)
-        return struct.pack(self._INFO_FORMAT, self._INFO_MAGIC, isa_version, self.rows, self.cols,
+        return struct.pack(self._INFO_FORMAT, self.INFO_MAGIC, isa_version, self.rows, self.cols,
                            features, self.store_lanes, self.act_depth % _MAX_DEPTH,
                            self.weight_depth % _MAX_DEPTH, self.acc_depth % _MAX_DEPTH,
                            self.qparam_depth % _MAX_DEPTH, self.program_depth)
@@ -285,8 +285,8 @@ class RillParams:
             raise ParamsError(f"INFO payload is {len(payload)} bytes, expected at least {size}")
         magic, version, rows, cols, features, store_lanes, act, weight, acc, qparam, program = \
             struct.unpack(cls._INFO_FORMAT, payload[:size])
-        if magic != cls._INFO_MAGIC:
-            raise ParamsError(f"INFO payload does not start with {cls._INFO_MAGIC!r}: {magic!r}")
+        if magic != cls.INFO_MAGIC:
+            raise ParamsError(f"INFO payload does not start with {cls.INFO_MAGIC!r}: {magic!r}")
         # A depth of 65536 is reported as 0 (it does not fit in u16).
         depth = [d or _MAX_DEPTH for d in (act, weight, acc, qparam)]
         return cls(rows, cols, *depth, serial_requant=bool(features & 0b10),

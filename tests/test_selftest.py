@@ -61,8 +61,9 @@ class _OffByOne(GoldenCore):
 class _OldIsa(GoldenCore):
     def _run(self, opcode, f, data):
         payload = super()._run(opcode, f, data)
-        if opcode == isa.Opcode.INFO:
-            payload = payload[:4] + bytes([isa.ISA_VERSION - 1]) + payload[5:]
+        if opcode == isa.Opcode.INFO:   # the version byte follows the magic
+            at = len(RillParams.INFO_MAGIC)
+            payload = payload[:at] + bytes([isa.ISA_VERSION - 1]) + payload[at + 1:]
         return payload
 
 

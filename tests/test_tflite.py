@@ -190,11 +190,11 @@ def _headers(model, opcode: isa.Opcode) -> list[dict]:
 @pytest.mark.parametrize("name", ["residual_tiny", "mobilenet_v2_tiny"])
 def test_a_residual_network_runs_whole_on_chip(device_url, name):
     """Two ResNet stacks (identity and strided 1x1 shortcuts), or three MobileNetV2 blocks
-    (ReLU6 clamped in the requantizer, depthwise convs walked depthwise, residual adds, MEAN
-    for the pooling), the pooling and the classifier on the default core, resident: one call per batch
-    (sw/graph_chain.py), the maps between the layers at their own activation-SRAM addresses,
-    the adds and the pooling on the vector unit; the input goes in, the classifier's sums come
-    out. Equal to LiteRT, in the predicted cycles."""
+    (ReLU6 clamped in the requantizer, depthwise convs walked depthwise, residual adds, MEAN for
+    the pooling), the pooling and the classifier on the default core, resident: one call per
+    batch (sw/graph_chain.py), the maps between the layers at their own activation-SRAM
+    addresses, the adds and the pooling on the vector unit; the input goes in, the classifier's
+    sums come out. Equal to LiteRT, in the predicted cycles."""
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:3]}
     with open_device(device_url, RillParams()) as device:
