@@ -257,12 +257,12 @@ def test_rtl_freezes_under_enable_inserter():
 
 
 def test_serial_rtl_matches_golden():
-    """The serial unit: every request a full schedule apart, some with idle cycles between (700
+    """The serial unit: every request a full schedule apart, some with idle cycles between (450
     requests, 136 cycles each in Amaranth's simulator; the RTL regressions' 2x2-serial core
     requantizes thousands more through it)."""
     assert requant_latency(SERIAL) == requant_interval(SERIAL) == SERIAL_REQUANT_CYCLES
     rng = np.random.default_rng(7)
-    req = random_requests(rng, 700)
+    req = random_requests(rng, 450)
     check(req, *simulate(req, rng, params=SERIAL), params=SERIAL)
 
 
