@@ -87,7 +87,7 @@ def _run(tmp_path, params, exps, *, seed, idle_in, busy_out, simulator="verilato
 
 #: Random programs per shape on the core's own streams under cocotb, with idle cycles and
 #: backpressure; the many more random programs run through the link on the sim device below.
-BACKPRESSURE_PROGRAMS = 5
+BACKPRESSURE_PROGRAMS = 4
 #: The shapes run under cocotb: the same generator as the default 8x8 core's at a fraction of
 #: its build (cocotb's is the slowest), every feature of it present; the 8x8 core runs its
 #: random programs through the link on the sim device, and every model test on it.
@@ -102,8 +102,8 @@ def test_random_programs_with_backpressure(tmp_path, shape):
 
 
 #: Random programs per shape through the link on the sim device: with the cocotb runs above,
-#: some 180 random programs on the RTL per test run.
-LINKED_PROGRAMS = 32
+#: some 160 random programs on the RTL per test run.
+LINKED_PROGRAMS = 28
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
