@@ -31,7 +31,7 @@ from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
 from .program import Program, pack_weight_tiles
 
-__all__ = ["addressable", "walks_depthwise", "device_linear", "output_size",
+__all__ = ["addressable", "depthwise_walkable", "walks_depthwise", "device_linear", "output_size",
            "conv_geometry", "conv_matmul", "device_conv_program"]
 
 _MAX_TILES = 255
@@ -69,12 +69,16 @@ def addressable(params: RillParams, conv: QuantizedConv,
             and max(conv.pads) <= 255)
 
 
+def depthwise_walkable(params: RillParams, int4: bool = False) -> bool:
+    """Whether ``params``' core walks depthwise convs of this precision a channel chunk per
+    output tile (``MatmulFlags.DEPTHWISE``): INT8, a chunk as wide as a tile (``rows == cols``)."""
+    return params.conv_addressing and not int4 and params.k_per_tile(False) == params.cols
+
+
 def walks_depthwise(params: RillParams, conv: QuantizedConv) -> bool:
-    """Whether ``params``' core walks the depthwise ``conv`` a channel chunk per output tile
-    (``MatmulFlags.DEPTHWISE``): INT8, a chunk as wide as a tile (``rows == cols``); else it
-    runs as the dense conv, all chunks for every tile, most of them meeting zeros."""
-    return (conv.depthwise and params.conv_addressing and not _int4(conv)
-            and params.k_per_tile(False) == params.cols)
+    """Whether ``params``' core walks the depthwise ``conv`` depthwise; else it runs as the
+    dense conv, all chunks for every tile, most of them meeting zeros."""
+    return conv.depthwise and depthwise_walkable(params, _int4(conv))
 
 
 def device_linear(params: RillParams, conv: QuantizedConv) -> QuantizedLinear:

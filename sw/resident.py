@@ -25,7 +25,8 @@ from .compiler import CompiledLinear, CompileError, LayerProgram
 from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words, pack_weight_tiles
 
-__all__ = ["Residence", "Allocation", "allocate", "load_program", "resident_program"]
+__all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "load_program",
+           "resident_program"]
 
 #: MATMUL's ``k_tiles`` and ``n_tiles`` and STORE's ``n_tiles`` are one byte each.
 _MAX_TILES = 255
@@ -70,10 +71,10 @@ def _words(params: RillParams, layer: CompiledLinear) -> int:
     return layer.k_tiles * layer.n_tiles * params.rows
 
 
-def _entries(params: RillParams, layer: CompiledLinear) -> int:
-    """Qparam entries a resident layer takes: its channels, to a multiple of the store lanes
-    so that every layer's first entry is one (its stores on chip go ``WIDE``)."""
-    return -(-layer.n // params.store_lanes) * params.store_lanes
+def qparam_entries(params: RillParams, channels: int) -> int:
+    """Qparam entries a resident layer of ``channels`` outputs takes: to a multiple of the store
+    lanes, so that every layer's first entry is one (its stores on chip go ``WIDE``)."""
+    return -(-channels // params.store_lanes) * params.store_lanes
 
 
 def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
@@ -84,14 +85,14 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     weight_depth = min(params.weight_depth, _U16 + 1)
     everything = all(_can_reside(params, layer) for layer in layers) \
         and sum(_words(params, layer) for layer in layers) <= weight_depth \
-        and sum(_entries(params, layer) for layer in layers) <= params.qparam_depth
+        and sum(qparam_entries(params, layer.n) for layer in layers) <= params.qparam_depth
     weight_floor = 0 if everything else max(params.rows, weight_depth // 2)
     qparam_floor = 0 if everything else max(params.cols, params.qparam_depth // 2)
     weight_top, qparam_top = weight_depth, params.qparam_depth
     residences = {}
     for index, layer in enumerate(layers):
         words = _words(params, layer)
-        entries = _entries(params, layer)
+        entries = qparam_entries(params, layer.n)
         if not _can_reside(params, layer) or weight_top - words < weight_floor \
                 or qparam_top - entries < qparam_floor:
             continue

@@ -22,6 +22,8 @@ import numpy as np
 
 from hw.params import RillParams
 
+from .conv_device import depthwise_walkable
+from .resident import qparam_entries
 from .tflite_reader import TfliteGraph, TfliteOperator
 
 __all__ = ["depthwise_on_array"]
@@ -44,17 +46,6 @@ def _layer_words(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> 
     return _words(params, kh * kw * -(-channels // kc) * kc, out)
 
 
-def _walkable(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> bool:
-    channels = graph.tensors[op.inputs[0]].shape[3]
-    return (graph.tensors[op.inputs[1]].data.shape[3] == channels and params.conv_addressing
-            and params.k_per_tile(False) == params.cols)
-
-
-def _entries(params: RillParams, outputs: int) -> int:
-    """Qparam entries a layer takes resident (``sw.resident``: to a store-lane multiple)."""
-    return -(-outputs // params.store_lanes) * params.store_lanes
-
-
 def _map_fits(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> bool:
     _, h, w, channels = graph.tensors[op.inputs[0]].shape
     return -(-channels // params.values_per_word(False)) * h * w <= params.act_depth // 2
@@ -71,20 +62,21 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
               and graph.tensors[op.inputs[1]].data is not None
               and graph.tensors[op.inputs[1]].data.ndim in (2, 4)]
     used = sum(_layer_words(params, graph, op) for op in layers)
-    entries = sum(_entries(params, graph.tensors[op.inputs[1]].data.shape[0]) for op in layers)
+    entries = sum(qparam_entries(params, graph.tensors[op.inputs[1]].data.shape[0])
+                  for op in layers)
     chosen, later = set(), []
     for op in depthwise:
         _, kh, kw, outputs = graph.tensors[op.inputs[1]].data.shape
         channels = graph.tensors[op.inputs[0]].shape[3]
-        walked = _walkable(params, graph, op)
+        walked = outputs == channels and depthwise_walkable(params)
         words = _words(params, kh * kw * (params.cols if walked else channels), outputs)
         dense_bytes = channels * int(np.prod((kh, kw, outputs)))
         if dense_bytes <= params.weight_capacity(False) // 4:
             chosen.add(op.index)
             used += words
-            entries += _entries(params, outputs)
+            entries += qparam_entries(params, outputs)
         elif walked:
-            later.append((op.index, words, _entries(params, outputs)))
+            later.append((op.index, words, qparam_entries(params, outputs)))
     rest = [index for index, _, _ in later]
     if len(later) == len(depthwise) - len(chosen) \
             and used + sum(words for _, words, _ in later) <= params.weight_depth \
