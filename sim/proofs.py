@@ -11,13 +11,14 @@ from amaranth.hdl import Assert, Assume, Module, Mux, Signal
 from hw.link.buffer import CommitFifo
 from hw.link.cobs import CobsDecoder, CobsEncoder
 from hw.link.crc import Crc32
-from hw.link.protocol import CRC_BYTES, HOST_HEADER_BYTES
+from hw.link.protocol import CRC_BYTES, DEVICE_HEADER_BYTES, HOST_HEADER_BYTES, LinkStatus
 from hw.link.receiver import LinkReceiver
+from hw.link.transmitter import DeviceHeader, LinkTransmitter
 
 from .formal import free
 
 __all__ = ["cobs_decoder_proof", "cobs_encoder_proof", "commit_fifo_proof",
-           "receiver_proof", "stream_holds"]
+           "receiver_proof", "response_ring_proof", "stream_holds"]
 
 
 def stream_holds(m: Module, stream, name: str, *, check=Assert):
@@ -151,4 +152,84 @@ def receiver_proof(receiver_class=LinkReceiver) -> Module:
                            & (length >= HOST_HEADER_BYTES + CRC_BYTES))
     with m.If(valid & end):
         m.d.comb += Assert(rx.commit | rx.rollback)   # every frame end settles the buffer
+    return m
+
+
+def response_ring_proof(transmitter_class=LinkTransmitter, rsp_depth: int = 4) -> Module:
+    """The response ring sends, at every stream offset, the byte the core wrote there and
+    nothing else, whatever the host acknowledges, asks again for or resynchronizes, and however
+    the core and the UART pace their streams: no byte is overwritten before the host has
+    acknowledged it (overflow), none is sent before the core wrote it (underflow), and the frame
+    stream holds each byte until the UART takes it.
+
+    The harness reads the device frames as the host does: ``roff`` from the header, then payload
+    bytes at ``roff``, ``roff + 1``... A byte is payload once four more bytes of its frame follow
+    (the CRC is a frame's last four). The solver picks a stream offset ``k``; the byte the core
+    wrote there is the one every frame must carry at ``k`` until the host lets it go (its
+    ``rack`` passes ``k``, or it resynchronizes); a frame already on its way then may carry the
+    byte that took its place, which the host, past ``k``, ignores.
+    """
+    m = Module()
+    tx = m.submodules.tx = transmitter_class(rsp_depth=rsp_depth, cmd_depth=4)
+    event = tx.event.payload
+    m.d.comb += [
+        tx.event.valid.eq(free(m, 1, "event_valid")),
+        event.status.eq(Mux(free(m, 1, "event_error"), LinkStatus.BAD_CRC, LinkStatus.OK)),
+        event.seq.eq(free(m, 8, "event_seq")), event.tag.eq(free(m, 8, "event_tag")),
+        event.rack.eq(free(m, 16, "event_rack")), event.trusted.eq(free(m, 1, "trusted")),
+        event.resend.eq(free(m, 1, "resend")), event.sync.eq(free(m, 1, "sync")),
+        event.quiet.eq(free(m, 1, "quiet")),
+        tx.rsp.valid.eq(free(m, 1, "rsp_valid")), tx.rsp.payload.eq(free(m, 8, "rsp_byte")),
+        tx.next_seq.eq(free(m, 8, "next_seq")), tx.credit.eq(free(m, 3, "credit")),
+        tx.core_idle.eq(free(m, 1, "core_idle")), tx.cmd_taken.eq(free(m, 1, "cmd_taken")),
+        tx.o.ready.eq(free(m, 1, "o_ready")),
+    ]
+    stream_holds(m, tx.rsp, "rsp", check=Assume)
+    stream_holds(m, tx.o, "o")
+    # The receiver's contract: a frame end at most every fourth cycle (a host frame is at least
+    # a header and a CRC long, each byte many clocks on a UART), and credit within the buffer.
+    since_event = Signal(2)
+    with m.If(tx.event.valid):
+        m.d.sync += since_event.eq(3)
+    with m.Elif(since_event != 0):
+        m.d.sync += since_event.eq(since_event - 1)
+    m.d.comb += Assume(~tx.event.valid | (since_event == 0))
+    m.d.comb += Assume(tx.credit <= 4)
+
+    k = free(m, 16, "k")
+    k_seen, started = Signal(16), Signal()
+    m.d.sync += [k_seen.eq(k), started.eq(1)]
+    m.d.comb += Assume(~started | (k == k_seen))
+    m.d.comb += Assume(k < 0x100)   # offsets do not wrap within the proof's depth
+    written = Signal(16)
+    k_data, k_written = Signal(8), Signal()
+    with m.If(tx.rsp.valid & tx.rsp.ready):
+        m.d.sync += written.eq(written + 1)
+        with m.If(written == k):
+            m.d.sync += [k_data.eq(tx.rsp.payload), k_written.eq(1)]
+    # Once the host has acknowledged past k, or resynchronized, it takes no byte at k any more:
+    # from then on a frame may carry anything there.
+    k_released = Signal()
+    with m.If(tx.event.valid & event.trusted
+              & (event.sync | ((event.rack > k) & (event.rack <= written)))):
+        m.d.sync += k_released.eq(1)
+
+    # The host's view of the frame stream.
+    pos = Signal(8)                   # of the next byte in its frame (saturating)
+    roff = Signal(16)
+    recent = [Signal(8, name=f"recent{i}") for i in range(CRC_BYTES)]   # recent[0]: latest
+    took = tx.o.valid & tx.o.ready
+    byte = tx.o.payload.data
+    roff_at = DeviceHeader["roff"].offset // 8
+    with m.If(took):
+        m.d.sync += [pos.eq(Mux(tx.o.payload.last, 0, Mux(pos == 255, 255, pos + 1))),
+                     recent[0].eq(byte), *(r.eq(p) for r, p in zip(recent[1:], recent))]
+        with m.If(pos == roff_at):
+            m.d.sync += roff[:8].eq(byte)
+        with m.If(pos == roff_at + 1):
+            m.d.sync += roff[8:].eq(byte)
+        # The byte CRC_BYTES back is payload: at stream offset roff + its place in the payload.
+        with m.If((pos >= DEVICE_HEADER_BYTES + CRC_BYTES) & (pos != 255)
+                  & ((roff + pos - DEVICE_HEADER_BYTES - CRC_BYTES)[:16] == k)):
+            m.d.comb += Assert(k_released | (k_written & (recent[-1] == k_data)))
     return m

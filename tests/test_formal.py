@@ -13,6 +13,7 @@ import pytest
 from hw.link.buffer import CommitFifo
 from hw.link.cobs import CobsDecoder, CobsEncoder
 from hw.link.receiver import LinkReceiver
+from hw.link.transmitter import LinkTransmitter
 from sim import proofs
 from sim.formal import prove, solver_available
 
@@ -47,12 +48,20 @@ class _CredulousReceiver(LinkReceiver):
         return ~malformed & known_kind
 
 
+class _CrowdedRing(LinkTransmitter):
+    """Takes a response byte into a full ring, over one the host has not acknowledged."""
+
+    def _room_for_two(self, used):
+        return used < self.rsp_depth
+
+
 #: name: (harness of a block class, the real class, the broken one, depth)
 PROOFS = {
     "commit_fifo": (lambda cls: proofs.commit_fifo_proof(2, cls), CommitFifo, _OverfullFifo, 14),
     "cobs_decoder": (proofs.cobs_decoder_proof, CobsDecoder, _StickyDecoder, 12),
     "cobs_encoder": (proofs.cobs_encoder_proof, CobsEncoder, _ImpatientEncoder, 12),
     "receiver": (proofs.receiver_proof, LinkReceiver, _CredulousReceiver, 12),
+    "response_ring": (proofs.response_ring_proof, LinkTransmitter, _CrowdedRing, 24),
 }
 
 

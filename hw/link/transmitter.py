@@ -184,7 +184,7 @@ class LinkTransmitter(wiring.Component):
         # now, as the ring takes one byte per cycle. (Combinational, the subtraction and the
         # compare would lead into the core's stall logic.)
         room_for_two = Signal()
-        m.d.sync += room_for_two.eq((wr - acked)[:16] < self.rsp_depth - 1)
+        m.d.sync += room_for_two.eq(self._room_for_two((wr - acked)[:16]))
         m.d.comb += [
             self.rsp.ready.eq(room_for_two),
             wp.addr.eq(wr), wp.data.eq(self.rsp.payload),
@@ -196,6 +196,10 @@ class LinkTransmitter(wiring.Component):
             m.d.sync += quiet.eq(quiet - 1)
 
         return quiet
+
+    def _room_for_two(self, used):
+        """Whether a ring holding ``used`` unacknowledged bytes has room for two more."""
+        return used < self.rsp_depth - 1
 
     def _outcomes(self, m, wr, sent, acked):
         """Host frames' outcomes: what the next frame owes the host (a reply's status and
