@@ -15,7 +15,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.link import LinkedCore
-from hw.link.protocol import CMD_BUFFER_BYTES
+from hw.link.protocol import CMD_BUFFER_BYTES, LINE_ERROR_BITS
 from hw.params import RillParams
 from hw.uart import Uart, baud_divisor
 
@@ -84,14 +84,15 @@ class SerialDevice(wiring.Component):
         UART input pin (host to device), idle high.
     tx_line : ``Out(1)``
         UART output pin (device to host).
-    framing_errors, overruns : ``Out(8)``
-        The receiver's saturating error counters.
+    framing_errors, overruns : ``Out(3)``
+        The receiver's error counts, wrapping; the framing errors' also go to the host in every
+        device frame (:data:`~hw.link.protocol.LINE_ERROR_BITS`).
     """
 
     rx_line: In(1, init=1)
     tx_line: Out(1, init=1)
-    framing_errors: Out(8)
-    overruns: Out(8)
+    framing_errors: Out(LINE_ERROR_BITS[1])
+    overruns: Out(LINE_ERROR_BITS[1])
 
     def __init__(self, device: wiring.Component, divisor: int):
         self.device = device
@@ -100,13 +101,14 @@ class SerialDevice(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.uart = uart = Uart(self.divisor)
+        m.submodules.uart = uart = Uart(self.divisor, counter_width=LINE_ERROR_BITS[1])
         m.submodules.device = self.device
         m.d.comb += [
             uart.rx_line.eq(self.rx_line),
             self.tx_line.eq(uart.tx_line),
             self.framing_errors.eq(uart.framing_errors),
             self.overruns.eq(uart.overruns),
+            self.device.line_errors.eq(uart.framing_errors),
         ]
         wiring.connect(m, uart.rx, self.device.rx)
         wiring.connect(m, self.device.tx, uart.tx)
@@ -117,7 +119,7 @@ class BoardTop(Elaboratable):
     """Everything in a board's bitstream: PLL and reset, UART pins, UART PHY, device.
 
     The first two LEDs (where the board has them) show a heartbeat (about 1 Hz: the PLL runs and
-    reset is released) and that the UART receiver has seen a framing error or an overrun.
+    reset is released) and that the UART receiver has seen a framing error.
     """
 
     def __init__(self, board: Board, device: wiring.Component | None = None):
@@ -145,6 +147,10 @@ class BoardTop(Elaboratable):
             m.submodules.trouble = trouble = io.Buffer("o", platform.request("led", 1, dir="-"))
             heartbeat = Signal(int(board.clock_hz).bit_length())
             m.d.sync += heartbeat.eq(heartbeat + 1)
-            m.d.comb += [alive.o.eq(heartbeat[-1]),
-                         trouble.o.eq((serial.framing_errors != 0) | (serial.overruns != 0))]
+            # Framing errors only: the link takes every byte the UART receives, so it never
+            # overruns. The count wraps; the LED stays on.
+            seen_errors = Signal()
+            with m.If(serial.framing_errors != 0):
+                m.d.sync += seen_errors.eq(1)
+            m.d.comb += [alive.o.eq(heartbeat[-1]), trouble.o.eq(seen_errors)]
         return m

@@ -61,7 +61,8 @@ class UartRx(wiring.Component):
     divisor : int
         Clocks per bit (see :func:`baud_divisor`), at least :data:`MIN_DIVISOR`.
     counter_width : int
-        Width of the saturating error counters.
+        Width of the error counters. They wrap: a reader takes differences (the link reports
+        the framing errors' count so, ``hw.link.protocol.LINE_ERROR_BITS``).
 
     Members
     -------
@@ -71,10 +72,11 @@ class UartRx(wiring.Component):
         Received bytes. A byte that completes while the previous one is still waiting is dropped
         and counted in :attr:`overruns`.
     framing_errors : ``Out(counter_width)``
-        Frames whose stop bit was low, saturating. The byte is dropped and the receiver waits for
-        the line to return high before it looks for the next start bit.
+        Frames whose stop bit was low, counted modulo ``2**counter_width``. The byte is dropped
+        and the receiver waits for the line to return high before it looks for the next start
+        bit.
     overruns : ``Out(counter_width)``
-        Bytes dropped because :attr:`data` was not taken in time, saturating.
+        Bytes dropped because :attr:`data` was not taken in time, counted so too.
     """
 
     def __init__(self, divisor: int, *, counter_width: int = 8):
@@ -104,8 +106,7 @@ class UartRx(wiring.Component):
         shreg = Signal(8)
 
         def count_up(counter):
-            with m.If(counter != (1 << len(counter)) - 1):
-                m.d.sync += counter.eq(counter + 1)
+            m.d.sync += counter.eq(counter + 1)
 
         with m.If(self.data.ready):
             m.d.sync += self.data.valid.eq(0)
@@ -216,7 +217,7 @@ class Uart(wiring.Component):
     tx : ``In(stream.Signature(8))``
         Bytes to transmit (see :class:`UartTx`).
     framing_errors, overruns : ``Out(counter_width)``
-        The receiver's saturating error counters.
+        The receiver's wrapping error counts.
     """
 
     def __init__(self, divisor: int, *, counter_width: int = 8):

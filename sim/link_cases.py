@@ -25,7 +25,7 @@ from sw.program import Program, gemm_program
 
 __all__ = ["fault_strategy", "accumulate_program", "random_program", "state_probe",
            "golden_answer", "assert_same", "fuzzed_exchange", "random_programs_through",
-           "fuzz_through"]
+           "fuzz_through", "refused_frames_through"]
 
 
 def fault_strategy():
@@ -163,3 +163,22 @@ def fuzz_through(transport, params: RillParams, *, seed_value: int, examples: in
     expected, ignore = golden_answer(golden, prog)
     assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected, ignore)
     return host.stats, injector.applied
+
+
+def refused_frames_through(transport, params: RillParams, *, programs: int = 4,
+                           **host_options) -> tuple[LinkStats, int]:
+    """Programs whose host frames are preceded by garbage or cut short now and then: the device
+    refuses each such frame and counts it in its frames' flags, the host adds the counts up, and
+    the answers are still the golden model's. Returns the host's stats and the frames spoiled
+    (the connection's SYNC goes out whole: the count starts from its reply)."""
+    spoil = [Fault("garbage", data=b"\x05noise"), Fault("none"), Fault("truncate", at=3),
+             Fault("garbage", data=bytes(range(1, 60)))]
+    injector = FaultInjector(transport, [Fault("none")] + spoil * 8)
+    host, golden = LinkHost(injector, **host_options), GoldenCore(params)
+    rng = np.random.default_rng(5)
+    for number in range(programs):
+        prog = accumulate_program(params, rng)
+        expected, ignore = golden_answer(golden, prog)
+        assert_same(f"program {number}", host.exchange(prog.to_bytes(), len(expected)),
+                    expected, ignore)
+    return host.stats, injector.applied.get("garbage", 0) + injector.applied.get("truncate", 0)

@@ -19,9 +19,11 @@ from cobs import cobs
 
 from hw.link.protocol import (
     ERROR_STATUSES,
+    LINE_ERROR_BITS,
     MAX_DEVICE_FRAME,
     MAX_HOST_FRAME,
     MAX_PAYLOAD,
+    REJECTED_FRAME_BITS,
     RSP_BUFFER_BYTES,
     SEQ_MODULUS,
     DeviceFrame,
@@ -117,6 +119,11 @@ class LinkStats:
     error_replies: int = 0
     rewinds: int = 0
     resend_requests: int = 0
+    #: What the device's receiver threw away while this host listened, from the rolling counts
+    #: in its frames (``hw.link.protocol.LINE_ERROR_BITS``): UART framing errors, and host frames
+    #: it refused for a bad CRC or broken framing.
+    device_line_errors: int = 0
+    device_rejected_frames: int = 0
 
 
 @dataclass
@@ -170,6 +177,7 @@ class LinkHost:
         self._acked = 0                # the last rack we sent
         self._data_rewind_tag: int | None = None
         self._rsp_rewind_tag: int | None = None
+        self._device_counts: tuple[int, int] | None = None   # as the last device frame said
         if sync:
             self.sync()
 
@@ -335,6 +343,7 @@ class LinkHost:
                     self.stats.bad_frames_received += 1
                     continue
                 self.stats.frames_received += 1
+                self._count_device_errors(frame)
                 return frame
             data = self.transport.read(4 * MAX_WIRE["device"], self.timeout)
             if not data:
@@ -344,6 +353,18 @@ class LinkHost:
             noise += len(data)
             if noise > 8 * MAX_WIRE["device"]:   # a line full of noise is as good as silence
                 return None
+
+    def _count_device_errors(self, frame: DeviceFrame) -> None:
+        """Add the steps of the device's rolling error counts since its last frame (the first
+        frame sets where they start)."""
+        counts = (frame.line_errors, frame.rejected_frames)
+        if self._device_counts is not None:
+            for name, now, before, bits in zip(
+                    ("device_line_errors", "device_rejected_frames"), counts,
+                    self._device_counts, (LINE_ERROR_BITS, REJECTED_FRAME_BITS)):
+                step = (now - before) % (1 << bits[1])
+                setattr(self.stats, name, getattr(self.stats, name) + step)
+        self._device_counts = counts
 
     def _absorb(self, frame: DeviceFrame) -> tuple[bool, bool]:
         """Update from one device frame; returns ``(progress, rewound)``."""

@@ -7,6 +7,7 @@ from hw.link.protocol import (
     CMD_BUFFER_BYTES,
     MAX_RESPONSE_PAYLOAD,
     OFFSET_MODULUS,
+    REJECTED_FRAME_BITS,
     RSP_BUFFER_BYTES,
     SEQ_MODULUS,
     DeviceFlags,
@@ -126,6 +127,12 @@ class LinkModel:
         self._ring += self._backlog[:room]
         del self._backlog[:room]
 
+    def _flags(self, idle: bool) -> int:
+        """IDLE and the rolling count of rejected host frames (no UART here: no line errors)."""
+        rejected = self.statuses[LinkStatus.BAD_CRC] + self.statuses[LinkStatus.BAD_FRAME]
+        first, bits = REJECTED_FRAME_BITS
+        return (DeviceFlags.IDLE.value if idle else 0) | (rejected % (1 << bits)) << first
+
     def _device_frame(self, kind: DeviceKind, status: LinkStatus) -> bytes:
         start = self._sent - self._acked
         payload = bytes(self._ring[start:start + MAX_RESPONSE_PAYLOAD])
@@ -134,7 +141,7 @@ class LinkModel:
         idle = not self._commands and not self._backlog and self._sent == self._written
         self._host_room = self._credit()
         frame = DeviceFrame(kind.value, status.value, self._last_seq, self._last_tag,
-                            self.expected, DeviceFlags.IDLE.value if idle else 0,
+                            self.expected, self._flags(idle),
                             min(self._credit(), 0xFFFF), roff % OFFSET_MODULUS, payload)
         return encode_frame(pack_device_frame(frame))
 

@@ -5,7 +5,9 @@ The steps build on each other: a link that answers, a device that speaks this dr
 the params the host expects, every byte value through the link both ways and through the array,
 one GEMM in each precision byte for byte as the golden model answers it (counters included, so
 the cycle count too), a refused command after which the device still answers, and the link's
-error counts. Once a step leaves nothing to build on (no answer at all), the rest are skipped.
+error counts on both sides (the device's UART framing errors and the host frames it refused,
+from the rolling counts in its frames' flags). Once a step leaves nothing to build on (no
+answer at all), the rest are skipped.
 """
 
 from __future__ import annotations
@@ -194,12 +196,14 @@ def _link_errors(device: Device) -> Verdict:
     stats = getattr(getattr(device, "host", None), "stats", None)
     if stats is None:
         return Verdict("link errors", None, "this device has no framed link to count")
-    errors = {"timeouts": stats.timeouts, "bad frames": stats.bad_frames_received,
-              "retransmissions": stats.retransmissions, "error replies": stats.error_replies}
-    shown = ", ".join(f"{v} {k}" for k, v in errors.items())
-    detail = (f"host side over {stats.frames_sent} frames: {shown} (the device's own UART and "
-              "CRC error counters are not readable yet)")
-    if any(errors.values()):
+    host = {"timeouts": stats.timeouts, "bad frames": stats.bad_frames_received,
+            "retransmissions": stats.retransmissions, "error replies": stats.error_replies}
+    device = {"line errors": stats.device_line_errors,
+              "rejected frames": stats.device_rejected_frames}
+    detail = (f"over {stats.frames_sent} frames out and {stats.frames_received} back: host "
+              + ", ".join(f"{v} {k}" for k, v in host.items()) + "; device "
+              + ", ".join(f"{v} {k}" for k, v in device.items()))
+    if any(host.values()) or any(device.values()):
         return Verdict("link errors", False, detail,
                        "errors counting up: a loose cable, noise, or a baud rate the clock "
                        "cannot make exactly; try a lower baud")

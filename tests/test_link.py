@@ -32,6 +32,7 @@ from sim.link_cases import (
     fuzzed_exchange,
     golden_answer,
     random_program,
+    refused_frames_through,
     state_probe,
 )
 from sw.cli import main as cli_main
@@ -167,6 +168,13 @@ def test_fuzzed_frames_never_hang_or_apply_twice():
     assert_same("state probe", fresh.exchange(prog.to_bytes(), len(expected)), expected, ignore)
     assert sum(injector.applied.values()) >= 1000, injector.applied
     assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(injector.applied)
+
+
+def test_the_host_learns_how_many_frames_the_device_refused():
+    stats, spoiled = refused_frames_through(LoopbackTransport(LinkModel(params=PARAMS)), PARAMS,
+                                            timeout=0)
+    assert spoiled >= 4
+    assert stats.device_rejected_frames == spoiled and stats.device_line_errors == 0, stats
 
 
 def test_silent_device_is_a_timeout_that_says_what_to_check():

@@ -17,7 +17,7 @@ from support.params import SMALL_SHALLOW as PARAMS
 
 from hw.isa import Precision
 from hw.link import LinkedCore
-from sim.link_cases import fuzz_through, random_programs_through
+from sim.link_cases import fuzz_through, random_programs_through, refused_frames_through
 from sim.lockstep import LockstepTransport, run_paced
 from sim.runner import run_cocotb
 from sw.bench_stream import StreamWorkload, measure_streaming
@@ -69,6 +69,15 @@ def test_fuzzed_frames_never_hang_or_apply_twice():
                                       faults_per_example=(15, 25), **_host_options())
     assert sum(faults.values()) >= 1000, faults
     assert {"garbage", "truncate", "corrupt", "drop", "replay", "lose"} <= set(faults)
+
+
+def test_the_host_learns_how_many_frames_the_device_refused():
+    """The gateware counts refused host frames in the flags of its frames (a wrapping count the
+    host adds up): exactly the garbage and cut frames sent."""
+    with LockstepTransport(PARAMS, link_options={"rsp_buffer": RSP_BUFFER}) as wire:
+        stats, spoiled = refused_frames_through(wire, PARAMS, **_host_options())
+    assert spoiled >= 4
+    assert stats.device_rejected_frames == spoiled and stats.device_line_errors == 0, stats
 
 
 def test_paced_stream_is_exact_and_paced():

@@ -15,6 +15,7 @@ from hw.params import RillParams
 from sw import selftest
 from sw.golden import GoldenCore
 from sw.link import LinkedDevice
+from sw.link_faults import Fault, FaultInjector
 from sw.link_model import LinkModel, LoopbackTransport
 from sw.selftest import run_selftest
 
@@ -75,6 +76,22 @@ def test_a_core_that_computes_wrongly_fails_the_arithmetic_steps(monkeypatch):
     assert byte_step.ok is False and "payload differs" in byte_step.detail
     assert "computes wrongly" in byte_step.cause
     assert verdicts[3].ok is False and verdicts[5].ok is True   # no STORE in the refusal step
+
+
+def test_frames_the_device_refused_fail_the_link_step(monkeypatch):
+    """Garbage on the line before one host frame: the device refuses it, says so in its frames'
+    flags, and the last step names the count and the likely cause."""
+    def open_device(url, params, check=True, **options):
+        faults = [Fault("none")] * 3 + [Fault("garbage", data=b"\x05noise")]
+        return LinkedDevice(params, FaultInjector(LoopbackTransport(LinkModel(params=params)),
+                                                  faults))
+    monkeypatch.setattr(selftest, "open_device", open_device)
+    verdicts = run_selftest("golden", SMALL)
+    assert all(v.ok for v in verdicts[:-1]), verdicts
+    link_errors = verdicts[-1]
+    assert link_errors.ok is False and "device 0 line errors, 1 rejected frames" in \
+        link_errors.detail
+    assert "loose cable" in link_errors.cause
 
 
 def test_another_isa_version_stops_the_checks(monkeypatch):

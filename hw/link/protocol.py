@@ -14,6 +14,7 @@ from amaranth.lib import enum
 
 __all__ = [
     "HostKind", "DeviceKind", "LinkStatus", "DeviceFlags", "ERROR_STATUSES",
+    "LINE_ERROR_BITS", "REJECTED_FRAME_BITS", "flag_count",
     "HOST_HEADER_FORMAT", "HOST_HEADER_BYTES", "DEVICE_HEADER_FORMAT", "DEVICE_HEADER_BYTES",
     "CRC_BYTES", "CRC_RESIDUE", "MAX_PAYLOAD", "MAX_RESPONSE_PAYLOAD", "MAX_HOST_FRAME",
     "MAX_DEVICE_FRAME", "CMD_BUFFER_BYTES", "RSP_BUFFER_BYTES", "QUIET_CYCLES",
@@ -61,6 +62,24 @@ class DeviceFlags(enum.Flag, shape=8):
     #: The core waits for command bytes, the command buffer is empty and this frame carries the
     #: last response byte produced: nothing more will come until more commands are sent.
     IDLE = 0x01
+
+
+#: The flags byte's other bits: two rolling counts, since the device's reset, of what its
+#: receiver threw away, each modulo ``2**bits``. Line errors are the UART's framing errors (a
+#: start bit without its stop bit: noise, or another baud rate); rejected frames, host frames
+#: with a bad CRC or broken framing. Every device frame carries both as they were when it
+#: started, and the host adds up the steps (``LinkStats.device_line_errors`` and
+#: ``device_rejected_frames``): exact while fewer than ``2**bits`` happen between two device
+#: frames the host receives; each rejected frame is answered by one. (The UART's count stops at
+#: 255, so does the line errors' step then.)
+LINE_ERROR_BITS = (1, 3)       #: (first bit, bits)
+REJECTED_FRAME_BITS = (4, 3)
+
+
+def flag_count(flags: int, bits: tuple[int, int]) -> int:
+    """One of the rolling counts in a device frame's flags byte."""
+    first, width = bits
+    return (flags >> first) & ((1 << width) - 1)
 
 
 #: kind, seq, tag, rack (u16: response bytes the host holds, mod 2**16).
@@ -151,6 +170,14 @@ class DeviceFrame:
     @property
     def idle(self) -> bool:
         return bool(self.flags & DeviceFlags.IDLE.value)
+
+    @property
+    def line_errors(self) -> int:
+        return flag_count(self.flags, LINE_ERROR_BITS)
+
+    @property
+    def rejected_frames(self) -> int:
+        return flag_count(self.flags, REJECTED_FRAME_BITS)
 
 
 def pack_host_frame(frame: HostFrame) -> bytes:

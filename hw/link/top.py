@@ -9,7 +9,7 @@ from ..core import RillCore
 from ..params import RillParams
 from .buffer import CommitFifo
 from .cobs import CobsDecoder, CobsEncoder
-from .protocol import CMD_BUFFER_BYTES, RSP_BUFFER_BYTES
+from .protocol import CMD_BUFFER_BYTES, LINE_ERROR_BITS, RSP_BUFFER_BYTES
 from .receiver import LinkReceiver
 from .transmitter import LinkTransmitter
 
@@ -45,6 +45,8 @@ class Link(wiring.Component):
     core_waiting : ``In(1)``
         The core waits for a command byte and holds no response byte (or any between): with
         the command buffer empty, it will do nothing more until commands come.
+    line_errors : ``In(3)``
+        The PHY's line errors (a wrapping count), reported to the host in every frame.
     idle : ``Out(1)``
         The core waits for commands the buffer does not hold and the link has nothing to send.
         A co-simulation may stop the clock while this holds and no byte arrives.
@@ -55,6 +57,7 @@ class Link(wiring.Component):
     cmd: Out(stream.Signature(8))
     rsp: In(stream.Signature(8))
     core_waiting: In(1)
+    line_errors: In(LINE_ERROR_BITS[1])
     idle: Out(1)
 
     def __init__(self, *, cmd_buffer: int = CMD_BUFFER_BYTES, rsp_buffer: int = RSP_BUFFER_BYTES,
@@ -102,6 +105,7 @@ class Link(wiring.Component):
             transmitter.next_seq.eq(receiver.next_seq),
             transmitter.credit.eq(commit_fifo.free),
             transmitter.cmd_taken.eq(receiver.cmd.valid & receiver.cmd.ready),
+            transmitter.line_errors.eq(self.line_errors),
             # The core asks for a byte the buffer does not have and has nothing to say.
             transmitter.core_idle.eq(core_idle),
             self.idle.eq(core_idle & transmitter.idle & ~in_between),
@@ -121,12 +125,15 @@ class LinkedCore(wiring.Component):
         Bytes from the host.
     tx : ``Out(stream.Signature(8))``
         Bytes to the host.
+    line_errors : ``In(3)``
+        See :class:`Link`.
     idle : ``Out(1)``
         See :class:`Link`.
     """
 
     rx: In(stream.Signature(8))
     tx: Out(stream.Signature(8))
+    line_errors: In(LINE_ERROR_BITS[1])
     idle: Out(1)
 
     def __init__(self, params: RillParams = RillParams(), *, cmd_buffer: int = CMD_BUFFER_BYTES,
@@ -143,7 +150,7 @@ class LinkedCore(wiring.Component):
         m.submodules.core = core = RillCore(self.params, dsp_pes=self.dsp_pes)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
-        m.d.comb += self.idle.eq(link.idle)
+        m.d.comb += [self.idle.eq(link.idle), link.line_errors.eq(self.line_errors)]
         if not self.params.deep_pipeline:
             # The small part's clock is slow enough for link and core to meet head on, and its
             # logic cells are all spoken for (the two slices below cost ~140 of them).

@@ -11,9 +11,11 @@ from .crc import Crc32
 from .protocol import (
     CRC_BYTES,
     DEVICE_HEADER_BYTES,
+    LINE_ERROR_BITS,
     MAX_RESPONSE_PAYLOAD,
     OFFSET_MODULUS,
     QUIET_CYCLES,
+    REJECTED_FRAME_BITS,
     DeviceFlags,
     DeviceKind,
     LinkStatus,
@@ -67,6 +69,9 @@ class LinkTransmitter(wiring.Component):
         State reported in every frame.
     cmd_taken : ``In(1)``
         A command byte went into the buffer (tentatively): the host's room shrinks by one.
+    line_errors : ``In(LINE_ERROR_BITS[1])``
+        The PHY's count of line errors (wrapping), reported in every frame's flags with the
+        count of rejected host frames (:data:`~.protocol.REJECTED_FRAME_BITS`).
     o : ``Out(stream.Signature(FrameByte))``
         Device frames, CRC appended, before COBS.
     idle : ``Out(1)``
@@ -86,6 +91,7 @@ class LinkTransmitter(wiring.Component):
             "credit": In(range(cmd_depth + 1)),
             "core_idle": In(1),
             "cmd_taken": In(1),
+            "line_errors": In(LINE_ERROR_BITS[1]),
             "o": Out(stream.Signature(FrameByte)),
             "idle": Out(1),
         })
@@ -102,6 +108,10 @@ class LinkTransmitter(wiring.Component):
 
         quiet = self._responses_in(m, wp, wr, acked)
         owed, owed_status, owed_seq, last_tag, ev_valid = self._outcomes(m, wr, sent, acked)
+        rejected = Signal(REJECTED_FRAME_BITS[1])
+        with m.If(self.event.valid & ((self.event.payload.status == LinkStatus.BAD_CRC)
+                                      | (self.event.payload.status == LinkStatus.BAD_FRAME))):
+            m.d.sync += rejected.eq(rejected + 1)
 
         # -- when to send ------------------------------------------------------------------
         unsent = Signal(16)
@@ -166,8 +176,11 @@ class LinkTransmitter(wiring.Component):
                 # Idle only when this frame empties the ring: then nothing more is coming. The
                 # payload's size was decided a cycle ago; a byte the ring took since is not in
                 # it, though the core, having handed it over, may already look idle.
-                header.flags.eq(Mux(self.core_idle & ~starting_full & (unsent == starting_take),
-                                    DeviceFlags.IDLE.value, 0)),
+                header.flags.eq(
+                    Mux(self.core_idle & ~starting_full & (unsent == starting_take),
+                        DeviceFlags.IDLE.value, 0)
+                    | (self.line_errors << LINE_ERROR_BITS[0])
+                    | (rejected << REJECTED_FRAME_BITS[0])),
                 header.credit.eq(Mux(credit > 0xFFFF, 0xFFFF, credit)),
                 header.roff.eq(sent),
             ]

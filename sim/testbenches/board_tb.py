@@ -43,7 +43,10 @@ class UartModel:
         await Timer(round(self.bit_ns * bits * 1000), unit="ps")
 
     async def noise(self, bits: int, rng: random.Random):
-        """Random levels, each a random fraction of a bit long, then the line idle again."""
+        """A break (the line low for a whole character: a framing error for sure), then random
+        levels, each a random fraction of a bit long, then the line idle again."""
+        await self._hold(0, 10)
+        await self._hold(1, 2)
         end = bits
         while end > 0:
             length = rng.uniform(0.1, 1.5)
@@ -174,3 +177,5 @@ async def board_over_link(dut):
         assert results["ack_every"] == config["link_buffer"] // 2, results["ack_every"]
     assert stats.retransmissions + stats.error_replies + stats.timeouts > 0, \
         f"the noise burst cost the link nothing: did it hit the line? {stats}"
+    # The device counted the break and the frame the noise cut, and told the host.
+    assert stats.device_line_errors >= 1 and stats.device_rejected_frames >= 1, stats
