@@ -196,6 +196,8 @@ class CocotbRun:
         ``COCOTB_RANDOM_SEED``.
     build_args : list of str
         Extra simulator build arguments, appended to :data:`VERILATOR_BUILD_ARGS` for Verilator.
+    plusargs : list of str
+        Arguments of the simulation run, e.g. Verilator's ``+verilator+seed+7``.
     log_file : path
         Send the simulator's output here instead of this process's stdout.
     """
@@ -209,6 +211,7 @@ class CocotbRun:
     testcase: str | Sequence[str] | None = None
     seed: int | None = None
     build_args: Sequence[str] = ()
+    plusargs: Sequence[str] = ()
     log_file: Path | str | None = None
 
 
@@ -318,7 +321,7 @@ def _simulate(build_dir: Path, toplevel: str, test_module: str, run: CocotbRun, 
     """Run the cocotb tests in ``run_dir``; the simulator's crash, if it ended abnormally."""
     from cocotb_tools.runner import get_runner
 
-    plusargs = []
+    plusargs = list(run.plusargs)
     if wave_file is not None and run.simulator == "icarus":
         plusargs.append(f"+dumpfile_path={wave_file}")
     env = {k: v if isinstance(v, str) else json.dumps(v)

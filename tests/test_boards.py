@@ -204,18 +204,31 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
     assert report["peak_gops_int8"] >= 51
 
 
-# The netlist's model takes minutes to build on two cores: beyond the default run's budget.
-@pytest.mark.parametrize("form", ["rtl", pytest.param("netlist", marks=pytest.mark.slow)])
-def test_icebreaker_device_over_its_uart(tmp_path, form):
-    """The iCEBreaker bitstream's gateware but for the PLL and the pin buffers: its default
-    params (a 2x2 core with the serial requantizer, three DSP PEs, 1 KiB link buffers) at its
-    clocks per bit (21 MHz, 3 Mbaud: 7), driven by the host's link driver through the UART pins:
-    requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the golden model, a
-    burst of line noise in the first, then more response bytes than the response ring holds.
-    As Amaranth's Verilog, and as the netlist Yosys
-    synthesizes for the bitstream (flow/netlist.py: SB_MAC16s, SB_RAM40_4Ks, LUTs, carries)."""
+# The netlist's model takes minutes to build on two cores, the 85F's core minutes more: beyond
+# the default run's budget. The seeds give Verilator's undefined initial values
+# (--x-initial unique) other random values.
+@pytest.mark.parametrize("name, form", [
+    ("icebreaker", "rtl"),
+    *(pytest.param("icebreaker", f"netlist-seed{seed}", marks=pytest.mark.slow)
+      for seed in (1, 2, 3)),
+    pytest.param("ulx3s-85f", "rtl", marks=pytest.mark.slow),
+])
+def test_board_device_over_its_uart(tmp_path, name, form):
+    """A board bitstream's gateware but for the PLL and the pin buffers: its default params (the
+    iCEBreaker's 2x2 core with the serial requantizer, three DSP PEs and 1 KiB link buffers; the
+    ULX3S-85F's 16x16 with its vector unit, four store lanes and 4 KiB buffers) at its clocks
+    per bit (21 MHz or 105 MHz at 3 Mbaud: 7 or 35), driven by the host's link driver through
+    the UART pins: requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the
+    golden model, a break and a burst of line noise in the first (the device counts both and
+    tells the host), then more response bytes than the response ring holds.
+    As Amaranth's Verilog, and (the iCEBreaker) as the netlist Yosys
+    synthesizes for the bitstream (flow/netlist.py: SB_MAC16s, SB_RAM40_4Ks, LUTs, carries),
+    with Verilator's ``--x-initial unique`` under three seeds: whatever the netlist and the
+    primitives' models leave without an initial value starts random, other each seed. (On the
+    iCE40 the models start every flip-flop at 0 and every block RAM at its INIT, as the part
+    does, so the seeds find nothing there unless that changes.)"""
     from sw.qparams import random_qparams
-    board = get_board("icebreaker")
+    board = get_board(name)
     params, divisor = board.params, baud_divisor(board.clock_hz, board.baud)
     rng = np.random.default_rng(22)
     programs = []
@@ -226,28 +239,35 @@ def test_icebreaker_device_over_its_uart(tmp_path, form):
         programs.append((f"{precision.name} {m}x{k}x{n} {rounding.name}", gemm_program(
             params, acts, weights, precision=precision, rounding=rounding, relu=True,
             qparams=random_qparams(rng, n, rounding, k))))
-    # 512 bytes of int32 outputs stored three times: through the 1 KiB response ring only if the
-    # host acknowledges at the size it learned from the device.
+    # 512 bytes of int32 outputs stored until they overflow the response ring: through it only
+    # if the host acknowledges at the size it learned from the device.
     big = gemm_program(params, rng.integers(-128, 128, (16, 8)), rng.integers(-128, 128, (8, 8)),
                        raw=True)
-    for _ in range(2):
+    stores = board.link_buffer // 512 + 2
+    for _ in range(stores - 1):
         big.store(0, 16, 8, 0, raw=True)
     assert big.response_bytes > board.link_buffer
-    programs.append(("INT8 16x8x8 raw, stored 3 times", big))
+    programs.append((f"INT8 16x8x8 raw, stored {stores} times", big))
     write_cases(tmp_path, expectations(params, programs), seed=0)
     cases = json.loads((tmp_path / "cases.json").read_text())["cases"]
     config = tmp_path / "board_tb.json"
     config.write_text(json.dumps({
         "clock_ns": CLOCK_NS, "divisor": divisor, "baud_error": 0.01, "seed": 7,
-        "noise_after": 60, "noise_bits": 30, "host_timeout": 1.0,
+        "noise_after": 60, "noise_bits": 30,
+        # In wall-clock seconds: the netlist simulates a UART byte in about 0.1 s.
+        "host_timeout": 1.0 if form == "rtl" else 5.0,
         "link_buffer": board.link_buffer, "jobs": cases}))
-    if form == "netlist":
+    options = {}
+    if form.startswith("netlist"):
         from flow.netlist import device_netlist
         design, top = device_netlist(board, tmp_path / "netlist"), "rill"
+        seed = int(form.removeprefix("netlist-seed"))
+        options = {"build_args": ["--x-initial", "unique"],
+                   "plusargs": ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]}
     else:
         design, top = (lambda: SerialDevice(serial_device(params, board.link_buffer,
                                                           dsp_pes=board.dsp_pes), divisor),
-                       "rill_icebreaker_device")
+                       f"rill_{name.replace('-', '_')}_device")
     run_cocotb(design, top, "sim.testbenches.board_tb", testcase="board_over_link",
                extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
-               log_file=tmp_path / "run" / "sim.log", timeout=900)
+               log_file=tmp_path / "run" / "sim.log", timeout=900, **options)
