@@ -209,7 +209,8 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
         # router2 routes a large, full ECP5 design in a fraction of router1's time.
         nextpnr += ["--router", "router2"]
     options["script_after_read"] = "\n".join(
-        [_small_multipliers_to_luts(), _KEEP_ARRAY_REGISTERS]
+        # The simulation's assertions (hw/sram.py) are no hardware.
+        ["chformal -remove", _small_multipliers_to_luts(), _KEEP_ARRAY_REGISTERS]
         + ([_ONE_HOT_STATES] if family == "ecp5" else []))
     return options
 

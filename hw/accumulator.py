@@ -86,6 +86,8 @@ class AccumulatorBanks(wiring.Component):
         for c in range(p.cols):
             m = Module()
             top.submodules[f"column{c}"] = EnableInserter(enables[c])(m)
+            # No collision check (hw.sram.check_no_collision): the deep pipeline reads a row in
+            # the cycle it is written by design and forwards the write; a STORE's reads run free.
             bank = m.submodules.bank = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()

@@ -13,7 +13,7 @@ from .qparams import QparamTile
 from .requant import RequantRequest
 from .requant_serial import requantizer_class
 from .sequencer import Sequencer
-from .sram import sram_tile
+from .sram import check_no_collision, sram_tile
 
 __all__ = ["RillCore"]
 
@@ -111,13 +111,15 @@ class RillCore(wiring.Component):
 
         act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
         weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
-        for name, mem, request, read in (("act", act_mem, seq.act_write, seq.act_read),
-                                         ("weight", weight_mem, seq.weight_write,
-                                          seq.weight_read)):
+        for name, mem, request, read, used in (
+                ("act", act_mem, seq.act_write, seq.act_read, seq.act_read_used),
+                ("weight", weight_mem, seq.weight_write, seq.weight_read, seq.weight_read_used)):
             write(f"{name}_sram", request, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
             m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
-        if p.program_depth:   # read every cycle (hw/sequencer.py), so under no enable
+            check_no_collision(m, mem, used)
+        # Read every cycle (hw/sequencer.py), so under no enable and with no collision check.
+        if p.program_depth:
             program_mem = sram_tile(unsigned(8 * HEADER_BYTES), p.program_depth)
             write("program_sram", seq.program_write, program_mem.write_port(granularity=8),
                   enable="qparam_sram")

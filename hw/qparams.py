@@ -76,6 +76,7 @@ class QparamTile(wiring.Component):
         # Each part: its memory per bank and the entry's bytes it holds.
         parts = {"early": (40, (0, 1, 2, 3, 8)),      # bias, shift
                  "multiplier": (32, (4, 5, 6, 7)), "zero_point": (16, (10, 11))}
+        # No collision check (hw.sram.check_no_collision): the store engine's entry reads run free.
         banks = {name: [sram_tile(unsigned(width), depth) for _ in range(lanes)]
                  for name, (width, _) in parts.items()}
         for name, (_, bytes_) in parts.items():

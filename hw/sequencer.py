@@ -57,6 +57,9 @@ class Sequencer(wiring.Component):
     program_write, program_read : memory ports
         The program memory's (``RillParams.program_depth`` headers; absent when 0). A running
         program's headers are fetched from it a byte a cycle, as from the link.
+    act_read_used, weight_read_used : ``Out(1)``
+        The data the activation (weight) read port reads in this cycle will be used: the SRAM
+        tiles' collision check in simulation (:mod:`hw.sram`), no hardware.
     array_acts, array_weights : ``Out(stream.Signature(...))``
         Activation rows and weight rows into the systolic array.
     acc_read : flipped ``memory.ReadPort.Signature``
@@ -77,6 +80,7 @@ class Sequencer(wiring.Component):
             "rsp_valid_next": Out(1),
             "wants_command": Out(1),
             "advance": Out(1),
+            "act_read_used": Out(1), "weight_read_used": Out(1),
             "int4": Out(1), "rounding": Out(Rounding), "relu": Out(1), "out_type": Out(OutType),
             "raw": Out(1),
             **({"clamp": Out(1), "clamp_lo": Out(signed(9)), "clamp_hi": Out(signed(9))}
@@ -141,6 +145,10 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         self._store_writes()
         self._vector_ports()
         self._counters()
+        vector_reads = (self.vector_running & self.vector.read_en & seq.enable
+                        if self.p.vector_unit else 0)
+        m.d.comb += [seq.act_read_used.eq((self.issue_act & self.advance) | vector_reads),
+                     seq.weight_read_used.eq(self.issue_weight & self.advance)]
         with m.FSM(name="sequencer"):
             with m.State("FETCH"):
                 self._fetch()

@@ -9,6 +9,9 @@ Without that promise Yosys keeps each block RAM's "a read returns the old data" 
 delaying every write a cycle (a register per write-data and address bit) and bypassing the read
 data (a register and a multiplexer per bit): ~600 of the UP5K's 5,280 logic cells for a 2x2 core.
 
+Simulations check the promise where the readers say when they use a read
+(:func:`check_no_collision`: the activation and weight tiles).
+
 Yosys' attribute for the promise, ``no_rw_check``, only acts when it merges an output register
 into an asynchronous read port; Amaranth emits synchronous read ports directly, so
 :func:`apply_no_rw_check` carries the attribute to the read ports of the RTLIL before synthesis.
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 import re
 
-from amaranth.hdl import ShapeLike
+from amaranth.hdl import Assert, Module, ShapeLike, Value
 from amaranth.lib import memory
 
-__all__ = ["sram_tile", "apply_no_rw_check"]
+__all__ = ["sram_tile", "check_no_collision", "apply_no_rw_check"]
 
 _NO_RW_CHECK = "no_rw_check"
 
@@ -29,6 +32,18 @@ _NO_RW_CHECK = "no_rw_check"
 def sram_tile(shape: ShapeLike, depth: int) -> memory.Memory:
     """An uninitialised memory of ``depth`` words of ``shape``, read and written as above."""
     return memory.Memory(shape=shape, depth=depth, init=[], attrs={_NO_RW_CHECK: True})
+
+
+def check_no_collision(m: Module, tile: memory.Memory, read_used: Value) -> None:
+    """Check the promise in simulation: an assertion in ``m`` fires at a clock edge where the
+    tile's read port reads, with ``read_used`` (its data will be used: the reads often run
+    free, their data taken only sometimes), the address a write port writes. Synthesis drops it
+    (``chformal -remove`` in ``flow/build.py``), and ``read_used`` with it."""
+    (read,) = tile.read_ports
+    for write in tile.write_ports:
+        m.d[read.domain] += Assert(
+            ~(read_used & write.en.any() & (read.addr == write.addr)),
+            "an SRAM tile's read whose data is used met a write to its address")
 
 
 _MODULE = re.compile(r"(?m)^(?=module )")

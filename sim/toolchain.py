@@ -33,6 +33,8 @@ VERILATOR_BUILD_ARGS = (
     "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
     # Amaranth gives every register and memory an initial value, so X handling only costs speed.
     "--x-assign", "fast", "--x-initial", "fast",
+    # The design's assertions (an SRAM tile's read meeting a write, hw/sram.py) stop the run.
+    "--assert",
 )
 
 #: The C++ compiler's optimization for Verilator models, as ``make`` variables (Verilator's

@@ -1,10 +1,14 @@
-"""The SRAM tiles' no-collision promise reaches the read ports Yosys maps (hw/sram.py)."""
+"""The SRAM tiles' no-collision promise reaches the read ports Yosys maps, and simulations check
+it (hw/sram.py)."""
 
+import pytest
 from amaranth.back import rtlil
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.sim import Simulator
 from support.params import TINY as PARAMS
 
 from hw.link import LinkedCore
-from hw.sram import apply_no_rw_check
+from hw.sram import apply_no_rw_check, check_no_collision, sram_tile
 
 
 def test_every_tile_read_port_and_nothing_else_is_marked():
@@ -16,3 +20,32 @@ def test_every_tile_read_port_and_nothing_else_is_marked():
     assert marked.count("COLLISION_X_MASK 1'1") == count
     assert text.count("COLLISION_X_MASK 1'1") == 0
     assert apply_no_rw_check(marked) == (marked, count)
+
+
+@pytest.mark.parametrize("used, same_address, fires", [
+    (1, True, True), (0, True, False), (1, False, False)])
+def test_a_used_read_meeting_a_write_fails_the_simulation(used, same_address, fires):
+    """The promise's check: only a read whose data is used, at the address written."""
+    m = Module()
+    read_used = Signal()
+    m.submodules.tile = tile = sram_tile(unsigned(8), 16)
+    read, write = tile.read_port(), tile.write_port()
+    check_no_collision(m, tile, read_used)
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        ctx.set(read.addr, 3)
+        ctx.set(write.addr, 3 if same_address else 4)
+        ctx.set(write.en, 1)
+        ctx.set(read_used, used)
+        await ctx.tick()
+        await ctx.tick()
+
+    sim.add_testbench(bench)
+    if fires:
+        with pytest.raises(AssertionError, match="read whose data is used met a write"):
+            sim.run()
+    else:
+        sim.run()
+
