@@ -281,10 +281,16 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
         text = _icarus_time_zero_fix(text)
     args = [*(VERILATOR_BUILD_ARGS if simulator == "verilator" else ()), *run.build_args]
     make_flags = ""
+    ports_config = None
     if simulator == "verilator":
+        # cocotb's runner makes every signal reachable from Python (--public-flat-rw), which keeps
+        # Verilator from optimizing any of them; the testbenches reach only the top's ports.
+        ports_config = _ports_config(text, toplevel)
+        args = [*args, "--no-public-flat-rw"]
         make_flags = " ".join(filter(None, [*VERILATOR_OPT_MAKEFLAGS, os.environ.get("MAKEFLAGS"),
                                             verilator_make_flags()]))
-    key = _build_key(text, toplevel, simulator, [*args, make_flags], run.waves)
+    key = _build_key(text, toplevel, simulator, [*args, make_flags, ports_config or ""],
+                     run.waves)
     root = Path(run.build_root).resolve() if run.build_root is not None else cache_root()
     build_dir = root / f"{toplevel}-{simulator}-{key[:20]}"
     build_log = build_dir / "build.log"
@@ -292,11 +298,15 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
     def build():
         source = build_dir / f"{toplevel}.v"
         source.write_text(text)
+        build_args = args
+        if ports_config is not None:
+            (build_dir / "ports.vlt").write_text(ports_config)
+            build_args = [*args, str(build_dir / "ports.vlt")]
         try:
             with _environ({"MAKEFLAGS": make_flags} if make_flags else {}):
                 get_runner(simulator).build(
                     sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                    build_args=args, timescale=TIMESCALE, waves=run.waves, always=True,
+                    build_args=build_args, timescale=TIMESCALE, waves=run.waves, always=True,
                     log_file=build_log)
         except (RuntimeError, SystemExit) as error:
             raise SimBuildError(f"{simulator} could not build {toplevel} ({error}); "
@@ -304,6 +314,17 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
 
     built, build_seconds = build_once(build_dir, build, what=f"{toplevel} for {simulator}")
     return _Build(build_dir, built, build_seconds)
+
+
+def _ports_config(text: str, toplevel: str) -> str:
+    """A Verilator configuration file making the top module's ports, and nothing else,
+    reachable from cocotb."""
+    header = re.search(rf"module\s+\\?{re.escape(toplevel)}\s*\(([^)]*)\)", text)
+    if header is None:
+        raise SimBuildError(f"no module {toplevel} in the design's Verilog")
+    ports = [port.strip().lstrip("\\") for port in header[1].split(",") if port.strip()]
+    return "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{toplevel}" -var "{port}"\n' for port in ports)
 
 
 def _run_directory(build_dir: Path, test_dir: Path | str | None) -> Path:

@@ -258,13 +258,12 @@ def test_board_device_over_its_uart(tmp_path, name, form):
         # In wall-clock seconds: the netlist and the 85F's 16x16 core simulate slowly.
         "host_timeout": 1.0 if (name, form) == ("icebreaker", "rtl") else 10.0,
         "link_buffer": board.link_buffer, "jobs": cases}))
-    pins = Path(__file__).parent.parent / "sim" / "testbenches" / "board_pins.vlt"
-    options = {"build_args": ["--no-public-flat-rw", str(pins)]}
+    options = {}
     if form.startswith("netlist"):
         from flow.netlist import device_netlist
         design, top = device_netlist(board, tmp_path / "netlist"), "rill"
         seed = int(form.removeprefix("netlist-seed"))
-        options = {"build_args": ["--x-initial", "unique", *options["build_args"]],
+        options = {"build_args": ["--x-initial", "unique"],
                    "plusargs": ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]}
     else:
         design, top = (lambda: SerialDevice(serial_device(params, board.link_buffer,
