@@ -70,8 +70,7 @@ class DeviceFlags(enum.Flag, shape=8):
 #: with a bad CRC or broken framing. Every device frame carries both as they were when it
 #: started, and the host adds up the steps (``LinkStats.device_line_errors`` and
 #: ``device_rejected_frames``): exact while fewer than ``2**bits`` happen between two device
-#: frames the host receives; each rejected frame is answered by one. (The UART's count stops at
-#: 255, so does the line errors' step then.)
+#: frames the host receives; each rejected frame is answered by one.
 LINE_ERROR_BITS = (1, 3)       #: (first bit, bits)
 REJECTED_FRAME_BITS = (4, 3)
 
