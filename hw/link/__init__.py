@@ -28,7 +28,10 @@ state, so any frame that gets through brings the host up to date:
 - ``roff``: where the payload sits in the core's response stream (mod 2**16);
 - ``tag``: the tag of the last good host frame the device processed (the host numbers every
   transmission, retransmissions included, so it can tell answers to old and new ones apart);
-- ``flags.IDLE``: the core waits for commands and this frame holds its last response byte.
+- ``flags.IDLE``: the core waits for commands and this frame holds its last response byte;
+- the other ``flags`` bits: rolling counts of the UART's framing errors and of the host frames
+  refused for a bad CRC or broken framing (``protocol.LINE_ERROR_BITS``,
+  ``REJECTED_FRAME_BITS``), which the host adds up.
 
 Commands: exactly once
 ----------------------
