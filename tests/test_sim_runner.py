@@ -44,6 +44,18 @@ def test_verilog_for_takes_ports_from_the_signature():
     assert verilog_for(SmokeCounter(), "smoke_counter") == text
 
 
+def test_only_the_top_modules_ports_are_reachable_from_cocotb():
+    """Verilator optimizes what cocotb cannot reach: the build's configuration names the top's
+    ports and nothing else."""
+    text = verilog_for(SmokeCounter(), "smoke_counter")
+    config = runner._ports_config(text, "smoke_counter")
+    assert config.startswith("`verilator_config\n")
+    reachable = {line.split('"')[3] for line in config.splitlines()[1:]}
+    assert reachable == {"clk", "rst", "en", "load", "value", "count"}
+    with pytest.raises(runner.SimBuildError, match="no module other"):
+        runner._ports_config(text, "other")
+
+
 class AlwaysReadySink(wiring.Component):
     """A stream sink whose ``ready`` is the constant 1 (a signature member that is not a port)."""
 
