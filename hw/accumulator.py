@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from .cycles import acc_read_latency
 from .enable import enable_copy
 from .params import RillParams
-from .sram import sram_tile
+from .sram import check_no_collision, sram_tile
 
 __all__ = ["AccumulatorBanks", "acc_tag_layout"]
 
@@ -86,13 +86,17 @@ class AccumulatorBanks(wiring.Component):
         for c in range(p.cols):
             m = Module()
             top.submodules[f"column{c}"] = EnableInserter(enables[c])(m)
-            # No collision check (hw.sram.check_no_collision): the deep pipeline reads a row in
-            # the cycle it is written by design and forwards the write; a STORE's reads run free.
             bank = m.submodules.bank = sram_tile(signed(32), p.acc_depth)
             rd = bank.read_port()
             wr = bank.write_port()
             upcoming = self.upcoming[c]
             incoming = self.sums[c]
+            if not registered:
+                # The sums' reads are checked (hw.sram.check_no_collision) where a row is read two
+                # cycles after its write or later. The deep pipeline reads a row in the cycle it
+                # is written, by design, and forwards the write; a STORE's reads run free (and
+                # start only once the MATMUL has drained).
+                check_no_collision(top, bank, upcoming.valid & enables[c])
             m.d.comb += [
                 rd.addr.eq(Mux(upcoming.valid, upcoming.payload.addr, self.read.addr)),
                 rd.en.eq(upcoming.valid | self.read.en),

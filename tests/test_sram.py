@@ -1,12 +1,17 @@
 """The SRAM tiles' no-collision promise reaches the read ports Yosys maps, and simulations check
 it (hw/sram.py)."""
 
+from dataclasses import replace
+
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.sim import Simulator
+from support.params import TINY
 from support.params import TINY as PARAMS
 
+from hw.accumulator import AccumulatorBanks
+from hw.cycles import acc_read_latency
 from hw.link import LinkedCore
 from hw.sram import apply_no_rw_check, check_no_collision, sram_tile
 
@@ -49,3 +54,31 @@ def test_a_used_read_meeting_a_write_fails_the_simulation(used, same_address, fi
     else:
         sim.run()
 
+
+
+@pytest.mark.parametrize("apart, fires", [(1, True), (2, False)])
+def test_sums_for_a_row_one_cycle_apart_fail_the_accumulators_check(apart, fires):
+    """A shallow core's accumulator banks read a row a cycle before its sum arrives; sums for a
+    row come two cycles apart or more, so no read meets the previous sum's write. One apart
+    breaks that, and the check says so."""
+    shallow = replace(TINY, deep_pipeline=False)
+    assert acc_read_latency(shallow) == 1
+    banks = AccumulatorBanks(shallow)
+    sim = Simulator(banks)
+    sim.add_clock(1e-6)
+    upcoming, sums = banks.upcoming[0], banks.sums[0]
+
+    async def bench(ctx):
+        for cycle in range(apart + 2):
+            ctx.set(upcoming.valid, cycle in (0, apart))
+            ctx.set(upcoming.payload.addr, 5)
+            ctx.set(sums.valid, cycle in (1, apart + 1))
+            ctx.set(sums.payload.tag.addr, 5)
+            await ctx.tick()
+
+    sim.add_testbench(bench)
+    if fires:
+        with pytest.raises(AssertionError, match="read whose data is used met a write"):
+            sim.run()
+    else:
+        sim.run()
