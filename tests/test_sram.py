@@ -27,6 +27,19 @@ def test_every_tile_read_port_and_nothing_else_is_marked():
     assert apply_no_rw_check(marked) == (marked, count)
 
 
+def _run(dut, bench, fires: bool):
+    """Simulate ``bench`` against ``dut``; the collision check must fire exactly when
+    ``fires``."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    if fires:
+        with pytest.raises(AssertionError, match="read whose data is used met a write"):
+            sim.run()
+    else:
+        sim.run()
+
+
 @pytest.mark.parametrize("used, same_address, fires", [
     (1, True, True), (0, True, False), (1, False, False)])
 def test_a_used_read_meeting_a_write_fails_the_simulation(used, same_address, fires):
@@ -36,8 +49,6 @@ def test_a_used_read_meeting_a_write_fails_the_simulation(used, same_address, fi
     m.submodules.tile = tile = sram_tile(unsigned(8), 16)
     read, write = tile.read_port(), tile.write_port()
     check_no_collision(m, tile, read_used)
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
 
     async def bench(ctx):
         ctx.set(read.addr, 3)
@@ -47,13 +58,7 @@ def test_a_used_read_meeting_a_write_fails_the_simulation(used, same_address, fi
         await ctx.tick()
         await ctx.tick()
 
-    sim.add_testbench(bench)
-    if fires:
-        with pytest.raises(AssertionError, match="read whose data is used met a write"):
-            sim.run()
-    else:
-        sim.run()
-
+    _run(m, bench, fires)
 
 
 @pytest.mark.parametrize("apart, fires", [(1, True), (2, False)])
@@ -63,10 +68,8 @@ def test_sums_for_a_row_one_cycle_apart_fail_the_accumulators_check(apart, fires
     breaks that, and the check says so."""
     shallow = replace(TINY, deep_pipeline=False)
     assert acc_read_latency(shallow) == 1
-    banks = AccumulatorBanks(shallow)
-    sim = Simulator(banks)
-    sim.add_clock(1e-6)
-    upcoming, sums = banks.upcoming[0], banks.sums[0]
+    dut = AccumulatorBanks(shallow)
+    upcoming, sums = dut.upcoming[0], dut.sums[0]
 
     async def bench(ctx):
         for cycle in range(apart + 2):
@@ -76,9 +79,4 @@ def test_sums_for_a_row_one_cycle_apart_fail_the_accumulators_check(apart, fires
             ctx.set(sums.payload.tag.addr, 5)
             await ctx.tick()
 
-    sim.add_testbench(bench)
-    if fires:
-        with pytest.raises(AssertionError, match="read whose data is used met a write"):
-            sim.run()
-    else:
-        sim.run()
+    _run(dut, bench, fires)
