@@ -14,11 +14,12 @@ from hw.link.crc import Crc32
 from hw.link.protocol import CRC_BYTES, DEVICE_HEADER_BYTES, HOST_HEADER_BYTES, LinkStatus
 from hw.link.receiver import LinkReceiver
 from hw.link.transmitter import DeviceHeader, LinkTransmitter
+from hw.uart import MIN_DIVISOR, UartRx
 
 from .formal import free
 
 __all__ = ["cobs_decoder_proof", "cobs_encoder_proof", "commit_fifo_proof",
-           "receiver_proof", "response_ring_proof", "stream_holds"]
+           "receiver_proof", "response_ring_proof", "uart_receiver_proof", "stream_holds"]
 
 
 def stream_holds(m: Module, stream, name: str, *, check=Assert):
@@ -232,4 +233,15 @@ def response_ring_proof(transmitter_class=LinkTransmitter, rsp_depth: int = 4) -
         with m.If((pos >= DEVICE_HEADER_BYTES + CRC_BYTES) & (pos != 255)
                   & ((roff + pos - DEVICE_HEADER_BYTES - CRC_BYTES)[:16] == k)):
             m.d.comb += Assert(k_released | (k_written & (recent[-1] == k_data)))
+    return m
+
+
+def uart_receiver_proof(receiver_class=UartRx) -> Module:
+    """The UART receiver keeps a received byte on its stream until it is taken, whatever the
+    line does: a byte completing meanwhile is dropped (an overrun), not put in its place. At
+    the smallest divisor, so that two frames fit the proof's depth."""
+    m = Module()
+    rx = m.submodules.rx = receiver_class(MIN_DIVISOR)
+    m.d.comb += [rx.line.eq(free(m, 1, "line")), rx.data.ready.eq(free(m, 1, "ready"))]
+    stream_holds(m, rx.data, "data")
     return m

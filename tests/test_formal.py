@@ -1,11 +1,12 @@
-"""Formal proofs of the link's blocks (sim/proofs.py, run by SymbiYosys through sim/formal.py):
-each holds for every input sequence up to its depth from reset (bounded model checking), and
-each fails on a deliberately broken variant of its block, so a proof that cannot fail would
-show here.
+"""Formal proofs of the link's blocks and the UART receiver (sim/proofs.py, run by SymbiYosys
+through sim/formal.py): each holds for every input sequence up to its depth from reset (bounded
+model checking), and each fails on a deliberately broken variant of its block, so a proof that
+cannot fail would show here.
 
 k-induction does not close on these harnesses (their models of the traffic are not tied to the
 blocks' internal state), so the proofs are bounded: their depths cover several frames, every
-pointer wrap of a 2-byte command buffer, and frames up to a header, a CRC and a byte of payload.
+pointer wrap of a 2-byte command buffer, frames up to a header, a CRC and a byte of payload, a
+4-byte response ring's wraps, and two UART frames at the smallest divisor.
 """
 
 import pytest
@@ -14,6 +15,7 @@ from hw.link.buffer import CommitFifo
 from hw.link.cobs import CobsDecoder, CobsEncoder
 from hw.link.receiver import LinkReceiver
 from hw.link.transmitter import LinkTransmitter
+from hw.uart import UartRx
 from sim import proofs
 from sim.formal import prove, solver_available
 
@@ -55,6 +57,13 @@ class _CrowdedRing(LinkTransmitter):
         return used < self.rsp_depth
 
 
+class _OverwritingUart(UartRx):
+    """Puts a new byte on its stream whether or not the last one was taken."""
+
+    def _byte_waiting(self):
+        return 0
+
+
 #: name: (harness of a block class, the real class, the broken one, depth)
 PROOFS = {
     "commit_fifo": (lambda cls: proofs.commit_fifo_proof(2, cls), CommitFifo, _OverfullFifo, 14),
@@ -62,6 +71,7 @@ PROOFS = {
     "cobs_encoder": (proofs.cobs_encoder_proof, CobsEncoder, _ImpatientEncoder, 12),
     "receiver": (proofs.receiver_proof, LinkReceiver, _CredulousReceiver, 12),
     "response_ring": (proofs.response_ring_proof, LinkTransmitter, _CrowdedRing, 24),
+    "uart_receiver": (proofs.uart_receiver_proof, UartRx, _OverwritingUart, 100),
 }
 
 
