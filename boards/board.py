@@ -84,15 +84,15 @@ class SerialDevice(wiring.Component):
         UART input pin (host to device), idle high.
     tx_line : ``Out(1)``
         UART output pin (device to host).
-    framing_errors, overruns : ``Out(3)``
-        The receiver's error counts, wrapping; the framing errors' also go to the host in every
-        device frame (:data:`~hw.link.protocol.LINE_ERROR_BITS`).
+    framing_errors : ``Out(3)``
+        The receiver's framing errors, a wrapping count, which also goes to the host in every
+        device frame (:data:`~hw.link.protocol.LINE_ERROR_BITS`). (The link takes every byte
+        the UART receives, so the UART never overruns.)
     """
 
     rx_line: In(1, init=1)
     tx_line: Out(1, init=1)
     framing_errors: Out(LINE_ERROR_BITS[1])
-    overruns: Out(LINE_ERROR_BITS[1])
 
     def __init__(self, device: wiring.Component, divisor: int):
         self.device = device
@@ -107,7 +107,6 @@ class SerialDevice(wiring.Component):
             uart.rx_line.eq(self.rx_line),
             self.tx_line.eq(uart.tx_line),
             self.framing_errors.eq(uart.framing_errors),
-            self.overruns.eq(uart.overruns),
             self.device.line_errors.eq(uart.framing_errors),
         ]
         wiring.connect(m, uart.rx, self.device.rx)
@@ -147,8 +146,7 @@ class BoardTop(Elaboratable):
             m.submodules.trouble = trouble = io.Buffer("o", platform.request("led", 1, dir="-"))
             heartbeat = Signal(int(board.clock_hz).bit_length())
             m.d.sync += heartbeat.eq(heartbeat + 1)
-            # Framing errors only: the link takes every byte the UART receives, so it never
-            # overruns. The count wraps; the LED stays on.
+            # The count wraps; the LED stays on.
             seen_errors = Signal()
             with m.If(serial.framing_errors != 0):
                 m.d.sync += seen_errors.eq(1)

@@ -7,6 +7,7 @@ from hw.link.protocol import (
     CMD_BUFFER_BYTES,
     MAX_RESPONSE_PAYLOAD,
     OFFSET_MODULUS,
+    REFUSED_STATUSES,
     REJECTED_FRAME_BITS,
     RSP_BUFFER_BYTES,
     SEQ_MODULUS,
@@ -19,6 +20,7 @@ from hw.link.protocol import (
     carries_commands,
     classify_seq,
     credit_news_threshold,
+    flag_field,
     pack_device_frame,
     parse_host_frame,
 )
@@ -129,9 +131,8 @@ class LinkModel:
 
     def _flags(self, idle: bool) -> int:
         """IDLE and the rolling count of rejected host frames (no UART here: no line errors)."""
-        rejected = self.statuses[LinkStatus.BAD_CRC] + self.statuses[LinkStatus.BAD_FRAME]
-        first, bits = REJECTED_FRAME_BITS
-        return (DeviceFlags.IDLE.value if idle else 0) | (rejected % (1 << bits)) << first
+        rejected = sum(self.statuses[status] for status in REFUSED_STATUSES)
+        return (DeviceFlags.IDLE.value if idle else 0) | flag_field(rejected, REJECTED_FRAME_BITS)
 
     def _device_frame(self, kind: DeviceKind, status: LinkStatus) -> bytes:
         start = self._sent - self._acked

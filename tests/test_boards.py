@@ -204,6 +204,13 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
     assert report["peak_gops_int8"] >= 51
 
 
+@pytest.fixture(scope="module")
+def icebreaker_netlist(tmp_path_factory) -> str:
+    """The iCEBreaker device's netlist, synthesized once for all its seeds."""
+    from flow.netlist import device_netlist
+    return device_netlist(get_board("icebreaker"), tmp_path_factory.mktemp("netlist"))
+
+
 # The seeds give Verilator's undefined initial values (--x-initial unique) other random values;
 # one in the default run. The 85F's core takes minutes to build and simulate: slow.
 @pytest.mark.parametrize("name, form", [
@@ -213,7 +220,7 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
       for seed in (2, 3)),
     pytest.param("ulx3s-85f", "rtl", marks=pytest.mark.slow),
 ])
-def test_board_device_over_its_uart(tmp_path, name, form):
+def test_board_device_over_its_uart(tmp_path, request, name, form):
     """A board bitstream's gateware but for the PLL and the pin buffers: its default params (the
     iCEBreaker's 2x2 core with the serial requantizer, three DSP PEs and 1 KiB link buffers; the
     ULX3S-85F's 16x16 with its vector unit, four store lanes and 4 KiB buffers) at its clocks
@@ -260,8 +267,7 @@ def test_board_device_over_its_uart(tmp_path, name, form):
         "link_buffer": board.link_buffer, "jobs": cases}))
     options = {}
     if form.startswith("netlist"):
-        from flow.netlist import device_netlist
-        design, top = device_netlist(board, tmp_path / "netlist"), "rill"
+        design, top = request.getfixturevalue("icebreaker_netlist"), "rill"
         seed = int(form.removeprefix("netlist-seed"))
         options = {"build_args": ["--x-initial", "unique"],
                    "plusargs": ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]}

@@ -14,7 +14,7 @@ from amaranth.lib import enum
 
 __all__ = [
     "HostKind", "DeviceKind", "LinkStatus", "DeviceFlags", "ERROR_STATUSES",
-    "LINE_ERROR_BITS", "REJECTED_FRAME_BITS", "flag_count",
+    "LINE_ERROR_BITS", "REJECTED_FRAME_BITS", "REFUSED_STATUSES", "flag_count", "flag_field",
     "HOST_HEADER_FORMAT", "HOST_HEADER_BYTES", "DEVICE_HEADER_FORMAT", "DEVICE_HEADER_BYTES",
     "CRC_BYTES", "CRC_RESIDUE", "MAX_PAYLOAD", "MAX_RESPONSE_PAYLOAD", "MAX_HOST_FRAME",
     "MAX_DEVICE_FRAME", "CMD_BUFFER_BYTES", "RSP_BUFFER_BYTES", "QUIET_CYCLES",
@@ -75,10 +75,20 @@ LINE_ERROR_BITS = (1, 3)       #: (first bit, bits)
 REJECTED_FRAME_BITS = (4, 3)
 
 
+#: What a host frame is refused for when it counts as rejected (:data:`REJECTED_FRAME_BITS`).
+REFUSED_STATUSES = (LinkStatus.BAD_CRC, LinkStatus.BAD_FRAME)
+
+
 def flag_count(flags: int, bits: tuple[int, int]) -> int:
     """One of the rolling counts in a device frame's flags byte."""
     first, width = bits
     return (flags >> first) & ((1 << width) - 1)
+
+
+def flag_field(count: int, bits: tuple[int, int]) -> int:
+    """``count``, rolled over, where :func:`flag_count` finds it in the flags byte."""
+    first, width = bits
+    return (count % (1 << width)) << first
 
 
 #: kind, seq, tag, rack (u16: response bytes the host holds, mod 2**16).

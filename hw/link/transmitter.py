@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -15,6 +18,7 @@ from .protocol import (
     MAX_RESPONSE_PAYLOAD,
     OFFSET_MODULUS,
     QUIET_CYCLES,
+    REFUSED_STATUSES,
     REJECTED_FRAME_BITS,
     DeviceFlags,
     DeviceKind,
@@ -109,8 +113,9 @@ class LinkTransmitter(wiring.Component):
         quiet = self._responses_in(m, wp, wr, acked)
         owed, owed_status, owed_seq, last_tag, ev_valid = self._outcomes(m, wr, sent, acked)
         rejected = Signal(REJECTED_FRAME_BITS[1])
-        with m.If(self.event.valid & ((self.event.payload.status == LinkStatus.BAD_CRC)
-                                      | (self.event.payload.status == LinkStatus.BAD_FRAME))):
+        refused = reduce(operator.or_, (self.event.payload.status == status
+                                        for status in REFUSED_STATUSES))
+        with m.If(self.event.valid & refused):
             m.d.sync += rejected.eq(rejected + 1)
 
         # -- when to send ------------------------------------------------------------------
