@@ -12,13 +12,15 @@ from amaranth_boards.ulx3s import (
     ULX3S_85F_Platform,
 )
 
+from hw.link.protocol import CMD_BUFFER_BYTES
 from hw.params import RillParams
 
 from .board import Board
 from .clocking import Ecp5Pll
 
 
-def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
+def _ulx3s(part: str, platform: type, rows: int, cols: int, link_buffer: int = CMD_BUFFER_BYTES,
+           **depths) -> Board:
     return Board(
         name=f"ulx3s-{part}",
         platform=platform,
@@ -27,6 +29,7 @@ def _ulx3s(part: str, platform: type, rows: int, cols: int, **depths) -> Board:
         baud=3_000_000,
         clock=lambda f: Ecp5Pll("clk25", f),
         summary=f"Radiona ULX3S (LFE5U-{part.upper()}), FT231X UART",
+        link_buffer=link_buffer,
     )
 
 
@@ -40,9 +43,13 @@ ULX3S_25F = _ulx3s("25f", ULX3S_25F_Platform, 6, 6, act_depth=1024, weight_depth
                    acc_depth=1024, qparam_depth=256)
 ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth=1024,
                    acc_depth=1024, qparam_depth=512)
-# The 85F's 208 block RAMs hold a model: 288 KiB of weights (144 DP16KD; MLPerf Tiny's
-# autoencoder needs 264k int8 weights, 16,640 words with its tiles' padding), 32 KiB of
-# activations, 512 accumulator rows (16 each), 2,048 requantization entries (the autoencoder
-# has 1,672 output channels) and 512 program instructions.
-ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=1024, weight_depth=18432,
-                   acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=4)
+# The 85F's 208 block RAMs hold a model: 264 KiB of weights (132 block RAMs, the tile stacked
+# as 16,384 + 512 words: hw/stacked_tile.py; MLPerf Tiny's autoencoder needs 264k int8 weights,
+# 16,640 words with its tiles' padding), 80 KiB of activations (40: ResNet-8's first residual
+# block keeps two 32x32 maps and a row live, 2,112 words: sw/map_placement.py), 512 accumulator
+# rows (16 each), 2,048 requantization entries (the autoencoder has 1,672 output channels), 512
+# program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
+# store twice as fast as with one, and four left the part too full of LUTs to route.
+ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
+                   acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
+                   link_buffer=2048)

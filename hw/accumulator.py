@@ -96,7 +96,7 @@ class AccumulatorBanks(wiring.Component):
                 # cycles after its write or later. The deep pipeline reads a row in the cycle it
                 # is written, by design, and forwards the write; a STORE's reads run free (and
                 # start only once the MATMUL has drained).
-                check_no_collision(top, bank, upcoming.valid & enables[c])
+                check_no_collision(top, rd, [wr], upcoming.valid & enables[c])
             m.d.comb += [
                 rd.addr.eq(Mux(upcoming.valid, upcoming.payload.addr, self.read.addr)),
                 rd.en.eq(upcoming.valid | self.read.en),

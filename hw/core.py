@@ -14,6 +14,7 @@ from .requant import RequantRequest
 from .requant_serial import requantizer_class
 from .sequencer import Sequencer
 from .sram import check_no_collision, sram_tile
+from .stacked_tile import sram_tile_with_ports
 
 __all__ = ["RillCore"]
 
@@ -109,15 +110,16 @@ class RillCore(wiring.Component):
                              port.en.eq(request.en)]
             m.submodules[f"{name}_write"] = frozen(enable or name, stage)
 
-        act_mem = sram_tile(data.ArrayLayout(signed(8), p.act_lanes), p.act_depth)
-        weight_mem = sram_tile(data.ArrayLayout(unsigned(8), p.cols), p.weight_depth)
-        for name, mem, request, read, used in (
-                ("act", act_mem, seq.act_write, seq.act_read, seq.act_read_used),
-                ("weight", weight_mem, seq.weight_write, seq.weight_read, seq.weight_read_used)):
-            write(f"{name}_sram", request, mem.write_port(granularity=1))
-            wiring.connect(m, read, mem.read_port())
-            m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", mem)
-            check_no_collision(m, mem, used)
+        for name, lanes, depth, request, reader, used in (
+                ("act", data.ArrayLayout(signed(8), p.act_lanes), p.act_depth, seq.act_write,
+                 seq.act_read, seq.act_read_used),
+                ("weight", data.ArrayLayout(unsigned(8), p.cols), p.weight_depth,
+                 seq.weight_write, seq.weight_read, seq.weight_read_used)):
+            tile, read_port, write_port = sram_tile_with_ports(lanes, depth)
+            write(f"{name}_sram", request, write_port)
+            wiring.connect(m, reader, read_port)
+            m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", tile)
+            check_no_collision(m, read_port, [write_port], used)
         # Read every cycle (hw/sequencer.py), so under no enable and with no collision check.
         if p.program_depth:
             program_mem = sram_tile(unsigned(8 * HEADER_BYTES), p.program_depth)

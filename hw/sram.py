@@ -35,14 +35,14 @@ def sram_tile(shape: ShapeLike, depth: int) -> memory.Memory:
     return memory.Memory(shape=shape, depth=depth, init=[], attrs={_NO_RW_CHECK: True})
 
 
-def check_no_collision(m: Module, tile: memory.Memory, read_used: Value) -> None:
-    """Check the promise in simulation: an assertion in ``m`` fires at a clock edge where the
-    tile's read port reads, with ``read_used`` (its data will be used: the reads often run
-    free, their data taken only sometimes), the address a write port writes. Synthesis drops it
-    (``chformal -remove`` in ``flow/build.py``), and ``read_used`` with it."""
-    (read,) = tile.read_ports
-    for write in tile.write_ports:
-        m.d[read.domain] += Assert(
+def check_no_collision(m: Module, read, writes: list, read_used: Value,
+                       domain: str = "sync") -> None:
+    """Check the promise in simulation: an assertion in ``m`` fires at a clock edge where a
+    tile's ``read`` port reads, with ``read_used`` (its data will be used: the reads often run
+    free, their data taken only sometimes), the address one of its ``writes`` ports writes.
+    Synthesis drops it (``chformal -remove`` in ``flow/build.py``), and ``read_used`` with it."""
+    for write in writes:
+        m.d[domain] += Assert(
             ~(read_used & write.en.any() & (read.addr == write.addr)),
             "an SRAM tile's read whose data is used met a write to its address")
 

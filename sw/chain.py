@@ -93,7 +93,9 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
         if linked and previous.kind == "conv" and step.kind == "conv":   # map to map
             linked = (convs_only and not hosts and previous.output == step.input
                       and addressed(previous) and addressed(step) and private([previous.output])
-                      and _hands_on(compiled[index - 1], compiled[index]))
+                      and _hands_on(compiled[index - 1], compiled[index])
+                      and all(_in_regions(params, steps_of[i], compiled[i:i + 2])
+                              for i in (index - 1, index)))
         elif linked and previous.kind == "conv":   # the last conv's map flattened into a Gemm
             linked = (convs_only and (index in fmaps or index in pools and addressed(previous))
                       and _hands_on(compiled[index - 1], compiled[index])
@@ -187,6 +189,14 @@ def chain_program(layers: list[CompiledLinear], residences: list[Residence],
     compulsory = m * first.k + m * last.n * last.out_dtype.itemsize
     return LayerProgram("+".join(layer.name for layer in layers), prog, plan, stores,
                         last.out_dtype, last.n, compulsory)
+
+
+def _in_regions(params: RillParams, step, layers: list[CompiledLinear]) -> bool:
+    """Whether a conv's input and output maps each fit a region (:func:`_conv_plan`), where
+    its input size is known at load: a chain that cannot hold them would run layer by layer
+    (one whose size is known only at run time is planned then)."""
+    return step.in_size is None or _conv_plan(
+        [step.conv], layers, *step.in_size, _region_words(params)) is not None
 
 
 def _conv_plan(convs: list[QuantizedConv], layers: list[CompiledLinear], h: int, w: int,

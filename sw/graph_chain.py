@@ -4,10 +4,14 @@ in the activation SRAM at an address of its own.
 
 :mod:`sw.chain` runs layers in a line through two ping-pong regions; a residual block keeps
 three maps live (the block's input, its branch, the sum), so here each tensor gets a block of
-words by liveness: first fit, freed after its last reader. Maps lie as the array's convolutions
+words by liveness. Maps lie as the array's convolutions
 store them (channel block ``g`` of pixel ``p`` in word ``g * pixels + p``), which is the layout
 the convs walk, ``ADD`` adds word by word and ``AVGPOOL`` pools, so nothing is re-laid. A pooled
 map is a one-row matrix for a Gemm; a Gemm's stored row is another.
+
+Where the maps lie, and how a conv too big for the accumulators runs in bands of output rows, is
+:mod:`sw.map_placement`'s: a map may take the words of an input that dies where it is made, so a
+residual block needs two maps of room and a row or two, not three maps.
 
 A stretch is taken where it holds a residual ADD (linear runs are :mod:`sw.chain`'s), all its
 layers are resident, every tensor it makes but the last is read only inside it, and its tensors
@@ -18,7 +22,7 @@ its last step's output back (a STORE's, or ``READ_ACTS``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,25 +31,13 @@ from hw.params import RillParams
 from .chain import chained_config
 from .compiler import CompiledLinear, CompileError, as_int8
 from .conv import pack_feature_map, unpack_feature_map
-from .conv_device import conv_geometry, conv_matmul, output_size
+from .conv_device import band_rows, conv_geometry, conv_matmul, output_size
+from .map_placement import ConvShape, MapForm, MapPlacer, conv_bands
 from .program import Program
 from .resident import Residence
 from .vector_step import REORDER_ONLY, VectorCall, VectorStep, pool_fits
 
 __all__ = ["GraphChain", "find_graph_chains", "graph_call"]
-
-
-
-@dataclass(frozen=True)
-class _Form:
-    """A tensor as the device holds it: a map of ``channels`` over ``h x w`` pixels (a row is a
-    1x1 map)."""
-    channels: int
-    h: int
-    w: int
-
-    def words(self, lanes: int) -> int:
-        return -(-self.channels // lanes) * self.h * self.w
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,8 @@ class GraphChain:
     forms: dict = field(compare=False)
     addresses: dict = field(compare=False)
     layers: tuple[int, ...] = ()
+    #: Outputs of convs whose bands run bottom up (:mod:`sw.map_placement`).
+    descending: frozenset = frozenset()
 
 
 def _inputs(step) -> tuple[str, ...]:
@@ -86,7 +80,7 @@ class _Finder:
             for name in _inputs(step):
                 self.readers.setdefault(name, []).append(i)
 
-    def _form_after(self, i: int, forms: dict[str, _Form]) -> tuple[_Form | None, bool]:
+    def _form_after(self, i: int, forms: dict[str, MapForm]) -> tuple[MapForm | None, bool]:
         """Step ``i``'s output form on chip given its inputs' ``forms`` (None: not on chip), and
         whether the output can stay on chip for a next step (a layer's requantized to int8; a
         raw or uint8 one can only end a stretch)."""
@@ -99,7 +93,7 @@ class _Finder:
                 return (ins[0] if ins[0] == ins[1] else None), True
             f = ins[0]
             ok = step.act_range == (-128, 127) and pool_fits(p, f.h * f.w, f.channels)
-            return (_Form(f.channels, 1, 1) if ok else None), True
+            return (MapForm(f.channels, 1, 1) if ok else None), True
         if not hasattr(step, "linear"):   # moves no byte of a row
             one = step.op in REORDER_ONLY and ins[0].h == ins[0].w == 1
             return (ins[0] if one else None), True
@@ -111,7 +105,7 @@ class _Finder:
         f = ins[0]
         if step.kind == "gemm":
             ok = not step.trans_a and f.h == f.w == 1 and f.channels == layer.k
-            return (_Form(layer.n, 1, 1) if ok else None), hands_on
+            return (MapForm(layer.n, 1, 1) if ok else None), hands_on
         if step.kind != "conv" or not self.addressed(step):
             return None, False
         try:
@@ -119,17 +113,19 @@ class _Finder:
         except CompileError:
             return None, False
         oh, ow = output_size(step.conv, f.h, f.w)
-        if layer.n_tiles * oh * ow > min(p.acc_depth, 0xFFFF):
+        try:
+            band_rows(p, layer, oh, ow)
+        except CompileError:
             return None, False
-        return _Form(layer.n, oh, ow), hands_on
+        return MapForm(layer.n, oh, ow), hands_on
 
-    def _start(self, i: int) -> _Form | None:
+    def _start(self, i: int) -> MapForm | None:
         step = self.steps[i]
         if not hasattr(step, "linear") or step.kind != "conv" or step.in_size is None:
             return None
         kh, kw = step.conv.kernel   # the conv's own K, not the device's padded one
         channels = np.asarray(step.conv.linear.weights).shape[0] // (kh * kw)
-        return _Form(channels, *step.in_size)
+        return MapForm(channels, *step.in_size)
 
     def _private(self, first: int, last: int) -> bool:
         """Every tensor steps ``first .. last`` make, but the last's, read only among them."""
@@ -140,11 +136,12 @@ class _Finder:
                     return False
         return True
 
-    def _allocate(self, forms: dict[str, _Form], first: int, last: int) -> dict[str, int] | None:
-        """Addresses, first fit by liveness, of the input and every tensor the steps make (the
-        last's too, where a vector step's is read back), each placed before the step's dead
-        inputs are freed; None when they do not fit."""
-        lanes, depth = self.params.act_lanes, self.params.act_depth
+    def _allocate(self, forms: dict[str, MapForm], first: int,
+                  last: int) -> MapPlacer | None:
+        """The input and every tensor the steps make (the last's too, where a vector step's is
+        read back) placed by liveness (:class:`sw.map_placement.MapPlacer`), each before the
+        step's dead inputs are freed, over one of them where it can; None when they do not
+        fit."""
         root: dict[str, str] = {}        # a reorder's output: the tensor it renames
         last_use: dict[str, int] = {}
         for i in range(first, last + 1):
@@ -153,41 +150,49 @@ class _Finder:
                 last_use[root.get(name, name)] = i
             if not hasattr(step, "linear") and not isinstance(step, VectorStep):
                 root[_outputs(step)[0]] = root.get(step.inputs[0], step.inputs[0])
-        taken: dict[str, tuple[int, int]] = {}
-        addresses: dict[str, int] = {}
-
-        def place(name: str) -> bool:
-            words, at = forms[name].words(lanes), 0
-            for address, size in sorted(taken.values()):
-                if at + words <= address:
-                    break
-                at = max(at, address + size)
-            if at + words > depth:
-                return False
-            taken[name] = (at, words)
-            addresses[name] = at
-            return True
-
-        if not place(self.steps[first].input):
+        placer = MapPlacer(self.params)
+        if not placer.place(self.steps[first].input, forms[self.steps[first].input]):
             return None
         for i in range(first, last + 1):
             step = self.steps[i]
             out = _outputs(step)[0]
+            dying = [root.get(name, name) for name in _inputs(step)
+                     if last_use[root.get(name, name)] == i]
             if out in root:
-                addresses[out] = addresses[root[out]]
-            elif (i < last or isinstance(step, VectorStep)) and not place(out):
+                placer.addresses[out] = placer.addresses[root[out]]
+            elif (i < last or isinstance(step, VectorStep)) and not (
+                    self._place_over(placer, i, forms, dying)
+                    or placer.place(out, forms[out])):
                 return None
-            for name in [name for name, use in last_use.items() if use == i]:
-                taken.pop(name, None)
-        return addresses
+            for name in dying:
+                placer.release(name)
+        return placer
 
-    def chain_from(self, first: int) -> GraphChain | None:
+    def _place_over(self, placer: MapPlacer, i: int, forms: dict[str, MapForm],
+                    dying: list[str]) -> bool:
+        """Step ``i``'s output over a dying input's words, where the step allows it."""
+        step, out = self.steps[i], _outputs(self.steps[i])[0]
+        if isinstance(step, VectorStep) and step.op == "add":
+            return any(placer.place_over(out, forms[out], name) for name in dying)
+        if getattr(step, "kind", None) != "conv" or step.input not in dying:
+            return False
+        conv = step.conv
+        shape = ConvShape(forms[step.input], forms[out], conv.kernel[0], conv.strides[0],
+                          conv.pads[0], self.compiled[self.layer_of[i]])
+        return placer.place_conv_over(out, shape, step.input)
+
+    def chain_from(self, first: int, residual: bool = True,
+                   exclude: frozenset = frozenset()) -> GraphChain | None:
+        """The longest stretch from step ``first`` that fits, holding an ADD where ``residual``
+        (else two device layers or more), none of the device layers in ``exclude``."""
         form = self._start(first)
         if form is None:
             return None
         forms = {self.steps[first].input: form}
         ends = []
         for i in range(first, len(self.steps)):
+            if self.layer_of.get(i) in exclude:
+                break
             out, hands_on = self._form_after(i, forms)
             if out is None:
                 break
@@ -198,28 +203,33 @@ class _Finder:
             if not hands_on:
                 break
         for last in reversed(ends):
-            if not any(isinstance(s, VectorStep) and s.op == "add"
-                       for s in self.steps[first:last + 1]):
+            stretch = self.steps[first:last + 1]
+            if not (any(isinstance(s, VectorStep) and s.op == "add" for s in stretch)
+                    if residual else sum(hasattr(s, "linear") for s in stretch) >= 2):
                 continue
-            addresses = self._private(first, last) and self._allocate(forms, first, last)
-            if addresses:
+            placer = self._private(first, last) and self._allocate(forms, first, last)
+            if placer:
                 layers = tuple(self.layer_of[i] for i in range(first, last + 1)
                                if i in self.layer_of)
                 return GraphChain(first, last, self.steps[first].input,
-                                  _outputs(self.steps[last])[0], dict(forms), addresses, layers)
+                                  _outputs(self.steps[last])[0], dict(forms), placer.addresses,
+                                  layers, frozenset(placer.descending))
         return None
 
 
 def find_graph_chains(params: RillParams, steps, outputs, compiled: list[CompiledLinear],
-                      resident: set[int], addressed: Callable) -> dict[int, GraphChain]:
+                      resident: set[int], addressed: Callable, residual: bool = True,
+                      exclude: frozenset = frozenset()) -> dict[int, GraphChain]:
     """``{first step index: chain}`` for every stretch of ``steps`` run on chip as one call
-    (see the module docstring); none without the vector unit."""
+    (see the module docstring); none without the vector unit. ``residual``: only stretches
+    holding an ADD; else linear ones of two layers or more (those :mod:`sw.chain` cannot hold
+    in its two regions), none of the device layers in ``exclude``."""
     if not (params.vector_unit and params.store_to_acts and params.conv_addressing):
         return {}
     finder = _Finder(params, steps, outputs, compiled, resident, addressed)
     chains, i = {}, 0
     while i < len(steps):
-        chain = finder.chain_from(i)
+        chain = finder.chain_from(i, residual, exclude)
         if chain is not None:
             chains[i] = chain
             i = chain.last + 1
@@ -262,7 +272,9 @@ def graph_call(chain: GraphChain, steps, compiled: dict[int, CompiledLinear],
                              for words in blocks])
         if last.kind == "gemm":
             return np.concatenate(blocks)
-        return np.stack([b.reshape(out.h, out.w, -1).transpose(2, 0, 1) for b in blocks])
+        bands = len(blocks) // len(x)   # a conv's output: its bands, image by image
+        return np.stack([np.concatenate(blocks[i:i + bands]).reshape(out.h, out.w, -1)
+                         .transpose(2, 0, 1) for i in range(0, len(blocks), bands)])
     name = "+".join(getattr(steps[i], "name", "") for i in range(chain.first, chain.last + 1)
                     if hasattr(steps[i], "linear") or isinstance(steps[i], VectorStep))
     return VectorCall(name, prog, answers, finish)
@@ -270,26 +282,42 @@ def graph_call(chain: GraphChain, steps, compiled: dict[int, CompiledLinear],
 
 def _layer(prog: Program, step, layer: CompiledLinear, residence: Residence, chain: GraphChain,
            final: bool, answers: list):
-    """A conv walked over its input map, or a Gemm on a row; its outputs stored into its
-    block, or, last, sent."""
+    """A conv walked over its input map, band by band, or a Gemm on a row; its outputs stored
+    into its block, or, last, sent."""
     config = layer.config if final else chained_config(layer)
     if config != prog.config:
         prog.configure(config)
+    at, q_base = chain.addresses[step.input], residence.qparam_base
+    to = None if final else chain.addresses[step.output]
+    if step.kind != "conv":
+        prog.matmul(at, residence.weight_base, 0, 1, layer.k_tiles, layer.n_tiles)
+        _store(prog, layer, q_base, 1, 1, to, answers)
+        return
     source = chain.forms[step.input]
-    rows, at = 1, chain.addresses[step.input]
-    if step.kind == "conv":
-        geometry = conv_geometry(layer, step.conv, source.h, source.w)
-        prog.conv_geometry(geometry)
-        oh, ow = output_size(step.conv, source.h, source.w)
-        rows = oh * ow
-        conv_matmul(prog, layer, geometry, at, residence.weight_base, rows)
-    else:
-        prog.matmul(at, residence.weight_base, 0, rows, layer.k_tiles, layer.n_tiles)
-    if final:
-        prog.store(0, rows, layer.n, residence.qparam_base, raw=layer.raw)
+    oh, ow = output_size(step.conv, source.h, source.w)
+    geometry = conv_geometry(layer, step.conv, source.h, source.w)
+    for first, end in conv_bands(prog.params, layer, oh, ow, step.output in chain.descending):
+        prog.conv_geometry(replace(geometry, first_row=first))
+        conv_matmul(prog, layer, geometry, at, residence.weight_base, (end - first) * ow)
+        _store(prog, layer, q_base, (end - first) * ow, oh * ow,
+               None if to is None else to + first * ow, answers)
+
+
+def _store(prog: Program, layer: CompiledLinear, q_base: int, rows: int, pixels: int,
+           to: int | None, answers: list):
+    """A band's ``rows`` sent, or stored from word ``to`` into a map of ``pixels`` a channel
+    block (a STORE a block where the band is not the whole map: a STORE's blocks lie ``rows``
+    apart)."""
+    if to is None:
+        prog.store(0, rows, layer.n, q_base, raw=layer.raw)
         answers.append((rows, layer.n, layer.out_dtype))
-    else:
-        prog.store(0, rows, layer.n, residence.qparam_base, to_acts=chain.addresses[step.output])
+        return
+    per_word, cols = prog.params.act_lanes, prog.params.cols
+    blocks = range(0, layer.n, per_word) if rows != pixels else [0]
+    for first in blocks:
+        n = layer.n - first if rows == pixels else min(per_word, layer.n - first)
+        prog.store(first // cols * rows, rows, n, q_base + first,
+                   to_acts=to + first // per_word * pixels)
 
 
 def _vector(prog: Program, step: VectorStep, chain: GraphChain, final: bool, answers: list):

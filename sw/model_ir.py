@@ -222,6 +222,18 @@ class QuantizedModel:
         chains = find_chains(params, self.steps, self.outputs, compiled, resident, fmaps,
                              lambda layer: layer.addressed(params), pools)
         chains = {first: chain for first, chain in chains.items() if not in_graphs & set(chain)}
+        # Linear stretches placed by liveness and run in bands hold maps the chains' two
+        # regions cannot: one replaces the chains it overlaps where it runs more layers.
+        for first, stretch in find_graph_chains(
+                params, self.steps, self.outputs, compiled, resident,
+                lambda layer: layer.addressed(params), residual=False,
+                exclude=frozenset(in_graphs)).items():
+            overlapped = [start for start, chain in chains.items()
+                          if set(chain) & set(stretch.layers)]
+            if all(len(stretch.layers) > len(chains[start]) for start in overlapped):
+                for start in overlapped:
+                    del chains[start]
+                graphs[first] = stretch
         allocation = replace(allocation, chains=chains, fmaps=fmaps, pools=pools, graphs=graphs)
         handing_on = {index for chain in chains.values() for index in chain[:-1]} | {
             index for graph in graphs.values() for index in graph.layers[:-1]}
