@@ -115,7 +115,9 @@ class RillCore(wiring.Component):
                  seq.act_read, seq.act_read_used),
                 ("weight", data.ArrayLayout(unsigned(8), p.cols), p.weight_depth,
                  seq.weight_write, seq.weight_read, seq.weight_read_used)):
-            tile, read_port, write_port = sram_tile_with_ports(lanes, depth)
+            # Only the weight tile is stacked: see hw/stacked_tile.py.
+            tile, read_port, write_port = sram_tile_with_ports(lanes, depth,
+                                                               stacked=name == "weight")
             write(f"{name}_sram", request, write_port)
             wiring.connect(m, reader, read_port)
             m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", tile)

@@ -1,11 +1,14 @@
 """A deep SRAM tile built of two memories stacked in its address space, so that it maps to fewer
 ECP5 block RAMs.
 
-Yosys maps a memory into one kind of block RAM. For a deep tile of wide words it picks the
+Yosys maps a memory into one kind of block RAM. For the 85F's deep weight tile it picks the
 1024 x 18 DP16KD, and a depth of ``1024 * k + 512`` then leaves half of the last row of blocks
-empty; 512 x 36 PDPW16KD hold those 512 words in half as many blocks. So a tile deeper than 1024
-words that is not a multiple of 1024 is built as two memories, the multiple of 1024 below and the
-rest above: the ULX3S-85F's 16,896-word weight tile takes 128 + 4 block RAMs instead of 136.
+empty; 512 x 36 PDPW16KD hold those 512 words in half as many blocks. So the weight tile, deeper
+than 1024 words and not a multiple of 1024, is built as two memories, the multiple of 1024 below
+and the rest above: the ULX3S-85F's 16,896-word weight tile takes 128 + 4 block RAMs instead of
+136. The activation tile's words are twice as wide, so Yosys maps it to 512 x 36 blocks already,
+with no waste to win back (and stacking it met an internal error of Yosys' ``abc9`` pass,
+``ABC_OPS_REINTEGRATE``, on the 85F's core).
 The cost is a multiplexer on the read data, selected by a flip-flop that follows the read
 address as the block RAMs' output registers do.
 """
@@ -67,10 +70,12 @@ class StackedTile(wiring.Component):
         return m
 
 
-def sram_tile_with_ports(shape: ShapeLike, depth: int, granularity: int = 1):
-    """``(tile, read port, write port)``: a :class:`StackedTile` where the depth asks for one,
-    else a :func:`hw.sram.sram_tile` memory (the elaboratable to add is ``tile``)."""
-    if len(tile_parts(depth)) == 2:
+def sram_tile_with_ports(shape: ShapeLike, depth: int, granularity: int = 1, *,
+                         stacked: bool = True):
+    """``(tile, read port, write port)``: a :class:`StackedTile` where ``stacked`` and the depth
+    asks for one, else a :func:`hw.sram.sram_tile` memory (the elaboratable to add is
+    ``tile``)."""
+    if stacked and len(tile_parts(depth)) == 2:
         tile = StackedTile(shape, depth, granularity)
         return tile, tile.read, tile.write
     tile = sram_tile(shape, depth)

@@ -40,9 +40,9 @@ SHAPES = {
     # Two store lanes (the 85F's four run in the slow tests: its DS-CNN on the RTL).
     "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2),
     "4x4": SMALL,
-    # Tiles of 1,536 words, stacked of two memories (hw/stacked_tile.py): random addresses put
-    # programs on both sides of the seam and across it.
-    "3x5": replace(SMALL, rows=3, cols=5, act_depth=1536, weight_depth=1536),
+    # A weight tile of 1,536 words, stacked of two memories (hw/stacked_tile.py): random
+    # addresses put programs' weights on both sides of the seam and across it.
+    "3x5": replace(SMALL, rows=3, cols=5, weight_depth=1536),
     # The small parts' core (iCEBreaker): the serial requantizer, paced by the sequencer, and
     # accumulator reads without the register.
     "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True,
