@@ -421,8 +421,11 @@ class InstructionChecks(wiring.Component):
             with m.If((early(Opcode.VECTOR_CONFIG, "slot") >= isa.VECTOR_SLOTS)
                       | (early(Opcode.VECTOR_CONFIG, "shift") > isa.VectorStage.MAX_SHIFT)):
                 m.d.comb += status.eq(Status.BAD_MODE)
-        for op, lengths in ((Opcode.ADD, ("words",)), (Opcode.AVGPOOL, ("groups", "pixels")),
+        for op, lengths in ((Opcode.ADD, ("words", "lanes")),
+                            (Opcode.AVGPOOL, ("groups", "pixels")),
                             (Opcode.MEAN, ("groups", "pixels")), (Opcode.READ_ACTS, ("count",))):
             with m.Case(op):
-                with m.If(Cat(early(op, name) == 0 for name in lengths).any()):
+                past_word = (early(op, "lanes") > self._params.act_lanes if op == Opcode.ADD
+                             else 0)
+                with m.If(Cat(early(op, name) == 0 for name in lengths).any() | past_word):
                     m.d.comb += status.eq(Status.BAD_LENGTH)

@@ -194,7 +194,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     # The vector unit, a lane a cycle, after a word's (a block's) reads; to the last write.
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
-        return fetch_decode + fields["words"] * (2 + lanes) + VECTOR_ADD_STAGES
+        return fetch_decode + fields["words"] * (2 + fields["lanes"]) + VECTOR_ADD_STAGES
     if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
         return (fetch_decode + fields["groups"] * (fields["pixels"] + 1 + lanes)
                 + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))

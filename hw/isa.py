@@ -44,7 +44,7 @@ __all__ = [
     "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "RELU_NONE", "RELU_ZERO_POINT", "RELU_CLAMP",
 ]
 
-ISA_VERSION = 5
+ISA_VERSION = 6
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
@@ -90,7 +90,8 @@ class Opcode(enum.Enum, shape=8):
     #: scaling stage ``slot`` (:class:`VectorStage`)
     VECTOR_CONFIG = 0x0E
     #: TFLite's int8 ADD of ``words`` words at ``a_addr`` and ``b_addr`` into ``out_addr``, lane
-    #: by lane, with the three stages (:class:`VectorStage`)
+    #: by lane, with the three stages (:class:`VectorStage`): each word's first ``lanes`` lanes
+    #: (1 to ``2 * rows``; the others of an output word keep what they held)
     ADD = 0x0F
     #: per block of ``pixels`` words at ``act_addr``, lane sums ``s``, then ``sign(s) * ((|s| +
     #: pixels // 2) * reciprocal >> shift)`` clamped to int8 into word ``out_addr + block``
@@ -190,7 +191,7 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
                            ("first_row", 1), ("zero_point", 1), ("chunks", 1)),
     Opcode.VECTOR_CONFIG: (("slot", 1), ("multiplier", 4), ("shift", 1), ("offset", 2),
                            ("lo", 1), ("hi", 1)),
-    Opcode.ADD: (("a_addr", 2), ("b_addr", 2), ("out_addr", 2), ("words", 2)),
+    Opcode.ADD: (("a_addr", 2), ("b_addr", 2), ("out_addr", 2), ("words", 2), ("lanes", 1)),
     Opcode.AVGPOOL: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("pixels", 2),
                      ("reciprocal", 3), ("shift", 1)),
     Opcode.READ_ACTS: (("addr", 2), ("count", 2)),

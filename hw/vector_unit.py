@@ -156,6 +156,7 @@ class VectorUnit(wiring.Component):
         pixels_last = Signal(16, name="pixels_last")
         pixel = Signal(16, name="pixel")
         lane = Signal(range(lanes), name="lane")
+        add_last_lane = Signal(range(lanes), name="add_last_lane")   # ADD's lanes - 1
         flush = Signal(range(cycles.VECTOR_ADD_STAGES + 1), name="flush")
         half = Signal(15, name="pool_half")
         reciprocal = Signal(24, name="pool_reciprocal")
@@ -183,6 +184,7 @@ class VectorUnit(wiring.Component):
                                          ptr_b.eq(self.field(Opcode.ADD, "b_addr")),
                                          ptr_out.eq(self.field(Opcode.ADD, "out_addr")),
                                          left.eq(self.field(Opcode.ADD, "words") - 1),
+                                         add_last_lane.eq(self.field(Opcode.ADD, "lanes") - 1),
                                          mean.eq(0)]
                             m.next = "ADD_READ_A"
                         with m.Case(VectorOp.AVGPOOL, VectorOp.MEAN):   # MEAN: AVGPOOL's fields
@@ -210,7 +212,7 @@ class VectorUnit(wiring.Component):
             with m.State("ADD_LANES"):
                 m.d.comb += [self.read_en.eq(0), issue_add.eq(1)]
                 m.d.sync += lane.eq(lane + 1)
-                with m.If(last_lane):
+                with m.If(lane == add_last_lane):
                     _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
                                cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.

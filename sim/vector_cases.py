@@ -56,7 +56,9 @@ def random_vector_program(params: RillParams, rng: np.random.Generator) -> Progr
     prog.load_acts(a_addr, _block(rng, params, words))
     prog.load_acts(b_addr, _block(rng, params, words))
     out = rng.choice([a_addr, b_addr, min(a_addr, b_addr) - 1 if min(a_addr, b_addr) else 0])
-    prog.add(a_addr, b_addr, int(out), words)
+    # Every lane, or the first few (the others of the output words keep what they held).
+    lanes = params.act_lanes if rng.random() < 0.5 else int(rng.integers(1, params.act_lanes))
+    prog.add(a_addr, b_addr, int(out), words, lanes)
     prog.read_acts(int(out), words)
 
     groups = int(rng.integers(1, 3))
@@ -89,11 +91,15 @@ def bad_vector_commands(params: RillParams) -> list[bytes]:
     commands = [
         isa.encode(Opcode.VECTOR_CONFIG, **{**config.fields(0), "slot": isa.VECTOR_SLOTS}),
         isa.encode(Opcode.VECTOR_CONFIG, **{**config.fields(1), "shift": 32}),
-        isa.encode(Opcode.ADD, a_addr=0, b_addr=4, out_addr=8, words=0),
-        isa.encode(Opcode.ADD, a_addr=depth - 2, b_addr=0, out_addr=8, words=3),
-        isa.encode(Opcode.ADD, a_addr=0, b_addr=0, out_addr=0xFFFF, words=1),
-        isa.encode(Opcode.ADD, a_addr=0, b_addr=10, out_addr=1, words=4),    # inside a
-        isa.encode(Opcode.ADD, a_addr=0, b_addr=10, out_addr=13, words=4),   # inside b
+        *(isa.encode(Opcode.ADD, lanes=params.act_lanes, **fields) for fields in (
+            dict(a_addr=0, b_addr=4, out_addr=8, words=0),
+            dict(a_addr=depth - 2, b_addr=0, out_addr=8, words=3),
+            dict(a_addr=0, b_addr=0, out_addr=0xFFFF, words=1),
+            dict(a_addr=0, b_addr=10, out_addr=1, words=4),     # inside a
+            dict(a_addr=0, b_addr=10, out_addr=13, words=4))),  # inside b
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=4, out_addr=8, words=1, lanes=0),
+        isa.encode(Opcode.ADD, a_addr=0, b_addr=4, out_addr=8, words=1,
+                   lanes=params.act_lanes + 1),   # past the word
         isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=0, groups=0, pixels=4, reciprocal=1,
                    shift=0),
         isa.encode(Opcode.AVGPOOL, act_addr=0, out_addr=0, groups=1, pixels=0, reciprocal=1,

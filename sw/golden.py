@@ -282,10 +282,11 @@ class GoldenCore:
         if opcode == Opcode.READ_ACTS:
             return self.act[f["addr"]:f["addr"] + f["count"]].tobytes()
         if opcode == Opcode.ADD:
-            words = f["words"]
-            a = self.act[f["a_addr"]:f["a_addr"] + words]
-            b = self.act[f["b_addr"]:f["b_addr"] + words]
-            self.act[f["out_addr"]:f["out_addr"] + words] = add_words(a, b, self.vector_stages)
+            words, lanes = f["words"], f["lanes"]
+            a = self.act[f["a_addr"]:f["a_addr"] + words, :lanes]
+            b = self.act[f["b_addr"]:f["b_addr"] + words, :lanes]
+            self.act[f["out_addr"]:f["out_addr"] + words, :lanes] = add_words(
+                a, b, self.vector_stages)
             return None
         if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
             groups, pixels = f["groups"], f["pixels"]

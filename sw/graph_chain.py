@@ -326,8 +326,15 @@ def _vector(prog: Program, step: VectorStep, chain: GraphChain, final: bool, ans
     if step.op == "add":
         for slot, stage in enumerate(step.stages):
             prog.vector_config(slot, stage)
-        prog.add(at[step.inputs[0]], at[step.inputs[1]], at[out],
-                 chain.forms[out].words(lanes))
+        # The full channel blocks, then a last one's lanes only: a map of 16 channels in
+        # 32-lane words adds in half the cycles.
+        form = chain.forms[out]
+        pixels, full = form.h * form.w, form.channels // lanes
+        addresses = [at[step.inputs[0]], at[step.inputs[1]], at[out]]
+        if full:
+            prog.add(*addresses, full * pixels)
+        if form.channels % lanes:
+            prog.add(*(a + full * pixels for a in addresses), pixels, form.channels % lanes)
     else:
         source = chain.forms[step.inputs[0]]
         step.pool(prog, at[step.inputs[0]], at[out], -(-source.channels // lanes),

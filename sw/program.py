@@ -185,9 +185,12 @@ class Program:
     def vector_config(self, slot: int, stage: isa.VectorStage):
         self._add(Opcode.VECTOR_CONFIG, **stage.fields(slot))
 
-    def add(self, a_addr: int, b_addr: int, out_addr: int, words: int):
-        """TFLite's int8 ADD of two blocks of words, with the stages :meth:`vector_config` set."""
-        self._add(Opcode.ADD, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, words=words)
+    def add(self, a_addr: int, b_addr: int, out_addr: int, words: int,
+            lanes: int | None = None):
+        """TFLite's int8 ADD of two blocks of words, with the stages :meth:`vector_config` set:
+        each word's first ``lanes`` lanes (default all)."""
+        self._add(Opcode.ADD, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, words=words,
+                  lanes=self.params.act_lanes if lanes is None else lanes)
 
     def avgpool(self, act_addr: int, out_addr: int, groups: int, pixels: int,
                 constants: tuple[int, int] | None = None):

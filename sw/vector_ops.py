@@ -35,6 +35,8 @@ def check(params: RillParams, opcode: Opcode, f: dict[str, int]) -> Status:
             return Status.BAD_LENGTH
         return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
     if opcode == Opcode.ADD:
+        if not 1 <= f["lanes"] <= params.act_lanes:
+            return Status.BAD_LENGTH
         words, out = f["words"], f["out_addr"]
         inputs = [(f["a_addr"], words), (f["b_addr"], words)]
         outputs = words

@@ -223,7 +223,7 @@ def icebreaker_netlist(tmp_path_factory) -> str:
 def test_board_device_over_its_uart(tmp_path, request, name, form):
     """A board bitstream's gateware but for the PLL and the pin buffers: its default params (the
     iCEBreaker's 2x2 core with the serial requantizer, three DSP PEs and 1 KiB link buffers; the
-    ULX3S-85F's 16x16 with its vector unit, four store lanes and 4 KiB buffers) at its clocks
+    ULX3S-85F's 16x16 with its vector unit, two store lanes and 2 KiB buffers) at its clocks
     per bit (21 MHz or 105 MHz at 3 Mbaud: 7 or 35), driven by the host's link driver through
     the UART pins: requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the
     golden model, a break and a burst of line noise in the first (the device counts both and
@@ -248,8 +248,8 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
             qparams=random_qparams(rng, n, rounding, k))))
     if board.link_buffer <= 1024:
         # 512 bytes of int32 outputs stored three times: through the 1 KiB response ring only
-        # if the host acknowledges at the size it learned from the device. (The 85F's 4 KiB
-        # ring would take 1.5 million simulated cycles at 350 a byte; the iCEBreaker's shows it.)
+        # if the host acknowledges at the size it learned from the device. (The 85F's 2 KiB
+        # ring would take 0.7 million simulated cycles at 350 a byte; the iCEBreaker's shows it.)
         big = gemm_program(params, rng.integers(-128, 128, (16, 8)),
                            rng.integers(-128, 128, (8, 8)), raw=True)
         for _ in range(2):

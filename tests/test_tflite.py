@@ -162,18 +162,26 @@ def test_a_depthwise_conv_on_the_array_chains_on_chip():
 
 
 @pytest.mark.slow
-def test_ds_cnn_runs_on_chip_on_the_85fs_rtl():
-    """The same chain (nine convs, the pooling on the vector unit, the classifier) on the 85F's
-    core in RTL: equal to LiteRT, in the predicted cycles (a 16x16 build: ~75 s, run ~25 s)."""
+@pytest.mark.parametrize("name", ["ds_cnn", "resnet8"])
+def test_models_run_on_chip_on_the_85fs_rtl(name):
+    """DS-CNN's chain (nine convs, the pooling on the vector unit, the classifier) and ResNet-8
+    whole (convs in bands, maps in place, the adds on the vector unit) on the 85F's core in
+    RTL, its weight tile stacked of two memories: equal to LiteRT, in the predicted cycles, one
+    call an inference (a 16x16 build: ~75 s, runs ~25 s each)."""
     from boards import get_board
-    path, model, inputs = _model("ds_cnn")
+    path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:2]}
     with open_device("sim", get_board("ulx3s-85f").params) as device:
         model.run(device, feeds, resident=True)
         before = device.read_counters()["cycles"]
         got = model.run(device, feeds, resident=True)
         cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
-        assert device.resident.allocation.chains == {0: tuple(range(10))}
+        allocation = device.resident.allocation
+    assert len(model.programs) == 1 and model.model.vector_on_host == []
+    if name == "ds_cnn":
+        assert allocation.chains == {0: tuple(range(10))}
+    else:
+        assert [graph.layers for graph in allocation.graphs.values()] == [tuple(range(10))]
     assert cycles == sum(model.predicted_cycles().values())
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
