@@ -205,10 +205,16 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
 
 
 @pytest.fixture(scope="module")
-def icebreaker_netlist(tmp_path_factory) -> str:
-    """The iCEBreaker device's netlist, synthesized once for all its seeds."""
+def board_netlists(tmp_path_factory) -> dict[str, str]:
+    """Each board's device netlist, synthesized once for all its seeds."""
+    return {}
+
+
+def _board_netlist(netlists: dict[str, str], name: str, tmp_path_factory) -> str:
     from flow.netlist import device_netlist
-    return device_netlist(get_board("icebreaker"), tmp_path_factory.mktemp("netlist"))
+    if name not in netlists:
+        netlists[name] = device_netlist(get_board(name), tmp_path_factory.mktemp("netlist"))
+    return netlists[name]
 
 
 # The seeds give Verilator's undefined initial values (--x-initial unique) other random values;
@@ -219,6 +225,7 @@ def icebreaker_netlist(tmp_path_factory) -> str:
     *(pytest.param("icebreaker", f"netlist-seed{seed}", marks=pytest.mark.slow)
       for seed in (2, 3)),
     pytest.param("ulx3s-85f", "rtl", marks=pytest.mark.slow),
+    pytest.param("ulx3s-85f", "netlist-seed1", marks=pytest.mark.slow),
 ])
 def test_board_device_over_its_uart(tmp_path, request, name, form):
     """A board bitstream's gateware but for the PLL and the pin buffers: its default params (the
@@ -228,12 +235,13 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
     the UART pins: requantized GEMMs in INT8 and INT4 and each rounding, bit-exact with the
     golden model, a break and a burst of line noise in the first (the device counts both and
     tells the host), then (the iCEBreaker) more response bytes than the response ring holds.
-    As Amaranth's Verilog, and (the iCEBreaker) as the netlist Yosys
-    synthesizes for the bitstream (flow/netlist.py: SB_MAC16s, SB_RAM40_4Ks, LUTs, carries),
-    with Verilator's ``--x-initial unique`` under three seeds: whatever the netlist and the
-    primitives' models leave without an initial value starts random, other each seed. (On the
-    iCE40 the models start every flip-flop at 0 and every block RAM at its INIT, as the part
-    does, so the seeds find nothing there unless that changes.)"""
+    As Amaranth's Verilog, and as the netlist Yosys synthesizes for the bitstream
+    (flow/netlist.py; the iCEBreaker's SB_MAC16s and SB_RAM40_4Ks with Yosys' models, the
+    85F's DP16KDs and MULT18X18Ds with ours, flow/ecp5_models.py), with Verilator's
+    ``--x-initial unique`` under a seed: whatever the netlist and the primitives' models leave
+    without an initial value starts random, other each seed. (On the iCE40 the models start
+    every flip-flop at 0 and every block RAM at its INIT, as the part does, so the seeds find
+    nothing there unless that changes.)"""
     from sw.qparams import random_qparams
     board = get_board(name)
     params, divisor = board.params, baud_divisor(board.clock_hz, board.baud)
@@ -263,11 +271,14 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
         "clock_ns": CLOCK_NS, "divisor": divisor, "baud_error": 0.01, "seed": 7,
         "noise_after": 60, "noise_bits": 30,
         # In wall-clock seconds: the netlist and the 85F's 16x16 core simulate slowly.
-        "host_timeout": 1.0 if (name, form) == ("icebreaker", "rtl") else 10.0,
+        "host_timeout": {("icebreaker", "rtl"): 1.0,
+                         ("ulx3s-85f", "netlist-seed1"): 60.0}.get((name, form), 10.0),
         "link_buffer": board.link_buffer, "jobs": cases}))
     options = {}
     if form.startswith("netlist"):
-        design, top = request.getfixturevalue("icebreaker_netlist"), "rill"
+        design = _board_netlist(request.getfixturevalue("board_netlists"), name,
+                                request.getfixturevalue("tmp_path_factory"))
+        top = "rill"
         seed = int(form.removeprefix("netlist-seed"))
         options = {"build_args": ["--x-initial", "unique"],
                    "plusargs": ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]}
@@ -277,4 +288,5 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
                        f"rill_{name.replace('-', '_')}_device")
     run_cocotb(design, top, "sim.testbenches.board_tb", testcase="board_over_link",
                extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
-               log_file=tmp_path / "run" / "sim.log", timeout=900, **options)
+               log_file=tmp_path / "run" / "sim.log",
+               timeout=3600 if (name, form) == ("ulx3s-85f", "netlist-seed1") else 900, **options)
