@@ -31,6 +31,12 @@ def _bits(prefix: str, width: int) -> str:
     return ", ".join(f"{prefix}{i}" for i in reversed(range(width)))
 
 
+def _parameters(*items: tuple[str, int | str]) -> str:
+    """Verilog parameter declarations with their defaults (the part's own)."""
+    return "\n".join(f"  parameter {name} = {value if isinstance(value, int) else repr(value)};"
+                     for name, value in items).replace("'", '"')
+
+
 def _dp16kd() -> str:
     initvals = "\n".join(f"  parameter [319:0] INITVAL_{i:02X} = 320'h0;" for i in range(64))
     load = "\n".join(
@@ -78,20 +84,11 @@ def _dp16kd() -> str:
 module DP16KD (
 {chr(10).join(ports)}
 );
-  parameter DATA_WIDTH_A = 18;
-  parameter DATA_WIDTH_B = 18;
-  parameter REGMODE_A = "NOREG";
-  parameter REGMODE_B = "NOREG";
-  parameter RESETMODE = "SYNC";
-  parameter ASYNC_RESET_RELEASE = "SYNC";
-  parameter CSDECODE_A = "0b000";
-  parameter CSDECODE_B = "0b000";
-  parameter WRITEMODE_A = "NORMAL";
-  parameter WRITEMODE_B = "NORMAL";
-  parameter CLKAMUX = "CLKA";
-  parameter CLKBMUX = "CLKB";
-  parameter GSR = "ENABLED";
-  parameter INIT_DATA = "STATIC";
+{_parameters(
+      ("DATA_WIDTH_A", 18), ("DATA_WIDTH_B", 18), ("REGMODE_A", "NOREG"), ("REGMODE_B", "NOREG"),
+      ("RESETMODE", "SYNC"), ("ASYNC_RESET_RELEASE", "SYNC"), ("CSDECODE_A", "0b000"),
+      ("CSDECODE_B", "0b000"), ("WRITEMODE_A", "NORMAL"), ("WRITEMODE_B", "NORMAL"),
+      ("CLKAMUX", "CLKA"), ("CLKBMUX", "CLKB"), ("GSR", "ENABLED"), ("INIT_DATA", "STATIC"))}
 {initvals}
 
   localparam WIDE = DATA_WIDTH_A == 36;
@@ -140,9 +137,9 @@ endmodule
 
 
 def _mult18x18d() -> str:
-    registers = "\n".join(f'  parameter REG_{name}_CLK = "NONE";'
-                          for name in ("INPUTA", "INPUTB", "INPUTC", "PIPELINE", "OUTPUT"))
-    others = "\n".join(f'  parameter {name} = "{value}";' for name, value in (
+    registers = _parameters(*((f"REG_{name}_CLK", "NONE")
+                              for name in ("INPUTA", "INPUTB", "INPUTC", "PIPELINE", "OUTPUT")))
+    others = _parameters(*(
         ("REG_INPUTA_CE", "CE0"), ("REG_INPUTA_RST", "RST0"), ("REG_INPUTB_CE", "CE0"),
         ("REG_INPUTB_RST", "RST0"), ("REG_INPUTC_CE", "CE0"), ("REG_INPUTC_RST", "RST0"),
         ("REG_PIPELINE_CE", "CE0"), ("REG_PIPELINE_RST", "RST0"), ("REG_OUTPUT_CE", "CE0"),
