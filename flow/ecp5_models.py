@@ -7,13 +7,15 @@ simulate without these. They model the modes ``synth_ecp5`` maps memories and mu
 (Yosys' ``brams_map_16kd.v`` and ``dsp_map_18x18.v``), and stop the simulation at elaboration
 on any other, so a netlist that needs more fails loudly instead of simulating something else:
 
-- DP16KD with 9- or 18-bit ports (true dual port, byte enables on the address's low bits at
-  18) or as one 36-bit write port A and one 36-bit read port B (the pseudo dual port Yosys
+- DP16KD with 1-, 2- or 4-bit ports (16,384 bits, no initial value), or 9- or 18-bit ports
+  (byte enables on the address's low bits at 18), or as one 36-bit write port A and one 36-bit
+  read port B (the pseudo dual port Yosys
   makes of a DP16KD for 36-bit words: data ``{DIB, DIA}`` in, ``{DOB, DOA}`` out, byte enables
   on ADA[3:0]); no output register (REGMODE "NOREG"), chip selects decoding 0, clocks not
   inverted; each port's WRITEMODE (NORMAL keeps its output, WRITETHROUGH shows the new word,
   READBEFOREWRITE the old); reset clears a port's output, at once or at its clock edge by
-  RESETMODE; INITVAL_00..3F as Yosys lays them out (1,024 18-bit words, 20 bits apart).
+  RESETMODE; INITVAL_00..3F as Yosys lays them out for 9 bits and more (1,024 18-bit words,
+  20 bits apart).
 - MULT18X18D without its input, pipeline and output registers: P = A * B, each operand signed
   where SIGNEDA / SIGNEDB is high.
 
@@ -39,6 +41,7 @@ def _parameters(*items: tuple[str, int | str]) -> str:
 
 def _dp16kd() -> str:
     initvals = "\n".join(f"  parameter [319:0] INITVAL_{i:02X} = 320'h0;" for i in range(64))
+    initvals_any = "(" + " || ".join(f"INITVAL_{i:02X} != 0" for i in range(64)) + ")"
     load = "\n".join(
         f"    for (j = 0; j < 16; j = j + 1) mem[{i} * 16 + j] = INITVAL_{i:02X}[j * 20 +: 18];"
         for i in range(64))
@@ -54,18 +57,21 @@ def _dp16kd() -> str:
   wire [13:0] ad_{p} = {{{_bits(f'AD{p}', 14)}}};
   wire sel_{p} = {{CS{p}2, CS{p}1, CS{p}0}} == 3'b000;
   reg [17:0] do_{p} = 18'd0;
-  // 9 bits: a half of the 18-bit word ad[13:4], chosen by ad[3]; 18 bits: the whole word,
-  // its halves written where ad[0] / ad[1] enable them.
+  // Every width's word lies in the 18-bit row ad[13:4]: 1, 2 and 4 bits at the offset the
+  // address's low bits give (16 bits a row), 9 bits in the half ad[3] chooses, 18 bits the
+  // whole row, its halves written where ad[0] / ad[1] enable them.
   wire [9:0] row_{p} = ad_{p}[13:4];
+  wire [4:0] offset_{p} = DATA_WIDTH_{p} == 1 ? {{1'b0, ad_{p}[3:0]}}
+                        : DATA_WIDTH_{p} == 2 ? {{1'b0, ad_{p}[3:1], 1'b0}}
+                        : DATA_WIDTH_{p} == 4 ? {{1'b0, ad_{p}[3:2], 2'b0}}
+                        : DATA_WIDTH_{p} == 9 ? (ad_{p}[3] ? 5'd9 : 5'd0) : 5'd0;
+  wire [17:0] ones_{p} = DATA_WIDTH_{p} == 18 ? 18'h3ffff : (18'd1 << DATA_WIDTH_{p}) - 18'd1;
   wire [17:0] old_{p} = mem[row_{p}];
-  wire [17:0] mask_{p} = DATA_WIDTH_{p} == 9 ? (ad_{p}[3] ? 18'h3fe00 : 18'h001ff)
-                                         : {{{{9{{ad_{p}[1]}}}}, {{9{{ad_{p}[0]}}}}}};
-  wire [17:0] put_{p} = DATA_WIDTH_{p} == 9 ? {{di_{p}[8:0], di_{p}[8:0]}} : di_{p};
-  wire [17:0] new_{p} = (old_{p} & ~mask_{p}) | (put_{p} & mask_{p});
-  wire [17:0] old_shown_{p} = DATA_WIDTH_{p} == 9
-      ? {{9'd0, ad_{p}[3] ? old_{p}[17:9] : old_{p}[8:0]}} : old_{p};
-  wire [17:0] new_shown_{p} = DATA_WIDTH_{p} == 9
-      ? {{9'd0, ad_{p}[3] ? new_{p}[17:9] : new_{p}[8:0]}} : new_{p};
+  wire [17:0] mask_{p} = DATA_WIDTH_{p} == 18 ? {{{{9{{ad_{p}[1]}}}}, {{9{{ad_{p}[0]}}}}}}
+                                            : ones_{p} << offset_{p};
+  wire [17:0] new_{p} = (old_{p} & ~mask_{p}) | ((di_{p} & ones_{p}) << offset_{p} & mask_{p});
+  wire [17:0] old_shown_{p} = (old_{p} >> offset_{p}) & ones_{p};
+  wire [17:0] new_shown_{p} = (new_{p} >> offset_{p}) & ones_{p};
   // What the port's output latches at its clock edge (NORMAL: it keeps its word on a write).
   wire [17:0] next_{p} = !WE{p} || WRITEMODE_{p} == "READBEFOREWRITE" ? old_shown_{p}
                        : WRITEMODE_{p} == "WRITETHROUGH" ? new_shown_{p} : do_{p};
@@ -94,10 +100,15 @@ module DP16KD (
   localparam WIDE = DATA_WIDTH_A == 36;
   reg [17:0] mem [0:1023];
   integer j;
+  // 1, 2 and 4 bits leave out the parity bits 9 and 18 have: a block's ports are either.
+  localparam NARROW_A = DATA_WIDTH_A == 1 || DATA_WIDTH_A == 2 || DATA_WIDTH_A == 4;
+  localparam NARROW_B = DATA_WIDTH_B == 1 || DATA_WIDTH_B == 2 || DATA_WIDTH_B == 4;
+  localparam NINE_A = DATA_WIDTH_A == 9 || DATA_WIDTH_A == 18;
+  localparam NINE_B = DATA_WIDTH_B == 9 || DATA_WIDTH_B == 18;
   initial begin
-    if (!((DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36)
-          || ((DATA_WIDTH_A == 9 || DATA_WIDTH_A == 18)
-              && (DATA_WIDTH_B == 9 || DATA_WIDTH_B == 18)))
+    // (How Yosys lays out an initial value for the narrow widths is not modelled: none.)
+    if (!((DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36) || (NARROW_A && NARROW_B)
+          || (NINE_A && NINE_B)) || (NARROW_A && {initvals_any})
         || REGMODE_A != "NOREG" || REGMODE_B != "NOREG"
         || CSDECODE_A != "0b000" || CSDECODE_B != "0b000"
         || CLKAMUX != "CLKA" || CLKBMUX != "CLKB")

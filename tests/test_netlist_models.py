@@ -2,10 +2,11 @@
 
 A small design holds each kind of block RAM and multiplier Yosys makes of the core's memories
 and products on the ECP5: 512 words of 32 bits with byte enables (the 36-bit pseudo dual port),
-1,024 of 16 (an 18-bit port), 2,048 of 8 (a 9-bit port), signed and unsigned 18x18 products
-and a 24x20 one split over several multipliers. Its RTL and its ``synth_ecp5`` netlist run side
-by side in Verilator on the same random inputs for 2,000 cycles, every output compared each
-cycle (``sim/testbenches/netlist_pair_tb.py``). The ULX3S-85F's netlist co-simulation
+1,024 of 16 (an 18-bit port), 2,048 of 8 (9 bits), 4,096 of 4, 8,192 of 2 and 16,384 of 2 (a
+4-, a 2- and two 1-bit blocks: the 85F's weight tile is 128 of those), signed and unsigned
+18x18 products and a 24x20 one split over several multipliers. Its RTL and its ``synth_ecp5``
+netlist run side by side in Verilator on the same random inputs for 2,000 cycles, every output
+compared each cycle (``sim/testbenches/netlist_pair_tb.py``). The ULX3S-85F's netlist co-simulation
 (``tests/test_boards.py``, slow) rests on these models.
 """
 
@@ -28,7 +29,8 @@ from sim.runner import CocotbTestFailure, run_cocotb
 pytestmark = pytest.mark.skipif(not toolchain_env().get("YOSYS"), reason="no Yosys")
 
 #: (name, depth, width, write granularity or None)
-MEMORIES = [("wide", 512, 32, 8), ("half", 1024, 16, None), ("byte", 2048, 8, None)]
+MEMORIES = [("wide", 512, 32, 8), ("half", 1024, 16, None), ("byte", 2048, 8, None),
+            ("nibble", 4096, 4, None), ("pair", 8192, 2, None), ("bits", 16384, 2, None)]
 #: (name, a shape, b shape)
 PRODUCTS = [("signed18", signed(18), signed(18)), ("unsigned18", unsigned(17), unsigned(17)),
             ("split", signed(24), signed(20))]
@@ -109,7 +111,7 @@ def test_ecp5_models_match_the_rtl(tmp_path):
     netlist = _compare(tmp_path, primitive_models("ecp5"))
     # The netlist holds each mode the models cover, so the comparison exercised them.
     widths = set(re.findall(r"\.DATA_WIDTH_A\(32'd(\d+)\)", netlist))
-    assert widths == {"9", "18", "36"}, widths
+    assert widths == {"1", "2", "4", "9", "18", "36"}, widths
     assert netlist.count("MULT18X18D ") >= 4
 
 
