@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from flow.build import toolchain_env
 from flow.netlist import primitive_models, synthesize
-from sim.runner import CocotbTestFailure, run_cocotb
+from sim.runner import CocotbTestFailure, SimulationError, run_cocotb
 
 pytestmark = pytest.mark.skipif(not toolchain_env().get("YOSYS"), reason="no Yosys")
 
@@ -124,3 +124,22 @@ def test_a_wrong_model_is_caught(tmp_path):
     assert broken != primitive_models("ecp5")
     with pytest.raises(CocotbTestFailure, match="wide_rdata"):
         _compare(tmp_path, broken, memories=MEMORIES[:1], products=[])
+
+
+def test_a_mode_the_models_do_not_cover_stops_the_simulation(tmp_path):
+    """A netlist needing a DP16KD mode the model lacks (here the output register) fails at
+    elaboration with a message, instead of simulating something else."""
+    design = "\n".join([primitive_models("ecp5"), """
+module pair(clk, rst);
+  input clk;
+  input rst;
+  DP16KD #(.DATA_WIDTH_A(18), .DATA_WIDTH_B(18), .REGMODE_B("OUTREG"))
+    bram (.CLKA(clk), .CLKB(clk));
+endmodule
+"""])
+    with pytest.raises((CocotbTestFailure, SimulationError)):
+        run_cocotb(design, "pair", "sim.testbenches.netlist_pair_tb",
+                   extra_env={"RILL_PAIR_TB": json.dumps({"inputs": {}, "outputs": [],
+                                                          "cycles": 4})},
+                   test_dir=tmp_path / "run", log_file=tmp_path / "run" / "sim.log", timeout=120)
+    assert "a mode this model does not cover" in (tmp_path / "run" / "sim.log").read_text()
