@@ -122,20 +122,17 @@ class RillCore(wiring.Component):
             wiring.connect(m, reader, read_port)
             m.submodules[f"{name}_sram"] = frozen(f"{name}_sram", tile)
             check_no_collision(m, read_port, [write_port], used)
-        # Read every cycle (hw/sequencer.py), so under no enable; a RUN uses the reads.
+        # Read every cycle (hw/sequencer.py), so under no enable and with no collision check.
         if p.program_depth:
             program_mem = sram_tile(unsigned(8 * HEADER_BYTES), p.program_depth)
-            program_write = program_mem.write_port(granularity=8)
-            program_read = program_mem.read_port()
-            write("program_sram", seq.program_write, program_write, enable="qparam_sram")
-            wiring.connect(m, seq.program_read, program_read)
+            write("program_sram", seq.program_write, program_mem.write_port(granularity=8),
+                  enable="qparam_sram")
+            wiring.connect(m, seq.program_read, program_mem.read_port())
             m.submodules.program_sram = program_mem
-            check_no_collision(m, program_read, [program_write], seq.program_read_used)
         qparams = QparamTile(p)
         m.submodules.qparam_sram = frozen("qparam_sram", qparams)
         write("qparam_sram", seq.qparam_write, qparams.write)
         wiring.connect(m, seq.qparam_read, qparams.read)
-        m.d.comb += qparams.read_used.eq(seq.qparam_read_used)
 
         array = SystolicArray(p, acc_tag_layout(p), dsp_pes=self.dsp_pes)
         acc = AccumulatorBanks(p)

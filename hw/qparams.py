@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from .isa import QPARAM_BYTES
 from .params import RillParams
 from .requant_serial import requantizer_class
-from .sram import check_no_collision, sram_tile
+from .sram import sram_tile
 
 __all__ = ["QPARAM_EARLY", "QparamTile"]
 
@@ -50,9 +50,6 @@ class QparamTile(wiring.Component):
     lanes : ``Out(...).array(store_lanes - 1)``
         With store lanes, the entries ``addr + i`` (``i`` from 1) of an ``addr`` that is a
         multiple of them: ``early``, ``multiplier`` and ``zero_point`` each when lane 0's are.
-    read_used : ``In(1)``
-        The reads' data are being used (a STORE runs): the memories' collision check in
-        simulation (:func:`hw.sram.check_no_collision`), no hardware.
     """
 
     def __init__(self, params: RillParams):
@@ -64,7 +61,6 @@ class QparamTile(wiring.Component):
             "read": Out(memory.ReadPort.Signature(addr_width=width, shape=QPARAM_EARLY)),
             "multiplier": Out(signed(32)),
             "zero_point": Out(signed(16)),
-            "read_used": In(1),
             **({"lanes": Out(data.StructLayout({
                 "early": QPARAM_EARLY, "multiplier": signed(32), "zero_point": signed(16)}))
                 .array(params.store_lanes - 1)} if params.store_lanes > 1 else {}),
@@ -80,13 +76,13 @@ class QparamTile(wiring.Component):
         # Each part: its memory per bank and the entry's bytes it holds.
         parts = {"early": (40, (0, 1, 2, 3, 8)),      # bias, shift
                  "multiplier": (32, (4, 5, 6, 7)), "zero_point": (16, (10, 11))}
+        # No collision check (hw.sram.check_no_collision): the store engine's entry reads run free.
         banks = {name: [sram_tile(unsigned(width), depth) for _ in range(lanes)]
                  for name, (width, _) in parts.items()}
-        write_ports = {}
         for name, (_, bytes_) in parts.items():
             for bank, mem in enumerate(banks[name]):
                 m.submodules[f"{name}{bank}" if lanes > 1 else name] = mem
-                port = write_ports[mem] = mem.write_port(granularity=8)
+                port = mem.write_port(granularity=8)
                 here = (self.write.addr[:bank_bits] == bank) if lanes > 1 else 1
                 m.d.comb += [
                     port.addr.eq(self.write.addr[bank_bits:]),
@@ -113,8 +109,6 @@ class QparamTile(wiring.Component):
                 port = mem.read_port()
                 m.d.comb += port.addr.eq(addresses[delay - 1 if late else delay][bank_bits:])
                 datas.append(port.data)
-                # The reads run free: a STORE's whole run counts as using them.
-                check_no_collision(m, port, [write_ports[mem]], self.read_used)
             # Lane 0: the bank of the entry whose data this is (read a cycle before it).
             lane0 = (Array(datas)[addresses[max(delay, 1)][:bank_bits]] if lanes > 1
                      else datas[0])

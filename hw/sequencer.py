@@ -60,9 +60,6 @@ class Sequencer(wiring.Component):
     act_read_used, weight_read_used : ``Out(1)``
         The data the activation (weight) read port reads in this cycle will be used: the SRAM
         tiles' collision check in simulation (:mod:`hw.sram`), no hardware.
-    qparam_read_used, program_read_used : ``Out(1)``
-        The same for the qparam tile (a STORE runs: its entry reads run free, so the whole
-        STORE counts) and the program memory (a RUN fetches its headers; with a program memory).
     array_acts, array_weights : ``Out(stream.Signature(...))``
         Activation rows and weight rows into the systolic array.
     acc_read : flipped ``memory.ReadPort.Signature``
@@ -83,8 +80,7 @@ class Sequencer(wiring.Component):
             "rsp_valid_next": Out(1),
             "wants_command": Out(1),
             "advance": Out(1),
-            "act_read_used": Out(1), "weight_read_used": Out(1), "qparam_read_used": Out(1),
-            **({"program_read_used": Out(1)} if p.program_depth else {}),
+            "act_read_used": Out(1), "weight_read_used": Out(1),
             "int4": Out(1), "rounding": Out(Rounding), "relu": Out(1), "out_type": Out(OutType),
             "raw": Out(1),
             **({"clamp": Out(1), "clamp_lo": Out(signed(9)), "clamp_hi": Out(signed(9))}
@@ -153,9 +149,6 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                         if self.p.vector_unit else 0)
         m.d.comb += [seq.act_read_used.eq((self.issue_act & self.advance) | vector_reads),
                      seq.weight_read_used.eq(self.issue_weight & self.advance)]
-        m.d.comb += seq.qparam_read_used.eq(store.run | store.flush)
-        if self.p.program_depth:
-            m.d.comb += seq.program_read_used.eq(self.running)
         with m.FSM(name="sequencer"):
             with m.State("FETCH"):
                 self._fetch()

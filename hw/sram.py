@@ -10,10 +10,8 @@ delaying every write a cycle (a register per write-data and address bit) and byp
 data (a register and a multiplexer per bit): ~600 of the UP5K's 5,280 logic cells for a 2x2 core.
 
 Simulations check the promise where the readers say when they use a read
-(:func:`check_no_collision`: the activation and weight tiles, a shallow core's accumulator
-banks, the qparam tile while a STORE runs and the program memory while a RUN fetches). A deep
-core's accumulator banks are left out: they read a row in the cycle it is written, by design,
-and forward the write instead.
+(:func:`check_no_collision`: the activation and weight tiles, and a shallow core's accumulator
+banks).
 
 Yosys' attribute for the promise, ``no_rw_check``, only acts when it merges an output register
 into an asynchronous read port; Amaranth emits synchronous read ports directly, so
