@@ -20,7 +20,7 @@ from .clocking import Ecp5Pll
 
 
 def _ulx3s(part: str, platform: type, rows: int, cols: int, link_buffer: int = CMD_BUFFER_BYTES,
-           dsp_pes: int = 0, **depths) -> Board:
+           **depths) -> Board:
     return Board(
         name=f"ulx3s-{part}",
         platform=platform,
@@ -30,7 +30,6 @@ def _ulx3s(part: str, platform: type, rows: int, cols: int, link_buffer: int = C
         clock=lambda f: Ecp5Pll("clk25", f),
         summary=f"Radiona ULX3S (LFE5U-{part.upper()}), FT231X UART",
         link_buffer=link_buffer,
-        dsp_pes=dsp_pes,
     )
 
 
@@ -50,9 +49,7 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # block keeps two 32x32 maps and a row live, 2,112 words: sw/map_placement.py), 512 accumulator
 # rows (16 each), 2,048 requantization entries (the autoencoder has 1,672 output channels), 512
 # program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
-# store twice as fast as with one, and four left the part too full of LUTs to route. With all
-# of that the LUTs (93% of them) did not route: 64 PEs take their multipliers from the DSPs the
-# requantizers and the vector unit leave (two MULT18X18D each, ~140 LUTs fewer a PE).
+# store twice as fast as with one, and four left the part too full of LUTs to route.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
                    acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
-                   link_buffer=2048, dsp_pes=64)
+                   link_buffer=2048)
