@@ -206,8 +206,9 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
         options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the wide multipliers, DSP PEs'
     else:
         options["synth_opts"] = ["-abc9"]   # better LUT mapping for speed
-        # router2 routes a large, full ECP5 design in a fraction of router1's time.
-        nextpnr += ["--router", "router2"]
+    # router2 routes a full design in a fraction of router1's time (the iCEBreaker's 2x2: 53 s
+    # against 134 s, and 25.2 MHz against 24.8).
+    nextpnr += ["--router", "router2"]
     options["script_after_read"] = "\n".join(
         # The simulation's assertions (hw/sram.py) are no hardware.
         ["chformal -remove", _small_multipliers_to_luts(), _KEEP_ARRAY_REGISTERS]

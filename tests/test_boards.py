@@ -6,7 +6,8 @@ PLL) on Verilator and talks to it through a bit-level UART model; the expected b
 golden model running the same program.
 
 Builds (marked ``board``) run one at a time. The default suite builds the iCEBreaker's default
-bitstream (~50 s) and runs its 4x4 target up to the point where nextpnr finds that it does not fit.
+bitstream (~3 minutes: the UP5K is full); the slow one also runs its 4x4 target up to the point
+where nextpnr finds that it does not fit.
 Full-size ECP5 builds are marked ``slow``:
 ``bash scripts/test.sh -m slow``.
 """
@@ -175,6 +176,7 @@ def test_icebreaker_default_builds_a_bitstream(tmp_path, one_build_at_a_time):
 
 
 @pytest.mark.board
+@pytest.mark.slow   # the 4x4's synthesis; the unit test above reads nextpnr's refusal
 def test_design_that_does_not_fit_exits_3_saying_by_how_much(tmp_path, one_build_at_a_time):
     """The iCEBreaker target, a 4x4 array, does not fit the UP5K yet (~8,800 of 5,280 logic
     cells; see the Boards section of README): nextpnr's packer says so before placement, and the

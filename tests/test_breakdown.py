@@ -39,6 +39,7 @@ def test_stat_parsing_stops_at_the_hierarchy_summary():
 
 
 @pytest.mark.board
+@pytest.mark.slow
 def test_icebreaker_breakdown(tmp_path):
     board = get_board("icebreaker").with_array(2, 3)
     family, blocks = breakdown(board, tmp_path)

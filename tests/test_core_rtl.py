@@ -108,7 +108,11 @@ def test_random_programs_with_backpressure(tmp_path, shape):
 LINKED_PROGRAMS = 28
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
+#: The 2x2 and 3x5 cores' link runs are in the slow run: their cocotb runs above and the link's
+#: own RTL tests cover them in the default one.
+@pytest.mark.parametrize("shape", [
+    pytest.param(shape, marks=pytest.mark.slow) if shape in ("2x2", "3x5") else shape
+    for shape in SHAPES])
 def test_random_programs_through_the_link(shape):
     """Random programs through the host driver, the link and the core on the ``sim`` device:
     every byte the golden model's, the ``cycles`` counter the prediction (``stalls`` alone

@@ -126,6 +126,7 @@ def test_a_wrong_model_is_caught(tmp_path):
         _compare(tmp_path, broken, memories=MEMORIES[:1], products=[])
 
 
+@pytest.mark.slow
 def test_a_mode_the_models_do_not_cover_stops_the_simulation(tmp_path):
     """A netlist needing a DP16KD mode the model lacks (here the output register) fails at
     elaboration with a message, instead of simulating something else."""
