@@ -9,13 +9,12 @@ on any other, so a netlist that needs more fails loudly instead of simulating so
 
 - DP16KD with 1-, 2- or 4-bit ports (16,384 bits, no initial value), or 9- or 18-bit ports
   (byte enables on the address's low bits at 18), or as one 36-bit write port A and one 36-bit
-  read port B (the pseudo dual port Yosys
-  makes of a DP16KD for 36-bit words: data ``{DIB, DIA}`` in, ``{DOB, DOA}`` out, byte enables
-  on ADA[3:0]); no output register (REGMODE "NOREG"), chip selects decoding 0, clocks not
-  inverted; each port's WRITEMODE (NORMAL keeps its output, WRITETHROUGH shows the new word,
-  READBEFOREWRITE the old); reset clears a port's output, at once or at its clock edge by
-  RESETMODE; INITVAL_00..3F as Yosys lays them out for 9 bits and more (1,024 18-bit words,
-  20 bits apart).
+  read port B (the pseudo dual port Yosys makes of a DP16KD for 36-bit words: data
+  ``{DIB, DIA}`` in, ``{DOB, DOA}`` out, byte enables on ADA[3:0]); no output register
+  (REGMODE "NOREG"), chip selects decoding 0, clocks not inverted; each port's WRITEMODE
+  (NORMAL keeps its output, WRITETHROUGH shows the new word, READBEFOREWRITE the old); reset
+  clears a port's output, at once or at its clock edge by RESETMODE; INITVAL_00..3F as Yosys
+  lays them out for 9 bits and more (1,024 18-bit words, 20 bits apart).
 - MULT18X18D without its input, pipeline and output registers: P = A * B, each operand signed
   where SIGNEDA / SIGNEDB is high.
 
@@ -35,8 +34,9 @@ def _bits(prefix: str, width: int) -> str:
 
 def _parameters(*items: tuple[str, int | str]) -> str:
     """Verilog parameter declarations with their defaults (the part's own)."""
-    return "\n".join(f"  parameter {name} = {value if isinstance(value, int) else repr(value)};"
-                     for name, value in items).replace("'", '"')
+    def literal(value: int | str) -> str:
+        return str(value) if isinstance(value, int) else '"' + value + '"'
+    return "\n".join(f"  parameter {name} = {literal(value)};" for name, value in items)
 
 
 def _dp16kd() -> str:

@@ -207,16 +207,16 @@ def test_full_size_ecp5_build(tmp_path, name, one_build_at_a_time):
 
 
 @pytest.fixture(scope="module")
-def board_netlists(tmp_path_factory) -> dict[str, str]:
-    """Each board's device netlist, synthesized once for all its seeds."""
-    return {}
-
-
-def _board_netlist(netlists: dict[str, str], name: str, tmp_path_factory) -> str:
+def board_netlist(tmp_path_factory):
+    """A board's device netlist by its name, synthesized once for all its seeds."""
     from flow.netlist import device_netlist
-    if name not in netlists:
-        netlists[name] = device_netlist(get_board(name), tmp_path_factory.mktemp("netlist"))
-    return netlists[name]
+    netlists: dict[str, str] = {}
+
+    def netlist(name: str) -> str:
+        if name not in netlists:
+            netlists[name] = device_netlist(get_board(name), tmp_path_factory.mktemp("netlist"))
+        return netlists[name]
+    return netlist
 
 
 # The seeds give Verilator's undefined initial values (--x-initial unique) other random values;
@@ -267,22 +267,21 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
         assert big.response_bytes > board.link_buffer
         programs.append(("INT8 16x8x8 raw, stored 3 times", big))
     write_cases(tmp_path, expectations(params, programs), seed=0)
+    big_netlist = name == "ulx3s-85f" and form.startswith("netlist")
     cases = json.loads((tmp_path / "cases.json").read_text())["cases"]
     config = tmp_path / "board_tb.json"
     config.write_text(json.dumps({
         "clock_ns": CLOCK_NS, "divisor": divisor, "baud_error": 0.01, "seed": 7,
         "noise_after": 60, "noise_bits": 30,
         # In wall-clock seconds: the netlist and the 85F's 16x16 core simulate slowly.
-        "host_timeout": {("icebreaker", "rtl"): 1.0,
-                         ("ulx3s-85f", "netlist-seed1"): 60.0}.get((name, form), 10.0),
-        # The 85F's netlist simulates ~4.5 ms of its clock at ~12 us a second.
-        "wall_timeout": 1800 if (name, form) == ("ulx3s-85f", "netlist-seed1") else 300,
+        "host_timeout": 1.0 if (name, form) == ("icebreaker", "rtl") else
+                        60.0 if big_netlist else 10.0,
+        # The 85F's netlist simulates its ~7 ms of traffic at ~13 us of its clock a second.
+        "wall_timeout": 1800 if big_netlist else 300,
         "link_buffer": board.link_buffer, "jobs": cases}))
     options = {}
     if form.startswith("netlist"):
-        design = _board_netlist(request.getfixturevalue("board_netlists"), name,
-                                request.getfixturevalue("tmp_path_factory"))
-        top = "rill"
+        design, top = request.getfixturevalue("board_netlist")(name), "rill"
         seed = int(form.removeprefix("netlist-seed"))
         options = {"build_args": ["--x-initial", "unique"],
                    "plusargs": ["+verilator+rand+reset+2", f"+verilator+seed+{seed}"]}
@@ -293,4 +292,4 @@ def test_board_device_over_its_uart(tmp_path, request, name, form):
     run_cocotb(design, top, "sim.testbenches.board_tb", testcase="board_over_link",
                extra_env={"RILL_BOARD_TB": str(config)}, test_dir=tmp_path / "run",
                log_file=tmp_path / "run" / "sim.log",
-               timeout=3600 if (name, form) == ("ulx3s-85f", "netlist-seed1") else 900, **options)
+               timeout=3600 if big_netlist else 900, **options)
