@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .ecp5_carry import CarryBit, carry_add
 from .params import RillParams
 
-__all__ = ["PE_ACT_LAYOUT", "product_stages", "nibble_product", "ProcessingElement"]
+__all__ = ["PE_ACT_LAYOUT", "product_stages", "nibble_product", "carry_nibble_product",
+           "carry_contribution", "ProcessingElement"]
 
 
 def product_stages(params: RillParams) -> int:
@@ -46,6 +50,59 @@ def nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value, name
     ]
     return product
 
+
+def _and(a, b, c, d):
+    return a & b
+
+
+def _and_cd(a, b, c, d):
+    return c & d
+
+
+def carry_nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value | int,
+                         name: str) -> Value:
+    """:func:`nibble_product` in ECP5 carry chains (:mod:`hw.ecp5_carry`), each row's gating in
+    the carry cells' LUTs: the pairs are ``a n0 + 2 a n1`` and ``a n2 + 2 top``, ``top`` the top
+    row (``a``, or ``~a`` plus the pair's carry-in one when ``negative_top``). A top row negated
+    by a signal reads ``a ^ negative_top``, a LUT per bit; a constant 1 inverts in the LUTs."""
+    width, zero = len(a), Const(0, 1)
+
+    def at(i):   # ``a`` sign-extended
+        return a[min(i, width - 1)]
+
+    low = carry_add(m, f"{name}_low_pair", [
+        CarryBit((at(i), nibble[0], at(i - 1) if i else zero, nibble[1] if i else zero),
+                 _and, _and_cd) for i in range(width + 2)])
+    if isinstance(negative_top, int):
+        assert negative_top == 1, "a constant top row is negated (the signed nibble)"
+        # y = n3 & ~a[i - 1]; at bit 0 (C low) n3: the "+ 1" of the negation's two's complement.
+        top = [CarryBit((at(i), nibble[2], at(i - 1) if i else zero, nibble[3]),
+                        _and, lambda a_, b, c, d: d & ~c & 1) for i in range(width + 2)]
+        carry_in = (nibble[3], Const(1, 1), operator.and_)
+    else:
+        flipped = Signal(width, name=f"{name}_top_row")
+        m.d.comb += flipped.eq(a.as_unsigned() ^ negative_top.replicate(width))
+        top = [CarryBit((at(i), nibble[2],
+                         flipped[min(i - 1, width - 1)] if i else negative_top, nibble[3]),
+                        _and, _and_cd) for i in range(width + 2)]
+        carry_in = (nibble[3], negative_top, operator.and_)
+    high = carry_add(m, f"{name}_high_pair", top, carry_in)
+    product = Signal(signed(width + 4), name=f"{name}_product")
+    m.d.comb += product.eq(low.as_signed() + (high.as_signed() << 2))
+    return product
+
+
+def carry_contribution(m: Module, lo: Value, hi: Value, int4: Value, width: int) -> Value:
+    """``Mux(int4, hi, hi << 4) + lo`` (``width`` bits, signed) in an ECP5 carry chain, the
+    select in its LUTs."""
+    def bit(value, i):
+        return value[min(i, len(value) - 1)] if i >= 0 else Const(0, 1)
+
+    return carry_add(m, "contribution_sum", [
+        CarryBit((bit(lo, i), int4, bit(hi, i), bit(hi, i - 4)),
+                 lambda a, b, c, d: a, lambda a, b, c, d: c if b else d)
+        for i in range(width)]).as_signed()
+
 #: What moves one PE to the right each cycle: the activation each of the two multipliers takes
 #: (``lo_a``, ``hi_a``), the weight buffer they use and the precision they were issued in.
 PE_ACT_LAYOUT = data.StructLayout({"lo_a": signed(8), "hi_a": signed(8), "buf": 1, "int4": 1})
@@ -82,6 +139,10 @@ class ProcessingElement(wiring.Component):
         Multiply with ``*`` (8 x 5-bit signed), which Yosys gives to DSP blocks, instead of the
         carry-chain adders of :func:`nibble_product`: for the few PEs a small part's spare DSPs
         hold (``boards.board.Board.dsp_pes``).
+
+    Elaborated for an ECP5 platform, the adders are ECP5 carry chains with the rows' gating and
+    the INT4/INT8 select in their LUTs (:func:`carry_nibble_product`,
+    :func:`carry_contribution`); the same arithmetic, in a third of the logic.
 
     Members
     -------
@@ -143,9 +204,13 @@ class ProcessingElement(wiring.Component):
 
         # The two multipliers: activation (8-bit signed) x weight nibble, the low one signed in
         # INT4 and unsigned in INT8 (``int8(w) = 16 * sext(w[4:8]) + zext(w[0:4])``).
+        carry = getattr(platform, "family", None) == "ecp5"
         if self._dsp:
             lo = act.lo_a * Cat(w[0:4], act.int4 & w[3]).as_signed()
             hi = act.hi_a * w[4:8].as_signed()
+        elif carry:
+            lo = carry_nibble_product(m, act.lo_a, w[0:4], act.int4, "lo")
+            hi = carry_nibble_product(m, act.hi_a, w[4:8], 1, "hi")
         else:
             lo = nibble_product(m, act.lo_a, w[0:4], act.int4, "lo")
             hi = nibble_product(m, act.hi_a, w[4:8], 1, "hi")
@@ -158,8 +223,12 @@ class ProcessingElement(wiring.Component):
         # two adds and the partial sum are too long for one cycle. Every PE adds the same
         # cycle, so a row's partial sum still meets its next contribution in the PE below.
         contribution = Signal(signed(self._params.product_width), reset_less=True)
-        m.d.sync += contribution.eq(
-            Mux(product_int4, hi_product, hi_product << 4) + lo_product)
+        if carry:
+            m.d.sync += contribution.eq(carry_contribution(m, lo_product, hi_product,
+                                                           product_int4, len(contribution)))
+        else:
+            m.d.sync += contribution.eq(
+                Mux(product_int4, hi_product, hi_product << 4) + lo_product)
 
         psum = Signal(signed(self._params.psum_width), reset_less=True)
         m.d.sync += psum.eq(self.psum_in + contribution)

@@ -16,14 +16,14 @@ import json
 import re
 
 import pytest
-from amaranth import Module, Shape, signed, unsigned
-from amaranth.back import rtlil, verilog
+from amaranth import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from support.netlist_pair import compare_with_netlist
 
 from flow.build import toolchain_env
-from flow.netlist import primitive_models, synthesize
+from flow.netlist import primitive_models
 from sim.runner import CocotbTestFailure, SimulationError, run_cocotb
 
 pytestmark = pytest.mark.skipif(not toolchain_env().get("YOSYS"), reason="no Yosys")
@@ -69,42 +69,9 @@ class PrimitiveMix(wiring.Component):
         return m
 
 
-def _pair_wrapper(design: PrimitiveMix) -> tuple[str, dict[str, int], list[str]]:
-    """A top module feeding the RTL (``prims_rtl``) and the netlist (``prims_net``) alike."""
-    ports = design.signature.members
-    inputs = {name: Shape.cast(member.shape).width for name, member in ports.items()
-              if member.flow == wiring.In}
-    outputs = [name for name, member in ports.items() if member.flow == wiring.Out]
-    declarations = ["input clk", "input rst",
-                    *(f"input [{width - 1}:0] {name}" for name, width in inputs.items())]
-    body = []
-    for side in ("rtl", "net"):
-        for name in outputs:
-            width = Shape.cast(ports[name].shape).width
-            declarations.append(f"output [{width - 1}:0] {side}_{name}")
-        connections = [".clk(clk)", ".rst(rst)", *(f".{n}({n})" for n in inputs),
-                       *(f".{n}({side}_{n})" for n in outputs)]
-        body.append(f"  prims_{side} {side} ({', '.join(connections)});")
-    # Ports listed in the header and declared below it, as sim.runner reads a top module.
-    names = [declaration.split()[-1] for declaration in declarations]
-    text = (f"module pair({', '.join(names)});\n"
-            + "".join(f"  {declaration};\n" for declaration in declarations))
-    return text + "\n".join(body) + "\nendmodule\n", inputs, outputs
-
-
 def _compare(tmp_path, models: str, memories=MEMORIES, products=PRODUCTS) -> str:
     """Run the RTL and the netlist side by side; the netlist's Verilog."""
-    netlist = synthesize(rtlil.convert(PrimitiveMix(memories, products), name="prims_net"),
-                         "prims_net", "ecp5", tmp_path / "synth", synth_opts=("-abc9",))
-    rtl = PrimitiveMix(memories, products)
-    wrapper, inputs, outputs = _pair_wrapper(rtl)
-    design = "\n".join([verilog.convert(rtl, name="prims_rtl"), netlist,
-                        models, wrapper])
-    run_cocotb(design, "pair", "sim.testbenches.netlist_pair_tb",
-               extra_env={"RILL_PAIR_TB": json.dumps({"inputs": inputs, "outputs": outputs,
-                                                      "cycles": 2000, "seed": 5})},
-               test_dir=tmp_path / "run", log_file=tmp_path / "run" / "sim.log", timeout=300)
-    return netlist
+    return compare_with_netlist(lambda: PrimitiveMix(memories, products), tmp_path, models)
 
 
 def test_ecp5_models_match_the_rtl(tmp_path):
