@@ -82,11 +82,15 @@ def device_netlist(board: Board, out_dir: Path | str) -> str:
     """Verilog of ``board``'s device synthesized as its bitstream's is, followed by the
     simulation models of its primitives; the top module is ``rill`` with
     :class:`~boards.board.SerialDevice`'s ports, ``clk`` and ``rst``."""
-    family = _family(board.platform())
+    platform = board.platform()
+    family = _family(platform)
     device = SerialDevice(serial_device(board.params, board.link_buffer, dsp_pes=board.dsp_pes),
                           baud_divisor(board.clock_hz, board.baud))
     options = _toolchain_options(board, family, seed=1)
-    netlist = synthesize(apply_no_rw_check(rtlil.convert(device, name=NAME))[0], NAME, family,
+    # Elaborated for the board's platform, as the bitstream is: an ECP5's PEs are carry chains
+    # there (hw/ecp5_carry.py), which the simulations without a platform write with ``+``.
+    netlist = synthesize(apply_no_rw_check(rtlil.convert(device, name=NAME,
+                                                         platform=platform))[0], NAME, family,
                          out_dir, script_after_read=options["script_after_read"],
                          synth_opts=tuple(options["synth_opts"]))
     return "\n".join([netlist, primitive_models(family)])
