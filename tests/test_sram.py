@@ -94,15 +94,13 @@ def test_a_deep_tile_is_stacked_only_where_its_depth_is_not_a_row_of_blocks():
         assert tile_parts(depth) == (depth,)
 
 
-@pytest.mark.parametrize("depth", [1536, 16896], ids=["one-memory-below", "bit-sliced-below"])
-def test_a_stacked_tile_reads_what_was_written_on_either_side_of_its_seam(depth):
+def test_a_stacked_tile_reads_what_was_written_on_either_side_of_its_seam():
     """Words written across the seam between the two memories, some lanes at a time, read back
-    as one memory holds them; a read's data holds while its enable is low. Below a 16,896-word
-    tile's seam is a memory per bit (hw/stacked_tile.py's BitSlicedTile)."""
-    lanes, seam = 4, tile_parts(depth)[0]
+    as one memory holds them; a read's data holds while its enable is low."""
+    depth, lanes = 1536, 4
     tile = StackedTile(data.ArrayLayout(unsigned(8), lanes), depth)
     rng = np.random.default_rng(5)
-    addresses = [0, 1, seam - 1, seam, seam + 1, seam + 276, depth - 1, 700]
+    addresses = [0, 1, 1023, 1024, 1025, 1300, 1535, 700]
     model = np.zeros((depth, lanes), np.uint8)
 
     async def bench(ctx):
@@ -124,7 +122,7 @@ def test_a_stacked_tile_reads_what_was_written_on_either_side_of_its_seam(depth)
             assert [ctx.get(tile.read.data[lane]) for lane in range(lanes)] == \
                 list(model[address])
         ctx.set(tile.read.en, 0)
-        ctx.set(tile.read.addr, seam)   # across the seam, not enabled: the data stays
+        ctx.set(tile.read.addr, 1024)   # across the seam, not enabled: the data stays
         await ctx.tick()
         assert [ctx.get(tile.read.data[lane]) for lane in range(lanes)] == \
             list(model[addresses[-1]])
