@@ -51,11 +51,12 @@ def nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value, name
     return product
 
 
-def _and(a, b, c, d):
+def _row_on_ab(a, b, c, d):
+    """A carry bit's operand: the row bit on input A gated by the nibble bit on B."""
     return a & b
 
 
-def _and_cd(a, b, c, d):
+def _row_on_cd(a, b, c, d):
     return c & d
 
 
@@ -72,19 +73,19 @@ def carry_nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value
 
     low = carry_add(m, f"{name}_low_pair", [
         CarryBit((at(i), nibble[0], at(i - 1) if i else zero, nibble[1] if i else zero),
-                 _and, _and_cd) for i in range(width + 2)])
+                 _row_on_ab, _row_on_cd) for i in range(width + 2)])
     if isinstance(negative_top, int):
         assert negative_top == 1, "a constant top row is negated (the signed nibble)"
         # y = n3 & ~a[i - 1]; at bit 0 (C low) n3: the "+ 1" of the negation's two's complement.
         top = [CarryBit((at(i), nibble[2], at(i - 1) if i else zero, nibble[3]),
-                        _and, lambda a_, b, c, d: d & ~c & 1) for i in range(width + 2)]
+                        _row_on_ab, lambda a_, b, c, d: d & ~c & 1) for i in range(width + 2)]
         carry_in = (nibble[3], Const(1, 1), operator.and_)
     else:
         flipped = Signal(width, name=f"{name}_top_row")
         m.d.comb += flipped.eq(a.as_unsigned() ^ negative_top.replicate(width))
         top = [CarryBit((at(i), nibble[2],
                          flipped[min(i - 1, width - 1)] if i else negative_top, nibble[3]),
-                        _and, _and_cd) for i in range(width + 2)]
+                        _row_on_ab, _row_on_cd) for i in range(width + 2)]
         carry_in = (nibble[3], negative_top, operator.and_)
     high = carry_add(m, f"{name}_high_pair", top, carry_in)
     product = Signal(signed(width + 4), name=f"{name}_product")
@@ -102,6 +103,7 @@ def carry_contribution(m: Module, lo: Value, hi: Value, int4: Value, width: int)
         CarryBit((bit(lo, i), int4, bit(hi, i), bit(hi, i - 4)),
                  lambda a, b, c, d: a, lambda a, b, c, d: c if b else d)
         for i in range(width)]).as_signed()
+
 
 #: What moves one PE to the right each cycle: the activation each of the two multipliers takes
 #: (``lo_a``, ``hi_a``), the weight buffer they use and the precision they were issued in.
