@@ -32,15 +32,21 @@ def test_a_sum_whose_carry_generate_the_cell_cannot_make_is_refused():
                              lambda a, b, c, d: c & d)) == 0x7888
 
 
-def test_an_ecp5_pe_equals_the_simulated_pe(tmp_path):
+@pytest.mark.parametrize("dsp", [False, True], ids=["lut-pe", "dsp-pe"])
+def test_an_ecp5_pe_equals_the_simulated_pe(tmp_path, dsp):
     """The 85F's PE (its partial-sum width) for 20,000 cycles of random inputs, INT8 and INT4
-    mixed cycle by cycle; the netlist holds the carry cells and a fifth of the LUTs of Yosys'
-    own mapping of the same PE (105 LUT4 and 12 PFUMX)."""
+    mixed cycle by cycle. The LUT-built PE's netlist holds its carry cells and a fifth of the
+    LUTs of Yosys' own mapping of the same PE (105 LUT4 and 12 PFUMX); a DSP PE
+    (``--dsp-pes``) multiplies in MULT18X18D and adds its contribution in a carry chain."""
     params = get_board("ulx3s-85f").params
-    netlist = compare_with_netlist(lambda: ProcessingElement(params), tmp_path,
+    netlist = compare_with_netlist(lambda: ProcessingElement(params, dsp=dsp), tmp_path,
                                    primitive_models("ecp5"), platform=ULX3S_85F_Platform(),
                                    cycles=20_000, seed=4)
     carry_cells = len(re.findall(r"^\s*CCU2C\b", netlist, re.M))
     luts = len(re.findall(r"^\s*LUT4\b", netlist, re.M))
-    assert carry_cells >= 4 * 5 + 9, carry_cells   # four rows' pairs, the contribution
-    assert luts <= 30, luts
+    if dsp:
+        assert len(re.findall(r"^\s*MULT18X18D\b", netlist, re.M)) == 2
+        assert carry_cells >= 9, carry_cells   # the contribution
+    else:
+        assert carry_cells >= 4 * 5 + 9, carry_cells   # four rows' pairs, the contribution
+        assert luts <= 30, luts
