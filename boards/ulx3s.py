@@ -49,7 +49,7 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # block keeps two 32x32 maps and a row live, 2,112 words: sw/map_placement.py), 512 accumulator
 # rows (16 each), 2,048 requantization entries (the autoencoder has 1,672 output channels), 512
 # program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
-# store twice as fast as with one, and four left the part too full of LUTs to route.
+# store twice as fast as with one; four would need 210 of the 208 block RAMs.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
                    acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
                    link_buffer=2048)
