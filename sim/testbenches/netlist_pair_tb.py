@@ -1,6 +1,6 @@
 """cocotb testbench: a design's RTL and its synthesized netlist side by side, cycle by cycle.
 
-Not collected by pytest: ``tests/test_netlist_models.py`` launches it through ``sim.runner`` on
+Not collected by pytest: ``tests/support/netlist_pair.py`` launches it through ``sim.runner`` on
 a wrapper that feeds the same inputs to both and brings out each output twice, ``rtl_<name>``
 and ``net_<name>``. The JSON in ``RILL_PAIR_TB`` names the inputs with their widths, the outputs
 and the number of cycles. Every cycle drives random inputs and, after the clock edge, asserts
