@@ -7,9 +7,10 @@ the operand bits to A and B and computes ``f = A ^ B``, so any logic making an o
 LUTs of its own in front of the chain. :func:`carry_add` puts that logic into the carry cell's
 LUT: bit ``i`` of the sum of two operands ``x`` and ``y``, each a function of the bit's four
 inputs, is ``f = x ^ y`` with carry out ``x`` when ``x == y``. That is right whenever
-``f(A, B, 0, 0)`` equals ``x`` for every input where ``x == y``, which holds when ``y`` is 0 with
-C and D low: a row of a multiplier gated by one bit of its multiplicand (``a & n``), or a
-multiplexer between operands. Each bit's functions are checked for it when the chain is built.
+``f(A, B, 0, 0)`` equals ``x`` for every input where ``x == y``, which holds when ``x`` depends
+on A and B only and ``y`` is 0 with C and D low: a row of a multiplier gated by one bit of its
+multiplicand (``a & n``), or a multiplexer between operands. Each bit's functions are checked
+for it when the chain is built.
 
 On the array's PEs (:mod:`hw.pe`) this takes the rows' gating and the INT4/INT8 select out of
 plain LUTs into the carry cells they feed: a PE's 105 LUT4s and 12 wide multiplexers become
