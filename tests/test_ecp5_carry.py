@@ -32,7 +32,8 @@ def test_a_sum_whose_carry_generate_the_cell_cannot_make_is_refused():
                              lambda a, b, c, d: c & d)) == 0x7888
 
 
-@pytest.mark.parametrize("dsp", [False, True], ids=["lut-pe", "dsp-pe"])
+@pytest.mark.parametrize("dsp", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["lut-pe", "dsp-pe"])   # DSP PEs only with --dsp-pes
 def test_an_ecp5_pe_equals_the_simulated_pe(tmp_path, dsp):
     """The 85F's PE (its partial-sum width) for 20,000 cycles of random inputs, INT8 and INT4
     mixed cycle by cycle. The LUT-built PE's netlist holds its carry cells and a fifth of the
