@@ -51,6 +51,11 @@ def nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value, name
     return product
 
 
+def _extended_bit(value: Value, i: int) -> Value:
+    """Bit ``i`` of ``value`` sign-extended, and 0 below bit 0 (a row shifted up)."""
+    return value[min(i, len(value) - 1)] if i >= 0 else Const(0, 1)
+
+
 def _row_on_ab(a, b, c, d):
     """A carry bit's operand: the row bit on input A gated by the nibble bit on B."""
     return a & b
@@ -68,16 +73,16 @@ def carry_nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value
     by a signal reads ``a ^ negative_top``, a LUT per bit; a constant 1 inverts in the LUTs."""
     width, zero = len(a), Const(0, 1)
 
-    def at(i):   # ``a`` sign-extended
-        return a[min(i, width - 1)]
+    def at(i):
+        return _extended_bit(a, i)
 
     low = carry_add(m, f"{name}_low_pair", [
-        CarryBit((at(i), nibble[0], at(i - 1) if i else zero, nibble[1] if i else zero),
+        CarryBit((at(i), nibble[0], at(i - 1), nibble[1] if i else zero),
                  _row_on_ab, _row_on_cd) for i in range(width + 2)])
     if isinstance(negative_top, int):
         assert negative_top == 1, "a constant top row is negated (the signed nibble)"
         # y = n3 & ~a[i - 1]; at bit 0 (C low) n3: the "+ 1" of the negation's two's complement.
-        top = [CarryBit((at(i), nibble[2], at(i - 1) if i else zero, nibble[3]),
+        top = [CarryBit((at(i), nibble[2], at(i - 1), nibble[3]),
                         _row_on_ab, lambda a_, b, c, d: d & ~c & 1) for i in range(width + 2)]
         carry_in = (nibble[3], Const(1, 1), operator.and_)
     else:
@@ -96,11 +101,8 @@ def carry_nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value
 def carry_contribution(m: Module, lo: Value, hi: Value, int4: Value, width: int) -> Value:
     """``Mux(int4, hi, hi << 4) + lo`` (``width`` bits, signed) in an ECP5 carry chain, the
     select in its LUTs."""
-    def bit(value, i):
-        return value[min(i, len(value) - 1)] if i >= 0 else Const(0, 1)
-
     return carry_add(m, "contribution_sum", [
-        CarryBit((bit(lo, i), int4, bit(hi, i), bit(hi, i - 4)),
+        CarryBit((_extended_bit(lo, i), int4, _extended_bit(hi, i), _extended_bit(hi, i - 4)),
                  lambda a, b, c, d: a, lambda a, b, c, d: c if b else d)
         for i in range(width)]).as_signed()
 

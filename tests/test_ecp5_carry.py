@@ -9,7 +9,6 @@ import re
 
 import pytest
 from amaranth import Const
-from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from support.netlist_pair import compare_with_netlist
 
 from boards import get_board
@@ -39,9 +38,9 @@ def test_an_ecp5_pe_equals_the_simulated_pe(tmp_path, dsp):
     mixed cycle by cycle. The LUT-built PE's netlist holds its carry cells and a fifth of the
     LUTs of Yosys' own mapping of the same PE (105 LUT4 and 12 PFUMX); a DSP PE
     (``--dsp-pes``) multiplies in MULT18X18D and adds its contribution in a carry chain."""
-    params = get_board("ulx3s-85f").params
-    netlist = compare_with_netlist(lambda: ProcessingElement(params, dsp=dsp), tmp_path,
-                                   primitive_models("ecp5"), platform=ULX3S_85F_Platform(),
+    board = get_board("ulx3s-85f")
+    netlist = compare_with_netlist(lambda: ProcessingElement(board.params, dsp=dsp), tmp_path,
+                                   primitive_models("ecp5"), platform=board.platform(),
                                    cycles=20_000, seed=4)
     carry_cells = len(re.findall(r"^\s*CCU2C\b", netlist, re.M))
     luts = len(re.findall(r"^\s*LUT4\b", netlist, re.M))
