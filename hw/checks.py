@@ -202,6 +202,12 @@ class InstructionChecks(wiring.Component):
         acc_n, acc_m = Signal(8, name="acc_n"), Signal(16, name="acc_m")
         acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
         st_q_count = self.store_values   # STORE's qparam entries
+
+        def diagonal(to_come: int) -> Value:
+            """MATMUL's DEPTHWISE flag (its weight tiles a word each), the header's last byte:
+            in with one byte to come."""
+            return (header_field(Opcode.MATMUL, "flags", to_come)
+                    & isa.MatmulFlags.DEPTHWISE.value).any() if p.conv_addressing else Const(0)
         with m.If(self.latch_early):
             m.d.sync += st_q_count.eq(
                 _times(self._header_field(Opcode.STORE, "n_tiles", 3) - 1, p.cols)
@@ -215,7 +221,8 @@ class InstructionChecks(wiring.Component):
                 else k_tiles
             m.d.sync += [
                 mm_kn.eq(kn),
-                # On the shallow core (the full iCE40) in this cycle, its compare in the next.
+                # On the shallow core (the full iCE40) in this cycle, its compare in the next
+                # (where the DEPTHWISE flag is in).
                 *([] if late_weight else [mm_kn_rows.eq(_times(kn, p.rows))]),
                 mm_km.eq(k_words * product_field(Opcode.MATMUL, "m")),
                 acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
@@ -231,7 +238,8 @@ class InstructionChecks(wiring.Component):
                          acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
                          # A cycle after its product too: the 8x8 multiplier and the adds of
                          # times rows in separate cycles.
-                         *([mm_kn_rows.eq(_times(mm_kn, p.rows))] if late_weight else [])]
+                         *([mm_kn_rows.eq(Mux(diagonal(1), mm_kn, _times(mm_kn, p.rows)))]
+                           if late_weight else [])]
         # In the status's cycle; the header is all in the operand register by then.
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
         weight_over = _past(header_field(Opcode.MATMUL, "weight_addr", 0), mm_kn_rows,
@@ -253,7 +261,8 @@ class InstructionChecks(wiring.Component):
                 act_words = Mux(conv, self.conv_words, mm_km) if p.conv_addressing else mm_km
                 m.d.comb += out_of_range.eq(
                     _past(mm["act_addr"], act_words, p.act_depth)
-                    | (0 if late_weight else _past(mm["weight_addr"], mm_kn_rows,
+                    | (0 if late_weight else _past(mm["weight_addr"],
+                                                   Mux(diagonal(1), mm_kn, mm_kn_rows),
                                                    p.weight_depth)))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(

@@ -145,6 +145,10 @@ class MatmulFlags(enum.Flag, shape=8):
     #: only. Output tile ``nt`` takes channel chunk ``nt`` at every kernel offset, so
     #: ``k_tiles`` is the kernel's ``kernel_h * kernel_w`` and ``n_tiles`` the geometry's
     #: ``chunks`` (a chunk's channels meet a tile's columns: the weight tiles are diagonal).
+    #: Each weight tile is stored as its diagonal, one word: tile ``nt * k_tiles + kt`` is the
+    #: word at ``weight_addr + nt * k_tiles + kt``, its byte ``c`` the weight of row and column
+    #: ``c`` (the array takes zero everywhere else), so a depthwise conv's weights take
+    #: ``kernel`` bytes a channel.
     DEPTHWISE = 0x04
 
 

@@ -49,6 +49,9 @@ class MatmulLoops:
         reads the low half, the odd one the high half at the same address).
     half : Value
         The activation row being read is its word's high half.
+    diagonal : Signal
+        A depthwise MATMUL: each weight tile is one word, its diagonal, read for every row of
+        the tile (the sequencer keeps row ``r``'s byte ``r`` only).
     """
 
     def __init__(self, params: RillParams):
@@ -58,6 +61,7 @@ class MatmulLoops:
         self.halves = Signal(name="mm_halves")
         self.conv_walk = ConvWalk(p, self.halves) if p.conv_addressing else None
         self.conv = Signal(name="mm_conv")
+        self.diagonal = Signal(name="mm_diagonal")
         self.act_rows = Signal(p.matmul_m_width, name="mm_m")   # m, the rows a tile issues
         self.accumulate = Signal(name="mm_accumulate")
         self.act_origin = Signal(p.act_addr_width, name="mm_act_addr")   # the first k tile
@@ -90,7 +94,8 @@ class MatmulLoops:
         self.act.load_base(m, fields["act_addr"])
         if self.conv_walk is not None:
             conv = fields["flags"] & isa.MatmulFlags.CONV.value
-            m.d.sync += self.conv.eq(conv.any())
+            m.d.sync += [self.conv.eq(conv.any()), self.diagonal.eq(
+                (fields["flags"] & isa.MatmulFlags.DEPTHWISE.value).any())]
             with m.If(conv.any()):
                 self.act.load_base(m, self.conv_walk.first_address(fields["act_addr"]))
                 self.conv_walk.begin(m, fields["act_addr"],
@@ -113,6 +118,8 @@ class MatmulLoops:
         0 of the first tile (into :attr:`tile_buf`); the weight side goes on from row 1."""
         self.act.start(m, self._cycles_last, first_is_last=0)
         self.weight.start(m, self._cycles_last, first=1, first_is_last=self._weight_single)
+        with m.If(self.diagonal):   # row 1 of a diagonal tile reads its one word again
+            m.d.sync += self.weight.address.eq(self.weight.base)
         self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=self._k_single)
         self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=self._n_single)
         m.d.sync += [
@@ -128,9 +135,11 @@ class MatmulLoops:
         # Weight side: at a tile's last row, on to the next tile, into the other buffer.
         self.weight.step(m)
         with m.If(self.weight.at_last):
-            self.weight.load_base(m, self.weight.base + p.rows)
+            self.weight.load_base(m, self.weight.base + Mux(self.diagonal, 1, p.rows))
             m.d.sync += [self.weight_tile.eq(self.weight_tile + 1),
                          self.weight_buf.eq(~self.weight_buf)]
+        with m.Elif(self.diagonal):
+            m.d.sync += self.weight.address.eq(self.weight.base)
         # Activation side: the next k tile (and the weights it uses), then the next output tile.
         self.act.step(m)
         with m.If(self.act.at_last):

@@ -51,6 +51,14 @@ class MatmulStates:
                 m.d.sync += pad_q.eq(loops.conv & ~walk.inside)
             lanes = Mux(pad_q, walk.zero_point.as_unsigned().replicate(p.act_lanes), lanes)
         wt_row_q = Signal(range(p.rows), name="wt_row_q")
+        weight_data = seq.weight_read.data
+        if p.conv_addressing:
+            # A depthwise tile's word is its diagonal: row r keeps byte r, the others are zero.
+            wt_diagonal_q = Signal(name="wt_diagonal_q")
+            with m.If(advance):
+                m.d.sync += wt_diagonal_q.eq(loops.diagonal)
+            weight_data = Cat(*(Mux(wt_diagonal_q & (wt_row_q != c), 0, weight_data[c])
+                                for c in range(p.cols)))
         # The valids step in every cycle of the core: the tiles run under its enable, not under
         # advance, so a row read just before the sequencer waits for a byte goes on at once.
         with m.If(seq.enable):
@@ -68,7 +76,7 @@ class MatmulStates:
             seq.array_weights.valid.eq(wt_valid_q),
             seq.array_weights.payload.row.eq(wt_row_q),
             seq.array_weights.payload.buf.eq(wt_buf_q),
-            seq.array_weights.payload.data.eq(seq.weight_read.data),
+            seq.array_weights.payload.data.eq(weight_data),
             seq.act_read.addr.eq(loops.act.address),
             seq.weight_read.addr.eq(loops.weight.address),
         ]

@@ -304,8 +304,9 @@ def bad_input_program(params: RillParams) -> Program:
 
 def _bad_convolutions(params: RillParams, prog: Program):
     """A geometry with an empty dimension, a conv MATMUL whose K tiles are not the geometry's,
-    one whose map runs past the SRAM, depthwise ones without CONV, with K tiles not the kernel's
-    or output tiles not its chunks; without conv addressing, the opcode and flags unknown."""
+    one whose map runs past the SRAM, depthwise ones without CONV, with K tiles not the kernel's,
+    output tiles not its chunks or weight words past the SRAM; without conv addressing, the
+    opcode and flags unknown."""
     flags = isa.MatmulFlags
     matmul = dict(weight_addr=0, acc_addr=0, m=1, n_tiles=1, flags=flags.CONV.value)
     depthwise = {**matmul, "flags": (flags.CONV | flags.DEPTHWISE).value}
@@ -327,6 +328,11 @@ def _bad_convolutions(params: RillParams, prog: Program):
     prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=8, **depthwise))
     prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=9,
                                    **{**depthwise, "n_tiles": 2}))
+    # A depthwise MATMUL's weight tiles are a word each: nine fit in the SRAM's last nine
+    # words (where nine tiles of rows words would not), not in its last eight.
+    prog.matmul(0, params.weight_depth - 9, 0, 1, 9, 1, conv=True, depthwise=True)
+    prog.append_refused(isa.encode(Opcode.MATMUL, act_addr=0, k_tiles=9,
+                                   **{**depthwise, "weight_addr": params.weight_depth - 8}))
     prog.sync(tag=len(prog.chunks))
 
 

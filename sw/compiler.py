@@ -24,6 +24,7 @@ from .program import (
     Program,
     compulsory_bytes,
     pack_act_words,
+    pack_diagonal_tiles,
     pack_weight_tiles,
 )
 from .requant import encode_onnx_scale, encode_tflite_channel_scales, onnx_scale, wrap_int32
@@ -65,6 +66,11 @@ class QuantizedLinear:
         programmable clamp (``RillParams.clamp``), in place of ``relu``.
     rounding : Rounding
         Whose requantization arithmetic the device reproduces.
+    diagonal : bool
+        Every ``rows x cols`` weight tile is diagonal, as a depthwise conv's are in the order the
+        device walks it a channel chunk per output tile (:func:`sw.conv_device.device_linear`):
+        each tile is stored as its diagonal, one word (``MatmulFlags.DEPTHWISE``), and only a
+        depthwise MATMUL reads it.
     """
 
     weights: np.ndarray
@@ -82,6 +88,7 @@ class QuantizedLinear:
     name: str = "linear"
     rounding: Rounding = Rounding.ONNX
     clamp: tuple[int, int] | None = None
+    diagonal: bool = False
 
 
 @dataclass
@@ -248,6 +255,20 @@ class CompiledLinear(TilePlanner):
         self.row_words = p.act_words(self.int4, self.k_tiles)
         self._plans: dict[int, TilePlan] = {}
         self._weight_blocks: dict[tuple[int, int, int, int], np.ndarray] = {}
+        self.diagonal = bool(layer.diagonal)
+        if self.diagonal and (self.int4 or p.rows != p.cols):
+            raise CompileError(f"{layer.name}: diagonal weight tiles need INT8 and a square "
+                               f"array, not {'INT4' if self.int4 else 'INT8'} on "
+                               f"{p.rows}x{p.cols}")
+        #: Weight SRAM words the whole matrix takes (:meth:`weight_words`).
+        self.weight_word_count = self.k_tiles * self.n_tiles * (1 if self.diagonal else p.rows)
+
+    def weight_words(self) -> np.ndarray:
+        """The whole weight matrix as weight SRAM words, tile after tile
+        (:func:`sw.program.pack_weight_tiles`; diagonal tiles a word each)."""
+        if self.diagonal:
+            return pack_diagonal_tiles(self.params, self.weights)
+        return pack_weight_tiles(self.params, self.weights, self.int4)
 
     # -- emitting -------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from .compiler import (
 )
 from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
-from .program import Program, pack_weight_tiles
+from .program import Program
 
 __all__ = ["addressable", "depthwise_walkable", "walks_depthwise", "device_linear", "output_size",
            "conv_geometry", "conv_matmul", "device_conv_program"]
@@ -85,7 +85,8 @@ def device_linear(params: RillParams, conv: QuantizedConv) -> QuantizedLinear:
     """``conv.linear`` with its weights in the device's K order (same bias and scales: the
     reordering and the zero channels change no sum); a conv the core walks depthwise keeps a
     chunk's K per kernel offset, lane ``l`` of offset ``(dy, dx)`` meeting the channel of column
-    ``n`` when ``l == n % cols`` (the chunk's lanes and the tile's columns are its channels)."""
+    ``n`` when ``l == n % cols`` (the chunk's lanes and the tile's columns are its channels):
+    every tile diagonal, stored as its diagonal, a word (``QuantizedLinear.diagonal``)."""
     filters = _filters(conv)
     if not walks_depthwise(params, conv):
         return replace(conv.linear, weights=device_conv_weights(filters,
@@ -94,7 +95,7 @@ def device_linear(params: RillParams, conv: QuantizedConv) -> QuantizedLinear:
     own = filters[np.arange(channels), np.arange(channels)]   # (C, kh, kw)
     weights = np.zeros((kh, kw, params.cols, channels), np.int64)
     weights[:, :, np.arange(channels) % params.cols, np.arange(channels)] = own.transpose(1, 2, 0)
-    return replace(conv.linear, weights=weights.reshape(-1, channels))
+    return replace(conv.linear, weights=weights.reshape(-1, channels), diagonal=True)
 
 
 def output_size(conv: QuantizedConv, h: int, w: int) -> tuple[int, int]:
@@ -121,8 +122,8 @@ def conv_geometry(compiled: CompiledLinear, conv: QuantizedConv, h: int, w: int,
 def conv_matmul(prog: Program, layer: CompiledLinear, geometry: ConvGeometry, act_addr: int,
                 weight_addr: int, rows: int):
     """The MATMUL of ``layer`` walking ``geometry`` over the map at ``act_addr``: depthwise
-    where the layer's K tiles are one chunk's (:func:`device_linear`), not the geometry's."""
-    depthwise = layer.k_tiles != geometry.k_tiles
+    where the layer's tiles are diagonal, one chunk's K per kernel offset (:func:`device_linear`)."""
+    depthwise = layer.diagonal
     assert not depthwise or (layer.k_tiles, layer.n_tiles) == (geometry.kernel, geometry.chunks)
     prog.matmul(act_addr, weight_addr, 0, rows, layer.k_tiles, layer.n_tiles, conv=True,
                 depthwise=depthwise)
@@ -164,7 +165,7 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
     prog = Program(params)
     prog.configure(compiled.config)
     if residence is None:
-        weights = pack_weight_tiles(params, compiled.weights, compiled.int4)
+        weights = compiled.weight_words()
         if len(weights) > params.weight_depth or compiled.n > params.qparam_depth:
             raise CompileError(f"{compiled.name}: its weights do not fit the device at once")
         prog.load_weights(0, weights)

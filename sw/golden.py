@@ -37,7 +37,7 @@ from hw.isa import (
 from hw.params import RillParams
 
 from .requant import output_bytes, raw_bytes, requantize
-from .tile_math import tile_psums
+from .tile_math import diagonal_tile, tile_psums
 from .vector_ops import add_words, avgpool_words, mean_words
 from .vector_ops import check as vector_check
 
@@ -188,7 +188,8 @@ class GoldenCore:
             act_words = (self.geometry.words(p.k_tiles_per_word(int4)) if conv
                          else p.act_words(int4, kt) * m)
             if (f["act_addr"] + act_words > p.act_depth
-                    or f["weight_addr"] + kt * nt * p.rows > p.weight_depth
+                    or f["weight_addr"] + kt * nt * (1 if depthwise else p.rows)
+                    > p.weight_depth
                     or f["acc_addr"] + nt * m > p.acc_depth):
                 return Status.OUT_OF_RANGE
             return Status.OK
@@ -309,15 +310,18 @@ class GoldenCore:
             total = (self.acc[rows].astype(np.int64) if accumulate
                      else np.zeros((m, p.cols), np.int64))
             for kt in range(k_tiles):
-                tile = weight_addr + (nt * k_tiles + kt) * p.rows
                 if flags & MatmulFlags.DEPTHWISE.value:   # chunk nt at kernel offset kt
                     acts = patches[kt * self.geometry.chunks + nt]
-                elif flags & MatmulFlags.CONV.value:
-                    acts = patches[kt]
+                    weights = diagonal_tile(p, self.weights[weight_addr + nt * k_tiles + kt])
                 else:
-                    word = act_addr + kt // per_word * m
-                    acts = self._chunk(self.act[word:word + m], kt % per_word)
-                total += tile_psums(p, acts, self.weights[tile:tile + p.rows], int4)
+                    tile = weight_addr + (nt * k_tiles + kt) * p.rows
+                    weights = self.weights[tile:tile + p.rows]
+                    if flags & MatmulFlags.CONV.value:
+                        acts = patches[kt]
+                    else:
+                        word = act_addr + kt // per_word * m
+                        acts = self._chunk(self.act[word:word + m], kt % per_word)
+                total += tile_psums(p, acts, weights, int4)
             # The accumulators are int32 registers: sums wrap, as they do in the RTL.
             self.acc[rows] = (total & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
             self.counters["busy"] += k_tiles * m

@@ -16,8 +16,8 @@ from hw.params import RillParams
 
 from .vector_ops import pool_reciprocal
 
-__all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_act_words",
-           "qparams_shared", "qparam_wire_bytes", "compulsory_bytes"]
+__all__ = ["Program", "GemmLayout", "gemm_program", "pack_weight_tiles", "pack_diagonal_tiles",
+           "pack_act_words", "qparams_shared", "qparam_wire_bytes", "compulsory_bytes"]
 
 
 @dataclass
@@ -259,6 +259,29 @@ def pack_weight_tiles(params: RillParams, weights: np.ndarray, int4: bool) -> np
     # (k_tiles * rows, n_tiles * cols) -> tiles ordered nt-major, kt-minor.
     tiles = rows.reshape(k_tiles, params.rows, n_tiles, cols).transpose(2, 0, 1, 3)
     return tiles.reshape(-1, cols).astype(np.uint8)
+
+
+def pack_diagonal_tiles(params: RillParams, weights: np.ndarray) -> np.ndarray:
+    """K x N INT8 weights whose tiles are all diagonal (``K`` a multiple of ``rows``, weight
+    ``[kt * rows + r, nt * cols + c]`` zero unless ``r == c``) -> a word per tile, in
+    :func:`pack_weight_tiles`' order: tile ``(kt, nt)``'s byte ``c`` is its weight at row and
+    column ``c``, as a depthwise MATMUL reads it (``MatmulFlags.DEPTHWISE``)."""
+    k, n = weights.shape
+    if params.rows != params.cols or k % params.rows:
+        raise ValueError(f"diagonal tiles need a square array and whole K tiles, not K={k} on "
+                         f"{params.rows}x{params.cols}")
+    if weights.min() < -128 or weights.max() > 127:
+        raise ValueError("INT8 weights must lie in [-128, 127]")
+    side = params.cols
+    n_tiles = -(-n // side)
+    padded = np.zeros((k, n_tiles * side), np.int64)
+    padded[:, :n] = weights
+    tiles = padded.reshape(k // side, side, n_tiles, side).transpose(2, 0, 1, 3)
+    diagonal = np.arange(side)
+    words = tiles[:, :, diagonal, diagonal]
+    if np.count_nonzero(tiles) != np.count_nonzero(words):
+        raise ValueError("a weight tile has a value off its diagonal")
+    return (words.reshape(-1, side) & 0xFF).astype(np.uint8)
 
 
 def pack_act_words(params: RillParams, acts: np.ndarray, int4: bool) -> np.ndarray:

@@ -7,10 +7,11 @@ each SRAM down; the layers that do not fit stream their weights per call as befo
 the SRAM below the resident ones (so they never overwrite them).
 
 A resident layer's weights are stored as one block (all K tiles of all N tiles, the order
-:func:`sw.program.pack_weight_tiles` gives), so its calls use one N group and one K group whatever
-their number of rows: each chunk of rows is one ``LOAD_ACTS``, one ``MATMUL`` over every tile and
-one ``STORE`` of every column. Chunks are as long as the accumulators (``acc_depth`` rows of
-``cols`` columns for every N tile) and the activation SRAM (``row_words`` words a row) allow.
+:meth:`sw.compiler.CompiledLinear.weight_words` gives), so its calls use one N group and one K
+group whatever their number of rows: each chunk of rows is one ``LOAD_ACTS``, one ``MATMUL``
+over every tile and one ``STORE`` of every column. Chunks are as long as the accumulators
+(``acc_depth`` rows of ``cols`` columns for every N tile) and the activation SRAM (``row_words``
+words a row) allow.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hw.params import RillParams
 
 from .compiler import CompiledLinear, CompileError, LayerProgram
 from .planner import TilePlan, _balanced
-from .program import Program, pack_act_words, pack_weight_tiles
+from .program import Program, pack_act_words
 
 __all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "load_program",
            "resident_program"]
@@ -67,10 +68,6 @@ def _can_reside(params: RillParams, layer: CompiledLinear) -> bool:
             and layer.n_tiles <= params.acc_depth and layer.row_words <= params.act_depth)
 
 
-def _words(params: RillParams, layer: CompiledLinear) -> int:
-    return layer.k_tiles * layer.n_tiles * params.rows
-
-
 def qparam_entries(params: RillParams, channels: int) -> int:
     """Qparam entries a resident layer of ``channels`` outputs takes: to a multiple of the store
     lanes, so that every layer's first entry is one (its stores on chip go ``WIDE``)."""
@@ -84,14 +81,14 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     more bytes than a small resident layer saves)."""
     weight_depth = min(params.weight_depth, _U16 + 1)
     everything = all(_can_reside(params, layer) for layer in layers) \
-        and sum(_words(params, layer) for layer in layers) <= weight_depth \
+        and sum(layer.weight_word_count for layer in layers) <= weight_depth \
         and sum(qparam_entries(params, layer.n) for layer in layers) <= params.qparam_depth
     weight_floor = 0 if everything else max(params.rows, weight_depth // 2)
     qparam_floor = 0 if everything else max(params.cols, params.qparam_depth // 2)
     weight_top, qparam_top = weight_depth, params.qparam_depth
     residences = {}
     for index, layer in enumerate(layers):
-        words = _words(params, layer)
+        words = layer.weight_word_count
         entries = qparam_entries(params, layer.n)
         if not _can_reside(params, layer) or weight_top - words < weight_floor \
                 or qparam_top - entries < qparam_floor:
@@ -109,8 +106,7 @@ def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> P
     (``qparams``, or the layer's own)."""
     prog = Program(layer.params)
     prog.configure(layer.config)   # LOAD_WEIGHTS' word size follows the precision
-    prog.load_weights(residence.weight_base,
-                      pack_weight_tiles(layer.params, layer.weights, layer.int4))
+    prog.load_weights(residence.weight_base, layer.weight_words())
     prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
     return prog
 

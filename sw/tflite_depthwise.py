@@ -2,9 +2,9 @@
 
 A depthwise conv runs on the array as a convolution whose filters are zero off each output
 channel's own input channel. Walked depthwise (``MatmulFlags.DEPTHWISE``, where a channel chunk
-is a tile wide and each channel has one output) it holds ``kernel * cols`` weight bytes per
-channel: a tile's diagonal per kernel offset. Else it is the dense conv, ``kernel * C`` bytes
-per channel. Either way its input map must fit one chain region of the activation SRAM, where
+is a tile wide and each channel has one output) it holds ``kernel`` weight bytes per channel:
+a word per tile, its diagonal, per kernel offset. Else it is the dense conv, ``kernel * C``
+bytes per channel. Either way its input map must fit one chain region of the activation SRAM, where
 the conv walk reads it in place (through im2col it would cross the link nine times over).
 
 Which ones: those whose dense filters take at most a quarter of the weight SRAM, as before a
@@ -69,7 +69,8 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
         _, kh, kw, outputs = graph.tensors[op.inputs[1]].data.shape
         channels = graph.tensors[op.inputs[0]].shape[3]
         walked = outputs == channels and depthwise_walkable(params)
-        words = _words(params, kh * kw * (params.cols if walked else channels), outputs)
+        words = kh * kw * -(-outputs // params.cols) if walked \
+            else _words(params, kh * kw * channels, outputs)
         dense_bytes = channels * int(np.prod((kh, kw, outputs)))
         if dense_bytes <= params.weight_capacity(False) // 4:
             chosen.add(op.index)

@@ -10,7 +10,7 @@ import numpy as np
 
 from hw.params import RillParams
 
-__all__ = ["unpack_weight_tile", "tile_psums"]
+__all__ = ["unpack_weight_tile", "diagonal_tile", "tile_psums"]
 
 
 def unpack_weight_tile(params: RillParams, weight_words: np.ndarray, int4: bool) -> np.ndarray:
@@ -30,6 +30,16 @@ def unpack_weight_tile(params: RillParams, weight_words: np.ndarray, int4: bool)
     weights[0::2] = low
     weights[1::2] = high
     return weights
+
+
+def diagonal_tile(params: RillParams, word: np.ndarray) -> np.ndarray:
+    """A depthwise MATMUL's weight tile from its one stored word (``MatmulFlags.DEPTHWISE``):
+    row ``r`` holds the word's byte ``r`` in column ``r``, zeros elsewhere (``rows`` words)."""
+    word = np.asarray(word, dtype=np.uint8).reshape(params.cols)
+    tile = np.zeros((params.rows, params.cols), np.uint8)
+    diagonal = np.arange(min(params.rows, params.cols))
+    tile[diagonal, diagonal] = word[diagonal]
+    return tile
 
 
 def tile_psums(params: RillParams, act_words: np.ndarray, weight_words: np.ndarray,

@@ -16,6 +16,7 @@ from hw.params import RillParams
 from sw import oracle
 from sw.compiler import CompileError, QuantizedLinear, compile_linear, run_linear
 from sw.conv import QuantizedConv, conv_program, run_conv
+from sw.conv_device import device_conv_program, device_linear
 from sw.device import DeviceError, ParamsMismatch, open_device
 from sw.golden import GoldenCore
 
@@ -293,6 +294,35 @@ def test_conv_matches_onnxruntime_qlinearconv(dtype, strides, pads):
         lp, _ = conv_program(compile_linear(SMALL, linear), conv, x)
         _, cycles = run_measured(device, lp)
     assert got.shape == expected.shape and np.array_equal(got, expected)
+    assert cycles == lp.predicted_cycles
+
+
+@pytest.mark.parametrize("url", ["golden", "sim"])
+@pytest.mark.parametrize("channels, stride", [(5, 1), (16, 2), (21, 1)])
+def test_depthwise_conv_walked_from_diagonal_words_matches_onnxruntime(url, channels, stride):
+    """A depthwise conv walked a channel chunk per output tile keeps a word per weight tile, its
+    diagonal (one chunk, one word of two chunks, two words of three on the default 8x8 core),
+    and equals onnxruntime's QLinearConv of the same filters."""
+    rng = np.random.default_rng(channels)
+    own = rng.integers(-127, 128, (channels, 1, 3, 3))
+    dense = QuantizedConv.dense_filters(own, channels)
+    linear = QuantizedLinear(QuantizedConv.filters_to_weights(dense), a_scale=np.float32(0.02),
+                             a_zp=7, w_scale=rng.uniform(0.002, 0.004, channels).astype(np.float32),
+                             y_scale=np.float32(0.05), y_zp=-3,
+                             bias=rng.integers(-3000, 3000, channels), name="depthwise")
+    conv = QuantizedConv(linear, (3, 3), (1, 1, 1, 1), (stride, stride), depthwise=True)
+    x = rng.integers(-128, 128, (1, channels, 7, 6)).astype(np.int8)
+    params = RillParams()
+    compiled = compile_linear(params, device_linear(params, conv))
+    assert compiled.diagonal and compiled.weight_word_count == 9 * -(-channels // params.cols)
+    lp, (n, oh, ow) = device_conv_program(compiled, conv, x)
+    matmuls = [isa.decode_fields(Opcode.MATMUL, h[1:]) for headers in lp.program.executes
+               for h in headers if h[0] == Opcode.MATMUL.value]
+    assert matmuls and all(f["flags"] & isa.MatmulFlags.DEPTHWISE.value for f in matmuls)
+    with open_device(url, params) as device:
+        response, cycles = run_measured(device, lp)
+    got = lp.assemble(response).reshape(n, oh, ow, channels).transpose(0, 3, 1, 2)
+    assert np.array_equal(got, ort_qlinearconv(conv, dense, x))
     assert cycles == lp.predicted_cycles
 
 
