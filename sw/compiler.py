@@ -256,18 +256,22 @@ class CompiledLinear(TilePlanner):
         self._plans: dict[int, TilePlan] = {}
         self._weight_blocks: dict[tuple[int, int, int, int], np.ndarray] = {}
         self.diagonal = bool(layer.diagonal)
-        if self.diagonal and (self.int4 or p.rows != p.cols):
-            raise CompileError(f"{layer.name}: diagonal weight tiles need INT8 and a square "
-                               f"array, not {'INT4' if self.int4 else 'INT8'} on "
-                               f"{p.rows}x{p.cols}")
+        self._diagonal_words = None
+        if self.diagonal:
+            if self.int4:
+                raise CompileError(f"{layer.name}: diagonal weight tiles are INT8 only")
+            try:
+                self._diagonal_words = pack_diagonal_tiles(p, self.weights)
+            except ValueError as error:
+                raise CompileError(f"{layer.name}: {error}") from None
         #: Weight SRAM words the whole matrix takes (:meth:`weight_words`).
         self.weight_word_count = self.k_tiles * self.n_tiles * (1 if self.diagonal else p.rows)
 
     def weight_words(self) -> np.ndarray:
         """The whole weight matrix as weight SRAM words, tile after tile
         (:func:`sw.program.pack_weight_tiles`; diagonal tiles a word each)."""
-        if self.diagonal:
-            return pack_diagonal_tiles(self.params, self.weights)
+        if self._diagonal_words is not None:
+            return self._diagonal_words
         return pack_weight_tiles(self.params, self.weights, self.int4)
 
     # -- emitting -------------------------------------------------------------------------------

@@ -122,7 +122,8 @@ def conv_geometry(compiled: CompiledLinear, conv: QuantizedConv, h: int, w: int,
 def conv_matmul(prog: Program, layer: CompiledLinear, geometry: ConvGeometry, act_addr: int,
                 weight_addr: int, rows: int):
     """The MATMUL of ``layer`` walking ``geometry`` over the map at ``act_addr``: depthwise
-    where the layer's tiles are diagonal, one chunk's K per kernel offset (:func:`device_linear`)."""
+    where the layer's tiles are diagonal, one chunk's K per kernel offset
+    (:func:`device_linear`)."""
     depthwise = layer.diagonal
     assert not depthwise or (layer.k_tiles, layer.n_tiles) == (geometry.kernel, geometry.chunks)
     prog.matmul(act_addr, weight_addr, 0, rows, layer.k_tiles, layer.n_tiles, conv=True,

@@ -342,6 +342,21 @@ def test_refuses_what_it_cannot_compile():
         compiled.program(np.zeros((2, 4), np.float32))
     with pytest.raises(CompileError, match=r"\(M, 4\)"):
         compiled.program(np.zeros((2, 5), np.int8))
+    # Tiles stored as their diagonals: a value off one, a K of part of a tile, INT4.
+    diagonal = np.diag(np.arange(1, DEFAULT.cols + 1))
+    assert compile_linear(DEFAULT, QuantizedLinear(diagonal, out_dtype=np.int32,
+                                                   diagonal=True)).weight_word_count == 1
+    off = diagonal.copy()
+    off[0, 1] = 5
+    with pytest.raises(CompileError, match="off its diagonal"):
+        compile_linear(DEFAULT, QuantizedLinear(off, out_dtype=np.int32, diagonal=True))
+    with pytest.raises(CompileError, match="whole K tiles"):
+        compile_linear(DEFAULT, QuantizedLinear(diagonal[:-1], out_dtype=np.int32,
+                                                diagonal=True))
+    with pytest.raises(CompileError, match="INT8 only"):
+        compile_linear(DEFAULT, QuantizedLinear(np.zeros((DEFAULT.rows, 1), np.int64),
+                                                out_dtype=np.int32, diagonal=True,
+                                                precision=Precision.INT4))
 
 
 def test_device_errors_are_raised_with_the_status():
