@@ -118,8 +118,9 @@ class MatmulLoops:
         0 of the first tile (into :attr:`tile_buf`); the weight side goes on from row 1."""
         self.act.start(m, self._cycles_last, first_is_last=0)
         self.weight.start(m, self._cycles_last, first=1, first_is_last=self._weight_single)
-        with m.If(self.diagonal):   # row 1 of a diagonal tile reads its one word again
-            m.d.sync += self.weight.address.eq(self.weight.base)
+        if self.conv_walk is not None:
+            with m.If(self.diagonal):   # row 1 of a diagonal tile reads its one word again
+                m.d.sync += self.weight.address.eq(self.weight.base)
         self.k_tiles.start(m, fields["k_tiles"] - 1, first_is_last=self._k_single)
         self.n_tiles.start(m, fields["n_tiles"] - 1, first_is_last=self._n_single)
         m.d.sync += [
@@ -135,11 +136,13 @@ class MatmulLoops:
         # Weight side: at a tile's last row, on to the next tile, into the other buffer.
         self.weight.step(m)
         with m.If(self.weight.at_last):
-            self.weight.load_base(m, self.weight.base + Mux(self.diagonal, 1, p.rows))
+            tile_words = p.rows if self.conv_walk is None else Mux(self.diagonal, 1, p.rows)
+            self.weight.load_base(m, self.weight.base + tile_words)
             m.d.sync += [self.weight_tile.eq(self.weight_tile + 1),
                          self.weight_buf.eq(~self.weight_buf)]
-        with m.Elif(self.diagonal):
-            m.d.sync += self.weight.address.eq(self.weight.base)
+        if self.conv_walk is not None:
+            with m.Elif(self.diagonal):
+                m.d.sync += self.weight.address.eq(self.weight.base)
         # Activation side: the next k tile (and the weights it uses), then the next output tile.
         self.act.step(m)
         with m.If(self.act.at_last):
