@@ -203,11 +203,13 @@ class InstructionChecks(wiring.Component):
         acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
         st_q_count = self.store_values   # STORE's qparam entries
 
-        def diagonal(to_come: int) -> Value:
-            """MATMUL's DEPTHWISE flag (its weight tiles a word each), the header's last byte:
-            in with one byte to come."""
-            return (header_field(Opcode.MATMUL, "flags", to_come)
-                    & isa.MatmulFlags.DEPTHWISE.value).any()
+        def weight_words(kn: Value, kn_rows: Value) -> Value:
+            """MATMUL's weight words: ``kn_rows``, or, depthwise, ``kn`` (a word a tile). The
+            DEPTHWISE flag is in the header's last byte, in with one byte to come."""
+            if not p.conv_addressing:
+                return kn_rows
+            return Mux((header_field(Opcode.MATMUL, "flags", 1)
+                        & isa.MatmulFlags.DEPTHWISE.value).any(), kn, kn_rows)
         with m.If(self.latch_early):
             m.d.sync += st_q_count.eq(
                 _times(self._header_field(Opcode.STORE, "n_tiles", 3) - 1, p.cols)
@@ -238,8 +240,7 @@ class InstructionChecks(wiring.Component):
                          acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
                          # A cycle after its product too: the 8x8 multiplier and the adds of
                          # times rows in separate cycles.
-                         *([mm_kn_rows.eq(Mux(diagonal(1), mm_kn, _times(mm_kn, p.rows))
-                                          if p.conv_addressing else _times(mm_kn, p.rows))]
+                         *([mm_kn_rows.eq(weight_words(mm_kn, _times(mm_kn, p.rows)))]
                            if late_weight else [])]
         # In the status's cycle; the header is all in the operand register by then.
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
@@ -262,10 +263,9 @@ class InstructionChecks(wiring.Component):
                 act_words = Mux(conv, self.conv_words, mm_km) if p.conv_addressing else mm_km
                 m.d.comb += out_of_range.eq(
                     _past(mm["act_addr"], act_words, p.act_depth)
-                    | (0 if late_weight else _past(
-                        mm["weight_addr"],
-                        Mux(diagonal(1), mm_kn, mm_kn_rows) if p.conv_addressing else mm_kn_rows,
-                        p.weight_depth)))
+                    | (0 if late_weight else _past(mm["weight_addr"],
+                                                   weight_words(mm_kn, mm_kn_rows),
+                                                   p.weight_depth)))
             with m.Case(Opcode.STORE):
                 m.d.comb += out_of_range.eq(
                     _past(st["q_addr"], st_q_count, p.qparam_depth))
