@@ -19,7 +19,11 @@ from hw.link.protocol import CMD_BUFFER_BYTES, LINE_ERROR_BITS
 from hw.params import RillParams
 from hw.uart import Uart, baud_divisor
 
-__all__ = ["Board", "SerialDevice", "BoardTop", "serial_device"]
+__all__ = ["Board", "PLACERS", "SerialDevice", "BoardTop", "serial_device"]
+
+
+#: The nextpnr placers a board may name.
+PLACERS = ("heap", "static")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Board:
     dsp_pes : int
         How many PEs (the first, row by row) keep their two small multipliers for the DSP blocks
         instead of LUTs: what the device's DSPs hold beside the wide multipliers elsewhere.
+    placer : str
+        nextpnr's placer, ``"heap"`` (its default) or ``"static"`` (its electrostatic placer,
+        which spreads a full ECP5 design so that router2 can route it).
     """
 
     name: str
@@ -61,6 +68,7 @@ class Board:
     uart: str = "uart"
     link_buffer: int = CMD_BUFFER_BYTES
     dsp_pes: int = 0
+    placer: str = "heap"
 
     def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
         """This board with another array shape (SRAM depths unchanged)."""

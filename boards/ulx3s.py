@@ -20,7 +20,7 @@ from .clocking import Ecp5Pll
 
 
 def _ulx3s(part: str, platform: type, rows: int, cols: int, link_buffer: int = CMD_BUFFER_BYTES,
-           **depths) -> Board:
+           placer: str = "heap", **depths) -> Board:
     return Board(
         name=f"ulx3s-{part}",
         platform=platform,
@@ -30,6 +30,7 @@ def _ulx3s(part: str, platform: type, rows: int, cols: int, link_buffer: int = C
         clock=lambda f: Ecp5Pll("clk25", f),
         summary=f"Radiona ULX3S (LFE5U-{part.upper()}), FT231X UART",
         link_buffer=link_buffer,
+        placer=placer,
     )
 
 
@@ -49,7 +50,8 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # block keeps two 32x32 maps and a row live, 2,112 words: sw/map_placement.py), 512 accumulator
 # rows (16 each), 2,048 requantization entries (the autoencoder has 1,672 output channels), 512
 # program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
-# store twice as fast as with one; four would need 210 of the 208 block RAMs.
+# store twice as fast as with one; four would need 210 of the 208 block RAMs. nextpnr's static
+# placer: after its heap placer router2 does not converge on this full a design.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
                    acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
-                   link_buffer=2048)
+                   link_buffer=2048, placer="static")

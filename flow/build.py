@@ -200,7 +200,8 @@ def _family(platform) -> str:
 
 
 def _toolchain_options(board, family: str, seed: int) -> dict:
-    nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed)]
+    nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed),
+               "--placer", board.placer]
     options = {"nextpnr_opts": nextpnr}
     if family == "ice40":
         options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the wide multipliers, DSP PEs'
@@ -297,6 +298,7 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
                    "acc_depth": p.acc_depth, "qparam_depth": p.qparam_depth,
                    "serial_requant": p.serial_requant, "deep_pipeline": p.deep_pipeline},
         "dsp_pes": board.dsp_pes,
+        "placer": board.placer,
     }
     for name in ("lut", "ff", "dsp", "bram", "spram"):
         if name in resources:

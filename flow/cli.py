@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from boards import UnknownBoard, board_names, get_board
+from boards.board import PLACERS
 from hw.params import ParamsError
 
 from .build import BuildError, DoesNotFit, MissesTiming, build, format_report, program
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dsp-pes", type=int, metavar="N",
                         help="how many PEs (the first, row by row) get DSP blocks for their two "
                              "multipliers instead of LUTs (default: the board's)")
+    parser.add_argument("--placer", choices=PLACERS,
+                        help="nextpnr's placer (default: the board's; the ULX3S-85F's full "
+                             "default routes only after the static placer)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output directory (default: build/BOARD-RxC)")
     parser.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--dsp-pes {args.dsp_pes}: the array has "
                              f"{board.params.rows * board.params.cols} PEs")
             board = replace(board, dsp_pes=args.dsp_pes)
+        if args.placer:
+            board = replace(board, placer=args.placer)
     except (UnknownBoard, ParamsError) as error:
         parser.error(str(error))
     out = args.out or Path("build") / f"{board.name}-{board.params.rows}x{board.params.cols}"

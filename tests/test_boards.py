@@ -148,7 +148,7 @@ def _check_report(report: dict, board: Board):
     assert REPORT_FIELDS <= set(report)
     assert (report["board"], report["rows"], report["cols"]) == \
         (board.name, board.params.rows, board.params.cols)
-    assert report["dsp_pes"] == board.dsp_pes
+    assert report["dsp_pes"] == board.dsp_pes and report["placer"] == board.placer
     assert report["params"]["serial_requant"] == board.params.serial_requant
     assert report["params"]["deep_pipeline"] == board.params.deep_pipeline
     for name in ("lut", "ff", "dsp", "bram"):
