@@ -191,15 +191,16 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
         return fetch_decode + respond + 2
     if opcode == Opcode.INFO:
         return fetch_decode + respond + INFO_BYTES
-    # The vector unit, a lane a cycle, after a word's (a block's) reads; to the last write.
+    # The vector unit, a lane a cycle, after a word's (a block's) reads and the read
+    # register's cycle; to the last write.
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
-        return fetch_decode + fields["words"] * (2 + fields["lanes"]) + VECTOR_ADD_STAGES
+        return fetch_decode + fields["words"] * (3 + fields["lanes"]) + VECTOR_ADD_STAGES
     if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
-        return (fetch_decode + fields["groups"] * (fields["pixels"] + 1 + lanes)
+        return (fetch_decode + fields["groups"] * (fields["pixels"] + 2 + lanes)
                 + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))
     if opcode == Opcode.READ_ACTS:
-        return fetch_decode + respond + fields["count"] * (1 + lanes)
+        return fetch_decode + respond + fields["count"] * (2 + lanes)
     raise AssertionError(opcode)
 
 

@@ -171,9 +171,17 @@ class VectorUnit(wiring.Component):
         mean, issue_mean = Signal(name="mean"), Signal(name="issue_mean")
         mean_bias = Signal(signed(32), name="mean_bias")   # pixels x stage 0's offset
         last_lane = lane == lanes - 1
-        read_lanes = self.read_data.as_value()
+        # The read data through a register of its own: the activation SRAM's block RAMs have no
+        # output register, so their clock-to-out and bank multiplexer end here, not in the
+        # lane selects and adders behind (a word reaches it two cycles after its read; the
+        # block RAMs hold it while read_en is low).
+        read_lanes = Signal(8 * lanes, name="read_q")
+        m.d.sync += read_lanes.eq(self.read_data.as_value())
         m.d.comb += [self.read_addr.eq(ptr_a), self.read_en.eq(1)]
-        m.d.sync += [sum_valid.eq(0), sum_first.eq(0)]
+        sum_pending = Signal(name="sum_pending")   # the read data register's word is next
+        sum_pending_first = Signal(name="sum_pending_first")
+        m.d.sync += [sum_pending.eq(0), sum_pending_first.eq(0),
+                     sum_valid.eq(sum_pending), sum_first.eq(sum_pending_first)]
 
         with m.FSM(name="vector"):
             with m.State("IDLE"):
@@ -207,6 +215,9 @@ class VectorUnit(wiring.Component):
                 m.next = "ADD_READ_B"
             with m.State("ADD_READ_B"):
                 m.d.comb += self.read_addr.eq(ptr_b)
+                m.next = "ADD_WORD_A"
+            with m.State("ADD_WORD_A"):
+                m.d.comb += self.read_en.eq(0)
                 m.d.sync += [word_a.eq(read_lanes), lane.eq(0)]
                 m.next = "ADD_LANES"
             with m.State("ADD_LANES"):
@@ -218,11 +229,14 @@ class VectorUnit(wiring.Component):
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
-                             sum_valid.eq(1), sum_first.eq(pixel == 0),
+                             sum_pending.eq(1), sum_pending_first.eq(pixel == 0),
                              mean_bias.eq(Mux(pixel == 0, 0, mean_bias) + stages[0]["offset"])]
                 with m.If(pixel == pixels_last):
                     m.next = "POOL_LAST"
-            with m.State("POOL_LAST"):
+            with m.State("POOL_LAST"):   # the block's last word reaches the read register
+                m.d.comb += self.read_en.eq(0)
+                m.next = "POOL_SUMMED"
+            with m.State("POOL_SUMMED"):   # ... and its sums
                 m.d.comb += self.read_en.eq(0)
                 m.d.sync += [lane.eq(0), pixel.eq(0)]
                 m.next = "POOL_LANES"
@@ -235,6 +249,9 @@ class VectorUnit(wiring.Component):
                                "POOL_READ")
             # READ_ACTS: a word, then its lanes to the response.
             with m.State("SEND_READ"):
+                m.next = "SEND_WORD"
+            with m.State("SEND_WORD"):
+                m.d.comb += self.read_en.eq(0)
                 m.d.sync += lane.eq(0)
                 m.next = "SEND_LANES"
             with m.State("SEND_LANES"):
@@ -255,7 +272,7 @@ class VectorUnit(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # -- AVGPOOL's sums: the read data is a block's word the cycle after its read --------
+        # -- AVGPOOL's sums: the read register holds a block's word two cycles after its read
         with m.If(sum_valid):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
