@@ -70,6 +70,10 @@ class Board:
     dsp_pes: int = 0
     placer: str = "heap"
 
+    def __post_init__(self):
+        if self.placer not in PLACERS:
+            raise ValueError(f"{self.name}: placer {self.placer!r} is not one of {PLACERS}")
+
     def with_array(self, rows: int | None = None, cols: int | None = None) -> "Board":
         """This board with another array shape (SRAM depths unchanged)."""
         params = replace(self.params, rows=self.params.rows if rows is None else rows,

@@ -18,6 +18,7 @@ import fcntl
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,22 @@ def test_more_dsp_pes_than_pes_is_a_usage_error():
     run = subprocess.run([sys.executable, "-m", "hw.build", "--board", "icebreaker",
                           "--dsp-pes", "5"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert run.returncode == 2 and "--dsp-pes 5: the array has 4 PEs" in run.stderr
+
+
+def test_the_boards_placer_reaches_nextpnr():
+    """The 85F's default is placed by nextpnr's static placer (after the heap placer it does not
+    route), the others by the heap placer; ``--placer`` takes only nextpnr's names."""
+    from flow.build import _toolchain_options
+    for name, placer in (("ulx3s-85f", "static"), ("ulx3s-45f", "heap"), ("icebreaker", "heap")):
+        board = get_board(name)
+        family = "ice40" if name == "icebreaker" else "ecp5"
+        options = _toolchain_options(board, family, seed=1)["nextpnr_opts"]
+        assert options[options.index("--placer") + 1] == placer
+    with pytest.raises(ValueError, match="placer 'sa'"):
+        replace(get_board("icebreaker"), placer="sa")
+    run = subprocess.run([sys.executable, "-m", "hw.build", "--board", "icebreaker",
+                          "--placer", "sa"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert run.returncode == 2 and "invalid choice: 'sa'" in run.stderr
 
 
 # -- the board's gateware over its UART pins ------------------------------------------------------
