@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
@@ -73,9 +74,7 @@ def carry_nibble_product(m: Module, a: Value, nibble: Value, negative_top: Value
     by a signal reads ``a ^ negative_top``, a LUT per bit; a constant 1 inverts in the LUTs."""
     width, zero = len(a), Const(0, 1)
 
-    def at(i):
-        return _extended_bit(a, i)
-
+    at = functools.partial(_extended_bit, a)   # ``a`` sign-extended, 0 below bit 0
     low = carry_add(m, f"{name}_low_pair", [
         CarryBit((at(i), nibble[0], at(i - 1), nibble[1] if i else zero),
                  _row_on_ab, _row_on_cd) for i in range(width + 2)])

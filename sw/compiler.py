@@ -264,8 +264,11 @@ class CompiledLinear(TilePlanner):
                 self._diagonal_words = pack_diagonal_tiles(p, self.weights)
             except ValueError as error:
                 raise CompileError(f"{layer.name}: {error}") from None
-        #: Weight SRAM words the whole matrix takes (:meth:`weight_words`).
-        self.weight_word_count = self.k_tiles * self.n_tiles * (1 if self.diagonal else p.rows)
+
+    @property
+    def weight_word_count(self) -> int:
+        """Weight SRAM words the whole matrix takes (:meth:`weight_words`)."""
+        return self.k_tiles * self.n_tiles * (1 if self.diagonal else self.params.rows)
 
     def weight_words(self) -> np.ndarray:
         """The whole weight matrix as weight SRAM words, tile after tile

@@ -106,11 +106,10 @@ def test_more_dsp_pes_than_pes_is_a_usage_error():
 def test_the_boards_placer_reaches_nextpnr():
     """The 85F's default is placed by nextpnr's static placer (after the heap placer it does not
     route), the others by the heap placer; ``--placer`` takes only nextpnr's names."""
-    from flow.build import _toolchain_options
+    from flow.build import _family, _toolchain_options
     for name, placer in (("ulx3s-85f", "static"), ("ulx3s-45f", "heap"), ("icebreaker", "heap")):
         board = get_board(name)
-        family = "ice40" if name == "icebreaker" else "ecp5"
-        options = _toolchain_options(board, family, seed=1)["nextpnr_opts"]
+        options = _toolchain_options(board, _family(board.platform()), seed=1)["nextpnr_opts"]
         assert options[options.index("--placer") + 1] == placer
     with pytest.raises(ValueError, match="placer 'sa'"):
         replace(get_board("icebreaker"), placer="sa")
