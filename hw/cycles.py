@@ -195,7 +195,8 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     # register's cycle; to the last write.
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
-        return fetch_decode + fields["words"] * (3 + fields["lanes"]) + VECTOR_ADD_STAGES
+        groups = -(-fields["lanes"] // params.add_lanes)   # add_lanes lanes a cycle
+        return fetch_decode + fields["words"] * (3 + groups) + VECTOR_ADD_STAGES
     if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
         return (fetch_decode + fields["groups"] * (fields["pixels"] + 2 + lanes)
                 + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))

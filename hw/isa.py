@@ -44,7 +44,7 @@ __all__ = [
     "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "RELU_NONE", "RELU_ZERO_POINT", "RELU_CLAMP",
 ]
 
-ISA_VERSION = 6
+ISA_VERSION = 7
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).

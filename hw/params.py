@@ -86,6 +86,10 @@ class RillParams:
         pace). Each is a pipelined requantizer (a 32x32 multiplier); the qparam entries are
         banked by lane. Divides ``cols`` and an activation word's lanes; needs
         :attr:`store_to_acts` and the pipelined requantizer. Reported in ``INFO``.
+    add_lanes : int
+        The vector unit's ADD datapaths side by side: an ``ADD`` takes this many lanes of a word
+        a cycle (each datapath three 32x32 multipliers). Divides an activation word's
+        ``2 * rows`` lanes; needs :attr:`vector_unit`. Reported in ``INFO``.
     clamp : bool
         The requantizer clamps to a range ``CONFIG`` sets (``hw.isa.Config.clamp``), so a
         layer's fused RELU6 or RELU_N1_TO_1 runs on the device and its output can stay on chip.
@@ -108,6 +112,7 @@ class RillParams:
     vector_unit: bool = True
     clamp: bool = True
     store_lanes: int = 1
+    add_lanes: int = 1
 
     def __post_init__(self):
         if self.rows < 2 or self.cols < 2:
@@ -136,6 +141,12 @@ class RillParams:
                               f"activation word's {self.values_per_word(False)} values")
         if lanes > 1 and (self.serial_requant or not self.store_to_acts):
             raise ParamsError("store_lanes > 1 needs store_to_acts and the pipelined requantizer")
+        add = self.add_lanes
+        if add < 1 or add & (add - 1) or (2 * self.rows) % add:
+            raise ParamsError(f"add_lanes={add} must be a power of two dividing an activation "
+                              f"word's {2 * self.rows} lanes")
+        if add > 1 and not self.vector_unit:
+            raise ParamsError("add_lanes > 1 needs the vector unit")
         if self.qparam_depth % lanes:
             raise ParamsError(f"qparam_depth={self.qparam_depth} must be a multiple of "
                               f"store_lanes={lanes} (its entries are banked by lane)")
@@ -255,14 +266,15 @@ class RillParams:
 
     # -- wire form (the INFO payload) ----------------------------------------------------------
 
-    # A three-byte magic leaves room for the store lanes in the 20 bytes INFO has had since
-    # ISA v1: a byte more in the response register costs the full iCE40 some 28 logic cells.
+    # A three-byte magic leaves room for the lanes in the 20 bytes INFO has had since ISA v1: a
+    # byte more in the response register costs the full iCE40 some 28 logic cells. The lanes
+    # byte holds log2 of the store lanes (low nibble) and of the ADD lanes (high nibble).
     _INFO_FORMAT = "<3sBBBBBHHHHH"
     INFO_MAGIC = b"RIL"
 
     def to_info_bytes(self, isa_version: int) -> bytes:
-        """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, store
-        lanes, depths
+        """The ``INFO`` payload's params: magic, ISA version, rows, cols, feature bits, lanes,
+        depths
         (the device appends its program tag, ``hw.isa.INFO_BYTES`` in all)."""
         # bit 0: INT4 (W4A8) mode present; bit 1: serial requantizer; bit 2: deep pipeline;
         # bit 3: STORE to the activation SRAM; bit 4: convolutions addressed on the device;
@@ -272,7 +284,8 @@ class RillParams:
                     | self.store_to_acts << 3 | self.conv_addressing << 4
                     | self.packed_int8_acts << 5 | self.vector_unit << 6 | self.clamp << 7)
         return struct.pack(self._INFO_FORMAT, self.INFO_MAGIC, isa_version, self.rows, self.cols,
-                           features, self.store_lanes, self.act_depth % _MAX_DEPTH,
+                           features, _log2(self.store_lanes) | _log2(self.add_lanes) << 4,
+                           self.act_depth % _MAX_DEPTH,
                            self.weight_depth % _MAX_DEPTH, self.acc_depth % _MAX_DEPTH,
                            self.qparam_depth % _MAX_DEPTH, self.program_depth)
 
@@ -283,7 +296,7 @@ class RillParams:
         size = struct.calcsize(cls._INFO_FORMAT)
         if len(payload) < size:
             raise ParamsError(f"INFO payload is {len(payload)} bytes, expected at least {size}")
-        magic, version, rows, cols, features, store_lanes, act, weight, acc, qparam, program = \
+        magic, version, rows, cols, features, lanes, act, weight, acc, qparam, program = \
             struct.unpack(cls._INFO_FORMAT, payload[:size])
         if magic != cls.INFO_MAGIC:
             raise ParamsError(f"INFO payload does not start with {cls.INFO_MAGIC!r}: {magic!r}")
@@ -295,4 +308,9 @@ class RillParams:
                    conv_addressing=bool(features & 0b10000),
                    packed_int8_acts=bool(features & 0b100000),
                    vector_unit=bool(features & 0b1000000),
-                   clamp=bool(features & 0b10000000), store_lanes=store_lanes), version
+                   clamp=bool(features & 0b10000000), store_lanes=1 << (lanes & 0xF),
+                   add_lanes=1 << (lanes >> 4)), version
+
+
+def _log2(power_of_two: int) -> int:
+    return power_of_two.bit_length() - 1

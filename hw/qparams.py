@@ -8,6 +8,11 @@ line instead of carrying 48 bits of multiplier and zero point down the pipeline:
 is ~150 logic cells, and the three memories fill the same 6 block RAMs (40 + 32 + 16 bits wide)
 as one 96-bit memory would.
 
+Block RAMs 36 bits wide hold 512 words (ECP5's DP16KD; deeper, 18 bits): in banks that shallow
+a bias alone fills one block RAM where bias and shift take two, so the shift moves in with the
+zero point (24 bits, one block RAM), read with the bias, its zero point delayed in registers:
+four banks of 512 entries fill 12 block RAMs instead of 16, for ~700 flip-flops.
+
 With ``store_lanes`` requantizers (``RillParams.store_lanes``, a ``STORE``'s ``WIDE`` columns)
 the entries are banked by lane: entry ``q`` in bank ``q % lanes`` at ``q // lanes``, every bank
 read at the same address. A wide store starts at a multiple of the lanes, so lane ``i`` reads
@@ -16,7 +21,7 @@ bank ``i``; a narrow one reads lane 0 from the bank its entry is in.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import Out
 
@@ -26,6 +31,9 @@ from .requant_serial import requantizer_class
 from .sram import sram_tile
 
 __all__ = ["QPARAM_EARLY", "QparamTile"]
+
+#: The depth to which a block RAM is 36 bits wide (ECP5's DP16KD as 512 x 36).
+_WIDE_BLOCK_DEPTH = 512
 
 #: The part of an entry read with the accumulator.
 QPARAM_EARLY = data.StructLayout({"bias": signed(32), "shift": unsigned(8)})
@@ -73,9 +81,15 @@ class QparamTile(wiring.Component):
         bank_bits = lanes.bit_length() - 1
         depth = p.qparam_depth // lanes
         unit = requantizer_class(p)
-        # Each part: its memory per bank and the entry's bytes it holds.
-        parts = {"early": (40, (0, 1, 2, 3, 8)),      # bias, shift
-                 "multiplier": (32, (4, 5, 6, 7)), "zero_point": (16, (10, 11))}
+        # Each part: its memory per bank, the entry's bytes it holds, and whether it is read with
+        # the accumulator (the others at their delayed addresses).
+        # Only banked tiles split: on a part with one bank (the iCE40s' 16-bit-wide block RAMs,
+        # the smaller ECP5s' deeper tiles) it saves no block RAM and its registers cost cells.
+        split = lanes > 1 and depth <= _WIDE_BLOCK_DEPTH
+        parts = ({"bias": (32, (0, 1, 2, 3)), "multiplier": (32, (4, 5, 6, 7)),
+                  "shift_zero_point": (24, (8, 10, 11))} if split else
+                 {"early": (40, (0, 1, 2, 3, 8)),      # bias, shift
+                  "multiplier": (32, (4, 5, 6, 7)), "zero_point": (16, (10, 11))})
         # No collision check (hw.sram.check_no_collision): the store engine's entry reads run free.
         banks = {name: [sram_tile(unsigned(width), depth) for _ in range(lanes)]
                  for name, (width, _) in parts.items()}
@@ -95,27 +109,54 @@ class QparamTile(wiring.Component):
             delayed = Signal.like(self.read.addr, name=f"addr_{d}")
             m.d.sync += delayed.eq(addresses[-1])
             addresses.append(delayed)
-        # The late parts come through a register, read a cycle earlier: the block RAM's
-        # clock-to-out then ends there instead of starting the requantizer's stages, which have
-        # no time left for it. The serial requantizer samples both into
-        # registers of its own, so it takes them straight from the memories.
-        registered = not p.serial_requant
-        for name, delay, out in (("early", 0, self.read.data),
-                                 ("multiplier", unit.multiplier_delay, self.multiplier),
-                                 ("zero_point", unit.zero_point_delay, self.zero_point)):
-            late = bool(delay) and registered
+
+        def read(name: str, delay: int, late: bool) -> list[Value]:
+            """Each lane's data of part ``name`` for the entry read ``delay`` cycles ago, read a
+            cycle earlier through a register if ``late``."""
             datas = []
             for mem in banks[name]:
                 port = mem.read_port()
                 m.d.comb += port.addr.eq(addresses[delay - 1 if late else delay][bank_bits:])
                 datas.append(port.data)
             # Lane 0: the bank of the entry whose data this is (read a cycle before it).
-            lane0 = (Array(datas)[addresses[max(delay, 1)][:bank_bits]] if lanes > 1
-                     else datas[0])
-            lane_outs = [out] + [getattr(self.lanes[i - 1], name) for i in range(1, lanes)]
-            for target, value in zip(lane_outs, [lane0] + datas[1:]):
-                if late:
-                    m.d.sync += target.eq(value)
-                else:
-                    m.d.comb += target.eq(value)
+            lane0 = Array(datas)[addresses[max(delay, 1)][:bank_bits]] if lanes > 1 else datas[0]
+            values = [lane0] + datas[1:]
+            if not late:
+                return values
+            registered_values = [Signal.like(value, name=f"{name}_q{i}")
+                                 for i, value in enumerate(values)]
+            m.d.sync += [reg.eq(value) for reg, value in zip(registered_values, values)]
+            return registered_values
+
+        # The late parts come through a register, read a cycle earlier: the block RAM's
+        # clock-to-out then ends there instead of starting the requantizer's stages, which have
+        # no time left for it. The serial requantizer samples both into
+        # registers of its own, so it takes them straight from the memories.
+        registered = not p.serial_requant
+        outs = {name: [out] + [getattr(self.lanes[i - 1], name) for i in range(1, lanes)]
+                for name, out in (("early", self.read.data), ("multiplier", self.multiplier),
+                                  ("zero_point", self.zero_point))}
+        late = {"early": 0, "multiplier": unit.multiplier_delay,
+                "zero_point": unit.zero_point_delay}
+        if split:
+            biases, shift_zps = read("bias", 0, False), read("shift_zero_point", 0, False)
+            values = {"early": [Cat(bias, shift_zp[:8]) for bias, shift_zp in zip(biases,
+                                                                                   shift_zps)],
+                      "multiplier": read("multiplier", late["multiplier"], registered),
+                      "zero_point": [_delayed(m, shift_zp[8:], late["zero_point"], f"zp{i}")
+                                     for i, shift_zp in enumerate(shift_zps)]}
+        else:
+            values = {name: read(name, delay, bool(delay) and registered)
+                      for name, delay in late.items()}
+        for name, targets in outs.items():
+            m.d.comb += [target.eq(value) for target, value in zip(targets, values[name])]
         return m
+
+
+def _delayed(m: Module, value: Value, cycles: int, name: str) -> Value:
+    """``value`` of ``cycles`` cycles ago, through a line of registers."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{stage + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value

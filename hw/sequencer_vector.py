@@ -41,7 +41,8 @@ class VectorStates:
             m.d.comb += [seq.act_read.addr.eq(unit.read_addr), seq.act_read.en.eq(unit.read_en)]
             with m.If(unit.write_valid):
                 m.d.comb += [seq.act_write.addr.eq(unit.write_addr),
-                             seq.act_write.data.eq(unit.write_byte.replicate(p.act_lanes)),
+                             seq.act_write.data.eq(
+                                 unit.write_bytes.replicate(p.act_lanes // p.add_lanes)),
                              seq.act_write.en.eq(Mux(self.advance, unit.write_lanes, 0))]
 
     def _vector_decode(self):

@@ -4,10 +4,10 @@ and ``READ_ACTS``, beside the array on the activation SRAM.
 Instructions run one at a time, so while the unit works nothing else reads or writes the
 activation SRAM: it takes the read port and the write port's byte lanes without arbitration
 (the sequencer muxes them to it in its VECTOR state). It reads whole words (``2 * rows`` lanes)
-and works a lane a cycle through one datapath per operation, a result written into its byte
-lane as it leaves; a word's reads come before any write that could land on it (``hw.isa``'s
-OVERLAP rule), and a read port that holds its word (``en`` low) while the lanes go by reads
-nothing a write could collide with.
+and works a lane a cycle through one datapath per operation (ADD ``RillParams.add_lanes`` lanes
+a cycle, through as many), a result written into its byte lane as it leaves; a word's reads
+come before any write that could land on it (``hw.isa``'s OVERLAP rule), and a read port that
+holds its word (``en`` low) while the lanes go by reads nothing a write could collide with.
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
 ``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
@@ -105,8 +105,8 @@ class VectorUnit(wiring.Component):
     read_addr : ``Out(act_addr_width)``, read_en : ``Out(1)``, read_data : ``In(...)``
         The activation SRAM's read port while the unit runs.
     write_valid : ``Out(1)``, write_addr : ``Out(act_addr_width)``, write_lanes :
-    ``Out(act_lanes)``, write_byte : ``Out(8)``
-        A result into one byte lane (one-hot) of a word.
+    ``Out(act_lanes)``, write_bytes : ``Out(8 * add_lanes)``
+        Results into byte lanes of a word: lane ``i`` takes byte ``i % add_lanes``.
     send_valid : ``Out(1)``, send_byte : ``Out(8)``
         ``READ_ACTS``'s bytes, for the response.
     """
@@ -121,7 +121,7 @@ class VectorUnit(wiring.Component):
             "read_addr": Out(p.act_addr_width), "read_en": Out(1),
             "read_data": In(data.ArrayLayout(signed(8), p.act_lanes)),
             "write_valid": Out(1), "write_addr": Out(p.act_addr_width),
-            "write_lanes": Out(p.act_lanes), "write_byte": Out(8),
+            "write_lanes": Out(p.act_lanes), "write_bytes": Out(8 * p.add_lanes),
             "send_valid": Out(1), "send_byte": Out(8),
         })
 
@@ -134,6 +134,8 @@ class VectorUnit(wiring.Component):
         p = self._params
         lanes = p.act_lanes
         aw = p.act_addr_width
+        # ADD's datapaths side by side: a group of add_lanes lanes a cycle.
+        group_bits = p.add_lanes.bit_length() - 1
 
         # -- the stages VECTOR_CONFIG sets ---------------------------------------------------
         stages = [{"multiplier": Signal(signed(32), name=f"slot{i}_multiplier"),
@@ -157,6 +159,7 @@ class VectorUnit(wiring.Component):
         pixel = Signal(16, name="pixel")
         lane = Signal(range(lanes), name="lane")
         add_last_lane = Signal(range(lanes), name="add_last_lane")   # ADD's lanes - 1
+        group = lane[group_bits:]      # ADD's lane group (its lane steps by add_lanes)
         flush = Signal(range(cycles.VECTOR_ADD_STAGES + 1), name="flush")
         half = Signal(15, name="pool_half")
         reciprocal = Signal(24, name="pool_reciprocal")
@@ -222,8 +225,8 @@ class VectorUnit(wiring.Component):
                 m.next = "ADD_LANES"
             with m.State("ADD_LANES"):
                 m.d.comb += [self.read_en.eq(0), issue_add.eq(1)]
-                m.d.sync += lane.eq(lane + 1)
-                with m.If(lane == add_last_lane):
+                m.d.sync += lane.eq(lane + p.add_lanes)
+                with m.If(group == add_last_lane[group_bits:]):
                     _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
                                cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
@@ -278,38 +281,53 @@ class VectorUnit(wiring.Component):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
         lane_sum = Cat(*sums).word_select(lane, 24).as_signed()
-        add_out = self._add_datapath(m, stages, word_a, read_lanes, lane, mean,
-                                     (lane_sum + mean_bias)[:32].as_signed())
+        add_outs = [self._add_datapath(m, stages, word_a, read_lanes, group, i, p.add_lanes,
+                                       mean if i == 0 else 0,
+                                       (lane_sum + mean_bias)[:32].as_signed())
+                    for i in range(p.add_lanes)]
         pool_out = self._pool_datapath(m, lane_sum, half, reciprocal, shift)
 
-        # -- writes: the destination travels beside each datapath ----------------------------
-        for (valid, byte, depth, name) in ((issue_add, add_out, cycles.VECTOR_ADD_STAGES, "add"),
-                                            (issue_pool, pool_out, cycles.VECTOR_POOL_STAGES,
-                                             "pool"),
-                                            (issue_mean, add_out, cycles.VECTOR_MEAN_STAGES,
-                                             "mean")):
-            dest = Cat(valid, ptr_out, lane)
+        # -- writes: the destination travels beside each datapath: whether it writes, the word,
+        # the lane (ADD: the group, and which of its lanes are below the instruction's last) -----
+        add_mask = Cat(Cat(Const(i, group_bits), group) <= add_last_lane
+                       for i in range(p.add_lanes))
+        for (valid, where, bytes_, depth, name) in (
+                (issue_add, Cat(group, add_mask), Cat(add_outs), cycles.VECTOR_ADD_STAGES,
+                 "add"),
+                (issue_pool, lane, pool_out.replicate(p.add_lanes), cycles.VECTOR_POOL_STAGES,
+                 "pool"),
+                (issue_mean, lane, add_outs[0].replicate(p.add_lanes),
+                 cycles.VECTOR_MEAN_STAGES, "mean")):
+            dest = Cat(valid, ptr_out, where)
             for stage in range(depth):
                 delayed = Signal(len(dest), name=f"{name}_dest_{stage + 1}")
                 m.d.sync += delayed.eq(dest)
                 dest = delayed
+            where = dest[1 + aw:]
+            if name == "add":
+                at, mask = where[:len(group)], where[len(group):]
+                write_lanes = mask << (at << group_bits)
+            else:
+                write_lanes = Const(1, 1) << where
             with m.If(dest[0]):
                 m.d.comb += [self.write_valid.eq(1), self.write_addr.eq(dest[1:1 + aw]),
-                             self.write_lanes.eq(Const(1, lanes) << dest[1 + aw:]),
-                             self.write_byte.eq(byte)]
+                             self.write_lanes.eq(write_lanes[:lanes]),
+                             self.write_bytes.eq(bytes_)]
         return m
 
     @staticmethod
-    def _add_datapath(m, stages, word_a, read_lanes, lane, mean, mean_total) -> Value:
-        """TFLite's int8 ADD of lane ``lane`` of ``word_a`` and of the read port's word
-        (:data:`hw.cycles.VECTOR_ADD_STAGES` stages); with ``mean``, ``mean_total`` in place of
-        the two scaled inputs' sum, through the output stage (the last
-        :data:`hw.cycles.VECTOR_MEAN_STAGES`)."""
-        pipe = _Pipeline(m, "add")
+    def _add_datapath(m, stages, word_a, read_lanes, group, index, add_lanes, mean,
+                      mean_total) -> Value:
+        """TFLite's int8 ADD of lane ``index`` of group ``group`` (``add_lanes`` lanes) of
+        ``word_a`` and of the read port's word (:data:`hw.cycles.VECTOR_ADD_STAGES` stages);
+        with ``mean``, ``mean_total`` in place of the two scaled inputs' sum, through the
+        output stage (the last :data:`hw.cycles.VECTOR_MEAN_STAGES`)."""
+        pipe = _Pipeline(m, f"add{index}" if add_lanes > 1 else "add")
         first, second, out = stages
         inputs = []
         for word, stage, name in ((word_a, first, "a"), (read_lanes, second, "b")):
-            value = word.word_select(lane, 8).as_signed() + stage["offset"]
+            byte = word.word_select(group, 8 * add_lanes).word_select(index, 8)
+            value = byte.as_signed() + stage["offset"]
             shifted = (value << ADD_LEFT_SHIFT)[:32].as_signed()   # int32, wrapping as C's
             inputs.append((pipe.reg(shifted, f"{name}_shifted", signed(32)),
                            stage["multiplier"], name))

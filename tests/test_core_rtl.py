@@ -37,8 +37,9 @@ from sw.program import Program, pack_act_words, pack_weight_tiles
 
 SHAPES = {
     "8x8": RillParams(),
-    # Two store lanes, as the 85F has (its DS-CNN runs on the RTL in the slow tests).
-    "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2),
+    # Store lanes (their qparam entries banked and split) and ADD lanes, as the 85F has (its
+    # models run on the RTL in the slow tests).
+    "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2, add_lanes=2),
     "4x4": SMALL,
     # A weight tile of 1,536 words, stacked of two memories (hw/stacked_tile.py): random
     # addresses put programs' weights on both sides of the seam and across it.
