@@ -27,7 +27,8 @@ from .params import RillParams
 
 __all__ = [
     "CHECK_CYCLES", "REQUANT_STAGES", "SERIAL_REQUANT_CYCLES", "MATMUL_DRAIN_EXTRA",
-    "VECTOR_ADD_STAGES", "VECTOR_POOL_STAGES", "VECTOR_MEAN_STAGES",
+    "VECTOR_ADD_STAGES", "VECTOR_POOL_STAGES", "VECTOR_MEAN_STAGES", "ADD_OVERLAP_GROUPS",
+    "add_cycles",
     "load_word_bytes", "matmul_tile_cycles", "store_payload_bytes", "store_issues",
     "store_act_words",
     "requant_interval", "requant_latency", "acc_read_latency", "store_select_latency",
@@ -60,6 +61,9 @@ VECTOR_POOL_STAGES = 3
 #: A MEAN lane's stages: its sum enters ADD's datapath at the sum register, then ADD's output
 #: stage.
 VECTOR_MEAN_STAGES = 5
+#: An ADD whose words take this many lane groups or more reads the next word's inputs during a
+#: word's lanes (its first two groups), so only its first word waits for its reads.
+ADD_OVERLAP_GROUPS = 4
 
 
 def load_word_bytes(params: RillParams, opcode: Opcode, config: Config,
@@ -147,6 +151,16 @@ def store_cycles(params: RillParams, issues: int) -> int:
     return 1 + (issues - 1) * requant_interval(params) + store_flush_cycles(params)
 
 
+def add_cycles(params: RillParams, words: int, lanes: int) -> int:
+    """An ADD's cycles after its decode: a word's two reads and the read register's cycle, its
+    lanes ``add_lanes`` a cycle, then the datapath's stages to the last write. Words of
+    :data:`ADD_OVERLAP_GROUPS` groups or more read the next word during their lanes."""
+    groups = -(-lanes // params.add_lanes)
+    if groups >= ADD_OVERLAP_GROUPS:
+        return 3 + words * groups + VECTOR_ADD_STAGES
+    return words * (3 + groups) + VECTOR_ADD_STAGES
+
+
 def waits_for_quiet(opcode: Opcode) -> bool:
     """Instructions that wait, in their decode cycle, for a previous MATMUL to finish draining.
 
@@ -195,8 +209,7 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     # register's cycle; to the last write.
     lanes = params.act_lanes
     if opcode == Opcode.ADD:
-        groups = -(-fields["lanes"] // params.add_lanes)   # add_lanes lanes a cycle
-        return fetch_decode + fields["words"] * (3 + groups) + VECTOR_ADD_STAGES
+        return fetch_decode + add_cycles(params, fields["words"], fields["lanes"])
     if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
         return (fetch_decode + fields["groups"] * (fields["pixels"] + 2 + lanes)
                 + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))

@@ -165,6 +165,12 @@ class VectorUnit(wiring.Component):
         reciprocal = Signal(24, name="pool_reciprocal")
         shift = Signal(8, name="pool_shift")
         word_a = Signal(8 * lanes, name="word_a")
+        # ADD of words of ADD_OVERLAP_GROUPS groups or more reads the next word's a and b during
+        # a word's lanes: b's word leaves the read register for word_b, the next a waits in
+        # next_a (hw.cycles.add_cycles).
+        word_b = Signal(8 * lanes, name="word_b")
+        next_a = Signal(8 * lanes, name="next_a")
+        add_overlap = Signal(name="add_overlap")
         sums = [Signal(signed(24), name=f"sum{i}") for i in range(lanes)]
         sum_valid = Signal(name="sum_valid")    # the read data is a word of the block
         sum_first = Signal(name="sum_first")    # ... its first
@@ -196,6 +202,9 @@ class VectorUnit(wiring.Component):
                                          ptr_out.eq(self.field(Opcode.ADD, "out_addr")),
                                          left.eq(self.field(Opcode.ADD, "words") - 1),
                                          add_last_lane.eq(self.field(Opcode.ADD, "lanes") - 1),
+                                         add_overlap.eq(
+                                             (self.field(Opcode.ADD, "lanes") - 1) >> group_bits
+                                             >= cycles.ADD_OVERLAP_GROUPS - 1),
                                          mean.eq(0)]
                             m.next = "ADD_READ_A"
                         with m.Case(VectorOp.AVGPOOL, VectorOp.MEAN):   # MEAN: AVGPOOL's fields
@@ -224,11 +233,22 @@ class VectorUnit(wiring.Component):
                 m.d.sync += [word_a.eq(read_lanes), lane.eq(0)]
                 m.next = "ADD_LANES"
             with m.State("ADD_LANES"):
-                m.d.comb += [self.read_en.eq(0), issue_add.eq(1)]
+                prefetch = add_overlap & (left != 0)
+                m.d.comb += [self.read_en.eq(prefetch & (group < 2)), issue_add.eq(1),
+                             self.read_addr.eq(Mux(group == 0, ptr_a, ptr_b) + 1)]
                 m.d.sync += lane.eq(lane + p.add_lanes)
+                with m.If(group == 1):
+                    m.d.sync += word_b.eq(read_lanes)
+                with m.If(group == 2):
+                    m.d.sync += next_a.eq(read_lanes)
                 with m.If(group == add_last_lane[group_bits:]):
-                    _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
-                               cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
+                    with m.If(prefetch):
+                        m.d.sync += [word_a.eq(next_a), lane.eq(0), left.eq(left - 1),
+                                     *(pointer.eq(pointer + 1)
+                                       for pointer in (ptr_a, ptr_b, ptr_out))]
+                    with m.Else():
+                        _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
+                                   cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
             # AVGPOOL: a block's words summed as they arrive, then its lanes divided.
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
@@ -281,7 +301,10 @@ class VectorUnit(wiring.Component):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
         lane_sum = Cat(*sums).word_select(lane, 24).as_signed()
-        add_outs = [self._add_datapath(m, stages, word_a, read_lanes, group, i, p.add_lanes,
+        # b: the read register in a word's first two groups, then word_b.
+        b_read = group < 2
+        add_outs = [self._add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, i,
+                                       p.add_lanes,
                                        mean if i == 0 else 0,
                                        (lane_sum + mean_bias)[:32].as_signed())
                     for i in range(p.add_lanes)]
@@ -316,17 +339,21 @@ class VectorUnit(wiring.Component):
         return m
 
     @staticmethod
-    def _add_datapath(m, stages, word_a, read_lanes, group, index, add_lanes, mean,
-                      mean_total) -> Value:
+    def _add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, index, add_lanes,
+                      mean, mean_total) -> Value:
         """TFLite's int8 ADD of lane ``index`` of group ``group`` (``add_lanes`` lanes) of
-        ``word_a`` and of the read port's word (:data:`hw.cycles.VECTOR_ADD_STAGES` stages);
+        ``word_a`` and of b's word, the read register's if ``b_read``, else ``word_b``
+        (:data:`hw.cycles.VECTOR_ADD_STAGES` stages);
         with ``mean``, ``mean_total`` in place of the two scaled inputs' sum, through the
         output stage (the last :data:`hw.cycles.VECTOR_MEAN_STAGES`)."""
         pipe = _Pipeline(m, f"add{index}" if add_lanes > 1 else "add")
         first, second, out = stages
         inputs = []
-        for word, stage, name in ((word_a, first, "a"), (read_lanes, second, "b")):
-            byte = word.word_select(group, 8 * add_lanes).word_select(index, 8)
+        def byte_of(word):
+            return word.word_select(group, 8 * add_lanes).word_select(index, 8)
+        for byte, stage, name in ((byte_of(word_a), first, "a"),
+                                  (Mux(b_read, byte_of(read_lanes), byte_of(word_b)), second,
+                                   "b")):
             value = byte.as_signed() + stage["offset"]
             shifted = (value << ADD_LEFT_SHIFT)[:32].as_signed()   # int32, wrapping as C's
             inputs.append((pipe.reg(shifted, f"{name}_shifted", signed(32)),

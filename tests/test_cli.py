@@ -24,7 +24,7 @@ def test_bench_cycles_are_the_rtls_counters_and_equal_the_prediction(tmp_path):
     """On the sim device the bench's measured cycles are the RTL's counters, so this compares
     the compiler's cycle model with the hardware, not with itself."""
     out = tmp_path / "bench.json"
-    result = _sw("--rows", "4", "--cols", "4", "bench", "--device", "sim", "--no-stream",
+    result = _sw("bench", "--device", "sim", "--no-stream",
                  "--no-models", "--no-tflite", "--json", str(out))
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]

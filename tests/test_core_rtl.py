@@ -39,7 +39,7 @@ SHAPES = {
     "8x8": RillParams(),
     # Store lanes (their qparam entries banked and split) and ADD lanes, as the 85F has (its
     # models run on the RTL in the slow tests).
-    "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2, add_lanes=2),
+    "2x2": replace(SMALL, rows=2, cols=2, store_lanes=2),
     "4x4": SMALL,
     # A weight tile of 1,536 words, stacked of two memories (hw/stacked_tile.py): random
     # addresses put programs' weights on both sides of the seam and across it.
@@ -49,7 +49,7 @@ SHAPES = {
     "2x2-serial": replace(SMALL, rows=2, cols=2, serial_requant=True,
                           deep_pipeline=False, store_to_acts=False, program_depth=0,
                           conv_addressing=False, packed_int8_acts=False, vector_unit=False,
-                          clamp=False),
+                          add_lanes=1, clamp=False),
 }
 
 
@@ -109,11 +109,12 @@ def test_random_programs_with_backpressure(tmp_path, shape):
 LINKED_PROGRAMS = 28
 
 
-#: The 2x2 and 3x5 cores' link runs are in the slow run: their cocotb runs above and the link's
-#: own RTL tests cover them in the default one.
+#: The small shapes' link runs are in the slow run: their cocotb runs above and the link's own
+#: RTL tests cover them in the default one (the 2x2-serial core is also the iCEBreaker's, which
+#: tests/test_boards.py runs through its UART).
 @pytest.mark.parametrize("shape", [
-    pytest.param(shape, marks=pytest.mark.slow) if shape in ("2x2", "3x5") else shape
-    for shape in SHAPES])
+    pytest.param(shape, marks=pytest.mark.slow) if shape in ("2x2", "3x5", "2x2-serial")
+    else shape for shape in SHAPES])
 def test_random_programs_through_the_link(shape):
     """Random programs through the host driver, the link and the core on the ``sim`` device:
     every byte the golden model's, the ``cycles`` counter the prediction (``stalls`` alone

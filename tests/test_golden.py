@@ -42,7 +42,8 @@ def test_int8_activations_fill_whole_words_when_packed(packed):
     """With packed INT8 activations a word holds 2 * rows values, so the activation SRAM holds
     as many INT8 values as INT4 ones: a GEMM whose activations fill every word runs exactly;
     unpacked, the same MATMUL needs twice the words and is refused."""
-    params = replace(PARAMS, packed_int8_acts=packed, vector_unit=packed)
+    params = replace(PARAMS, packed_int8_acts=packed, vector_unit=packed,
+                     add_lanes=PARAMS.add_lanes if packed else 1)
     m, k, n = 64, params.act_depth * 2 * params.rows // 64, 5   # 2 * rows values a word
     rng = np.random.default_rng(5)
     acts, weights = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))

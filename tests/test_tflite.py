@@ -122,7 +122,8 @@ def test_placement_says_where_each_operator_runs():
     assert len(transposes) == 2
     # Without a vector unit the pooling runs on the host, saying why.
     plain = TfliteModel.load(ASSETS / "ds_cnn.tflite",
-                             replace(get_board("ulx3s-85f").params, vector_unit=False))
+                             replace(get_board("ulx3s-85f").params, vector_unit=False,
+                                     add_lanes=1))
     (pool,) = [p for p in plain.placements if p.op == "AVERAGE_POOL_2D"]
     assert (pool.where, pool.why) == ("host", "no vector unit on this core")
     # MobileNet's depthwise convs on large maps, or with many channels, stay on the host.

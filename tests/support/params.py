@@ -5,9 +5,10 @@ from hw.params import RillParams
 
 __all__ = ["SMALL", "SMALL_SHALLOW", "TINY"]
 
-#: A 4x4 array with 256-deep SRAMs: the host-side and RTL tests' common core.
+#: A 4x4 array with 256-deep SRAMs: the host-side and RTL tests' common core. Two ADD lanes:
+#: a word's eight lanes in four groups, the fewest that read the next word during a word's.
 SMALL = RillParams(rows=4, cols=4, act_depth=256, weight_depth=256, acc_depth=256,
-                   qparam_depth=64)
+                   qparam_depth=64, add_lanes=2)
 
 #: :data:`SMALL` with 128-deep SRAMs and 16 qparam entries and no vector unit: the link tests'
 #: core (the link's behaviour does not depend on it, and its builds are smaller without).
