@@ -44,6 +44,8 @@ class TfliteRow:
     predicted_cycles: int
     utilization: float            #: device MACs / (cycles x peak INT8 MACs per cycle)
     vector_share: float = 0.0     #: share of the cycles in ADD and AVGPOOL
+    #: the device cycles less its inputs' loads: from the input in SRAM to the logits
+    sram_to_logits_cycles: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
     wire_in: int = 0              #: bytes the second call sent, link frames included
     wire_out: int = 0
@@ -66,6 +68,10 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
                     sum(model.predicted_cycles().values()),
                     on_device / (cycles * device.params.peak_macs_int8))
     row.vector_share = vector_cycles(device.params, model.programs) / cycles
+    # A resident model's LOAD_ACTS bring its input (and, after a host operator, a device part's),
+    # a byte a cycle from the link.
+    row.sram_to_logits_cycles = cycles - opcode_cycles(device.params, model.programs,
+                                                       (isa.Opcode.LOAD_ACTS,))
     row.latency_ms = {pace.name: round(cycles / pace.clock_hz * 1e3, 3) for pace in paces}
     row.wire_in, row.wire_out = after[0] - sent, after[1] - received
     row.end_to_end_ms = {pace.name: round((cycles + (row.wire_in + row.wire_out)
@@ -74,17 +80,22 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     return row
 
 
-def vector_cycles(params, programs) -> int:
-    """Working cycles of the vector unit's ADD and AVGPOOL instructions in ``programs``."""
+def opcode_cycles(params, programs, opcodes: tuple[isa.Opcode, ...]) -> int:
+    """Working cycles of the instructions with ``opcodes`` in ``programs``."""
     total = 0
     for call in programs:
         for headers in call.program.executes:
             for header in headers:
-                if header[0] in (isa.Opcode.ADD.value, isa.Opcode.AVGPOOL.value):
+                if header[0] in {op.value for op in opcodes}:
                     opcode = isa.Opcode(header[0])
                     total += cycles.cycle_cost(params, isa.Config(), opcode.value,
                                             isa.decode_fields(opcode, header[1:]), isa.Status.OK)
     return total
+
+
+def vector_cycles(params, programs) -> int:
+    """Working cycles of the vector unit's ADD and AVGPOOL instructions in ``programs``."""
+    return opcode_cycles(params, programs, (isa.Opcode.ADD, isa.Opcode.AVGPOOL))
 
 
 def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
@@ -97,20 +108,22 @@ def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
 def format_tflite(rows: list[TfliteRow]) -> str:
     paces = list(rows[0].latency_ms) if rows else []
     head = (f"{'model':<18}{'MACs':>12}{'on device':>11}{'device cyc':>12}{'predicted':>11}"
-            f"{'array util':>12}{'vector':>8}{'bytes in':>10}{'out':>9}"
+            f"{'array util':>12}{'vector':>8}{'from SRAM':>11}{'bytes in':>10}{'out':>9}"
             + "".join(f"{name + ' ms':>16}{'end to end':>12}" for name in paces))
     lines = ["MLPerf Tiny architectures (int8 TFLite), batch 1, weights resident, the device's "
              "part:", head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.model:<18}{r.macs:>12,}{r.device_macs / r.macs:>11.1%}"
                      f"{r.device_cycles:>12,}{r.predicted_cycles:>11,}{r.utilization:>12.1%}"
-                     f"{r.vector_share:>8.1%}{r.wire_in:>10,}{r.wire_out:>9,}"
+                     f"{r.vector_share:>8.1%}{r.sram_to_logits_cycles:>11,}"
+                     f"{r.wire_in:>10,}{r.wire_out:>9,}"
                      + "".join(f"{r.latency_ms[p]:>16,.3f}{r.end_to_end_ms[p]:>12,.3f}"
                                for p in paces))
     for r in rows:
         if r.host_operators:
             lines.append(f"  {r.model}: on the host: {', '.join(r.host_operators)}")
     lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL; "
+                 "from SRAM: the device cycles less its inputs' loads, input in SRAM to logits; "
                  "bytes: one call's on the wire, link frames included; end to end: its bytes "
                  "in, the device's time and its bytes out in turn, on the board's link)")
     for name, anchor in ANCHORS.items():

@@ -47,8 +47,10 @@ def test_bench_runs_the_mlperf_tiny_models_with_their_cycles_predicted(tmp_path)
     # softmax and the classifier's requantization; 0.2% of DS-CNN's cycles pool its map on chip.
     assert rows[1]["host_operators"] == ["SOFTMAX", "FULLY_CONNECTED's requantization"]
     assert 0 < rows[0]["vector_share"] < 0.01 and 0 < rows[1]["vector_share"] < 1
-    # DS-CNN's one call: its 490-byte input in, 12 sums out, with the link's framing.
+    # DS-CNN's one call: its 490-byte input in, 12 sums out, with the link's framing; from the
+    # input in SRAM, the cycles less the input's load, a byte a cycle (49x10 int8 in words).
     assert 490 < rows[0]["wire_in"] < 600 and rows[0]["wire_out"] < 200
+    assert 490 <= rows[0]["device_cycles"] - rows[0]["sram_to_logits_cycles"] < 600
     assert all(r["end_to_end_ms"]["ulx3s-85f"] > r["latency_ms"]["ulx3s-85f"] for r in rows)
     assert "anchor, resnet8: hls4ml" in result.stdout
 

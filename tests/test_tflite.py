@@ -239,7 +239,7 @@ def test_a_residual_network_runs_in_bands_where_the_accumulators_hold_few_rows(d
     Still one call, equal to LiteRT, in the predicted cycles; the RTL checks no STORE meets a
     read (hw/sram.py)."""
     path, model, inputs = _model("mobilenet_v2_tiny")
-    feeds = {model.input_names[0]: inputs[:2]}
+    feeds = {model.input_names[0]: inputs[:1]}
     with open_device(device_url, RillParams(acc_depth=64)) as device:
         model.run(device, feeds, resident=True)
         before = device.read_counters()["cycles"]
