@@ -158,8 +158,11 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                 # its first header.
                 self.loops.load_header(m, self.matmul_fields)
                 if self.p.program_depth:
-                    with m.If(seq.enable & self.is_op[Opcode.RUN] & ~self.running):
-                        m.d.sync += self.pc.eq(self.field(Opcode.RUN, "addr"))
+                    run = self.is_op[Opcode.RUN] & ~self.running
+                    m.d.comb += self.run_checking.eq(run)
+                    with m.If(seq.enable & run):
+                        m.d.sync += [self.pc.eq(self.field(Opcode.RUN, "addr")),
+                                     self.run_first.eq(1)]
                 with m.If(seq.enable):
                     m.next = "DECODE"
             with m.State("DECODE"):
@@ -259,7 +262,20 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         self.run_left = Signal(16, name="run_left")
         self.program_tag = Signal(16, name="program_tag")
         if p.program_depth:
-            m.d.comb += [seq.program_read.addr.eq(self.pc), seq.program_read.en.eq(1)]
+            # The program memory reads ahead, so that its block RAM's output ends in a register
+            # and not in the header's decode and checks: while a RUN runs it reads the header
+            # after ``pc`` and ``program_header`` takes it as ``pc`` moves on; a RUN's CHECK
+            # cycle reads its first header, which ``program_header`` takes a cycle later.
+            self.program_header = Signal(8 * HEADER_BYTES, name="program_header")
+            self.run_checking = Signal(name="run_checking")
+            self.run_first = Signal(name="run_first")
+            m.d.comb += [seq.program_read.addr.eq(Mux(self.run_checking,
+                                                      self.field(Opcode.RUN, "addr"),
+                                                      self.pc + 1)),
+                         seq.program_read.en.eq(1)]
+            m.d.sync += self.run_first.eq(0)
+            with m.If(self.run_first):
+                m.d.sync += self.program_header.eq(seq.program_read.data)
 
         self.matmul_fields = {name: self.field(Opcode.MATMUL, name)
                               for name, _ in isa.FIELDS[Opcode.MATMUL]}
@@ -375,15 +391,16 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
                 m.next = "CHECK"
 
     def _program_fetch(self):
-        """FETCH while a RUN runs: the header at ``pc`` a byte a cycle (the program memory
-        reads ``pc`` in every cycle; ``pc`` moves at a header's last byte, or, for a RUN, in
-        its CHECK cycle, each a cycle or more before the next fetch); after the RUN's last
-        header, back to the link."""
+        """FETCH while a RUN runs: the header at ``pc`` a byte a cycle from
+        ``program_header`` (``pc`` moves at a header's last byte, and the header after it,
+        which the program memory has read since ``pc`` last moved, goes into
+        ``program_header``); after the RUN's last header, back to the link."""
         m, seq = self.m, self.seq
         m.d.comb += [self.fetching.eq(1),
-                     self.program_byte.eq(seq.program_read.data.word_select(self.fetch_count, 8))]
+                     self.program_byte.eq(self.program_header.word_select(self.fetch_count, 8))]
         with m.If(self.advance & self.running & (self.fetch_count == HEADER_BYTES - 1)):
-            m.d.sync += [self.pc.eq(self.pc + 1), self.run_left.eq(self.run_left - 1)]
+            m.d.sync += [self.pc.eq(self.pc + 1), self.run_left.eq(self.run_left - 1),
+                         self.program_header.eq(seq.program_read.data)]
             with m.If(self.run_left == 1):
                 m.d.sync += self.running.eq(0)
 
