@@ -81,8 +81,7 @@ class QparamTile(wiring.Component):
         bank_bits = lanes.bit_length() - 1
         depth = p.qparam_depth // lanes
         unit = requantizer_class(p)
-        # Each part: its memory per bank, the entry's bytes it holds, and whether it is read with
-        # the accumulator (the others at their delayed addresses).
+        # Each part: its memory's width (one per bank) and the entry's bytes it holds.
         # Only banked tiles split: on a part with one bank (the iCE40s' 16-bit-wide block RAMs,
         # the smaller ECP5s' deeper tiles) it saves no block RAM and its registers cost cells.
         split = lanes > 1 and depth <= _WIDE_BLOCK_DEPTH
@@ -136,18 +135,18 @@ class QparamTile(wiring.Component):
         outs = {name: [out] + [getattr(self.lanes[i - 1], name) for i in range(1, lanes)]
                 for name, out in (("early", self.read.data), ("multiplier", self.multiplier),
                                   ("zero_point", self.zero_point))}
-        late = {"early": 0, "multiplier": unit.multiplier_delay,
-                "zero_point": unit.zero_point_delay}
+        delays = {"early": 0, "multiplier": unit.multiplier_delay,
+                  "zero_point": unit.zero_point_delay}
         if split:
             biases, shift_zps = read("bias", 0, False), read("shift_zero_point", 0, False)
             values = {"early": [Cat(bias, shift_zp[:8]) for bias, shift_zp in zip(biases,
                                                                                    shift_zps)],
-                      "multiplier": read("multiplier", late["multiplier"], registered),
-                      "zero_point": [_delayed(m, shift_zp[8:], late["zero_point"], f"zp{i}")
+                      "multiplier": read("multiplier", delays["multiplier"], registered),
+                      "zero_point": [_delayed(m, shift_zp[8:], delays["zero_point"], f"zp{i}")
                                      for i, shift_zp in enumerate(shift_zps)]}
         else:
             values = {name: read(name, delay, bool(delay) and registered)
-                      for name, delay in late.items()}
+                      for name, delay in delays.items()}
         for name, targets in outs.items():
             m.d.comb += [target.eq(value) for target, value in zip(targets, values[name])]
         return m

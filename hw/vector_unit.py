@@ -7,7 +7,8 @@ activation SRAM: it takes the read port and the write port's byte lanes without 
 and works a lane a cycle through one datapath per operation (ADD ``RillParams.add_lanes`` lanes
 a cycle, through as many), a result written into its byte lane as it leaves; a word's reads
 come before any write that could land on it (``hw.isa``'s OVERLAP rule), and a read port that
-holds its word (``en`` low) while the lanes go by reads nothing a write could collide with.
+holds its word (``en`` low) while the lanes go by, or reads the next input words (ADD), reads
+nothing a write could collide with: the outputs trail the inputs.
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
 ``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
