@@ -308,9 +308,20 @@ class RillParams:
                    conv_addressing=bool(features & 0b10000),
                    packed_int8_acts=bool(features & 0b100000),
                    vector_unit=bool(features & 0b1000000),
-                   clamp=bool(features & 0b10000000), store_lanes=1 << (lanes & 0xF),
-                   add_lanes=1 << (lanes >> 4)), version
+                   clamp=bool(features & 0b10000000), **_lanes_from_info(lanes, version)), version
+
+
+#: The first ISA version whose INFO lanes byte holds log2 nibbles (before it, the store lanes).
+_INFO_LANES_LOG2_SINCE = 7
 
 
 def _log2(power_of_two: int) -> int:
     return power_of_two.bit_length() - 1
+
+
+def _lanes_from_info(lanes: int, version: int) -> dict[str, int]:
+    """The lanes byte as params; an older device's as it meant then, so that the driver can
+    name the version it speaks instead of failing on params it never had."""
+    if version < _INFO_LANES_LOG2_SINCE:
+        return {"store_lanes": lanes, "add_lanes": 1}
+    return {"store_lanes": 1 << (lanes & 0xF), "add_lanes": 1 << (lanes >> 4)}

@@ -59,12 +59,18 @@ class _OffByOne(GoldenCore):
         return bytes((b + 1) & 0xFF for b in payload)
 
 
+#: The older ISA a device may still speak: v6, whose INFO lanes byte is the store lanes alone.
+OLD_ISA = 6
+
+
 class _OldIsa(GoldenCore):
+    """A core whose INFO is ISA v6's: its version, and its lanes byte the store lanes."""
     def _run(self, opcode, f, data):
         payload = super()._run(opcode, f, data)
-        if opcode == isa.Opcode.INFO:   # the version byte follows the magic
-            at = len(RillParams.INFO_MAGIC)
-            payload = payload[:at] + bytes([isa.ISA_VERSION - 1]) + payload[at + 1:]
+        if opcode == isa.Opcode.INFO:   # the version byte follows the magic; the lanes byte is
+            at = len(RillParams.INFO_MAGIC)   # after rows, cols and the feature bits
+            payload = (payload[:at] + bytes([OLD_ISA]) + payload[at + 1:at + 4]
+                       + bytes([self.params.store_lanes]) + payload[at + 5:])
         return payload
 
 
@@ -97,7 +103,7 @@ def test_frames_the_device_refused_fail_the_link_step(monkeypatch):
 def test_another_isa_version_stops_the_checks(monkeypatch):
     _serving(_OldIsa(SMALL), monkeypatch)
     verdicts = run_selftest("golden", SMALL)
-    assert verdicts[1].ok is False and f"v{isa.ISA_VERSION - 1}" in verdicts[1].detail
+    assert verdicts[1].ok is False and f"v{OLD_ISA}" in verdicts[1].detail
     assert "rebuild the bitstream" in verdicts[1].cause
     assert {v.ok for v in verdicts[2:]} == {None}
 
