@@ -49,11 +49,11 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # 16,640 words with its tiles' padding), 80 KiB of activations (40: ResNet-8's first residual
 # block keeps two 32x32 maps and a row live, 2,112 words: sw/map_placement.py), 512 accumulator
 # rows (16 each), 2,048 requantization entries (the autoencoder has 1,672 output channels), 512
-# program instructions and 2 KiB link buffers; 206 in all. Four store lanes: a layer's rows
-# store four columns a cycle (the entries in four banks of 512, each in three block RAMs:
-# hw/qparams.py); two ADD lanes: a residual add two lanes a cycle (four took 82% of the LUTs,
-# which router2 did not route in the time it had). nextpnr's static placer: after its heap
-# placer router2 does not converge on this full a design.
+# program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
+# store twice as fast as with one. Four (their entries in four banks of 512, each in three block
+# RAMs: hw/qparams.py) fit the block RAMs but not the router: with them router2's overused
+# wires turned upwards again after 10 to 25 iterations, with one ADD lane or two. nextpnr's
+# static placer: after its heap placer router2 does not converge on this full a design.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
-                   acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=4,
-                   add_lanes=2, link_buffer=2048, placer="static")
+                   acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
+                   link_buffer=2048, placer="static")
