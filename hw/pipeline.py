@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["PipelineStages", "Stage"]
+__all__ = ["PipelineStages", "Stage", "delayed"]
 
 
 class Stage:
@@ -51,3 +51,13 @@ class PipelineStages:
         """The last stage: the previous stage's valid and ``value`` into the output registers."""
         self._m.d.sync += [valid.eq(self.valid), payload.eq(value)]
         self.count += 1
+
+
+def delayed(m: Module, value: Value, cycles: int, name: str) -> Value:
+    """``value`` of ``cycles`` cycles ago, through a line of registers named ``name_1``,
+    ``name_2``, ... (``value`` itself when ``cycles`` is 0)."""
+    for stage in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{stage + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value

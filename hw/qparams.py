@@ -27,6 +27,7 @@ from amaranth.lib.wiring import Out
 
 from .isa import QPARAM_BYTES
 from .params import RillParams
+from .pipeline import delayed
 from .requant_serial import requantizer_class
 from .sram import sram_tile
 
@@ -105,9 +106,9 @@ class QparamTile(wiring.Component):
         # addresses[d] is the read address of d cycles ago.
         addresses = [self.read.addr]
         for d in range(1, unit.zero_point_delay + 1):
-            delayed = Signal.like(self.read.addr, name=f"addr_{d}")
-            m.d.sync += delayed.eq(addresses[-1])
-            addresses.append(delayed)
+            address = Signal.like(self.read.addr, name=f"addr_{d}")
+            m.d.sync += address.eq(addresses[-1])
+            addresses.append(address)
 
         def read(name: str, delay: int, late: bool) -> list[Value]:
             """Each lane's data of part ``name`` for the entry read ``delay`` cycles ago, read a
@@ -142,7 +143,7 @@ class QparamTile(wiring.Component):
             values = {"early": [Cat(bias, shift_zp[:8]) for bias, shift_zp in zip(biases,
                                                                                    shift_zps)],
                       "multiplier": read("multiplier", delays["multiplier"], registered),
-                      "zero_point": [_delayed(m, shift_zp[8:], delays["zero_point"], f"zp{i}")
+                      "zero_point": [delayed(m, shift_zp[8:], delays["zero_point"], f"zp{i}")
                                      for i, shift_zp in enumerate(shift_zps)]}
         else:
             values = {name: read(name, delay, bool(delay) and registered)
@@ -151,11 +152,3 @@ class QparamTile(wiring.Component):
             m.d.comb += [target.eq(value) for target, value in zip(targets, values[name])]
         return m
 
-
-def _delayed(m: Module, value: Value, cycles: int, name: str) -> Value:
-    """``value`` of ``cycles`` cycles ago, through a line of registers."""
-    for stage in range(cycles):
-        reg = Signal.like(value, name=f"{name}_{stage + 1}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value

@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from . import cycles, isa
 from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
 from .params import RillParams
+from .pipeline import delayed
 
 __all__ = ["VectorUnit", "VectorOp"]
 
@@ -322,11 +323,7 @@ class VectorUnit(wiring.Component):
                  "pool"),
                 (issue_mean, lane, add_outs[0].replicate(p.add_lanes),
                  cycles.VECTOR_MEAN_STAGES, "mean")):
-            dest = Cat(valid, ptr_out, where)
-            for stage in range(depth):
-                delayed = Signal(len(dest), name=f"{name}_dest_{stage + 1}")
-                m.d.sync += delayed.eq(dest)
-                dest = delayed
+            dest = delayed(m, Cat(valid, ptr_out, where), depth, f"{name}_dest")
             where = dest[1 + aw:]
             if name == "add":
                 at, mask = where[:len(group)], where[len(group):]

@@ -82,11 +82,11 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
 
 def opcode_cycles(params, programs, opcodes: tuple[isa.Opcode, ...]) -> int:
     """Working cycles of the instructions with ``opcodes`` in ``programs``."""
-    total = 0
+    codes, total = {op.value for op in opcodes}, 0
     for call in programs:
         for headers in call.program.executes:
             for header in headers:
-                if header[0] in {op.value for op in opcodes}:
+                if header[0] in codes:
                     opcode = isa.Opcode(header[0])
                     total += cycles.cycle_cost(params, isa.Config(), opcode.value,
                                             isa.decode_fields(opcode, header[1:]), isa.Status.OK)
