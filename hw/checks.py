@@ -171,8 +171,12 @@ class InstructionChecks(wiring.Component):
         return self._header_field(op, name, 1)
 
     def _product_field(self, op, name):
-        """The products, registered a cycle earlier still, so that a multiplier, an adder and a
-        compare never share a cycle: MATMUL's n_tiles is the byte coming in."""
+        """The products' factors, registered a cycle earlier still, so that a multiplier, an
+        adder and a compare never share a cycle; from the operand register only: a path from
+        the byte coming in (the fetch's byte select) through a multiplier does not fit a cycle
+        on a large part."""
+        offset, size = isa.field_offsets(op)[name]
+        assert offset + size <= HEADER_BYTES - 3, (op, name, "the byte coming in")
         return self._header_field(op, name, 2)
 
     def _range_checks(self, m, store):
@@ -204,8 +208,7 @@ class InstructionChecks(wiring.Component):
         st_q_count = self.store_values   # STORE's qparam entries
 
         def weight_words(kn: Value, kn_rows: Value) -> Value:
-            """MATMUL's weight words: ``kn_rows``, or, depthwise, ``kn`` (a word a tile). The
-            DEPTHWISE flag is in the header's last byte, in with one byte to come."""
+            """MATMUL's weight words: ``kn_rows``, or, depthwise, ``kn`` (a word a tile)."""
             if not p.conv_addressing:
                 return kn_rows
             return Mux((header_field(Opcode.MATMUL, "flags", 1)

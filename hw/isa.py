@@ -44,7 +44,7 @@ __all__ = [
     "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "RELU_NONE", "RELU_ZERO_POINT", "RELU_CLAMP",
 ]
 
-ISA_VERSION = 7
+ISA_VERSION = 8
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
@@ -179,8 +179,10 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOAD_WEIGHTS: (("addr", 2), ("count", 2)),
     Opcode.LOAD_ACTS: (("addr", 2), ("count", 2), ("lanes", 1)),
     Opcode.LOAD_QPARAMS: (("addr", 2), ("count", 2)),
-    Opcode.MATMUL: (("act_addr", 2), ("weight_addr", 2), ("acc_addr", 2), ("m", 2),
-                    ("k_tiles", 1), ("n_tiles", 1), ("flags", 1)),
+    # The shape first: the checks multiply m, k_tiles and n_tiles from registers as the
+    # header's last bytes come in (``hw.checks``), and the addresses only add and compare.
+    Opcode.MATMUL: (("m", 2), ("k_tiles", 1), ("n_tiles", 1), ("flags", 1), ("act_addr", 2),
+                    ("weight_addr", 2), ("acc_addr", 2)),
     Opcode.STORE: (("acc_addr", 2), ("m", 2), ("n_tiles", 1), ("last_cols", 1), ("q_addr", 2),
                    ("flags", 1), ("act_addr", 2)),
     Opcode.READ_COUNTERS: (),
