@@ -126,7 +126,7 @@ class InstructionChecks(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         store = self.opcode == Opcode.STORE
-        out_of_range, acc_over, weight_over, mm_kn = self._range_checks(m, store)
+        out_of_range, acc_over, weight_over, mm_kn = self._range_checks(m)
         acts_over = self._store_to_acts_check(m, store) if self._params.store_to_acts else 0
         overlap = self._vector_overlap(m) if self._params.vector_unit else 0
         with m.If(self.latch):
@@ -179,7 +179,7 @@ class InstructionChecks(wiring.Component):
         assert offset + size <= HEADER_BYTES - 3, (op, name, "the byte coming in")
         return self._header_field(op, name, 2)
 
-    def _range_checks(self, m, store):
+    def _range_checks(self, m):
         """Whether the instruction touches memory past a tile's end: ``(out_of_range, acc_over,
         weight_over, mm_kn)``, the first for the header's last fetch cycle, the other checks for
         the status's cycle, and MATMUL's ``k_tiles * n_tiles``."""
@@ -204,6 +204,9 @@ class InstructionChecks(wiring.Component):
         # in the last fetch cycle, the check with the status: no path runs from the command
         # byte through a multiplier, which placement may put far from the sequencer.
         acc_n, acc_m = Signal(8, name="acc_n"), Signal(16, name="acc_m")
+        # MATMUL's accumulator fields are where STORE has them (hw.isa.FIELDS): one field each.
+        assert all(isa.field_offsets(Opcode.MATMUL)[name] == isa.field_offsets(Opcode.STORE)[name]
+                   for name in ("acc_addr", "m", "n_tiles"))
         acc_rows, acc_base = Signal(24, name="acc_rows"), Signal(16, name="acc_base")
         st_q_count = self.store_values   # STORE's qparam entries
 
@@ -230,9 +233,8 @@ class InstructionChecks(wiring.Component):
                 # (where the DEPTHWISE flag is in).
                 *([] if late_weight else [mm_kn_rows.eq(_times(kn, p.rows))]),
                 mm_km.eq(k_words * product_field(Opcode.MATMUL, "m")),
-                acc_n.eq(Mux(store, product_field(Opcode.STORE, "n_tiles"), n_tiles)),
-                acc_m.eq(Mux(store, product_field(Opcode.STORE, "m"),
-                             product_field(Opcode.MATMUL, "m"))),
+                acc_n.eq(n_tiles),
+                acc_m.eq(product_field(Opcode.MATMUL, "m")),
             ]
 
         mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
@@ -240,7 +242,7 @@ class InstructionChecks(wiring.Component):
         st = {name: early_field(Opcode.STORE, name) for name in ("acc_addr", "q_addr")}
         with m.If(self.latch):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
-                         acc_base.eq(Mux(store, st["acc_addr"], mm["acc_addr"])),
+                         acc_base.eq(mm["acc_addr"]),
                          # A cycle after its product too: the 8x8 multiplier and the adds of
                          # times rows in separate cycles.
                          *([mm_kn_rows.eq(weight_words(mm_kn, _times(mm_kn, p.rows)))]

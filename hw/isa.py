@@ -179,10 +179,11 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.LOAD_WEIGHTS: (("addr", 2), ("count", 2)),
     Opcode.LOAD_ACTS: (("addr", 2), ("count", 2), ("lanes", 1)),
     Opcode.LOAD_QPARAMS: (("addr", 2), ("count", 2)),
-    # The shape first: the checks multiply m, k_tiles and n_tiles from registers as the
-    # header's last bytes come in (``hw.checks``), and the addresses only add and compare.
-    Opcode.MATMUL: (("m", 2), ("k_tiles", 1), ("n_tiles", 1), ("flags", 1), ("act_addr", 2),
-                    ("weight_addr", 2), ("acc_addr", 2)),
+    # The shape before the last three bytes: the checks multiply m, k_tiles and n_tiles from
+    # registers as the header's last bytes come in (``hw.checks``). acc_addr, m and n_tiles
+    # where STORE has them: the checks of the accumulator rows the two touch select nothing.
+    Opcode.MATMUL: (("acc_addr", 2), ("m", 2), ("n_tiles", 1), ("k_tiles", 1), ("flags", 1),
+                    ("act_addr", 2), ("weight_addr", 2)),
     Opcode.STORE: (("acc_addr", 2), ("m", 2), ("n_tiles", 1), ("last_cols", 1), ("q_addr", 2),
                    ("flags", 1), ("act_addr", 2)),
     Opcode.READ_COUNTERS: (),
