@@ -199,9 +199,9 @@ def _family(platform) -> str:
     raise BuildError(f"{type(platform).__name__}: only iCE40 and ECP5 boards are supported")
 
 
-def _toolchain_options(board, family: str, seed: int) -> dict:
+def _toolchain_options(board, family: str, seed: int, fit_only: bool = False) -> dict:
     nextpnr = ["--report", f"{NAME}.report.json", "--timing-allow-fail", "--seed", str(seed),
-               "--placer", board.placer]
+               "--placer", board.placer, *(["--pack-only"] if fit_only else [])]
     options = {"nextpnr_opts": nextpnr}
     if family == "ice40":
         options["synth_opts"] = ["-dsp"]   # SB_MAC16 for the wide multipliers, DSP PEs'
@@ -218,32 +218,49 @@ def _toolchain_options(board, family: str, seed: int) -> dict:
     return options
 
 
-def extract(board, out_dir: Path, *, seed: int = 1) -> tuple[object, str, dict[str, str]]:
+def extract(board, out_dir: Path, *, seed: int = 1,
+            fit_only: bool = False) -> tuple[object, str, dict[str, str]]:
     """Write ``board``'s design (``NAME.il``) and build script into ``out_dir``; returns the
-    platform, its family and the toolchain environment."""
+    platform, its family and the toolchain environment. ``fit_only``: the script stops after
+    nextpnr's packer."""
     platform = board.platform()
     family = _family(platform)
     env = toolchain_env()
     _check_tools(env, family)
     plan = platform.build(BoardTop(board), name=NAME, build_dir=str(out_dir), do_build=False,
-                          **_toolchain_options(board, family, seed))
+                          **_toolchain_options(board, family, seed, fit_only))
     for stale in (f"{NAME}.rpt", f"{NAME}.tim", f"{NAME}.report.json", "report.json"):
         (out_dir / stale).unlink(missing_ok=True)
     with _EXTRACTING:   # it changes the working directory while it writes
         plan.extract(str(out_dir))
     rtlil = out_dir / f"{NAME}.il"
     rtlil.write_text(apply_no_rw_check(rtlil.read_text())[0])
+    if fit_only:
+        _stop_after_packing(out_dir / f"build_{NAME}.sh")
     return platform, family, env
 
 
-def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -> BuildResult:
+def _stop_after_packing(script: Path):
+    """Amaranth's build script without what needs a placed design: nextpnr's output
+    (``--asc``, ``--textcfg``) and the bitstream packer."""
+    text, outputs = re.subn(r" --(?:asc|textcfg) \S+", "", script.read_text())
+    lines = [line for line in text.splitlines() if not re.match(r'"\$(ICEPACK|ECPPACK)"', line)]
+    if outputs != 1 or len(lines) != len(text.splitlines()) - 1:
+        raise BuildError(f"{script}: not the build script this flow knows (Amaranth changed?)")
+    script.write_text("\n".join(lines) + "\n")
+
+
+def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True,
+          fit_only: bool = False) -> BuildResult:
     """Synthesize, place, route and pack ``board`` (a :class:`boards.board.Board`) into ``out_dir``.
 
     Returns the result when the design fits and meets the target clock; raises
     :class:`DoesNotFit`, :class:`MissesTiming` (after writing the report) or :class:`BuildError`.
+    ``fit_only``: synthesis and nextpnr's packer only (seconds, not minutes: placement and
+    routing take the time), so the report has the cells and no clock, and there is no bitstream.
     """
     out_dir = Path(out_dir).resolve()
-    platform, family, env = extract(board, out_dir, seed=seed)
+    platform, family, env = extract(board, out_dir, seed=seed, fit_only=fit_only)
     started = time.monotonic()
     log_path = out_dir / "build.log"
     with open(log_path, "w") as log, ToolProgress(out_dir, NAME) if progress else nullcontext():
@@ -269,6 +286,10 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -
     if "ff" not in resources:   # iCE40: one FF per logic cell
         flops = sum(n for cell, n in cells.items() if cell.startswith("SB_DFF"))
         resources["ff"] = Utilization(flops, resources["lut"].available)
+    if fit_only:
+        report = _report(board, platform, resources, None, seconds, seed, clocks={})
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        return BuildResult(report, None, out_dir)
     net, achieved, constraint = _core_clock(fmax)
     report = _report(board, platform, resources, achieved, seconds, seed,
                      clocks={k: {"achieved_mhz": v["achieved"], "constraint_mhz": v["constraint"]}
@@ -287,8 +308,9 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True) -
     return result
 
 
-def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
+def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float | None,
             seconds: float, seed: int, clocks: dict) -> dict:
+    """The build's report; ``fmax_mhz`` None for a fit check (no clock, no bitstream)."""
     p = board.params
     target_mhz = board.clock_hz / 1e6
     report = {
@@ -305,11 +327,19 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
             report[name] = resources[name].used
             report[f"{name}_available"] = resources[name].available
     report.update({
+        "macs_per_cycle_int8": p.peak_macs_int8,
+        "macs_per_cycle_int4": p.peak_macs_int4,
+        "baud": board.baud,
+        "seed": seed,
+        "build_seconds": round(seconds, 1),
+    })
+    if fmax_mhz is None:
+        report["fit_only"] = True
+        return report
+    report.update({
         "fmax_mhz": round(fmax_mhz, 2),
         "target_mhz": target_mhz,
         "timing_met": fmax_mhz >= target_mhz,
-        "macs_per_cycle_int8": p.peak_macs_int8,
-        "macs_per_cycle_int4": p.peak_macs_int4,
         # 2 ops per MAC at the clock the bitstream runs at (the PLL's target); the Fmax figures
         # say what a faster PLL setting could give.
         "gops_clock": "target_mhz",
@@ -317,10 +347,7 @@ def _report(board, platform, resources: dict[str, Utilization], fmax_mhz: float,
         "peak_gops_int4": round(2 * p.peak_macs_int4 * target_mhz / 1e3, 2),
         "peak_gops_int8_at_fmax": round(2 * p.peak_macs_int8 * fmax_mhz / 1e3, 2),
         "peak_gops_int4_at_fmax": round(2 * p.peak_macs_int4 * fmax_mhz / 1e3, 2),
-        "baud": board.baud,
         "clocks": clocks,
-        "seed": seed,
-        "build_seconds": round(seconds, 1),
     })
     return report
 
@@ -337,6 +364,9 @@ def format_report(report: dict) -> str:
         if name in report:
             used, avail = report[name], report[f"{name}_available"]
             lines.append(f"  {label:<10}{used:>8}{avail:>11}{100 * used / avail:>7.1f}%")
+    if report.get("fit_only"):
+        return "\n".join(lines + ["", f"  fits      packed in {report['build_seconds']:.0f} s; "
+                                       f"not placed or routed (no clock, no bitstream)"])
     met = "met" if report["timing_met"] else "MISSED"
     lines += ["",
               f"  clock     Fmax {report['fmax_mhz']:.1f} MHz, target {report['target_mhz']:.1f} "

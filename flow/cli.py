@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                     "override them).",
         epilog="Writes the bitstream (rill.bin for iCE40, rill.bit for ECP5), the tools' logs and "
                "report.json (utilization, Fmax vs target, peak GOPS at the target clock) into "
-               "--out. Exit status: 0 built and timing met; 1 tool or usage failure; 3 the design "
-               "does not fit the device; 4 it misses the target clock; 5 programming failed.",
+               "--out. Exit status: 0 built and timing met (with --fit-only: it fits); 1 tool "
+               "or usage failure; 3 the design does not fit the device; 4 it misses the target "
+               "clock; 5 programming failed.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--board", help="board name (see --list)")
     parser.add_argument("--rows", type=int, help="array rows (default: the board's)")
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                              "once per seed into OUT/seed-N, side by side, and keep the fastest")
     parser.add_argument("--jobs", type=int, metavar="J",
                         help="with several seeds, builds at a time (default: one per core)")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="synthesize and pack only: whether the design fits the device and "
+                             "its cells, in seconds (no placement, routing, clock or bitstream)")
     parser.add_argument("--program", action="store_true",
                         help="load the bitstream onto an attached board with openFPGALoader")
     parser.add_argument("--list", action="store_true", help="list the boards and exit")
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             board = replace(board, placer=args.placer)
     except (UnknownBoard, ParamsError) as error:
         parser.error(str(error))
+    if args.fit_only and (args.program or len(set(args.seed)) > 1):
+        parser.error("--fit-only builds no bitstream: it takes neither --program nor several "
+                     "--seed")
     out = args.out or Path("build") / f"{board.name}-{board.params.rows}x{board.params.cols}"
     print(f"building {board.name}: {board.params.rows}x{board.params.cols} array at "
           f"{board.clock_hz / 1e6:g} MHz into {out}", file=sys.stderr)
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(args.seed)) > 1:
             result = build_best(board, out, args.seed, jobs=args.jobs)
         else:
-            result = build(board, out, seed=args.seed[0])
+            result = build(board, out, seed=args.seed[0], fit_only=args.fit_only)
     except (DoesNotFit, MissesTiming, BuildError, ValueError) as error:
         report = Path(out) / "report.json"
         if isinstance(error, MissesTiming) and report.exists():

@@ -103,6 +103,31 @@ def test_more_dsp_pes_than_pes_is_a_usage_error():
     assert run.returncode == 2 and "--dsp-pes 5: the array has 4 PEs" in run.stderr
 
 
+def test_fit_only_takes_no_bitstream_options():
+    run = subprocess.run([sys.executable, "-m", "hw.build", "--board", "icebreaker",
+                          "--fit-only", "--program"], capture_output=True, text=True,
+                         cwd=REPO_ROOT)
+    assert run.returncode == 2 and "--fit-only builds no bitstream" in run.stderr
+
+
+def test_a_fit_check_stops_each_familys_script_after_packing(tmp_path):
+    """The scripts Amaranth writes for both families, cut after nextpnr's packer: no output
+    from nextpnr (an unplaced design has none; nextpnr fails asked for one) and no packer."""
+    from flow.build import _stop_after_packing, extract
+    for name, output, packer in (("icebreaker", "--asc", "ICEPACK"),
+                                 ("ulx3s-12f", "--textcfg", "ECPPACK")):
+        out = tmp_path / name
+        out.mkdir()
+        extract(get_board(name).with_array(2, 2), out, fit_only=True)
+        script = (out / "build_rill.sh").read_text()
+        nextpnr = next(line for line in script.splitlines() if "NEXTPNR_" in line
+                       and line.startswith('"'))
+        assert "--pack-only" in nextpnr and output not in nextpnr
+        assert f'"${packer}"' not in script and '"$YOSYS"' in script
+        with pytest.raises(Exception, match="not the build script"):
+            _stop_after_packing(out / "build_rill.sh")   # a script already cut
+
+
 def test_the_boards_placer_reaches_nextpnr():
     """The 85F's default is placed by nextpnr's static placer (after the heap placer it does not
     route), the others by the heap placer; ``--placer`` takes only nextpnr's names."""
@@ -178,6 +203,24 @@ def _check_report(report: dict, board: Board):
 
 
 @pytest.mark.board
+def test_icebreaker_default_fits_its_part(tmp_path, one_build_at_a_time):
+    """``--fit-only``: synthesis and nextpnr's packer, a report of the cells and no clock or
+    bitstream. The iCEBreaker's default fills the UP5K's logic cells: the default run checks
+    that it still fits; placing and routing it to its clock (minutes) is the slow test below."""
+    run = _cli_build("--board", "icebreaker", "--fit-only", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    board = get_board("icebreaker")
+    assert report["fit_only"] is True and "fmax_mhz" not in report
+    assert (report["board"], report["rows"], report["cols"]) == ("icebreaker", 2, 2)
+    assert report["params"]["serial_requant"] == board.params.serial_requant
+    assert 5000 < report["lut"] <= report["lut_available"] == 5280
+    assert not list(tmp_path.glob("*.bin")) and not (tmp_path / "rill.asc").exists()
+    assert f"{report['lut']}       5280" in run.stdout and "not placed or routed" in run.stdout
+
+
+@pytest.mark.board
+@pytest.mark.slow   # placement and routing of a full UP5K: minutes
 def test_icebreaker_default_builds_a_bitstream(tmp_path, one_build_at_a_time):
     """``python -m hw.build --board icebreaker`` on its defaults: a bitstream that meets its clock,
     and a report that describes it."""
