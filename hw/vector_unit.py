@@ -84,11 +84,21 @@ def _next_word(m: Module, pointers, left: Signal, flush: Signal, stages: int, ag
         m.next = again
 
 
-def _divide_by_pot(x: Value, exponent: Value) -> Value:
-    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
-    mask = (Const(1, 33) << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x.as_unsigned() & mask) > threshold)
+def _divide_by_pot(pipe: _Pipeline, operands: list[tuple[Value, Value, str]]) -> list[Signal]:
+    """gemmlowp's ``RoundingDivideByPOT`` of each ``(x, exponent, name)`` in parallel, ``x /
+    2**exponent`` rounded half away from zero, in two stages: the shift and the remainder's
+    compare with a half side by side, then the round up as an increment (a barrel shifter, a
+    compare and an adder in one cycle are too long for a large part)."""
+    parts = []
+    for x, exponent, name in operands:
+        mask = (Const(1, 33) << exponent) - 1
+        threshold = (mask >> 1) + (x < 0)
+        parts.append((pipe.reg(x >> exponent, f"{name}_quotient", signed(32)),
+                      pipe.reg((x.as_unsigned() & mask) > threshold, f"{name}_round_up", 1),
+                      name))
+    pipe.level()
+    return [pipe.reg((quotient + round_up)[:32].as_signed(), name, signed(32))
+            for quotient, round_up, name in parts]
 
 
 class VectorUnit(wiring.Component):
@@ -302,7 +312,10 @@ class VectorUnit(wiring.Component):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
-        lane_sum = Cat(*sums).word_select(lane, 24).as_signed()
+        # The lane's sum through a register: the 32-way select and the adder behind it (the
+        # pooling's magnitude, MEAN's offsets) do not share a cycle.
+        lane_sum = Signal(signed(24), name="lane_sum")
+        m.d.sync += lane_sum.eq(Cat(*sums).word_select(lane, 24).as_signed())
         # b: the read register in a word's first two groups, then word_b.
         b_read = group < 2
         add_outs = [self._add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, i,
@@ -358,17 +371,16 @@ class VectorUnit(wiring.Component):
                            stage["multiplier"], name))
         pipe.level()
         highs = _high_mul(m, pipe, inputs)
-        scaled = [pipe.reg(_divide_by_pot(high, stage["shift"])[:32].as_signed(),
-                           f"{name}_scaled", signed(32))
-                  for high, stage, name in zip(highs, (first, second), "ab")]
+        scaled = _divide_by_pot(pipe, [(high, stage["shift"], f"{name}_scaled")
+                                       for high, stage, name in zip(highs, (first, second), "ab")])
         pipe.level()
         total = pipe.reg(Mux(mean, mean_total, (scaled[0] + scaled[1])[:32].as_signed()),
                          "sum", signed(32))
         pipe.level()
-        assert cycles.VECTOR_ADD_STAGES - pipe.levels == cycles.VECTOR_MEAN_STAGES - 1
+        # MEAN's sum enters here, a cycle after its lane's select (the lane-sum register).
+        assert cycles.VECTOR_ADD_STAGES - pipe.levels == cycles.VECTOR_MEAN_STAGES - 2
         (high,) = _high_mul(m, pipe, [(total, out["multiplier"], "out")])
-        result = pipe.reg(_divide_by_pot(high, out["shift"])[:32].as_signed(), "result",
-                          signed(32))
+        (result,) = _divide_by_pot(pipe, [(high, out["shift"], "result")])
         pipe.level()
         value = result + out["offset"]
         raised = Mux(value < out["lo"], out["lo"], value)
@@ -383,8 +395,9 @@ class VectorUnit(wiring.Component):
         >> shift)`` clamped to int8 (:data:`hw.cycles.VECTOR_POOL_STAGES` stages)."""
         pipe = _Pipeline(m, "pool")
         negative = pipe.reg(total < 0, "negative", 1)
-        magnitude = pipe.reg(Mux(total < 0, -total, total).as_unsigned() + half, "magnitude",
-                             unsigned(25))
+        # |s| + half as one adder's width: both sums side by side, then the sign's select.
+        magnitude = pipe.reg(Mux(total < 0, half - total, half + total).as_unsigned(),
+                             "magnitude", unsigned(25))
         pipe.level()
         product = pipe.reg(magnitude * reciprocal, "product", unsigned(49))
         negative = pipe.reg(negative, "negative_2", 1)
@@ -394,5 +407,5 @@ class VectorUnit(wiring.Component):
         high = Mux(quotient > 127, 127, quotient)
         byte = pipe.reg(Mux(negative, -low, high)[:8], "byte", 8)
         pipe.level()
-        assert pipe.levels == cycles.VECTOR_POOL_STAGES, pipe.levels
+        assert pipe.levels + 1 == cycles.VECTOR_POOL_STAGES, pipe.levels   # + the lane's sum
         return byte
