@@ -52,8 +52,10 @@ ULX3S_45F = _ulx3s("45f", ULX3S_45F_Platform, 8, 8, act_depth=1024, weight_depth
 # program instructions and 2 KiB link buffers; 206 in all. Two store lanes: DS-CNN's layers
 # store twice as fast as with one. Four (their entries in four banks of 512, each in three block
 # RAMs: hw/qparams.py) fit the block RAMs but not the router: with them router2's overused
-# wires turned upwards again after 10 to 25 iterations, with one ADD lane or two. nextpnr's
-# static placer: after its heap placer router2 does not converge on this full a design.
+# wires turned upwards again after 10 to 25 iterations, with one ADD lane or two. Two ADD
+# lanes beside two store lanes routed once and, after a small change, no more: one ADD lane.
+# nextpnr's static placer: after its heap placer router2 does not converge on this full a
+# design.
 ULX3S_85F = _ulx3s("85f", ULX3S_85F_Platform, 16, 16, act_depth=2560, weight_depth=16896,
                    acc_depth=512, qparam_depth=2048, program_depth=512, store_lanes=2,
                    link_buffer=2048, placer="static")
