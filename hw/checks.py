@@ -239,7 +239,7 @@ class InstructionChecks(wiring.Component):
 
         mm = {name: early_field(Opcode.MATMUL, name) for name in ("act_addr", "weight_addr",
                                                                   "acc_addr")}
-        st = {name: early_field(Opcode.STORE, name) for name in ("acc_addr", "q_addr")}
+        st = {name: early_field(Opcode.STORE, name) for name in ("q_addr",)}
         with m.If(self.latch):
             m.d.sync += [acc_rows.eq(acc_n * acc_m),
                          acc_base.eq(mm["acc_addr"]),
