@@ -55,13 +55,14 @@ SERIAL_REQUANT_CYCLES = 136
 #: pipeline stage on the deep core must raise this).
 MATMUL_DRAIN_EXTRA = 1
 #: Register stages from an ADD lane's issue, and an AVGPOOL lane's, to its activation SRAM write
-#: (hw/vector_unit.py builds exactly these): AVGPOOL's are the lane's sum selected, its magnitude
-#: rounded, the product, the shifted and clamped byte.
+#: (hw/vector_unit.py builds exactly these): AVGPOOL's are the lane's sum selected (two: its
+#: group of four lanes, then the group), its magnitude rounded, the product, the shifted and
+#: clamped byte.
 VECTOR_ADD_STAGES = 11
-VECTOR_POOL_STAGES = 4
-#: A MEAN lane's stages: its sum selected, then into ADD's datapath at the sum register, then
-#: ADD's output stage.
-VECTOR_MEAN_STAGES = 7
+VECTOR_POOL_STAGES = 5
+#: A MEAN lane's stages: its sum selected (two), then into ADD's datapath at the sum register,
+#: then ADD's output stage.
+VECTOR_MEAN_STAGES = 8
 #: An ADD whose words take this many lane groups or more reads the next word's inputs during a
 #: word's lanes (its first two groups), so only its first word waits for its reads.
 ADD_OVERLAP_GROUPS = 4

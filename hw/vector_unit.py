@@ -312,10 +312,19 @@ class VectorUnit(wiring.Component):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
-        # The lane's sum through a register: the 32-way select and the adder behind it (the
-        # pooling's magnitude, MEAN's offsets) do not share a cycle.
+        # The lane's sum in two register stages: a sum of each group of four lanes by the lane's
+        # low bits, then the group. One 32-way select of 24-bit words, with the lane bits'
+        # fanout, and the adder behind it (the pooling's magnitude, MEAN's offsets) do not fit
+        # a cycle on a large part.
+        lane_groups = [Signal(signed(24), name=f"lane_group{first // 4}")
+                       for first in range(0, lanes, 4)]
+        for first, group_sum in zip(range(0, lanes, 4), lane_groups):
+            m.d.sync += group_sum.eq(Cat(*sums[first:first + 4]).word_select(lane[:2], 24))
+        lane_late = Signal.like(lane, name="lane_late")
         lane_sum = Signal(signed(24), name="lane_sum")
-        m.d.sync += lane_sum.eq(Cat(*sums).word_select(lane, 24).as_signed())
+        m.d.sync += [lane_late.eq(lane),
+                     lane_sum.eq(Cat(*lane_groups).word_select(lane_late[2:], 24)
+                                 if len(lane_groups) > 1 else lane_groups[0])]
         # b: the read register in a word's first two groups, then word_b.
         b_read = group < 2
         add_outs = [self._add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, i,
@@ -377,8 +386,8 @@ class VectorUnit(wiring.Component):
         total = pipe.reg(Mux(mean, mean_total, (scaled[0] + scaled[1])[:32].as_signed()),
                          "sum", signed(32))
         pipe.level()
-        # MEAN's sum enters here, a cycle after its lane's select (the lane-sum register).
-        assert cycles.VECTOR_ADD_STAGES - pipe.levels == cycles.VECTOR_MEAN_STAGES - 2
+        # MEAN's sum enters here, two cycles after its lane's (the lane-sum registers).
+        assert cycles.VECTOR_ADD_STAGES - pipe.levels == cycles.VECTOR_MEAN_STAGES - 3
         (high,) = _high_mul(m, pipe, [(total, out["multiplier"], "out")])
         (result,) = _divide_by_pot(pipe, [(high, out["shift"], "result")])
         pipe.level()
@@ -407,5 +416,5 @@ class VectorUnit(wiring.Component):
         high = Mux(quotient > 127, 127, quotient)
         byte = pipe.reg(Mux(negative, -low, high)[:8], "byte", 8)
         pipe.level()
-        assert pipe.levels + 1 == cycles.VECTOR_POOL_STAGES, pipe.levels   # + the lane's sum
+        assert pipe.levels + 2 == cycles.VECTOR_POOL_STAGES, pipe.levels   # + the lane's sum
         return byte
