@@ -325,12 +325,15 @@ class VectorUnit(wiring.Component):
         m.d.sync += [lane_late.eq(lane),
                      lane_sum.eq(Cat(*lane_groups).word_select(lane_late[2:], 24)
                                  if len(lane_groups) > 1 else lane_groups[0])]
+        # MEAN's offsets beside it: the next block's first read restarts mean_bias while its
+        # last lane's sum is still being selected.
+        lane_bias = delayed(m, mean_bias, 2, "lane_bias")
         # b: the read register in a word's first two groups, then word_b.
         b_read = group < 2
         add_outs = [self._add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, i,
                                        p.add_lanes,
                                        mean if i == 0 else 0,
-                                       (lane_sum + mean_bias)[:32].as_signed())
+                                       (lane_sum + lane_bias)[:32].as_signed())
                     for i in range(p.add_lanes)]
         pool_out = self._pool_datapath(m, lane_sum, half, reciprocal, shift)
 
