@@ -5,7 +5,7 @@ In one cycle, the ``cols``-way select sits behind the accumulator banks' forward
 flag, the forwarding mux, a 16-way select and the requantizer's request register: too long for a
 cycle on a large array). The deep core splits it at a register: groups of :data:`GROUP` columns
 are selected into one register each, and a cycle later the group is
-(``hw.cycles.store_select_latency``).
+(``hw.cycles.store_select_latency``). The vector unit selects its lane sums the same way.
 """
 
 from amaranth.hdl import Cat, Module, Signal, Value
@@ -16,20 +16,23 @@ __all__ = ["GROUP", "column_select"]
 GROUP = 4
 
 
-def column_select(m: Module, row: Value, cols: int, column: Value, column_later: Value,
-                  advance: Value, *, registered: bool) -> Value:
-    """``row[column]`` (32-bit words), in one cycle or, when ``registered``, over two.
+def column_select(m: Module, row, cols: int, column: Value, column_later: Value,
+                  advance: Value, *, registered: bool, name: str = "column_group") -> Value:
+    """``row[column]`` (``row``: ``cols`` words of one width), in one cycle or, when
+    ``registered``, over two.
 
     ``column`` indexes ``row`` as it is now; with ``registered``, the result comes a cycle of
     ``advance`` later, when ``column_later`` is that cycle's ``column`` (the caller delays it).
+    The first stage's registers are named ``name_0``, ``name_1``, ...
     """
     if not registered:
         return row[column]
     words = [row[c] for c in range(cols)]
+    width = len(Value.cast(words[0]))
     groups = []
     for first in range(0, cols, GROUP):
-        group = Signal(32, name=f"column_group_{first // GROUP}", reset_less=True)
+        group = Signal(width, name=f"{name}_{first // GROUP}", reset_less=True)
         with m.If(advance):
-            m.d.sync += group.eq(Cat(*words[first:first + GROUP]).word_select(column[:2], 32))
+            m.d.sync += group.eq(Cat(*words[first:first + GROUP]).word_select(column[:2], width))
         groups.append(group)
-    return Cat(*groups).word_select(column_later[2:], 32) if len(groups) > 1 else groups[0]
+    return Cat(*groups).word_select(column_later[2:], width) if len(groups) > 1 else groups[0]

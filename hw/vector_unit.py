@@ -21,6 +21,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import cycles, isa
+from .column_select import column_select
 from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
 from .params import RillParams
 from .pipeline import delayed
@@ -312,19 +313,14 @@ class VectorUnit(wiring.Component):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
                 m.d.sync += total.eq(Mux(sum_first, value, total + value))
-        # The lane's sum in two register stages: a sum of each group of four lanes by the lane's
-        # low bits, then the group. One 32-way select of 24-bit words, with the lane bits'
-        # fanout, and the adder behind it (the pooling's magnitude, MEAN's offsets) do not fit
-        # a cycle on a large part.
-        lane_groups = [Signal(signed(24), name=f"lane_group{first // 4}")
-                       for first in range(0, lanes, 4)]
-        for first, group_sum in zip(range(0, lanes, 4), lane_groups):
-            m.d.sync += group_sum.eq(Cat(*sums[first:first + 4]).word_select(lane[:2], 24))
-        lane_late = Signal.like(lane, name="lane_late")
+        # The lane's sum in two register stages, as STORE selects a column: a sum of each group
+        # of four lanes by the lane's low bits, then the group. One 32-way select of 24-bit
+        # words, with the lane bits' fanout, and the adder behind it (the pooling's magnitude,
+        # MEAN's offsets) do not fit a cycle on a large part.
         lane_sum = Signal(signed(24), name="lane_sum")
-        m.d.sync += [lane_late.eq(lane),
-                     lane_sum.eq(Cat(*lane_groups).word_select(lane_late[2:], 24)
-                                 if len(lane_groups) > 1 else lane_groups[0])]
+        m.d.sync += lane_sum.eq(column_select(m, sums, lanes, lane,
+                                              delayed(m, lane, 1, "lane_late"), 1,
+                                              registered=True, name="lane_group"))
         # MEAN's offsets beside it: the next block's first read restarts mean_bias while its
         # last lane's sum is still being selected.
         lane_bias = delayed(m, mean_bias, 2, "lane_bias")
