@@ -1,7 +1,9 @@
 """The steps of a quantized model that run on the host: QuantizeLinear and DequantizeLinear with
 onnxruntime's float32 arithmetic to the bit, and data movement (Reshape, Flatten, Transpose,
-Squeeze, Unsqueeze, Identity, Constant), named and parametrized as ONNX names them; and the
-TFLite operators of :mod:`sw.tflite_host_ops`. A step is a :class:`sw.model_ir.HostStep`."""
+Squeeze, Unsqueeze, Identity, Constant), named and parametrized as ONNX names them; a model
+input cut into pixel blocks for a strided first conv (``PixelBlocks``, space to depth:
+:mod:`sw.space_to_depth`); and the TFLite operators of :mod:`sw.tflite_host_ops`. A step is a
+:class:`sw.model_ir.HostStep`."""
 
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ def run_host_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     if op == "Flatten":
         axis = a.get("axis", 1) % max(args[0].ndim, 1) if args[0].ndim else 0
         return [args[0].reshape(int(np.prod(args[0].shape[:axis])), -1)]
+    if op == "PixelBlocks":   # NHWC in, NCHW blocks out
+        return [a["blocks"].apply(args[0])]
     if op == "Transpose":
         return [np.ascontiguousarray(np.transpose(args[0], a.get("perm")))]
     if op in ("Squeeze", "Unsqueeze"):

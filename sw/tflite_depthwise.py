@@ -48,7 +48,7 @@ def _layer_words(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> 
 
 def _map_fits(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> bool:
     _, h, w, channels = graph.tensors[op.inputs[0]].shape
-    return -(-channels // params.values_per_word(False)) * h * w <= params.act_depth // 2
+    return -(-channels // params.values_per_word(False)) * h * w <= params.act_depth
 
 
 def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:

@@ -44,6 +44,7 @@ from .conv import QuantizedConv
 from .device_base import Device
 from .model_ir import DeviceLayer, HostStep, InputError, QuantizedModel, TensorSpec
 from .requant import encode_tflite_channel_scales
+from .space_to_depth import SpaceToDepth, plan_space_to_depth
 from .tflite_depthwise import depthwise_on_array
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import InvalidTflite, TfliteGraph, TfliteOperator, read_tflite
@@ -184,11 +185,35 @@ class _Lowering:
             self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads),
                       "dilation above 1", macs)
             return
-        self._device_conv(op, filters.transpose(0, 3, 1, 2), pads, macs)
+        filters = filters.transpose(0, 3, 1, 2)
+        blocks = self._pixel_blocks(op, filters, pads)
+        if blocks is None:
+            self._device_conv(op, filters, pads, macs)
+            return
+        source = self.name(op.inputs[0])
+        self.steps.append(HostStep(f"#{op.index} input in {blocks.block}x{blocks.block} blocks",
+                                   "PixelBlocks", (self._layout(op.inputs[0], False),),
+                                   (f"{source}@blocks",), {"blocks": blocks}))
+        self._device_conv(op, blocks.filters(filters), blocks.conv_pads, macs,
+                          blocks=(f"{source}@blocks", (blocks.height, blocks.width), blocks.block))
 
-    def _device_conv(self, op, filters: np.ndarray, pads, macs: int, depthwise: bool = False):
+    def _pixel_blocks(self, op, filters: np.ndarray, pads) -> SpaceToDepth | None:
+        """How a strided conv over a few channels of a map the host makes runs as a conv of
+        stride 1 over the map's pixel blocks (:mod:`sw.space_to_depth`), or None."""
+        if self.name(op.inputs[0]) in self.nchw or not self.params.conv_addressing:
+            return None
+        _, h, w, channels = self.tensor(op.inputs[0]).shape
+        return plan_space_to_depth((h, w), channels, filters.shape[2:], op.options["stride"],
+                                   pads, self._quant(op.inputs[0])[1],
+                                   self.params.values_per_word(False),
+                                   self.params.k_per_tile(False))
+
+    def _device_conv(self, op, filters: np.ndarray, pads, macs: int, depthwise: bool = False,
+                     blocks: tuple[str, tuple[int, int], int] | None = None):
         """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``
-        (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`)."""
+        (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`); with ``blocks``
+        (the input's name, its size in pixel blocks, the block's side), of stride 1 over those
+        blocks."""
         activation = op.options.get("activation", "NONE")
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
         # RELU6 and RELU_N1_TO_1: the requantizer's programmable clamp, where the core has it.
@@ -200,13 +225,15 @@ class _Lowering:
             clamp=(self._act_range(op) if activation not in _DEVICE_ACTIVATIONS and on_device
                    else None),
             name=f"#{op.index} {op.name}")
-        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads, tuple(op.options["stride"]),
-                             depthwise)
+        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads,
+                             (1, 1) if blocks else tuple(op.options["stride"]), depthwise)
         output = self.name(op.outputs[0])
         clamped = not on_device
-        self.steps.append(DeviceLayer(linear.name, "conv", self._layout(op.inputs[0], True),
+        source, in_size, _ = blocks or (self._layout(op.inputs[0], True),
+                                        self.tensor(op.inputs[0]).shape[1:3], 1)
+        self.steps.append(DeviceLayer(linear.name, "conv", source,
                                       f"{output}@nchw" + ("@unclamped" if clamped else ""),
-                                      linear, conv, in_size=self.tensor(op.inputs[0]).shape[1:3]))
+                                      linear, conv, in_size=in_size))
         if clamped:
             # The requantizer clamps to the int8 range (and ReLU's floor) only; the clamp of
             # RELU6 or RELU_N1_TO_1 lies inside that range, so clamping afterwards is exact.
@@ -214,10 +241,12 @@ class _Lowering:
                                        (f"{output}@nchw@unclamped",), (f"{output}@nchw",),
                                        {"range": self._act_range(op)}))
         self.nchw.add(output)
+        why = (f"stride 1 over its input in {blocks[2]}x{blocks[2]} pixel blocks (space to depth "
+               "on the host)") if blocks else ""
         self.placements.append(
             Placement(op.index, op.name, "device + host", macs,
                       f"fused {activation} clamped on the host", f"{activation} clamp")
-            if clamped else Placement(op.index, op.name, "device", macs))
+            if clamped else Placement(op.index, op.name, "device", macs, why))
 
     def _conv_attrs(self, op, filters, pads) -> dict:
         channels = self.tensor(op.outputs[0]).shape[-1]

@@ -79,8 +79,10 @@ def test_larger_models_equal_litert_on_the_rtl(name):
 def test_models_stay_resident_on_the_85f_and_stay_exact(name):
     """With the ULX3S-85F's params every layer's weights stay on the device. ResNet-8 runs whole
     on chip, one call an image: its 32x32 convs in two bands of output rows, two of them over
-    their dying inputs bottom up (sw/map_placement.py). MobileNet's 96x96 input exceeds the
-    activation SRAM; from its third conv on, a linear stretch of walked convs runs on chip."""
+    their dying inputs bottom up (sw/map_placement.py). MobileNet's 96x96 input a word a pixel
+    would exceed the activation SRAM; in 2x2 blocks (sw/space_to_depth.py) its first conv is a
+    2x2 conv of stride 1 over a 48x48 map, and from it a linear stretch of walked convs runs on
+    chip, the 48x48 maps each over its dying input."""
     from boards import get_board
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:2]}
@@ -98,9 +100,11 @@ def test_models_stay_resident_on_the_85f_and_stay_exact(name):
         assert first_rows == {0, 16}
     else:
         walked = [layer.in_size[0] for layer in model.layers if layer.addressed(device.params)]
-        assert max(walked) == 48 and model.layers[0].in_size == (96, 96)
+        first = model.layers[0]
+        assert max(walked) == 48 and first.in_size == (48, 48)
+        assert (first.conv.kernel, first.conv.strides) == ((2, 2), (1, 1))
         (graph,) = allocation.graphs.values()
-        assert graph.layers == tuple(range(2, 11))
+        assert graph.layers == tuple(range(13))   # up to the first 6x6 depthwise conv
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 
@@ -116,10 +120,12 @@ def test_placement_says_where_each_operator_runs():
                      "SOFTMAX": "host"}
     lines = model.placement_lines()
     assert lines[-1] == "  device: 2,656,768 of 2,656,768 MACs (100.0%)"
-    # The convs hand their maps on in NCHW, and the pooling takes it so: one transpose in, one
-    # out of the pooled 1x1 map.
-    transposes = [s for s in model.model.steps if getattr(s, "op", "") == "Transpose"]
-    assert len(transposes) == 2
+    # The convs hand their maps on in NCHW, and the pooling takes it so: the input cut into
+    # 2x2 pixel blocks for the first conv (NHWC in, NCHW out), one transpose out of the pooled
+    # 1x1 map.
+    moves = [s.op for s in model.model.steps if getattr(s, "op", "") in ("Transpose",
+                                                                         "PixelBlocks")]
+    assert moves == ["PixelBlocks", "Transpose"]
     # Without a vector unit the pooling runs on the host, saying why.
     plain = TfliteModel.load(ASSETS / "ds_cnn.tflite",
                              replace(get_board("ulx3s-85f").params, vector_unit=False,
