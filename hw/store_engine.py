@@ -143,13 +143,19 @@ class StoreEngine(wiring.Component):
         selected = column_select(m, self.acc_read.data, p.cols, issued[arrive][column],
                                  issued[leave][column], advance, registered=leave > arrive)
         qparam = self.qparam_read.data
+        # Lane i (from 1) works only in WIDE stores, whose first column is a multiple of the
+        # lanes: it selects among columns i, i + lanes, ... by the column's upper bits, a
+        # (cols / lanes)-way select where lane 0's is cols-way.
+        lane_bits = lanes.bit_length() - 1
         for i in range(1, lanes):
             request, early = self.lane_requests[i - 1], self.lane_qparams[i - 1]
+            own = [self.acc_read.data[c] for c in range(i, p.cols, lanes)]
             m.d.comb += [
                 request.valid.eq(st_valid_q & issued[-1][column.stop + i - 1] & advance),
                 request.payload.acc.eq(column_select(
-                    m, self.acc_read.data, p.cols, issued[arrive][column] | i,
-                    issued[leave][column] | i, advance, registered=leave > arrive)),
+                    m, own, len(own),
+                    issued[arrive][column][lane_bits:], issued[leave][column][lane_bits:],
+                    advance, registered=leave > arrive, name=f"lane{i}_group")),
                 request.payload.bias.eq(early.bias),
                 request.payload.shift.eq(early.shift),
             ]
