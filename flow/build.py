@@ -156,6 +156,28 @@ def _parse_nextpnr_report(path: Path, family: str) -> tuple[dict[str, Utilizatio
     return resources, data.get("fmax", {})
 
 
+def critical_path(path: Path, net: str) -> dict | None:
+    """The longest register-to-register path of clock ``net`` in nextpnr's JSON report: its
+    first and last cells, its delay split into logic and routing, its cell count, and the
+    project's source lines its nets come from (the toolchain's own cell libraries left out)."""
+    paths = [p for p in json.loads(path.read_text()).get("critical_paths", [])
+             if p.get("from", "").endswith(net) and p.get("to", "").endswith(net)]
+    if not paths:
+        return None
+    steps = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))["path"]
+    routing = sum(step["delay"] for step in steps if step["type"] == "routing")
+    sources = []
+    for step in steps:
+        for source in step.get("sources", []):
+            source = re.sub(r"^.*?/(?=(?:hw|boards|flow)/)", "", source)
+            if not source.startswith("/") and source not in sources:
+                sources.append(source)
+    return {"from": steps[0]["from"]["cell"], "to": steps[-1]["to"]["cell"],
+            "delay_ns": round(sum(step["delay"] for step in steps), 2),
+            "routing_ns": round(routing, 2),
+            "cells": len({step["to"]["cell"] for step in steps}), "sources": sources}
+
+
 def _yosys_cell_counts(log: Path) -> dict[str, int]:
     """The last ``stat`` table of a Yosys log: ``{cell type: count}``."""
     text = log.read_text(errors="replace")
@@ -296,6 +318,9 @@ def build(board, out_dir: Path | str, *, seed: int = 1, progress: bool = True,
                              for k, v in fmax.items()})
     bitstream = out_dir / (f"{NAME}.bin" if family == "ice40" else f"{NAME}.bit")
     report["bitstream"] = str(bitstream)
+    path = critical_path(out_dir / f"{NAME}.report.json", net)
+    if path is not None:
+        report["critical_path"] = path
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     result = BuildResult(report, bitstream, out_dir)
     if achieved < report["target_mhz"]:
@@ -376,6 +401,12 @@ def format_report(report: dict) -> str:
               f"({report['peak_gops_int8_at_fmax']:.2f} / {report['peak_gops_int4_at_fmax']:.2f} "
               f"at Fmax)",
               f"  build     {report['build_seconds']:.0f} s; bitstream {report['bitstream']}"]
+    path = report.get("critical_path")
+    if path is not None:
+        lines.append(f"  path      {path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing), "
+                     f"{path['cells']} cells: {path['from']} -> {path['to']}")
+        if path["sources"]:
+            lines.append("            through " + ", ".join(path["sources"][:6]))
     if "seeds" in report:
         lines.append("  seeds     " + ", ".join(f"{seed}: {mhz:.1f}" for seed, mhz
                                                in report["seeds"].items())
