@@ -27,7 +27,7 @@ from .conv import QuantizedConv, pack_feature_map
 from .conv_device import conv_geometry, conv_matmul, output_size
 from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
-from .resident import Residence
+from .resident import Residence, load_streamed_qparams
 
 __all__ = ["find_chains", "chained_qparams", "chained_config", "chain_program"]
 
@@ -149,6 +149,7 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
         config = layer.config if final else chained_config(layer)
         if config != prog.config:
             prog.configure(config)
+        load_streamed_qparams(prog, layer, residence, None if final else chained_qparams(layer))
         geometry, at = geometries[i], i % 2
         if geometry is not None:
             prog.conv_geometry(geometry)

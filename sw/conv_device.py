@@ -30,6 +30,7 @@ from .compiler import (
 from .conv import QuantizedConv, device_conv_weights, pack_feature_map
 from .planner import TilePlan
 from .program import Program
+from .resident import load_streamed_qparams
 
 __all__ = ["addressable", "depthwise_walkable", "walks_depthwise", "device_linear", "output_size",
            "conv_geometry", "conv_matmul", "device_conv_program"]
@@ -174,6 +175,7 @@ def device_conv_program(compiled: CompiledLinear, conv: QuantizedConv, x: np.nda
         weight_base = q_base = 0
     else:
         weight_base, q_base = residence.weight_base, residence.qparam_base
+        load_streamed_qparams(prog, compiled, residence)
     stores = []
     for image in range(n):
         prog.load_acts(0, pack_feature_map(params, x[image], compiled.int4))

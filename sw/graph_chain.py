@@ -28,13 +28,13 @@ import numpy as np
 
 from hw.params import RillParams
 
-from .chain import chained_config
+from .chain import chained_config, chained_qparams
 from .compiler import CompiledLinear, CompileError, as_int8
 from .conv import pack_feature_map, unpack_feature_map
 from .conv_device import band_rows, conv_geometry, conv_matmul, output_size
 from .map_placement import ConvShape, MapForm, MapPlacer, conv_bands
 from .program import Program
-from .resident import Residence
+from .resident import Residence, load_streamed_qparams
 from .vector_step import REORDER_ONLY, VectorCall, VectorStep, pool_fits
 
 __all__ = ["GraphChain", "find_graph_chains", "graph_call"]
@@ -287,6 +287,7 @@ def _layer(prog: Program, step, layer: CompiledLinear, residence: Residence, cha
     config = layer.config if final else chained_config(layer)
     if config != prog.config:
         prog.configure(config)
+    load_streamed_qparams(prog, layer, residence, None if final else chained_qparams(layer))
     at, q_base = chain.addresses[step.input], residence.qparam_base
     to = None if final else chain.addresses[step.output]
     if step.kind != "conv":

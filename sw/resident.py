@@ -6,6 +6,14 @@ instructions and receives its outputs. :func:`allocate` places a model's layers 
 each SRAM down; the layers that do not fit stream their weights per call as before, compiled for
 the SRAM below the resident ones (so they never overwrite them).
 
+When every layer's weights fit but the requantization entries do not (MobileNetV1: 2,738 entries,
+the 85F holds 2,048), the weights all stay and some layers' entries stream: a window at the
+bottom of the qparam SRAM, as large as the largest of them, which each call loads with a
+streamed layer's entries just before the layer runs (:func:`load_streamed_qparams`). The
+layers streamed are the fewest entries that leave the rest room (:func:`streamed_entries`): a
+call then sends them besides its activations, but every layer runs from resident weights and a
+stretch of them stays on chip.
+
 A resident layer's weights are stored as one block (all K tiles of all N tiles, the order
 :meth:`sw.compiler.CompiledLinear.weight_words` gives), so its calls use one N group and one K
 group whatever their number of rows: each chunk of rows is one ``LOAD_ACTS``, one ``MATMUL``
@@ -26,8 +34,8 @@ from .compiler import CompiledLinear, CompileError, LayerProgram
 from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 
-__all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "load_program",
-           "resident_program"]
+__all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "streamed_entries",
+           "load_program", "load_streamed_qparams", "resident_program"]
 
 #: MATMUL's ``k_tiles`` and ``n_tiles`` and STORE's ``n_tiles`` are one byte each.
 _MAX_TILES = 255
@@ -42,6 +50,9 @@ class Residence:
     weight_base: int
     weight_words: int
     qparam_base: int
+    #: Its entries are not kept on the device: each call loads them at ``qparam_base`` (the
+    #: window) before the layer runs.
+    streamed_qparams: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,31 +85,68 @@ def qparam_entries(params: RillParams, channels: int) -> int:
     return -(-channels // params.store_lanes) * params.store_lanes
 
 
+def streamed_entries(entries: list[int], depth: int) -> tuple[int, set[int]] | None:
+    """``(window, streamed layers)`` for layers of ``entries`` requantization entries each and a
+    qparam SRAM ``depth`` deep: the fewest entries streamed through a window of the largest
+    streamed layer's size so that the others fit above it; ``(0, set())`` where all fit; None
+    where no choice fits."""
+    total = sum(entries)
+    if total <= depth:
+        return 0, set()
+    best = None
+    for window in sorted(set(entries)):
+        need = total - (depth - window)
+        streamed, sent = set(), 0
+        for index in sorted((i for i, e in enumerate(entries) if e <= window),
+                            key=lambda i: -entries[i]):
+            if sent >= need:
+                break
+            streamed.add(index)
+            sent += entries[index]
+        if sent >= need and (best is None or sent < best[2]):
+            best = (window, streamed, sent)
+    return None if best is None else best[:2]
+
+
 def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
-    """Every layer resident when they all fit. Otherwise layers in order while they fit in half
-    of each SRAM: the other half stays for the layers that stream, whose calls re-send
-    activations for every group of weights that does not fit (a smaller weight SRAM costs them
-    more bytes than a small resident layer saves)."""
+    """Every layer resident when they all fit, or when their weights do and some layers'
+    requantization entries can stream (:func:`streamed_entries`). Otherwise layers in order
+    while they fit in half of each SRAM: the other half stays for the layers that stream,
+    whose calls re-send activations for every group of weights that does not fit (a smaller
+    weight SRAM costs them more bytes than a small resident layer saves)."""
     weight_depth = min(params.weight_depth, _U16 + 1)
-    everything = all(_can_reside(params, layer) for layer in layers) \
-        and sum(layer.weight_word_count for layer in layers) <= weight_depth \
-        and sum(qparam_entries(params, layer.n) for layer in layers) <= params.qparam_depth
+    entries = [qparam_entries(params, layer.n) for layer in layers]
+    weights_fit = all(_can_reside(params, layer) for layer in layers) \
+        and sum(layer.weight_word_count for layer in layers) <= weight_depth
+    streaming = streamed_entries(entries, params.qparam_depth) if weights_fit else None
+    if streaming is not None and streaming[1]:
+        window, streamed = streaming
+        weight_top, qparam_top, residences = weight_depth, params.qparam_depth, {}
+        for index, layer in enumerate(layers):
+            weight_top -= layer.weight_word_count
+            if index in streamed:
+                residences[index] = Residence(weight_top, layer.weight_word_count, 0, True)
+                continue
+            qparam_top -= entries[index]
+            residences[index] = Residence(weight_top, layer.weight_word_count, qparam_top)
+        assert qparam_top >= window
+        return Allocation(residences, params)   # every layer resident: none streams weights
+    everything = streaming is not None
     weight_floor = 0 if everything else max(params.rows, weight_depth // 2)
     qparam_floor = 0 if everything else max(params.cols, params.qparam_depth // 2)
     weight_top, qparam_top = weight_depth, params.qparam_depth
     residences = {}
     for index, layer in enumerate(layers):
         words = layer.weight_word_count
-        entries = qparam_entries(params, layer.n)
         if not _can_reside(params, layer) or weight_top - words < weight_floor \
-                or qparam_top - entries < qparam_floor:
+                or qparam_top - entries[index] < qparam_floor:
             continue
         weight_top -= words
-        qparam_top -= entries
+        qparam_top -= entries[index]
         residences[index] = Residence(weight_top, words, qparam_top)
-    streaming = params if everything else replace(params, weight_depth=weight_top,
-                                                  qparam_depth=qparam_top)
-    return Allocation(residences, streaming)
+    below = params if everything else replace(params, weight_depth=weight_top,
+                                              qparam_depth=qparam_top)
+    return Allocation(residences, below)
 
 
 def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> Program:
@@ -107,8 +155,17 @@ def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> P
     prog = Program(layer.params)
     prog.configure(layer.config)   # LOAD_WEIGHTS' word size follows the precision
     prog.load_weights(residence.weight_base, layer.weight_words())
-    prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
+    if not residence.streamed_qparams:
+        prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
     return prog
+
+
+def load_streamed_qparams(prog: Program, layer: CompiledLinear, residence: Residence,
+                          qparams=None):
+    """Before a call runs a layer whose entries stream (see the module docstring): its entries
+    (``qparams``, or the layer's own) into the window."""
+    if residence.streamed_qparams:
+        prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
 
 
 def _plan(params: RillParams, layer: CompiledLinear, m: int) -> TilePlan:
@@ -141,6 +198,7 @@ def resident_program(layer: CompiledLinear, residence: Residence, x: np.ndarray)
               for row0, rows in plan.chunks]
     prog, stores = Program(params), []
     prog.configure(layer.config)
+    load_streamed_qparams(prog, layer, residence)
     if plan.acts_resident:
         prog.load_acts(0, np.concatenate(blocks))
     act_addr = 0

@@ -9,8 +9,9 @@ the conv walk reads it in place (through im2col it would cross the link nine tim
 
 Which ones: those whose dense filters take at most a quarter of the weight SRAM, as before a
 walk existed; then, walked, all the others if every layer's weights still fit the weight SRAM
-and their requantization entries the qparam SRAM together, so that a model resident whole stays
-resident whole (weights past the SRAMs would stream every call). All or none: with one left on
+and their requantization entries the qparam SRAM, or can stream through a window of it
+(:func:`sw.resident.streamed_entries`), so that a model resident whole stays resident whole
+(weights past the SRAMs would stream every call). All or none: with one left on
 the host the maps around it cross the link anyway, and a conv moved to the device between host
 steps only adds its maps to the link's load (MobileNetV1 on the 85F: more device MACs, slower
 end to end).
@@ -23,7 +24,7 @@ import numpy as np
 from hw.params import RillParams
 
 from .conv_device import depthwise_walkable
-from .resident import qparam_entries
+from .resident import qparam_entries, streamed_entries
 from .tflite_reader import TfliteGraph, TfliteOperator
 
 __all__ = ["depthwise_on_array"]
@@ -62,8 +63,8 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
               and graph.tensors[op.inputs[1]].data is not None
               and graph.tensors[op.inputs[1]].data.ndim in (2, 4)]
     used = sum(_layer_words(params, graph, op) for op in layers)
-    entries = sum(qparam_entries(params, graph.tensors[op.inputs[1]].data.shape[0])
-                  for op in layers)
+    entries = [qparam_entries(params, graph.tensors[op.inputs[1]].data.shape[0])
+               for op in layers]
     chosen, later = set(), []
     for op in depthwise:
         _, kh, kw, outputs = graph.tensors[op.inputs[1]].data.shape
@@ -75,12 +76,13 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
         if dense_bytes <= params.weight_capacity(False) // 4:
             chosen.add(op.index)
             used += words
-            entries += qparam_entries(params, outputs)
+            entries.append(qparam_entries(params, outputs))
         elif walked:
             later.append((op.index, words, qparam_entries(params, outputs)))
     rest = [index for index, _, _ in later]
     if len(later) == len(depthwise) - len(chosen) \
             and used + sum(words for _, words, _ in later) <= params.weight_depth \
-            and entries + sum(needs for _, _, needs in later) <= params.qparam_depth:
+            and streamed_entries(entries + [needs for _, _, needs in later],
+                                 params.qparam_depth) is not None:
         chosen.update(rest)
     return chosen

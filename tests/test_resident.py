@@ -10,7 +10,7 @@ from sw.device import open_device
 from sw.models import autoencoder, quantize, train_mlp
 from sw.onnx_import import RillModel
 from sw.program import Program
-from sw.resident import allocate
+from sw.resident import allocate, streamed_entries
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,21 @@ def test_chained_layers_equal_layer_by_layer(tmp_path, activation_type):
     expected = oracle.run(path, feeds)
     for outputs in (streamed, chained, unchained):
         assert np.array_equal(outputs["logits"], expected["logits"])
+
+
+def test_the_fewest_entries_stream():
+    """Which layers' requantization entries stream (sw/resident.py): none where all fit; else
+    the window size that streams fewest, largest layers first within it. MobileNetV1's 2,738
+    entries against the 85F's 2,048: seven layers of 128 through a window of 128 (896 entries a
+    call), where the three of 256 and two of 128 through a window of 256 would be 1,024."""
+    assert streamed_entries([8, 16, 4], 28) == (0, set())
+    mobilenet = [8, 8, 16, 16, 32, 32, 32, 32, 64, 64, 64, 64, 128, 128, 128, 128, 128, 128,
+                 128, 128, 128, 128, 128, 128, 256, 256, 256, 2]
+    assert sum(mobilenet) == 2738
+    window, streamed = streamed_entries(mobilenet, 2048)
+    assert window == 128 and len(streamed) == 7
+    assert {mobilenet[i] for i in streamed} == {128}
+    assert sum(mobilenet) - 7 * 128 <= 2048 - window
+    # A layer larger than the whole SRAM has no window; small ones may all stream.
+    assert streamed_entries([80, 8], 60) is None
+    assert streamed_entries([40, 40, 40], 60) == (40, {0, 1, 2})

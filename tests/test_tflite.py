@@ -81,8 +81,8 @@ def test_models_stay_resident_on_the_85f_and_stay_exact(name):
     on chip, one call an image: its 32x32 convs in two bands of output rows, two of them over
     their dying inputs bottom up (sw/map_placement.py). MobileNet's 96x96 input a word a pixel
     would exceed the activation SRAM; in 2x2 blocks (sw/space_to_depth.py) its first conv is a
-    2x2 conv of stride 1 over a 48x48 map, and from it a linear stretch of walked convs runs on
-    chip, the 48x48 maps each over its dying input."""
+    2x2 conv of stride 1 over a 48x48 map, and the whole model runs on chip, the 48x48 maps
+    each over its dying input."""
     from boards import get_board
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:2]}
@@ -103,8 +103,16 @@ def test_models_stay_resident_on_the_85f_and_stay_exact(name):
         first = model.layers[0]
         assert max(walked) == 48 and first.in_size == (48, 48)
         assert (first.conv.kernel, first.conv.strides) == ((2, 2), (1, 1))
+        # Its 2,738 requantization entries exceed the 85F's 2,048: seven layers of 128 stream
+        # through a window of 128 at the bottom, loaded by each call; the model runs whole,
+        # input to classifier sums, as one call.
         (graph,) = allocation.graphs.values()
-        assert graph.layers == tuple(range(13))   # up to the first 6x6 depthwise conv
+        assert graph.layers == tuple(range(len(model.layers)))
+        streamed = [r for r in allocation.residences.values() if r.streamed_qparams]
+        assert len(streamed) == 7 and {r.qparam_base for r in streamed} == {0}
+        assert all(r.qparam_base >= 128 for r in allocation.residences.values()
+                   if not r.streamed_qparams)
+        assert model.model.vector_on_host == [] and len(model.programs) == 1
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
 
@@ -132,11 +140,15 @@ def test_placement_says_where_each_operator_runs():
                                      add_lanes=1))
     (pool,) = [p for p in plain.placements if p.op == "AVERAGE_POOL_2D"]
     assert (pool.where, pool.why) == ("host", "no vector unit on this core")
-    # MobileNet's depthwise convs on large maps, or with many channels, stay on the host.
-    mobilenet = TfliteModel.load(ASSETS / "mobilenet_v1_025.tflite",
-                                 get_board("ulx3s-85f").params)
-    depthwise = [p.where for p in mobilenet.placements if p.op == "DEPTHWISE_CONV_2D"]
-    assert "device" in depthwise and "host" in depthwise
+    # MobileNet's depthwise convs all run on the 85F's array (their requantization entries
+    # beyond its SRAM stream, sw/resident.py); with half its weight SRAM the model's weights
+    # would not all stay, and those with many channels run on the host.
+    mobilenet_85f = get_board("ulx3s-85f").params
+    for params, where in ((mobilenet_85f, {"device"}), (replace(mobilenet_85f,
+                                                                 weight_depth=8192),
+                                                         {"device", "host"})):
+        mobilenet = TfliteModel.load(ASSETS / "mobilenet_v1_025.tflite", params)
+        assert {p.where for p in mobilenet.placements if p.op == "DEPTHWISE_CONV_2D"} == where
     _, default, _ = _model("ds_cnn")
     assert {p.where for p in default.placements if p.op == "DEPTHWISE_CONV_2D"} == {"host"}
 
@@ -169,12 +181,14 @@ def test_a_depthwise_conv_on_the_array_chains_on_chip():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ds_cnn", "resnet8"])
+@pytest.mark.parametrize("name", ["ds_cnn", "resnet8", "mobilenet_v1_025"])
 def test_models_run_on_chip_on_the_85fs_rtl(name):
-    """DS-CNN's chain (nine convs, the pooling on the vector unit, the classifier) and ResNet-8
-    whole (convs in bands, maps in place, the adds on the vector unit) on the 85F's core in
-    RTL, its weight tile stacked of two memories: equal to LiteRT, in the predicted cycles, one
-    call an inference (a 16x16 build: ~75 s, runs ~25 s each)."""
+    """DS-CNN's chain (nine convs, the pooling on the vector unit, the classifier), ResNet-8
+    whole (convs in bands, maps in place, the adds on the vector unit) and MobileNetV1 whole
+    (its input in pixel blocks, seven layers' requantization entries streamed through a
+    window) on the 85F's core in RTL, its weight tile stacked of two memories: equal to
+    LiteRT, in the predicted cycles, one call an inference (a 16x16 build: ~75 s, runs ~25 s
+    each)."""
     from boards import get_board
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:2]}
@@ -185,10 +199,13 @@ def test_models_run_on_chip_on_the_85fs_rtl(name):
         cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
         allocation = device.resident.allocation
     assert len(model.programs) == 1 and model.model.vector_on_host == []
+    layers = len(model.layers)
     if name == "ds_cnn":
-        assert allocation.chains == {0: tuple(range(10))}
+        assert allocation.chains == {0: tuple(range(layers))}
     else:
-        assert [graph.layers for graph in allocation.graphs.values()] == [tuple(range(10))]
+        assert [graph.layers for graph in allocation.graphs.values()] == [tuple(range(layers))]
+    streamed = {i for i, r in allocation.residences.items() if r.streamed_qparams}
+    assert len(streamed) == (7 if name == "mobilenet_v1_025" else 0)
     assert cycles == sum(model.predicted_cycles().values())
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
@@ -237,16 +254,49 @@ def test_a_residual_network_runs_whole_on_chip(device_url, name):
         assert np.array_equal(got[key], want)
 
 
+#: A core with few accumulator rows and requantization entries (one simulator build for both
+#: tests below).
+FEW_ROWS_AND_ENTRIES = RillParams(acc_depth=64, qparam_depth=64)
+
+
+@pytest.mark.parametrize("device_url", ["golden", "sim"])
+def test_entries_beyond_the_qparam_sram_stream_through_a_window(device_url):
+    """The small residual network's 76 requantization entries on a core that holds 64: its
+    three layers of 8 stream through a window of 8 at the bottom of the qparam SRAM, each call
+    loading them just before the layer runs (sw/resident.py), the others stay. Still one call
+    for the whole model, equal to LiteRT, in the predicted cycles."""
+    path, model, inputs = _model("residual_tiny")
+    feeds = {model.input_names[0]: inputs[:2]}
+    with open_device(device_url, FEW_ROWS_AND_ENTRIES) as device:
+        model.run(device, feeds, resident=True)
+        before = device.read_counters()["cycles"]
+        got = model.run(device, feeds, resident=True)
+        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+        allocation = device.resident.allocation
+    streamed = [r for r in allocation.residences.values() if r.streamed_qparams]
+    assert len(streamed) == 3 and {r.qparam_base for r in streamed} == {0}
+    assert all(r.qparam_base >= 8 for r in allocation.residences.values()
+               if not r.streamed_qparams)
+    (graph,) = allocation.graphs.values()
+    assert graph.layers == tuple(range(len(model.layers))) and len(model.programs) == 1
+    loads = _headers(model, isa.Opcode.LOAD_QPARAMS)
+    assert [(f["addr"], f["count"]) for f in loads] == [(0, 8)] * 3 * 2   # 3 layers, 2 images
+    assert cycles == sum(model.predicted_cycles().values())
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
 @pytest.mark.parametrize("device_url", ["golden", "sim"])
 def test_a_residual_network_runs_in_bands_where_the_accumulators_hold_few_rows(device_url):
-    """MobileNetV2's blocks on a core with 64 accumulator rows: convs whose output rows
+    """MobileNetV2's blocks on a core with 64 accumulator rows (and 64 requantization entries,
+    so that most of its layers' entries stream, as in the test above): convs whose output rows
     outnumber them run in bands (a CONV_GEOMETRY, MATMUL and STORE each; a map of two channel
     blocks a STORE a block), some over their dying input bottom up (sw/map_placement.py).
     Still one call, equal to LiteRT, in the predicted cycles; the RTL checks no STORE meets a
     read (hw/sram.py)."""
     path, model, inputs = _model("mobilenet_v2_tiny")
     feeds = {model.input_names[0]: inputs[:1]}
-    with open_device(device_url, RillParams(acc_depth=64)) as device:
+    with open_device(device_url, FEW_ROWS_AND_ENTRIES) as device:
         model.run(device, feeds, resident=True)
         before = device.read_counters()["cycles"]
         got = model.run(device, feeds, resident=True)
