@@ -190,12 +190,13 @@ class _Lowering:
         if blocks is None:
             self._device_conv(op, filters, pads, macs)
             return
-        source = self.name(op.inputs[0])
+        # Named for this conv: another conv on the same input may cut it differently.
+        cut = f"{self.name(op.inputs[0])}@blocks#{op.index}"
         self.steps.append(HostStep(f"#{op.index} input in {blocks.block}x{blocks.block} blocks",
-                                   "PixelBlocks", (self._layout(op.inputs[0], False),),
-                                   (f"{source}@blocks",), {"blocks": blocks}))
+                                   "PixelBlocks", (self._layout(op.inputs[0], False),), (cut,),
+                                   {"blocks": blocks}))
         self._device_conv(op, blocks.filters(filters), blocks.conv_pads, macs,
-                          blocks=(f"{source}@blocks", (blocks.height, blocks.width), blocks.block))
+                          blocks=(cut, (blocks.height, blocks.width), blocks.block))
 
     def _pixel_blocks(self, op, filters: np.ndarray, pads) -> SpaceToDepth | None:
         """How a strided conv over a few channels of a map the host makes runs as a conv of
