@@ -4,8 +4,10 @@ A depthwise conv runs on the array as a convolution whose filters are zero off e
 channel's own input channel. Walked depthwise (``MatmulFlags.DEPTHWISE``, where a channel chunk
 is a tile wide and each channel has one output) it holds ``kernel`` weight bytes per channel:
 a word per tile, its diagonal, per kernel offset. Else it is the dense conv, ``kernel * C``
-bytes per channel. Either way its input map must fit one chain region of the activation SRAM, where
-the conv walk reads it in place (through im2col it would cross the link nine times over).
+bytes per channel. Either way its input map must fit the activation SRAM, where the conv walk
+reads it in place (through im2col it would cross the link nine times over): a conv of its own
+loads it whole, a stretch on chip places it beside the others by liveness
+(:mod:`sw.map_placement`).
 
 Which ones: those whose dense filters take at most a quarter of the weight SRAM, as before a
 walk existed; then, walked, all the others if every layer's weights still fit the weight SRAM
