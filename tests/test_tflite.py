@@ -193,11 +193,7 @@ def test_models_run_on_chip_on_the_85fs_rtl(name):
     path, model, inputs = _model(name)
     feeds = {model.input_names[0]: inputs[:2]}
     with open_device("sim", get_board("ulx3s-85f").params) as device:
-        model.run(device, feeds, resident=True)
-        before = device.read_counters()["cycles"]
-        got = model.run(device, feeds, resident=True)
-        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
-        allocation = device.resident.allocation
+        got, cycles, allocation = _second_call(device, model, feeds)
     assert len(model.programs) == 1 and model.model.vector_on_host == []
     layers = len(model.layers)
     if name == "ds_cnn":
@@ -209,6 +205,16 @@ def test_models_run_on_chip_on_the_85fs_rtl(name):
     assert cycles == sum(model.predicted_cycles().values())
     for key, want in litert_run(path, feeds).items():
         assert np.array_equal(got[key], want)
+
+
+def _second_call(device, model, feeds):
+    """A resident model's second call on ``device`` (the first loads it): its outputs, its
+    working cycles and the device's allocation."""
+    model.run(device, feeds, resident=True)
+    before = device.read_counters()["cycles"]
+    got = model.run(device, feeds, resident=True)
+    cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
+    return got, cycles, device.resident.allocation
 
 
 def _headers(model, opcode: isa.Opcode) -> list[dict]:
@@ -268,11 +274,7 @@ def test_entries_beyond_the_qparam_sram_stream_through_a_window(device_url):
     path, model, inputs = _model("residual_tiny")
     feeds = {model.input_names[0]: inputs[:2]}
     with open_device(device_url, FEW_ROWS_AND_ENTRIES) as device:
-        model.run(device, feeds, resident=True)
-        before = device.read_counters()["cycles"]
-        got = model.run(device, feeds, resident=True)
-        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
-        allocation = device.resident.allocation
+        got, cycles, allocation = _second_call(device, model, feeds)
     streamed = [r for r in allocation.residences.values() if r.streamed_qparams]
     assert len(streamed) == 3 and {r.qparam_base for r in streamed} == {0}
     assert all(r.qparam_base >= 8 for r in allocation.residences.values()
@@ -297,11 +299,8 @@ def test_a_residual_network_runs_in_bands_where_the_accumulators_hold_few_rows(d
     path, model, inputs = _model("mobilenet_v2_tiny")
     feeds = {model.input_names[0]: inputs[:1]}
     with open_device(device_url, FEW_ROWS_AND_ENTRIES) as device:
-        model.run(device, feeds, resident=True)
-        before = device.read_counters()["cycles"]
-        got = model.run(device, feeds, resident=True)
-        cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
-        (graph,) = device.resident.allocation.graphs.values()
+        got, cycles, allocation = _second_call(device, model, feeds)
+    (graph,) = allocation.graphs.values()
     assert graph.descending and len(model.programs) == 1
     assert max(f["first_row"] for f in _headers(model, isa.Opcode.CONV_GEOMETRY)) > 0
     stored = [f for f in _headers(model, isa.Opcode.STORE)
