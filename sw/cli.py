@@ -65,6 +65,27 @@ def _load_model(path: str, params: RillParams, device_only: bool = False):
         raise UsageError(str(error)) from None
 
 
+def _streamed_entries(model, device) -> str | None:
+    """What a resident model's calls send besides activations: the requantization entries the
+    device has no room for (:mod:`sw.resident`), or None."""
+    from hw.isa import QPARAM_BYTES
+
+    from .resident import qparam_entries
+    allocation = getattr(device.resident, "allocation", None)
+    if allocation is None:
+        return None
+    layers = model.model.layers
+    streamed = [i for i, r in allocation.residences.items() if r.streamed_qparams]
+    if not streamed:
+        return None
+    params = device.params
+    entries = sum(layers[i].compiled(params).n for i in streamed)
+    total = sum(qparam_entries(params, layer.compiled(params).n) for layer in layers)
+    return (f"requantization entries streamed with each call: {len(streamed)} layers' "
+            f"{entries:,} ({entries * QPARAM_BYTES:,} bytes; the model has {total:,}, the "
+            f"device's qparam SRAM {params.qparam_depth:,}: sw/resident.py)")
+
+
 def cmd_run(args) -> int:
     import numpy as np
 
@@ -101,6 +122,9 @@ def cmd_run(args) -> int:
                                 **vector)
         except import_errors as error:
             raise UsageError(str(error)) from None
+        streamed = _streamed_entries(model, device) if args.resident else None
+    if streamed:
+        print(streamed, file=sys.stderr)
     off_chip = model.model.vector_on_host if tflite else []
     if off_chip:
         print(f"computed on the host in the vector unit's arithmetic (inputs and output on the "

@@ -329,6 +329,22 @@ def test_cli_runs_a_residual_network_on_chip_with_resident(tmp_path):
     assert "equal (12 outputs)" in layered.stdout
 
 
+def test_cli_says_which_entries_stream(tmp_path):
+    """``sw run --resident`` says what each call sends besides the activations: MobileNetV1 on
+    the 85F's params, seven layers' requantization entries (the model has 2,738, the SRAM
+    2,048); one call, equal to LiteRT."""
+    np.save(tmp_path / "x.npy", np.load(ASSETS / "mobilenet_v1_025_inputs.npy")[:1])
+    result = subprocess.run(
+        [sys.executable, "-m", "sw", "--board-params", "ulx3s-85f", "run",
+         str(ASSETS / "mobilenet_v1_025.tflite"), "--input", str(tmp_path / "x.npy"),
+         "--output", str(tmp_path / "y.npy"), "--device", "golden", "--compare", "litert",
+         "--resident"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert ("requantization entries streamed with each call: 7 layers' 896 (10,752 bytes; the "
+            "model has 2,738, the device's qparam SRAM 2,048" in result.stderr)
+    assert "1 device program(s)" in result.stdout and "equal (2 outputs)" in result.stdout
+
+
 def test_an_add_of_a_constant_runs_on_the_host():
     """A constant operand (stored without the batch dimension) is the model's constant, in the
     layout its reader takes; the ADD then broadcasts it on the host."""
