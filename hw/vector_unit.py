@@ -184,6 +184,12 @@ class VectorUnit(wiring.Component):
         word_b = Signal(8 * lanes, name="word_b")
         next_a = Signal(8 * lanes, name="next_a")
         add_overlap = Signal(name="add_overlap")
+        # The read-ahead's address and enable for the next cycle of ADD_LANES, set a cycle
+        # early: the lane's group, a pointer select and an increment in front of the
+        # activation SRAM's address pins made the 85F's critical path (18 of its 21 ns routing
+        # across the die, the logic between lane register and pins in it).
+        ahead_addr = Signal(aw, name="add_ahead_addr")
+        ahead_en = Signal(name="add_ahead_en")
         sums = [Signal(signed(24), name=f"sum{i}") for i in range(lanes)]
         sum_valid = Signal(name="sum_valid")    # the read data is a word of the block
         sum_first = Signal(name="sum_first")    # ... its first
@@ -243,22 +249,26 @@ class VectorUnit(wiring.Component):
                 m.next = "ADD_WORD_A"
             with m.State("ADD_WORD_A"):
                 m.d.comb += self.read_en.eq(0)
-                m.d.sync += [word_a.eq(read_lanes), lane.eq(0)]
+                m.d.sync += [word_a.eq(read_lanes), lane.eq(0),
+                             ahead_addr.eq(ptr_a + 1), ahead_en.eq(add_overlap & (left != 0))]
                 m.next = "ADD_LANES"
             with m.State("ADD_LANES"):
+                # Reads ahead in the first two groups: the next word of a, then of b.
                 prefetch = add_overlap & (left != 0)
-                m.d.comb += [self.read_en.eq(prefetch & (group < 2)), issue_add.eq(1),
-                             self.read_addr.eq(Mux(group == 0, ptr_a, ptr_b) + 1)]
-                m.d.sync += lane.eq(lane + p.add_lanes)
+                m.d.comb += [self.read_en.eq(ahead_en), issue_add.eq(1),
+                             self.read_addr.eq(ahead_addr)]
+                m.d.sync += [lane.eq(lane + p.add_lanes), ahead_addr.eq(ptr_b + 1),
+                             ahead_en.eq(prefetch & (group == 0))]
                 with m.If(group == 1):
                     m.d.sync += word_b.eq(read_lanes)
                 with m.If(group == 2):
                     m.d.sync += next_a.eq(read_lanes)
                 with m.If(group == add_last_lane[group_bits:]):
-                    with m.If(prefetch):
+                    with m.If(prefetch):   # the next word's group 0: a's word after it
                         m.d.sync += [word_a.eq(next_a), lane.eq(0), left.eq(left - 1),
                                      *(pointer.eq(pointer + 1)
-                                       for pointer in (ptr_a, ptr_b, ptr_out))]
+                                       for pointer in (ptr_a, ptr_b, ptr_out)),
+                                     ahead_addr.eq(ptr_a + 2), ahead_en.eq(left != 1)]
                     with m.Else():
                         _next_word(m, (ptr_a, ptr_b, ptr_out), left, flush,
                                    cycles.VECTOR_ADD_STAGES, "ADD_READ_A")
