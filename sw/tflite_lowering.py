@@ -1,0 +1,432 @@
+"""How a full-integer TFLite graph becomes Rill's model representation
+(:class:`sw.model_ir.QuantizedModel`): each operator a device layer, a vector step or a host step
+in LiteRT's reference arithmetic (``docs/tflite-arithmetic.md``).
+
+Where each operator runs:
+
+- **CONV_2D** (dilation 1) on the device's array, requantized there with TFLite's
+  ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the device
+  where the core can, a fused RELU6 or RELU_N1_TO_1 clamped by the requantizer (on a core
+  without ``RillParams.clamp``, on the host: exact, the clamp lies inside the int8 range). A
+  strided one over a few channels of a map the host makes runs over that map's pixel blocks
+  (:mod:`sw.space_to_depth`).
+- **DEPTHWISE_CONV_2D** on the array, walked depthwise where it can, if its filters and map fit
+  (:mod:`sw.tflite_depthwise`).
+- **FULLY_CONNECTED**: its int32 sums on the device (``STORE RAW``); the reference kernel
+  requantizes them in double precision, which the host does exactly.
+- **ADD** of two tensors of one shape, **AVERAGE_POOL_2D** over the whole map and **MEAN** over
+  its height and width, on the vector unit where the core has one (:mod:`sw.vector_step`); a
+  broadcasting ADD, one whose multipliers need a left shift, any other pooling or mean on the
+  host, like **MAX_POOL_2D, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD** (:mod:`sw.tflite_host_ops`);
+  so do RESHAPE and the shape arithmetic of Keras' Flatten with a dynamic batch.
+
+Any other operator is refused at load, by name; each lowered one leaves a :class:`Placement`.
+
+TFLite lays activations out NHWC; the device's convolutions take NCHW. Transposes are host steps,
+placed only where a tensor changes hands between the two, so consecutive device convs hand their
+maps on directly (and can chain on chip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.isa import Rounding
+from hw.params import RillParams
+
+from .compiler import QuantizedLinear
+from .conv import QuantizedConv
+from .model_ir import DeviceLayer, HostStep
+from .requant import encode_tflite_channel_scales
+from .space_to_depth import SpaceToDepth, plan_space_to_depth
+from .tflite_depthwise import depthwise_on_array
+from .tflite_kernels import activation_range, same_padding
+from .tflite_reader import TfliteGraph, TfliteOperator
+from .vector_ops import add_stages, mean_stages
+from .vector_step import VectorStep, pool_fits
+
+__all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOperator",
+           "SUPPORTED_OPERATORS"]
+
+SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
+                       "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
+                       "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
+#: Operators whose input may be of any type (shapes are int32).
+_ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
+_DEVICE_ACTIVATIONS = ("NONE", "RELU")
+
+_NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
+
+
+class TfliteImportError(ValueError):
+    """A TFLite model or input Rill cannot take."""
+
+
+class UnsupportedTfliteOperator(TfliteImportError):
+    def __init__(self, op: TfliteOperator, why: str = ""):
+        why = why or "this operator is not supported"
+        super().__init__(f"operator #{op.index} ({op.name}): {why}. Supported: "
+                         f"{', '.join(SUPPORTED_OPERATORS)}")
+        self.op_name, self.index = op.name, op.index
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one operator runs, and its multiply-accumulates per inference."""
+    index: int
+    op: str
+    where: str        # "device", "device + host" (the MACs on the device) or "host"
+    macs: int
+    why: str = ""
+    host_part: str = ""   # with "device + host": what the host does
+
+
+class Lowering:
+    """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
+
+    def __init__(self, graph: TfliteGraph, params: RillParams):
+        self.graph, self.params, self.steps, self.placements = graph, params, [], []
+        self.constants: dict[str, np.ndarray] = {}   # constant operands the steps read
+        self.nchw: set[str] = set()    # tensors that exist in NCHW (device conv outputs)
+        self.nhwc: set[str] = set()    # tensors that exist in TFLite's own layout
+        self.depthwise_on_array = depthwise_on_array(graph, params)
+
+    def tensor(self, index: int):
+        return self.graph.tensors[index]
+
+    def name(self, index: int) -> str:
+        return f"t{index}:{self.graph.tensors[index].name}"
+
+    def layout(self, index: int, nchw: bool) -> str:
+        """The tensor's name in the layout a step needs, adding a transpose when it has only
+        the other one."""
+        name = self.name(index)
+        want, have = (f"{name}@nchw", name) if nchw else (name, f"{name}@nchw")
+        data = self.tensor(index).data
+        if data is not None:   # a constant operand, stored in the layout asked for
+            if nchw:   # broadcasting over the batch as it does in NHWC
+                data = data.reshape((1,) * (4 - data.ndim) + data.shape).transpose(_NCHW)
+            self.constants[want] = data
+            return want
+        present = self.nchw if nchw else self.nhwc
+        if name not in present:
+            perm = _NCHW if nchw else _NHWC
+            self.steps.append(HostStep(f"{name} to {'NCHW' if nchw else 'NHWC'}", "Transpose",
+                                       (have,), (want,), {"perm": perm}))
+            present.add(name)
+        return want
+
+    def host(self, op: TfliteOperator, kind: str, attrs: dict, why: str = "", macs: int = 0,
+             inputs: list[int] | None = None):
+        """A host step for ``op``, on its first input (both for ADD) or on ``inputs``."""
+        if inputs is None:
+            inputs = op.inputs[:2 if kind == "TFL_ADD" else 1]
+        inputs = tuple(self.layout(i, nchw=False) for i in inputs)
+        self.steps.append(HostStep(f"#{op.index} {op.name}", kind, inputs,
+                                   (self.name(op.outputs[0]),), attrs))
+        self.nhwc.add(self.name(op.outputs[0]))
+        self.placements.append(Placement(op.index, op.name, "host", macs, why))
+
+    def lower(self, op: TfliteOperator):
+        method = getattr(self, f"_{op.name.lower()}", None)
+        if op.name not in SUPPORTED_OPERATORS or method is None:
+            raise UnsupportedTfliteOperator(op)
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+                and self.tensor(op.inputs[1]).dtype != np.int8:
+            raise UnsupportedTfliteOperator(
+                op, f"{self.tensor(op.inputs[1]).dtype} weights: Rill runs full-integer int8 "
+                "models; convert with optimizations=[tf.lite.Optimize.DEFAULT], a "
+                "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
+        for index in op.inputs[:1]:
+            if self.tensor(index).dtype not in (np.int8, np.float32) \
+                    and op.name not in _ANY_TYPE_OPERATORS:
+                raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
+                                                "(full-integer int8 models only)")
+        method(op)
+
+    # -- operators -------------------------------------------------------------------------------
+
+    def _quant(self, index: int) -> tuple[float, int]:
+        t = self.tensor(index)
+        if t.scale.size == 0:
+            raise TfliteImportError(f"tensor {t.name!r} is not quantized")
+        return float(t.scale[0]), int(t.zero_point[0]) if t.zero_point.size else 0
+
+    def _act_range(self, op: TfliteOperator) -> tuple[int, int]:
+        scale, zp = self._quant(op.outputs[0])
+        return activation_range(op.options.get("activation", "NONE"), scale, zp)
+
+    def _window(self, op, kernel) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+        """``(pads, out)`` of a window op over its NHWC input (TFLite's SAME or VALID)."""
+        _, h, w, _ = self.tensor(op.inputs[0]).shape
+        stride, dilation = op.options["stride"], op.options.get("dilation", (1, 1))
+        if op.options["padding"] == "SAME":
+            (oh, top, bottom), (ow, left, right) = (
+                same_padding(h, kernel[0], stride[0], dilation[0]),
+                same_padding(w, kernel[1], stride[1], dilation[1]))
+            return (top, left, bottom, right), (oh, ow)
+        return (0, 0, 0, 0), tuple(self.tensor(op.outputs[0]).shape[1:3])
+
+    def _bias(self, op) -> np.ndarray | None:
+        return self.tensor(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+            else None
+
+    def _conv_2d(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        pads, _ = self._window(op, filters.shape[1:3])
+        macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:]))
+        if op.options.get("dilation", (1, 1)) != (1, 1):
+            self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads),
+                      "dilation above 1", macs)
+            return
+        filters = filters.transpose(0, 3, 1, 2)
+        blocks = self._pixel_blocks(op, filters, pads)
+        if blocks is None:
+            self._device_conv(op, filters, pads, macs)
+            return
+        # Named for this conv: another conv on the same input may cut it differently.
+        cut = f"{self.name(op.inputs[0])}@blocks#{op.index}"
+        self.steps.append(HostStep(f"#{op.index} input in {blocks.block}x{blocks.block} blocks",
+                                   "PixelBlocks", (self.layout(op.inputs[0], False),), (cut,),
+                                   {"blocks": blocks}))
+        self._device_conv(op, blocks.filters(filters), blocks.conv_pads, macs,
+                          blocks=(cut, (blocks.height, blocks.width), blocks.block))
+
+    def _pixel_blocks(self, op, filters: np.ndarray, pads) -> SpaceToDepth | None:
+        """How a strided conv over a few channels of a map the host makes runs as a conv of
+        stride 1 over the map's pixel blocks (:mod:`sw.space_to_depth`), or None."""
+        if self.name(op.inputs[0]) in self.nchw or not self.params.conv_addressing:
+            return None
+        _, h, w, channels = self.tensor(op.inputs[0]).shape
+        return plan_space_to_depth((h, w), channels, filters.shape[2:], op.options["stride"],
+                                   pads, self._quant(op.inputs[0])[1],
+                                   self.params.values_per_word(False),
+                                   self.params.k_per_tile(False))
+
+    def _device_conv(self, op, filters: np.ndarray, pads, macs: int, depthwise: bool = False,
+                     blocks: tuple[str, tuple[int, int], int] | None = None):
+        """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``
+        (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`); with ``blocks``
+        (the input's name, its size in pixel blocks, the block's side), of stride 1 over those
+        blocks."""
+        activation = op.options.get("activation", "NONE")
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        # RELU6 and RELU_N1_TO_1: the requantizer's programmable clamp, where the core has it.
+        on_device = activation in _DEVICE_ACTIVATIONS or self.params.clamp
+        linear = QuantizedLinear(
+            QuantizedConv.filters_to_weights(filters), a_scale=s_in, a_zp=zp_in,
+            w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out, y_zp=zp_out,
+            bias=self._bias(op), relu=activation == "RELU", rounding=Rounding.TFLITE,
+            clamp=(self._act_range(op) if activation not in _DEVICE_ACTIVATIONS and on_device
+                   else None),
+            name=f"#{op.index} {op.name}")
+        conv = QuantizedConv(linear, tuple(filters.shape[2:]), pads,
+                             (1, 1) if blocks else tuple(op.options["stride"]), depthwise)
+        output = self.name(op.outputs[0])
+        clamped = not on_device
+        source, in_size, _ = blocks or (self.layout(op.inputs[0], True),
+                                        self.tensor(op.inputs[0]).shape[1:3], 1)
+        self.steps.append(DeviceLayer(linear.name, "conv", source,
+                                      f"{output}@nchw" + ("@unclamped" if clamped else ""),
+                                      linear, conv, in_size=in_size))
+        if clamped:
+            # The requantizer clamps to the int8 range (and ReLU's floor) only; the clamp of
+            # RELU6 or RELU_N1_TO_1 lies inside that range, so clamping afterwards is exact.
+            self.steps.append(HostStep(f"#{op.index} {activation}", "TFL_CLAMP",
+                                       (f"{output}@nchw@unclamped",), (f"{output}@nchw",),
+                                       {"range": self._act_range(op)}))
+        self.nchw.add(output)
+        why = (f"stride 1 over its input in {blocks[2]}x{blocks[2]} pixel blocks (space to depth "
+               "on the host)") if blocks else ""
+        self.placements.append(
+            Placement(op.index, op.name, "device + host", macs,
+                      f"fused {activation} clamped on the host", f"{activation} clamp")
+            if clamped else Placement(op.index, op.name, "device", macs, why))
+
+    def _conv_attrs(self, op, filters, pads) -> dict:
+        channels = self.tensor(op.outputs[0]).shape[-1]
+        multiplier, shift = encode_tflite_channel_scales(
+            self._quant(op.inputs[0])[0], self.tensor(op.inputs[1]).scale,
+            self._quant(op.outputs[0])[0], channels)
+        bias = self._bias(op)
+        return dict(filters=filters, bias=np.zeros(channels, np.int64) if bias is None else bias,
+            input_zp=self._quant(op.inputs[0])[1], output_zp=self._quant(op.outputs[0])[1],
+            multiplier=multiplier, shift=shift, stride=tuple(op.options["stride"]),
+            dilation=tuple(op.options.get("dilation", (1, 1))), pads=pads,
+            act_range=self._act_range(op))
+
+    def _depthwise_conv_2d(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        pads, _ = self._window(op, filters.shape[1:3])
+        macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:3]))
+        channels, outputs = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
+        if op.index in self.depthwise_on_array:
+            # The dense conv's filters, zero off each output channel's own input channel
+            # (exact); walked depthwise where each channel has one output.
+            dense = np.zeros((outputs, channels, *filters.shape[1:3]), filters.dtype)
+            out = np.arange(outputs)
+            dense[out, out // (outputs // channels)] = filters[0].transpose(2, 0, 1)
+            self._device_conv(op, dense, pads, macs, depthwise=outputs == channels)
+            return
+        self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
+                  "its map or filters do not fit the SRAMs beside the model's other layers"
+                  if self.params.conv_addressing else "no conv walk on this core", macs)
+
+    def _fully_connected(self, op):
+        filters = self.tensor(op.inputs[1]).data
+        if filters is None or filters.ndim != 2:
+            raise UnsupportedTfliteOperator(op, "its weights must be a constant [O, I] tensor")
+        if op.options.get("keep_num_dims"):
+            raise UnsupportedTfliteOperator(op, "keep_num_dims=True")
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        rows = self.layout(op.inputs[0], False)
+        if len(self.tensor(op.inputs[0]).shape) != 2:
+            flat = f"{self.name(op.inputs[0])}@rows"
+            self.steps.append(HostStep(f"#{op.index} flatten", "TFL_RESHAPE", (rows,), (flat,),
+                                       {"shape": (1, filters.shape[1])}))
+            rows = flat
+        linear = QuantizedLinear(filters.T, a_scale=s_in, a_zp=zp_in, bias=self._bias(op),
+                                 out_dtype=np.int32, name=f"#{op.index} FULLY_CONNECTED")
+        sums = f"{self.name(op.outputs[0])}@sums"
+        self.steps.append(DeviceLayer(linear.name, "gemm", rows, sums, linear))
+        self.steps.append(HostStep(f"#{op.index} requantize", "TFL_FC_REQUANTIZE", (sums,),
+                                   (self.name(op.outputs[0]),),
+                                   dict(input_scale=s_in, filter_scale=self.tensor(op.inputs[1])
+                                        .scale, output_scale=s_out, output_zp=zp_out,
+                                        act_range=self._act_range(op))))
+        self.nhwc.add(self.name(op.outputs[0]))
+        self.placements.append(Placement(op.index, op.name, "device + host",
+                                         int(np.prod(filters.shape)),
+                                         "requantized in double precision on the host",
+                                         "requantization"))
+
+    def _vector(self, op, kind: str, inputs: list[int], **fields):
+        """``op`` on the vector unit, in NCHW where all its inputs are (device conv outputs);
+        a ``flat`` output (``(N, C)``) has one layout."""
+        nchw = all(self.name(i) in self.nchw for i in inputs)
+        output = self.name(op.outputs[0])
+        out_nchw = nchw and not fields.get("flat")
+        self.steps.append(VectorStep(f"#{op.index} {op.name}", kind,
+                                     tuple(self.layout(i, nchw) for i in inputs),
+                                     (f"{output}@nchw" if out_nchw else output,),
+                                     channels_last=not nchw, **fields))
+        (self.nchw if out_nchw else self.nhwc).add(output)
+        self.placements.append(Placement(
+            op.index, op.name, "device", 0, "on the vector unit inside the stretches of resident "
+            "layers run on chip; elsewhere on the host, in the same arithmetic"))
+
+    def _add(self, op):
+        (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
+        s_out, zp_out = self._quant(op.outputs[0])
+        quant = dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,
+                     output_scale=s_out, output_zp=zp_out, act_range=self._act_range(op))
+        stages = add_stages(**quant)
+        shapes = [tuple(self.tensor(i).shape) for i in op.inputs[:2]]
+        constant = any(self.tensor(i).data is not None for i in op.inputs[:2])
+        if self.params.vector_unit and shapes[0] == shapes[1] and stages is not None \
+                and not constant:
+            self._vector(op, "add", op.inputs[:2], stages=stages)
+            return
+        why = ("no vector unit on this core" if not self.params.vector_unit
+               else "an operand is a constant" if constant
+               else f"broadcasts {shapes[0]} and {shapes[1]}" if shapes[0] != shapes[1]
+               else "a multiplier needs a left shift")
+        self.host(op, "TFL_ADD", quant, why)
+
+    def _average_pool_2d(self, op):
+        _, h, w, c = self.tensor(op.inputs[0]).shape
+        pads, out = self._window(op, op.options["kernel"])
+        global_pool = (tuple(op.options["kernel"]) == (h, w) and tuple(out) == (1, 1)
+                       and not any(pads))
+        if global_pool and pool_fits(self.params, h * w, c):
+            self._vector(op, "avgpool", op.inputs[:1], act_range=self._act_range(op))
+            return
+        self._pool(op, "TFL_AVERAGE_POOL_2D",
+                   "no vector unit on this core" if not self.params.vector_unit
+                   else "the vector unit pools whole maps" if not global_pool
+                   else f"a {h}x{w}x{c} map does not fit the activation SRAM")
+
+    def _max_pool_2d(self, op):
+        self._pool(op, "TFL_MAX_POOL_2D")
+
+    def _pool(self, op, kind: str, why: str = "the vector unit has no max pooling"):
+        pads, _ = self._window(op, op.options["kernel"])
+        self.host(op, kind, dict(kernel=op.options["kernel"], stride=op.options["stride"],
+                                 pads=pads, act_range=self._act_range(op)), why)
+
+    def _mean(self, op):
+        axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        keep_dims = op.options.get("keep_dims", False)
+        shape = self.tensor(op.inputs[0]).shape
+        spatial = len(shape) == 4 and sorted(a % 4 for a in axes) == [1, 2]
+        stages = spatial and mean_stages(s_in, zp_in, s_out, zp_out, shape[1] * shape[2])
+        if stages and pool_fits(self.params, shape[1] * shape[2], shape[3]):
+            self._vector(op, "mean", op.inputs[:1], stages=stages, flat=not keep_dims)
+            return
+        self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
+                                       output_scale=s_out, output_zp=zp_out,
+                                       keep_dims=keep_dims),
+                  "no vector unit on this core" if not self.params.vector_unit
+                  else "the vector unit takes means over a map's height and width"
+                  if not spatial else "its multiplier needs a left shift" if not stages
+                  else f"a {shape[1]}x{shape[2]}x{shape[3]} map does not fit the activation "
+                       "SRAM")
+
+    def _softmax(self, op):
+        self.host(op, "TFL_SOFTMAX", dict(input_scale=self._quant(op.inputs[0])[0],
+                                          beta=op.options.get("beta", 1.0)),
+                  "runs on the host, as LiteRT's reference kernel computes it")
+
+    def _quantize(self, op):
+        s_out, zp_out = self._quant(op.outputs[0])
+        if self.tensor(op.inputs[0]).dtype == np.float32:
+            self.host(op, "TFL_QUANTIZE", dict(scale=s_out, zero_point=zp_out))
+        else:
+            s_in, zp_in = self._quant(op.inputs[0])
+            self.host(op, "TFL_REQUANTIZE", dict(input_scale=s_in, input_zp=zp_in,
+                                                 output_scale=s_out, output_zp=zp_out))
+
+    def _dequantize(self, op):
+        scale, zp = self._quant(op.inputs[0])
+        self.host(op, "TFL_DEQUANTIZE", dict(scale=scale, zero_point=zp))
+
+    def _pad(self, op):
+        paddings = self.tensor(op.inputs[1]).data
+        self.host(op, "TFL_PAD", dict(paddings=[tuple(int(v) for v in row) for row in paddings],
+                                      value=self._quant(op.outputs[0])[1]))
+
+    def _reshape(self, op):
+        shape = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+        computed = shape is not None and self.tensor(shape).data is None
+        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)),
+                  inputs=op.inputs[:2] if computed else op.inputs[:1])
+
+    # Shape arithmetic: what Keras' Flatten becomes with a dynamic batch (the batch read with
+    # SHAPE, cut out with STRIDED_SLICE, PACKed with -1 into RESHAPE's new shape).
+
+    def _shape(self, op):
+        self.host(op, "TFL_SHAPE", {})
+
+    def _strided_slice(self, op):
+        if op.options.get("ellipsis_mask") or op.options.get("new_axis_mask"):
+            raise UnsupportedTfliteOperator(op, "ellipsis and new-axis masks")
+        begin, end, strides = (self.tensor(i).data for i in op.inputs[1:4])
+        if any(v is None for v in (begin, end, strides)):
+            raise UnsupportedTfliteOperator(op, "begin, end and strides must be constants")
+        masks = {k: op.options.get(k, 0) for k in ("begin_mask", "end_mask",
+                                                   "shrink_axis_mask")}
+        self.host(op, "TFL_STRIDED_SLICE", dict(begin=begin, end=end, strides=strides,
+                                                masks=masks))
+
+    def _pack(self, op):
+        values = [self.tensor(i).data for i in op.inputs]
+        runtime = [i for i, v in zip(op.inputs, values) if v is None]
+        attrs = dict(values=values, axis=op.options.get("axis", 0),
+                     dtype=self.tensor(op.outputs[0]).dtype)
+        if not runtime:
+            raise UnsupportedTfliteOperator(op, "every input is a constant (the converter "
+                                            "folds those)")
+        self.host(op, "TFL_PACK", attrs, inputs=runtime)
