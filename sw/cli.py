@@ -65,31 +65,11 @@ def _load_model(path: str, params: RillParams, device_only: bool = False):
         raise UsageError(str(error)) from None
 
 
-def _streamed_entries(model, device) -> str | None:
-    """What a resident model's calls send besides activations: the requantization entries the
-    device has no room for (:mod:`sw.resident`), or None."""
-    from hw.isa import QPARAM_BYTES
-
-    from .resident import qparam_entries
-    allocation = getattr(device.resident, "allocation", None)
-    if allocation is None:
-        return None
-    layers = model.model.layers
-    streamed = [i for i, r in allocation.residences.items() if r.streamed_qparams]
-    if not streamed:
-        return None
-    params = device.params
-    entries = sum(layers[i].compiled(params).n for i in streamed)
-    total = sum(qparam_entries(params, layer.compiled(params).n) for layer in layers)
-    return (f"requantization entries streamed with each call: {len(streamed)} layers' "
-            f"{entries:,} ({entries * QPARAM_BYTES:,} bytes; the model has {total:,}, the "
-            f"device's qparam SRAM {params.qparam_depth:,}: sw/resident.py)")
-
-
 def cmd_run(args) -> int:
     import numpy as np
 
     from .device import open_device
+    from .resident import streamed_summary
     params = params_from(args)
     model, import_errors = _load_model(args.model, params, args.device_only)
     tflite = Path(args.model).suffix.lower() == ".tflite"
@@ -122,7 +102,9 @@ def cmd_run(args) -> int:
                                 **vector)
         except import_errors as error:
             raise UsageError(str(error)) from None
-        streamed = _streamed_entries(model, device) if args.resident else None
+        streamed = streamed_summary(
+            getattr(device.resident, "allocation", None) if args.resident else None,
+            [layer.compiled(device.params) for layer in model.model.layers])
     if streamed:
         print(streamed, file=sys.stderr)
     off_chip = model.model.vector_on_host if tflite else []

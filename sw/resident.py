@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from hw.isa import QPARAM_BYTES
 from hw.params import RillParams
 
 from .compiler import CompiledLinear, CompileError, LayerProgram
@@ -35,7 +36,7 @@ from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 
 __all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "streamed_entries",
-           "load_program", "load_streamed_qparams", "resident_program"]
+           "streamed_summary", "load_program", "load_streamed_qparams", "resident_program"]
 
 #: MATMUL's ``k_tiles`` and ``n_tiles`` and STORE's ``n_tiles`` are one byte each.
 _MAX_TILES = 255
@@ -158,6 +159,22 @@ def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> P
     if not residence.streamed_qparams:
         prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
     return prog
+
+
+def streamed_summary(allocation: Allocation | None, layers: list[CompiledLinear]) -> str | None:
+    """What each call of a model placed by ``allocation`` sends besides its activations, the
+    requantization entries that stream (its compiled ``layers``, in order), in words; None
+    where none do."""
+    streamed = [] if allocation is None else [
+        i for i, r in allocation.residences.items() if r.streamed_qparams]
+    if not streamed:
+        return None
+    params = layers[0].params
+    entries = sum(layers[i].n for i in streamed)
+    total = sum(qparam_entries(params, layer.n) for layer in layers)
+    return (f"requantization entries streamed with each call: {len(streamed)} layers' "
+            f"{entries:,} ({entries * QPARAM_BYTES:,} bytes; the model has {total:,}, the "
+            f"device's qparam SRAM {params.qparam_depth:,}: sw/resident.py)")
 
 
 def load_streamed_qparams(prog: Program, layer: CompiledLinear, residence: Residence,

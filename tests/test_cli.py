@@ -49,6 +49,10 @@ def test_bench_runs_the_mlperf_tiny_models_with_their_cycles_predicted(tmp_path)
     for row in rows[1:3]:
         assert row["host_operators"] == ["SOFTMAX", "FULLY_CONNECTED's requantization"]
         assert row["device_macs"] == row["macs"]
+    # MobileNet's calls also send seven layers' requantization entries (sw/resident.py).
+    assert [bool(row["streamed"]) for row in rows] == [False, False, True, False]
+    assert "7 layers' 896 (10,752 bytes" in rows[2]["streamed"]
+    assert rows[2]["wire_in"] > 96 * 96 * 3 + 896 * 12
     assert 0 < rows[0]["vector_share"] < 0.01 and 0 < rows[1]["vector_share"] < 1
     # DS-CNN's one call: its input in 2x2 pixel blocks (25x6 of 4 bytes: its 490 values and
     # the first conv's padding that is not whole blocks, 600) in, 12 sums out, with the link's
