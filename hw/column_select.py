@@ -18,8 +18,8 @@ GROUP = 4
 
 def column_select(m: Module, row, cols: int, column: Value, column_later: Value,
                   advance: Value, *, registered: bool, name: str = "column_group") -> Value:
-    """``row[column]`` (``row``: ``cols`` words of one width, or a list of them), in one cycle
-    or, when ``registered``, over two.
+    """``row[column]`` (``row``: ``cols`` words of one width, indexable), in one cycle or, when
+    ``registered``, over two.
 
     ``column`` indexes ``row`` as it is now; with ``registered``, the result comes a cycle of
     ``advance`` later, when ``column_later`` is that cycle's ``column`` (the caller delays it).
@@ -28,9 +28,7 @@ def column_select(m: Module, row, cols: int, column: Value, column_later: Value,
     words = [row[c] for c in range(cols)]
     width = len(Value.cast(words[0]))
     if not registered:
-        if isinstance(row, list):
-            return words[0] if cols == 1 else Cat(*words).word_select(column, width)
-        return row[column]
+        return words[0] if cols == 1 else Cat(*words).word_select(column, width)
     if cols == 1:
         only = Signal(width, name=f"{name}_0", reset_less=True)
         with m.If(advance):

@@ -24,7 +24,7 @@ from hw import cycles, isa
 from .bench import counter_read_cost
 from .bench_models import LinkPace
 from .device_base import Device
-from .resident import streamed_summary
+from .resident import streamed_layers
 
 __all__ = ["TfliteRow", "ASSETS", "ANCHORS", "bench_tflite", "format_tflite", "vector_cycles"]
 
@@ -51,9 +51,9 @@ class TfliteRow:
     wire_in: int = 0              #: bytes the second call sent, link frames included
     wire_out: int = 0
     end_to_end_ms: dict[str, float] = field(default_factory=dict)
-    #: what each call sends besides the input: requantization entries that stream
-    #: (:func:`sw.resident.streamed_summary`), or ""
-    streamed: str = ""
+    #: bytes of requantization entries each call sends besides its input (layers whose
+    #: entries stream: :mod:`sw.resident`)
+    streamed_bytes: int = 0
 
 
 def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRow:
@@ -66,15 +66,15 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
     before = device.read_counters()["cycles"]
     model.run(device, feeds, resident=True)
     after = stats.wire_bytes_sent, stats.wire_bytes_received   # before the counters' read
-    streamed = streamed_summary(device.resident.allocation,
-                                [layer.compiled(device.params) for layer in model.layers])
     cycles = device.read_counters()["cycles"] - before - counter_read_cost(device.params)
     on_device, macs = model.macs()
     row = TfliteRow(name, macs, on_device, model.host_operators(), cycles,
                     sum(model.predicted_cycles().values()),
                     on_device / (cycles * device.params.peak_macs_int8))
     row.vector_share = vector_cycles(device.params, model.programs) / cycles
-    row.streamed = streamed or ""
+    _, entries = streamed_layers(device.resident.allocation,
+                                 [layer.compiled(device.params) for layer in model.layers])
+    row.streamed_bytes = entries * isa.QPARAM_BYTES
     # A resident model's LOAD_ACTS bring its input (and, after a host operator, a device part's),
     # a byte a cycle from the link.
     row.sram_to_logits_cycles = cycles - opcode_cycles(device.params, model.programs,
@@ -129,8 +129,9 @@ def format_tflite(rows: list[TfliteRow]) -> str:
     for r in rows:
         if r.host_operators:
             lines.append(f"  {r.model}: on the host: {', '.join(r.host_operators)}")
-        if r.streamed:
-            lines.append(f"  {r.model}: {r.streamed}")
+        if r.streamed_bytes:
+            lines.append(f"  {r.model}: each call also sends {r.streamed_bytes:,} bytes of "
+                         "requantization entries the device has no room for (sw/resident.py)")
     lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL; "
                  "from SRAM: the device cycles less its inputs' loads, input in SRAM to logits; "
                  "bytes: one call's on the wire, link frames included; end to end: its bytes "

@@ -10,7 +10,7 @@ chunks as long as the larger of the regions and the accumulators allow.
 A uint8 tensor between two layers is kept as int8 with its zero point moved by -128 (the array
 reads signed lanes; requantizing to int8 at ``zp - 128`` gives exactly the uint8 result less
 128, the form the next layer's activations take anyway), so a chained layer's requantization
-entries are loaded with that zero point (:func:`chained_qparams`).
+entries are loaded with that zero point (:func:`sw.resident.chained_qparams`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 from .resident import Residence, load_streamed_qparams
 
-__all__ = ["find_chains", "chained_qparams", "chained_config", "chain_program"]
+__all__ = ["find_chains", "chained_config", "chain_program"]
 
 _U16 = 0xFFFF
 _CHAINABLE_KINDS = ("matmul", "gemm")
@@ -116,15 +116,6 @@ def find_chains(params: RillParams, steps, outputs: list[str], compiled: list[Co
     return chains
 
 
-def chained_qparams(layer: CompiledLinear) -> tuple:
-    """The requantization entries of a layer whose output stays on chip (see the module
-    docstring): a uint8 output's zero point moved to int8."""
-    bias, multiplier, shift, zero_point = layer.qparams
-    if layer.out_dtype == np.uint8:
-        zero_point = np.asarray(zero_point) - 128
-    return bias, multiplier, shift, zero_point
-
-
 def chained_config(layer: CompiledLinear) -> Config:
     """A layer's configuration when its output stays on chip (int8 lanes: a uint8 output's
     values, and so its clamp's bounds, less 128)."""
@@ -149,7 +140,7 @@ def _rows_through(prog: Program, layers: list[CompiledLinear], residences: list[
         config = layer.config if final else chained_config(layer)
         if config != prog.config:
             prog.configure(config)
-        load_streamed_qparams(prog, layer, residence, None if final else chained_qparams(layer))
+        load_streamed_qparams(prog, layer, residence, hands_on=not final)
         geometry, at = geometries[i], i % 2
         if geometry is not None:
             prog.conv_geometry(geometry)

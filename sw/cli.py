@@ -103,8 +103,9 @@ def cmd_run(args) -> int:
         except import_errors as error:
             raise UsageError(str(error)) from None
         streamed = streamed_summary(
-            getattr(device.resident, "allocation", None) if args.resident else None,
-            [layer.compiled(device.params) for layer in model.model.layers])
+            device.resident.allocation,
+            [layer.compiled(device.params) for layer in model.model.layers]
+        ) if args.resident else None
     if streamed:
         print(streamed, file=sys.stderr)
     off_chip = model.model.vector_on_host if tflite else []

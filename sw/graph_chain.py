@@ -28,7 +28,7 @@ import numpy as np
 
 from hw.params import RillParams
 
-from .chain import chained_config, chained_qparams
+from .chain import chained_config
 from .compiler import CompiledLinear, CompileError, as_int8
 from .conv import pack_feature_map, unpack_feature_map
 from .conv_device import band_rows, conv_geometry, conv_matmul, output_size
@@ -287,7 +287,7 @@ def _layer(prog: Program, step, layer: CompiledLinear, residence: Residence, cha
     config = layer.config if final else chained_config(layer)
     if config != prog.config:
         prog.configure(config)
-    load_streamed_qparams(prog, layer, residence, None if final else chained_qparams(layer))
+    load_streamed_qparams(prog, layer, residence, hands_on=not final)
     at, q_base = chain.addresses[step.input], residence.qparam_base
     to = None if final else chain.addresses[step.output]
     if step.kind != "conv":

@@ -24,7 +24,7 @@ import numpy as np
 from hw.isa import Precision
 from hw.params import RillParams
 
-from .chain import chain_program, chained_qparams, conv_chain_program, find_chains
+from .chain import chain_program, conv_chain_program, find_chains
 from .compiler import (
     CompiledLinear,
     CompileError,
@@ -239,8 +239,7 @@ class QuantizedModel:
             index for graph in graphs.values() for index in graph.layers[:-1]}
         program = Program(params)
         for index, residence in allocation.residences.items():
-            qparams = chained_qparams(compiled[index]) if index in handing_on else None
-            program.extend(load_program(compiled[index], residence, qparams))
+            program.extend(load_program(compiled[index], residence, index in handing_on))
         program.sync()   # one answer: a refused load shows up as its error status, not silence
         response = device.execute(program.to_bytes(), program.response_bytes,
                                   program.frame_cuts(), keeps_resident=True)

@@ -36,7 +36,8 @@ from .planner import TilePlan, _balanced
 from .program import Program, pack_act_words
 
 __all__ = ["Residence", "Allocation", "allocate", "qparam_entries", "streamed_entries",
-           "streamed_summary", "load_program", "load_streamed_qparams", "resident_program"]
+           "streamed_layers", "streamed_summary", "chained_qparams", "load_program",
+           "load_streamed_qparams", "resident_program"]
 
 #: MATMUL's ``k_tiles`` and ``n_tiles`` and STORE's ``n_tiles`` are one byte each.
 _MAX_TILES = 255
@@ -150,39 +151,58 @@ def allocate(params: RillParams, layers: list[CompiledLinear]) -> Allocation:
     return Allocation(residences, below)
 
 
-def load_program(layer: CompiledLinear, residence: Residence, qparams=None) -> Program:
-    """The one-time load of a resident layer: its weight block and its requantization entries
-    (``qparams``, or the layer's own)."""
+def chained_qparams(layer: CompiledLinear) -> tuple:
+    """The requantization entries of a layer whose output stays on chip (:mod:`sw.chain`): a
+    uint8 output's zero point moved to int8."""
+    bias, multiplier, shift, zero_point = layer.qparams
+    if layer.out_dtype == np.uint8:
+        zero_point = np.asarray(zero_point) - 128
+    return bias, multiplier, shift, zero_point
+
+
+def _load_qparams(prog: Program, layer: CompiledLinear, residence: Residence, hands_on: bool):
+    prog.load_qparams(residence.qparam_base,
+                      *(chained_qparams(layer) if hands_on else layer.qparams))
+
+
+def load_program(layer: CompiledLinear, residence: Residence, hands_on: bool = False) -> Program:
+    """The one-time load of a resident layer: its weight block and, unless they stream, its
+    requantization entries (for an output that stays on chip where ``hands_on``)."""
     prog = Program(layer.params)
     prog.configure(layer.config)   # LOAD_WEIGHTS' word size follows the precision
     prog.load_weights(residence.weight_base, layer.weight_words())
     if not residence.streamed_qparams:
-        prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
+        _load_qparams(prog, layer, residence, hands_on)
     return prog
 
 
-def streamed_summary(allocation: Allocation | None, layers: list[CompiledLinear]) -> str | None:
-    """What each call of a model placed by ``allocation`` sends besides its activations, the
-    requantization entries that stream (its compiled ``layers``, in order), in words; None
-    where none do."""
+def streamed_layers(allocation: Allocation | None, layers: list[CompiledLinear]
+                    ) -> tuple[int, int]:
+    """``(layers, entries)``: how many of a model's layers (compiled, in order) placed by
+    ``allocation`` stream their requantization entries with each call, and those entries."""
     streamed = [] if allocation is None else [
         i for i, r in allocation.residences.items() if r.streamed_qparams]
-    if not streamed:
+    return len(streamed), sum(layers[i].n for i in streamed)
+
+
+def streamed_summary(allocation: Allocation | None, layers: list[CompiledLinear]) -> str | None:
+    """:func:`streamed_layers` in words, None where no entries stream."""
+    count, entries = streamed_layers(allocation, layers)
+    if not count:
         return None
     params = layers[0].params
-    entries = sum(layers[i].n for i in streamed)
     total = sum(qparam_entries(params, layer.n) for layer in layers)
-    return (f"requantization entries streamed with each call: {len(streamed)} layers' "
+    return (f"requantization entries streamed with each call: {count} layers' "
             f"{entries:,} ({entries * QPARAM_BYTES:,} bytes; the model has {total:,}, the "
             f"device's qparam SRAM {params.qparam_depth:,}: sw/resident.py)")
 
 
 def load_streamed_qparams(prog: Program, layer: CompiledLinear, residence: Residence,
-                          qparams=None):
+                          hands_on: bool = False):
     """Before a call runs a layer whose entries stream (see the module docstring): its entries
-    (``qparams``, or the layer's own) into the window."""
+    (for an output that stays on chip where ``hands_on``) into the window."""
     if residence.streamed_qparams:
-        prog.load_qparams(residence.qparam_base, *(qparams or layer.qparams))
+        _load_qparams(prog, layer, residence, hands_on)
 
 
 def _plan(params: RillParams, layer: CompiledLinear, m: int) -> TilePlan:

@@ -50,8 +50,9 @@ def test_bench_runs_the_mlperf_tiny_models_with_their_cycles_predicted(tmp_path)
         assert row["host_operators"] == ["SOFTMAX", "FULLY_CONNECTED's requantization"]
         assert row["device_macs"] == row["macs"]
     # MobileNet's calls also send seven layers' requantization entries (sw/resident.py).
-    assert [bool(row["streamed"]) for row in rows] == [False, False, True, False]
-    assert "7 layers' 896 (10,752 bytes" in rows[2]["streamed"]
+    assert [row["streamed_bytes"] for row in rows] == [0, 0, 896 * 12, 0]
+    assert "mobilenet_v1_025: each call also sends 10,752 bytes of requantization" \
+        in result.stdout
     assert rows[2]["wire_in"] > 96 * 96 * 3 + 896 * 12
     assert 0 < rows[0]["vector_share"] < 0.01 and 0 < rows[1]["vector_share"] < 1
     # DS-CNN's one call: its input in 2x2 pixel blocks (25x6 of 4 bytes: its 490 values and
