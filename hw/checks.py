@@ -95,6 +95,8 @@ class InstructionChecks(wiring.Component):
     conv_kernel : ``In(16)``, conv_chunks : ``In(8)``
         The geometry's kernel offsets and channel chunks: a depthwise MATMUL's ``k_tiles`` and
         ``n_tiles``.
+    conv_plane : ``In(16)``, conv_out_w : ``In(8)``
+        The geometry's input pixels and output row: a ``POOL``'s words in and out.
     tiles : ``Out(16)``
         ``MATMUL``'s ``k_tiles * n_tiles``.
     store_values : ``Out(...)``
@@ -117,6 +119,8 @@ class InstructionChecks(wiring.Component):
             "conv_words": In(24),
             "conv_kernel": In(16),
             "conv_chunks": In(8),
+            "conv_plane": In(16),
+            "conv_out_w": In(8),
             "status": Out(Status),
             "ok": Out(1),
             "tiles": Out(16),
@@ -251,11 +255,22 @@ class InstructionChecks(wiring.Component):
         acc_over = _past(acc_base, acc_rows, p.acc_depth)
         weight_over = _past(header_field(Opcode.MATMUL, "weight_addr", 0), mm_kn_rows,
                             p.weight_depth) if late_weight else 0
-        if p.vector_unit:   # AVGPOOL's input words, a cycle ahead like the other products
+        if p.vector_unit:   # AVGPOOL's and POOL's words, a cycle ahead like the other products
             self.pool_words = Signal(24, name="pool_words")
+            self.pool_out_words = Signal(24, name="pool_out_words")
+            out_plane = Signal(16, name="pool_out_plane")   # POOL's out_h * out_w
+            with m.If(self.latch_early):
+                m.d.sync += out_plane.eq(self._header_field(Opcode.POOL, "out_h", 3)
+                                         * self.conv_out_w)
             with m.If(self.latch_products):
-                m.d.sync += self.pool_words.eq(product_field(Opcode.AVGPOOL, "groups")
-                                               * product_field(Opcode.AVGPOOL, "pixels"))
+                # POOL's groups and AVGPOOL's are one field; its input pixels the geometry's.
+                assert (isa.field_offsets(Opcode.POOL)["groups"]
+                        == isa.field_offsets(Opcode.AVGPOOL)["groups"])
+                groups = product_field(Opcode.AVGPOOL, "groups")
+                m.d.sync += [self.pool_words.eq(groups * Mux(
+                                 self.opcode == Opcode.POOL, self.conv_plane,
+                                 product_field(Opcode.AVGPOOL, "pixels"))),
+                             self.pool_out_words.eq(groups * out_plane)]
         out_of_range = Signal()
         m.d.comb += out_of_range.eq(0)
         with m.Switch(self.opcode):
@@ -295,13 +310,18 @@ class InstructionChecks(wiring.Component):
                 _past(early(Opcode.AVGPOOL, "act_addr"), self.pool_words, depth)
                 | _past(early(Opcode.AVGPOOL, "out_addr"), early(Opcode.AVGPOOL, "groups"),
                         depth))
+        with m.Case(Opcode.POOL):
+            m.d.comb += out_of_range.eq(
+                _past(early(Opcode.POOL, "act_addr"), self.pool_words, depth)
+                | _past(early(Opcode.POOL, "out_addr"), self.pool_out_words, depth))
         with m.Case(Opcode.READ_ACTS):
             m.d.comb += out_of_range.eq(_past(early(Opcode.READ_ACTS, "addr"),
                                               early(Opcode.READ_ACTS, "count"), depth))
 
     def _vector_overlap(self, m) -> Value:
-        """An ADD's or AVGPOOL's output starting inside an input (past its first word), for the
-        header's last fetch cycle (``hw.isa.Status.OVERLAP``)."""
+        """An ADD's or AVGPOOL's output starting inside an input (past its first word), or a
+        POOL's sharing a word with its input, for the header's last fetch cycle
+        (``hw.isa.Status.OVERLAP``)."""
         early = self._early_field
 
         def inside(base, length, out):
@@ -316,6 +336,10 @@ class InstructionChecks(wiring.Component):
                 m.d.comb += overlap.eq(inside(early(Opcode.AVGPOOL, "act_addr"),
                                               self.pool_words,
                                               early(Opcode.AVGPOOL, "out_addr")))
+            with m.Case(Opcode.POOL):
+                act, out = early(Opcode.POOL, "act_addr"), early(Opcode.POOL, "out_addr")
+                m.d.comb += overlap.eq((out < act + self.pool_words)
+                                       & (act < out + self.pool_out_words))
         return overlap
 
     def _store_mode_bad(self, fields: dict[str, Value]) -> Value:
@@ -431,8 +455,16 @@ class InstructionChecks(wiring.Component):
                 m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
 
     def _vector_fields(self, m, status):
-        """The vector instructions' modes and lengths (cases of the field checks' switch)."""
+        """The vector instructions' modes and lengths (cases of the field checks' switch);
+        ``POOL`` needs the conv walk's geometry (``RillParams.conv_addressing``)."""
         early = self._early_field
+        if self._params.conv_addressing:
+            with m.Case(Opcode.POOL):
+                with m.If(early(Opcode.POOL, "average") > 1):
+                    m.d.comb += status.eq(Status.BAD_MODE)
+                with m.Elif((early(Opcode.POOL, "groups") == 0)
+                            | (early(Opcode.POOL, "out_h") == 0)):
+                    m.d.comb += status.eq(Status.BAD_LENGTH)
         with m.Case(Opcode.VECTOR_CONFIG):
             with m.If((early(Opcode.VECTOR_CONFIG, "slot") >= isa.VECTOR_SLOTS)
                       | (early(Opcode.VECTOR_CONFIG, "shift") > isa.VectorStage.MAX_SHIFT)):

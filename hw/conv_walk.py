@@ -50,6 +50,8 @@ class ConvWalk:
         This MATMUL walks depthwise (set by :meth:`begin`).
     chunks : Signal
         The geometry's channel chunks.
+    out_w, plane : Signal
+        The geometry's output row and the map's pixels (``in_h * in_w``).
     k_tiles, words : Signal
         The geometry's K tiles (``kernel_h * kernel_w * chunks``) and the words the map spans,
         for decode's checks; settled a few cycles after :meth:`set_geometry`.
@@ -58,7 +60,9 @@ class ConvWalk:
     def __init__(self, params: RillParams, halves: Value):
         self._params = p = params
         self.halves = halves
-        self._fields = {name: Signal(8 * size, name=f"cg_{name}")
+        # After reset, the golden model's default geometry (hw.isa.ConvGeometry).
+        defaults = isa.ConvGeometry().fields()
+        self._fields = {name: Signal(8 * size, name=f"cg_{name}", init=defaults[name])
                         for name, size in isa.FIELDS[Opcode.CONV_GEOMETRY]}
         self.zero_point = Signal(signed(8), name="cg_zero_point_s")
         aw = p.act_addr_width
@@ -86,6 +90,7 @@ class ConvWalk:
                        & (self.ix >= 0) & (self.ix < f["in_w"]))
         self.half = self.halves & self.cc[0]
         self.chunks = f["chunks"]
+        self.out_w = f["out_w"]
 
     def set_geometry(self, m: Module, fields: dict[str, Value]):
         m.d.sync += [reg.eq(fields[name]) for name, reg in self._fields.items()]
@@ -103,6 +108,16 @@ class ConvWalk:
             self.iy_origin.eq(f["first_row"] * f["stride"] - f["pad_top"]),
             self.origin.eq(self.iy_origin * f["in_w"] - f["pad_left"]),
         ]
+
+    def pool_geometry(self, geometry) -> list:
+        """Assignments of the geometry to a ``hw.vector_unit.pool_geometry_layout`` view."""
+        f = self._fields
+        return [*(getattr(geometry, name).eq(f[name])
+                  for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w", "stride",
+                               "pad_left")),
+                geometry.kernel.eq(self.kernel), geometry.plane.eq(self.plane),
+                geometry.row_step.eq(self.row_step), geometry.origin.eq(self.origin),
+                geometry.iy_origin.eq(self.iy_origin)]
 
     def first_address(self, act_addr: Value) -> Value:
         """The first read of a conv MATMUL at ``act_addr``: output pixel 0 at kernel offset

@@ -19,6 +19,7 @@ from .isa import (
     QPARAM_BYTES,
     RESPONSE_HEADER_BYTES,
     Config,
+    ConvGeometry,
     Opcode,
     Status,
     StoreFlags,
@@ -60,6 +61,10 @@ MATMUL_DRAIN_EXTRA = 1
 #: clamped byte.
 VECTOR_ADD_STAGES = 11
 VECTOR_POOL_STAGES = 5
+#: A POOL window's stages from its output's issue to its write: MAX_POOL_2D's whole word
+#: clamped (one), AVERAGE_POOL_2D's lane AVGPOOL's stages and the clamp.
+VECTOR_MAX_STAGES = 1
+VECTOR_WINDOW_AVG_STAGES = VECTOR_POOL_STAGES + 1
 #: A MEAN lane's stages: its sum selected (two), then into ADD's datapath at the sum register,
 #: then ADD's output stage.
 VECTOR_MEAN_STAGES = 8
@@ -163,6 +168,16 @@ def add_cycles(params: RillParams, words: int, lanes: int) -> int:
     return words * (3 + groups) + VECTOR_ADD_STAGES
 
 
+def pool_cycles(params: RillParams, geometry: ConvGeometry, fields: dict[str, int]) -> int:
+    """A POOL's cycles after its decode: per window its pixels' reads (one a cycle, inside the
+    map or not), the last one's two cycles to the sums, then its output (a cycle for the whole
+    word of maxima, a lane a cycle for averages); then the last output's stages."""
+    average = bool(fields["average"])
+    window = geometry.kernel + 2 + (params.act_lanes if average else 1)
+    return (fields["groups"] * fields["out_h"] * geometry.out_w * window
+            + (VECTOR_WINDOW_AVG_STAGES if average else VECTOR_MAX_STAGES))
+
+
 def waits_for_quiet(opcode: Opcode) -> bool:
     """Instructions that wait, in their decode cycle, for a previous MATMUL to finish draining.
 
@@ -178,11 +193,13 @@ def matmul_drain_cycles(params: RillParams) -> int:
 
 
 def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str, int] | None,
-               status: Status, quiet_wait: int = 0) -> int:
+               status: Status, quiet_wait: int = 0,
+               geometry: ConvGeometry = ConvGeometry()) -> int:
     """Working cycles of one instruction: header fetch, the checks, one decode cycle, its work.
 
     ``quiet_wait`` is the number of cycles spent in decode waiting for a MATMUL's drain (only for
-    :func:`waits_for_quiet` opcodes; the golden model tracks it).
+    :func:`waits_for_quiet` opcodes; the golden model tracks it); ``geometry`` the last
+    ``CONV_GEOMETRY``'s (``POOL`` walks it).
     """
     fetch_decode = HEADER_BYTES + CHECK_CYCLES + 1 + quiet_wait
     respond = RESPONSE_HEADER_BYTES
@@ -215,6 +232,8 @@ def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str
     if opcode in (Opcode.AVGPOOL, Opcode.MEAN):
         return (fetch_decode + fields["groups"] * (fields["pixels"] + 2 + lanes)
                 + (VECTOR_POOL_STAGES if opcode == Opcode.AVGPOOL else VECTOR_MEAN_STAGES))
+    if opcode == Opcode.POOL:
+        return fetch_decode + pool_cycles(params, geometry, fields)
     if opcode == Opcode.READ_ACTS:
         return fetch_decode + respond + fields["count"] * (2 + lanes)
     raise AssertionError(opcode)
@@ -231,6 +250,7 @@ class CycleClock:
         self.params = params
         self.cycles = 0
         self.drain = 0   # working cycles until the last MATMUL's accumulator writes have landed
+        self.geometry = ConvGeometry()   # the last CONV_GEOMETRY's, which POOL walks
 
     def step(self, config: Config, opcode: int, fields: dict[str, int] | None,
              status: Status) -> int:
@@ -238,8 +258,10 @@ class CycleClock:
         quiet_wait = 0
         if opcode in _OPCODE_VALUES and waits_for_quiet(Opcode(opcode)):
             quiet_wait = max(0, self.drain - HEADER_BYTES - CHECK_CYCLES)
-        cost = cycle_cost(self.params, config, opcode, fields, status, quiet_wait)
+        cost = cycle_cost(self.params, config, opcode, fields, status, quiet_wait, self.geometry)
         self.cycles += cost
+        if status == Status.OK and opcode == Opcode.CONV_GEOMETRY.value:
+            self.geometry = ConvGeometry.from_fields(fields)
         self.drain = max(0, self.drain - cost)
         if status == Status.OK and opcode == Opcode.MATMUL.value:
             self.drain = matmul_drain_cycles(self.params)

@@ -44,7 +44,7 @@ __all__ = [
     "pack_qparam", "LOAD_OPCODES", "QPARAM_FORMAT", "RELU_NONE", "RELU_ZERO_POINT", "RELU_CLAMP",
 ]
 
-ISA_VERSION = 8
+ISA_VERSION = 9
 HEADER_BYTES = 12
 RESPONSE_HEADER_BYTES = 4
 #: ``INFO`` payload: the params (``RillParams.to_info_bytes``) and the program tag (u16).
@@ -103,6 +103,15 @@ class Opcode(enum.Enum, shape=8):
     #: zero point), then the output stage, ``clamp(mbqm(s) + offset, lo, hi)`` (stage 2), into
     #: word ``out_addr + block``
     MEAN = 0x12
+    #: MAX_POOL_2D (``average`` 0) or AVERAGE_POOL_2D (``average`` 1) over windows of the map
+    #: ``CONV_GEOMETRY`` describes (its sizes, kernel, stride and padding, output rows from
+    #: ``first_row``; ``zero_point`` and ``chunks`` unused) at ``act_addr``, ``groups`` blocks
+    #: of ``in_h * in_w`` words, into ``groups`` blocks of ``out_h * out_w`` words from
+    #: ``out_addr`` (the two may not share a word): per window the lanes' maximum over the
+    #: pixels inside the map,
+    #: or ``sign(s) * ((|s| + kernel // 2) * reciprocal >> shift)`` of their sum ``s`` clamped
+    #: to int8, then clamped to stage 2's ``lo .. hi`` (the fused activation)
+    POOL = 0x13
 
 
 class Status(enum.Enum, shape=8):
@@ -204,10 +213,12 @@ FIELDS: dict[Opcode, tuple[tuple[str, int], ...]] = {
     Opcode.READ_ACTS: (("addr", 2), ("count", 2)),
     # AVGPOOL's first fields, where AVGPOOL has them (the checks and the unit share them).
     Opcode.MEAN: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("pixels", 2)),
+    Opcode.POOL: (("act_addr", 2), ("out_addr", 2), ("groups", 1), ("out_h", 1),
+                  ("average", 1), ("reciprocal", 3), ("shift", 1)),
 }
 #: Instructions that exist only on a core with ``RillParams.vector_unit``.
 VECTOR_OPCODES = (Opcode.VECTOR_CONFIG, Opcode.ADD, Opcode.AVGPOOL, Opcode.READ_ACTS,
-                  Opcode.MEAN)
+                  Opcode.MEAN, Opcode.POOL)
 
 #: Instructions followed by ``count`` words of data.
 LOAD_OPCODES = (Opcode.LOAD_WEIGHTS, Opcode.LOAD_ACTS, Opcode.LOAD_QPARAMS, Opcode.LOAD_BIASES,

@@ -145,7 +145,8 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         self._store_writes()
         self._vector_ports()
         self._counters()
-        vector_reads = (self.vector_running & self.vector.read_en & seq.enable
+        vector_reads = (self.vector_running & self.vector.read_en & self.vector.read_used
+                        & seq.enable
                         if self.p.vector_unit else 0)
         m.d.comb += [seq.act_read_used.eq((self.issue_act & self.advance) | vector_reads),
                      seq.weight_read_used.eq(self.issue_weight & self.advance)]
@@ -346,7 +347,8 @@ class _SequencerLogic(LoadStates, MatmulStates, VectorStates):
         if self.p.conv_addressing:
             walk = self.loops.conv_walk
             m.d.comb += [checks.conv_k_tiles.eq(walk.k_tiles), checks.conv_words.eq(walk.words),
-                         checks.conv_kernel.eq(walk.kernel), checks.conv_chunks.eq(walk.chunks)]
+                         checks.conv_kernel.eq(walk.kernel), checks.conv_chunks.eq(walk.chunks),
+                         checks.conv_plane.eq(walk.plane), checks.conv_out_w.eq(walk.out_w)]
         self.status = checks.status
         self.header = Cat(self.status, self.opcode, self.counters["instructions"][:16])
 

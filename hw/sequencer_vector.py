@@ -28,6 +28,8 @@ class VectorStates:
         self.vector = unit = VectorUnit(p)
         m.submodules.vector = EnableInserter(seq.enable)(unit)
         m.d.comb += [unit.operands.eq(self.operands), unit.read_data.eq(seq.act_read.data)]
+        if p.conv_addressing:   # the map POOL walks
+            m.d.comb += self.loops.conv_walk.pool_geometry(unit.geometry)
         self.vector_send, self.vector_send_byte = unit.send_valid, unit.send_byte
 
     def _vector_ports(self):
@@ -41,8 +43,7 @@ class VectorStates:
             m.d.comb += [seq.act_read.addr.eq(unit.read_addr), seq.act_read.en.eq(unit.read_en)]
             with m.If(unit.write_valid):
                 m.d.comb += [seq.act_write.addr.eq(unit.write_addr),
-                             seq.act_write.data.eq(
-                                 unit.write_bytes.replicate(p.act_lanes // p.add_lanes)),
+                             seq.act_write.data.eq(unit.write_data),
                              seq.act_write.en.eq(Mux(self.advance, unit.write_lanes, 0))]
 
     def _vector_decode(self):
@@ -55,8 +56,9 @@ class VectorStates:
         with m.If(is_op[Opcode.VECTOR_CONFIG]):
             m.d.comb += unit.configure.eq(1)
             m.next = "FETCH"
+        pool = ((Opcode.POOL, VectorOp.POOL),) if self.p.conv_addressing else ()
         for op, code in ((Opcode.ADD, VectorOp.ADD), (Opcode.AVGPOOL, VectorOp.AVGPOOL),
-                         (Opcode.MEAN, VectorOp.MEAN)):
+                         (Opcode.MEAN, VectorOp.MEAN), *pool):
             with m.If(is_op[op]):
                 m.d.comb += [unit.start.eq(1), unit.op.eq(code)]
                 m.next = "VECTOR"

@@ -1,5 +1,6 @@
-"""The vector unit: TFLite's int8 ADD, global average pooling and MEAN over activation words,
-and ``READ_ACTS``, beside the array on the activation SRAM.
+"""The vector unit: TFLite's int8 ADD, global average pooling, MEAN and windowed max and
+average pooling over activation words, and ``READ_ACTS``, beside the array on the activation
+SRAM.
 
 Instructions run one at a time, so while the unit works nothing else reads or writes the
 activation SRAM: it takes the read port and the write port's byte lanes without arbitration
@@ -8,7 +9,10 @@ and works a lane a cycle through one datapath per operation (ADD ``RillParams.ad
 a cycle, through as many), a result written into its byte lane as it leaves; a word's reads
 come before any write that could land on it (``hw.isa``'s OVERLAP rule), and a read port that
 holds its word (``en`` low) while the lanes go by, or reads the next input words (ADD), reads
-nothing a write could collide with: the outputs trail the inputs.
+nothing a write could collide with: the outputs trail the inputs (``POOL``'s lie apart from
+them). ``POOL`` walks the map ``CONV_GEOMETRY`` describes (the conv walk's registers, an input
+here), a window's pixels a read each, and keeps every lane's maximum or sum as it arrives; a
+window's maxima leave as one word, its averages a lane a cycle through AVGPOOL's datapath.
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
 ``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
@@ -26,14 +30,32 @@ from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
 from .params import RillParams
 from .pipeline import delayed
 
-__all__ = ["VectorUnit", "VectorOp"]
+__all__ = ["VectorUnit", "VectorOp", "pool_geometry_layout"]
 
 _INT32_MIN = -(1 << 31)
 
 
 class VectorOp:
     """What ``start`` starts (the unit's ``op`` input)."""
-    ADD, AVGPOOL, READ_ACTS, MEAN = 0, 1, 2, 3
+    ADD, AVGPOOL, READ_ACTS, MEAN, POOL = 0, 1, 2, 3, 4
+
+
+#: Signed pixel coordinates, as the conv walk keeps them.
+_COORD = signed(18)
+
+
+def pool_geometry_layout(params: RillParams) -> data.StructLayout:
+    """What ``POOL`` takes of the conv walk's geometry (``hw.conv_walk.ConvWalk``): the
+    ``CONV_GEOMETRY`` fields it walks by and the registers derived from them."""
+    return data.StructLayout({
+        "in_w": 8, "in_h": 8, "out_w": 8, "kernel_h": 8, "kernel_w": 8, "stride": 8,
+        "pad_left": 8,
+        "kernel": 16,                          # kernel_h * kernel_w
+        "plane": 16,                           # in_h * in_w
+        "row_step": 16,                        # stride * in_w
+        "origin": params.act_addr_width,       # the first window's first pixel, from act_addr
+        "iy_origin": _COORD,                   # ... its row
+    })
 
 
 class _Pipeline:
@@ -111,15 +133,21 @@ class VectorUnit(wiring.Component):
         The instruction header's operand bytes (the sequencer's register).
     configure : ``In(1)``
         Decode of a ``VECTOR_CONFIG``: its stage into its slot's registers.
-    start : ``In(1)``, op : ``In(2)``
+    start : ``In(1)``, op : ``In(3)``
         Decode of the :class:`VectorOp` ``op`` (its header in ``operands``).
+    geometry : ``In(pool_geometry_layout(params))``
+        The conv walk's geometry, which ``POOL`` walks.
     done : ``Out(1)``
         The instruction's last cycle (the sequencer's VECTOR state ends with it).
     read_addr : ``Out(act_addr_width)``, read_en : ``Out(1)``, read_data : ``In(...)``
         The activation SRAM's read port while the unit runs.
+    read_used : ``Out(1)``
+        The read's data will be used (the simulation's collision check, ``hw.sram``): a POOL
+        window's pixel outside the map reads whatever its wrapped address holds, unused, maybe
+        a word an output is being written into.
     write_valid : ``Out(1)``, write_addr : ``Out(act_addr_width)``, write_lanes :
-    ``Out(act_lanes)``, write_bytes : ``Out(8 * add_lanes)``
-        Results into byte lanes of a word: lane ``i`` takes byte ``i % add_lanes``.
+    ``Out(act_lanes)``, write_data : ``Out(8 * act_lanes)``
+        Results into byte lanes of a word.
     send_valid : ``Out(1)``, send_byte : ``Out(8)``
         ``READ_ACTS``'s bytes, for the response.
     """
@@ -129,12 +157,13 @@ class VectorUnit(wiring.Component):
         super().__init__({
             "operands": In(8 * (HEADER_BYTES - 1)),
             "configure": In(1),
-            "start": In(1), "op": In(2),
+            "start": In(1), "op": In(3),
+            "geometry": In(pool_geometry_layout(p)),
             "done": Out(1),
-            "read_addr": Out(p.act_addr_width), "read_en": Out(1),
+            "read_addr": Out(p.act_addr_width), "read_en": Out(1), "read_used": Out(1),
             "read_data": In(data.ArrayLayout(signed(8), p.act_lanes)),
             "write_valid": Out(1), "write_addr": Out(p.act_addr_width),
-            "write_lanes": Out(p.act_lanes), "write_bytes": Out(8 * p.add_lanes),
+            "write_lanes": Out(p.act_lanes), "write_data": Out(8 * p.act_lanes),
             "send_valid": Out(1), "send_byte": Out(8),
         })
 
@@ -198,6 +227,21 @@ class VectorUnit(wiring.Component):
         # ADD's datapath at its sum register.
         mean, issue_mean = Signal(name="mean"), Signal(name="issue_mean")
         mean_bias = Signal(signed(32), name="mean_bias")   # pixels x stage 0's offset
+        # POOL: the window walk, every address moved by additions from a saved base as the
+        # conv walk's are (the group's first window, the row's, the window's, the pixel row's),
+        # beside the pixel's coordinates, signed: a pixel outside the map counts for nothing.
+        geo = self.geometry
+        pool_max = Signal(name="pool_max")    # POOL's maxima (else sums)
+        group_addr, win_row_addr, win_addr, tap_row_addr = (
+            Signal(aw, name=f"pool_{n}") for n in ("group_addr", "win_row_addr", "win_addr",
+                                                   "tap_row_addr"))
+        win_iy, win_ix, tap_iy, tap_ix = (Signal(_COORD, name=f"pool_{n}")
+                                          for n in ("win_iy", "win_ix", "tap_iy", "tap_ix"))
+        dx, dy, ox, oy = (Signal(8, name=f"pool_{n}") for n in ("dx", "dy", "ox", "oy"))
+        out_h_last = Signal(8, name="pool_out_h_last")
+        window_final = Signal(name="pool_window_final")   # the window in flight is the last
+        tap_inside = ((tap_iy >= 0) & (tap_iy < geo.in_h) & (tap_ix >= 0) & (tap_ix < geo.in_w))
+        issue_max, issue_window = Signal(name="issue_max"), Signal(name="issue_window")
         last_lane = lane == lanes - 1
         # The read data through a register of its own: the activation SRAM's block RAMs have no
         # output register, so their clock-to-out and bank multiplexer end here, not in the
@@ -205,15 +249,20 @@ class VectorUnit(wiring.Component):
         # block RAMs hold it while read_en is low).
         read_lanes = Signal(8 * lanes, name="read_q")
         m.d.sync += read_lanes.eq(self.read_data.as_value())
-        m.d.comb += [self.read_addr.eq(ptr_a), self.read_en.eq(1)]
+        m.d.comb += [self.read_addr.eq(ptr_a), self.read_en.eq(1), self.read_used.eq(1)]
         sum_pending = Signal(name="sum_pending")   # the read data register's word is next
         sum_pending_first = Signal(name="sum_pending_first")
-        m.d.sync += [sum_pending.eq(0), sum_pending_first.eq(0),
-                     sum_valid.eq(sum_pending), sum_first.eq(sum_pending_first)]
+        sum_pending_inside = Signal(name="sum_pending_inside")
+        sum_inside = Signal(name="sum_inside")   # ... a pixel inside the map
+        m.d.sync += [sum_pending.eq(0), sum_pending_first.eq(0), sum_pending_inside.eq(0),
+                     sum_valid.eq(sum_pending), sum_first.eq(sum_pending_first),
+                     sum_inside.eq(sum_pending_inside)]
 
         with m.FSM(name="vector"):
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.sync += pool_max.eq((self.op == VectorOp.POOL)
+                                            & (self.field(Opcode.POOL, "average") == 0))
                     with m.Switch(self.op):
                         with m.Case(VectorOp.ADD):
                             m.d.sync += [ptr_a.eq(self.field(Opcode.ADD, "a_addr")),
@@ -237,6 +286,13 @@ class VectorUnit(wiring.Component):
                                          reciprocal.eq(self.field(Opcode.AVGPOOL, "reciprocal")),
                                          shift.eq(self.field(Opcode.AVGPOOL, "shift"))]
                             m.next = "POOL_READ"
+                        with m.Case(VectorOp.POOL):
+                            self._start_pool(m, ptr_a, ptr_out, left, half, reciprocal, shift,
+                                             out_h_last, window_final,
+                                             (group_addr, win_row_addr, win_addr, tap_row_addr),
+                                             (win_iy, tap_iy), (win_ix, tap_ix), (dx, dy, ox, oy))
+                            m.d.sync += mean.eq(0)
+                            m.next = "WINDOW_READ"
                         with m.Case(VectorOp.READ_ACTS):
                             m.d.sync += [ptr_a.eq(self.field(Opcode.READ_ACTS, "addr")),
                                          left.eq(self.field(Opcode.READ_ACTS, "count") - 1)]
@@ -276,6 +332,7 @@ class VectorUnit(wiring.Component):
             with m.State("POOL_READ"):
                 m.d.sync += [ptr_a.eq(ptr_a + 1), pixel.eq(pixel + 1),
                              sum_pending.eq(1), sum_pending_first.eq(pixel == 0),
+                             sum_pending_inside.eq(1),
                              mean_bias.eq(Mux(pixel == 0, 0, mean_bias) + stages[0]["offset"])]
                 with m.If(pixel == pixels_last):
                     m.next = "POOL_LAST"
@@ -293,6 +350,60 @@ class VectorUnit(wiring.Component):
                     _next_word(m, (ptr_out,), left, flush,
                                Mux(mean, cycles.VECTOR_MEAN_STAGES, cycles.VECTOR_POOL_STAGES),
                                "POOL_READ")
+            # POOL: a window's pixels read, one a cycle, then its output.
+            with m.State("WINDOW_READ"):
+                m.d.comb += self.read_used.eq(tap_inside)
+                m.d.sync += [sum_pending.eq(1), sum_pending_first.eq((dx == 0) & (dy == 0)),
+                             sum_pending_inside.eq(tap_inside)]
+                with m.If(dx != geo.kernel_w - 1):
+                    m.d.sync += [dx.eq(dx + 1), ptr_a.eq(ptr_a + 1), tap_ix.eq(tap_ix + 1)]
+                with m.Elif(dy != geo.kernel_h - 1):
+                    m.d.sync += [dx.eq(0), dy.eq(dy + 1), ptr_a.eq(tap_row_addr + geo.in_w),
+                                 tap_row_addr.eq(tap_row_addr + geo.in_w), tap_ix.eq(win_ix),
+                                 tap_iy.eq(tap_iy + 1)]
+                with m.Else():   # the window's last pixel: the next window's first after it
+                    m.d.sync += [dx.eq(0), dy.eq(0)]
+                    next_addr = Signal(aw, name="pool_next_addr")
+                    next_ix, next_iy = (Signal(_COORD, name=f"pool_next_{n}") for n in "xy")
+                    with m.If(ox != geo.out_w - 1):
+                        m.d.sync += ox.eq(ox + 1)
+                        m.d.comb += [next_addr.eq(win_addr + geo.stride),
+                                     next_ix.eq(win_ix + geo.stride), next_iy.eq(win_iy)]
+                    with m.Elif(oy != out_h_last):
+                        m.d.sync += [ox.eq(0), oy.eq(oy + 1),
+                                     win_row_addr.eq(win_row_addr + geo.row_step)]
+                        m.d.comb += [next_addr.eq(win_row_addr + geo.row_step),
+                                     next_ix.eq(-geo.pad_left), next_iy.eq(win_iy + geo.stride)]
+                    with m.Else():   # the next channel group's map
+                        m.d.sync += [ox.eq(0), oy.eq(0), left.eq(left - 1),
+                                     window_final.eq(left == 0),
+                                     group_addr.eq(group_addr + geo.plane),
+                                     win_row_addr.eq(group_addr + geo.plane)]
+                        m.d.comb += [next_addr.eq(group_addr + geo.plane),
+                                     next_ix.eq(-geo.pad_left), next_iy.eq(geo.iy_origin)]
+                    m.d.sync += [win_addr.eq(next_addr), tap_row_addr.eq(next_addr),
+                                 ptr_a.eq(next_addr), win_ix.eq(next_ix), tap_ix.eq(next_ix),
+                                 win_iy.eq(next_iy), tap_iy.eq(next_iy)]
+                    m.next = "WINDOW_LAST"
+            with m.State("WINDOW_LAST"):   # the window's last pixel reaches the read register
+                m.d.comb += self.read_en.eq(0)
+                m.next = "WINDOW_SUMMED"
+            with m.State("WINDOW_SUMMED"):   # ... and the lanes' maxima or sums
+                m.d.comb += self.read_en.eq(0)
+                m.d.sync += lane.eq(0)
+                m.next = "WINDOW_OUT"
+            with m.State("WINDOW_OUT"):   # maxima: the word at once; averages: a lane a cycle
+                m.d.comb += [self.read_en.eq(0), issue_max.eq(pool_max),
+                             issue_window.eq(~pool_max)]
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(pool_max | last_lane):
+                    m.d.sync += ptr_out.eq(ptr_out + 1)
+                    with m.If(window_final):
+                        m.d.sync += flush.eq(Mux(pool_max, cycles.VECTOR_MAX_STAGES,
+                                                 cycles.VECTOR_WINDOW_AVG_STAGES))
+                        m.next = "FLUSH"
+                    with m.Else():
+                        m.next = "WINDOW_READ"
             # READ_ACTS: a word, then its lanes to the response.
             with m.State("SEND_READ"):
                 m.next = "SEND_WORD"
@@ -318,11 +429,24 @@ class VectorUnit(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # -- AVGPOOL's sums: the read register holds a block's word two cycles after its read
+        # -- the pooling's sums (POOL's maxima): the read register holds a block's word two
+        # cycles after its read; a pixel outside the map adds 0, or is -128 to the maximum.
         with m.If(sum_valid):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
-                m.d.sync += total.eq(Mux(sum_first, value, total + value))
+                taken = Mux(sum_inside, value, Mux(pool_max, -128, 0))
+                largest = total[:8].as_signed()
+                grown = Mux(pool_max, Mux(taken > largest, taken, largest), total + taken)
+                m.d.sync += total.eq(Mux(sum_first, taken, grown))
+        # POOL's outputs clamped to the fused activation's range (stage 2's): a window's
+        # maxima as a word, its averages as they leave AVGPOOL's datapath.
+        lo, hi = stages[2]["lo"], stages[2]["hi"]
+
+        def clamped(value):
+            raised = Mux(value < lo, lo, value)
+            return Mux(raised > hi, hi, raised)[:8]
+        max_word = Signal(8 * lanes, name="max_word")
+        m.d.sync += max_word.eq(Cat(clamped(total[:8].as_signed()) for total in sums))
         # The lane's sum in two register stages, as STORE selects a column: a sum of each group
         # of four lanes by the lane's low bits, then the group. One 32-way select of 24-bit
         # words, with the lane bits' fanout, and the adder behind it (the pooling's magnitude,
@@ -342,30 +466,54 @@ class VectorUnit(wiring.Component):
                                        (lane_sum + lane_bias)[:32].as_signed())
                     for i in range(p.add_lanes)]
         pool_out = self._pool_datapath(m, lane_sum, half, reciprocal, shift)
+        window_byte = Signal(8, name="window_byte")
+        m.d.sync += window_byte.eq(clamped(pool_out.as_signed()))
 
         # -- writes: the destination travels beside each datapath: whether it writes, the word,
         # the lane (ADD: the group, and which of its lanes are below the instruction's last) -----
         add_mask = Cat(Cat(Const(i, group_bits), group) <= add_last_lane
                        for i in range(p.add_lanes))
-        for (valid, where, bytes_, depth, name) in (
-                (issue_add, Cat(group, add_mask), Cat(add_outs), cycles.VECTOR_ADD_STAGES,
-                 "add"),
-                (issue_pool, lane, pool_out.replicate(p.add_lanes), cycles.VECTOR_POOL_STAGES,
+        for (valid, where, word, depth, name) in (
+                (issue_add, Cat(group, add_mask), Cat(add_outs).replicate(lanes // p.add_lanes),
+                 cycles.VECTOR_ADD_STAGES, "add"),
+                (issue_pool, lane, pool_out.replicate(lanes), cycles.VECTOR_POOL_STAGES,
                  "pool"),
-                (issue_mean, lane, add_outs[0].replicate(p.add_lanes),
-                 cycles.VECTOR_MEAN_STAGES, "mean")):
+                (issue_mean, lane, add_outs[0].replicate(lanes), cycles.VECTOR_MEAN_STAGES,
+                 "mean"),
+                (issue_window, lane, window_byte.replicate(lanes),
+                 cycles.VECTOR_WINDOW_AVG_STAGES, "window"),
+                (issue_max, Const(0, 1), max_word, cycles.VECTOR_MAX_STAGES, "max")):
             dest = delayed(m, Cat(valid, ptr_out, where), depth, f"{name}_dest")
             where = dest[1 + aw:]
             if name == "add":
                 at, mask = where[:len(group)], where[len(group):]
                 write_lanes = mask << (at << group_bits)
+            elif name == "max":
+                write_lanes = Const((1 << lanes) - 1, lanes)
             else:
                 write_lanes = Const(1, 1) << where
             with m.If(dest[0]):
                 m.d.comb += [self.write_valid.eq(1), self.write_addr.eq(dest[1:1 + aw]),
                              self.write_lanes.eq(write_lanes[:lanes]),
-                             self.write_bytes.eq(bytes_)]
+                             self.write_data.eq(word)]
         return m
+
+    def _start_pool(self, m, ptr_a, ptr_out, left, half, reciprocal, shift, out_h_last,
+                    window_final, addresses, rows, columns, counters):
+        """A POOL's decode: every walk address at its first window's first pixel (the
+        geometry's origin from ``act_addr``), its coordinates there, the counters at zero."""
+        geo, aw = self.geometry, self._params.act_addr_width
+        start = (self.field(Opcode.POOL, "act_addr") + geo.origin)[:aw]
+        m.d.sync += [ptr_a.eq(start), *(address.eq(start) for address in addresses),
+                     *(row.eq(geo.iy_origin) for row in rows),
+                     *(column.eq(-geo.pad_left) for column in columns),
+                     *(counter.eq(0) for counter in counters),
+                     ptr_out.eq(self.field(Opcode.POOL, "out_addr")),
+                     left.eq(self.field(Opcode.POOL, "groups") - 1),
+                     out_h_last.eq(self.field(Opcode.POOL, "out_h") - 1),
+                     window_final.eq(0), half.eq(geo.kernel >> 1),
+                     reciprocal.eq(self.field(Opcode.POOL, "reciprocal")),
+                     shift.eq(self.field(Opcode.POOL, "shift"))]
 
     @staticmethod
     def _add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, index, add_lanes,

@@ -1,4 +1,4 @@
-"""Test programs for the vector unit (``ADD``, ``AVGPOOL``, ``MEAN``, ``READ_ACTS``,
+"""Test programs for the vector unit (``ADD``, ``AVGPOOL``, ``MEAN``, ``POOL``, ``READ_ACTS``,
 ``VECTOR_CONFIG``):
 random ones, and every refusal its decode gives.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw import isa
-from hw.isa import Opcode, VectorStage
+from hw.isa import ConvGeometry, Opcode, VectorStage
 from hw.params import RillParams
 from sw.program import Program
 from sw.vector_ops import add_stages, mean_stages
@@ -35,9 +35,9 @@ def _block(rng: np.random.Generator, params: RillParams, words: int) -> np.ndarr
 
 
 def random_vector_program(params: RillParams, rng: np.random.Generator) -> Program:
-    """An ADD (its inputs apart, or its output on one of them) and a global average pooling
-    (exact, or with a random reciprocal) or a MEAN (its output stage the ADD's), each read back
-    with ``READ_ACTS``."""
+    """An ADD (its inputs apart, or its output on one of them), a global average pooling
+    (exact, or with a random reciprocal) or a MEAN (its output stage the ADD's), and, on a core
+    that walks maps, a windowed max or average pooling, each read back with ``READ_ACTS``."""
     depth = params.act_depth
     prog = Program(params)
     if rng.random() < 0.5:
@@ -79,8 +79,39 @@ def random_vector_program(params: RillParams, rng: np.random.Generator) -> Progr
         prog.avgpool(act_addr, out, groups, pixels,
                      constants=(int(rng.integers(0, 1 << 24)), int(rng.integers(0, 64))))
     prog.read_acts(out, groups)
+    if params.conv_addressing:
+        _random_window_pool(prog, rng)
     prog.read_counters()
     return prog
+
+
+def _random_window_pool(prog: Program, rng: np.random.Generator):
+    """A ``POOL`` over a random small map: any kernel, stride and padding (windows reaching
+    past every edge, or wholly outside), output rows from any first row, maxima or averages
+    (exact, or any constants), its output before or after the input."""
+    params, depth = prog.params, prog.params.act_depth
+    kernel_h, kernel_w = (int(k) for k in rng.integers(1, 4, 2))
+    in_h, in_w = (int(n) for n in rng.integers(1, 7, 2))
+    geometry = ConvGeometry(in_w=in_w, in_h=in_h, out_w=int(rng.integers(1, 5)),
+                            kernel_h=kernel_h, kernel_w=kernel_w, stride=int(rng.integers(1, 4)),
+                            pad_top=int(rng.integers(0, kernel_h + 1)),
+                            pad_left=int(rng.integers(0, kernel_w + 1)),
+                            first_row=int(rng.integers(0, 3)))
+    groups, out_h = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    words, out_words = groups * in_h * in_w, groups * out_h * geometry.out_w
+    if words + out_words > depth:
+        return
+    act_addr = int(rng.integers(0, depth - words - out_words + 1))
+    out_addr = act_addr + words
+    if rng.random() < 0.5:   # the output first
+        act_addr, out_addr = act_addr + out_words, act_addr
+    prog.load_acts(act_addr, _block(rng, params, words))
+    prog.conv_geometry(geometry)
+    average = bool(rng.random() < 0.5)
+    constants = ((int(rng.integers(0, 1 << 24)), int(rng.integers(0, 64)))
+                 if average and rng.random() < 0.3 else None)
+    prog.pool(act_addr, out_addr, groups, out_h, average, constants)
+    prog.read_acts(out_addr, out_words)
 
 
 def bad_vector_commands(params: RillParams) -> list[bytes]:
@@ -114,6 +145,15 @@ def bad_vector_commands(params: RillParams) -> list[bytes]:
         isa.encode(Opcode.MEAN, act_addr=0, out_addr=0, groups=1, pixels=0),
         isa.encode(Opcode.MEAN, act_addr=depth - 7, out_addr=0, groups=2, pixels=4),
         isa.encode(Opcode.MEAN, act_addr=0, out_addr=3, groups=2, pixels=4),
+        *(isa.encode(Opcode.POOL, reciprocal=1, shift=0, **fields) for fields in (
+            dict(act_addr=0, out_addr=64, groups=1, out_h=1, average=2),
+            dict(act_addr=0, out_addr=64, groups=0, out_h=1, average=0),
+            dict(act_addr=0, out_addr=64, groups=1, out_h=0, average=1),
+            dict(act_addr=depth - 1, out_addr=0, groups=2, out_h=1, average=0),
+            dict(act_addr=0, out_addr=depth - 1, groups=2, out_h=1, average=1),
+            dict(act_addr=0, out_addr=0xFFFF, groups=1, out_h=1, average=0),
+            dict(act_addr=4, out_addr=4, groups=1, out_h=1, average=0),   # on the input
+            dict(act_addr=8, out_addr=7, groups=1, out_h=2, average=1))),  # reaching into it
         isa.encode(Opcode.READ_ACTS, addr=0, count=0),
         isa.encode(Opcode.READ_ACTS, addr=depth - 1, count=2),
         isa.encode(Opcode.READ_ACTS, addr=0xFFFF, count=0xFFFF),

@@ -4,7 +4,7 @@ with the weights resident, against the published anchors of other FPGA designs.
 
 Per model: its MACs and the share the device does, the device's working cycles for the second
 of two calls (the compiler's prediction beside them), the array's utilization over those
-cycles, the share of them the vector unit works (ADD, AVGPOOL), and that time at each board
+cycles, the share of them the vector unit works (ADD, pooling, MEAN), and that time at each board
 default's clock. The device cycles count the device's part only: loading the input and the maps
 the host hands back, the layers, the vector unit's operators and storing the outputs; not the
 host's operators nor the link's pace. Beside them, the call's bytes on the wire each way (link
@@ -44,7 +44,7 @@ class TfliteRow:
     device_cycles: int
     predicted_cycles: int
     utilization: float            #: device MACs / (cycles x peak INT8 MACs per cycle)
-    vector_share: float = 0.0     #: share of the cycles in ADD and AVGPOOL
+    vector_share: float = 0.0     #: share of the cycles in ADD, pooling and MEAN
     #: the device cycles less its inputs' loads: from the input in SRAM to the logits
     sram_to_logits_cycles: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -91,18 +91,24 @@ def opcode_cycles(params, programs, opcodes: tuple[isa.Opcode, ...]) -> int:
     """Working cycles of the instructions with ``opcodes`` in ``programs``."""
     codes, total = {op.value for op in opcodes}, 0
     for call in programs:
+        geometry = isa.ConvGeometry()   # the one each POOL walks
         for headers in call.program.executes:
             for header in headers:
+                opcode = isa.Opcode(header[0])
+                fields = isa.decode_fields(opcode, header[1:])
                 if header[0] in codes:
-                    opcode = isa.Opcode(header[0])
-                    total += cycles.cycle_cost(params, isa.Config(), opcode.value,
-                                            isa.decode_fields(opcode, header[1:]), isa.Status.OK)
+                    total += cycles.cycle_cost(params, isa.Config(), opcode.value, fields,
+                                               isa.Status.OK, geometry=geometry)
+                if opcode == isa.Opcode.CONV_GEOMETRY:
+                    geometry = isa.ConvGeometry.from_fields(fields)
     return total
 
 
 def vector_cycles(params, programs) -> int:
-    """Working cycles of the vector unit's ADD and AVGPOOL instructions in ``programs``."""
-    return opcode_cycles(params, programs, (isa.Opcode.ADD, isa.Opcode.AVGPOOL))
+    """Working cycles of the vector unit's ADD, pooling and MEAN instructions in
+    ``programs``."""
+    return opcode_cycles(params, programs, (isa.Opcode.ADD, isa.Opcode.AVGPOOL, isa.Opcode.MEAN,
+                                            isa.Opcode.POOL))
 
 
 def bench_tflite(device: Device, paces: list[LinkPace]) -> list[TfliteRow]:
@@ -132,7 +138,7 @@ def format_tflite(rows: list[TfliteRow]) -> str:
         if r.streamed_bytes:
             lines.append(f"  {r.model}: each call also sends {r.streamed_bytes:,} bytes of "
                          "requantization entries the device has no room for (sw/resident.py)")
-    lines.append("  (vector: share of the device cycles in the vector unit's ADD and AVGPOOL; "
+    lines.append("  (vector: share of the device cycles in the vector unit's ADD, pooling and MEAN; "
                  "from SRAM: the device cycles less its inputs' loads, input in SRAM to logits; "
                  "bytes: one call's on the wire, link frames included; end to end: its bytes "
                  "in, the device's time and its bytes out in turn, on the board's link)")

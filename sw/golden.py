@@ -38,7 +38,7 @@ from hw.params import RillParams
 
 from .requant import output_bytes, raw_bytes, requantize
 from .tile_math import diagonal_tile, tile_psums
-from .vector_ops import add_words, avgpool_words, mean_words
+from .vector_ops import add_words, avgpool_words, mean_words, window_pool_words
 from .vector_ops import check as vector_check
 
 __all__ = ["GoldenCore", "response_header"]
@@ -105,7 +105,7 @@ class GoldenCore:
         opcode = _OPCODES.get(byte)
         if opcode in (Opcode.LOAD_PROGRAM, Opcode.RUN) and not self.params.program_depth:
             return None
-        if opcode == Opcode.CONV_GEOMETRY and not self.params.conv_addressing:
+        if opcode in (Opcode.CONV_GEOMETRY, Opcode.POOL) and not self.params.conv_addressing:
             return None
         if opcode in VECTOR_OPCODES and not self.params.vector_unit:
             return None
@@ -167,7 +167,7 @@ class GoldenCore:
                 return Status.BAD_LENGTH
             return Status.OUT_OF_RANGE if f["addr"] + f["count"] > depth else Status.OK
         if opcode in VECTOR_OPCODES:
-            return vector_check(p, opcode, f)
+            return vector_check(p, opcode, f, self.geometry)
         if opcode == Opcode.CONV_GEOMETRY:
             if any(f[name] == 0 for name in ConvGeometry.NONZERO):
                 return Status.BAD_LENGTH
@@ -296,6 +296,15 @@ class GoldenCore:
             self.act[f["out_addr"]:f["out_addr"] + groups] = (
                 avgpool_words(blocks, pixels, f["reciprocal"], f["shift"])
                 if opcode == Opcode.AVGPOOL else mean_words(blocks, self.vector_stages))
+            return None
+        if opcode == Opcode.POOL:
+            g, groups, out_h = self.geometry, f["groups"], f["out_h"]
+            maps = self.act[f["act_addr"]:f["act_addr"] + groups * g.in_h * g.in_w]
+            pooled = window_pool_words(maps.reshape(groups, g.in_h, g.in_w, -1), g, out_h,
+                                       bool(f["average"]), f["reciprocal"], f["shift"],
+                                       self.vector_stages[2])
+            self.act[f["out_addr"]:f["out_addr"] + groups * out_h * g.out_w] = \
+                pooled.reshape(-1, self.params.act_lanes)
             return None
         raise AssertionError(opcode)
 

@@ -206,6 +206,17 @@ class Program:
         self._add(Opcode.MEAN, act_addr=act_addr, out_addr=out_addr, groups=groups,
                   pixels=pixels)
 
+    def pool(self, act_addr: int, out_addr: int, groups: int, out_h: int,
+             average: bool = False, constants: tuple[int, int] | None = None):
+        """MAX_POOL_2D, or with ``average`` AVERAGE_POOL_2D (TFLite's rounded mean over the
+        kernel's pixels, or with ``constants`` that ``(reciprocal, shift)``'s quotient), over
+        the windows of the map :meth:`conv_geometry` set, ``groups`` blocks at ``act_addr``,
+        ``out_h`` rows of them into the words from ``out_addr``; clamped to stage 2's range."""
+        reciprocal, shift = (constants or pool_reciprocal(self.clock.geometry.kernel)) \
+            if average else (0, 0)
+        self._add(Opcode.POOL, act_addr=act_addr, out_addr=out_addr, groups=groups,
+                  out_h=out_h, average=int(average), reciprocal=reciprocal, shift=shift)
+
     def read_acts(self, addr: int, count: int):
         self._add(Opcode.READ_ACTS, addr=addr, count=count,
                   response=isa.RESPONSE_HEADER_BYTES + count * self.params.act_lanes)

@@ -1,8 +1,8 @@
 """The vector unit's instructions in exact numpy: the golden model's half for ``VECTOR_CONFIG``,
-``ADD``, ``AVGPOOL``, ``MEAN`` and ``READ_ACTS`` (``hw.isa``), and the constants a compiler picks
-for them.
+``ADD``, ``AVGPOOL``, ``MEAN``, ``POOL`` and ``READ_ACTS`` (``hw.isa``), and the constants a
+compiler picks for them.
 
-The arithmetic is TFLite's integer ADD, AVERAGE_POOL_2D and MEAN (:mod:`sw.tflite_kernels` is
+The arithmetic is TFLite's integer ADD, AVERAGE_POOL_2D, MAX_POOL_2D and MEAN (:mod:`sw.tflite_kernels` is
 the reference they are held to), lane by lane over activation words: an ADD of two int8 tensors in
 the layout the array's layers write is an ADD of their words.
 """
@@ -11,22 +11,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.isa import ADD_LEFT_SHIFT, VECTOR_SLOTS, Opcode, Status, VectorStage
+from hw.isa import ADD_LEFT_SHIFT, VECTOR_SLOTS, ConvGeometry, Opcode, Status, VectorStage
 from hw.params import RillParams
 
 from .requant import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
 from .tflite_kernels import add_multipliers, mean_multiplier
 
-__all__ = ["check", "scale", "add_words", "avgpool_words", "mean_words", "pool_reciprocal",
-           "add_stages", "mean_stages", "RECIPROCAL_BITS"]
+__all__ = ["check", "scale", "add_words", "avgpool_words", "mean_words", "window_pool_words",
+           "pool_reciprocal", "add_stages", "mean_stages", "RECIPROCAL_BITS"]
 
 #: Width of AVGPOOL's ``reciprocal`` field.
 RECIPROCAL_BITS = 24
 
 
-def check(params: RillParams, opcode: Opcode, f: dict[str, int]) -> Status:
-    """A vector instruction's status: its modes and lengths, then its range, then overlap."""
+def check(params: RillParams, opcode: Opcode, f: dict[str, int],
+          geometry: ConvGeometry = ConvGeometry()) -> Status:
+    """A vector instruction's status: its modes and lengths, then its range, then overlap
+    (``POOL``'s map is ``geometry``'s)."""
     depth = params.act_depth
+    if opcode == Opcode.POOL:
+        if f["average"] > 1:
+            return Status.BAD_MODE
+        if f["groups"] == 0 or f["out_h"] == 0:
+            return Status.BAD_LENGTH
+        act, words = f["act_addr"], f["groups"] * geometry.in_h * geometry.in_w
+        out, out_words = f["out_addr"], f["groups"] * f["out_h"] * geometry.out_w
+        if act + words > depth or out + out_words > depth:
+            return Status.OUT_OF_RANGE
+        # A window's reads reach back across rows, so no output word may lie in the input.
+        return Status.OVERLAP if out < act + words and act < out + out_words else Status.OK
     if opcode == Opcode.VECTOR_CONFIG:
         ok = f["slot"] < VECTOR_SLOTS and f["shift"] <= VectorStage.MAX_SHIFT
         return Status.OK if ok else Status.BAD_MODE
@@ -85,6 +98,31 @@ def mean_words(blocks: np.ndarray, stages: tuple[VectorStage, ...]) -> np.ndarra
     blocks = np.asarray(blocks, np.int64)
     total = wrap_int32(blocks.sum(axis=1) + blocks.shape[1] * first.offset)
     return np.clip(scale(total, out) + out.offset, out.lo, out.hi).astype(np.int8)
+
+
+def window_pool_words(maps: np.ndarray, geometry: ConvGeometry, out_h: int, average: bool,
+                      reciprocal: int, shift: int, stage: VectorStage) -> np.ndarray:
+    """``POOL`` of ``(groups, in_h, in_w, lanes)`` int8 words over ``geometry``'s windows:
+    ``(groups, out_h, out_w, lanes)``, output rows from ``geometry.first_row``. A window's
+    pixels outside the map count for nothing: the maximum is over those inside (-128 if none),
+    the sum ``s`` adds only them."""
+    g = geometry
+    maps = np.asarray(maps, np.int64)
+    groups, lanes = maps.shape[0], maps.shape[-1]
+    oy, ox = g.first_row + np.arange(out_h)[:, None], np.arange(g.out_w)[None, :]
+    result = np.full((groups, out_h, g.out_w, lanes), 0 if average else -128, np.int64)
+    for dy in range(g.kernel_h):
+        for dx in range(g.kernel_w):
+            iy = oy * g.stride - g.pad_top + dy + 0 * ox
+            ix = ox * g.stride - g.pad_left + dx + 0 * oy
+            inside = ((iy >= 0) & (iy < g.in_h) & (ix >= 0) & (ix < g.in_w))[None, :, :, None]
+            taps = maps[:, np.clip(iy, 0, g.in_h - 1), np.clip(ix, 0, g.in_w - 1)]
+            result = (np.where(inside, result + taps, result) if average
+                      else np.where(inside, np.maximum(result, taps), result))
+    if average:   # AVGPOOL's rounded quotient, over the kernel's pixels
+        magnitude = (np.abs(result) + g.kernel // 2) * reciprocal >> min(shift, 63)
+        result = np.where(result < 0, -np.minimum(magnitude, 128), np.minimum(magnitude, 127))
+    return np.clip(result, stage.lo, stage.hi).astype(np.int8)
 
 
 def mean_stages(input_scale: float, input_zp: int, output_scale: float, output_zp: int,
