@@ -4,10 +4,10 @@ in the activation SRAM at an address of its own.
 
 :mod:`sw.chain` runs layers in a line through two ping-pong regions; a residual block keeps
 three maps live (the block's input, its branch, the sum), so here each tensor gets a block of
-words by liveness. Maps lie as the array's convolutions
-store them (channel block ``g`` of pixel ``p`` in word ``g * pixels + p``), which is the layout
-the convs walk, ``ADD`` adds word by word and ``AVGPOOL`` pools, so nothing is re-laid. A pooled
-map is a one-row matrix for a Gemm; a Gemm's stored row is another.
+words by liveness. Maps lie as the array's convolutions store them (channel block ``g`` of
+pixel ``p`` in word ``g * pixels + p``), which is the layout the convs walk, ``ADD`` adds word
+by word and ``AVGPOOL`` and ``POOL`` pool, so nothing is re-laid. A pooled map is a one-row
+matrix for a Gemm; a Gemm's stored row is another.
 
 Where the maps lie, and how a conv too big for the accumulators runs in bands of output rows, is
 :mod:`sw.map_placement`'s: a map may take the words of an input that dies where it is made, so a
@@ -92,6 +92,10 @@ class _Finder:
             if step.op == "add":
                 return (ins[0] if ins[0] == ins[1] else None), True
             f = ins[0]
+            if step.window is not None:
+                ok = (step.window.in_size == (f.h, f.w)
+                      and step.window.fits(p, f.channels, step.op == "avgpool"))
+                return (MapForm(f.channels, *step.window.out_size) if ok else None), True
             ok = step.act_range == (-128, 127) and pool_fits(p, f.h * f.w, f.channels)
             return (MapForm(f.channels, 1, 1) if ok else None), True
         if not hasattr(step, "linear"):   # moves no byte of a row

@@ -45,7 +45,7 @@ from .tflite_depthwise import depthwise_on_array
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import TfliteGraph, TfliteOperator
 from .vector_ops import add_stages, mean_stages
-from .vector_step import VectorStep, pool_fits
+from .vector_step import PoolWindow, VectorStep, pool_fits
 
 __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOperator",
            "SUPPORTED_OPERATORS"]
@@ -343,18 +343,35 @@ class Lowering:
         if global_pool and pool_fits(self.params, h * w, c):
             self._vector(op, "avgpool", op.inputs[:1], act_range=self._act_range(op))
             return
-        self._pool(op, "TFL_AVERAGE_POOL_2D",
-                   "no vector unit on this core" if not self.params.vector_unit
-                   else "the vector unit pools whole maps" if not global_pool
-                   else f"a {h}x{w}x{c} map does not fit the activation SRAM")
+        self._pool(op, "TFL_AVERAGE_POOL_2D", "avgpool",
+                   f"a {h}x{w}x{c} map does not fit the activation SRAM"
+                   if global_pool and self.params.vector_unit else None)
 
     def _max_pool_2d(self, op):
-        self._pool(op, "TFL_MAX_POOL_2D")
+        self._pool(op, "TFL_MAX_POOL_2D", "maxpool")
 
-    def _pool(self, op, kind: str, why: str = "the vector unit has no max pooling"):
-        pads, _ = self._window(op, op.options["kernel"])
-        self.host(op, kind, dict(kernel=op.options["kernel"], stride=op.options["stride"],
-                                 pads=pads, act_range=self._act_range(op)), why)
+    def _pool(self, op, kind: str, unit_op: str, why: str | None = None):
+        """A windowed pooling on the vector unit (``POOL``) where it takes it, else on the
+        host, saying ``why`` (or why not the window)."""
+        _, h, w, c = self.tensor(op.inputs[0]).shape
+        kernel, stride = tuple(op.options["kernel"]), tuple(op.options["stride"])
+        pads, _ = self._window(op, kernel)
+        window = PoolWindow(kernel, stride[0], pads, (h, w))
+        if why is None:
+            why = ("no vector unit on this core" if not self.params.vector_unit
+                   else "this core walks no maps (conv_addressing)"
+                   if not self.params.conv_addressing
+                   else "its strides differ" if stride[0] != stride[1]
+                   else "a window reaches past the map (the unit averages whole windows)"
+                   if unit_op == "avgpool" and not window.whole
+                   else None if window.fits(self.params, c, unit_op == "avgpool")
+                   else f"a {h}x{w}x{c} map and its output do not fit the activation SRAM")
+        if why is None:
+            self._vector(op, unit_op, op.inputs[:1], act_range=self._act_range(op),
+                         window=window)
+            return
+        self.host(op, kind, dict(kernel=kernel, stride=stride, pads=pads,
+                                 act_range=self._act_range(op)), why)
 
     def _mean(self, op):
         axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))

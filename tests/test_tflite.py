@@ -225,6 +225,26 @@ def _headers(model, opcode: isa.Opcode) -> list[dict]:
 
 
 @pytest.mark.parametrize("device_url", ["golden", "sim"])
+def test_max_pooling_chains_on_chip(device_url):
+    """The Keras CNN's two MAX_POOL_2D run on the vector unit (``POOL``) between its convs:
+    conv, pooling, conv, pooling are one call on the default core, each map in the activation
+    SRAM, the last pooled map read back for the classifier. Equal to LiteRT, in the predicted
+    cycles."""
+    path, model, inputs = _model("keras_cnn")
+    assert [p.where for p in model.placements if p.op == "MAX_POOL_2D"] == ["device"] * 2
+    feeds = {model.input_names[0]: inputs[:3]}
+    with open_device(device_url, RillParams()) as device:
+        got, cycles, allocation = _second_call(device, model, feeds)
+    (graph,) = allocation.graphs.values()
+    assert graph.layers == (0, 1) and model.model.vector_on_host == []
+    pools = _headers(model, isa.Opcode.POOL)
+    assert [(f["out_h"], f["average"]) for f in pools] == [(7, 0), (3, 0)] * 3
+    assert cycles == sum(model.predicted_cycles().values())
+    for key, want in litert_run(path, feeds).items():
+        assert np.array_equal(got[key], want)
+
+
+@pytest.mark.parametrize("device_url", ["golden", "sim"])
 @pytest.mark.parametrize("name", ["residual_tiny", "mobilenet_v2_tiny"])
 def test_a_residual_network_runs_whole_on_chip(device_url, name):
     """Two ResNet stacks (identity and strided 1x1 shortcuts), or three MobileNetV2 blocks

@@ -13,7 +13,8 @@ from sw import tflite_kernels
 from sw.golden import GoldenCore
 from sw.program import Program
 from sw.vector_ops import add_stages, mean_stages, pool_reciprocal
-from sw.vector_step import VectorStep
+from sw.compiler import CompileError
+from sw.vector_step import PoolWindow, VectorStep
 
 PARAMS = RillParams()
 LANES = PARAMS.act_lanes
@@ -113,6 +114,56 @@ def test_mean_is_tflites_int8_mean(seed):
                                output_scale=scales[1], output_zp=zps[1]).reshape(-1)
     assert np.array_equal(got, want)
     assert len(set(want.tolist())) > 2   # the means vary: not a constant clamp
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pool_is_tflites_max_and_average_pool(seed):
+    """Windowed MAX_POOL_2D and AVERAGE_POOL_2D (``POOL``) over TFLite's SAME and VALID
+    windows, kernels and strides of 1 to 3, fused activation clamps, maps of a channel block and
+    a few lanes more (or of fewer channels than a word): every output the reference kernel's,
+    on the device's instructions and in the host's arithmetic alike."""
+    rng = np.random.default_rng(seed)
+    average = seed % 2 == 1
+    kernel = tuple(int(k) for k in rng.integers(1, 4, 2))
+    stride = int(rng.integers(1, 4))
+    h, w = (int(n) for n in rng.integers(max(kernel), 10, 2))
+    channels = (LANES + 5, 3)[seed % 4 // 2]
+    if average or seed % 4 == 0:   # VALID: whole windows only
+        pads, out = (0, 0, 0, 0), ((h - kernel[0]) // stride + 1, (w - kernel[1]) // stride + 1)
+    else:
+        (oh, top, bottom), (ow, left, right) = (tflite_kernels.same_padding(h, kernel[0], stride),
+                                                tflite_kernels.same_padding(w, kernel[1], stride))
+        pads, out = (top, left, bottom, right), (oh, ow)
+    act_range = [(-128, 127), (-20, 127), (-100, 40)][seed % 3]
+    window = PoolWindow(kernel, stride, pads, (h, w))
+    assert window.out_size == out
+    x = rng.integers(-128, 128, (2, h, w, channels)).astype(np.int8)
+    step = VectorStep("pool", "avgpool" if average else "maxpool", ("x",), ("y",),
+                      act_range=act_range, window=window)
+    call = step.call(PARAMS, x)
+    got = call.assemble(GoldenCore(PARAMS).feed(call.command_bytes))
+    reference = tflite_kernels.average_pool if average else tflite_kernels.max_pool
+    want = reference(x, kernel=kernel, stride=(stride, stride), pads=pads, act_range=act_range)
+    assert got.shape == want.shape == (2, *out, channels)
+    assert np.array_equal(got, want)
+    assert np.array_equal(step.on_host({"x": x})["y"], want)
+    assert len(np.unique(want)) > 3
+
+
+def test_pool_refusals_say_why():
+    """An average over windows reaching past the map (their counts differ) and unequal strides
+    stay on the host; a max pooling's map and output must fit the activation SRAM apart."""
+    whole = PoolWindow((2, 2), 2, (0, 0, 0, 0), (8, 8))
+    padded = PoolWindow((3, 3), 1, (1, 1, 1, 1), (8, 8))
+    assert whole.whole and not padded.whole
+    assert whole.fits(PARAMS, 16, average=True) and not padded.fits(PARAMS, 16, average=True)
+    assert padded.fits(PARAMS, 16, average=False)
+    large = PoolWindow((2, 2), 2, (0, 0, 0, 0), (30, 30))
+    assert not large.fits(PARAMS, 2 * LANES, average=False)   # 2 x (900 + 225) > 1,024
+    assert not whole.fits(RillParams(conv_addressing=False), 16, average=False)
+    step = VectorStep("pool", "maxpool", ("x",), ("y",), window=large)
+    with pytest.raises(CompileError, match="does not fit"):
+        step.call(PARAMS, np.zeros((1, 30, 30, 2 * LANES), np.int8))
 
 
 def test_pool_reciprocal_is_exact_for_every_sum():
