@@ -73,6 +73,10 @@ VECTOR_MEAN_STAGES = 8
 ADD_OVERLAP_GROUPS = 4
 
 
+#: The geometry after reset (``hw.isa.ConvGeometry``'s defaults).
+_DEFAULT_GEOMETRY = ConvGeometry()
+
+
 def load_word_bytes(params: RillParams, opcode: Opcode, config: Config,
                     fields: dict[str, int] | None = None) -> int:
     """Bytes per word of a ``LOAD_*`` instruction (its ``fields``) under the current
@@ -194,7 +198,7 @@ def matmul_drain_cycles(params: RillParams) -> int:
 
 def cycle_cost(params: RillParams, config: Config, opcode: int, fields: dict[str, int] | None,
                status: Status, quiet_wait: int = 0,
-               geometry: ConvGeometry = ConvGeometry()) -> int:
+               geometry: ConvGeometry = _DEFAULT_GEOMETRY) -> int:
     """Working cycles of one instruction: header fetch, the checks, one decode cycle, its work.
 
     ``quiet_wait`` is the number of cycles spent in decode waiting for a MATMUL's drain (only for

@@ -138,10 +138,10 @@ def format_tflite(rows: list[TfliteRow]) -> str:
         if r.streamed_bytes:
             lines.append(f"  {r.model}: each call also sends {r.streamed_bytes:,} bytes of "
                          "requantization entries the device has no room for (sw/resident.py)")
-    lines.append("  (vector: share of the device cycles in the vector unit's ADD, pooling and MEAN; "
-                 "from SRAM: the device cycles less its inputs' loads, input in SRAM to logits; "
-                 "bytes: one call's on the wire, link frames included; end to end: its bytes "
-                 "in, the device's time and its bytes out in turn, on the board's link)")
+    lines.append("  (vector: share of the device cycles in the vector unit's ADD, pooling and "
+                 "MEAN; from SRAM: the device cycles less its inputs' loads, input in SRAM to "
+                 "logits; bytes: one call's on the wire, link frames included; end to end: its "
+                 "bytes in, the device's time and its bytes out in turn, on the board's link)")
     for name, anchor in ANCHORS.items():
         if any(r.model == name for r in rows):
             lines.append(f"  anchor, {name}: {anchor}")

@@ -2,16 +2,24 @@
 ``ADD``, ``AVGPOOL``, ``MEAN``, ``POOL`` and ``READ_ACTS`` (``hw.isa``), and the constants a
 compiler picks for them.
 
-The arithmetic is TFLite's integer ADD, AVERAGE_POOL_2D, MAX_POOL_2D and MEAN (:mod:`sw.tflite_kernels` is
-the reference they are held to), lane by lane over activation words: an ADD of two int8 tensors in
-the layout the array's layers write is an ADD of their words.
+The arithmetic is TFLite's integer ADD, AVERAGE_POOL_2D, MAX_POOL_2D and MEAN
+(:mod:`sw.tflite_kernels` is the reference they are held to), lane by lane over activation
+words: an ADD of two int8 tensors in the layout the array's layers write is an ADD of their
+words.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hw.isa import ADD_LEFT_SHIFT, VECTOR_SLOTS, ConvGeometry, Opcode, Status, VectorStage
+from hw.isa import (
+    ADD_LEFT_SHIFT,
+    VECTOR_SLOTS,
+    ConvGeometry,
+    Opcode,
+    Status,
+    VectorStage,
+)
 from hw.params import RillParams
 
 from .requant import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
@@ -25,11 +33,12 @@ RECIPROCAL_BITS = 24
 
 
 def check(params: RillParams, opcode: Opcode, f: dict[str, int],
-          geometry: ConvGeometry = ConvGeometry()) -> Status:
+          geometry: ConvGeometry | None = None) -> Status:
     """A vector instruction's status: its modes and lengths, then its range, then overlap
     (``POOL``'s map is ``geometry``'s)."""
     depth = params.act_depth
     if opcode == Opcode.POOL:
+        geometry = geometry or ConvGeometry()
         if f["average"] > 1:
             return Status.BAD_MODE
         if f["groups"] == 0 or f["out_h"] == 0:

@@ -10,10 +10,10 @@ from hw import isa
 from hw.isa import Opcode, Status, VectorStage
 from hw.params import RillParams
 from sw import tflite_kernels
+from sw.compiler import CompileError
 from sw.golden import GoldenCore
 from sw.program import Program
 from sw.vector_ops import add_stages, mean_stages, pool_reciprocal
-from sw.compiler import CompileError
 from sw.vector_step import PoolWindow, VectorStep
 
 PARAMS = RillParams()
