@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import tflite_activations as activations
 from . import tflite_kernels as kernels
 
 __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
@@ -21,7 +22,8 @@ __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FC_REQUANTIZE", "TFL_ADD",
                    "TFL_AVERAGE_POOL_2D", "TFL_MAX_POOL_2D", "TFL_MEAN", "TFL_SOFTMAX",
                    "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
-                   "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK")
+                   "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
+                   "TFL_LEAKY_RELU", "TFL_LOOKUP", "TFL_MUL", "TFL_CONCATENATION")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -40,7 +42,21 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     if op == "TFL_ADD":
         return [kernels.add(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
                             b_scale=a["b_scale"], b_zp=a["b_zp"], output_scale=a["output_scale"],
-                            output_zp=a["output_zp"], act_range=a["act_range"])]
+                            output_zp=a["output_zp"], act_range=a["act_range"],
+                            subtract=a.get("subtract", False))]
+    if op == "TFL_MUL":
+        return [activations.mul(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
+                                b_scale=a["b_scale"], b_zp=a["b_zp"],
+                                output_scale=a["output_scale"], output_zp=a["output_zp"],
+                                act_range=a["act_range"])]
+    if op == "TFL_RELU":
+        return [activations.relu_x(x, activation=a["activation"], **_scales(a))]
+    if op == "TFL_LEAKY_RELU":
+        return [activations.leaky_relu(x, alpha=a["alpha"], **_scales(a))]
+    if op == "TFL_LOOKUP":   # LOGISTIC and TANH: a table by input byte
+        return [a["table"][np.asarray(x, np.int64) + 128]]
+    if op == "TFL_CONCATENATION":   # inputs quantized as the output: bytes as they are
+        return [np.concatenate([env[name] for name in step.inputs], axis=a["axis"])]
     if op == "TFL_AVERAGE_POOL_2D":
         return [kernels.average_pool(x, kernel=a["kernel"], stride=a["stride"], pads=a["pads"],
                                      act_range=a["act_range"])]
@@ -77,6 +93,11 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
             return [x.reshape([int(d) for d in env[step.inputs[1]]])]
         return [x.reshape((-1, *a["shape"][1:]))]
     raise AssertionError(op)
+
+
+def _scales(a: dict) -> dict:
+    return dict(input_scale=a["input_scale"], input_zp=a["input_zp"],
+                output_scale=a["output_scale"], output_zp=a["output_zp"])
 
 
 def _conv_args(a: dict) -> dict:

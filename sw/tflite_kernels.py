@@ -164,13 +164,15 @@ def add_multipliers(a_scale: float, b_scale: float,
 
 
 def add(a, b, *, a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_scale: float,
-        output_zp: int, act_range=(-128, 127)) -> np.ndarray:
-    """TFLite's int8 ADD: each input shifted left by 20 and scaled to twice the larger input
-    scale, summed, scaled to the output; numpy broadcasting."""
+        output_zp: int, act_range=(-128, 127), subtract: bool = False) -> np.ndarray:
+    """TFLite's int8 ADD (with ``subtract``, its SUB, which scales alike): each input shifted
+    left by 20 and scaled to twice the larger input scale, summed (or the second taken from
+    the first), scaled to the output; numpy broadcasting."""
     (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_scale, b_scale, output_scale)
     va = (np.asarray(a, np.int64) - a_zp) << 20
     vb = (np.asarray(b, np.int64) - b_zp) << 20
-    total = wrap_int32(_mbqm(va, m1, s1) + _mbqm(vb, m2, s2))
+    scaled_b = _mbqm(vb, m2, s2)
+    total = wrap_int32(_mbqm(va, m1, s1) + (-scaled_b if subtract else scaled_b))
     return np.clip(_mbqm(total, mo, so) + output_zp, *act_range).astype(np.int8)
 
 

@@ -42,6 +42,7 @@ from .model_ir import DeviceLayer, HostStep
 from .requant import encode_tflite_channel_scales
 from .space_to_depth import SpaceToDepth, plan_space_to_depth
 from .tflite_depthwise import depthwise_on_array
+from .tflite_elementwise import ELEMENTWISE_OPERATORS, ElementwiseOperators
 from .tflite_kernels import activation_range, same_padding
 from .tflite_reader import TfliteGraph, TfliteOperator
 from .vector_ops import add_stages, mean_stages
@@ -52,7 +53,8 @@ __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOpera
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
                        "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
-                       "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
+                       "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK",
+                       *ELEMENTWISE_OPERATORS)
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
@@ -83,7 +85,7 @@ class Placement:
     host_part: str = ""   # with "device + host": what the host does
 
 
-class Lowering:
+class Lowering(ElementwiseOperators):
     """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
 
     def __init__(self, graph: TfliteGraph, params: RillParams):
@@ -355,7 +357,13 @@ class Lowering:
         host, saying ``why`` (or why not the window)."""
         _, h, w, c = self.tensor(op.inputs[0]).shape
         kernel, stride = tuple(op.options["kernel"]), tuple(op.options["stride"])
-        pads, _ = self._window(op, kernel)
+        pads, out = self._window(op, kernel)
+        # A stride along an axis of one output (a 1-D pooling's height) moves nothing: the
+        # other axis's serves, where the window keeps its output size with it.
+        if stride[0] != stride[1] and 1 in out:
+            one = (stride[1],) * 2 if out[0] == 1 else (stride[0],) * 2
+            if PoolWindow(kernel, one[0], pads, (h, w)).out_size == tuple(out):
+                stride = one
         window = PoolWindow(kernel, stride[0], pads, (h, w))
         if why is None:
             why = ("no vector unit on this core" if not self.params.vector_unit

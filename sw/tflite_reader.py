@@ -67,6 +67,8 @@ def _options(op, name: str) -> dict:
         "AVERAGE_POOL_2D": tflite.Pool2DOptions, "MAX_POOL_2D": tflite.Pool2DOptions,
         "MEAN": tflite.ReducerOptions, "SOFTMAX": tflite.SoftmaxOptions,
         "STRIDED_SLICE": tflite.StridedSliceOptions, "PACK": tflite.PackOptions,
+        "SUB": tflite.SubOptions, "MUL": tflite.MulOptions,
+        "CONCATENATION": tflite.ConcatenationOptions, "LEAKY_RELU": tflite.LeakyReluOptions,
     }
     if name not in kinds:
         return {}
@@ -93,8 +95,10 @@ def _options(op, name: str) -> dict:
         out.update(begin_mask=opts.BeginMask(), end_mask=opts.EndMask(),
                    shrink_axis_mask=opts.ShrinkAxisMask(), ellipsis_mask=opts.EllipsisMask(),
                    new_axis_mask=opts.NewAxisMask())
-    if hasattr(opts, "ValuesCount"):
+    if hasattr(opts, "ValuesCount") or name == "CONCATENATION":
         out["axis"] = opts.Axis()
+    if hasattr(opts, "Alpha"):
+        out["alpha"] = float(opts.Alpha())
     return out
 
 

@@ -28,7 +28,11 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # an ADD whose second operand is a constant map (broadcast over the batch)
           "const_add",
           # MobileNetV2's inverted residual blocks: ReLU6, depthwise convs, residual adds
-          "mobilenet_v2_tiny")
+          "mobilenet_v2_tiny",
+          # LEAKY_RELU, CONCATENATION, a standalone RELU, LOGISTIC, MUL, TANH, SUB
+          "keras_ops",
+          # Conv1D and MaxPooling1D as 2-D ops of height 1 between RESHAPEs, MEAN over time
+          "keras_conv1d")
 
 
 def _model(name: str):
@@ -64,7 +68,7 @@ def _sim_run(name: str, rows: int):
         assert np.array_equal(got[key], want)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn"])
+@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn", "keras_conv1d"])
 def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
     _sim_run(name, 2)
 
@@ -151,6 +155,27 @@ def test_placement_says_where_each_operator_runs():
         assert {p.where for p in mobilenet.placements if p.op == "DEPTHWISE_CONV_2D"} == where
     _, default, _ = _model("ds_cnn")
     assert {p.where for p in default.placements if p.op == "DEPTHWISE_CONV_2D"} == {"host"}
+
+
+def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take():
+    """The Keras operators beyond MLPerf Tiny's seven run on the host in the reference
+    kernels' arithmetic (the models above equal LiteRT), saying so; a CONCATENATION of inputs
+    quantized unlike its output (the int8 kernel copies bytes) is refused at load, naming the
+    operator. A MaxPooling1D's stride along its single row moves nothing: it pools on the
+    vector unit."""
+    _, model, _ = _model("keras_ops")
+    where = {p.op: (p.where, p.why) for p in model.placements}
+    for op in ("LEAKY_RELU", "CONCATENATION", "RELU", "LOGISTIC", "MUL", "TANH", "SUB"):
+        assert where[op][0] == "host" and "host" in where[op][1], op
+    graph = read_tflite(ASSETS / "keras_ops.tflite")
+    (concat,) = [op for op in graph.operators if op.name == "CONCATENATION"]
+    first = concat.inputs[0]
+    graph.tensors[first] = replace(graph.tensors[first],
+                                   scale=graph.tensors[first].scale * 2)
+    with pytest.raises(UnsupportedTfliteOperator, match="CONCATENATION.*quantized unlike"):
+        TfliteModel(graph)
+    _, conv1d, _ = _model("keras_conv1d")
+    assert [p.where for p in conv1d.placements if p.op == "MAX_POOL_2D"] == ["device"]
 
 
 def test_a_depthwise_conv_on_the_array_chains_on_chip():

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and three small test models).
+(and six small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -200,6 +200,40 @@ def keras_cnn(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_cnn")
 
 
+def keras_ops(batch=None) -> keras.Model:
+    """Not MLPerf: operators Keras models hold beyond MLPerf Tiny's seven, as the converter
+    writes them: LEAKY_RELU, CONCATENATION, a RELU it cannot fuse, a sigmoid gate (LOGISTIC,
+    MUL), TANH, SUB, and a sigmoid output: 16x16x3 -> 1. (UpSampling2D is left out: the
+    converter writes it as TILE version 3, which ai-edge-litert 2.3's interpreter, the
+    oracle, does not run.)"""
+    inp = keras.Input((16, 16, 3), batch_size=batch)
+    a = layers.LeakyReLU(negative_slope=0.2)(layers.Conv2D(8, 3, padding="same")(inp))
+    b = layers.Conv2D(8, 1)(inp)
+    x = layers.ReLU()(layers.Concatenate()([a, b]))
+    x = layers.Conv2D(8, 3, strides=2, padding="same")(x)
+    gate = layers.Activation("sigmoid")(layers.Conv2D(8, 1)(x))
+    x = layers.Multiply()([x, gate])
+    y = layers.Activation("tanh")(layers.Conv2D(8, 1)(x))
+    x = layers.Subtract()([x, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inp, out, name="keras_ops")
+
+
+def keras_conv1d(batch=None) -> keras.Model:
+    """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
+    MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
+    average over time: 49x10 -> 4."""
+    inp = keras.Input((49, 10), batch_size=batch)
+    x = layers.Conv1D(16, 3, activation="relu")(inp)
+    x = layers.MaxPooling1D(2)(x)
+    x = layers.Conv1D(16, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    x = layers.Dense(4)(x)
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="keras_conv1d")
+
+
 #: Models converted as most users convert theirs: float input and output (QUANTIZE and
 #: DEQUANTIZE at the edges) and the dynamic batch Keras gives.
 FLOAT_IO_DYNAMIC_BATCH = {"keras_cnn"}
@@ -259,6 +293,10 @@ SPECS = {
                   "sparse_categorical_crossentropy"),
     "mobilenet_v2_tiny": (mobilenet_v2_tiny, lambda r: class_data(r, (16, 16, 3), 4, 0.0, 1.0),
                           384, 3, 32, "sparse_categorical_crossentropy"),
+    "keras_ops": (keras_ops, lambda r: class_data(r, (16, 16, 3), 2, 0.0, 1.0), 384, 3, 32,
+                  "binary_crossentropy"),
+    "keras_conv1d": (keras_conv1d, lambda r: class_data(r, (49, 10), 4, -4.0, 4.0), 384, 3,
+                     32, "sparse_categorical_crossentropy"),
 }
 
 

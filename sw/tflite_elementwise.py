@@ -1,0 +1,75 @@
+"""The lowering of the activations and elementwise operators Keras models hold beside MLPerf
+Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, LOGISTIC, TANH, MUL, SUB,
+CONCATENATION): host steps in LiteRT's reference arithmetic (:mod:`sw.tflite_activations`,
+:mod:`sw.tflite_kernels`). They are cheap beside the convs around them, which stay on the
+device; a stretch on chip ends where one of them reads its output.
+
+A mixin of :class:`sw.tflite_lowering.Lowering`: its methods use the lowering's tensors,
+quantization and host steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .tflite_activations import lookup_table
+from .tflite_reader import TfliteOperator
+
+__all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
+
+#: The operators this module lowers.
+ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
+                         "MUL", "SUB", "CONCATENATION")
+
+_ON_HOST = "runs on the host, as LiteRT's reference kernel computes it"
+
+
+class ElementwiseOperators:
+    """The operators' lowering methods (``_<operator>``, as :meth:`Lowering.lower` calls
+    them)."""
+
+    def _scales(self, op: TfliteOperator, inputs: int = 1) -> dict:
+        """The inputs' and the output's scales and zero points, by the kernels' names."""
+        names = ("input",) if inputs == 1 else ("a", "b")
+        quant = {}
+        for name, index in zip(names, op.inputs):
+            quant[f"{name}_scale"], quant[f"{name}_zp"] = self._quant(index)
+        quant["output_scale"], quant["output_zp"] = self._quant(op.outputs[0])
+        return quant
+
+    def _relu(self, op: TfliteOperator):
+        self.host(op, "TFL_RELU", dict(activation=op.name, **self._scales(op)), _ON_HOST)
+
+    _relu6 = _relu_n1_to_1 = _relu
+
+    def _leaky_relu(self, op: TfliteOperator):
+        self.host(op, "TFL_LEAKY_RELU", dict(alpha=op.options.get("alpha", 0.0),
+                                             **self._scales(op)), _ON_HOST)
+
+    def _logistic(self, op: TfliteOperator):
+        table = lookup_table(op.name, **self._scales(op))
+        self.host(op, "TFL_LOOKUP", dict(table=table, function=op.name), _ON_HOST)
+
+    _tanh = _logistic
+
+    def _mul(self, op: TfliteOperator):
+        self.host(op, "TFL_MUL", dict(act_range=self._act_range(op), **self._scales(op, 2)),
+                  _ON_HOST, inputs=op.inputs[:2])
+
+    def _sub(self, op: TfliteOperator):
+        self.host(op, "TFL_ADD", dict(act_range=self._act_range(op), subtract=True,
+                                      **self._scales(op, 2)),
+                  "runs on the host (the vector unit's rounding is not symmetric in sign)",
+                  inputs=op.inputs[:2])
+
+    def _concatenation(self, op: TfliteOperator):
+        from .tflite_lowering import UnsupportedTfliteOperator   # (which imports this module)
+        out = self._quant(op.outputs[0])
+        if any(self._quant(i) != out for i in op.inputs):
+            raise UnsupportedTfliteOperator(op, "inputs quantized unlike the output (the int8 "
+                                            "kernel copies bytes)")
+        if op.options.get("activation", "NONE") != "NONE":
+            raise UnsupportedTfliteOperator(op, f"a fused {op.options['activation']}")
+        rank = len(self.tensor(op.outputs[0]).shape)
+        self.host(op, "TFL_CONCATENATION", dict(axis=int(np.int64(op.options["axis"]) % rank)),
+                  _ON_HOST, inputs=op.inputs)
