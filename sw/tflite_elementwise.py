@@ -63,7 +63,7 @@ class ElementwiseOperators:
                   inputs=op.inputs[:2])
 
     def _concatenation(self, op: TfliteOperator):
-        from .tflite_lowering import UnsupportedTfliteOperator   # (which imports this module)
+        from .tflite_lowering import UnsupportedTfliteOperator  # (which imports this module)
         out = self._quant(op.outputs[0])
         if any(self._quant(i) != out for i in op.inputs):
             raise UnsupportedTfliteOperator(op, "inputs quantized unlike the output (the int8 "
