@@ -1,6 +1,7 @@
 """LiteRT's reference int8 kernels for the activations and elementwise operators Keras models
 hold beside MLPerf Tiny's seven: RELU, RELU6 and RELU_N1_TO_1 as operators of their own,
-LEAKY_RELU, LOGISTIC and TANH, MUL. They run on the host, bit for bit as
+LEAKY_RELU, PRELU, LOGISTIC, TANH and HARD_SWISH, MUL, RESIZE_BILINEAR and
+RESIZE_NEAREST_NEIGHBOR. They run on the host, bit for bit as
 ``OpResolverType.BUILTIN_REF`` computes them (:mod:`sw.tflite_kernels` has the rest, and the
 conventions: int64 numpy, int32 wrap-around where C wraps, the reference's own float
 precision where it computes in floating point).
@@ -18,7 +19,8 @@ import numpy as np
 from .requant import multiply_by_quantized_multiplier
 from .tflite_kernels import activation_range, quantize_multiplier
 
-__all__ = ["relu_x", "leaky_relu", "mul", "lookup_table", "LOOKUP_FUNCTIONS"]
+__all__ = ["relu_x", "leaky_relu", "mul", "lookup_table", "LOOKUP_FUNCTIONS", "prelu",
+           "hard_swish_table", "resize_bilinear", "resize_nearest"]
 
 
 def _f32(*values) -> list[np.float32]:
@@ -82,3 +84,118 @@ def lookup_table(function: str, *, input_scale: float, input_zp: int, output_sca
     scaled = transformed * (np.float32(1) / s_out)
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))   # C's roundf
     return np.clip(rounded.astype(np.int64) + output_zp, -128, 127).astype(np.int8)
+
+
+def prelu(x, alpha, *, input_scale: float, input_zp: int, alpha_scale: float, alpha_zp: int,
+          output_scale: float, output_zp: int) -> np.ndarray:
+    """PRELU (``BroadcastPrelu4DSlow``): inputs at or above the zero point rescaled by ``s_in
+    / s_out``, those below multiplied by their offset ``alpha`` and rescaled by ``s_in *
+    s_alpha / s_out``; ``alpha`` broadcasts."""
+    s_in, s_alpha, s_out = _f32(input_scale, alpha_scale, output_scale)
+    identity = quantize_multiplier(float(s_in / s_out))
+    negative = quantize_multiplier(float(s_in * s_alpha / s_out))
+    v = np.asarray(x, np.int64) - input_zp
+    a = np.asarray(alpha, np.int64) - alpha_zp
+    y = np.where(v >= 0, _mbqm(v, *identity), _mbqm(v * a, *negative)) + output_zp
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+def _int16_high_mul(a: np.ndarray, b: int, rounding: bool) -> np.ndarray:
+    """gemmlowp's int16 ``SaturatingRoundingDoublingHighMul`` (``rounding``), or TFLite's
+    ``SaturatingDoublingHighMul`` (truncating)."""
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14)) if rounding else 0
+    high = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)   # C's division
+    return np.where((a == b) & (a == -(1 << 15)), (1 << 15) - 1, high)
+
+
+def _int16_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp's ``RoundingDivideByPOT``: half away from zero."""
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
+def _int16_multiplier(real: np.float32) -> tuple[int, int]:
+    """``QuantizeMultiplier`` then ``DownScaleInt32ToInt16Multiplier``."""
+    multiplier, exponent = quantize_multiplier(float(real))
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1, exponent
+    return (multiplier + (1 << 15)) >> 16, exponent
+
+
+def hard_swish_table(*, input_scale: float, input_zp: int, output_scale: float,
+                     output_zp: int) -> np.ndarray:
+    """The 256 outputs, by input ``-128 .. 127``, of HARD_SWISH on int8, in the reference's
+    int16 fixed point (``reference_ops::HardSwish``): the input on a scale 128 times finer,
+    a "reluish" factor in [0, 1] from it, their product shifted to the output scale."""
+    s_in, s_out = _f32(input_scale, output_scale)
+    hires = np.float32(1 / 128) * s_in
+    out_m, out_exp = _int16_multiplier(hires / s_out)
+    relu_m, relu_exp = _int16_multiplier(hires / np.float32(3 / 32768))
+    if out_exp > 0:
+        raise ValueError("HARD_SWISH's output multiplier exceeds one")
+    value = (np.arange(-128, 128, dtype=np.int64) - input_zp) * (1 << 7)
+    preshift = _int16_high_mul(value, out_m, rounding=True)
+    reluish = value
+    if relu_exp > 0:
+        reluish = np.clip(reluish * (1 << (relu_exp - 1)), -(1 << 15), (1 << 15) - 1)
+    reluish = _int16_high_mul(reluish, relu_m, rounding=True)
+    if relu_exp > 0:
+        reluish = np.clip(reluish * 2, -(1 << 15), (1 << 15) - 1)
+    if relu_exp < 0:
+        reluish = _int16_divide_by_pot(reluish, -relu_exp)
+    reluish = (reluish + (1 << 15)) >> 1
+    out = _int16_divide_by_pot(_int16_high_mul(reluish, preshift, rounding=False), -out_exp)
+    return np.clip(out + output_zp, -128, 127).astype(np.int8)
+
+
+def _c_div(a, b: int) -> np.ndarray:
+    """C's integer division (toward zero)."""
+    a = np.asarray(a, np.int64)
+    return np.sign(a) * (np.abs(a) // b)
+
+
+def resize_bilinear(x, size: tuple[int, int], *, align_corners: bool,
+                    half_pixel_centers: bool) -> np.ndarray:
+    """RESIZE_BILINEAR of an NHWC int8 map to ``size`` (its int8 reference overload): each
+    output pixel's source position in 10-bit fixed point, the four neighbours weighted in
+    20-bit products, rounded half away from zero."""
+    x = np.asarray(x, np.int64)
+
+    def axis(out: int, size_in: int):
+        scale = (((1 << 10) * (size_in - 1) + (out - 1) // 2) // (out - 1)
+                 if align_corners and out > 1 else ((1 << 10) * size_in + out // 2) // out)
+        position = np.arange(out, dtype=np.int64) * scale
+        if half_pixel_centers:
+            position = position + scale // 2 - (1 << 9)
+        lower = np.maximum(_c_div(position, 1 << 10), 0)
+        upper = np.minimum(_c_div(position + (1 << 10) - 1, 1 << 10), size_in - 1)
+        return position - (1 << 10) * lower, lower, upper
+    (fy, y0, y1), (fx, x0, x1) = axis(size[0], x.shape[1]), axis(size[1], x.shape[2])
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    corner = [[x[:, y][:, :, xs] for xs in (x0, x1)] for y in (y0, y1)]
+    total = (corner[0][0] * ((1 << 10) - fy) * ((1 << 10) - fx)
+             + corner[1][0] * fy * ((1 << 10) - fx)
+             + corner[0][1] * ((1 << 10) - fy) * fx
+             + corner[1][1] * fy * fx)
+    rounded = _c_div(total + np.where(total > 0, 1 << 19, -(1 << 19)), 1 << 20)
+    return rounded.astype(np.int8)
+
+
+def resize_nearest(x, size: tuple[int, int], *, align_corners: bool,
+                   half_pixel_centers: bool) -> np.ndarray:
+    """RESIZE_NEAREST_NEIGHBOR of an NHWC map to ``size``: each output pixel's source
+    index from the float32 scale, as ``GetNearestNeighbor`` picks it."""
+    x = np.asarray(x)
+
+    def axis(out: int, size_in: int) -> np.ndarray:
+        scale = (np.float32(size_in - 1) / np.float32(out - 1) if align_corners and out > 1
+                 else np.float32(size_in) / np.float32(out))
+        position = (np.arange(out, dtype=np.float32)
+                    + np.float32(0.5 if half_pixel_centers else 0)) * scale
+        index = (np.sign(position) * np.floor(np.abs(position) + np.float32(0.5))
+                 if align_corners else np.floor(position)).astype(np.int64)
+        index = np.minimum(index, size_in - 1)
+        return np.maximum(index, 0) if half_pixel_centers else index
+    return x[:, axis(size[0], x.shape[1])][:, :, axis(size[1], x.shape[2])]

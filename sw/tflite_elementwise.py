@@ -1,8 +1,10 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
-Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, LOGISTIC, TANH, MUL, SUB,
-CONCATENATION): host steps in LiteRT's reference arithmetic (:mod:`sw.tflite_activations`,
-:mod:`sw.tflite_kernels`). They are cheap beside the convs around them, which stay on the
-device; a stretch on chip ends where one of them reads its output.
+Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
+HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX,
+RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR): host steps in LiteRT's reference arithmetic
+(:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They are cheap beside the convs
+around them, which stay on the device; a stretch on chip ends where one of them reads its
+output.
 
 A mixin of :class:`sw.tflite_lowering.Lowering`: its methods use the lowering's tensors,
 quantization and host steps.
@@ -12,14 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tflite_activations import lookup_table
+from .tflite_activations import hard_swish_table, lookup_table
 from .tflite_reader import TfliteOperator
 
 __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 
 #: The operators this module lowers.
-ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH",
-                         "MUL", "SUB", "CONCATENATION")
+ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
+                         "TANH", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
+                         "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "RESIZE_BILINEAR",
+                         "RESIZE_NEAREST_NEIGHBOR")
 
 _ON_HOST = "runs on the host, as LiteRT's reference kernel computes it"
 
@@ -28,9 +32,9 @@ class ElementwiseOperators:
     """The operators' lowering methods (``_<operator>``, as :meth:`Lowering.lower` calls
     them)."""
 
-    def _scales(self, op: TfliteOperator, inputs: int = 1) -> dict:
+    def _scales(self, op: TfliteOperator, inputs: int = 1, names=("a", "b")) -> dict:
         """The inputs' and the output's scales and zero points, by the kernels' names."""
-        names = ("input",) if inputs == 1 else ("a", "b")
+        names = ("input",) if inputs == 1 else names
         quant = {}
         for name, index in zip(names, op.inputs):
             quant[f"{name}_scale"], quant[f"{name}_zp"] = self._quant(index)
@@ -52,6 +56,57 @@ class ElementwiseOperators:
 
     _tanh = _logistic
 
+    def _hard_swish(self, op: TfliteOperator):
+        self.host(op, "TFL_LOOKUP", dict(table=hard_swish_table(**self._scales(op)),
+                                         function=op.name), _ON_HOST)
+
+    def _prelu(self, op: TfliteOperator):
+        self.host(op, "TFL_PRELU", self._scales(op, 2, ("input", "alpha")), _ON_HOST,
+                  inputs=op.inputs[:2])
+
+    def _same_quantization(self, op: TfliteOperator, inputs: list[int]):
+        """Refuse ``op`` unless ``inputs`` are quantized as its output (its int8 kernel
+        compares or copies bytes)."""
+        from .tflite_lowering import UnsupportedTfliteOperator  # (which imports this module)
+        out = self._quant(op.outputs[0])
+        if any(self._quant(i) != out for i in inputs):
+            raise UnsupportedTfliteOperator(op, "inputs quantized unlike the output (the int8 "
+                                            "kernel takes the bytes as they are)")
+
+    def _maximum(self, op: TfliteOperator):
+        self._same_quantization(op, op.inputs[:2])
+        self.host(op, "TFL_EXTREMUM", dict(function=op.name), _ON_HOST, inputs=op.inputs[:2])
+
+    _minimum = _maximum
+
+    def _reduce_max(self, op: TfliteOperator):
+        self._same_quantization(op, op.inputs[:1])
+        rank = len(self.tensor(op.inputs[0]).shape)
+        axes = tuple(sorted({int(a) % rank for a in np.ravel(self.tensor(op.inputs[1]).data)}))
+        self.host(op, "TFL_REDUCE_MAX", dict(axes=axes, keep_dims=op.options.get("keep_dims",
+                                                                                  False)),
+                  _ON_HOST)
+
+    def _resize_bilinear(self, op: TfliteOperator):
+        self._same_quantization(op, op.inputs[:1])
+        size = self.tensor(op.inputs[1]).data
+        if size is None:
+            from .tflite_lowering import UnsupportedTfliteOperator
+            raise UnsupportedTfliteOperator(op, "its output size must be a constant")
+        self.host(op, "TFL_RESIZE", dict(
+            function=op.name, size=tuple(int(v) for v in size),
+            align_corners=op.options.get("align_corners", False),
+            half_pixel_centers=op.options.get("half_pixel_centers", False)), _ON_HOST)
+
+    _resize_nearest_neighbor = _resize_bilinear
+
+    def _transpose(self, op: TfliteOperator):
+        perm = self.tensor(op.inputs[1]).data
+        if perm is None:
+            from .tflite_lowering import UnsupportedTfliteOperator
+            raise UnsupportedTfliteOperator(op, "its permutation must be a constant")
+        self.host(op, "TFL_TRANSPOSE", dict(perm=tuple(int(p) for p in perm)), _ON_HOST)
+
     def _mul(self, op: TfliteOperator):
         self.host(op, "TFL_MUL", dict(act_range=self._act_range(op), **self._scales(op, 2)),
                   _ON_HOST, inputs=op.inputs[:2])
@@ -64,10 +119,7 @@ class ElementwiseOperators:
 
     def _concatenation(self, op: TfliteOperator):
         from .tflite_lowering import UnsupportedTfliteOperator  # (which imports this module)
-        out = self._quant(op.outputs[0])
-        if any(self._quant(i) != out for i in op.inputs):
-            raise UnsupportedTfliteOperator(op, "inputs quantized unlike the output (the int8 "
-                                            "kernel copies bytes)")
+        self._same_quantization(op, op.inputs)
         if op.options.get("activation", "NONE") != "NONE":
             raise UnsupportedTfliteOperator(op, f"a fused {op.options['activation']}")
         rank = len(self.tensor(op.outputs[0]).shape)

@@ -23,7 +23,8 @@ TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FC_REQUANTIZE", 
                    "TFL_AVERAGE_POOL_2D", "TFL_MAX_POOL_2D", "TFL_MEAN", "TFL_SOFTMAX",
                    "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
                    "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
-                   "TFL_LEAKY_RELU", "TFL_LOOKUP", "TFL_MUL", "TFL_CONCATENATION")
+                   "TFL_LEAKY_RELU", "TFL_PRELU", "TFL_LOOKUP", "TFL_MUL", "TFL_EXTREMUM",
+                   "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE_MAX", "TFL_RESIZE")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -53,7 +54,22 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [activations.relu_x(x, activation=a["activation"], **_scales(a))]
     if op == "TFL_LEAKY_RELU":
         return [activations.leaky_relu(x, alpha=a["alpha"], **_scales(a))]
-    if op == "TFL_LOOKUP":   # LOGISTIC and TANH: a table by input byte
+    if op == "TFL_PRELU":
+        return [activations.prelu(x, env[step.inputs[1]], alpha_scale=a["alpha_scale"],
+                                  alpha_zp=a["alpha_zp"], **_scales(a))]
+    if op == "TFL_EXTREMUM":   # MAXIMUM, MINIMUM: inputs quantized as the output
+        return [(np.maximum if a["function"] == "MAXIMUM" else np.minimum)(
+            x, env[step.inputs[1]])]
+    if op == "TFL_RESIZE":   # input quantized as the output
+        resize = (activations.resize_bilinear if a["function"] == "RESIZE_BILINEAR"
+                  else activations.resize_nearest)
+        return [resize(x, a["size"], align_corners=a["align_corners"],
+                       half_pixel_centers=a["half_pixel_centers"])]
+    if op == "TFL_TRANSPOSE":
+        return [np.transpose(x, a["perm"])]
+    if op == "TFL_REDUCE_MAX":   # input quantized as the output
+        return [np.max(x, axis=a["axes"], keepdims=a["keep_dims"])]
+    if op == "TFL_LOOKUP":   # LOGISTIC, TANH, HARD_SWISH: a table by input byte
         return [a["table"][np.asarray(x, np.int64) + 128]]
     if op == "TFL_CONCATENATION":   # inputs quantized as the output: bytes as they are
         return [np.concatenate([env[name] for name in step.inputs], axis=a["axis"])]

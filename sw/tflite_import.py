@@ -94,7 +94,8 @@ class TfliteModel:
     def placement_lines(self) -> list[str]:
         """Where each operator runs, and the device's share of the model's MACs."""
         on_device, total = self.macs()
-        lines = [f"  #{p.index:<3} {p.op:<20} {p.where:<14} {p.macs:>10,} MACs"
+        width = max([20, *(len(p.op) for p in self.placements)])
+        lines = [f"  #{p.index:<3} {p.op:<{width}} {p.where:<14} {p.macs:>10,} MACs"
                  + (f"  ({p.why})" if p.why else "") for p in self.placements]
         lines.append(f"  device: {on_device:,} of {total:,} MACs "
                      f"({on_device / max(total, 1):.1%})")

@@ -65,10 +65,13 @@ def _options(op, name: str) -> dict:
         "CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions,
         "FULLY_CONNECTED": tflite.FullyConnectedOptions, "ADD": tflite.AddOptions,
         "AVERAGE_POOL_2D": tflite.Pool2DOptions, "MAX_POOL_2D": tflite.Pool2DOptions,
-        "MEAN": tflite.ReducerOptions, "SOFTMAX": tflite.SoftmaxOptions,
+        "MEAN": tflite.ReducerOptions, "REDUCE_MAX": tflite.ReducerOptions,
+        "SOFTMAX": tflite.SoftmaxOptions,
         "STRIDED_SLICE": tflite.StridedSliceOptions, "PACK": tflite.PackOptions,
         "SUB": tflite.SubOptions, "MUL": tflite.MulOptions,
         "CONCATENATION": tflite.ConcatenationOptions, "LEAKY_RELU": tflite.LeakyReluOptions,
+        "RESIZE_BILINEAR": tflite.ResizeBilinearOptions,
+        "RESIZE_NEAREST_NEIGHBOR": tflite.ResizeNearestNeighborOptions,
     }
     if name not in kinds:
         return {}
@@ -97,6 +100,9 @@ def _options(op, name: str) -> dict:
                    new_axis_mask=opts.NewAxisMask())
     if hasattr(opts, "ValuesCount") or name == "CONCATENATION":
         out["axis"] = opts.Axis()
+    if hasattr(opts, "HalfPixelCenters"):
+        out.update(align_corners=bool(opts.AlignCorners()),
+                   half_pixel_centers=bool(opts.HalfPixelCenters()))
     if hasattr(opts, "Alpha"):
         out["alpha"] = float(opts.Alpha())
     return out

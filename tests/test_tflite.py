@@ -32,7 +32,10 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # LEAKY_RELU, CONCATENATION, a standalone RELU, LOGISTIC, MUL, TANH, SUB
           "keras_ops",
           # Conv1D and MaxPooling1D as 2-D ops of height 1 between RESHAPEs, MEAN over time
-          "keras_conv1d")
+          "keras_conv1d",
+          # MUL by a constant, HARD_SWISH, PRELU, MAXIMUM, MINIMUM, RESIZE_BILINEAR,
+          # RESIZE_NEAREST_NEIGHBOR, TRANSPOSE, REDUCE_MAX
+          "keras_more_ops")
 
 
 def _model(name: str):
@@ -163,10 +166,15 @@ def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take(
     quantized unlike its output (the int8 kernel copies bytes) is refused at load, naming the
     operator. A MaxPooling1D's stride along its single row moves nothing: it pools on the
     vector unit."""
-    _, model, _ = _model("keras_ops")
-    where = {p.op: (p.where, p.why) for p in model.placements}
-    for op in ("LEAKY_RELU", "CONCATENATION", "RELU", "LOGISTIC", "MUL", "TANH", "SUB"):
-        assert where[op][0] == "host" and "host" in where[op][1], op
+    for name, ops in (("keras_ops", ("LEAKY_RELU", "CONCATENATION", "RELU", "LOGISTIC", "MUL",
+                                     "TANH", "SUB")),
+                      ("keras_more_ops", ("HARD_SWISH", "PRELU", "MAXIMUM", "MINIMUM",
+                                          "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
+                                          "TRANSPOSE", "REDUCE_MAX"))):
+        _, model, _ = _model(name)
+        where = {p.op: (p.where, p.why) for p in model.placements}
+        for op in ops:
+            assert where[op][0] == "host" and "host" in where[op][1], op
     graph = read_tflite(ASSETS / "keras_ops.tflite")
     (concat,) = [op for op in graph.operators if op.name == "CONCATENATION"]
     first = concat.inputs[0]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and six small test models).
+(and seven small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -220,6 +220,26 @@ def keras_ops(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_ops")
 
 
+def keras_more_ops(batch=None) -> keras.Model:
+    """Not MLPerf: more operators Keras layers become: BatchNormalization on the input (MUL
+    by a constant), HARD_SWISH, PReLU, Maximum, Minimum, Resizing (RESIZE_BILINEAR,
+    RESIZE_NEAREST_NEIGHBOR), Permute (TRANSPOSE), GlobalMaxPooling2D (REDUCE_MAX):
+    8x8x4 -> 3."""
+    inp = keras.Input((8, 8, 4), batch_size=batch)
+    x = layers.Conv2D(8, 3, padding="same")(bn()(inp))
+    h = layers.Activation("hard_swish")(x)
+    p = layers.PReLU()(x)
+    x = layers.Concatenate()([layers.Maximum()([h, p]), layers.Minimum()([h, p])])
+    up = layers.Resizing(13, 11, interpolation="bilinear")(x)
+    down = layers.Resizing(5, 6, interpolation="nearest")(x)
+    up = layers.Conv2D(4, 3, strides=2, padding="same")(up)
+    pooled = [layers.GlobalMaxPooling2D()(layers.Permute((2, 1, 3))(up)),
+              layers.GlobalMaxPooling2D()(down)]
+    x = layers.Dense(3)(layers.Concatenate()(pooled))
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="keras_more_ops")
+
+
 def keras_conv1d(batch=None) -> keras.Model:
     """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
     MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
@@ -297,6 +317,8 @@ SPECS = {
                   "binary_crossentropy"),
     "keras_conv1d": (keras_conv1d, lambda r: class_data(r, (49, 10), 4, -4.0, 4.0), 384, 3,
                      32, "sparse_categorical_crossentropy"),
+    "keras_more_ops": (keras_more_ops, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0), 384, 3,
+                       32, "sparse_categorical_crossentropy"),
 }
 
 
