@@ -53,6 +53,11 @@ class TfliteModel:
         inputs = [TensorSpec(lowering.name(i), graph.tensors[i].dtype,
                              (None, *graph.tensors[i].shape[1:])) for i in graph.inputs]
         self.params, self.placements = params, lowering.placements
+        #: Some tensor between the operators has no batch axis (a batch-1 model's RESHAPE to
+        #: ``(C,)``, say): such a model runs image by image, as LiteRT runs it.
+        self.per_image = any(
+            t.data is None and t.dtype != np.int32 and (not t.shape or t.shape[0] != 1)
+            for op in graph.operators for t in (graph.tensors[i] for i in op.outputs))
         #: The model in Rill's own representation, for a core of :attr:`params`.
         self.model = QuantizedModel(inputs, outputs, lowering.constants, lowering.steps)
 
@@ -116,11 +121,17 @@ class TfliteModel:
         if device.params != self.params:
             self._lower(device.params)
         self.programs = []
+        feeds = {by_name[k]: np.asarray(v) for k, v in feeds.items()}
+        rows = {len(v) for v in feeds.values() if v.ndim}
+        images = [feeds] if not self.per_image or len(rows) != 1 or rows == {1} else \
+            [{k: v[row:row + 1] for k, v in feeds.items()} for row in range(rows.pop())]
         try:
-            out = self.model.run(device, {by_name[k]: v for k, v in feeds.items()},
-                                 progress=progress, programs=self.programs, resident=resident,
-                                 vector_calls=vector_calls)
+            parts = [self.model.run(device, image, progress=progress, programs=self.programs,
+                                    resident=resident, vector_calls=vector_calls)
+                     for image in images]
         except InputError as error:
             raise TfliteImportError(str(error)) from None
+        out = {name: np.concatenate([part[name] for part in parts]) if len(parts) > 1
+               else parts[0][name] for name in parts[0]}
         return {self.graph.tensors[i].name: out[name]
                 for i, name in zip(self.graph.outputs, self.model.outputs)}

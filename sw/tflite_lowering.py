@@ -280,8 +280,9 @@ class Lowering(ElementwiseOperators):
         filters = self.tensor(op.inputs[1]).data
         if filters is None or filters.ndim != 2:
             raise UnsupportedTfliteOperator(op, "its weights must be a constant [O, I] tensor")
-        if op.options.get("keep_num_dims"):
-            raise UnsupportedTfliteOperator(op, "keep_num_dims=True")
+        # keep_num_dims (a Dense layer on a sequence or a map): the rows as without it, their
+        # outputs given the input's leading axes back.
+        keep = op.options.get("keep_num_dims") and len(self.tensor(op.inputs[0]).shape) > 2
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
         rows = self.layout(op.inputs[0], False)
         if len(self.tensor(op.inputs[0]).shape) != 2:
@@ -292,13 +293,17 @@ class Lowering(ElementwiseOperators):
         linear = QuantizedLinear(filters.T, a_scale=s_in, a_zp=zp_in, bias=self._bias(op),
                                  out_dtype=np.int32, name=f"#{op.index} FULLY_CONNECTED")
         sums = f"{self.name(op.outputs[0])}@sums"
+        out = self.name(op.outputs[0])
         self.steps.append(DeviceLayer(linear.name, "gemm", rows, sums, linear))
         self.steps.append(HostStep(f"#{op.index} requantize", "TFL_FC_REQUANTIZE", (sums,),
-                                   (self.name(op.outputs[0]),),
+                                   (f"{out}@rows" if keep else out,),
                                    dict(input_scale=s_in, filter_scale=self.tensor(op.inputs[1])
                                         .scale, output_scale=s_out, output_zp=zp_out,
                                         act_range=self._act_range(op))))
-        self.nhwc.add(self.name(op.outputs[0]))
+        if keep:
+            self.steps.append(HostStep(f"#{op.index} unflatten", "TFL_RESHAPE", (f"{out}@rows",),
+                                       (out,), {"shape": tuple(self.tensor(op.outputs[0]).shape)}))
+        self.nhwc.add(out)
         self.placements.append(Placement(op.index, op.name, "device + host",
                                          int(np.prod(filters.shape)),
                                          "requantized in double precision on the host",

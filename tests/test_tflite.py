@@ -35,7 +35,10 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           "keras_conv1d",
           # MUL by a constant, HARD_SWISH, PRELU, MAXIMUM, MINIMUM, RESIZE_BILINEAR,
           # RESIZE_NEAREST_NEIGHBOR, TRANSPOSE, REDUCE_MAX
-          "keras_more_ops")
+          "keras_more_ops",
+          # FULLY_CONNECTED with keep_num_dims (an SE gate, a Dense on a sequence), and a
+          # RESHAPE to (C,) that drops the batch axis (run image by image)
+          "keras_se_sequence")
 
 
 def _model(name: str):
@@ -184,6 +187,10 @@ def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take(
         TfliteModel(graph)
     _, conv1d, _ = _model("keras_conv1d")
     assert [p.where for p in conv1d.placements if p.op == "MAX_POOL_2D"] == ["device"]
+    # A tensor without the batch axis makes a batch run image by image (as LiteRT runs it);
+    # the others run a batch at once.
+    assert _model("keras_se_sequence")[1].per_image
+    assert not any(_model(name)[1].per_image for name in ("resnet8", "keras_cnn"))
 
 
 def test_a_depthwise_conv_on_the_array_chains_on_chip():

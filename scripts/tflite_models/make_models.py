@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and seven small test models).
+(and eight small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -240,6 +240,23 @@ def keras_more_ops(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_more_ops")
 
 
+def keras_se_sequence(batch=None) -> keras.Model:
+    """Not MLPerf: a squeeze-and-excitation gate (pooling kept as a 1x1 map, Dense layers on
+    it: FULLY_CONNECTED with keep_num_dims, MUL broadcasting it over the map), an ADD of the
+    map and its mean (which the converter reshapes to ``(C,)``, without the batch axis), and
+    a Dense layer on the map as a sequence of pixels: 8x8x4 -> 3."""
+    inp = keras.Input((8, 8, 4), batch_size=batch)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    squeeze = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    gate = layers.Dense(8, activation="sigmoid")(layers.Dense(2, activation="relu")(squeeze))
+    x = layers.Multiply()([x, gate])
+    x = layers.Add()([x, layers.GlobalAveragePooling2D(keepdims=True)(x)])
+    x = layers.Dense(6, activation="relu")(layers.Reshape((64, 8))(x))
+    x = layers.Dense(3)(layers.GlobalAveragePooling1D()(x))
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="keras_se_sequence")
+
+
 def keras_conv1d(batch=None) -> keras.Model:
     """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
     MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
@@ -319,6 +336,8 @@ SPECS = {
                      32, "sparse_categorical_crossentropy"),
     "keras_more_ops": (keras_more_ops, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0), 384, 3,
                        32, "sparse_categorical_crossentropy"),
+    "keras_se_sequence": (keras_se_sequence, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0),
+                          384, 3, 32, "sparse_categorical_crossentropy"),
 }
 
 
@@ -361,7 +380,11 @@ def run_int8(tflite_model: bytes, x: np.ndarray):
     (input scale, input zero point))."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation notice
-        interp = tf.lite.Interpreter(model_content=tflite_model)
+        # The reference kernels, as the tests' oracle runs them (XNNPACK, the default, fails
+        # to prepare some graphs: keras_se_sequence's ADD of a map and a (C,) vector).
+        interp = tf.lite.Interpreter(
+            model_content=tflite_model,
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     scale, zp = inp["quantization"]
