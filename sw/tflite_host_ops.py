@@ -19,7 +19,9 @@ from . import tflite_kernels as kernels
 __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 
 #: Host operations, named after the TFLite operators they compute.
-TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_FC_REQUANTIZE", "TFL_ADD",
+TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_TRANSPOSE_CONV",
+                   "TFL_TRANSPOSE_CONV_INPUT",
+                   "TFL_FC_REQUANTIZE", "TFL_ADD",
                    "TFL_AVERAGE_POOL_2D", "TFL_MAX_POOL_2D", "TFL_MEAN", "TFL_SOFTMAX",
                    "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
                    "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
@@ -35,6 +37,16 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
     if op == "TFL_DEPTHWISE_CONV_2D":
         return [kernels.depthwise_conv2d(x, a["filters"], a["bias"], **_conv_args(a))]
+    if op == "TFL_TRANSPOSE_CONV":
+        return [kernels.transpose_conv(x, a["filters"], a["bias"], output_size=a["output_size"],
+                                       input_zp=a["input_zp"], multiplier=a["multiplier"],
+                                       shift=a["shift"], output_zp=a["output_zp"],
+                                       stride=a["stride"], pads=a["pads"],
+                                       act_range=a["act_range"])]
+    if op == "TFL_TRANSPOSE_CONV_INPUT":   # NHWC in, NCHW out (the device conv's source)
+        return [kernels.transpose_conv_input(x, stride=a["stride"], pads=a["pads"],
+                                             output_size=a["output_size"], kernel=a["kernel"],
+                                             zero_point=a["zero_point"])]
     if op == "TFL_FC_REQUANTIZE":   # the sums from the device
         return [kernels.requantize_double(x, input_scale=a["input_scale"],
                                           filter_scale=a["filter_scale"],

@@ -23,7 +23,9 @@ from .requant import saturating_rounding_doubling_high_mul as srdhm
 
 __all__ = [
     "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
-    "conv2d", "depthwise_conv2d", "fully_connected", "requantize_double", "add", "add_multipliers",
+    "conv2d", "depthwise_conv2d", "transpose_conv", "transpose_conv_input", "fully_connected",
+    "requantize_double",
+    "add", "add_multipliers",
     "mean_multiplier",
     "average_pool", "max_pool", "strided_slice", "mean", "softmax", "quantize", "requantize",
     "dequantize",
@@ -119,6 +121,44 @@ def depthwise_conv2d(x, filters, bias, *, input_zp: int, multiplier, shift, outp
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)
     return _requantize_per_channel(acc, multiplier, shift, output_zp, act_range)
+
+
+def transpose_conv(x, filters, bias, *, output_size: tuple[int, int], input_zp: int,
+                   multiplier, shift, output_zp: int, stride=(1, 1), pads=(0, 0),
+                   act_range=(-128, 127)) -> np.ndarray:
+    """TRANSPOSE_CONV (``reference_integer_ops::TransposeConv``): each input pixel, less the
+    zero point, times OHWI ``filters`` scattered into the output from ``(iy * stride - top,
+    ix * stride - left)``, taps past the output dropped; then per output channel as a
+    conv."""
+    x, filters = np.asarray(x, np.int64) - input_zp, np.asarray(filters, np.int64)
+    n, h, w, _ = x.shape
+    o, kh, kw, _ = filters.shape
+    (sh, sw), (top, left) = stride, pads
+    canvas = np.zeros((n, (h - 1) * sh + kh + top + output_size[0],
+                       (w - 1) * sw + kw + left + output_size[1], o), np.int64)
+    for dy in range(kh):
+        for dx in range(kw):
+            canvas[:, dy:dy + h * sh:sh, dx:dx + w * sw:sw] += np.einsum(
+                "nyxc,oc->nyxo", x, filters[:, dy, dx])
+    acc = canvas[:, top:top + output_size[0], left:left + output_size[1]]
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64)
+    return _requantize_per_channel(acc, multiplier, shift, output_zp, act_range)
+
+
+def transpose_conv_input(x, *, stride, pads, output_size, kernel, zero_point: int) -> np.ndarray:
+    """The map over which a conv of stride 1, VALID, with the filters flipped in both spatial
+    axes gives :func:`transpose_conv`'s sums: NHWC ``x``'s pixels ``stride`` apart, the rest
+    ``zero_point`` (which adds nothing: the conv takes the zero point off), cut to the
+    ``output_size + kernel - 1`` pixels its outputs read; NCHW out, for the device's conv."""
+    x = np.asarray(x)
+    n, h, w, c = x.shape
+    (sh, sw), (kh, kw), (oh, ow) = stride, kernel, output_size
+    full = np.full((n, (h - 1) * sh + 2 * kh - 1 + oh, (w - 1) * sw + 2 * kw - 1 + ow, c),
+                   zero_point, x.dtype)
+    full[:, kh - 1:kh - 1 + (h - 1) * sh + 1:sh, kw - 1:kw - 1 + (w - 1) * sw + 1:sw] = x
+    cut = full[:, pads[0]:pads[0] + oh + kh - 1, pads[1]:pads[1] + ow + kw - 1]
+    return np.ascontiguousarray(cut.transpose(0, 3, 1, 2))
 
 
 def _out_size(size, kernel, stride, dilation, pads):

@@ -51,8 +51,8 @@ from .vector_step import PoolWindow, VectorStep, pool_fits
 __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOperator",
            "SUPPORTED_OPERATORS"]
 
-SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
-                       "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
+SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED",
+                       "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
                        "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK",
                        *ELEMENTWISE_OPERATORS)
 #: Operators whose input may be of any type (shapes are int32).
@@ -135,13 +135,13 @@ class Lowering(ElementwiseOperators):
         method = getattr(self, f"_{op.name.lower()}", None)
         if op.name not in SUPPORTED_OPERATORS or method is None:
             raise UnsupportedTfliteOperator(op)
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED") \
                 and self.tensor(op.inputs[1]).dtype != np.int8:
             raise UnsupportedTfliteOperator(
                 op, f"{self.tensor(op.inputs[1]).dtype} weights: Rill runs full-integer int8 "
                 "models; convert with optimizations=[tf.lite.Optimize.DEFAULT], a "
                 "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
-        for index in op.inputs[:1]:
+        for index in op.inputs[2:3] if op.name == "TRANSPOSE_CONV" else op.inputs[:1]:
             if self.tensor(index).dtype not in (np.int8, np.float32) \
                     and op.name not in _ANY_TYPE_OPERATORS:
                 raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
@@ -208,19 +208,25 @@ class Lowering(ElementwiseOperators):
                                    self.params.k_per_tile(False))
 
     def _device_conv(self, op, filters: np.ndarray, pads, macs: int, depthwise: bool = False,
-                     blocks: tuple[str, tuple[int, int], int] | None = None):
+                     blocks: tuple[str, tuple[int, int], int] | None = None,
+                     operands: tuple[int, int, int] | None = None, why: str | None = None):
         """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``
         (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`); with ``blocks``
         (the input's name, its size in pixel blocks, the block's side), of stride 1 over those
-        blocks."""
+        blocks. ``operands``: the input's, the filters' and the bias's tensors, where they are
+        not the operator's first three."""
         activation = op.options.get("activation", "NONE")
-        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        source_index, filter_index, bias_index = operands or (*op.inputs[:2], None)
+        (s_in, zp_in), (s_out, zp_out) = self._quant(source_index), self._quant(op.outputs[0])
+        bias = self._bias(op) if operands is None else (
+            self.tensor(bias_index).data if bias_index is not None and bias_index >= 0
+            else None)
         # RELU6 and RELU_N1_TO_1: the requantizer's programmable clamp, where the core has it.
         on_device = activation in _DEVICE_ACTIVATIONS or self.params.clamp
         linear = QuantizedLinear(
             QuantizedConv.filters_to_weights(filters), a_scale=s_in, a_zp=zp_in,
-            w_scale=self.tensor(op.inputs[1]).scale, y_scale=s_out, y_zp=zp_out,
-            bias=self._bias(op), relu=activation == "RELU", rounding=Rounding.TFLITE,
+            w_scale=self.tensor(filter_index).scale, y_scale=s_out, y_zp=zp_out,
+            bias=bias, relu=activation == "RELU", rounding=Rounding.TFLITE,
             clamp=(self._act_range(op) if activation not in _DEVICE_ACTIVATIONS and on_device
                    else None),
             name=f"#{op.index} {op.name}")
@@ -240,8 +246,9 @@ class Lowering(ElementwiseOperators):
                                        (f"{output}@nchw@unclamped",), (f"{output}@nchw",),
                                        {"range": self._act_range(op)}))
         self.nchw.add(output)
-        why = (f"stride 1 over its input in {blocks[2]}x{blocks[2]} pixel blocks (space to depth "
-               "on the host)") if blocks else ""
+        if why is None:
+            why = (f"stride 1 over its input in {blocks[2]}x{blocks[2]} pixel blocks (space to "
+                   "depth on the host)") if blocks else ""
         self.placements.append(
             Placement(op.index, op.name, "device + host", macs,
                       f"fused {activation} clamped on the host", f"{activation} clamp")
@@ -258,6 +265,46 @@ class Lowering(ElementwiseOperators):
             multiplier=multiplier, shift=shift, stride=tuple(op.options["stride"]),
             dilation=tuple(op.options.get("dilation", (1, 1))), pads=pads,
             act_range=self._act_range(op))
+
+    def _transpose_conv(self, op):
+        """On the array as a conv of stride 1 with the filters flipped, over the input's pixels
+        spread ``stride`` apart among zero points on the host
+        (``sw.tflite_kernels.transpose_conv_input``): inputs output shape, filters, input map,
+        bias."""
+        shape, filters = (self.tensor(i).data for i in op.inputs[:2])
+        if shape is None or filters is None:
+            raise UnsupportedTfliteOperator(op, "its output shape and filters must be constants")
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[2]), self._quant(op.outputs[0])
+        (out_h, out_w), (kh, kw) = (int(v) for v in shape[1:3]), filters.shape[1:3]
+        stride = tuple(op.options["stride"])
+        pads = ((same_padding(out_h, kh, stride[0])[1], same_padding(out_w, kw, stride[1])[1])
+                if op.options["padding"] == "SAME" else (0, 0))
+        multiplier, shift = encode_tflite_channel_scales(s_in, self.tensor(op.inputs[1]).scale,
+                                                         s_out, filters.shape[0])
+        bias = self.tensor(op.inputs[3]).data if len(op.inputs) > 3 and op.inputs[3] >= 0 \
+            else None
+        macs = int(np.prod(self.tensor(op.inputs[2]).shape[1:3])) * int(np.prod(filters.shape))
+        if op.options.get("activation", "NONE") not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            self.host(op, "TFL_TRANSPOSE_CONV",
+                      dict(filters=filters, bias=bias, output_size=(out_h, out_w),
+                           input_zp=zp_in, multiplier=multiplier, shift=shift,
+                           output_zp=zp_out, stride=stride, pads=pads,
+                           act_range=self._act_range(op)),
+                      f"a fused {op.options['activation']}", macs, inputs=op.inputs[2:3])
+            return
+        spread = f"{self.name(op.inputs[2])}@spread#{op.index}"
+        self.steps.append(HostStep(
+            f"#{op.index} input spread {stride[0]}x{stride[1]}", "TFL_TRANSPOSE_CONV_INPUT",
+            (self.layout(op.inputs[2], False),), (spread,),
+            dict(stride=stride, pads=pads, output_size=(out_h, out_w), kernel=(kh, kw),
+                 zero_point=zp_in)))
+        flipped = np.ascontiguousarray(filters[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
+        self._device_conv(op, flipped, (0, 0, 0, 0), macs,
+                          blocks=(spread, (out_h + kh - 1, out_w + kw - 1), 1),
+                          operands=(op.inputs[2], op.inputs[1],
+                                    op.inputs[3] if len(op.inputs) > 3 else None),
+                          why="a conv of stride 1 over its input spread among zero points "
+                              "on the host")
 
     def _depthwise_conv_2d(self, op):
         filters = self.tensor(op.inputs[1]).data

@@ -71,6 +71,7 @@ def _options(op, name: str) -> dict:
         "SUB": tflite.SubOptions, "MUL": tflite.MulOptions,
         "CONCATENATION": tflite.ConcatenationOptions, "LEAKY_RELU": tflite.LeakyReluOptions,
         "RESIZE_BILINEAR": tflite.ResizeBilinearOptions,
+        "TRANSPOSE_CONV": tflite.TransposeConvOptions,
         "RESIZE_NEAREST_NEIGHBOR": tflite.ResizeNearestNeighborOptions,
     }
     if name not in kinds:

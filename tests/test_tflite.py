@@ -38,7 +38,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           "keras_more_ops",
           # FULLY_CONNECTED with keep_num_dims (an SE gate, a Dense on a sequence), and a
           # RESHAPE to (C,) that drops the batch axis (run image by image)
-          "keras_se_sequence")
+          "keras_se_sequence",
+          # TRANSPOSE_CONV: SAME of stride 2 with a fused ReLU, VALID of strides 1 and 3
+          "keras_conv_transpose")
 
 
 def _model(name: str):
@@ -74,7 +76,8 @@ def _sim_run(name: str, rows: int):
         assert np.array_equal(got[key], want)
 
 
-@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn", "keras_conv1d"])
+@pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn", "keras_conv1d",
+                                  "keras_conv_transpose"])
 def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
     _sim_run(name, 2)
 

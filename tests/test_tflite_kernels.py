@@ -81,3 +81,38 @@ def test_softmax_of_equal_logits_is_uniform(length):
 def test_softmax_gives_the_largest_logit_the_largest_share():
     out = K.softmax(np.array([[-100, 0, 100]]), input_scale=0.05)
     assert out[0, 2] > out[0, 1] > out[0, 0] and out[0, 0] == -128
+
+
+def test_transpose_conv_is_a_conv_over_its_spread_input():
+    """TRANSPOSE_CONV's scatter of each input pixel equals a conv of stride 1, VALID, with the
+    filters flipped, over the input's pixels spread ``stride`` apart among zero points (how
+    the device runs it): random sizes, kernels, strides, paddings and zero points; a window
+    by hand first (one input pixel, stride 2: the filter lands at ``(2, 2)`` less the
+    padding)."""
+    one = np.zeros((1, 2, 2, 1), np.int64)
+    one[0, 1, 1, 0] = 3
+    unit = dict(multiplier=[1 << 30], shift=[1], output_zp=0)   # times one
+    got = K.transpose_conv(one, np.arange(1, 5).reshape(1, 2, 2, 1), None, output_size=(4, 4),
+                           input_zp=0, stride=(2, 2), pads=(1, 1), **unit)
+    want = np.zeros((4, 4), np.int64)
+    want[1:3, 1:3] = 3 * np.arange(1, 5).reshape(2, 2)
+    assert np.array_equal(got[0, :, :, 0], want)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        h, w, c, o = (int(v) for v in rng.integers(1, 6, 4))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        size = ((h - 1) * sh + kh - int(rng.integers(0, kh)),
+                (w - 1) * sw + kw - int(rng.integers(0, kw)))
+        pads = (int(rng.integers(0, kh)), int(rng.integers(0, kw)))
+        x = rng.integers(-128, 128, (2, h, w, c))
+        filters = rng.integers(-127, 128, (o, kh, kw, c))
+        zp = int(rng.integers(-128, 128))
+        scale = dict(multiplier=np.full(o, 1 << 30), shift=np.full(o, -8), output_zp=0)
+        scattered = K.transpose_conv(x, filters, None, output_size=size, input_zp=zp,
+                                     stride=(sh, sw), pads=pads, **scale)
+        spread = K.transpose_conv_input(x, stride=(sh, sw), pads=pads, output_size=size,
+                                        kernel=(kh, kw), zero_point=zp)
+        conv = K.conv2d(spread.transpose(0, 2, 3, 1), filters[:, ::-1, ::-1, :], np.zeros(o),
+                        input_zp=zp, **scale)
+        assert scattered.shape == (2, *size, o) and np.array_equal(scattered, conv)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and eight small test models).
+(and nine small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -257,6 +257,18 @@ def keras_se_sequence(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_se_sequence")
 
 
+def keras_conv_transpose(batch=None) -> keras.Model:
+    """Not MLPerf: an encoder and a decoder of transposed convolutions (TRANSPOSE_CONV, SAME
+    of stride 2 with a fused ReLU, VALID of stride 1 and 3): 8x8x3 -> 3."""
+    inp = keras.Input((8, 8, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(4, 2, padding="valid")(x)
+    x = layers.Conv2DTranspose(4, 3, strides=3, padding="valid")(x)
+    out = layers.Dense(3)(layers.GlobalAveragePooling2D()(x))   # logits: they vary more
+    return keras.Model(inp, out, name="keras_conv_transpose")
+
+
 def keras_conv1d(batch=None) -> keras.Model:
     """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
     MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
@@ -338,6 +350,9 @@ SPECS = {
                        32, "sparse_categorical_crossentropy"),
     "keras_se_sequence": (keras_se_sequence, lambda r: class_data(r, (8, 8, 4), 3, 0.0, 1.0),
                           384, 3, 32, "sparse_categorical_crossentropy"),
+    "keras_conv_transpose": (keras_conv_transpose,
+                             lambda r: class_data(r, (8, 8, 3), 3, 0.0, 1.0), 384, 3, 32,
+                             keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
