@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .requant import multiply_by_quantized_multiplier
+from .requant import multiply_by_quantized_multiplier, wrap_int32
 from .tflite_kernels import activation_range, quantize_multiplier
 
 __all__ = ["relu_x", "leaky_relu", "mul", "lookup_table", "LOOKUP_FUNCTIONS", "prelu",
-           "hard_swish_table", "resize_bilinear", "resize_nearest"]
+           "hard_swish_table", "resize_bilinear", "resize_nearest", "batch_matmul"]
 
 
 def _f32(*values) -> list[np.float32]:
@@ -199,3 +199,19 @@ def resize_nearest(x, size: tuple[int, int], *, align_corners: bool,
         index = np.minimum(index, size_in - 1)
         return np.maximum(index, 0) if half_pixel_centers else index
     return x[:, axis(size[0], x.shape[1])][:, :, axis(size[1], x.shape[2])]
+
+
+def batch_matmul(a, b, *, adj_x: bool, adj_y: bool, a_scale: float, a_zp: int, b_scale: float,
+                 b_zp: int, output_scale: float, output_zp: int) -> np.ndarray:
+    """BATCH_MATMUL on int8 (``reference_ops::BatchMatMul``): the offset operands' products
+    summed in int32, rescaled by ``s_a * s_b / s_out``; the leading axes broadcast."""
+    s_a, s_b, s_out = _f32(a_scale, b_scale, output_scale)
+    multiplier, shift = quantize_multiplier(float(np.float64(s_a * s_b) / np.float64(s_out)))
+    a = np.asarray(a, np.int64) - a_zp
+    b = np.asarray(b, np.int64) - b_zp
+    if adj_x:
+        a = np.swapaxes(a, -1, -2)
+    if adj_y:
+        b = np.swapaxes(b, -1, -2)
+    total = wrap_int32(np.matmul(a, b))
+    return np.clip(_mbqm(total, multiplier, shift) + output_zp, -128, 127).astype(np.int8)

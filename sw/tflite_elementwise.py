@@ -1,8 +1,8 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
 HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX,
-RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR): host steps in LiteRT's reference arithmetic
-(:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They are cheap beside the convs
+RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT, SPLIT_V): host steps in
+LiteRT's reference arithmetic (:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They are cheap beside the convs
 around them, which stay on the device; a stretch on chip ends where one of them reads its
 output.
 
@@ -23,7 +23,7 @@ __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
                          "TANH", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
                          "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "RESIZE_BILINEAR",
-                         "RESIZE_NEAREST_NEIGHBOR")
+                         "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL", "SPLIT", "SPLIT_V")
 
 _ON_HOST = "runs on the host, as LiteRT's reference kernel computes it"
 
@@ -99,6 +99,33 @@ class ElementwiseOperators:
             half_pixel_centers=op.options.get("half_pixel_centers", False)), _ON_HOST)
 
     _resize_nearest_neighbor = _resize_bilinear
+
+    def _batch_matmul(self, op: TfliteOperator):
+        self.host(op, "TFL_BATCH_MATMUL", dict(adj_x=op.options.get("adj_x", False),
+                                               adj_y=op.options.get("adj_y", False),
+                                               **self._scales(op, 2)),
+                  "runs on the host, as LiteRT's reference kernel computes it (operands made at "
+                  "run time)", int(np.prod(self.tensor(op.outputs[0]).shape))
+                  * self.tensor(op.inputs[0]).shape[-2 if op.options.get("adj_x") else -1],
+                  inputs=op.inputs[:2])
+
+    def _split(self, op: TfliteOperator):
+        """SPLIT (axis, input) and SPLIT_V (input, sizes, axis): the outputs' sizes along the
+        axis are theirs."""
+        axis_index, source = ((op.inputs[0], op.inputs[1]) if op.name == "SPLIT"
+                              else (op.inputs[2], op.inputs[0]))
+        axis = self.tensor(axis_index).data
+        if axis is None:
+            from .tflite_lowering import UnsupportedTfliteOperator
+            raise UnsupportedTfliteOperator(op, "its axis must be a constant")
+        rank = len(self.tensor(source).shape)
+        axis = int(np.ravel(axis)[0]) % rank
+        sizes = [self.tensor(i).shape[axis] for i in op.outputs]
+        self.host(op, "TFL_SPLIT", dict(axis=axis, cuts=tuple(int(c) for c in
+                                                              np.cumsum(sizes)[:-1])),
+                  _ON_HOST, inputs=[source], outputs=op.outputs)
+
+    _split_v = _split
 
     def _transpose(self, op: TfliteOperator):
         perm = self.tensor(op.inputs[1]).data

@@ -26,7 +26,8 @@ TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_TRANSPOSE_CONV",
                    "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
                    "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
                    "TFL_LEAKY_RELU", "TFL_PRELU", "TFL_LOOKUP", "TFL_MUL", "TFL_EXTREMUM",
-                   "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE_MAX", "TFL_RESIZE")
+                   "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE_MAX", "TFL_RESIZE",
+                   "TFL_BATCH_MATMUL", "TFL_SPLIT")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -77,6 +78,14 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
                   else activations.resize_nearest)
         return [resize(x, a["size"], align_corners=a["align_corners"],
                        half_pixel_centers=a["half_pixel_centers"])]
+    if op == "TFL_BATCH_MATMUL":
+        return [activations.batch_matmul(x, env[step.inputs[1]], adj_x=a["adj_x"],
+                                         adj_y=a["adj_y"], a_scale=a["a_scale"],
+                                         a_zp=a["a_zp"], b_scale=a["b_scale"], b_zp=a["b_zp"],
+                                         output_scale=a["output_scale"],
+                                         output_zp=a["output_zp"])]
+    if op == "TFL_SPLIT":
+        return np.split(x, a["cuts"], axis=a["axis"])
     if op == "TFL_TRANSPOSE":
         return [np.transpose(x, a["perm"])]
     if op == "TFL_REDUCE_MAX":   # input quantized as the output

@@ -121,14 +121,15 @@ class Lowering(ElementwiseOperators):
         return want
 
     def host(self, op: TfliteOperator, kind: str, attrs: dict, why: str = "", macs: int = 0,
-             inputs: list[int] | None = None):
-        """A host step for ``op``, on its first input (both for ADD) or on ``inputs``."""
+             inputs: list[int] | None = None, outputs: list[int] | None = None):
+        """A host step for ``op``, on its first input (both for ADD) or on ``inputs``, making
+        its first output (or ``outputs``)."""
         if inputs is None:
             inputs = op.inputs[:2 if kind == "TFL_ADD" else 1]
         inputs = tuple(self.layout(i, nchw=False) for i in inputs)
-        self.steps.append(HostStep(f"#{op.index} {op.name}", kind, inputs,
-                                   (self.name(op.outputs[0]),), attrs))
-        self.nhwc.add(self.name(op.outputs[0]))
+        names = tuple(self.name(i) for i in (op.outputs[:1] if outputs is None else outputs))
+        self.steps.append(HostStep(f"#{op.index} {op.name}", kind, inputs, names, attrs))
+        self.nhwc.update(names)
         self.placements.append(Placement(op.index, op.name, "host", macs, why))
 
     def lower(self, op: TfliteOperator):
@@ -141,7 +142,8 @@ class Lowering(ElementwiseOperators):
                 op, f"{self.tensor(op.inputs[1]).dtype} weights: Rill runs full-integer int8 "
                 "models; convert with optimizations=[tf.lite.Optimize.DEFAULT], a "
                 "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
-        for index in op.inputs[2:3] if op.name == "TRANSPOSE_CONV" else op.inputs[:1]:
+        data = {"TRANSPOSE_CONV": 2, "SPLIT": 1}.get(op.name, 0)   # the others are shapes
+        for index in op.inputs[data:data + 1]:
             if self.tensor(index).dtype not in (np.int8, np.float32) \
                     and op.name not in _ANY_TYPE_OPERATORS:
                 raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "

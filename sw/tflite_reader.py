@@ -72,6 +72,8 @@ def _options(op, name: str) -> dict:
         "CONCATENATION": tflite.ConcatenationOptions, "LEAKY_RELU": tflite.LeakyReluOptions,
         "RESIZE_BILINEAR": tflite.ResizeBilinearOptions,
         "TRANSPOSE_CONV": tflite.TransposeConvOptions,
+        "SPLIT": tflite.SplitOptions, "SPLIT_V": tflite.SplitVOptions,
+        "BATCH_MATMUL": tflite.BatchMatMulOptions,
         "RESIZE_NEAREST_NEIGHBOR": tflite.ResizeNearestNeighborOptions,
     }
     if name not in kinds:
@@ -104,6 +106,8 @@ def _options(op, name: str) -> dict:
     if hasattr(opts, "HalfPixelCenters"):
         out.update(align_corners=bool(opts.AlignCorners()),
                    half_pixel_centers=bool(opts.HalfPixelCenters()))
+    if hasattr(opts, "AdjX"):
+        out.update(adj_x=bool(opts.AdjX()), adj_y=bool(opts.AdjY()))
     if hasattr(opts, "Alpha"):
         out["alpha"] = float(opts.Alpha())
     return out

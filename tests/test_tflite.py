@@ -40,7 +40,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # RESHAPE to (C,) that drops the batch axis (run image by image)
           "keras_se_sequence",
           # TRANSPOSE_CONV: SAME of stride 2 with a fused ReLU, VALID of strides 1 and 3
-          "keras_conv_transpose")
+          "keras_conv_transpose",
+          # self-attention: BATCH_MATMUL, TRANSPOSE, SOFTMAX over keys; SPLIT
+          "keras_attention")
 
 
 def _model(name: str):
@@ -176,7 +178,8 @@ def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take(
                                      "TANH", "SUB")),
                       ("keras_more_ops", ("HARD_SWISH", "PRELU", "MAXIMUM", "MINIMUM",
                                           "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
-                                          "TRANSPOSE", "REDUCE_MAX"))):
+                                          "TRANSPOSE", "REDUCE_MAX")),
+                      ("keras_attention", ("BATCH_MATMUL", "SPLIT"))):
         _, model, _ = _model(name)
         where = {p.op: (p.where, p.why) for p in model.placements}
         for op in ops:

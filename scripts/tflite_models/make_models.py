@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and nine small test models).
+(and ten small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -269,6 +269,20 @@ def keras_conv_transpose(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_conv_transpose")
 
 
+def keras_attention(batch=None) -> keras.Model:
+    """Not MLPerf: a self-attention block over a sequence of feature frames (Dense layers on
+    the sequence, MultiHeadAttention: BATCH_MATMUL, TRANSPOSE, SOFTMAX over the keys; a
+    residual ADD), the features split in two halves added (SPLIT), a mean over time:
+    8x6 -> 3."""
+    inp = keras.Input((8, 6), batch_size=batch)
+    x = layers.Dense(8, activation="relu")(inp)
+    x = layers.Add()([x, layers.MultiHeadAttention(2, 4)(x, x)])
+    halves = layers.Lambda(lambda t: tf.split(t, 2, axis=-1))(x)
+    x = layers.GlobalAveragePooling1D()(layers.Add()(list(halves)))
+    out = layers.Dense(3)(x)
+    return keras.Model(inp, out, name="keras_attention")
+
+
 def keras_conv1d(batch=None) -> keras.Model:
     """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
     MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
@@ -353,6 +367,8 @@ SPECS = {
     "keras_conv_transpose": (keras_conv_transpose,
                              lambda r: class_data(r, (8, 8, 3), 3, 0.0, 1.0), 384, 3, 32,
                              keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_attention": (keras_attention, lambda r: class_data(r, (8, 6), 3, -2.0, 2.0), 384, 3,
+                        32, keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
