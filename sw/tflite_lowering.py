@@ -44,9 +44,10 @@ from .space_to_depth import SpaceToDepth, plan_space_to_depth
 from .tflite_depthwise import depthwise_on_array
 from .tflite_elementwise import ELEMENTWISE_OPERATORS, ElementwiseOperators
 from .tflite_kernels import activation_range, same_padding
+from .tflite_pooling import PoolingOperators
 from .tflite_reader import TfliteGraph, TfliteOperator
-from .vector_ops import add_stages, mean_stages
-from .vector_step import PoolWindow, VectorStep, pool_fits
+from .vector_ops import add_stages
+from .vector_step import VectorStep
 
 __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOperator",
            "SUPPORTED_OPERATORS"]
@@ -85,7 +86,7 @@ class Placement:
     host_part: str = ""   # with "device + host": what the host does
 
 
-class Lowering(ElementwiseOperators):
+class Lowering(PoolingOperators, ElementwiseOperators):
     """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
 
     def __init__(self, graph: TfliteGraph, params: RillParams):
@@ -390,69 +391,6 @@ class Lowering(ElementwiseOperators):
                else f"broadcasts {shapes[0]} and {shapes[1]}" if shapes[0] != shapes[1]
                else "a multiplier needs a left shift")
         self.host(op, "TFL_ADD", quant, why)
-
-    def _average_pool_2d(self, op):
-        _, h, w, c = self.tensor(op.inputs[0]).shape
-        pads, out = self._window(op, op.options["kernel"])
-        global_pool = (tuple(op.options["kernel"]) == (h, w) and tuple(out) == (1, 1)
-                       and not any(pads))
-        if global_pool and pool_fits(self.params, h * w, c):
-            self._vector(op, "avgpool", op.inputs[:1], act_range=self._act_range(op))
-            return
-        self._pool(op, "TFL_AVERAGE_POOL_2D", "avgpool",
-                   f"a {h}x{w}x{c} map does not fit the activation SRAM"
-                   if global_pool and self.params.vector_unit else None)
-
-    def _max_pool_2d(self, op):
-        self._pool(op, "TFL_MAX_POOL_2D", "maxpool")
-
-    def _pool(self, op, kind: str, unit_op: str, why: str | None = None):
-        """A windowed pooling on the vector unit (``POOL``) where it takes it, else on the
-        host, saying ``why`` (or why not the window)."""
-        _, h, w, c = self.tensor(op.inputs[0]).shape
-        kernel, stride = tuple(op.options["kernel"]), tuple(op.options["stride"])
-        pads, out = self._window(op, kernel)
-        # A stride along an axis of one output (a 1-D pooling's height) moves nothing: the
-        # other axis's serves, where the window keeps its output size with it.
-        if stride[0] != stride[1] and 1 in out:
-            one = (stride[1],) * 2 if out[0] == 1 else (stride[0],) * 2
-            if PoolWindow(kernel, one[0], pads, (h, w)).out_size == tuple(out):
-                stride = one
-        window = PoolWindow(kernel, stride[0], pads, (h, w))
-        if why is None:
-            why = ("no vector unit on this core" if not self.params.vector_unit
-                   else "this core walks no maps (conv_addressing)"
-                   if not self.params.conv_addressing
-                   else "its strides differ" if stride[0] != stride[1]
-                   else "a window reaches past the map (the unit averages whole windows)"
-                   if unit_op == "avgpool" and not window.whole
-                   else None if window.fits(self.params, c, unit_op == "avgpool")
-                   else f"a {h}x{w}x{c} map and its output do not fit the activation SRAM")
-        if why is None:
-            self._vector(op, unit_op, op.inputs[:1], act_range=self._act_range(op),
-                         window=window)
-            return
-        self.host(op, kind, dict(kernel=kernel, stride=stride, pads=pads,
-                                 act_range=self._act_range(op)), why)
-
-    def _mean(self, op):
-        axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))
-        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-        keep_dims = op.options.get("keep_dims", False)
-        shape = self.tensor(op.inputs[0]).shape
-        spatial = len(shape) == 4 and sorted(a % 4 for a in axes) == [1, 2]
-        stages = spatial and mean_stages(s_in, zp_in, s_out, zp_out, shape[1] * shape[2])
-        if stages and pool_fits(self.params, shape[1] * shape[2], shape[3]):
-            self._vector(op, "mean", op.inputs[:1], stages=stages, flat=not keep_dims)
-            return
-        self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
-                                       output_scale=s_out, output_zp=zp_out,
-                                       keep_dims=keep_dims),
-                  "no vector unit on this core" if not self.params.vector_unit
-                  else "the vector unit takes means over a map's height and width"
-                  if not spatial else "its multiplier needs a left shift" if not stages
-                  else f"a {shape[1]}x{shape[2]}x{shape[3]} map does not fit the activation "
-                       "SRAM")
 
     def _softmax(self, op):
         self.host(op, "TFL_SOFTMAX", dict(input_scale=self._quant(op.inputs[0])[0],
