@@ -10,9 +10,10 @@ a cycle, through as many), a result written into its byte lane as it leaves; a w
 come before any write that could land on it (``hw.isa``'s OVERLAP rule), and a read port that
 holds its word (``en`` low) while the lanes go by, or reads the next input words (ADD), reads
 nothing a write could collide with: the outputs trail the inputs (``POOL``'s lie apart from
-them). ``POOL`` walks the map ``CONV_GEOMETRY`` describes (the conv walk's registers, an input
-here), a window's pixels a read each, and keeps every lane's maximum or sum as it arrives; a
-window's maxima leave as one word, its averages a lane a cycle through AVGPOOL's datapath.
+them). ``POOL`` walks the map ``CONV_GEOMETRY`` describes (``hw.pool_walk``, over the conv
+walk's registers, an input here), a window's pixels a read each, and keeps every lane's maximum
+or sum as it arrives; a window's maxima leave as one word, its averages a lane a cycle through
+AVGPOOL's datapath.
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
 ``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
@@ -29,8 +30,9 @@ from .column_select import column_select
 from .isa import ADD_LEFT_SHIFT, HEADER_BYTES, VECTOR_SLOTS, Opcode
 from .params import RillParams
 from .pipeline import delayed
+from .pool_walk import PoolWalk, pool_geometry_layout
 
-__all__ = ["VectorUnit", "VectorOp", "pool_geometry_layout"]
+__all__ = ["VectorUnit", "VectorOp"]
 
 _INT32_MIN = -(1 << 31)
 
@@ -38,24 +40,6 @@ _INT32_MIN = -(1 << 31)
 class VectorOp:
     """What ``start`` starts (the unit's ``op`` input)."""
     ADD, AVGPOOL, READ_ACTS, MEAN, POOL = 0, 1, 2, 3, 4
-
-
-#: Signed pixel coordinates, as the conv walk keeps them.
-_COORD = signed(18)
-
-
-def pool_geometry_layout(params: RillParams) -> data.StructLayout:
-    """What ``POOL`` takes of the conv walk's geometry (``hw.conv_walk.ConvWalk``): the
-    ``CONV_GEOMETRY`` fields it walks by and the registers derived from them."""
-    return data.StructLayout({
-        "in_w": 8, "in_h": 8, "out_w": 8, "kernel_h": 8, "kernel_w": 8, "stride": 8,
-        "pad_left": 8,
-        "kernel": 16,                          # kernel_h * kernel_w
-        "plane": 16,                           # in_h * in_w
-        "row_step": 16,                        # stride * in_w
-        "origin": params.act_addr_width,       # the first window's first pixel, from act_addr
-        "iy_origin": _COORD,                   # ... its row
-    })
 
 
 class _Pipeline:
@@ -227,20 +211,9 @@ class VectorUnit(wiring.Component):
         # ADD's datapath at its sum register.
         mean, issue_mean = Signal(name="mean"), Signal(name="issue_mean")
         mean_bias = Signal(signed(32), name="mean_bias")   # pixels x stage 0's offset
-        # POOL: the window walk, every address moved by additions from a saved base as the
-        # conv walk's are (the group's first window, the row's, the window's, the pixel row's),
-        # beside the pixel's coordinates, signed: a pixel outside the map counts for nothing.
-        geo = self.geometry
+        # POOL: the window walk; a pixel outside the map counts for nothing.
+        walk = PoolWalk(p, self.geometry)
         pool_max = Signal(name="pool_max")    # POOL's maxima (else sums)
-        group_addr, win_row_addr, win_addr, tap_row_addr = (
-            Signal(aw, name=f"pool_{n}") for n in ("group_addr", "win_row_addr", "win_addr",
-                                                   "tap_row_addr"))
-        win_iy, win_ix, tap_iy, tap_ix = (Signal(_COORD, name=f"pool_{n}")
-                                          for n in ("win_iy", "win_ix", "tap_iy", "tap_ix"))
-        dx, dy, ox, oy = (Signal(8, name=f"pool_{n}") for n in ("dx", "dy", "ox", "oy"))
-        out_h_last = Signal(8, name="pool_out_h_last")
-        window_final = Signal(name="pool_window_final")   # the window in flight is the last
-        tap_inside = ((tap_iy >= 0) & (tap_iy < geo.in_h) & (tap_ix >= 0) & (tap_ix < geo.in_w))
         issue_max, issue_window = Signal(name="issue_max"), Signal(name="issue_window")
         last_lane = lane == lanes - 1
         # The read data through a register of its own: the activation SRAM's block RAMs have no
@@ -287,11 +260,14 @@ class VectorUnit(wiring.Component):
                                          shift.eq(self.field(Opcode.AVGPOOL, "shift"))]
                             m.next = "POOL_READ"
                         with m.Case(VectorOp.POOL):
-                            self._start_pool(m, ptr_a, ptr_out, left, half, reciprocal, shift,
-                                             out_h_last, window_final,
-                                             (group_addr, win_row_addr, win_addr, tap_row_addr),
-                                             (win_iy, tap_iy), (win_ix, tap_ix), (dx, dy, ox, oy))
-                            m.d.sync += mean.eq(0)
+                            walk.start(m, ptr_a, self.field(Opcode.POOL, "act_addr"),
+                                       self.field(Opcode.POOL, "groups"),
+                                       self.field(Opcode.POOL, "out_h"))
+                            m.d.sync += [ptr_out.eq(self.field(Opcode.POOL, "out_addr")),
+                                         half.eq(self.geometry.kernel >> 1),
+                                         reciprocal.eq(self.field(Opcode.POOL, "reciprocal")),
+                                         shift.eq(self.field(Opcode.POOL, "shift")),
+                                         mean.eq(0)]
                             m.next = "WINDOW_READ"
                         with m.Case(VectorOp.READ_ACTS):
                             m.d.sync += [ptr_a.eq(self.field(Opcode.READ_ACTS, "addr")),
@@ -352,38 +328,11 @@ class VectorUnit(wiring.Component):
                                "POOL_READ")
             # POOL: a window's pixels read, one a cycle, then its output.
             with m.State("WINDOW_READ"):
-                m.d.comb += self.read_used.eq(tap_inside)
-                m.d.sync += [sum_pending.eq(1), sum_pending_first.eq((dx == 0) & (dy == 0)),
-                             sum_pending_inside.eq(tap_inside)]
-                with m.If(dx != geo.kernel_w - 1):
-                    m.d.sync += [dx.eq(dx + 1), ptr_a.eq(ptr_a + 1), tap_ix.eq(tap_ix + 1)]
-                with m.Elif(dy != geo.kernel_h - 1):
-                    m.d.sync += [dx.eq(0), dy.eq(dy + 1), ptr_a.eq(tap_row_addr + geo.in_w),
-                                 tap_row_addr.eq(tap_row_addr + geo.in_w), tap_ix.eq(win_ix),
-                                 tap_iy.eq(tap_iy + 1)]
-                with m.Else():   # the window's last pixel: the next window's first after it
-                    m.d.sync += [dx.eq(0), dy.eq(0)]
-                    next_addr = Signal(aw, name="pool_next_addr")
-                    next_ix, next_iy = (Signal(_COORD, name=f"pool_next_{n}") for n in "xy")
-                    with m.If(ox != geo.out_w - 1):
-                        m.d.sync += ox.eq(ox + 1)
-                        m.d.comb += [next_addr.eq(win_addr + geo.stride),
-                                     next_ix.eq(win_ix + geo.stride), next_iy.eq(win_iy)]
-                    with m.Elif(oy != out_h_last):
-                        m.d.sync += [ox.eq(0), oy.eq(oy + 1),
-                                     win_row_addr.eq(win_row_addr + geo.row_step)]
-                        m.d.comb += [next_addr.eq(win_row_addr + geo.row_step),
-                                     next_ix.eq(-geo.pad_left), next_iy.eq(win_iy + geo.stride)]
-                    with m.Else():   # the next channel group's map
-                        m.d.sync += [ox.eq(0), oy.eq(0), left.eq(left - 1),
-                                     window_final.eq(left == 0),
-                                     group_addr.eq(group_addr + geo.plane),
-                                     win_row_addr.eq(group_addr + geo.plane)]
-                        m.d.comb += [next_addr.eq(group_addr + geo.plane),
-                                     next_ix.eq(-geo.pad_left), next_iy.eq(geo.iy_origin)]
-                    m.d.sync += [win_addr.eq(next_addr), tap_row_addr.eq(next_addr),
-                                 ptr_a.eq(next_addr), win_ix.eq(next_ix), tap_ix.eq(next_ix),
-                                 win_iy.eq(next_iy), tap_iy.eq(next_iy)]
+                m.d.comb += self.read_used.eq(walk.inside)
+                m.d.sync += [sum_pending.eq(1), sum_pending_first.eq(walk.first),
+                             sum_pending_inside.eq(walk.inside)]
+                walk.step(m, ptr_a)
+                with m.If(walk.window_end):
                     m.next = "WINDOW_LAST"
             with m.State("WINDOW_LAST"):   # the window's last pixel reaches the read register
                 m.d.comb += self.read_en.eq(0)
@@ -398,7 +347,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(pool_max | last_lane):
                     m.d.sync += ptr_out.eq(ptr_out + 1)
-                    with m.If(window_final):
+                    with m.If(walk.final):
                         m.d.sync += flush.eq(Mux(pool_max, cycles.VECTOR_MAX_STAGES,
                                                  cycles.VECTOR_WINDOW_AVG_STAGES))
                         m.next = "FLUSH"
@@ -497,23 +446,6 @@ class VectorUnit(wiring.Component):
                              self.write_lanes.eq(write_lanes[:lanes]),
                              self.write_data.eq(word)]
         return m
-
-    def _start_pool(self, m, ptr_a, ptr_out, left, half, reciprocal, shift, out_h_last,
-                    window_final, addresses, rows, columns, counters):
-        """A POOL's decode: every walk address at its first window's first pixel (the
-        geometry's origin from ``act_addr``), its coordinates there, the counters at zero."""
-        geo, aw = self.geometry, self._params.act_addr_width
-        start = (self.field(Opcode.POOL, "act_addr") + geo.origin)[:aw]
-        m.d.sync += [ptr_a.eq(start), *(address.eq(start) for address in addresses),
-                     *(row.eq(geo.iy_origin) for row in rows),
-                     *(column.eq(-geo.pad_left) for column in columns),
-                     *(counter.eq(0) for counter in counters),
-                     ptr_out.eq(self.field(Opcode.POOL, "out_addr")),
-                     left.eq(self.field(Opcode.POOL, "groups") - 1),
-                     out_h_last.eq(self.field(Opcode.POOL, "out_h") - 1),
-                     window_final.eq(0), half.eq(geo.kernel >> 1),
-                     reciprocal.eq(self.field(Opcode.POOL, "reciprocal")),
-                     shift.eq(self.field(Opcode.POOL, "shift"))]
 
     @staticmethod
     def _add_datapath(m, stages, word_a, read_lanes, word_b, b_read, group, index, add_lanes,
