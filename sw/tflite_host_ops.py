@@ -107,7 +107,8 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.quantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_REQUANTIZE":
         return [kernels.requantize(x, input_scale=a["input_scale"], input_zp=a["input_zp"],
-                                   output_scale=a["output_scale"], output_zp=a["output_zp"])]
+                                   output_scale=a["output_scale"], output_zp=a["output_zp"],
+                                   dtype=a.get("dtype", np.int8))]
     if op == "TFL_DEQUANTIZE":
         return [kernels.dequantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_PAD":

@@ -283,12 +283,15 @@ def quantize(x, *, scale: float, zero_point: int) -> np.ndarray:
 
 
 def requantize(x, *, input_scale: float, input_zp: int, output_scale: float,
-               output_zp: int) -> np.ndarray:
-    """QUANTIZE from int8 to int8 (new scale and zero point)."""
+               output_zp: int, dtype=np.int8) -> np.ndarray:
+    """QUANTIZE from int8 or uint8 to int8 or uint8 (``dtype``: a new scale and zero point;
+    between the two types at one scale, a zero point 128 apart, that is the reference's XOR
+    of the top bit)."""
     multiplier, shift = quantize_multiplier(float(np.float32(input_scale))
                                             / float(np.float32(output_scale)))
     y = _mbqm(np.asarray(x, np.int64) - input_zp, multiplier, shift) + output_zp
-    return np.clip(y, -128, 127).astype(np.int8)
+    info = np.iinfo(dtype)
+    return np.clip(y, info.min, info.max).astype(dtype)
 
 
 def dequantize(x, *, scale: float, zero_point: int) -> np.ndarray:

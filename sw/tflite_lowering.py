@@ -145,8 +145,9 @@ class Lowering(PoolingOperators, ElementwiseOperators):
                 "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
         data = {"TRANSPOSE_CONV": 2, "SPLIT": 1}.get(op.name, 0)   # the others are shapes
         for index in op.inputs[data:data + 1]:
-            if self.tensor(index).dtype not in (np.int8, np.float32) \
-                    and op.name not in _ANY_TYPE_OPERATORS:
+            # uint8 only into a QUANTIZE (a model's uint8 input, the older recipe's)
+            types = (np.int8, np.float32, *((np.uint8,) if op.name == "QUANTIZE" else ()))
+            if self.tensor(index).dtype not in types and op.name not in _ANY_TYPE_OPERATORS:
                 raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
                                                 "(full-integer int8 models only)")
         method(op)
@@ -404,7 +405,8 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         else:
             s_in, zp_in = self._quant(op.inputs[0])
             self.host(op, "TFL_REQUANTIZE", dict(input_scale=s_in, input_zp=zp_in,
-                                                 output_scale=s_out, output_zp=zp_out))
+                                                 output_scale=s_out, output_zp=zp_out,
+                                                 dtype=self.tensor(op.outputs[0]).dtype))
 
     def _dequantize(self, op):
         scale, zp = self._quant(op.inputs[0])

@@ -42,7 +42,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # TRANSPOSE_CONV: SAME of stride 2 with a fused ReLU, VALID of strides 1 and 3
           "keras_conv_transpose",
           # self-attention: BATCH_MATMUL, TRANSPOSE, SOFTMAX over keys; SPLIT
-          "keras_attention")
+          "keras_attention",
+          # uint8 input and output (the older recipe): QUANTIZE from and to uint8
+          "keras_uint8_io")
 
 
 def _model(name: str):

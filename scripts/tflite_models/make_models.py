@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and ten small test models).
+(and eleven small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model is built with Keras, trained for a few seconds on synthetic
@@ -283,6 +283,16 @@ def keras_attention(batch=None) -> keras.Model:
     return keras.Model(inp, out, name="keras_attention")
 
 
+def keras_uint8_io(batch=None) -> keras.Model:
+    """Not MLPerf: a small CNN converted with uint8 input and output, as older recipes did
+    (``inference_input_type = tf.uint8``): 8x8x3 -> 4."""
+    inp = keras.Input((8, 8, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, activation="relu")(inp)
+    x = layers.Dense(4)(layers.GlobalAveragePooling2D()(x))
+    out = layers.Softmax()(x)
+    return keras.Model(inp, out, name="keras_uint8_io")
+
+
 def keras_conv1d(batch=None) -> keras.Model:
     """Not MLPerf: a 1-D CNN over feature frames (keyword spotting's other shape): Conv1D and
     MaxPooling1D, which the converter writes as 2-D ops between reshapes, and a global
@@ -300,6 +310,9 @@ def keras_conv1d(batch=None) -> keras.Model:
 #: Models converted as most users convert theirs: float input and output (QUANTIZE and
 #: DEQUANTIZE at the edges) and the dynamic batch Keras gives.
 FLOAT_IO_DYNAMIC_BATCH = {"keras_cnn"}
+#: Models converted with the older recipe's uint8 input and output (QUANTIZE from and to uint8
+#: at the edges).
+UINT8_IO = {"keras_uint8_io"}
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -369,6 +382,8 @@ SPECS = {
                              keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
     "keras_attention": (keras_attention, lambda r: class_data(r, (8, 6), 3, -2.0, 2.0), 384, 3,
                         32, keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_uint8_io": (keras_uint8_io, lambda r: class_data(r, (8, 8, 3), 4, 0.0, 1.0), 384, 3,
+                       32, "sparse_categorical_crossentropy"),
 }
 
 
@@ -388,7 +403,8 @@ def reestimate_bn(model: keras.Model, x: np.ndarray, batch: int = 64) -> None:
 
 # --------------------------------------------------------------------------- convert
 
-def convert(model: keras.Model, calib: np.ndarray, float_io: bool = False) -> bytes:
+def convert(model: keras.Model, calib: np.ndarray, float_io: bool = False,
+            io_type=None) -> bytes:
     def representative_dataset():
         for i in range(calib.shape[0]):
             yield [calib[i:i + 1]]
@@ -398,8 +414,8 @@ def convert(model: keras.Model, calib: np.ndarray, float_io: bool = False) -> by
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not float_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_input_type = io_type or tf.int8
+        converter.inference_output_type = io_type or tf.int8
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SavedModel signature dump and calibration notes
         return converter.convert()
@@ -419,8 +435,9 @@ def run_int8(tflite_model: bytes, x: np.ndarray):
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     scale, zp = inp["quantization"]
-    assert inp["dtype"] == np.int8 and scale > 0, inp
-    q = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+    assert inp["dtype"] in (np.int8, np.uint8) and scale > 0, inp
+    info = np.iinfo(inp["dtype"])
+    q = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(inp["dtype"])
     o_scale, o_zp = out["quantization"]
     ys = []
     for xi in q:
@@ -462,7 +479,7 @@ def make(name: str, out: Path, index: int) -> None:
         keras.backend.clear_session()  # same layer names as the trained model
         model = build(batch=1)
         model.set_weights(weights)
-    tfl = convert(model, x_calib, float_io)
+    tfl = convert(model, x_calib, float_io, tf.uint8 if name in UINT8_IO else None)
     (out / f"{name}.tflite").write_bytes(tfl)
     if float_io:
         np.save(out / f"{name}_inputs.npy", x_test)
