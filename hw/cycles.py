@@ -61,10 +61,9 @@ MATMUL_DRAIN_EXTRA = 1
 #: clamped byte.
 VECTOR_ADD_STAGES = 11
 VECTOR_POOL_STAGES = 5
-#: A POOL window's stages from its output's issue to its write: MAX_POOL_2D's whole word
-#: clamped (one), AVERAGE_POOL_2D's lane AVGPOOL's stages and the clamp.
-VECTOR_MAX_STAGES = 1
-VECTOR_WINDOW_AVG_STAGES = VECTOR_POOL_STAGES + 1
+#: A POOL window's lane's stages from its issue to its write: AVGPOOL's (maxima times 1) and
+#: the fused activation's clamp.
+VECTOR_WINDOW_STAGES = VECTOR_POOL_STAGES + 1
 #: A MEAN lane's stages: its sum selected (two), then into ADD's datapath at the sum register,
 #: then ADD's output stage.
 VECTOR_MEAN_STAGES = 8
@@ -174,12 +173,11 @@ def add_cycles(params: RillParams, words: int, lanes: int) -> int:
 
 def pool_cycles(params: RillParams, geometry: ConvGeometry, fields: dict[str, int]) -> int:
     """A POOL's cycles after its decode: per window its pixels' reads (one a cycle, inside the
-    map or not), the last one's two cycles to the sums, then its output (a cycle for the whole
-    word of maxima, a lane a cycle for averages); then the last output's stages."""
-    average = bool(fields["average"])
-    window = geometry.kernel + 2 + (params.act_lanes if average else 1)
+    map or not), the last one's two cycles to the sums, then its output a lane a cycle; then
+    the last lane's stages."""
+    window = geometry.kernel + 2 + params.act_lanes
     return (fields["groups"] * fields["out_h"] * geometry.out_w * window
-            + (VECTOR_WINDOW_AVG_STAGES if average else VECTOR_MAX_STAGES))
+            + VECTOR_WINDOW_STAGES)
 
 
 def waits_for_quiet(opcode: Opcode) -> bool:

@@ -12,8 +12,8 @@ holds its word (``en`` low) while the lanes go by, or reads the next input words
 nothing a write could collide with: the outputs trail the inputs (``POOL``'s lie apart from
 them). ``POOL`` walks the map ``CONV_GEOMETRY`` describes (``hw.pool_walk``, over the conv
 walk's registers, an input here), a window's pixels a read each, and keeps every lane's maximum
-or sum as it arrives; a window's maxima leave as one word, its averages a lane a cycle through
-AVGPOOL's datapath.
+or sum as it arrives; a window's maxima or averages leave a lane a cycle through AVGPOOL's
+datapath (maxima times 1).
 
 Every register steps under the core's enable (the sequencer wraps the unit in an
 ``EnableInserter``), so cycle costs hold as ``hw.cycles.cycle_cost`` gives them.
@@ -214,7 +214,7 @@ class VectorUnit(wiring.Component):
         # POOL: the window walk; a pixel outside the map counts for nothing.
         walk = PoolWalk(p, self.geometry)
         pool_max = Signal(name="pool_max")    # POOL's maxima (else sums)
-        issue_max, issue_window = Signal(name="issue_max"), Signal(name="issue_window")
+        issue_window = Signal(name="issue_window")
         last_lane = lane == lanes - 1
         # The read data through a register of its own: the activation SRAM's block RAMs have no
         # output register, so their clock-to-out and bank multiplexer end here, not in the
@@ -263,10 +263,14 @@ class VectorUnit(wiring.Component):
                             walk.start(m, ptr_a, self.field(Opcode.POOL, "act_addr"),
                                        self.field(Opcode.POOL, "groups"),
                                        self.field(Opcode.POOL, "out_h"))
+                            # Maxima through AVGPOOL's datapath as they are: times 1.
+                            average = self.field(Opcode.POOL, "average")[0]
                             m.d.sync += [ptr_out.eq(self.field(Opcode.POOL, "out_addr")),
-                                         half.eq(self.geometry.kernel >> 1),
-                                         reciprocal.eq(self.field(Opcode.POOL, "reciprocal")),
-                                         shift.eq(self.field(Opcode.POOL, "shift")),
+                                         half.eq(Mux(average, self.geometry.kernel >> 1, 0)),
+                                         reciprocal.eq(Mux(average, self.field(
+                                             Opcode.POOL, "reciprocal"), 1)),
+                                         shift.eq(Mux(average,
+                                                      self.field(Opcode.POOL, "shift"), 0)),
                                          mean.eq(0)]
                             m.next = "WINDOW_READ"
                         with m.Case(VectorOp.READ_ACTS):
@@ -341,15 +345,13 @@ class VectorUnit(wiring.Component):
                 m.d.comb += self.read_en.eq(0)
                 m.d.sync += lane.eq(0)
                 m.next = "WINDOW_OUT"
-            with m.State("WINDOW_OUT"):   # maxima: the word at once; averages: a lane a cycle
-                m.d.comb += [self.read_en.eq(0), issue_max.eq(pool_max),
-                             issue_window.eq(~pool_max)]
+            with m.State("WINDOW_OUT"):   # a lane a cycle
+                m.d.comb += [self.read_en.eq(0), issue_window.eq(1)]
                 m.d.sync += lane.eq(lane + 1)
-                with m.If(pool_max | last_lane):
+                with m.If(last_lane):
                     m.d.sync += ptr_out.eq(ptr_out + 1)
                     with m.If(walk.final):
-                        m.d.sync += flush.eq(Mux(pool_max, cycles.VECTOR_MAX_STAGES,
-                                                 cycles.VECTOR_WINDOW_AVG_STAGES))
+                        m.d.sync += flush.eq(cycles.VECTOR_WINDOW_STAGES)
                         m.next = "FLUSH"
                     with m.Else():
                         m.next = "WINDOW_READ"
@@ -379,31 +381,25 @@ class VectorUnit(wiring.Component):
                     m.next = "IDLE"
 
         # -- the pooling's sums (POOL's maxima): the read register holds a block's word two
-        # cycles after its read; a pixel outside the map adds 0, or is -128 to the maximum.
+        # cycles after its read; a pixel outside the map adds 0, or is -128 to the maximum. A
+        # maximum is a sum register's low byte (its high bits hold what the adder gives them):
+        # a byte's compare and select a lane, not a 24-bit one.
         with m.If(sum_valid):
             for i, total in enumerate(sums):
                 value = read_lanes.word_select(i, 8).as_signed()
                 taken = Mux(sum_inside, value, Mux(pool_max, -128, 0))
                 largest = total[:8].as_signed()
-                grown = Mux(pool_max, Mux(taken > largest, taken, largest), total + taken)
-                m.d.sync += total.eq(Mux(sum_first, taken, grown))
-        # POOL's outputs clamped to the fused activation's range (stage 2's): a window's
-        # maxima as a word, its averages as they leave AVGPOOL's datapath.
-        lo, hi = stages[2]["lo"], stages[2]["hi"]
-
-        def clamped(value):
-            raised = Mux(value < lo, lo, value)
-            return Mux(raised > hi, hi, raised)[:8]
-        max_word = Signal(8 * lanes, name="max_word")
-        m.d.sync += max_word.eq(Cat(clamped(total[:8].as_signed()) for total in sums))
+                added = total + taken
+                low = Mux(pool_max, Mux(taken > largest, taken, largest)[:8], added[:8])
+                m.d.sync += total.eq(Mux(sum_first, taken, Cat(low, added[8:24])))
         # The lane's sum in two register stages, as STORE selects a column: a sum of each group
         # of four lanes by the lane's low bits, then the group. One 32-way select of 24-bit
         # words, with the lane bits' fanout, and the adder behind it (the pooling's magnitude,
         # MEAN's offsets) do not fit a cycle on a large part.
         lane_sum = Signal(signed(24), name="lane_sum")
-        m.d.sync += lane_sum.eq(column_select(m, sums, lanes, lane,
-                                              delayed(m, lane, 1, "lane_late"), 1,
-                                              registered=True, name="lane_group"))
+        selected = column_select(m, sums, lanes, lane, delayed(m, lane, 1, "lane_late"), 1,
+                                 registered=True, name="lane_group")
+        m.d.sync += lane_sum.eq(Mux(pool_max, selected[:8].as_signed(), selected))
         # MEAN's offsets beside it: the next block's first read restarts mean_bias while its
         # last lane's sum is still being selected.
         lane_bias = delayed(m, mean_bias, 2, "lane_bias")
@@ -415,8 +411,11 @@ class VectorUnit(wiring.Component):
                                        (lane_sum + lane_bias)[:32].as_signed())
                     for i in range(p.add_lanes)]
         pool_out = self._pool_datapath(m, lane_sum, half, reciprocal, shift)
+        # POOL's outputs clamped to the fused activation's range (stage 2's).
+        lo, hi = stages[2]["lo"], stages[2]["hi"]
+        raised = Mux(pool_out.as_signed() < lo, lo, pool_out.as_signed())
         window_byte = Signal(8, name="window_byte")
-        m.d.sync += window_byte.eq(clamped(pool_out.as_signed()))
+        m.d.sync += window_byte.eq(Mux(raised > hi, hi, raised)[:8])
 
         # -- writes: the destination travels beside each datapath: whether it writes, the word,
         # the lane (ADD: the group, and which of its lanes are below the instruction's last) -----
@@ -430,15 +429,12 @@ class VectorUnit(wiring.Component):
                 (issue_mean, lane, add_outs[0].replicate(lanes), cycles.VECTOR_MEAN_STAGES,
                  "mean"),
                 (issue_window, lane, window_byte.replicate(lanes),
-                 cycles.VECTOR_WINDOW_AVG_STAGES, "window"),
-                (issue_max, Const(0, 1), max_word, cycles.VECTOR_MAX_STAGES, "max")):
+                 cycles.VECTOR_WINDOW_STAGES, "window")):
             dest = delayed(m, Cat(valid, ptr_out, where), depth, f"{name}_dest")
             where = dest[1 + aw:]
             if name == "add":
                 at, mask = where[:len(group)], where[len(group):]
                 write_lanes = mask << (at << group_bits)
-            elif name == "max":
-                write_lanes = Const((1 << lanes) - 1, lanes)
             else:
                 write_lanes = Const(1, 1) << where
             with m.If(dest[0]):
