@@ -67,10 +67,9 @@ class ElementwiseOperators:
     def _same_quantization(self, op: TfliteOperator, inputs: list[int]):
         """Refuse ``op`` unless ``inputs`` are quantized as its output (its int8 kernel
         compares or copies bytes)."""
-        from .tflite_lowering import UnsupportedTfliteOperator  # (which imports this module)
         out = self._quant(op.outputs[0])
         if any(self._quant(i) != out for i in inputs):
-            raise UnsupportedTfliteOperator(op, "inputs quantized unlike the output (the int8 "
+            raise self.refusal(op, "inputs quantized unlike the output (the int8 "
                                             "kernel takes the bytes as they are)")
 
     def _maximum(self, op: TfliteOperator):
@@ -91,8 +90,7 @@ class ElementwiseOperators:
         self._same_quantization(op, op.inputs[:1])
         size = self.tensor(op.inputs[1]).data
         if size is None:
-            from .tflite_lowering import UnsupportedTfliteOperator
-            raise UnsupportedTfliteOperator(op, "its output size must be a constant")
+            raise self.refusal(op, "its output size must be a constant")
         self.host(op, "TFL_RESIZE", dict(
             function=op.name, size=tuple(int(v) for v in size),
             align_corners=op.options.get("align_corners", False),
@@ -116,8 +114,7 @@ class ElementwiseOperators:
                               else (op.inputs[2], op.inputs[0]))
         axis = self.tensor(axis_index).data
         if axis is None:
-            from .tflite_lowering import UnsupportedTfliteOperator
-            raise UnsupportedTfliteOperator(op, "its axis must be a constant")
+            raise self.refusal(op, "its axis must be a constant")
         rank = len(self.tensor(source).shape)
         axis = int(np.ravel(axis)[0]) % rank
         sizes = [self.tensor(i).shape[axis] for i in op.outputs]
@@ -130,8 +127,7 @@ class ElementwiseOperators:
     def _transpose(self, op: TfliteOperator):
         perm = self.tensor(op.inputs[1]).data
         if perm is None:
-            from .tflite_lowering import UnsupportedTfliteOperator
-            raise UnsupportedTfliteOperator(op, "its permutation must be a constant")
+            raise self.refusal(op, "its permutation must be a constant")
         self.host(op, "TFL_TRANSPOSE", dict(perm=tuple(int(p) for p in perm)), _ON_HOST)
 
     def _mul(self, op: TfliteOperator):
@@ -145,10 +141,9 @@ class ElementwiseOperators:
                   inputs=op.inputs[:2])
 
     def _concatenation(self, op: TfliteOperator):
-        from .tflite_lowering import UnsupportedTfliteOperator  # (which imports this module)
         self._same_quantization(op, op.inputs)
         if op.options.get("activation", "NONE") != "NONE":
-            raise UnsupportedTfliteOperator(op, f"a fused {op.options['activation']}")
+            raise self.refusal(op, f"a fused {op.options['activation']}")
         rank = len(self.tensor(op.outputs[0]).shape)
         self.host(op, "TFL_CONCATENATION", dict(axis=int(np.int64(op.options["axis"]) % rank)),
                   _ON_HOST, inputs=op.inputs)

@@ -133,6 +133,11 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         self.nhwc.update(names)
         self.placements.append(Placement(op.index, op.name, "host", macs, why))
 
+    @staticmethod
+    def refusal(op: TfliteOperator, why: str) -> UnsupportedTfliteOperator:
+        """The error refusing ``op`` (for the operator mixins, which this module imports)."""
+        return UnsupportedTfliteOperator(op, why)
+
     def lower(self, op: TfliteOperator):
         method = getattr(self, f"_{op.name.lower()}", None)
         if op.name not in SUPPORTED_OPERATORS or method is None:
