@@ -88,19 +88,17 @@ def measure_tflite(device: Device, name: str, paces: list[LinkPace]) -> TfliteRo
 
 
 def opcode_cycles(params, programs, opcodes: tuple[isa.Opcode, ...]) -> int:
-    """Working cycles of the instructions with ``opcodes`` in ``programs``."""
+    """Working cycles of the instructions with ``opcodes`` in ``programs`` (through a
+    :class:`hw.cycles.CycleClock`, which knows the geometry each POOL walks)."""
     codes, total = {op.value for op in opcodes}, 0
     for call in programs:
-        geometry = isa.ConvGeometry()   # the one each POOL walks
+        clock = cycles.CycleClock(params)
         for headers in call.program.executes:
             for header in headers:
                 opcode = isa.Opcode(header[0])
-                fields = isa.decode_fields(opcode, header[1:])
-                if header[0] in codes:
-                    total += cycles.cycle_cost(params, isa.Config(), opcode.value, fields,
-                                               isa.Status.OK, geometry=geometry)
-                if opcode == isa.Opcode.CONV_GEOMETRY:
-                    geometry = isa.ConvGeometry.from_fields(fields)
+                cost = clock.step(isa.Config(), opcode.value,
+                                  isa.decode_fields(opcode, header[1:]), isa.Status.OK)
+                total += cost if header[0] in codes else 0
     return total
 
 

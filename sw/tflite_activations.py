@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .requant import multiply_by_quantized_multiplier, wrap_int32
-from .tflite_kernels import activation_range, quantize_multiplier
+from .requant import rounding_divide_by_pot, wrap_int32
+from .tflite_kernels import activation_range, mbqm, quantize_multiplier, round_half_away
 
 __all__ = ["relu_x", "leaky_relu", "mul", "lookup_table", "LOOKUP_FUNCTIONS", "prelu",
            "hard_swish_table", "resize_bilinear", "resize_nearest", "batch_matmul"]
@@ -27,18 +27,13 @@ def _f32(*values) -> list[np.float32]:
     return [np.float32(v) for v in values]
 
 
-def _mbqm(x, multiplier: int, shift: int) -> np.ndarray:
-    return multiply_by_quantized_multiplier(np.asarray(x, np.int64), np.asarray(multiplier),
-                                            np.asarray(shift))
-
-
 def relu_x(x, *, activation: str, input_scale: float, input_zp: int, output_scale: float,
            output_zp: int) -> np.ndarray:
     """RELU, RELU6 or RELU_N1_TO_1 (``activation``) as an operator (``QuantizedReluX``): the
     input rescaled to the output's quantization, then clamped to the activation's range."""
     s_in, s_out = _f32(input_scale, output_scale)
     multiplier, shift = quantize_multiplier(float(s_in / s_out))
-    y = _mbqm(np.asarray(x, np.int64) - input_zp, multiplier, shift) + output_zp
+    y = mbqm(np.asarray(x, np.int64) - input_zp, multiplier, shift) + output_zp
     return np.clip(y, *activation_range(activation, output_scale, output_zp)).astype(np.int8)
 
 
@@ -50,7 +45,7 @@ def leaky_relu(x, *, alpha: float, input_scale: float, input_zp: int, output_sca
     identity = quantize_multiplier(float(s_in / s_out))
     negative = quantize_multiplier(float(s_in * a / s_out))
     v = np.asarray(x, np.int64) - input_zp
-    y = np.where(v >= 0, _mbqm(v, *identity), _mbqm(v, *negative)) + output_zp
+    y = np.where(v >= 0, mbqm(v, *identity), mbqm(v, *negative)) + output_zp
     return np.clip(y, -128, 127).astype(np.int8)
 
 
@@ -61,7 +56,7 @@ def mul(a, b, *, a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_sc
     s_a, s_b, s_out = _f32(a_scale, b_scale, output_scale)
     multiplier, shift = quantize_multiplier(float(s_a * s_b / s_out))
     product = (np.asarray(a, np.int64) - a_zp) * (np.asarray(b, np.int64) - b_zp)
-    return np.clip(_mbqm(product, multiplier, shift) + output_zp, *act_range).astype(np.int8)
+    return np.clip(mbqm(product, multiplier, shift) + output_zp, *act_range).astype(np.int8)
 
 
 #: The functions LOGISTIC and TANH tabulate, in float32 as ``PopulateLookupTable`` calls them.
@@ -82,8 +77,9 @@ def lookup_table(function: str, *, input_scale: float, input_zp: int, output_sca
     dequantized = s_in * (inputs - input_zp).astype(np.float32)
     transformed = LOOKUP_FUNCTIONS[function](dequantized).astype(np.float32)
     scaled = transformed * (np.float32(1) / s_out)
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))   # C's roundf
-    return np.clip(rounded.astype(np.int64) + output_zp, -128, 127).astype(np.int8)
+    # C's roundf, exact in double (adding a half in float32 could round up 0.49999997)
+    return np.clip(round_half_away(scaled).astype(np.int64) + output_zp, -128,
+                   127).astype(np.int8)
 
 
 def prelu(x, alpha, *, input_scale: float, input_zp: int, alpha_scale: float, alpha_zp: int,
@@ -96,7 +92,7 @@ def prelu(x, alpha, *, input_scale: float, input_zp: int, alpha_scale: float, al
     negative = quantize_multiplier(float(s_in * s_alpha / s_out))
     v = np.asarray(x, np.int64) - input_zp
     a = np.asarray(alpha, np.int64) - alpha_zp
-    y = np.where(v >= 0, _mbqm(v, *identity), _mbqm(v * a, *negative)) + output_zp
+    y = np.where(v >= 0, mbqm(v, *identity), mbqm(v * a, *negative)) + output_zp
     return np.clip(y, -128, 127).astype(np.int8)
 
 
@@ -107,13 +103,6 @@ def _int16_high_mul(a: np.ndarray, b: int, rounding: bool) -> np.ndarray:
     nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14)) if rounding else 0
     high = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)   # C's division
     return np.where((a == b) & (a == -(1 << 15)), (1 << 15) - 1, high)
-
-
-def _int16_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
-    """gemmlowp's ``RoundingDivideByPOT``: half away from zero."""
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
 
 
 def _int16_multiplier(real: np.float32) -> tuple[int, int]:
@@ -144,9 +133,9 @@ def hard_swish_table(*, input_scale: float, input_zp: int, output_scale: float,
     if relu_exp > 0:
         reluish = np.clip(reluish * 2, -(1 << 15), (1 << 15) - 1)
     if relu_exp < 0:
-        reluish = _int16_divide_by_pot(reluish, -relu_exp)
+        reluish = rounding_divide_by_pot(reluish, -relu_exp)
     reluish = (reluish + (1 << 15)) >> 1
-    out = _int16_divide_by_pot(_int16_high_mul(reluish, preshift, rounding=False), -out_exp)
+    out = rounding_divide_by_pot(_int16_high_mul(reluish, preshift, rounding=False), -out_exp)
     return np.clip(out + output_zp, -128, 127).astype(np.int8)
 
 
@@ -214,4 +203,4 @@ def batch_matmul(a, b, *, adj_x: bool, adj_y: bool, a_scale: float, a_zp: int, b
     if adj_y:
         b = np.swapaxes(b, -1, -2)
     total = wrap_int32(np.matmul(a, b))
-    return np.clip(_mbqm(total, multiplier, shift) + output_zp, -128, 127).astype(np.int8)
+    return np.clip(mbqm(total, multiplier, shift) + output_zp, -128, 127).astype(np.int8)

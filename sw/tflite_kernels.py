@@ -22,7 +22,7 @@ from .requant import rounding_divide_by_pot as rdbpot
 from .requant import saturating_rounding_doubling_high_mul as srdhm
 
 __all__ = [
-    "round_half_away", "quantize_multiplier", "activation_range", "same_padding",
+    "round_half_away", "quantize_multiplier", "mbqm", "activation_range", "same_padding",
     "conv2d", "depthwise_conv2d", "transpose_conv", "transpose_conv_input", "fully_connected",
     "requantize_double",
     "add", "add_multipliers",
@@ -45,7 +45,8 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return encode_tflite_scale(real)
 
 
-def _mbqm(x, multiplier, shift) -> np.ndarray:
+def mbqm(x, multiplier, shift) -> np.ndarray:
+    """``MultiplyByQuantizedMultiplier`` of int64 ``x`` (any shape), per-element constants."""
     return multiply_by_quantized_multiplier(np.asarray(x, np.int64), np.asarray(multiplier),
                                             np.asarray(shift))
 
@@ -90,7 +91,7 @@ def _windows(x: np.ndarray, kernel, stride, dilation, pads, out, fill: int) -> n
 
 
 def _requantize_per_channel(acc, multiplier, shift, zero_point, act_range) -> np.ndarray:
-    y = _mbqm(wrap_int32(acc), multiplier, shift) + zero_point
+    y = mbqm(wrap_int32(acc), multiplier, shift) + zero_point
     return np.clip(y, *act_range).astype(np.int8)
 
 
@@ -211,9 +212,9 @@ def add(a, b, *, a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_sc
     (m1, s1), (m2, s2), (mo, so) = add_multipliers(a_scale, b_scale, output_scale)
     va = (np.asarray(a, np.int64) - a_zp) << 20
     vb = (np.asarray(b, np.int64) - b_zp) << 20
-    scaled_b = _mbqm(vb, m2, s2)
-    total = wrap_int32(_mbqm(va, m1, s1) + (-scaled_b if subtract else scaled_b))
-    return np.clip(_mbqm(total, mo, so) + output_zp, *act_range).astype(np.int8)
+    scaled_b = mbqm(vb, m2, s2)
+    total = wrap_int32(mbqm(va, m1, s1) + (-scaled_b if subtract else scaled_b))
+    return np.clip(mbqm(total, mo, so) + output_zp, *act_range).astype(np.int8)
 
 
 def average_pool(x, *, kernel, stride=(1, 1), pads=(0, 0, 0, 0),
@@ -272,7 +273,7 @@ def mean(x, axes, *, input_scale: float, input_zp: int, output_scale: float,
     count = int(np.prod([x.shape[a] for a in axes]))
     multiplier, shift = mean_multiplier(input_scale, output_scale, count)
     total = x.sum(axis=axes, keepdims=keep_dims) - input_zp * count
-    y = _mbqm(wrap_int32(total), multiplier, shift) + output_zp
+    y = mbqm(wrap_int32(total), multiplier, shift) + output_zp
     return np.clip(y, -128, 127).astype(np.int8)
 
 
@@ -289,7 +290,7 @@ def requantize(x, *, input_scale: float, input_zp: int, output_scale: float,
     of the top bit)."""
     multiplier, shift = quantize_multiplier(float(np.float32(input_scale))
                                             / float(np.float32(output_scale)))
-    y = _mbqm(np.asarray(x, np.int64) - input_zp, multiplier, shift) + output_zp
+    y = mbqm(np.asarray(x, np.int64) - input_zp, multiplier, shift) + output_zp
     info = np.iinfo(dtype)
     return np.clip(y, info.min, info.max).astype(dtype)
 

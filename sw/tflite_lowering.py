@@ -180,9 +180,10 @@ class Lowering(PoolingOperators, ElementwiseOperators):
             return (top, left, bottom, right), (oh, ow)
         return (0, 0, 0, 0), tuple(self.tensor(op.outputs[0]).shape[1:3])
 
-    def _bias(self, op) -> np.ndarray | None:
-        return self.tensor(op.inputs[2]).data if len(op.inputs) > 2 and op.inputs[2] >= 0 \
-            else None
+    def _bias(self, op, position: int = 2) -> np.ndarray | None:
+        """The bias at input ``position`` (conv, fully connected: 2), if the operator has one."""
+        present = len(op.inputs) > position and op.inputs[position] >= 0
+        return self.tensor(op.inputs[position]).data if present else None
 
     def _conv_2d(self, op):
         filters = self.tensor(op.inputs[1]).data
@@ -222,14 +223,12 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         """``op`` on the array as a convolution with ``(C_out, C, kh, kw)`` ``filters``
         (``depthwise``: zero off the diagonal, :class:`sw.conv.QuantizedConv`); with ``blocks``
         (the input's name, its size in pixel blocks, the block's side), of stride 1 over those
-        blocks. ``operands``: the input's, the filters' and the bias's tensors, where they are
-        not the operator's first three."""
+        blocks. ``operands``: the input's and the filters' tensors and the bias's input position,
+        where they are not the operator's first three."""
         activation = op.options.get("activation", "NONE")
-        source_index, filter_index, bias_index = operands or (*op.inputs[:2], None)
+        source_index, filter_index, bias_position = operands or (*op.inputs[:2], 2)
         (s_in, zp_in), (s_out, zp_out) = self._quant(source_index), self._quant(op.outputs[0])
-        bias = self._bias(op) if operands is None else (
-            self.tensor(bias_index).data if bias_index is not None and bias_index >= 0
-            else None)
+        bias = self._bias(op, bias_position)
         # RELU6 and RELU_N1_TO_1: the requantizer's programmable clamp, where the core has it.
         on_device = activation in _DEVICE_ACTIVATIONS or self.params.clamp
         linear = QuantizedLinear(
@@ -288,14 +287,12 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         stride = tuple(op.options["stride"])
         pads = ((same_padding(out_h, kh, stride[0])[1], same_padding(out_w, kw, stride[1])[1])
                 if op.options["padding"] == "SAME" else (0, 0))
-        multiplier, shift = encode_tflite_channel_scales(s_in, self.tensor(op.inputs[1]).scale,
-                                                         s_out, filters.shape[0])
-        bias = self.tensor(op.inputs[3]).data if len(op.inputs) > 3 and op.inputs[3] >= 0 \
-            else None
         macs = int(np.prod(self.tensor(op.inputs[2]).shape[1:3])) * int(np.prod(filters.shape))
         if op.options.get("activation", "NONE") not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            multiplier, shift = encode_tflite_channel_scales(
+                s_in, self.tensor(op.inputs[1]).scale, s_out, filters.shape[0])
             self.host(op, "TFL_TRANSPOSE_CONV",
-                      dict(filters=filters, bias=bias, output_size=(out_h, out_w),
+                      dict(filters=filters, bias=self._bias(op, 3), output_size=(out_h, out_w),
                            input_zp=zp_in, multiplier=multiplier, shift=shift,
                            output_zp=zp_out, stride=stride, pads=pads,
                            act_range=self._act_range(op)),
@@ -310,8 +307,7 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         flipped = np.ascontiguousarray(filters[:, ::-1, ::-1, :].transpose(0, 3, 1, 2))
         self._device_conv(op, flipped, (0, 0, 0, 0), macs,
                           blocks=(spread, (out_h + kh - 1, out_w + kw - 1), 1),
-                          operands=(op.inputs[2], op.inputs[1],
-                                    op.inputs[3] if len(op.inputs) > 3 else None),
+                          operands=(op.inputs[2], op.inputs[1], 3),
                           why="a conv of stride 1 over its input spread among zero points "
                               "on the host")
 

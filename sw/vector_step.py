@@ -161,10 +161,10 @@ class VectorStep:
 
     def _window_words(self, maps: np.ndarray) -> np.ndarray:
         """``POOL``'s arithmetic on ``(groups, h, w, lanes)`` words."""
-        average = self.op == "avgpool"
-        reciprocal, shift = pool_reciprocal(self.window.geometry().kernel) if average else (0, 0)
-        return window_pool_words(maps, self.window.geometry(), self.window.out_size[0], average,
-                                 reciprocal, shift, self.clamp_stage)
+        average, geometry = self.op == "avgpool", self.window.geometry()
+        reciprocal, shift = pool_reciprocal(geometry.kernel) if average else (0, 0)
+        return window_pool_words(maps, geometry, self.window.out_size[0], average, reciprocal,
+                                 shift, self.clamp_stage)
 
     @property
     def clamp_stage(self) -> VectorStage:
