@@ -69,8 +69,15 @@ class ElementwiseOperators:
         compares or copies bytes)."""
         out = self._quant(op.outputs[0])
         if any(self._quant(i) != out for i in inputs):
-            raise self.refusal(op, "inputs quantized unlike the output (the int8 "
-                                            "kernel takes the bytes as they are)")
+            raise self.refusal(op, "inputs quantized unlike the output (the int8 kernel takes "
+                               "the bytes as they are)")
+
+    def _constant(self, op: TfliteOperator, index: int, what: str) -> np.ndarray:
+        """Input ``index`` of ``op``'s data, refusing ``op`` where it is made at run time."""
+        data = self.tensor(op.inputs[index]).data
+        if data is None:
+            raise self.refusal(op, f"its {what} must be a constant")
+        return data
 
     def _maximum(self, op: TfliteOperator):
         self._same_quantization(op, op.inputs[:2])
@@ -81,16 +88,14 @@ class ElementwiseOperators:
     def _reduce_max(self, op: TfliteOperator):
         self._same_quantization(op, op.inputs[:1])
         rank = len(self.tensor(op.inputs[0]).shape)
-        axes = tuple(sorted({int(a) % rank for a in np.ravel(self.tensor(op.inputs[1]).data)}))
+        axes = tuple(sorted({int(a) % rank for a in np.ravel(self._constant(op, 1, "axes"))}))
         self.host(op, "TFL_REDUCE_MAX", dict(axes=axes, keep_dims=op.options.get("keep_dims",
                                                                                   False)),
                   _ON_HOST)
 
     def _resize_bilinear(self, op: TfliteOperator):
         self._same_quantization(op, op.inputs[:1])
-        size = self.tensor(op.inputs[1]).data
-        if size is None:
-            raise self.refusal(op, "its output size must be a constant")
+        size = self._constant(op, 1, "output size")
         self.host(op, "TFL_RESIZE", dict(
             function=op.name, size=tuple(int(v) for v in size),
             align_corners=op.options.get("align_corners", False),
@@ -110,13 +115,9 @@ class ElementwiseOperators:
     def _split(self, op: TfliteOperator):
         """SPLIT (axis, input) and SPLIT_V (input, sizes, axis): the outputs' sizes along the
         axis are theirs."""
-        axis_index, source = ((op.inputs[0], op.inputs[1]) if op.name == "SPLIT"
-                              else (op.inputs[2], op.inputs[0]))
-        axis = self.tensor(axis_index).data
-        if axis is None:
-            raise self.refusal(op, "its axis must be a constant")
+        axis_position, source = (0, op.inputs[1]) if op.name == "SPLIT" else (2, op.inputs[0])
         rank = len(self.tensor(source).shape)
-        axis = int(np.ravel(axis)[0]) % rank
+        axis = int(np.ravel(self._constant(op, axis_position, "axis"))[0]) % rank
         sizes = [self.tensor(i).shape[axis] for i in op.outputs]
         self.host(op, "TFL_SPLIT", dict(axis=axis, cuts=tuple(int(c) for c in
                                                               np.cumsum(sizes)[:-1])),
@@ -125,9 +126,7 @@ class ElementwiseOperators:
     _split_v = _split
 
     def _transpose(self, op: TfliteOperator):
-        perm = self.tensor(op.inputs[1]).data
-        if perm is None:
-            raise self.refusal(op, "its permutation must be a constant")
+        perm = self._constant(op, 1, "permutation")
         self.host(op, "TFL_TRANSPOSE", dict(perm=tuple(int(p) for p in perm)), _ON_HOST)
 
     def _mul(self, op: TfliteOperator):

@@ -54,22 +54,17 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
                                           output_scale=a["output_scale"],
                                           output_zp=a["output_zp"], act_range=a["act_range"])]
     if op == "TFL_ADD":
-        return [kernels.add(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
-                            b_scale=a["b_scale"], b_zp=a["b_zp"], output_scale=a["output_scale"],
-                            output_zp=a["output_zp"], act_range=a["act_range"],
-                            subtract=a.get("subtract", False))]
+        return [kernels.add(x, env[step.inputs[1]], act_range=a["act_range"],
+                            subtract=a.get("subtract", False), **_scales(a, ("a", "b")))]
     if op == "TFL_MUL":
-        return [activations.mul(x, env[step.inputs[1]], a_scale=a["a_scale"], a_zp=a["a_zp"],
-                                b_scale=a["b_scale"], b_zp=a["b_zp"],
-                                output_scale=a["output_scale"], output_zp=a["output_zp"],
-                                act_range=a["act_range"])]
+        return [activations.mul(x, env[step.inputs[1]], act_range=a["act_range"],
+                                **_scales(a, ("a", "b")))]
     if op == "TFL_RELU":
         return [activations.relu_x(x, activation=a["activation"], **_scales(a))]
     if op == "TFL_LEAKY_RELU":
         return [activations.leaky_relu(x, alpha=a["alpha"], **_scales(a))]
     if op == "TFL_PRELU":
-        return [activations.prelu(x, env[step.inputs[1]], alpha_scale=a["alpha_scale"],
-                                  alpha_zp=a["alpha_zp"], **_scales(a))]
+        return [activations.prelu(x, env[step.inputs[1]], **_scales(a, ("input", "alpha")))]
     if op == "TFL_EXTREMUM":   # MAXIMUM, MINIMUM: inputs quantized as the output
         return [(np.maximum if a["function"] == "MAXIMUM" else np.minimum)(
             x, env[step.inputs[1]])]
@@ -80,10 +75,7 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
                        half_pixel_centers=a["half_pixel_centers"])]
     if op == "TFL_BATCH_MATMUL":
         return [activations.batch_matmul(x, env[step.inputs[1]], adj_x=a["adj_x"],
-                                         adj_y=a["adj_y"], a_scale=a["a_scale"],
-                                         a_zp=a["a_zp"], b_scale=a["b_scale"], b_zp=a["b_zp"],
-                                         output_scale=a["output_scale"],
-                                         output_zp=a["output_zp"])]
+                                         adj_y=a["adj_y"], **_scales(a, ("a", "b")))]
     if op == "TFL_SPLIT":
         return np.split(x, a["cuts"], axis=a["axis"])
     if op == "TFL_TRANSPOSE":
@@ -133,9 +125,11 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     raise AssertionError(op)
 
 
-def _scales(a: dict) -> dict:
-    return dict(input_scale=a["input_scale"], input_zp=a["input_zp"],
-                output_scale=a["output_scale"], output_zp=a["output_zp"])
+def _scales(a: dict, names=("input",)) -> dict:
+    """The step's scales and zero points of ``names`` and of the output, by the kernels'
+    argument names."""
+    return {f"{name}_{part}": a[f"{name}_{part}"] for name in (*names, "output")
+            for part in ("scale", "zp")}
 
 
 def _conv_args(a: dict) -> dict:
