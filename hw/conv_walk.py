@@ -110,7 +110,7 @@ class ConvWalk:
         ]
 
     def pool_geometry(self, geometry) -> list:
-        """Assignments of the geometry to a ``hw.vector_unit.pool_geometry_layout`` view."""
+        """Assignments of the geometry to a ``hw.pool_walk.pool_geometry_layout`` view."""
         f = self._fields
         return [*(getattr(geometry, name).eq(f[name])
                   for name in ("in_w", "in_h", "out_w", "kernel_h", "kernel_w", "stride",
