@@ -29,7 +29,15 @@ from .conv_device import depthwise_walkable
 from .resident import qparam_entries, streamed_entries
 from .tflite_reader import TfliteGraph, TfliteOperator
 
-__all__ = ["depthwise_on_array"]
+__all__ = ["depthwise_on_array", "array_kernel"]
+
+
+def array_kernel(op: TfliteOperator, kernel: tuple[int, int]) -> tuple[int, int]:
+    """The kernel a conv of ``kernel`` runs on the array with: a dilated one's taps
+    ``dilation`` apart with zeros between (``(k - 1) * d + 1``; the zeros add nothing, so the
+    sums are exact)."""
+    dilation = op.options.get("dilation", (1, 1))
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
 
 
 def _words(params: RillParams, k: int, n: int) -> int:
@@ -44,7 +52,9 @@ def _layer_words(params: RillParams, graph: TfliteGraph, op: TfliteOperator) -> 
     filters = graph.tensors[op.inputs[1]].data
     if op.name == "FULLY_CONNECTED":
         return _words(params, filters.shape[1], filters.shape[0])
-    out, kh, kw, channels = filters.shape
+    out, kh, kw = filters.shape[:3]
+    kh, kw = array_kernel(op, (kh, kw))
+    channels = graph.tensors[op.inputs[0]].shape[3]   # a grouped conv's too: run ungrouped
     kc = params.k_per_tile(False)
     return _words(params, kh * kw * -(-channels // kc) * kc, out)
 
@@ -60,7 +70,7 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
         return set()
     depthwise = [op for op in graph.operators if op.name == "DEPTHWISE_CONV_2D"
                  and graph.tensors[op.inputs[1]].data is not None
-                 and op.options.get("dilation", (1, 1)) == (1, 1) and _map_fits(params, graph, op)]
+                 and _map_fits(params, graph, op)]
     layers = [op for op in graph.operators if op.name in ("CONV_2D", "FULLY_CONNECTED")
               and graph.tensors[op.inputs[1]].data is not None
               and graph.tensors[op.inputs[1]].data.ndim in (2, 4)]
@@ -70,6 +80,7 @@ def depthwise_on_array(graph: TfliteGraph, params: RillParams) -> set[int]:
     chosen, later = set(), []
     for op in depthwise:
         _, kh, kw, outputs = graph.tensors[op.inputs[1]].data.shape
+        kh, kw = array_kernel(op, (kh, kw))
         channels = graph.tensors[op.inputs[0]].shape[3]
         walked = outputs == channels and depthwise_walkable(params)
         words = kh * kw * -(-outputs // params.cols) if walked \

@@ -1,7 +1,7 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
-HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX,
-RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT, SPLIT_V): host steps in
+HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN,
+REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT, SPLIT_V): host steps in
 LiteRT's reference arithmetic (:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They
 are cheap beside the convs around them, which stay on the device; a stretch on chip ends where
 one of them reads its output.
@@ -22,7 +22,8 @@ __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 #: The operators this module lowers.
 ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
                          "TANH", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
-                         "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "RESIZE_BILINEAR",
+                         "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "REDUCE_MIN",
+                         "REDUCE_PROD", "RESIZE_BILINEAR",
                          "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL", "SPLIT", "SPLIT_V")
 
 _ON_HOST = "runs on the host, as LiteRT's reference kernel computes it"
@@ -67,6 +68,8 @@ class ElementwiseOperators:
     def _same_quantization(self, op: TfliteOperator, inputs: list[int]):
         """Refuse ``op`` unless ``inputs`` are quantized as its output (its int8 kernel
         compares or copies bytes)."""
+        if all(self.tensor(i).scale.size == 0 for i in (*inputs, op.outputs[0])):
+            return   # integers, not quantized (the shape arithmetic around Flatten, Dense)
         out = self._quant(op.outputs[0])
         if any(self._quant(i) != out for i in inputs):
             raise self.refusal(op, "inputs quantized unlike the output (the int8 kernel takes "
@@ -86,12 +89,19 @@ class ElementwiseOperators:
     _minimum = _maximum
 
     def _reduce_max(self, op: TfliteOperator):
+        """REDUCE_MAX and REDUCE_MIN; REDUCE_PROD of integers (the shape arithmetic of a Dense
+        layer on a sequence: the int8 kernel's rescaled product is refused)."""
+        if op.name == "REDUCE_PROD" and self.tensor(op.inputs[0]).dtype != np.int32:
+            raise self.refusal(op, f"{self.tensor(op.inputs[0]).dtype} (int32 only: shape "
+                               "arithmetic)")
         self._same_quantization(op, op.inputs[:1])
         rank = len(self.tensor(op.inputs[0]).shape)
         axes = tuple(sorted({int(a) % rank for a in np.ravel(self._constant(op, 1, "axes"))}))
-        self.host(op, "TFL_REDUCE_MAX", dict(axes=axes, keep_dims=op.options.get("keep_dims",
-                                                                                  False)),
+        self.host(op, "TFL_REDUCE", dict(function=op.name, axes=axes,
+                                         keep_dims=op.options.get("keep_dims", False)),
                   _ON_HOST)
+
+    _reduce_min = _reduce_prod = _reduce_max
 
     def _resize_bilinear(self, op: TfliteOperator):
         self._same_quantization(op, op.inputs[:1])

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import tflite_activations as activations
 from . import tflite_kernels as kernels
+from .tflite_movement import rearrange
 
 __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 
@@ -26,8 +27,8 @@ TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_TRANSPOSE_CONV",
                    "TFL_QUANTIZE", "TFL_REQUANTIZE", "TFL_DEQUANTIZE", "TFL_PAD", "TFL_RESHAPE",
                    "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
                    "TFL_LEAKY_RELU", "TFL_PRELU", "TFL_LOOKUP", "TFL_MUL", "TFL_EXTREMUM",
-                   "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE_MAX", "TFL_RESIZE",
-                   "TFL_BATCH_MATMUL", "TFL_SPLIT")
+                   "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE", "TFL_RESIZE",
+                   "TFL_BATCH_MATMUL", "TFL_SPLIT", "TFL_REARRANGE")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -76,12 +77,16 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     if op == "TFL_BATCH_MATMUL":
         return [activations.batch_matmul(x, env[step.inputs[1]], adj_x=a["adj_x"],
                                          adj_y=a["adj_y"], **_scales(a, ("a", "b")))]
+    if op == "TFL_REARRANGE":   # data movement (constants in the arguments)
+        return rearrange(a["function"], [env[name] for name in step.inputs], a["args"])
     if op == "TFL_SPLIT":
         return np.split(x, a["cuts"], axis=a["axis"])
     if op == "TFL_TRANSPOSE":
         return [np.transpose(x, a["perm"])]
-    if op == "TFL_REDUCE_MAX":   # input quantized as the output
-        return [np.max(x, axis=a["axes"], keepdims=a["keep_dims"])]
+    if op == "TFL_REDUCE":   # MAX, MIN: input quantized as the output; PROD: int32
+        reduce = {"REDUCE_MAX": np.max, "REDUCE_MIN": np.min, "REDUCE_PROD": np.prod}
+        return [reduce[a["function"]](x, axis=a["axes"], keepdims=a["keep_dims"])
+                .astype(x.dtype)]
     if op == "TFL_LOOKUP":   # LOGISTIC, TANH, HARD_SWISH: a table by input byte
         return [a["table"][np.asarray(x, np.int64) + 128]]
     if op == "TFL_CONCATENATION":   # inputs quantized as the output: bytes as they are

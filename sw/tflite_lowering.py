@@ -4,7 +4,8 @@ in LiteRT's reference arithmetic (``docs/tflite-arithmetic.md``).
 
 Where each operator runs:
 
-- **CONV_2D** (dilation 1) on the device's array, requantized there with TFLite's
+- **CONV_2D** on the device's array (a dilated one with zeros between its taps, a grouped one
+  with zeros where a group does not read), requantized there with TFLite's
   ``MultiplyByQuantizedMultiplier`` (``Rounding.TFLITE``), its feature map walked on the device
   where the core can, a fused RELU6 or RELU_N1_TO_1 clamped by the requantizer (on a core
   without ``RillParams.clamp``, on the host: exact, the clamp lies inside the int8 range). A
@@ -41,9 +42,10 @@ from .conv import QuantizedConv
 from .model_ir import DeviceLayer, HostStep
 from .requant import encode_tflite_channel_scales
 from .space_to_depth import SpaceToDepth, plan_space_to_depth
-from .tflite_depthwise import depthwise_on_array
+from .tflite_depthwise import array_kernel, depthwise_on_array
 from .tflite_elementwise import ELEMENTWISE_OPERATORS, ElementwiseOperators
 from .tflite_kernels import activation_range, same_padding
+from .tflite_movement import MOVEMENT_OPERATORS, MovementOperators
 from .tflite_pooling import PoolingOperators
 from .tflite_reader import TfliteGraph, TfliteOperator
 from .vector_ops import add_stages
@@ -55,9 +57,11 @@ __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOpera
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED",
                        "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
                        "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK",
-                       *ELEMENTWISE_OPERATORS)
+                       *ELEMENTWISE_OPERATORS, *MOVEMENT_OPERATORS)
 #: Operators whose input may be of any type (shapes are int32).
-_ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK")
+_ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION",
+                       "GATHER", "EXPAND_DIMS", "SQUEEZE", "SLICE", "TILE", "UNPACK",
+                       "REDUCE_PROD")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
 
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
@@ -86,7 +90,7 @@ class Placement:
     host_part: str = ""   # with "device + host": what the host does
 
 
-class Lowering(PoolingOperators, ElementwiseOperators):
+class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
     """Builds the steps of a :class:`QuantizedModel` from a :class:`TfliteGraph`."""
 
     def __init__(self, graph: TfliteGraph, params: RillParams):
@@ -189,11 +193,7 @@ class Lowering(PoolingOperators, ElementwiseOperators):
         filters = self.tensor(op.inputs[1]).data
         pads, _ = self._window(op, filters.shape[1:3])
         macs = int(np.prod(self.tensor(op.outputs[0]).shape[1:])) * int(np.prod(filters.shape[1:]))
-        if op.options.get("dilation", (1, 1)) != (1, 1):
-            self.host(op, "TFL_CONV_2D", self._conv_attrs(op, filters, pads),
-                      "dilation above 1", macs)
-            return
-        filters = filters.transpose(0, 3, 1, 2)
+        filters = self._dilated(op, self._ungrouped(op, filters).transpose(0, 3, 1, 2))
         blocks = self._pixel_blocks(op, filters, pads)
         if blocks is None:
             self._device_conv(op, filters, pads, macs)
@@ -205,6 +205,36 @@ class Lowering(PoolingOperators, ElementwiseOperators):
                                    {"blocks": blocks}))
         self._device_conv(op, blocks.filters(filters), blocks.conv_pads, macs,
                           blocks=(cut, (blocks.height, blocks.width), blocks.block))
+
+    @staticmethod
+    def _dilated(op, filters: np.ndarray) -> np.ndarray:
+        """``(C_out, C, kh, kw)`` filters with the operator's dilation as zeros between the
+        taps (:func:`sw.tflite_depthwise.array_kernel`)."""
+        dh, dw = op.options.get("dilation", (1, 1))
+        if (dh, dw) == (1, 1):
+            return filters
+        spread = np.zeros((*filters.shape[:2], *array_kernel(op, filters.shape[2:])),
+                          filters.dtype)
+        spread[:, :, ::dh, ::dw] = filters
+        return spread
+
+    def _ungrouped(self, op, filters: np.ndarray) -> np.ndarray:
+        """A grouped conv's (Keras' ``groups``) ``(C_out, kh, kw, C / groups)`` filters as one
+        conv's over all ``C`` input channels, zero where an output channel's group does not
+        read: the sums are the same, exactly, and the array runs it like any conv."""
+        channels, per_group = self.tensor(op.inputs[0]).shape[3], filters.shape[3]
+        if per_group == channels:
+            return filters
+        groups = channels // per_group
+        if channels % per_group or filters.shape[0] % groups:
+            raise UnsupportedTfliteOperator(
+                op, f"filters of {per_group} input channels over {channels} (not a grouping)")
+        dense = np.zeros((*filters.shape[:3], channels), filters.dtype)
+        outputs_per_group = filters.shape[0] // groups
+        for out_channel, taps in enumerate(filters):
+            group = out_channel // outputs_per_group
+            dense[out_channel, ..., group * per_group:(group + 1) * per_group] = taps
+        return dense
 
     def _pixel_blocks(self, op, filters: np.ndarray, pads) -> SpaceToDepth | None:
         """How a strided conv over a few channels of a map the host makes runs as a conv of
@@ -322,7 +352,8 @@ class Lowering(PoolingOperators, ElementwiseOperators):
             dense = np.zeros((outputs, channels, *filters.shape[1:3]), filters.dtype)
             out = np.arange(outputs)
             dense[out, out // (outputs // channels)] = filters[0].transpose(2, 0, 1)
-            self._device_conv(op, dense, pads, macs, depthwise=outputs == channels)
+            self._device_conv(op, self._dilated(op, dense), pads, macs,
+                              depthwise=outputs == channels)
             return
         self.host(op, "TFL_DEPTHWISE_CONV_2D", self._conv_attrs(op, filters, pads),
                   "its map or filters do not fit the SRAMs beside the model's other layers"

@@ -20,7 +20,8 @@ class InvalidTflite(ValueError):
 
 _DTYPES = {tflite.TensorType.INT8: np.int8, tflite.TensorType.UINT8: np.uint8,
            tflite.TensorType.INT32: np.int32, tflite.TensorType.INT64: np.int64,
-           tflite.TensorType.FLOAT32: np.float32, tflite.TensorType.INT16: np.int16}
+           tflite.TensorType.FLOAT32: np.float32, tflite.TensorType.INT16: np.int16,
+           tflite.TensorType.BOOL: np.bool_}
 _OPERATORS = {code: name for name, code in vars(tflite.BuiltinOperator).items()
               if not name.startswith("_")}
 _ACTIVATIONS = {code: name for name, code in vars(tflite.ActivationFunctionType).items()
@@ -75,6 +76,11 @@ def _options(op, name: str) -> dict:
         "SPLIT": tflite.SplitOptions, "SPLIT_V": tflite.SplitVOptions,
         "BATCH_MATMUL": tflite.BatchMatMulOptions,
         "RESIZE_NEAREST_NEIGHBOR": tflite.ResizeNearestNeighborOptions,
+        "SUM": tflite.ReducerOptions, "REDUCE_MIN": tflite.ReducerOptions,
+        "REDUCE_PROD": tflite.ReducerOptions, "UNPACK": tflite.UnpackOptions,
+        "GATHER": tflite.GatherOptions, "MIRROR_PAD": tflite.MirrorPadOptions,
+        "SPACE_TO_DEPTH": tflite.SpaceToDepthOptions,
+        "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
     }
     if name not in kinds:
         return {}
@@ -101,8 +107,14 @@ def _options(op, name: str) -> dict:
         out.update(begin_mask=opts.BeginMask(), end_mask=opts.EndMask(),
                    shrink_axis_mask=opts.ShrinkAxisMask(), ellipsis_mask=opts.EllipsisMask(),
                    new_axis_mask=opts.NewAxisMask())
-    if hasattr(opts, "ValuesCount") or name == "CONCATENATION":
+    if hasattr(opts, "Axis"):   # CONCATENATION, PACK, UNPACK, GATHER
         out["axis"] = opts.Axis()
+    if hasattr(opts, "BatchDims"):
+        out["batch_dims"] = opts.BatchDims()
+    if hasattr(opts, "BlockSize"):
+        out["block_size"] = opts.BlockSize()
+    if name == "MIRROR_PAD":
+        out["mode"] = opts.Mode()   # 0 REFLECT, 1 SYMMETRIC
     if hasattr(opts, "HalfPixelCenters"):
         out.update(align_corners=bool(opts.AlignCorners()),
                    half_pixel_centers=bool(opts.HalfPixelCenters()))
@@ -117,7 +129,7 @@ def _tensor(model, t) -> TfliteTensor:
     dtype = _DTYPES.get(t.Type())
     if dtype is None:
         raise InvalidTflite(f"tensor {t.Name().decode()!r} has TFLite type {t.Type()}, which "
-                            "Rill does not read (int8, uint8, int16, int32, int64, float32)")
+                            "Rill does not read (int8, uint8, int16, int32, int64, float32, bool)")
     q = t.Quantization()
     scale = np.asarray(q.ScaleAsNumpy(), np.float32) if q is not None and q.ScaleLength() \
         else np.zeros(0, np.float32)

@@ -44,7 +44,13 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # self-attention: BATCH_MATMUL, TRANSPOSE, SOFTMAX over keys; SPLIT
           "keras_attention",
           # uint8 input and output (the older recipe): QUANTIZE from and to uint8
-          "keras_uint8_io")
+          "keras_uint8_io",
+          # dilated convs and depthwise convs (CONV_2D's dilation), a grouped conv
+          "keras_dilated",
+          # a dynamic batch's dilated Conv1D (SPACE_TO_BATCH_ND, EXPAND_DIMS,
+          # BATCH_TO_SPACE_ND), MIRROR_PAD, SLICE, UNPACK, GATHER and REDUCE_PROD on shapes,
+          # REDUCE_MIN, and a second output: ARG_MAX's int32 class index
+          "keras_sequence_ops")
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -265,3 +265,46 @@ def keras_conv1d(batch=None) -> keras.Model:
     x = layers.Dense(4)(x)
     out = layers.Softmax()(x)
     return keras.Model(inp, out, name="keras_conv1d")
+
+
+def keras_dilated(batch=None) -> keras.Model:
+    """Not MLPerf: dilated and grouped convs (8x8 context without pooling, as segmentation and
+    audio models use it): Conv2D and DepthwiseConv2D with ``dilation_rate`` 2, which the
+    converter writes as SPACE_TO_BATCH_ND, a dense conv over the interleaved sub-maps and
+    BATCH_TO_SPACE_ND, and a Conv2D of ``groups=2``: 12x12x3 -> 3."""
+    inp = keras.Input((12, 12, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, dilation_rate=2, padding="same", activation="relu")(inp)
+    x = layers.Conv2D(8, 3, groups=2, padding="same", activation="relu")(x)
+    x = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(8, 3, dilation_rate=3, activation="relu")(x)   # VALID
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(3)(x), name="keras_dilated")
+
+
+def keras_sequence_ops(batch=None) -> keras.Model:
+    """Not MLPerf: a temporal CNN over feature frames and the tensor surgery Keras models do
+    on sequences: causal dilated Conv1D (PAD, and with a dynamic batch SPACE_TO_BATCH_ND,
+    EXPAND_DIMS, BATCH_TO_SPACE_ND), a strided Conv1D, a reflected padding (MIRROR_PAD), a
+    slice of frames (SLICE), frames split apart (UNPACK) and joined, a Dense layer on a
+    transposed sequence (GATHER and REDUCE_PROD on its shape), a minimum over time
+    (REDUCE_MIN): 16x6 -> 3."""
+    inp = keras.Input((16, 6), batch_size=batch)
+    x = layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu")(inp)
+    x = layers.Conv1D(8, 3, padding="causal", dilation_rate=4, activation="relu")(x)
+    x = layers.Lambda(lambda t: tf.pad(t, [[0, 0], [2, 1], [0, 0]], mode="REFLECT"))(x)
+    x = layers.Conv1D(8, 3, strides=2, activation="relu")(x)                      # 8 frames
+    head = layers.Lambda(lambda t: tf.slice(t, [0, 1, 0], [-1, 4, -1]))(x)         # 4 frames
+    frames = [layers.Lambda(lambda t, k=k: tf.unstack(t, axis=1)[k])(head) for k in range(3)]
+    joined = layers.Concatenate()(frames)                                          # 24
+    mixed = layers.Dense(5, activation="relu")(layers.Permute((2, 1))(x))          # 8x5
+    low = layers.Lambda(lambda t: tf.reduce_min(t, axis=1))(mixed)                  # 5
+    logits = layers.Dense(3)(layers.Concatenate()([joined, low]))
+    return keras.Model(inp, logits, name="keras_sequence_ops")
+
+
+def with_class_index(model: keras.Model) -> keras.Model:
+    """``model`` with a second output, its class index (ARG_MAX), as classifiers deployed on
+    small devices often are."""
+    logits = model.outputs[0]
+    index = layers.Lambda(lambda t: tf.argmax(t, axis=-1, output_type=tf.int32))(logits)
+    return keras.Model(model.inputs, [logits, index], name=model.name)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and eleven small test models).
+(and thirteen small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model (``architectures.py``) is built with Keras, trained for a few
@@ -50,11 +50,14 @@ from architectures import (  # noqa: E402  (after the environment above)
     keras_cnn,
     keras_conv1d,
     keras_conv_transpose,
+    keras_dilated,
     keras_more_ops,
     keras_ops,
     keras_se_sequence,
+    keras_sequence_ops,
     keras_uint8_io,
     mobilenet_v1_025,
+    with_class_index,
     mobilenet_v2_tiny,
     residual_tiny,
     resnet8,
@@ -74,6 +77,11 @@ DEFAULT_OUT = REPO / "tests" / "assets" / "tflite"
 #: Models converted as most users convert theirs: float input and output (QUANTIZE and
 #: DEQUANTIZE at the edges) and the dynamic batch Keras gives.
 FLOAT_IO_DYNAMIC_BATCH = {"keras_cnn"}
+#: int8 models converted with Keras' dynamic batch: the converter then keeps a dilated conv as
+#: SPACE_TO_BATCH_ND, a dense conv and BATCH_TO_SPACE_ND, and Conv1D's EXPAND_DIMS.
+DYNAMIC_BATCH = {"keras_sequence_ops"}
+#: Models converted with a second output, the class index (ARG_MAX).
+CLASS_INDEX_OUTPUT = {"keras_sequence_ops"}
 #: Models converted with the older recipe's uint8 input and output (QUANTIZE from and to uint8
 #: at the edges).
 UINT8_IO = {"keras_uint8_io"}
@@ -148,6 +156,11 @@ SPECS = {
                         32, keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
     "keras_uint8_io": (keras_uint8_io, lambda r: class_data(r, (8, 8, 3), 4, 0.0, 1.0), 384, 3,
                        32, "sparse_categorical_crossentropy"),
+    "keras_dilated": (keras_dilated, lambda r: class_data(r, (12, 12, 3), 3, 0.0, 1.0), 384, 3,
+                      32, keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_sequence_ops": (keras_sequence_ops, lambda r: class_data(r, (16, 6), 3, -2.0, 2.0),
+                           384, 3, 32,
+                           keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
@@ -197,7 +210,9 @@ def run_int8(tflite_model: bytes, x: np.ndarray):
             model_content=tflite_model,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    inp = interp.get_input_details()[0]
+    # The quantized output (keras_sequence_ops also has an ARG_MAX index).
+    out = next(d for d in interp.get_output_details() if d["dtype"] in (np.int8, np.uint8))
     scale, zp = inp["quantization"]
     assert inp["dtype"] in (np.int8, np.uint8) and scale > 0, inp
     info = np.iinfo(inp["dtype"])
@@ -238,11 +253,13 @@ def make(name: str, out: Path, index: int) -> None:
     # SHAPE + STRIDED_SLICE + PACK + RESHAPE; with a static batch of 1 it folds away entirely
     # (FULLY_CONNECTED takes the [1,1,1,C] pooled tensor directly).
     float_io = name in FLOAT_IO_DYNAMIC_BATCH
-    if not float_io:
+    if not float_io and name not in DYNAMIC_BATCH:
         weights = model.get_weights()
         keras.backend.clear_session()  # same layer names as the trained model
         model = build(batch=1)
         model.set_weights(weights)
+    if name in CLASS_INDEX_OUTPUT:
+        model = with_class_index(model)
     tfl = convert(model, x_calib, float_io, tf.uint8 if name in UINT8_IO else None)
     (out / f"{name}.tflite").write_bytes(tfl)
     if float_io:
@@ -254,7 +271,8 @@ def make(name: str, out: Path, index: int) -> None:
     np.save(out / f"{name}_inputs.npy", q_test)
 
     # sanity: int8 model vs float model on the same (dequantized) test inputs
-    y_float = model(np.ascontiguousarray((q_test.astype(np.float32) - zp) * scale)).numpy()
+    y_float = model(np.ascontiguousarray((q_test.astype(np.float32) - zp) * scale))
+    y_float = (y_float[0] if isinstance(y_float, (list, tuple)) else y_float).numpy()
     check = f"int8-vs-float max|diff|={np.abs(y_int8 - y_float).max():.4f}"
     if loss != "mse":
         check += f" argmax agree {(y_int8.argmax(1) == y_float.argmax(1)).sum()}/{N_TEST}"
