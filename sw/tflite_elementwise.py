@@ -1,10 +1,10 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
 HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN,
-REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT, SPLIT_V): host steps in
-LiteRT's reference arithmetic (:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They
-are cheap beside the convs around them, which stay on the device; a stretch on chip ends where
-one of them reads its output.
+REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT,
+SPLIT_V): host steps in LiteRT's reference arithmetic (:mod:`sw.tflite_activations`,
+:mod:`sw.tflite_kernels`). They are cheap beside the convs around them, which stay on the
+device; a stretch on chip ends where one of them reads its output.
 
 A mixin of :class:`sw.tflite_lowering.Lowering`: its methods use the lowering's tensors,
 quantization and host steps.

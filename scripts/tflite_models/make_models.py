@@ -57,10 +57,10 @@ from architectures import (  # noqa: E402  (after the environment above)
     keras_sequence_ops,
     keras_uint8_io,
     mobilenet_v1_025,
-    with_class_index,
     mobilenet_v2_tiny,
     residual_tiny,
     resnet8,
+    with_class_index,
 )
 
 keras = tf.keras
