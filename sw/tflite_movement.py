@@ -27,7 +27,7 @@ MOVEMENT_OPERATORS = ("EXPAND_DIMS", "SQUEEZE", "SLICE", "UNPACK", "GATHER", "TI
                       "MIRROR_PAD", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND",
                       "BATCH_TO_SPACE_ND", "ARG_MAX", "ARG_MIN")
 
-_ON_HOST = "runs on the host (bytes moved, as LiteRT's kernel moves them)"
+_ON_HOST = "bytes moved on the host, as LiteRT's kernel moves them"
 
 
 def space_to_batch(x: np.ndarray, block: tuple[int, ...], pads, fill: int) -> np.ndarray:

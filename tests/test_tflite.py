@@ -51,6 +51,7 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # BATCH_TO_SPACE_ND), MIRROR_PAD, SLICE, UNPACK, GATHER and REDUCE_PROD on shapes,
           # REDUCE_MIN, and a second output: ARG_MAX's int32 class index
           "keras_sequence_ops")
+# keras_upsampling's TILE and DEPTH_TO_SPACE LiteRT's reference kernels cannot run: below.
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -82,7 +83,8 @@ def _sim_run(name: str, rows: int):
 
 
 @pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn", "keras_conv1d",
-                                  "keras_conv_transpose"])
+                                  "keras_conv_transpose", "keras_dilated",
+                                  "keras_sequence_ops"])
 def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
     _sim_run(name, 2)
 
@@ -158,6 +160,83 @@ def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take(
     # the others run a batch at once.
     assert load_asset("keras_se_sequence")[1].per_image
     assert not any(load_asset(name)[1].per_image for name in ("resnet8", "keras_cnn"))
+
+
+def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_array():
+    """The data-movement operators run on the host (bytes moved, never changed: the models
+    above equal LiteRT), the convs between them on the array: dilated ones (CONV_2D's
+    dilation; with a dynamic batch SPACE_TO_BATCH_ND's sub-maps) and grouped ones. Refused at
+    load, naming the operator: a SLICE whose output is quantized unlike its input, a GATHER
+    with batch_dims, a conv whose filters' depth does not divide its input's."""
+    _, sequence, _ = load_asset("keras_sequence_ops")
+    where = {p.op: p.where for p in sequence.placements}
+    for op in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "EXPAND_DIMS", "MIRROR_PAD", "SLICE",
+               "UNPACK", "GATHER", "REDUCE_PROD", "REDUCE_MIN", "ARG_MAX"):
+        assert where[op] == "host", op
+    _, dilated, _ = load_asset("keras_dilated")
+    assert {p.where for p in dilated.placements
+            if p.op in ("CONV_2D", "DEPTHWISE_CONV_2D")} == {"device"}
+    assert {p.where for p in sequence.placements if p.op == "CONV_2D"} == {"device"}
+
+    def refused(name: str, operator: str, change, match: str):
+        graph = read_tflite(ASSETS / f"{name}.tflite")
+        change(graph, next(op for op in graph.operators if op.name == operator))
+        with pytest.raises(UnsupportedTfliteOperator, match=match):
+            TfliteModel(graph)
+
+    def rescale(graph, op):
+        out = op.outputs[0]
+        graph.tensors[out] = replace(graph.tensors[out], scale=graph.tensors[out].scale * 2)
+
+    refused("keras_sequence_ops", "SLICE", rescale, r"\(SLICE\): inputs quantized unlike")
+    refused("keras_sequence_ops", "GATHER",
+            lambda graph, op: op.options.update(batch_dims=1), r"\(GATHER\): batch_dims")
+
+    def three_deep(graph, op):   # filters of 3 input channels over 8
+        filters = op.inputs[1]
+        graph.tensors[filters] = replace(graph.tensors[filters],
+                                         data=graph.tensors[filters].data[..., :3])
+    grouped = next(op.index for op in read_tflite(ASSETS / "keras_dilated.tflite").operators
+                   if op.name == "CONV_2D" and op.index > 0)
+    refused("keras_dilated", "CONV_2D",
+            lambda graph, op: three_deep(graph, graph.operators[grouped]),
+            rf"#{grouped} \(CONV_2D\): filters of 3 input channels over 8")
+
+
+def test_operators_the_reference_lacks_are_checked_against_the_optimized_kernels(tmp_path):
+    """int8 TILE (version 3: UpSampling2D's nearest) and DEPTH_TO_SPACE (version 2): LiteRT's
+    reference resolver has neither, so ``--compare litert`` says it cannot check the model,
+    naming the version, after writing the output. Both move bytes; on this model LiteRT's
+    optimized kernels (no delegates) equal golden, and the RTL equals golden."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    path, model, inputs = load_asset("keras_upsampling")
+    assert {p.op: p.where for p in model.placements}["TILE"] == "host"
+    interpreter = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    (source,), (result,) = interpreter.get_input_details(), interpreter.get_output_details()
+    optimized = []
+    for row in inputs:
+        interpreter.set_tensor(source["index"], row[None])
+        interpreter.invoke()
+        optimized.append(interpreter.get_tensor(result["index"]).copy())
+    feeds = {model.input_names[0]: inputs}
+    with open_device("golden", RillParams()) as device:
+        (golden,) = model.run(device, feeds).values()
+    assert np.array_equal(golden, np.concatenate(optimized))
+    assert len({row.tobytes() for row in golden}) > 1
+    with open_device("sim", RillParams()) as device:
+        (rtl,) = model.run(device, {model.input_names[0]: inputs[:2]}).values()
+    assert np.array_equal(rtl, golden[:2])
+    np.save(tmp_path / "x.npy", inputs[:2])
+    result = subprocess.run(
+        [sys.executable, "-m", "sw", "run", str(path), "--input", str(tmp_path / "x.npy"),
+         "--output", str(tmp_path / "y.npy"), "--device", "golden", "--compare", "litert"],
+        capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "have no TILE version 3, so they cannot check this model" in result.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden[:2])
 
 
 def test_an_add_of_a_constant_runs_on_the_host():

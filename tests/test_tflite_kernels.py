@@ -116,3 +116,71 @@ def test_transpose_conv_is_a_conv_over_its_spread_input():
         conv = K.conv2d(spread.transpose(0, 2, 3, 1), filters[:, ::-1, ::-1, :], np.zeros(o),
                         input_zp=zp, **scale)
         assert scattered.shape == (2, *size, o) and np.array_equal(scattered, conv)
+
+
+def test_space_to_batch_and_back_move_each_pixel_where_tensorflow_says():
+    """SPACE_TO_BATCH_ND (``sw.tflite_movement``) against its definition, element by element:
+    ``out[(bh * block_w + bw) * N + n, y, x, c] = padded[n, y * block_h + bh, x * block_w + bw,
+    c]``, the padding the zero point; BATCH_TO_SPACE_ND with the same crops undoes it. Random
+    sizes, blocks and paddings, 2-D maps and 1-D sequences."""
+    from sw.tflite_movement import batch_to_space, space_to_batch
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        spatial = int(rng.integers(1, 3))
+        block = tuple(int(b) for b in rng.integers(1, 4, spatial))
+        sizes = [int(s) for s in rng.integers(1, 7, spatial)]
+        before = [int(p) for p in rng.integers(0, 3, spatial)]
+        pads = [(p, (-(s + p)) % b) for p, s, b in zip(before, sizes, block)]
+        n, c, fill = int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(-9, 9))
+        x = rng.integers(-128, 128, (n, *sizes, c))
+        got = space_to_batch(x, block, pads, fill)
+        padded = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=fill)
+        for index in np.ndindex(*got.shape):
+            batch, *coarse, channel = index
+            offset, image = divmod(batch, n)
+            fine = np.unravel_index(offset, block)
+            source = [y * b + f for y, b, f in zip(coarse, block, fine)]
+            assert got[index] == padded[(image, *source, channel)]
+        assert np.array_equal(batch_to_space(got, block, pads), x)
+
+
+def test_space_to_depth_and_depth_to_space_are_tensorflows_and_inverse():
+    """SPACE_TO_DEPTH: ``out[n, y, x, (by * block + bx) * C + c] = in[n, y * block + by,
+    x * block + bx, c]``; DEPTH_TO_SPACE (DCR) undoes it."""
+    from sw.tflite_movement import depth_to_space, space_to_depth
+    x = np.random.default_rng(2).integers(-128, 128, (2, 6, 4, 3))
+    got = space_to_depth(x, 2)
+    for n, y, xx, depth in np.ndindex(*got.shape):
+        offset, c = divmod(depth, 3)
+        by, bx = divmod(offset, 2)
+        assert got[n, y, xx, depth] == x[n, y * 2 + by, xx * 2 + bx, c]
+    assert np.array_equal(depth_to_space(got, 2), x)
+
+
+def test_a_dilated_or_grouped_conv_equals_its_spread_dense_conv():
+    """The array runs a dilated conv with zeros between its taps and a grouped conv with zeros
+    where a group does not read (``Lowering._dilated``, ``_ungrouped``): the sums, hence the
+    outputs, equal the reference kernel's dilated conv and the per-group convs joined."""
+    from types import SimpleNamespace
+
+    from sw.tflite_lowering import Lowering
+    rng = np.random.default_rng(3)
+    scale = dict(multiplier=np.full(6, 1 << 30), shift=np.full(6, -7), output_zp=3)
+    x = rng.integers(-128, 128, (2, 9, 8, 4))
+    filters = rng.integers(-127, 128, (6, 3, 2, 4))
+    op = SimpleNamespace(options={"dilation": (2, 3)})
+    spread = Lowering._dilated(op, filters.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    assert spread.shape == (6, 5, 4, 4)
+    dilated = K.conv2d(x, filters, np.zeros(6), input_zp=-5, dilation=(2, 3), pads=(2, 1, 2, 2),
+                       **scale)
+    dense = K.conv2d(x, spread, np.zeros(6), input_zp=-5, pads=(2, 1, 2, 2), **scale)
+    assert np.array_equal(dilated, dense)
+    grouped = rng.integers(-127, 128, (6, 3, 3, 2))   # 2 groups of 2 input channels
+    lowering = SimpleNamespace(tensor=lambda index: SimpleNamespace(shape=(2, 9, 8, 4)),
+                               refusal=None)
+    ungrouped = Lowering._ungrouped(lowering, SimpleNamespace(inputs=[0]), grouped)
+    halves = [K.conv2d(x[..., 2 * g:2 * g + 2], grouped[3 * g:3 * g + 3], np.zeros(3),
+                       input_zp=-5, multiplier=np.full(3, 1 << 30), shift=np.full(3, -7),
+                       output_zp=3) for g in range(2)]
+    assert np.array_equal(K.conv2d(x, ungrouped, np.zeros(6), input_zp=-5, **scale),
+                          np.concatenate(halves, axis=-1))

@@ -308,3 +308,19 @@ def with_class_index(model: keras.Model) -> keras.Model:
     logits = model.outputs[0]
     index = layers.Lambda(lambda t: tf.argmax(t, axis=-1, output_type=tf.int32))(logits)
     return keras.Model(model.inputs, [logits, index], name=model.name)
+
+
+def keras_upsampling(batch=None) -> keras.Model:
+    """Not MLPerf: a decoder's upsamplings (U-Nets, autoencoders, super-resolution):
+    UpSampling2D's nearest neighbour, which the converter writes as TILE (int8: version 3), and
+    a pixel shuffle (DEPTH_TO_SPACE, int8: version 2) after SPACE_TO_DEPTH: 6x6x3 -> 3.
+    LiteRT's reference resolver has neither version."""
+    inp = keras.Input((6, 6, 3), batch_size=batch)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = layers.UpSampling2D(2, interpolation="nearest")(x)                  # 12x12x4
+    x = layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2))(x)              # 6x6x16
+    x = layers.Conv2D(8, 1, activation="relu")(x)
+    x = layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)              # 12x12x2
+    x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(3)(x), name="keras_upsampling")

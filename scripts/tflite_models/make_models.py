@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and thirteen small test models).
+(and fourteen small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model (``architectures.py``) is built with Keras, trained for a few
@@ -56,6 +56,7 @@ from architectures import (  # noqa: E402  (after the environment above)
     keras_se_sequence,
     keras_sequence_ops,
     keras_uint8_io,
+    keras_upsampling,
     mobilenet_v1_025,
     mobilenet_v2_tiny,
     residual_tiny,
@@ -161,6 +162,9 @@ SPECS = {
     "keras_sequence_ops": (keras_sequence_ops, lambda r: class_data(r, (16, 6), 3, -2.0, 2.0),
                            384, 3, 32,
                            keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_upsampling": (keras_upsampling, lambda r: class_data(r, (6, 6, 3), 3, 0.0, 1.0),
+                         384, 3, 32,
+                         keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
@@ -206,9 +210,14 @@ def run_int8(tflite_model: bytes, x: np.ndarray):
         warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation notice
         # The reference kernels, as the tests' oracle runs them (XNNPACK, the default, fails
         # to prepare some graphs: keras_se_sequence's ADD of a map and a (C,) vector).
-        interp = tf.lite.Interpreter(
-            model_content=tflite_model,
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+        resolvers = tf.lite.experimental.OpResolverType
+        try:
+            interp = tf.lite.Interpreter(model_content=tflite_model,
+                                         experimental_op_resolver_type=resolvers.BUILTIN_REF)
+        except ValueError:   # int8 TILE, DEPTH_TO_SPACE: only the optimized kernels have them
+            interp = tf.lite.Interpreter(
+                model_content=tflite_model,
+                experimental_op_resolver_type=resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     # The quantized output (keras_sequence_ops also has an ARG_MAX index).
