@@ -121,10 +121,10 @@ def cmd_run(args) -> int:
         print(line)   # run-time-operand layers: compiles, cache hits, times
     if compare:
         if compare == "litert":
-            from .litert_oracle import ReferenceLacksKernel, compare_with_litert
+            from .litert_oracle import ReferenceCannotCheck, compare_with_litert
             try:
                 comparison = compare_with_litert(args.model, feeds, results)
-            except ReferenceLacksKernel as error:
+            except ReferenceCannotCheck as error:
                 raise UsageError(f"--compare litert: {error}") from None
         else:
             from .oracle import compare_with_onnxruntime

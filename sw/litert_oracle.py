@@ -13,13 +13,30 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["litert_run", "LiteRTComparison", "compare_with_litert", "ReferenceLacksKernel"]
+__all__ = ["litert_run", "LiteRTComparison", "compare_with_litert", "ReferenceCannotCheck",
+           "DEFECTIVE_REFERENCE"]
 
 
-class ReferenceLacksKernel(RuntimeError):
-    """LiteRT's reference resolver has no kernel for an operator version in the model (the
-    converter writes int8 TILE as version 3 and int8 DEPTH_TO_SPACE as version 2, which only
-    the optimized resolver registers), so it cannot check the model."""
+class ReferenceCannotCheck(RuntimeError):
+    """LiteRT's reference kernels cannot check the model: the reference resolver has no kernel
+    for an operator version in it (the converter writes int8 TILE as version 3 and int8
+    DEPTH_TO_SPACE as version 2, which only the optimized resolver registers), or its kernel
+    for an operator is known to be wrong (:data:`DEFECTIVE_REFERENCE`)."""
+
+
+#: Operators whose int8 reference kernel in this LiteRT build gives wrong answers, and how.
+#: ai-edge-litert 2.3's ``SUM`` (``Register_SUM_REF``) writes one constant, whatever the
+#: input; its optimized kernel and the reference source (``QuantizedMeanOrSum`` with
+#: ``compute_sum``), which Rill computes, agree with each other.
+DEFECTIVE_REFERENCE = {"SUM": "its int8 SUM writes one constant whatever the input"}
+
+
+def _defects(model: str | Path) -> list[str]:
+    from .tflite_reader import read_tflite
+    graph = read_tflite(model)
+    return sorted({f"{op.name} ({DEFECTIVE_REFERENCE[op.name]})" for op in graph.operators
+                   if op.name in DEFECTIVE_REFERENCE
+                   and graph.tensors[op.inputs[0]].dtype == np.int8})
 
 
 def litert_run(model: str | Path, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -34,10 +51,15 @@ def litert_run(model: str | Path, feeds: dict[str, Any]) -> dict[str, np.ndarray
             raise
         found = re.search(r"builtin opcode '(\w+)' version '(\d+)'", str(error))
         what = f"{found[1]} version {found[2]}" if found else "an operator in the model"
-        raise ReferenceLacksKernel(
+        raise ReferenceCannotCheck(
             f"LiteRT's reference kernels (ai-edge-litert {_version()}) have no {what}, so they "
             "cannot check this model (its optimized kernels round differently and are not "
             "the contract)") from None
+    defects = _defects(model)
+    if defects:
+        raise ReferenceCannotCheck(
+            f"LiteRT's reference kernels (ai-edge-litert {_version()}) cannot check this "
+            f"model: {'; '.join(defects)}")
     interpreter.allocate_tensors()
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     rows = {len(np.asarray(feeds[d["name"]])) for d in inputs}

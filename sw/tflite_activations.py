@@ -14,6 +14,8 @@ multiplier's last bits would differ.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .requant import rounding_divide_by_pot, wrap_int32
@@ -59,16 +61,39 @@ def mul(a, b, *, a_scale: float, a_zp: int, b_scale: float, b_zp: int, output_sc
     return np.clip(mbqm(product, multiplier, shift) + output_zp, *act_range).astype(np.int8)
 
 
-#: The functions LOGISTIC and TANH tabulate, in float32 as ``PopulateLookupTable`` calls them.
+def _erf(v: np.ndarray) -> np.ndarray:
+    """``erff``, as the double ``erf`` rounded to float32 (correctly rounded: within the float
+    function's error, which for 256 table entries the int8 rounding after it absorbs)."""
+    return np.array([math.erf(float(value)) for value in v], np.float32)
+
+
+def _gelu(v: np.ndarray) -> np.ndarray:
+    """``reference_ops::GeluTransform``: ``0.5f * x * (1 + erf(x * float(M_SQRT1_2)))``."""
+    return np.float32(0.5) * v * (np.float32(1) + _erf(v * np.float32(math.sqrt(0.5))))
+
+
+def _gelu_approximate(v: np.ndarray) -> np.ndarray:
+    """``GeluTransformApproximate``: ``0.5f * x * (1 + tanh(float(sqrt(2 / pi)) * (x +
+    0.044715f * x^3)))``, the cube as ``x * x * x`` left to right."""
+    cube = np.float32(0.044715) * v * v * v
+    return np.float32(0.5) * v * (np.float32(1) + np.tanh(
+        np.float32(2 / math.sqrt(math.pi) * math.sqrt(0.5)) * (v + cube)))
+
+
+#: The functions LOGISTIC, TANH and GELU (``approximate`` or not) tabulate, in float32 as
+#: ``PopulateLookupTable`` calls them.
 LOOKUP_FUNCTIONS = {
     "LOGISTIC": lambda v: np.float32(1) / (np.float32(1) + np.exp(-v)),
     "TANH": np.tanh,
+    "GELU": _gelu,
+    "GELU_APPROXIMATE": _gelu_approximate,
 }
 
 
 def lookup_table(function: str, *, input_scale: float, input_zp: int, output_scale: float,
                  output_zp: int) -> np.ndarray:
-    """The 256 outputs, by input ``-128 .. 127``, of LOGISTIC or TANH (``function``) on int8:
+    """The 256 outputs, by input ``-128 .. 127``, of LOGISTIC, TANH or GELU (``function``,
+    :data:`LOOKUP_FUNCTIONS`) on int8:
     the reference fills a table in float32 (``PopulateLookupTable``: each input dequantized,
     the function, times the output scale's reciprocal, rounded half away from zero, plus the
     zero point, clamped) and looks every input up."""

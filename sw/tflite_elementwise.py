@@ -1,6 +1,6 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
-HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN,
+GELU, HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN,
 REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT,
 SPLIT_V): host steps in LiteRT's reference arithmetic (:mod:`sw.tflite_activations`,
 :mod:`sw.tflite_kernels`). They are cheap beside the convs around them, which stay on the
@@ -21,7 +21,7 @@ __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 
 #: The operators this module lowers.
 ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
-                         "TANH", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
+                         "TANH", "GELU", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
                          "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "REDUCE_MIN",
                          "REDUCE_PROD", "RESIZE_BILINEAR",
                          "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL", "SPLIT", "SPLIT_V")
@@ -52,10 +52,12 @@ class ElementwiseOperators:
                                              **self._scales(op)), _ON_HOST)
 
     def _logistic(self, op: TfliteOperator):
-        table = lookup_table(op.name, **self._scales(op))
-        self.host(op, "TFL_LOOKUP", dict(table=table, function=op.name), _ON_HOST)
+        """LOGISTIC, TANH and GELU: the reference's table of 256 outputs."""
+        function = op.name + ("_APPROXIMATE" if op.options.get("approximate") else "")
+        table = lookup_table(function, **self._scales(op))
+        self.host(op, "TFL_LOOKUP", dict(table=table, function=function), _ON_HOST)
 
-    _tanh = _logistic
+    _tanh = _gelu = _logistic
 
     def _hard_swish(self, op: TfliteOperator):
         self.host(op, "TFL_LOOKUP", dict(table=hard_swish_table(**self._scales(op)),

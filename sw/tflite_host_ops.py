@@ -87,7 +87,7 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         reduce = {"REDUCE_MAX": np.max, "REDUCE_MIN": np.min, "REDUCE_PROD": np.prod}
         return [reduce[a["function"]](x, axis=a["axes"], keepdims=a["keep_dims"])
                 .astype(x.dtype)]
-    if op == "TFL_LOOKUP":   # LOGISTIC, TANH, HARD_SWISH: a table by input byte
+    if op == "TFL_LOOKUP":   # LOGISTIC, TANH, GELU, HARD_SWISH: a table by input byte
         return [a["table"][np.asarray(x, np.int64) + 128]]
     if op == "TFL_CONCATENATION":   # inputs quantized as the output: bytes as they are
         return [np.concatenate([env[name] for name in step.inputs], axis=a["axis"])]
@@ -97,7 +97,7 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     if op == "TFL_MEAN":
         return [kernels.mean(x, a["axes"], input_scale=a["input_scale"], input_zp=a["input_zp"],
                              output_scale=a["output_scale"], output_zp=a["output_zp"],
-                             keep_dims=a["keep_dims"])]
+                             keep_dims=a["keep_dims"], compute_sum=a.get("compute_sum", False))]
     if op == "TFL_SOFTMAX":
         return [kernels.softmax(x, input_scale=a["input_scale"], beta=a["beta"])]
     if op == "TFL_QUANTIZE":

@@ -265,13 +265,15 @@ def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tupl
 
 
 def mean(x, axes, *, input_scale: float, input_zp: int, output_scale: float,
-         output_zp: int, keep_dims: bool = True) -> np.ndarray:
+         output_zp: int, keep_dims: bool = True, compute_sum: bool = False) -> np.ndarray:
     """The reference MEAN (``QuantizedMeanOrSum``): the int32 sum, less ``input_zp`` per element,
-    times ``s_in / s_out / n`` folded into one multiplier."""
+    times ``s_in / s_out / n`` folded into one multiplier; SUM (``compute_sum``) times
+    ``s_in / s_out``."""
     x = np.asarray(x, np.int64)
     axes = tuple(a % x.ndim for a in axes)
     count = int(np.prod([x.shape[a] for a in axes]))
-    multiplier, shift = mean_multiplier(input_scale, output_scale, count)
+    multiplier, shift = (mean_multiplier(input_scale, output_scale, 1) if compute_sum
+                         else mean_multiplier(input_scale, output_scale, count))
     total = x.sum(axis=axes, keepdims=keep_dims) - input_zp * count
     y = mbqm(wrap_int32(total), multiplier, shift) + output_zp
     return np.clip(y, -128, 127).astype(np.int8)

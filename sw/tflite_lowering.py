@@ -55,13 +55,16 @@ __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOpera
            "SUPPORTED_OPERATORS"]
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED",
-                       "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SOFTMAX", "QUANTIZE",
+                       "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM", "SOFTMAX",
+                       "QUANTIZE",
                        "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK",
                        *ELEMENTWISE_OPERATORS, *MOVEMENT_OPERATORS)
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION",
                        "GATHER", "EXPAND_DIMS", "SQUEEZE", "SLICE", "TILE", "UNPACK",
                        "REDUCE_PROD")
+#: Operators whose input may be float32.
+_FLOAT_INPUT_OPERATORS = ("QUANTIZE", "ARG_MAX", "ARG_MIN")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
 
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
@@ -154,11 +157,19 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
                 "representative_dataset and supported_ops=[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]")
         data = {"TRANSPOSE_CONV": 2, "SPLIT": 1}.get(op.name, 0)   # the others are shapes
         for index in op.inputs[data:data + 1]:
-            # uint8 only into a QUANTIZE (a model's uint8 input, the older recipe's)
-            types = (np.int8, np.float32, *((np.uint8,) if op.name == "QUANTIZE" else ()))
-            if self.tensor(index).dtype not in types and op.name not in _ANY_TYPE_OPERATORS:
-                raise UnsupportedTfliteOperator(op, f"input type {self.tensor(index).dtype} "
-                                                "(full-integer int8 models only)")
+            # float32 only into a QUANTIZE (a model's float input) or an index (ARG_MAX after
+            # the output's DEQUANTIZE); uint8 only into a QUANTIZE (the older recipe's input)
+            types = (np.int8, *((np.float32,) if op.name in _FLOAT_INPUT_OPERATORS else ()),
+                     *((np.uint8,) if op.name == "QUANTIZE" else ()))
+            dtype = self.tensor(index).dtype
+            if dtype == np.float32 and np.float32 not in types \
+                    and op.name not in _ANY_TYPE_OPERATORS:
+                raise UnsupportedTfliteOperator(op, "float32 input: the converter left this "
+                                                "operator in float (Rill runs full-integer "
+                                                "int8 operators)")
+            if dtype not in types and op.name not in _ANY_TYPE_OPERATORS:
+                raise UnsupportedTfliteOperator(op, f"input type {dtype} (full-integer int8 "
+                                                "models only)")
         method(op)
 
     # -- operators -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The lowering of TFLite's pooling and MEAN: onto the vector unit (``AVGPOOL``, ``MEAN``,
+"""The lowering of TFLite's pooling, MEAN and SUM: onto the vector unit (``AVGPOOL``, ``MEAN``,
 ``POOL``: :class:`sw.vector_step.VectorStep`) where it takes them, else host steps in LiteRT's
 reference arithmetic, saying why.
 
@@ -63,6 +63,17 @@ class PoolingOperators:
             return
         self.host(op, kind, dict(kernel=kernel, stride=stride, pads=pads,
                                  act_range=self._act_range(op)), why)
+
+    def _sum(self, op):
+        """SUM: the reference's ``QuantizedMeanOrSum`` without the division, on the host."""
+        (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
+        rank = len(self.tensor(op.inputs[0]).shape)
+        axes = tuple(sorted({int(a) % rank for a in np.ravel(self._constant(op, 1, "axes"))}))
+        self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
+                                       output_scale=s_out, output_zp=zp_out,
+                                       keep_dims=op.options.get("keep_dims", False),
+                                       compute_sum=True),
+                  "runs on the host, as LiteRT's reference kernel computes it")
 
     def _mean(self, op):
         axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))

@@ -80,7 +80,7 @@ def _options(op, name: str) -> dict:
         "REDUCE_PROD": tflite.ReducerOptions, "UNPACK": tflite.UnpackOptions,
         "GATHER": tflite.GatherOptions, "MIRROR_PAD": tflite.MirrorPadOptions,
         "SPACE_TO_DEPTH": tflite.SpaceToDepthOptions,
-        "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
+        "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions, "GELU": tflite.GeluOptions,
     }
     if name not in kinds:
         return {}
@@ -113,6 +113,8 @@ def _options(op, name: str) -> dict:
         out["batch_dims"] = opts.BatchDims()
     if hasattr(opts, "BlockSize"):
         out["block_size"] = opts.BlockSize()
+    if hasattr(opts, "Approximate"):
+        out["approximate"] = bool(opts.Approximate())
     if name == "MIRROR_PAD":
         out["mode"] = opts.Mode()   # 0 REFLECT, 1 SYMMETRIC
     if hasattr(opts, "HalfPixelCenters"):

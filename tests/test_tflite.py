@@ -50,8 +50,10 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # a dynamic batch's dilated Conv1D (SPACE_TO_BATCH_ND, EXPAND_DIMS,
           # BATCH_TO_SPACE_ND), MIRROR_PAD, SLICE, UNPACK, GATHER and REDUCE_PROD on shapes,
           # REDUCE_MIN, and a second output: ARG_MAX's int32 class index
-          "keras_sequence_ops")
-# keras_upsampling's TILE and DEPTH_TO_SPACE LiteRT's reference kernels cannot run: below.
+          "keras_sequence_ops",
+          # GELU, exact and approximate
+          "keras_activations")
+# keras_upsampling's TILE, DEPTH_TO_SPACE and SUM LiteRT's reference kernels cannot check: below.
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -84,7 +86,7 @@ def _sim_run(name: str, rows: int):
 
 @pytest.mark.parametrize("name", ["ds_cnn", "autoencoder", "keras_cnn", "keras_conv1d",
                                   "keras_conv_transpose", "keras_dilated",
-                                  "keras_sequence_ops"])
+                                  "keras_sequence_ops", "keras_activations"])
 def test_models_equal_litert_on_the_rtl_in_the_predicted_cycles(name):
     _sim_run(name, 2)
 
@@ -167,7 +169,8 @@ def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_arr
     above equal LiteRT), the convs between them on the array: dilated ones (CONV_2D's
     dilation; with a dynamic batch SPACE_TO_BATCH_ND's sub-maps) and grouped ones. Refused at
     load, naming the operator: a SLICE whose output is quantized unlike its input, a GATHER
-    with batch_dims, a conv whose filters' depth does not divide its input's."""
+    with batch_dims, a conv whose filters' depth does not divide its input's, an operator the
+    converter left in float."""
     _, sequence, _ = load_asset("keras_sequence_ops")
     where = {p.op: p.where for p in sequence.placements}
     for op in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "EXPAND_DIMS", "MIRROR_PAD", "SLICE",
@@ -189,6 +192,12 @@ def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_arr
         graph.tensors[out] = replace(graph.tensors[out], scale=graph.tensors[out].scale * 2)
 
     refused("keras_sequence_ops", "SLICE", rescale, r"\(SLICE\): inputs quantized unlike")
+
+    def in_float(graph, op):   # what the converter does to Keras' ELU: float between
+        graph.tensors[op.inputs[0]] = replace(graph.tensors[op.inputs[0]],   # (DE)QUANTIZEs
+                                              dtype=np.dtype(np.float32))
+    refused("keras_activations", "GELU", in_float,
+            r"\(GELU\): float32 input: the converter left this operator in float")
     refused("keras_sequence_ops", "GATHER",
             lambda graph, op: op.options.update(batch_dims=1), r"\(GATHER\): batch_dims")
 
@@ -206,11 +215,16 @@ def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_arr
 def test_operators_the_reference_lacks_are_checked_against_the_optimized_kernels(tmp_path):
     """int8 TILE (version 3: UpSampling2D's nearest) and DEPTH_TO_SPACE (version 2): LiteRT's
     reference resolver has neither, so ``--compare litert`` says it cannot check the model,
-    naming the version, after writing the output. Both move bytes; on this model LiteRT's
-    optimized kernels (no delegates) equal golden, and the RTL equals golden."""
+    naming the version, after writing the output; its int8 SUM writes a constant (a defect
+    the oracle names). TILE and DEPTH_TO_SPACE move bytes; SUM is the reference source's
+    ``QuantizedMeanOrSum``, which LiteRT's optimized kernels (no delegates) also compute: on
+    this model they equal golden, and the RTL equals golden."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from sw.litert_oracle import _defects
     path, model, inputs = load_asset("keras_upsampling")
     assert {p.op: p.where for p in model.placements}["TILE"] == "host"
+    assert _defects(path) == ["SUM (its int8 SUM writes one constant whatever the input)"]
     interpreter = Interpreter(
         model_path=str(path),
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

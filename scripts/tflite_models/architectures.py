@@ -313,8 +313,9 @@ def with_class_index(model: keras.Model) -> keras.Model:
 def keras_upsampling(batch=None) -> keras.Model:
     """Not MLPerf: a decoder's upsamplings (U-Nets, autoencoders, super-resolution):
     UpSampling2D's nearest neighbour, which the converter writes as TILE (int8: version 3), and
-    a pixel shuffle (DEPTH_TO_SPACE, int8: version 2) after SPACE_TO_DEPTH: 6x6x3 -> 3.
-    LiteRT's reference resolver has neither version."""
+    a pixel shuffle (DEPTH_TO_SPACE, int8: version 2) after SPACE_TO_DEPTH, and a SUM over the
+    map: 6x6x3 -> 3. LiteRT's reference resolver has neither version, and its int8 SUM is
+    defective (``sw.litert_oracle.DEFECTIVE_REFERENCE``)."""
     inp = keras.Input((6, 6, 3), batch_size=batch)
     x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
     x = layers.UpSampling2D(2, interpolation="nearest")(x)                  # 12x12x4
@@ -322,5 +323,18 @@ def keras_upsampling(batch=None) -> keras.Model:
     x = layers.Conv2D(8, 1, activation="relu")(x)
     x = layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)              # 12x12x2
     x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Lambda(lambda t: tf.reduce_sum(t, axis=[1, 2]))(x)
     return keras.Model(inp, layers.Dense(3)(x), name="keras_upsampling")
+
+
+def keras_activations(batch=None) -> keras.Model:
+    """Not MLPerf: GELU, exact and approximate (transformers' and ConvNeXt's activation, an
+    int8 table in the reference kernels): 8x8x3 -> 3. (The converter leaves Keras' ELU and
+    SELU in float.)"""
+    inp = keras.Input((8, 8, 3), batch_size=batch)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = layers.Conv2D(8, 3, padding="same", activation="gelu")(x)
+    x = layers.Conv2D(8, 1)(x)
+    x = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(3)(x), name="keras_activations")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and fourteen small test models).
+(and fifteen small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model (``architectures.py``) is built with Keras, trained for a few
@@ -46,6 +46,7 @@ from architectures import (  # noqa: E402  (after the environment above)
     autoencoder,
     const_add,
     ds_cnn,
+    keras_activations,
     keras_attention,
     keras_cnn,
     keras_conv1d,
@@ -165,6 +166,9 @@ SPECS = {
     "keras_upsampling": (keras_upsampling, lambda r: class_data(r, (6, 6, 3), 3, 0.0, 1.0),
                          384, 3, 32,
                          keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_activations": (keras_activations, lambda r: class_data(r, (8, 8, 3), 3, 0.0, 1.0),
+                          384, 3, 32,
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
