@@ -142,10 +142,17 @@ class ElementwiseOperators:
         self.host(op, "TFL_TRANSPOSE", dict(perm=tuple(int(p) for p in perm)), _ON_HOST)
 
     def _mul(self, op: TfliteOperator):
+        """MUL and SUB: int8 in the reference's arithmetic; int32 (indices) as integers."""
+        if self.tensor(op.outputs[0]).dtype == np.int32:
+            self._integer(op)
+            return
         self.host(op, "TFL_MUL", dict(act_range=self._act_range(op), **self._scales(op, 2)),
                   _ON_HOST, inputs=op.inputs[:2])
 
     def _sub(self, op: TfliteOperator):
+        if self.tensor(op.outputs[0]).dtype == np.int32:
+            self._integer(op)
+            return
         self.host(op, "TFL_ADD", dict(act_range=self._act_range(op), subtract=True,
                                       **self._scales(op, 2)),
                   "runs on the host (the vector unit's rounding is not symmetric in sign)",

@@ -62,9 +62,12 @@ SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION",
                        "GATHER", "EXPAND_DIMS", "SQUEEZE", "SLICE", "TILE", "UNPACK",
-                       "REDUCE_PROD")
+                       "REDUCE_PROD", "SELECT", "SELECT_V2")
 #: Operators whose input may be float32.
 _FLOAT_INPUT_OPERATORS = ("QUANTIZE", "ARG_MAX", "ARG_MIN")
+#: Operators whose input may be int32 (integers that are not quantized: indices).
+_INT32_INPUT_OPERATORS = ("ADD", "SUB", "MUL", "LESS", "LESS_EQUAL", "GREATER",
+                          "GREATER_EQUAL", "EQUAL", "NOT_EQUAL")
 _DEVICE_ACTIVATIONS = ("NONE", "RELU")
 
 _NCHW, _NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
@@ -160,7 +163,8 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
             # float32 only into a QUANTIZE (a model's float input) or an index (ARG_MAX after
             # the output's DEQUANTIZE); uint8 only into a QUANTIZE (the older recipe's input)
             types = (np.int8, *((np.float32,) if op.name in _FLOAT_INPUT_OPERATORS else ()),
-                     *((np.uint8,) if op.name == "QUANTIZE" else ()))
+                     *((np.uint8,) if op.name == "QUANTIZE" else ()),
+                     *((np.int32,) if op.name in _INT32_INPUT_OPERATORS else ()))
             dtype = self.tensor(index).dtype
             if dtype == np.float32 and np.float32 not in types \
                     and op.name not in _ANY_TYPE_OPERATORS:
@@ -419,6 +423,9 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
             "layers run on chip; elsewhere on the host, in the same arithmetic"))
 
     def _add(self, op):
+        if self.tensor(op.outputs[0]).dtype == np.int32:   # indices, not quantized
+            self._integer(op)
+            return
         (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
         s_out, zp_out = self._quant(op.outputs[0])
         quant = dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,

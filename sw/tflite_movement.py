@@ -1,6 +1,7 @@
 """The lowering of TFLite's data-movement operators: EXPAND_DIMS, SQUEEZE, SLICE, UNPACK,
 GATHER, TILE, MIRROR_PAD, SPACE_TO_DEPTH, DEPTH_TO_SPACE, SPACE_TO_BATCH_ND,
-BATCH_TO_SPACE_ND, and ARG_MAX / ARG_MIN, which pick an index.
+BATCH_TO_SPACE_ND, and ARG_MAX / ARG_MIN, which pick an index; and the arithmetic on integers
+that are not quantized around them (comparisons, SELECT, int32 ADD, SUB, MUL).
 
 Each moves bytes without changing them (the int8 kernels copy, so the output is quantized as the
 input: the front end refuses a model where it is not), which makes the host's numpy rearrangement
@@ -25,7 +26,15 @@ __all__ = ["MovementOperators", "MOVEMENT_OPERATORS", "rearrange"]
 #: The operators this module lowers.
 MOVEMENT_OPERATORS = ("EXPAND_DIMS", "SQUEEZE", "SLICE", "UNPACK", "GATHER", "TILE",
                       "MIRROR_PAD", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND",
-                      "BATCH_TO_SPACE_ND", "ARG_MAX", "ARG_MIN")
+                      "BATCH_TO_SPACE_ND", "ARG_MAX", "ARG_MIN", "LESS", "LESS_EQUAL",
+                      "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "SELECT", "SELECT_V2")
+
+#: Arithmetic on integers that are not quantized (indices, shapes), as numpy computes it: an
+#: Embedding layer's wrap of negative token ids (LESS, ADD, SELECT_V2) before its GATHER.
+INTEGER_FUNCTIONS = {"LESS": np.less, "LESS_EQUAL": np.less_equal, "GREATER": np.greater,
+                     "GREATER_EQUAL": np.greater_equal, "EQUAL": np.equal,
+                     "NOT_EQUAL": np.not_equal, "SELECT": np.where, "SELECT_V2": np.where,
+                     "ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}
 
 _ON_HOST = "bytes moved on the host, as LiteRT's kernel moves them"
 
@@ -119,6 +128,10 @@ def rearrange(function: str, operands: list[np.ndarray], args: dict) -> list[np.
         return [space_to_batch(x, args["block"], args["pads"], args["fill"])]
     if function == "BATCH_TO_SPACE_ND":
         return [batch_to_space(x, args["block"], args["crops"])]
+    if function in INTEGER_FUNCTIONS:   # constants by position, the rest from the operands
+        operands = iter(operands)
+        values = [next(operands) if v is None else v for v in args["values"]]
+        return [np.asarray(INTEGER_FUNCTIONS[function](*values)).astype(args["dtype"])]
     if function in ("ARG_MAX", "ARG_MIN"):
         # The first index of the extremum, as the kernel's strict comparison keeps it.
         pick = np.argmax if function == "ARG_MAX" else np.argmin
@@ -131,11 +144,11 @@ class MovementOperators:
     them)."""
 
     def _rearrange(self, op: TfliteOperator, args: dict, inputs: list[int] | None = None,
-                   same_quantization: bool = True):
+                   same_quantization: bool = True, why: str = _ON_HOST):
         inputs = op.inputs[:1] if inputs is None else inputs
         if same_quantization:
             self._same_quantization(op, inputs)
-        self.host(op, "TFL_REARRANGE", dict(function=op.name, args=args), _ON_HOST,
+        self.host(op, "TFL_REARRANGE", dict(function=op.name, args=args), why,
                   inputs=inputs, outputs=op.outputs)
 
     def _axis(self, op: TfliteOperator, axis: int, rank_of: int = 0) -> int:
@@ -203,3 +216,25 @@ class MovementOperators:
                         same_quantization=False)
 
     _arg_min = _arg_max
+
+    def _integer(self, op: TfliteOperator):
+        """Comparisons, SELECT and int32 ADD, SUB, MUL: on integers that are not quantized
+        (int8 comparisons rescale, which is not done here), or, for SELECT, on bytes
+        quantized as the output."""
+        values = [self.tensor(i).data for i in op.inputs]
+        data = op.inputs[1:] if op.name.startswith("SELECT") else op.inputs
+        if any(self.tensor(i).dtype not in (np.int32, np.int64) for i in data) \
+                and not op.name.startswith("SELECT"):
+            raise self.refusal(op, f"{self.tensor(op.inputs[0]).dtype} operands (integers "
+                               "that are not quantized only)")
+        if op.name.startswith("SELECT"):
+            self._same_quantization(op, op.inputs[1:])
+        if op.options.get("activation", "NONE") != "NONE":
+            raise self.refusal(op, f"a fused {op.options['activation']} on integers")
+        runtime = [i for i, v in zip(op.inputs, values) if v is None]
+        self._rearrange(op, dict(values=values, dtype=self.tensor(op.outputs[0]).dtype),
+                        inputs=runtime, same_quantization=False,
+                        why="integers that are not quantized (indices), on the host")
+
+    _less = _less_equal = _greater = _greater_equal = _equal = _not_equal = _integer
+    _select = _select_v2 = _integer

@@ -52,7 +52,9 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # REDUCE_MIN, and a second output: ARG_MAX's int32 class index
           "keras_sequence_ops",
           # GELU, exact and approximate
-          "keras_activations")
+          "keras_activations",
+          # int32 token ids: an Embedding's LESS, ADD, SELECT on them, its table's GATHER
+          "keras_embedding")
 # keras_upsampling's TILE, DEPTH_TO_SPACE and SUM LiteRT's reference kernels cannot check: below.
 
 
@@ -165,14 +167,19 @@ def test_elementwise_operators_run_on_the_host_and_refuse_what_they_cannot_take(
 
 
 def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_array():
-    """The data-movement operators run on the host (bytes moved, never changed: the models
-    above equal LiteRT), the convs between them on the array: dilated ones (CONV_2D's
+    """The data-movement operators and the integer arithmetic on indices run on the host
+    (bytes moved, never changed: the models above equal LiteRT), the convs between them on
+    the array: dilated ones (CONV_2D's
     dilation; with a dynamic batch SPACE_TO_BATCH_ND's sub-maps) and grouped ones. Refused at
     load, naming the operator: a SLICE whose output is quantized unlike its input, a GATHER
-    with batch_dims, a conv whose filters' depth does not divide its input's, an operator the
-    converter left in float."""
+    with batch_dims, a conv whose filters' depth does not divide its input's, a comparison of
+    int8 values, an operator the converter left in float."""
     _, sequence, _ = load_asset("keras_sequence_ops")
     where = {p.op: p.where for p in sequence.placements}
+    _, embedding, _ = load_asset("keras_embedding")
+    assert {p.op: p.where for p in embedding.placements if p.op != "RESHAPE"} == {
+        "LESS": "host", "ADD": "host", "SELECT": "host", "GATHER": "host", "CONV_2D": "device",
+        "MEAN": "host", "FULLY_CONNECTED": "device + host"}
     for op in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "EXPAND_DIMS", "MIRROR_PAD", "SLICE",
                "UNPACK", "GATHER", "REDUCE_PROD", "REDUCE_MIN", "ARG_MAX"):
         assert where[op] == "host", op
@@ -196,6 +203,11 @@ def test_data_movement_runs_on_the_host_and_dilated_and_grouped_convs_on_the_arr
     def in_float(graph, op):   # what the converter does to Keras' ELU: float between
         graph.tensors[op.inputs[0]] = replace(graph.tensors[op.inputs[0]],   # (DE)QUANTIZEs
                                               dtype=np.dtype(np.float32))
+    def quantized(graph, op):   # an int8 comparison rescales: not taken
+        graph.tensors[op.inputs[0]] = replace(graph.tensors[op.inputs[0]],
+                                              dtype=np.dtype(np.int8))
+    refused("keras_embedding", "LESS", quantized,
+            r"\(LESS\): int8 operands \(integers that are not quantized only\)")
     refused("keras_activations", "GELU", in_float,
             r"\(GELU\): float32 input: the converter left this operator in float")
     refused("keras_sequence_ops", "GATHER",

@@ -338,3 +338,14 @@ def keras_activations(batch=None) -> keras.Model:
     x = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(x)
     x = layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, layers.Dense(3)(x), name="keras_activations")
+
+
+def keras_embedding(batch=None) -> keras.Model:
+    """Not MLPerf: a text classifier over token ids (int32 input): an Embedding layer, which
+    the converter writes as the wrap of negative ids (LESS, ADD, SELECT_V2 on int32) and a
+    GATHER of the int8 table, a Conv1D over the sequence and a mean over it: 12 ids -> 3."""
+    inp = keras.Input((12,), dtype="int32", batch_size=batch)
+    x = layers.Embedding(24, 8)(inp)
+    x = layers.Conv1D(8, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inp, layers.Dense(3)(x), name="keras_embedding")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make small full-integer int8 TFLite models of the four MLPerf Tiny reference architectures
-(and fifteen small test models).
+(and sixteen small test models).
 
 Runs in a separate venv with tensorflow-cpu (see README.md beside this file), not in the
 project's .venv. Each model (``architectures.py``) is built with Keras, trained for a few
@@ -52,6 +52,7 @@ from architectures import (  # noqa: E402  (after the environment above)
     keras_conv1d,
     keras_conv_transpose,
     keras_dilated,
+    keras_embedding,
     keras_more_ops,
     keras_ops,
     keras_se_sequence,
@@ -114,6 +115,21 @@ def class_data(rng, shape, n_classes, lo, hi, signal=0.6):
     return draw
 
 
+def token_data(rng, length: int, vocab: int, n_classes: int):
+    """Token id sequences: each class draws most of its ids from its own slice of the
+    vocabulary, the rest anywhere (learnable from the bag of ids)."""
+    width = vocab // n_classes
+
+    def draw(m):
+        y = rng.integers(0, n_classes, m)
+        own = y[:, None] * width + rng.integers(0, width, (m, length))
+        noise = rng.integers(0, vocab, (m, length))
+        x = np.where(rng.random((m, length)) < 0.6, own, noise)
+        return x.astype(np.int32), y.astype(np.int32)
+
+    return draw
+
+
 def ae_data(rng, n_latent=8, dim=640):
     """Log-mel-like frames lying near an 8-d manifold: x = tanh(z W) * 3 + small noise."""
     w = rng.standard_normal((n_latent, dim)).astype(np.float32) / np.sqrt(n_latent)
@@ -169,6 +185,8 @@ SPECS = {
     "keras_activations": (keras_activations, lambda r: class_data(r, (8, 8, 3), 3, 0.0, 1.0),
                           384, 3, 32,
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    "keras_embedding": (keras_embedding, lambda r: token_data(r, 12, 24, 3), 384, 4, 32,
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
 }
 
 
@@ -199,7 +217,8 @@ def convert(model: keras.Model, calib: np.ndarray, float_io: bool = False,
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not float_io:
-        converter.inference_input_type = io_type or tf.int8
+        if not np.issubdtype(calib.dtype, np.integer):   # token ids stay int32
+            converter.inference_input_type = io_type or tf.int8
         converter.inference_output_type = io_type or tf.int8
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SavedModel signature dump and calibration notes
@@ -227,9 +246,12 @@ def run_int8(tflite_model: bytes, x: np.ndarray):
     # The quantized output (keras_sequence_ops also has an ARG_MAX index).
     out = next(d for d in interp.get_output_details() if d["dtype"] in (np.int8, np.uint8))
     scale, zp = inp["quantization"]
-    assert inp["dtype"] in (np.int8, np.uint8) and scale > 0, inp
-    info = np.iinfo(inp["dtype"])
-    q = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(inp["dtype"])
+    if inp["dtype"] == np.int32:   # token ids, not quantized
+        q, scale, zp = x.astype(np.int32), 1.0, 0
+    else:
+        assert inp["dtype"] in (np.int8, np.uint8) and scale > 0, inp
+        info = np.iinfo(inp["dtype"])
+        q = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(inp["dtype"])
     o_scale, o_zp = out["quantization"]
     ys = []
     for xi in q:
