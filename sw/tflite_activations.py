@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .requant import rounding_divide_by_pot, wrap_int32
+from .requant import rounding_divide_by_pot, saturating_rounding_doubling_high_mul, wrap_int32
 from .tflite_kernels import activation_range, mbqm, quantize_multiplier, round_half_away
 
 __all__ = ["relu_x", "leaky_relu", "mul", "lookup_table", "LOOKUP_FUNCTIONS", "prelu",
@@ -229,3 +229,53 @@ def batch_matmul(a, b, *, adj_x: bool, adj_y: bool, a_scale: float, a_zp: int, b
         b = np.swapaxes(b, -1, -2)
     total = wrap_int32(np.matmul(a, b))
     return np.clip(mbqm(total, multiplier, shift) + output_zp, -128, 127).astype(np.int8)
+
+
+def _saturating_shift_left(x: int, exponent: int) -> int:
+    """gemmlowp's ``SaturatingRoundingMultiplyByPOT`` for a positive ``exponent``."""
+    threshold = (1 << (31 - exponent)) - 1
+    return (1 << 31) - 1 if x > threshold else -(1 << 31) if x < -threshold else x << exponent
+
+
+def _srdhm(a: int, b: int) -> int:
+    return int(saturating_rounding_doubling_high_mul(np.int64(a), np.int64(b)))
+
+
+def inv_sqrt_multiplier(value: int) -> tuple[int, int]:
+    """``GetInvSqrtQuantizedMultiplierExp(value, reverse_shift=-1)``: ``1 / sqrt(value)`` as a
+    Q31 multiplier and a shift, by five Newton-Raphson steps in gemmlowp's fixed point (3
+    integer bits; products add integer bits, ``Rescale`` shifts back, saturating)."""
+    if value <= 1:
+        return (1 << 31) - 1, 0
+    shift = 11
+    while value >= 1 << 29:
+        value //= 4
+        shift += 1
+    pairs = (32 - value.bit_length() - 1) // 2 - 1
+    shift -= pairs
+    value <<= 2 * pairs
+    half_input = int(rounding_divide_by_pot(np.int64(value >> 1), 1))
+    half_three = (1 << 28) + (1 << 27)
+    x = 1 << 28                                                   # F3 one
+    for _ in range(5):
+        cube = _saturating_shift_left(_srdhm(_srdhm(x, x), x), 6)   # F9 -> F3
+        step = int(wrap_int32(_srdhm(half_three, x) - _srdhm(half_input, cube)))   # F6
+        x = _saturating_shift_left(step, 3)
+    x = _srdhm(x, 1518500250)                                     # times sqrt(2) / 2
+    if shift < 0:
+        x, shift = int(wrap_int32(x << -shift)), 0
+    return x, -shift
+
+
+def l2_normalization(x, *, input_zp: int) -> np.ndarray:
+    """L2_NORMALIZATION int8 (``reference_integer_ops::L2Normalization``) over the last axis:
+    the int32 sum of squares of ``x - input_zp``, its inverse square root
+    (:func:`inv_sqrt_multiplier`), each value times it in 1/128 units (the output's fixed
+    scale, zero point 0), clamped."""
+    v = np.asarray(x, np.int64) - input_zp
+    rows = v.reshape(-1, v.shape[-1])
+    out = np.empty_like(rows)
+    for index, row in enumerate(rows):
+        multiplier, shift = inv_sqrt_multiplier(int(wrap_int32(np.sum(row * row))))
+        out[index] = mbqm(row, multiplier, shift + 7)
+    return np.clip(out, -128, 127).astype(np.int8).reshape(v.shape)

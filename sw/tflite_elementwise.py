@@ -1,10 +1,11 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
-GELU, HARD_SWISH, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN,
-REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT,
-SPLIT_V): host steps in LiteRT's reference arithmetic (:mod:`sw.tflite_activations`,
-:mod:`sw.tflite_kernels`). They are cheap beside the convs around them, which stay on the
-device; a stretch on chip ends where one of them reads its output.
+GELU, HARD_SWISH, L2_NORMALIZATION, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE,
+REDUCE_MAX, REDUCE_MIN, REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR,
+BATCH_MATMUL, SPLIT, SPLIT_V): host steps in LiteRT's reference arithmetic
+(:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They are cheap beside the convs
+around them, which stay on the device; a stretch on chip ends where one of them reads its
+output.
 
 A mixin of :class:`sw.tflite_lowering.Lowering`: its methods use the lowering's tensors,
 quantization and host steps.
@@ -21,9 +22,9 @@ __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 
 #: The operators this module lowers.
 ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
-                         "TANH", "GELU", "HARD_SWISH", "MUL", "SUB", "MAXIMUM", "MINIMUM",
-                         "CONCATENATION", "TRANSPOSE", "REDUCE_MAX", "REDUCE_MIN",
-                         "REDUCE_PROD", "RESIZE_BILINEAR",
+                         "TANH", "GELU", "HARD_SWISH", "L2_NORMALIZATION", "MUL", "SUB",
+                         "MAXIMUM", "MINIMUM", "CONCATENATION", "TRANSPOSE", "REDUCE_MAX",
+                         "REDUCE_MIN", "REDUCE_PROD", "RESIZE_BILINEAR",
                          "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL", "SPLIT", "SPLIT_V")
 
 _ON_HOST = "runs on the host, as LiteRT's reference kernel computes it"
@@ -62,6 +63,13 @@ class ElementwiseOperators:
     def _hard_swish(self, op: TfliteOperator):
         self.host(op, "TFL_LOOKUP", dict(table=hard_swish_table(**self._scales(op)),
                                          function=op.name), _ON_HOST)
+
+    def _l2_normalization(self, op: TfliteOperator):
+        if self._quant(op.outputs[0]) != (1 / 128, 0):
+            raise self.refusal(op, "an output not of scale 1/128 and zero point 0 (the int8 "
+                               "kernel's)")
+        self.host(op, "TFL_L2_NORMALIZATION", dict(input_zp=self._quant(op.inputs[0])[1]),
+                  _ON_HOST)
 
     def _prelu(self, op: TfliteOperator):
         self.host(op, "TFL_PRELU", self._scales(op, 2, ("input", "alpha")), _ON_HOST,

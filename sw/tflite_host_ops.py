@@ -28,7 +28,8 @@ TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_TRANSPOSE_CONV",
                    "TFL_CLAMP", "TFL_SHAPE", "TFL_STRIDED_SLICE", "TFL_PACK", "TFL_RELU",
                    "TFL_LEAKY_RELU", "TFL_PRELU", "TFL_LOOKUP", "TFL_MUL", "TFL_EXTREMUM",
                    "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE", "TFL_RESIZE",
-                   "TFL_BATCH_MATMUL", "TFL_SPLIT", "TFL_REARRANGE")
+                   "TFL_BATCH_MATMUL", "TFL_SPLIT", "TFL_REARRANGE",
+                   "TFL_L2_NORMALIZATION")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -62,6 +63,8 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
                                 **_scales(a, ("a", "b")))]
     if op == "TFL_RELU":
         return [activations.relu_x(x, activation=a["activation"], **_scales(a))]
+    if op == "TFL_L2_NORMALIZATION":
+        return [activations.l2_normalization(x, input_zp=a["input_zp"])]
     if op == "TFL_LEAKY_RELU":
         return [activations.leaky_relu(x, alpha=a["alpha"], **_scales(a))]
     if op == "TFL_PRELU":

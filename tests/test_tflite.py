@@ -265,6 +265,43 @@ def test_operators_the_reference_lacks_are_checked_against_the_optimized_kernels
     assert np.array_equal(np.load(tmp_path / "y.npy"), golden[:2])
 
 
+def test_gelu_and_l2_normalization_equal_litert_op_by_op():
+    """Each GELU table and L2_NORMALIZATION's fixed-point inverse square root against LiteRT's
+    own intermediate tensors, on 64 random inputs (wider than the model's 8 test inputs)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from sw.tflite_activations import l2_normalization, lookup_table
+    path = ASSETS / "keras_activations.tflite"
+    graph = read_tflite(path)
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    ops = [op for op in graph.operators if op.name in ("GELU", "L2_NORMALIZATION")]
+    assert [op.name for op in ops] == ["GELU", "GELU", "L2_NORMALIZATION"]
+
+    def quant(index):
+        return float(graph.tensors[index].scale[0]), int(graph.tensors[index].zero_point[0])
+    rng = np.random.default_rng(4)
+    seen = set()
+    for _ in range(64):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                               rng.integers(-128, 128, (1, 8, 8, 3), dtype=np.int8))
+        interpreter.invoke()
+        for op in ops:
+            x, want = (interpreter.get_tensor(i) for i in (op.inputs[0], op.outputs[0]))
+            (s_in, zp_in), (s_out, zp_out) = quant(op.inputs[0]), quant(op.outputs[0])
+            if op.name == "GELU":
+                function = "GELU_APPROXIMATE" if op.options["approximate"] else "GELU"
+                table = lookup_table(function, input_scale=s_in, input_zp=zp_in,
+                                     output_scale=s_out, output_zp=zp_out)
+                got = table[x.astype(np.int64) + 128]
+                seen.add(function)
+            else:
+                got = l2_normalization(x, input_zp=zp_in)
+            assert np.array_equal(got, want), op.index
+    assert seen == {"GELU", "GELU_APPROXIMATE"}
+
+
 def test_an_add_of_a_constant_runs_on_the_host():
     """A constant operand (stored without the batch dimension) is the model's constant, in the
     layout its reader takes; the ADD then broadcasts it on the host."""
