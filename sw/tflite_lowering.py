@@ -151,7 +151,11 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
     def lower(self, op: TfliteOperator):
         method = getattr(self, f"_{op.name.lower()}", None)
         if op.name not in SUPPORTED_OPERATORS or method is None:
-            raise UnsupportedTfliteOperator(op)
+            floats = [i for i in op.inputs if i >= 0 and self.tensor(i).dtype == np.float32]
+            raise UnsupportedTfliteOperator(op, "this operator is not supported, in float32 "
+                                            "as the converter left it (Keras' "
+                                            "LayerNormalization, ELU, SELU, softplus stay "
+                                            "float)" if floats else "")
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED") \
                 and self.tensor(op.inputs[1]).dtype != np.int8:
             raise UnsupportedTfliteOperator(
