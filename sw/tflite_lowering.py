@@ -18,8 +18,10 @@ Where each operator runs:
 - **ADD** of two tensors of one shape, **AVERAGE_POOL_2D** over the whole map and **MEAN** over
   its height and width, on the vector unit where the core has one (:mod:`sw.vector_step`); a
   broadcasting ADD, one whose multipliers need a left shift, any other pooling or mean on the
-  host, like **MAX_POOL_2D, SOFTMAX, QUANTIZE, DEQUANTIZE, PAD** (:mod:`sw.tflite_host_ops`);
-  so do RESHAPE and the shape arithmetic of Keras' Flatten with a dynamic batch.
+  host, like **SOFTMAX, QUANTIZE, DEQUANTIZE** (:mod:`sw.tflite_host_ops`).
+- The activations and elementwise operators beyond the seven (:mod:`sw.tflite_elementwise`)
+  and the operators that move bytes, PAD, RESHAPE and the shape arithmetic among them
+  (:mod:`sw.tflite_movement`), on the host.
 
 Any other operator is refused at load, by name; each lowered one leaves a :class:`Placement`.
 
@@ -465,41 +467,3 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
     def _dequantize(self, op):
         scale, zp = self._quant(op.inputs[0])
         self.host(op, "TFL_DEQUANTIZE", dict(scale=scale, zero_point=zp))
-
-    def _pad(self, op):
-        paddings = self.tensor(op.inputs[1]).data
-        self.host(op, "TFL_PAD", dict(paddings=[tuple(int(v) for v in row) for row in paddings],
-                                      value=self._quant(op.outputs[0])[1]))
-
-    def _reshape(self, op):
-        shape = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
-        computed = shape is not None and self.tensor(shape).data is None
-        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)),
-                  inputs=op.inputs[:2] if computed else op.inputs[:1])
-
-    # Shape arithmetic: what Keras' Flatten becomes with a dynamic batch (the batch read with
-    # SHAPE, cut out with STRIDED_SLICE, PACKed with -1 into RESHAPE's new shape).
-
-    def _shape(self, op):
-        self.host(op, "TFL_SHAPE", {})
-
-    def _strided_slice(self, op):
-        if op.options.get("ellipsis_mask") or op.options.get("new_axis_mask"):
-            raise UnsupportedTfliteOperator(op, "ellipsis and new-axis masks")
-        begin, end, strides = (self.tensor(i).data for i in op.inputs[1:4])
-        if any(v is None for v in (begin, end, strides)):
-            raise UnsupportedTfliteOperator(op, "begin, end and strides must be constants")
-        masks = {k: op.options.get(k, 0) for k in ("begin_mask", "end_mask",
-                                                   "shrink_axis_mask")}
-        self.host(op, "TFL_STRIDED_SLICE", dict(begin=begin, end=end, strides=strides,
-                                                masks=masks))
-
-    def _pack(self, op):
-        values = [self.tensor(i).data for i in op.inputs]
-        runtime = [i for i, v in zip(op.inputs, values) if v is None]
-        attrs = dict(values=values, axis=op.options.get("axis", 0),
-                     dtype=self.tensor(op.outputs[0]).dtype)
-        if not runtime:
-            raise UnsupportedTfliteOperator(op, "every input is a constant (the converter "
-                                            "folds those)")
-        self.host(op, "TFL_PACK", attrs, inputs=runtime)

@@ -1,4 +1,5 @@
-"""The lowering of TFLite's data-movement operators: EXPAND_DIMS, SQUEEZE, SLICE, UNPACK,
+"""The lowering of TFLite's data-movement operators: PAD, RESHAPE and the shape arithmetic a
+dynamic batch gives Flatten (SHAPE, STRIDED_SLICE, PACK), EXPAND_DIMS, SQUEEZE, SLICE, UNPACK,
 GATHER, TILE, MIRROR_PAD, SPACE_TO_DEPTH, DEPTH_TO_SPACE, SPACE_TO_BATCH_ND,
 BATCH_TO_SPACE_ND, and ARG_MAX / ARG_MIN, which pick an index; and the arithmetic on integers
 that are not quantized around them (comparisons, SELECT, int32 ADD, SUB, MUL).
@@ -160,6 +161,45 @@ class MovementOperators:
     def _pairs(self, op: TfliteOperator, index: int, what: str) -> tuple:
         return tuple(tuple(int(v) for v in row)
                      for row in np.reshape(self._constant(op, index, what), (-1, 2)))
+
+    # PAD, RESHAPE, and the shape arithmetic around them: host steps of their own.
+
+    def _pad(self, op):
+        paddings = self.tensor(op.inputs[1]).data
+        self.host(op, "TFL_PAD", dict(paddings=[tuple(int(v) for v in row) for row in paddings],
+                                      value=self._quant(op.outputs[0])[1]))
+
+    def _reshape(self, op):
+        shape = op.inputs[1] if len(op.inputs) > 1 and op.inputs[1] >= 0 else None
+        computed = shape is not None and self.tensor(shape).data is None
+        self.host(op, "TFL_RESHAPE", dict(shape=tuple(self.tensor(op.outputs[0]).shape)),
+                  inputs=op.inputs[:2] if computed else op.inputs[:1])
+
+    # Shape arithmetic: what Keras' Flatten becomes with a dynamic batch (the batch read with
+    # SHAPE, cut out with STRIDED_SLICE, PACKed with -1 into RESHAPE's new shape).
+
+    def _shape(self, op):
+        self.host(op, "TFL_SHAPE", {})
+
+    def _strided_slice(self, op):
+        if op.options.get("ellipsis_mask") or op.options.get("new_axis_mask"):
+            raise self.refusal(op, "ellipsis and new-axis masks")
+        begin, end, strides = (self.tensor(i).data for i in op.inputs[1:4])
+        if any(v is None for v in (begin, end, strides)):
+            raise self.refusal(op, "begin, end and strides must be constants")
+        masks = {k: op.options.get(k, 0) for k in ("begin_mask", "end_mask",
+                                                   "shrink_axis_mask")}
+        self.host(op, "TFL_STRIDED_SLICE", dict(begin=begin, end=end, strides=strides,
+                                                masks=masks))
+
+    def _pack(self, op):
+        values = [self.tensor(i).data for i in op.inputs]
+        runtime = [i for i, v in zip(op.inputs, values) if v is None]
+        attrs = dict(values=values, axis=op.options.get("axis", 0),
+                     dtype=self.tensor(op.outputs[0]).dtype)
+        if not runtime:
+            raise self.refusal(op, "every input is a constant (the converter folds those)")
+        self.host(op, "TFL_PACK", attrs, inputs=runtime)
 
     def _expand_dims(self, op: TfliteOperator):
         """EXPAND_DIMS and SQUEEZE only reshape: the output's shape says how."""
