@@ -7,7 +7,10 @@ kernels round differently now and then: they are never used here.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from importlib.metadata import version
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,33 @@ def _defects(model: str | Path) -> list[str]:
                    and graph.tensors[op.inputs[0]].dtype == np.int8})
 
 
+_worker: ProcessPoolExecutor | None = None
+
+
 def litert_run(model: str | Path, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
     """Outputs of LiteRT's reference kernels, ``{output name: array}``. The model's batch of one
-    is run once per row of the feeds (rows are independent), and the rows stacked."""
+    is run once per row of the feeds (rows are independent), and the rows stacked.
+
+    LiteRT runs in a worker process, kept for the next call: a kernel's failed check aborts
+    the process it runs in (a SOFTMAX whose input scale is too small for its multiplier, as
+    in an untrained network's), which then raises :class:`ReferenceCannotCheck` here instead
+    of ending the caller."""
+    global _worker
+    if _worker is None:
+        # Forked: a spawned worker would import the caller's __main__ again (the CLI's).
+        _worker = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))
+    try:
+        return _worker.submit(_run, str(model), dict(feeds)).result()
+    except BrokenProcessPool:
+        _worker = None
+        raise ReferenceCannotCheck(
+            f"LiteRT's reference kernels (ai-edge-litert {_version()}) aborted on this model "
+            "(a check in a kernel failed: e.g. a SOFTMAX input scale too small for its "
+            "multiplier), so they cannot check it") from None
+
+
+def _run(model: str, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+    """:func:`litert_run`, in the worker."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     try:
         interpreter = Interpreter(model_path=str(model),

@@ -265,6 +265,26 @@ def test_operators_the_reference_lacks_are_checked_against_the_optimized_kernels
     assert np.array_equal(np.load(tmp_path / "y.npy"), golden[:2])
 
 
+def test_a_model_litert_aborts_on_is_reported_and_the_oracle_goes_on(tmp_path):
+    """A SOFTMAX input scale too small for the reference kernel's multiplier (an untrained
+    network's) makes LiteRT abort its process: the oracle, which runs LiteRT in a worker
+    process, says it cannot check the model, and checks the next one."""
+    from sw.litert_oracle import ReferenceCannotCheck
+    path, model, inputs = load_asset("keras_uint8_io")
+    graph = read_tflite(path)
+    (softmax,) = [op for op in graph.operators if op.name == "SOFTMAX"]
+    scale = np.float32(graph.tensors[softmax.inputs[0]].scale[0]).tobytes()
+    data = path.read_bytes()
+    assert data.count(scale) == 1
+    tiny = tmp_path / "tiny_softmax_scale.tflite"
+    tiny.write_bytes(data.replace(scale, np.float32(1e-9).tobytes()))
+    feeds = {model.input_names[0]: inputs[:1]}
+    with pytest.raises(ReferenceCannotCheck, match="aborted on this model"):
+        litert_run(tiny, feeds)
+    (out,) = litert_run(path, feeds).values()
+    assert out.shape == (1, 4) and out.dtype == np.uint8
+
+
 def test_gelu_and_l2_normalization_equal_litert_op_by_op():
     """Each GELU table and L2_NORMALIZATION's fixed-point inverse square root against LiteRT's
     own intermediate tensors, on 64 random inputs (wider than the model's 8 test inputs)."""
