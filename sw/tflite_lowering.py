@@ -58,9 +58,7 @@ __all__ = ["Lowering", "Placement", "TfliteImportError", "UnsupportedTfliteOpera
 
 SUPPORTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED",
                        "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM", "SOFTMAX",
-                       "QUANTIZE",
-                       "DEQUANTIZE", "PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK",
-                       *ELEMENTWISE_OPERATORS, *MOVEMENT_OPERATORS)
+                       "QUANTIZE", "DEQUANTIZE", *ELEMENTWISE_OPERATORS, *MOVEMENT_OPERATORS)
 #: Operators whose input may be of any type (shapes are int32).
 _ANY_TYPE_OPERATORS = ("DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "CONCATENATION",
                        "GATHER", "EXPAND_DIMS", "SQUEEZE", "SLICE", "TILE", "UNPACK",

@@ -25,8 +25,9 @@ from .tflite_reader import TfliteOperator
 __all__ = ["MovementOperators", "MOVEMENT_OPERATORS", "rearrange"]
 
 #: The operators this module lowers.
-MOVEMENT_OPERATORS = ("EXPAND_DIMS", "SQUEEZE", "SLICE", "UNPACK", "GATHER", "TILE",
-                      "MIRROR_PAD", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND",
+MOVEMENT_OPERATORS = ("PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "EXPAND_DIMS",
+                      "SQUEEZE", "SLICE", "UNPACK", "GATHER", "TILE", "MIRROR_PAD",
+                      "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SPACE_TO_BATCH_ND",
                       "BATCH_TO_SPACE_ND", "ARG_MAX", "ARG_MIN", "LESS", "LESS_EQUAL",
                       "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "SELECT", "SELECT_V2")
 
@@ -262,13 +263,11 @@ class MovementOperators:
         (int8 comparisons rescale, which is not done here), or, for SELECT, on bytes
         quantized as the output."""
         values = [self.tensor(i).data for i in op.inputs]
-        data = op.inputs[1:] if op.name.startswith("SELECT") else op.inputs
-        if any(self.tensor(i).dtype not in (np.int32, np.int64) for i in data) \
-                and not op.name.startswith("SELECT"):
+        if op.name.startswith("SELECT"):   # a bool condition, then the two choices
+            self._same_quantization(op, op.inputs[1:])
+        elif any(self.tensor(i).dtype not in (np.int32, np.int64) for i in op.inputs):
             raise self.refusal(op, f"{self.tensor(op.inputs[0]).dtype} operands (integers "
                                "that are not quantized only)")
-        if op.name.startswith("SELECT"):
-            self._same_quantization(op, op.inputs[1:])
         if op.options.get("activation", "NONE") != "NONE":
             raise self.refusal(op, f"a fused {op.options['activation']} on integers")
         runtime = [i for i, v in zip(op.inputs, values) if v is None]
