@@ -80,27 +80,34 @@ def _gelu_approximate(v: np.ndarray) -> np.ndarray:
         np.float32(2 / math.sqrt(math.pi) * math.sqrt(0.5)) * (v + cube)))
 
 
-#: The functions LOGISTIC, TANH and GELU (``approximate`` or not) tabulate, in float32 as
-#: ``PopulateLookupTable`` calls them.
+#: The functions LOGISTIC, TANH, GELU (``approximate`` or not), EXP and LOG tabulate, in
+#: float32 as ``PopulateLookupTable`` calls them.
 LOOKUP_FUNCTIONS = {
     "LOGISTIC": lambda v: np.float32(1) / (np.float32(1) + np.exp(-v)),
     "TANH": np.tanh,
     "GELU": _gelu,
     "GELU_APPROXIMATE": _gelu_approximate,
+    "EXP": np.exp,
+    "LOG": np.log,   # inputs at or below 0: the int8 range's floor (lookup_table)
 }
 
 
 def lookup_table(function: str, *, input_scale: float, input_zp: int, output_scale: float,
                  output_zp: int) -> np.ndarray:
-    """The 256 outputs, by input ``-128 .. 127``, of LOGISTIC, TANH or GELU (``function``,
-    :data:`LOOKUP_FUNCTIONS`) on int8:
+    """The 256 outputs, by input ``-128 .. 127``, of LOGISTIC, TANH, GELU, EXP or LOG
+    (``function``, :data:`LOOKUP_FUNCTIONS`) on int8:
     the reference fills a table in float32 (``PopulateLookupTable``: each input dequantized,
     the function, times the output scale's reciprocal, rounded half away from zero, plus the
     zero point, clamped) and looks every input up."""
     s_in, s_out = _f32(input_scale, output_scale)
     inputs = np.arange(-128, 128, dtype=np.int64)
     dequantized = s_in * (inputs - input_zp).astype(np.float32)
-    transformed = LOOKUP_FUNCTIONS[function](dequantized).astype(np.float32)
+    if function == "LOG":   # LogLUTPrepare: the output's least value where log is undefined
+        floor = np.float32(-128 - output_zp) * s_out
+        positive = np.where(dequantized > 0, dequantized, np.float32(1))
+        transformed = np.where(dequantized > 0, np.log(positive), floor).astype(np.float32)
+    else:
+        transformed = LOOKUP_FUNCTIONS[function](dequantized).astype(np.float32)
     scaled = transformed * (np.float32(1) / s_out)
     # C's roundf, exact in double (adding a half in float32 could round up 0.49999997)
     return np.clip(round_half_away(scaled).astype(np.int64) + output_zp, -128,
@@ -279,3 +286,36 @@ def l2_normalization(x, *, input_zp: int) -> np.ndarray:
         multiplier, shift = inv_sqrt_multiplier(int(wrap_int32(np.sum(row * row))))
         out[index] = mbqm(row, multiplier, shift + 7)
     return np.clip(out, -128, 127).astype(np.int8).reshape(v.shape)
+
+
+def abs_int8(x, *, input_scale: float, input_zp: int, output_scale: float,
+             output_zp: int) -> np.ndarray:
+    """ABS (``AbsEvalQuantized``): ``|x - in_zp|``, rescaled by ``s_in / s_out`` (float32)
+    where the two scales differ, plus the output zero point, clamped."""
+    s_in, s_out = _f32(input_scale, output_scale)
+    value = np.abs(np.asarray(x, np.int64) - input_zp)
+    if s_in != s_out:
+        value = mbqm(value, *quantize_multiplier(float(s_in / s_out)))
+    return np.clip(value + output_zp, -128, 127).astype(np.int8)
+
+
+def rsqrt_int8(x, *, input_scale: float, input_zp: int, output_scale: float,
+               output_zp: int) -> np.ndarray:
+    """RSQRT (``RsqrtEvalQuantizedInt8``): ``1 / sqrt(x - in_zp)`` from
+    :func:`inv_sqrt_multiplier`, shifted up 20 bits, times ``1 / (sqrtf(s_in) * s_out)``; 127
+    at the zero point. Inputs below it are LiteRT's error too: refused."""
+    s_in, s_out = _f32(input_scale, output_scale)
+    value = np.asarray(x, np.int64) - input_zp
+    if value.size and value.min() < 0:
+        raise ValueError("RSQRT of a value below its zero point (LiteRT refuses it too)")
+    multiplier, shift = quantize_multiplier(1.0 / float(np.sqrt(s_in) * s_out))
+    table = {}
+    for v in np.unique(value).tolist():
+        if v == 0:
+            table[v] = 127
+            continue
+        inv, inv_shift = inv_sqrt_multiplier(v)
+        data = int(mbqm(1, inv, inv_shift + 20))
+        table[v] = int(mbqm(data, multiplier, shift - 20)) + output_zp
+    out = np.vectorize(table.__getitem__, otypes=[np.int64])(value) if value.size else value
+    return np.clip(out, -128, 127).astype(np.int8)

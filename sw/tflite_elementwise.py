@@ -1,8 +1,8 @@
 """The lowering of the activations and elementwise operators Keras models hold beside MLPerf
 Tiny's seven (RELU, RELU6 and RELU_N1_TO_1 on their own, LEAKY_RELU, PRELU, LOGISTIC, TANH,
-GELU, HARD_SWISH, L2_NORMALIZATION, MUL, SUB, MAXIMUM, MINIMUM, CONCATENATION, TRANSPOSE,
-REDUCE_MAX, REDUCE_MIN, REDUCE_PROD (of integers), RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR,
-BATCH_MATMUL, SPLIT, SPLIT_V): host steps in LiteRT's reference arithmetic
+GELU, EXP, LOG, ABS, RSQRT, HARD_SWISH, L2_NORMALIZATION, MUL, SUB, MAXIMUM, MINIMUM,
+CONCATENATION, TRANSPOSE, REDUCE_MAX, REDUCE_MIN, REDUCE_PROD (of integers), RESIZE_BILINEAR,
+RESIZE_NEAREST_NEIGHBOR, BATCH_MATMUL, SPLIT, SPLIT_V): host steps in LiteRT's reference arithmetic
 (:mod:`sw.tflite_activations`, :mod:`sw.tflite_kernels`). They are cheap beside the convs
 around them, which stay on the device; a stretch on chip ends where one of them reads its
 output.
@@ -22,7 +22,8 @@ __all__ = ["ElementwiseOperators", "ELEMENTWISE_OPERATORS"]
 
 #: The operators this module lowers.
 ELEMENTWISE_OPERATORS = ("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC",
-                         "TANH", "GELU", "HARD_SWISH", "L2_NORMALIZATION", "MUL", "SUB",
+                         "TANH", "GELU", "EXP", "LOG", "ABS", "RSQRT", "HARD_SWISH",
+                         "L2_NORMALIZATION", "MUL", "SUB",
                          "MAXIMUM", "MINIMUM", "CONCATENATION", "TRANSPOSE", "REDUCE_MAX",
                          "REDUCE_MIN", "REDUCE_PROD", "RESIZE_BILINEAR",
                          "RESIZE_NEAREST_NEIGHBOR", "BATCH_MATMUL", "SPLIT", "SPLIT_V")
@@ -53,12 +54,18 @@ class ElementwiseOperators:
                                              **self._scales(op)), _ON_HOST)
 
     def _logistic(self, op: TfliteOperator):
-        """LOGISTIC, TANH and GELU: the reference's table of 256 outputs."""
+        """LOGISTIC, TANH, GELU, EXP and LOG: the reference's table of 256 outputs."""
         function = op.name + ("_APPROXIMATE" if op.options.get("approximate") else "")
         table = lookup_table(function, **self._scales(op))
         self.host(op, "TFL_LOOKUP", dict(table=table, function=function), _ON_HOST)
 
-    _tanh = _gelu = _logistic
+    _tanh = _gelu = _exp = _log = _logistic
+
+    def _abs(self, op: TfliteOperator):
+        """ABS and RSQRT: their int8 kernels' integer arithmetic."""
+        self.host(op, "TFL_UNARY", dict(function=op.name, **self._scales(op)), _ON_HOST)
+
+    _rsqrt = _abs
 
     def _hard_swish(self, op: TfliteOperator):
         self.host(op, "TFL_LOOKUP", dict(table=hard_swish_table(**self._scales(op)),

@@ -29,7 +29,7 @@ TFLITE_HOST_OPS = ("TFL_CONV_2D", "TFL_DEPTHWISE_CONV_2D", "TFL_TRANSPOSE_CONV",
                    "TFL_LEAKY_RELU", "TFL_PRELU", "TFL_LOOKUP", "TFL_MUL", "TFL_EXTREMUM",
                    "TFL_CONCATENATION", "TFL_TRANSPOSE", "TFL_REDUCE", "TFL_RESIZE",
                    "TFL_BATCH_MATMUL", "TFL_SPLIT", "TFL_REARRANGE",
-                   "TFL_L2_NORMALIZATION")
+                   "TFL_L2_NORMALIZATION", "TFL_UNARY")
 
 
 def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -63,6 +63,9 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
                                 **_scales(a, ("a", "b")))]
     if op == "TFL_RELU":
         return [activations.relu_x(x, activation=a["activation"], **_scales(a))]
+    if op == "TFL_UNARY":   # ABS, RSQRT
+        unary = {"ABS": activations.abs_int8, "RSQRT": activations.rsqrt_int8}[a["function"]]
+        return [unary(x, **_scales(a))]
     if op == "TFL_L2_NORMALIZATION":
         return [activations.l2_normalization(x, input_zp=a["input_zp"])]
     if op == "TFL_LEAKY_RELU":
@@ -90,7 +93,7 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         reduce = {"REDUCE_MAX": np.max, "REDUCE_MIN": np.min, "REDUCE_PROD": np.prod}
         return [reduce[a["function"]](x, axis=a["axes"], keepdims=a["keep_dims"])
                 .astype(x.dtype)]
-    if op == "TFL_LOOKUP":   # LOGISTIC, TANH, GELU, HARD_SWISH: a table by input byte
+    if op == "TFL_LOOKUP":   # LOGISTIC, TANH, GELU, EXP, LOG, HARD_SWISH: a table
         return [a["table"][np.asarray(x, np.int64) + 128]]
     if op == "TFL_CONCATENATION":   # inputs quantized as the output: bytes as they are
         return [np.concatenate([env[name] for name in step.inputs], axis=a["axis"])]

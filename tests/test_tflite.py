@@ -51,7 +51,7 @@ MODELS = ("ds_cnn", "resnet8", "mobilenet_v1_025", "autoencoder",
           # BATCH_TO_SPACE_ND), MIRROR_PAD, SLICE, UNPACK, GATHER and REDUCE_PROD on shapes,
           # REDUCE_MIN, and a second output: ARG_MAX's int32 class index
           "keras_sequence_ops",
-          # GELU, exact and approximate
+          # GELU exact and approximate, L2_NORMALIZATION, ABS, EXP, LOG, RSQRT
           "keras_activations",
           # int32 token ids: an Embedding's LESS, ADD, SELECT on them, its table's GATHER
           "keras_embedding")
@@ -285,19 +285,21 @@ def test_a_model_litert_aborts_on_is_reported_and_the_oracle_goes_on(tmp_path):
     assert out.shape == (1, 4) and out.dtype == np.uint8
 
 
-def test_gelu_and_l2_normalization_equal_litert_op_by_op():
-    """Each GELU table and L2_NORMALIZATION's fixed-point inverse square root against LiteRT's
-    own intermediate tensors, on 64 random inputs (wider than the model's 8 test inputs)."""
+def test_activation_tables_and_fixed_point_kernels_equal_litert_op_by_op():
+    """Each GELU, EXP and LOG table, ABS, RSQRT's and L2_NORMALIZATION's fixed-point inverse
+    square roots against LiteRT's own intermediate tensors, on 64 random inputs (wider than
+    the model's 8 test inputs)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from sw.tflite_activations import l2_normalization, lookup_table
+    from sw.tflite_activations import abs_int8, l2_normalization, lookup_table, rsqrt_int8
     path = ASSETS / "keras_activations.tflite"
     graph = read_tflite(path)
     interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
-    ops = [op for op in graph.operators if op.name in ("GELU", "L2_NORMALIZATION")]
-    assert [op.name for op in ops] == ["GELU", "GELU", "L2_NORMALIZATION"]
+    checked = ("GELU", "L2_NORMALIZATION", "ABS", "EXP", "LOG", "RSQRT")
+    ops = [op for op in graph.operators if op.name in checked]
+    assert sorted(op.name for op in ops) == sorted((*checked, "GELU"))
 
     def quant(index):
         return float(graph.tensors[index].scale[0]), int(graph.tensors[index].zero_point[0])
@@ -310,16 +312,18 @@ def test_gelu_and_l2_normalization_equal_litert_op_by_op():
         for op in ops:
             x, want = (interpreter.get_tensor(i) for i in (op.inputs[0], op.outputs[0]))
             (s_in, zp_in), (s_out, zp_out) = quant(op.inputs[0]), quant(op.outputs[0])
-            if op.name == "GELU":
-                function = "GELU_APPROXIMATE" if op.options["approximate"] else "GELU"
-                table = lookup_table(function, input_scale=s_in, input_zp=zp_in,
-                                     output_scale=s_out, output_zp=zp_out)
-                got = table[x.astype(np.int64) + 128]
+            scales = dict(input_scale=s_in, input_zp=zp_in, output_scale=s_out,
+                          output_zp=zp_out)
+            if op.name in ("GELU", "EXP", "LOG"):
+                function = op.name + ("_APPROXIMATE" if op.options.get("approximate") else "")
+                got = lookup_table(function, **scales)[x.astype(np.int64) + 128]
                 seen.add(function)
-            else:
+            elif op.name == "L2_NORMALIZATION":
                 got = l2_normalization(x, input_zp=zp_in)
+            else:
+                got = (abs_int8 if op.name == "ABS" else rsqrt_int8)(x, **scales)
             assert np.array_equal(got, want), op.index
-    assert seen == {"GELU", "GELU_APPROXIMATE"}
+    assert seen == {"GELU", "GELU_APPROXIMATE", "EXP", "LOG"}
 
 
 def test_an_add_of_a_constant_runs_on_the_host():

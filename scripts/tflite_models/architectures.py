@@ -329,16 +329,22 @@ def keras_upsampling(batch=None) -> keras.Model:
 
 def keras_activations(batch=None) -> keras.Model:
     """Not MLPerf: GELU, exact and approximate (transformers' and ConvNeXt's activation, an
-    int8 table in the reference kernels), and an L2 normalization of the pooled features (as
-    embedding models end): 8x8x3 -> 3. (The converter leaves Keras' ELU and SELU in
-    float.)"""
+    int8 table in the reference kernels), an L2 normalization of the pooled features (as
+    embedding models end), and the int8 ABS, EXP, LOG and RSQRT of features: 8x8x3 -> 3.
+    (The converter leaves Keras' ELU and SELU in float.)"""
     inp = keras.Input((8, 8, 3), batch_size=batch)
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
     x = layers.Conv2D(8, 3, padding="same", activation="gelu")(x)
     x = layers.Conv2D(8, 1)(x)
     x = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(x)
+    pooled = layers.GlobalAveragePooling2D()(x)
+    x = layers.Lambda(lambda t: tf.math.l2_normalize(t, axis=-1))(pooled)
+    features = layers.Dense(8)(pooled)
+    positive = layers.Dense(8, activation="relu")(pooled)
+    x = layers.Concatenate()([
+        x, layers.Lambda(tf.abs)(features), layers.Lambda(lambda t: tf.exp(t * 0.5))(features),
+        layers.Lambda(lambda t: tf.math.log(t + 0.5))(positive),
+        layers.Lambda(lambda t: tf.math.rsqrt(t + 0.25))(positive)])
     return keras.Model(inp, layers.Dense(3)(x), name="keras_activations")
 
 
