@@ -6,6 +6,7 @@ kernels round differently now and then: they are never used here.
 
 from __future__ import annotations
 
+import faulthandler
 import re
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,7 +57,9 @@ def litert_run(model: str | Path, feeds: dict[str, Any]) -> dict[str, np.ndarray
     global _worker
     if _worker is None:
         # Forked: a spawned worker would import the caller's __main__ again (the CLI's).
-        _worker = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"))
+        # No Python traceback from the worker on an abort (the caller reports it).
+        _worker = ProcessPoolExecutor(max_workers=1, mp_context=get_context("fork"),
+                                      initializer=faulthandler.disable)
     try:
         return _worker.submit(_run, str(model), dict(feeds)).result()
     except BrokenProcessPool:
