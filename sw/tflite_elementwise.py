@@ -99,6 +99,15 @@ class ElementwiseOperators:
             raise self.refusal(op, f"its {what} must be a constant")
         return data
 
+    def _ints(self, op: TfliteOperator, index: int, what: str) -> tuple[int, ...]:
+        """Constant input ``index`` of ``op`` as a tuple of ints."""
+        return tuple(int(v) for v in np.ravel(self._constant(op, index, what)))
+
+    def _axes(self, op: TfliteOperator) -> tuple[int, ...]:
+        """A reduction's constant axes (input 1) of its first input, counted from 0, sorted."""
+        rank = len(self.tensor(op.inputs[0]).shape)
+        return tuple(sorted({a % rank for a in self._ints(op, 1, "axes")}))
+
     def _maximum(self, op: TfliteOperator):
         self._same_quantization(op, op.inputs[:2])
         self.host(op, "TFL_EXTREMUM", dict(function=op.name), _ON_HOST, inputs=op.inputs[:2])
@@ -112,9 +121,7 @@ class ElementwiseOperators:
             raise self.refusal(op, f"{self.tensor(op.inputs[0]).dtype} (int32 only: shape "
                                "arithmetic)")
         self._same_quantization(op, op.inputs[:1])
-        rank = len(self.tensor(op.inputs[0]).shape)
-        axes = tuple(sorted({int(a) % rank for a in np.ravel(self._constant(op, 1, "axes"))}))
-        self.host(op, "TFL_REDUCE", dict(function=op.name, axes=axes,
+        self.host(op, "TFL_REDUCE", dict(function=op.name, axes=self._axes(op),
                                          keep_dims=op.options.get("keep_dims", False)),
                   _ON_HOST)
 

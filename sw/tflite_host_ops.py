@@ -15,7 +15,7 @@ import numpy as np
 
 from . import tflite_activations as activations
 from . import tflite_kernels as kernels
-from .tflite_movement import rearrange
+from .tflite_movement import rearrange, with_constants
 
 __all__ = ["TFLITE_HOST_OPS", "run_tflite_op"]
 
@@ -101,17 +101,14 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
         return [kernels.average_pool(x, kernel=a["kernel"], stride=a["stride"], pads=a["pads"],
                                      act_range=a["act_range"])]
     if op == "TFL_MEAN":
-        return [kernels.mean(x, a["axes"], input_scale=a["input_scale"], input_zp=a["input_zp"],
-                             output_scale=a["output_scale"], output_zp=a["output_zp"],
-                             keep_dims=a["keep_dims"], compute_sum=a.get("compute_sum", False))]
+        return [kernels.mean(x, a["axes"], keep_dims=a["keep_dims"],
+                             compute_sum=a["compute_sum"], **_scales(a))]
     if op == "TFL_SOFTMAX":
         return [kernels.softmax(x, input_scale=a["input_scale"], beta=a["beta"])]
     if op == "TFL_QUANTIZE":
         return [kernels.quantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_REQUANTIZE":
-        return [kernels.requantize(x, input_scale=a["input_scale"], input_zp=a["input_zp"],
-                                   output_scale=a["output_scale"], output_zp=a["output_zp"],
-                                   dtype=a.get("dtype", np.int8))]
+        return [kernels.requantize(x, dtype=a.get("dtype", np.int8), **_scales(a))]
     if op == "TFL_DEQUANTIZE":
         return [kernels.dequantize(x, scale=a["scale"], zero_point=a["zero_point"])]
     if op == "TFL_PAD":
@@ -124,8 +121,7 @@ def run_tflite_op(step: Any, env: dict[str, np.ndarray]) -> list[np.ndarray]:
     if op == "TFL_STRIDED_SLICE":
         return [kernels.strided_slice(x, a["begin"], a["end"], a["strides"], **a["masks"])]
     if op == "TFL_PACK":   # constants by position in ``values``, the rest from the inputs
-        inputs = iter(env[name] for name in step.inputs)
-        values = [next(inputs) if v is None else v for v in a["values"]]
+        values = with_constants(a["values"], [env[name] for name in step.inputs])
         return [np.stack(values, axis=a["axis"]).astype(a["dtype"])]
     if op == "TFL_CLAMP":
         return [np.clip(x, *a["range"]).astype(x.dtype)]

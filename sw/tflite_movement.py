@@ -22,7 +22,7 @@ import numpy as np
 
 from .tflite_reader import TfliteOperator
 
-__all__ = ["MovementOperators", "MOVEMENT_OPERATORS", "rearrange"]
+__all__ = ["MovementOperators", "MOVEMENT_OPERATORS", "rearrange", "with_constants"]
 
 #: The operators this module lowers.
 MOVEMENT_OPERATORS = ("PAD", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "EXPAND_DIMS",
@@ -104,6 +104,13 @@ def gathered(params: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
     return np.take(params, indices, axis=axis)
 
 
+def with_constants(values: list, operands: list[np.ndarray]) -> list:
+    """An operator's inputs in order: the constants in ``values`` where they are, the run-time
+    ``operands`` in the places ``values`` leaves ``None``."""
+    operands = iter(operands)
+    return [next(operands) if value is None else value for value in values]
+
+
 def rearrange(function: str, operands: list[np.ndarray], args: dict) -> list[np.ndarray]:
     """The outputs of one data-movement operator (``function``, its TFLite name) on
     ``operands`` (its tensors that are not constants, in order), with ``args`` (its constant
@@ -114,9 +121,7 @@ def rearrange(function: str, operands: list[np.ndarray], args: dict) -> list[np.
     if function == "UNPACK":
         return [np.take(x, i, axis=args["axis"]) for i in range(x.shape[args["axis"]])]
     if function == "GATHER":
-        operands = iter(operands)
-        params, indices = (next(operands) if args[name] is None else args[name]
-                           for name in ("params", "indices"))
+        params, indices = with_constants(args["values"], operands)
         return [gathered(params, indices, args["axis"])]
     if function == "TILE":
         return [np.tile(x, args["multiples"])]
@@ -130,9 +135,8 @@ def rearrange(function: str, operands: list[np.ndarray], args: dict) -> list[np.
         return [space_to_batch(x, args["block"], args["pads"], args["fill"])]
     if function == "BATCH_TO_SPACE_ND":
         return [batch_to_space(x, args["block"], args["crops"])]
-    if function in INTEGER_FUNCTIONS:   # constants by position, the rest from the operands
-        operands = iter(operands)
-        values = [next(operands) if v is None else v for v in args["values"]]
+    if function in INTEGER_FUNCTIONS:
+        values = with_constants(args["values"], operands)
         return [np.asarray(INTEGER_FUNCTIONS[function](*values)).astype(args["dtype"])]
     if function in ("ARG_MAX", "ARG_MIN"):
         # The first index of the extremum, as the kernel's strict comparison keeps it.
@@ -153,11 +157,9 @@ class MovementOperators:
         self.host(op, "TFL_REARRANGE", dict(function=op.name, args=args), why,
                   inputs=inputs, outputs=op.outputs)
 
-    def _axis(self, op: TfliteOperator, axis: int, rank_of: int = 0) -> int:
-        return int(axis) % len(self.tensor(op.inputs[rank_of]).shape)
-
-    def _ints(self, op: TfliteOperator, index: int, what: str) -> tuple:
-        return tuple(int(v) for v in np.ravel(self._constant(op, index, what)))
+    def _axis(self, op: TfliteOperator, axis: int) -> int:
+        """``axis`` of ``op``'s first input, counted from 0."""
+        return int(axis) % len(self.tensor(op.inputs[0]).shape)
 
     def _pairs(self, op: TfliteOperator, index: int, what: str) -> tuple:
         return tuple(tuple(int(v) for v in row)
@@ -166,8 +168,7 @@ class MovementOperators:
     # PAD, RESHAPE, and the shape arithmetic around them: host steps of their own.
 
     def _pad(self, op):
-        paddings = self.tensor(op.inputs[1]).data
-        self.host(op, "TFL_PAD", dict(paddings=[tuple(int(v) for v in row) for row in paddings],
+        self.host(op, "TFL_PAD", dict(paddings=self._pairs(op, 1, "paddings"),
                                       value=self._quant(op.outputs[0])[1]))
 
     def _reshape(self, op):
@@ -220,14 +221,13 @@ class MovementOperators:
     def _gather(self, op: TfliteOperator):
         if op.options.get("batch_dims", 0):
             raise self.refusal(op, "batch_dims above 0")
-        params, indices = (self.tensor(i).data for i in op.inputs[:2])
+        values = [self.tensor(i).data for i in op.inputs[:2]]   # params, indices
         if self.tensor(op.inputs[0]).dtype == np.int8:
             self._same_quantization(op, op.inputs[:1])
-        runtime = [i for i in op.inputs[:2] if self.tensor(i).data is None]
+        runtime = [i for i, v in zip(op.inputs, values) if v is None]
         if not runtime:
             raise self.refusal(op, "every input is a constant (the converter folds those)")
-        self._rearrange(op, dict(params=params, indices=indices,
-                                 axis=self._axis(op, op.options.get("axis", 0))),
+        self._rearrange(op, dict(values=values, axis=self._axis(op, op.options.get("axis", 0))),
                         inputs=runtime, same_quantization=False)
 
     def _tile(self, op: TfliteOperator):

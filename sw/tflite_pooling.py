@@ -8,8 +8,6 @@ quantization, vector and host steps.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .vector_ops import mean_stages
 from .vector_step import PoolWindow, pool_fits
 
@@ -17,7 +15,7 @@ __all__ = ["PoolingOperators"]
 
 
 class PoolingOperators:
-    """AVERAGE_POOL_2D, MAX_POOL_2D and MEAN (``_<operator>``, as :meth:`Lowering.lower` calls
+    """AVERAGE_POOL_2D, MAX_POOL_2D, MEAN and SUM (``_<operator>``, as :meth:`Lowering.lower` calls
     them)."""
 
     def _average_pool_2d(self, op):
@@ -64,33 +62,31 @@ class PoolingOperators:
         self.host(op, kind, dict(kernel=kernel, stride=stride, pads=pads,
                                  act_range=self._act_range(op)), why)
 
-    def _sum(self, op):
-        """SUM: the reference's ``QuantizedMeanOrSum`` without the division, on the host."""
+    def _host_mean(self, op, axes: tuple[int, ...], why: str, compute_sum: bool = False):
+        """MEAN (or SUM: ``compute_sum``) on the host, in the reference's arithmetic."""
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-        rank = len(self.tensor(op.inputs[0]).shape)
-        axes = tuple(sorted({int(a) % rank for a in np.ravel(self._constant(op, 1, "axes"))}))
         self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
                                        output_scale=s_out, output_zp=zp_out,
                                        keep_dims=op.options.get("keep_dims", False),
-                                       compute_sum=True),
-                  "runs on the host, as LiteRT's reference kernel computes it")
+                                       compute_sum=compute_sum), why)
+
+    def _sum(self, op):
+        """SUM: the reference's ``QuantizedMeanOrSum`` without the division, on the host."""
+        self._host_mean(op, self._axes(op), "runs on the host, as LiteRT's reference kernel "
+                        "computes it", compute_sum=True)
 
     def _mean(self, op):
-        axes = tuple(int(a) for a in np.ravel(self.tensor(op.inputs[1]).data))
+        axes = self._axes(op)
         (s_in, zp_in), (s_out, zp_out) = self._quant(op.inputs[0]), self._quant(op.outputs[0])
-        keep_dims = op.options.get("keep_dims", False)
         shape = self.tensor(op.inputs[0]).shape
-        spatial = len(shape) == 4 and sorted(a % 4 for a in axes) == [1, 2]
+        spatial = len(shape) == 4 and axes == (1, 2)
         stages = spatial and mean_stages(s_in, zp_in, s_out, zp_out, shape[1] * shape[2])
         if stages and pool_fits(self.params, shape[1] * shape[2], shape[3]):
-            self._vector(op, "mean", op.inputs[:1], stages=stages, flat=not keep_dims)
+            self._vector(op, "mean", op.inputs[:1], stages=stages,
+                         flat=not op.options.get("keep_dims", False))
             return
-        self.host(op, "TFL_MEAN", dict(axes=axes, input_scale=s_in, input_zp=zp_in,
-                                       output_scale=s_out, output_zp=zp_out,
-                                       keep_dims=keep_dims),
-                  "no vector unit on this core" if not self.params.vector_unit
-                  else "the vector unit takes means over a map's height and width"
-                  if not spatial else "its multiplier needs a left shift" if not stages
-                  else f"a {shape[1]}x{shape[2]}x{shape[3]} map does not fit the activation "
-                       "SRAM")
-
+        self._host_mean(op, axes, "no vector unit on this core" if not self.params.vector_unit
+                        else "the vector unit takes means over a map's height and width"
+                        if not spatial else "its multiplier needs a left shift" if not stages
+                        else f"a {shape[1]}x{shape[2]}x{shape[3]} map does not fit the "
+                             "activation SRAM")
