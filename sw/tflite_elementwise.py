@@ -151,7 +151,7 @@ class ElementwiseOperators:
         axis are theirs."""
         axis_position, source = (0, op.inputs[1]) if op.name == "SPLIT" else (2, op.inputs[0])
         rank = len(self.tensor(source).shape)
-        axis = int(np.ravel(self._constant(op, axis_position, "axis"))[0]) % rank
+        axis = self._ints(op, axis_position, "axis")[0] % rank
         sizes = [self.tensor(i).shape[axis] for i in op.outputs]
         self.host(op, "TFL_SPLIT", dict(axis=axis, cuts=tuple(int(c) for c in
                                                               np.cumsum(sizes)[:-1])),
@@ -164,17 +164,10 @@ class ElementwiseOperators:
         self.host(op, "TFL_TRANSPOSE", dict(perm=tuple(int(p) for p in perm)), _ON_HOST)
 
     def _mul(self, op: TfliteOperator):
-        """MUL and SUB: int8 in the reference's arithmetic; int32 (indices) as integers."""
-        if self.tensor(op.outputs[0]).dtype == np.int32:
-            self._integer(op)
-            return
         self.host(op, "TFL_MUL", dict(act_range=self._act_range(op), **self._scales(op, 2)),
                   _ON_HOST, inputs=op.inputs[:2])
 
     def _sub(self, op: TfliteOperator):
-        if self.tensor(op.outputs[0]).dtype == np.int32:
-            self._integer(op)
-            return
         self.host(op, "TFL_ADD", dict(act_range=self._act_range(op), subtract=True,
                                       **self._scales(op, 2)),
                   "runs on the host (the vector unit's rounding is not symmetric in sign)",

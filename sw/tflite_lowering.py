@@ -150,6 +150,8 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
 
     def lower(self, op: TfliteOperator):
         method = getattr(self, f"_{op.name.lower()}", None)
+        if op.name in ("ADD", "SUB", "MUL") and self.tensor(op.outputs[0]).dtype == np.int32:
+            method = self._integer   # indices, not quantized (an Embedding's)
         if op.name not in SUPPORTED_OPERATORS or method is None:
             floats = [i for i in op.inputs if i >= 0 and self.tensor(i).dtype == np.float32]
             raise UnsupportedTfliteOperator(op, "this operator is not supported, in float32 "
@@ -427,9 +429,6 @@ class Lowering(PoolingOperators, ElementwiseOperators, MovementOperators):
             "layers run on chip; elsewhere on the host, in the same arithmetic"))
 
     def _add(self, op):
-        if self.tensor(op.outputs[0]).dtype == np.int32:   # indices, not quantized
-            self._integer(op)
-            return
         (a_scale, a_zp), (b_scale, b_zp) = self._quant(op.inputs[0]), self._quant(op.inputs[1])
         s_out, zp_out = self._quant(op.outputs[0])
         quant = dict(a_scale=a_scale, a_zp=a_zp, b_scale=b_scale, b_zp=b_zp,
